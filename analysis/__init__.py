@@ -1,0 +1,1 @@
+"""Between hosts and model: fetch, parse, experience pools, metrics, summary and report."""

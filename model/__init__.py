@@ -1,0 +1,1 @@
+"""L4S-LLM: state encoder, backbone with LoRA, L4S head; training, evaluation and policy."""

@@ -1,0 +1,371 @@
+"""The `l4stb` command line: click commands that call the pipeline stages and print through one rich Console."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from l4stb import __version__
+from l4stb.console import console, err_console
+from l4stb.errors import L4stbError
+from l4stb.workspace import Workspace
+
+DEFAULT_WORKDIR = "./l4stb-work"
+
+
+class Ctx:
+    def __init__(self, workdir: str, verbose: bool):
+        self.ws = Workspace.at(workdir)
+        self.verbose = verbose
+
+
+pass_ctx = click.make_pass_decorator(Ctx)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--workdir", type=click.Path(file_okay=False), default=None,
+              help=f"Workdir for the testbed, runs and models (env L4STB_WORKDIR, default {DEFAULT_WORKDIR}).")
+@click.option("-v", "--verbose", is_flag=True, help="Log progress details and show tracebacks of internal errors.")
+@click.version_option(__version__, prog_name="l4stb")
+@click.pass_context
+def cli(ctx: click.Context, workdir: str | None, verbose: bool) -> None:
+    """l4stb: the L4S-LLM experiment end to end.
+
+    \b
+    l4stb up                              bring up the testbed (sim provider by default)
+    l4stb run --scenario dctcp-8mbps      iperf3 flows through the DualPI2 router, N repeats
+    l4stb fetch-logs                      pull router logs and iperf3 JSON into the run folder
+    l4stb train-and-report                logs -> pool -> LoRA fine-tune -> evaluation -> HTML report
+    """
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    ctx.obj = Ctx(workdir or os.environ.get("L4STB_WORKDIR") or DEFAULT_WORKDIR, verbose)
+
+
+# --------------------------------------------------------------------------------------------
+# testbed
+# --------------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--provider", type=click.Choice(["sim", "vagrant"]), default="sim", show_default=True)
+@click.option("--topology", default="dumbbell-4", show_default=True, help="Shipped topology name or a YAML path.")
+@click.option("--dry-run", is_flag=True, help="Print the per-host plan and touch nothing.")
+@pass_ctx
+def up(c: Ctx, provider: str, topology: str, dry_run: bool) -> None:
+    """Bring up the testbed: client1, client2, router, server."""
+    from l4stb.config import load_topology
+    from l4stb.providers import get_provider
+    from l4stb.providers.base import TestbedInfo
+
+    topo = load_topology(topology)
+    prov = get_provider(provider, c.ws)
+    if dry_run:
+        console.print(prov.plan_up(topo).render(), markup=False, soft_wrap=True)
+        return
+    with c.ws.locked("up"):
+        if c.ws.testbed_file.is_file():
+            current = TestbedInfo.load(c.ws)
+            if (current.provider, current.topology) != (provider, topo.name):
+                raise L4stbError(
+                    f"a {current.provider} testbed ({current.topology}) is already up in {c.ws.root}. "
+                    "Run `l4stb down` first, or use another --workdir."
+                )
+        info = prov.up(topo)
+        info.save(c.ws)
+    console.print(f"[green]testbed up[/]: provider [bold]{provider}[/], topology [bold]{topo.name}[/], "
+                  f"hosts {', '.join(info.hosts)}; workdir {c.ws.root}")
+
+
+@cli.command()
+@click.option("--destroy", is_flag=True, help="Also delete the hosts (sim folders / VMs). Unfetched logs are lost.")
+@pass_ctx
+def down(c: Ctx, destroy: bool) -> None:
+    """Stop the testbed (VMs halted; simulated hosts kept unless --destroy)."""
+    from l4stb.providers import get_provider
+    from l4stb.providers.base import TestbedInfo
+
+    with c.ws.locked("down"):
+        info = TestbedInfo.load(c.ws)
+        get_provider(info.provider, c.ws).down(destroy=destroy)
+        c.ws.testbed_file.unlink()
+    console.print(f"testbed ({info.provider}, {info.topology}) is down" + (" and destroyed" if destroy else ""))
+
+
+@cli.command()
+@pass_ctx
+def status(c: Ctx) -> None:
+    """Show the testbed and every run with its state."""
+    from l4stb.manifest import load_manifest
+    from l4stb.providers import get_provider
+    from l4stb.providers.base import TestbedInfo
+
+    if c.ws.testbed_file.is_file():
+        info = TestbedInfo.load(c.ws)
+        states = get_provider(info.provider, c.ws).status()
+        table = Table(title=f"testbed: {info.provider} / {info.topology} (up since {info.created})")
+        table.add_column("host")
+        table.add_column("role")
+        table.add_column("state")
+        for host, meta in info.hosts.items():
+            table.add_row(host, str(meta.get("role", "")), states.get(host, "unknown"))
+        console.print(table)
+    else:
+        console.print(f"no testbed is up in {c.ws.root} (`l4stb up` starts one)")
+    runs = c.ws.run_ids()
+    if not runs:
+        console.print("no runs yet")
+        return
+    table = Table(title="runs")
+    for col in ("run", "kind", "status", "repeats ok", "fetched", "steps"):
+        table.add_column(col)
+    for run_id in runs:
+        m = load_manifest(c.ws, run_id)
+        fetched = m.steps.get("fetch", {}).get("status", "-")
+        steps = ", ".join(k for k, v in m.steps.items() if k != "fetch" and isinstance(v, dict) and v.get("status") == "done")
+        table.add_row(run_id, m.kind, m.status, f"{len(m.ok_repeats())}/{len(m.repeats)}", fetched, steps or "-")
+    console.print(table)
+
+
+@cli.command()
+def scenarios() -> None:
+    """List the shipped scenarios and topologies."""
+    from l4stb.config import load_scenario, load_topology
+    from l4stb.resources import list_scenarios, list_topologies
+    from l4stb.units import format_duration, format_rate
+
+    table = Table(title="scenarios (use a name, or the path of your own YAML)")
+    for col in ("name", "aqm", "rate", "delay", "flows", "duration x repeats", "description"):
+        table.add_column(col, overflow="fold")
+    for name in list_scenarios():
+        s = load_scenario(name)
+        flows = " + ".join(f"{f.host}:{f.cc}x{f.streams}" for f in s.flows)
+        table.add_row(name, s.aqm.name, format_rate(s.bottleneck.rate), format_duration(s.bottleneck.delay), flows,
+                      f"{format_duration(s.duration)} x {s.repeats}", s.description)
+    console.print(table)
+    topos = Table(title="topologies")
+    topos.add_column("name")
+    topos.add_column("hosts")
+    topos.add_column("description", overflow="fold")
+    for name in list_topologies():
+        t = load_topology(name)
+        topos.add_row(name, ", ".join(f"{h} ({s.role})" for h, s in t.hosts.items()), t.description)
+    console.print(topos)
+
+
+# --------------------------------------------------------------------------------------------
+# experiments
+# --------------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--scenario", "scenario_name", required=False, help="Shipped scenario name or a YAML path.")
+@click.option("--repeats", type=int, default=None, help="Override the scenario's number of repeats.")
+@click.option("--seed", type=int, default=None, help="Override the scenario's seed.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a scenario field, e.g. bottleneck.rate=20Mbit or duration=30s (repeatable).")
+@click.option("--sweep", "sweeps", multiple=True, metavar="KEY=V1,V2,...",
+              help="Run the cross product of values, e.g. bottleneck.rate=8Mbit,20Mbit (repeatable).")
+@click.option("--resume", "resume", default=None, metavar="RUN_ID|SWEEP",
+              help="Finish an interrupted run (its pending repeats), or with --sweep skip combinations already done.",
+              is_flag=False, flag_value="__latest__")
+@click.option("--jobs", type=int, default=None, help="Repeats run in parallel (sim provider; default: all cores).")
+@click.option("--executor", type=click.Choice(["local", "dask", "ray"]), default="local", show_default=True,
+              help="Where sweep runs execute (dask/ray need a cluster address in DASK_SCHEDULER_ADDRESS/RAY_ADDRESS).")
+@click.option("--dry-run", is_flag=True, help="Print the per-host plan (or the sweep's combinations) and run nothing.")
+@pass_ctx
+def run(c: Ctx, scenario_name, repeats, seed, overrides, sweeps, resume, jobs, executor, dry_run) -> None:
+    """Run a scenario's repeats on the testbed that is up."""
+    from l4stb import runner
+
+    overrides = list(overrides)
+    if repeats is not None:
+        overrides.append(f"repeats={repeats}")
+    if seed is not None:
+        overrides.append(f"seed={seed}")
+    if sweeps:
+        from l4stb.sweep import run_sweep
+
+        if not scenario_name:
+            raise L4stbError("--sweep needs --scenario NAME.")
+        run_sweep(c.ws, scenario_name, overrides, list(sweeps), resume=resume is not None, dry_run=dry_run,
+                  jobs=jobs, executor=executor)
+        return
+    if resume and resume != "__latest__" or (resume and not scenario_name):
+        run_id = c.ws.resolve_run(None if resume == "__latest__" else resume)
+        with c.ws.locked("run --resume"):
+            result = runner.execute(c.ws, run_id, jobs=jobs)
+        _print_run_result(result)
+        return
+    if not scenario_name:
+        raise L4stbError("`l4stb run` needs --scenario NAME (see `l4stb scenarios`), or --resume RUN_ID.")
+    if dry_run:
+        console.print(runner.plan_run(c.ws, scenario_name, overrides).render(), markup=False, soft_wrap=True)
+        return
+    with c.ws.locked("run"):
+        testbed, topology, scenario = runner.resolve(c.ws, scenario_name, overrides)
+        manifest = runner.start_run(c.ws, scenario, topology, testbed)
+        console.print(f"run [bold]{manifest.run_id}[/]: {scenario.repeats} x {scenario.duration / 1e6:.0f} s on the "
+                      f"{testbed.provider} testbed")
+        result = runner.execute(c.ws, manifest.run_id, jobs=jobs)
+    _print_run_result(result)
+
+
+def _print_run_result(result) -> None:
+    color = "green" if result.status == "complete" else "yellow"
+    console.print(f"[{color}]{result.status}[/]: run {result.run_id}, {len(result.ok)} repeats ok"
+                  + (f", {len(result.failed)} failed ({', '.join(map(str, result.failed))})" if result.failed else "")
+                  + f", {result.wall_s:.1f} s wall. Next: `l4stb fetch-logs`.")
+    if result.status != "complete":
+        console.print(f"re-run the missing repeats with `l4stb run --resume {result.run_id}`")
+
+
+@cli.command("fetch-logs")
+@click.option("--run", "run_id", default=None, help="Run id (default: the latest run).")
+@click.option("--clean-remote", is_flag=True, help="Delete the run's files on the hosts after a verified fetch.")
+@pass_ctx
+def fetch_logs(c: Ctx, run_id: str | None, clean_remote: bool) -> None:
+    """Pull the router logs and iperf3 JSON of a run, verified by sha256, into runs/<id>/raw/."""
+    from l4stb.analysis.fetch import fetch_run
+
+    with c.ws.locked("fetch-logs"):
+        run_id = c.ws.resolve_run(run_id)
+        result = fetch_run(c.ws, run_id, clean_remote=clean_remote)
+    console.print(f"[green]fetched[/] {result.files} files ({result.bytes / 1e6:.1f} MB, {result.new} new, "
+                  f"{result.skipped} already there) into {c.ws.raw_dir(run_id)}. Next: `l4stb summary` or "
+                  "`l4stb train-and-report`.")
+
+
+@cli.command("import-logs")
+@click.option("--router-log", "router_logs", multiple=True, required=True, type=click.Path(dir_okay=False),
+              help="Router log file(s): a /var/log/messages dump, a dualpi2.log set (.N.bz2/.gz/.xz too).")
+@click.option("--iperf3", "iperf3_files", multiple=True, type=click.Path(dir_okay=False),
+              help="iperf3 -J output file(s) of the same experiment.")
+@click.option("--name", default=None, help="Name for the imported run (default: imported-<time>).")
+@pass_ctx
+def import_logs(c: Ctx, router_logs, iperf3_files, name) -> None:
+    """Turn existing raw files (e.g. the original testbed's llmrawdata.txt) into a run."""
+    from l4stb.analysis.importer import import_logs as do_import
+
+    with c.ws.locked("import-logs"):
+        run_id = do_import(c.ws, [Path(p) for p in router_logs], [Path(p) for p in iperf3_files], name=name)
+    console.print(f"[green]imported[/] as run [bold]{run_id}[/]. Next: `l4stb summary --run {run_id}`.")
+
+
+@cli.command()
+@click.option("--run", "run_id", default=None, help="Run id (default: the latest run).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
+@pass_ctx
+def summary(c: Ctx, run_id: str | None, as_json: bool) -> None:
+    """Queue delay, throughput, utilisation and fairness of a run, per repeat and overall."""
+    from l4stb.analysis.summary import print_summary, summarize
+
+    with c.ws.locked("summary"):
+        run_id = c.ws.resolve_run(run_id)
+        result = summarize(c.ws, run_id)
+    if as_json:
+        import json
+
+        click.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        print_summary(result, console)
+
+
+@cli.command()
+@click.option("--run", "run_id", default=None, help="Run id (default: the latest run).")
+@pass_ctx
+def report(c: Ctx, run_id: str | None) -> None:
+    """Render runs/<id>/report/index.html, summary.md and the figures."""
+    from l4stb.analysis.report import render_report
+
+    with c.ws.locked("report"):
+        run_id = c.ws.resolve_run(run_id)
+        path = render_report(c.ws, run_id)
+    console.print(f"[green]report[/]: {path}")
+
+
+@cli.command("train-and-report")
+@click.option("--run", "run_ids", multiple=True, help="Train on these runs (default: the latest run).")
+@click.option("--test-run", "test_runs", multiple=True, help="Test on these held-out runs instead of a split.")
+@click.option("--pool", "pool", default=None, help="Train on an existing pool (name under workdir/pools or a path).")
+@click.option("--preset", default="paper7", show_default=True, help="State features: paper8, paper7 or dualpi2.")
+@click.option("--reward", default="paper", show_default=True, help="Reward function name.")
+@click.option("--backbone", default="tiny-gpt2", show_default=True,
+              help="tiny-gpt2, smollm2-135m, or a local path / hub id of a GPT-2, OPT, Llama or T5 model.")
+@click.option("--layers", type=int, default=None, help="Keep only the first N backbone blocks.")
+@click.option("--epochs", type=int, default=2, show_default=True)
+@click.option("--lora-rank", type=int, default=None, help="LoRA rank (0 = full fine-tuning; paper: 128).")
+@click.option("--max-train-windows", type=int, default=None, help="Cap on training windows per epoch (CPU budgets).")
+@click.option("--closed-loop/--no-closed-loop", default=True, show_default=True,
+              help="Drive the simulator's router with the learned policy and compare with DualPI2.")
+@click.option("--policy-every", type=int, multiple=True, help="Closed loop: the policy decides every N-th packet.")
+@click.option("--name", default=None, help="Model name (default: the backbone name).")
+@pass_ctx
+def train_and_report(c: Ctx, **options) -> None:
+    """Logs -> experience pool -> LLM fine-tune (LoRA) -> evaluation -> closed loop -> HTML report."""
+    from l4stb.model.job import TrainJob, train_and_report as do_job
+
+    job = TrainJob(**options)
+    with c.ws.locked("train-and-report"):
+        outcome = do_job(c.ws, job, console=console)
+    console.print(outcome.headline())
+
+
+@cli.group()
+def pool() -> None:
+    """Experience pools: import the original pickles."""
+
+
+@pool.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--name", default=None, help="Pool name (default: the file's stem).")
+@pass_ctx
+def pool_import(c: Ctx, file: str, name: str | None) -> None:
+    """Import an original L4S-LLM ExperiencePool pickle (only its expected classes are unpickled)."""
+    from l4stb.analysis.pool import save_pool
+    from l4stb.analysis.pool_import import import_pickle
+
+    path = Path(file)
+    name = name or path.stem
+    with c.ws.locked("pool import"):
+        splits = import_pickle(path, name=name)
+        folder = save_pool(splits, c.ws.pool_dir(None, name))
+    sizes = ", ".join(f"{k} {v}" for k, v in splits.meta.sizes.items())
+    console.print(f"[green]imported[/] pool [bold]{name}[/] ({len(splits.meta.feature_names)} features; {sizes}) "
+                  f"into {folder}. Train on it: `l4stb train-and-report --pool {name}`.")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors print one paragraph and exit 2; bugs show a traceback with -v."""
+    args = sys.argv[1:] if argv is None else argv
+    verbose = "-v" in args or "--verbose" in args
+    try:
+        cli.main(args=args, prog_name="l4stb", standalone_mode=False)
+    except L4stbError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted: what was finished is saved; re-run the command to resume.")
+        sys.exit(130)
+    except Exception as exc:  # a bug: say so plainly, and show the traceback with -v
+        if verbose:
+            traceback.print_exc()
+        else:
+            err_console.print(f"[bold red]internal error[/] ({type(exc).__name__}: {exc}). Re-run with -v for the "
+                              "traceback and report it.", soft_wrap=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,44 @@
+"""Where a run's artifacts live on the testbed hosts: one layout for the sim folders and the FreeBSD VMs.
+
+Per repeat, the router's log set (current file plus newsyslog's rotated ``.N.bz2`` files) is moved into the
+repeat's folder when the repeat ends, and the clients' iperf3 ``-J`` output is written straight into theirs.
+``fetch-logs`` pulls these folders; nothing else on the hosts is touched.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+
+from l4stb.workspace import validate_name
+
+REMOTE_ROOT = "/var/l4stb"
+"""Everything l4stb leaves on a host lives under this folder, one subfolder per run."""
+
+_REPEAT_DIR_RE = re.compile(r"^r(\d{2,4})$")
+
+
+def repeat_dirname(repeat: int) -> str:
+    return f"r{repeat:02d}"
+
+
+def parse_repeat_dirname(name: str) -> int | None:
+    m = _REPEAT_DIR_RE.match(name)
+    return int(m.group(1)) if m else None
+
+
+def remote_run_dir(run_id: str) -> str:
+    return posixpath.join(REMOTE_ROOT, "runs", validate_name(run_id, "run id"))
+
+
+def remote_repeat_dir(run_id: str, repeat: int) -> str:
+    return posixpath.join(remote_run_dir(run_id), repeat_dirname(repeat))
+
+
+def iperf3_client_name(host: str, cc: str, group: int, connection: int) -> str:
+    """``client1-cubic-g0-c1.json``: one iperf3 process (connection) of flow group ``group``."""
+    return f"{validate_name(host, 'host')}-{cc}-g{group}-c{connection}.json"
+
+
+def iperf3_server_name(port: int) -> str:
+    return f"server-{int(port)}.json"

@@ -1,0 +1,136 @@
+"""The router log line: the single source of truth for its fields, shared by the simulator, the parser and the C module.
+
+Three line shapes exist (ARCHITECTURE §4):
+
+* ``l4s_ecn_marking-start,<24 ints>,end`` -- the paper's FreeBSD L4S scheduler (PIE-based);
+* ``dualpi2_ecn_marking-start,<23 ints>,end`` -- older data, without ``packet_length``;
+* ``l4stb_aqm-start,<24 ints>,<timestamp_us>,<flow_id>,end`` -- l4stb's own kernel module and simulator.
+
+The C header used by ``freebsd_module`` is generated from this module (:func:`render_c_header`) and a
+test fails when the checked-in header drifts from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PROB_SCALE = (1 << 31) - 1
+"""Probabilities are logged as integers scaled by 2^31-1 (PIE_MAX_PROB in dn_aqm_pie.h)."""
+
+ACTION_FORWARD, ACTION_DROP, ACTION_MARK = 1, 2, 3
+"""Logged ``dequeue_action`` codes (dn_aqm_pie.h enum); the experience pool shifts them to 0/1/2."""
+
+PAPER_PREFIX = "l4s_ecn_marking-start"
+OLD_PREFIX = "dualpi2_ecn_marking-start"
+L4STB_PREFIX = "l4stb_aqm-start"
+LINE_END = "end"
+SYSLOG_TAG = "dualpi2"
+"""The module logs ``dualpi2: <line>`` so that a syslog.conf ``!dualpi2`` block can route it."""
+
+
+@dataclass(frozen=True)
+class LogField:
+    """One integer field of the log line, with what it means under each AQM."""
+
+    name: str
+    unit: str
+    dualpi2: str
+    l4s_pie: str
+
+
+FIELDS: tuple[LogField, ...] = (
+    LogField("queue_type", "enum", "0 = Classic (C) queue, 1 = L4S (L) queue", "0 = Classic, 1 = L4S (ECT(1))"),
+    LogField("qdelay_reference", "us", "PI target delay (15 ms by default)", "PIE qdelay_ref (target)"),
+    LogField("tupdate", "us", "PI update interval Tupdate", "PIE tupdate"),
+    LogField("max_burst", "us", "unused by DualPI2, logged as 0", "PIE max_burst"),
+    LogField("max_ecn_threshold", "prob", "p_Cmax, the Classic overload threshold (scaled)", "PIE max_ecnth (scaled by 2^13 in the kernel)"),
+    LogField("alpha_coefficient", "mHz", "PI integral gain alpha in milli-Hz", "PIE alpha (scaled by 2^13)"),
+    LogField("beta_coefficient", "mHz", "PI proportional gain beta in milli-Hz", "PIE beta (scaled by 2^13)"),
+    LogField("flags", "bits", "bit0 ECN enabled, bit1 overload, bit2 step (not ramp) L AQM", "PIE flags"),
+    LogField("burst_allowance", "us", "always 0 (no burst allowance in DualPI2)", "PIE burst allowance left"),
+    LogField("drop_probability", "prob", "this queue's applied probability: p_C for C, p_L for L (scaled)", "the queue's PIE drop_prob"),
+    LogField("current_queue_delay", "us", "sojourn time of this queue's head packet", "PIE current_qdelay (tick-quantised)"),
+    LogField("previous_queue_delay", "us", "queue delay at the previous PI update", "PIE qdelay_old"),
+    LogField("accumulated_probability", "prob", "base PI probability p' (scaled)", "PIE accu_prob (derandomisation)"),
+    LogField("measurement_start_time", "us", "time of the last PI update", "PIE measurement_start"),
+    LogField("average_dequeue_time", "us", "not measured, logged as 0", "PIE avg_dq_time (0 in the paper's data)"),
+    LogField("dequeue_count", "pkts", "packets dequeued from this queue", "PIE dq_count"),
+    LogField("status_flags", "bits", "bit0 PI active, bit1 C queue non-empty, bit2 L queue non-empty", "PIE sflags"),
+    LogField("total_packets", "pkts", "packets ever enqueued into this queue", "q->stats.tot_pkts"),
+    LogField("total_bytes", "bytes", "bytes ever enqueued into this queue", "q->stats.tot_bytes"),
+    LogField("queue_length", "pkts", "packets in this queue when the decision is made", "q->stats.length"),
+    LogField("length_in_bytes", "bytes", "bytes in this queue when the decision is made", "q->stats.len_bytes"),
+    LogField("total_drops", "pkts", "packets this queue has dropped so far", "q->stats.drops"),
+    LogField("packet_length", "bytes", "IP length of the packet being decided", "m_pkthdr.len"),
+    LogField("dequeue_action", "enum", "1 forwarded, 2 dropped, 3 CE-marked", "1 enqueued, 2 dropped, 3 ECN-marked"),
+)
+"""The 24 fields of the paper's line, in order."""
+
+FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in FIELDS)
+OLD_FIELD_NAMES: tuple[str, ...] = tuple(n for n in FIELD_NAMES if n != "packet_length")
+EXTRA_FIELD_NAMES: tuple[str, ...] = ("timestamp_us", "flow_id")
+L4STB_FIELD_NAMES: tuple[str, ...] = FIELD_NAMES + EXTRA_FIELD_NAMES
+FIELD_INDEX: dict[str, int] = {name: i for i, name in enumerate(L4STB_FIELD_NAMES)}
+
+LINE_SHAPES: dict[str, tuple[str, ...]] = {
+    PAPER_PREFIX: FIELD_NAMES,
+    OLD_PREFIX: OLD_FIELD_NAMES,
+    L4STB_PREFIX: L4STB_FIELD_NAMES,
+}
+"""Prefix -> the ordered field names its lines carry."""
+
+
+def format_line(values: tuple[int, ...] | list[int]) -> str:
+    """Render one l4stb line (24 fields + timestamp_us + flow_id) exactly as the kernel module prints it."""
+    if len(values) != len(L4STB_FIELD_NAMES):
+        raise ValueError(f"expected {len(L4STB_FIELD_NAMES)} values, got {len(values)}")
+    return f"{L4STB_PREFIX},{','.join(str(int(v)) for v in values)},{LINE_END}"
+
+
+def scale_probability(p: float) -> int:
+    """Float probability in [0, 1] -> the integer the log carries (the only place scaling happens)."""
+    p = 0.0 if p < 0.0 else 1.0 if p > 1.0 else p
+    return int(p * PROB_SCALE)
+
+
+def unscale_probability(v: int | float) -> float:
+    return float(v) / PROB_SCALE
+
+
+def render_c_header() -> str:
+    """The C header ``freebsd_module/dualpi2_log_fields.h``, generated from :data:`FIELDS`."""
+    lines = [
+        "/* GENERATED by l4stb.logformat.render_c_header() -- do not edit; run",
+        " *   python -m l4stb.logformat > freebsd_module/dualpi2_log_fields.h",
+        " * A test fails when this file and the Python field list drift apart. */",
+        "#ifndef DUALPI2_LOG_FIELDS_H",
+        "#define DUALPI2_LOG_FIELDS_H",
+        "",
+        f'#define DUALPI2_LOG_TAG "{SYSLOG_TAG}"',
+        f'#define DUALPI2_LOG_PREFIX "{L4STB_PREFIX}"',
+        f'#define DUALPI2_LOG_END "{LINE_END}"',
+        f"#define DUALPI2_PROB_SCALE {PROB_SCALE}U",
+        f"#define DUALPI2_ACTION_FORWARD {ACTION_FORWARD}",
+        f"#define DUALPI2_ACTION_DROP {ACTION_DROP}",
+        f"#define DUALPI2_ACTION_MARK {ACTION_MARK}",
+        f"#define DUALPI2_LOG_NFIELDS {len(L4STB_FIELD_NAMES)}",
+        "",
+        "enum dualpi2_log_field {",
+    ]
+    for i, f in enumerate(FIELDS):
+        lines.append(f"\tDUALPI2_F_{f.name.upper()} = {i},\t/* {f.unit}: {f.dualpi2} */")
+    for j, name in enumerate(EXTRA_FIELD_NAMES, start=len(FIELDS)):
+        lines.append(f"\tDUALPI2_F_{name.upper()} = {j},")
+    lines += [
+        "};",
+        "",
+        "/* Field names in log order, for the test harness and for humans. */",
+        "static const char *const dualpi2_log_field_names[DUALPI2_LOG_NFIELDS] = {",
+    ]
+    lines += [f'\t"{name}",' for name in L4STB_FIELD_NAMES]
+    lines += ["};", "", "#endif /* DUALPI2_LOG_FIELDS_H */", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover - a generator entry point
+    print(render_c_header(), end="")

@@ -1,0 +1,109 @@
+"""The run manifest: what was run, with what, on which hosts, how each repeat ended, and every file's sha256."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+import l4stb
+from l4stb.workspace import Workspace, atomic_write_json, read_json, utc_iso
+
+RepeatStatus = Literal["pending", "running", "ok", "failed"]
+
+
+class RepeatRecord(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    repeat: int
+    seed: int
+    status: RepeatStatus = "pending"
+    started: str | None = None
+    finished: str | None = None
+    wall_s: float | None = None
+    detail: str = ""
+    stats: dict[str, Any] = Field(default_factory=dict)
+
+
+class FileRecord(BaseModel):
+    host: str
+    remote_path: str
+    size: int
+    sha256: str
+
+
+class Manifest(BaseModel):
+    """``runs/<id>/manifest.json``. Later stages add their own sections (fetch, parse, pool, model, report)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    run_id: str
+    kind: Literal["run", "imported"] = "run"
+    created: str = Field(default_factory=utc_iso)
+    status: Literal["running", "complete", "incomplete", "failed", "imported"] = "running"
+    provider: str = "sim"
+    scenario: dict[str, Any] = Field(default_factory=dict)
+    topology: dict[str, Any] = Field(default_factory=dict)
+    seed: int = 0
+    versions: dict[str, str] = Field(default_factory=dict)
+    host_facts: dict[str, Any] = Field(default_factory=dict)
+    repeats: dict[str, RepeatRecord] = Field(default_factory=dict)
+    timings: dict[str, Any] = Field(default_factory=dict)
+    files: dict[str, FileRecord] = Field(default_factory=dict)
+    steps: dict[str, Any] = Field(default_factory=dict)
+
+    def repeat(self, n: int) -> RepeatRecord:
+        return self.repeats[str(n)]
+
+    def pending_repeats(self) -> list[int]:
+        return sorted(int(k) for k, r in self.repeats.items() if r.status != "ok")
+
+    def ok_repeats(self) -> list[int]:
+        return sorted(int(k) for k, r in self.repeats.items() if r.status == "ok")
+
+
+def load_manifest(ws: Workspace, run_id: str) -> Manifest:
+    return Manifest.model_validate(read_json(ws.manifest_file(run_id), "run manifest"))
+
+
+def save_manifest(ws: Workspace, manifest: Manifest) -> None:
+    atomic_write_json(ws.manifest_file(manifest.run_id), manifest.model_dump(mode="json"))
+
+
+def update_manifest(ws: Workspace, run_id: str, change: Callable[[Manifest], None]) -> Manifest:
+    """Read, change, write back atomically (callers hold the workdir lock)."""
+    manifest = load_manifest(ws, run_id)
+    change(manifest)
+    save_manifest(ws, manifest)
+    return manifest
+
+
+def collect_versions() -> dict[str, str]:
+    """l4stb, its git sha when run from a checkout, python and the ML libraries (without importing them)."""
+    versions = {"l4stb": l4stb.__version__, "python": platform.python_version(), "platform": platform.platform()}
+    sha = git_sha()
+    if sha:
+        versions["git_sha"] = sha
+    for dist in ("torch", "transformers", "peft", "accelerate", "numpy", "pandas", "fabric", "python-vagrant"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = "not installed"
+    return versions
+
+
+def git_sha() -> str | None:
+    src = Path(l4stb.__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:
+        return None
+    dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True, timeout=5).stdout.strip()
+    return out.stdout.strip() + ("-dirty" if dirty else "")

@@ -1,0 +1,204 @@
+"""The provider interface every command uses: bring a testbed up and down, reach its hosts, run repeats.
+
+Both providers leave the same artifacts on their hosts (see ``l4stb.layout``), so everything after
+``run`` -- fetch, parse, pools, training, reports -- is one code path.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from l4stb.config import Scenario, Topology
+from l4stb.errors import L4stbError
+from l4stb.workspace import Workspace, atomic_write_json, read_json, utc_iso
+
+
+@dataclass
+class CommandResult:
+    host: str
+    command: str
+    exit_code: int
+    stdout: str = ""
+    stderr: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    path: str
+    size: int
+    mtime: float
+
+
+class RemoteCommandError(L4stbError):
+    """A command failed on a host: says host, step, command and the tail of stderr."""
+
+    def __init__(self, host: str, step: str, command: str, exit_code: int, stderr: str):
+        tail = "\n".join(stderr.strip().splitlines()[-5:]) or "(no stderr)"
+        super().__init__(
+            f"{host}: step '{step}' failed (exit {exit_code}) running `{command}`. Last lines of stderr: {tail}"
+        )
+        self.host, self.step, self.command, self.exit_code, self.stderr = host, step, command, exit_code, stderr
+
+
+class Host(ABC):
+    """One testbed host: run commands, move files, list folders. Commands are argv lists, quoted here."""
+
+    name: str
+
+    @abstractmethod
+    def run(self, argv: list[str], *, timeout: float | None = 60, check: bool = True, step: str = "command") -> CommandResult:
+        """Run ``argv`` (each element quoted with shlex) and return its result; raise RemoteCommandError on failure when ``check``."""
+
+    def run_script(self, script: str, *, timeout: float | None = 600, check: bool = True, step: str = "script") -> CommandResult:
+        """Run a rendered shell script (from a playbook template) with ``sh -c``."""
+        return self.run(["sh", "-c", script], timeout=timeout, check=check, step=step)
+
+    @abstractmethod
+    def put(self, local: Path, remote: str) -> None: ...
+
+    @abstractmethod
+    def get(self, remote: str, local: Path) -> None:
+        """Copy ``remote`` to ``local`` (the caller writes to a temp name and renames)."""
+
+    @abstractmethod
+    def list(self, remote_dir: str) -> list[RemoteFile]:
+        """Files (recursively) under ``remote_dir``; an empty list when it does not exist."""
+
+    @abstractmethod
+    def sha256(self, remote: str) -> str: ...
+
+    @abstractmethod
+    def remove(self, remote: str) -> None: ...
+
+
+@dataclass
+class PlanStep:
+    host: str
+    step: str
+    script: str
+
+
+@dataclass
+class Plan:
+    """What a command would do on each host, in order; printed by --dry-run."""
+
+    title: str
+    steps: list[PlanStep] = field(default_factory=list)
+
+    def add(self, host: str, step: str, script: str) -> None:
+        self.steps.append(PlanStep(host, step, script))
+
+    def render(self) -> str:
+        out = [f"# {self.title}"]
+        for s in self.steps:
+            out.append(f"\n## [{s.host}] {s.step}")
+            out.append(s.script.rstrip())
+        return "\n".join(out) + "\n"
+
+    def hosts(self) -> list[str]:
+        return sorted({s.host for s in self.steps})
+
+
+@dataclass
+class TestbedInfo:
+    """``testbed.json``: which provider and topology are up, and how to reach each host."""
+
+    provider: str
+    topology: str
+    created: str = field(default_factory=utc_iso)
+    hosts: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def save(self, ws: Workspace) -> None:
+        atomic_write_json(ws.testbed_file, asdict(self))
+
+    @classmethod
+    def load(cls, ws: Workspace) -> "TestbedInfo":
+        if not ws.testbed_file.is_file():
+            raise L4stbError(
+                f"no testbed is up in {ws.root} (testbed.json is missing). Run `l4stb up` first "
+                "(`l4stb up --provider vagrant` for FreeBSD VMs), or pass the --workdir that has one."
+            )
+        data = read_json(ws.testbed_file, "testbed description")
+        try:
+            return cls(**data)
+        except TypeError:
+            raise L4stbError(f"{ws.testbed_file} does not describe a testbed. Run `l4stb down` and `l4stb up` again.") from None
+
+
+@dataclass
+class RunContext:
+    """Everything a provider needs to run repeats of one run."""
+
+    run_id: str
+    scenario: Scenario
+    topology: Topology
+    workspace: Workspace
+
+
+@dataclass
+class RepeatOutcome:
+    repeat: int
+    seed: int
+    ok: bool
+    started: str
+    finished: str
+    wall_s: float
+    detail: str = ""
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+ProgressFn = Callable[[int, float], None]
+"""Called with (repeat, fraction done in [0, 1]) while a repeat runs."""
+DoneFn = Callable[[RepeatOutcome], None]
+
+
+class Provider(ABC):
+    name: str = ""
+
+    def __init__(self, workspace: Workspace):
+        self.ws = workspace
+
+    @abstractmethod
+    def plan_up(self, topology: Topology) -> Plan: ...
+
+    @abstractmethod
+    def up(self, topology: Topology) -> TestbedInfo: ...
+
+    @abstractmethod
+    def down(self, *, destroy: bool = False) -> None: ...
+
+    @abstractmethod
+    def status(self) -> dict[str, str]:
+        """Host name -> state ("running", "stopped", "not created", ...)."""
+
+    @abstractmethod
+    def host(self, name: str) -> Host: ...
+
+    @abstractmethod
+    def host_facts(self, topology: Topology) -> dict[str, dict[str, Any]]:
+        """uname, freebsd-version, kldstat, sysctls per host, for the manifest."""
+
+    @abstractmethod
+    def plan_run(self, ctx: RunContext, repeat: int) -> Plan: ...
+
+    @abstractmethod
+    def run_repeats(self, ctx: RunContext, repeats: list[int], on_progress: ProgressFn, on_done: DoneFn,
+                    *, jobs: int = 1) -> None:
+        """Run the given repeats (the sim in parallel up to ``jobs``), reporting each as it ends."""
+
+
+def quote_argv(argv: list[str]) -> str:
+    return shlex.join(str(a) for a in argv)
+
+
+def describe(obj: Any) -> str:
+    return json.dumps(obj, default=str)

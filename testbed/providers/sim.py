@@ -1,0 +1,242 @@
+"""The `sim` provider: hosts are folders under workdir/hosts/, the network is l4stb's packet-level simulator."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import posixpath
+import queue
+import shutil
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from multiprocessing import Manager
+from pathlib import Path
+from typing import Any
+
+from l4stb import __version__
+from l4stb.config import Topology
+from l4stb.errors import L4stbError
+from l4stb.layout import REMOTE_ROOT
+from l4stb.providers.base import (
+    CommandResult,
+    DoneFn,
+    Host,
+    Plan,
+    ProgressFn,
+    Provider,
+    RemoteCommandError,
+    RemoteFile,
+    RepeatOutcome,
+    RunContext,
+    TestbedInfo,
+    quote_argv,
+)
+from l4stb.workspace import utc_iso
+
+HOST_DIRS = ("var/log", "etc", "root", REMOTE_ROOT.lstrip("/"))
+
+
+class SimHost(Host):
+    """A simulated host: its filesystem is a folder; it answers the few commands l4stb itself needs."""
+
+    def __init__(self, name: str, root: Path):
+        self.name = name
+        self.root = root
+
+    def local_path(self, remote: str) -> Path:
+        """Map an absolute host path into the host folder, refusing anything that escapes it."""
+        if not remote.startswith("/"):
+            raise L4stbError(f"{self.name}: path {remote!r} must be absolute")
+        norm = posixpath.normpath(remote)
+        if norm.startswith("//") or ".." in norm.split("/"):
+            raise L4stbError(f"{self.name}: path {remote!r} escapes the host")
+        return self.root / norm.lstrip("/")
+
+    def run(self, argv, *, timeout=60, check=True, step="command") -> CommandResult:
+        command = quote_argv(argv)
+        handler = _SIM_COMMANDS.get(argv[0]) if argv else None
+        if handler is None:
+            result = CommandResult(self.name, command, 127, "", f"{argv[0] if argv else ''}: the simulated host runs "
+                                   f"only {', '.join(sorted(_SIM_COMMANDS))}")
+        else:
+            result = handler(self, list(argv[1:]), command)
+        if check and not result.ok:
+            raise RemoteCommandError(self.name, step, command, result.exit_code, result.stderr)
+        return result
+
+    def put(self, local: Path, remote: str) -> None:
+        dest = self.local_path(remote)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(local, dest)
+
+    def get(self, remote: str, local: Path) -> None:
+        src = self.local_path(remote)
+        if not src.is_file():
+            raise L4stbError(f"{self.name}: {remote} does not exist")
+        local.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, local)
+
+    def list(self, remote_dir: str) -> list[RemoteFile]:
+        base = self.local_path(remote_dir)
+        if not base.is_dir():
+            return []
+        out = []
+        for p in sorted(base.rglob("*")):
+            if p.is_file():
+                st = p.stat()
+                out.append(RemoteFile("/" + p.relative_to(self.root).as_posix(), st.st_size, st.st_mtime))
+        return out
+
+    def sha256(self, remote: str) -> str:
+        return self.run(["sha256", "-q", remote], step="sha256").stdout.strip()
+
+    def remove(self, remote: str) -> None:
+        self.run(["rm", "-f", remote], step="remove")
+
+
+def _cmd_sha256(host: SimHost, args: list[str], command: str) -> CommandResult:
+    if args[:1] != ["-q"] or len(args) != 2:
+        return CommandResult(host.name, command, 64, "", "usage: sha256 -q FILE")
+    path = host.local_path(args[1])
+    if not path.is_file():
+        return CommandResult(host.name, command, 1, "", f"sha256: {args[1]}: No such file or directory")
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return CommandResult(host.name, command, 0, h.hexdigest() + "\n")
+
+
+def _cmd_rm(host: SimHost, args: list[str], command: str) -> CommandResult:
+    if args[:1] != ["-f"]:
+        return CommandResult(host.name, command, 64, "", "usage: rm -f FILE...")
+    for remote in args[1:]:
+        host.local_path(remote).unlink(missing_ok=True)
+    return CommandResult(host.name, command, 0)
+
+
+def _cmd_uname(host: SimHost, args: list[str], command: str) -> CommandResult:
+    return CommandResult(host.name, command, 0, f"l4stb-sim {host.name} {__version__} {platform.machine()}\n")
+
+
+def _cmd_freebsd_version(host: SimHost, args: list[str], command: str) -> CommandResult:
+    return CommandResult(host.name, command, 0, "14.1-RELEASE (simulated)\n")
+
+
+_SIM_COMMANDS = {"sha256": _cmd_sha256, "rm": _cmd_rm, "uname": _cmd_uname, "freebsd-version": _cmd_freebsd_version}
+
+
+class SimProvider(Provider):
+    name = "sim"
+
+    def _host_root(self, name: str) -> Path:
+        return self.ws.host_dir(name)
+
+    def plan_up(self, topology: Topology) -> Plan:
+        plan = Plan(f"l4stb up --provider sim --topology {topology.name}")
+        for host in topology.hosts:
+            plan.add(host, "create host folder", f"mkdir -p {self._host_root(host)}/{{{','.join(HOST_DIRS)}}}")
+        return plan
+
+    def up(self, topology: Topology) -> TestbedInfo:
+        info = TestbedInfo(provider=self.name, topology=topology.name)
+        for host, spec in topology.hosts.items():
+            root = self._host_root(host)
+            for sub in HOST_DIRS:
+                (root / sub).mkdir(parents=True, exist_ok=True)
+            info.hosts[host] = {"role": spec.role, "root": str(root),
+                                "addresses": [i.address for i in spec.interfaces]}
+        return info
+
+    def down(self, *, destroy: bool = False) -> None:
+        """Stop the testbed. Host folders (and any logs not yet fetched) stay unless ``destroy``."""
+        if destroy and self.ws.hosts_dir.is_dir():
+            shutil.rmtree(self.ws.hosts_dir)
+
+    def status(self) -> dict[str, str]:
+        if not self.ws.hosts_dir.is_dir():
+            return {}
+        return {p.name: "running (simulated)" for p in sorted(self.ws.hosts_dir.iterdir()) if p.is_dir()}
+
+    def host(self, name: str) -> SimHost:
+        root = self._host_root(name)
+        if not root.is_dir():
+            raise L4stbError(f"simulated host {name} does not exist under {self.ws.hosts_dir}; run `l4stb up` first.")
+        return SimHost(name, root)
+
+    def host_facts(self, topology: Topology) -> dict[str, dict[str, Any]]:
+        facts = {}
+        for host in topology.hosts:
+            h = self.host(host)
+            facts[host] = {
+                "uname": h.run(["uname", "-a"]).stdout.strip(),
+                "freebsd_version": h.run(["freebsd-version"]).stdout.strip(),
+                "simulated": True,
+                "cpu_count": os.cpu_count(),
+            }
+        return facts
+
+    def plan_run(self, ctx: RunContext, repeat: int) -> Plan:
+        from l4stb.sim.runner import describe_repeat
+
+        plan = Plan(f"l4stb run --scenario {ctx.scenario.name} (sim provider, repeat {repeat})")
+        for host, text in describe_repeat(ctx.scenario, ctx.topology, ctx.run_id, repeat).items():
+            plan.add(host, "simulated", text)
+        return plan
+
+    def run_repeats(self, ctx: RunContext, repeats: list[int], on_progress: ProgressFn, on_done: DoneFn,
+                    *, jobs: int = 1) -> None:
+        from l4stb.sim.runner import SimJob, simulate_repeat
+
+        jobs_list = [SimJob(ctx.scenario, ctx.topology, ctx.run_id, r, ctx.scenario.repeat_seed(r),
+                            str(self.ws.hosts_dir)) for r in repeats]
+        for job in jobs_list:
+            for host in ctx.topology.hosts:
+                self.host(host)  # every host folder must exist
+        if jobs <= 1 or len(jobs_list) == 1:
+            for job in jobs_list:
+                on_done(_timed(simulate_repeat, job, lambda f, r=job.repeat: on_progress(r, f)))
+            return
+        with Manager() as manager, ProcessPoolExecutor(max_workers=jobs) as pool:
+            progress_q = manager.Queue()
+            futures = {pool.submit(_timed_in_worker, job, progress_q): job for job in jobs_list}
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                _drain(progress_q, on_progress)
+                for fut in done:
+                    on_done(fut.result())
+            _drain(progress_q, on_progress)
+
+
+def _drain(progress_q, on_progress: ProgressFn) -> None:
+    while True:
+        try:
+            repeat, frac = progress_q.get_nowait()
+        except queue.Empty:
+            return
+        on_progress(repeat, frac)
+
+
+def _timed(fn, job, progress) -> RepeatOutcome:
+    started, t0 = utc_iso(), time.perf_counter()
+    try:
+        stats = fn(job, progress)
+        ok, detail = True, ""
+    except L4stbError as exc:
+        stats, ok, detail = {}, False, str(exc)
+    return RepeatOutcome(job.repeat, job.seed, ok, started, utc_iso(), round(time.perf_counter() - t0, 3), detail, stats)
+
+
+def _timed_in_worker(job, progress_q) -> RepeatOutcome:
+    from l4stb.sim.runner import simulate_repeat
+
+    last = [0.0]
+
+    def progress(frac: float) -> None:
+        if frac - last[0] >= 0.02 or frac >= 1.0:
+            last[0] = frac
+            progress_q.put((job.repeat, frac))
+
+    return _timed(simulate_repeat, job, progress)

@@ -1,0 +1,122 @@
+"""`l4stb run`: resolve the scenario, create the run and its manifest, run the repeats with progress, record each."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+from l4stb.config import Scenario, Topology, load_scenario, load_topology
+from l4stb.console import console
+from l4stb.errors import L4stbError
+from l4stb.manifest import Manifest, RepeatRecord, collect_versions, load_manifest, save_manifest
+from l4stb.providers import get_provider
+from l4stb.providers.base import Plan, RepeatOutcome, RunContext, TestbedInfo
+from l4stb.units import format_duration
+from l4stb.workspace import Workspace, utc_iso
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    status: str
+    ok: list[int]
+    failed: list[int]
+    wall_s: float
+
+
+def default_jobs() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+def resolve(ws: Workspace, scenario_name: str, overrides: list[str]) -> tuple[TestbedInfo, Topology, Scenario]:
+    testbed = TestbedInfo.load(ws)
+    topology = load_topology(testbed.topology)
+    scenario = load_scenario(scenario_name, overrides)
+    scenario.check_against(topology)
+    return testbed, topology, scenario
+
+
+def plan_run(ws: Workspace, scenario_name: str, overrides: list[str]) -> Plan:
+    """The per-host plan of one repeat, without touching anything."""
+    testbed, topology, scenario = resolve(ws, scenario_name, overrides)
+    provider = get_provider(testbed.provider, ws)
+    ctx = RunContext(ws.new_run_id(scenario.name), scenario, topology, ws)
+    return provider.plan_run(ctx, 1)
+
+
+def start_run(ws: Workspace, scenario: Scenario, topology: Topology, testbed: TestbedInfo) -> Manifest:
+    provider = get_provider(testbed.provider, ws)
+    run_id = ws.new_run_id(scenario.name)
+    manifest = Manifest(
+        run_id=run_id,
+        provider=testbed.provider,
+        scenario=scenario.model_dump(mode="json"),
+        topology=topology.model_dump(mode="json"),
+        seed=scenario.seed,
+        versions=collect_versions(),
+        host_facts=provider.host_facts(topology),
+        repeats={str(r): RepeatRecord(repeat=r, seed=scenario.repeat_seed(r)) for r in range(1, scenario.repeats + 1)},
+    )
+    save_manifest(ws, manifest)
+    return manifest
+
+
+def execute(ws: Workspace, run_id: str, *, jobs: int | None = None, quiet: bool = False) -> RunResult:
+    """Run every repeat of ``run_id`` that is not yet ok (so an interrupted run resumes where it stopped)."""
+    manifest = load_manifest(ws, run_id)
+    testbed = TestbedInfo.load(ws)
+    if testbed.provider != manifest.provider:
+        raise L4stbError(f"run {run_id} was made on the {manifest.provider} provider but the testbed up now is "
+                         f"{testbed.provider}; bring that testbed up to resume it.")
+    scenario = Scenario.model_validate(manifest.scenario)
+    topology = Topology.model_validate(manifest.topology)
+    provider = get_provider(testbed.provider, ws)
+    ctx = RunContext(run_id, scenario, topology, ws)
+    todo = manifest.pending_repeats()
+    jobs = min(jobs or default_jobs(), max(1, len(todo)))
+    if testbed.provider != "sim":
+        jobs = 1
+    t0 = time.perf_counter()
+    manifest.status = "running"
+    manifest.timings.setdefault("started", utc_iso())
+    save_manifest(ws, manifest)
+
+    sim_s = scenario.duration / 1e6
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
+        TextColumn("{task.fields[what]}"), TimeElapsedColumn(),
+        console=console, transient=False, disable=quiet,
+    ) as progress:
+        overall = progress.add_task(f"{run_id}", total=len(todo), what=f"{len(todo)} repeats, {jobs} at a time")
+        tasks = {r: progress.add_task(f"  repeat {r}", total=1.0, what="waiting", visible=True) for r in todo}
+
+        def on_progress(repeat: int, frac: float) -> None:
+            progress.update(tasks[repeat], completed=frac, what=f"{frac * sim_s:5.1f}/{sim_s:.0f} s simulated"
+                            if testbed.provider == "sim" else f"{frac * 100:3.0f}% of {format_duration(scenario.duration)}")
+
+        def on_done(outcome: RepeatOutcome) -> None:
+            record = manifest.repeat(outcome.repeat)
+            record.status = "ok" if outcome.ok else "failed"
+            record.started, record.finished, record.wall_s = outcome.started, outcome.finished, outcome.wall_s
+            record.detail, record.stats = outcome.detail, outcome.stats
+            save_manifest(ws, manifest)
+            progress.update(tasks[outcome.repeat], completed=1.0,
+                            what=f"[green]ok[/] in {outcome.wall_s:.2f} s" if outcome.ok else f"[red]failed[/]: {outcome.detail[:80]}")
+            progress.advance(overall)
+
+        try:
+            provider.run_repeats(ctx, todo, on_progress, on_done, jobs=jobs)
+        except BaseException:
+            manifest.status = "incomplete"
+            save_manifest(ws, manifest)
+            raise
+
+    ok, failed = manifest.ok_repeats(), [int(k) for k, r in manifest.repeats.items() if r.status == "failed"]
+    manifest.status = "complete" if len(ok) == len(manifest.repeats) else "incomplete"
+    manifest.timings["finished"] = utc_iso()
+    manifest.timings["run_wall_s"] = round(manifest.timings.get("run_wall_s", 0) + time.perf_counter() - t0, 3)
+    save_manifest(ws, manifest)
+    return RunResult(run_id, manifest.status, ok, failed, manifest.timings["run_wall_s"])

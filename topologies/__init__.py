@@ -1,0 +1,1 @@
+"""Topology files (YAML) shipped with l4stb: hosts, interfaces, addresses and the bottleneck link."""
