@@ -131,6 +131,8 @@ class PoolMeta:
     norm: NormStats | None = None
     reward_min: float = 0.0
     reward_max: float = 1.0
+    episodes: list[dict] = field(default_factory=list)  # [{episode, run, repeat, rows, split}]
+    selection: str | None = None  # e.g. the paper's "rows before each action change" selection, described
 
 
 @dataclass

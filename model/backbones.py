@@ -28,6 +28,7 @@ import os
 import re
 import shutil
 import socket
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -102,7 +103,7 @@ def tiny_gpt2_config(layers: int | None = None):
 
     return GPT2Config(
         vocab_size=16, n_positions=1024, n_embd=128, n_layer=layers or 2, n_head=2,
-        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0,
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0, activation_function="gelu",
     )
 
 
@@ -228,19 +229,39 @@ def _from_pretrained(source: str, name: str, layers: int | None, *, local_only: 
             config.layer_types = list(config.layer_types)[:layers]
     kwargs = dict(config=config, local_files_only=local_only, dtype=torch.float32)
     try:
-        if family == "t5":
-            from transformers import T5EncoderModel
-
-            module = _causal_t5_stack(T5EncoderModel.from_pretrained(source, **kwargs))
-        else:
-            from transformers import AutoModel
-
-            module = AutoModel.from_pretrained(source, **kwargs)
+        with _quiet_transformers(layers is not None):
+            module = _load_module(source, family, kwargs)
     except OSError as exc:
         if local_only and Path(source).exists():
             raise L4stbError(f"could not load the weights of backbone '{name}' from {source} ({exc}).") from None
         raise _no_hub_error(name, str(exc).splitlines()[0]) from None
     return _wrap(module, name, family, reproducible)
+
+
+@contextmanager
+def _quiet_transformers(quiet: bool):
+    """Silence transformers' load report (it lists every dropped block as UNEXPECTED when --layers cuts the model)."""
+    from transformers.utils import logging as hf_logging
+
+    if not quiet:
+        yield
+        return
+    before = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(before)
+
+
+def _load_module(source: str, family: str, kwargs: dict) -> nn.Module:
+    if family == "t5":
+        from transformers import T5EncoderModel
+
+        return _causal_t5_stack(T5EncoderModel.from_pretrained(source, **kwargs))
+    from transformers import AutoModel
+
+    return AutoModel.from_pretrained(source, **kwargs)
 
 
 def _causal_t5_stack(model) -> nn.Module:

@@ -85,7 +85,7 @@ def load_checkpoint(folder: Path, device: str = "cpu") -> Checkpoint:
     cfg = PolicyConfig.from_dict(json.loads((folder / "config.json").read_text()))
     norm = NormStats(**json.loads((folder / "norm.json").read_text()))
     meta = json.loads((folder / "meta.json").read_text()) if (folder / "meta.json").is_file() else {}
-    backbone = _rebuild_backbone(cfg)
+    backbone = rebuild_backbone(cfg)
     if (folder / "backbone.safetensors").is_file():
         try:
             backbone.module.load_state_dict(load_file(str(folder / "backbone.safetensors")))
@@ -105,7 +105,8 @@ def load_checkpoint(folder: Path, device: str = "cpu") -> Checkpoint:
     return Checkpoint(model, cfg, norm, meta)
 
 
-def _rebuild_backbone(cfg: PolicyConfig):
+def rebuild_backbone(cfg: PolicyConfig):
+    """A fresh backbone as named in ``cfg`` (from its saved config when it cannot be loaded by name)."""
     if cfg.backbone_config is not None and cfg.backbone != "tiny-gpt2":
         from transformers import AutoConfig
 

@@ -1,0 +1,619 @@
+"""Network metrics of a run: queue delay, throughput, utilisation, fairness, actions and CIs (used by summary and report).
+
+Inputs are the parser's tables (ARCHITECTURE §3): ``data/packets.parquet`` (one row per router packet
+decision) and ``data/flows.parquet`` (iperf3 intervals per stream). Outputs are typed records. What each
+number measures:
+
+* **Queue delay** (:func:`delay_samples_ms`, :class:`DelayPercentiles`): the router's logged
+  ``current_queue_delay`` (µs, shown in ms) of every decision that let the packet through, i.e. action
+  *forward* or *mark*, split by queue (``queue`` column, C or L). Under l4stb's DualPI2 (module and
+  simulator) that is the sojourn time of the packet being dequeued, so the samples are per packet, not
+  per unit of time. Under the paper's PIE-based ``l4s`` scheduler it is PIE's ``current_qdelay`` estimate,
+  quantised to the kernel tick. Drops are excluded: a dropped packet never leaves the queue. Percentiles
+  are linear-interpolated (numpy default) over the pooled samples.
+* **ECDF** (:func:`ecdf`): the true empirical CDF, a step function over the sorted samples with
+  y = i/n at the i-th smallest sample (1-based). The original plots' "CDF" was
+  ``cumsum(sorted)/sum(sorted)``, a share of the *total delay*, which is not a distribution function.
+* **Per-flow throughput** (:func:`flow_throughputs`): from the iperf3 sender intervals of one stream,
+  ``8 * sum(bytes) / sum(interval seconds)`` over the *steady-state* intervals, i.e. those that start at
+  or after ``warmup_s`` (default 1 s) into the flow. The first 1-s interval holds the TCP handshake and
+  slow start, before the AQM controls the queue, so including it would mix start-up with the steady state
+  the AQM is judged on. A flow with no interval past the warm-up falls back to all its intervals.
+  Weighting by interval length makes iperf3's short last interval count for what it is.
+* **Per-CC throughput** (:class:`CcThroughput`): the mean per-flow and the total throughput of the flows
+  of each congestion control in one repeat.
+* **Utilisation** (:func:`utilization`, the headline): sum of the per-flow steady-state throughputs divided by the
+  bottleneck rate of the scenario, clipped to [0, 1]. iperf3 counts bytes the *sender* wrote, so a run at
+  full load can read a little above 1 (retransmissions, bytes still in flight at the end); the unclipped
+  ratio is kept in ``RepeatMetrics.utilization_unclipped``. Over time (:func:`utilization_timeseries`):
+  the iperf3 bytes of all flows per interval bin, over the bin length and the bottleneck rate. iperf3
+  counts a sender's bytes in whole socket writes (128 KiB by default, ~1 Mbit), so per-second values of
+  slow flows are coarse; the router-side view (:func:`link_utilization_timeseries`,
+  :func:`link_utilization`) counts the bytes of every forwarded or marked packet in the log and is exact
+  where the log carries timestamps.
+* **Jain fairness** (:func:`jain_index`): ``(Σx)² / (n·Σx²)`` over the per-flow steady-state throughputs
+  of one repeat (all flows, any CC); 1 means equal shares, 1/n means one flow takes everything. The run's
+  value is the mean over repeats.
+* **Drops and marks** (:class:`QueueStats`): decisions per queue and per action class
+  (forward / drop / mark) with their shares of the queue's decisions.
+* **Confidence intervals** (:func:`confidence_interval`): the two-sided 95% Student-t interval of the
+  mean of the per-repeat values, ``mean ± t(0.975, n-1)·s/√n``. With one repeat there is no interval
+  (``low``/``high`` are None) and the report says so: a CI needs at least two repeats.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+QUEUES: tuple[str, ...] = ("C", "L")
+ACTION_FORWARD, ACTION_DROP, ACTION_MARK = 0, 1, 2
+"""Codes of the ``action`` column of packets.parquet (the log's 1/2/3 shifted to 0/1/2)."""
+ACTION_NAMES: tuple[str, ...] = ("forward", "drop", "mark")
+PERCENTILES: tuple[int, ...] = (50, 90, 95, 99)
+WARMUP_S = 1.0
+"""Seconds at the start of each flow left out of its steady-state throughput (see the module docstring)."""
+CI_LEVEL = 0.95
+
+PACKET_COLUMNS: tuple[str, ...] = ("repeat", "queue", "action", "current_queue_delay", "packet_length", "t_s")
+"""The packets.parquet columns the metrics read (the file has more)."""
+FLOW_COLUMNS: tuple[str, ...] = ("repeat", "host", "cc", "file", "group", "connection", "stream", "start_s", "end_s",
+                                 "bytes", "throughput_mbps", "retransmits", "rtt_us", "omitted")
+
+
+# ---------------------------------------------------------------------------------------------
+# Confidence intervals
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Mean of per-repeat values with its t-based CI; ``low``/``high`` are None when n < 2 (no CI possible)."""
+
+    mean: float
+    low: float | None
+    high: float | None
+    n: int
+    level: float = CI_LEVEL
+
+    @property
+    def has_ci(self) -> bool:
+        return self.low is not None and self.high is not None
+
+    @property
+    def half_width(self) -> float | None:
+        return None if not self.has_ci else (self.high - self.low) / 2  # type: ignore[operator]
+
+    def to_json(self) -> dict:
+        return {"mean": _num(self.mean), "low": _num(self.low), "high": _num(self.high), "n": self.n,
+                "level": self.level}
+
+    def format(self, digits: int = 2, scale: float = 1.0, unit: str = "") -> str:
+        """'12.34 ± 0.56 (n=5)', '12.34 (n=1, no CI)', or '—' when there is no value; ``unit`` goes after the number."""
+        if self.n == 0 or not math.isfinite(self.mean):
+            return "—"
+        u = f" {unit}" if unit else ""
+        value = f"{self.mean * scale:.{digits}f}"
+        if not self.has_ci:
+            return f"{value}{u} (n={self.n}, no CI)"
+        return f"{value} ± {self.half_width * scale:.{digits}f}{u} (n={self.n})"  # type: ignore[operator]
+
+
+def confidence_interval(values: Iterable[float], level: float = CI_LEVEL) -> Interval:
+    """Two-sided Student-t CI of the mean of ``values`` (one value per repeat; NaNs are left out)."""
+    x = np.asarray([v for v in values if v is not None], dtype=float)
+    x = x[np.isfinite(x)]
+    n = len(x)
+    if n == 0:
+        return Interval(float("nan"), None, None, 0, level)
+    mean = float(x.mean())
+    if n == 1:
+        return Interval(mean, None, None, 1, level)
+    from scipy import stats  # scipy comes with scikit-learn, a dependency of l4stb
+
+    sem = float(x.std(ddof=1)) / math.sqrt(n)
+    half = float(stats.t.ppf(0.5 + level / 2, df=n - 1)) * sem
+    return Interval(mean, mean - half, mean + half, n, level)
+
+
+# ---------------------------------------------------------------------------------------------
+# Queue delay
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ecdf:
+    """A true empirical CDF: ``y[i] = (i+1)/n`` is the fraction of samples ≤ ``x[i]`` (x sorted ascending)."""
+
+    x: np.ndarray
+    y: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return len(self.x)
+
+    def at(self, value: float) -> float:
+        """F(value): the fraction of samples ≤ value."""
+        if self.n == 0:
+            return float("nan")
+        return float(np.searchsorted(self.x, value, side="right")) / self.n
+
+    def thinned(self, max_points: int = 4000) -> "Ecdf":
+        """At most ``max_points`` points of the same step function (for plotting); always keeps both ends."""
+        if self.n <= max_points:
+            return self
+        idx = np.unique(np.linspace(0, self.n - 1, max_points).round().astype(np.int64))
+        return Ecdf(self.x[idx], self.y[idx])
+
+
+def ecdf(samples: Sequence[float] | np.ndarray) -> Ecdf:
+    """The ECDF of ``samples`` (NaNs dropped). Not a cumulative sum: every sample weighs 1/n."""
+    x = np.asarray(samples, dtype=float)
+    x = np.sort(x[np.isfinite(x)])
+    n = len(x)
+    return Ecdf(x, np.arange(1, n + 1, dtype=float) / n if n else np.empty(0))
+
+
+@dataclass(frozen=True)
+class DelayPercentiles:
+    """Queue delay percentiles in ms over ``n`` packet samples (NaN when n = 0)."""
+
+    p50_ms: float
+    p90_ms: float
+    p95_ms: float
+    p99_ms: float
+    n: int
+
+    def to_json(self) -> dict:
+        return {"p50": _num(self.p50_ms), "p90": _num(self.p90_ms), "p95": _num(self.p95_ms),
+                "p99": _num(self.p99_ms)}
+
+    def get(self, p: int) -> float:
+        return getattr(self, f"p{p}_ms")
+
+
+def delay_percentiles(samples_ms: Sequence[float] | np.ndarray) -> DelayPercentiles:
+    x = np.asarray(samples_ms, dtype=float)
+    x = x[np.isfinite(x)]
+    if len(x) == 0:
+        nan = float("nan")
+        return DelayPercentiles(nan, nan, nan, nan, 0)
+    p = np.percentile(x, PERCENTILES)
+    return DelayPercentiles(*(float(v) for v in p), n=len(x))
+
+
+def delay_samples_ms(packets: pd.DataFrame, queue: str) -> np.ndarray:
+    """Queue delay in ms of the packets of ``queue`` that were forwarded or marked (drops never leave the queue)."""
+    if packets.empty:
+        return np.empty(0)
+    sel = _queue_mask(packets, queue) & (packets["action"].to_numpy() != ACTION_DROP)
+    return packets["current_queue_delay"].to_numpy()[sel].astype(float) / 1000.0
+
+
+def _queue_mask(packets: pd.DataFrame, queue: str) -> np.ndarray:
+    """Rows of ``queue`` (compares categorical codes, not strings: fast on millions of rows)."""
+    return (packets["queue"] == queue).to_numpy(dtype=bool)
+
+
+@dataclass(frozen=True)
+class DelaySamples:
+    """Per-queue queue-delay samples in ms of one series (a run, an AQM, a policy): the input of delay figures."""
+
+    by_queue: dict[str, np.ndarray]
+
+    @classmethod
+    def from_packets(cls, packets: pd.DataFrame) -> "DelaySamples":
+        return cls({q: delay_samples_ms(packets, q) for q in QUEUES})
+
+    def queues_with_data(self) -> list[str]:
+        return [q for q, x in self.by_queue.items() if len(x)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Actions per queue
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """One queue's decisions: how many, how they ended, and the delay of the packets that got through."""
+
+    queue: str
+    packets: int
+    forwarded: int
+    drops: int
+    marks: int
+    delay: DelayPercentiles
+
+    @property
+    def drop_fraction(self) -> float:
+        return self.drops / self.packets if self.packets else float("nan")
+
+    @property
+    def mark_fraction(self) -> float:
+        return self.marks / self.packets if self.packets else float("nan")
+
+    @property
+    def forward_fraction(self) -> float:
+        return self.forwarded / self.packets if self.packets else float("nan")
+
+    def count(self, action: str) -> int:
+        return {"forward": self.forwarded, "drop": self.drops, "mark": self.marks}[action]
+
+    def to_json(self) -> dict:
+        return {"delay_ms": self.delay.to_json(), "packets": self.packets, "drops": self.drops, "marks": self.marks}
+
+
+def queue_stats(packets: pd.DataFrame) -> dict[str, QueueStats]:
+    """Stats of queues C and L (both always present; a queue with no decisions has zeros and NaN delays)."""
+    out: dict[str, QueueStats] = {}
+    actions = packets["action"].to_numpy() if not packets.empty else np.empty(0, dtype=np.int8)
+    for q in QUEUES:
+        sel = _queue_mask(packets, q) if not packets.empty else np.empty(0, dtype=bool)
+        a = actions[sel]
+        out[q] = QueueStats(
+            queue=q,
+            packets=int(sel.sum()),
+            forwarded=int((a == ACTION_FORWARD).sum()),
+            drops=int((a == ACTION_DROP).sum()),
+            marks=int((a == ACTION_MARK).sum()),
+            delay=delay_percentiles(delay_samples_ms(packets, q)),
+        )
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Throughput, utilisation, fairness
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FlowKey:
+    """A flow across repeats: the same iperf3 connection and stream of the same host and CC."""
+
+    host: str
+    cc: str
+    connection: int
+    stream: int
+    group: int = 0
+    """The scenario's flow group (one iperf3 command line); 0 when the parser does not say."""
+
+    @property
+    def label(self) -> str:
+        return f"{self.host} {self.cc} g{self.group} c{self.connection}/s{self.stream}"
+
+    def sort_key(self) -> tuple:
+        return (self.host, self.group, self.cc, self.connection, self.stream)
+
+
+@dataclass(frozen=True)
+class FlowThroughput:
+    """One stream's steady-state throughput in one repeat."""
+
+    repeat: int
+    key: FlowKey
+    throughput_mbps: float
+    seconds: float
+    """Length of the steady-state window the throughput is averaged over."""
+    retransmits: int
+    mean_rtt_ms: float
+
+    @property
+    def cc(self) -> str:
+        return self.key.cc
+
+
+def flow_throughputs(flows: pd.DataFrame, warmup_s: float = WARMUP_S) -> list[FlowThroughput]:
+    """Steady-state throughput of each stream in each repeat (see the module docstring for the definition)."""
+    if flows.empty:
+        return []
+    df = flows.copy()
+    if "omitted" in df:  # iperf3 -O intervals are excluded by iperf3 itself from its totals
+        df = df[~df["omitted"].fillna(False).astype(bool)]
+    df["_dur"] = (df["end_s"] - df["start_s"]).clip(lower=0.0)
+    out: list[FlowThroughput] = []
+    for c in ("file", "group", "connection", "stream"):
+        if c not in df:  # tolerate a parser that leaves one out: one stream per file/connection
+            df[c] = 0
+    keys = ["repeat", "host", "cc", "file", "group", "connection", "stream"]
+    for (repeat, host, cc, _file, group, conn, stream), g in df.groupby(keys, sort=True, observed=True):
+        steady = g[g["start_s"] >= warmup_s - 1e-9]
+        if steady.empty or steady["_dur"].sum() <= 0:
+            steady = g
+        seconds = float(steady["_dur"].sum())
+        mbps = float(steady["bytes"].sum()) * 8 / seconds / 1e6 if seconds > 0 else float("nan")
+        rtt = steady["rtt_us"].to_numpy(dtype=float) if "rtt_us" in steady else np.empty(0)
+        rtt = rtt[np.isfinite(rtt) & (rtt > 0)]
+        retrans = int(steady["retransmits"].fillna(0).sum()) if "retransmits" in steady else 0
+        out.append(FlowThroughput(int(repeat), FlowKey(str(host), str(cc), int(conn), int(stream), int(group)), mbps,
+                                  seconds,
+                                  retrans, float(rtt.mean()) / 1000 if len(rtt) else float("nan")))
+    return out
+
+
+def jain_index(values: Iterable[float]) -> float:
+    """Jain's fairness index (Σx)²/(n·Σx²); NaN for no flows, 1.0 when every value is 0 (all equally starved)."""
+    x = np.asarray(list(values), dtype=float)
+    x = x[np.isfinite(x)]
+    if len(x) == 0:
+        return float("nan")
+    sq = float((x * x).sum())
+    if sq == 0:
+        return 1.0
+    return float(x.sum() ** 2 / (len(x) * sq))
+
+
+def utilization(throughputs_mbps: Iterable[float], rate_bps: float, clip: bool = True) -> float:
+    """Sum of throughputs over the bottleneck rate (0–1 when ``clip``)."""
+    x = np.asarray(list(throughputs_mbps), dtype=float)
+    x = x[np.isfinite(x)]
+    if len(x) == 0 or not rate_bps > 0:
+        return float("nan")
+    u = float(x.sum()) * 1e6 / rate_bps
+    return min(max(u, 0.0), 1.0) if clip else u
+
+
+@dataclass(frozen=True)
+class CcThroughput:
+    """The flows of one congestion control in one repeat (or averaged over repeats)."""
+
+    cc: str
+    flows: int
+    mean_per_flow_mbps: float
+    total_mbps: float
+
+
+def cc_throughputs(flows: Sequence[FlowThroughput]) -> dict[str, CcThroughput]:
+    by_cc: dict[str, list[float]] = {}
+    for f in flows:
+        by_cc.setdefault(f.cc, []).append(f.throughput_mbps)
+    return {cc: CcThroughput(cc, len(v), float(np.nanmean(v)), float(np.nansum(v))) for cc, v in sorted(by_cc.items())}
+
+
+@dataclass(frozen=True)
+class UtilizationSeries:
+    """Utilisation over time of one repeat: bin centres in s and the fraction of the bottleneck rate used."""
+
+    repeat: int
+    t_s: np.ndarray
+    utilization: np.ndarray
+    """Unclipped: sender-side byte counts can read slightly above 1."""
+
+
+def utilization_timeseries(flows: pd.DataFrame, rate_bps: float, bin_s: float = 1.0) -> list[UtilizationSeries]:
+    """Per repeat: bytes of all streams per ``bin_s`` bin (each interval goes to the bin of its midpoint)."""
+    out: list[UtilizationSeries] = []
+    if flows.empty or not rate_bps > 0:
+        return out
+    for repeat, g in flows.groupby("repeat", sort=True, observed=True):
+        mid = ((g["start_s"] + g["end_s"]) / 2).to_numpy(dtype=float)
+        bins = np.floor(mid / bin_s).astype(np.int64)
+        nbins = int(bins.max()) + 1 if len(bins) else 0
+        total = np.bincount(bins, weights=g["bytes"].to_numpy(dtype=float), minlength=nbins)
+        # leave out a last bin that iperf3 only partly covered (its final interval is a fraction of a second)
+        end = float(g["end_s"].max())
+        full = (np.arange(nbins) + 1) * bin_s <= end + 0.5 * bin_s
+        t = (np.arange(nbins) + 0.5) * bin_s
+        out.append(UtilizationSeries(int(repeat), t[full], (total * 8 / bin_s / rate_bps)[full]))
+    return out
+
+
+def link_utilization_timeseries(packets: pd.DataFrame, rate_bps: float, bin_s: float = 1.0) -> list[UtilizationSeries]:
+    """Per repeat, from the router log: bytes of forwarded and marked packets per ``bin_s`` bin over the rate.
+
+    This is what the bottleneck link really carried (``t_s`` = seconds since the repeat's first decision).
+    Rows without a time (``t_s`` NaN: paper-format lines carry no timestamp) are left out; a repeat with no
+    timed rows gives no series.
+    """
+    out: list[UtilizationSeries] = []
+    if packets.empty or not rate_bps > 0 or "t_s" not in packets or "packet_length" not in packets:
+        return out
+    for repeat, g in packets.groupby("repeat", sort=True, observed=True):
+        t = g["t_s"].to_numpy(dtype=float)
+        keep = np.isfinite(t) & (t >= 0) & (g["action"].to_numpy() != ACTION_DROP)
+        if not keep.any():
+            continue
+        bins = np.floor(t[keep] / bin_s).astype(np.int64)
+        total = np.bincount(bins, weights=g["packet_length"].to_numpy(dtype=float)[keep])
+        span = float(np.nanmax(t[np.isfinite(t)]))
+        full = (np.arange(len(total)) + 1) * bin_s <= span + 1e-9  # drop the last, partly covered bin
+        centres = (np.arange(len(total)) + 0.5) * bin_s
+        out.append(UtilizationSeries(int(repeat), centres[full], (total * 8 / bin_s / rate_bps)[full]))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Per repeat and per run
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RepeatMetrics:
+    repeat: int
+    queues: dict[str, QueueStats]
+    flows: list[FlowThroughput]
+    cc: dict[str, CcThroughput]
+    utilization: float
+    utilization_unclipped: float
+    jain: float
+    link_utilization: float = float("nan")
+    """From the router log: bytes forwarded or marked over the repeat's logged time span, over the rate (NaN
+    when the log has no timestamps)."""
+
+
+@dataclass(frozen=True)
+class FlowSummary:
+    """One flow (FlowKey) over the repeats it appears in: mean steady-state throughput with its CI."""
+
+    key: FlowKey
+    throughput: Interval
+
+    def to_json(self) -> dict:
+        return {"host": self.key.host, "cc": self.key.cc, "group": self.key.group, "connection": self.key.connection,
+                "stream": self.key.stream, "throughput_mbps": _num(self.throughput.mean),
+                "ci95_mbps": [_num(self.throughput.low), _num(self.throughput.high)] if self.throughput.has_ci else None,
+                "repeats": self.throughput.n}
+
+
+@dataclass(frozen=True)
+class TradeoffPoint:
+    """One point of the throughput vs p95-delay figure: one flow class (CC) in one repeat."""
+
+    repeat: int
+    cc: str
+    queue: str
+    """The queue the class's packets go through (L for scalable CCs when the L queue carried traffic)."""
+    mean_per_flow_mbps: float
+    p95_delay_ms: float
+
+
+@dataclass(frozen=True)
+class RunMetrics:
+    """All metrics of a run: pooled over repeats, per repeat, and CIs of per-repeat values."""
+
+    queues: dict[str, QueueStats]
+    """Pooled over all repeats: delays from all samples, counts summed."""
+    flows: list[FlowSummary]
+    cc: dict[str, Interval]
+    """Mean per-flow throughput of each CC (Mbit/s), CI over repeats."""
+    utilization: Interval
+    jain: Interval
+    delay_ci: dict[str, dict[int, Interval]]
+    """queue -> percentile -> CI of the per-repeat percentile (ms)."""
+    repeats: list[RepeatMetrics]
+    warmup_s: float
+    rate_bps: float
+
+    @property
+    def n_repeats(self) -> int:
+        return len(self.repeats)
+
+
+def repeat_metrics(repeat: int, packets: pd.DataFrame, flows: pd.DataFrame, rate_bps: float,
+                   warmup_s: float = WARMUP_S) -> RepeatMetrics:
+    """Metrics of one repeat from its packets and flows rows."""
+    ft = flow_throughputs(flows, warmup_s)
+    tputs = [f.throughput_mbps for f in ft]
+    return RepeatMetrics(
+        repeat=repeat,
+        queues=queue_stats(packets),
+        flows=ft,
+        cc=cc_throughputs(ft),
+        utilization=utilization(tputs, rate_bps),
+        utilization_unclipped=utilization(tputs, rate_bps, clip=False),
+        jain=jain_index(tputs),
+        link_utilization=link_utilization(packets, rate_bps),
+    )
+
+
+def link_utilization(packets: pd.DataFrame, rate_bps: float) -> float:
+    """Router-side utilisation of one repeat: forwarded+marked bytes over (logged time span × rate); NaN without times."""
+    if packets.empty or not rate_bps > 0 or not math.isfinite(rate_bps) or "t_s" not in packets:
+        return float("nan")
+    t = packets["t_s"].to_numpy(dtype=float)
+    ok = np.isfinite(t)
+    if ok.sum() < 2:
+        return float("nan")
+    span = float(t[ok].max() - t[ok].min())
+    if span <= 0:
+        return float("nan")
+    sent = ok & (packets["action"].to_numpy() != ACTION_DROP)
+    return float(packets["packet_length"].to_numpy(dtype=float)[sent].sum()) * 8 / span / rate_bps
+
+
+def run_metrics(packets: pd.DataFrame, flows: pd.DataFrame, rate_bps: float, warmup_s: float = WARMUP_S) -> RunMetrics:
+    """Metrics of a whole run (all repeats found in either table)."""
+    packets = packets if packets is not None else _empty_packets()
+    flows = flows if flows is not None else _empty_flows()
+    repeat_ids = sorted(set(_repeats(packets)) | set(_repeats(flows)))
+    p_groups = _split(packets, repeat_ids)
+    f_groups = _split(flows, repeat_ids)
+    reps = [repeat_metrics(r, p_groups[r], f_groups[r], rate_bps, warmup_s) for r in repeat_ids]
+
+    by_flow: dict[FlowKey, list[float]] = {}
+    for rm in reps:
+        for f in rm.flows:
+            by_flow.setdefault(f.key, []).append(f.throughput_mbps)
+    flow_summaries = [FlowSummary(k, confidence_interval(v)) for k, v in sorted(by_flow.items(),
+                                                                                key=lambda kv: kv[0].sort_key())]
+    ccs = sorted({cc for rm in reps for cc in rm.cc})
+    cc_ci = {cc: confidence_interval([rm.cc[cc].mean_per_flow_mbps for rm in reps if cc in rm.cc]) for cc in ccs}
+    delay_ci = {q: {p: confidence_interval([rm.queues[q].delay.get(p) for rm in reps]) for p in PERCENTILES}
+                for q in QUEUES}
+    return RunMetrics(
+        queues=queue_stats(packets),
+        flows=flow_summaries,
+        cc=cc_ci,
+        utilization=confidence_interval([rm.utilization for rm in reps]),
+        jain=confidence_interval([rm.jain for rm in reps]),
+        delay_ci=delay_ci,
+        repeats=reps,
+        warmup_s=warmup_s,
+        rate_bps=rate_bps,
+    )
+
+
+def queue_of_cc(cc: str, scalable_ccs: Sequence[str], queues: Mapping[str, QueueStats]) -> str:
+    """Where a CC's packets queue: L for a scalable CC when the L queue saw traffic, otherwise C."""
+    return "L" if cc in scalable_ccs and queues.get("L") is not None and queues["L"].packets > 0 else "C"
+
+
+def tradeoff_points(metrics: RunMetrics, scalable_ccs: Sequence[str]) -> list[TradeoffPoint]:
+    """Throughput vs p95 queue delay: one point per repeat per CC (x = p95 delay of the CC's queue)."""
+    pts = []
+    for rm in metrics.repeats:
+        for cc, c in rm.cc.items():
+            q = queue_of_cc(cc, scalable_ccs, rm.queues)
+            pts.append(TradeoffPoint(rm.repeat, cc, q, c.mean_per_flow_mbps, rm.queues[q].delay.p95_ms))
+    return pts
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def _num(x: float | None) -> float | None:
+    """JSON-safe number: NaN/inf become null."""
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _repeats(df: pd.DataFrame) -> list[int]:
+    if df is None or df.empty or "repeat" not in df:
+        return []
+    return [int(r) for r in pd.unique(df["repeat"])]
+
+
+def _split(df: pd.DataFrame, repeat_ids: Sequence[int]) -> dict[int, pd.DataFrame]:
+    out = {r: df.iloc[0:0] for r in repeat_ids}
+    if not df.empty:
+        for r, g in df.groupby("repeat", sort=True, observed=True):
+            out[int(r)] = g
+    return out
+
+
+def _empty_packets() -> pd.DataFrame:
+    return pd.DataFrame({"repeat": pd.Series([], dtype="int16"), "queue": pd.Series([], dtype="object"),
+                         "action": pd.Series([], dtype="int8"), "current_queue_delay": pd.Series([], dtype="int64"),
+                         "packet_length": pd.Series([], dtype="int64"), "t_s": pd.Series([], dtype="float64")})
+
+
+def _empty_flows() -> pd.DataFrame:
+    cols = {c: pd.Series([], dtype="float64") for c in FLOW_COLUMNS}
+    for c in ("host", "cc", "file"):
+        cols[c] = pd.Series([], dtype="object")
+    for c in ("repeat", "group", "connection", "stream"):
+        cols[c] = pd.Series([], dtype="int64")
+    cols["omitted"] = pd.Series([], dtype="bool")
+    return pd.DataFrame(cols)
+
+
+empty_packets = _empty_packets
+empty_flows = _empty_flows

@@ -1,0 +1,279 @@
+"""Experience pools from parsed runs: feature presets, named rewards, splits by repeat, the paper's row selection.
+
+One transition per logged decision (ARCHITECTURE §5); one repeat is one episode (``done`` is True on its
+last row). States are the raw feature values (probabilities already in [0, 1]); normalisation statistics
+are fitted on the train split only and saved with the pool (``meta.norm``), not applied to the states.
+
+Presets (state features, in order):
+
+* ``paper8``  -- the paper's list: queue_type, burst_allowance, drop_probability, current_queue_delay,
+  accumulated_probability, length_in_bytes, total_drops, packet_length.
+* ``paper7``  -- the original code's final 7 (the default): paper8 without total_drops.
+* ``paper8-early`` -- the original code's earlier 8 (the exp_pool_l4s_full.pkl features): queue_type,
+  burst_allowance, drop_probability, current_queue_delay, accumulated_probability, average_dequeue_time,
+  length_in_bytes, total_drops.
+* ``dualpi2`` -- DualPI2-native: queue_type, current_queue_delay, previous_queue_delay,
+  accumulated_probability, drop_probability, queue_length, length_in_bytes, packet_length. DualPI2 has no
+  burst allowance (always 0 in its lines) and its PI controller acts on the current and previous queue
+  delay (the proportional term), so both are in; accumulated_probability is the base probability p' and
+  drop_probability the queue's applied one (p_C or p_L); queue_length and length_in_bytes feed the L
+  queue's step/ramp marking; total_drops is left out because a counter that only grows says more about
+  the time within a run than about the queue.
+
+Rewards (by name):
+
+* ``paper`` (default) -- packet_length / (current_queue_delay_us + 1000), the original code's final one.
+* ``paper-delay`` -- current_queue_delay in us, the original's earlier reward, kept as it was (it grows
+  with delay: reproduce with it, do not optimise it).
+* ``throughput-delay`` -- (packet_length / 1500 if the packet was not dropped else 0)
+  - current_queue_delay / qdelay_reference (15 ms when not logged): a full-size packet delivered at the
+  target delay scores 0; more delay costs linearly, a drop forfeits the delivery.
+
+Splits never cut rows at random: with at least three repeats (two when a held-out test run is given),
+whole repeats go to train/val/test (70/15/15, at least one each, assigned by a seeded shuffle of the
+repeats); with fewer, each repeat is cut by position into contiguous blocks and ``meta.split`` says so.
+``selection="paper-changes"`` keeps, in the train split only, the original's rows: the 5 rows before
+each action change within the first 20 % of each repeat (duplicates kept, as in the original).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from l4stb.analysis.packets import ensure_parsed
+from l4stb.analysis.pool import ExperiencePool, NormStats, PoolMeta, PoolSplits, save_pool
+from l4stb.errors import L4stbError
+from l4stb.workspace import Workspace, validate_name
+
+PRESETS: dict[str, tuple[str, ...]] = {
+    "paper8": ("queue_type", "burst_allowance", "drop_probability", "current_queue_delay", "accumulated_probability",
+               "length_in_bytes", "total_drops", "packet_length"),
+    "paper7": ("queue_type", "burst_allowance", "drop_probability", "current_queue_delay", "accumulated_probability",
+               "length_in_bytes", "packet_length"),
+    "paper8-early": ("queue_type", "burst_allowance", "drop_probability", "current_queue_delay",
+                     "accumulated_probability", "average_dequeue_time", "length_in_bytes", "total_drops"),
+    "dualpi2": ("queue_type", "current_queue_delay", "previous_queue_delay", "accumulated_probability",
+                "drop_probability", "queue_length", "length_in_bytes", "packet_length"),
+}
+
+SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
+SELECTIONS = ("paper-changes",)
+SPLIT_MODES = ("by-repeat", "by-position")
+DEFAULT_TARGET_US = 15_000
+MTU_BYTES = 1500
+
+
+@dataclass(frozen=True)
+class Reward:
+    name: str
+    columns: tuple[str, ...]
+    fn: Callable[[dict[str, np.ndarray]], np.ndarray]
+    description: str
+
+
+def _paper(c: dict[str, np.ndarray]) -> np.ndarray:
+    return c["packet_length"] / (c["current_queue_delay"] + 1000.0)
+
+
+def _paper_delay(c: dict[str, np.ndarray]) -> np.ndarray:
+    return c["current_queue_delay"].astype(np.float64)
+
+
+def _throughput_delay(c: dict[str, np.ndarray]) -> np.ndarray:
+    target = np.where(c["qdelay_reference"] > 0, c["qdelay_reference"], DEFAULT_TARGET_US).astype(np.float64)
+    delivered = np.where(c["action"] == 1, 0.0, c["packet_length"] / MTU_BYTES)
+    return delivered - c["current_queue_delay"] / target
+
+
+REWARDS: dict[str, Reward] = {
+    "paper": Reward("paper", ("packet_length", "current_queue_delay"), _paper,
+                    "packet_length / (current_queue_delay_us + 1000)"),
+    "paper-delay": Reward("paper-delay", ("current_queue_delay",), _paper_delay, "current_queue_delay_us"),
+    "throughput-delay": Reward("throughput-delay", ("packet_length", "current_queue_delay", "qdelay_reference", "action"),
+                               _throughput_delay,
+                               "(packet_length/1500 unless dropped) - current_queue_delay/qdelay_reference"),
+}
+
+
+def preset_features(preset: str) -> tuple[str, ...]:
+    if preset not in PRESETS:
+        raise L4stbError(f"unknown feature preset '{preset}'; use one of: {', '.join(PRESETS)}.")
+    return PRESETS[preset]
+
+
+def get_reward(name: str) -> Reward:
+    if name not in REWARDS:
+        raise L4stbError(f"unknown reward '{name}'; use one of: {', '.join(REWARDS)}.")
+    return REWARDS[name]
+
+
+def paper_changes_index(actions: np.ndarray, window: int = 5, fraction: float = 0.2) -> np.ndarray:
+    """Row indices the original kept: the ``window`` rows before each action change, scanning up to the first
+    row past ``fraction`` of the log (that row's change still counts); overlapping windows repeat rows."""
+    n = len(actions)
+    if n < 2:
+        return np.empty(0, dtype=np.int64)
+    changes = np.flatnonzero(actions[1:] != actions[:-1]) + 1
+    stop = int(np.floor(n * fraction)) + 1  # the original breaks after the first index > n * fraction
+    changes = changes[changes <= stop]
+    if not len(changes):
+        return np.empty(0, dtype=np.int64)
+    parts = [np.arange(max(0, c - window), c, dtype=np.int64) for c in changes]
+    return np.concatenate(parts)
+
+
+@dataclass
+class _Episode:
+    run_id: str
+    repeat: int
+    states: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+
+
+def _load_episodes(ws: Workspace, run_id: str, features: tuple[str, ...], reward: Reward) -> list[_Episode]:
+    ensure_parsed(ws, run_id)
+    needed = sorted(set(features) | set(c for c in reward.columns if c != "action") | {"repeat", "action"})
+    table = pq.read_table(ws.packets_file(run_id), columns=needed)
+    if table.num_rows == 0:
+        raise L4stbError(f"run {run_id} has no parsed packet decisions (see runs/{run_id}/data/parse.json).")
+    cols = {name: table.column(name).to_numpy() for name in needed}
+    uses_len = "packet_length" in features or "packet_length" in reward.columns
+    if uses_len and (cols["packet_length"] < 0).any():
+        raise L4stbError(
+            f"run {run_id} has old 23-field dualpi2_ecn_marking lines without packet_length, which the chosen "
+            f"preset or reward needs; use --preset paper8-early with --reward paper-delay for such data."
+        )
+    states = np.stack([cols[f].astype(np.float32) for f in features], axis=1)
+    rewards = reward.fn(cols).astype(np.float32)
+    actions = cols["action"].astype(np.int64)
+    repeat = cols["repeat"].astype(np.int64)
+    episodes = []
+    bounds = np.flatnonzero(np.diff(repeat)) + 1
+    for a, b in zip(np.concatenate(([0], bounds)), np.concatenate((bounds, [len(repeat)]))):
+        episodes.append(_Episode(run_id, int(repeat[a]), states[a:b], actions[a:b], rewards[a:b]))
+    return episodes
+
+
+def _pool(parts: list[tuple[int, _Episode, np.ndarray]], features: tuple[str, ...]) -> ExperiencePool:
+    """Concatenate (episode id, episode, row index) parts; ``done`` on the last row of each part."""
+    if not parts:
+        return ExperiencePool(np.empty((0, len(features)), np.float32), np.empty(0, np.int64), np.empty(0, np.float32),
+                              np.empty(0, bool), np.empty(0, np.int32), features)
+    states, actions, rewards, dones, episode = [], [], [], [], []
+    for eid, ep, idx in parts:
+        if not len(idx):
+            continue
+        states.append(ep.states[idx])
+        actions.append(ep.actions[idx])
+        rewards.append(ep.rewards[idx])
+        d = np.zeros(len(idx), dtype=bool)
+        d[-1] = True
+        dones.append(d)
+        episode.append(np.full(len(idx), eid, dtype=np.int32))
+    if not states:
+        return _pool([], features)
+    return ExperiencePool(np.concatenate(states), np.concatenate(actions), np.concatenate(rewards),
+                          np.concatenate(dones), np.concatenate(episode), features)
+
+
+def _position_blocks(n: int, fractions: tuple[float, ...]) -> list[np.ndarray]:
+    cuts = np.round(np.cumsum(fractions)[:-1] * n).astype(int)
+    edges = np.concatenate(([0], cuts, [n]))
+    return [np.arange(edges[i], edges[i + 1]) for i in range(len(fractions))]
+
+
+def _repeat_counts(k: int, with_test: bool) -> tuple[int, int, int]:
+    if with_test:
+        n_val = max(1, int(round(k * SPLIT_FRACTIONS[1] / (SPLIT_FRACTIONS[0] + SPLIT_FRACTIONS[1]))))
+        return k - n_val, n_val, 0
+    n_val = max(1, int(round(k * SPLIT_FRACTIONS[1])))
+    n_test = max(1, int(round(k * SPLIT_FRACTIONS[2])))
+    return k - n_val - n_test, n_val, n_test
+
+
+def build_pool(ws: Workspace, run_ids: list[str], *, preset: str = "paper7", reward: str = "paper", gamma: float = 1.0,
+               split: str = "by-repeat", selection: str | None = None, test_run_ids: tuple[str, ...] | list[str] = (),
+               name: str | None = None, seed: int = 0, with_json: bool = False) -> PoolSplits:
+    """Build train/val/test pools from parsed runs and save them under the first run's pool/<name>/."""
+    features = preset_features(preset)
+    rw = get_reward(reward)
+    if not run_ids:
+        raise L4stbError("build_pool needs at least one run.")
+    if split not in SPLIT_MODES:
+        raise L4stbError(f"unknown split '{split}'; use one of: {', '.join(SPLIT_MODES)}.")
+    if selection is not None and selection not in SELECTIONS:
+        raise L4stbError(f"unknown selection '{selection}'; use one of: {', '.join(SELECTIONS)} (or none).")
+    if not 0.0 < gamma <= 1.0:
+        raise L4stbError(f"gamma must be in (0, 1], got {gamma}.")
+    test_run_ids = list(test_run_ids)
+    overlap = set(run_ids) & set(test_run_ids)
+    if overlap:
+        raise L4stbError(f"run(s) {', '.join(sorted(overlap))} are both training and held-out test runs.")
+    name = validate_name(name or "-".join([preset, reward] + ([selection] if selection else [])), "pool name")
+
+    train_eps = [ep for r in run_ids for ep in _load_episodes(ws, r, features, rw)]
+    test_eps = [ep for r in test_run_ids for ep in _load_episodes(ws, r, features, rw)]
+    all_eps = train_eps + test_eps
+    ids = {id(ep): i for i, ep in enumerate(all_eps)}
+
+    parts: dict[str, list[tuple[int, _Episode, np.ndarray]]] = {"train": [], "val": [], "test": []}
+    assignment: dict[int, str] = {}
+    with_test = bool(test_eps)
+    k = len(train_eps)
+    if split == "by-repeat" and k >= (2 if with_test else 3):
+        n_train, n_val, n_test = _repeat_counts(k, with_test)
+        order = np.random.default_rng(seed).permutation(k)
+        for rank, i in enumerate(order):
+            which = "train" if rank < n_train else "val" if rank < n_train + n_val else "test"
+            ep = train_eps[i]
+            parts[which].append((ids[id(ep)], ep, np.arange(len(ep.actions))))
+            assignment[ids[id(ep)]] = which
+        for which in parts:
+            parts[which].sort(key=lambda t: t[0])
+        split_desc = (f"by-repeat: {n_train}/{n_val}/{n_test} of {k} repeats (seeded shuffle, seed {seed})"
+                      if not with_test else f"by-repeat: {n_train}/{n_val} of {k} repeats for train/val; test = "
+                      f"held-out runs {', '.join(test_run_ids)}")
+    else:
+        fr = SPLIT_FRACTIONS if not with_test else (SPLIT_FRACTIONS[0], SPLIT_FRACTIONS[1])
+        fr = tuple(f / sum(fr) for f in fr)
+        for ep in train_eps:
+            blocks = _position_blocks(len(ep.actions), fr)
+            for which, idx in zip(("train", "val", "test"), blocks):
+                parts[which].append((ids[id(ep)], ep, idx))
+            assignment[ids[id(ep)]] = "by-position"
+        why = "requested" if split == "by-position" else f"only {k} repeat(s)"
+        split_desc = (f"by-position ({why}): each repeat cut into contiguous blocks "
+                      f"{'/'.join(f'{f:.2f}' for f in fr)} for {'train/val' if with_test else 'train/val/test'}"
+                      + (f"; test = held-out runs {', '.join(test_run_ids)}" if with_test else ""))
+    for ep in test_eps:
+        parts["test"].append((ids[id(ep)], ep, np.arange(len(ep.actions))))
+        assignment[ids[id(ep)]] = "test"
+
+    selection_desc = None
+    if selection == "paper-changes":
+        parts["train"] = [(eid, ep, idx[paper_changes_index(ep.actions[idx])]) for eid, ep, idx in parts["train"]]
+        selection_desc = ("paper-changes: train keeps the 5 rows before each action change in the first 20% of each "
+                          "repeat (duplicates kept); val/test keep every row, like the original's eval pool")
+
+    pools = {which: _pool(p, features) for which, p in parts.items()}
+    if len(pools["train"]) == 0:
+        raise L4stbError(f"the train split of pool {name} is empty; use more repeats or no selection.")
+    train_r = pools["train"].rewards
+    sources = ",".join(run_ids) + (f";test:{','.join(test_run_ids)}" if test_run_ids else "")
+    meta = PoolMeta(
+        name=name, feature_names=list(features), preset=preset, reward=reward, gamma=float(gamma),
+        source=f"run:{sources}", split=split_desc,
+        norm=NormStats.fit(pools["train"].states),
+        reward_min=float(train_r.min()), reward_max=float(train_r.max()),
+        episodes=[{"episode": i, "run": ep.run_id, "repeat": ep.repeat, "rows": int(len(ep.actions)),
+                   "split": assignment.get(i, "")} for i, ep in enumerate(all_eps)],
+        selection=selection_desc,
+    )
+    splits = PoolSplits(meta, pools["train"], pools["val"], pools["test"])
+    save_pool(splits, ws.pool_dir(run_ids[0], name), with_json=with_json)
+    return splits

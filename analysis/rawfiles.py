@@ -1,0 +1,76 @@
+"""Which fetched files of a run are router log sets (per repeat) and which are iperf3 JSON, read from runs/<id>/raw/."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from l4stb.config import Topology
+from l4stb.layout import parse_repeat_dirname
+from l4stb.manifest import Manifest
+from l4stb.workspace import Workspace
+
+DEFAULT_ROUTER_HOST = "router"
+
+
+@dataclass
+class RawInventory:
+    """A run's raw files by role. Paths are absolute; ``rel`` gives them relative to the run folder."""
+
+    run_dir: Path
+    router_host: str
+    logs: dict[int, list[Path]] = field(default_factory=dict)  # repeat -> router log files (any order)
+    iperf3: list[tuple[int, str, Path]] = field(default_factory=list)  # (repeat, host, path)
+    ignored: list[Path] = field(default_factory=list)
+
+    def rel(self, path: Path) -> str:
+        return path.relative_to(self.run_dir).as_posix()
+
+    def all_files(self) -> list[Path]:
+        files = [p for ps in self.logs.values() for p in ps] + [p for _, _, p in self.iperf3]
+        return sorted(files)
+
+
+def router_host_of(manifest: Manifest) -> str:
+    """The router's host name: from the run's topology, else what import-logs recorded, else ``router``."""
+    if manifest.topology:
+        try:
+            return Topology.model_validate(manifest.topology).router
+        except Exception:  # a partial topology in an old manifest: fall through to the default
+            pass
+    imported = manifest.steps.get("import", {})
+    if isinstance(imported, dict) and imported.get("router_host"):
+        return str(imported["router_host"])
+    return DEFAULT_ROUTER_HOST
+
+
+def _repeat_of(rel_parts: tuple[str, ...]) -> int:
+    """The repeat number from the first ``rNN`` folder in the path; files outside one belong to repeat 1."""
+    for part in rel_parts[:-1]:
+        r = parse_repeat_dirname(part)
+        if r is not None:
+            return r
+    return 1
+
+
+def inventory(ws: Workspace, run_id: str, manifest: Manifest) -> RawInventory:
+    """Classify every file under runs/<id>/raw/<host>/: router non-JSON files are logs, *.json are iperf3."""
+    run_dir = ws.run_dir(run_id)
+    raw = ws.raw_dir(run_id)
+    inv = RawInventory(run_dir, router_host_of(manifest))
+    if not raw.is_dir():
+        return inv
+    for host_dir in sorted(p for p in raw.iterdir() if p.is_dir()):
+        host = host_dir.name
+        for path in sorted(host_dir.rglob("*")):
+            if not path.is_file() or path.name.startswith("."):
+                continue  # temp files of an interrupted fetch
+            rel_parts = path.relative_to(host_dir).parts
+            repeat = _repeat_of(rel_parts)
+            if path.name.endswith(".json"):
+                inv.iperf3.append((repeat, host, path))
+            elif host == inv.router_host:
+                inv.logs.setdefault(repeat, []).append(path)
+            else:
+                inv.ignored.append(path)
+    return inv

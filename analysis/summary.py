@@ -1,0 +1,278 @@
+"""`l4stb summary`: load a parsed run, compute its metrics, and print them as rich tables or one JSON object."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from l4stb.analysis import metrics as M
+from l4stb.config import SCALABLE_CCS, Scenario
+from l4stb.errors import L4stbError
+from l4stb.manifest import Manifest, load_manifest
+from l4stb.units import format_rate, parse_rate_bps
+from l4stb.workspace import Workspace, read_json
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ParseStats:
+    """What the parser read: ``data/parse.json``."""
+
+    lines_read: int = 0
+    parsed: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+    """Up to a few skipped lines per reason, as the parser recorded them."""
+
+    @property
+    def skipped_total(self) -> int:
+        return sum(self.skipped.values())
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "ParseStats":
+        skipped = {str(k): int(v) for k, v in (data.get("skipped") or {}).items()}
+        raw = data.get("examples") or {}
+        examples: dict[str, list[str]] = {}
+        if isinstance(raw, dict):
+            for k, v in raw.items():
+                examples[str(k)] = [str(x) for x in (v if isinstance(v, list) else [v])]
+        elif isinstance(raw, list):
+            examples["skipped"] = [str(x) for x in raw]
+        return cls(int(data.get("lines_read", 0) or 0), int(data.get("parsed", 0) or 0), skipped, examples)
+
+    def to_json(self) -> dict:
+        return {"lines_read": self.lines_read, "parsed": self.parsed, "skipped": dict(self.skipped)}
+
+
+@dataclass
+class RunData:
+    """A parsed run as the metrics and the report read it."""
+
+    run_id: str
+    manifest: Manifest
+    scenario: Scenario | None
+    """None when the manifest's scenario does not validate (e.g. an imported run without one)."""
+    rate_bps: float | None
+    packets: pd.DataFrame
+    flows: pd.DataFrame
+    parse: ParseStats
+
+    @property
+    def aqm(self) -> str:
+        return self.scenario.aqm.name if self.scenario else str(self.manifest.scenario.get("aqm", {}).get("name", "?"))
+
+    @property
+    def label(self) -> str:
+        """The series label of this run in figures: its AQM."""
+        return self.aqm
+
+
+@dataclass
+class RunSummary:
+    """The numbers of `l4stb summary` for one run (see :meth:`to_json` for the JSON shape)."""
+
+    run_id: str
+    scenario_name: str
+    aqm: str
+    rate_bps: float | None
+    metrics: M.RunMetrics
+    parse: ParseStats
+    scalable_ccs: tuple[str, ...] = SCALABLE_CCS
+
+    def to_json(self) -> dict:
+        """Exactly: ``queues``, ``utilization``, ``flows``, ``jain``, ``repeats``, ``parse`` (NaN -> null).
+
+        ``queues``/``utilization``/``flows``/``jain`` are over the whole run (delays pooled over all repeats'
+        packets; counts summed; utilisation, Jain and per-flow throughput are means of per-repeat values).
+        ``repeats`` = ``{"n", "warmup_s", "per_repeat": [...], "ci95": {...}}``: each per-repeat object holds
+        the same metrics for that repeat, and ``ci95`` the 95% t-intervals of the per-repeat values
+        (``low``/``high`` null when n < 2).
+        """
+        m = self.metrics
+        return {
+            "queues": {q: s.to_json() for q, s in m.queues.items()},
+            "utilization": M._num(m.utilization.mean),
+            "flows": [f.to_json() for f in m.flows],
+            "jain": M._num(m.jain.mean),
+            "repeats": {
+                "n": m.n_repeats,
+                "warmup_s": m.warmup_s,
+                "per_repeat": [
+                    {
+                        "repeat": rm.repeat,
+                        "queues": {q: s.to_json() for q, s in rm.queues.items()},
+                        "utilization": M._num(rm.utilization),
+                        "flows": [{"host": f.key.host, "cc": f.key.cc, "group": f.key.group,
+                                   "connection": f.key.connection,
+                                   "stream": f.key.stream, "throughput_mbps": M._num(f.throughput_mbps)}
+                                  for f in rm.flows],
+                        "jain": M._num(rm.jain),
+                    }
+                    for rm in m.repeats
+                ],
+                "ci95": {
+                    "delay_ms": {q: {f"p{p}": iv.to_json() for p, iv in per.items()} for q, per in m.delay_ci.items()},
+                    "utilization": m.utilization.to_json(),
+                    "jain": m.jain.to_json(),
+                    "cc_throughput_mbps": {cc: iv.to_json() for cc, iv in m.cc.items()},
+                },
+            },
+            "parse": self.parse.to_json(),
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# loading
+# ---------------------------------------------------------------------------------------------
+
+
+def ensure_run_parsed(ws: Workspace, run_id: str, progress=None) -> None:
+    """Run the parser (``l4stb.analysis.packets.ensure_parsed``) so data/*.parquet exist and are current."""
+    try:
+        from l4stb.analysis.packets import ensure_parsed
+    except ImportError as exc:
+        if ws.packets_file(run_id).is_file():
+            log.warning("log parser unavailable (%s); using the existing %s", exc, ws.packets_file(run_id))
+            return
+        raise L4stbError(
+            f"run {run_id} has no parsed data ({ws.packets_file(run_id)}) and this l4stb has no log parser "
+            f"(l4stb.analysis.packets: {exc}). Reinstall l4stb, then run `l4stb fetch-logs` first."
+        ) from None
+    raw = ws.raw_dir(run_id)
+    has_raw = raw.is_dir() and any(p.is_file() for p in raw.rglob("*"))
+    if not has_raw:
+        if ws.packets_file(run_id).is_file():
+            log.info("run %s: no raw files, using the parsed data already in %s", run_id, ws.data_dir(run_id))
+            return
+        raise L4stbError(f"run {run_id} has no fetched logs under {raw}: run `l4stb fetch-logs` first "
+                         f"(or `l4stb import-logs` for existing files).")
+    ensure_parsed(ws, run_id, progress=progress)
+
+
+def load_run(ws: Workspace, run_id: str, progress=None) -> RunData:
+    """Parse the run if needed and read its tables (only the columns the metrics use)."""
+    manifest = load_manifest(ws, run_id)
+    ensure_run_parsed(ws, run_id, progress=progress)
+    if not ws.packets_file(run_id).is_file():
+        raise L4stbError(f"run {run_id}: {ws.packets_file(run_id)} is missing after parsing; "
+                         "run `l4stb fetch-logs` first.")
+    packets = _read_parquet(ws.packets_file(run_id), M.PACKET_COLUMNS)
+    flows = _read_parquet(ws.flows_file(run_id), M.FLOW_COLUMNS) if ws.flows_file(run_id).is_file() else M.empty_flows()
+    stats_file = ws.parse_stats_file(run_id)
+    parse = ParseStats.from_json(read_json(stats_file, "parse statistics")) if stats_file.is_file() else ParseStats()
+    scenario, rate = scenario_and_rate(manifest)
+    return RunData(run_id, manifest, scenario, rate, packets, flows, parse)
+
+
+def scenario_and_rate(manifest: Manifest) -> tuple[Scenario | None, float | None]:
+    """The typed scenario of a manifest and its bottleneck rate in bit/s (None when unknown)."""
+    try:
+        scenario = Scenario.model_validate(manifest.scenario)
+        return scenario, float(scenario.bottleneck.rate)
+    except Exception:  # noqa: BLE001 - an imported run may carry a partial scenario
+        rate = (manifest.scenario.get("bottleneck") or {}).get("rate")
+        try:
+            return None, float(parse_rate_bps(rate)) if rate is not None else None
+        except ValueError:
+            return None, None
+
+
+def _read_parquet(path, wanted) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
+    names = set(pq.read_schema(path).names)
+    return pd.read_parquet(path, columns=[c for c in wanted if c in names])
+
+
+# ---------------------------------------------------------------------------------------------
+# summary
+# ---------------------------------------------------------------------------------------------
+
+
+def summarize_data(data: RunData, warmup_s: float = M.WARMUP_S) -> RunSummary:
+    metrics = M.run_metrics(data.packets, data.flows, data.rate_bps or float("nan"), warmup_s)
+    name = data.scenario.name if data.scenario else str(data.manifest.scenario.get("name", data.run_id))
+    return RunSummary(data.run_id, name, data.aqm, data.rate_bps, metrics, data.parse)
+
+
+def summarize(ws: Workspace, run_id: str, progress=None) -> RunSummary:
+    """Parse the run if needed (``ensure_parsed``) and compute its summary."""
+    return summarize_data(load_run(ws, run_id, progress=progress))
+
+
+def _ms(x: float) -> str:
+    return "—" if not math.isfinite(x) else f"{x:.2f}"
+
+
+def _ms3(x: float) -> str:
+    return "—" if not math.isfinite(x) else f"{x:.1f}" if x >= 10 else f"{x:.2f}"
+
+
+def _pct(x: float) -> str:
+    return "—" if not math.isfinite(x) else f"{100 * x:.1f}%"
+
+
+def _frac(x: float) -> str:
+    return "—" if not math.isfinite(x) else f"{x:.3f}"
+
+
+def print_summary(summary: RunSummary, console: Console) -> None:
+    """Rich tables: one row per repeat, then the overall numbers with their 95% CIs, then the flows."""
+    m = summary.metrics
+    rate = format_rate(int(summary.rate_bps)) if summary.rate_bps else "unknown rate"
+    console.print(f"[bold]{summary.run_id}[/]: scenario {summary.scenario_name}, AQM {summary.aqm}, bottleneck "
+                  f"{rate}, {m.n_repeats} repeat(s); throughput from iperf3 after the first {m.warmup_s:g} s")
+
+    per = Table(title="per repeat", box=box.SIMPLE_HEAD)
+    per.add_column("rep", justify="right")
+    for q in M.QUEUES:
+        per.add_column(f"{q} delay (ms)\np50/p95/p99", justify="right", no_wrap=True)
+        per.add_column(f"{q} drops\n/marks", justify="right", no_wrap=True)
+    per.add_column("util.", justify="right", no_wrap=True)
+    per.add_column("Jain", justify="right", no_wrap=True)
+    for rm in m.repeats:
+        row = [str(rm.repeat)]
+        for q in M.QUEUES:
+            s = rm.queues[q]
+            row += ["/".join(_ms3(s.delay.get(p)) for p in (50, 95, 99)), f"{s.drops}/{s.marks}"]
+        per.add_row(*row, _pct(rm.utilization), _frac(rm.jain))
+    console.print(per)
+
+    overall = Table(title="overall (delays pooled over repeats; ± = 95% t-interval of per-repeat values)", box=box.SIMPLE_HEAD)
+    overall.add_column("metric")
+    overall.add_column("pooled", justify="right")
+    overall.add_column("mean of repeats ± CI", justify="right")
+    for q in M.QUEUES:
+        s = m.queues[q]
+        for p in M.PERCENTILES:
+            overall.add_row(f"{q} queue delay p{p} (ms)", _ms(s.delay.get(p)), m.delay_ci[q][p].format(2))
+        overall.add_row(f"{q} decisions / drops / marks", f"{s.packets} / {s.drops} / {s.marks}",
+                        f"drop {_pct(s.drop_fraction)}, mark {_pct(s.mark_fraction)}")
+    overall.add_row("utilisation", "", m.utilization.format(1, scale=100, unit="%"))
+    overall.add_row("Jain fairness (all flows)", "", m.jain.format(3))
+    for cc, iv in m.cc.items():
+        overall.add_row(f"{cc} throughput per flow (Mbit/s)", "", iv.format(2))
+    console.print(overall)
+    if m.n_repeats == 1:
+        console.print("one repeat: no confidence intervals (they need at least two repeats).")
+
+    flows = Table(title="flows (steady-state throughput, mean over repeats)", box=box.SIMPLE_HEAD)
+    for col in ("host", "cc", "group", "connection", "stream"):
+        flows.add_column(col)
+    flows.add_column("Mbit/s", justify="right")
+    for f in m.flows:
+        flows.add_row(f.key.host, f.key.cc, str(f.key.group), str(f.key.connection), str(f.key.stream),
+                      f.throughput.format(2))
+    console.print(flows)
+
+    p = summary.parse
+    skipped = ", ".join(f"{k}: {v}" for k, v in sorted(p.skipped.items())) or "none"
+    console.print(f"parse: {p.lines_read} lines read, {p.parsed} parsed, skipped {p.skipped_total} ({skipped})")

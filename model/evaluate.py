@@ -1,0 +1,224 @@
+"""Evaluation: classification metrics on a split, state-only baselines, and cost (params, memory, latency, throughput).
+
+All metrics are plain JSON-able dicts of floats/ints/lists; class order is (forward, drop, mark).
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import resource
+import threading
+import time
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from l4stb.analysis.pool import ACTION_NAMES, ExperiencePool, NormStats
+from l4stb.model.dataset import IGNORE, WindowDataset
+
+log = logging.getLogger(__name__)
+LABELS = [0, 1, 2]
+
+
+# -- classification -------------------------------------------------------------------------------------
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
+    """Accuracy, balanced accuracy, macro-F1 (over the classes present in y_true or y_pred), per-class P/R/F1, confusion."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    y_true = np.asarray(y_true, dtype=np.int64)
+    y_pred = np.asarray(y_pred, dtype=np.int64)
+    if len(y_true) == 0:
+        return {"n": 0, "accuracy": 0.0, "balanced_accuracy": 0.0, "macro_f1": 0.0, "per_class": {},
+                "confusion": [[0] * 3 for _ in range(3)]}
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=LABELS, zero_division=0)
+    present = [c for c in LABELS if (y_true == c).any() or (y_pred == c).any()]
+    true_present = [c for c in LABELS if (y_true == c).any()]
+    return {
+        "n": int(len(y_true)),
+        "accuracy": float((y_true == y_pred).mean()),
+        "balanced_accuracy": float(np.mean([r[c] for c in true_present])),
+        "macro_f1": float(np.mean([f[c] for c in present])),
+        "per_class": {
+            ACTION_NAMES[c]: {"precision": float(p[c]), "recall": float(r[c]), "f1": float(f[c]), "support": int(s[c])}
+            for c in LABELS
+        },
+        "confusion": confusion_matrix(y_true, y_pred, labels=LABELS).tolist(),
+    }
+
+
+@torch.no_grad()
+def predict(model, dataset: WindowDataset, batch_size: int = 64, device: torch.device | str | None = None,
+            loader: DataLoader | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+    """(labels, predictions, mean unweighted cross-entropy) over every real position of ``dataset``."""
+    was_training = model.training
+    model.eval()
+    if device is None:
+        device = next(model.parameters()).device
+    loader = loader or DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    ys, ps, loss_sum, n = [], [], 0.0, 0
+    for batch in loader:
+        batch = {k: v.to(device) for k, v in batch.items()}
+        logits = model(batch["returns"], batch["states"], batch["actions"]).float()
+        labels = batch["labels"]
+        mask = labels != IGNORE
+        sel = logits[mask]
+        loss_sum += float(torch.nn.functional.cross_entropy(sel, labels[mask], reduction="sum"))
+        n += int(mask.sum())
+        ys.append(labels[mask].cpu().numpy())
+        ps.append(sel.argmax(-1).cpu().numpy())
+    model.train(was_training)
+    if not ys:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), 0.0
+    return np.concatenate(ys), np.concatenate(ps), loss_sum / max(n, 1)
+
+
+# -- baselines ------------------------------------------------------------------------------------------
+
+
+def baseline_metrics(train: ExperiencePool, test: ExperiencePool, norm: NormStats, seed: int = 0,
+                     max_fit_rows: int = 200_000) -> dict[str, dict]:
+    """Always-forward, logistic regression and a depth-6 decision tree, fit on the train split, scored on test.
+
+    The learned baselines see only the current state row (no history) and use balanced class weights.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.tree import DecisionTreeClassifier
+
+    out = {"always_forward": classification_metrics(test.actions, np.zeros(len(test), np.int64))}
+    x, y = norm.apply(train.states), train.actions
+    if len(y) > max_fit_rows:
+        idx = np.random.default_rng(seed).choice(len(y), max_fit_rows, replace=False)
+        x, y = x[idx], y[idx]
+    xt = norm.apply(test.states)
+    if len(np.unique(y)) < 2:
+        log.warning("train split has a single action class; learned baselines skipped")
+        return out
+    models = {
+        "logistic_regression": LogisticRegression(max_iter=500, class_weight="balanced"),
+        "decision_tree": DecisionTreeClassifier(max_depth=6, class_weight="balanced", random_state=seed),
+    }
+    for name, clf in models.items():
+        t0 = time.perf_counter()
+        clf.fit(x, y)
+        m = classification_metrics(test.actions, clf.predict(xt))
+        m["fit_seconds"] = round(time.perf_counter() - t0, 3)
+        out[name] = m
+    return out
+
+
+# -- cost -----------------------------------------------------------------------------------------------
+
+
+def rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+class PeakMemory:
+    """Peak memory during a block: CUDA max allocated on a GPU, else RSS sampled with psutil every 20 ms."""
+
+    def __init__(self, device: torch.device | str = "cpu", interval_s: float = 0.02):
+        self.device = torch.device(device)
+        self.interval_s = interval_s
+        self.start_mb = 0.0
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def kind(self) -> str:
+        return "cuda_max_allocated" if self.device.type == "cuda" else "rss"
+
+    def __enter__(self) -> "PeakMemory":
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.start_mb = torch.cuda.memory_allocated(self.device) / 2**20
+        else:
+            gc.collect()
+            _trim_malloc()
+            self.start_mb = self.peak_mb = rss_mb()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.peak_mb = max(self.peak_mb, rss_mb())
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.peak_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
+        else:
+            self._stop.set()
+            if self._thread:
+                self._thread.join()
+            self.peak_mb = max(self.peak_mb, rss_mb())
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "peak_mb": round(self.peak_mb, 1), "start_mb": round(self.start_mb, 1),
+                "delta_mb": round(self.peak_mb - self.start_mb, 1)}
+
+
+def _trim_malloc() -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def process_peak_rss_mb() -> float:
+    """Lifetime peak RSS of this process (Linux ru_maxrss is in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def decision_latency(policy, states: np.ndarray, n: int = 300, warmup: int = 20) -> dict:
+    """p50/p99/mean latency (ms) of ``policy.decide`` at batch 1 over consecutive raw state rows."""
+    policy.reset()
+    rows = states[: n + warmup]
+    if len(rows) == 0:
+        return {"p50": 0.0, "p99": 0.0, "mean": 0.0, "n": 0}
+    times = []
+    for i, row in enumerate(rows):
+        t0 = time.perf_counter()
+        policy.decide(row)
+        if i >= warmup or len(rows) <= warmup:
+            times.append((time.perf_counter() - t0) * 1000)
+    policy.reset()
+    t = np.asarray(times)
+    return {"p50": float(np.percentile(t, 50)), "p99": float(np.percentile(t, 99)), "mean": float(t.mean()),
+            "n": int(len(t))}
+
+
+@torch.no_grad()
+def batched_throughput(model, dataset: WindowDataset, batch_size: int = 64, max_batches: int = 20) -> float:
+    """Decisions per second of the full-window forward in batches (every real position is one decision)."""
+    if len(dataset) == 0:
+        return 0.0
+    model.eval()
+    device = next(model.parameters()).device
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    batches = []
+    for i, b in enumerate(loader):
+        if i >= max_batches:
+            break
+        batches.append({k: v.to(device) for k, v in b.items()})
+    model(batches[0]["returns"], batches[0]["states"], batches[0]["actions"])  # warm-up
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    decisions = 0
+    for b in batches:
+        model(b["returns"], b["states"], b["actions"])
+        decisions += int((b["labels"] != IGNORE).sum())
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return decisions / max(time.perf_counter() - t0, 1e-9)

@@ -1,0 +1,644 @@
+"""Render the vagrant provider's per-host shell steps from playbooks/templates, using validated, shell-quoted values only.
+
+Every value that reaches a template comes from a validated record (``Topology``, ``Scenario``, a run id
+checked by ``validate_name``, an SSH user checked here) or is a constant of this module, and every
+string is written through the ``q`` filter (``shlex.quote``); integers go through ``i``, which refuses
+anything that is not an int. The Jinja2 environment is strict: a missing variable is an error, not an
+empty string. :func:`up_phases` and :func:`run_phases` return the steps in execution order, grouped in
+phases whose steps run in parallel on different hosts; ``--dry-run`` prints them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import os
+import posixpath
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import jinja2
+
+from l4stb import layout, logformat, resources
+from l4stb.config import Aqm, Scenario, Topology
+from l4stb.errors import L4stbError
+from l4stb.providers.base import Plan
+from l4stb.workspace import validate_name
+
+# -- constants of the FreeBSD testbed ----------------------------------------------------------------
+
+KMOD = "dn_sched_dualpi2"
+KMOD_FILE = f"{KMOD}.ko"
+SCHED_TYPE = "dualpi2"
+"""The name the module registers with dummynet: ``ipfw sched 1 config pipe 1 type dualpi2`` (stock ipfw)."""
+SYSCTL_ROOT = "net.inet.ip.dummynet.dualpi2"
+PIPE = SCHED = QUEUE = 1
+RULE = 1000
+"""ipfw rule number of the queue rule: above rc.firewall's open rules (65000), clear of its loopback rules (100-300)."""
+
+REMOTE_ROOT = layout.REMOTE_ROOT
+RUNS_ROOT = posixpath.join(REMOTE_ROOT, "runs")
+STATE_ROOT = posixpath.join(REMOTE_ROOT, "state")
+"""pids, exit codes and stderr of the repeat's processes: kept out of the run folders that fetch-logs pulls."""
+SRC_ROOT = posixpath.join(REMOTE_ROOT, "src")
+MODULE_DIR = posixpath.join(SRC_ROOT, "freebsd_module")
+PRAGUE_DIR = posixpath.join(SRC_ROOT, "udp_prague")
+
+PACKAGES = ("iperf3", "git-lite", "gmake")
+SRC_REPO = "https://git.FreeBSD.org/src.git"
+SRC_BRANCH = "releng/14.1"
+UDP_PRAGUE_REPO = "https://github.com/L4STeam/udp_prague.git"
+UDP_PRAGUE_REF_DEFAULT = "main"
+"""Overridable with env L4STB_UDP_PRAGUE_REF (a branch, tag or commit); the commit built is recorded in host facts."""
+MSGBUF_BYTES = 8 << 20
+"""kern.msgbufsize on the router: room for a few seconds of per-packet log lines if syslogd lags."""
+
+START_LEAD_S = 5.0
+"""Clients start this long after the start-clients step is sent (time for every host to receive it)."""
+ROTATE_EVERY_S = 10
+DRAIN_S = 2
+SERVER_GRACE_S = 15
+CLIENT_GRACE_S = 30
+
+MODULE_FILE_GLOBS = ("Makefile", "*.c", "*.h")
+"""What of freebsd_module/ is uploaded to the router (the harness/ folder is for Linux tests only)."""
+
+COMPRESS_FLAG = {"bzip2": "J", "gzip": "Z", "xz": "X", "none": ""}
+COMPRESS_EXT = {"bzip2": ".bz2", "gzip": ".gz", "xz": ".xz", "none": ""}
+
+_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_REF_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$")
+
+
+# -- the Jinja2 environment --------------------------------------------------------------------------
+
+
+def _q(value: Any) -> str:
+    """Shell-quote one value. Only str/int/float/Path are allowed; anything else is a bug."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float, Path)):
+        raise TypeError(f"refusing to quote a {type(value).__name__} into a shell command: {value!r}")
+    return shlex.quote(str(value))
+
+
+def _i(value: Any) -> str:
+    """An integer, written as digits; anything else is a bug."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected an int for a shell command, got {type(value).__name__}: {value!r}")
+    return str(value)
+
+
+def make_env(templates: Path | None = None) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates or resources.templates_dir())),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["q"] = _q
+    env.filters["i"] = _i
+    return env
+
+
+_ENV: jinja2.Environment | None = None
+
+
+def render(template: str, **values: Any) -> str:
+    """Render ``playbooks/templates/<template>`` with ``values`` (plus ``template`` itself for the header)."""
+    global _ENV
+    if _ENV is None:
+        _ENV = make_env()
+    try:
+        return _ENV.get_template(template).render(template=template, **values)
+    except jinja2.UndefinedError as exc:
+        raise RuntimeError(f"template {template}: {exc}") from exc
+
+
+# -- records -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Upload:
+    local: Path
+    remote: str
+
+
+@dataclass(frozen=True)
+class HostStep:
+    """One shell step on one host: a rendered script, files to upload before it, and its timeout."""
+
+    host: str
+    step: str
+    script: str
+    uploads: tuple[Upload, ...] = ()
+    timeout_s: float = 600.0
+    kind: str = "script"
+    """``script`` (run with sh -c), ``login-shell`` (one csh-safe line run before the shell is sh)."""
+
+    def describe(self) -> str:
+        lines = [f"# upload {u.local.name} -> {u.remote} (sftp)" for u in self.uploads]
+        return "\n".join(lines + [self.script.rstrip()])
+
+
+@dataclass
+class Phase:
+    """Steps that run at the same time, one thread per host; phases run one after the other."""
+
+    name: str
+    steps: list[HostStep] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Proc:
+    """One process of a repeat: an iperf3 or udp_prague client/server, with its output file and argv."""
+
+    name: str
+    host: str
+    side: Literal["client", "server"]
+    kind: Literal["iperf3", "udp_prague"]
+    cc: str
+    group: int
+    connection: int
+    port: int
+    proto: Literal["tcp", "udp"]
+    out: str
+    argv: tuple[str, ...]
+    start_s: float
+    what: str
+
+    @property
+    def ok_exit_codes(self) -> tuple[int, ...]:
+        """udp_prague has no duration option: timeout(1) ends it (exit 124), which is how it is meant to end."""
+        return (0, 124) if self.kind == "udp_prague" else (0,)
+
+    @property
+    def killed_is_ok(self) -> bool:
+        """A udp_prague receiver never exits by itself; it is stopped after its sender."""
+        return self.kind == "udp_prague" and self.side == "server"
+
+
+def plan_of(title: str, phases: list[Phase]) -> Plan:
+    plan = Plan(title)
+    for phase in phases:
+        for s in phase.steps:
+            plan.add(s.host, s.step, s.describe())
+    return plan
+
+
+# -- validation helpers ------------------------------------------------------------------------------
+
+
+def check_run_id(run_id: str) -> str:
+    """A run id as a path component, matched in full (``validate_name``'s ``$`` also accepts a trailing newline)."""
+    validate_name(run_id, "run id")
+    if not isinstance(run_id, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,120}", run_id):
+        raise L4stbError(f"invalid run id {run_id!r}: use letters, digits, '.', '_' and '-' only.")
+    return run_id
+
+
+def check_ssh_user(user: str) -> str:
+    if not isinstance(user, str) or not _USER_RE.fullmatch(user):
+        raise L4stbError(f"SSH user {user!r} is not a plain user name; check `vagrant ssh-config`.")
+    return user
+
+
+def udp_prague_ref() -> str:
+    ref = os.environ.get("L4STB_UDP_PRAGUE_REF", UDP_PRAGUE_REF_DEFAULT)
+    if not _REF_RE.fullmatch(ref) or ".." in ref:
+        raise L4stbError(f"L4STB_UDP_PRAGUE_REF={ref!r} is not a git branch, tag or commit name.")
+    return ref
+
+
+def ipfw_bandwidth(rate_bps: int) -> str:
+    """ipfw's ``bw`` argument: 8Mbit/s, 500Kbit/s, or bits/s."""
+    if rate_bps % 1_000_000 == 0:
+        return f"{rate_bps // 1_000_000}Mbit/s"
+    if rate_bps % 1000 == 0:
+        return f"{rate_bps // 1000}Kbit/s"
+    return f"{rate_bps}bit/s"
+
+
+def ipfw_delay_ms(delay_us: int) -> int:
+    if delay_us % 1000:
+        raise L4stbError(f"bottleneck.delay = {delay_us}us: ipfw pipes take whole milliseconds; use e.g. "
+                         f"{max(0, round(delay_us / 1000))}ms on the vagrant testbed.")
+    return delay_us // 1000
+
+
+def _networks(topology: Topology, host: str) -> list[str]:
+    return [str(ipaddress.IPv4Interface(i.address).network) for i in topology.hosts[host].interfaces]
+
+
+def _all_networks(topology: Topology) -> list[str]:
+    seen: list[str] = []
+    for host in topology.hosts:
+        for net in _networks(topology, host):
+            if net not in seen:
+                seen.append(net)
+    return seen
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    network: str
+    gateway: str
+
+
+def routes_for(topology: Topology, host: str) -> list[Route]:
+    """Static routes of an endpoint: every network it is not on, via the router's address on its network."""
+    router = topology.router
+    own = [i for i in topology.hosts[host].interfaces]
+    gateway = None
+    for iface in own:
+        for riface in topology.hosts[router].interfaces:
+            if riface.network == iface.network:
+                gateway = riface.ip
+                break
+        if gateway:
+            break
+    if gateway is None:
+        raise L4stbError(f"topology {topology.name}: host {host} shares no network with the router {router}, "
+                         "so it cannot reach the others.")
+    mine = set(_networks(topology, host))
+    nets = [n for n in _all_networks(topology) if n not in mine]
+    return [Route(f"l4stb{k}", n, gateway) for k, n in enumerate(nets)]
+
+
+def module_files() -> list[Path]:
+    folder = resources.module_dir()
+    files: list[Path] = []
+    for pattern in MODULE_FILE_GLOBS:
+        files.extend(sorted(p for p in folder.glob(pattern) if p.is_file()))
+    return files
+
+
+# -- up ----------------------------------------------------------------------------------------------
+
+
+def _header(host: str, step: str) -> dict[str, Any]:
+    return {"host": validate_name(host, "host"), "step": step}
+
+
+def up_phases(topology: Topology, *, ssh_user: str = "vagrant") -> list[Phase]:
+    """Provisioning, idempotent: login shell, packages, sources, offloads; router: ipfw + module; endpoints: routes, cc, udp_prague."""
+    user = check_ssh_user(ssh_user)
+    hosts = list(topology.hosts)
+    router = topology.router
+    shell = Phase("login shell", [HostStep(h, "login shell sh", render("login_shell.sh.j2", ssh_user=user),
+                                           kind="login-shell", timeout_s=60) for h in hosts])
+    common = Phase("common provisioning", [
+        HostStep(h, "packages, kernel sources, NIC offloads", render(
+            "provision_common.sh.j2", **_header(h, "packages, kernel sources, NIC offloads"), ssh_user=user,
+            packages=list(PACKAGES), src_repo=SRC_REPO, src_branch=SRC_BRANCH, remote_root=REMOTE_ROOT,
+            runs_root=RUNS_ROOT, state_root=STATE_ROOT, src_root=SRC_ROOT), timeout_s=3600)
+        for h in hosts])
+    uploads = tuple(Upload(p, posixpath.join(MODULE_DIR, p.name)) for p in module_files())
+    role_steps = []
+    for h in hosts:
+        if h == router:
+            step = "ipfw (open) + dummynet, build and load the dualpi2 module"
+            role_steps.append(HostStep(h, step, render(
+                "provision_router.sh.j2", **_header(h, step), module_dir=MODULE_DIR, kmod_file=KMOD_FILE,
+                rule=RULE, queue=QUEUE, pipe=PIPE, sysctl_root=SYSCTL_ROOT, msgbuf_bytes=MSGBUF_BYTES),
+                uploads=uploads, timeout_s=1800))
+        else:
+            step = "static routes, cc_dctcp, udp_prague"
+            role_steps.append(HostStep(h, step, render(
+                "provision_endpoint.sh.j2", **_header(h, step), routes=routes_for(topology, h),
+                prague_dir=PRAGUE_DIR, prague_repo=UDP_PRAGUE_REPO, prague_ref=udp_prague_ref()), timeout_s=1800))
+    return [shell, common, Phase("role provisioning", role_steps)]
+
+
+FACT_SYSCTLS = (
+    "kern.hz", "kern.osrelease", "kern.msgbufsize", "kern.log_wakeups_per_second", "hw.ncpu", "hw.physmem",
+    "net.inet.tcp.cc.algorithm", "net.inet.tcp.cc.available", "net.inet.tcp.ecn.enable",
+    "net.inet.tcp.cc.dctcp.ect1", "net.inet.ip.forwarding", "net.inet.ip.fw.enable", "net.inet.ip.fw.one_pass",
+    "net.inet.ip.dummynet.io_fast", "net.inet.ip.dummynet.pipe_slot_limit", "net.inet.ip.dummynet.pipe_byte_limit",
+    SYSCTL_ROOT,
+)
+
+
+def facts_step(topology: Topology, host: str) -> HostStep:
+    step = "host facts"
+    return HostStep(host, step, render("host_facts.sh.j2", **_header(host, step), sysctls=list(FACT_SYSCTLS),
+                                       role=topology.hosts[host].role, prague_dir=PRAGUE_DIR, module_dir=MODULE_DIR),
+                    timeout_s=120)
+
+
+def parse_facts(text: str) -> dict[str, Any]:
+    """The ``=== section ===`` output of host_facts.sh into a dict (sysctls as a name -> value mapping)."""
+    sections: dict[str, list[str]] = {}
+    current = None
+    for line in text.splitlines():
+        m = re.fullmatch(r"=== ([a-z_]+) ===", line.strip())
+        if m:
+            current = m.group(1)
+            sections[current] = []
+        elif current is not None:
+            sections[current].append(line)
+    facts: dict[str, Any] = {}
+    for name, lines in sections.items():
+        if name == "sysctls":
+            values: dict[str, str] = {}
+            key = None
+            for line in lines:
+                m = re.match(r"^([a-z0-9_.]+): ?(.*)$", line)
+                if m and "." in m.group(1):
+                    key = m.group(1)
+                    values[key] = m.group(2)
+                elif key is not None:
+                    values[key] = (values[key] + "\n" + line).strip("\n")
+            facts["sysctls"] = values
+        elif name in ("uname", "freebsd_version", "udp_prague", "module"):
+            facts[name] = "\n".join(lines).strip()
+        else:
+            facts[name] = [ln for ln in lines if ln.strip()]
+    return facts
+
+
+# -- run ---------------------------------------------------------------------------------------------
+
+
+def uses_module(aqm: Aqm) -> bool:
+    return aqm.name in ("dualpi2", "l4s-pie")
+
+
+def _milli(x: float) -> int:
+    return int(round(x * 1000))
+
+
+def aqm_sysctls(aqm: Aqm, scenario: Scenario) -> list[str]:
+    """``name=value`` settings of the dualpi2 module for this scenario (see freebsd_module/README.md)."""
+    if not uses_module(aqm):
+        return []
+    a = aqm.resolved()
+    values: list[tuple[str, int]] = [
+        ("mode", 1 if a.name == "l4s-pie" else 0),
+        ("ecn", int(a.ecn and scenario.ecn)),
+        ("target_us", int(a.target)),
+        ("tupdate_us", int(a.tupdate)),
+        ("alpha_mhz", _milli(a.alpha)),
+        ("beta_mhz", _milli(a.beta)),
+        ("coupling_milli", _milli(a.coupling_factor)),
+        ("step_thresh_us", int(a.step_threshold)),
+        ("ramp_range_us", int(a.ramp_range)),
+        ("min_qlen_step", int(a.min_qlen_step)),
+        ("c_protection_pct", int(round(a.classic_protection * 100))),
+        ("scheduler", 1 if a.scheduler == "tsfifo" else 0),
+        ("tshift_us", int(a.tshift)),
+        ("drop_on_overload", int(a.drop_on_overload)),
+        ("max_burst_us", int(a.max_burst)),
+        ("max_ecnth_milli", _milli(a.max_ecnth)),
+        ("tick_us", int(round(1_000_000 / a.kern_hz)) if a.name == "l4s-pie" else 0),
+        ("limit_bytes", int(scenario.bottleneck.limit_bytes)),
+        ("mtu", int(scenario.bottleneck.mtu)),
+        ("seed", int(scenario.seed)),
+        ("log", 1),
+    ]
+    return [f"{SYSCTL_ROOT}.{k}={v}" for k, v in values]
+
+
+def _queue_opts(aqm: Aqm, scenario: Scenario) -> list[str]:
+    """Extra words for ``ipfw queue 1 config``: stock PIE's parameters when aqm is ``pie``."""
+    if aqm.name != "pie":
+        return []
+    a = aqm.resolved()
+    return ["pie", "target", f"{int(a.target) // 1000}ms", "tupdate", f"{int(a.tupdate) // 1000}ms",
+            "alpha", f"{a.alpha:g}", "beta", f"{a.beta:g}", "max_burst", f"{int(a.max_burst) // 1000}ms",
+            "max_ecnth", f"{a.max_ecnth:g}", "ecn" if (a.ecn and scenario.ecn) else "noecn"]
+
+
+def _log_paths(scenario: Scenario) -> dict[str, Any]:
+    log_file = scenario.logging.file
+    own = log_file != "/var/log/messages"
+    newsyslog_conf = (f"/etc/newsyslog.conf.d/l4stb-{logformat.SYSLOG_TAG}.conf" if own
+                      else posixpath.join(STATE_ROOT, f"newsyslog-{logformat.SYSLOG_TAG}.conf"))
+    return {"log_file": log_file, "own_log_file": own, "newsyslog_conf": newsyslog_conf,
+            "rotate_pidfile": posixpath.join(STATE_ROOT, "rotate.pid")}
+
+
+def _syslog_tag() -> str:
+    tag = logformat.SYSLOG_TAG
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,30}", tag):  # fullmatch: no trailing newline either
+        raise RuntimeError(f"logformat.SYSLOG_TAG {tag!r} is not a plain program name")
+    return tag
+
+
+def _server_address(topology: Topology) -> str:
+    return topology.address(topology.server)
+
+
+def processes(scenario: Scenario, topology: Topology, run_id: str, repeat: int) -> list[Proc]:
+    """Every client and server process of one repeat, one server port per connection (from iperf3.base_port)."""
+    scenario.check_against(topology)
+    repeat_dir = layout.remote_repeat_dir(check_run_id(run_id), repeat)
+    server = topology.server
+    server_ip = _server_address(topology)
+    dur_s = scenario.duration // 1_000_000
+    interval = f"{scenario.iperf3.interval / 1e6:g}"
+    procs: list[Proc] = []
+    port = scenario.iperf3.base_port
+    last_start = max(f.start for f in scenario.flows) / 1e6
+    for g, flow in enumerate(scenario.flows):
+        for c in range(1, flow.connections + 1):
+            if port > 65535:
+                raise L4stbError(f"scenario {scenario.name}: iperf3.base_port {scenario.iperf3.base_port} + "
+                                 f"{scenario.total_streams} connections runs past port 65535.")
+            start_s = flow.start / 1e6
+            if flow.cc == "prague":
+                if flow.parallel != 1:
+                    raise L4stbError(
+                        f"scenario {scenario.name}: flows.{g} is Prague with parallel: {flow.parallel}; on FreeBSD "
+                        "Prague runs as udp_prague, one UDP flow per connection. Use connections: N, parallel: 1.")
+                stem = f"{flow.host}-prague-g{g}-c{c}"
+                client_name = f"{stem}.udp_prague.txt"
+                server_name = f"server-{port}.udp_prague.txt"
+                procs.append(Proc(
+                    server_name, server, "server", "udp_prague", "prague", g, c, port, "udp",
+                    posixpath.join(repeat_dir, server_name),
+                    ("timeout", str(int(START_LEAD_S + last_start + dur_s + CLIENT_GRACE_S)),
+                     posixpath.join(PRAGUE_DIR, "udp_prague_receiver"), "-p", str(port)),
+                    0.0, f"udp_prague receiver for {flow.host} group {g} connection {c} on UDP port {port}"))
+                procs.append(Proc(
+                    client_name, flow.host, "client", "udp_prague", "prague", g, c, port, "udp",
+                    posixpath.join(repeat_dir, client_name),
+                    ("timeout", str(dur_s), posixpath.join(PRAGUE_DIR, "udp_prague_sender"),
+                     "-a", server_ip, "-p", str(port), "-c"),
+                    start_s, f"udp_prague sender (Prague CC, ECT(1)) group {g} connection {c} for {dur_s} s; "
+                             "its output is udp_prague's text report, not iperf3 JSON"))
+            else:
+                client_name = layout.iperf3_client_name(flow.host, flow.cc, g, c)
+                server_name = layout.iperf3_server_name(port)
+                procs.append(Proc(
+                    server_name, server, "server", "iperf3", flow.cc, g, c, port, "tcp",
+                    posixpath.join(repeat_dir, server_name),
+                    ("iperf3", "-s", "-1", "-J", "-p", str(port)),
+                    0.0, f"iperf3 server for {flow.host} group {g} connection {c} on TCP port {port}"))
+                procs.append(Proc(
+                    client_name, flow.host, "client", "iperf3", flow.cc, g, c, port, "tcp",
+                    posixpath.join(repeat_dir, client_name),
+                    ("iperf3", "-c", server_ip, "-p", str(port), "-t", str(dur_s), "-P", str(flow.parallel),
+                     "-C", flow.cc, "-i", interval, "-J"),
+                    start_s, f"iperf3 client, {flow.cc}, {flow.parallel} stream(s), group {g} connection {c}, "
+                             f"{dur_s} s"))
+            port += 1
+    return procs
+
+
+def client_hosts(scenario: Scenario) -> list[str]:
+    hosts: list[str] = []
+    for f in scenario.flows:
+        if f.host not in hosts:
+            hosts.append(f.host)
+    return hosts
+
+
+def client_wait_s(scenario: Scenario) -> int:
+    last_start = max(f.start for f in scenario.flows) / 1e6
+    return int(math.ceil(START_LEAD_S + last_start + scenario.duration / 1e6 + CLIENT_GRACE_S))
+
+
+def start_clients_step(scenario: Scenario, topology: Topology, run_id: str, repeat: int, host: str,
+                       delay_s: float | None = None) -> HostStep:
+    """The start step of one client host; ``delay_s`` = seconds until the common start (nominal in plans)."""
+    nominal = delay_s is None
+    lead = START_LEAD_S if delay_s is None else max(0.0, float(delay_s))
+    procs = [p for p in processes(scenario, topology, run_id, repeat) if p.side == "client" and p.host == host]
+    items = [{"name": p.name, "out": p.out, "argv": list(p.argv), "what": p.what, "delay_s": f"{lead + p.start_s:.3f}"}
+             for p in procs]
+    step = "start clients together"
+    return HostStep(host, step, render("start_clients.sh.j2", **_header(host, step), procs=items,
+                                       nominal_delay=nominal, state_dir=_state_dir(run_id, repeat),
+                                       repeat_dir=layout.remote_repeat_dir(run_id, repeat)), timeout_s=60)
+
+
+def _state_dir(run_id: str, repeat: int) -> str:
+    return posixpath.join(STATE_ROOT, check_run_id(run_id), layout.repeat_dirname(repeat))
+
+
+def run_phases(scenario: Scenario, topology: Topology, run_id: str, repeat: int,
+               client_delays: dict[str, float] | None = None) -> list[Phase]:
+    """The steps of one repeat, in order. ``client_delays`` (host -> s) is filled in at run time."""
+    check_run_id(run_id)
+    scenario.check_against(topology)
+    router, server = topology.router, topology.server
+    aqm = scenario.aqm
+    procs = processes(scenario, topology, run_id, repeat)
+    repeat_dir = layout.remote_repeat_dir(run_id, repeat)
+    state_dir = _state_dir(run_id, repeat)
+    logs = _log_paths(scenario)
+    tag = _syslog_tag()
+    mod = uses_module(aqm)
+
+    # 1. configure: the router's queue and logging, the endpoints' congestion controls and ECN.
+    limit_bytes = max(int(scenario.bottleneck.limit_bytes), scenario.bottleneck.limit_packets * scenario.bottleneck.mtu)
+    step = f"configure bottleneck and AQM ({aqm.name})"
+    compress = scenario.logging.compress
+    size_kb = int(math.ceil(scenario.logging.rotate_size / 1024))
+    newsyslog_line = (f"{logs['log_file']} 644 {scenario.logging.rotate_count} {size_kb} * "
+                      f"{COMPRESS_FLAG[compress]}C")
+    router_cfg = HostStep(router, step, render(
+        "configure_router.sh.j2", **_header(router, step), uses_module=mod, aqm_name=aqm.name,
+        kmod_file=KMOD_FILE, module_dir=MODULE_DIR, limit_packets=int(scenario.bottleneck.limit_packets),
+        limit_bytes=limit_bytes, aqm_sysctls=aqm_sysctls(aqm, scenario), rule=RULE, queue=QUEUE, pipe=PIPE,
+        sched=SCHED, bw=ipfw_bandwidth(scenario.bottleneck.rate), delay_ms=ipfw_delay_ms(scenario.bottleneck.delay),
+        sched_type=SCHED_TYPE if mod else "fifo", queue_opts=_queue_opts(aqm, scenario),
+        client_nets=sorted({n for h in topology.clients for n in _networks(topology, h)}),
+        server_net=_networks(topology, server)[0], syslog_tag=tag,
+        syslog_exclude=f"!-{tag}",
+        syslog_exclude_comment=f"# l4stb: {tag} module lines go only to their own file (see /etc/syslog.d)",
+        syslog_conf=f"/etc/syslog.d/l4stb-{tag}.conf",
+        syslog_lines=["# l4stb: the dualpi2 module's per-packet lines (kernel messages tagged '" + tag + ":')",
+                      f"!{tag}", f"kern.* -{logs['log_file']}", "!*"],
+        newsyslog_lines=["# l4stb: rotate the dualpi2 module's log by size (count, size in KB, compression)",
+                         newsyslog_line],
+        state_root=STATE_ROOT, **logs), timeout_s=120)
+    endpoint_cfg = []
+    for h in [*client_hosts(scenario), server]:
+        tcp_ccs = []
+        for f in scenario.flows:
+            if f.cc != "prague" and (f.host == h or h == server) and f.cc not in tcp_ccs:
+                tcp_ccs.append(f.cc)
+        default_cc = next((f.cc for f in scenario.flows if f.host == h and f.cc != "prague"), "cubic")
+        ect1 = any(f.cc == "dctcp" and (f.host == h or h == server) for f in scenario.flows)
+        ecn_mode = 1 if scenario.ecn else 0
+        step = "congestion control and ECN"
+        endpoint_cfg.append(HostStep(h, step, render(
+            "configure_endpoint.sh.j2", **_header(h, step), ccs=tcp_ccs, default_cc=default_cc, ecn_mode=ecn_mode,
+            ect1=ect1), timeout_s=60))
+    phases = [Phase("configure", [router_cfg, *endpoint_cfg])]
+
+    # 2. reset the router's log set and start the size-based rotation loop.
+    step = "reset logs"
+    phases.append(Phase(step, [HostStep(router, step, render(
+        "reset_router_logs.sh.j2", **_header(router, step), repeat=repeat, state_dir=state_dir, repeat_dir=repeat_dir,
+        rotate_every_s=ROTATE_EVERY_S, sysctl_root=SYSCTL_ROOT, **logs), timeout_s=60)]))
+
+    # 3. servers, one per connection.
+    step = "start servers"
+    servers = [_proc_item(p) for p in procs if p.side == "server"]
+    phases.append(Phase(step, [HostStep(server, step, render(
+        "start_servers.sh.j2", **_header(server, step), procs=servers, state_dir=state_dir, repeat_dir=repeat_dir),
+        timeout_s=60)]))
+
+    # 4. all clients at the same moment.
+    delays = client_delays or {}
+    phases.append(Phase("start clients", [start_clients_step(scenario, topology, run_id, repeat, h, delays.get(h))
+                                          for h in client_hosts(scenario)]))
+
+    # 5. wait for the clients, stop stragglers, collect exit codes.
+    wait_s = client_wait_s(scenario)
+    step = "wait for clients"
+    phases.append(Phase(step, [HostStep(h, step, render(
+        "wait_procs.sh.j2", **_header(h, step), wait_s=wait_s, state_dir=state_dir,
+        procs=[_proc_item(p) for p in procs if p.side == "client" and p.host == h]), timeout_s=wait_s + 60)
+        for h in client_hosts(scenario)]))
+
+    # 6. servers: wait briefly, stop stragglers (udp_prague receivers never exit by themselves).
+    step = "stop servers"
+    phases.append(Phase(step, [HostStep(server, step, render(
+        "wait_procs.sh.j2", **_header(server, step), wait_s=SERVER_GRACE_S, state_dir=state_dir, procs=servers),
+        timeout_s=SERVER_GRACE_S + 60)]))
+
+    # 7. the router's log set into the repeat folder.
+    step = "collect router logs"
+    phases.append(Phase(step, [HostStep(router, step, render(
+        "collect_router_logs.sh.j2", **_header(router, step), repeat=repeat, repeat_dir=repeat_dir, drain_s=DRAIN_S,
+        compress_ext=COMPRESS_EXT[compress], sysctl_root=SYSCTL_ROOT, **logs), timeout_s=120)]))
+    return phases
+
+
+def _proc_item(p: Proc) -> dict[str, Any]:
+    return {"name": p.name, "out": p.out, "argv": list(p.argv), "what": p.what, "proto": p.proto, "port": p.port}
+
+
+def parse_wait_output(text: str) -> tuple[dict[str, int], list[str], dict[str, list[str]]]:
+    """``l4stb-exit NAME RC`` / ``l4stb-killed NAME`` / ``l4stb-stderr NAME LINE`` lines of wait_procs.sh."""
+    exits: dict[str, int] = {}
+    killed: list[str] = []
+    stderr: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        parts = line.split(" ", 2)
+        if parts[0] == "l4stb-exit" and len(parts) == 3:
+            try:
+                exits[parts[1]] = int(parts[2].strip())
+            except ValueError:
+                exits[parts[1]] = -1
+        elif parts[0] == "l4stb-killed" and len(parts) >= 2:
+            killed.append(parts[1])
+        elif parts[0] == "l4stb-stderr" and len(parts) == 3:
+            stderr.setdefault(parts[1], []).append(parts[2])
+    return exits, killed, stderr
+
+
+def parse_log_lines(text: str) -> int | None:
+    for line in text.splitlines():
+        if line.startswith("l4stb-log-lines "):
+            value = line.split(" ", 1)[1].strip()
+            return int(value) if value.isdigit() else None
+    return None

@@ -1,0 +1,431 @@
+"""RFC 9332 DualPI2 in integer fixed-point arithmetic: the core that the FreeBSD kernel module ports line by line.
+
+Everything here is an integer, so a C port (``freebsd_module``) can agree with it bit for bit:
+
+* **Time** is integer microseconds (``now_us``). Sojourn = ``now_us`` - the packet's enqueue stamp.
+* **Probabilities** are integers in [0, P_ONE] with ``P_ONE = 2**32`` meaning 1.0 (a ``uint64_t`` in C).
+  p_C = p'^2 is ``(p * p) >> 32``; p_CL = k p' is ``(p * k_q8) >> 8`` (k in 1/256 units).
+* **Gains**: alpha and beta (Hz) are stored as ``round(gain_hz * 2**32 / 1e6 * 2**GAIN_SHIFT)``: the
+  probability change per microsecond of delay error, with GAIN_SHIFT = 16 fractional bits. The PI update is
+  ``delta = (qdelay - target) * alpha_q + (qdelay - prev_qdelay) * beta_q`` (a signed 64-bit value),
+  and ``p += delta >> 16`` for a positive delta, ``p -= (-delta) >> 16`` for a negative one
+  (shifting the magnitude keeps C's and Python's rounding identical), clamped to [0, p_max].
+* **Random draws** come from :mod:`l4stb.sim.prng` (xorshift32, draws in [1, 2^32-1]); ``roll(p)`` is
+  true when ``draw < p``. A draw is consumed only when 0 < p < P_ONE, so certain and impossible events
+  leave the generator untouched (the C port must follow the same rule).
+
+Algorithm (RFC 9332 Appendix A.1, with the A.2 overload handling):
+
+* **Classifier** (enqueue): ECN field ECT(1) or CE (``ecn & 1``) -> L queue, ECT(0)/not-ECT -> C queue.
+* **Buffer limit** (enqueue): a packet is tail-dropped when the two queues together already hold
+  ``limit_packets`` packets or it would take them past ``limit_bytes``. That is the only enqueue decision;
+  every AQM drop or mark happens at dequeue, as in the RFC.
+* **PI update** every Tupdate: ``qdelay = max(C head sojourn, L head sojourn)`` (Linux sch_dualpi2's
+  input; RFC A.2 "use greatest queuing time"; 0 for an empty queue), p' updated as above and clamped
+  to [0, 1] (or to [0, 1/k] when ``drop_on_overload`` is off, as Linux does). p_C = p'^2, p_CL = k p'.
+* **Dequeue, L**: if p_CL < 1: the native L4S AQM gives p'_L -- a step at ``step_us`` sojourn
+  (Linux's default, ``range_us == 0``: p'_L = 1 when sojourn > step) or the RFC ramp
+  (minTh = ``step_us``, range = ``range_us``) -- but only when more than ``th_len`` packets are in the L
+  queue after this packet left it (RFC Th_len, config ``min_qlen_step``, tested on ``lq.len()`` after
+  ``lq.dequeue(pkt)`` as the pseudocode orders it), else p'_L = 0;
+  p_L = max(p'_L, p_CL); mark with p_L. A not-ECT packet in L (impossible with this classifier,
+  possible with a policy) is dropped instead. If p_CL >= 1 (overload): drop with p_C
+  (``drop_on_overload``), then mark the rest (p_CL >= 1).
+* **Dequeue, C**: with probability p_C: drop if not-ECT, or ECN is off, or p_C >= p_Cmax (overload
+  disables ECN); otherwise CE-mark.
+* **Small-backlog guard** (Linux ``must_drop``): the PI-based decisions (p_C, p_CL) are skipped while
+  the bytes left in both queues after this dequeue are below ``min_backlog_bytes`` (2 MTU by default;
+  0 disables it). As in Linux, the guard does not apply to the native L4S step/ramp.
+* **Scheduler**: ``SCHED_WRR`` = Linux's credit-based weighted round robin ("classic_protection"):
+  a signed credit starts at MTU * (wc - wl); L is served when it is non-empty and (C is empty or
+  credit <= 0); serving L while C waits adds wc * len, serving C while L waits subtracts wl * len;
+  it resets when both queues empty. wc = classic_protection in percent (10 by default), wl = 100 - wc,
+  so C gets at least ~10 % of the packets under contention. ``SCHED_TSFIFO`` = time-shifted FIFO:
+  serve L when ``C head stamp + tshift > L head stamp`` (i.e. L sojourn + tshift > C sojourn).
+
+:func:`replay` runs the core over an explicit event list with no simulator around it; the C
+harness runs the same events and the outputs must be identical.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from l4stb.logformat import ACTION_DROP, ACTION_FORWARD, ACTION_MARK
+from l4stb.sim.packet import CE, ECN, FLOW, LEN, NOT_ECT, T_ENQ
+from l4stb.sim.policy import POLICY_DROP, POLICY_MARK, PolicyGate
+from l4stb.sim.prng import seed_state
+
+P_ONE = 1 << 32
+"""Probability 1.0."""
+GAIN_SHIFT = 16
+"""Fractional bits of alpha_q/beta_q."""
+K_SHIFT = 8
+"""The coupling factor is stored in 1/256 units (k = 2 -> 512)."""
+LOG_PROB_SCALE = (1 << 31) - 1
+"""The log line carries probabilities scaled by 2^31-1: ``(p * LOG_PROB_SCALE) >> 32``."""
+
+SCHED_WRR, SCHED_TSFIFO = 0, 1
+Q_C, Q_L = 0, 1
+
+FLAG_ECN, FLAG_OVERLOAD, FLAG_STEP = 1, 2, 4
+"""Bits of the logged ``flags`` field."""
+STATUS_PI_ACTIVE, STATUS_C_BUSY, STATUS_L_BUSY = 1, 2, 4
+"""Bits of the logged ``status_flags`` field (PI active means p' > 0)."""
+
+
+def gain_to_q(gain_hz: float) -> int:
+    """Hz -> probability units (1/2^32) per microsecond of delay, with GAIN_SHIFT fractional bits."""
+    return int(round(gain_hz * P_ONE / 1_000_000 * (1 << GAIN_SHIFT)))
+
+
+@dataclass(frozen=True)
+class DualPI2Params:
+    """Integer parameters of the DualPI2 core (all times in microseconds, probabilities in 1/2^32)."""
+
+    target_us: int = 15_000
+    tupdate_us: int = 16_000
+    alpha_q: int = gain_to_q(0.16)
+    beta_q: int = gain_to_q(3.2)
+    alpha_mhz: int = 160
+    beta_mhz: int = 3200
+    k_q8: int = 512
+    p_cmax: int = P_ONE // 4
+    step_us: int = 1_000
+    range_us: int = 0
+    th_len: int = 1
+    min_backlog_bytes: int = 3_000
+    scheduler: int = SCHED_WRR
+    wc: int = 10
+    wl: int = 90
+    tshift_us: int = 50_000
+    mtu: int = 1_500
+    limit_packets: int = 10_000
+    limit_bytes: int = 30_000_000
+    ecn: int = 1
+    drop_on_overload: int = 1
+    tick_us: int = 1_000
+
+    @classmethod
+    def from_aqm(cls, aqm, bottleneck) -> "DualPI2Params":
+        """Derive the integer parameters from a scenario's ``Aqm`` (defaults filled) and ``Bottleneck``."""
+        a = aqm.resolved()
+        k_q8 = int(round(a.coupling_factor * (1 << K_SHIFT)))
+        p_cmax = min(P_ONE, (P_ONE << (2 * K_SHIFT)) // (k_q8 * k_q8))  # min(1/k^2, 1)
+        wc = int(round(a.classic_protection * 100))
+        return cls(
+            target_us=int(a.target),
+            tupdate_us=int(a.tupdate),
+            alpha_q=gain_to_q(a.alpha),
+            beta_q=gain_to_q(a.beta),
+            alpha_mhz=int(round(a.alpha * 1000)),
+            beta_mhz=int(round(a.beta * 1000)),
+            k_q8=k_q8,
+            p_cmax=p_cmax,
+            step_us=int(a.step_threshold),
+            range_us=int(a.ramp_range),
+            th_len=int(a.min_qlen_step),
+            min_backlog_bytes=2 * int(bottleneck.mtu),
+            scheduler=SCHED_WRR if a.scheduler == "wrr" else SCHED_TSFIFO,
+            wc=wc,
+            wl=100 - wc,
+            tshift_us=int(a.tshift),
+            mtu=int(bottleneck.mtu),
+            limit_packets=int(bottleneck.limit_packets),
+            limit_bytes=int(bottleneck.limit_bytes),
+            ecn=1 if a.ecn else 0,
+            drop_on_overload=1 if a.drop_on_overload else 0,
+            tick_us=max(1, 1_000_000 // int(a.kern_hz)),
+        )
+
+
+def to_log_prob(p: int) -> int:
+    return (p * LOG_PROB_SCALE) >> 32
+
+
+class DualPI2:
+    """The DualPI2 state machine. ``emit`` receives one 26-value tuple per logged packet decision."""
+
+    name = "dualpi2"
+
+    __slots__ = (
+        "prm", "rng", "p", "p_c", "p_cl", "prev_q", "last_update_us", "credit", "lq", "cq",
+        "l_bytes", "c_bytes", "stats", "emit", "trace", "gate", "next_update_us", "_const",
+        "p_max", "marks", "drops", "_flags",
+    )
+
+    def __init__(self, params: DualPI2Params, seed: int, emit: Optional[Callable[[tuple], None]] = None,
+                 policy=None, trace: Optional[list] = None):
+        self.prm = params
+        self.rng = seed_state(seed)
+        self.p = 0
+        self.p_c = 0
+        self.p_cl = 0
+        self.prev_q = 0
+        self.last_update_us = 0
+        self.next_update_us = params.tupdate_us
+        self.credit = params.mtu * (params.wc - params.wl)
+        self.lq: deque = deque()
+        self.cq: deque = deque()
+        self.l_bytes = 0
+        self.c_bytes = 0
+        # per queue [dequeued, enqueued pkts, enqueued bytes, drops, marks]
+        self.stats = ([0, 0, 0, 0, 0], [0, 0, 0, 0, 0])
+        self.emit = emit
+        self.trace = trace
+        self.gate = PolicyGate(policy) if policy is not None else None
+        self.p_max = P_ONE if params.drop_on_overload else (P_ONE << K_SHIFT) // params.k_q8
+        const = (params.target_us, params.tupdate_us, 0, to_log_prob(params.p_cmax), params.alpha_mhz,
+                 params.beta_mhz)
+        self._const = ((Q_C,) + const, (Q_L,) + const)
+        self._flags = FLAG_ECN * params.ecn | (FLAG_STEP if params.range_us == 0 else 0)
+        self.marks = [0, 0]
+        self.drops = [0, 0]
+
+    # ------------------------------------------------------------------ helpers
+
+    def _roll(self, p: int) -> bool:
+        if p <= 0:
+            return False
+        if p >= P_ONE:
+            return True
+        x = self.rng
+        x ^= (x << 13) & 0xFFFFFFFF
+        x ^= x >> 17
+        x ^= (x << 5) & 0xFFFFFFFF
+        self.rng = x
+        return x < p
+
+    def backlog(self) -> int:
+        return len(self.lq) + len(self.cq)
+
+    def _fields(self, q: int, pkt: list, now_us: int, prob: int, sojourn: int, qlen: int, qbytes: int,
+                action: int = 0) -> tuple:
+        """The 26 logged values for a decision on ``pkt`` in queue ``q`` (``action`` 0 = not decided yet)."""
+        prm = self.prm
+        tick = prm.tick_us
+        st = self.stats[q]
+        p = self.p
+        flags = self._flags
+        if self.p_cl >= P_ONE or self.p_c >= prm.p_cmax:
+            flags |= FLAG_OVERLOAD
+        status = (STATUS_PI_ACTIVE if p else 0) | (STATUS_C_BUSY if self.cq else 0) | (STATUS_L_BUSY if self.lq else 0)
+        prev = self.prev_q
+        last = self.last_update_us
+        return self._const[q] + (
+            flags, 0, (prob * LOG_PROB_SCALE) >> 32, sojourn - sojourn % tick, prev - prev % tick,
+            (p * LOG_PROB_SCALE) >> 32, last - last % tick, 0, st[0], status,
+            st[1], st[2], qlen, qbytes, st[3], pkt[LEN], action, now_us, pkt[FLOW],
+        )
+
+    # ------------------------------------------------------------------ enqueue
+
+    def enqueue(self, pkt: list, now_us: int) -> bool:
+        """Classify and queue ``pkt`` (stamped with ``now_us``); False if the buffer limit drops it."""
+        prm = self.prm
+        length = pkt[LEN]
+        q = pkt[ECN] & 1
+        if len(self.lq) + len(self.cq) >= prm.limit_packets or self.l_bytes + self.c_bytes + length > prm.limit_bytes:
+            st = self.stats[q]
+            if self.emit is not None:
+                queue = self.lq if q else self.cq
+                head = now_us - queue[0][T_ENQ] if queue else 0
+                self.emit(self._fields(q, pkt, now_us, self.p_cl if q else self.p_c, head, len(queue),
+                                       self.l_bytes if q else self.c_bytes, ACTION_DROP))
+            st[3] += 1
+            self.drops[q] += 1
+            if self.trace is not None:
+                self.trace.append(("E", now_us, q, ACTION_DROP, length, pkt[ECN], 0, self.p, 0))
+            return False
+        pkt[T_ENQ] = now_us
+        st = self.stats[q]
+        st[1] += 1
+        st[2] += length
+        if q:
+            self.lq.append(pkt)
+            self.l_bytes += length
+        else:
+            self.cq.append(pkt)
+            self.c_bytes += length
+        if self.trace is not None:
+            self.trace.append(("E", now_us, q, ACTION_FORWARD, length, pkt[ECN], 0, self.p, 0))
+        return True
+
+    # ------------------------------------------------------------------ PI update
+
+    def update(self, now_us: int) -> None:
+        """The PI2 controller step (call every Tupdate)."""
+        prm = self.prm
+        qc = now_us - self.cq[0][T_ENQ] if self.cq else 0
+        ql = now_us - self.lq[0][T_ENQ] if self.lq else 0
+        qdelay = qc if qc > ql else ql
+        delta = (qdelay - prm.target_us) * prm.alpha_q + (qdelay - self.prev_q) * prm.beta_q
+        p = self.p
+        if delta >= 0:
+            p += delta >> GAIN_SHIFT
+            if p > self.p_max:
+                p = self.p_max
+        else:
+            p -= (-delta) >> GAIN_SHIFT
+            if p < 0:
+                p = 0
+        self.set_base_probability(p)
+        self.prev_q = qdelay
+        self.last_update_us = now_us
+        self.next_update_us = now_us + prm.tupdate_us
+        if self.trace is not None:
+            self.trace.append(("U", now_us, -1, 0, 0, 0, self.p_c, p, qdelay))
+
+    def set_base_probability(self, p: int) -> None:
+        """Set p' (in 1/2^32) and derive p_C = p'^2 and p_CL = k p' (not capped: p_CL >= 1 means overload)."""
+        self.p = p
+        self.p_c = (p * p) >> 32
+        self.p_cl = (p * self.prm.k_q8) >> K_SHIFT
+
+    # ------------------------------------------------------------------ dequeue
+
+    def dequeue(self, now_us: int):
+        """The next packet to transmit (CE-marked in place if so decided), or None. Drops are logged and discarded."""
+        prm = self.prm
+        lq, cq = self.lq, self.cq
+        emit = self.emit
+        trace = self.trace
+        gate = self.gate
+        while lq or cq:
+            # -------- scheduler
+            if not lq:
+                serve_l = False
+            elif not cq:
+                serve_l = True
+            elif prm.scheduler == SCHED_WRR:
+                serve_l = self.credit <= 0
+            else:
+                serve_l = cq[0][T_ENQ] + prm.tshift_us > lq[0][T_ENQ]
+            if serve_l:
+                pkt = lq.popleft()
+                length = pkt[LEN]
+                qlen = len(lq) + 1
+                qbytes = self.l_bytes
+                self.l_bytes = qbytes - length
+                if cq:
+                    self.credit += prm.wc * length
+                q = Q_L
+            else:
+                pkt = cq.popleft()
+                length = pkt[LEN]
+                qlen = len(cq) + 1
+                qbytes = self.c_bytes
+                self.c_bytes = qbytes - length
+                if lq:
+                    self.credit -= prm.wl * length
+                q = Q_C
+            if not lq and not cq:
+                self.credit = prm.mtu * (prm.wc - prm.wl)
+            sojourn = now_us - pkt[T_ENQ]
+            ecn = pkt[ECN]
+            # -------- AQM decision: action and the probability it applied
+            action = ACTION_FORWARD
+            # Linux guard: no PI-based drop/mark while fewer than min_backlog_bytes remain queued
+            pi_on = self.l_bytes + self.c_bytes >= prm.min_backlog_bytes
+            if q:
+                p_cl = self.p_cl if pi_on else 0
+                if p_cl < P_ONE:
+                    # RFC Th_len: the native AQM only acts when more than th_len packets remain in L
+                    if qlen - 1 > prm.th_len:
+                        if prm.range_us == 0:
+                            native = P_ONE if sojourn > prm.step_us else 0
+                        elif sojourn >= prm.step_us + prm.range_us:
+                            native = P_ONE
+                        elif sojourn > prm.step_us:
+                            native = ((sojourn - prm.step_us) << 32) // prm.range_us
+                        else:
+                            native = 0
+                    else:
+                        native = 0
+                    prob = native if native > p_cl else p_cl
+                    if gate is None or not gate.take():
+                        if self._roll(prob):
+                            action = ACTION_MARK if (ecn != NOT_ECT and prm.ecn) else ACTION_DROP
+                    else:
+                        action = self._ask(gate, q, pkt, now_us, prob, sojourn, qlen, qbytes)
+                else:
+                    prob = p_cl
+                    if gate is None or not gate.take():
+                        if prm.drop_on_overload and self._roll(self.p_c):
+                            action = ACTION_DROP
+                            prob = self.p_c
+                        else:
+                            action = ACTION_MARK if (ecn != NOT_ECT and prm.ecn) else ACTION_DROP
+                    else:
+                        action = self._ask(gate, q, pkt, now_us, prob, sojourn, qlen, qbytes)
+            else:
+                prob = self.p_c if pi_on else 0
+                if gate is None or not gate.take():
+                    if self._roll(prob):
+                        if ecn == NOT_ECT or not prm.ecn or prob >= prm.p_cmax:
+                            action = ACTION_DROP
+                        else:
+                            action = ACTION_MARK
+                else:
+                    action = self._ask(gate, q, pkt, now_us, prob, sojourn, qlen, qbytes)
+            # -------- apply, log
+            st = self.stats[q]
+            if emit is not None:
+                emit(self._fields(q, pkt, now_us, prob, sojourn, qlen, qbytes, action))
+            if trace is not None:
+                trace.append(("D", now_us, q, action, length, CE if action == ACTION_MARK else ecn, prob, self.p, sojourn))
+            st[0] += 1
+            if action == ACTION_DROP:
+                st[3] += 1
+                self.drops[q] += 1
+                continue
+            if action == ACTION_MARK:
+                pkt[ECN] = CE
+                st[4] += 1
+                self.marks[q] += 1
+            return pkt
+        if trace is not None:
+            trace.append(("D", now_us, -1, 0, 0, 0, 0, self.p, 0))
+        return None
+
+    def _ask(self, gate: PolicyGate, q: int, pkt: list, now_us: int, prob: int, sojourn: int, qlen: int,
+             qbytes: int) -> int:
+        choice = gate.decide(self._fields(q, pkt, now_us, prob, sojourn, qlen, qbytes)[:24])
+        if choice == POLICY_DROP:
+            return ACTION_DROP
+        if choice == POLICY_MARK:
+            return ACTION_MARK if (pkt[ECN] != NOT_ECT and self.prm.ecn) else ACTION_DROP
+        return ACTION_FORWARD
+
+
+def replay(params: DualPI2Params, seed: int, events: list[tuple]) -> list[tuple]:
+    """Run the DualPI2 core over explicit events and return one tuple per event outcome, in order.
+
+    Events: ``("E", now_us, length, ecn)`` enqueue, ``("D", now_us)`` dequeue (one transmission
+    opportunity), ``("U", now_us)`` PI update. Times must not decrease.
+
+    Output tuples (all ints after the kind): ``(kind, now_us, queue, action, length, ecn_out, prob,
+    p_prime, delay_us)``:
+
+    * ``"E"``: queue 0/1, action 1 queued or 2 dropped by the buffer limit, prob 0, delay 0;
+    * ``"D"``: one tuple per decision of that dequeue (drops first, then the packet sent), with the
+      probability that was applied and the packet's sojourn; an empty dequeue gives queue -1, action 0;
+    * ``"U"``: queue -1, action 0, prob = p_C after the update, delay = the PI's qdelay input.
+    """
+    trace: list[tuple] = []
+    aqm = DualPI2(params, seed, emit=None, trace=trace)
+    n = 0
+    for ev in events:
+        kind = ev[0]
+        if kind == "E":
+            aqm.enqueue([0, int(ev[2]), int(ev[3]), 0, n, 0], int(ev[1]))
+            n += 1
+        elif kind == "D":
+            aqm.dequeue(int(ev[1]))
+        elif kind == "U":
+            aqm.update(int(ev[1]))
+        else:
+            raise ValueError(f"unknown event kind {kind!r} in {ev!r}; use 'E', 'D' or 'U'")
+    return trace

@@ -1,0 +1,193 @@
+"""The discrete-event loop: a heap for irregular events plus FIFO streams for the events that are born in time order.
+
+Event sources, merged by time in one loop (integer nanoseconds):
+
+* the **heap** ``(t, n, kind, obj)``: packets reaching the router (their time depends on pacing and
+  access-link contention), RTO and delayed-ACK timers, iperf3 interval samples, flow starts;
+* the **bottleneck completion** ``link_next``: when the pipe finishes a packet it dequeues the next;
+* **server arrivals** (a deque): the pipe finishes packets in time order and the delay line is
+  constant, so arrivals at the server come out already sorted;
+* **ACK arrivals** at the senders (a deque): the return path has a constant latency per flow and the
+  server emits ACKs in time order (per flow; flows on different clients may have different
+  latencies, so ACKs are kept in one deque per distinct latency);
+* the **AQM's periodic update** (``aqm.next_update_us``).
+
+Ties are broken in a fixed order (update, link, server, ACKs, heap; heap entries by insertion
+count), so a run is a deterministic function of the scenario and the seed.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from heapq import heappop, heappush
+
+from l4stb.sim.tcp import EV_ARRIVE, EV_DELACK, EV_RTO, EV_SAMPLE, EV_START
+
+INF = 1 << 62
+
+
+class AckQueue:
+    """ACKs in flight on the return path; ``append`` keeps one FIFO per distinct latency."""
+
+    __slots__ = ("qs", "by_latency")
+
+    def __init__(self, latencies: list[int]):
+        uniq = sorted(set(latencies))
+        self.qs = [deque() for _ in uniq]
+        self.by_latency = {lat: self.qs[i] for i, lat in enumerate(uniq)}
+
+
+class Engine:
+    """Holds the event sources and runs them; flows and the AQM are plugged in by the runner."""
+
+    def __init__(self, aqm, bottleneck, flows, ack_delay_ns: list[int]):
+        self.heap: list = []
+        self.counter = itertools.count()
+        self.aqm = aqm
+        self.bottleneck = bottleneck
+        self.flows = flows
+        self.ack_delay_ns = ack_delay_ns
+        self._ackq = AckQueue(ack_delay_ns)
+        # single latency (the usual case): flows append straight to this deque
+        self.acks = _AckSink(self._ackq, ack_delay_ns)
+        self.srv: deque = deque()
+        self.events = 0
+        self.packets_sent = 0
+        self.bytes_sent = 0
+        self.busy_ns = 0
+        self.sojourns: list | None = None
+        """Set to a list to collect every transmitted packet's bottleneck sojourn (us) -- for comparisons."""
+
+    def schedule(self, t: int, kind: int, obj) -> None:
+        heappush(self.heap, (t, next(self.counter), kind, obj))
+
+    def run(self, t_stop: int, progress=None, progress_every_ns: int = 1_000_000_000) -> None:
+        heap = self.heap
+        aqm = self.aqm
+        srv = self.srv
+        ackqs = self._ackq.qs
+        enqueue = aqm.enqueue
+        dequeue = aqm.dequeue
+        rate = self.bottleneck.rate_bps
+        delay = self.bottleneck.delay_ns
+        link_next = INF
+        pi_next = aqm.next_update_us * 1000
+        events = 0
+        sent = 0
+        sent_bytes = 0
+        busy = 0
+        next_progress = progress_every_ns if progress is not None else INF
+        single = len(ackqs) == 1
+        soj = self.sojourns
+        acks0 = ackqs[0]
+        while True:
+            # ---- pick the earliest source
+            t = heap[0][0] if heap else INF
+            src = 0
+            if link_next < t:
+                t = link_next
+                src = 1
+            if srv and srv[0][0] < t:
+                t = srv[0][0]
+                src = 2
+            if single:
+                if acks0 and acks0[0][0] < t:
+                    t = acks0[0][0]
+                    src = 3
+                    aq = acks0
+            else:
+                for q in ackqs:
+                    if q and q[0][0] < t:
+                        t = q[0][0]
+                        src = 3
+                        aq = q
+            if pi_next <= t:
+                t = pi_next
+                src = 4
+            if t > t_stop:
+                break
+            events += 1
+            if t >= next_progress:
+                progress(t / t_stop)
+                next_progress += progress_every_ns
+            # ---- dispatch
+            if src == 3:
+                _, flow, cum, sack, ce, ts = aq.popleft()
+                flow.on_ack(t, cum, sack, ce, ts)
+            elif src == 0:
+                _, _, kind, obj = heappop(heap)
+                if kind == EV_ARRIVE:
+                    if enqueue(obj, t // 1000) and link_next == INF:
+                        pkt = dequeue(t // 1000)
+                        if pkt is not None:
+                            length = pkt[1]
+                            ser = (length * 8_000_000_000) // rate
+                            link_next = t + ser
+                            busy += ser
+                            srv.append((link_next + delay, pkt))
+                            if soj is not None:
+                                soj.append(t // 1000 - pkt[0])
+                            sent += 1
+                            sent_bytes += length
+                elif kind == EV_RTO:
+                    obj.on_timer(t)
+                elif kind == EV_DELACK:
+                    obj.on_delack(t)
+                elif kind == EV_SAMPLE:
+                    obj.sample(t)
+                elif kind == EV_START:
+                    obj.start(t)
+            elif src == 2:
+                _, pkt = srv.popleft()
+                self.flows[pkt[3]].on_data(t, pkt)
+            elif src == 1:
+                pkt = dequeue(t // 1000)
+                if pkt is not None:
+                    length = pkt[1]
+                    ser = (length * 8_000_000_000) // rate
+                    link_next = t + ser
+                    busy += ser
+                    srv.append((link_next + delay, pkt))
+                    if soj is not None:
+                        soj.append(t // 1000 - pkt[0])
+                    sent += 1
+                    sent_bytes += length
+                else:
+                    link_next = INF
+            else:
+                aqm.update(t // 1000)
+                pi_next = aqm.next_update_us * 1000
+                if link_next == INF and aqm.backlog():
+                    pkt = dequeue(t // 1000)
+                    if pkt is not None:
+                        length = pkt[1]
+                        ser = (length * 8_000_000_000) // rate
+                        link_next = t + ser
+                        busy += ser
+                        srv.append((link_next + delay, pkt))
+                        if soj is not None:
+                            soj.append(t // 1000 - pkt[0])
+                        sent += 1
+                        sent_bytes += length
+        self.events += events
+        self.packets_sent += sent
+        self.bytes_sent += sent_bytes
+        self.busy_ns += busy
+
+
+class _AckSink:
+    """What flows call ``append`` on: routes an ACK to the FIFO of its flow's return latency."""
+
+    __slots__ = ("append",)
+
+    def __init__(self, ackq: AckQueue, ack_delay_ns: list[int]):
+        if len(ackq.qs) == 1:
+            self.append = ackq.qs[0].append
+        else:
+            by_lat = ackq.by_latency
+
+            def append(item, _by=by_lat, _lat=ack_delay_ns):
+                _by[_lat[item[1].fid]].append(item)
+
+            self.append = append

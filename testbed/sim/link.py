@@ -1,0 +1,54 @@
+"""Link models: a host's access link (serialisation + propagation) and the dummynet-style bottleneck pipe's timing.
+
+* **Access links** (client -> router, from the topology: 1 Gbit/s, 50 us by default): a FIFO NIC
+  whose only state is the time it becomes free; a packet reaches the router at
+  ``max(release, free) + serialisation + propagation``. They never drop (they are 125x faster than
+  the bottleneck in the paper's scenarios).
+* **Bottleneck** (router egress to the server): a dummynet pipe ``bw R delay D`` with the AQM as its
+  scheduler. dummynet puts the delay line *after* the bandwidth-limited queue: the AQM dequeues a
+  packet when the pipe can transmit it, the packet occupies the pipe for ``len * 8 / R``, then sits in
+  the delay line for ``D`` before it leaves the router. So the AQM sees only queueing, never the
+  propagation delay, and base RTT = D + access/return latencies + one serialisation. Unlike dummynet,
+  transmissions are not batched on kern.hz ticks (dummynet serves the pipe from its tick callout:
+  at hz=1000 and 8 Mbit/s that is <= 1 packet per tick, a sub-millisecond jitter we leave out).
+* **Return path** (server -> router -> client, ACKs only): uncongested, a constant latency of the
+  two links' serialisation of a 52-byte ACK plus their propagation delays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+def ser_ns(length_bytes: int, rate_bps: int) -> int:
+    """Serialisation time of ``length_bytes`` at ``rate_bps``, integer nanoseconds (floor)."""
+    return (length_bytes * 8_000_000_000) // rate_bps
+
+
+class AccessLink:
+    """A host's NIC and link towards the router."""
+
+    __slots__ = ("name", "rate_bps", "prop_ns", "ser_ns", "free_ns")
+
+    def __init__(self, name: str, rate_bps: int, delay_us: int, packet_bytes: int = 1500):
+        self.name = name
+        self.rate_bps = rate_bps
+        self.prop_ns = delay_us * 1000
+        self.ser_ns = ser_ns(packet_bytes, rate_bps)
+        self.free_ns = 0
+
+
+@dataclass(frozen=True)
+class Bottleneck:
+    """The dummynet pipe: rate and the delay line after the queue."""
+
+    rate_bps: int
+    delay_ns: int
+
+    def ser_ns(self, length_bytes: int) -> int:
+        return ser_ns(length_bytes, self.rate_bps)
+
+
+def return_latency_ns(links: list[tuple[int, int]], ack_bytes: int = 52) -> int:
+    """Constant latency of an ACK over ``links`` = [(rate_bps, delay_us), ...]."""
+    return sum(ser_ns(ack_bytes, rate) + delay_us * 1000 for rate, delay_us in links)

@@ -1,0 +1,31 @@
+"""The simulator's packet record: a small list with fixed slots, and the ECN codepoints it carries.
+
+A packet is a plain ``list`` (cheap to create, mutable so an AQM can CE-mark it in place):
+
+====  ==========  ============================================================
+slot  name        meaning
+====  ==========  ============================================================
+0     T_ENQ       time it entered the bottleneck AQM, integer microseconds
+1     LEN         IP length in bytes (1500 for a full TCP segment)
+2     ECN         ECN field of the IP header: 0 not-ECT, 1 ECT(1), 2 ECT(0), 3 CE
+3     FLOW        flow id (index of the sender in the repeat)
+4     SEQ         segment number within the flow (TCP) or packet number (UDP)
+5     TX          time the sender released it, integer nanoseconds (echoed for RTT)
+====  ==========  ============================================================
+"""
+
+from __future__ import annotations
+
+T_ENQ, LEN, ECN, FLOW, SEQ, TX = range(6)
+
+NOT_ECT, ECT1, ECT0, CE = 0, 1, 2, 3
+"""ECN field values as in the IP header (RFC 3168): 0b00, 0b01, 0b10, 0b11."""
+
+
+def is_l4s(ecn: int) -> bool:
+    """RFC 9332 classifier: ECT(1) and CE go to the L queue (``ecn & 1``), ECT(0) and not-ECT to C."""
+    return bool(ecn & 1)
+
+
+def make_packet(t_enq_us: int, length: int, ecn: int, flow: int = 0, seq: int = 0, tx_ns: int = 0) -> list:
+    return [t_enq_us, length, ecn, flow, seq, tx_ns]

@@ -1,0 +1,301 @@
+"""Simulate one repeat of a scenario and leave on the simulated hosts what the real testbed would leave there.
+
+``simulate_repeat(job)`` builds the dumbbell (clients' access links, the router's bottleneck pipe
+with the scenario's AQM, the server), runs every iperf3 stream as a TCP flow for the scenario's
+duration, and writes:
+
+* **router**: the log set (``<basename of logging.file>``, ``.0.bz2``, ``.1.bz2``, ... newest
+  rotation = .0) directly in ``<hosts_root>/router/var/l4stb/runs/<run_id>/r<NN>/`` -- on a real
+  router the live file is moved there when the repeat ends; repeats run in parallel processes here,
+  so each writes its own copy in place. One syslog line per AQM decision (see ``syslog.py``).
+* **clients**: one iperf3 ``-J`` JSON per iperf3 process (connection) in their repeat folder,
+  named by :func:`l4stb.layout.iperf3_client_name`.
+* **server**: one iperf3 server JSON per port (:func:`l4stb.layout.iperf3_server_name`).
+
+Every random draw comes from generators seeded by ``job.seed`` (stream start jitter: Python's
+``random.Random``; AQM decisions: the xorshift32 of :mod:`l4stb.sim.prng`), and syslog/iperf3 clocks
+are a fixed epoch plus simulated time, so a repeat is a pure function of (scenario, topology, seed).
+
+Prague: on the FreeBSD testbed ``cc: prague`` is the udp_prague sender (FreeBSD has no TCP Prague);
+the simulator models it as TCP Prague (the same congestion response, ECT(1), pacing). The rate-based
+UDP Prague model is :mod:`l4stb.sim.udp_prague` (``prague_transport="udp"``).
+"""
+
+from __future__ import annotations
+
+import posixpath
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from l4stb import layout
+from l4stb.config import Scenario, Topology
+from l4stb.errors import L4stbError
+from l4stb.units import format_duration, format_rate, format_size
+from l4stb.sim.aqm_dualpi2 import DualPI2, DualPI2Params, P_ONE
+from l4stb.sim.aqm_fifo import Fifo
+from l4stb.sim.aqm_l4spie import L4sPie
+from l4stb.sim.aqm_pie import Pie, PieParams
+from l4stb.sim.engine import Engine
+from l4stb.sim.iperf3 import Conn, client_json, dumps, server_json
+from l4stb.sim.link import AccessLink, Bottleneck, return_latency_ns, ser_ns
+from l4stb.sim.syslog import SyslogFile
+from l4stb.sim.tcp import EV_START, MSS, TcpFlow
+from l4stb.workspace import atomic_write_text
+
+EPOCH_BASE_S = 1_735_689_600
+"""2025-01-01T00:00:00Z: simulated clocks start here (repeat r starts (r-1) x (duration + 30 s) later)."""
+START_JITTER_NS = 1_000_000
+"""iperf3 streams of one test start within 1 ms of each other (seeded uniform jitter)."""
+
+
+@dataclass(frozen=True)
+class SimJob:
+    """One repeat to simulate (picklable: it is sent to worker processes)."""
+
+    scenario: Scenario
+    topology: Topology
+    run_id: str
+    repeat: int
+    seed: int
+    hosts_root: str
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    fid: int
+    group: int
+    connection: int
+    stream: int
+    host: str
+    cc: str
+    port: int
+
+
+def streams_of(scenario: Scenario) -> list[StreamSpec]:
+    """Every iperf3 stream of the scenario, in flow-id order; ports are base_port + connection number."""
+    out = []
+    fid = 0
+    conn_no = 0
+    for gi, g in enumerate(scenario.flows):
+        for c in range(g.connections):
+            port = scenario.iperf3.base_port + conn_no
+            conn_no += 1
+            for s in range(g.parallel):
+                out.append(StreamSpec(fid, gi, c + 1, s, g.host, g.cc, port))
+                fid += 1
+    return out
+
+
+def epoch_of(scenario: Scenario, repeat: int) -> int:
+    return EPOCH_BASE_S + (repeat - 1) * (scenario.duration // 1_000_000 + 30)
+
+
+def _access_link(topology: Topology, host: str):
+    router = topology.router
+    for link in topology.links:
+        if set(link.endpoints) == {host, router} and not link.bottleneck:
+            return link
+    raise L4stbError(f"topology {topology.name}: no link between {host} and the router {router}")
+
+
+def _host_dir(hosts_root: str, host: str, run_id: str, repeat: int) -> Path:
+    remote = layout.remote_repeat_dir(run_id, repeat)
+    return Path(hosts_root) / host / remote.lstrip("/")
+
+
+def make_aqm(scenario: Scenario, seed: int, emit, policy):
+    """The bottleneck AQM object for ``scenario.aqm`` (its log lines go to ``emit``)."""
+    aqm = scenario.aqm.resolved()
+    b = scenario.bottleneck
+    if aqm.name == "dualpi2":
+        return DualPI2(DualPI2Params.from_aqm(aqm, b), seed, emit=emit, policy=policy)
+    if aqm.name == "l4s-pie":
+        return L4sPie(PieParams.from_aqm(aqm, b), seed, emit=emit, policy=policy,
+                      coupling=int(round(aqm.coupling_factor)))
+    if aqm.name == "pie":
+        return Pie(PieParams.from_aqm(aqm, b), seed, emit=emit, policy=policy)
+    return Fifo(b.limit_packets, b.limit_bytes, max(1, 1_000_000 // aqm.kern_hz), emit=emit, policy=policy,
+                ecn=aqm.ecn)
+
+
+def simulate_repeat(job: SimJob, progress: Callable[[float], None] | None = None, *, policy=None,
+                    prague_transport: str = "tcp", collect_sojourn: bool = False) -> dict:
+    """Simulate one repeat; write its artifacts; return its statistics (JSON-serialisable).
+
+    ``policy``: see :mod:`l4stb.sim.policy`. ``prague_transport``: "tcp" (TCP Prague, default) or
+    "udp" (the rate-based UDP Prague model). ``collect_sojourn``: also return every transmitted
+    packet's bottleneck sojourn in us as ``stats["sojourn_us"]`` (for comparisons; large).
+    """
+    t_wall = time.perf_counter()
+    sc, topo = job.scenario, job.topology
+    sc.check_against(topo)
+    router = topo.router
+    server = topo.server
+    rng = random.Random(job.seed)
+
+    # ---- router log set
+    router_dir = _host_dir(job.hosts_root, router, job.run_id, job.repeat)
+    router_dir.mkdir(parents=True, exist_ok=True)
+    base = posixpath.basename(sc.logging.file)
+    for stale in router_dir.glob(base + "*"):
+        stale.unlink()
+    log = SyslogFile(router_dir / base, hostname=router, epoch_s=epoch_of(sc, job.repeat),
+                     rotate_size=sc.logging.rotate_size, rotate_count=sc.logging.rotate_count,
+                     compress=sc.logging.compress)
+
+    # ---- network
+    aqm = make_aqm(sc, job.seed, log.emit_fields, policy)
+    bn = topo.bottleneck
+    bottleneck = Bottleneck(sc.bottleneck.rate, sc.bottleneck.delay * 1000)
+    specs = streams_of(sc)
+    access = {}
+    ack_delay = []
+    for sp in specs:
+        if sp.host not in access:
+            link = _access_link(topo, sp.host)
+            access[sp.host] = AccessLink(sp.host, link.rate, link.delay)
+        link = _access_link(topo, sp.host)
+        ack_delay.append(return_latency_ns([(bn.rate, bn.delay), (link.rate, link.delay)]))
+    flows: list = []
+    engine = Engine(aqm, bottleneck, flows, ack_delay)
+    if collect_sojourn:
+        engine.sojourns = []
+    duration_ns = sc.duration * 1000
+    t_stop = 0
+    for sp in specs:
+        acc = access[sp.host]
+        group = sc.flows[sp.group]
+        # three-way handshake: one base RTT before data flows
+        rtt0 = acc.ser_ns + acc.prop_ns + ser_ns(60, sc.bottleneck.rate) + bottleneck.delay_ns + ack_delay[sp.fid]
+        start = group.start * 1000 + rtt0 + rng.randrange(START_JITTER_NS)
+        end = start + duration_ns
+        if sp.cc == "prague" and prague_transport == "udp":
+            from l4stb.sim.udp_prague import UdpPragueFlow
+
+            flow = UdpPragueFlow(sp.fid, start, end, engine, acc, rate_bps=sc.bottleneck.rate)
+        else:
+            flow = TcpFlow(sp.fid, sp.cc, sc.ecn, start, end, engine, acc)
+        flows.append(flow)
+        engine.schedule(start, EV_START, flow)
+        t_stop = max(t_stop, end)
+
+    # ---- run
+    t_sim = time.perf_counter()
+    c_sim = time.process_time()
+    engine.run(t_stop, progress)
+    sim_wall = time.perf_counter() - t_sim
+    sim_cpu = time.process_time() - c_sim
+    files = log.close()
+    if progress is not None:
+        progress(1.0)
+
+    # ---- iperf3 JSON
+    epoch = epoch_of(sc, job.repeat)
+    conns: dict[tuple[int, int], list] = {}
+    for sp in specs:
+        conns.setdefault((sp.group, sp.connection), []).append(sp)
+    server_dir = _host_dir(job.hosts_root, server, job.run_id, job.repeat)
+    server_dir.mkdir(parents=True, exist_ok=True)
+    server_ip = topo.address(server)
+    json_files = []
+    for (gi, ci), sps in conns.items():
+        sp0 = sps[0]
+        conn = Conn(host=sp0.host, system_name=sp0.host, cc=sp0.cc, port=sp0.port,
+                    local_ip=topo.address(sp0.host), server_ip=server_ip, epoch_s=epoch,
+                    duration_s=sc.duration // 1_000_000, seed=job.seed)
+        fl = [flows[sp.fid] for sp in sps]
+        cdir = _host_dir(job.hosts_root, sp0.host, job.run_id, job.repeat)
+        cdir.mkdir(parents=True, exist_ok=True)
+        cpath = cdir / layout.iperf3_client_name(sp0.host, sp0.cc, gi, ci)
+        atomic_write_text(cpath, dumps(client_json(conn, fl)))
+        spath = server_dir / layout.iperf3_server_name(sp0.port)
+        atomic_write_text(spath, dumps(server_json(conn, fl, server)))
+        json_files += [str(cpath), str(spath)]
+
+    # ---- stats
+    sim_s = t_stop / 1e9
+    wall = time.perf_counter() - t_wall
+    per_flow = []
+    for sp, f in zip(specs, flows):
+        secs = max(1e-9, (f.end_ns - f.start_ns) / 1e9)
+        per_flow.append({"flow_id": sp.fid, "host": sp.host, "cc": sp.cc, "port": sp.port,
+                         "throughput_mbps": round(f.rcv_nxt * MSS * 8 / secs / 1e6, 4),
+                         "retransmits": f.retrans})
+    drops = aqm.drops
+    marks = aqm.marks
+    stats = {
+        "sim_s": round(sim_s, 6),
+        "wall_s": round(wall, 4),
+        "sim_wall_s": round(sim_wall, 4),
+        "sim_cpu_s": round(sim_cpu, 4),
+        "sim_s_per_wall_s": round(sim_s / sim_wall, 2) if sim_wall > 0 else None,
+        "events": engine.events,
+        "events_per_s": round(engine.events / sim_wall) if sim_wall > 0 else None,
+        "packets": engine.packets_sent,
+        "packets_per_s": round(engine.packets_sent / sim_wall) if sim_wall > 0 else None,
+        "drops": {"C": drops[0], "L": drops[1]},
+        "marks": {"C": marks[0], "L": marks[1]},
+        "utilisation": round(engine.busy_ns / max(1, t_stop - min(f.start_ns for f in flows)), 4),
+        "log_lines": log.lines,
+        "log_files": [str(p) for p in files],
+        "log_rotations": log.rotations,
+        "compress_wall_s": round(log.compress_wall_s, 4),
+        "iperf3_files": json_files,
+        "flows": per_flow,
+    }
+    if collect_sojourn:
+        stats["sojourn_us"] = engine.sojourns
+    if policy is not None and getattr(aqm, "gate", None) is not None:
+        stats["policy_decisions"] = aqm.gate.asked
+    return stats
+
+
+def describe_repeat(scenario: Scenario, topology: Topology, run_id: str, repeat: int) -> dict[str, str]:
+    """Host -> what that simulated host does in this repeat (for ``l4stb run --dry-run``)."""
+    sc = scenario
+    aqm = sc.aqm.resolved()
+    out: dict[str, str] = {}
+    rdir = layout.remote_repeat_dir(run_id, repeat)
+    secs = sc.duration // 1_000_000
+    server_ip = topology.address(topology.server)
+    b = sc.bottleneck
+    if aqm.name == "dualpi2":
+        prm = DualPI2Params.from_aqm(aqm, b)
+        native = (f"step at {format_duration(aqm.step_threshold)}" if aqm.ramp_range == 0 else
+                  f"ramp {format_duration(aqm.step_threshold)}+{format_duration(aqm.ramp_range)}")
+        what = (f"DualPI2 (RFC 9332): target {format_duration(aqm.target)}, Tupdate {format_duration(aqm.tupdate)}, "
+                f"alpha {aqm.alpha} Hz, beta {aqm.beta} Hz, k {aqm.coupling_factor:g}, p_Cmax {prm.p_cmax / P_ONE:.3g}, "
+                f"L AQM {native} (Th_len {aqm.min_qlen_step} pkt), scheduler {aqm.scheduler} "
+                f"(classic_protection {aqm.classic_protection:.0%}), ECN {'on' if aqm.ecn else 'off'}")
+    elif aqm.name in ("pie", "l4s-pie"):
+        what = (f"{'FreeBSD PIE' if aqm.name == 'pie' else 'original l4s scheduler (PIE per sub-queue, L = max(own p, 2 p_C))'}: "
+                f"target {format_duration(aqm.target)}, tupdate {format_duration(aqm.tupdate)}, alpha {aqm.alpha}, "
+                f"beta {aqm.beta}, max_burst {format_duration(aqm.max_burst)}, max_ecnth {aqm.max_ecnth}, "
+                f"kern.hz {aqm.kern_hz}")
+    else:
+        what = "tail-drop FIFO"
+    out[topology.router] = (
+        f"dummynet pipe {format_rate(b.rate)} delay {format_duration(b.delay)} (delay line after the queue), "
+        f"buffer {b.limit_packets} pkts / {format_size(b.limit_bytes)}; AQM {what}; "
+        f"one syslog line per decision -> {sc.logging.file} (newsyslog: rotate at {format_size(sc.logging.rotate_size)}, "
+        f"keep {sc.logging.rotate_count}, {sc.logging.compress}), log set moved to {rdir}/"
+    )
+    per_host: dict[str, list[str]] = {}
+    server_lines = []
+    for gi, g in enumerate(sc.flows):
+        ports = [sp.port for sp in streams_of(sc) if sp.group == gi and sp.stream == 0]
+        cc = "udp_prague sender (simulated as TCP Prague)" if g.cc == "prague" else f"-C {g.cc}"
+        ecn = "ECT(1)" if g.scalable else ("ECT(0)" if sc.ecn else "not-ECT")
+        for ci, port in enumerate(ports, start=1):
+            per_host.setdefault(g.host, []).append(
+                f"iperf3 -c {server_ip} -p {port} -t {secs} -P {g.parallel} -J {cc} [{ecn}]"
+                f" > {rdir}/{layout.iperf3_client_name(g.host, g.cc, gi, ci)}"
+                + (f" (starts at +{format_duration(g.start)})" if g.start else ""))
+            server_lines.append(f"iperf3 -s -p {port} -1 -J > {rdir}/{layout.iperf3_server_name(port)}")
+    for host in topology.clients:
+        out[host] = "; ".join(per_host.get(host, [])) or "idle in this scenario"
+    out[topology.server] = "; ".join(server_lines)
+    return out

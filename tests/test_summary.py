@@ -1,0 +1,107 @@
+"""`l4stb summary`: the run summary, its JSON shape, the rich tables and the errors a user can fix."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+
+import pytest
+from click.testing import CliRunner
+from rich.console import Console
+
+from fake_run import flows_frame, install_fake_parser, make_run, packets_frame
+from l4stb.analysis.summary import print_summary, summarize
+from l4stb.cli import cli
+from l4stb.errors import L4stbError
+
+
+def test_summary_json_has_the_documented_keys(tmp_path, monkeypatch):
+    install_fake_parser(monkeypatch)
+    ws, run_id = make_run(tmp_path)
+    out = summarize(ws, run_id).to_json()
+    assert list(out) == ["queues", "utilization", "flows", "jain", "repeats", "parse"]
+    assert set(out["queues"]) == {"C", "L"}
+    for q in out["queues"].values():
+        assert set(q) == {"delay_ms", "packets", "drops", "marks"}
+        assert set(q["delay_ms"]) == {"p50", "p90", "p95", "p99"}
+    assert 0.0 <= out["utilization"] <= 1.0
+    assert 0.0 < out["jain"] <= 1.0
+    assert {"host", "cc", "stream", "throughput_mbps"} <= set(out["flows"][0])
+    assert len({(f["host"], f["cc"], f["group"], f["connection"], f["stream"]) for f in out["flows"]}) == 9
+    assert out["repeats"]["n"] == 3 and len(out["repeats"]["per_repeat"]) == 3
+    rep = out["repeats"]["per_repeat"][0]
+    assert {"repeat", "queues", "utilization", "flows", "jain"} <= set(rep)
+    ci = out["repeats"]["ci95"]
+    assert set(ci) == {"delay_ms", "utilization", "jain", "cc_throughput_mbps"}
+    assert ci["utilization"]["low"] <= out["utilization"] <= ci["utilization"]["high"]
+    assert out["parse"] == {"lines_read": 12100, "parsed": 12000, "skipped": {"unrelated": 90, "truncated": 10}}
+
+
+def test_summary_json_is_strict_json_even_with_an_empty_queue_and_one_repeat(tmp_path, monkeypatch):
+    install_fake_parser(monkeypatch)
+    ws, run_id = make_run(tmp_path, repeats=(1,), packets=packets_frame((1,), l_share=0.0), flows=flows_frame((1,)))
+    out = summarize(ws, run_id).to_json()
+    json.dumps(out, allow_nan=False)  # NaN would not be valid JSON
+    assert out["queues"]["L"]["delay_ms"]["p95"] is None and out["queues"]["L"]["packets"] == 0
+    assert out["repeats"]["ci95"]["utilization"]["low"] is None  # n = 1: no CI
+
+
+def test_summary_asks_the_parser_to_bring_the_data_up_to_date(tmp_path, monkeypatch):
+    calls = install_fake_parser(monkeypatch)
+    ws, run_id = make_run(tmp_path)
+    summarize(ws, run_id)
+    assert calls == [run_id]
+
+
+def test_parsed_data_whose_raw_files_are_gone_is_used_as_is(tmp_path, monkeypatch):
+    calls = install_fake_parser(monkeypatch)
+    ws, run_id = make_run(tmp_path)
+    shutil.rmtree(ws.raw_dir(run_id))
+    assert summarize(ws, run_id).metrics.n_repeats == 3
+    assert calls == []
+
+
+def test_a_run_that_was_never_fetched_says_run_fetch_logs_first(tmp_path, monkeypatch):
+    install_fake_parser(monkeypatch)
+    ws, run_id = make_run(tmp_path)
+    ws.packets_file(run_id).unlink()
+    shutil.rmtree(ws.raw_dir(run_id))
+    with pytest.raises(L4stbError, match="l4stb fetch-logs"):
+        summarize(ws, run_id)
+
+
+def test_a_missing_parser_module_is_a_clear_user_error(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "l4stb.analysis.packets", None)  # import fails
+    ws, run_id = make_run(tmp_path)
+    summarize(ws, run_id)  # parsed data already there: still works
+    ws.packets_file(run_id).unlink()
+    with pytest.raises(L4stbError, match=r"l4stb\.analysis\.packets.*fetch-logs"):
+        summarize(ws, run_id)
+
+
+def test_print_summary_shows_a_table_per_repeat_and_the_overall_numbers(tmp_path, monkeypatch):
+    install_fake_parser(monkeypatch)
+    ws, run_id = make_run(tmp_path)
+    console = Console(record=True, width=120)
+    print_summary(summarize(ws, run_id), console)
+    text = console.export_text()
+    assert "per repeat" in text and "overall" in text and "flows" in text
+    assert "C queue delay p95 (ms)" in text and "(n=3)" in text and "±" in text
+    assert "12100 lines read" in text and "truncated: 10" in text
+
+
+def test_print_summary_of_one_repeat_says_there_is_no_ci(tmp_path, monkeypatch):
+    install_fake_parser(monkeypatch)
+    ws, run_id = make_run(tmp_path, repeats=(1,), packets=packets_frame((1,)), flows=flows_frame((1,)))
+    console = Console(record=True, width=120)
+    print_summary(summarize(ws, run_id), console)
+    assert "no confidence intervals" in console.export_text()
+
+
+def test_cli_summary_json_prints_one_object(tmp_path, monkeypatch):
+    install_fake_parser(monkeypatch)
+    ws, run_id = make_run(tmp_path)
+    result = CliRunner().invoke(cli, ["--workdir", str(tmp_path), "summary", "--json"])
+    assert result.exit_code == 0, result.output
+    assert set(json.loads(result.output)) == {"queues", "utilization", "flows", "jain", "repeats", "parse"}
