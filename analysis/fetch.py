@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import logging
 import os
-from contextlib import nullcontext
 import posixpath
 import re
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
 
 from l4stb.config import Topology
 from l4stb.console import console
@@ -33,6 +31,7 @@ from l4stb.manifest import FileRecord, Manifest, load_manifest, save_manifest
 from l4stb.providers import get_provider
 from l4stb.providers.base import Host, RemoteFile, TestbedInfo
 from l4stb.workspace import Workspace, sha256_file, utc_iso
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +189,8 @@ def _signature(listing: list[RemoteFile]) -> list[tuple[str, int, float]]:
     return sorted((f.path, f.size, f.mtime) for f in listing)
 
 
-def fetch_run(ws: Workspace, run_id: str, *, clean_remote: bool = False, progress: Progress | None = None) -> FetchResult:
+def fetch_run(ws: Workspace, run_id: str, *, clean_remote: bool = False,
+              progress: Progress | None = None) -> FetchResult:
     """Fetch every host's files of ``run_id`` into runs/<id>/raw/, verified, resumable, idempotent."""
     manifest = load_manifest(ws, run_id)
     if manifest.kind == "imported":
@@ -216,13 +216,11 @@ def fetch_run(ws: Workspace, run_id: str, *, clean_remote: bool = False, progres
     with progress if own else nullcontext():
         task = progress.add_task(f"fetch {run_id}", total=None)
         fetcher = _Fetcher(ws, manifest, progress, task)
-        handles: dict[str, Host] = {}
+        expected = 0
         for name in hosts:
             host = provider.host(name)
-            handles[name] = host
-            total = sum(f.size for f in host.list(base))
-            progress.update(task, description=f"fetch {run_id} from {name}",
-                            total=(progress.tasks[task].total or 0) + total)
+            expected += sum(f.size for f in host.list(base))
+            progress.update(task, description=f"fetch {run_id} from {name}", total=expected)
             fetcher.fetch_host(host, base)
         if clean_remote:
             for key, (host, remote, sha) in sorted(fetcher.verified.items()):

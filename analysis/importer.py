@@ -46,7 +46,8 @@ def _sniff_log(path: Path) -> bool:
         with open_log(path) as fh:
             head = fh.read(SNIFF_BYTES)
     except (OSError, EOFError, ValueError) as exc:
-        raise L4stbError(f"router log {path} cannot be read ({exc}); pass a plain, .bz2, .gz or .xz log file.") from None
+        raise L4stbError(f"router log {path} cannot be read ({exc}); pass a plain, .bz2, .gz or .xz log "
+                         "file.") from None
     return any(p.encode() in head for p in LINE_SHAPES)
 
 

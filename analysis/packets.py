@@ -1,4 +1,4 @@
-"""The parse step of a run: raw router logs and iperf3 JSON to data/packets.parquet, data/flows.parquet and data/parse.json.
+"""The parse step of a run: raw router logs and iperf3 JSON to data/packets.parquet, flows.parquet and parse.json.
 
 data/packets.parquet, one row per packet decision, in log order within each repeat:
 
@@ -32,17 +32,23 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
-
-from l4stb.analysis.flows import FLOW_SCHEMA, flows_table
-from l4stb.analysis.logparse import (ALL_FIELDS, SHAPE_NAMES, Batch, FileStats, LogParser, order_log_files,
-                                     unwrap_syslog_year)
+from l4stb.analysis.flows import flows_table
+from l4stb.analysis.logparse import (
+    ALL_FIELDS,
+    SHAPE_NAMES,
+    Batch,
+    FileStats,
+    LogParser,
+    order_log_files,
+    unwrap_syslog_year,
+)
 from l4stb.analysis.rawfiles import inventory
 from l4stb.console import console
 from l4stb.errors import L4stbError
-from l4stb.logformat import FIELD_NAMES, PROB_SCALE, L4STB_PREFIX
+from l4stb.logformat import FIELD_NAMES, L4STB_PREFIX, PROB_SCALE
 from l4stb.manifest import load_manifest, update_manifest
 from l4stb.workspace import Workspace, atomic_path, atomic_write_json, read_json, utc_iso
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +171,8 @@ def ensure_parsed(ws: Workspace, run_id: str, progress: Progress | None = None, 
     inv = inventory(ws, run_id, manifest)
     raw_files = inv.all_files()
     if not raw_files:
-        fetched = manifest.steps.get("fetch", {}).get("status") if isinstance(manifest.steps.get("fetch"), dict) else None
+        fetch_step = manifest.steps.get("fetch")
+        fetched = fetch_step.get("status") if isinstance(fetch_step, dict) else None
         hint = ("its fetch did not finish: run `l4stb fetch-logs --run " + run_id + "`" if fetched != "done"
                 else f"raw/ holds no router logs (host '{inv.router_host}') and no iperf3 JSON")
         raise L4stbError(f"run {run_id} has nothing to parse: {hint}.")
@@ -191,7 +198,9 @@ def ensure_parsed(ws: Workspace, run_id: str, progress: Progress | None = None, 
     with progress if own_progress else nullcontext():
         task = progress.add_task(f"parse {run_id}", total=max(1, log_bytes), what="router logs")
         with atomic_path(ws.packets_file(run_id)) as tmp_packets:
-            with pq.ParquetWriter(tmp_packets, PACKET_SCHEMA, compression="zstd") as writer:
+            # dictionary pages only for the two categories: hashing 24 int columns costs more than it saves
+            with pq.ParquetWriter(tmp_packets, PACKET_SCHEMA, compression="zstd",
+                                  use_dictionary=["line_format", "queue"]) as writer:
                 pending: list[pa.RecordBatch] = []
                 pending_rows = 0
                 for repeat in sorted(inv.logs):

@@ -43,7 +43,6 @@ from typing import Callable
 
 import numpy as np
 import pyarrow.parquet as pq
-
 from l4stb.analysis.packets import ensure_parsed
 from l4stb.analysis.pool import ExperiencePool, NormStats, PoolMeta, PoolSplits, save_pool
 from l4stb.errors import L4stbError
@@ -93,7 +92,8 @@ REWARDS: dict[str, Reward] = {
     "paper": Reward("paper", ("packet_length", "current_queue_delay"), _paper,
                     "packet_length / (current_queue_delay_us + 1000)"),
     "paper-delay": Reward("paper-delay", ("current_queue_delay",), _paper_delay, "current_queue_delay_us"),
-    "throughput-delay": Reward("throughput-delay", ("packet_length", "current_queue_delay", "qdelay_reference", "action"),
+    "throughput-delay": Reward("throughput-delay",
+                               ("packet_length", "current_queue_delay", "qdelay_reference", "action"),
                                _throughput_delay,
                                "(packet_length/1500 unless dropped) - current_queue_delay/qdelay_reference"),
 }

@@ -19,7 +19,6 @@ import pickle
 from pathlib import Path
 
 import numpy as np
-
 from l4stb.analysis.pool import ExperiencePool, NormStats, PoolMeta, PoolSplits
 from l4stb.analysis.pool_build import PRESETS, SPLIT_FRACTIONS
 from l4stb.errors import L4stbError
@@ -146,7 +145,8 @@ def import_pickle(path: Path, name: str | None = None) -> PoolSplits:
         raise L4stbError(f"{path}: states have {width} features; l4stb knows the originals' 7 (paper7) and 8 "
                          "(the earlier set) only.")
     if actions.min() < 0 or actions.max() > 2:
-        raise L4stbError(f"{path}: actions must be 0 (forward), 1 (drop) or 2 (mark); found {sorted(set(actions))[:5]}.")
+        found = sorted(set(actions.tolist()))[:5]
+        raise L4stbError(f"{path}: actions must be 0 (forward), 1 (drop) or 2 (mark); found {found}.")
     preset = FEATURES_BY_WIDTH[width]
     names = PRESETS[preset]
     reward = _detect_reward(states, rewards, names)
@@ -171,7 +171,8 @@ def import_pickle(path: Path, name: str | None = None) -> PoolSplits:
         split=(f"by-position: contiguous {'/'.join(f'{f:.2f}' for f in SPLIT_FRACTIONS)} blocks in file order; "
                f"the file is one episode (its dones: {episodes_in_file} set)"),
         norm=NormStats.fit(parts["train"].states),
-        reward_min=float(train_r.min()) if len(train_r) else 0.0, reward_max=float(train_r.max()) if len(train_r) else 1.0,
+        reward_min=float(train_r.min()) if len(train_r) else 0.0,
+        reward_max=float(train_r.max()) if len(train_r) else 1.0,
         episodes=[{"episode": 0, "file": path.name, "rows": n, "split": "by-position"}],
     )
     return PoolSplits(meta, parts["train"], parts["val"], parts["test"])

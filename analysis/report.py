@@ -56,8 +56,9 @@ class ReportSection:
 
     ``markdown`` is rendered to HTML for index.html and copied as is into summary.md; ``html`` is a
     trusted HTML fragment inserted as is into index.html (summary.md gets its text). ``figures`` are
-    ``(caption, path)`` pairs: a PNG (or SVG) anywhere on disk, copied into ``report/figures/`` (with
-    an SVG of the same stem beside it, if there is one) and embedded in index.html.
+    ``(caption, path)`` pairs: a PNG (or SVG) anywhere on disk, copied into ``report/figures/<anchor>/``
+    (with an SVG of the same stem beside it, if there is one) unless it is already inside the report
+    folder, and embedded in index.html.
     """
 
     title: str
@@ -109,16 +110,8 @@ def render_report(ws: Workspace, run_id: str, sections: Sequence[ReportSection] 
     network = network_sections(data, summary, fig_dir)
     tail = [parse_section(summary), provenance_section(data.manifest)]
     all_sections = [network[0], *network[1:], *sections, *tail]
-    rendered = [_render_section(s, out) for s in all_sections]
-
-    title = f"l4stb report: {run_id}"
-    html_text = _environment().get_template("report.html.j2").render(
-        title=title, run_id=run_id, generated=utc_iso(), sections=rendered, scenario=data.scenario)
-    md_text = _markdown_report(title, rendered)
-    index = out / "index.html"
-    atomic_write_text(index, html_text)
-    atomic_write_text(out / "summary.md", md_text)
-
+    index, rendered = _write_report(out, f"l4stb report: {run_id}", all_sections, footer=f"run {run_id}",
+                                    scenario=data.scenario)
     figures = sorted({f.png for r in rendered for f in r.figures} | {f.svg for r in rendered for f in r.figures if f.svg})
 
     def record(m: Manifest) -> None:
@@ -133,6 +126,25 @@ def render_report(ws: Workspace, run_id: str, sections: Sequence[ReportSection] 
 
     update_manifest(ws, run_id, record)
     return index
+
+
+def render_model_report(out: Path, title: str, sections: Sequence[ReportSection]) -> Path:
+    """A report of model sections only, for a model trained on a pool outside any run (no network data)."""
+    index, _ = _write_report(Path(out), title, sections, footer=title)
+    return index
+
+
+def _write_report(out: Path, title: str, sections: Sequence[ReportSection], *, footer: str,
+                  scenario: Any = None) -> tuple[Path, list[_Rendered]]:
+    """Render ``sections`` into out/index.html and out/summary.md (atomically); return the index and the parts."""
+    out.mkdir(parents=True, exist_ok=True)
+    rendered = [_render_section(s, out) for s in sections]
+    html_text = _environment().get_template("report.html.j2").render(
+        title=title, run_id=footer, generated=utc_iso(), sections=rendered, scenario=scenario)
+    index = out / "index.html"
+    atomic_write_text(index, html_text)
+    atomic_write_text(out / "summary.md", _markdown_report(title, rendered))
+    return index, rendered
 
 
 # ---------------------------------------------------------------------------------------------
@@ -548,19 +560,18 @@ def _cell(v: Any) -> str:
     return str(v)
 
 
-def _place_figure(path: Path, out: Path) -> tuple[str, str | None]:
-    """The figure's path relative to the report dir, copying it (and its SVG sibling) into figures/ if needed."""
+def _place_figure(path: Path, out: Path, anchor: str) -> tuple[str, str | None]:
+    """The figure's path relative to the report dir; a figure from elsewhere is copied (with its SVG sibling)
+    to ``figures/<section anchor>/``, so it never overwrites a figure of another section."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"report figure {path} does not exist")
-    fig_dir = out / FIGURES_DIR
     try:
         rel = path.resolve().relative_to(out.resolve())
     except ValueError:
+        fig_dir = out / FIGURES_DIR / anchor
         fig_dir.mkdir(parents=True, exist_ok=True)
         target = fig_dir / path.name
-        if target.exists() and target.resolve() != path.resolve():
-            target = fig_dir / f"{path.parent.name}-{path.name}"
         shutil.copyfile(path, target)
         svg = path.with_suffix(".svg")
         if path.suffix != ".svg" and svg.is_file():
@@ -579,7 +590,7 @@ def _render_section(section: ReportSection, out: Path) -> _Rendered:
     md = section.markdown or (_html_to_text(section.html) if section.html else "")
     r = _Rendered(section, Markup("\n".join(parts)), md, list(section.tables))
     for caption, path in section.figures:
-        rel, svg = _place_figure(Path(path), out)
+        rel, svg = _place_figure(Path(path), out, section.anchor)
         mime = "image/svg+xml" if rel.endswith(".svg") else "image/png"
         data = base64.b64encode((out / rel).read_bytes()).decode("ascii")
         r.figures.append(_Figure(caption, rel, svg, f"data:{mime};base64,{data}"))
@@ -614,4 +625,4 @@ def _markdown_report(title: str, rendered: Sequence[_Rendered]) -> str:
 
 
 __all__ = ["ReportSection", "ReportTable", "SeriesData", "comparison_section", "network_sections", "parse_section",
-           "provenance_section", "render_report"]
+           "provenance_section", "render_model_report", "render_report"]

@@ -20,10 +20,13 @@
 #define DUALPI2_CORE_H
 
 #ifdef _KERNEL
-#include <sys/stdint.h>
+#include <sys/types.h>		/* fixed-width integers only: the core uses no kernel facility */
 #else
 #include <stdint.h>
 #include <stddef.h>
+#endif
+#ifndef NULL
+#define NULL ((void *)0)
 #endif
 
 #include "dualpi2_log_fields.h"

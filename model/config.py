@@ -22,7 +22,7 @@ class TrainConfig:
     stride: int | None = None  # rows between training window starts; None = window // 2
     batch_size: int = 16
     grad_accum: int = 1
-    lr: float = 5e-4
+    lr: float = 1e-3  # tiny-gpt2 from scratch; the paper preset uses 1e-4 for pretrained LLMs
     weight_decay: float = 1e-4
     warmup_steps: int | None = None  # optimizer steps; None = 5% of all optimizer steps
     schedule: str = "cosine"  # decay after warm-up, in optimizer steps
@@ -41,7 +41,7 @@ class TrainConfig:
     max_train_windows: int | None = 20000  # random subset of training windows per run (CPU budget)
     max_eval_rows: int | None = None  # cap on val/test rows evaluated (first rows of each split)
     eval_batch_size: int = 64
-    device: str | None = None  # None = accelerate's choice (GPU when there is one); "cpu" forces CPU
+    device: str | None = None  # None/"auto" = accelerate's choice (GPU when there is one); "cpu" forces CPU
     mixed_precision: str | None = None  # None = bf16 on a GPU that supports it, else no
     gradient_checkpointing: bool = False
     num_workers: int = 0
@@ -104,6 +104,14 @@ class TrainConfig:
             bad("patience", f"must be at least 1 epoch, got {self.patience}.")
         if self.warmup_steps is not None and self.warmup_steps < 0:
             bad("warmup_steps", f"must be 0 or more, got {self.warmup_steps}.")
+        if self.device not in (None, "auto", "cpu", "cuda"):
+            bad("device", f"use cpu, cuda or auto (accelerate picks; use CUDA_VISIBLE_DEVICES or `accelerate launch` "
+                          f"to choose GPUs), got {self.device!r}.")
+        if self.device == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                bad("device", "cuda was asked for but torch sees no GPU here; use --device cpu.")
         if self.mixed_precision not in (None, "no", "bf16", "fp16"):
             bad("mixed_precision", f"use no, bf16 or fp16, got {self.mixed_precision!r}.")
         if self.max_train_windows is not None and self.max_train_windows < 1:

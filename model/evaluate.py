@@ -5,7 +5,6 @@ All metrics are plain JSON-able dicts of floats/ints/lists; class order is (forw
 
 from __future__ import annotations
 
-import gc
 import logging
 import resource
 import threading
@@ -140,7 +139,6 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats(self.device)
             self.start_mb = torch.cuda.memory_allocated(self.device) / 2**20
         else:
-            gc.collect()
             _trim_malloc()
             self.start_mb = self.peak_mb = rss_mb()
             self._thread = threading.Thread(target=self._sample, daemon=True)

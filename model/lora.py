@@ -56,18 +56,26 @@ def apply_lora(module: nn.Module, family: str, settings: LoraSettings) -> nn.Mod
         for p in module.parameters():
             p.requires_grad_(True)
         return module
+    import warnings
+
     from peft import get_peft_model
 
     for p in module.parameters():
         p.requires_grad_(False)
-    return get_peft_model(module, lora_config(family, settings))
+    with warnings.catch_warnings():  # peft still calls transformers' deprecated is_gradient_checkpointing
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(module, lora_config(family, settings))
 
 
 def load_lora(module: nn.Module, adapter_dir) -> nn.Module:
     """Attach a saved adapter (``save_pretrained`` folder) to a freshly loaded base module."""
+    import warnings
+
     from peft import PeftModel
 
-    return PeftModel.from_pretrained(module, str(adapter_dir), is_trainable=False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return PeftModel.from_pretrained(module, str(adapter_dir), is_trainable=False)
 
 
 def is_peft(module: nn.Module) -> bool:

@@ -86,6 +86,10 @@ class L4SPolicyModel(nn.Module):
         self.embed_timestep = nn.Embedding(cfg.window, h)
         self.embed_ln = nn.LayerNorm(h)
         self.head = nn.Linear(h, N_ACTIONS)
+        # GPT-2-style small init for the tables: with N(0, 1) (torch's default) the timestep embedding is
+        # several times larger than the feature tokens and drowns them before the LayerNorm.
+        nn.init.normal_(self.embed_timestep.weight, std=0.02)
+        nn.init.normal_(self.embed_action.weight, std=0.02)
 
     # -- parameters outside the backbone (saved as one state dict) ------------------------------------
     def own_state_dict(self) -> dict[str, torch.Tensor]:

@@ -97,7 +97,7 @@ class FitResult:
 def make_accelerator(cfg: TrainConfig):
     from accelerate import Accelerator
 
-    cpu = cfg.device == "cpu" or (cfg.device is None and not torch.cuda.is_available())
+    cpu = cfg.device == "cpu"
     mp = cfg.mixed_precision
     if mp is None:
         mp = "bf16" if (not cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported()) else "no"

@@ -42,7 +42,7 @@ class Manifest(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     run_id: str
-    kind: Literal["run", "imported"] = "run"
+    kind: Literal["run", "imported", "closed-loop"] = "run"
     created: str = Field(default_factory=utc_iso)
     status: Literal["running", "complete", "incomplete", "failed", "imported"] = "running"
     provider: str = "sim"

@@ -1,4 +1,4 @@
-"""Render the vagrant provider's per-host shell steps from playbooks/templates, using validated, shell-quoted values only.
+"""Render the vagrant provider's per-host shell steps from playbooks/templates with validated, quoted values only.
 
 Every value that reaches a template comes from a validated record (``Topology``, ``Scenario``, a run id
 checked by ``validate_name``, an SSH user checked here) or is a constant of this module, and every
@@ -285,7 +285,8 @@ def _header(host: str, step: str) -> dict[str, Any]:
 
 
 def up_phases(topology: Topology, *, ssh_user: str = "vagrant") -> list[Phase]:
-    """Provisioning, idempotent: login shell, packages, sources, offloads; router: ipfw + module; endpoints: routes, cc, udp_prague."""
+    """Idempotent provisioning: login shell, packages, sources, offloads; router: ipfw + the module;
+    endpoints: routes, cc_dctcp, udp_prague."""
     user = check_ssh_user(ssh_user)
     hosts = list(topology.hosts)
     router = topology.router
@@ -368,38 +369,33 @@ def uses_module(aqm: Aqm) -> bool:
     return aqm.name in ("dualpi2", "l4s-pie")
 
 
-def _milli(x: float) -> int:
-    return int(round(x * 1000))
+def aqm_sysctls(aqm: Aqm, scenario: Scenario, repeat: int = 1) -> list[str]:
+    """``name=value`` settings of the dualpi2 module for one repeat (see freebsd_module/README.md).
 
-
-def aqm_sysctls(aqm: Aqm, scenario: Scenario) -> list[str]:
-    """``name=value`` settings of the dualpi2 module for this scenario (see freebsd_module/README.md)."""
+    The values are the simulator's own integer parameters (``DualPI2Params.from_aqm`` for dualpi2,
+    ``PieParams.from_aqm`` for l4s-pie), so the kernel runs exactly what the simulator runs; the PRNG
+    seed is the repeat's seed.
+    """
     if not uses_module(aqm):
         return []
-    a = aqm.resolved()
-    values: list[tuple[str, int]] = [
-        ("mode", 1 if a.name == "l4s-pie" else 0),
-        ("ecn", int(a.ecn and scenario.ecn)),
-        ("target_us", int(a.target)),
-        ("tupdate_us", int(a.tupdate)),
-        ("alpha_mhz", _milli(a.alpha)),
-        ("beta_mhz", _milli(a.beta)),
-        ("coupling_milli", _milli(a.coupling_factor)),
-        ("step_thresh_us", int(a.step_threshold)),
-        ("ramp_range_us", int(a.ramp_range)),
-        ("min_qlen_step", int(a.min_qlen_step)),
-        ("c_protection_pct", int(round(a.classic_protection * 100))),
-        ("scheduler", 1 if a.scheduler == "tsfifo" else 0),
-        ("tshift_us", int(a.tshift)),
-        ("drop_on_overload", int(a.drop_on_overload)),
-        ("max_burst_us", int(a.max_burst)),
-        ("max_ecnth_milli", _milli(a.max_ecnth)),
-        ("tick_us", int(round(1_000_000 / a.kern_hz)) if a.name == "l4s-pie" else 0),
-        ("limit_bytes", int(scenario.bottleneck.limit_bytes)),
-        ("mtu", int(scenario.bottleneck.mtu)),
-        ("seed", int(scenario.seed)),
-        ("log", 1),
-    ]
+    import dataclasses
+
+    from l4stb.sim.aqm_dualpi2 import DualPI2Params
+    from l4stb.sim.aqm_pie import PieParams
+
+    b = scenario.bottleneck
+    values: list[tuple[str, int]] = [("seed", scenario.repeat_seed(repeat)), ("log", 1)]
+    if aqm.name == "dualpi2":
+        prm = DualPI2Params.from_aqm(aqm, b)
+        values.insert(0, ("mode", 0))
+        values += [(f.name, int(getattr(prm, f.name))) for f in dataclasses.fields(prm)]
+    else:
+        pie = PieParams.from_aqm(aqm, b)
+        values.insert(0, ("mode", 1))
+        values += [(f"pie_{name}", int(getattr(pie, name)))
+                   for name in ("qdelay_ref", "tupdate", "max_burst", "max_ecnth", "alpha", "beta", "flags")]
+        values += [("pie_coupling", int(round(aqm.coupling_factor))), ("pie_couple_same_flow", 0),
+                   ("tick_us", pie.tick_us), ("limit_packets", pie.limit_packets), ("limit_bytes", pie.limit_bytes)]
     return [f"{SYSCTL_ROOT}.{k}={v}" for k, v in values]
 
 
@@ -513,11 +509,12 @@ def start_clients_step(scenario: Scenario, topology: Topology, run_id: str, repe
              for p in procs]
     step = "start clients together"
     return HostStep(host, step, render("start_clients.sh.j2", **_header(host, step), procs=items,
-                                       nominal_delay=nominal, state_dir=_state_dir(run_id, repeat),
+                                       nominal_delay=nominal, state_dir=state_dir_of(run_id, repeat),
                                        repeat_dir=layout.remote_repeat_dir(run_id, repeat)), timeout_s=60)
 
 
-def _state_dir(run_id: str, repeat: int) -> str:
+def state_dir_of(run_id: str, repeat: int) -> str:
+    """Where the pids, exit codes and stderr of one repeat's processes live on a host."""
     return posixpath.join(STATE_ROOT, check_run_id(run_id), layout.repeat_dirname(repeat))
 
 
@@ -530,7 +527,7 @@ def run_phases(scenario: Scenario, topology: Topology, run_id: str, repeat: int,
     aqm = scenario.aqm
     procs = processes(scenario, topology, run_id, repeat)
     repeat_dir = layout.remote_repeat_dir(run_id, repeat)
-    state_dir = _state_dir(run_id, repeat)
+    state_dir = state_dir_of(run_id, repeat)
     logs = _log_paths(scenario)
     tag = _syslog_tag()
     mod = uses_module(aqm)
@@ -545,7 +542,7 @@ def run_phases(scenario: Scenario, topology: Topology, run_id: str, repeat: int,
     router_cfg = HostStep(router, step, render(
         "configure_router.sh.j2", **_header(router, step), uses_module=mod, aqm_name=aqm.name,
         kmod_file=KMOD_FILE, module_dir=MODULE_DIR, limit_packets=int(scenario.bottleneck.limit_packets),
-        limit_bytes=limit_bytes, aqm_sysctls=aqm_sysctls(aqm, scenario), rule=RULE, queue=QUEUE, pipe=PIPE,
+        limit_bytes=limit_bytes, aqm_sysctls=aqm_sysctls(aqm, scenario, repeat), rule=RULE, queue=QUEUE, pipe=PIPE,
         sched=SCHED, bw=ipfw_bandwidth(scenario.bottleneck.rate), delay_ms=ipfw_delay_ms(scenario.bottleneck.delay),
         sched_type=SCHED_TYPE if mod else "fifo", queue_opts=_queue_opts(aqm, scenario),
         client_nets=sorted({n for h in topology.clients for n in _networks(topology, h)}),
@@ -581,7 +578,7 @@ def run_phases(scenario: Scenario, topology: Topology, run_id: str, repeat: int,
 
     # 3. servers, one per connection.
     step = "start servers"
-    servers = [_proc_item(p) for p in procs if p.side == "server"]
+    servers = [proc_item(p) for p in procs if p.side == "server"]
     phases.append(Phase(step, [HostStep(server, step, render(
         "start_servers.sh.j2", **_header(server, step), procs=servers, state_dir=state_dir, repeat_dir=repeat_dir),
         timeout_s=60)]))
@@ -596,7 +593,7 @@ def run_phases(scenario: Scenario, topology: Topology, run_id: str, repeat: int,
     step = "wait for clients"
     phases.append(Phase(step, [HostStep(h, step, render(
         "wait_procs.sh.j2", **_header(h, step), wait_s=wait_s, state_dir=state_dir,
-        procs=[_proc_item(p) for p in procs if p.side == "client" and p.host == h]), timeout_s=wait_s + 60)
+        procs=[proc_item(p) for p in procs if p.side == "client" and p.host == h]), timeout_s=wait_s + 60)
         for h in client_hosts(scenario)]))
 
     # 6. servers: wait briefly, stop stragglers (udp_prague receivers never exit by themselves).
@@ -613,7 +610,7 @@ def run_phases(scenario: Scenario, topology: Topology, run_id: str, repeat: int,
     return phases
 
 
-def _proc_item(p: Proc) -> dict[str, Any]:
+def proc_item(p: Proc) -> dict[str, Any]:
     return {"name": p.name, "out": p.out, "argv": list(p.argv), "what": p.what, "proto": p.proto, "port": p.port}
 
 

@@ -66,14 +66,16 @@ class SshParams:
         except ValueError:
             raise L4stbError(f"vagrant ssh-config gives a port that is not a number: {conf['Port']!r}") from None
         identity = conf.get("IdentityFile")
-        return cls(str(conf["HostName"]), port, str(conf["User"]), str(identity).strip('"') if identity else None, **kwargs)
+        identity_file = str(identity).strip('"') if identity else None
+        return cls(str(conf["HostName"]), port, str(conf["User"]), identity_file, **kwargs)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "SshParams":
-        return cls(**{k: data[k] for k in ("hostname", "port", "user", "identity_file", "connect_timeout_s") if k in data})
+        keys = ("hostname", "port", "user", "identity_file", "connect_timeout_s")
+        return cls(**{k: data[k] for k in keys if k in data})
 
 
 class SshHost(Host):
@@ -146,8 +148,9 @@ class SshHost(Host):
                            timeout=None if timeout is None else max(1, int(round(timeout))))
         except CommandTimedOut as exc:
             self._drop_connection()
+            note = f"\n(timed out after {timeout:g} s; the SSH channel was closed)"
             out = CommandResult(self.name, command, TIMEOUT_EXIT, exc.result.stdout or "",
-                                (exc.result.stderr or "") + f"\n(timed out after {timeout:g} s; the SSH channel was closed)")
+                                (exc.result.stderr or "") + note)
             if check:
                 raise RemoteCommandError(self.name, step, command, TIMEOUT_EXIT,
                                          f"timed out after {timeout:g} s" + _tail_hint(exc.result.stderr)) from None
@@ -201,8 +204,9 @@ class SshHost(Host):
         if not local.is_file():
             raise L4stbError(f"{self.name}: cannot upload {local}: no such file")
         sftp = self._sftp()
-        tmp = (f"/tmp/.l4stb-put-{uuid.uuid4().hex}" if self.sudo
-               else posixpath.join(posixpath.dirname(remote), f".{posixpath.basename(remote)}.part-{uuid.uuid4().hex[:8]}"))
+        tag = uuid.uuid4().hex
+        tmp = (f"/tmp/.l4stb-put-{tag}" if self.sudo
+               else posixpath.join(posixpath.dirname(remote), f".{posixpath.basename(remote)}.part-{tag[:8]}"))
         try:
             if not self.sudo:
                 self.run(["mkdir", "-p", posixpath.dirname(remote)], step=f"upload {local.name}")
@@ -219,7 +223,8 @@ class SshHost(Host):
         except Exception as exc:  # noqa: BLE001 - paramiko/socket errors of every kind
             self._drop_connection()
             self._try_remove(tmp)
-            raise L4stbError(f"{self.name}: uploading {local} to {remote} failed ({type(exc).__name__}: {exc}).") from None
+            raise L4stbError(f"{self.name}: uploading {local} to {remote} failed "
+                             f"({type(exc).__name__}: {exc}).") from None
 
     def get(self, remote: str, local: Path, *, progress: ProgressCallback | None = None) -> None:
         """Download ``remote`` to ``local``: into a temp file beside it, size-checked, then renamed.
@@ -254,7 +259,8 @@ class SshHost(Host):
             self._drop_connection()
             _join_prefetch_threads()
             raise L4stbError(
-                f"{self.name}: fetching {remote} failed mid-transfer ({type(exc).__name__}: {exc or 'connection lost'}); "
+                f"{self.name}: fetching {remote} failed mid-transfer "
+                f"({type(exc).__name__}: {exc or 'connection lost'}); "
                 f"nothing was written to {local}. Check the host (`l4stb status`) and fetch again."
             ) from None
 

@@ -25,7 +25,8 @@ def values(i: int, *, queue: int = 0, action: int = 1, delay_us: int = 10_000, l
            prob: float = 0.05) -> dict[str, int]:
     """The 24 paper fields of decision number ``i`` (dequeue_count = i, so rows are told apart)."""
     v = {name: 0 for name in FIELD_NAMES}
-    v.update(queue_type=queue, qdelay_reference=15_000, tupdate=16_000, flags=1, drop_probability=int(prob * PROB_SCALE),
+    v.update(queue_type=queue, qdelay_reference=15_000, tupdate=16_000, flags=1,
+             drop_probability=int(prob * PROB_SCALE),
              current_queue_delay=delay_us, previous_queue_delay=delay_us // 2,
              accumulated_probability=int(prob / 2 * PROB_SCALE), measurement_start_time=1000 * i, dequeue_count=i,
              total_packets=i, total_bytes=1500 * i, queue_length=3, length_in_bytes=4500, total_drops=0,

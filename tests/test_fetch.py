@@ -8,14 +8,13 @@ import os
 from pathlib import Path
 
 import pytest
-from logfixtures import sim_log_lines, sim_run, sim_testbed, write_log
-
 from l4stb.analysis.fetch import fetch_run
 from l4stb.analysis.packets import ensure_parsed, read_packets
 from l4stb.errors import L4stbError
 from l4stb.layout import remote_repeat_dir, remote_run_dir
 from l4stb.manifest import load_manifest
 from l4stb.providers.sim import SimHost
+from logfixtures import sim_log_lines, sim_run, sim_testbed, write_log
 
 RUN = "dctcp-8mbps-20250101T000000Z"
 
@@ -236,3 +235,15 @@ def test_cli_fetch_logs_fetches_the_latest_run(run, l4stb):
     assert "12 files" in result.stdout and "12 new" in result.stdout
     again = l4stb("fetch-logs", "--run", RUN)
     assert again.exit_code == 0 and "12 already there" in again.stdout
+
+
+def test_fetch_reports_the_bytes_fetched_on_a_caller_progress(run):
+    from rich.console import Console
+    from rich.progress import Progress
+
+    ws = run
+    with Progress(console=Console(file=open(os.devnull, "w"))) as progress:
+        progress.add_task("something else", total=1)
+        result = fetch_run(ws, RUN, progress=progress)
+        task = progress.tasks[-1]
+    assert task.completed == result.bytes_fetched == result.bytes and task.total == result.bytes

@@ -1,4 +1,5 @@
-"""import-logs: existing raw files (a /var/log/messages dump, iperf3 JSON) become a run that parses like a fetched one."""
+"""import-logs: existing raw files (a /var/log/messages dump, iperf3 JSON) become a run that parses like a fetched one.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +8,20 @@ import shutil
 
 import pytest
 from conftest import realdata
-from logfixtures import iperf3_doc, paper_line, syslog, values, write_log
-
 from l4stb.analysis.importer import import_logs
 from l4stb.analysis.packets import ensure_parsed, read_flows, read_packets
 from l4stb.errors import L4stbError
 from l4stb.manifest import load_manifest
 from l4stb.workspace import Workspace, sha256_file
+from logfixtures import iperf3_doc, paper_line, syslog, values, write_log
 
 
 def messages_dump(path, n=30):
     """What the original testbed's llmrawdata.txt is: /var/log/messages with the scheduler's lines in it."""
     lines = ["Dec 30 09:59:59 dummynetVM1 syslogd: kernel boot file is /boot/kernel/kernel"]
     for i in range(n):
-        lines.append(paper_line(values(i, action=1 + (i % 7 == 0)), syslog(f"Dec 30 10:00:{i // 10:02d}", "dummynetVM1")))
+        stamp = f"Dec 30 10:00:{i // 10:02d}"
+        lines.append(paper_line(values(i, action=1 + (i % 7 == 0)), syslog(stamp, "dummynetVM1")))
     lines.append("Dec 30 10:00:03 dummynetVM1 last message repeated 2 times")
     return write_log(path, lines)
 
@@ -84,7 +85,7 @@ def test_import_errors_are_user_errors(tmp_path):
 def test_cli_import_logs_then_parse_the_real_iperf3_files(tmp_path, l4stb, workdir):
     folder = realdata("iperf3-freebsd-10mbps-20ms")
     log = messages_dump(tmp_path / "llmrawdata.txt")
-    picked = [folder / "client1_data_iperf3_client_cubic_1_1.json", folder / "client1_data_iperf3_client_dctcp_1_1.json"]
+    picked = [folder / f"client1_data_iperf3_client_{cc}_1_1.json" for cc in ("cubic", "dctcp")]
     args = ["import-logs", "--router-log", str(log), "--name", "original"]
     for p in picked:
         args += ["--iperf3", str(p)]

@@ -12,18 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import realdata
-from logfixtures import (
-    l4stb_line,
-    old_line,
-    paper_line,
-    raw_run,
-    sim_log_lines,
-    syslog,
-    values,
-    write_log,
-    iperf3_doc,
-)
-
 from l4stb.analysis.flows import flows_table
 from l4stb.analysis.logparse import (
     SHAPE_NAMES,
@@ -39,6 +27,17 @@ from l4stb.errors import L4stbError
 from l4stb.logformat import FIELD_NAMES, L4STB_PREFIX, OLD_PREFIX, PAPER_PREFIX, PROB_SCALE
 from l4stb.manifest import load_manifest
 from l4stb.workspace import Workspace
+from logfixtures import (
+    iperf3_doc,
+    l4stb_line,
+    old_line,
+    paper_line,
+    raw_run,
+    sim_log_lines,
+    syslog,
+    values,
+    write_log,
+)
 
 
 def parse(text: str, *, fast: bool = True, block_size: int = 1 << 20):
@@ -316,7 +315,8 @@ def test_compression_is_detected_by_content_not_name(tmp_path):
 def test_packets_parquet_has_typed_columns_repeats_and_time(tmp_path):
     ws = Workspace.at(tmp_path / "w")
     logs = {1: sim_log_lines(50, start=0, t0_us=5_000_000) + ["Nov 21 10:00:06 router last message repeated 2 times"],
-            2: [paper_line(values(i, queue=i % 2, action=1 + i % 3), syslog(f"Dec 30 10:00:{i:02d}")) for i in range(10)]}
+            2: [paper_line(values(i, queue=i % 2, action=1 + i % 3), syslog(f"Dec 30 10:00:{i:02d}"))
+                for i in range(10)]}
     raw_run(ws, "r1", logs, iperf3={1: [iperf3_doc("client1", "cubic", 3, sockets=(5, 7))]})
     res = ensure_parsed(ws, "r1")
     assert res.packets == 62 and res.flows == 6 and not res.reused

@@ -18,7 +18,7 @@ from l4stb.model.run import train_and_evaluate
 from l4stb.model.synthetic import synthetic_splits
 from l4stb.model.train import class_weights, lr_factor, make_scheduler
 
-SMALL = dict(window=8, batch_size=16, state_dim=16, baselines=False, compare_full_finetune=False,
+SMALL = dict(window=4, batch_size=16, state_dim=8, baselines=False, compare_full_finetune=False,
              latency_decisions=20, device="cpu")
 
 
@@ -92,7 +92,7 @@ def test_warmup_reaches_the_peak_lr_in_optimizer_steps_then_decays():
 
 
 def test_real_training_reaches_the_peak_lr_with_grad_accumulation(tmp_path):
-    splits = synthetic_splits(1600, 4, seed=5)
+    splits = synthetic_splits(800, 4, seed=5)
     cfg = TrainConfig(epochs=2, grad_accum=2, lr=2e-3, warmup_steps=3, max_train_windows=64, **SMALL)
     report = train_and_evaluate(splits, tmp_path, cfg)
     hist = report.history
@@ -114,7 +114,7 @@ def test_early_stopping_keeps_the_best_epoch_checkpoint_not_the_last(tmp_path, m
         return m
 
     monkeypatch.setattr(train_mod, "validate", fake_validate)
-    splits = synthetic_splits(1600, 4, seed=6)
+    splits = synthetic_splits(800, 4, seed=6)
     cfg = TrainConfig(epochs=5, patience=2, max_train_windows=32, lr=5e-3, **SMALL)
     report = train_and_evaluate(splits, tmp_path, cfg)
     lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]

@@ -56,7 +56,8 @@ def test_the_core_compiles_cleanly_with_all_warnings(harness: Path):
 def random_dualpi2_params(rng: random.Random) -> DualPI2Params:
     aqm = Aqm(
         name="dualpi2", ecn=rng.random() < 0.85,
-        target=f"{rng.choice([1000, 5000, 15000, 20000, 50000])}us", tupdate=f"{rng.choice([1000, 4000, 16000, 32000])}us",
+        target=f"{rng.choice([1000, 5000, 15000, 20000, 50000])}us",
+        tupdate=f"{rng.choice([1000, 4000, 16000, 32000])}us",
         alpha=rng.choice([0.01, 0.16, 0.5, 2.0, 10.0, 60.0]), beta=rng.choice([0.1, 3.2, 10.0, 30.0, 90.0]),
         coupling_factor=rng.choice([1.0, 1.5, 2.0, 3.0, 4.0]), step_threshold=f"{rng.choice([0, 500, 1000, 3000])}us",
         ramp_range=f"{rng.choice([0, 0, 400, 1000, 5000])}us", min_qlen_step=rng.choice([0, 1, 2, 5]),
@@ -183,7 +184,7 @@ def python_l4spie(prm: PieParams, coupling: int, same: bool, seed: int, events: 
 
 
 def _first_difference(a: list[str], b: list[str]) -> str:
-    for i, (x, y) in enumerate(zip(a, b)):
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
         if x != y:
             return f"record {i}: python {x!r} != C {y!r}"
     return f"lengths differ: python {len(a)} records, C {len(b)}"
@@ -196,7 +197,7 @@ def _first_difference(a: list[str], b: list[str]) -> str:
 def test_c_core_matches_replay_on_thousands_of_random_traces(harness: Path):
     rng = random.Random(20250101)
     total_records = 0
-    for chunk in range(6):
+    for _chunk in range(6):
         cases = []
         for _ in range(400):
             prm = random_dualpi2_params(rng)
@@ -204,7 +205,7 @@ def test_c_core_matches_replay_on_thousands_of_random_traces(harness: Path):
             events = random_events(rng, prm.tupdate_us, rng.choice([20, 100, 400, 1200]))
             cases.append((prm, seed, events))
         outs = run_harness(harness, [(header_dualpi2(p, s, 0, 0), ev) for p, s, ev in cases])
-        for (prm, seed, events), got in zip(cases, outs):
+        for (prm, seed, events), got in zip(cases, outs, strict=True):
             want = [fmt(r) for r in replay(prm, seed, events)]
             assert got == want, f"{prm} seed {seed}: {_first_difference(want, got)}"
             total_records += len(want)
@@ -237,7 +238,7 @@ def test_c_log_lines_match_the_python_core(harness: Path):
         cases.append((prm, seed, random_events(rng, prm.tupdate_us, rng.choice([50, 300]))))
     outs = run_harness(harness, [(header_dualpi2(p, s, 1, 0), ev) for p, s, ev in cases])
     lines = 0
-    for (prm, seed, events), got in zip(cases, outs):
+    for (prm, seed, events), got in zip(cases, outs, strict=True):
         want = python_dualpi2_with_logs(prm, seed, events)
         assert got == want, f"{prm} seed {seed}: {_first_difference(want, got)}"
         lines += sum(1 for w in want if w.startswith("L,"))
@@ -253,7 +254,7 @@ def test_timerless_updates_match_a_periodic_timer(harness: Path):
         prm = random_dualpi2_params(rng)
         cases.append((prm, rng.randrange(10**6), random_events(rng, prm.tupdate_us, 300, updates=False)))
     outs = run_harness(harness, [(header_dualpi2(p, s, 1, 1), ev) for p, s, ev in cases])
-    for (prm, seed, events), got in zip(cases, outs):
+    for (prm, seed, events), got in zip(cases, outs, strict=True):
         want = python_dualpi2_with_logs(prm, seed, events, auto=True)
         assert got == want, f"{prm} seed {seed}: {_first_difference(want, got)}"
 
@@ -269,9 +270,10 @@ def test_l4s_pie_mode_matches_the_python_l4s_pie(harness: Path):
             cases.append((prm, coupling, same, seed, random_events(rng, prm.tupdate, rng.choice([50, 400]),
                                                                   updates=not auto)))
         outs = run_harness(harness, [(header_pie(p, c, s, sd, 1, auto), ev) for p, c, s, sd, ev in cases])
-        for (prm, coupling, same, seed, events), got in zip(cases, outs):
+        for (prm, coupling, same, seed, events), got in zip(cases, outs, strict=True):
             want = python_l4spie(prm, coupling, same, seed, events, auto=bool(auto))
-            assert got == want, f"{prm} k={coupling} same={same} seed {seed} auto={auto}: {_first_difference(want, got)}"
+            where = f"{prm} k={coupling} same={same} seed {seed} auto={auto}"
+            assert got == want, f"{where}: {_first_difference(want, got)}"
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,

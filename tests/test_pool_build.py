@@ -6,12 +6,11 @@ import json
 
 import numpy as np
 import pytest
-from logfixtures import old_line, raw_run, sim_log_lines, syslog, values
-
 from l4stb.analysis.pool import ExperiencePool, load_pool
 from l4stb.analysis.pool_build import PRESETS, REWARDS, build_pool, paper_changes_index
 from l4stb.errors import L4stbError
 from l4stb.workspace import Workspace
+from logfixtures import old_line, raw_run, sim_log_lines, syslog, values
 
 
 def make_runs(tmp_path, repeats=5, n=200, runs=("run-a",)) -> Workspace:

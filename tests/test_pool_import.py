@@ -10,7 +10,6 @@ import types
 import numpy as np
 import pytest
 from conftest import realdata
-
 from l4stb.analysis.pool import load_pool
 from l4stb.analysis.pool_build import PRESETS
 from l4stb.analysis.pool_import import import_pickle
@@ -83,7 +82,8 @@ def test_a_pool_whose_arrays_hide_a_call_is_refused(tmp_path, monkeypatch):
             return (eval, ("__import__('os').system('touch " + str(tmp_path / "pwned") + "')",))
 
     pool = ExperiencePool()
-    pool.states, pool.actions, pool.rewards, pool.dones = [np.zeros(7, np.float32), Sneaky()], [0, 0], [0.0, 0.0], [0, 0]
+    pool.states = [np.zeros(7, np.float32), Sneaky()]
+    pool.actions, pool.rewards, pool.dones = [0, 0], [0.0, 0.0], [0, 0]
     path = tmp_path / "sneaky.pkl"
     path.write_bytes(pickle.dumps(pool, protocol=4))
     assert b"utils.exp_pool" in path.read_bytes()

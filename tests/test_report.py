@@ -111,7 +111,7 @@ def test_report_is_self_contained_offline(rendered):
     srcs = re.findall(r'src="([^"]*)"', html)
     assert len(srcs) == len(FIGURES) and all(s.startswith("data:image/png;base64,") for s in srcs)
     hrefs = re.findall(r'href="([^"]*)"', html)
-    assert all(h.startswith("#") or re.fullmatch(r"figures/[\w.-]+\.svg", h) for h in hrefs)
+    assert all(h.startswith("#") or re.fullmatch(r"figures/[\w./-]+\.svg", h) for h in hrefs)
     for h in hrefs:
         if not h.startswith("#"):
             assert (ws.report_dir(run_id) / h).is_file()
@@ -149,11 +149,12 @@ def test_extra_sections_appear_in_both_html_and_markdown(run, tmp_path):
     html = index.read_text()
     assert '<h2>Training</h2>' in html and "<strong>1.0</strong>" in html and "<b>2.1 ms</b>" in html
     assert html.count("data:image/png;base64,") == len(FIGURES) + 1
-    assert (out / "figures" / "training_curve.png").is_file() and (out / "figures" / "training_curve.svg").is_file()
+    copied = out / "figures" / "training"
+    assert (copied / "training_curve.png").is_file() and (copied / "training_curve.svg").is_file()
     assert html.index("<h2>Training</h2>") < html.index("<h2>Parse statistics</h2>")  # before the appendix
     md = (out / "summary.md").read_text()
     assert "## Training" in md and "**1.0**" in md and "| forward | 0.99 |" in md and "| drop | — |" in md
-    assert "![Training loss per epoch.](figures/training_curve.png)" in md
+    assert "![Training loss per epoch.](figures/training/training_curve.png)" in md
     assert "## Latency" in md and "p99 decision latency 2.1 ms" in md
     assert load_json(ws.manifest_file(run_id))["steps"]["report"]["sections"][-3:] == [
         "Latency", "Parse statistics", "Provenance"]
@@ -205,7 +206,7 @@ def test_a_comparison_section_puts_several_series_on_the_same_figures(run, tmp_p
     assert [row[0] for row in section.tables[0].rows] == ["dualpi2", "l4s-llm"]
     html = render_report(ws, run_id, sections=[section]).read_text()
     assert "<h2>Closed loop</h2>" in html and "Headline numbers per series" in html
-    assert (ws.report_dir(run_id) / "figures" / "compare_delay_ecdf.png").is_file()
+    assert (ws.report_dir(run_id) / "figures" / "closed-loop" / "compare_delay_ecdf.png").is_file()
 
 
 def test_report_of_an_imported_run_without_a_scenario_still_renders(tmp_path, monkeypatch):

@@ -20,7 +20,8 @@ from l4stb.providers.vagrant import VagrantProvider, detect_vm_provider, find_va
 from l4stb.remote import SshParams
 from l4stb.workspace import Workspace
 
-FACTS = "=== uname ===\nFreeBSD {h} 14.1-RELEASE-p5\n=== freebsd_version ===\n14.1-RELEASE-p5\n=== sysctls ===\nkern.hz: 1000\n"
+FACTS = ("=== uname ===\nFreeBSD {h} 14.1-RELEASE-p5\n=== freebsd_version ===\n14.1-RELEASE-p5\n"
+         "=== sysctls ===\nkern.hz: 1000\n")
 
 
 class FakeHost(Host):
@@ -146,8 +147,8 @@ def test_a_client_that_fails_fails_its_repeat_only(world: World, tmp_path: Path,
 
 def test_a_failed_step_is_recorded_and_the_repeat_cleaned_up(world: World, tmp_path: Path, monkeypatch):
     monkeypatch.setattr(plans, "START_LEAD_S", 0.0)
-    err = RemoteCommandError("router", "configure bottleneck and AQM (dualpi2)", "ipfw sched 1 config pipe 1 type dualpi2",
-                             71, "ipfw: sched 1: unknown type dualpi2")
+    err = RemoteCommandError("router", "configure bottleneck and AQM (dualpi2)",
+                             "ipfw sched 1 config pipe 1 type dualpi2", 71, "ipfw: sched 1: unknown type dualpi2")
     world.fail_step = ("router", "configure bottleneck and AQM (dualpi2)", err)
     outcomes, _ = _run(_ctx(tmp_path, duration=1_000_000), [1])
     assert not outcomes[0].ok
@@ -216,7 +217,8 @@ def test_up_boots_every_vm_provisions_idempotently_and_records_ssh(world: World,
     assert sorted(e[1] for e in vlog if e[0] == "up") == ["client1", "client2", "router", "server"]
     assert all(e[2] == "virtualbox" for e in vlog if e[0] == "up")
     assert ("reload", "router") in vlog
-    assert info.hosts["router"]["ssh"]["port"] == 2201 and info.hosts["server"]["ssh"]["identity_file"] == "/keys/server"
+    assert info.hosts["router"]["ssh"]["port"] == 2201
+    assert info.hosts["server"]["ssh"]["identity_file"] == "/keys/server"
     assert info.hosts["client1"]["freebsd_version"] == "14.1-RELEASE-p5"
     assert prov.topology_file.is_file() and "client1" in prov.topology_file.read_text()
     router_steps = world.steps("router")

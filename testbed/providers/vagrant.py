@@ -28,7 +28,7 @@ import yaml
 
 import l4stb
 from l4stb import plans
-from l4stb.config import Topology, load_topology
+from l4stb.config import Topology
 from l4stb.errors import L4stbError
 from l4stb.providers.base import (
     DoneFn,
@@ -50,12 +50,15 @@ BOX_VERSION = "2024.05.31"
 VM_PROVIDERS = ("virtualbox", "libvirt")
 REBOOT_MARKER = "l4stb-reboot-needed"
 
+INSTALL_PROVIDER = (
+    "Install one VM provider: VirtualBox (`sudo apt-get install virtualbox`, or "
+    "https://www.virtualbox.org/wiki/Downloads) or libvirt/KVM (`sudo apt-get install vagrant-libvirt "
+    "libvirt-daemon-system qemu-kvm`, then add yourself to the libvirt group). `l4stb up` without --provider "
+    "uses the built-in simulator and needs none of this."
+)
 INSTALL_VAGRANT = (
     "Install Vagrant (Debian/Ubuntu: `sudo apt-get install --no-install-recommends vagrant`; elsewhere "
-    "https://developer.hashicorp.com/vagrant/install) and one VM provider: VirtualBox "
-    "(`sudo apt-get install virtualbox`, or https://www.virtualbox.org/wiki/Downloads) or libvirt/KVM "
-    "(`sudo apt-get install vagrant-libvirt libvirt-daemon-system qemu-kvm`, then add yourself to the "
-    "libvirt group). `l4stb up` without --provider uses the built-in simulator and needs none of this."
+    "https://developer.hashicorp.com/vagrant/install). " + INSTALL_PROVIDER
 )
 
 
@@ -88,7 +91,7 @@ def detect_vm_provider() -> str:
         if wanted not in VM_PROVIDERS:
             raise L4stbError(f"Vagrant provider {wanted!r} is not supported; use one of {', '.join(VM_PROVIDERS)}.")
         if wanted == "virtualbox" and not has_vbox:
-            raise L4stbError(f"VirtualBox was asked for but VBoxManage is not installed. {INSTALL_VAGRANT}")
+            raise L4stbError(f"VirtualBox was asked for but VBoxManage is not installed. {INSTALL_PROVIDER}")
         if wanted == "libvirt" and not has_libvirt:
             raise L4stbError("libvirt was asked for but the vagrant-libvirt plugin or virsh is missing "
                              "(`sudo apt-get install vagrant-libvirt libvirt-daemon-system qemu-kvm`, or "
@@ -99,7 +102,7 @@ def detect_vm_provider() -> str:
     if has_libvirt:
         return "libvirt"
     raise L4stbError(f"Vagrant is installed but no VM provider it can use is: neither VirtualBox (VBoxManage) nor "
-                     f"libvirt (virsh + the vagrant-libvirt plugin) was found. {INSTALL_VAGRANT}")
+                     f"libvirt (virsh + the vagrant-libvirt plugin) was found. {INSTALL_PROVIDER}")
 
 
 def _has_libvirt_plugin() -> bool:
@@ -168,9 +171,9 @@ class VagrantProvider(Provider):
         hosts = list(topology.hosts)
         plan = Plan(f"l4stb up --provider vagrant --topology {topology.name}")
         plan.add("local", "vagrant: box and VMs", "\n".join([
-            "# on this machine, in the folder of l4stb's Vagrantfile, with L4STB_TOPOLOGY=<workdir>/vagrant/topology.yaml",
-            "# and VAGRANT_DOTFILE_PATH=<workdir>/vagrant/dot-vagrant; provider: L4STB_VAGRANT_PROVIDER, else",
-            "# virtualbox when VBoxManage is installed, else libvirt",
+            "# on this machine, in the folder of l4stb's Vagrantfile, with",
+            "# L4STB_TOPOLOGY=<workdir>/vagrant/topology.yaml and VAGRANT_DOTFILE_PATH=<workdir>/vagrant/dot-vagrant;",
+            "# provider: L4STB_VAGRANT_PROVIDER, else virtualbox when VBoxManage is installed, else libvirt",
             f"vagrant box add {BOX} --box-version {BOX_VERSION} --provider <provider>   # when missing",
             *[f"vagrant up {h} --provider=<provider> &   # all VMs in parallel" for h in hosts],
             "wait",
@@ -190,8 +193,6 @@ class VagrantProvider(Provider):
 
     # -- lifecycle ------------------------------------------------------------------------------
     def up(self, topology: Topology) -> TestbedInfo:
-        import vagrant
-
         vm_provider = detect_vm_provider()
         find_vagrantfile()
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -209,8 +210,9 @@ class VagrantProvider(Provider):
                 try:
                     v.up(vm_name=h, provider=vm_provider)
                 except subprocess.CalledProcessError:
+                    logfile = self._log_path(f"up-{h}.log")
                     raise L4stbError(f"{h}: `vagrant up {h} --provider={vm_provider}` failed. Last lines of "
-                                     f"{self._log_path(f'up-{h}.log')}:\n{_tail(self._log_path(f'up-{h}.log'))}") from None
+                                     f"{logfile}:\n{_tail(logfile)}") from None
 
             jobs = int(os.environ.get("L4STB_UP_JOBS", len(hosts)) or 1)
             self._parallel(hosts, up_one, jobs=max(1, jobs))
@@ -254,7 +256,8 @@ class VagrantProvider(Provider):
         try:
             conf = v.conf(vm_name=host)
         except subprocess.CalledProcessError:
-            raise L4stbError(f"{host}: `vagrant ssh-config {host}` failed; is the VM running? (`l4stb status`)") from None
+            raise L4stbError(f"{host}: `vagrant ssh-config {host}` failed; is the VM running? "
+                             "(`l4stb status`)") from None
         return SshParams.from_ssh_config(conf or {})
 
     def _reboot(self, v, host: str, info: TestbedInfo) -> None:
@@ -263,7 +266,8 @@ class VagrantProvider(Provider):
         try:
             v.reload(vm_name=host, provision=False)
         except subprocess.CalledProcessError:
-            raise L4stbError(f"{host}: `vagrant reload {host}` failed; see {self._log_path('ssh-config.log')}.") from None
+            raise L4stbError(f"{host}: `vagrant reload {host}` failed; see "
+                             f"{self._log_path('ssh-config.log')}.") from None
         params = self._ssh_params(v, host)
         self._hosts[host] = SshHost(host, params, sudo=True)
         info.hosts[host]["ssh"] = params.to_json()
@@ -383,7 +387,8 @@ class VagrantProvider(Provider):
                 on_done(RepeatOutcome(repeat, seed, False, started, utc_iso(), round(time.perf_counter() - t0, 3),
                                       str(exc), {}))
                 raise
-            on_done(RepeatOutcome(repeat, seed, ok, started, utc_iso(), round(time.perf_counter() - t0, 3), detail, stats))
+            wall_s = round(time.perf_counter() - t0, 3)
+            on_done(RepeatOutcome(repeat, seed, ok, started, utc_iso(), wall_s, detail, stats))
 
     def _run_repeat(self, ctx: RunContext, repeat: int, on_progress: ProgressFn) -> tuple[bool, str, dict[str, Any]]:
         sc, topo = ctx.scenario, ctx.topology
@@ -457,10 +462,10 @@ class VagrantProvider(Provider):
         """After a failed step: stop every process of the repeat and clear the router's log set (best effort)."""
         sc, topo = ctx.scenario, ctx.topology
         procs = plans.processes(sc, topo, ctx.run_id, repeat)
-        state_dir = plans._state_dir(ctx.run_id, repeat)
+        state_dir = plans.state_dir_of(ctx.run_id, repeat)
         steps = []
         for h in sorted({p.host for p in procs}):
-            items = [plans._proc_item(p) for p in procs if p.host == h]
+            items = [plans.proc_item(p) for p in procs if p.host == h]
             steps.append(plans.HostStep(h, "stop after failure", plans.render(
                 "wait_procs.sh.j2", host=h, step="stop after failure", wait_s=0, state_dir=state_dir, procs=items),
                 timeout_s=60))

@@ -243,6 +243,7 @@ def simulate_repeat(job: SimJob, progress: Callable[[float], None] | None = None
         "log_files": [str(p) for p in files],
         "log_rotations": log.rotations,
         "compress_wall_s": round(log.compress_wall_s, 4),
+        "compress_cpu_s": round(log.compress_cpu_s, 4),
         "iperf3_files": json_files,
         "flows": per_flow,
     }

@@ -67,6 +67,7 @@ class SyslogFile:
         self.lines = 0
         self.rotations = 0
         self.compress_wall_s = 0.0
+        self.compress_cpu_s = 0.0
         self.files_written = 0
         self._sec = -1
         self._stamp_prefix = ""
@@ -165,9 +166,10 @@ class SyslogFile:
                 os.replace(src, self._name(i + 1))
         plain0 = self.path.with_name(f"{self.path.name}.0")
         os.replace(self.path, plain0)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         self._compress(plain0)
         self.compress_wall_s += time.perf_counter() - t0
+        self.compress_cpu_s += time.process_time() - c0
         self.rotations += 1
         self.fh = open(self.path, "w", encoding="ascii", newline="\n")
         self.size = 0

@@ -211,6 +211,7 @@ class TcpFlow:
                     self.rtx_next = seq + 1
                     self.rtx_out.add(seq)
                 else:
+                    self.rtx_next = seq  # everything below fack is SACKed or resent: do not rescan
                     seq = self.snd_nxt
                     self.snd_nxt = seq + 1
             else:

@@ -1,0 +1,363 @@
+/*
+ * dn_sched_dualpi2.c -- l4stb's DualPI2 (RFC 9332) dummynet scheduler for FreeBSD 14.1, with a log line
+ * for every packet decision.
+ *
+ * SPDX-License-Identifier: BSD-2-Clause
+ *
+ * This file is only the kernel glue: mbufs, dummynet's scheduler API, sysctls, log(9). Every decision is
+ * made by the pure-C core in dualpi2_core.c, which is tested against l4stb's Python simulator.
+ *
+ *   kldload ./dn_sched_dualpi2.ko
+ *   ipfw pipe 1 config bw 8Mbit/s delay 10
+ *   ipfw sched 1 config pipe 1 type dualpi2        # stock ipfw: the type is looked up by name
+ *   ipfw queue 1 config sched 1 queue 1000
+ *   ipfw add 1000 queue 1 ip from 10.0.1.0/24,10.0.2.0/24 to 10.0.3.0/24 out
+ *
+ * Stock ipfw passes no scheduler parameters for an unknown type, so they are sysctls
+ * (net.inet.ip.dummynet.dualpi2.*), copied into each scheduler instance when dummynet creates it
+ * (at the first packet after `ipfw sched 1 config ...`). Change them, then re-run the ipfw config.
+ *
+ * Time is the kernel's uptime clock, sbinuptime(), in microseconds, not the dummynet tick; the PI
+ * controller steps are run lazily at packet events at their scheduled times (dp2_advance), which is
+ * exactly what a periodic timer would do because the queues only change at packet events.
+ *
+ * Each decision is logged with log(9) at LOG_INFO as
+ *   "dualpi2: l4stb_aqm-start,<26 integers>,end"
+ * (fields: dualpi2_log_fields.h, generated from l4stb/logformat.py); syslogd routes lines with the
+ * "dualpi2: " prefix by a `!dualpi2` block in syslog.conf.
+ */
+
+#include "opt_inet.h"
+#include "opt_inet6.h"
+
+#include <sys/param.h>
+#include <sys/systm.h>
+#include <sys/kernel.h>
+#include <sys/lock.h>
+#include <sys/malloc.h>
+#include <sys/mbuf.h>
+#include <sys/module.h>
+#include <sys/mutex.h>
+#include <sys/proc.h>
+#include <sys/rwlock.h>
+#include <sys/socket.h>
+#include <sys/sysctl.h>
+#include <sys/syslog.h>
+#include <sys/time.h>
+
+#include <net/if.h>
+#include <net/vnet.h>
+#include <netinet/in.h>
+#include <netinet/ip_var.h>
+#include <netinet/ip_fw.h>
+#include <netinet/ip_dummynet.h>	/* defines NEW_AQM */
+#include <netpfil/ipfw/ip_fw_private.h>
+#include <netinet/ip.h>
+#include <netinet/ip6.h>
+
+#include <netpfil/ipfw/dn_heap.h>
+#include <netpfil/ipfw/ip_dn_private.h>
+#include <netpfil/ipfw/dn_aqm.h>
+#include <netpfil/ipfw/dn_sched.h>
+
+#include "dualpi2_core.h"
+
+#define DN_SCHED_DUALPI2	42	/* a type number no stock scheduler uses; ipfw selects by name */
+#define DUALPI2_MTAG_TYPE	0x4c345342	/* mbuf tag holding the core's per-packet record */
+
+/* ------------------------------------------------------------------------------------------- sysctls */
+
+/* DualPI2Params (l4stb.sim.aqm_dualpi2) defaults: Linux sch_dualpi2's, as DualPI2Params.from_aqm gives them. */
+static struct dp2_params dualpi2_defaults = {
+	.target_us = 15000, .tupdate_us = 16000, .alpha_q = 45035996, .beta_q = 900719925,
+	.alpha_mhz = 160, .beta_mhz = 3200, .k_q8 = 512, .p_cmax = 1073741824ULL,
+	.step_us = 1000, .range_us = 0, .th_len = 1, .min_backlog_bytes = 3000, .scheduler = DP2_SCHED_WRR,
+	.wc = 10, .wl = 90, .tshift_us = 50000, .mtu = 1500, .limit_packets = 10000, .limit_bytes = 30000000,
+	.ecn = 1, .drop_on_overload = 1, .tick_us = 1000,
+};
+/* PieParams (l4stb.sim.aqm_pie) defaults for mode 1 (l4s-pie), FreeBSD PIE's; tick_us and the limits
+ * are shared with the dualpi2 mode's sysctls (copied at instance creation). */
+static struct dp2_pie_params dualpi2_pie_defaults = {
+	.qdelay_ref = 15000, .tupdate = 15000, .max_burst = 150000, .max_ecnth = 819, .alpha = 1024,
+	.beta = 10240, .flags = DP2_PIE_ECN_ENABLED | DP2_PIE_CAPDROP_ENABLED | DP2_PIE_DERAND_ENABLED,
+	.tick_us = 1000, .limit_packets = 1000, .limit_bytes = 1500000, .coupling = 2, .couple_same_flow = 0,
+};
+static int64_t dualpi2_mode = DP2_MODE_DUALPI2;
+static int64_t dualpi2_seed = 1;
+static int64_t dualpi2_log_enabled = 1;
+static uint64_t dualpi2_log_lines;
+static uint64_t dualpi2_nomem_drops;
+
+SYSCTL_DECL(_net_inet_ip_dummynet);
+static SYSCTL_NODE(_net_inet_ip_dummynet, OID_AUTO, dualpi2, CTLFLAG_RW | CTLFLAG_MPSAFE, 0,
+    "l4stb DualPI2 scheduler (values are copied into each new scheduler instance)");
+
+#define DP2_S64(name, var, descr) \
+	SYSCTL_S64(_net_inet_ip_dummynet_dualpi2, OID_AUTO, name, CTLFLAG_RW, &(var), 0, descr)
+
+DP2_S64(mode, dualpi2_mode, "0 = dualpi2 (RFC 9332), 1 = l4s-pie (the paper's PIE-based scheduler)");
+DP2_S64(seed, dualpi2_seed, "seed of the 32-bit xorshift PRNG of each new instance");
+DP2_S64(log, dualpi2_log_enabled, "1 = log(9) a line for every packet decision");
+SYSCTL_U64(_net_inet_ip_dummynet_dualpi2, OID_AUTO, log_lines, CTLFLAG_RD, &dualpi2_log_lines, 0,
+    "log lines written since the module was loaded");
+SYSCTL_U64(_net_inet_ip_dummynet_dualpi2, OID_AUTO, nomem_drops, CTLFLAG_RD, &dualpi2_nomem_drops, 0,
+    "packets dropped because no mbuf tag could be allocated");
+
+/* dualpi2 mode: the DualPI2Params fields under their own names */
+DP2_S64(target_us, dualpi2_defaults.target_us, "PI target queue delay (us)");
+DP2_S64(tupdate_us, dualpi2_defaults.tupdate_us, "PI update interval (us)");
+DP2_S64(alpha_q, dualpi2_defaults.alpha_q, "PI integral gain: 1/2^32 probability per us of delay error, << 16");
+DP2_S64(beta_q, dualpi2_defaults.beta_q, "PI proportional gain, same units as alpha_q");
+DP2_S64(alpha_mhz, dualpi2_defaults.alpha_mhz, "alpha in milli-Hz (logged only)");
+DP2_S64(beta_mhz, dualpi2_defaults.beta_mhz, "beta in milli-Hz (logged only)");
+DP2_S64(k_q8, dualpi2_defaults.k_q8, "coupling factor k in 1/256 units (2 -> 512)");
+SYSCTL_U64(_net_inet_ip_dummynet_dualpi2, OID_AUTO, p_cmax, CTLFLAG_RW, &dualpi2_defaults.p_cmax, 0,
+    "Classic overload threshold p_Cmax in 1/2^32 units (min(1/k^2, 1))");
+DP2_S64(step_us, dualpi2_defaults.step_us, "native L4S AQM: step threshold / ramp start minTh (us)");
+DP2_S64(range_us, dualpi2_defaults.range_us, "native L4S AQM: ramp range (us); 0 = step");
+DP2_S64(th_len, dualpi2_defaults.th_len, "RFC Th_len: no native marking with <= th_len packets left in L");
+DP2_S64(min_backlog_bytes, dualpi2_defaults.min_backlog_bytes, "no PI drop/mark below this backlog (bytes)");
+DP2_S64(scheduler, dualpi2_defaults.scheduler, "0 = WRR with classic protection, 1 = time-shifted FIFO");
+DP2_S64(wc, dualpi2_defaults.wc, "WRR weight of the Classic queue (percent)");
+DP2_S64(wl, dualpi2_defaults.wl, "WRR weight of the L4S queue (percent)");
+DP2_S64(tshift_us, dualpi2_defaults.tshift_us, "time-shifted FIFO: L advantage (us)");
+DP2_S64(mtu, dualpi2_defaults.mtu, "MTU (bytes), for the WRR credit");
+DP2_S64(limit_packets, dualpi2_defaults.limit_packets, "buffer limit of both queues together (packets)");
+DP2_S64(limit_bytes, dualpi2_defaults.limit_bytes, "buffer limit of both queues together (bytes)");
+DP2_S64(ecn, dualpi2_defaults.ecn, "1 = CE-mark ECN-capable packets, 0 = always drop");
+DP2_S64(drop_on_overload, dualpi2_defaults.drop_on_overload, "1 = drop L packets with p_C under overload");
+DP2_S64(tick_us, dualpi2_defaults.tick_us, "logged delays are rounded down to this (us); l4s-pie: its clock tick");
+
+/* l4s-pie mode: the PieParams fields, prefixed pie_ */
+DP2_S64(pie_qdelay_ref, dualpi2_pie_defaults.qdelay_ref, "PIE target delay (us)");
+DP2_S64(pie_tupdate, dualpi2_pie_defaults.tupdate, "PIE update interval (us)");
+DP2_S64(pie_max_burst, dualpi2_pie_defaults.max_burst, "PIE burst allowance (us)");
+DP2_S64(pie_max_ecnth, dualpi2_pie_defaults.max_ecnth, "PIE ECN threshold (scaled by 2^13)");
+DP2_S64(pie_alpha, dualpi2_pie_defaults.alpha, "PIE alpha (scaled by 2^13)");
+DP2_S64(pie_beta, dualpi2_pie_defaults.beta, "PIE beta (scaled by 2^13)");
+DP2_S64(pie_flags, dualpi2_pie_defaults.flags, "PIE flags (1 ECN, 2 capdrop, 16 derand)");
+DP2_S64(pie_coupling, dualpi2_pie_defaults.coupling, "l4s-pie: L prob = max(own p, k x C's p)");
+DP2_S64(pie_couple_same_flow, dualpi2_pie_defaults.couple_same_flow,
+    "1 = the original code's reading (L sees only its own PIE probability)");
+
+/* ------------------------------------------------------------------------------------ instances */
+
+struct dualpi2_si {
+	struct dn_sch_inst _si;		/* standard scheduler instance; must be first */
+	struct dn_queue main_q;		/* counters shown by `ipfw sched show` */
+	struct dp2_state core;
+};
+
+static struct dn_alg dualpi2_desc;
+
+/* The generated field list and the core agree on the number of logged values. */
+CTASSERT(nitems(dualpi2_log_field_names) == DUALPI2_LOG_NFIELDS);
+
+/* Microseconds of uptime from sbinuptime() (32.32 fixed point seconds), without overflow. */
+static __inline int64_t
+dualpi2_now_us(void)
+{
+	sbintime_t t = sbinuptime();
+
+	return ((int64_t)(t >> 32) * 1000000 + (int64_t)((((uint64_t)t & 0xffffffffULL) * 1000000) >> 32));
+}
+
+static void
+dualpi2_log(const struct dp2_decision *d)
+{
+	const int64_t *f = d->fields;
+
+	if (!d->logged || !dualpi2_log_enabled)
+		return;
+	dualpi2_log_lines++;
+	log(LOG_INFO, "%s: %s,%jd,%jd,%jd,%jd,%jd,%jd,%jd,%jd,%jd,%jd,%jd,%jd,%jd,%jd,%jd,%jd,%jd,%jd,%jd,%jd,"
+	    "%jd,%jd,%jd,%jd,%jd,%jd,%s\n", DUALPI2_LOG_TAG, DUALPI2_LOG_PREFIX,
+	    (intmax_t)f[0], (intmax_t)f[1], (intmax_t)f[2], (intmax_t)f[3], (intmax_t)f[4], (intmax_t)f[5],
+	    (intmax_t)f[6], (intmax_t)f[7], (intmax_t)f[8], (intmax_t)f[9], (intmax_t)f[10], (intmax_t)f[11],
+	    (intmax_t)f[12], (intmax_t)f[13], (intmax_t)f[14], (intmax_t)f[15], (intmax_t)f[16], (intmax_t)f[17],
+	    (intmax_t)f[18], (intmax_t)f[19], (intmax_t)f[20], (intmax_t)f[21], (intmax_t)f[22], (intmax_t)f[23],
+	    (intmax_t)f[24], (intmax_t)f[25], DUALPI2_LOG_END);
+}
+
+/* The packet's ECN field and a flow id ((source port << 16) | destination port for TCP/UDP over IPv4). */
+static void
+dualpi2_classify(struct mbuf *m, int *ecn, int64_t *flow)
+{
+	struct ip *ip = (struct ip *)mtodo(m, dn_tag_get(m)->iphdr_off);
+	int off = dn_tag_get(m)->iphdr_off;
+	uint16_t *ports;
+
+	*ecn = DP2_NOT_ECT;
+	*flow = 0;
+	if (ip->ip_v == 4) {
+		*ecn = ip->ip_tos & IPTOS_ECN_MASK;
+		off += ip->ip_hl << 2;
+		if ((ip->ip_p == IPPROTO_TCP || ip->ip_p == IPPROTO_UDP) && m->m_len >= off + 4 &&
+		    (ntohs(ip->ip_off) & IP_OFFMASK) == 0) {
+			ports = (uint16_t *)mtodo(m, off);
+			*flow = ((int64_t)ntohs(ports[0]) << 16) | ntohs(ports[1]);
+		}
+	}
+#ifdef INET6
+	else if (ip->ip_v == 6) {
+		struct ip6_hdr *ip6 = (struct ip6_hdr *)ip;
+
+		*ecn = (ntohl(ip6->ip6_flow) >> 20) & IPTOS_ECN_MASK;
+	}
+#endif
+}
+
+static __inline void
+dualpi2_stats(struct dualpi2_si *si, int len, int drop)
+{
+	/* +len: enqueued; -len: dequeued; drop: dropped (at enqueue with len 0) */
+	if (drop) {
+		si->main_q.ni.drops++;
+		si->_si.ni.drops++;
+	}
+	if (len > 0) {
+		si->main_q.ni.tot_pkts++;
+		si->main_q.ni.tot_bytes += len;
+		si->_si.ni.tot_pkts++;
+		si->_si.ni.tot_bytes += len;
+	}
+	if (len != 0) {
+		si->main_q.ni.length += len > 0 ? 1 : -1;
+		si->main_q.ni.len_bytes += len;
+		si->_si.ni.length += len > 0 ? 1 : -1;
+		si->_si.ni.len_bytes += len;
+	}
+}
+
+static void
+dualpi2_free_pkt(struct dp2_pkt *pkt)
+{
+	FREE_PKT((struct mbuf *)pkt->ctx);	/* frees the tag, and the record in it, too */
+}
+
+static int
+dualpi2_enqueue(struct dn_sch_inst *_si, struct dn_queue *q __unused, struct mbuf *m)
+{
+	struct dualpi2_si *si = (struct dualpi2_si *)_si;
+	struct dp2_decision d;
+	struct dp2_pkt *pkt;
+	struct m_tag *mtag;
+	int64_t now = dualpi2_now_us();
+	int len = m->m_pkthdr.len;
+
+	mtag = m_tag_alloc(MTAG_ABI_COMPAT, DUALPI2_MTAG_TYPE, sizeof(struct dp2_pkt), M_NOWAIT);
+	if (mtag == NULL) {
+		dualpi2_nomem_drops++;
+		dualpi2_stats(si, 0, 1);
+		FREE_PKT(m);
+		return (1);
+	}
+	pkt = (struct dp2_pkt *)(mtag + 1);
+	pkt->next = NULL;
+	pkt->len = len;
+	pkt->ctx = m;
+	dualpi2_classify(m, &pkt->ecn, &pkt->flow);
+	m_tag_prepend(m, mtag);
+
+	dp2_advance(&si->core, now);
+	if (!dp2_enqueue(&si->core, pkt, now, &d)) {
+		dualpi2_log(&d);
+		dualpi2_stats(si, 0, 1);
+		FREE_PKT(m);
+		return (1);
+	}
+	dualpi2_log(&d);
+	if (d.action == DUALPI2_ACTION_MARK)	/* l4s-pie decides (and marks) at enqueue */
+		ecn_mark(m);
+	dualpi2_stats(si, len, 0);
+	return (0);
+}
+
+static struct mbuf *
+dualpi2_dequeue(struct dn_sch_inst *_si)
+{
+	struct dualpi2_si *si = (struct dualpi2_si *)_si;
+	struct dp2_decision d;
+	struct dp2_pkt *pkt;
+	struct mbuf *m;
+	int64_t now = dualpi2_now_us();
+
+	dp2_advance(&si->core, now);
+	for (;;) {
+		pkt = dp2_dequeue_one(&si->core, now, &d);
+		if (pkt == NULL)
+			return (NULL);
+		m = pkt->ctx;
+		dualpi2_log(&d);
+		dualpi2_stats(si, -(int)pkt->len, d.action == DUALPI2_ACTION_DROP);
+		if (d.action == DUALPI2_ACTION_DROP) {
+			dualpi2_free_pkt(pkt);
+			continue;
+		}
+		if (d.action == DUALPI2_ACTION_MARK && si->core.mode == DP2_MODE_DUALPI2)
+			ecn_mark(m);
+		m_tag_delete(m, ((struct m_tag *)pkt) - 1);
+		return (m);
+	}
+}
+
+static int
+dualpi2_new_sched(struct dn_sch_inst *_si)
+{
+	struct dualpi2_si *si = (struct dualpi2_si *)_si;
+	struct dn_queue *q = &si->main_q;
+
+	set_oid(&q->ni.oid, DN_QUEUE, sizeof(*q));
+	q->_si = _si;
+	q->fs = _si->sched->fs;
+	if (dualpi2_mode == DP2_MODE_L4SPIE) {
+		struct dp2_pie_params pie = dualpi2_pie_defaults;
+
+		pie.tick_us = dualpi2_defaults.tick_us;
+		pie.limit_packets = dualpi2_defaults.limit_packets;
+		pie.limit_bytes = dualpi2_defaults.limit_bytes;
+		dp2_init_l4spie(&si->core, &pie, (uint64_t)dualpi2_seed);
+	} else
+		dp2_init_dualpi2(&si->core, &dualpi2_defaults, (uint64_t)dualpi2_seed);
+	dualpi2_desc.ref_count++;	/* dummynet holds its lock here; unload is refused while > 0 */
+	return (0);
+}
+
+static int
+dualpi2_free_sched(struct dn_sch_inst *_si)
+{
+	struct dualpi2_si *si = (struct dualpi2_si *)_si;
+	struct dp2_pkt *pkt, *next;
+
+	for (pkt = dp2_drain(&si->core); pkt != NULL; pkt = next) {
+		next = pkt->next;
+		dualpi2_free_pkt(pkt);
+	}
+	dualpi2_desc.ref_count--;
+	return (0);
+}
+
+static struct dn_alg dualpi2_desc = {
+	_SI( .type = )		DN_SCHED_DUALPI2,
+	_SI( .name = )		"DUALPI2",
+	_SI( .flags = )		0,
+	_SI( .schk_datalen = )	0,
+	_SI( .si_datalen = )	sizeof(struct dualpi2_si) - sizeof(struct dn_sch_inst),
+	_SI( .q_datalen = )	0,
+	_SI( .enqueue = )	dualpi2_enqueue,
+	_SI( .dequeue = )	dualpi2_dequeue,
+	_SI( .config = )	NULL,	/* stock ipfw passes no parameters: they are sysctls */
+	_SI( .destroy = )	NULL,
+	_SI( .new_sched = )	dualpi2_new_sched,
+	_SI( .free_sched = )	dualpi2_free_sched,
+	_SI( .new_fsk = )	NULL,
+	_SI( .free_fsk = )	NULL,
+	_SI( .new_queue = )	NULL,
+	_SI( .free_queue = )	NULL,
+#ifdef NEW_AQM
+	_SI( .getconfig = )	NULL,
+#endif
+};
+
+DECLARE_DNSCHED_MODULE(dn_dualpi2, &dualpi2_desc);
+MODULE_VERSION(dn_dualpi2, 1);

@@ -1,0 +1,189 @@
+"""`l4stb train-and-report`: runs -> parsed data -> experience pool -> training -> closed loop -> one HTML report.
+
+The job is the top of the pipeline, so it may import every stage. Each step is idempotent where the
+stage is (fetch, parse, pool), and every output is written atomically by the stage that owns it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from l4stb.analysis.pool import PoolSplits, load_pool
+from l4stb.errors import L4stbError
+from l4stb.manifest import load_manifest, update_manifest
+from l4stb.workspace import Workspace, utc_iso
+
+
+@dataclass
+class TrainJob:
+    """The options of `l4stb train-and-report` (see its --help)."""
+
+    run_ids: tuple[str, ...] = ()
+    test_runs: tuple[str, ...] = ()
+    pool: str | None = None
+    preset: str = "paper7"
+    reward: str = "paper"
+    backbone: str = "tiny-gpt2"
+    layers: int | None = None
+    epochs: int = 2
+    lora_rank: int | None = None
+    max_train_windows: int | None = None
+    closed_loop: bool = True
+    policy_every: tuple[int, ...] = ()
+    name: str | None = None
+    closed_loop_repeats: int = 2
+
+    @property
+    def model_name(self) -> str:
+        return self.name or Path(self.backbone).name.replace("/", "-")
+
+
+@dataclass
+class JobOutcome:
+    report: Path | None
+    model_dir: Path
+    metrics: dict
+    closed_loop: list[dict] = field(default_factory=list)
+    wall_s: float = 0.0
+
+    def headline(self) -> str:
+        m = self.metrics
+        test, base = m.get("test", {}), m.get("baselines", {})
+        lines = [f"[green]done[/] in {self.wall_s:.0f} s. Model: {self.model_dir}"]
+        if self.report:
+            lines.append(f"report: [bold]{self.report}[/]")
+        lines.append(
+            f"held-out test: macro-F1 {test.get('macro_f1', float('nan')):.3f} (always-forward "
+            f"{base.get('always_forward', {}).get('macro_f1', float('nan')):.3f}, decision tree "
+            f"{base.get('decision_tree', {}).get('macro_f1', float('nan')):.3f}), balanced accuracy "
+            f"{test.get('balanced_accuracy', float('nan')):.3f}, accuracy {test.get('accuracy', float('nan')):.3f}")
+        lat = m.get("latency_ms", {})
+        if lat:
+            lines.append(f"decision latency at batch 1: p50 {lat.get('p50', float('nan')):.2f} ms, "
+                         f"p99 {lat.get('p99', float('nan')):.2f} ms; {m.get('decisions_per_s', 0):,.0f} decisions/s "
+                         f"batched; trainable params {m.get('params', {}).get('trainable', 0):,}")
+        for row in self.closed_loop:
+            lines.append(f"closed loop {row['label']}: C p95 {row['c_p95_ms']:.1f} ms, L p95 {row['l_p95_ms']:.1f} ms, "
+                         f"utilisation {row['utilization']:.1%}")
+        return "\n".join(lines)
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[what]}"),
+                    TimeElapsedColumn(), console=console)
+
+
+def _ensure_fetched(ws: Workspace, run_id: str, console: Console) -> None:
+    manifest = load_manifest(ws, run_id)
+    if manifest.kind != "run":
+        return
+    fetch = manifest.steps.get("fetch")
+    if not (isinstance(fetch, dict) and fetch.get("status") == "done"):
+        from l4stb.analysis.fetch import fetch_run
+
+        console.print(f"run {run_id} was not fetched yet: fetching its logs first")
+        fetch_run(ws, run_id)
+
+
+def _train_config(job: TrainJob):
+    from l4stb.model.config import TrainConfig
+
+    overrides: dict[str, Any] = {"backbone": job.backbone, "layers": job.layers, "epochs": job.epochs}
+    if job.lora_rank is not None:
+        overrides["lora_rank"] = job.lora_rank
+    if job.max_train_windows is not None:
+        overrides["max_train_windows"] = job.max_train_windows
+    return TrainConfig(**overrides)
+
+
+def _resolve_pool(ws: Workspace, spec: str) -> Path:
+    path = Path(spec).expanduser()
+    if (path / "meta.json").is_file():
+        return path
+    named = ws.pool_dir(None, spec) if "/" not in spec else path
+    if (named / "meta.json").is_file():
+        return named
+    raise L4stbError(f"no experience pool '{spec}' in {ws.root / 'pools'} and no pool folder at {path}. Import one "
+                     "with `l4stb pool import FILE.pkl`, or train from runs with --run.")
+
+
+def train_and_report(ws: Workspace, job: TrainJob, *, console: Console) -> JobOutcome:
+    from l4stb.model.run import train_and_evaluate
+
+    t0 = time.perf_counter()
+    cfg = _train_config(job)
+    run_id: str | None = None
+    if job.pool:
+        if job.run_ids or job.test_runs:
+            raise L4stbError("give either --pool or --run/--test-run, not both.")
+        splits = load_pool(_resolve_pool(ws, job.pool))
+    else:
+        run_ids = list(job.run_ids) or [ws.resolve_run(None)]
+        for r in run_ids + list(job.test_runs):
+            ws.resolve_run(r)
+            _ensure_fetched(ws, r, console)
+        splits = _build_pool(ws, run_ids, list(job.test_runs), job, console)
+        run_id = run_ids[0]
+    model_dir = ws.model_dir(run_id, job.model_name)
+    console.print(f"pool [bold]{splits.meta.name}[/]: {len(splits.meta.feature_names)} features, "
+                  + ", ".join(f"{s} {len(splits.split(s)):,} rows" for s in ("train", "val", "test"))
+                  + f" ({splits.meta.split}); training {cfg.backbone} for {cfg.epochs} epochs")
+    with _progress(console) as progress:
+        report = train_and_evaluate(splits, model_dir, cfg, progress=progress)
+    if run_id is not None:
+        update_manifest(ws, run_id, lambda m: m.steps.__setitem__(
+            "train", {"status": "done", "finished": utc_iso(), "model": job.model_name, "model_dir": str(model_dir),
+                      "test_macro_f1": report.metrics.get("test", {}).get("macro_f1")}))
+
+    sections = []
+    from l4stb.model.report_sections import model_sections
+
+    sections += model_sections(report.metrics, report.history, model_dir / "figures")
+    closed_rows: list[dict] = []
+    if job.closed_loop:
+        if run_id is None:
+            console.print("[yellow]closed loop skipped[/]: the model was trained on a pool outside any run, so there is "
+                          "no scenario to replay; train from a sim run (`--run ID`) to get it.")
+        else:
+            from l4stb.model.closed_loop import run_closed_loop
+
+            section, closed_rows = run_closed_loop(ws, run_id, splits, report, job, console=console)
+            if section is not None:
+                sections.append(section)
+    if run_id is not None:
+        path = _render_run_report(ws, run_id, sections, console)
+    else:
+        from l4stb.analysis.report import render_model_report
+
+        path = render_model_report(model_dir / "report", f"model {job.model_name} on pool {splits.meta.name}",
+                                   sections)
+    return JobOutcome(path, model_dir, report.metrics, closed_rows, time.perf_counter() - t0)
+
+
+def _build_pool(ws: Workspace, run_ids: list[str], test_runs: list[str], job: TrainJob, console: Console) -> PoolSplits:
+    from l4stb.analysis.packets import ensure_parsed
+    from l4stb.analysis.pool_build import build_pool
+
+    for r in run_ids + test_runs:
+        result = ensure_parsed(ws, r)
+        console.print(f"parsed {r}: {result.parsed:,} packet decisions"
+                      + (f", {result.skipped_total:,} lines skipped" if result.skipped_total else "")
+                      + (" (up to date)" if result.reused else ""))
+    return build_pool(ws, run_ids, preset=job.preset, reward=job.reward, test_run_ids=test_runs)
+
+
+def _render_run_report(ws: Workspace, run_id: str, sections, console: Console) -> Path:
+    from l4stb.analysis.report import render_report
+
+    return render_report(ws, run_id, sections)
+
+
+def dump(obj: Any) -> str:
+    return json.dumps(obj, indent=2, default=str)
