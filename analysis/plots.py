@@ -98,9 +98,10 @@ def delay_ecdf_figure(series: Mapping[str, M.DelaySamples],
                       reference_ms: Mapping[str, Sequence[tuple[str, float]]] | None = None) -> Figure:
     """One panel per queue: the true ECDF of the queue delay of each series (x cut at the largest p99.9)."""
     queues = [q for q in M.QUEUES if any(len(s.by_queue.get(q, ())) for s in series.values())] or ["C"]
-    fig = _figure(5.2 * len(queues), 3.8)
-    axes = fig.subplots(1, len(queues), squeeze=False)[0]
     n_series = len(series)
+    # Many series: the legend goes under the panel so it never hides the curves.
+    fig = _figure(5.2 * len(queues), 3.8 + (0.28 * n_series if n_series > 2 else 0))
+    axes = fig.subplots(1, len(queues), squeeze=False)[0]
     for ax, q in zip(axes, queues):
         xmax = 0.0
         for i, (label, s) in enumerate(series.items()):
@@ -114,7 +115,8 @@ def delay_ecdf_figure(series: Mapping[str, M.DelaySamples],
             name = f"{label}: " if n_series > 1 else ""
             ax.step(np.r_[0.0, t.x], np.r_[0.0, t.y], where="post", color=_shade(queue_color(q), i, n_series),
                     linestyle=series_linestyle(i), linewidth=1.8,
-                    label=f"{name}{q} queue, n={e.n:,}, p50 {np.percentile(e.x, 50):.2f} ms, p99 {p99:.2f} ms")
+                    label=f"{name}{'' if n_series > 2 else f'{q} queue, '}n={e.n:,}, p50 "
+                          f"{np.percentile(e.x, 50):.2f} ms, p99 {p99:.2f} ms")
         for name, value in (reference_ms or {}).get(q, ()):
             ax.axvline(value, color="#777777", linestyle=":", linewidth=1.2, label=f"{name} ({value:g} ms)")
             xmax = max(xmax, value)
@@ -126,7 +128,10 @@ def delay_ecdf_figure(series: Mapping[str, M.DelaySamples],
         ax.set_xlabel("queue delay (ms)")
         ax.set_ylabel("ECDF (fraction of packets ≤ delay)")
         ax.grid(True, alpha=0.3)
-        ax.legend(loc="lower right", fontsize="small")
+        if n_series > 2:
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), fontsize="small")
+        else:
+            ax.legend(loc="lower right", fontsize="small")
     return fig
 
 

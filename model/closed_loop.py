@@ -178,8 +178,8 @@ def run_closed_loop(ws: Workspace, run_id: str, splits: PoolSplits, report, job,
     every = tuple(job.policy_every) or DEFAULT_EVERY
     scenario = Scenario.model_validate(source.scenario)
     rate = scenario.bottleneck.rate
-    series = {f"DualPI2 ({run_id})": _series_data(ws, run_id, repeats)}
-    rows = [_row(f"DualPI2", series[f"DualPI2 ({run_id})"], rate, repeats, None)]
+    series = {"DualPI2": _series_data(ws, run_id, repeats)}
+    rows = [_row("DualPI2", series["DualPI2"], rate, repeats, None)]
     console.print(f"closed loop on repeats {repeats} of {run_id}: L4S-LLM every {', '.join(map(str, every))} packets, "
                   "and the learned baselines, against DualPI2 on the same seeds")
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[what]}"),

@@ -51,9 +51,12 @@ class StateEncoder(nn.Module):
                 nn.Conv1d(n_conv, n_conv * c, kernel_size=k, groups=n_conv) for k, c in zip(self.kernels, chans)
             )
 
-    def features(self, states: torch.Tensor) -> torch.Tensor:
-        """[B, S, F] -> [B, S, F, d] per-feature codes (before the projection to H)."""
-        h = F.leaky_relu(states.unsqueeze(-1) * self.w_in + self.b_in)
+    def features(self, states: torch.Tensor, first: int = 0) -> torch.Tensor:
+        """[B, S, F] -> [B, S - first, F, d] per-feature codes (before the projection to H) of steps first..S-1.
+
+        The convolution still reads the whole window (steps before ``first`` are its left context).
+        """
+        h = F.leaky_relu(states[:, first:].unsqueeze(-1) * self.w_in + self.b_in)
         if self.kind == "conv":
             h = h.clone()
             x = states[..., self.conv_idx].transpose(1, 2)  # [B, Fc, S]
@@ -62,10 +65,11 @@ class StateEncoder(nn.Module):
             for conv, c, k in zip(self.convs, self.chans, self.kernels):
                 y = conv(F.pad(x, (k - 1, 0)))  # causal: left padding only
                 parts.append(y.view(b, fc, c, s))
-            conv_h = F.leaky_relu(torch.cat(parts, dim=2)).permute(0, 3, 1, 2)  # [B, S, Fc, d]
+            conv_h = F.leaky_relu(torch.cat(parts, dim=2)).permute(0, 3, 1, 2)[:, first:]  # [B, S-first, Fc, d]
             h[:, :, self.conv_idx] = h[:, :, self.conv_idx] + conv_h
         return h
 
-    def forward(self, states: torch.Tensor) -> torch.Tensor:
-        h = self.features(states)
+    def forward(self, states: torch.Tensor, first: int = 0) -> torch.Tensor:
+        """[B, S, F] -> [B, S - first, F, H]: the embeddings of steps first..S-1."""
+        h = self.features(states, first)
         return torch.einsum("bsfd,fdh->bsfh", h, self.w_out) + self.b_out

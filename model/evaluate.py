@@ -78,33 +78,44 @@ def predict(model, dataset: WindowDataset, batch_size: int = 64, device: torch.d
 # -- baselines ------------------------------------------------------------------------------------------
 
 
+def fit_baselines(train: ExperiencePool, norm: NormStats, seed: int = 0, max_fit_rows: int = 200_000) -> dict:
+    """Logistic regression and a depth-6 decision tree fit on (normalised) train rows with balanced class weights.
+
+    Returns name -> fitted classifier; empty when the train split has a single action class. The closed
+    loop uses the same fitted models as the offline table, so both describe one baseline.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.tree import DecisionTreeClassifier
+
+    x, y = norm.apply(train.states), train.actions
+    if len(y) > max_fit_rows:
+        idx = np.random.default_rng(seed).choice(len(y), max_fit_rows, replace=False)
+        x, y = x[idx], y[idx]
+    if len(np.unique(y)) < 2:
+        log.warning("train split has a single action class; learned baselines skipped")
+        return {}
+    models = {
+        "logistic_regression": LogisticRegression(max_iter=500, class_weight="balanced"),
+        "decision_tree": DecisionTreeClassifier(max_depth=6, class_weight="balanced", random_state=seed),
+    }
+    for clf in models.values():
+        t0 = time.perf_counter()
+        clf.fit(x, y)
+        clf.fit_seconds_ = round(time.perf_counter() - t0, 3)
+    return models
+
+
 def baseline_metrics(train: ExperiencePool, test: ExperiencePool, norm: NormStats, seed: int = 0,
                      max_fit_rows: int = 200_000) -> dict[str, dict]:
     """Always-forward, logistic regression and a depth-6 decision tree, fit on the train split, scored on test.
 
     The learned baselines see only the current state row (no history) and use balanced class weights.
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.tree import DecisionTreeClassifier
-
     out = {"always_forward": classification_metrics(test.actions, np.zeros(len(test), np.int64))}
-    x, y = norm.apply(train.states), train.actions
-    if len(y) > max_fit_rows:
-        idx = np.random.default_rng(seed).choice(len(y), max_fit_rows, replace=False)
-        x, y = x[idx], y[idx]
     xt = norm.apply(test.states)
-    if len(np.unique(y)) < 2:
-        log.warning("train split has a single action class; learned baselines skipped")
-        return out
-    models = {
-        "logistic_regression": LogisticRegression(max_iter=500, class_weight="balanced"),
-        "decision_tree": DecisionTreeClassifier(max_depth=6, class_weight="balanced", random_state=seed),
-    }
-    for name, clf in models.items():
-        t0 = time.perf_counter()
-        clf.fit(x, y)
+    for name, clf in fit_baselines(train, norm, seed, max_fit_rows).items():
         m = classification_metrics(test.actions, clf.predict(xt))
-        m["fit_seconds"] = round(time.perf_counter() - t0, 3)
+        m["fit_seconds"] = clf.fit_seconds_
         out[name] = m
     return out
 

@@ -76,8 +76,7 @@ class JobOutcome:
 
 
 def _progress(console: Console) -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[what]}"),
-                    TimeElapsedColumn(), console=console)
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), TimeElapsedColumn(), console=console)
 
 
 def _ensure_fetched(ws: Workspace, run_id: str, console: Console) -> None:

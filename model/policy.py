@@ -102,14 +102,18 @@ class L4SPolicyModel(nn.Module):
             raise RuntimeError(f"checkpoint modules do not match the network: missing {missing}, unexpected {unexpected}")
 
     # -- embeddings -----------------------------------------------------------------------------------
-    def embed(self, returns: torch.Tensor, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """[B,S], [B,S,F], [B,S] -> token embeddings [B, S*T, H] (timesteps 0..S-1 relative to the window)."""
+    def embed(self, returns: torch.Tensor, states: torch.Tensor, actions: torch.Tensor, first: int = 0) -> torch.Tensor:
+        """[B,S], [B,S,F], [B,S] -> token embeddings [B, (S-first)*T, H] of steps first..S-1.
+
+        Timesteps are relative to the window (step i gets timestep i); ``first`` > 0 skips the tokens of
+        earlier steps (incremental decoding) without changing any value.
+        """
         b, s, f = states.shape
-        te = self.embed_timestep(torch.arange(s, device=states.device))  # [S, H]
-        r = self.embed_return(returns.unsqueeze(-1).to(te.dtype)) + te  # [B, S, H]
-        st = self.state_encoder(states.to(te.dtype)) + te[:, None, :]  # [B, S, F, H]
-        a = self.embed_action(actions) + te  # [B, S, H]
-        x = torch.cat([r.unsqueeze(2), st, a.unsqueeze(2)], dim=2).reshape(b, s * (f + 2), -1)
+        te = self.embed_timestep(torch.arange(first, s, device=states.device))  # [S', H]
+        r = self.embed_return(returns[:, first:].unsqueeze(-1).to(te.dtype)) + te  # [B, S', H]
+        st = self.state_encoder(states.to(te.dtype), first) + te[:, None, :]  # [B, S', F, H]
+        a = self.embed_action(actions[:, first:]) + te  # [B, S', H]
+        x = torch.cat([r.unsqueeze(2), st, a.unsqueeze(2)], dim=2).reshape(b, (s - first) * (f + 2), -1)
         return self.embed_ln(x)
 
     def _backbone(self, x: torch.Tensor, past=None, use_cache: bool = False):
@@ -142,9 +146,10 @@ class L4SPolicyModel(nn.Module):
         """
         s = states.shape[1]
         t = self.cfg.tokens_per_step
-        x = self.embed(returns, states, actions)
-        start = (s - 1) * t - (1 if s > 1 else 0)
-        new = x[:, start:(s - 1) * t + self.cfg.n_features + 1]
+        first = max(0, s - 2)
+        x = self.embed(returns, states, actions, first)  # the previous step (for a_{t-1}) and this one
+        end = (s - 1 - first) * t + self.cfg.n_features + 1
+        new = x[:, end - self.cfg.n_features - 1 - (1 if s > 1 else 0):end]
         out = self._backbone(new, past=past, use_cache=True)
         return self.head(out.last_hidden_state[:, -1]), out.past_key_values
 

@@ -232,7 +232,7 @@ class Workspace:
 
 def validate_name(value: str, what: str) -> str:
     """Names that become path components: letters, digits, '.', '_' and '-', not starting with '.'."""
-    if not isinstance(value, str) or not NAME_RE.match(value) or value in (".", ".."):
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value) or value in (".", ".."):
         raise L4stbError(
             f"invalid {what} {value!r}: use letters, digits, '.', '_' and '-' only, starting with a letter or digit."
         )
