@@ -138,14 +138,23 @@ def train_and_evaluate(splits: PoolSplits, out_dir: Path, cfg: TrainConfig | Non
     metrics["latency_ms"] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in lat.items()}
     metrics["memory"] = {**mem.as_dict(), "process_peak_rss_mb": round(process_peak_rss_mb(), 1),
                          "estimate_mb": round(_memory_estimate_mb(params), 1)}
+    steps = max(result.optimizer_steps, 1)
     metrics["cost"] = {"lora" if pcfg.lora_rank > 0 else "full_finetune": {
-        "lora_rank": pcfg.lora_rank, **params, "train_seconds_per_epoch": _per_epoch(result.history),
-        "peak_mb": mem.as_dict()["peak_mb"], "delta_mb": mem.as_dict()["delta_mb"]}}
+        "source": "training run", "lora_rank": pcfg.lora_rank, **params,
+        "train_seconds_per_epoch": _per_epoch(result.history),
+        "seconds_per_step": round(sum(h["seconds"] for h in result.history) / steps, 4),
+        "peak_mb": mem.as_dict()["peak_mb"], "delta_mb": mem.as_dict()["delta_mb"],
+        "estimate_mb": round(_memory_estimate_mb(params), 1)}}
     del model, policy, ckpt
     gc.collect()
     if cfg.compare_full_finetune:
         for mode, probe in _cost_probes(pcfg, train_ds, cfg, device).items():
-            metrics["cost"].setdefault(mode, {}).update(probe)
+            entry = metrics["cost"].setdefault(mode, {"source": f"probe ({cfg.probe_steps} optimizer steps)"})
+            for k, v in probe.items():
+                entry.setdefault(k, v)  # the training run's own numbers win over the probe's
+            entry.setdefault("seconds_per_step", probe.get("probe_seconds_per_step"))
+            entry.setdefault("peak_mb", probe.get("probe_peak_mb"))
+            entry.setdefault("delta_mb", probe.get("probe_delta_mb"))
     metrics["data"] = {"pool": splits.meta.name, "features": list(splits.meta.feature_names),
                        "train_rows": len(splits.train), "val_rows": len(val_pool), "test_rows": len(test_pool),
                        "train_windows": len(train_ds), "gamma": gamma, "return_scale": return_scale,
@@ -185,10 +194,8 @@ def _cost_probes(pcfg: PolicyConfig, train_ds: WindowDataset, cfg: TrainConfig, 
             gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-        entry = out.setdefault(name, {})
-        entry.setdefault("lora_rank", rank)
-        entry.update({"probe_trainable": params["trainable"], "probe_total": params["total"],
-                      "probe_seconds_per_step": round(sec, 4), "probe_peak_mb": mem.as_dict()["peak_mb"],
-                      "probe_delta_mb": mem.as_dict()["delta_mb"],
-                      "estimate_mb": round(_memory_estimate_mb(params), 1)})
+        out[name] = {"lora_rank": rank, "trainable": params["trainable"], "total": params["total"],
+                     "probe_steps": cfg.probe_steps, "probe_seconds_per_step": round(sec, 4),
+                     "probe_peak_mb": mem.as_dict()["peak_mb"], "probe_delta_mb": mem.as_dict()["delta_mb"],
+                     "estimate_mb": round(_memory_estimate_mb(params), 1)}
     return out

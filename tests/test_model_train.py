@@ -151,7 +151,8 @@ def test_checkpoint_reload_gives_identical_predictions(tmp_path, rank, encoder):
     raw = np.random.default_rng(0).normal(size=(12, 3)).astype(np.float32)
     from l4stb.model.inference import Policy
 
-    before = [Policy(model, norm).decide(x) for x in raw]
+    fresh = Policy(model, norm)
+    before = [fresh.decide(x) for x in raw]
     pol = load_policy(tmp_path / "ckpt")
     assert [pol.decide(x) for x in raw] == before
 
@@ -195,11 +196,26 @@ def test_training_beats_always_forward_and_writes_every_metric(tmp_path):
     assert 0 < m["params"]["trainable"] < m["params"]["total"]
     assert m["memory"]["peak_mb"] > 0 and m["train_seconds"] > 0
     assert m["backbone"]["name"] == "tiny-gpt2" and m["config"]["lora_rank"] == 8
-    assert m["cost"]["full_finetune"]["probe_trainable"] == m["cost"]["full_finetune"]["probe_total"]
-    assert m["cost"]["lora"]["probe_trainable"] < m["cost"]["full_finetune"]["probe_trainable"]
+    full, lora = m["cost"]["full_finetune"], m["cost"]["lora"]
+    assert full["trainable"] == full["total"] and lora["trainable"] < full["trainable"]
+    for c in (full, lora):
+        assert c["peak_mb"] > 0 and c["seconds_per_step"] > 0 and c["probe_seconds_per_step"] > 0
     assert m["test"]["macro_f1"] > m["baselines"]["always_forward"]["macro_f1"] + 0.1
     lines = (tmp_path / "model" / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == m["epochs_run"]
     assert {"train_loss", "val_loss", "val_accuracy", "val_macro_f1", "lr", "seconds"} <= set(json.loads(lines[0]))
     policy = load_policy(tmp_path / "model" / "checkpoint")
     assert policy.decide(splits.test.states[0]) in (0, 1, 2)
+
+
+def test_learned_baselines_are_fit_on_train_and_predict_actions():
+    from l4stb.model.evaluate import baseline_metrics, fit_baselines
+
+    splits = synthetic_splits(3000, 5, seed=4)
+    models = fit_baselines(splits.train, splits.meta.norm, seed=0)
+    assert set(models) == {"logistic_regression", "decision_tree"}
+    pred = models["decision_tree"].predict(splits.meta.norm.apply(splits.test.states))
+    assert set(np.unique(pred)) <= {0, 1, 2}
+    m = baseline_metrics(splits.train, splits.test, splits.meta.norm)
+    assert m["always_forward"]["per_class"]["forward"]["recall"] == 1.0
+    assert m["decision_tree"]["macro_f1"] > m["always_forward"]["macro_f1"]
