@@ -76,10 +76,10 @@ def main() -> int:
             print(f"{spec['backbone']} rank {spec['rank']} failed:\n{out.stderr[-2000:]}", file=sys.stderr)
             continue
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    cols = [("backbone", "backbone"), ("rank", "LoRA rank"), ("trainable", "trainable"), ("total", "total params"),
-            ("windows", "train windows"), ("epoch_s", "train s/epoch"), ("decisions_per_s", "decisions/s (batched)"),
-            ("p50_ms", "p50 ms (b=1)"), ("p99_ms", "p99 ms (b=1)"), ("process_peak_rss_mb", "peak RSS MB"),
-            ("test_macro_f1", "test macro-F1")]
+    cols = [("backbone", "backbone"), ("rank", "rank"), ("trainable", "trainable"), ("total", "total"),
+            ("windows", "windows"), ("epoch_s", "s/epoch"), ("decisions_per_s", "dec/s batched"),
+            ("p50_ms", "p50 ms b=1"), ("p99_ms", "p99 ms b=1"), ("process_peak_rss_mb", "peak RSS MB"),
+            ("test_macro_f1", "test F1")]
     try:
         from rich.console import Console
         from rich.table import Table
@@ -90,7 +90,9 @@ def main() -> int:
         for r in rows:
             table.add_row(*[f"{r[k]:.4g}" if isinstance(r[k], float) else f"{r[k]:,}" if isinstance(r[k], int) else str(r[k])
                             for k, _ in cols])
-        Console().print(table)
+        Console(width=200).print(table)
+        print("(rank 0 = full fine-tuning; windows = training windows of 20 steps in the epoch; "
+              "latency = Policy.decide with the KV cache, 1 thread)")
     except ImportError:  # pragma: no cover
         print(" | ".join(h for _, h in cols))
         for r in rows:

@@ -29,13 +29,13 @@ enum dualpi2_log_field {
 	DUALPI2_F_ACCUMULATED_PROBABILITY = 12,	/* prob: base PI probability p' (scaled) */
 	DUALPI2_F_MEASUREMENT_START_TIME = 13,	/* us: time of the last PI update */
 	DUALPI2_F_AVERAGE_DEQUEUE_TIME = 14,	/* us: not measured, logged as 0 */
-	DUALPI2_F_DEQUEUE_COUNT = 15,	/* pkts: packets dequeued from this queue */
+	DUALPI2_F_DEQUEUE_COUNT = 15,	/* pkts: packets dequeued from this queue before this decision */
 	DUALPI2_F_STATUS_FLAGS = 16,	/* bits: bit0 PI active, bit1 C queue non-empty, bit2 L queue non-empty */
 	DUALPI2_F_TOTAL_PACKETS = 17,	/* pkts: packets ever enqueued into this queue */
 	DUALPI2_F_TOTAL_BYTES = 18,	/* bytes: bytes ever enqueued into this queue */
 	DUALPI2_F_QUEUE_LENGTH = 19,	/* pkts: packets in this queue when the decision is made */
 	DUALPI2_F_LENGTH_IN_BYTES = 20,	/* bytes: bytes in this queue when the decision is made */
-	DUALPI2_F_TOTAL_DROPS = 21,	/* pkts: packets this queue has dropped so far */
+	DUALPI2_F_TOTAL_DROPS = 21,	/* pkts: packets this queue dropped before this decision (so it never reveals it) */
 	DUALPI2_F_PACKET_LENGTH = 22,	/* bytes: IP length of the packet being decided */
 	DUALPI2_F_DEQUEUE_ACTION = 23,	/* enum: 1 forwarded, 2 dropped, 3 CE-marked */
 	DUALPI2_F_TIMESTAMP_US = 24,

@@ -21,6 +21,9 @@ def test_wheel_installs_and_runs_from_any_directory(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "l4stb/topologies/dumbbell-4.yaml" in names
     assert "l4stb/playbooks/dctcp-8mbps.yaml" in names
+    assert "l4stb/playbooks/templates/configure_router.sh.j2" in names
+    assert "l4stb/analysis/templates/report.html.j2" in names
+    assert "l4stb/freebsd_module/dualpi2_core.c" in names and "l4stb/freebsd_module/Makefile" in names
     assert not any(n.startswith(("model/", "analysis/", "testbed/")) for n in names), "no generic top-level packages"
     venv = tmp_path / "venv"
     # The venv sees the already-installed dependencies but not the editable l4stb checkout.
