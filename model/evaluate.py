@@ -79,33 +79,6 @@ def predict(model, dataset: WindowDataset, batch_size: int = 64, device: torch.d
 
 
 def fit_baselines(train: ExperiencePool, norm: NormStats, seed: int = 0, max_fit_rows: int = 200_000) -> dict:
-    """Logistic regression and a depth-6 decision tree fit on (normalised) train rows with balanced class weights.
-
-    Returns name -> fitted classifier; empty when the train split has a single action class. The closed
-    loop uses the same fitted models as the offline table, so both describe one baseline.
-    """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.tree import DecisionTreeClassifier
-
-    x, y = norm.apply(train.states), train.actions
-    if len(y) > max_fit_rows:
-        idx = np.random.default_rng(seed).choice(len(y), max_fit_rows, replace=False)
-        x, y = x[idx], y[idx]
-    if len(np.unique(y)) < 2:
-        log.warning("train split has a single action class; learned baselines skipped")
-        return {}
-    models = {
-        "logistic_regression": LogisticRegression(max_iter=500, class_weight="balanced"),
-        "decision_tree": DecisionTreeClassifier(max_depth=6, class_weight="balanced", random_state=seed),
-    }
-    for clf in models.values():
-        t0 = time.perf_counter()
-        clf.fit(x, y)
-        clf.fit_seconds_ = round(time.perf_counter() - t0, 3)
-    return models
-
-
-def fit_baselines(train: ExperiencePool, norm: NormStats, seed: int = 0, max_fit_rows: int = 200_000) -> dict:
     """The learned state-only baselines, fit on the (normalised) train split: ``{name: sklearn classifier}``.
 
     Logistic regression and a depth-6 decision tree, both with balanced class weights; they see only the
