@@ -35,6 +35,7 @@ class TrainConfig:
     state_dim: int = 128
     gamma: float | None = None  # None = the pool's gamma
     return_scale: float | None = None  # None = max |return-to-go| on the train split
+    eval_returns: str = "target"  # return token in val/test: "target" (deployable, no future rewards) or "realized"
     class_weighting: str = "balanced"  # balanced | sqrt | sampler | none
     patience: int = 3  # epochs without a better validation macro-F1 before stopping
     seed: int = 100003
@@ -96,6 +97,8 @@ class TrainConfig:
             bad("encoder", f"unknown encoder {self.encoder!r}; use one of {', '.join(ENCODER_KINDS)}.")
         if self.class_weighting not in CLASS_WEIGHTINGS:
             bad("class_weighting", f"unknown value {self.class_weighting!r}; use one of {', '.join(CLASS_WEIGHTINGS)}.")
+        if self.eval_returns not in ("target", "realized"):
+            bad("eval_returns", f"use target or realized, got {self.eval_returns!r}.")
         if self.schedule not in SCHEDULES:
             bad("schedule", f"unknown value {self.schedule!r}; use one of {', '.join(SCHEDULES)}.")
         if self.gamma is not None and not 0 < self.gamma <= 1:

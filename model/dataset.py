@@ -4,7 +4,11 @@ Each item is a window of ``window`` steps from a single episode (episodes end at
 ``episode`` changes):
 
 * ``states``  [w, F] float32, normalised with the pool's NormStats (train-split statistics)
-* ``returns`` [w] float32, return-to-go (``ExperiencePool.returns_to_go(gamma)``) divided by ``return_scale``
+* ``returns`` [w] float32, the return token's input, divided by ``return_scale``:
+  ``returns="realized"`` (training) — the realised return-to-go ``ExperiencePool.returns_to_go(gamma)``,
+  which sums *future* rewards (Decision-Transformer teacher forcing, as the original trained);
+  ``returns="target"`` (evaluation) — what a deployed policy has: ``target_return`` at the window start
+  minus the rewards already observed in the window, so no future reward reaches a prediction.
 * ``actions`` [w] int64, the logged actions (network input; action t is only visible to steps > t)
 * ``labels``  [w] int64, the same actions as targets, ``-100`` on padding
 
@@ -83,12 +87,17 @@ class WindowDataset(Dataset):
     """Windows of one split; see the module docstring for the layouts."""
 
     def __init__(self, pool: ExperiencePool, norm: NormStats, *, window: int, gamma: float, return_scale: float,
-                 layout: str = "train", stride: int | None = None, max_windows: int | None = None, seed: int = 0):
+                 layout: str = "train", stride: int | None = None, max_windows: int | None = None, seed: int = 0,
+                 returns: str = "realized", target_return: float = 0.0):
         if layout not in ("train", "eval"):
             raise ValueError(f"layout must be 'train' or 'eval', got {layout!r}")
+        if returns not in ("realized", "target"):
+            raise ValueError(f"returns must be 'realized' or 'target', got {returns!r}")
         self.window = window
+        self.returns_mode, self.target_return = returns, float(target_return)
         self.states = torch.from_numpy(norm.apply(pool.states))
         self.returns = torch.from_numpy(scaled_returns(pool, gamma, return_scale))
+        self.rewards = torch.from_numpy((pool.rewards.astype(np.float64) / return_scale).astype(np.float32))
         self.actions = torch.from_numpy(pool.actions.astype(np.int64))
         starts, lengths = window_starts(episode_bounds(pool), window, stride or window, layout)
         if max_windows is not None and layout == "train" and len(starts) > max_windows:
@@ -101,7 +110,12 @@ class WindowDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         a, n, w = int(self.starts[i]), int(self.lengths[i]), self.window
-        states, returns, actions = self.states[a:a + n], self.returns[a:a + n], self.actions[a:a + n]
+        states, actions = self.states[a:a + n], self.actions[a:a + n]
+        if self.returns_mode == "target":
+            seen = torch.cumsum(self.rewards[a:a + n], 0) - self.rewards[a:a + n]  # rewards before each step
+            returns = self.target_return - seen
+        else:
+            returns = self.returns[a:a + n]
         labels = actions.clone()
         if n < w:
             pad = w - n

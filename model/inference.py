@@ -7,9 +7,11 @@ with timesteps 0..window-1 relative to the window start — exactly what the net
 and equals the full-window forward over the same steps (tested). Re-encoding costs one prefill of
 ``keep`` steps every ``window - keep`` decisions; it shows in the p99 latency.
 
-Return-to-go: the window starts at ``target_return`` (the checkpoint's scaled mean return-to-go on the
-train split, or the value given to :func:`load_policy`); when the caller passes the ``reward`` of the
-previous decision, it is subtracted (Decision-Transformer style), otherwise the target stays constant.
+Return token: ``target_return`` (the checkpoint's scaled mean return-to-go on the train split, or the
+value given to :func:`load_policy`) minus the rewards observed since the window start, when the caller
+passes the ``reward`` of the previous decision (Decision-Transformer style; otherwise it stays at the
+target). This is exactly the ``returns="target"`` input the offline evaluation uses
+(:class:`~l4stb.model.dataset.WindowDataset`), so no future reward is ever an input.
 """
 
 from __future__ import annotations
@@ -87,11 +89,14 @@ class Policy:
 
     def _slide(self) -> None:
         k = self.keep
+        # re-base the return token on the new window start: target minus rewards seen since then
+        shift = self.target_return - float(self._returns[0, self.window - k]) if k else self.target_return - self._rtg
+        self._rtg += shift
         if k == 0:
             self._n, self._past = 0, None
             return
         self._states[:, :k] = self._states[:, self.window - k:].clone()
-        self._returns[:, :k] = self._returns[:, self.window - k:].clone()
+        self._returns[:, :k] = self._returns[:, self.window - k:].clone() + shift
         self._actions[:, :k] = self._actions[:, self.window - k:].clone()
         self._past = self.model.prefill(self._returns[:, :k], self._states[:, :k], self._actions[:, :k])
         self._n = k

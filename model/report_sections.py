@@ -12,7 +12,6 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from l4stb.analysis.palette import ACTION_COLORS
 from l4stb.analysis.plots import save_figure
 from l4stb.analysis.pool import ACTION_NAMES
 from l4stb.analysis.report import ReportSection, ReportTable

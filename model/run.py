@@ -4,7 +4,10 @@
 
 * ``out_dir/metrics.jsonl`` – one line per epoch (train loss, val loss/accuracy/macro-F1, lr, seconds)
 * ``out_dir/checkpoint/``  – the best epoch (see :mod:`l4stb.model.checkpoint`)
-* ``out_dir/metrics.json`` – nested: ``test.{accuracy,balanced_accuracy,macro_f1,per_class,confusion}``,
+* ``out_dir/metrics.json`` – nested: ``test.{accuracy,balanced_accuracy,macro_f1,per_class,confusion}``
+  (return token as deployed: target minus observed rewards, see ``TrainConfig.eval_returns``),
+  ``test_by_returns.{target,realized}.{accuracy,balanced_accuracy,macro_f1}`` (the realised
+  return-to-go sums future rewards: that is how the original scored, and it leaks),
   ``baselines.<name>.<same keys>``, ``latency_ms.{p50,p99,mean}``, ``decisions_per_s``,
   ``params.{trainable,total}``, ``memory.{peak_mb,...}``, ``train_seconds``, ``backbone``, ``config``,
   ``cost.{lora,full_finetune}``, ``best_epoch``, ``epochs_run``, ``data``.
@@ -99,8 +102,9 @@ def train_and_evaluate(splits: PoolSplits, out_dir: Path, cfg: TrainConfig | Non
     common = dict(window=cfg.window, gamma=gamma, return_scale=return_scale)
     train_ds = WindowDataset(splits.train, norm, layout="train", stride=cfg.effective_stride,
                              max_windows=cfg.max_train_windows, seed=cfg.seed, **common)
-    val_ds = WindowDataset(val_pool, norm, layout="eval", **common)
-    test_ds = WindowDataset(test_pool, norm, layout="eval", **common)
+    ev = dict(layout="eval", returns=cfg.eval_returns, target_return=pcfg.target_return, **common)
+    val_ds = WindowDataset(val_pool, norm, **ev)
+    test_ds = WindowDataset(test_pool, norm, **ev)
 
     accelerator = make_accelerator(cfg)
     device = accelerator.device
@@ -126,15 +130,27 @@ def train_and_evaluate(splits: PoolSplits, out_dir: Path, cfg: TrainConfig | Non
         return ModelReport(out_dir, metrics, out_dir / "checkpoint", out_dir / "metrics.json",
                            out_dir / "metrics.jsonl", result.history)
 
+    stage = _Stages(progress)
+    stage("evaluating the best checkpoint on the test split")
     ckpt = load_checkpoint(out_dir / "checkpoint", device=str(device))
     model = ckpt.model
     y, p, test_loss = predict(model, test_ds, cfg.eval_batch_size)
-    metrics["test"] = {**classification_metrics(y, p), "loss": test_loss}
+    metrics["test"] = {**classification_metrics(y, p), "loss": test_loss, "returns": cfg.eval_returns}
+    other = "realized" if cfg.eval_returns == "target" else "target"
+    y2, p2, _ = predict(model, WindowDataset(test_pool, norm, **{**ev, "returns": other}), cfg.eval_batch_size)
+    m2 = classification_metrics(y2, p2)
+    metrics["test_by_returns"] = {
+        mode: {k: mm[k] for k in ("accuracy", "balanced_accuracy", "macro_f1")}
+        for mode, mm in ((cfg.eval_returns, metrics["test"]), (other, m2))}
     if cfg.baselines:
+        stage("fitting the baselines (logistic regression, decision tree)")
         metrics["baselines"] = baseline_metrics(splits.train, test_pool, norm, seed=cfg.seed)
+    stage("timing decisions (batched, and batch 1 with the KV cache)")
     metrics["decisions_per_s"] = round(batched_throughput(model, test_ds, cfg.eval_batch_size), 1)
     policy = Policy(model, norm, device=device)
-    lat = decision_latency(policy, test_pool.states, n=cfg.latency_decisions)
+    # batch-1 latency single-threaded for small models (more threads only add waiting), all threads for big ones
+    lat = decision_latency(policy, test_pool.states, n=cfg.latency_decisions,
+                           threads=1 if pcfg.hidden_size <= 256 else None)
     metrics["latency_ms"] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in lat.items()}
     metrics["memory"] = {**mem.as_dict(), "process_peak_rss_mb": round(process_peak_rss_mb(), 1),
                          "estimate_mb": round(_memory_estimate_mb(params), 1)}
@@ -148,6 +164,7 @@ def train_and_evaluate(splits: PoolSplits, out_dir: Path, cfg: TrainConfig | Non
     del model, policy, ckpt
     gc.collect()
     if cfg.compare_full_finetune:
+        stage("probing LoRA vs full fine-tuning cost")
         for mode, probe in _cost_probes(pcfg, train_ds, cfg, device).items():
             entry = metrics["cost"].setdefault(mode, {"source": f"probe ({cfg.probe_steps} optimizer steps)"})
             for k, v in probe.items():
@@ -161,8 +178,29 @@ def train_and_evaluate(splits: PoolSplits, out_dir: Path, cfg: TrainConfig | Non
                        "train_action_counts": splits.train.action_counts(),
                        "test_action_counts": test_pool.action_counts()}
     atomic_write_json(out_dir / "metrics.json", metrics)
+    stage.done()
     return ModelReport(out_dir, metrics, out_dir / "checkpoint", out_dir / "metrics.json", out_dir / "metrics.jsonl",
                        result.history)
+
+
+class _Stages:
+    """One indeterminate task on a rich Progress whose description follows the evaluation stages."""
+
+    def __init__(self, progress):
+        self.progress, self.task = progress, None
+
+    def __call__(self, text: str) -> None:
+        log.info("%s", text)
+        if self.progress is None:
+            return
+        if self.task is None:
+            self.task = self.progress.add_task(text, total=None)
+        else:
+            self.progress.update(self.task, description=text)
+
+    def done(self) -> None:
+        if self.progress is not None and self.task is not None:
+            self.progress.update(self.task, description="evaluation done", total=1, completed=1)
 
 
 def _per_epoch(history: list[dict]) -> float:

@@ -110,8 +110,9 @@ def fit(model, train_ds: WindowDataset, val_ds: WindowDataset, cfg: TrainConfig,
     """Train ``model``; write ``out_dir/metrics.jsonl`` and the best epoch's ``out_dir/checkpoint``."""
     out_dir = Path(out_dir)
     torch.manual_seed(cfg.seed)
-    train_labels = train_ds.actions.numpy()
-    cw = class_weights(np.concatenate(train_ds.window_labels()) if len(train_ds) else train_labels, cfg.class_weighting)
+    # weights from the labels the loss actually sees (overlapping windows count a row more than once)
+    cw = class_weights(np.concatenate(train_ds.window_labels()) if len(train_ds) else train_ds.actions.numpy(),
+                       cfg.class_weighting)
     loss_fn = torch.nn.CrossEntropyLoss(weight=cw, ignore_index=IGNORE)
     sampler = balanced_sampler(train_ds, cfg.seed) if cfg.class_weighting == "sampler" else None
     gen = torch.Generator().manual_seed(cfg.seed)

@@ -105,3 +105,29 @@ def test_reward_feedback_lowers_the_return_to_go():
     policy.decide(np.zeros(F))
     policy.decide(np.zeros(F), reward=0.1)
     assert policy._returns[0, 1] == pytest.approx(0.3 - 0.1 / model.cfg.return_scale)
+
+
+def test_policy_with_reward_feedback_sees_the_same_return_tokens_as_the_offline_evaluation():
+    from l4stb.analysis.pool import ExperiencePool
+    from l4stb.model.dataset import WindowDataset
+
+    model = _model(window=6)
+    rng = np.random.default_rng(3)
+    n = 6
+    raw = rng.normal(size=(n, F)).astype(np.float32)
+    rewards = rng.uniform(0, 1, n).astype(np.float32)
+    dones = np.zeros(n, bool)
+    dones[-1] = True
+    pool = ExperiencePool(raw, np.zeros(n, np.int64), rewards, dones, np.zeros(n, np.int32), tuple(f"f{i}" for i in range(F)))
+    norm = NormStats.fit(raw)
+    ds = WindowDataset(pool, norm, window=6, gamma=1.0, return_scale=model.cfg.return_scale, layout="eval",
+                       returns="target", target_return=model.cfg.target_return)
+    item = ds[0]
+    policy = Policy(model, norm)
+    for t in range(n):
+        policy.decide(raw[t], reward=None if t == 0 else float(rewards[t - 1]))
+        item["actions"][t] = int(np.argmax(policy.last_logits))
+    np.testing.assert_allclose(policy._returns[0, :n].numpy(), item["returns"].numpy(), atol=1e-6)
+    with torch.no_grad():
+        ref = model(item["returns"][None], item["states"][None], item["actions"][None])[0, -1]
+    torch.testing.assert_close(torch.from_numpy(policy.last_logits), ref, atol=1e-4, rtol=1e-4)
