@@ -18,7 +18,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from l4stb.analysis.pool import PoolSplits, load_pool
 from l4stb.errors import L4stbError
 from l4stb.manifest import load_manifest, update_manifest
-from l4stb.workspace import Workspace, utc_iso
+from l4stb.workspace import Workspace, atomic_write_json, utc_iso
 
 
 @dataclass
@@ -52,6 +52,15 @@ class JobOutcome:
     metrics: dict
     closed_loop: list[dict] = field(default_factory=list)
     wall_s: float = 0.0
+
+    def to_json(self) -> dict:
+        """The numbers the job ends with (written beside the report as headline.json)."""
+        m = self.metrics
+        keep = ("test", "baselines", "latency_ms", "decisions_per_s", "params", "memory", "train_seconds",
+                "backbone", "epochs_run", "best_epoch", "data")
+        return {"report": str(self.report) if self.report else None, "model_dir": str(self.model_dir),
+                "wall_s": round(self.wall_s, 1), "metrics": {k: m[k] for k in keep if k in m},
+                "closed_loop": self.closed_loop}
 
     def headline(self) -> str:
         m = self.metrics
@@ -163,7 +172,9 @@ def train_and_report(ws: Workspace, job: TrainJob, *, console: Console) -> JobOu
 
         path = render_model_report(model_dir / "report", f"model {job.model_name} on pool {splits.meta.name}",
                                    sections)
-    return JobOutcome(path, model_dir, report.metrics, closed_rows, time.perf_counter() - t0)
+    outcome = JobOutcome(path, model_dir, report.metrics, closed_rows, time.perf_counter() - t0)
+    atomic_write_json(path.parent / "headline.json", outcome.to_json())
+    return outcome
 
 
 def _build_pool(ws: Workspace, run_ids: list[str], test_runs: list[str], job: TrainJob, console: Console) -> PoolSplits:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from l4stb.analysis.plots import save_figure
 from l4stb.analysis.pool import ACTION_NAMES
@@ -40,6 +41,7 @@ def training_curves_figure(history: list[dict]) -> Figure:
                 ax.plot(epochs, [np.nan if y is None else y for y in ys], marker="o", color=color,
                         label="train (running, over the epoch)" if split == "train" else "validation")
         ax.set_xlabel("epoch (1 = first)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(f"{title} (unitless)")
         ax.set_title(title)
         ax.legend(fontsize=8)

@@ -145,6 +145,7 @@ def fit(model, train_ds: WindowDataset, val_ds: WindowDataset, cfg: TrainConfig,
         model.train()
         t0 = time.perf_counter()
         loss_sum, n_batches, lr_max = 0.0, 0, 0.0
+        seen_labels, seen_preds = [], []  # running train accuracy / macro-F1 over the epoch (no extra pass)
         for batch in loader:
             with accelerator.accumulate(model):
                 logits = model(batch["returns"], batch["states"], batch["actions"])
@@ -160,12 +161,18 @@ def fit(model, train_ds: WindowDataset, val_ds: WindowDataset, cfg: TrainConfig,
                     opt_steps += 1
             loss_sum += float(loss.detach())
             n_batches += 1
+            keep = batch["labels"] != IGNORE
+            seen_labels.append(batch["labels"][keep].cpu())
+            seen_preds.append(logits.detach().argmax(-1)[keep].cpu())
             if task is not None:
                 progress.update(task, advance=1, description=f"epoch {epoch + 1}/{cfg.epochs} loss {loss_sum / n_batches:.4f}")
         train_seconds = time.perf_counter() - t0
+        running = (classification_metrics(torch.cat(seen_labels).numpy(), torch.cat(seen_preds).numpy())
+                   if seen_labels else {"accuracy": float("nan"), "macro_f1": float("nan")})
         val = validate(accelerator.unwrap_model(model), val_loader, accelerator.device)
         row = {
-            "epoch": epoch, "train_loss": loss_sum / max(n_batches, 1), "val_loss": val["loss"],
+            "epoch": epoch, "train_loss": loss_sum / max(n_batches, 1), "train_accuracy": running["accuracy"],
+            "train_macro_f1": running["macro_f1"], "val_loss": val["loss"],
             "val_accuracy": val["accuracy"], "val_balanced_accuracy": val["balanced_accuracy"],
             "val_macro_f1": val["macro_f1"], "lr": optimizer.param_groups[0]["lr"], "lr_max": lr_max,
             "optimizer_steps": opt_steps, "seconds": round(train_seconds, 3),
