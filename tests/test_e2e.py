@@ -60,3 +60,25 @@ def test_main_job_produces_a_report_with_real_numbers_in_every_section(l4stb, wo
     assert data["queues"]["C"]["packets"] > 0 and 0 < data["utilization"] <= 1
     status = l4stb("status").stdout
     assert "closed-loop" in status and "complete" in status
+
+
+@pytest.mark.slow
+def test_generalisation_trains_on_some_runs_and_tests_on_a_held_out_scenario(l4stb, workdir):
+    assert l4stb("up").exit_code == 0
+    ids = []
+    for rate in ("8Mbit", "12Mbit", "16Mbit"):
+        out = l4stb("run", "--scenario", "dctcp-8mbps", "--repeats", "2", "--set", "duration=4s",
+                    "--set", f"bottleneck.rate={rate}")
+        assert out.exit_code == 0, out.output
+        ids.append(re.search(r"run (dctcp-8mbps-\S+?),", out.stdout).group(1))
+        assert l4stb("fetch-logs", "--run", ids[-1]).exit_code == 0
+    job = l4stb("train-and-report", "--run", ids[0], "--run", ids[1], "--test-run", ids[2], "--epochs", "1",
+                "--max-train-windows", "200", "--no-closed-loop")
+    assert job.exit_code == 0, job.output
+    meta = json.loads((workdir / "runs" / ids[0] / "pool" / "paper7-paper" / "meta.json").read_text())
+    assert f"held-out runs {ids[2]}" in meta["split"]
+    assert {e["run"] for e in meta["episodes"] if e["split"] == "test"} == {ids[2]}
+    assert not {e["run"] for e in meta["episodes"] if e["split"] in ("train", "val")} & {ids[2]}
+    summary = json.loads(l4stb("summary", "--run", ids[2], "--json").stdout)
+    metrics = json.loads((workdir / "runs" / ids[0] / "model" / "tiny-gpt2" / "metrics.json").read_text())
+    assert metrics["data"]["test_rows"] == sum(q["packets"] for q in summary["queues"].values())
