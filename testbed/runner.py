@@ -41,10 +41,19 @@ def resolve(ws: Workspace, scenario_name: str, overrides: list[str]) -> tuple[Te
 
 def plan_run(ws: Workspace, scenario_name: str, overrides: list[str]) -> Plan:
     """The per-host plan of one repeat, without touching anything."""
-    testbed, topology, scenario = resolve(ws, scenario_name, overrides)
-    provider = get_provider(testbed.provider, ws)
+    if ws.testbed_file.is_file():
+        testbed, topology, scenario = resolve(ws, scenario_name, overrides)
+        provider_name = testbed.provider
+    else:  # nothing is up: show what the real testbed would run, on the scenario's own topology
+        scenario = load_scenario(scenario_name, overrides)
+        topology = load_topology(scenario.topology)
+        provider_name = "vagrant"
+    provider = get_provider(provider_name, ws)
     ctx = RunContext(ws.new_run_id(scenario.name), scenario, topology, ws)
-    return provider.plan_run(ctx, 1)
+    plan = provider.plan_run(ctx, 1)
+    if not ws.testbed_file.is_file():
+        plan.title += " -- no testbed is up, so this is the vagrant (FreeBSD VM) plan"
+    return plan
 
 
 def start_run(ws: Workspace, scenario: Scenario, topology: Topology, testbed: TestbedInfo) -> Manifest:
