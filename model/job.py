@@ -139,7 +139,9 @@ def train_and_report(ws: Workspace, job: TrainJob, *, console: Console) -> JobOu
             _ensure_fetched(ws, r, console)
         splits = _build_pool(ws, run_ids, list(job.test_runs), job, console)
         run_id = run_ids[0]
-    model_dir = ws.model_dir(run_id, job.model_name)
+    # Models of a pool outside any run live side by side under workdir/models/: name them after the pool too.
+    model_name = job.model_name if job.name or run_id is not None else f"{splits.meta.name}-{job.model_name}"
+    model_dir = ws.model_dir(run_id, model_name)
     console.print(f"pool [bold]{splits.meta.name}[/]: {len(splits.meta.feature_names)} features, "
                   + ", ".join(f"{s} {len(splits.split(s)):,} rows" for s in ("train", "val", "test"))
                   + f" ({splits.meta.split}); training {cfg.backbone} for {cfg.epochs} epochs")
@@ -147,7 +149,7 @@ def train_and_report(ws: Workspace, job: TrainJob, *, console: Console) -> JobOu
         report = train_and_evaluate(splits, model_dir, cfg, progress=progress)
     if run_id is not None:
         update_manifest(ws, run_id, lambda m: m.steps.__setitem__(
-            "train", {"status": "done", "finished": utc_iso(), "model": job.model_name, "model_dir": str(model_dir),
+            "train", {"status": "done", "finished": utc_iso(), "model": model_name, "model_dir": str(model_dir),
                       "test_macro_f1": report.metrics.get("test", {}).get("macro_f1")}))
 
     sections = []
@@ -170,7 +172,7 @@ def train_and_report(ws: Workspace, job: TrainJob, *, console: Console) -> JobOu
     else:
         from l4stb.analysis.report import render_model_report
 
-        path = render_model_report(model_dir / "report", f"model {job.model_name} on pool {splits.meta.name}",
+        path = render_model_report(model_dir / "report", f"model {model_name} on pool {splits.meta.name}",
                                    sections)
     outcome = JobOutcome(path, model_dir, report.metrics, closed_rows, time.perf_counter() - t0)
     atomic_write_json(path.parent / "headline.json", outcome.to_json())
