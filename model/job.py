@@ -106,8 +106,8 @@ def _train_config(job: TrainJob):
     overrides: dict[str, Any] = {"backbone": job.backbone, "layers": job.layers, "epochs": job.epochs}
     if job.lora_rank is not None:
         overrides["lora_rank"] = job.lora_rank
-    if job.max_train_windows is not None:
-        overrides["max_train_windows"] = job.max_train_windows
+    if job.max_train_windows is not None:  # 0 on the command line means "no cap"
+        overrides["max_train_windows"] = job.max_train_windows or None
     return TrainConfig(**overrides)
 
 

@@ -171,8 +171,9 @@ def scenarios() -> None:
               help="Override a scenario field, e.g. bottleneck.rate=20Mbit or duration=30s (repeatable).")
 @click.option("--sweep", "sweeps", multiple=True, metavar="KEY=V1,V2,...",
               help="Run the cross product of values, e.g. bottleneck.rate=8Mbit,20Mbit (repeatable).")
-@click.option("--resume", "resume", default=None, metavar="RUN_ID|SWEEP",
-              help="Finish an interrupted run (its pending repeats), or with --sweep skip combinations already done.",
+@click.option("--resume", "resume", default=None, metavar="[RUN_ID]",
+              help="Finish an interrupted run's pending repeats (default: the latest run); with --sweep, skip the "
+                   "combinations already complete.",
               is_flag=False, flag_value="__latest__")
 @click.option("--jobs", type=int, default=None, help="Repeats run in parallel (sim provider; default: all cores).")
 @click.option("--executor", type=click.Choice(["local", "dask", "ray"]), default="local", show_default=True,
@@ -196,7 +197,7 @@ def run(c: Ctx, scenario_name, repeats, seed, overrides, sweeps, resume, jobs, e
         run_sweep(c.ws, scenario_name, overrides, list(sweeps), resume=resume is not None, dry_run=dry_run,
                   jobs=jobs, executor=executor)
         return
-    if resume and resume != "__latest__" or (resume and not scenario_name):
+    if resume:
         run_id = c.ws.resolve_run(None if resume == "__latest__" else resume)
         with c.ws.locked("run --resume"):
             result = runner.execute(c.ws, run_id, jobs=jobs)
@@ -300,7 +301,8 @@ def report(c: Ctx, run_id: str | None) -> None:
 @click.option("--layers", type=int, default=None, help="Keep only the first N backbone blocks.")
 @click.option("--epochs", type=int, default=2, show_default=True)
 @click.option("--lora-rank", type=int, default=None, help="LoRA rank (0 = full fine-tuning; paper: 128).")
-@click.option("--max-train-windows", type=int, default=None, help="Cap on training windows per epoch (CPU budgets).")
+@click.option("--max-train-windows", type=int, default=None,
+              help="Cap on training windows (default 20000, for CPU budgets; 0 = no cap).")
 @click.option("--closed-loop/--no-closed-loop", default=True, show_default=True,
               help="Drive the simulator's router with the learned policy and compare with DualPI2.")
 @click.option("--policy-every", type=int, multiple=True, help="Closed loop: the policy decides every N-th packet.")

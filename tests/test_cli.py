@@ -85,3 +85,22 @@ def test_workdir_comes_from_flag_or_env(l4stb, tmp_path):
     other = tmp_path / "elsewhere"
     assert l4stb("--workdir", str(other), "up").exit_code == 0
     assert (other / "testbed.json").is_file()
+
+
+def test_resume_redoes_only_the_repeats_that_are_not_ok(l4stb, workdir):
+    assert l4stb("up").exit_code == 0
+    first = l4stb("run", "--scenario", "dctcp-8mbps-single", "--repeats", "3", "--set", "duration=2s")
+    assert first.exit_code == 0, first.output
+    run_dir = next((workdir / "runs").iterdir())
+    manifest_path = run_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    finished = {k: r["finished"] for k, r in manifest["repeats"].items()}
+    manifest["repeats"]["2"]["status"] = "failed"  # as an interrupted or failed repeat leaves it
+    manifest["status"] = "incomplete"
+    manifest_path.write_text(json.dumps(manifest))
+    again = l4stb("run", "--resume", run_dir.name)
+    assert again.exit_code == 0, again.output
+    after = json.loads(manifest_path.read_text())
+    assert after["status"] == "complete"
+    assert after["repeats"]["1"]["finished"] == finished["1"] and after["repeats"]["3"]["finished"] == finished["3"]
+    assert after["repeats"]["2"]["status"] == "ok"
