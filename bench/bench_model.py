@@ -91,8 +91,14 @@ def main() -> int:
             table.add_row(*[f"{r[k]:.4g}" if isinstance(r[k], float) else f"{r[k]:,}" if isinstance(r[k], int) else str(r[k])
                             for k, _ in cols])
         Console(width=200).print(table)
+        import platform
+
+        import torch
+
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        where = torch.cuda.get_device_name(0) if device.startswith("cuda") else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads)"
         print("(rank 0 = full fine-tuning; windows = training windows of 20 steps in the epoch; "
-              "latency = Policy.decide with the KV cache, 1 thread)")
+              f"latency = Policy.decide with the KV cache, 1 thread; device: {where})")
     except ImportError:  # pragma: no cover
         print(" | ".join(h for _, h in cols))
         for r in rows:
