@@ -6,7 +6,6 @@ stage is (fetch, parse, pool), and every output is written atomically by the sta
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,7 +167,9 @@ def train_and_report(ws: Workspace, job: TrainJob, *, console: Console) -> JobOu
             if section is not None:
                 sections.append(section)
     if run_id is not None:
-        path = _render_run_report(ws, run_id, sections, console)
+        from l4stb.analysis.report import render_report
+
+        path = render_report(ws, run_id, sections)
     else:
         from l4stb.analysis.report import render_model_report
 
@@ -189,13 +190,3 @@ def _build_pool(ws: Workspace, run_ids: list[str], test_runs: list[str], job: Tr
                       + (f", {result.skipped_total:,} lines skipped" if result.skipped_total else "")
                       + (" (up to date)" if result.reused else ""))
     return build_pool(ws, run_ids, preset=job.preset, reward=job.reward, test_run_ids=test_runs)
-
-
-def _render_run_report(ws: Workspace, run_id: str, sections, console: Console) -> Path:
-    from l4stb.analysis.report import render_report
-
-    return render_report(ws, run_id, sections)
-
-
-def dump(obj: Any) -> str:
-    return json.dumps(obj, indent=2, default=str)

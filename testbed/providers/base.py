@@ -6,7 +6,6 @@ Both providers leave the same artifacts on their hosts (see ``l4stb.layout``), s
 
 from __future__ import annotations
 
-import json
 import shlex
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
@@ -198,7 +197,3 @@ class Provider(ABC):
 
 def quote_argv(argv: list[str]) -> str:
     return shlex.join(str(a) for a in argv)
-
-
-def describe(obj: Any) -> str:
-    return json.dumps(obj, default=str)

@@ -28,7 +28,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 from l4stb import layout
 from l4stb.config import Scenario, Topology
