@@ -7,7 +7,7 @@ import random
 import pytest
 
 from l4stb.config import Aqm, Bottleneck
-from l4stb.logformat import ACTION_DROP, ACTION_FORWARD, ACTION_MARK
+from l4stb.logformat import ACTION_DROP, ACTION_FORWARD
 from l4stb.sim.aqm_dualpi2 import P_ONE, DualPI2, DualPI2Params, replay
 from l4stb.sim.packet import CE, ECT0, ECT1, NOT_ECT, make_packet
 from l4stb.sim.prng import seed_state, xorshift32
