@@ -173,8 +173,8 @@ class Workspace:
             run_id = f"{base}-{n}"
         return run_id
 
-    def run_ids(self) -> list[str]:
-        """Runs that have a manifest, oldest first (by manifest creation time, then name)."""
+    def run_ids(self, *, kinds: tuple[str, ...] | None = None) -> list[str]:
+        """Runs that have a manifest, oldest first (by creation time, then name); optionally only some kinds."""
         if not self.runs_dir.is_dir():
             return []
         found = []
@@ -182,26 +182,29 @@ class Workspace:
             m = d / "manifest.json"
             if m.is_file():
                 try:
-                    created = json.loads(m.read_text()).get("created", "")
+                    data = json.loads(m.read_text())
                 except (json.JSONDecodeError, UnicodeDecodeError):
-                    created = ""
-                found.append((created, d.name))
+                    data = {}
+                if kinds is None or data.get("kind", "run") in kinds:
+                    found.append((data.get("created", ""), d.name))
         return [name for _, name in sorted(found)]
 
     def resolve_run(self, run_id: str | None) -> str:
         """The given run, or the latest one; a clear error when there is none."""
         ids = self.run_ids()
+        # The default is the latest experiment the user ran or imported, never a closed-loop series of one.
+        own = self.run_ids(kinds=("run", "imported"))
         if run_id:
             if run_id not in ids:
                 hint = f" Known runs: {', '.join(ids[-5:])}." if ids else " There are no runs yet: `l4stb run --scenario NAME`."
                 raise L4stbError(f"run '{run_id}' not found under {self.runs_dir}.{hint}")
             return run_id
-        if not ids:
+        if not own:
             raise L4stbError(
                 f"no runs in {self.runs_dir}. Start one with `l4stb up` then `l4stb run --scenario dctcp-8mbps`, "
                 "or point --workdir at the workdir that has them."
             )
-        return ids[-1]
+        return own[-1]
 
     # -- lock ---------------------------------------------------------------------------------
     @contextmanager

@@ -118,3 +118,11 @@ def test_corrupt_manifest_is_a_user_error(tmp_path):
     ws.manifest_file("r1").write_text("{not json")
     with pytest.raises(L4stbError, match="not valid JSON"):
         load_manifest(ws, "r1")
+
+
+def test_the_default_run_is_the_latest_experiment_not_a_closed_loop_series(tmp_path):
+    ws = Workspace.at(tmp_path)
+    save_manifest(ws, Manifest(run_id="exp", created="2026-01-01T00:00:00+00:00"))
+    save_manifest(ws, Manifest(run_id="exp-cl-llm-n10", kind="closed-loop", created="2026-01-01T00:05:00+00:00"))
+    assert ws.resolve_run(None) == "exp"
+    assert ws.resolve_run("exp-cl-llm-n10") == "exp-cl-llm-n10"
