@@ -139,14 +139,15 @@ def scenarios() -> None:
     from l4stb.resources import list_scenarios, list_topologies
     from l4stb.units import format_duration, format_rate
 
+    wide = console.width >= 150  # the description column only when there is room for it
     table = Table(title="scenarios (use a name, or the path of your own YAML)")
-    for col in ("name", "aqm", "rate", "delay", "flows", "duration x repeats", "description"):
-        table.add_column(col, overflow="fold")
+    for col in ("name", "aqm", "rate", "delay", "flows", "duration x repeats") + (("description",) if wide else ()):
+        table.add_column(col, overflow="fold", no_wrap=col == "name")
     for name in list_scenarios():
         s = load_scenario(name)
-        flows = " + ".join(f"{f.host}:{f.cc}x{f.streams}" for f in s.flows)
+        flows = " + ".join(f"{f.host} {f.cc}×{f.streams}" for f in s.flows)
         table.add_row(name, s.aqm.name, format_rate(s.bottleneck.rate), format_duration(s.bottleneck.delay), flows,
-                      f"{format_duration(s.duration)} x {s.repeats}", s.description)
+                      f"{format_duration(s.duration)} x {s.repeats}", *((s.description,) if wide else ()))
     console.print(table)
     topos = Table(title="topologies")
     topos.add_column("name")
