@@ -76,6 +76,13 @@ def _local_port(seed: int, port: int, stream: int) -> int:
     return 49152 + (seed * 7919 + port * 131 + stream * 977) % 16000
 
 
+def _test_start(conn, n_streams: int) -> dict:
+    """iperf3's ``start.test_start`` block, the same in client and server output."""
+    return {"protocol": "TCP", "num_streams": n_streams, "blksize": BLKSIZE, "omit": 0,
+            "duration": conn.duration_s, "bytes": 0, "blocks": 0, "reverse": 0, "tos": 0,
+            "target_bitrate": 0, "bidir": 0, "fqrate": 0, "interval": 1}
+
+
 def client_json(conn: Conn, flows) -> dict:
     """The ``iperf3 -c ... -J`` document of one client process whose streams are ``flows``."""
     sockets = [5 + i for i in range(len(flows))]
@@ -94,9 +101,7 @@ def client_json(conn: Conn, flows) -> dict:
         "sock_bufsize": 0,
         "sndbuf_actual": SNDBUF_MIN,
         "rcvbuf_actual": 65536,
-        "test_start": {"protocol": "TCP", "num_streams": len(flows), "blksize": BLKSIZE, "omit": 0,
-                       "duration": conn.duration_s, "bytes": 0, "blocks": 0, "reverse": 0, "tos": 0,
-                       "target_bitrate": 0, "bidir": 0, "fqrate": 0, "interval": 1},
+        "test_start": _test_start(conn, len(flows)),
     }
     n_int = min(len(f.samples) for f in flows) - 1
     intervals = []
@@ -166,9 +171,7 @@ def server_json(conn: Conn, flows, server_name: str) -> dict:
         "tcp_mss_default": 1460,
         "fq_rate": 0,
         "target_bitrate": 0,
-        "test_start": {"protocol": "TCP", "num_streams": len(flows), "blksize": BLKSIZE, "omit": 0,
-                       "duration": conn.duration_s, "bytes": 0, "blocks": 0, "reverse": 0, "tos": 0,
-                       "target_bitrate": 0, "bidir": 0, "fqrate": 0, "interval": 1},
+        "test_start": _test_start(conn, len(flows)),
     }
     n_int = min(len(f.samples) for f in flows) - 1
     intervals = []
