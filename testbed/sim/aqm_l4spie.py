@@ -33,7 +33,7 @@ from l4stb.sim.aqm_pie import (
     Rand31,
     apply_policy,
 )
-from l4stb.sim.packet import CE, ECN, ECT1, LEN, NOT_ECT, T_ENQ
+from l4stb.sim.packet import CE, ECN, ECT1, LEN, NOT_ECT
 from l4stb.sim.policy import PolicyGate
 
 QUANTUM = 1514
@@ -125,12 +125,7 @@ class L4sPie:
             pkt[ECN] = CE
             st.marks += 1
             self.marks[qt] += 1
-        pkt[T_ENQ] = now_us - now_us % prm.tick_us
-        st.q.append(pkt)
-        st.length += 1
-        st.len_bytes += pkt[LEN]
-        st.tot_pkts += 1
-        st.tot_bytes += pkt[LEN]
+        st.admit(pkt, now_us - now_us % prm.tick_us)
         return True
 
     def dequeue(self, now_us: int):
@@ -153,10 +148,6 @@ class L4sPie:
                 continue
             break
         self.cur = cur
-        pkt = st.q.popleft()
+        pkt = st.depart(now_us, self.prm.tick_us)
         deficit[cur] -= pkt[LEN]
-        st.length -= 1
-        st.len_bytes -= pkt[LEN]
-        tick = self.prm.tick_us
-        st.current_qdelay = (now_us - now_us % tick) - pkt[T_ENQ]
         return pkt

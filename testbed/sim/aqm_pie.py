@@ -157,6 +157,23 @@ class PieState:
                 self.qdelay_old < (prm.qdelay_ref >> 1):
             self.burst_allowance = prm.max_burst
 
+    def admit(self, pkt: list, t_enq_us: int) -> None:
+        """Queue ``pkt`` with its (tick-quantised) enqueue time and update the stats the log carries."""
+        pkt[T_ENQ] = t_enq_us
+        self.q.append(pkt)
+        self.length += 1
+        self.len_bytes += pkt[LEN]
+        self.tot_pkts += 1
+        self.tot_bytes += pkt[LEN]
+
+    def depart(self, now_us: int, tick_us: int) -> list:
+        """Take the head packet; its sojourn, in whole ticks like AQM_UNOW, becomes ``current_qdelay``."""
+        pkt = self.q.popleft()
+        self.length -= 1
+        self.len_bytes -= pkt[LEN]
+        self.current_qdelay = (now_us - now_us % tick_us) - pkt[T_ENQ]
+        return pkt
+
     def log_fields(self, queue_type: int, prm: PieParams, pkt: list, action: int, now_us: int) -> tuple:
         return (queue_type, prm.qdelay_ref, prm.tupdate, prm.max_burst, prm.max_ecnth, prm.alpha, prm.beta,
                 prm.flags, self.burst_allowance, self.drop_prob, self.current_qdelay, self.qdelay_old,
@@ -247,21 +264,11 @@ class Pie:
             pkt[ECN] = CE
             st.marks += 1
             self.marks[0] += 1
-        pkt[T_ENQ] = unow
-        st.q.append(pkt)
-        st.length += 1
-        st.len_bytes += pkt[LEN]
-        st.tot_pkts += 1
-        st.tot_bytes += pkt[LEN]
+        st.admit(pkt, unow)
         return True
 
     def dequeue(self, now_us: int):
         st = self.st
         if not st.q:
             return None
-        pkt = st.q.popleft()
-        st.length -= 1
-        st.len_bytes -= pkt[LEN]
-        tick = self.prm.tick_us
-        st.current_qdelay = (now_us - now_us % tick) - pkt[T_ENQ]
-        return pkt
+        return st.depart(now_us, self.prm.tick_us)
