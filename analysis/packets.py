@@ -45,7 +45,7 @@ from l4stb.analysis.logparse import (
 from l4stb.analysis.rawfiles import inventory
 from l4stb.console import console
 from l4stb.errors import L4stbError
-from l4stb.logformat import FIELD_NAMES, L4STB_PREFIX, PROB_SCALE
+from l4stb.logformat import FIELD_NAMES, L4STB_PREFIX, PROB_SCALE, PROBABILITY_FIELDS
 from l4stb.manifest import load_manifest, update_manifest
 from l4stb.workspace import Workspace, atomic_path, atomic_write_json, read_json, utc_iso
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
@@ -55,7 +55,6 @@ log = logging.getLogger(__name__)
 PARSER_VERSION = 1
 """Bump when the packets/flows schema or the parser's output changes: older parses are redone."""
 
-PROBABILITY_FIELDS = ("drop_probability", "accumulated_probability")
 QUEUE_NAMES = ("C", "L")
 ROW_GROUP_ROWS = 1 << 19
 

@@ -15,9 +15,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from l4stb.errors import L4stbError
-from l4stb.logformat import FIELD_INDEX, PROB_SCALE
-
-PROBABILITY_FIELDS = ("drop_probability", "accumulated_probability")
+from l4stb.logformat import FIELD_INDEX, PROB_SCALE, PROBABILITY_FIELDS
 
 
 def feature_extractor(feature_names: Sequence[str]) -> Callable[[Sequence[int]], np.ndarray]:

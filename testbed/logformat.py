@@ -67,6 +67,8 @@ FIELDS: tuple[LogField, ...] = (
 """The 24 fields of the paper's line, in order."""
 
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in FIELDS)
+PROBABILITY_FIELDS: tuple[str, ...] = ("drop_probability", "accumulated_probability")
+"""The per-packet probabilities, unscaled from 2^31-1 wherever a log record becomes Python values."""
 OLD_FIELD_NAMES: tuple[str, ...] = tuple(n for n in FIELD_NAMES if n != "packet_length")
 EXTRA_FIELD_NAMES: tuple[str, ...] = ("timestamp_us", "flow_id")
 L4STB_FIELD_NAMES: tuple[str, ...] = FIELD_NAMES + EXTRA_FIELD_NAMES
