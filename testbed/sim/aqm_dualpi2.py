@@ -53,7 +53,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from l4stb.logformat import ACTION_DROP, ACTION_FORWARD, ACTION_MARK
+from l4stb.logformat import ACTION_DROP, ACTION_FORWARD, ACTION_MARK, PROB_SCALE
 from l4stb.sim.packet import CE, ECN, FLOW, LEN, NOT_ECT, T_ENQ
 from l4stb.sim.policy import POLICY_DROP, POLICY_MARK, PolicyGate
 from l4stb.sim.prng import seed_state
@@ -64,8 +64,8 @@ GAIN_SHIFT = 16
 """Fractional bits of alpha_q/beta_q."""
 K_SHIFT = 8
 """The coupling factor is stored in 1/256 units (k = 2 -> 512)."""
-LOG_PROB_SCALE = (1 << 31) - 1
-"""The log line carries probabilities scaled by 2^31-1: ``(p * LOG_PROB_SCALE) >> 32``."""
+LOG_PROB_SCALE = PROB_SCALE
+"""The log line carries probabilities scaled by 2^31-1 (logformat's scale): ``(p * LOG_PROB_SCALE) >> 32``."""
 
 SCHED_WRR, SCHED_TSFIFO = 0, 1
 Q_C, Q_L = 0, 1
