@@ -413,17 +413,22 @@ class SeriesData:
     flows: Any = None  # pandas.DataFrame, flows.parquet schema (None: no iperf3 data)
 
 
+def series_metrics(series: Mapping[str, SeriesData], rate_bps: float) -> dict[str, M.RunMetrics]:
+    """Run metrics of every series (pass them to :func:`comparison_section` when the caller needs them too)."""
+    return {label: M.run_metrics(s.packets, s.flows if s.flows is not None else M.empty_flows(), rate_bps)
+            for label, s in series.items()}
+
+
 def comparison_section(title: str, series: Mapping[str, SeriesData], fig_dir: Path, *, rate_bps: float,
                        intro: str = "", scalable_ccs: Sequence[str] = SCALABLE_CCS,
-                       name: str = "compare") -> ReportSection:
+                       name: str = "compare", metrics: Mapping[str, M.RunMetrics] | None = None) -> ReportSection:
     """A section comparing several series on the same figures: delay ECDF and box, action mix, throughput box,
     utilisation and throughput vs p95 delay, plus a table of headline numbers per series.
 
     Used by the closed-loop comparison (learned policy vs DualPI2 on the same seeds) and by baselines.
     Figures are written to ``fig_dir/<name>_*.{png,svg}``.
     """
-    metrics = {label: M.run_metrics(s.packets, s.flows if s.flows is not None else M.empty_flows(), rate_bps)
-               for label, s in series.items()}
+    metrics = dict(metrics) if metrics is not None else series_metrics(series, rate_bps)
     delays = {label: M.DelaySamples.from_packets(s.packets) for label, s in series.items()}
     fig_dir = Path(fig_dir)
     figures = [
@@ -625,4 +630,4 @@ def _markdown_report(title: str, rendered: Sequence[_Rendered]) -> str:
 
 
 __all__ = ["ReportSection", "ReportTable", "SeriesData", "comparison_section", "network_sections", "parse_section",
-           "provenance_section", "render_model_report", "render_report"]
+           "provenance_section", "render_model_report", "render_report", "series_metrics"]

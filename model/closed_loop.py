@@ -22,7 +22,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from l4stb.analysis import metrics as M
 from l4stb.analysis.packets import ensure_parsed, read_flows, read_packets
 from l4stb.analysis.pool import PoolSplits
-from l4stb.analysis.report import ReportSection, ReportTable, SeriesData, comparison_section
+from l4stb.analysis.report import ReportSection, ReportTable, SeriesData, comparison_section, series_metrics
 from l4stb.config import Scenario, Topology
 from l4stb.manifest import Manifest, RepeatRecord, collect_versions, load_manifest, save_manifest
 from l4stb.model.closed_loop_policy import TimedPolicy, feature_extractor
@@ -152,8 +152,7 @@ def _describe(rows: list[dict]) -> str:
     return "\n\n".join(out)
 
 
-def _row(label: str, data: SeriesData, rate_bps: float, repeats: list[int], result: SeriesResult | None) -> dict:
-    m = M.run_metrics(data.packets, data.flows, rate_bps)
+def _row(label: str, m: M.RunMetrics, repeats: list[int], result: SeriesResult | None) -> dict:
     c, l_ = m.queues.get("C"), m.queues.get("L")
     total = sum(q.packets for q in m.queues.values()) or 1
     drops = sum(q.drops for q in m.queues.values())
@@ -179,7 +178,7 @@ def run_closed_loop(ws: Workspace, run_id: str, splits: PoolSplits, report, job,
     scenario = Scenario.model_validate(source.scenario)
     rate = scenario.bottleneck.rate
     series = {"DualPI2": _series_data(ws, run_id, repeats)}
-    rows = [_row("DualPI2", series["DualPI2"], rate, repeats, None)]
+    results: dict[str, SeriesResult] = {}
     console.print(f"closed loop on repeats {repeats} of {run_id}: L4S-LLM every {', '.join(map(str, every))} packets, "
                   "and the learned baselines, against DualPI2 on the same seeds")
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[what]}"),
@@ -189,12 +188,13 @@ def run_closed_loop(ws: Workspace, run_id: str, splits: PoolSplits, report, job,
                                                              "checkpoint": str(report.checkpoint_dir)})
             wall = _simulate_series(ws, cl_run, policy, progress)
             result = SeriesResult(label, cl_run, policy.every, policy.latency_ms(), len(policy.latencies_s), wall)
-            data = _series_data(ws, cl_run)
-            series[label] = data
-            rows.append(_row(label, data, rate, repeats, result))
+            series[label] = _series_data(ws, cl_run)
+            results[label] = result
+    metrics = series_metrics(series, rate)
+    rows = [_row(label, m, repeats, results.get(label)) for label, m in metrics.items()]
     fig_dir = ws.report_dir(run_id) / "figures" / "closed_loop"
     section = comparison_section("Closed loop: learned policy vs DualPI2", series, fig_dir, rate_bps=rate,
-                                 intro=_describe(rows), name="closed_loop")
+                                 intro=_describe(rows), name="closed_loop", metrics=metrics)
     table = ReportTable(
         ["series", "C p95 (ms)", "L p95 (ms)", "utilisation", "drops", "policy decisions", "latency p50 (ms)",
          "latency p99 (ms)", "run"],
