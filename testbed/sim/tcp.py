@@ -29,7 +29,7 @@ Common to every sender
 Congestion controls
   * **NewReno** (RFC 5681/6582): +1 segment per RTT, halve on loss or CE.
   * **Cubic** (RFC 9438): C = 0.4, beta = 0.7, fast convergence, the Reno-friendly estimate W_est
-    (alpha = 3(1-beta)/(1+beta), 1 once W_est >= W_max), target W_cubic(t + RTT) clamped to [cwnd, 1.5 cwnd].
+    (alpha = 3(1-beta)/(1+beta), 1 once W_est reaches cwnd_prior, the window before the last reduction), target W_cubic(t + RTT) clamped to [cwnd, 1.5 cwnd].
   * **DCTCP** (RFC 8257): alpha EWMA with g = 1/16 updated once per window of data (alpha starts at 1),
     cwnd *= (1 - alpha/2) at most once per window on CE, slow start ends at the first CE, halve on loss.
   * **Prague** (draft-briscoe-iccrg-prague-congestion-control, as the Linux module does it): ECT(1);
@@ -86,7 +86,7 @@ class TcpFlow:
         "rtx_next", "rtx_out", "srtt", "rttvar", "rto", "backoff", "rto_at", "timer_at", "ecn_recover",
         "retrans", "ce_acked", "marked_rtts", "rtt_min", "rtt_max", "rtt_sum", "rtt_n", "max_cwnd",
         # cubic
-        "w_max", "k", "epoch", "w_est", "cwnd_epoch",
+        "w_max", "k", "epoch", "w_est", "cwnd_prior",
         # dctcp / prague
         "alpha", "win_end", "win_acked", "win_ce", "saw_ce", "cwnd_cnt", "round", "next_seq",
         "alpha_stamp", "cwr_stamp", "in_cwr", "cwr_end", "delivered", "delivered_ce", "old_del", "old_ce",
@@ -139,7 +139,7 @@ class TcpFlow:
         self.k = 0.0
         self.epoch = -1
         self.w_est = 0.0
-        self.cwnd_epoch = 0.0
+        self.cwnd_prior = 0.0
         self.alpha = 1.0
         self.win_end = 0
         self.win_acked = 0
@@ -294,6 +294,7 @@ class TcpFlow:
                 self.w_max = cwnd * (1 + CUBIC_BETA) / 2
             else:
                 self.w_max = cwnd
+            self.cwnd_prior = cwnd
             new = cwnd * CUBIC_BETA
             self.epoch = -1
         else:
@@ -408,7 +409,6 @@ class TcpFlow:
     def _cubic(self, now: int, acked: int, cwnd: float) -> float:
         if self.epoch < 0:
             self.epoch = now
-            self.cwnd_epoch = cwnd
             self.w_est = cwnd
             if self.w_max <= cwnd:
                 self.w_max = cwnd
@@ -417,7 +417,7 @@ class TcpFlow:
                 self.k = math.cbrt((self.w_max - cwnd) / CUBIC_C)
         t = (now - self.epoch) * 1e-9
         rtt = self.srtt * 1e-9
-        alpha = CUBIC_ALPHA if self.w_est < self.w_max else 1.0
+        alpha = CUBIC_ALPHA if self.w_est < self.cwnd_prior else 1.0
         self.w_est += alpha * acked / cwnd
         d = t - self.k
         w_t = CUBIC_C * d * d * d + self.w_max
