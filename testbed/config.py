@@ -146,11 +146,31 @@ class Topology(Strict):
 
 
 class Bottleneck(Strict):
+    """The router's dummynet pipe, and which packets the ipfw rule sends through it.
+
+    ``match: egress`` (default) is ``ip from <client nets> to <server net> out``: client data crosses the
+    pipe once, on its way out to the server, and ACKs bypass it (the clean dumbbell). ``match: any`` is the
+    original testbed's ``ip from any to any``: ipfw runs on a forwarded packet's input *and* output pass,
+    so every packet, ACKs included, crosses the pipe twice (twice the delay each way, every byte twice
+    on the wire) -- the regime of ../shared/realdata.
+
+    ``serve_on_ticks`` (simulator): serve the pipe on the router's kernel ticks (``aqm.kern_hz``) in
+    per-tick batches, as dummynet's callout does. Off by default: at hz=1000 and 8 Mbit/s a tick holds
+    under one packet; at hz=100 the 10 ms batches shape the whole regime.
+    """
+
     rate: Rate = Field(parse_rate_bps("8Mbit"))
     delay: Duration = 10_000
     limit_packets: int = Field(1000, ge=2, le=100_000)
     limit_bytes: Size = Field(1_500_000, ge=3000, le=10**9)
     mtu: int = Field(1500, ge=576, le=9000)
+    match: Literal["egress", "any"] = "egress"
+    serve_on_ticks: bool = False
+
+    @property
+    def pipe_passes(self) -> int:
+        """How many times a packet crosses the pipe on its way through the router."""
+        return 2 if self.match == "any" else 1
 
     @field_validator("rate")
     @classmethod

@@ -315,3 +315,14 @@ def test_hostile_values_are_rejected_or_only_ever_quoted(value: str, where: str,
         return  # nothing in it that a shell would interpret
     at = _unquoted_occurrence(text, value)
     assert at is None, f"{value!r} ({where}) appears unquoted: ...{text[max(0, at - 80):at + 80]!r}..."
+
+
+def test_match_any_renders_the_original_rule_on_the_testbed_networks_only():
+    """match: any is the original `ip from any to any` (both directions, both passes), restricted to the
+    testbed's networks so the management NAT interface stays out of the pipe; the default is one pass out."""
+    topo = load_topology("dumbbell-4")
+    nets = "10.0.1.0/24,10.0.2.0/24,10.0.3.0/24"
+    text = plans.plan_of("x", plans.run_phases(load_scenario("paper-l4s-pie-10mbps-20ms"), topo, "p-1", 1)).render()
+    assert f"ipfw add 1000 queue 1 ip from {nets} to {nets}\n" in text
+    text = plans.plan_of("x", plans.run_phases(load_scenario("dctcp-8mbps"), topo, "p-1", 1)).render()
+    assert "ipfw add 1000 queue 1 ip from 10.0.1.0/24,10.0.2.0/24 to 10.0.3.0/24 out\n" in text

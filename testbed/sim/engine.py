@@ -12,6 +12,11 @@ Event sources, merged by time in one loop (integer nanoseconds):
   latencies, so ACKs are kept in one deque per distinct latency);
 * the **AQM's periodic update** (``aqm.next_update_us``).
 
+With ``pipe_passes == 2`` (``bottleneck.match: any``, the original testbed's ipfw rule) the route
+changes: a packet leaving the pipe the first time re-enters the AQM (a heap arrival at that instant),
+and ACKs are packets too -- the receiver's ACK reaches the router after the server-side latency,
+crosses the pipe twice like data, and is handed to the sender after the client-side latency.
+
 Ties are broken in a fixed order (update, link, server, ACKs, heap; heap entries by insertion
 count), so a run is a deterministic function of the scenario and the seed.
 """
@@ -22,7 +27,11 @@ import itertools
 from collections import deque
 from heapq import heappop, heappush
 
-from l4stb.sim.tcp import EV_ARRIVE, EV_DELACK, EV_RTO, EV_SAMPLE, EV_START
+from l4stb.sim.packet import ACK_INFO, NOT_ECT, PASSES, SEQ
+from l4stb.sim.tcp import ACK_BYTES, EV_ARRIVE, EV_DELACK, EV_RTO, EV_SAMPLE, EV_START
+
+SACK_BLOCK_BYTES = 12
+"""An ACK carrying one SACK block is 12 bytes longer (two NOPs, kind, length, 8 bytes of edges)."""
 
 INF = 1 << 62
 
@@ -41,16 +50,30 @@ class AckQueue:
 class Engine:
     """Holds the event sources and runs them; flows and the AQM are plugged in by the runner."""
 
-    def __init__(self, aqm, bottleneck, flows, ack_delay_ns: list[int]):
+    def __init__(self, aqm, bottleneck, flows, ack_delay_ns: list[int], *, pipe_passes: int = 1,
+                 ack_exit_ns: list[int] | None = None, tick_ns: int = 0):
+        """``ack_delay_ns[fid]``: when ACKs bypass the pipe, server -> client latency; with
+        ``pipe_passes == 2``, server -> router latency, and ``ack_exit_ns[fid]`` is router -> client.
+        ``tick_ns`` > 0 serves the pipe on kernel ticks, as dummynet's callout does (see ``_serve_tick``)."""
+        self.tick_ns = tick_ns
+        self._ideal = 0
         self.heap: list = []
         self.counter = itertools.count()
         self.aqm = aqm
         self.bottleneck = bottleneck
         self.flows = flows
         self.ack_delay_ns = ack_delay_ns
-        self._ackq = AckQueue(ack_delay_ns)
-        # single latency (the usual case): flows append straight to this deque
-        self.acks = _AckSink(self._ackq, ack_delay_ns)
+        self.pipe_passes = pipe_passes
+        if pipe_passes == 1:
+            self._ackq = AckQueue(ack_delay_ns)
+            # single latency (the usual case): flows append straight to this deque
+            self.acks = _AckSink(self._ackq, ack_delay_ns)
+        elif pipe_passes == 2 and ack_exit_ns is not None:
+            self._ackq = AckQueue(ack_exit_ns)
+            self.ack_exit_ns = ack_exit_ns
+            self.acks = _PipeAckSink(self.heap, self.counter)
+        else:
+            raise ValueError(f"pipe_passes={pipe_passes}: use 1, or 2 with ack_exit_ns")
         self.srv: deque = deque()
         self.events = 0
         self.packets_sent = 0
@@ -81,6 +104,8 @@ class Engine:
         single = len(ackqs) == 1
         soj = self.sojourns
         acks0 = ackqs[0]
+        two_pass = self.pipe_passes == 2
+        tick = self.tick_ns
         while True:
             # ---- pick the earliest source
             t = heap[0][0] if heap else INF
@@ -119,7 +144,11 @@ class Engine:
             elif src == 0:
                 _, _, kind, obj = heappop(heap)
                 if kind == EV_ARRIVE:
-                    if enqueue(obj, t // 1000) and link_next == INF:
+                    if tick:
+                        if enqueue(obj, t // 1000) and link_next == INF:
+                            self._ideal = t
+                            link_next = t - t % tick + tick
+                    elif enqueue(obj, t // 1000) and link_next == INF:
                         pkt = dequeue(t // 1000)
                         if pkt is not None:
                             length = pkt[1]
@@ -141,7 +170,12 @@ class Engine:
                     obj.start(t)
             elif src == 2:
                 _, pkt = srv.popleft()
-                self.flows[pkt[3]].on_data(t, pkt)
+                if two_pass:
+                    self._leave_pipe(t, pkt)
+                else:
+                    self.flows[pkt[3]].on_data(t, pkt)
+            elif tick and src == 1:
+                link_next = self._serve_tick(t)
             elif src == 1:
                 pkt = dequeue(t // 1000)
                 if pkt is not None:
@@ -159,7 +193,10 @@ class Engine:
             else:
                 aqm.update(t // 1000)
                 pi_next = aqm.next_update_us * 1000
-                if link_next == INF and aqm.backlog():
+                if tick and link_next == INF and aqm.backlog():
+                    self._ideal = t
+                    link_next = t - t % tick + tick
+                elif link_next == INF and aqm.backlog():
                     pkt = dequeue(t // 1000)
                     if pkt is not None:
                         length = pkt[1]
@@ -175,6 +212,72 @@ class Engine:
         self.packets_sent += sent
         self.bytes_sent += sent_bytes
         self.busy_ns += busy
+
+
+    def _serve_tick(self, t: int) -> int:
+        """One dummynet tick (``t`` is on a tick boundary): dequeue every packet the pipe's rate allows.
+
+        dummynet (io_fast=0) moves packets only from its kern.hz callout: a tick sends the packets
+        whose transmission would have started by now at the pipe's rate (``_ideal`` is when the
+        previous ones would have finished), all at once, into the delay line, which releases them on a
+        tick as well. The long-run rate is the pipe's; the timing is batched per tick (10 ms at
+        hz=100: about 8 full packets at 10 Mbit/s). Returns the next tick to serve, or INF when idle.
+        """
+        tick = self.tick_ns
+        dequeue = self.aqm.dequeue
+        srv = self.srv
+        rate = self.bottleneck.rate_bps
+        out = t + self.bottleneck.delay_ns
+        if out % tick:
+            out += tick - out % tick
+        ideal = self._ideal
+        soj = self.sojourns
+        while ideal <= t:
+            pkt = dequeue(t // 1000)
+            if pkt is None:
+                return INF
+            ser = (pkt[1] * 8_000_000_000) // rate
+            ideal += ser
+            self.busy_ns += ser
+            self.packets_sent += 1
+            self.bytes_sent += pkt[1]
+            if soj is not None:
+                soj.append(t // 1000 - pkt[0])
+            srv.append((out, pkt))
+        self._ideal = ideal
+        if not self.aqm.backlog():
+            return INF
+        return ideal - ideal % tick + tick
+
+    def _leave_pipe(self, t: int, pkt: list) -> None:
+        """With two passes: send a packet back into the AQM after its first pass, else on to its host."""
+        if len(pkt) == 6:  # a data packet after its first pass
+            pkt.append(1)
+        else:
+            pkt[PASSES] += 1
+        if pkt[PASSES] < 2:
+            heappush(self.heap, (t, next(self.counter), EV_ARRIVE, pkt))
+        elif pkt[SEQ] >= 0:
+            self.flows[pkt[3]].on_data(t, pkt)
+        else:
+            flow, cum, sack, ce, ts = pkt[ACK_INFO]
+            lat = self.ack_exit_ns[flow.fid]
+            self._ackq.by_latency[lat].append((t + lat, flow, cum, sack, ce, ts))
+
+
+class _PipeAckSink:
+    """What flows call ``append`` on when ACKs cross the pipe: the ACK becomes a packet arriving at the router."""
+
+    __slots__ = ("append",)
+
+    def __init__(self, heap: list, counter):
+        def append(item, _heap=heap, _counter=counter):
+            t, flow, cum, sack, ce, ts = item
+            length = ACK_BYTES + (SACK_BLOCK_BYTES if sack >= 0 else 0)
+            pkt = [0, length, NOT_ECT, flow.fid, -1, 0, 0, (flow, cum, sack, ce, ts)]
+            heappush(_heap, (t, next(_counter), EV_ARRIVE, pkt))
+
+        self.append = append
 
 
 class _AckSink:

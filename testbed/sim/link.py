@@ -8,11 +8,14 @@
   scheduler. dummynet puts the delay line *after* the bandwidth-limited queue: the AQM dequeues a
   packet when the pipe can transmit it, the packet occupies the pipe for ``len * 8 / R``, then sits in
   the delay line for ``D`` before it leaves the router. So the AQM sees only queueing, never the
-  propagation delay, and base RTT = D + access/return latencies + one serialisation. Unlike dummynet,
-  transmissions are not batched on kern.hz ticks (dummynet serves the pipe from its tick callout:
-  at hz=1000 and 8 Mbit/s that is <= 1 packet per tick, a sub-millisecond jitter we leave out).
-* **Return path** (server -> router -> client, ACKs only): uncongested, a constant latency of the
-  two links' serialisation of a 52-byte ACK plus their propagation delays.
+  propagation delay, and base RTT = D + access/return latencies + one serialisation. By default
+  transmissions are continuous; ``bottleneck.serve_on_ticks`` batches them on kern.hz ticks the way
+  dummynet's callout does (``Engine._serve_tick``): at hz=1000 and 8 Mbit/s that is under one packet
+  per tick, at hz=100 and 10 Mbit/s about 8 packets every 10 ms.
+* **Return path** (server -> router -> client, ACKs only): with ``bottleneck.match: egress`` (the
+  default) uncongested, a constant latency of the two links' serialisation of a 52-byte ACK plus their
+  propagation delays; with ``match: any`` (the original testbed's ipfw rule) ACKs cross the pipe too,
+  and every packet crosses it twice (see :mod:`l4stb.sim.engine`).
 """
 
 from __future__ import annotations

@@ -11,12 +11,17 @@ slot  name        meaning
 3     FLOW        flow id (index of the sender in the repeat)
 4     SEQ         segment number within the flow (TCP) or packet number (UDP)
 5     TX          time the sender released it, integer nanoseconds (echoed for RTT)
+6     PASSES      pipe passes done so far (only with ``bottleneck.match: any``, appended after the first)
+7     ACK_INFO    an ACK's ``(flow, cum, sack, ce, ts_echo)`` (ACK packets only; their SEQ is -1)
 ====  ==========  ============================================================
+
+Data packets have six slots on the default route; with ``match: any`` the engine appends PASSES when
+a packet leaves the pipe the first time, and ACKs travel as packets of eight slots.
 """
 
 from __future__ import annotations
 
-T_ENQ, LEN, ECN, FLOW, SEQ, TX = range(6)
+T_ENQ, LEN, ECN, FLOW, SEQ, TX, PASSES, ACK_INFO = range(8)
 
 NOT_ECT, ECT1, ECT0, CE = 0, 1, 2, 3
 """ECN field values as in the IP header (RFC 3168): 0b00, 0b01, 0b10, 0b11."""

@@ -151,16 +151,22 @@ def simulate_repeat(job: SimJob, progress: Callable[[float], None] | None = None
     bn = topo.bottleneck
     bottleneck = Bottleneck(sc.bottleneck.rate, sc.bottleneck.delay * 1000)
     specs = streams_of(sc)
+    passes = sc.bottleneck.pipe_passes
     access = {}
-    ack_delay = []
+    ack_delay = []  # server -> client, or with two passes server -> router
+    ack_exit = []  # router -> client (two passes only)
     for sp in specs:
         if sp.host not in access:
             link = _access_link(topo, sp.host)
             access[sp.host] = AccessLink(sp.host, link.rate, link.delay)
         link = _access_link(topo, sp.host)
-        ack_delay.append(return_latency_ns([(bn.rate, bn.delay), (link.rate, link.delay)]))
+        server_side = return_latency_ns([(bn.rate, bn.delay)])
+        client_side = return_latency_ns([(link.rate, link.delay)])
+        ack_delay.append(server_side if passes == 2 else server_side + client_side)
+        ack_exit.append(client_side)
     flows: list = []
-    engine = Engine(aqm, bottleneck, flows, ack_delay)
+    tick_ns = 1_000_000_000 // sc.aqm.kern_hz if sc.bottleneck.serve_on_ticks else 0
+    engine = Engine(aqm, bottleneck, flows, ack_delay, pipe_passes=passes, ack_exit_ns=ack_exit, tick_ns=tick_ns)
     if collect_sojourn:
         engine.sojourns = []
     duration_ns = sc.duration * 1000
@@ -168,8 +174,11 @@ def simulate_repeat(job: SimJob, progress: Callable[[float], None] | None = None
     for sp in specs:
         acc = access[sp.host]
         group = sc.flows[sp.group]
-        # three-way handshake: one base RTT before data flows
-        rtt0 = acc.ser_ns + acc.prop_ns + ser_ns(60, sc.bottleneck.rate) + bottleneck.delay_ns + ack_delay[sp.fid]
+        # three-way handshake: one base RTT before data flows (SYN and SYN-ACK cross the pipe like data and ACKs)
+        pipe_ns = ser_ns(60, sc.bottleneck.rate) + bottleneck.delay_ns
+        rtt0 = acc.ser_ns + acc.prop_ns + passes * pipe_ns + ack_delay[sp.fid]
+        if passes == 2:
+            rtt0 += passes * pipe_ns + ack_exit[sp.fid]
         start = group.start * 1000 + rtt0 + rng.randrange(START_JITTER_NS)
         end = start + duration_ns
         if sp.cc == "prague" and prague_transport == "udp":
