@@ -232,7 +232,10 @@ def simulate_repeat(job: SimJob, progress: Callable[[float], None] | None = None
         secs = max(1e-9, (f.end_ns - f.start_ns) / 1e9)
         per_flow.append({"flow_id": sp.fid, "host": sp.host, "cc": sp.cc, "port": sp.port,
                          "throughput_mbps": round(f.rcv_nxt * MSS * 8 / secs / 1e6, 4),
-                         "retransmits": f.retrans})
+                         "retransmits": f.retrans,
+                         "mean_rtt_ms": round(f.rtt_sum / f.rtt_n / 1e6, 3) if f.rtt_n else None,
+                         "ce_marks": f.ce_acked,
+                         "ecn_reductions": getattr(f, "marked_rtts", None)})
     drops = aqm.drops
     marks = aqm.marks
     stats = {

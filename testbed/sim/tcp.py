@@ -5,8 +5,11 @@ One :class:`TcpFlow` is one iperf3 stream: a bulk sender on a client and its rec
 Common to every sender
   * Segments of ``MSS = 1448`` payload bytes in 1500-byte IP packets (timestamps on); sequence numbers
     count segments. Initial window 10 segments (RFC 6928, FreeBSD's default), initial RTO 1 s.
+  * **Full segments only**: at most ``floor(cwnd)`` segments in flight. cwnd is kept as a real number (as
+    FreeBSD keeps it in bytes), but a bulk sender only sends whole MSS-sized segments (Nagle).
   * **Slow start** with appropriate byte counting, at most 2 segments per ACK (FreeBSD abc_l_var=2),
-    until ssthresh or the first congestion signal.
+    while ``cwnd <= ssthresh`` -- FreeBSD's test, so an ACK that finds cwnd just set to ssthresh by a
+    reduction takes a slow-start step too.
   * **Loss recovery**: SACK-based (FreeBSD enables SACK by default), FACK-style because the path never
     reorders: entering recovery when the highest SACKed segment is more than 3 above the cumulative ACK
     (the DupThresh of RFC 5681), then every hole below it is retransmitted once while
@@ -17,7 +20,8 @@ Common to every sender
     at least 30 ms (``rexmit_min``), doubled per consecutive timeout up to 64x; on expiry cwnd = 1,
     go-back-N from snd_una, scoreboard cleared.
   * **ECN**: classic RFC 3168 for Cubic/NewReno when the scenario enables ECN (ECT(0); one cwnd
-    reduction per window on echoed CE, like a loss but without retransmission); DCTCP and Prague send
+    reduction per window on echoed CE, like a loss but without retransmission, and no growth until that
+    window is acked: FreeBSD's congestion recovery); DCTCP and Prague send
     ECT(1) and get *accurate* CE counts (the receiver reports how many of the newly acked segments were
     CE-marked: DCTCP's receiver state machine / AccECN give the sender the same information).
   * **Receiver**: delayed ACKs (every 2nd in-order segment, or after 40 ms, FreeBSD delacktime); an
@@ -29,9 +33,13 @@ Common to every sender
 Congestion controls
   * **NewReno** (RFC 5681/6582): +1 segment per RTT, halve on loss or CE.
   * **Cubic** (RFC 9438): C = 0.4, beta = 0.7, fast convergence, the Reno-friendly estimate W_est
-    (alpha = 3(1-beta)/(1+beta), 1 once W_est reaches cwnd_prior, the window before the last reduction), target W_cubic(t + RTT) clamped to [cwnd, 1.5 cwnd].
-  * **DCTCP** (RFC 8257): alpha EWMA with g = 1/16 updated once per window of data (alpha starts at 1),
-    cwnd *= (1 - alpha/2) at most once per window on CE, slow start ends at the first CE, halve on loss.
+    (alpha = 3(1-beta)/(1+beta), 1 once W_est reaches cwnd_prior, the window before the last
+    reduction), target W_cubic(t + RTT) clamped to [cwnd, 1.5 cwnd]; an epoch's curves start from
+    ssthresh (FreeBSD's tf_cwnd: W_max * beta + alpha t / RTT), and cwnd never shrinks to follow them.
+  * **DCTCP** (RFC 8257, as FreeBSD's cc_dctcp): alpha EWMA with g = 1/16 updated once per window of
+    data (alpha starts at 1), cwnd = ssthresh = cwnd (1 - alpha/2) at most once per window on CE, and
+    growth on every ACK, the reducing one included (cc_dctcp leaves congestion recovery to grow, and
+    that ACK finds cwnd == ssthresh: a slow-start step); slow start ends at the first CE; halve on loss.
   * **Prague** (draft-briscoe-iccrg-prague-congestion-control, as the Linux module does it): ECT(1);
     DCTCP-like alpha (g = 1/16, starting at 1, not updated before the first CE); the window change is
     accumulated in ``cwnd_cnt`` and applied one segment per ACK (CE reduction alpha/2 * cwnd at most
@@ -200,7 +208,7 @@ class TcpFlow:
         while True:
             if in_rec:
                 pipe = self.snd_nxt - self.fack + len(self.rtx_out)
-                if pipe >= cwnd:
+                if pipe >= int(cwnd):
                     break
                 seq = self.rtx_next
                 fack = self.fack
@@ -215,7 +223,7 @@ class TcpFlow:
                     seq = self.snd_nxt
                     self.snd_nxt = seq + 1
             else:
-                if self.snd_nxt - self.snd_una >= cwnd:
+                if self.snd_nxt - self.snd_una >= int(cwnd):
                     break
                 seq = self.snd_nxt
                 self.snd_nxt = seq + 1
@@ -390,13 +398,15 @@ class TcpFlow:
                         self.ecn_recover = self.snd_nxt
                         self.marked_rtts += 1
                         self._congestion(now, loss=False)
-                    else:
+                    elif cum >= self.ecn_recover:
+                        # FreeBSD: no growth in ECN congestion recovery (until the window sent at the
+                        # reduction is acked); the ACK that ends it finds cwnd == ssthresh: slow start
                         self._grow(now, acked)
         self.send(now)
 
     def _grow(self, now: int, acked: int) -> None:
         cwnd = self.cwnd
-        if cwnd < self.ssthresh:
+        if cwnd <= self.ssthresh:  # FreeBSD newreno/cubic: slow start while cwnd <= ssthresh
             cwnd += acked if acked < 2 else 2
         elif self.cc == CC_CUBIC:
             cwnd = self._cubic(now, acked, cwnd)
@@ -408,13 +418,16 @@ class TcpFlow:
 
     def _cubic(self, now: int, acked: int, cwnd: float) -> float:
         if self.epoch < 0:
+            # the epoch's curves start from ssthresh, the reduced window (FreeBSD: W_est = W_max * beta +
+            # alpha t / RTT, K from W_max alone), not from the slow-start step taken on top of it
             self.epoch = now
-            self.w_est = cwnd
-            if self.w_max <= cwnd:
-                self.w_max = cwnd
+            base = cwnd if cwnd < self.ssthresh else self.ssthresh
+            self.w_est = base
+            if self.w_max <= base:
+                self.w_max = base
                 self.k = 0.0
             else:
-                self.k = math.cbrt((self.w_max - cwnd) / CUBIC_C)
+                self.k = math.cbrt((self.w_max - base) / CUBIC_C)
         t = (now - self.epoch) * 1e-9
         rtt = self.srtt * 1e-9
         alpha = CUBIC_ALPHA if self.w_est < self.cwnd_prior else 1.0
@@ -422,7 +435,7 @@ class TcpFlow:
         d = t - self.k
         w_t = CUBIC_C * d * d * d + self.w_max
         if w_t < self.w_est:
-            return self.w_est
+            return self.w_est if self.w_est > cwnd else cwnd
         d = t + rtt - self.k
         target = CUBIC_C * d * d * d + self.w_max
         if target < cwnd:
@@ -447,8 +460,9 @@ class TcpFlow:
                 new = 2.0
             self.cwnd = new
             self.ssthresh = new
-        else:
-            self._grow(now, acked)
+        # FreeBSD cc_dctcp grows on every ACK, the reducing one included (cong_signal runs before
+        # ack_received, which leaves congestion recovery to grow); there cwnd == ssthresh: slow start
+        self._grow(now, acked)
 
     def _prague(self, now: int, acked: int, ce: int) -> None:
         self.delivered += acked
