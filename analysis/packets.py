@@ -1,4 +1,5 @@
-"""The parse step of a run: raw router logs and iperf3 JSON to data/packets.parquet, flows.parquet and parse.json.
+"""The parse step of a run: router logs, iperf3 JSON and udp_prague reports to data/packets.parquet, flows.parquet
+and parse.json.
 
 data/packets.parquet, one row per packet decision, in log order within each repeat:
 
@@ -33,6 +34,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from l4stb.analysis.flows import flows_table
+from l4stb.analysis.udp_prague import udp_prague_table
 from l4stb.analysis.logparse import (
     ALL_FIELDS,
     SHAPE_NAMES,
@@ -52,7 +54,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeE
 
 log = logging.getLogger(__name__)
 
-PARSER_VERSION = 1
+PARSER_VERSION = 2
 """Bump when the packets/flows schema or the parser's output changes: older parses are redone."""
 
 QUEUE_NAMES = ("C", "L")
@@ -228,6 +230,8 @@ def ensure_parsed(ws: Workspace, run_id: str, progress: Progress | None = None, 
                     writer.write_table(pa.Table.from_batches(pending), row_group_size=pending_rows)
         progress.update(task, what="iperf3 JSON")
         flows, iperf_stats = flows_table(inv.iperf3, rel=inv.rel)
+        prague_flows, prague_stats = udp_prague_table(inv.udp_prague, rel=inv.rel)
+        flows = pa.concat_tables([flows, prague_flows])
         with atomic_path(ws.flows_file(run_id)) as tmp_flows:
             pq.write_table(flows, tmp_flows, compression="zstd")
 
@@ -256,6 +260,7 @@ def ensure_parsed(ws: Workspace, run_id: str, progress: Progress | None = None, 
         "repeats": repeat_json,
         "files": file_json,
         "iperf3": iperf_stats.to_json(),
+        "udp_prague": prague_stats.to_json(),
         "ignored_files": [inv.rel(p) for p in inv.ignored],
         "fallback_blocks": fallbacks,
         "wall_s": wall,

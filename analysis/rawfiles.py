@@ -1,10 +1,11 @@
-"""Which fetched files of a run are router log sets (per repeat) and which are iperf3 JSON, read from runs/<id>/raw/."""
+"""Which fetched files of a run are router log sets (per repeat), iperf3 JSON or udp_prague reports, read from runs/<id>/raw/."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from l4stb.analysis.udp_prague import is_report as is_udp_prague_report
 from l4stb.config import Topology
 from l4stb.layout import parse_repeat_dirname
 from l4stb.manifest import Manifest
@@ -21,13 +22,14 @@ class RawInventory:
     router_host: str
     logs: dict[int, list[Path]] = field(default_factory=dict)  # repeat -> router log files (any order)
     iperf3: list[tuple[int, str, Path]] = field(default_factory=list)  # (repeat, host, path)
+    udp_prague: list[tuple[int, str, Path]] = field(default_factory=list)  # (repeat, host, path): Prague on FreeBSD
     ignored: list[Path] = field(default_factory=list)
 
     def rel(self, path: Path) -> str:
         return path.relative_to(self.run_dir).as_posix()
 
     def all_files(self) -> list[Path]:
-        files = [p for ps in self.logs.values() for p in ps] + [p for _, _, p in self.iperf3]
+        files = [p for ps in self.logs.values() for p in ps] + [p for _, _, p in self.iperf3 + self.udp_prague]
         return sorted(files)
 
 
@@ -54,7 +56,8 @@ def _repeat_of(rel_parts: tuple[str, ...]) -> int:
 
 
 def inventory(ws: Workspace, run_id: str, manifest: Manifest) -> RawInventory:
-    """Classify every file under runs/<id>/raw/<host>/: router non-JSON files are logs, *.json are iperf3."""
+    """Classify every file under runs/<id>/raw/<host>/: *.json are iperf3, *.udp_prague.txt udp_prague reports,
+    the router's other files logs."""
     run_dir = ws.run_dir(run_id)
     raw = ws.raw_dir(run_id)
     inv = RawInventory(run_dir, router_host_of(manifest))
@@ -69,6 +72,8 @@ def inventory(ws: Workspace, run_id: str, manifest: Manifest) -> RawInventory:
             repeat = _repeat_of(rel_parts)
             if path.name.endswith(".json"):
                 inv.iperf3.append((repeat, host, path))
+            elif is_udp_prague_report(path):
+                inv.udp_prague.append((repeat, host, path))
             elif host == inv.router_host:
                 inv.logs.setdefault(repeat, []).append(path)
             else:

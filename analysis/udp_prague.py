@@ -1,0 +1,102 @@
+"""udp_prague's text report to the same per-interval flow rows as iperf3 gives (data/flows.parquet).
+
+FreeBSD has no TCP Prague, so on the real testbed l4stb runs Prague flows with L4STeam/udp_prague and
+keeps its output as ``<host>-prague-g<G>-c<C>.udp_prague.txt``. The sender first prints
+
+    UDP Prague sender connecting to 10.0.3.13 on port 5103 with max packet size 1400 bytes.
+
+then, about once a second,
+
+    [SENDER]: 12.00 sec, Sent: 3.512 Mbps, Rcvd: 3.498 Mbps, RTT: 14.210 ms, Mark: 21.30%(63/296),
+    Lost: 0.00%(0/296), Pacing rate: 3.520 Mbps, InFlight/W: 5/5 packets, InBurst/B: 1/1 packets
+
+(one line in the file). Each ``[SENDER]`` line becomes one row of :data:`l4stb.analysis.flows.FLOW_SCHEMA`
+for the interval since the previous line: ``bytes``/``throughput_mbps`` from ``Rcvd`` (what the receiver
+acknowledged, comparable to a TCP interval's goodput), ``rtt_us`` from ``RTT``, ``snd_cwnd`` = window W x
+the packet size of the first line. UDP retransmits nothing, so ``retransmits`` is -1 (not reported). The
+receiver's report (``server-<port>.udp_prague.txt``) describes the same flow from the other end and is
+skipped, as iperf3 server files are.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pyarrow as pa
+
+from l4stb.analysis.flows import FLOW_SCHEMA, Iperf3Stats
+
+SUFFIX = ".udp_prague.txt"
+_NAME_RE = re.compile(r"^(?P<host>[a-z][a-z0-9-]*)-prague-g(?P<g>\d+)-c(?P<c>\d+)\.udp_prague\.txt$")
+_HEADER_RE = re.compile(r"UDP (?:RealTime )?Prague (?P<role>sender|receiver) .* max packet size (?P<size>\d+) bytes")
+_SENDER_RE = re.compile(
+    r"\[SENDER\]: (?P<t>[\d.]+) sec, Sent: (?P<sent>[\d.]+) Mbps, Rcvd: (?P<rcvd>[\d.]+) Mbps, "
+    r"RTT: (?P<rtt>[\d.]+) ms\b.*?InFlight/W: \d+/(?P<w>\d+) packets")
+
+
+def is_report(path: Path) -> bool:
+    return path.name.endswith(SUFFIX)
+
+
+def udp_prague_table(files: list[tuple[int, str, Path]], rel=str) -> tuple[pa.Table, Iperf3Stats]:
+    """Rows for every udp_prague sender report; ``files`` holds (repeat, host, path); ``rel`` names a file.
+
+    The stats reuse iperf3's shape: receiver reports count as server files, a file with neither a
+    header nor a ``[SENDER]`` line is an error naming the file.
+    """
+    cols: dict[str, list] = {f.name: [] for f in FLOW_SCHEMA}
+    stats = Iperf3Stats()
+    seq: dict[tuple[int, str], int] = {}
+    for repeat, host, path in sorted(files, key=lambda t: (t[0], t[1], t[2].name)):
+        stats.files += 1
+        try:
+            text = path.read_text(errors="replace")
+        except OSError as exc:
+            stats.errors.append({"file": rel(path), "error": str(exc)})
+            continue
+        header = _HEADER_RE.search(text)
+        if header and header.group("role") == "receiver":
+            stats.server_files += 1
+            continue
+        lines = [m for m in map(_SENDER_RE.search, text.splitlines()) if m]
+        if not lines:
+            reason = ("no '[SENDER]: ... sec' report lines: not a udp_prague sender report, or the sender "
+                      "ended before its first second")
+            stats.errors.append({"file": rel(path), "error": reason})
+            continue
+        stats.client_files += 1
+        packet_bytes = int(header.group("size")) if header else -1
+        m = _NAME_RE.match(path.name)
+        if m:
+            group, connection = int(m.group("g")), int(m.group("c"))
+        else:
+            seq[(repeat, host)] = seq.get((repeat, host), 0) + 1
+            group, connection = -1, seq[(repeat, host)]
+        start = 0.0
+        for line in lines:
+            end = float(line.group("t"))
+            if end <= start:
+                continue  # a repeated or out-of-order stamp: no interval to report
+            rcvd = float(line.group("rcvd"))
+            cols["repeat"].append(repeat)
+            cols["host"].append(host)
+            cols["cc"].append("prague")
+            cols["file"].append(path.name)
+            cols["group"].append(group)
+            cols["connection"].append(connection)
+            cols["stream"].append(0)
+            cols["start_s"].append(start)
+            cols["end_s"].append(end)
+            cols["bytes"].append(int(round(rcvd * 1e6 / 8 * (end - start))))
+            cols["throughput_mbps"].append(rcvd)
+            cols["retransmits"].append(-1)
+            cols["snd_cwnd"].append(int(line.group("w")) * packet_bytes if packet_bytes > 0 else -1)
+            cols["rtt_us"].append(int(round(float(line.group("rtt")) * 1000)))
+            cols["rttvar_us"].append(-1)
+            cols["omitted"].append(False)
+            cols["sender"].append(True)
+            start = end
+    table = pa.table({f.name: pa.array(cols[f.name], type=f.type) for f in FLOW_SCHEMA}, schema=FLOW_SCHEMA)
+    stats.rows = table.num_rows
+    return table, stats
