@@ -154,9 +154,10 @@ class Bottleneck(Strict):
     so every packet, ACKs included, crosses the pipe twice (twice the delay each way, every byte twice
     on the wire) -- the regime of ../shared/realdata.
 
-    ``serve_on_ticks`` (simulator): serve the pipe on the router's kernel ticks (``aqm.kern_hz``) in
-    per-tick batches, as dummynet's callout does. Off by default: at hz=1000 and 8 Mbit/s a tick holds
-    under one packet; at hz=100 the 10 ms batches shape the whole regime.
+    ``serve_on_ticks`` (simulator): serve the pipe as dummynet does, on the router's kernel ticks
+    (``aqm.kern_hz``): a packet reaching an idle pipe goes at once, the rest in per-tick batches as the
+    pipe's credit allows. Off by default: at hz=1000 and 8 Mbit/s a tick holds under one packet; at
+    hz=100 the 10 ms batches shape the whole regime.
     """
 
     rate: Rate = Field(parse_rate_bps("8Mbit"))

@@ -73,9 +73,11 @@ def test_original_rule_puts_acks_and_both_passes_through_the_pipe(tmp_path):
 
 
 def test_tick_service_sends_per_tick_batches_at_the_pipe_rate():
-    """dummynet serves the pipe from its tick callout: 20 packets arriving at 1 ms on a 10 Mbit/s pipe
-    (1.2 ms each) with 10 ms ticks leave in batches of 8, 8 and 4 on the ticks at 10, 20 and 30 ms
-    (the packets whose transmission would have started by each tick), each then held for the delay."""
+    """dummynet serves the pipe from its tick callout: 20 packets reach an idle 10 Mbit/s pipe (1.2 ms
+    each, 20 ms delay, 10 ms ticks) at 1 ms. The first goes at once (zero credit lets one through) on
+    the tick clock, so it leaves the delay line at 0 + 20 ms; then each tick sends the packets whose
+    transmission would have started by it, counting from tick 0 (0 + 1.2 k <= tick): 8 at 10 ms, 8 at
+    20 ms, the last 3 at 30 ms, each leaving 20 ms later. The pipe is busy for exactly 20 x 1.2 ms."""
     arrivals = []
 
     class Sink:
@@ -86,7 +88,7 @@ def test_tick_service_sends_per_tick_batches_at_the_pipe_rate():
     for seq in range(20):
         engine.schedule(1 * MS, 0, make_packet(0, 1500, 0, 0, seq))
     engine.run(200 * MS)
-    assert [(t // MS, arrivals.count(t)) for t in sorted(set(arrivals))] == [(30, 8), (40, 8), (50, 4)]
+    assert [(t // MS, arrivals.count(t)) for t in sorted(set(arrivals))] == [(20, 1), (30, 8), (40, 8), (50, 3)]
     assert engine.busy_ns == 20 * 1_200_000
 
 

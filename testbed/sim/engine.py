@@ -57,6 +57,7 @@ class Engine:
         ``tick_ns`` > 0 serves the pipe on kernel ticks, as dummynet's callout does (see ``_serve_tick``)."""
         self.tick_ns = tick_ns
         self._ideal = 0
+        self._idle_tick = -1
         self.heap: list = []
         self.counter = itertools.count()
         self.aqm = aqm
@@ -146,8 +147,7 @@ class Engine:
                 if kind == EV_ARRIVE:
                     if tick:
                         if enqueue(obj, t // 1000) and link_next == INF:
-                            self._ideal = t
-                            link_next = t - t % tick + tick
+                            link_next = self._serve_from_idle(t)
                     elif enqueue(obj, t // 1000) and link_next == INF:
                         pkt = dequeue(t // 1000)
                         if pkt is not None:
@@ -194,8 +194,7 @@ class Engine:
                 aqm.update(t // 1000)
                 pi_next = aqm.next_update_us * 1000
                 if tick and link_next == INF and aqm.backlog():
-                    self._ideal = t
-                    link_next = t - t % tick + tick
+                    link_next = self._serve_from_idle(t)
                 elif link_next == INF and aqm.backlog():
                     pkt = dequeue(t // 1000)
                     if pkt is not None:
@@ -214,40 +213,59 @@ class Engine:
         self.busy_ns += busy
 
 
+    def _serve_from_idle(self, t: int) -> int:
+        """A packet finds the pipe idle: dummynet (``dummynet_io``) serves it at once, on the current tick's
+        clock (``curr_time``).
+
+        A pipe idle since an earlier tick starts with zero credit, which lets exactly one packet through;
+        one that went idle during this tick keeps what credit it had left. Returns the next tick to
+        serve, or INF when the pipe is idle again.
+        """
+        tick = self.tick_ns
+        now_tick = t - t % tick
+        if self._idle_tick < now_tick:
+            self._ideal = now_tick
+        return self._serve(t, now_tick)
+
     def _serve_tick(self, t: int) -> int:
         """One dummynet tick (``t`` is on a tick boundary): dequeue every packet the pipe's rate allows.
 
-        dummynet (io_fast=0) moves packets only from its kern.hz callout: a tick sends the packets
-        whose transmission would have started by now at the pipe's rate (``_ideal`` is when the
-        previous ones would have finished), all at once, into the delay line, which releases them on a
-        tick as well. The long-run rate is the pipe's; the timing is batched per tick (10 ms at
-        hz=100: about 8 full packets at 10 Mbit/s). Returns the next tick to serve, or INF when idle.
+        dummynet (io_fast=0) moves packets only from its kern.hz callout: a tick sends the packets whose
+        transmission would have started by now at the pipe's rate (``_ideal`` is when the previous ones
+        would have finished: dummynet's credit is >= 0 while ``_ideal <= t``), all at once, into the
+        delay line, which releases them on a tick as well. The long-run rate is the pipe's; the timing is
+        batched per tick (10 ms at hz=100: about 8 full packets at 10 Mbit/s).
         """
+        return self._serve(t, t)
+
+    def _serve(self, t: int, now_tick: int) -> int:
+        """Send while the credit lasts. With credit left the pipe goes idle (INF); once it is spent the
+        pipe stays scheduled for the tick at which the credit is back, queue empty or not."""
         tick = self.tick_ns
-        dequeue = self.aqm.dequeue
-        srv = self.srv
-        rate = self.bottleneck.rate_bps
-        out = t + self.bottleneck.delay_ns
-        if out % tick:
-            out += tick - out % tick
-        ideal = self._ideal
-        soj = self.sojourns
-        while ideal <= t:
-            pkt = dequeue(t // 1000)
-            if pkt is None:
+        while self._ideal <= now_tick:
+            if not self._send_one(t, now_tick):
+                self._idle_tick = now_tick
                 return INF
-            ser = (pkt[1] * 8_000_000_000) // rate
-            ideal += ser
-            self.busy_ns += ser
-            self.packets_sent += 1
-            self.bytes_sent += pkt[1]
-            if soj is not None:
-                soj.append(t // 1000 - pkt[0])
-            srv.append((out, pkt))
-        self._ideal = ideal
-        if not self.aqm.backlog():
-            return INF
-        return ideal - ideal % tick + tick
+        ideal = self._ideal
+        return ideal - ideal % tick + (tick if ideal % tick else 0)
+
+    def _send_one(self, t: int, now_tick: int) -> bool:
+        """Dequeue one packet at ``t`` into the delay line; it leaves at ``now_tick`` + the pipe's delay in
+        whole ticks (ipfw stores ``delay`` as ``ms * hz / 1000``, rounded down). False: the queue is empty."""
+        pkt = self.aqm.dequeue(t // 1000)
+        if pkt is None:
+            return False
+        tick = self.tick_ns
+        ser = (pkt[1] * 8_000_000_000) // self.bottleneck.rate_bps
+        self._ideal += ser
+        self.busy_ns += ser
+        self.packets_sent += 1
+        self.bytes_sent += pkt[1]
+        if self.sojourns is not None:
+            self.sojourns.append(t // 1000 - pkt[0])
+        out = now_tick + self.bottleneck.delay_ns // tick * tick
+        self.srv.append((out if out > t else t, pkt))
+        return True
 
     def _leave_pipe(self, t: int, pkt: list) -> None:
         """With two passes: send a packet back into the AQM after its first pass, else on to its host."""
