@@ -103,53 +103,76 @@ def read_iperf3(path: Path) -> dict:
     return doc
 
 
-def flows_table(files: list[tuple[int, str, Path]], rel=str) -> tuple[pa.Table, Iperf3Stats]:
-    """Rows for every client-side iperf3 file; ``files`` holds (repeat, host, path); ``rel`` names a file."""
-    cols: dict[str, list] = {f.name: [] for f in FLOW_SCHEMA}
+class FlowRows:
+    """Columns of :data:`FLOW_SCHEMA` filled one interval at a time, then typed into an Arrow table."""
+
+    def __init__(self):
+        self.cols: dict[str, list] = {f.name: [] for f in FLOW_SCHEMA}
+
+    def append(self, **row) -> None:
+        for name, value in row.items():
+            self.cols[name].append(value)
+
+    def table(self) -> pa.Table:
+        return pa.table({f.name: pa.array(self.cols[f.name], type=f.type) for f in FLOW_SCHEMA}, schema=FLOW_SCHEMA)
+
+
+class ConnectionNumbers:
+    """(group, connection) of a client file: from l4stb's own file name, else numbered per (repeat, host)
+    in the order the files are read (name order)."""
+
+    def __init__(self):
+        self.seq: dict[tuple[int, str], int] = {}
+
+    def of(self, match: re.Match | None, repeat: int, host: str) -> tuple[int, int]:
+        if match:
+            return int(match.group("g")), int(match.group("c"))
+        self.seq[(repeat, host)] = self.seq.get((repeat, host), 0) + 1
+        return -1, self.seq[(repeat, host)]
+
+
+def rows_from_files(files: list[tuple[int, str, Path]], rel, read, add_rows) -> tuple[pa.Table, Iperf3Stats]:
+    """The loop every flow-file reader shares: files in name order per (repeat, host), a file that cannot
+    be read becomes an error naming it, ``add_rows(rows, stats, numbers, repeat, host, path, content)`` does
+    the rest (it counts the file as a client or server file)."""
+    rows = FlowRows()
     stats = Iperf3Stats()
-    # connection numbers for files whose names are not l4stb's: per (repeat, host), in name order
-    seq: dict[tuple[int, str], int] = {}
+    numbers = ConnectionNumbers()
     for repeat, host, path in sorted(files, key=lambda t: (t[0], t[1], t[2].name)):
         stats.files += 1
         try:
-            doc = read_iperf3(path)
+            content = read(path)
         except (ValueError, OSError) as exc:
             stats.errors.append({"file": rel(path), "error": str(exc)})
             continue
-        start = doc.get("start", {})
-        if "connecting_to" not in start:
-            stats.server_files += 1
-            continue
-        stats.client_files += 1
-        if doc.get("error"):
-            stats.errors.append({"file": rel(path), "error": f"iperf3 reported: {doc['error']}"})
-        m = _L4STB_NAME_RE.match(path.name)
-        if m:
-            group, connection = int(m.group("g")), int(m.group("c"))
-        else:
-            seq[(repeat, host)] = seq.get((repeat, host), 0) + 1
-            group, connection = -1, seq[(repeat, host)]
-        cc = doc.get("end", {}).get("sender_tcp_congestion") or (m.group("cc") if m else cc_from_name(path.name))
-        name = path.name
-        for interval in doc.get("intervals", []) or []:
-            for s in interval.get("streams", []) or []:
-                cols["repeat"].append(repeat)
-                cols["host"].append(host)
-                cols["cc"].append(str(cc))
-                cols["file"].append(name)
-                cols["group"].append(group)
-                cols["connection"].append(connection)
-                cols["stream"].append(_int(s.get("socket")))
-                cols["start_s"].append(_float(s.get("start")))
-                cols["end_s"].append(_float(s.get("end")))
-                cols["bytes"].append(_int(s.get("bytes"), 0))
-                cols["throughput_mbps"].append(_float(s.get("bits_per_second")) / 1e6)
-                cols["retransmits"].append(_int(s.get("retransmits")))
-                cols["snd_cwnd"].append(_int(s.get("snd_cwnd")))
-                cols["rtt_us"].append(_int(s.get("rtt")))
-                cols["rttvar_us"].append(_int(s.get("rttvar")))
-                cols["omitted"].append(bool(s.get("omitted", False)))
-                cols["sender"].append(bool(s.get("sender", True)))
-    table = pa.table({f.name: pa.array(cols[f.name], type=f.type) for f in FLOW_SCHEMA}, schema=FLOW_SCHEMA)
+        add_rows(rows, stats, numbers, repeat, host, path, content, rel)
+    table = rows.table()
     stats.rows = table.num_rows
     return table, stats
+
+
+def flows_table(files: list[tuple[int, str, Path]], rel=str) -> tuple[pa.Table, Iperf3Stats]:
+    """Rows for every client-side iperf3 file; ``files`` holds (repeat, host, path); ``rel`` names a file."""
+    return rows_from_files(files, rel, read_iperf3, _iperf3_rows)
+
+
+def _iperf3_rows(rows: FlowRows, stats: Iperf3Stats, numbers: ConnectionNumbers, repeat: int, host: str,
+                 path: Path, doc: dict, rel) -> None:
+    if "connecting_to" not in doc.get("start", {}):
+        stats.server_files += 1
+        return
+    stats.client_files += 1
+    if doc.get("error"):
+        stats.errors.append({"file": rel(path), "error": f"iperf3 reported: {doc['error']}"})
+    m = _L4STB_NAME_RE.match(path.name)
+    group, connection = numbers.of(m, repeat, host)
+    cc = doc.get("end", {}).get("sender_tcp_congestion") or (m.group("cc") if m else cc_from_name(path.name))
+    for interval in doc.get("intervals", []) or []:
+        for s in interval.get("streams", []) or []:
+            rows.append(
+                repeat=repeat, host=host, cc=str(cc), file=path.name, group=group, connection=connection,
+                stream=_int(s.get("socket")), start_s=_float(s.get("start")), end_s=_float(s.get("end")),
+                bytes=_int(s.get("bytes"), 0), throughput_mbps=_float(s.get("bits_per_second")) / 1e6,
+                retransmits=_int(s.get("retransmits")), snd_cwnd=_int(s.get("snd_cwnd")),
+                rtt_us=_int(s.get("rtt")), rttvar_us=_int(s.get("rttvar")),
+                omitted=bool(s.get("omitted", False)), sender=bool(s.get("sender", True)))

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from l4stb.analysis.flows import FLOW_SCHEMA, Iperf3Stats
+from l4stb.analysis.flows import ConnectionNumbers, FlowRows, Iperf3Stats, rows_from_files
 
 SUFFIX = ".udp_prague.txt"
 _NAME_RE = re.compile(r"^(?P<host>[a-z][a-z0-9-]*)-prague-g(?P<g>\d+)-c(?P<c>\d+)\.udp_prague\.txt$")
@@ -45,58 +45,33 @@ def udp_prague_table(files: list[tuple[int, str, Path]], rel=str) -> tuple[pa.Ta
     The stats reuse iperf3's shape: receiver reports count as server files, a file with neither a
     header nor a ``[SENDER]`` line is an error naming the file.
     """
-    cols: dict[str, list] = {f.name: [] for f in FLOW_SCHEMA}
-    stats = Iperf3Stats()
-    seq: dict[tuple[int, str], int] = {}
-    for repeat, host, path in sorted(files, key=lambda t: (t[0], t[1], t[2].name)):
-        stats.files += 1
-        try:
-            text = path.read_text(errors="replace")
-        except OSError as exc:
-            stats.errors.append({"file": rel(path), "error": str(exc)})
-            continue
-        header = _HEADER_RE.search(text)
-        if header and header.group("role") == "receiver":
-            stats.server_files += 1
-            continue
-        lines = [m for m in map(_SENDER_RE.search, text.splitlines()) if m]
-        if not lines:
-            reason = ("no '[SENDER]: ... sec' report lines: not a udp_prague sender report, or the sender "
-                      "ended before its first second")
-            stats.errors.append({"file": rel(path), "error": reason})
-            continue
-        stats.client_files += 1
-        packet_bytes = int(header.group("size")) if header else -1
-        m = _NAME_RE.match(path.name)
-        if m:
-            group, connection = int(m.group("g")), int(m.group("c"))
-        else:
-            seq[(repeat, host)] = seq.get((repeat, host), 0) + 1
-            group, connection = -1, seq[(repeat, host)]
-        start = 0.0
-        for line in lines:
-            end = float(line.group("t"))
-            if end <= start:
-                continue  # a repeated or out-of-order stamp: no interval to report
-            rcvd = float(line.group("rcvd"))
-            cols["repeat"].append(repeat)
-            cols["host"].append(host)
-            cols["cc"].append("prague")
-            cols["file"].append(path.name)
-            cols["group"].append(group)
-            cols["connection"].append(connection)
-            cols["stream"].append(0)
-            cols["start_s"].append(start)
-            cols["end_s"].append(end)
-            cols["bytes"].append(int(round(rcvd * 1e6 / 8 * (end - start))))
-            cols["throughput_mbps"].append(rcvd)
-            cols["retransmits"].append(-1)
-            cols["snd_cwnd"].append(int(line.group("w")) * packet_bytes if packet_bytes > 0 else -1)
-            cols["rtt_us"].append(int(round(float(line.group("rtt")) * 1000)))
-            cols["rttvar_us"].append(-1)
-            cols["omitted"].append(False)
-            cols["sender"].append(True)
-            start = end
-    table = pa.table({f.name: pa.array(cols[f.name], type=f.type) for f in FLOW_SCHEMA}, schema=FLOW_SCHEMA)
-    stats.rows = table.num_rows
-    return table, stats
+    return rows_from_files(files, rel, lambda path: path.read_text(errors="replace"), _report_rows)
+
+
+def _report_rows(rows: FlowRows, stats: Iperf3Stats, numbers: ConnectionNumbers, repeat: int, host: str,
+                 path: Path, text: str, rel) -> None:
+    header = _HEADER_RE.search(text)
+    if header and header.group("role") == "receiver":
+        stats.server_files += 1
+        return
+    lines = [m for m in map(_SENDER_RE.search, text.splitlines()) if m]
+    if not lines:
+        reason = ("no '[SENDER]: ... sec' report lines: not a udp_prague sender report, or the sender "
+                  "ended before its first second")
+        stats.errors.append({"file": rel(path), "error": reason})
+        return
+    stats.client_files += 1
+    packet_bytes = int(header.group("size")) if header else -1
+    group, connection = numbers.of(_NAME_RE.match(path.name), repeat, host)
+    start = 0.0
+    for line in lines:
+        end = float(line.group("t"))
+        if end <= start:
+            continue  # a repeated or out-of-order stamp: no interval to report
+        rcvd = float(line.group("rcvd"))
+        rows.append(
+            repeat=repeat, host=host, cc="prague", file=path.name, group=group, connection=connection, stream=0,
+            start_s=start, end_s=end, bytes=int(round(rcvd * 1e6 / 8 * (end - start))), throughput_mbps=rcvd,
+            retransmits=-1, snd_cwnd=int(line.group("w")) * packet_bytes if packet_bytes > 0 else -1,
+            rtt_us=int(round(float(line.group("rtt")) * 1000)), rttvar_us=-1, omitted=False, sender=True)
+        start = end
