@@ -80,7 +80,7 @@ static struct dp2_params dualpi2_defaults = {
 static struct dp2_pie_params dualpi2_pie_defaults = {
 	.qdelay_ref = 15000, .tupdate = 15000, .max_burst = 150000, .max_ecnth = 819, .alpha = 1024,
 	.beta = 10240, .flags = DP2_PIE_ECN_ENABLED | DP2_PIE_CAPDROP_ENABLED | DP2_PIE_DERAND_ENABLED,
-	.tick_us = 1000, .limit_packets = 1000, .limit_bytes = 1500000, .coupling = 2, .couple_same_flow = 0,
+	.tick_us = 1000, .limit_packets = 1000, .limit_bytes = 1500000, .coupling = 2, .couple_same_flow = 1,
 };
 static int64_t dualpi2_mode = DP2_MODE_DUALPI2;
 static int64_t dualpi2_seed = 1;
@@ -270,6 +270,10 @@ dualpi2_enqueue(struct dn_sch_inst *_si, struct dn_queue *q __unused, struct mbu
 	if (d.action == DUALPI2_ACTION_MARK)	/* l4s-pie decides (and marks) at enqueue */
 		ecn_mark(m);
 	dualpi2_stats(si, len, 0);
+	while ((pkt = dp2_take_dropped(&si->core)) != NULL) {	/* l4s-pie over its limit: head drops */
+		dualpi2_stats(si, -(int)pkt->len, 1);
+		dualpi2_free_pkt(pkt);
+	}
 	return (0);
 }
 

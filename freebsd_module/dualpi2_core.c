@@ -539,39 +539,87 @@ pie_log_fields(int64_t *f, int qt, const struct dp2_pie_params *prm, const struc
 	f[DUALPI2_F_FLOW_ID] = pkt->flow;
 }
 
-/* L4sPie.__init__ */
+/* L4sPie.__init__: the sub-queues start zeroed (PIE off, no burst allowance) and on no list. */
 void
 dp2_init_l4spie(struct dp2_state *s, const struct dp2_pie_params *prm, uint64_t seed)
 {
 	struct dp2_l4spie *l = &s->l;
+	int i;
 
 	s->mode = DP2_MODE_L4SPIE;
 	l->prm = *prm;
 	if (l->prm.tupdate <= 0)
 		l->prm.tupdate = 1;
-	pie_queue_init(&l->qs[0], &l->prm);
-	pie_queue_init(&l->qs[1], &l->prm);
+	for (i = 0; i < 2; i++) {
+		pie_queue_init(&l->qs[i], &l->prm);
+		l->qs[i].sflags = 0;
+		l->qs[i].burst_allowance = 0;
+		l->next_upd[i] = DP2_NEVER;
+		l->deficit[i] = 0;
+		l->active[i] = 0;
+		l->drops[i] = l->marks[i] = 0;
+	}
 	l->rng = dp2_seed_state(seed);
-	l->next_update_us = l->prm.tupdate;
-	l->deficit[0] = l->deficit[1] = 0;
+	l->next_update_us = DP2_NEVER;
+	l->nnew = l->nold = 0;
+	l->one_third = l->prm.limit_packets / 2 / 3;
+	l->dropped.head = l->dropped.tail = NULL;
+	l->dropped.len = 0;
 	l->cur = 0;
-	l->drops[0] = l->drops[1] = 0;
-	l->marks[0] = l->marks[1] = 0;
 }
 
-/* L4sPie.update */
+/* L4sPie._next */
+static void
+l_next(struct dp2_l4spie *l)
+{
+	l->next_update_us = l->next_upd[0] < l->next_upd[1] ? l->next_upd[0] : l->next_upd[1];
+}
+
+/* L4sPie._activate (the original's fq_activate_pie): reset PIE and start its callout. */
+static void
+l_activate(struct dp2_l4spie *l, int qt, int64_t now_us)
+{
+	struct dp2_pie_queue *st = &l->qs[qt];
+
+	st->drop_prob = 0;
+	st->qdelay_old = 0;
+	st->burst_allowance = l->prm.max_burst;
+	st->accu_prob = 0;
+	st->sflags = DP2_PIE_INMEASUREMENT | DP2_PIE_ACTIVE;
+	l->next_upd[qt] = now_us + l->prm.tupdate;
+	l_next(l);
+}
+
+/* L4sPie._deactivate (fq_deactivate_pie): PIE off, callout stopped, state kept. */
+static void
+l_deactivate(struct dp2_l4spie *l, int qt)
+{
+	l->qs[qt].sflags &= ~(DP2_PIE_ACTIVE | DP2_PIE_INMEASUREMENT);
+	l->next_upd[qt] = DP2_NEVER;
+	l_next(l);
+}
+
+/* L4sPie.update: the sub-queues' callouts that are due. */
 static void
 l_update(struct dp2_l4spie *l, int64_t now_us, struct dp2_decision *d)
 {
-	pie_calculate_drop_prob(&l->qs[0], &l->prm);
-	pie_calculate_drop_prob(&l->qs[1], &l->prm);
-	l->next_update_us = now_us + l->prm.tupdate;
+	struct dp2_pie_queue *st;
+	int qt;
+
+	for (qt = 0; qt < 2; qt++) {
+		if (l->next_upd[qt] <= now_us) {
+			st = &l->qs[qt];
+			pie_calculate_drop_prob(st, &l->prm);
+			l->next_upd[qt] = (st->sflags & DP2_PIE_ACTIVE) ? now_us + l->prm.tupdate : DP2_NEVER;
+		}
+	}
+	l_next(l);
 	clear_decision(d, 'U', now_us);
 	d->prob = (uint64_t)l->qs[0].drop_prob;
 	d->p_prime = (uint64_t)l->qs[1].drop_prob;
 }
 
-/* L4sPie._drop_early */
+/* L4sPie._drop_early: cqueue_drop_early (p^2) or lqueue_drop_early (max(own p, k x coupled p)). */
 static int
 l_drop_early(struct dp2_l4spie *l, int qt, struct dp2_pie_queue *st)
 {
@@ -579,21 +627,34 @@ l_drop_early(struct dp2_l4spie *l, int qt, struct dp2_pie_queue *st)
 	int decided, hit;
 	int64_t c_prob, local;
 
-	if (pie_not_congested(st, prm))
-		return (DUALPI2_ACTION_FORWARD);
-	decided = pie_derand(st, prm);
-	if (decided)
-		return (decided);
 	if (qt == 0) {
+		if (pie_not_congested(st, prm))
+			return (DUALPI2_ACTION_FORWARD);
+		decided = pie_derand(st, prm);
+		if (decided)
+			return (decided);
 		hit = l_draw31(l) < st->drop_prob && l_draw31(l) < st->drop_prob;
 	} else {
 		c_prob = prm->couple_same_flow ? 0 : l->qs[0].drop_prob;
 		local = c_prob * prm->coupling;
-		if (local > DP2_PIE_MAX_PROB)
-			local = DP2_PIE_MAX_PROB;
 		if (st->drop_prob > local)
 			local = st->drop_prob;
-		hit = l_draw31(l) < local;
+		if ((st->qdelay_old < (prm->qdelay_ref >> 1) && local < DP2_PIE_MAX_PROB / 5) ||
+		    st->len_bytes <= 2 * DP2_PIE_MEAN_PKTSIZE)
+			return (DUALPI2_ACTION_FORWARD);
+		if (local == 0)
+			st->accu_prob = 0;
+		if (prm->flags & DP2_PIE_DERAND_ENABLED) {
+			st->accu_prob += local;
+			if (st->accu_prob < DP2_PIE_MAX_PROB * 17 / 20)
+				return (DUALPI2_ACTION_FORWARD);
+			if (st->accu_prob >= DP2_PIE_MAX_PROB * 17 / 2)
+				return (DUALPI2_ACTION_DROP);
+		}
+		if (local > DP2_PIE_MAX_PROB)	/* overload: classic p^2 drops */
+			hit = l_draw31(l) < st->drop_prob && l_draw31(l) < st->drop_prob;
+		else
+			hit = l_draw31(l) < local;
 	}
 	if (hit) {
 		st->accu_prob = 0;
@@ -602,46 +663,41 @@ l_drop_early(struct dp2_l4spie *l, int qt, struct dp2_pie_queue *st)
 	return (DUALPI2_ACTION_FORWARD);
 }
 
-/* L4sPie.enqueue: every decision is taken (and logged) here. */
+/* L4sPie.enqueue: every decision is taken (and logged) here, then FQ's activation and limit. */
 static int
 l_enqueue(struct dp2_l4spie *l, struct dp2_pkt *pkt, int64_t now_us, struct dp2_decision *d)
 {
 	const struct dp2_pie_params *prm = &l->prm;
 	int ecn = pkt->ecn;
 	int qt = ecn == DP2_ECT1 ? 1 : 0;
-	struct dp2_pie_queue *st = &l->qs[qt];
-	int64_t total_len = l->qs[0].q.len + l->qs[1].q.len;
-	int64_t total_bytes = l->qs[0].len_bytes + l->qs[1].len_bytes;
+	struct dp2_pie_queue *st = &l->qs[qt], *victim;
+	struct dp2_pkt *dropped;
 	int64_t tick = prm->tick_us > 0 ? prm->tick_us : 1;
-	int logged, enqueue = 1;
+	int logged, enqueue = 1, big;
 
 	clear_decision(d, 'E', now_us);
-	if (total_len >= prm->limit_packets || total_bytes + pkt->len > prm->limit_bytes) {
-		logged = DUALPI2_ACTION_DROP;
-		enqueue = 0;
-	} else {
-		logged = l_drop_early(l, qt, st);
-		if (logged == DUALPI2_ACTION_DROP && st->burst_allowance == 0) {
-			if ((prm->flags & DP2_PIE_ECN_ENABLED) &&
-			    st->drop_prob < (prm->max_ecnth << (31 - DP2_PIE_FIX_POINT_BITS)) &&
-			    ecn != DP2_NOT_ECT)
-				logged = DUALPI2_ACTION_MARK;
-			else
-				enqueue = 0;
-		}
+	logged = l_drop_early(l, qt, st);
+	if (logged == DUALPI2_ACTION_DROP && (st->sflags & DP2_PIE_ACTIVE) && st->burst_allowance == 0) {
+		if ((prm->flags & DP2_PIE_ECN_ENABLED) &&
+		    st->drop_prob < (prm->max_ecnth << (31 - DP2_PIE_FIX_POINT_BITS)) && ecn != DP2_NOT_ECT)
+			logged = DUALPI2_ACTION_MARK;
+		else
+			enqueue = 0;
 	}
-	pie_refill_burst(st, prm);
 	pie_log_fields(d->fields, qt, prm, st, pkt, logged, now_us);
 	d->logged = 1;
 	d->queue = qt;
 	d->action = logged;
 	d->length = pkt->len;
-	d->prob = (uint64_t)st->drop_prob;
+	if (!(st->sflags & DP2_PIE_ACTIVE) && st->len_bytes >= l->one_third)
+		l_activate(l, qt, now_us);
+	pie_refill_burst(st, prm);
 	if (!enqueue) {
 		st->drops++;
 		l->drops[qt]++;
 		st->accu_prob = 0;
 		d->ecn_out = ecn;
+		d->prob = (uint64_t)st->drop_prob;
 		return (0);
 	}
 	if (logged == DUALPI2_ACTION_MARK) {
@@ -656,49 +712,91 @@ l_enqueue(struct dp2_l4spie *l, struct dp2_pkt *pkt, int64_t now_us, struct dp2_
 	st->len_bytes += pkt->len;
 	st->tot_pkts++;
 	st->tot_bytes += (uint64_t)pkt->len;
+	if (!l->active[qt]) {
+		l->newl[l->nnew++] = qt;
+		l->deficit[qt] = (qt ? DP2_PIE_WL : DP2_PIE_WC) * DP2_PIE_QUANTUM;
+		l_activate(l, qt, now_us);
+		l->active[qt] = 1;
+	}
+	d->prob = (uint64_t)st->drop_prob;	/* after a (re)activation, as the Python record reads it */
+	/* over the limit: drop the head of the longer sub-queue (not logged) */
+	while (l->qs[0].q.len + l->qs[1].q.len > prm->limit_packets ||
+	    l->qs[0].len_bytes + l->qs[1].len_bytes > prm->limit_bytes) {
+		big = l->qs[0].q.len >= l->qs[1].q.len ? 0 : 1;
+		victim = &l->qs[big];
+		dropped = q_popleft(&victim->q);
+		victim->length--;
+		victim->len_bytes -= dropped->len;
+		victim->drops++;
+		victim->accu_prob = 0;
+		l->drops[big]++;
+		q_append(&l->dropped, dropped);
+	}
 	return (1);
 }
 
-/* L4sPie.dequeue: deficit round robin between the sub-queues, no decision. */
+static void
+list_pop_head(int *list, int *n)
+{
+	list[0] = list[1];
+	(*n)--;
+}
+
+/* L4sPie.dequeue: the original's FQ round robin (new list first, weighted deficits); a sub-queue found
+ * empty on the old list leaves it and its PIE is switched off. No decision. */
 static struct dp2_pkt *
 l_dequeue_one(struct dp2_l4spie *l, int64_t now_us, struct dp2_decision *d)
 {
 	struct dp2_pie_queue *st;
 	struct dp2_pkt *pkt;
-	int cur = l->cur;
 	int64_t tick = l->prm.tick_us > 0 ? l->prm.tick_us : 1;
+	int *list, *n, f, isnew;
 
 	clear_decision(d, 'D', now_us);
-	if (l->qs[0].q.head == NULL && l->qs[1].q.head == NULL)
-		return (NULL);
 	for (;;) {
-		st = &l->qs[cur];
+		isnew = l->nnew > 0;
+		list = isnew ? l->newl : l->oldl;
+		n = isnew ? &l->nnew : &l->nold;
+		if (*n == 0)
+			return (NULL);
+		while (*n > 0) {
+			f = list[0];
+			if (l->deficit[f] < 0) {
+				l->deficit[f] += (f ? DP2_PIE_WL : DP2_PIE_WC) * DP2_PIE_QUANTUM;
+				list_pop_head(list, n);
+				l->oldl[l->nold++] = f;
+			} else
+				break;
+		}
+		if (*n == 0)
+			continue;
+		f = list[0];
+		st = &l->qs[f];
 		if (st->q.head == NULL) {
-			l->deficit[cur] = 0;
-			cur ^= 1;
+			list_pop_head(list, n);
+			if (isnew)
+				l->oldl[l->nold++] = f;
+			else {
+				l->active[f] = 0;
+				l_deactivate(l, f);
+			}
 			continue;
 		}
-		if (l->deficit[cur] < st->q.head->len) {
-			l->deficit[cur] += DP2_PIE_QUANTUM;
-			if (l->qs[cur ^ 1].q.head != NULL)
-				cur ^= 1;
-			continue;
-		}
-		break;
+		pkt = q_popleft(&st->q);
+		st->length--;
+		st->len_bytes -= pkt->len;
+		if (st->sflags & DP2_PIE_ACTIVE)
+			st->current_qdelay = (now_us - now_us % tick) - pkt->t_enq_us;
+		l->deficit[f] -= pkt->len;
+		l->cur = f;
+		d->queue = f;
+		d->action = DUALPI2_ACTION_FORWARD;
+		d->length = pkt->len;
+		d->ecn_out = pkt->ecn;
+		d->prob = (uint64_t)st->drop_prob;
+		d->delay_us = st->current_qdelay;
+		return (pkt);
 	}
-	l->cur = cur;
-	pkt = q_popleft(&st->q);
-	l->deficit[cur] -= pkt->len;
-	st->length--;
-	st->len_bytes -= pkt->len;
-	st->current_qdelay = (now_us - now_us % tick) - pkt->t_enq_us;
-	d->queue = cur;
-	d->action = DUALPI2_ACTION_FORWARD;
-	d->length = pkt->len;
-	d->ecn_out = pkt->ecn;
-	d->prob = (uint64_t)st->drop_prob;
-	d->delay_us = st->current_qdelay;
-	return (pkt);
 }
 
 /* ================================================================ dispatch */
@@ -734,19 +832,15 @@ dp2_next_update(const struct dp2_state *s)
 	return (s->mode == DP2_MODE_L4SPIE ? s->l.next_update_us : s->d.next_update_us);
 }
 
-/* True when a controller step would change nothing but the clock (and PIE's burst allowance). */
+/*
+ * True when a DualPI2 controller step would change nothing but the clock. l4s-pie needs no skipping:
+ * a sub-queue found empty switches its PIE (and its callout) off, so an idle scheduler has no steps due.
+ */
 static int
 idle_fixed_point(const struct dp2_state *s)
 {
-	const struct dp2_pie_queue *q0, *q1;
-
-	if (s->mode == DP2_MODE_L4SPIE) {
-		q0 = &s->l.qs[0];
-		q1 = &s->l.qs[1];
-		return (q0->q.head == NULL && q1->q.head == NULL && q0->len_bytes == 0 && q1->len_bytes == 0 &&
-		    q0->drop_prob == 0 && q1->drop_prob == 0 && q0->qdelay_old == 0 && q1->qdelay_old == 0 &&
-		    q0->current_qdelay == 0 && q1->current_qdelay == 0);
-	}
+	if (s->mode == DP2_MODE_L4SPIE)
+		return (0);
 	return (s->d.lq.head == NULL && s->d.cq.head == NULL && s->d.p == 0 && s->d.prev_q == 0);
 }
 
@@ -754,22 +848,13 @@ int64_t
 dp2_advance(struct dp2_state *s, int64_t now_us)
 {
 	struct dp2_decision d;
-	int64_t n = 0, skip, tupdate, left;
-	int i;
+	int64_t n = 0, skip;
 
-	tupdate = s->mode == DP2_MODE_L4SPIE ? s->l.prm.tupdate : s->d.prm.tupdate_us;
 	while (dp2_next_update(s) <= now_us) {
 		if (idle_fixed_point(s)) {
-			skip = (now_us - dp2_next_update(s)) / tupdate;
+			skip = (now_us - dp2_next_update(s)) / s->d.prm.tupdate_us;
 			if (skip > 0) {
-				if (s->mode == DP2_MODE_L4SPIE) {
-					s->l.next_update_us += skip * tupdate;
-					for (i = 0; i < 2; i++) {
-						left = s->l.qs[i].burst_allowance - skip * tupdate;
-						s->l.qs[i].burst_allowance = left > 0 ? left : 0;
-					}
-				} else
-					s->d.next_update_us += skip * tupdate;
+				s->d.next_update_us += skip * s->d.prm.tupdate_us;
 				n += skip;
 			}
 		}
@@ -780,6 +865,12 @@ dp2_advance(struct dp2_state *s, int64_t now_us)
 }
 
 struct dp2_pkt *
+dp2_take_dropped(struct dp2_state *s)
+{
+	return (s->mode == DP2_MODE_L4SPIE ? q_popleft(&s->l.dropped) : NULL);
+}
+
+struct dp2_pkt *
 dp2_drain(struct dp2_state *s)
 {
 	struct dp2_queue *qs[2];
@@ -787,6 +878,10 @@ dp2_drain(struct dp2_state *s)
 	int i;
 
 	if (s->mode == DP2_MODE_L4SPIE) {
+		while ((pkt = q_popleft(&s->l.dropped)) != NULL) {
+			pkt->next = list;
+			list = pkt;
+		}
 		qs[0] = &s->l.qs[0].q;
 		qs[1] = &s->l.qs[1].q;
 		s->l.qs[0].length = s->l.qs[1].length = 0;

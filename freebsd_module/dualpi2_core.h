@@ -64,7 +64,11 @@
 #define DP2_PIE_CAPDROP_ENABLED	2
 #define DP2_PIE_DERAND_ENABLED	16
 #define DP2_PIE_ACTIVE		1
+#define DP2_PIE_INMEASUREMENT	2
 #define DP2_PIE_QUANTUM		1514
+#define DP2_PIE_WC		1	/* the original's DRR weights: Classic 1 quantum a round, */
+#define DP2_PIE_WL		2	/* L 2 quanta */
+#define DP2_NEVER		((int64_t)1 << 62)
 
 /* One packet as the core sees it. */
 struct dp2_pkt {
@@ -149,8 +153,14 @@ struct dp2_l4spie {
 	struct dp2_pie_params prm;
 	struct dp2_pie_queue qs[2];
 	uint32_t	rng;
-	int64_t		next_update_us;
+	int64_t		next_update_us;	/* the earlier of next_upd[] */
+	int64_t		next_upd[2];	/* each sub-queue's PIE callout; DP2_NEVER while its PIE is off */
 	int64_t		deficit[2];
+	int		active[2];	/* the sub-queue is on the new or old list */
+	int		newl[2], nnew;	/* FQ's newflows list (queue indices, head first) */
+	int		oldl[2], nold;	/* FQ's oldflows list */
+	int64_t		one_third;	/* (limit / 2 flows) / 3, compared with bytes as the original does */
+	struct dp2_queue dropped;	/* head drops of the last enqueues (over the limit): dp2_take_dropped */
 	int		cur;
 	uint64_t	drops[2], marks[2];
 };
@@ -208,5 +218,9 @@ int64_t	dp2_advance(struct dp2_state *s, int64_t now_us);
 
 /* Unlink every queued packet (for teardown); returns them as a list through ->next. */
 struct dp2_pkt *dp2_drain(struct dp2_state *s);
+
+/* A packet an enqueue pushed out of the queue (l4s-pie drops the head of the longer sub-queue when over
+ * the limit), for the caller to free; NULL when there is none. Call it after every dp2_enqueue. */
+struct dp2_pkt *dp2_take_dropped(struct dp2_state *s);
 
 #endif /* DUALPI2_CORE_H */

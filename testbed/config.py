@@ -207,6 +207,9 @@ class Aqm(Strict):
     drop_on_overload: bool = True
     max_burst: Duration = 150_000
     max_ecnth: float = Field(0.1, ge=0, le=1)
+    pie_coupling: Literal["as-coded", "intended"] = "as-coded"
+    """l4s-pie only: "as-coded" reproduces the original scheduler, whose L queue reads its own (never set)
+    Classic probability, so L sees only its own PIE; "intended" couples L to k x the Classic PIE's p."""
     kern_hz: int = Field(1000, ge=10, le=100_000)
     policy_every: int = Field(1, ge=1, le=100_000)
 

@@ -394,7 +394,7 @@ def aqm_sysctls(aqm: Aqm, scenario: Scenario, repeat: int = 1) -> list[str]:
         values.insert(0, ("mode", 1))
         values += [(f"pie_{name}", int(getattr(pie, name)))
                    for name in ("qdelay_ref", "tupdate", "max_burst", "max_ecnth", "alpha", "beta", "flags")]
-        values += [("pie_coupling", int(round(aqm.coupling_factor))), ("pie_couple_same_flow", 0),
+        values += [("pie_coupling", int(round(aqm.coupling_factor))), ("pie_couple_same_flow", int(aqm.pie_coupling == "as-coded")),
                    ("tick_us", pie.tick_us), ("limit_packets", pie.limit_packets), ("limit_bytes", pie.limit_bytes)]
     return [f"{SYSCTL_ROOT}.{k}={v}" for k, v in values]
 

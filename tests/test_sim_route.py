@@ -95,10 +95,11 @@ def test_tick_service_sends_per_tick_batches_at_the_pipe_rate():
 def test_original_rule_regenerates_the_real_10mbps_regime(tmp_path):
     """Against the real FreeBSD iperf3 files (10 Mbit/s, 20 ms, 20 runs of 60 s, cubic + dctcp).
 
-    Real: about 4.5 Mbit/s of goodput in total on a 10 Mbit/s pipe (every byte crosses it twice), DCTCP
-    ahead of Cubic, RTTs of hundreds of ms. The scenario (match: any, 10 ms ticks) must give the total
-    within 20 %, DCTCP ahead, and mean RTTs of at least 150 ms (the clean dumbbell gives about 50 ms).
-    Known gap, kept visible: the sim's mean RTT is about half the real one (no standing queue forms)."""
+    Real: about 4.5 Mbit/s of goodput in total on a 10 Mbit/s pipe (every byte crosses it twice), Cubic
+    1.5-2.3 and DCTCP 2.2-3.1 Mbit/s, mean RTTs of 300-440 ms (a standing queue behind a 20 ms pipe). The
+    scenario (original rule, 10 ms ticks, the scheduler's PIE on/off) must give the total within 20 %,
+    each flow's throughput and mean RTT inside the real runs' range widened by 10 % (seeds 1-4 give
+    Cubic 1.8-2.2, DCTCP 2.3-2.6 Mbit/s, RTTs 314-334 ms; the clean dumbbell gives 50-60 ms)."""
     folder = realdata("iperf3-freebsd-10mbps-20ms")
     real = {"cubic": [], "dctcp": []}
     real_rtt = []
@@ -113,7 +114,6 @@ def test_original_rule_regenerates_the_real_10mbps_regime(tmp_path):
     sim = {r["cc"]: r for r in reports}
     total = sim["cubic"]["mbps"] + sim["dctcp"]["mbps"]
     assert 0.8 * real_total <= total <= 1.2 * real_total, (total, real_total)
-    assert sim["dctcp"]["mbps"] > sim["cubic"]["mbps"]
-    assert statistics.mean(real["dctcp"]) > statistics.mean(real["cubic"])
-    assert min(r["mean_rtt_ms"] for r in reports) >= 150
-    assert max(r["mean_rtt_ms"] for r in reports) <= max(real_rtt)
+    for cc in ("cubic", "dctcp"):
+        assert 0.9 * min(real[cc]) <= sim[cc]["mbps"] <= 1.1 * max(real[cc]), (cc, sim[cc]["mbps"], real[cc])
+        assert 0.9 * min(real_rtt) <= sim[cc]["mean_rtt_ms"] <= 1.1 * max(real_rtt), (cc, sim[cc], real_rtt)

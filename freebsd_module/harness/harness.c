@@ -163,6 +163,8 @@ main(void)
 			print_record(&d);
 			if (!n)
 				free(pkt);
+			while ((pkt = dp2_take_dropped(&s)) != NULL)
+				free(pkt);
 		} else if (kind == 'D' && n == 1) {
 			for (;;) {
 				pkt = dp2_dequeue_one(&s, v[0], &d);

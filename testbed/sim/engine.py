@@ -128,6 +128,7 @@ class Engine:
                         t = q[0][0]
                         src = 3
                         aq = q
+            pi_next = aqm.next_update_us * 1000
             if pi_next <= t:
                 t = pi_next
                 src = 4

@@ -114,7 +114,7 @@ def make_aqm(scenario: Scenario, seed: int, emit, policy):
         return DualPI2(DualPI2Params.from_aqm(aqm, b), seed, emit=emit, policy=policy)
     if aqm.name == "l4s-pie":
         return L4sPie(PieParams.from_aqm(aqm, b), seed, emit=emit, policy=policy,
-                      coupling=int(round(aqm.coupling_factor)))
+                      coupling=int(round(aqm.coupling_factor)), couple_same_flow=aqm.pie_coupling == "as-coded")
     if aqm.name == "pie":
         return Pie(PieParams.from_aqm(aqm, b), seed, emit=emit, policy=policy)
     return Fifo(b.limit_packets, b.limit_bytes, max(1, 1_000_000 // aqm.kern_hz), emit=emit, policy=policy,
