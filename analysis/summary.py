@@ -86,6 +86,8 @@ class RunSummary:
     metrics: M.RunMetrics
     parse: ParseStats
     scalable_ccs: tuple[str, ...] = SCALABLE_CCS
+    pipe_passes: int = 1
+    """2 when the scenario's ipfw rule (``bottleneck.match: any``) sends every packet through the pipe twice."""
 
     def to_json(self) -> dict:
         """Exactly: ``queues``, ``utilization``, ``flows``, ``jain``, ``repeats``, ``parse`` (NaN -> null).
@@ -200,7 +202,8 @@ def _read_parquet(path, wanted) -> pd.DataFrame:
 def summarize_data(data: RunData, warmup_s: float = M.WARMUP_S) -> RunSummary:
     metrics = M.run_metrics(data.packets, data.flows, data.rate_bps or float("nan"), warmup_s)
     name = data.scenario.name if data.scenario else str(data.manifest.scenario.get("name", data.run_id))
-    return RunSummary(data.run_id, name, data.aqm, data.rate_bps, metrics, data.parse)
+    passes = data.scenario.bottleneck.pipe_passes if data.scenario else 1
+    return RunSummary(data.run_id, name, data.aqm, data.rate_bps, metrics, data.parse, pipe_passes=passes)
 
 
 def summarize(ws: Workspace, run_id: str, progress=None) -> RunSummary:
@@ -261,6 +264,9 @@ def print_summary(summary: RunSummary, console: Console) -> None:
     for cc, iv in m.cc.items():
         overall.add_row(f"{cc} throughput per flow (Mbit/s)", "", iv.format(2))
     console.print(overall)
+    if summary.pipe_passes == 2:
+        console.print("[dim]utilisation is the flows' goodput over the bottleneck rate; with bottleneck.match: any "
+                      "every byte crosses the pipe twice, so 50 % is a full pipe.[/]")
     if m.n_repeats == 1:
         console.print("one repeat: no confidence intervals (they need at least two repeats).")
 

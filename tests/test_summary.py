@@ -105,3 +105,14 @@ def test_cli_summary_json_prints_one_object(tmp_path, monkeypatch):
     result = CliRunner().invoke(cli, ["--workdir", str(tmp_path), "summary", "--json"])
     assert result.exit_code == 0, result.output
     assert set(json.loads(result.output)) == {"queues", "utilization", "flows", "jain", "repeats", "parse"}
+
+
+def test_summary_says_how_to_read_utilisation_when_every_byte_crosses_the_pipe_twice(l4stb):
+    """With the original ipfw rule (match: any) goodput over the rate tops out at 50 %: the summary says so."""
+    assert l4stb("up").exit_code == 0
+    run = l4stb("run", "--scenario", "paper-l4s-pie-10mbps-20ms", "--repeats", "1", "--set", "duration=5s")
+    assert run.exit_code == 0, run.output
+    assert l4stb("fetch-logs").exit_code == 0
+    out = l4stb("summary")
+    assert out.exit_code == 0, out.output
+    assert "every byte crosses the pipe twice" in " ".join(out.stdout.split())
