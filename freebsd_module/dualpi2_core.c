@@ -473,28 +473,39 @@ pie_calculate_drop_prob(struct dp2_pie_queue *st, const struct dp2_pie_params *p
 		    st->burst_allowance - prm->tupdate : 0;
 }
 
-/* PieState.not_congested */
+/* PieState.not_congested: drop_early's safeguard for the probability prob it applies. */
 static int
-pie_not_congested(const struct dp2_pie_queue *st, const struct dp2_pie_params *prm)
+pie_not_congested(const struct dp2_pie_queue *st, const struct dp2_pie_params *prm, int64_t prob)
 {
-	return ((st->qdelay_old < (prm->qdelay_ref >> 1) && st->drop_prob < DP2_PIE_MAX_PROB / 5) ||
+	return ((st->qdelay_old < (prm->qdelay_ref >> 1) && prob < DP2_PIE_MAX_PROB / 5) ||
 	    st->len_bytes <= 2 * DP2_PIE_MEAN_PKTSIZE);
 }
 
-/* PieState.derand: FORWARD/DROP when decided, else 0 (draw). */
+/* PieState.derand for probability prob: FORWARD/DROP when decided, else 0 (draw). */
 static int
-pie_derand(struct dp2_pie_queue *st, const struct dp2_pie_params *prm)
+pie_derand(struct dp2_pie_queue *st, const struct dp2_pie_params *prm, int64_t prob)
 {
-	if (st->drop_prob == 0)
+	if (prob == 0)
 		st->accu_prob = 0;
 	if (prm->flags & DP2_PIE_DERAND_ENABLED) {
-		st->accu_prob += st->drop_prob;
+		st->accu_prob += prob;
 		if (st->accu_prob < DP2_PIE_MAX_PROB * 17 / 20)
 			return (DUALPI2_ACTION_FORWARD);
 		if (st->accu_prob >= DP2_PIE_MAX_PROB * 17 / 2)
 			return (DUALPI2_ACTION_DROP);
 	}
 	return (0);
+}
+
+/* PieState.pop_head: the head packet out of the queue's statistics (a departure or a head drop). */
+static struct dp2_pkt *
+pie_pop_head(struct dp2_pie_queue *st)
+{
+	struct dp2_pkt *pkt = q_popleft(&st->q);
+
+	st->length--;
+	st->len_bytes -= pkt->len;
+	return (pkt);
 }
 
 /* PieState.refill_burst */
@@ -556,7 +567,6 @@ dp2_init_l4spie(struct dp2_state *s, const struct dp2_pie_params *prm, uint64_t 
 		l->qs[i].burst_allowance = 0;
 		l->next_upd[i] = DP2_NEVER;
 		l->deficit[i] = 0;
-		l->active[i] = 0;
 		l->drops[i] = l->marks[i] = 0;
 	}
 	l->rng = dp2_seed_state(seed);
@@ -619,48 +629,51 @@ l_update(struct dp2_l4spie *l, int64_t now_us, struct dp2_decision *d)
 	d->p_prime = (uint64_t)l->qs[1].drop_prob;
 }
 
-/* L4sPie._drop_early: cqueue_drop_early (p^2) or lqueue_drop_early (max(own p, k x coupled p)). */
+/* L4sPie._drop_early: cqueue_drop_early (p^2) or lqueue_drop_early (max(own p, k x coupled p)), which
+ * differ only in the probability the safeguard, the derandomisation and the draw use. */
 static int
 l_drop_early(struct dp2_l4spie *l, int qt, struct dp2_pie_queue *st)
 {
 	const struct dp2_pie_params *prm = &l->prm;
 	int decided, hit;
-	int64_t c_prob, local;
+	int64_t prob;
 
-	if (qt == 0) {
-		if (pie_not_congested(st, prm))
-			return (DUALPI2_ACTION_FORWARD);
-		decided = pie_derand(st, prm);
-		if (decided)
-			return (decided);
-		hit = l_draw31(l) < st->drop_prob && l_draw31(l) < st->drop_prob;
-	} else {
-		c_prob = prm->couple_same_flow ? 0 : l->qs[0].drop_prob;
-		local = c_prob * prm->coupling;
-		if (st->drop_prob > local)
-			local = st->drop_prob;
-		if ((st->qdelay_old < (prm->qdelay_ref >> 1) && local < DP2_PIE_MAX_PROB / 5) ||
-		    st->len_bytes <= 2 * DP2_PIE_MEAN_PKTSIZE)
-			return (DUALPI2_ACTION_FORWARD);
-		if (local == 0)
-			st->accu_prob = 0;
-		if (prm->flags & DP2_PIE_DERAND_ENABLED) {
-			st->accu_prob += local;
-			if (st->accu_prob < DP2_PIE_MAX_PROB * 17 / 20)
-				return (DUALPI2_ACTION_FORWARD);
-			if (st->accu_prob >= DP2_PIE_MAX_PROB * 17 / 2)
-				return (DUALPI2_ACTION_DROP);
-		}
-		if (local > DP2_PIE_MAX_PROB)	/* overload: classic p^2 drops */
-			hit = l_draw31(l) < st->drop_prob && l_draw31(l) < st->drop_prob;
-		else
-			hit = l_draw31(l) < local;
+	if (qt == 0)
+		prob = st->drop_prob;
+	else {
+		prob = prm->couple_same_flow ? 0 : l->qs[0].drop_prob * prm->coupling;
+		if (st->drop_prob > prob)
+			prob = st->drop_prob;
 	}
+	if (pie_not_congested(st, prm, prob))
+		return (DUALPI2_ACTION_FORWARD);
+	decided = pie_derand(st, prm, prob);
+	if (decided)
+		return (decided);
+	if (qt == 0 || prob > DP2_PIE_MAX_PROB)	/* Classic, or L in overload: p^2 drops */
+		hit = l_draw31(l) < st->drop_prob && l_draw31(l) < st->drop_prob;
+	else
+		hit = l_draw31(l) < prob;
 	if (hit) {
 		st->accu_prob = 0;
 		return (DUALPI2_ACTION_DROP);
 	}
 	return (DUALPI2_ACTION_FORWARD);
+}
+
+/* Whether sub-queue qt is on the new or the old list (the original's flow->active). */
+static int
+l_listed(const struct dp2_l4spie *l, int qt)
+{
+	int i;
+
+	for (i = 0; i < l->nnew; i++)
+		if (l->newl[i] == qt)
+			return (1);
+	for (i = 0; i < l->nold; i++)
+		if (l->oldl[i] == qt)
+			return (1);
+	return (0);
 }
 
 /* L4sPie.enqueue: every decision is taken (and logged) here, then FQ's activation and limit. */
@@ -712,11 +725,10 @@ l_enqueue(struct dp2_l4spie *l, struct dp2_pkt *pkt, int64_t now_us, struct dp2_
 	st->len_bytes += pkt->len;
 	st->tot_pkts++;
 	st->tot_bytes += (uint64_t)pkt->len;
-	if (!l->active[qt]) {
+	if (!l_listed(l, qt)) {	/* the sub-queue (re)joins the round robin */
 		l->newl[l->nnew++] = qt;
 		l->deficit[qt] = (qt ? DP2_PIE_WL : DP2_PIE_WC) * DP2_PIE_QUANTUM;
 		l_activate(l, qt, now_us);
-		l->active[qt] = 1;
 	}
 	d->prob = (uint64_t)st->drop_prob;	/* after a (re)activation, as the Python record reads it */
 	/* over the limit: drop the head of the longer sub-queue (not logged) */
@@ -724,9 +736,7 @@ l_enqueue(struct dp2_l4spie *l, struct dp2_pkt *pkt, int64_t now_us, struct dp2_
 	    l->qs[0].len_bytes + l->qs[1].len_bytes > prm->limit_bytes) {
 		big = l->qs[0].q.len >= l->qs[1].q.len ? 0 : 1;
 		victim = &l->qs[big];
-		dropped = q_popleft(&victim->q);
-		victim->length--;
-		victim->len_bytes -= dropped->len;
+		dropped = pie_pop_head(victim);
 		victim->drops++;
 		victim->accu_prob = 0;
 		l->drops[big]++;
@@ -776,16 +786,12 @@ l_dequeue_one(struct dp2_l4spie *l, int64_t now_us, struct dp2_decision *d)
 			list_pop_head(list, n);
 			if (isnew)
 				l->oldl[l->nold++] = f;
-			else {
-				l->active[f] = 0;
+			else
 				l_deactivate(l, f);
-			}
 			continue;
 		}
-		pkt = q_popleft(&st->q);
-		st->length--;
-		st->len_bytes -= pkt->len;
-		if (st->sflags & DP2_PIE_ACTIVE)
+		pkt = pie_pop_head(st);
+		if (st->sflags & DP2_PIE_ACTIVE)	/* the queue delay is measured only while PIE is on */
 			st->current_qdelay = (now_us - now_us % tick) - pkt->t_enq_us;
 		l->deficit[f] -= pkt->len;
 		l->cur = f;

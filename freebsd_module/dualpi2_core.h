@@ -156,7 +156,6 @@ struct dp2_l4spie {
 	int64_t		next_update_us;	/* the earlier of next_upd[] */
 	int64_t		next_upd[2];	/* each sub-queue's PIE callout; DP2_NEVER while its PIE is off */
 	int64_t		deficit[2];
-	int		active[2];	/* the sub-queue is on the new or old list */
 	int		newl[2], nnew;	/* FQ's newflows list (queue indices, head first) */
 	int		oldl[2], nold;	/* FQ's oldflows list */
 	int64_t		one_third;	/* (limit / 2 flows) / 3, compared with bytes as the original does */

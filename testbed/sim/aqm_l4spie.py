@@ -36,7 +36,6 @@ from __future__ import annotations
 from l4stb.logformat import ACTION_DROP, ACTION_FORWARD, ACTION_MARK
 from l4stb.sim.aqm_pie import (
     PIE_ACTIVE,
-    PIE_DERAND_ENABLED,
     PIE_ECN_ENABLED,
     PIE_INMEASUREMENT,
     PIE_MAX_PROB,
@@ -57,7 +56,7 @@ INF_US = 1 << 62
 class L4sPie:
     name = "l4s-pie"
     __slots__ = ("prm", "qs", "rand", "emit", "gate", "next_update_us", "deficit", "couple_same_flow",
-                 "k", "drops", "marks", "active", "new", "old", "next_upd", "one_third", "cur")
+                 "k", "drops", "marks", "new", "old", "next_upd", "one_third", "cur")
 
     def __init__(self, params: PieParams, seed: int, emit=None, policy=None, *, coupling: int = 2,
                  couple_same_flow: bool = True):
@@ -73,7 +72,6 @@ class L4sPie:
         self.couple_same_flow = couple_same_flow
         self.drops = [0, 0]
         self.marks = [0, 0]
-        self.active = [False, False]
         self.deficit = [0, 0]
         self.new: list = []
         self.old: list = []
@@ -115,35 +113,25 @@ class L4sPie:
         self._next()
 
     def _drop_early(self, qt: int, st: PieState) -> int:
+        """cqueue_drop_early (p^2) or lqueue_drop_early (max(own p, k x coupled p)), which differ only in the
+        probability the safeguard, the derandomisation and the draw use."""
         prm = self.prm
         if qt == 0:
-            if st.not_congested(prm):
-                return ACTION_FORWARD
-            decided = st.derand(prm)
-            if decided:
-                return decided
-            draw = self.rand.draw
+            prob = st.drop_prob
+        else:
+            prob = 0 if self.couple_same_flow else self.qs[0].drop_prob * self.k
+            if st.drop_prob > prob:
+                prob = st.drop_prob
+        if st.not_congested(prm, prob):
+            return ACTION_FORWARD
+        decided = st.derand(prm, prob)
+        if decided:
+            return decided
+        draw = self.rand.draw
+        if qt == 0 or prob > PIE_MAX_PROB:  # Classic, or L in overload: p^2 drops
             hit = draw() < st.drop_prob and draw() < st.drop_prob
         else:
-            c_prob = 0 if self.couple_same_flow else self.qs[0].drop_prob
-            local = c_prob * self.k
-            if st.drop_prob > local:
-                local = st.drop_prob
-            if (st.qdelay_old < (prm.qdelay_ref >> 1) and local < PIE_MAX_PROB // 5) or st.len_bytes <= 2 * 800:
-                return ACTION_FORWARD
-            if local == 0:
-                st.accu_prob = 0
-            if prm.flags & PIE_DERAND_ENABLED:
-                st.accu_prob += local
-                if st.accu_prob < PIE_MAX_PROB * 17 // 20:
-                    return ACTION_FORWARD
-                if st.accu_prob >= PIE_MAX_PROB * 17 // 2:
-                    return ACTION_DROP
-            if local > PIE_MAX_PROB:  # overload: classic p^2 drops
-                draw = self.rand.draw
-                hit = draw() < st.drop_prob and draw() < st.drop_prob
-            else:
-                hit = self.rand.draw() < local
+            hit = draw() < prob
         if hit:
             st.accu_prob = 0
             return ACTION_DROP
@@ -183,18 +171,15 @@ class L4sPie:
             st.marks += 1
             self.marks[qt] += 1
         st.admit(pkt, now_us - now_us % prm.tick_us)
-        if not self.active[qt]:
+        if qt not in self.new and qt not in self.old:  # the sub-queue (re)joins the round robin
             self.new.append(qt)
             self.deficit[qt] = (WL if qt else WC) * QUANTUM
             self._activate(qt, now_us)
-            self.active[qt] = True
         qs = self.qs
         while len(qs[0].q) + len(qs[1].q) > prm.limit_packets or qs[0].len_bytes + qs[1].len_bytes > prm.limit_bytes:
             big = 0 if len(qs[0].q) >= len(qs[1].q) else 1
             victim = qs[big]
-            dropped = victim.q.popleft()
-            victim.length -= 1
-            victim.len_bytes -= dropped[LEN]
+            victim.pop_head()
             victim.drops += 1
             victim.accu_prob = 0
             self.drops[big] += 1
@@ -224,15 +209,10 @@ class L4sPie:
                 if lst is self.new:
                     self.old.append(f)
                 else:
-                    self.active[f] = False
                     self._deactivate(f)
                 continue
-            if st.sflags & PIE_ACTIVE:
-                pkt = st.depart(now_us, self.prm.tick_us)
-            else:
-                pkt = st.q.popleft()
-                st.length -= 1
-                st.len_bytes -= pkt[LEN]
+            # the queue delay is measured only while PIE is on
+            pkt = st.depart(now_us, self.prm.tick_us) if st.sflags & PIE_ACTIVE else st.pop_head()
             deficit[f] -= pkt[LEN]
             self.cur = f
             return pkt

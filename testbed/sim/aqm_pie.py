@@ -136,16 +136,19 @@ class PieState:
         if (self.sflags & PIE_ACTIVE) and self.burst_allowance > 0:
             self.burst_allowance = self.burst_allowance - prm.tupdate if self.burst_allowance > prm.tupdate else 0
 
-    def not_congested(self, prm: PieParams) -> bool:
-        return (self.qdelay_old < (prm.qdelay_ref >> 1) and self.drop_prob < PIE_MAX_PROB // 5) or \
+    def not_congested(self, prm: PieParams, prob: int) -> bool:
+        """drop_early's safeguard, with ``prob`` the probability it applies (this queue's p, or the l4s
+        scheduler's coupled L probability)."""
+        return (self.qdelay_old < (prm.qdelay_ref >> 1) and prob < PIE_MAX_PROB // 5) or \
             self.len_bytes <= 2 * MEAN_PKTSIZE
 
-    def derand(self, prm: PieParams) -> int:
-        """The derandomisation step of drop_early: ACTION_FORWARD/ACTION_DROP if decided, else 0 (draw)."""
-        if self.drop_prob == 0:
+    def derand(self, prm: PieParams, prob: int) -> int:
+        """The derandomisation step of drop_early for probability ``prob``: ACTION_FORWARD/ACTION_DROP if
+        decided, else 0 (draw)."""
+        if prob == 0:
             self.accu_prob = 0
         if prm.flags & PIE_DERAND_ENABLED:
-            self.accu_prob += self.drop_prob
+            self.accu_prob += prob
             if self.accu_prob < PIE_MAX_PROB * 17 // 20:
                 return ACTION_FORWARD
             if self.accu_prob >= PIE_MAX_PROB * 17 // 2:
@@ -166,11 +169,16 @@ class PieState:
         self.tot_pkts += 1
         self.tot_bytes += pkt[LEN]
 
-    def depart(self, now_us: int, tick_us: int) -> list:
-        """Take the head packet; its sojourn, in whole ticks like AQM_UNOW, becomes ``current_qdelay``."""
+    def pop_head(self) -> list:
+        """Take the head packet out of the queue's statistics (a departure or a head drop)."""
         pkt = self.q.popleft()
         self.length -= 1
         self.len_bytes -= pkt[LEN]
+        return pkt
+
+    def depart(self, now_us: int, tick_us: int) -> list:
+        """Take the head packet; its sojourn, in whole ticks like AQM_UNOW, becomes ``current_qdelay``."""
+        pkt = self.pop_head()
         self.current_qdelay = (now_us - now_us % tick_us) - pkt[T_ENQ]
         return pkt
 
@@ -239,8 +247,8 @@ class Pie:
             action = ACTION_DROP
         elif self.gate is not None and self.gate.take():
             action = apply_policy(self.gate, st.log_fields(0, prm, pkt, 0, now_us), ecn, bool(prm.flags & PIE_ECN_ENABLED))
-        elif st.burst_allowance == 0 and not st.not_congested(prm):
-            action = st.derand(prm)
+        elif st.burst_allowance == 0 and not st.not_congested(prm, st.drop_prob):
+            action = st.derand(prm, st.drop_prob)
             if action == 0:
                 if self.rand.draw() < st.drop_prob:
                     st.accu_prob = 0
