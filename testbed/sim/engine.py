@@ -54,7 +54,7 @@ class Engine:
                  ack_exit_ns: list[int] | None = None, tick_ns: int = 0):
         """``ack_delay_ns[fid]``: when ACKs bypass the pipe, server -> client latency; with
         ``pipe_passes == 2``, server -> router latency, and ``ack_exit_ns[fid]`` is router -> client.
-        ``tick_ns`` > 0 serves the pipe on kernel ticks, as dummynet's callout does (see ``_serve_tick``)."""
+        ``tick_ns`` > 0 serves the pipe on kernel ticks, as dummynet's callout does (see ``_serve``)."""
         self.tick_ns = tick_ns
         self._ideal = 0
         self._idle_tick = -1
@@ -96,7 +96,6 @@ class Engine:
         rate = self.bottleneck.rate_bps
         delay = self.bottleneck.delay_ns
         link_next = INF
-        pi_next = aqm.next_update_us * 1000
         events = 0
         sent = 0
         sent_bytes = 0
@@ -128,7 +127,7 @@ class Engine:
                         t = q[0][0]
                         src = 3
                         aq = q
-            pi_next = aqm.next_update_us * 1000
+            pi_next = aqm.next_update_us * 1000  # read each time: l4s-pie moves it at enqueue/dequeue too
             if pi_next <= t:
                 t = pi_next
                 src = 4
@@ -146,21 +145,21 @@ class Engine:
             elif src == 0:
                 _, _, kind, obj = heappop(heap)
                 if kind == EV_ARRIVE:
-                    if tick:
-                        if enqueue(obj, t // 1000) and link_next == INF:
+                    if enqueue(obj, t // 1000) and link_next == INF:
+                        if tick:
                             link_next = self._serve_from_idle(t)
-                    elif enqueue(obj, t // 1000) and link_next == INF:
-                        pkt = dequeue(t // 1000)
-                        if pkt is not None:
-                            length = pkt[1]
-                            ser = (length * 8_000_000_000) // rate
-                            link_next = t + ser
-                            busy += ser
-                            srv.append((link_next + delay, pkt))
-                            if soj is not None:
-                                soj.append(t // 1000 - pkt[0])
-                            sent += 1
-                            sent_bytes += length
+                        else:
+                            pkt = dequeue(t // 1000)
+                            if pkt is not None:
+                                length = pkt[1]
+                                ser = (length * 8_000_000_000) // rate
+                                link_next = t + ser
+                                busy += ser
+                                srv.append((link_next + delay, pkt))
+                                if soj is not None:
+                                    soj.append(t // 1000 - pkt[0])
+                                sent += 1
+                                sent_bytes += length
                 elif kind == EV_RTO:
                     obj.on_timer(t)
                 elif kind == EV_DELACK:
@@ -176,7 +175,7 @@ class Engine:
                 else:
                     self.flows[pkt[3]].on_data(t, pkt)
             elif tick and src == 1:
-                link_next = self._serve_tick(t)
+                link_next = self._serve(t, t)
             elif src == 1:
                 pkt = dequeue(t // 1000)
                 if pkt is not None:
@@ -193,26 +192,25 @@ class Engine:
                     link_next = INF
             else:
                 aqm.update(t // 1000)
-                pi_next = aqm.next_update_us * 1000
-                if tick and link_next == INF and aqm.backlog():
-                    link_next = self._serve_from_idle(t)
-                elif link_next == INF and aqm.backlog():
-                    pkt = dequeue(t // 1000)
-                    if pkt is not None:
-                        length = pkt[1]
-                        ser = (length * 8_000_000_000) // rate
-                        link_next = t + ser
-                        busy += ser
-                        srv.append((link_next + delay, pkt))
-                        if soj is not None:
-                            soj.append(t // 1000 - pkt[0])
-                        sent += 1
-                        sent_bytes += length
+                if link_next == INF and aqm.backlog():
+                    if tick:
+                        link_next = self._serve_from_idle(t)
+                    else:
+                        pkt = dequeue(t // 1000)
+                        if pkt is not None:
+                            length = pkt[1]
+                            ser = (length * 8_000_000_000) // rate
+                            link_next = t + ser
+                            busy += ser
+                            srv.append((link_next + delay, pkt))
+                            if soj is not None:
+                                soj.append(t // 1000 - pkt[0])
+                            sent += 1
+                            sent_bytes += length
         self.events += events
         self.packets_sent += sent
         self.bytes_sent += sent_bytes
         self.busy_ns += busy
-
 
     def _serve_from_idle(self, t: int) -> int:
         """A packet finds the pipe idle: dummynet (``dummynet_io``) serves it at once, on the current tick's
@@ -228,20 +226,18 @@ class Engine:
             self._ideal = now_tick
         return self._serve(t, now_tick)
 
-    def _serve_tick(self, t: int) -> int:
-        """One dummynet tick (``t`` is on a tick boundary): dequeue every packet the pipe's rate allows.
+    def _serve(self, t: int, now_tick: int) -> int:
+        """Send while the pipe's credit lasts (dummynet's serve_sched); ``t`` itself is a tick when the
+        callout serves the pipe.
 
         dummynet (io_fast=0) moves packets only from its kern.hz callout: a tick sends the packets whose
         transmission would have started by now at the pipe's rate (``_ideal`` is when the previous ones
-        would have finished: dummynet's credit is >= 0 while ``_ideal <= t``), all at once, into the
-        delay line, which releases them on a tick as well. The long-run rate is the pipe's; the timing is
-        batched per tick (10 ms at hz=100: about 8 full packets at 10 Mbit/s).
+        would have finished: dummynet's credit is >= 0 while ``_ideal <= now_tick``), all at once, into
+        the delay line, which releases them on a tick as well. The long-run rate is the pipe's; the timing
+        is batched per tick (10 ms at hz=100: about 8 full packets at 10 Mbit/s). With credit left the
+        pipe goes idle (INF); once it is spent the pipe stays scheduled for the tick at which the credit
+        is back, queue empty or not.
         """
-        return self._serve(t, t)
-
-    def _serve(self, t: int, now_tick: int) -> int:
-        """Send while the credit lasts. With credit left the pipe goes idle (INF); once it is spent the
-        pipe stays scheduled for the tick at which the credit is back, queue empty or not."""
         tick = self.tick_ns
         while self._ideal <= now_tick:
             if not self._send_one(t, now_tick):

@@ -10,7 +10,7 @@
   the delay line for ``D`` before it leaves the router. So the AQM sees only queueing, never the
   propagation delay, and base RTT = D + access/return latencies + one serialisation. By default
   transmissions are continuous; ``bottleneck.serve_on_ticks`` batches them on kern.hz ticks the way
-  dummynet's callout does (``Engine._serve_tick``): at hz=1000 and 8 Mbit/s that is under one packet
+  dummynet's callout does (``Engine._serve``): at hz=1000 and 8 Mbit/s that is under one packet
   per tick, at hz=100 and 10 Mbit/s about 8 packets every 10 ms.
 * **Return path** (server -> router -> client, ACKs only): with ``bottleneck.match: egress`` (the
   default) uncongested, a constant latency of the two links' serialisation of a 52-byte ACK plus their
