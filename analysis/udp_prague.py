@@ -26,17 +26,19 @@ from pathlib import Path
 import pyarrow as pa
 
 from l4stb.analysis.flows import ConnectionNumbers, FlowRows, Iperf3Stats, rows_from_files
+from l4stb.layout import UDP_PRAGUE_SUFFIX
 
-SUFFIX = ".udp_prague.txt"
-_NAME_RE = re.compile(r"^(?P<host>[a-z][a-z0-9-]*)-prague-g(?P<g>\d+)-c(?P<c>\d+)\.udp_prague\.txt$")
+_NAME_RE = re.compile(r"^(?P<host>[a-z][a-z0-9-]*)-prague-g(?P<g>\d+)-c(?P<c>\d+)"
+                      + re.escape(UDP_PRAGUE_SUFFIX) + "$")
+"""The names :func:`l4stb.layout.udp_prague_client_name` gives."""
 _HEADER_RE = re.compile(r"UDP (?:RealTime )?Prague (?P<role>sender|receiver) .* max packet size (?P<size>\d+) bytes")
 _SENDER_RE = re.compile(
-    r"\[SENDER\]: (?P<t>[\d.]+) sec, Sent: (?P<sent>[\d.]+) Mbps, Rcvd: (?P<rcvd>[\d.]+) Mbps, "
+    r"\[SENDER\]: (?P<t>[\d.]+) sec, Sent: [\d.]+ Mbps, Rcvd: (?P<rcvd>[\d.]+) Mbps, "
     r"RTT: (?P<rtt>[\d.]+) ms\b.*?InFlight/W: \d+/(?P<w>\d+) packets")
 
 
 def is_report(path: Path) -> bool:
-    return path.name.endswith(SUFFIX)
+    return path.name.endswith(UDP_PRAGUE_SUFFIX)
 
 
 def udp_prague_table(files: list[tuple[int, str, Path]], rel=str) -> tuple[pa.Table, Iperf3Stats]:

@@ -42,3 +42,16 @@ def iperf3_client_name(host: str, cc: str, group: int, connection: int) -> str:
 
 def iperf3_server_name(port: int) -> str:
     return f"server-{int(port)}.json"
+
+
+UDP_PRAGUE_SUFFIX = ".udp_prague.txt"
+"""udp_prague's text reports (Prague flows on FreeBSD) end with this."""
+
+
+def udp_prague_client_name(host: str, group: int, connection: int) -> str:
+    """``client2-prague-g1-c1.udp_prague.txt``: one udp_prague sender (connection) of flow group ``group``."""
+    return f"{validate_name(host, 'host')}-prague-g{group}-c{connection}{UDP_PRAGUE_SUFFIX}"
+
+
+def udp_prague_server_name(port: int) -> str:
+    return f"server-{int(port)}{UDP_PRAGUE_SUFFIX}"

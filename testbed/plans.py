@@ -394,7 +394,8 @@ def aqm_sysctls(aqm: Aqm, scenario: Scenario, repeat: int = 1) -> list[str]:
         values.insert(0, ("mode", 1))
         values += [(f"pie_{name}", int(getattr(pie, name)))
                    for name in ("qdelay_ref", "tupdate", "max_burst", "max_ecnth", "alpha", "beta", "flags")]
-        values += [("pie_coupling", int(round(aqm.coupling_factor))), ("pie_couple_same_flow", int(aqm.pie_coupling == "as-coded")),
+        values += [("pie_coupling", int(round(aqm.coupling_factor))),
+                   ("pie_couple_same_flow", int(aqm.pie_coupling == "as-coded")),
                    ("tick_us", pie.tick_us), ("limit_packets", pie.limit_packets), ("limit_bytes", pie.limit_bytes)]
     return [f"{SYSCTL_ROOT}.{k}={v}" for k, v in values]
 
@@ -451,9 +452,8 @@ def processes(scenario: Scenario, topology: Topology, run_id: str, repeat: int) 
                     raise L4stbError(
                         f"scenario {scenario.name}: flows.{g} is Prague with parallel: {flow.parallel}; on FreeBSD "
                         "Prague runs as udp_prague, one UDP flow per connection. Use connections: N, parallel: 1.")
-                stem = f"{flow.host}-prague-g{g}-c{c}"
-                client_name = f"{stem}.udp_prague.txt"
-                server_name = f"server-{port}.udp_prague.txt"
+                client_name = layout.udp_prague_client_name(flow.host, g, c)
+                server_name = layout.udp_prague_server_name(port)
                 procs.append(Proc(
                     server_name, server, "server", "udp_prague", "prague", g, c, port, "udp",
                     posixpath.join(repeat_dir, server_name),
