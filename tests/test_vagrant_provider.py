@@ -71,6 +71,7 @@ class World:
         self.exit_override: dict[str, int] = {}
         self.fail_step: tuple[str, str, BaseException] | None = None
         self.log_lines = 1000
+        self.instances = 0
         self.reboot_asks = 0
 
     def answer(self, host: str, step: str, script: str):
@@ -83,7 +84,11 @@ class World:
             return "\n".join(f"l4stb-exit {n} {self.exit_override.get(n, 0)}" for n in names)
         if step in ("reset logs", "collect router logs"):
             self.log_lines += 500 if step == "collect router logs" else 0
-            return f"l4stb-log-lines {self.log_lines}\n"
+            self.instances += 1 if step == "collect router logs" else 0
+            return (f"l4stb-counter log_lines {self.log_lines}\nl4stb-counter instances_created {self.instances}\n"
+                    f"l4stb-counter instances_freed 0\n")
+        if step == "build udp_prague":
+            return f"l4stb-udp-prague {plans.UDP_PRAGUE_REF_DEFAULT}\n"
         if "dualpi2 module" in step and self.reboot_asks:
             self.reboot_asks -= 1
             return "l4stb-reboot-needed kern.msgbufsize\n"
@@ -119,8 +124,12 @@ def test_repeats_run_in_order_and_report_exit_codes(world: World, tmp_path: Path
     assert [o.repeat for o in outcomes] == [1, 2] and all(o.ok for o in outcomes)
     assert outcomes[0].stats["exit_codes"]["client2-dctcp-g2-c1.json"] == 0
     assert outcomes[0].stats["module_log_lines"] == 500
+    assert outcomes[0].stats["sched_instances"] == {"created": 1, "freed": 0}
+    assert outcomes[0].stats["kern_hz"] == {"client1": 1000, "client2": 1000, "router": 1000, "server": 1000}
+    assert "udp_prague_commit" not in outcomes[0].stats and "build udp_prague" not in world.steps()
     assert progress[-1] == (2, 1.0)
-    assert world.steps("router")[:3] == ["configure bottleneck and AQM (dualpi2)", "reset logs", "collect router logs"]
+    assert world.steps("router")[:4] == ["host facts", "configure bottleneck and AQM (dualpi2)", "reset logs",
+                                         "collect router logs"]
     order = [s for h, s, _ in world.calls[: len(world.calls) // 2]]
     assert order.index("start servers") < order.index("start clients together") < order.index("wait for clients")
 
@@ -222,7 +231,7 @@ def test_up_boots_every_vm_provisions_idempotently_and_records_ssh(world: World,
     assert info.hosts["client1"]["freebsd_version"] == "14.1-RELEASE-p5"
     assert prov.topology_file.is_file() and "client1" in prov.topology_file.read_text()
     router_steps = world.steps("router")
-    assert router_steps[:2] == ["login shell sh", "packages, kernel sources, NIC offloads"]
+    assert router_steps[:2] == ["login shell sh", "packages, kern.hz, NIC offloads"]
     assert router_steps.count("ipfw (open) + dummynet, build and load the dualpi2 module") == 2  # after the reboot
     uploaded = {(h, name) for h, name, _ in world.uploads}
     assert ("router", "Makefile") in uploaded and all(h == "router" for h, _ in uploaded)
