@@ -80,7 +80,7 @@ class World:
         if step == "host facts":
             return FACTS.format(h=host)
         if step in ("wait for clients", "stop servers", "stop after failure"):
-            names = re.findall(r"for n in (.*?) ; do", script)[0].split()
+            names = re.findall(r"^set -- (.*)$", script, re.MULTILINE)[0].split()
             return "\n".join(f"l4stb-exit {n} {self.exit_override.get(n, 0)}" for n in names)
         if step in ("reset logs", "collect router logs"):
             self.log_lines += 500 if step == "collect router logs" else 0

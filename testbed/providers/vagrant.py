@@ -427,17 +427,30 @@ class VagrantProvider(Provider):
             recorded["udp_prague_commit"] = {h: plans.parse_udp_prague_commit(text) for h, text in out.items()}
         return recorded
 
-    def _run_repeat(self, ctx: RunContext, repeat: int, on_progress: ProgressFn) -> tuple[bool, str, dict[str, Any]]:
+    def _run_repeat(self, ctx: RunContext, repeat: int, on_progress: ProgressFn,
+                    after: dict[str, plans.Phase] | None = None,
+                    extra_out: dict[str, dict[str, str]] | None = None) -> tuple[bool, str, dict[str, Any]]:
+        """One repeat's phases in order. ``after`` (run-phase name -> phase) adds phases, e.g. the self-check's
+        capture; their per-host output goes into ``extra_out`` under the added phase's name."""
         sc, topo = ctx.scenario, ctx.topology
         procs = plans.processes(sc, topo, ctx.run_id, repeat)
         phases = {p.name: p for p in plans.run_phases(sc, topo, ctx.run_id, repeat)}
         expected_s = plans.START_LEAD_S + sc.duration / 1e6 + max(f.start for f in sc.flows) / 1e6
         stats: dict[str, Any] = {}
+        after = after or {}
 
-        self._run_phase(phases["configure"])
-        out = self._run_phase(phases["reset logs"])
+        def run(name: str) -> dict[str, str]:
+            out = self._run_phase(phases[name])
+            if name in after:
+                added = self._run_phase(after[name])
+                if extra_out is not None:
+                    extra_out[after[name].name] = added
+            return out
+
+        run("configure")
+        out = run("reset logs")
         before = plans.parse_counters(out.get(topo.router, ""))
-        self._run_phase(phases["start servers"])
+        run("start servers")
         on_progress(repeat, 0.0)
 
         # All clients at one moment: each host gets the delay left until a common start time.
@@ -461,12 +474,12 @@ class VagrantProvider(Provider):
         tick = threading.Thread(target=ticker, daemon=True)
         tick.start()
         try:
-            client_out = self._run_phase(phases["wait for clients"])
+            client_out = run("wait for clients")
         finally:
             done.set()
             tick.join()
-        server_out = self._run_phase(phases["stop servers"])
-        router_out = self._run_phase(phases["collect router logs"])
+        server_out = run("stop servers")
+        router_out = run("collect router logs")
         on_progress(repeat, 1.0)
 
         exits: dict[str, int] = {}
@@ -493,6 +506,40 @@ class VagrantProvider(Provider):
         stats.update(counter_stats(before, after))
         ok = not problems
         return ok, "; ".join(problems), stats
+
+    # -- self-check -------------------------------------------------------------------------------
+    def self_check(self, ctx: RunContext) -> base.CheckEvidence:
+        """The check scenario's one repeat with a capture on the server, on the real VMs."""
+        from l4stb import check_steps
+        from l4stb.console import console
+
+        sc, topo = ctx.scenario, ctx.topology
+        with console.status("self-check: host facts and udp_prague"):
+            facts = self.host_facts(topo)
+            prepare = plans.prepare_phase(sc, topo)
+            if prepare is not None:
+                self._run_phase(prepare)
+        extra: dict[str, dict[str, str]] = {}
+        with console.status(f"self-check: a {sc.duration // 1_000_000} s flow through the bottleneck"):
+            try:
+                ok, detail, stats = self._run_repeat(ctx, 1, lambda r, f: None,
+                                                     check_steps.after_phases(sc, topo, ctx.run_id), extra)
+            except RemoteCommandError as exc:
+                self._cleanup(ctx, 1)
+                raise L4stbError(f"l4stb check could not run its test flow: {exc}") from None
+        router, server = topo.router, topo.server
+        loaded, sched = check_steps.parse_module(extra.get("check module", {}).get(router, ""))
+        counts = check_steps.parse_ecn_counts(extra.get("stop capture", {}).get(server, ""))
+        flows = [base.FlowProbe(p.host, p.cc, p.port, counts.get(p.port, {}))
+                 for p in plans.processes(sc, topo, ctx.run_id, 1) if p.side == "client"]
+        hz = {h: facts[h].get("sysctls", {}).get("kern.hz", "") for h in topo.hosts}
+        return base.CheckEvidence(
+            provider=self.name, router=router, receiver=server, module_loaded=loaded, sched_show=sched,
+            kern_hz={h: int(v) if str(v).isdigit() else None for h, v in hz.items()},
+            log_lines_in_file=check_steps.parse_log_file_lines(extra.get("count log lines", {}).get(router, "")),
+            log_lines_counter=stats.get("module_log_lines"), flows=flows,
+            flow_problems=[p + "." for p in detail.split("; ")] if not ok and detail else [],
+            where={"log": sc.logging.file})
 
     def _cleanup(self, ctx: RunContext, repeat: int) -> None:
         """After a failed step: stop every process of the repeat and clear the router's log set (best effort)."""
