@@ -162,3 +162,20 @@ def test_the_check_steps_run_after_the_right_phases_with_the_capture_on_the_serv
     assert "'ip and dst host 10.1.3.13 and (tcp or udp) and dst portrange 5101-5103'" in capture.script
     assert "tcpdump -r" in after["stop servers"].steps[0].script
     assert "ip[1] & 3 == $cp" in after["stop servers"].steps[0].script
+
+
+def test_up_on_vagrant_ends_with_the_self_check_and_fails_with_its_paragraphs(monkeypatch, tmp_path: Path, capsys):
+    from l4stb import cli
+    from l4stb.providers.vagrant import VagrantProvider
+
+    def fake_up(self, topology):
+        return base.TestbedInfo(provider="vagrant", topology=topology.name, hosts={h: {} for h in topology.hosts})
+
+    monkeypatch.setattr(VagrantProvider, "up", fake_up)
+    monkeypatch.setattr(VagrantProvider, "self_check", lambda self, ctx: _evidence(
+        kern_hz={"client1": 1000, "client2": 1000, "router": 100, "server": 1000}))
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--workdir", str(tmp_path / "w"), "up", "--provider", "vagrant"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "testbed up" not in err and "router: kern.hz is 100, expected 1000" in " ".join(err.split())
