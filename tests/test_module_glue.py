@@ -69,9 +69,9 @@ def drive_ok(binary: Path, commands: list[str]) -> Run:
     return run
 
 
-def l4s_burst(n: int = 10) -> list[str]:
-    """n ECT(1) TCP packets arriving at once and leaving 10 us apart: the L queue's step marks them."""
-    return ([f"enq {1000 + i} tcp 1 1500 1" for i in range(n)]
+def l4s_burst(n: int = 10, proto: str = "tcp", l2: int = 0) -> list[str]:
+    """n ECT(1) packets arriving at once and leaving 10 us apart: the L queue's step marks them."""
+    return ([f"enq {1000 + i} {proto} 1 1500 1 {l2}" for i in range(n)]
             + [f"deq {5000 + 10 * i}" for i in range(n + 1)])
 
 
@@ -90,6 +90,20 @@ def test_l4s_ce_marks_reach_the_wire_with_a_valid_header_checksum(harness: Path)
     assert marked, "the L queue's step should CE-mark a burst of ECT(1) packets"
     assert all(a["ecn"] in ("1", "3") for a in sent)
     assert int(run.answers("counters")[0]["ecn_mark_calls"]) == len(marked)
+
+
+def test_ipv6_ect1_is_classified_l4s_and_marked_in_the_traffic_class(harness: Path):
+    run = drive_ok(harness, ["load", "new", *l4s_burst(proto="udp6")])
+    sent = [a for a in run.answers("deq") if "id" in a]
+    assert len(sent) == 10 and any(a["ecn"] == "3" for a in sent)
+    assert all(line.split(",")[1] == "1" for line in run.log_lines), "ECT(1) over IPv6 goes to the L queue"
+
+
+def test_layer2_packets_are_read_and_marked_at_dummynets_iphdr_off(harness: Path):
+    run = drive_ok(harness, ["load", "new", *l4s_burst(l2=1)])
+    sent = [a for a in run.answers("deq") if "id" in a]
+    assert len(sent) == 10 and any(a["ecn"] == "3" for a in sent) and all(a["csum"] == "ok" for a in sent)
+    assert {int(line.split(",")[-2]) for line in run.log_lines} == {(40000 << 16) | 5201}
 
 
 def test_classic_ect0_is_marked_and_not_ect_is_dropped_never_marked(harness: Path):

@@ -13,12 +13,14 @@
  *                                  si_new()/si_destroy() do)                      -> "new <rc>"
  *   failtags N                     make the next N m_tag_alloc() calls fail
  *   ifgone IFINDEX                 destroy an interface (1..3) while packets from it are queued
- *   enq NOW_US PROTO ECN LEN IFIDX  what dummynet_io() does: tag the packet (after an unrelated tag
- *                                  that was already there), then the scheduler's enqueue()
- *                                  -> "enq id=<ip id> rc=<0 queued | 1 dropped>"
- *                                  PROTO tcp|udp|icmp, ECN 0..3 (the IP ECN field), IFIDX 0 = none
- *   deq NOW_US                     one dequeue() -> "deq none" or
- *                                  "deq id=<ip id> ecn=<field> csum=<ok|bad> len=<bytes> rcvif=<idx>"
+ *   enq NOW_US PROTO ECN LEN IFIDX [L2]  what dummynet_io() does: tag the packet (after an unrelated
+ *                                  tag that was already there), then the scheduler's enqueue()
+ *                                  -> "enq id=<packet id> rc=<0 queued | 1 dropped>"
+ *                                  PROTO tcp|udp|icmp (IPv4) or tcp6|udp6 (IPv6), ECN 0..3 (the IP ECN
+ *                                  field), IFIDX 0 = none, L2 = 1 for a layer-2 packet (an Ethernet
+ *                                  header in front, dn_pkt_tag.iphdr_off = 14, as tag_mbuf() sets it)
+ *   deq NOW_US                     one dequeue() -> "deq none" or "deq id=<packet id> ecn=<field>
+ *                                  csum=<ok|bad|none (IPv6)> len=<bytes> rcvif=<idx>"
  *   counters                       -> "counters live_mbufs=.. freed_mbufs=.. live_tags=.. log_lines=..
  *                                  io_pkt_drop=.. ecn_mark_calls=.."
  * At end of input the instance (if any) is freed and every mbuf and tag must have been freed.
@@ -40,6 +42,7 @@
 
 #define	OTHER_TAG_COOKIE	42	/* a tag some earlier hook left on the packet */
 #define	OTHER_TAG_TYPE		7
+#define	ETHER_HDR_LEN		14	/* net/ethernet.h */
 
 static struct dn_schk schk;
 static struct dn_sch_inst *si;
@@ -68,35 +71,57 @@ header_checksum(const struct ip *ip)
 	return ((uint16_t)~sum);
 }
 
-static struct mbuf *
-make_packet(const char *proto, int ecn, int len, int ifidx)
+/* An IPv4 header with a valid checksum; the packet id goes into ip_id. */
+static void
+fill_ipv4(struct ip *ip, int proto, int ecn, int len, uint16_t id)
 {
-	struct mbuf *m = kstub_mbuf_new();
-	struct ip *ip = mtod(m, struct ip *);
-	uint16_t *ports = (uint16_t *)(ip + 1);
-	int saved = kstub_counts.fail_tag_allocs;
-	struct m_tag *other, *dn;
-	struct dn_pkt_tag *dt;
-	uint16_t sum;
-
-	if (len < 40 || len > (int)sizeof(m->m_buf))
-		fail("packet length out of range");
-	memset(m->m_data, 0, (size_t)len);
 	ip->ip_v = IPVERSION;
 	ip->ip_hl = 5;
 	ip->ip_tos = (uint8_t)ecn;
 	ip->ip_len = htons((uint16_t)len);
-	ip->ip_id = htons(next_id++);
+	ip->ip_id = htons(id);
 	ip->ip_ttl = 64;
-	ip->ip_p = strcmp(proto, "tcp") == 0 ? IPPROTO_TCP : strcmp(proto, "udp") == 0 ? IPPROTO_UDP :
-	    IPPROTO_ICMP;
+	ip->ip_p = (uint8_t)proto;
 	ip->ip_src = htonl(0x0a000102);		/* 10.0.1.2 */
 	ip->ip_dst = htonl(0x0a000302);		/* 10.0.3.2 */
-	sum = header_checksum(ip);
-	ip->ip_sum = htons(sum);
+	ip->ip_sum = htons(header_checksum(ip));
+}
+
+/* An IPv6 header (version 6, the ECN field in the traffic class); the packet id is the flow label. */
+static void
+fill_ipv6(struct ip6_hdr *ip6, int proto, int ecn, int len, uint16_t id)
+{
+	ip6->ip6_flow = htonl(6U << 28 | (uint32_t)ecn << 20 | id);
+	ip6->ip6_plen = htons((uint16_t)(len - (int)sizeof(*ip6)));
+	ip6->ip6_nxt = (uint8_t)proto;
+	ip6->ip6_hlim = 64;
+	ip6->ip6_src[15] = 2;
+	ip6->ip6_dst[15] = 3;
+}
+
+static struct mbuf *
+make_packet(const char *proto, int ecn, int len, int ifidx, int l2)
+{
+	struct mbuf *m = kstub_mbuf_new();
+	int off = l2 ? ETHER_HDR_LEN : 0, v6 = proto[strlen(proto) - 1] == '6';
+	int p = strncmp(proto, "tcp", 3) == 0 ? IPPROTO_TCP : strncmp(proto, "udp", 3) == 0 ? IPPROTO_UDP :
+	    IPPROTO_ICMP;
+	int iplen = v6 ? (int)sizeof(struct ip6_hdr) : (int)sizeof(struct ip);
+	uint16_t *ports = (uint16_t *)(m->m_data + off + iplen);
+	int saved = kstub_counts.fail_tag_allocs;
+	struct m_tag *other, *dn;
+	struct dn_pkt_tag *dt;
+
+	if (len < iplen + 20 || off + len > (int)sizeof(m->m_buf))
+		fail("packet length out of range");
+	memset(m->m_data, 0, (size_t)(off + len));
+	if (v6)
+		fill_ipv6((struct ip6_hdr *)(m->m_data + off), p, ecn, len, next_id++);
+	else
+		fill_ipv4((struct ip *)(m->m_data + off), p, ecn, len, next_id++);
 	ports[0] = htons(40000);
 	ports[1] = htons(5201);
-	m->m_len = m->m_pkthdr.len = len;
+	m->m_len = m->m_pkthdr.len = off + len;
 	m->m_pkthdr.rcvif = ifidx ? &kstub_ifnets[ifidx] : NULL;
 
 	/* dummynet_io() -> tag_mbuf() (ip_dn_io.c): m_tag_prepend()s its tag, in front of any other. */
@@ -109,7 +134,7 @@ make_packet(const char *proto, int ecn, int len, int ifidx)
 	m_tag_prepend(m, other);
 	m_tag_prepend(m, dn);
 	dt = (struct dn_pkt_tag *)(dn + 1);
-	dt->iphdr_off = 0;
+	dt->iphdr_off = (uint16_t)off;
 	return (m);
 }
 
@@ -119,6 +144,7 @@ static void
 check_and_print_sent(struct mbuf *m)
 {
 	struct ip *ip = (struct ip *)mtodo(m, dn_tag_get(m)->iphdr_off);
+	struct ip6_hdr *ip6 = (struct ip6_hdr *)ip;
 	struct m_tag *t;
 	int ifidx = -1, i;
 
@@ -135,8 +161,12 @@ check_and_print_sent(struct mbuf *m)
 		ifidx = 0;
 	if (ifidx < 0)
 		fail("the scheduler handed back a packet with a bad rcvif pointer");
-	printf("deq id=%u ecn=%u csum=%s len=%d rcvif=%d\n", ntohs(ip->ip_id), ip->ip_tos & IPTOS_ECN_MASK,
-	    header_checksum(ip) == 0 ? "ok" : "bad", m->m_pkthdr.len, ifidx);
+	if (ip->ip_v == 6)
+		printf("deq id=%u ecn=%u csum=none len=%d rcvif=%d\n", ntohl(ip6->ip6_flow) & 0xffff,
+		    (ntohl(ip6->ip6_flow) >> 20) & IPTOS_ECN_MASK, m->m_pkthdr.len, ifidx);
+	else
+		printf("deq id=%u ecn=%u csum=%s len=%d rcvif=%d\n", ntohs(ip->ip_id), ip->ip_tos & IPTOS_ECN_MASK,
+		    header_checksum(ip) == 0 ? "ok" : "bad", m->m_pkthdr.len, ifidx);
 	m_freem(m);
 }
 
@@ -152,7 +182,7 @@ main(void)
 {
 	char line[256], name[64], proto[16];
 	long long now, value;
-	int ecn, len, ifidx, n, i;
+	int ecn, len, ifidx, l2, n, i;
 
 	for (i = 0; i < KSTUB_NIFNET; i++) {
 		kstub_ifnets[i].if_index = (uint16_t)i;
@@ -199,14 +229,14 @@ main(void)
 			kstub_counts.fail_tag_allocs = n;
 		} else if (sscanf(line, "ifgone %d", &ifidx) == 1 && ifidx > 0 && ifidx < KSTUB_NIFNET) {
 			kstub_ifnet_destroy(ifidx);
-		} else if (sscanf(line, "enq %lld %15s %d %d %d", &now, proto, &ecn, &len, &ifidx) == 5 &&
-		    ecn >= 0 && ecn <= 3 && ifidx >= 0 && ifidx < KSTUB_NIFNET) {
+		} else if ((l2 = 0, sscanf(line, "enq %lld %15s %d %d %d %d", &now, proto, &ecn, &len, &ifidx,
+		    &l2)) >= 5 && ecn >= 0 && ecn <= 3 && ifidx >= 0 && ifidx < KSTUB_NIFNET) {
 			struct mbuf *m;
 			uint16_t id = next_id;
 
 			need_instance();
 			kstub_now_us = now;
-			m = make_packet(proto, ecn, len, ifidx);
+			m = make_packet(proto, ecn, len, ifidx, l2);
 			printf("enq id=%u rc=%d\n", id, kstub_sched->enqueue(si, NULL, m));
 		} else if (sscanf(line, "deq %lld", &now) == 1) {
 			struct mbuf *m;

@@ -57,7 +57,8 @@ struct sockaddr_in6 {
 	uint32_t	sin6_scope_id;
 };
 
-/* netinet/ip.h: the IPv4 header in FreeBSD's layout (little-endian bit fields). */
+/* netinet/ip.h: the IPv4 header in FreeBSD's layout (little-endian bit fields, __packed: it may start
+ * at any offset, e.g. 14 behind an Ethernet header). */
 #if BYTE_ORDER != LITTLE_ENDIAN
 #error "kstub.h models FreeBSD's struct ip for little-endian hosts only"
 #endif
@@ -72,7 +73,7 @@ struct ip {
 	uint16_t	ip_sum;
 	uint32_t	ip_src;
 	uint32_t	ip_dst;
-};
+} __attribute__((__packed__));
 #define	IPVERSION		4
 #define	IP_OFFMASK		0x1fff
 #define	IPTOS_ECN_NOTECT	0x00
@@ -81,7 +82,7 @@ struct ip {
 #define	IPTOS_ECN_CE		0x03
 #define	IPTOS_ECN_MASK		0x03
 
-/* netinet/ip6.h: only the first word (version, traffic class, flow label) matters to the glue. */
+/* netinet/ip6.h (__packed): only the first word (version, traffic class, flow label) matters. */
 struct ip6_hdr {
 	uint32_t	ip6_flow;
 	uint16_t	ip6_plen;
@@ -89,7 +90,7 @@ struct ip6_hdr {
 	uint8_t		ip6_hlim;
 	uint8_t		ip6_src[16];
 	uint8_t		ip6_dst[16];
-};
+} __attribute__((__packed__));
 
 /* net/if_var.h: what m_rcvif_serialize()/m_rcvif_restore() (kern_mbuf.c) use of an interface. */
 struct ifnet {
