@@ -124,7 +124,7 @@ SYSCTL_U64(_net_inet_ip_dummynet_dualpi2, OID_AUTO, rcvif_drops, CTLFLAG_RD, &du
     "packets dropped at dequeue because their receiving interface went away while they were queued");
 /* dummynet creates an instance at the first packet after `ipfw sched N config` and, with
  * net.inet.ip.dummynet.expire != 0, destroys it when idle (dn_drain_scheduler(), ip_dummynet.c): each new
- * instance starts with p' = 0 and a re-seeded PRNG, so a run must see created - freed == 1 throughout. */
+ * instance starts with p' = 0 and a re-seeded PRNG. A repeat must create exactly one and free none. */
 SYSCTL_U64(_net_inet_ip_dummynet_dualpi2, OID_AUTO, instances_created, CTLFLAG_RD, &dualpi2_instances_created,
     0, "scheduler instances created since the module was loaded");
 SYSCTL_U64(_net_inet_ip_dummynet_dualpi2, OID_AUTO, instances_freed, CTLFLAG_RD, &dualpi2_instances_freed, 0,
