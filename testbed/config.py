@@ -67,7 +67,7 @@ class Interface(Strict):
         try:
             ipaddress.IPv4Interface(v)
         except ValueError:
-            raise ValueError(f"'{v}' is not an IPv4 address with prefix length, like 10.0.1.11/24")
+            raise ValueError(f"'{v}' is not an IPv4 address with prefix length, like 10.1.1.11/24")
         if "/" not in v:
             raise ValueError(f"'{v}' needs a prefix length, like {v}/24")
         return v
@@ -138,6 +138,45 @@ class Topology(Strict):
 
     def router_address_on(self, network: str) -> str:
         return self.address(self.router, network)
+
+
+MANAGEMENT_NETWORKS = {
+    "VirtualBox NAT": "10.0.2.0/24",
+    "vagrant-libvirt management": "192.168.121.0/24",
+}
+"""The subnets the vagrant provider's VMs already sit on through their first NIC, which carries SSH.
+
+VirtualBox's NAT adapter 1 is 10.0.2.0/24 (guest 10.0.2.15, gateway 10.0.2.2: VirtualBox manual, "NAT
+networking details"); vagrant-libvirt's management network defaults to 192.168.121.0/24
+(``management_network_address``, vagrant-libvirt docs "Management Network"). A topology subnet that
+overlaps one of them is also a connected prefix on the management NIC, so the kernel may send testbed
+traffic (or SSH) the wrong way.
+"""
+
+
+def check_management_overlap(topology: "Topology") -> None:
+    """Refuse topology subnets that overlap a VM provider's management network (vagrant provider only)."""
+    nets = {str(ipaddress.IPv4Interface(i.address).network) for h in topology.hosts.values() for i in h.interfaces}
+    taken = [ipaddress.IPv4Network(n) for n in (*nets, *MANAGEMENT_NETWORKS.values())]
+    for net_text in sorted(nets):
+        net = ipaddress.IPv4Network(net_text)
+        for name, mgmt_text in MANAGEMENT_NETWORKS.items():
+            mgmt = ipaddress.IPv4Network(mgmt_text)
+            if net.overlaps(mgmt):
+                raise L4stbError(
+                    f"topology {topology.name}: subnet {net} overlaps the {name} network {mgmt}, which every VM "
+                    "already has on its first NIC for SSH, so testbed traffic would leave the wrong way (or SSH "
+                    f"would break). Move that network to a free subnet such as {_free_subnet(net, taken)} in the "
+                    "topology file (every interface on it, and its hosts' addresses)."
+                )
+
+
+def _free_subnet(net: ipaddress.IPv4Network, taken: list[ipaddress.IPv4Network]) -> ipaddress.IPv4Network:
+    """The first subnet of ``net``'s size in 10.1.0.0/16 that overlaps nothing in ``taken``."""
+    for candidate in ipaddress.IPv4Network("10.1.0.0/16").subnets(new_prefix=max(net.prefixlen, 16)):
+        if not any(candidate.overlaps(t) for t in taken):
+            return candidate
+    raise L4stbError(f"no free subnet of size /{net.prefixlen} left in 10.1.0.0/16")  # pragma: no cover
 
 
 # ---------------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from l4stb.sim.aqm_l4spie import L4sPie
 from l4stb.sim.aqm_pie import Pie, PieParams
 from l4stb.sim.engine import Engine
 from l4stb.sim.iperf3 import Conn, client_json, dumps, server_json
+from l4stb.sim.packet import ECT1
 from l4stb.sim.link import AccessLink, Bottleneck, return_latency_ns, ser_ns
 from l4stb.sim.syslog import SyslogFile
 from l4stb.sim.tcp import EV_START, MSS, TcpFlow
@@ -234,7 +235,10 @@ def simulate_repeat(job: SimJob, progress: Callable[[float], None] | None = None
                          "throughput_mbps": round(f.rcv_nxt * MSS * 8 / secs / 1e6, 4),
                          "retransmits": f.retrans,
                          "mean_rtt_ms": round(f.rtt_sum / f.rtt_n / 1e6, 3) if f.rtt_n else None,
-                         "ce_marks": f.ce_acked,
+                         "ce_marks": getattr(f, "ce_acked", None),
+                         "ce_received": f.ce_received,
+                         "ecn_codepoint": getattr(f, "ecn_cp", ECT1),
+                         "segments_delivered": getattr(f, "bytes_rcvd", 0) // MSS,
                          "ecn_reductions": getattr(f, "marked_rtts", None)})
     drops = aqm.drops
     marks = aqm.marks
@@ -252,6 +256,7 @@ def simulate_repeat(job: SimJob, progress: Callable[[float], None] | None = None
         "marks": {"C": marks[0], "L": marks[1]},
         "utilisation": round(engine.busy_ns / max(1, t_stop - min(f.start_ns for f in flows)), 4),
         "log_lines": log.lines,
+        "module_log_lines": log.module_lines,
         "log_files": [str(p) for p in files],
         "log_rotations": log.rotations,
         "compress_wall_s": round(log.compress_wall_s, 4),
