@@ -82,11 +82,17 @@
 
 /* ------------------------------------------------------------------------------------------- sysctls */
 
-/* DualPI2Params (l4stb.sim.aqm_dualpi2) defaults: Linux sch_dualpi2's, as DualPI2Params.from_aqm gives them. */
+/*
+ * DualPI2Params (l4stb.sim.aqm_dualpi2) defaults, as DualPI2Params.from_aqm gives them for an empty aqm
+ * section: Linux sch_dualpi2's dualpi2_reset_default (target 15 ms, tupdate 16 ms, alpha ~0.16 Hz, beta
+ * ~3.2 Hz, step at 1 ms sojourn with min_qlen_step 0: every L packet, k = 2, classic_protection 10 %,
+ * drop on overload).
+ */
 static struct dp2_params dualpi2_defaults = {
 	.target_us = 15000, .tupdate_us = 16000, .alpha_q = 45035996, .beta_q = 900719925,
 	.alpha_mhz = 160, .beta_mhz = 3200, .k_q8 = 512, .p_cmax = 1073741824ULL,
-	.step_us = 1000, .range_us = 0, .th_len = 1, .min_backlog_bytes = 3000, .scheduler = DP2_SCHED_WRR,
+	.step_semantics = DP2_STEP_LINUX, .step_us = 1000, .step_in_packets = 0, .step_packets = 0,
+	.range_us = 0, .min_qlen_step = 0, .th_len = 1, .min_backlog_bytes = 3000, .scheduler = DP2_SCHED_WRR,
 	.wc = 10, .wl = 90, .tshift_us = 50000, .mtu = 1500, .limit_packets = 10000, .limit_bytes = 30000000,
 	.ecn = 1, .drop_on_overload = 1, .tick_us = 1000,
 };
@@ -139,10 +145,16 @@ DP2_S64(alpha_mhz, dualpi2_defaults.alpha_mhz, "alpha in milli-Hz (logged only)"
 DP2_S64(beta_mhz, dualpi2_defaults.beta_mhz, "beta in milli-Hz (logged only)");
 DP2_S64(k_q8, dualpi2_defaults.k_q8, "coupling factor k in 1/256 units (2 -> 512)");
 SYSCTL_U64(_net_inet_ip_dummynet_dualpi2, OID_AUTO, p_cmax, CTLFLAG_RW, &dualpi2_defaults.p_cmax, 0,
-    "Classic overload threshold p_Cmax in 1/2^32 units (min(1/k^2, 1))");
-DP2_S64(step_us, dualpi2_defaults.step_us, "native L4S AQM: step threshold / ramp start minTh (us)");
-DP2_S64(range_us, dualpi2_defaults.range_us, "native L4S AQM: ramp range (us); 0 = step");
-DP2_S64(th_len, dualpi2_defaults.th_len, "RFC Th_len: no native marking with <= th_len packets left in L");
+    "p_Cmax = min(1/k^2, 1) in 1/2^32 units, logged only (overload is k p' > 1)");
+DP2_S64(step_semantics, dualpi2_defaults.step_semantics,
+    "native L4S step gate: 0 = Linux (min_qlen_step at enqueue), 1 = RFC 9332 Th_len (at dequeue)");
+DP2_S64(step_us, dualpi2_defaults.step_us, "native L4S AQM: step threshold / ramp start minTh (us of sojourn)");
+DP2_S64(step_in_packets, dualpi2_defaults.step_in_packets, "1 = the step compares the L queue length with step_packets");
+DP2_S64(step_packets, dualpi2_defaults.step_packets, "step threshold (packets left in L) when step_in_packets = 1");
+DP2_S64(range_us, dualpi2_defaults.range_us, "native L4S AQM: RFC ramp range (us); 0 = step");
+DP2_S64(min_qlen_step, dualpi2_defaults.min_qlen_step,
+    "Linux gate: step only packets that found >= this many packets in L on arrival (0 = all)");
+DP2_S64(th_len, dualpi2_defaults.th_len, "RFC gate: no native marking with <= th_len packets left in L");
 DP2_S64(min_backlog_bytes, dualpi2_defaults.min_backlog_bytes, "no PI drop/mark below this backlog (bytes)");
 DP2_S64(scheduler, dualpi2_defaults.scheduler, "0 = WRR with classic protection, 1 = time-shifted FIFO");
 DP2_S64(wc, dualpi2_defaults.wc, "WRR weight of the Classic queue (percent)");
@@ -152,8 +164,9 @@ DP2_S64(mtu, dualpi2_defaults.mtu, "MTU (bytes), for the WRR credit");
 DP2_S64(limit_packets, dualpi2_defaults.limit_packets, "buffer limit of both queues together (packets)");
 DP2_S64(limit_bytes, dualpi2_defaults.limit_bytes, "buffer limit of both queues together (bytes)");
 DP2_S64(ecn, dualpi2_defaults.ecn, "1 = CE-mark ECN-capable packets, 0 = always drop");
-DP2_S64(drop_on_overload, dualpi2_defaults.drop_on_overload, "1 = drop L packets with p_C under overload");
-DP2_S64(tick_us, dualpi2_defaults.tick_us, "logged delays are rounded down to this (us); l4s-pie: its clock tick");
+DP2_S64(drop_on_overload, dualpi2_defaults.drop_on_overload,
+    "1 = drop with p_C under overload (k p' > 1); 0 = overflow: p' <= 1/k, keep marking");
+DP2_S64(tick_us, dualpi2_defaults.tick_us, "l4s-pie: its clock tick (us); dualpi2 logs microseconds");
 
 /* l4s-pie mode: the PieParams fields, prefixed pie_ */
 DP2_S64(pie_qdelay_ref, dualpi2_pie_defaults.qdelay_ref, "PIE target delay (us)");

@@ -282,11 +282,9 @@ def describe_repeat(scenario: Scenario, topology: Topology, run_id: str, repeat:
     b = sc.bottleneck
     if aqm.name == "dualpi2":
         prm = DualPI2Params.from_aqm(aqm, b)
-        native = (f"step at {format_duration(aqm.step_threshold)}" if aqm.ramp_range == 0 else
-                  f"ramp {format_duration(aqm.step_threshold)}+{format_duration(aqm.ramp_range)}")
         what = (f"DualPI2 (RFC 9332): target {format_duration(aqm.target)}, Tupdate {format_duration(aqm.tupdate)}, "
                 f"alpha {aqm.alpha} Hz, beta {aqm.beta} Hz, k {aqm.coupling_factor:g}, p_Cmax {prm.p_cmax / P_ONE:.3g}, "
-                f"L AQM {native} (Th_len {aqm.min_qlen_step} pkt), scheduler {aqm.scheduler} "
+                f"L AQM {prm.native_aqm_text()}, scheduler {aqm.scheduler} "
                 f"(classic_protection {aqm.classic_protection:.0%}), ECN {'on' if aqm.ecn else 'off'}")
     elif aqm.name in ("pie", "l4s-pie"):
         what = (f"{'FreeBSD PIE' if aqm.name == 'pie' else 'original l4s scheduler (PIE per sub-queue, L = max(own p, 2 p_C))'}: "
