@@ -34,8 +34,6 @@ from l4stb.sim.tcp import MSS, RWND_BYTES
 BLKSIZE = 131072
 VERSION = "iperf 3.17.1"
 SNDBUF_MIN = 32768
-RECEIVER_CC = "cubic"
-"""The server's own congestion control (FreeBSD 14's default), reported as receiver_tcp_congestion."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +49,8 @@ class Conn:
     epoch_s: int
     duration_s: int
     seed: int
+    size: int = 0
+    """iperf3 -n bytes (short flows), 0 for -t."""
 
 
 def system_info(host: str) -> str:
@@ -78,8 +78,8 @@ def _local_port(seed: int, port: int, stream: int) -> int:
 
 def _test_start(conn, n_streams: int) -> dict:
     """iperf3's ``start.test_start`` block, the same in client and server output."""
-    return {"protocol": "TCP", "num_streams": n_streams, "blksize": BLKSIZE, "omit": 0,
-            "duration": conn.duration_s, "bytes": 0, "blocks": 0, "reverse": 0, "tos": 0,
+    return {"protocol": "UDP" if conn.cc == "udp" else "TCP", "num_streams": n_streams, "blksize": BLKSIZE,
+            "omit": 0, "duration": 0 if conn.size else conn.duration_s, "bytes": conn.size, "blocks": 0, "reverse": 0, "tos": 0,
             "target_bitrate": 0, "bidir": 0, "fqrate": 0, "interval": 1}
 
 
@@ -147,8 +147,10 @@ def client_json(conn: Conn, flows) -> dict:
         "sum_received": sum_received,
         "cpu_utilization_percent": {"host_total": 0.5, "host_user": 0.05, "host_system": 0.45,
                                     "remote_total": 0.9, "remote_user": 0.03, "remote_system": 0.87},
+        # iperf3 sets -C on the accepted socket too (iperf_server_api.c: setsockopt TCP_CONGESTION with
+        # test->congestion from the client's parameters), so the receiving side runs the client's CC
         "sender_tcp_congestion": conn.cc,
-        "receiver_tcp_congestion": RECEIVER_CC,
+        "receiver_tcp_congestion": conn.cc,
     }
     return {"start": start, "intervals": intervals, "end": end}
 
@@ -201,8 +203,10 @@ def server_json(conn: Conn, flows, server_name: str) -> dict:
         "sum_received": _sum([e["receiver"] for e in end_streams], sender=False, end=True),
         "cpu_utilization_percent": {"host_total": 0.9, "host_user": 0.03, "host_system": 0.87,
                                     "remote_total": 0.5, "remote_user": 0.05, "remote_system": 0.45},
+        # iperf3 sets -C on the accepted socket too (iperf_server_api.c: setsockopt TCP_CONGESTION with
+        # test->congestion from the client's parameters), so the receiving side runs the client's CC
         "sender_tcp_congestion": conn.cc,
-        "receiver_tcp_congestion": RECEIVER_CC,
+        "receiver_tcp_congestion": conn.cc,
     }
     return {"start": start, "intervals": intervals, "end": end}
 
