@@ -136,8 +136,8 @@ def test_linux_hystart_leaves_slow_start_when_the_round_rtt_rises():
     t = 0
     for _ in range(8):
         t += 3_000_000  # ACKs 3 ms apart: no ACK train
-        assert c.rtt_sample(t, 23_000_000, 32, 10**9, 1, 100) == 10**9
-    assert c.rtt_sample(t + 3_000_000, 25_000_000, 32, 10**9, 1, 100) == 32
+        assert c.rtt_sample(t, 25_000_000, 32, 10**9, 1, 100) == 10**9
+    assert c.rtt_sample(t + 3_000_000, 25_000_000, 32, 10**9, 1, 100) == 32  # round minimum 25 ms > 20 + 4 ms
 
 
 def test_prague_v06_becomes_rtt_independent_after_500_rounds():
