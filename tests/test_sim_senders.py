@@ -271,3 +271,23 @@ def test_bad_section_4_fields_are_refused_with_the_field_named(override, words):
 def test_a_freebsd_host_runs_prague_as_udp_prague_and_a_linux_host_as_tcp():
     sc = load_scenario("dctcp-8mbps", ["hosts={client2: {stack: linux}}"])
     assert sc.host("client1").prague == "udp" and sc.host("client2").prague == "tcp"
+
+
+# ------------------------------------------------------------------------------------------- summary
+
+
+@pytest.mark.slow
+def test_summary_reports_short_flow_completion_times(l4stb):
+    """`l4stb summary --json` holds, per short-flow group, its flow count and FCT percentiles; each FCT is at
+    least the flow's bytes over the 8 Mbit/s bottleneck (100 KB: 100 ms)."""
+    assert l4stb("up").exit_code == 0
+    run = l4stb("run", "--scenario", "dctcp-8mbps", "--repeats", "1", "--set", "duration=5s", "--set",
+                "flows=[{host: client1, cc: cubic}, {host: client2, cc: dctcp, connections: 6, size: 100KB, mean_gap: 500ms}]")
+    assert run.exit_code == 0, run.output
+    assert l4stb("fetch-logs").exit_code == 0
+    out = l4stb("summary", "--json")
+    assert out.exit_code == 0, out.output
+    (sf,) = json.loads(out.stdout)["short_flows"]
+    assert sf["cc"] == "dctcp" and sf["size_bytes"] == 100_000 and sf["flows"] + sf["unfinished"] == 6
+    assert sf["flows"] >= 4 and sf["fct_ms"]["p50"] >= 100
+    assert "short flows: completion time" in l4stb("summary").stdout
