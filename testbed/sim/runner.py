@@ -307,8 +307,11 @@ def describe_repeat(scenario: Scenario, topology: Topology, run_id: str, repeat:
                 f"kern.hz {aqm.kern_hz}")
     else:
         what = "tail-drop FIFO"
+    steps = b.schedule(sc.duration)
+    changes = (f", rate changing {len(steps)} times ({'trace ' + b.rate_trace if b.rate_trace else 'schedule'})"
+               if steps else "")
     out[topology.router] = (
-        f"dummynet pipe {format_rate(b.rate)} delay {format_duration(b.delay)} (delay line after the queue), "
+        f"dummynet pipe {format_rate(b.rate)}{changes} delay {format_duration(b.delay)} (delay line after the queue), "
         f"buffer {b.limit_packets} pkts / {format_size(b.limit_bytes)}; AQM {what}; "
         f"one syslog line per decision -> {sc.logging.file} (newsyslog: rotate at {format_size(sc.logging.rotate_size)}, "
         f"keep {sc.logging.rotate_count}, {sc.logging.compress}), log set moved to {rdir}/"
@@ -317,13 +320,27 @@ def describe_repeat(scenario: Scenario, topology: Topology, run_id: str, repeat:
     server_lines = []
     for gi, g in enumerate(sc.flows):
         ports = [sp.port for sp in streams_of(sc) if sp.group == gi and sp.stream == 0]
-        cc = "udp_prague sender (simulated as TCP Prague)" if g.cc == "prague" else f"-C {g.cc}"
-        ecn = "ECT(1)" if g.scalable else ("ECT(0)" if sc.ecn else "not-ECT")
+        host = sc.host(g.host)
+        if g.cc == "prague":
+            cc = ("udp_prague sender (rate-based Prague)" if host.prague == "udp"
+                  else "-C prague (Linux TCP Prague v0.6)")
+        elif g.cc == "udp":
+            cc = f"-u -b {format_rate(g.rate)}" + (f" on {format_duration(g.on_time)} / off "
+                                                   f"{format_duration(g.off_time)}" if g.on_time else "")
+        else:
+            cc = f"-C {g.cc}"
+        ecn = ("ECT(1)" if g.scalable else ("ECT(0)" if g.cc != "udp" and sc.ecn else "not-ECT")) if g.cc != "udp" \
+            else {"not-ect": "not-ECT", "ect0": "ECT(0)", "ect1": "ECT(1)"}[g.ecn]
+        length = f"-n {g.size}" if g.short else f"-t {secs}"
+        extra = sc.flow_delay_us(gi)
+        notes = [f"{host.stack} stack"] + ([f"+{format_duration(extra)} one-way"] if extra else [])
+        if g.short:
+            notes.append(f"Poisson arrivals, mean gap {format_duration(g.mean_gap)}")
         for ci, port in enumerate(ports, start=1):
             per_host.setdefault(g.host, []).append(
-                f"iperf3 -c {server_ip} -p {port} -t {secs} -P {g.parallel} -J {cc} [{ecn}]"
+                f"iperf3 -c {server_ip} -p {port} {length} -P {g.parallel} -J {cc} [{ecn}; {', '.join(notes)}]"
                 f" > {rdir}/{layout.iperf3_client_name(g.host, g.cc, gi, ci)}"
-                + (f" (starts at +{format_duration(g.start)})" if g.start else ""))
+                + (f" (starts at +{format_duration(g.start)})" if g.start and not g.short else ""))
             server_lines.append(f"iperf3 -s -p {port} -1 -J > {rdir}/{layout.iperf3_server_name(port)}")
     for host in topology.clients:
         out[host] = "; ".join(per_host.get(host, [])) or "idle in this scenario"

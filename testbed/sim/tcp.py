@@ -435,9 +435,6 @@ class TcpFlow:
             self.rtt_n += 1
             if self.fb_cubic is not None:
                 self.fb_cubic.record_rtt(self.srtt)
-            elif self.lx_cubic is not None:
-                self.ssthresh = float(self.lx_cubic.rtt_sample(now, r, int(self.cwnd), int(min(self.ssthresh, 1 << 40)),
-                                                               self.snd_una, self.snd_nxt))
         cc = self.cc
         linux = self.linux
         acked = cum - self.snd_una
@@ -466,6 +463,10 @@ class TcpFlow:
             if self.size_segs and cum >= self.size_segs and not self.done_ns:
                 self._finish(now)
                 return
+        if r > 0 and self.lx_cubic is not None and not self.in_rec:
+            # bictcp_acked runs in tcp_clean_rtx_queue, after snd_una has moved
+            self.ssthresh = float(self.lx_cubic.rtt_sample(now, r, int(self.cwnd), int(min(self.ssthresh, 1 << 40)),
+                                                           self.snd_una, self.snd_nxt))
         if sack >= 0:
             self.sacked.add(sack)
             if sack + 1 > self.fack:
@@ -539,8 +540,13 @@ class TcpFlow:
             self.prague.in_loss = False  # prague_ca_open; cwnd is prague's (cong_control)
         elif self.fb_cubic is not None:
             self.cwnd = self.fb_cubic.post_recovery(True, self.snd_nxt - self.snd_una, self.ssthresh, self.cwnd)
+        elif self.linux:
+            self.cwnd = self.ssthresh  # tcp_end_cwnd_reduction
         else:
-            self.cwnd = self.ssthresh  # FreeBSD newreno post_recovery / Linux tcp_end_cwnd_reduction
+            # cc_newreno post_recovery (cc_dctcp calls it): cwnd = pipe + 1 MSS when the flight is below
+            # ssthresh (RFC 6582's burst guard), else ssthresh
+            pipe = self.snd_nxt - self.snd_una
+            self.cwnd = float(max(pipe, 1) + 1) if pipe < self.ssthresh else self.ssthresh
 
     def _lost_retransmissions(self, now: int, sack: int) -> None:
         """A SACK of a segment first sent after a retransmission means that retransmission was lost (no
@@ -555,7 +561,11 @@ class TcpFlow:
         if first < self.rtx_next:
             self.rtx_next = first
         if not self.linux and self.prague is None:
+            # tcp_sack_lost_retransmission: cwnd = ssthresh, exit recovery, CC_NDUPACK again (snd_recover =
+            # snd_max); FreeBSD then sets cwnd to 1 MSS for PRR/SACK processing to rebuild -- here, without
+            # PRR, recovery goes on at the new ssthresh
             self.recover = self.high_tx
+            self.cwnd = self.ssthresh
             self.ssthresh = self._loss_ssthresh(now)
             self.cwnd = self.ssthresh
 
@@ -614,7 +624,8 @@ class TcpFlow:
             self.win_ce += ce
             if self.snd_una >= self.win_end:
                 self._dctcp_alpha()
-        if self.in_cwr and self.snd_una >= self.cwr_end:
+        if self.in_cwr and self.snd_una > self.cwr_end:
+            # tcp_fastretrans_alert: CWR ends once something *above* high_seq is acked
             self.in_cwr = False
             self.cwnd = self.ssthresh  # tcp_end_cwnd_reduction
         ece = ce and (cc == CC_DCTCP or self.classic_ecn)
@@ -655,7 +666,7 @@ class TcpFlow:
             pr.saw_ce = True
         self.delivered += delivered
         self.delivered_ce += ce
-        if self.in_cwr and self.snd_una >= self.cwr_end:
+        if self.in_cwr and self.snd_una > self.cwr_end:
             self.in_cwr = False
         if ce and not self.in_cwr and not self.in_rec:
             self.in_cwr = True
