@@ -291,12 +291,7 @@ class TcpFlow:
                 self.pace_next = rel + gap
             else:
                 rel = now
-            free = access.free_ns
-            if free < rel:
-                free = rel
-            free += access.ser_ns
-            access.free_ns = free
-            heappush(heap, (free + access.prop_ns + extra, next(counter), EV_ARRIVE, [0, PKT_BYTES, cp, fid, seq, rel]))
+            heappush(heap, (access.depart(rel) + extra, next(counter), EV_ARRIVE, [0, PKT_BYTES, cp, fid, seq, rel]))
             sent = True
         if sent and not self.rto_at:
             self.arm_rto(now)

@@ -61,11 +61,7 @@ class UdpCbrFlow:
         """Send one datagram (through the NIC FIFO), then schedule the next, skipping an off period."""
         if now >= self.end_ns:
             return
-        acc = self.access
-        free = acc.free_ns if acc.free_ns > now else now
-        free += acc.ser_ns
-        acc.free_ns = free
-        heappush(self.sim.heap, (free + acc.prop_ns + self.extra_ns, next(self.sim.counter), EV_ARRIVE,
+        heappush(self.sim.heap, (self.access.depart(now) + self.extra_ns, next(self.sim.counter), EV_ARRIVE,
                                  [0, PKT_BYTES, self.ecn, self.fid, self.seq, now]))
         self.seq += 1
         nxt = now + self.gap_ns

@@ -83,11 +83,7 @@ class UdpPragueFlow:
     def on_timer(self, now: int) -> None:
         if now >= self.end_ns:
             return
-        acc = self.access
-        free = acc.free_ns if acc.free_ns > now else now  # the host's NIC FIFO
-        free += acc.ser_ns
-        acc.free_ns = free
-        heappush(self.sim.heap, (free + acc.prop_ns + self.extra_ns, next(self.sim.counter), EV_ARRIVE,
+        heappush(self.sim.heap, (self.access.depart(now) + self.extra_ns, next(self.sim.counter), EV_ARRIVE,
                                  [0, PKT_BYTES, ECT1, self.fid, self.seq, now]))
         self.seq += 1
         gap = int(PKT_BYTES * 8e9 / self.rate)
