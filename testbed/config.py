@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
@@ -528,6 +529,13 @@ def _set_path(data: dict, key: str, value: Any, model: type[BaseModel], item: st
                 return
             node = node[idx]
             continue
+        if isinstance(current, _KeysOf):  # a dict field (hosts): this part is a key, then the value's fields
+            if last:
+                node[part] = value
+                return
+            node = node.setdefault(part, {})
+            current = current.model
+            continue
         fields = _model_fields(current)
         if fields is not None and part not in fields:
             where = ".".join(parts[:depth]) or "the scenario"
@@ -546,11 +554,21 @@ def _model_fields(model: Any) -> dict | None:
     return model.model_fields if isinstance(model, type) and issubclass(model, BaseModel) else None
 
 
+@dataclass(frozen=True)
+class _KeysOf:
+    """``_set_path``'s marker for a ``dict[str, Model]`` field: the next path part is a key."""
+
+    model: type[BaseModel]
+
+
 def _field_model(model: Any, name: str) -> Any:
     fields = _model_fields(model)
     if not fields or name not in fields:
         return None
     ann = fields[name].annotation
+    if getattr(ann, "__origin__", None) is dict:
+        value = ann.__args__[1]
+        return _KeysOf(value) if isinstance(value, type) and issubclass(value, BaseModel) else None
     return ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
 
 

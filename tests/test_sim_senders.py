@@ -291,3 +291,10 @@ def test_summary_reports_short_flow_completion_times(l4stb):
     assert sf["cc"] == "dctcp" and sf["size_bytes"] == 100_000 and sf["flows"] + sf["unfinished"] == 6
     assert sf["flows"] >= 4 and sf["fct_ms"]["p50"] >= 100
     assert "short flows: completion time" in l4stb("summary").stdout
+
+
+def test_set_reaches_into_the_hosts_mapping_and_names_a_misspelt_field():
+    sc = load_scenario("dctcp-8mbps", ["hosts.client2.stack=linux", "hosts.client1.extra_delay=5ms"])
+    assert sc.host("client2").stack == "linux" and sc.host("client1").extra_delay == 5000
+    with pytest.raises(L4stbError, match="did you mean 'stack'"):
+        load_scenario("dctcp-8mbps", ["hosts.client2.stak=linux"])
