@@ -104,14 +104,16 @@ def client_json(conn: Conn, flows) -> dict:
         "test_start": _test_start(conn, len(flows)),
     }
     n_int = min(len(f.samples) for f in flows) - 1
+    # TCP: whole 128 KiB writes as the socket buffer frees up; UDP (iperf3 -u): one 1448-byte datagram each
+    written = (lambda sent, _cwnd: sent * MSS) if conn.cc == "udp" else _written
     intervals = []
     for k in range(n_int):
         streams = []
         for s, f in zip(sockets, flows):
             t0, una0, rtx0, cw0 = f.samples[k][:4]
             t1, una1, rtx1, cw1, srtt, rttvar, _ = f.samples[k + 1]
-            w0 = 0 if k == 0 else _written(una0, cw0)
-            w1 = _written(una1, cw1)
+            w0 = 0 if k == 0 else written(una0, cw0)
+            w1 = written(una1, cw1)
             sec = (t1 - t0) / 1e9
             b = max(0, w1 - w0)
             streams.append({
@@ -125,7 +127,7 @@ def client_json(conn: Conn, flows) -> dict:
     for s, f in zip(sockets, flows):
         t_end = f.samples[-1][0]
         sec = (t_end - f.start_ns) / 1e9
-        sent = _written(f.samples[-1][1], f.samples[-1][3])
+        sent = written(f.samples[-1][1], f.samples[-1][3])
         rcvd = f.samples[-1][6] * MSS
         mean_rtt = f.rtt_sum // f.rtt_n // 1000 if f.rtt_n else 0
         end_streams.append({

@@ -450,6 +450,8 @@ class TcpFlow:
                     self._end_recovery()
                 elif self.rtx_next < cum:
                     self.rtx_next = cum
+            elif self.prague is not None and self.prague.in_loss and cum >= self.recover:
+                self.prague.in_loss = False  # TCP_CA_Loss (after an RTO) back to Open: prague_ca_open
             # re-arm (or stop) the retransmission timer
             if cum < self.snd_nxt or cum < self.high_tx:
                 self.rto_at = now + self.rto

@@ -84,7 +84,7 @@ class UdpCbrFlow:
         return
 
     def sample(self, now: int) -> None:
-        self.samples.append((now, self.rcv_nxt, 0, 0.0, 0, 0, self.rcv_nxt))
+        self.samples.append((now, self.seq, 0, 0.0, 0, 0, self.rcv_nxt))  # datagrams sent, received
         nxt = min(now + self.interval_ns, self.end_ns)
         if now < self.end_ns:
             heappush(self.sim.heap, (nxt, next(self.sim.counter), EV_SAMPLE, self))
