@@ -439,7 +439,12 @@ class Scenario(Strict):
         return (self.seed * 1_000_003 + repeat) % (2**31 - 1)
 
     def check_against(self, topology: Topology) -> None:
-        """Hosts must exist in the testbed's topology (which may differ from the scenario's default one)."""
+        """Hosts must exist in the testbed's topology (which may differ from the scenario's default one), and a
+        rate trace must be readable here, before anything runs."""
+        if self.bottleneck.rate_trace:
+            from l4stb.ratetrace import read_trace_ms
+
+            read_trace_ms(self.bottleneck.rate_trace)
         for i, flow in enumerate(self.flows):
             if flow.host not in topology.hosts or topology.hosts[flow.host].role != "client":
                 clients = topology.clients

@@ -298,3 +298,10 @@ def test_set_reaches_into_the_hosts_mapping_and_names_a_misspelt_field():
     assert sc.host("client2").stack == "linux" and sc.host("client1").extra_delay == 5000
     with pytest.raises(L4stbError, match="did you mean 'stack'"):
         load_scenario("dctcp-8mbps", ["hosts.client2.stak=linux"])
+
+
+def test_a_bad_trace_line_is_refused_with_the_file_and_line(tmp_path):
+    bad = tmp_path / "bad.trace"
+    bad.write_text("1\n2\nfast\n")
+    with pytest.raises(L4stbError, match=r"line 3: 'fast' is not a whole number"):
+        load_scenario("dctcp-8mbps", [f"bottleneck.rate_trace={bad}"])
