@@ -20,15 +20,25 @@ MTU_BYTES = 1500
 MAX_STEPS = 100_000
 
 
-@lru_cache(maxsize=8)
 def read_trace_ms(path: str) -> tuple[int, ...]:
     """The opportunity times (ms) of a mahimahi trace file, checked: integers, non-decreasing, not empty."""
     p = Path(path).expanduser()
     try:
-        text = p.read_text()
+        st = p.stat()
     except OSError as exc:
         raise L4stbError(f"bottleneck.rate_trace = {path}: cannot read it ({exc.strerror}). Give the path of a "
                          "mahimahi trace file (one millisecond timestamp per line).") from None
+    return _parse_trace(str(p), st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=8)
+def _parse_trace(path: str, _mtime_ns: int, _size: int) -> tuple[int, ...]:
+    """Parsed once per file version (path, modification time, size)."""
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise L4stbError(f"bottleneck.rate_trace = {path}: cannot read it ({exc}). Give the path of a mahimahi "
+                         "trace file (one millisecond timestamp per line).") from None
     times = []
     last = 0
     for n, line in enumerate(text.splitlines(), start=1):
