@@ -308,7 +308,7 @@ def describe_repeat(scenario: Scenario, topology: Topology, run_id: str, repeat:
     else:
         what = "tail-drop FIFO"
     steps = b.schedule(sc.duration)
-    changes = (f", rate changing {len(steps)} times ({'trace ' + b.rate_trace if b.rate_trace else 'schedule'})"
+    changes = (f" then {len(steps)} rate step(s) from {'trace ' + b.rate_trace if b.rate_trace else 'its schedule'}"
                if steps else "")
     out[topology.router] = (
         f"dummynet pipe {format_rate(b.rate)}{changes} delay {format_duration(b.delay)} (delay line after the queue), "
