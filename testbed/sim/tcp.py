@@ -34,8 +34,10 @@ lost retransmits    LRD (tcp_sack.c tcp_sack_lost_retransmission): a SACK  RACK 
 
 Departures: FreeBSD's PRR (net.inet.tcp.do_prr) and HyStart++ are not modelled (FreeBSD enters fast recovery
 at cwnd = ssthresh here; the stored sources could not confirm 14.1's do_prr default); Linux's TLP, undo
-(Eifel/DSACK) and TSO autosizing are not modelled; Limited Transmit is not modelled on either stack (the
-path never reorders, so entering recovery at the 4th SACK is the same decision one or two segments later).
+(Eifel/DSACK), TSO autosizing and RACK's reordering window (min_rtt/4 before a hole counts as lost) are not
+modelled: on both stacks a hole below the highest SACK counts as lost at once (FACK), which is what RACK
+concludes on a path that never reorders, a quarter of an RTT earlier; Limited Transmit is not modelled on
+either stack (recovery starts at the 4th SACK, the same decision one or two segments later).
 
 Common to every sender
   * Segments of ``MSS = 1448`` payload bytes in 1500-byte IP packets (timestamps on); sequence numbers
