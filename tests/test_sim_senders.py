@@ -168,6 +168,37 @@ def test_prague_v06_cwr_cuts_frac_cwnd_by_alpha_half_and_cwnd_follows_one_segmen
     assert f.cwnd == 19.0 and f.ssthresh == 19.0
 
 
+def _lost_retransmission(stack: str) -> TcpFlow:
+    """A flow in recovery whose retransmission of segment 5 (sent when snd_nxt was 30) is lost: the SACK of
+    segment 31, sent after it, arrives while 5 is still a hole."""
+    f = flow("newreno", stack)
+    f.snd_una, f.snd_nxt, f.high_tx = 5, 40, 40
+    f.in_rec, f.recover, f.fack = True, 30, 31
+    f.sacked = set(range(6, 31))
+    f.rtx_out = {5: 30}
+    f.rtx_next = 31
+    f.cwnd = f.ssthresh = 10.0
+    f.prior_cwnd = 20.0
+    f.on_ack(1_000_000, 5, 31, 0, 0)
+    return f
+
+
+def test_freebsd_resends_a_lost_retransmission_and_reduces_once_more():
+    """tcp_sack.c tcp_sack_lost_retransmission: the hole is resent from the start (no RTO), cwnd = ssthresh and
+    CC_NDUPACK again: NewReno's ssthresh 10 -> 5."""
+    f = _lost_retransmission("freebsd")
+    assert f.rtx_next == 5 and 5 not in f.rtx_out
+    assert f.ssthresh == 5.0
+
+
+def test_linux_resends_a_lost_retransmission_in_the_same_episode():
+    """RACK marks the retransmission lost (a later-sent segment was delivered); PRR sends it on this ACK
+    (prr_out = 0 forces one segment) and ssthresh stays: no second reduction."""
+    f = _lost_retransmission("linux")
+    assert any(e[3][4] == 5 for e in f.sim.heap if isinstance(e[3], list))
+    assert f.ssthresh == 10.0
+
+
 def test_paced_packets_leave_through_the_hosts_nic_fifo():
     """A paced packet released while the NIC still serialises another host packet waits for it: arrival at
     the router = NIC free time + its serialisation + propagation."""
