@@ -90,6 +90,8 @@ class RunSummary:
     scalable_ccs: tuple[str, ...] = SCALABLE_CCS
     pipe_passes: int = 1
     """2 when the scenario's ipfw rule (``bottleneck.match: any``) sends every packet through the pipe twice."""
+    short_flows: list[dict] = field(default_factory=list)
+    """Flow completion times of the scenario's short-flow groups (see :func:`short_flow_fcts`)."""
     overrides: tuple[str, ...] = ()
     """The run's ``--set``/``--sweep`` overrides of the scenario, as given on the command line."""
     sweep: dict | None = None
@@ -155,6 +157,7 @@ class RunSummary:
                 },
             },
             "parse": self.parse.to_json(),
+            **({"short_flows": self.short_flows} if self.short_flows else {}),
         }
 
 
@@ -246,7 +249,33 @@ def summarize_data(data: RunData, warmup_s: float = M.WARMUP_S) -> RunSummary:
                       overrides=tuple(data.manifest.overrides), sweep=data.manifest.sweep,
                       testbed=testbed_words(data.manifest),
                       overload=overload_share(data.packets) if data.aqm == "dualpi2" else None,
-                      rates=queue_rates(metrics), coexistence=coexistence(metrics))
+                      rates=queue_rates(metrics), coexistence=coexistence(metrics),
+                      short_flows=short_flow_fcts(data.scenario, data.flows))
+
+
+def short_flow_fcts(scenario: Scenario | None, flows: pd.DataFrame) -> list[dict]:
+    """Flow completion times of short-flow groups (``size`` + ``mean_gap``), one entry per group.
+
+    A connection's completion time is the end of its last iperf3 interval, counted from its own start (the
+    simulator ends a short flow's report when its last byte is acked; a real iperf3 -n client ends it when its
+    last byte is written, so on the vagrant testbed this is the sender's view). Connections with no rows are
+    counted as ``unfinished``. Percentiles over every connection of every repeat, in ms."""
+    if scenario is None or flows is None:
+        return []
+    out = []
+    for g, group in enumerate(scenario.flows):
+        if not group.short:
+            continue
+        rows = flows[flows["group"] == g] if len(flows) else flows
+        ends = rows.groupby(["repeat", "connection"])["end_s"].max() if len(rows) else pd.Series([], dtype=float)
+        fct_ms = (ends * 1000).sort_values()
+        n_repeats = max(1, int(flows["repeat"].nunique())) if len(flows) else 1
+        q = (lambda p: round(float(fct_ms.quantile(p / 100)), 3)) if len(fct_ms) else (lambda p: None)
+        out.append({"group": g, "host": group.host, "cc": group.cc, "size_bytes": group.size,
+                    "flows": int(len(fct_ms)), "unfinished": int(n_repeats * group.connections - len(fct_ms)),
+                    "fct_ms": {"p50": q(50), "p95": q(95), "p99": q(99),
+                               "mean": round(float(fct_ms.mean()), 3) if len(fct_ms) else None}})
+    return out
 
 
 def summarize(ws: Workspace, run_id: str, progress=None) -> RunSummary:
@@ -321,6 +350,16 @@ def print_summary(summary: RunSummary, console: Console) -> None:
         flows.add_row(f.key.host, f.key.cc, str(f.key.group), str(f.key.connection), str(f.key.stream),
                       f.throughput.format(2))
     console.print(flows)
+
+    if summary.short_flows:
+        fct = Table(title="short flows: completion time (ms), every connection of every repeat", box=box.SIMPLE_HEAD)
+        for col in ("group", "host", "cc", "bytes", "flows", "unfinished", "p50", "p95", "p99", "mean"):
+            fct.add_column(col, justify="right" if col not in ("host", "cc") else "left")
+        for sf in summary.short_flows:
+            t = sf["fct_ms"]
+            fct.add_row(str(sf["group"]), sf["host"], sf["cc"], str(sf["size_bytes"]), str(sf["flows"]),
+                        str(sf["unfinished"]), *("—" if t[k] is None else f"{t[k]:.1f}" for k in ("p50", "p95", "p99", "mean")))
+        console.print(fct)
 
     p = summary.parse
     skipped = ", ".join(f"{k}: {v}" for k, v in sorted(p.skipped.items())) or "none"

@@ -107,6 +107,11 @@ def up(c: Ctx, provider: str, topology: str, dry_run: bool) -> None:
         info.save(c.ws)
     console.print(f"[green]testbed up[/]: provider [bold]{provider}[/], topology [bold]{topo.name}[/], "
                   f"hosts {', '.join(info.hosts)}; workdir {c.ws.root}")
+    if provider == "vagrant":  # a real testbed proves itself before any data is taken from it
+        from l4stb.check import run_check
+
+        with c.ws.locked("check"):
+            _print_check(run_check(c.ws))
 
 
 @cli.command()
@@ -122,6 +127,28 @@ def down(c: Ctx, destroy: bool) -> None:
         get_provider(info.provider, c.ws).down(destroy=destroy)
         c.ws.testbed_file.unlink()
     console.print(f"testbed ({info.provider}, {info.topology}) is down" + (" and destroyed" if destroy else ""))
+
+
+@cli.command()
+@click.option("--scenario", "scenario_name", default=None,
+              help="Judge against this scenario's AQM, kern.hz, ECN and logging (default dctcp-8mbps).")
+@pass_ctx
+def check(c: Ctx, scenario_name: str | None) -> None:
+    """Self-check the testbed: a 5 s DCTCP flow through the bottleneck, then AQM, kern.hz, logs, CE and ECN."""
+    from l4stb.check import run_check
+
+    with c.ws.locked("check"):
+        result = run_check(c.ws, scenario_name)
+    _print_check(result)
+
+
+def _print_check(result) -> None:
+    table = Table(title="l4stb check: all passed")
+    table.add_column("check")
+    table.add_column("seen")
+    for what, detail in result.passed:
+        table.add_row(what, detail)
+    console.print(table)
 
 
 @cli.command()
