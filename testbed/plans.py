@@ -162,12 +162,13 @@ class Phase:
 
 @dataclass(frozen=True)
 class Proc:
-    """One process of a repeat: an iperf3 or udp_prague client/server, with its output file and argv."""
+    """One process of a repeat: an iperf3 or udp_prague client/server (or the router's rate schedule), with its
+    output file and argv."""
 
     name: str
     host: str
     side: Literal["client", "server"]
-    kind: Literal["iperf3", "udp_prague"]
+    kind: Literal["iperf3", "udp_prague", "rate_schedule"]
     cc: str
     group: int
     connection: int
@@ -240,11 +241,97 @@ def ipfw_bandwidth(rate_bps: int) -> str:
     return f"{rate_bps}bit/s"
 
 
-def ipfw_delay_ms(delay_us: int) -> int:
+def ipfw_delay_ms(delay_us: int, field_name: str = "bottleneck.delay") -> int:
     if delay_us % 1000:
-        raise L4stbError(f"bottleneck.delay = {delay_us}us: ipfw pipes take whole milliseconds; use e.g. "
+        raise L4stbError(f"{field_name} = {delay_us}us: ipfw pipes take whole milliseconds; use e.g. "
                          f"{max(0, round(delay_us / 1000))}ms on the vagrant testbed.")
     return delay_us // 1000
+
+
+# -- what FreeBSD can and cannot run -----------------------------------------------------------------
+
+DELAY_RULE0 = 500
+"""ipfw rules of the per-host/per-group delay pipes: 500, 501, ... (below the queue rule, above rc.firewall's
+loopback rules); their pipes are 11, 12, ..."""
+DELAY_PIPE0 = 11
+MAX_DELAY_PIPES = 400
+
+
+def check_runs_on_freebsd(scenario: Scenario) -> None:
+    """Refuse, with what to do instead, what the all-FreeBSD vagrant testbed cannot run."""
+    linux = sorted(h for h, s in scenario.hosts.items() if s.stack == "linux")
+    if linux:
+        raise L4stbError(
+            f"scenario {scenario.name}: hosts {', '.join(linux)} set stack: linux, but every host of the vagrant "
+            "testbed runs FreeBSD 14.1. Run it with the sim provider (which models Linux senders), or set "
+            "stack: freebsd for the vagrant testbed.")
+    tcp_prague = sorted(h for h, s in scenario.hosts.items() if s.prague_transport == "tcp")
+    if tcp_prague and any(f.cc == "prague" and f.host in tcp_prague for f in scenario.flows):
+        raise L4stbError(
+            f"scenario {scenario.name}: hosts {', '.join(tcp_prague)} set prague_transport: tcp, but FreeBSD has no "
+            "TCP Prague; on the vagrant testbed Prague runs as udp_prague. Remove prague_transport (or set udp).")
+    for g, f in enumerate(scenario.flows):
+        if f.cc == "udp" and f.on_time:
+            raise L4stbError(
+                f"scenario {scenario.name}: flows.{g} is an on-off UDP flow; iperf3 has no on-off mode and one "
+                "iperf3 server per port takes one test, so the vagrant testbed cannot run it. Use a constant-rate "
+                "UDP flow (leave out on_time/off_time), or the sim provider.")
+    delayed = [g for g in range(len(scenario.flows)) if scenario.flow_delay_us(g)]
+    if delayed and scenario.bottleneck.match == "any":
+        raise L4stbError(
+            f"scenario {scenario.name}: extra_delay with bottleneck.match: any cannot be rendered: with ipfw's "
+            "one_pass=1 a packet leaving the queue's pipe on its input pass is passed on, so a delay pipe on the "
+            "same pass is never reached. Use match: egress, or the sim provider.")
+    if len(delayed) > MAX_DELAY_PIPES:
+        raise L4stbError(f"scenario {scenario.name}: {len(delayed)} delayed flow groups; the vagrant plan has "
+                         f"{MAX_DELAY_PIPES} delay pipes.")
+
+
+def delay_pipes(scenario: Scenario, topology: Topology) -> list[dict[str, Any]]:
+    """One dummynet delay pipe per flow group with extra delay: the group's packets to the server, matched on
+    the router's input pass by source address, protocol and destination ports (``ipfw add N pipe P proto from
+    SRC to DST dst-port LO-HI in``); with one_pass=1 they then take the queue rule on the output pass."""
+    out = []
+    server_ip = _server_address(topology)
+    port = scenario.iperf3.base_port
+    for g, f in enumerate(scenario.flows):
+        lo, hi = port, port + f.connections - 1
+        port = hi + 1
+        delay_us = scenario.flow_delay_us(g)
+        if not delay_us:
+            continue
+        n = len(out)
+        out.append({"rule": DELAY_RULE0 + n, "pipe": DELAY_PIPE0 + n,
+                    "delay_ms": ipfw_delay_ms(delay_us, f"extra_delay of flows.{g} (host and group)"),
+                    "proto": "udp" if f.cc in ("udp", "prague") else "tcp", "src": topology.address(f.host),
+                    "dst": server_ip, "ports": f"{lo}-{hi}" if hi > lo else str(lo)})
+    return out
+
+
+def rate_schedule_script(scenario: Scenario, horizon_us: int) -> str:
+    """The router's rate schedule as a sh script of ``sleep`` and ``ipfw pipe 1 config bw ... delay ...`` lines.
+
+    Every value in it is generated here from validated integers (rates through :func:`ipfw_bandwidth`, times
+    as whole milliseconds), never pasted from user text. dummynet applies a pipe's new bandwidth to the
+    packets it serves from then on (ip_dummynet.c config_link updates the link of the running pipe)."""
+    steps = scenario.bottleneck.schedule(horizon_us)
+    delay_ms = ipfw_delay_ms(scenario.bottleneck.delay)
+    lines = ["set -e", "t0=$(date +%s)"]
+    now_ms = 0
+    for at_us, rate in steps:
+        at_ms = at_us // 1000
+        if at_ms > now_ms:
+            lines.append(f"sleep {(at_ms - now_ms) / 1000:.3f}")
+            now_ms = at_ms
+        lines.append(f"ipfw pipe {PIPE} config bw {ipfw_bandwidth(rate)} delay {delay_ms}")
+        lines.append(f"echo \"$(( $(date +%s) - t0 )) s: {ipfw_bandwidth(rate)}\"")
+    return "\n".join(lines) + "\n"
+
+
+def connection_starts_s(scenario: Scenario, group: int, repeat: int) -> list[float]:
+    """Each connection's start (s after the common start): the group's start, or its seeded Poisson arrivals
+    (short flows), drawn exactly as the simulator draws them for this repeat's seed."""
+    return [t / 1e6 for t in scenario.flows[group].arrivals_us(scenario.repeat_seed(repeat), group)]
 
 
 def _networks(topology: Topology, host: str) -> list[str]:
@@ -484,6 +571,7 @@ def _server_address(topology: Topology) -> str:
 def processes(scenario: Scenario, topology: Topology, run_id: str, repeat: int) -> list[Proc]:
     """Every client and server process of one repeat, one server port per connection (from iperf3.base_port)."""
     scenario.check_against(topology)
+    check_runs_on_freebsd(scenario)
     repeat_dir = layout.remote_repeat_dir(check_run_id(run_id), repeat)
     server = topology.server
     server_ip = _server_address(topology)
@@ -491,13 +579,14 @@ def processes(scenario: Scenario, topology: Topology, run_id: str, repeat: int) 
     interval = f"{scenario.iperf3.interval / 1e6:g}"
     procs: list[Proc] = []
     port = scenario.iperf3.base_port
-    last_start = max(f.start for f in scenario.flows) / 1e6
+    last_start = last_start_s(scenario, repeat)
     for g, flow in enumerate(scenario.flows):
+        starts = connection_starts_s(scenario, g, repeat)
         for c in range(1, flow.connections + 1):
             if port > 65535:
                 raise L4stbError(f"scenario {scenario.name}: iperf3.base_port {scenario.iperf3.base_port} + "
                                  f"{scenario.total_streams} connections runs past port 65535.")
-            start_s = flow.start / 1e6
+            start_s = starts[c - 1]
             if flow.cc == "prague":
                 if flow.parallel != 1:
                     raise L4stbError(
@@ -521,20 +610,58 @@ def processes(scenario: Scenario, topology: Topology, run_id: str, repeat: int) 
             else:
                 client_name = layout.iperf3_client_name(flow.host, flow.cc, g, c)
                 server_name = layout.iperf3_server_name(port)
+                udp = flow.cc == "udp"
+                if udp:
+                    # iperf3 -u -b: 1448-byte datagrams (1500-byte packets); --tos sets the ECN field
+                    how = ("-u", "-b", str(flow.rate), "-l", "1448", "-t", str(dur_s), "-S", str(UDP_TOS[flow.ecn]))
+                    cc_args: tuple[str, ...] = ()
+                    what, tail = f"unresponsive UDP at {flow.rate} bit/s ({flow.ecn})", f"{dur_s} s"
+                elif flow.short:
+                    how = ("-n", str(flow.size))
+                    cc_args = ("-C", flow.cc)
+                    what, tail = flow.cc, f"a short flow of {flow.size} bytes"
+                else:
+                    how = ("-t", str(dur_s))
+                    cc_args = ("-C", flow.cc)
+                    what, tail = flow.cc, f"{dur_s} s"
                 procs.append(Proc(
-                    server_name, server, "server", "iperf3", flow.cc, g, c, port, "tcp",
+                    server_name, server, "server", "iperf3", flow.cc, g, c, port, "udp" if udp else "tcp",
                     posixpath.join(repeat_dir, server_name),
                     ("iperf3", "-s", "-1", "-J", "-p", str(port)),
                     0.0, f"iperf3 server for {flow.host} group {g} connection {c} on TCP port {port}"))
                 procs.append(Proc(
-                    client_name, flow.host, "client", "iperf3", flow.cc, g, c, port, "tcp",
+                    client_name, flow.host, "client", "iperf3", flow.cc, g, c, port, "udp" if udp else "tcp",
                     posixpath.join(repeat_dir, client_name),
-                    ("iperf3", "-c", server_ip, "-p", str(port), "-t", str(dur_s), "-P", str(flow.parallel),
-                     "-C", flow.cc, "-i", interval, "-J"),
-                    start_s, f"iperf3 client, {flow.cc}, {flow.parallel} stream(s), group {g} connection {c}, "
-                             f"{dur_s} s"))
+                    ("iperf3", "-c", server_ip, "-p", str(port), *how, "-P", str(flow.parallel), *cc_args,
+                     "-i", interval, "-J"),
+                    start_s, f"iperf3 client, {what}, {flow.parallel} stream(s), group {g} connection {c}, {tail}"))
             port += 1
+    if scenario.bottleneck.rate_schedule or scenario.bottleneck.rate_trace:
+        horizon_us = int((last_start + dur_s) * 1e6)
+        procs.append(Proc(
+            RATE_SCHEDULE_NAME, topology.router, "client", "rate_schedule", "-", -1, 0, 0, "tcp",
+            posixpath.join(repeat_dir, RATE_SCHEDULE_NAME),
+            ("sh", "-c", rate_schedule_script(scenario, horizon_us)),
+            0.0, f"bottleneck rate schedule: ipfw pipe {PIPE} config bw ... on the scenario's schedule"))
     return procs
+
+
+UDP_TOS = {"not-ect": 0, "ect0": 2, "ect1": 1}
+"""iperf3 -S (IP_TOS) for a UDP flow's ECN field: the low two bits of the TOS byte (RFC 3168)."""
+RATE_SCHEDULE_NAME = "router-rate-schedule.txt"
+
+
+def last_start_s(scenario: Scenario, repeat: int) -> float:
+    """The latest connection start of the repeat (s after the common start)."""
+    return max(max(connection_starts_s(scenario, g, repeat)) for g in range(len(scenario.flows)))
+
+
+def starting_hosts(scenario: Scenario, topology: Topology) -> list[str]:
+    """Hosts that start processes at the common start: the clients, and the router when the rate changes."""
+    hosts = client_hosts(scenario)
+    if scenario.bottleneck.rate_schedule or scenario.bottleneck.rate_trace:
+        hosts.append(topology.router)
+    return hosts
 
 
 def client_hosts(scenario: Scenario) -> list[str]:
@@ -545,8 +672,8 @@ def client_hosts(scenario: Scenario) -> list[str]:
     return hosts
 
 
-def client_wait_s(scenario: Scenario) -> int:
-    last_start = max(f.start for f in scenario.flows) / 1e6
+def client_wait_s(scenario: Scenario, repeat: int = 1) -> int:
+    last_start = last_start_s(scenario, repeat)
     return int(math.ceil(START_LEAD_S + last_start + scenario.duration / 1e6 + CLIENT_GRACE_S))
 
 
@@ -598,6 +725,7 @@ def run_phases(scenario: Scenario, topology: Topology, run_id: str, repeat: int,
         sched_type=SCHED_TYPE if mod else "fifo", queue_opts=_queue_opts(aqm, scenario),
         client_nets=sorted({n for h in topology.clients for n in _networks(topology, h)}),
         server_net=_networks(topology, server)[0], match=scenario.bottleneck.match, syslog_tag=tag,
+        delay_pipes=delay_pipes(scenario, topology),
         syslog_exclude=f"!-{tag}",
         syslog_exclude_comment=f"# l4stb: {tag} module lines go only to their own file (see /etc/syslog.d)",
         syslog_conf=f"/etc/syslog.d/l4stb-{tag}.conf",
@@ -610,9 +738,9 @@ def run_phases(scenario: Scenario, topology: Topology, run_id: str, repeat: int,
     for h in [*client_hosts(scenario), server]:
         tcp_ccs = []
         for f in scenario.flows:
-            if f.cc != "prague" and (f.host == h or h == server) and f.cc not in tcp_ccs:
+            if f.cc not in ("prague", "udp") and (f.host == h or h == server) and f.cc not in tcp_ccs:
                 tcp_ccs.append(f.cc)
-        default_cc = next((f.cc for f in scenario.flows if f.host == h and f.cc != "prague"), "cubic")
+        default_cc = next((f.cc for f in scenario.flows if f.host == h and f.cc not in ("prague", "udp")), "cubic")
         ect1 = any(f.cc == "dctcp" and (f.host == h or h == server) for f in scenario.flows)
         ecn_mode = 1 if scenario.ecn else 0
         step = "congestion control and ECN"
@@ -638,15 +766,15 @@ def run_phases(scenario: Scenario, topology: Topology, run_id: str, repeat: int,
     # 4. all clients at the same moment.
     delays = client_delays or {}
     phases.append(Phase("start clients", [start_clients_step(scenario, topology, run_id, repeat, h, delays.get(h))
-                                          for h in client_hosts(scenario)]))
+                                          for h in starting_hosts(scenario, topology)]))
 
     # 5. wait for the clients, stop stragglers, collect exit codes.
-    wait_s = client_wait_s(scenario)
+    wait_s = client_wait_s(scenario, repeat)
     step = "wait for clients"
     phases.append(Phase(step, [HostStep(h, step, render(
         "wait_procs.sh.j2", **_header(h, step), wait_s=wait_s, state_dir=state_dir,
         procs=[proc_item(p) for p in procs if p.side == "client" and p.host == h]), timeout_s=wait_s + 60)
-        for h in client_hosts(scenario)]))
+        for h in starting_hosts(scenario, topology)]))
 
     # 6. servers: wait briefly, stop stragglers (udp_prague receivers never exit by themselves).
     step = "stop servers"

@@ -435,7 +435,7 @@ class VagrantProvider(Provider):
         sc, topo = ctx.scenario, ctx.topology
         procs = plans.processes(sc, topo, ctx.run_id, repeat)
         phases = {p.name: p for p in plans.run_phases(sc, topo, ctx.run_id, repeat)}
-        expected_s = plans.START_LEAD_S + sc.duration / 1e6 + max(f.start for f in sc.flows) / 1e6
+        expected_s = plans.START_LEAD_S + sc.duration / 1e6 + plans.last_start_s(sc, repeat)
         stats: dict[str, Any] = {}
         after = after or {}
 
@@ -461,7 +461,7 @@ class VagrantProvider(Provider):
             step = plans.start_clients_step(sc, topo, ctx.run_id, repeat, h, start_at - time.time())
             return self._run_step(step)
 
-        self._parallel(plans.client_hosts(sc), start_one)
+        self._parallel(plans.starting_hosts(sc, topo), start_one)
 
         # Wait for the clients, with progress ticks while their wait scripts run.
         done = threading.Event()
