@@ -149,9 +149,10 @@ MANAGEMENT_NETWORKS = {
 }
 """The subnets the vagrant provider's VMs already sit on through their first NIC, which carries SSH.
 
-VirtualBox's NAT adapter 1 is 10.0.2.0/24 (guest 10.0.2.15, gateway 10.0.2.2: VirtualBox manual, "NAT
-networking details"); vagrant-libvirt's management network defaults to 192.168.121.0/24
-(``management_network_address``, vagrant-libvirt docs "Management Network"). A topology subnet that
+VirtualBox's NAT adapter 1 is 10.0.2.0/24 (guest 10.0.2.15, gateway 10.0.2.2; `VBoxManage modifyvm
+--natnet1` moves it), as the issue states and third-party notes show (the VirtualBox manual was not at
+hand); vagrant-libvirt's management network defaults to 192.168.121.0/24 (lib/vagrant-libvirt/config.rb:
+``@management_network_address = '192.168.121.0/24'``). A topology subnet that
 overlaps one of them is also a connected prefix on the management NIC, so the kernel may send testbed
 traffic (or SSH) the wrong way.
 """
