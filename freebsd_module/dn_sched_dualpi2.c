@@ -21,6 +21,12 @@
  * controller steps are run lazily at packet events at their scheduled times (dp2_advance), which is
  * exactly what a periodic timer would do because the queues only change at packet events.
  *
+ * Per-packet record: the core's struct dp2_pkt lives in a private mbuf tag that sits right AFTER
+ * dummynet's own tag, never before it: dn_tag_get() (sys/netpfil/ipfw/ip_dn_io.c) reads the FIRST tag
+ * of the mbuf as dummynet's, and ecn_mark() finds the IP header through it, as do dummynet_io()'s
+ * fast path and dummynet_send(), which rename the first tag. Stock fq_pie/fq_codel keep dummynet's tag
+ * first whenever they mark (sys/netpfil/ipfw/dn_sched_fq_pie.c).
+ *
  * Each decision is logged with log(9) at LOG_INFO as
  *   "dualpi2: l4stb_aqm-start,<26 integers>,end"
  * (fields: dualpi2_log_fields.h, generated from l4stb/logformat.py); syslogd routes lines with the
@@ -31,6 +37,7 @@
 #include "opt_inet6.h"
 
 #include <sys/param.h>
+#include <sys/ck.h>		/* CK_LIST_ENTRY in dn_sched.h's struct dn_alg */
 #include <sys/systm.h>
 #include <sys/kernel.h>
 #include <sys/lock.h>
@@ -57,13 +64,21 @@
 
 #include <netpfil/ipfw/dn_heap.h>
 #include <netpfil/ipfw/ip_dn_private.h>
-#include <netpfil/ipfw/dn_aqm.h>
 #include <netpfil/ipfw/dn_sched.h>
 
 #include "dualpi2_core.h"
 
 #define DN_SCHED_DUALPI2	42	/* a type number no stock scheduler uses; ipfw selects by name */
-#define DUALPI2_MTAG_TYPE	0x4c345342	/* mbuf tag holding the core's per-packet record */
+
+/*
+ * The mbuf tag holding the core's per-packet record. sys/sys/mbuf.h: a tag is named by a 32-bit module
+ * cookie ("by convention ... the date+time that the module is created", `date -u +%s`) and a 16-bit
+ * type private to that cookie; MTAG_ABI_COMPAT (0) is the shared namespace of the PACKET_TAG_* types,
+ * dummynet's included. Stock modules do the same (if_vlan_var.h: MTAG_8021Q 1326104895 with types 0
+ * and 1; ip_var.h: MTAG_IPFW*).
+ */
+#define DUALPI2_MTAG_COOKIE	1796001471	/* `date -u +%s` when chosen */
+#define DUALPI2_MTAG_TYPE	1
 
 /* ------------------------------------------------------------------------------------------- sysctls */
 
@@ -93,6 +108,9 @@ static int64_t dualpi2_seed = 1;
 static int64_t dualpi2_log_enabled = 1;
 static uint64_t dualpi2_log_lines;
 static uint64_t dualpi2_nomem_drops;
+static uint64_t dualpi2_rcvif_drops;
+static uint64_t dualpi2_instances_created;
+static uint64_t dualpi2_instances_freed;
 
 SYSCTL_DECL(_net_inet_ip_dummynet);
 static SYSCTL_NODE(_net_inet_ip_dummynet, OID_AUTO, dualpi2, CTLFLAG_RW | CTLFLAG_MPSAFE, 0,
@@ -108,6 +126,15 @@ SYSCTL_U64(_net_inet_ip_dummynet_dualpi2, OID_AUTO, log_lines, CTLFLAG_RD, &dual
     "log lines written since the module was loaded");
 SYSCTL_U64(_net_inet_ip_dummynet_dualpi2, OID_AUTO, nomem_drops, CTLFLAG_RD, &dualpi2_nomem_drops, 0,
     "packets dropped because no mbuf tag could be allocated");
+SYSCTL_U64(_net_inet_ip_dummynet_dualpi2, OID_AUTO, rcvif_drops, CTLFLAG_RD, &dualpi2_rcvif_drops, 0,
+    "packets dropped at dequeue because their receiving interface went away while they were queued");
+/* dummynet creates an instance at the first packet after `ipfw sched N config` and, with
+ * net.inet.ip.dummynet.expire != 0, destroys it when idle (dn_drain_scheduler(), ip_dummynet.c): each new
+ * instance starts with p' = 0 and a re-seeded PRNG. A repeat must create exactly one and free none. */
+SYSCTL_U64(_net_inet_ip_dummynet_dualpi2, OID_AUTO, instances_created, CTLFLAG_RD, &dualpi2_instances_created,
+    0, "scheduler instances created since the module was loaded");
+SYSCTL_U64(_net_inet_ip_dummynet_dualpi2, OID_AUTO, instances_freed, CTLFLAG_RD, &dualpi2_instances_freed, 0,
+    "scheduler instances freed since the module was loaded");
 
 /* dualpi2 mode: the DualPI2Params fields under their own names */
 DP2_S64(target_us, dualpi2_defaults.target_us, "PI target queue delay (us)");
@@ -196,8 +223,8 @@ dualpi2_log(const struct dp2_decision *d)
 static void
 dualpi2_classify(struct mbuf *m, int *ecn, int64_t *flow)
 {
-	struct ip *ip = (struct ip *)mtodo(m, dn_tag_get(m)->iphdr_off);
-	int off = dn_tag_get(m)->iphdr_off;
+	int off = dn_tag_get(m)->iphdr_off;	/* dummynet's tag is still the first one here */
+	struct ip *ip = (struct ip *)mtodo(m, off);
 	uint16_t *ports;
 
 	*ecn = DP2_NOT_ECT;
@@ -227,6 +254,9 @@ dualpi2_stats(struct dualpi2_si *si, int len, int drop)
 	if (drop) {
 		si->main_q.ni.drops++;
 		si->_si.ni.drops++;
+		/* as fq_pie's fq_update_stats() and dn_enqueue() do: dummynet_io() (ip_dn_io.c) takes one off
+		 * io_pkt_drop when enqueue() reports a drop and adds it back, so the scheduler counts its own */
+		V_dn_cfg.io_pkt_drop++;
 	}
 	if (len > 0) {
 		si->main_q.ni.tot_pkts++;
@@ -248,6 +278,22 @@ dualpi2_free_pkt(struct dp2_pkt *pkt)
 	FREE_PKT((struct mbuf *)pkt->ctx);	/* frees the tag, and the record in it, too */
 }
 
+/*
+ * Link our tag in right after dummynet's, which dummynet_io() (tag_mbuf(), ip_dn_io.c) m_tag_prepend()ed,
+ * so that m_tag_first() stays dummynet's tag for dn_tag_get() and ecn_mark(). sys/sys/mbuf.h has no
+ * insert-after, but its m_tag_prepend() is SLIST_INSERT_HEAD on m_pkthdr.tags through m_tag_link.
+ */
+static void
+dualpi2_tag_attach(struct mbuf *m, struct m_tag *mtag)
+{
+	struct m_tag *dn = m_tag_first(m);
+
+	if (dn == NULL)
+		m_tag_prepend(m, mtag);
+	else
+		SLIST_INSERT_AFTER(dn, mtag, m_tag_link);
+}
+
 static int
 dualpi2_enqueue(struct dn_sch_inst *_si, struct dn_queue *q __unused, struct mbuf *m)
 {
@@ -258,7 +304,7 @@ dualpi2_enqueue(struct dn_sch_inst *_si, struct dn_queue *q __unused, struct mbu
 	int64_t now = dualpi2_now_us();
 	int len = m->m_pkthdr.len;
 
-	mtag = m_tag_alloc(MTAG_ABI_COMPAT, DUALPI2_MTAG_TYPE, sizeof(struct dp2_pkt), M_NOWAIT);
+	mtag = m_tag_alloc(DUALPI2_MTAG_COOKIE, DUALPI2_MTAG_TYPE, sizeof(struct dp2_pkt), M_NOWAIT);
 	if (mtag == NULL) {
 		dualpi2_nomem_drops++;
 		dualpi2_stats(si, 0, 1);
@@ -270,7 +316,15 @@ dualpi2_enqueue(struct dn_sch_inst *_si, struct dn_queue *q __unused, struct mbu
 	pkt->len = len;
 	pkt->ctx = m;
 	dualpi2_classify(m, &pkt->ecn, &pkt->flow);
-	m_tag_prepend(m, mtag);
+	dualpi2_tag_attach(m, mtag);
+	/*
+	 * The packet may wait here for a long time, and its receiving interface may be destroyed meanwhile:
+	 * keep (index, generation) instead of the pointer, as dn_enqueue() does for dummynet's own queues,
+	 * and restore it at dequeue as dn_dequeue() (dn_sched.h) does. dummynet_io() hands the packet to
+	 * enqueue() unserialized (ip_dn_io.c).
+	 */
+	if (m->m_pkthdr.rcvif != NULL)
+		m_rcvif_serialize(m);
 
 	dp2_advance(&si->core, now);
 	if (!dp2_enqueue(&si->core, pkt, now, &d)) {
@@ -314,6 +368,13 @@ dualpi2_dequeue(struct dn_sch_inst *_si)
 		if (d.action == DUALPI2_ACTION_MARK && si->core.mode == DP2_MODE_DUALPI2)
 			ecn_mark(m);
 		m_tag_delete(m, ((struct m_tag *)pkt) - 1);
+		if (m->m_pkthdr.rcvif != NULL && __predict_false(m_rcvif_restore(m) == NULL)) {
+			/* the interface it came in on is gone (dn_dequeue() drops these too) */
+			dualpi2_rcvif_drops++;
+			dualpi2_stats(si, 0, 1);
+			FREE_PKT(m);
+			continue;
+		}
 		return (m);
 	}
 }
@@ -336,7 +397,10 @@ dualpi2_new_sched(struct dn_sch_inst *_si)
 		dp2_init_l4spie(&si->core, &pie, (uint64_t)dualpi2_seed);
 	} else
 		dp2_init_dualpi2(&si->core, &dualpi2_defaults, (uint64_t)dualpi2_seed);
-	dualpi2_desc.ref_count++;	/* dummynet holds its lock here; unload is refused while > 0 */
+	/* Under dummynet's lock. unload_dn_sched() (ip_dummynet.c) refuses kldunload with EBUSY while
+	 * ref_count != 0, i.e. only while an instance exists: see README.md on unloading. */
+	dualpi2_desc.ref_count++;
+	dualpi2_instances_created++;
 	return (0);
 }
 
@@ -351,6 +415,7 @@ dualpi2_free_sched(struct dn_sch_inst *_si)
 		dualpi2_free_pkt(pkt);
 	}
 	dualpi2_desc.ref_count--;
+	dualpi2_instances_freed++;
 	return (0);
 }
 

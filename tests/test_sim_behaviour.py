@@ -63,8 +63,9 @@ def test_single_cubic_holds_the_classic_queue_near_the_15ms_target(tmp_path):
 def test_single_scalable_flow_keeps_the_l_queue_within_a_few_ms_without_drops(tmp_path, cc):
     """RFC 9332's Th_len step (no step mark unless more than one packet is left in L): median L sojourn
     <= 3.5 ms, i.e. at most two 1.5 ms packets ahead (anchors: ~1.5-3 ms at 8 Mbit/s; measured 3.3 ms for
-    FreeBSD DCTCP, whose window takes a 2-segment step at each reduction, 1.8 ms for paced Prague), drops
-    <= 0.1 % of packets (a few are allowed for slow-start overshoot), utilisation >= 90 %."""
+    FreeBSD DCTCP, whose window takes a 2-segment step at each reduction, less for paced udp_prague, the
+    FreeBSD host's Prague), drops <= 0.1 % of packets (a few are allowed for slow-start overshoot),
+    utilisation >= 90 %."""
     stats, rows = run(tmp_path, f"[{{host: client2, cc: {cc}}}]", "aqm.step_semantics=rfc9332-thlen")
     med = statistics.median(delays(rows, 1))
     assert med <= 3_500, med
@@ -96,10 +97,10 @@ def test_cubic_against_a_scalable_flow_shares_the_link_and_keeps_l_latency(tmp_p
     sets cwnd = ssthresh on a CE echo and keeps growing through the recovery round, so the very ACK that
     cuts the window takes a slow-start step (cwnd <= ssthresh) of up to 2 segments -- several times
     the +1 segment per round trip the derivation assumes, at 4-8 packet windows (asserted 1.6-3.2x).
-    Prague's RTT independence (25 ms target) makes it as gentle as a 25 ms flow: 0.7-0.9x over seeds
-    (asserted 0.5-1.1x). The derivation assumes the L queue may hold a packet or two, so this runs RFC
+    Prague on the default FreeBSD host is udp_prague (rate-based, RTT-independent with a 25 ms virtual RTT):
+    asserted 0.5-1.1x. The derivation assumes the L queue may hold a packet or two, so this runs RFC
     9332's Th_len step; Linux's step, which marks every packet waiting behind another at 8 Mbit/s, gives
-    1.55x and 0.21x (seed 3; README, DualPI2)."""
+    less (README, DualPI2)."""
     stats, rows = run(tmp_path, f"[{{host: client1, cc: cubic}}, {{host: client2, cc: {cc}}}]",
                       "aqm.step_semantics=rfc9332-thlen")
     ratio = rate(stats, 1) / rate(stats, 0)
@@ -107,22 +108,6 @@ def test_cubic_against_a_scalable_flow_shares_the_link_and_keeps_l_latency(tmp_p
     assert stats["utilisation"] >= 0.97
     assert statistics.median(delays(rows, 1)) <= 3_000
     assert 8_000 <= statistics.median(delays(rows, 0)) <= 22_000
-
-
-@pytest.mark.slow
-def test_prague_rtt_independence_gives_the_rate_of_a_25ms_flow(tmp_path):
-    """At 50 Mbit/s, 10 ms (windows of tens of packets), Prague with RTT_CONTROL_RATE (25 ms target)
-    scales both its additive increase and its reduction rate to those of a 25 ms flow, so against Cubic
-    the window-fair coupling gives rate_L / rate_C = RTT_C / (1.22 x 25 ms) from the measured Cubic RTT
-    (~0.84 here), not the (RTT_C / RTT_L) / 1.22 ~ 1.9 of an unscaled flow. Tolerance 35 %: the 1.22 is
-    Reno's response constant, Cubic's differs a little, and 20 s runs vary by ~10 % across seeds
-    (seeds 1-3: 0.93-1.09)."""
-    stats, _ = run(tmp_path, "[{host: client1, cc: cubic}, {host: client2, cc: prague}]",
-                   "bottleneck.rate=50Mbit", duration="20s", seed=1)
-    ratio = rate(stats, 1) / rate(stats, 0)
-    expected = stats["flows"][0]["mean_rtt_ms"] / (1.22 * 25)
-    assert 0.65 * expected <= ratio <= 1.35 * expected, (ratio, expected)
-    assert stats["flows"][1]["mean_rtt_ms"] < 25  # the regime where the scaling applies
 
 
 @pytest.mark.slow
