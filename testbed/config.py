@@ -299,9 +299,9 @@ class Aqm(Strict):
     """A step on the L queue length in packets instead (Linux ``step_thresh 10packets``)."""
     ramp_range: Duration = 0
     min_qlen_step: Optional[int] = Field(None, ge=0, le=1_000_000)
-    """"linux" step only (Linux's min_qlen_step, default 0)."""
+    """Only with step_semantics "linux": Linux's min_qlen_step (default 0)."""
     th_len: Optional[int] = Field(None, ge=0, le=1_000_000)
-    """"rfc9332-thlen" step only (RFC 9332's Th_len, default 1)."""
+    """Only with step_semantics "rfc9332-thlen": RFC 9332's Th_len (default 1)."""
     classic_protection: float = Field(0.10, ge=0.0, le=1.0)
     scheduler: Literal["wrr", "tsfifo"] = "wrr"
     tshift: Duration = 50_000
