@@ -70,7 +70,7 @@ class Interface(Strict):
         try:
             ipaddress.IPv4Interface(v)
         except ValueError:
-            raise ValueError(f"'{v}' is not an IPv4 address with prefix length, like 10.0.1.11/24")
+            raise ValueError(f"'{v}' is not an IPv4 address with prefix length, like 10.1.1.11/24")
         if "/" not in v:
             raise ValueError(f"'{v}' needs a prefix length, like {v}/24")
         return v
@@ -141,6 +141,45 @@ class Topology(Strict):
 
     def router_address_on(self, network: str) -> str:
         return self.address(self.router, network)
+
+
+MANAGEMENT_NETWORKS = {
+    "VirtualBox NAT": "10.0.2.0/24",
+    "vagrant-libvirt management": "192.168.121.0/24",
+}
+"""The subnets the vagrant provider's VMs already sit on through their first NIC, which carries SSH.
+
+VirtualBox's NAT adapter 1 is 10.0.2.0/24 (guest 10.0.2.15, gateway 10.0.2.2: VirtualBox manual, "NAT
+networking details"); vagrant-libvirt's management network defaults to 192.168.121.0/24
+(``management_network_address``, vagrant-libvirt docs "Management Network"). A topology subnet that
+overlaps one of them is also a connected prefix on the management NIC, so the kernel may send testbed
+traffic (or SSH) the wrong way.
+"""
+
+
+def check_management_overlap(topology: "Topology") -> None:
+    """Refuse topology subnets that overlap a VM provider's management network (vagrant provider only)."""
+    nets = {str(ipaddress.IPv4Interface(i.address).network) for h in topology.hosts.values() for i in h.interfaces}
+    taken = [ipaddress.IPv4Network(n) for n in (*nets, *MANAGEMENT_NETWORKS.values())]
+    for net_text in sorted(nets):
+        net = ipaddress.IPv4Network(net_text)
+        for name, mgmt_text in MANAGEMENT_NETWORKS.items():
+            mgmt = ipaddress.IPv4Network(mgmt_text)
+            if net.overlaps(mgmt):
+                raise L4stbError(
+                    f"topology {topology.name}: subnet {net} overlaps the {name} network {mgmt}, which every VM "
+                    "already has on its first NIC for SSH, so testbed traffic would leave the wrong way (or SSH "
+                    f"would break). Move that network to a free subnet such as {_free_subnet(net, taken)} in the "
+                    "topology file (every interface on it, and its hosts' addresses)."
+                )
+
+
+def _free_subnet(net: ipaddress.IPv4Network, taken: list[ipaddress.IPv4Network]) -> ipaddress.IPv4Network:
+    """The first subnet of ``net``'s size in 10.1.0.0/16 that overlaps nothing in ``taken``."""
+    for candidate in ipaddress.IPv4Network("10.1.0.0/16").subnets(new_prefix=max(net.prefixlen, 16)):
+        if not any(candidate.overlaps(t) for t in taken):
+            return candidate
+    raise L4stbError(f"no free subnet of size /{net.prefixlen} left in 10.1.0.0/16")  # pragma: no cover
 
 
 # ---------------------------------------------------------------------------------------------
@@ -245,10 +284,24 @@ class Aqm(Strict):
     tupdate: Optional[Duration] = None
     alpha: Optional[float] = Field(None, gt=0, le=100)
     beta: Optional[float] = Field(None, gt=0, le=100)
+    max_rtt: Optional[Duration] = None
+    """dualpi2: derive target, tupdate, alpha and beta from RTTs as ``tc qdisc ... dualpi2 max_rtt`` does."""
+    typical_rtt: Optional[Duration] = None
+    """dualpi2: the typical RTT for that derivation (default max_rtt / 6; max_rtt defaults to 6 x this)."""
     coupling_factor: float = Field(2.0, ge=1, le=16)
+    step_semantics: Literal["linux", "rfc9332-thlen"] = "linux"
+    """dualpi2's native L4S step: "linux" (sch_dualpi2: a packet may be step-marked when the L queue held at
+    least ``min_qlen_step`` packets as it arrived; 0 = always) or "rfc9332-thlen" (RFC 9332 A.1: only when more
+    than ``th_len`` packets remain in the L queue as it leaves)."""
     step_threshold: Duration = 1000
+    """The step (or the RFC ramp's minTh) on the L packet's sojourn time; unused when ``step_packets`` is set."""
+    step_packets: Optional[int] = Field(None, ge=0, le=1_000_000)
+    """A step on the L queue length in packets instead (Linux ``step_thresh 10packets``)."""
     ramp_range: Duration = 0
-    min_qlen_step: int = Field(1, ge=0, le=1000)
+    min_qlen_step: Optional[int] = Field(None, ge=0, le=1_000_000)
+    """"linux" step only (Linux's min_qlen_step, default 0)."""
+    th_len: Optional[int] = Field(None, ge=0, le=1_000_000)
+    """"rfc9332-thlen" step only (RFC 9332's Th_len, default 1)."""
     classic_protection: float = Field(0.10, ge=0.0, le=1.0)
     scheduler: Literal["wrr", "tsfifo"] = "wrr"
     tshift: Duration = 50_000
@@ -261,14 +314,86 @@ class Aqm(Strict):
     kern_hz: int = Field(1000, ge=10, le=100_000)
     policy_every: int = Field(1, ge=1, le=100_000)
 
+    @model_validator(mode="after")
+    def _dualpi2_options_agree(self) -> "Aqm":
+        """Refuse settings that contradict each other instead of silently ignoring one of them."""
+        if self.step_semantics == "linux" and self.th_len is not None:
+            raise ValueError("th_len is RFC 9332's threshold and only applies with step_semantics: rfc9332-thlen; "
+                             "for the linux step use min_qlen_step (packets in the L queue at arrival)")
+        if self.step_semantics == "rfc9332-thlen" and self.min_qlen_step is not None:
+            raise ValueError("min_qlen_step is Linux's threshold and only applies with step_semantics: linux; "
+                             "for rfc9332-thlen use th_len (packets left in the L queue at departure)")
+        if self.step_packets is not None and self.ramp_range:
+            raise ValueError("ramp_range is a ramp on sojourn time and cannot be combined with step_packets; "
+                             "unset one of them")
+        if self.max_rtt is not None or self.typical_rtt is not None:
+            given = [k for k in ("target", "tupdate", "alpha", "beta") if getattr(self, k) is not None]
+            if given:
+                raise ValueError(f"max_rtt/typical_rtt derive target, tupdate, alpha and beta; unset "
+                                 f"{', '.join(given)} (or unset max_rtt and typical_rtt to give them yourself)")
+            if self.max_rtt is not None and self.typical_rtt is not None and self.typical_rtt > self.max_rtt:
+                raise ValueError(f"typical_rtt ({format_duration(self.typical_rtt)}) must be <= max_rtt "
+                                 f"({format_duration(self.max_rtt)})")
+            if self.max_rtt == 0 or self.typical_rtt == 0:
+                raise ValueError("max_rtt and typical_rtt must be > 0")
+            dualpi2_rtt_gains(self.max_rtt, self.typical_rtt)  # out-of-range gains are refused here
+        return self
+
     def resolved(self) -> "Aqm":
-        """Fill AQM-specific defaults: Linux sch_dualpi2 for dualpi2, the original FreeBSD values for l4s-pie/pie."""
-        if self.name == "dualpi2":
-            defaults = {"target": 15_000, "tupdate": 16_000, "alpha": 0.16, "beta": 3.2}
-        else:
+        """Fill AQM-specific defaults: Linux sch_dualpi2's for dualpi2, the original FreeBSD values for l4s-pie/pie.
+
+        dualpi2: ``max_rtt``/``typical_rtt`` derive the PI parameters (:func:`dualpi2_rtt_gains`). Otherwise
+        an unset alpha follows Tupdate, ``alpha = 0.16 Hz x tupdate / 16 ms``, so a sweep over ``tupdate``
+        alone keeps the integral gain per second (alpha / Tupdate, RFC 9332's ``0.1 / RTT_max^2``) at Linux's
+        default; beta is a gain per unit of delay change and needs no rescaling.
+        """
+        if self.name != "dualpi2":
             defaults = {"target": 15_000, "tupdate": 15_000, "alpha": 0.125, "beta": 1.25}
+        elif self.max_rtt is not None or self.typical_rtt is not None:
+            defaults = dualpi2_rtt_gains(self.max_rtt, self.typical_rtt)
+        else:
+            tupdate = self.tupdate if self.tupdate is not None else DUALPI2_TUPDATE_US
+            defaults = {"target": 15_000, "tupdate": DUALPI2_TUPDATE_US,
+                        "alpha": DUALPI2_ALPHA_HZ * tupdate / DUALPI2_TUPDATE_US, "beta": DUALPI2_BETA_HZ}
+        if self.name == "dualpi2":
+            defaults.update({"min_qlen_step": 0} if self.step_semantics == "linux" else {"th_len": 1})
         updates = {k: v for k, v in defaults.items() if getattr(self, k) is None}
         return self.model_copy(update=updates)
+
+
+DUALPI2_TUPDATE_US = 16_000
+DUALPI2_ALPHA_HZ = 0.16
+DUALPI2_BETA_HZ = 3.2
+"""Linux sch_dualpi2's defaults (``dualpi2_reset_default``: tupdate 16 ms, alpha 41/256 ~ 0.16 Hz, beta 819/256
+~ 3.2 Hz; l4stb uses the round values, 0.1 % apart)."""
+RTT_TYP_TO_MAX = 6
+_TC_0_1F, _TC_0_3F = 0.10000000149011612, 0.30000001192092896
+"""tc's ``0.1f`` and ``0.3f`` as doubles."""
+"""iproute2 tc/q_dualpi2.c: max_rtt defaults to 6 x typical_rtt and typical_rtt to max_rtt / 6."""
+
+
+def dualpi2_rtt_gains(max_rtt_us: Optional[int], typical_rtt_us: Optional[int]) -> dict[str, Any]:
+    """target, tupdate (us) and alpha, beta (Hz) from RTTs, as iproute2's ``tc/q_dualpi2.c`` derives them.
+
+    RFC 9332 A.1: target = typical RTT, Tupdate = min(typical RTT, max RTT / 3), alpha = 0.1 Tupdate / max_RTT^2,
+    beta = 0.3 / max_RTT. tc sends alpha and beta in 1/256 Hz (``alpha_f * 256`` truncated); so does this.
+    """
+    if typical_rtt_us is None:
+        typical_rtt_us = max(int(max_rtt_us) // RTT_TYP_TO_MAX, 1)
+    elif max_rtt_us is None:
+        max_rtt_us = int(typical_rtt_us) * RTT_TYP_TO_MAX
+    rtt_max = float(max_rtt_us)
+    tupdate_us = max(int(min(float(typical_rtt_us), rtt_max / 3.0)), 1)
+    # the same operations in the same order as tc (its 0.1f and 0.3f are single-precision constants)
+    alpha = int(tupdate_us / rtt_max / rtt_max * 1e6 * _TC_0_1F * 256) / 256
+    beta = int(_TC_0_3F / rtt_max * 1e6 * 256) / 256
+    if alpha <= 0 or beta <= 0:
+        raise ValueError(f"max_rtt {format_duration(max_rtt_us)} is so large that alpha or beta rounds down to 0 "
+                         f"(tc refuses it too); use a smaller max_rtt")
+    if beta > 100:
+        raise ValueError(f"max_rtt {format_duration(max_rtt_us)} is so small that beta = {beta:g} Hz exceeds "
+                         f"the allowed 100 Hz; use a larger max_rtt")
+    return {"target": int(typical_rtt_us), "tupdate": tupdate_us, "alpha": alpha, "beta": beta}
 
 
 class FlowGroup(Strict):

@@ -51,8 +51,12 @@ PACKAGES = ("iperf3", "git-lite", "gmake")
 SRC_REPO = "https://git.FreeBSD.org/src.git"
 SRC_BRANCH = "releng/14.1"
 UDP_PRAGUE_REPO = "https://github.com/L4STeam/udp_prague.git"
-UDP_PRAGUE_REF_DEFAULT = "main"
-"""Overridable with env L4STB_UDP_PRAGUE_REF (a branch, tag or commit); the commit built is recorded in host facts."""
+UDP_PRAGUE_REF_DEFAULT = "69b3f907745fd8dd427edafc24b8de752c1b0d1a"
+"""L4STeam/udp_prague at 69b3f90 (2025-10-16), the last commit that compiles on FreeBSD: since 56da214
+(2026-01-12) udpsocket.cpp defines IP_RECV_CMSG_TYPE for __linux__ and __APPLE__ only. 69b3f90's
+receiver reads the ECN field from an IP_RECVTOS control message on FreeBSD, which is what FreeBSD's
+ip_savecontrol() sends. Overridable with env L4STB_UDP_PRAGUE_REF, a full 40-hex commit only (a branch
+or tag moves); the commit built is recorded in each repeat's stats."""
 MSGBUF_BYTES = 8 << 20
 """kern.msgbufsize on the router: room for a few seconds of per-packet log lines if syslogd lags."""
 
@@ -70,7 +74,11 @@ COMPRESS_FLAG = {"bzip2": "J", "gzip": "Z", "xz": "X", "none": ""}
 COMPRESS_EXT = {"bzip2": ".bz2", "gzip": ".gz", "xz": ".xz", "none": ""}
 
 _USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
-_REF_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$")
+_COMMIT_RE = re.compile(r"[0-9a-f]{40}")
+KERN_HZ_DEFAULT = 1000
+"""kern.hz written to /boot/loader.conf on every host (the scenario default ``aqm.kern_hz``); env L4STB_KERN_HZ."""
+MODULE_COUNTERS = ("log_lines", "instances_created", "instances_freed")
+"""Read-only counters of the dualpi2 module under SYSCTL_ROOT, read before and after every repeat."""
 
 
 # -- the Jinja2 environment --------------------------------------------------------------------------
@@ -209,9 +217,19 @@ def check_ssh_user(user: str) -> str:
 
 def udp_prague_ref() -> str:
     ref = os.environ.get("L4STB_UDP_PRAGUE_REF", UDP_PRAGUE_REF_DEFAULT)
-    if not _REF_RE.fullmatch(ref) or ".." in ref:
-        raise L4stbError(f"L4STB_UDP_PRAGUE_REF={ref!r} is not a git branch, tag or commit name.")
+    if not _COMMIT_RE.fullmatch(ref):
+        raise L4stbError(f"L4STB_UDP_PRAGUE_REF={ref!r} is not a full 40-hex git commit: l4stb builds udp_prague "
+                         "at a pinned commit, never a branch or tag, so every run records what it ran. Unset it "
+                         f"to use the tested pin {UDP_PRAGUE_REF_DEFAULT}.")
     return ref
+
+
+def kern_hz() -> int:
+    """The clock tick `up` provisions (env L4STB_KERN_HZ, default 1000); a scenario's aqm.kern_hz must match it."""
+    raw = os.environ.get("L4STB_KERN_HZ", str(KERN_HZ_DEFAULT))
+    if not raw.isdigit() or not 10 <= int(raw) <= 100_000:
+        raise L4stbError(f"L4STB_KERN_HZ={raw!r} is not a tick rate from 10 to 100000 (the range of aqm.kern_hz).")
+    return int(raw)
 
 
 def ipfw_bandwidth(rate_bps: int) -> str:
@@ -335,6 +353,11 @@ class Route:
     network: str
     gateway: str
 
+    @property
+    def address(self) -> str:
+        """The network's address without the prefix length, as `route -n get` prints it after ``destination:``."""
+        return str(ipaddress.IPv4Network(self.network).network_address)
+
 
 def routes_for(topology: Topology, host: str) -> list[Route]:
     """Static routes of an endpoint: every network it is not on, via the router's address on its network."""
@@ -372,17 +395,17 @@ def _header(host: str, step: str) -> dict[str, Any]:
 
 
 def up_phases(topology: Topology, *, ssh_user: str = "vagrant") -> list[Phase]:
-    """Idempotent provisioning: login shell, packages, sources, offloads; router: ipfw + the module;
-    endpoints: routes, cc_dctcp, udp_prague."""
+    """Idempotent provisioning: login shell, packages, kern.hz, offloads; router: /usr/src, ipfw, the module;
+    endpoints: routes and cc_dctcp. udp_prague is built later, only for scenarios with Prague flows."""
     user = check_ssh_user(ssh_user)
     hosts = list(topology.hosts)
     router = topology.router
     shell = Phase("login shell", [HostStep(h, "login shell sh", render("login_shell.sh.j2", ssh_user=user),
                                            kind="login-shell", timeout_s=60) for h in hosts])
     common = Phase("common provisioning", [
-        HostStep(h, "packages, kernel sources, NIC offloads", render(
-            "provision_common.sh.j2", **_header(h, "packages, kernel sources, NIC offloads"), ssh_user=user,
-            packages=list(PACKAGES), src_repo=SRC_REPO, src_branch=SRC_BRANCH, remote_root=REMOTE_ROOT,
+        HostStep(h, "packages, kern.hz, NIC offloads", render(
+            "provision_common.sh.j2", **_header(h, "packages, kern.hz, NIC offloads"), ssh_user=user,
+            packages=list(PACKAGES), kern_hz=kern_hz(), remote_root=REMOTE_ROOT,
             runs_root=RUNS_ROOT, state_root=STATE_ROOT, src_root=SRC_ROOT), timeout_s=3600)
         for h in hosts])
     uploads = tuple(Upload(p, posixpath.join(MODULE_DIR, p.name)) for p in module_files())
@@ -392,14 +415,41 @@ def up_phases(topology: Topology, *, ssh_user: str = "vagrant") -> list[Phase]:
             step = "ipfw (open) + dummynet, build and load the dualpi2 module"
             role_steps.append(HostStep(h, step, render(
                 "provision_router.sh.j2", **_header(h, step), module_dir=MODULE_DIR, kmod_file=KMOD_FILE,
-                rule=RULE, queue=QUEUE, pipe=PIPE, sysctl_root=SYSCTL_ROOT, msgbuf_bytes=MSGBUF_BYTES),
-                uploads=uploads, timeout_s=1800))
+                rule=RULE, queue=QUEUE, pipe=PIPE, sysctl_root=SYSCTL_ROOT, msgbuf_bytes=MSGBUF_BYTES,
+                src_repo=SRC_REPO, src_branch=SRC_BRANCH, module_files=[u.local.name for u in uploads]),
+                uploads=uploads, timeout_s=3600))
         else:
-            step = "static routes, cc_dctcp, udp_prague"
+            step = "static routes, cc_dctcp"
             role_steps.append(HostStep(h, step, render(
-                "provision_endpoint.sh.j2", **_header(h, step), routes=routes_for(topology, h),
-                prague_dir=PRAGUE_DIR, prague_repo=UDP_PRAGUE_REPO, prague_ref=udp_prague_ref()), timeout_s=1800))
+                "provision_endpoint.sh.j2", **_header(h, step), routes=routes_for(topology, h)), timeout_s=600))
     return [shell, common, Phase("role provisioning", role_steps)]
+
+
+def prague_hosts(scenario: Scenario, topology: Topology) -> list[str]:
+    """Hosts that run udp_prague in this scenario: the clients of its Prague flows, and the server."""
+    hosts = [f.host for f in scenario.flows if f.cc == "prague"]
+    if not hosts:
+        return []
+    return list(dict.fromkeys([*hosts, topology.server]))
+
+
+def prepare_phase(scenario: Scenario, topology: Topology) -> Phase | None:
+    """Before the first repeat: build udp_prague at the pinned commit where Prague flows run (else nothing)."""
+    step = "build udp_prague"
+    ref = udp_prague_ref()
+    steps = [HostStep(h, step, render("build_udp_prague.sh.j2", **_header(h, step), prague_dir=PRAGUE_DIR,
+                                      prague_repo=UDP_PRAGUE_REPO, prague_ref=ref), timeout_s=1200)
+             for h in prague_hosts(scenario, topology)]
+    return Phase("prepare", steps) if steps else None
+
+
+def parse_udp_prague_commit(text: str) -> str | None:
+    """The commit a build_udp_prague step reports (``l4stb-udp-prague <sha>``)."""
+    for line in text.splitlines():
+        if line.startswith("l4stb-udp-prague "):
+            sha = line.split(" ", 1)[1].strip()
+            return sha if _COMMIT_RE.fullmatch(sha) else None
+    return None
 
 
 FACT_SYSCTLS = (
@@ -407,7 +457,7 @@ FACT_SYSCTLS = (
     "net.inet.tcp.cc.algorithm", "net.inet.tcp.cc.available", "net.inet.tcp.ecn.enable",
     "net.inet.tcp.cc.dctcp.ect1", "net.inet.ip.forwarding", "net.inet.ip.fw.enable", "net.inet.ip.fw.one_pass",
     "net.inet.ip.dummynet.io_fast", "net.inet.ip.dummynet.pipe_slot_limit", "net.inet.ip.dummynet.pipe_byte_limit",
-    SYSCTL_ROOT,
+    "net.inet.ip.dummynet.expire", SYSCTL_ROOT,
 )
 
 
@@ -503,7 +553,8 @@ def _log_paths(scenario: Scenario) -> dict[str, Any]:
     newsyslog_conf = (f"/etc/newsyslog.conf.d/l4stb-{logformat.SYSLOG_TAG}.conf" if own
                       else posixpath.join(STATE_ROOT, f"newsyslog-{logformat.SYSLOG_TAG}.conf"))
     return {"log_file": log_file, "own_log_file": own, "newsyslog_conf": newsyslog_conf,
-            "rotate_pidfile": posixpath.join(STATE_ROOT, "rotate.pid")}
+            "rotate_pidfile": posixpath.join(STATE_ROOT, "rotate.pid"),
+            "rotate_stopfile": posixpath.join(STATE_ROOT, "rotate.stop")}
 
 
 def _syslog_tag() -> str:
@@ -702,7 +753,8 @@ def run_phases(scenario: Scenario, topology: Topology, run_id: str, repeat: int,
     step = "reset logs"
     phases.append(Phase(step, [HostStep(router, step, render(
         "reset_router_logs.sh.j2", **_header(router, step), repeat=repeat, state_dir=state_dir, repeat_dir=repeat_dir,
-        rotate_every_s=ROTATE_EVERY_S, sysctl_root=SYSCTL_ROOT, **logs), timeout_s=60)]))
+        rotate_every_s=ROTATE_EVERY_S, sysctl_root=SYSCTL_ROOT, counters=list(MODULE_COUNTERS), **logs),
+        timeout_s=180)]))
 
     # 3. servers, one per connection.
     step = "start servers"
@@ -734,7 +786,8 @@ def run_phases(scenario: Scenario, topology: Topology, run_id: str, repeat: int,
     step = "collect router logs"
     phases.append(Phase(step, [HostStep(router, step, render(
         "collect_router_logs.sh.j2", **_header(router, step), repeat=repeat, repeat_dir=repeat_dir, drain_s=DRAIN_S,
-        compress_ext=COMPRESS_EXT[compress], sysctl_root=SYSCTL_ROOT, **logs), timeout_s=120)]))
+        compress_ext=COMPRESS_EXT[compress], sysctl_root=SYSCTL_ROOT, counters=list(MODULE_COUNTERS), **logs),
+        timeout_s=240)]))
     return phases
 
 
@@ -761,9 +814,11 @@ def parse_wait_output(text: str) -> tuple[dict[str, int], list[str], dict[str, l
     return exits, killed, stderr
 
 
-def parse_log_lines(text: str) -> int | None:
+def parse_counters(text: str) -> dict[str, int]:
+    """``l4stb-counter NAME VALUE`` lines of the reset/collect steps; a counter the module lacks is left out."""
+    counters: dict[str, int] = {}
     for line in text.splitlines():
-        if line.startswith("l4stb-log-lines "):
-            value = line.split(" ", 1)[1].strip()
-            return int(value) if value.isdigit() else None
-    return None
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "l4stb-counter" and parts[2].isdigit():
+            counters[parts[1]] = int(parts[2])
+    return counters

@@ -44,6 +44,7 @@ from l4stb.sim.aqm_l4spie import L4sPie
 from l4stb.sim.aqm_pie import Pie, PieParams
 from l4stb.sim.engine import Engine
 from l4stb.sim.iperf3 import Conn, client_json, dumps, server_json
+from l4stb.sim.packet import ECT1
 from l4stb.sim.link import AccessLink, Bottleneck, return_latency_ns, ser_ns
 from l4stb.sim.syslog import SyslogFile
 from l4stb.sim.tcp import EV_RATE, EV_START, MSS, TcpFlow
@@ -249,7 +250,10 @@ def simulate_repeat(job: SimJob, progress: Callable[[float], None] | None = None
                          "throughput_mbps": round(f.rcv_nxt * MSS * 8 / secs / 1e6, 4),
                          "retransmits": f.retrans,
                          "mean_rtt_ms": round(f.rtt_sum / f.rtt_n / 1e6, 3) if f.rtt_n else None,
-                         "ce_marks": f.ce_acked,
+                         "ce_marks": getattr(f, "ce_acked", None),
+                         "ce_received": f.ce_received,
+                         "ecn_codepoint": getattr(f, "ecn_cp", ECT1),
+                         "segments_delivered": getattr(f, "bytes_rcvd", 0) // MSS,
                          "ecn_reductions": getattr(f, "marked_rtts", None),
                          "stack": sc.host(sp.host).stack,
                          "fct_ms": round((f.done_ns - f.start_ns) / 1e6, 3) if f.done_ns else None})
@@ -269,6 +273,7 @@ def simulate_repeat(job: SimJob, progress: Callable[[float], None] | None = None
         "marks": {"C": marks[0], "L": marks[1]},
         "utilisation": round(engine.busy_ns / max(1, t_stop - min(f.start_ns for f in flows)), 4),
         "log_lines": log.lines,
+        "module_log_lines": log.module_lines,
         "log_files": [str(p) for p in files],
         "log_rotations": log.rotations,
         "compress_wall_s": round(log.compress_wall_s, 4),
@@ -294,11 +299,9 @@ def describe_repeat(scenario: Scenario, topology: Topology, run_id: str, repeat:
     b = sc.bottleneck
     if aqm.name == "dualpi2":
         prm = DualPI2Params.from_aqm(aqm, b)
-        native = (f"step at {format_duration(aqm.step_threshold)}" if aqm.ramp_range == 0 else
-                  f"ramp {format_duration(aqm.step_threshold)}+{format_duration(aqm.ramp_range)}")
         what = (f"DualPI2 (RFC 9332): target {format_duration(aqm.target)}, Tupdate {format_duration(aqm.tupdate)}, "
                 f"alpha {aqm.alpha} Hz, beta {aqm.beta} Hz, k {aqm.coupling_factor:g}, p_Cmax {prm.p_cmax / P_ONE:.3g}, "
-                f"L AQM {native} (Th_len {aqm.min_qlen_step} pkt), scheduler {aqm.scheduler} "
+                f"L AQM {prm.native_aqm_text()}, scheduler {aqm.scheduler} "
                 f"(classic_protection {aqm.classic_protection:.0%}), ECN {'on' if aqm.ecn else 'off'}")
     elif aqm.name in ("pie", "l4s-pie"):
         what = (f"{'FreeBSD PIE' if aqm.name == 'pie' else 'original l4s scheduler (PIE per sub-queue, L = max(own p, 2 p_C))'}: "
