@@ -250,6 +250,7 @@ def simulate_repeat(job: SimJob, progress: Callable[[float], None] | None = None
                          "throughput_mbps": round(f.rcv_nxt * MSS * 8 / secs / 1e6, 4),
                          "retransmits": f.retrans,
                          "mean_rtt_ms": round(f.rtt_sum / f.rtt_n / 1e6, 3) if f.rtt_n else None,
+                         "min_rtt_ms": round(f.rtt_min / 1e6, 3) if f.rtt_n else None,
                          "ce_marks": getattr(f, "ce_acked", None),
                          "ce_received": f.ce_received,
                          "ecn_codepoint": getattr(f, "ecn_cp", ECT1),
