@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from l4stb.analysis.pool import PoolSplits, load_pool
+from l4stb.console import safe
 from l4stb.errors import L4stbError
 from l4stb.manifest import load_manifest, update_manifest
 from l4stb.workspace import Workspace, atomic_write_json, utc_iso
@@ -64,9 +65,9 @@ class JobOutcome:
     def headline(self) -> str:
         m = self.metrics
         test, base = m.get("test", {}), m.get("baselines", {})
-        lines = [f"[green]done[/] in {self.wall_s:.0f} s. Model: {self.model_dir}"]
+        lines = [f"[green]done[/] in {self.wall_s:.0f} s. Model: {safe(self.model_dir)}"]
         if self.report:
-            lines.append(f"report: [bold]{self.report}[/]")
+            lines.append(f"report: [bold]{safe(self.report)}[/]")
         lines.append(
             f"held-out test: macro-F1 {test.get('macro_f1', float('nan')):.3f} (always-forward "
             f"{base.get('always_forward', {}).get('macro_f1', float('nan')):.3f}, decision tree "
@@ -78,7 +79,7 @@ class JobOutcome:
                          f"p99 {lat.get('p99', float('nan')):.2f} ms; {m.get('decisions_per_s', 0):,.0f} decisions/s "
                          f"batched; trainable params {m.get('params', {}).get('trainable', 0):,}")
         for row in self.closed_loop:
-            lines.append(f"closed loop {row['label']}: C p95 {row['c_p95_ms']:.1f} ms, L p95 {row['l_p95_ms']:.1f} ms, "
+            lines.append(f"closed loop {safe(row['label'])}: C p95 {row['c_p95_ms']:.1f} ms, L p95 {row['l_p95_ms']:.1f} ms, "
                          f"utilisation {row['utilization']:.1%}")
         return "\n".join(lines)
 
@@ -141,7 +142,7 @@ def train_and_report(ws: Workspace, job: TrainJob, *, console: Console) -> JobOu
     # Models of a pool outside any run live side by side under workdir/models/: name them after the pool too.
     model_name = job.model_name if job.name or run_id is not None else f"{splits.meta.name}-{job.model_name}"
     model_dir = ws.model_dir(run_id, model_name)
-    console.print(f"pool [bold]{splits.meta.name}[/]: {len(splits.meta.feature_names)} features, "
+    console.print(f"pool [bold]{safe(splits.meta.name)}[/]: {len(splits.meta.feature_names)} features, "
                   + ", ".join(f"{s} {len(splits.split(s)):,} rows" for s in ("train", "val", "test"))
                   + f" ({splits.meta.split}); training {cfg.backbone} for {cfg.epochs} epochs")
     with _progress(console) as progress:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import sys
@@ -12,8 +13,9 @@ import click
 from rich.table import Table
 
 from l4stb import __version__
-from l4stb.console import console, err_console
-from l4stb.errors import L4stbError
+from l4stb import interrupts
+from l4stb.console import console, err_console, print_error, safe
+from l4stb.errors import INTERRUPTED_MESSAGE, L4stbError, explain_environment_error
 from l4stb.workspace import Workspace
 
 DEFAULT_WORKDIR = "./l4stb-work"
@@ -78,8 +80,8 @@ def up(c: Ctx, provider: str, topology: str, dry_run: bool) -> None:
                 )
         info = prov.up(topo)
         info.save(c.ws)
-    console.print(f"[green]testbed up[/]: provider [bold]{provider}[/], topology [bold]{topo.name}[/], "
-                  f"hosts {', '.join(info.hosts)}; workdir {c.ws.root}")
+    console.print(f"[green]testbed up[/]: provider [bold]{safe(provider)}[/], topology [bold]{safe(topo.name)}[/], "
+                  f"hosts {safe(', '.join(info.hosts))}; workdir {safe(c.ws.root)}")
 
 
 @cli.command()
@@ -94,7 +96,7 @@ def down(c: Ctx, destroy: bool) -> None:
         info = TestbedInfo.load(c.ws)
         get_provider(info.provider, c.ws).down(destroy=destroy)
         c.ws.testbed_file.unlink()
-    console.print(f"testbed ({info.provider}, {info.topology}) is down" + (" and destroyed" if destroy else ""))
+    console.print(f"testbed ({safe(info.provider)}, {safe(info.topology)}) is down" + (" and destroyed" if destroy else ""))
 
 
 @cli.command()
@@ -105,18 +107,19 @@ def status(c: Ctx) -> None:
     from l4stb.providers import get_provider
     from l4stb.providers.base import TestbedInfo
 
+    c.ws.ensure_usable()
     if c.ws.testbed_file.is_file():
         info = TestbedInfo.load(c.ws)
         states = get_provider(info.provider, c.ws).status()
-        table = Table(title=f"testbed: {info.provider} / {info.topology} (up since {info.created})")
+        table = Table(title=safe(f"testbed: {info.provider} / {info.topology} (up since {info.created})"))
         table.add_column("host")
         table.add_column("role")
         table.add_column("state")
         for host, meta in info.hosts.items():
-            table.add_row(host, str(meta.get("role", "")), states.get(host, "unknown"))
+            table.add_row(safe(host), safe(meta.get("role", "")), safe(states.get(host, "unknown")))
         console.print(table)
     else:
-        console.print(f"no testbed is up in {c.ws.root} (`l4stb up` starts one)")
+        console.print(f"no testbed is up in {safe(c.ws.root)} (`l4stb up` starts one)")
     runs = c.ws.run_ids()
     if not runs:
         console.print("no runs yet")
@@ -124,12 +127,25 @@ def status(c: Ctx) -> None:
     table = Table(title="runs")
     for col in ("run", "kind", "status", "repeats ok", "fetched", "steps"):
         table.add_column(col)
+    damaged, interrupted = [], False
     for run_id in runs:
-        m = load_manifest(c.ws, run_id)
-        fetched = m.steps.get("fetch", {}).get("status", "-")
+        try:
+            m = load_manifest(c.ws, run_id)
+        except L4stbError as exc:  # one damaged run never hides the others
+            table.add_row(safe(run_id), "?", "[red]damaged[/]", "-", "-", "-")
+            damaged.append(str(exc))
+            continue
+        fetch = m.steps.get("fetch")
+        fetched = fetch.get("status", "-") if isinstance(fetch, dict) else "-"
         steps = ", ".join(k for k, v in m.steps.items() if k != "fetch" and isinstance(v, dict) and v.get("status") == "done")
-        table.add_row(run_id, m.kind, m.status, f"{len(m.ok_repeats())}/{len(m.repeats)}", fetched, steps or "-")
+        interrupted |= m.shown_status() == "interrupted"
+        table.add_row(safe(run_id), m.kind, m.shown_status(), f"{len(m.ok_repeats())}/{len(m.repeats)}", safe(fetched),
+                      safe(steps or "-"))
     console.print(table)
+    for text in damaged:
+        print_error(text)
+    if interrupted:
+        console.print("an interrupted run keeps its finished repeats: `l4stb run --resume RUN_ID` completes it")
 
 
 @cli.command()
@@ -147,7 +163,7 @@ def scenarios() -> None:
         s = load_scenario(name)
         flows = " + ".join(f"{f.host} {f.cc}×{f.streams}" for f in s.flows)
         table.add_row(name, s.aqm.name, format_rate(s.bottleneck.rate), format_duration(s.bottleneck.delay), flows,
-                      f"{format_duration(s.duration)} x {s.repeats}", *((s.description,) if wide else ()))
+                      f"{format_duration(s.duration)} x {s.repeats}", *((safe(s.description),) if wide else ()))
     console.print(table)
     topos = Table(title="topologies")
     topos.add_column("name")
@@ -155,7 +171,7 @@ def scenarios() -> None:
     topos.add_column("description", overflow="fold")
     for name in list_topologies():
         t = load_topology(name)
-        topos.add_row(name, ", ".join(f"{h} ({s.role})" for h, s in t.hosts.items()), t.description)
+        topos.add_row(name, ", ".join(f"{h} ({s.role})" for h, s in t.hosts.items()), safe(t.description))
     console.print(topos)
 
 
@@ -212,19 +228,19 @@ def run(c: Ctx, scenario_name, repeats, seed, overrides, sweeps, resume, jobs, e
     with c.ws.locked("run"):
         testbed, topology, scenario = runner.resolve(c.ws, scenario_name, overrides)
         manifest = runner.start_run(c.ws, scenario, topology, testbed)
-        console.print(f"run [bold]{manifest.run_id}[/]: {scenario.repeats} x {scenario.duration / 1e6:.0f} s on the "
-                      f"{testbed.provider} testbed")
+        console.print(f"run [bold]{safe(manifest.run_id)}[/]: {scenario.repeats} x {scenario.duration / 1e6:.0f} s on the "
+                      f"{safe(testbed.provider)} testbed")
         result = runner.execute(c.ws, manifest.run_id, jobs=jobs)
     _print_run_result(result)
 
 
 def _print_run_result(result) -> None:
     color = "green" if result.status == "complete" else "yellow"
-    console.print(f"[{color}]{result.status}[/]: run {result.run_id}, {len(result.ok)} repeats ok"
+    console.print(f"[{color}]{result.status}[/]: run {safe(result.run_id)}, {len(result.ok)} repeats ok"
                   + (f", {len(result.failed)} failed ({', '.join(map(str, result.failed))})" if result.failed else "")
                   + f", {result.wall_s:.1f} s wall. Next: `l4stb fetch-logs`.")
     if result.status != "complete":
-        console.print(f"re-run the missing repeats with `l4stb run --resume {result.run_id}`")
+        console.print(f"re-run the missing repeats with `l4stb run --resume {safe(result.run_id)}`")
 
 
 @cli.command("fetch-logs")
@@ -239,7 +255,7 @@ def fetch_logs(c: Ctx, run_id: str | None, clean_remote: bool) -> None:
         run_id = c.ws.resolve_run(run_id)
         result = fetch_run(c.ws, run_id, clean_remote=clean_remote)
     console.print(f"[green]fetched[/] {result.files} files ({result.bytes / 1e6:.1f} MB, {result.new} new, "
-                  f"{result.skipped} already there) into {c.ws.raw_dir(run_id)}. Next: `l4stb summary` or "
+                  f"{result.skipped} already there) into {safe(c.ws.raw_dir(run_id))}. Next: `l4stb summary` or "
                   "`l4stb train-and-report`.")
 
 
@@ -256,7 +272,7 @@ def import_logs(c: Ctx, router_logs, iperf3_files, name) -> None:
 
     with c.ws.locked("import-logs"):
         run_id = do_import(c.ws, [Path(p) for p in router_logs], [Path(p) for p in iperf3_files], name=name)
-    console.print(f"[green]imported[/] as run [bold]{run_id}[/]. Next: `l4stb summary --run {run_id}`.")
+    console.print(f"[green]imported[/] as run [bold]{safe(run_id)}[/]. Next: `l4stb summary --run {safe(run_id)}`.")
 
 
 @cli.command()
@@ -288,7 +304,7 @@ def report(c: Ctx, run_id: str | None) -> None:
     with c.ws.locked("report"):
         run_id = c.ws.resolve_run(run_id)
         path = render_report(c.ws, run_id)
-    console.print(f"[green]report[/]: {path}")
+    console.print(f"[green]report[/]: {safe(path)}")
 
 
 @cli.command("train-and-report")
@@ -339,34 +355,47 @@ def pool_import(c: Ctx, file: str, name: str | None) -> None:
         splits = import_pickle(path, name=name)
         folder = save_pool(splits, c.ws.pool_dir(None, name))
     sizes = ", ".join(f"{k} {v}" for k, v in splits.meta.sizes.items())
-    console.print(f"[green]imported[/] pool [bold]{name}[/] ({len(splits.meta.feature_names)} features; {sizes}) "
-                  f"into {folder}. Train on it: `l4stb train-and-report --pool {name}`.")
+    console.print(f"[green]imported[/] pool [bold]{safe(name)}[/] ({len(splits.meta.feature_names)} features; {sizes}) "
+                  f"into {safe(folder)}. Train on it: `l4stb train-and-report --pool {safe(name)}`.")
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: user errors print one paragraph and exit 2; bugs show a traceback with -v."""
+    """Entry point: user errors print one paragraph and exit 2; bugs show a traceback with -v.
+
+    The environment's refusals (a full disk, a read-only mount, a permission, a path that is a file) are
+    the user's to fix, so they are user errors too; the catch-all below is left for real bugs.
+    """
     args = sys.argv[1:] if argv is None else argv
     verbose = "-v" in args or "--verbose" in args
+    interrupts.install_sigterm()
     try:
         cli.main(args=args, prog_name="l4stb", standalone_mode=False)
     except L4stbError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        print_error(exc)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         err_console.print("aborted")
         sys.exit(130)
     except click.ClickException as exc:
-        exc.show()
+        buf = io.StringIO()
+        exc.show(file=buf)
+        err_console.print(safe(buf.getvalue().rstrip()), soft_wrap=True)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        err_console.print("interrupted: what was finished is saved; re-run the command to resume.")
-        sys.exit(130)
-    except Exception as exc:  # a bug: say so plainly, and show the traceback with -v
+    except KeyboardInterrupt as exc:
+        err_console.print(INTERRUPTED_MESSAGE)
+        sys.exit(interrupts.exit_status(exc))
+    except Exception as exc:  # noqa: BLE001 - the last resort; user-fixable classes are translated first
+        user = explain_environment_error(exc)
+        if user is not None:
+            if verbose:
+                traceback.print_exc()
+            print_error(user)
+            sys.exit(L4stbError.exit_code)
         if verbose:
             traceback.print_exc()
         else:
-            err_console.print(f"[bold red]internal error[/] ({type(exc).__name__}: {exc}). Re-run with -v for the "
-                              "traceback and report it.", soft_wrap=True)
+            print_error(f"internal error ({type(exc).__name__}: {exc}). Re-run with -v for the traceback and "
+                        "report it.")
         sys.exit(1)
 
 

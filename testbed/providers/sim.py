@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 import platform
 import posixpath
-import queue
 import shutil
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from multiprocessing import Manager
 from pathlib import Path
 from typing import Any
 
-from l4stb import __version__
+from l4stb import __version__, interrupts
 from l4stb.config import Topology
 from l4stb.errors import L4stbError
 from l4stb.layout import REMOTE_ROOT
@@ -198,24 +197,45 @@ class SimProvider(Provider):
             for job in jobs_list:
                 on_done(_timed(simulate_repeat, job, lambda f, r=job.repeat: on_progress(r, f)))
             return
-        with Manager() as manager, ProcessPoolExecutor(max_workers=jobs) as pool:
-            progress_q = manager.Queue()
-            futures = {pool.submit(_timed_in_worker, job, progress_q): job for job in jobs_list}
+        ctx_mp = multiprocessing.get_context()
+        progress_q = ctx_mp.SimpleQueue()
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx_mp, initializer=_worker_init,
+                                   initargs=(os.getpid(), progress_q))
+        futures: list = []
+        reported: set = set()
+        try:
+            futures = [pool.submit(_timed_in_worker, job) for job in jobs_list]
             pending = set(futures)
             while pending:
                 done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
                 _drain(progress_q, on_progress)
                 for fut in done:
+                    reported.add(fut)
                     on_done(fut.result())
             _drain(progress_q, on_progress)
+        except BaseException:
+            # Ctrl-C, SIGTERM or an error: keep every repeat that finished, then stop the rest now.
+            for fut in futures:
+                if fut not in reported and fut.done() and not fut.cancelled() and fut.exception() is None:
+                    reported.add(fut)
+                    on_done(fut.result())
+            interrupts.stop_workers(pool)
+            raise
+        pool.shutdown(wait=True)
+
+
+_progress_q = None
+
+
+def _worker_init(parent_pid: int, progress_q) -> None:
+    interrupts.die_with_parent(parent_pid)
+    global _progress_q
+    _progress_q = progress_q
 
 
 def _drain(progress_q, on_progress: ProgressFn) -> None:
-    while True:
-        try:
-            repeat, frac = progress_q.get_nowait()
-        except queue.Empty:
-            return
+    while not progress_q.empty():
+        repeat, frac = progress_q.get()
         on_progress(repeat, frac)
 
 
@@ -229,7 +249,7 @@ def _timed(fn, job, progress) -> RepeatOutcome:
     return RepeatOutcome(job.repeat, job.seed, ok, started, utc_iso(), round(time.perf_counter() - t0, 3), detail, stats)
 
 
-def _timed_in_worker(job, progress_q) -> RepeatOutcome:
+def _timed_in_worker(job) -> RepeatOutcome:
     from l4stb.sim.runner import simulate_repeat
 
     last = [0.0]
@@ -237,6 +257,6 @@ def _timed_in_worker(job, progress_q) -> RepeatOutcome:
     def progress(frac: float) -> None:
         if frac - last[0] >= 0.02 or frac >= 1.0:
             last[0] = frac
-            progress_q.put((job.repeat, frac))
+            _progress_q.put((job.repeat, frac))
 
     return _timed(simulate_repeat, job, progress)
