@@ -27,5 +27,6 @@ def safe(value: object) -> str:
 
 
 def print_error(message: object) -> None:
-    """One paragraph on stderr: a red ``error:`` and the message as plain text (never markup)."""
-    err_console.print("[bold red]error:[/] " + safe(message), soft_wrap=True)
+    """One paragraph on stderr: a red ``error:`` and the message as plain text (never markup), its line
+    breaks folded into spaces (a YAML error or an OS message brings its own)."""
+    err_console.print("[bold red]error:[/] " + safe(" ".join(str(message).split())), soft_wrap=True)
