@@ -29,7 +29,7 @@ from l4stb.analysis.summary import RunData, RunSummary, load_run, summarize_data
 from l4stb.config import SCALABLE_CCS
 from l4stb.manifest import Manifest, update_manifest
 from l4stb.units import format_duration
-from l4stb.workspace import Workspace, atomic_write_text, sha256_file, utc_iso
+from l4stb.workspace import Workspace, atomic_write_text, sha256_file, staged_folder, utc_iso
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,8 @@ class _Rendered:
 # ---------------------------------------------------------------------------------------------
 
 
-def render_report(ws: Workspace, run_id: str, sections: Sequence[ReportSection] = (), progress=None) -> Path:
+def render_report(ws: Workspace, run_id: str, sections: Sequence[ReportSection] = (), progress=None,
+                  extra_files: Mapping[str, str] | None = None) -> Path:
     """Render runs/<id>/report/{index.html, summary.md, figures/*} and record ``manifest.steps["report"]``.
 
     ``sections`` are appended after the network sections and before the parse statistics and
@@ -103,15 +104,15 @@ def render_report(ws: Workspace, run_id: str, sections: Sequence[ReportSection] 
     """
     data = load_run(ws, run_id, progress=progress)
     summary = summarize_data(data)
+    # the report folder is one output set: built in a staging folder and swapped in whole
+    with staged_folder(ws.report_dir(run_id)) as stage:
+        network = network_sections(data, summary, stage / FIGURES_DIR)
+        tail = [parse_section(summary), provenance_section(data.manifest)]
+        all_sections = [network[0], *network[1:], *sections, *tail]
+        _, rendered = _write_report(stage, f"l4stb report: {run_id}", all_sections, footer=f"run {run_id}",
+                                    scenario=data.scenario, extra_files=extra_files)
     out = ws.report_dir(run_id)
-    fig_dir = out / FIGURES_DIR
-    fig_dir.mkdir(parents=True, exist_ok=True)
-
-    network = network_sections(data, summary, fig_dir)
-    tail = [parse_section(summary), provenance_section(data.manifest)]
-    all_sections = [network[0], *network[1:], *sections, *tail]
-    index, rendered = _write_report(out, f"l4stb report: {run_id}", all_sections, footer=f"run {run_id}",
-                                    scenario=data.scenario)
+    index = out / "index.html"
     figures = sorted({f.png for r in rendered for f in r.figures} | {f.svg for r in rendered for f in r.figures if f.svg})
 
     def record(m: Manifest) -> None:
@@ -128,14 +129,16 @@ def render_report(ws: Workspace, run_id: str, sections: Sequence[ReportSection] 
     return index
 
 
-def render_model_report(out: Path, title: str, sections: Sequence[ReportSection]) -> Path:
+def render_model_report(out: Path, title: str, sections: Sequence[ReportSection],
+                        extra_files: Mapping[str, str] | None = None) -> Path:
     """A report of model sections only, for a model trained on a pool outside any run (no network data)."""
-    index, _ = _write_report(Path(out), title, sections, footer=title)
-    return index
+    with staged_folder(Path(out)) as stage:
+        _write_report(stage, title, sections, footer=title, extra_files=extra_files)
+    return Path(out) / "index.html"
 
 
 def _write_report(out: Path, title: str, sections: Sequence[ReportSection], *, footer: str,
-                  scenario: Any = None) -> tuple[Path, list[_Rendered]]:
+                  scenario: Any = None, extra_files: Mapping[str, str] | None = None) -> tuple[Path, list[_Rendered]]:
     """Render ``sections`` into out/index.html and out/summary.md (atomically); return the index and the parts."""
     out.mkdir(parents=True, exist_ok=True)
     rendered = [_render_section(s, out) for s in sections]
@@ -144,6 +147,8 @@ def _write_report(out: Path, title: str, sections: Sequence[ReportSection], *, f
     index = out / "index.html"
     atomic_write_text(index, html_text)
     atomic_write_text(out / "summary.md", _markdown_report(title, rendered))
+    for name, text in (extra_files or {}).items():  # e.g. train-and-report's headline.json, inside the set
+        atomic_write_text(out / name, text)
     return index, rendered
 
 
@@ -308,7 +313,7 @@ def _overview_md(data: RunData, summary: RunSummary) -> str:
     lines = [f"Run **{data.run_id}**"]
     if s:
         flows = ", ".join(f"{f.host}: {f.cc} × {f.streams}" for f in s.flows)
-        lines[0] += (f": scenario `{s.name}` ({s.description or 'no description'}), AQM **{s.aqm.name}** at "
+        lines[0] += (f": scenario `{s.name}` ({_md_plain(s.description) or 'no description'}), AQM **{s.aqm.name}** at "
                      f"{_rate_text(s.bottleneck.rate)}, {format_duration(s.bottleneck.delay)} one-way delay, flows {flows}, "
                      f"{m.n_repeats} repeat(s) of {format_duration(s.duration)}.")
     else:
@@ -524,6 +529,12 @@ def _md_code(text: str) -> str:
 # ---------------------------------------------------------------------------------------------
 # rendering
 # ---------------------------------------------------------------------------------------------
+
+
+def _md_plain(text: str) -> str:
+    """User text shown as itself inside markdown: every markdown and HTML special character escaped, lines
+    joined, so a scenario description can add no image, link or tag to the offline report."""
+    return re.sub(r"([\\`*_\[\]()!<>|~])", r"\\\1", " ".join(str(text).split()))
 
 
 def _environment() -> jinja2.Environment:

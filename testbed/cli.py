@@ -182,7 +182,7 @@ def scenarios() -> None:
 
 @cli.command()
 @click.option("--scenario", "scenario_name", required=False, help="Shipped scenario name or a YAML path.")
-@click.option("--repeats", type=int, default=None, help="Override the scenario's number of repeats.")
+@click.option("--repeats", type=click.IntRange(min=1), default=None, help="Override the scenario's number of repeats.")
 @click.option("--seed", type=int, default=None, help="Override the scenario's seed.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a scenario field, e.g. bottleneck.rate=20Mbit or duration=30s (repeatable).")
@@ -192,7 +192,7 @@ def scenarios() -> None:
               help="Finish an interrupted run's pending repeats (default: the latest run); with --sweep, skip the "
                    "combinations already complete.",
               is_flag=False, flag_value="__latest__")
-@click.option("--jobs", type=int, default=None, help="Repeats run in parallel (sim provider; default: all cores).")
+@click.option("--jobs", type=click.IntRange(min=1), default=None, help="Repeats run in parallel (sim provider; default: all cores).")
 @click.option("--executor", type=click.Choice(["local", "dask", "ray"]), default="local", show_default=True,
               help="Where sweep runs execute (dask/ray need a cluster address in DASK_SCHEDULER_ADDRESS/RAY_ADDRESS).")
 @click.option("--dry-run", is_flag=True, help="Print the per-host plan (or the sweep's combinations) and run nothing.")
@@ -311,19 +311,20 @@ def report(c: Ctx, run_id: str | None) -> None:
 @click.option("--run", "run_ids", multiple=True, help="Train on these runs (default: the latest run).")
 @click.option("--test-run", "test_runs", multiple=True, help="Test on these held-out runs instead of a split.")
 @click.option("--pool", "pool", default=None, help="Train on an existing pool (name under workdir/pools or a path).")
-@click.option("--preset", default="paper7", show_default=True, help="State features: paper8, paper7 or dualpi2.")
-@click.option("--reward", default="paper", show_default=True, help="Reward function name.")
+@click.option("--preset", default=None, help="State features: paper8, paper7 (default) or dualpi2; with --pool, the pool's own.")
+@click.option("--reward", default=None, help="Reward function name (default paper); with --pool, the pool's own.")
 @click.option("--backbone", default="tiny-gpt2", show_default=True,
               help="tiny-gpt2, smollm2-135m, or a local path / hub id of a GPT-2, OPT, Llama or T5 model.")
-@click.option("--layers", type=int, default=None, help="Keep only the first N backbone blocks.")
-@click.option("--epochs", type=int, default=2, show_default=True)
-@click.option("--lora-rank", type=int, default=None, help="LoRA rank (0 = full fine-tuning; paper: 128).")
-@click.option("--max-train-windows", type=int, default=None,
+@click.option("--layers", type=click.IntRange(min=1), default=None, help="Keep only the first N backbone blocks.")
+@click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--lora-rank", type=click.IntRange(min=0), default=None, help="LoRA rank (0 = full fine-tuning; paper: 128).")
+@click.option("--max-train-windows", type=click.IntRange(min=0), default=None,
               help="Cap on training windows (default 20000, for CPU budgets; 0 = no cap).")
 @click.option("--closed-loop/--no-closed-loop", default=True, show_default=True,
               help="Drive the simulator's router with the learned policy and compare with DualPI2.")
-@click.option("--policy-every", type=int, multiple=True, help="Closed loop: the policy decides every N-th packet.")
+@click.option("--policy-every", type=click.IntRange(min=1), multiple=True, help="Closed loop: the policy decides every N-th packet.")
 @click.option("--name", default=None, help="Model name (default: the backbone name).")
+@click.option("--force", is_flag=True, help="Train again even when this model is up to date with these options.")
 @pass_ctx
 def train_and_report(c: Ctx, **options) -> None:
     """Logs -> experience pool -> LLM fine-tune (LoRA) -> evaluation -> closed loop -> HTML report."""
