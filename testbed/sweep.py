@@ -77,8 +77,12 @@ def _latest_with_hash(ws: Workspace, spec_hash: str) -> SweepRecord | None:
         return None
     for path in sorted(folder.glob(f"*-{spec_hash}-*.json"), reverse=True):
         data = read_json(path, "sweep record")
-        data["combinations"] = [Combination(**c) for c in data["combinations"]]
-        return SweepRecord(**data)
+        try:
+            data["combinations"] = [Combination(**c) for c in data["combinations"]]
+            return SweepRecord(**data)
+        except (TypeError, KeyError) as exc:
+            raise L4stbError(f"{path} (a sweep record) is damaged ({type(exc).__name__}: {exc}). Move it aside to "
+                             "start the sweep afresh; its finished runs stay in runs/.") from None
     return None
 
 

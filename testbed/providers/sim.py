@@ -8,6 +8,7 @@ import os
 import platform
 import posixpath
 import shutil
+import stat
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
@@ -70,28 +71,42 @@ class SimHost(Host):
         shutil.copyfile(local, dest)
 
     def get(self, remote: str, local: Path) -> None:
+        """Copy a regular file that really lies inside the host folder: no symlink anywhere on its path."""
         src = self.local_path(remote)
-        if not src.is_file():
+        root = os.path.realpath(self.root)
+        if not os.path.lexists(src):
             raise L4stbError(f"{self.name}: {remote} does not exist")
+        if os.path.realpath(src) != os.path.join(root, os.path.relpath(src, self.root)) or not _is_regular(src):
+            raise L4stbError(f"{self.name}: {remote} is a symbolic link or not a regular file; l4stb fetches only "
+                             "regular files inside the host. Remove it and fetch again.")
         local.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, local)
+        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, "rb") as fsrc, open(local, "wb") as fdst:
+            shutil.copyfileobj(fsrc, fdst, 1 << 20)
 
     def list(self, remote_dir: str) -> list[RemoteFile]:
+        """Regular files under ``remote_dir``, as ``find -type f`` lists them: symlinks are not followed."""
         base = self.local_path(remote_dir)
-        if not base.is_dir():
+        if base.is_symlink() or not base.is_dir():
             return []
         out = []
-        for p in sorted(base.rglob("*")):
-            if p.is_file():
-                st = p.stat()
-                out.append(RemoteFile("/" + p.relative_to(self.root).as_posix(), st.st_size, st.st_mtime))
-        return out
+        for folder, dirs, files in os.walk(base, followlinks=False):
+            for name in files:
+                p = Path(folder) / name
+                st = p.lstat()
+                if stat.S_ISREG(st.st_mode):
+                    out.append(RemoteFile("/" + p.relative_to(self.root).as_posix(), st.st_size, st.st_mtime))
+        return sorted(out, key=lambda f: f.path)
 
     def sha256(self, remote: str) -> str:
         return self.run(["sha256", "-q", remote], step="sha256").stdout.strip()
 
     def remove(self, remote: str) -> None:
         self.run(["rm", "-f", remote], step="remove")
+
+
+def _is_regular(path: Path) -> bool:
+    return stat.S_ISREG(os.lstat(path).st_mode)
 
 
 def _cmd_sha256(host: SimHost, args: list[str], command: str) -> CommandResult:
