@@ -134,7 +134,10 @@ def _check_pool_options(job: TrainJob, splits: PoolSplits) -> None:
     for option, given, has in (("--preset", job.preset, splits.meta.preset), ("--reward", job.reward, splits.meta.reward)):
         if given is None or given == has:
             continue
-        (preset_features if option == "--preset" else get_reward)(given)  # an unknown name gets its own message
+        try:
+            (preset_features if option == "--preset" else get_reward)(given)
+        except L4stbError as exc:  # an unknown name: say which option carried it
+            raise L4stbError(f"{option} {given}: {exc}") from None
         raise L4stbError(f"{option} {given}: the pool '{splits.meta.name}' was built with {option.lstrip('-')} "
                          f"'{has}', and --pool trains on it as it is. Drop {option}, or build a pool with it from "
                          "runs (`--run ID`).")

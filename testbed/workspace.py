@@ -189,6 +189,10 @@ class Workspace:
                     data = json.loads(m.read_text())
                 except (json.JSONDecodeError, UnicodeDecodeError):
                     data = {}
+                if not isinstance(data, dict):  # a damaged manifest: listed, and named when it is read
+                    data = {}
+                if not isinstance(data.get("created", ""), str):
+                    data["created"] = ""
                 if kinds is None or data.get("kind", "run") in kinds:
                     found.append((data.get("created", ""), d.name))
         return [name for _, name in sorted(found)]

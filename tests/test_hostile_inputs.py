@@ -41,7 +41,7 @@ def fetched_run(l4stb, testbed):
     ("fetch-logs", "--run", MARKUP),
     ("report", "--run", MARKUP),
     ("train-and-report", "--run", MARKUP),
-    ("pool", "import", f"/nonexistent/{MARKUP}.pkl"),
+    ("pool", "import", "/nonexistent/x.pkl", "--name", MARKUP),
     ("run", "--scenario", ESCAPE),
     ("summary", "--run", ESCAPE),
 ])

@@ -91,6 +91,7 @@ def test_a_good_pool_imports_and_loads(l4stb, tmp_path):
     assert "imported" in result.stdout
 
 
+@pytest.mark.slow
 def test_a_pool_of_mixed_files_is_refused_by_the_loader(l4stb, workdir, tmp_path):
     assert l4stb("pool", "import", str(write_pool_pickle(tmp_path / "a.pkl", 300)), "--name", "a").exit_code == 0
     assert l4stb("pool", "import", str(write_pool_pickle(tmp_path / "b.pkl", 900)), "--name", "b").exit_code == 0
@@ -142,6 +143,7 @@ def _line(i: int, **fields) -> str:
     return l4stb_line(v, 1000 * i, 1, prefix=syslog(tag="dualpi2: "))
 
 
+@pytest.mark.slow
 def test_a_repeat_count_of_two_million_is_expanded_lazily(workdir, tmp_path):
     from logfixtures import paper_line, syslog, values
 
@@ -152,6 +154,7 @@ def test_a_repeat_count_of_two_million_is_expanded_lazily(workdir, tmp_path):
     assert peak_mb < PEAK_MEMORY_BOUND_MB
 
 
+@pytest.mark.slow
 def test_a_repeat_count_syslogd_cannot_emit_is_skipped_not_expanded(workdir, tmp_path):
     from logfixtures import paper_line, syslog, values
 
@@ -162,14 +165,16 @@ def test_a_repeat_count_syslogd_cannot_emit_is_skipped_not_expanded(workdir, tmp
     assert peak_mb < PEAK_MEMORY_BOUND_MB
 
 
+@pytest.mark.slow
 def test_a_bz2_bomb_is_cut_off_and_counted(workdir, tmp_path):
-    bomb = bz2.compress(b"\n".join(_line(i).encode() for i in range(3)) + b"\n" + b"A" * (300 << 20))
+    bomb = bz2.compress(b"\n".join(_line(i).encode() for i in range(3)) + b"\n" + b"A" * (66 << 20))
     assert len(bomb) < 2000
     code, peak_mb, parse = _import_and_summarize(workdir, tmp_path, "dualpi2.log.0.bz2", bomb)
     assert code == 0 and parse["skipped"].get("decompression_bomb") == 1 and parse["parsed"] == 3
     assert peak_mb < PEAK_MEMORY_BOUND_MB
 
 
+@pytest.mark.slow
 def test_out_of_range_fields_are_skipped_never_stored(workdir, tmp_path):
     import pandas as pd
 
