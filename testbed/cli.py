@@ -374,7 +374,11 @@ def main(argv: list[str] | None = None) -> None:
     except L4stbError as exc:
         print_error(exc)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        cause = exc.__cause__  # click turns Ctrl-C (and our SIGTERM) into Abort
+        if isinstance(cause, KeyboardInterrupt):
+            err_console.print(INTERRUPTED_MESSAGE)
+            sys.exit(interrupts.exit_status(cause))
         err_console.print("aborted")
         sys.exit(130)
     except click.ClickException as exc:

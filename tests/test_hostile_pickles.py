@@ -29,9 +29,9 @@ sys.modules.setdefault("exp_pool", types.ModuleType("exp_pool")).ExperiencePool 
 def write_pool_pickle(path, rows: int = 100, *, states=None, rewards=None, actions=None):
     rng = np.random.default_rng(0)
     pool = ExperiencePool()
-    pool.states = states if states is not None else [rng.random(7).astype(np.float32) for _ in range(rows)]
-    pool.actions = actions if actions is not None else [int(a) for a in rng.integers(0, 3, rows)]
-    pool.rewards = rewards if rewards is not None else [float(r) for r in rng.random(rows)]
+    pool.states = states if states is not None else list(rng.random((rows, 7), dtype=np.float32))
+    pool.actions = actions if actions is not None else rng.integers(0, 3, rows).tolist()
+    pool.rewards = rewards if rewards is not None else rng.random(rows).tolist()
     pool.dones = [False] * (rows - 1) + [True]
     path.write_bytes(pickle.dumps(pool, protocol=4))
     return path

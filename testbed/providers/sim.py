@@ -17,7 +17,7 @@ from typing import Any
 from l4stb import __version__, interrupts
 from l4stb.config import Topology
 from l4stb.errors import L4stbError
-from l4stb.layout import REMOTE_ROOT
+from l4stb.layout import REMOTE_ROOT, remote_repeat_dir
 from l4stb.providers.base import (
     CommandResult,
     DoneFn,
@@ -207,7 +207,8 @@ class SimProvider(Provider):
                             str(self.ws.hosts_dir)) for r in repeats]
         for job in jobs_list:
             for host in ctx.topology.hosts:
-                self.host(host)  # every host folder must exist
+                # a repeat that did not finish starts from scratch: nothing a killed worker half wrote survives
+                shutil.rmtree(self.host(host).local_path(remote_repeat_dir(ctx.run_id, job.repeat)), ignore_errors=True)
         if jobs <= 1 or len(jobs_list) == 1:
             for job in jobs_list:
                 on_done(_timed(simulate_repeat, job, lambda f, r=job.repeat: on_progress(r, f)))
