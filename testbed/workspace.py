@@ -225,6 +225,7 @@ class Workspace:
         O_NOFOLLOW and must be a regular file: a ``.lock`` symlink is refused, never followed.
         """
         self.ensure_usable()
+        created = not self.root.exists()
         self.root.mkdir(parents=True, exist_ok=True)
         key = str(self.lock_file)
         if key in _HELD_LOCKS:
@@ -256,6 +257,17 @@ class Workspace:
                 os.ftruncate(fd, 0)  # a clean release leaves the lock empty; a killed holder leaves its name
         finally:
             os.close(fd)
+            if created:
+                self._remove_if_untouched()
+
+    def _remove_if_untouched(self) -> None:
+        """A command that failed before writing anything leaves no workdir behind (only its lock was there)."""
+        try:
+            if {p.name for p in self.root.iterdir()} <= {".lock"}:
+                self.lock_file.unlink(missing_ok=True)
+                self.root.rmdir()
+        except OSError:
+            pass
 
     def ensure_usable(self) -> None:
         """The workdir is a folder (or does not exist yet); a file there is a user error, not a traceback."""

@@ -287,3 +287,57 @@ def test_a_scenario_description_is_plain_text_in_the_report(l4stb, testbed, tmp_
     html = next((testbed / "runs").glob("evil-*/report/index.html")).read_text()
     assert "<img src=\"http" not in html and "<img src=http" not in html and 'href="http://e"' not in html
     assert "example.com/x.png" in html  # shown as text
+
+
+# ---- the catch-all is a last resort: every command against every broken workdir ---------------------------
+
+
+def _commands() -> list[tuple[str, ...]]:
+    """Every command of the CLI (sub-commands of groups included), with the arguments it cannot run without."""
+    import click
+
+    from l4stb.cli import cli
+
+    needs = {"run": TINY, "import-logs": ("--router-log", "/nonexistent/log"), "pool import": ("/nonexistent/p.pkl",)}
+    out = []
+    for name, command in sorted(cli.commands.items()):
+        subs = sorted(command.commands.items()) if isinstance(command, click.Group) else [(None, command)]
+        for sub, _ in subs:
+            path = (name,) + ((sub,) if sub else ())
+            out.append(path + tuple(needs.get(" ".join(path), ())))
+    return out
+
+
+def _break_workdir(workdir, how: str) -> None:
+    if how == "workdir-is-a-file":
+        workdir.write_text("")
+        return
+    workdir.mkdir()
+    if how == "lock-is-a-folder":
+        (workdir / ".lock").mkdir()
+    elif how == "lock-is-a-symlink":
+        (workdir / ".lock").symlink_to(workdir.parent / "elsewhere")
+    elif how == "manifest-is-a-list":
+        (workdir / "runs" / "r1").mkdir(parents=True)
+        (workdir / "runs" / "r1" / "manifest.json").write_text("[]")
+    elif how == "testbed-hosts-is-a-string":
+        (workdir / "testbed.json").write_text(json.dumps({"provider": "sim", "topology": "dumbbell-4", "hosts": "x"}))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["workdir-is-a-file", "lock-is-a-folder", "lock-is-a-symlink", "manifest-is-a-list",
+                                 "testbed-hosts-is-a-string"])
+def test_every_command_meets_a_broken_workdir_with_a_user_error_or_success(l4stb, workdir, how):
+    _break_workdir(workdir, how)
+    for argv in _commands():
+        result = l4stb(*argv)
+        out = result.stdout + result.stderr
+        assert result.exit_code in (0, 2), f"{argv}: exit {result.exit_code}\n{out}"
+        assert "Traceback" not in out and "internal error" not in out and "\x1b" not in out, f"{argv}:\n{out}"
+    assert not (workdir.parent / "elsewhere").exists(), "a symlinked lock was followed"
+
+
+def test_a_command_that_fails_in_an_empty_place_creates_no_workdir(l4stb, workdir):
+    for argv in (("summary",), ("report",), ("fetch-logs",), ("down",)):
+        assert l4stb(*argv).exit_code == 2
+    assert not workdir.exists()
