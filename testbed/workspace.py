@@ -179,6 +179,7 @@ class Workspace:
 
     def run_ids(self, *, kinds: tuple[str, ...] | None = None) -> list[str]:
         """Runs that have a manifest, oldest first (by creation time, then name); optionally only some kinds."""
+        self.ensure_usable()
         if not self.runs_dir.is_dir():
             return []
         found = []
