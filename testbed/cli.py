@@ -14,7 +14,7 @@ from rich.table import Table
 
 from l4stb import __version__
 from l4stb import interrupts
-from l4stb.console import console, err_console, print_error, safe
+from l4stb.console import clean, console, err_console, print_error, safe
 from l4stb.errors import INTERRUPTED_MESSAGE, L4stbError, explain_environment_error
 from l4stb.workspace import Workspace
 
@@ -73,6 +73,8 @@ def cli(ctx: click.Context, workdir: str | None, verbose: bool) -> None:
     l4stb train-and-report                logs -> pool -> LoRA fine-tune -> evaluation -> HTML report
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # a logged path or name never carries terminal escapes
+        handler.addFilter(_clean_record)
     ctx.obj = Ctx(workdir or os.environ.get("L4STB_WORKDIR") or DEFAULT_WORKDIR, verbose)
 
 
@@ -486,6 +488,11 @@ from l4stb import cli_analysis  # noqa: E402  (compare, export, plot: their own 
 for _command in (cli_analysis.compare, cli_analysis.export, cli_analysis.plot):
     cli.add_command(_command)
 _workdir_everywhere(cli)
+
+
+def _clean_record(record: logging.LogRecord) -> bool:
+    record.msg, record.args = clean(record.getMessage()), ()
+    return True
 
 
 def main(argv: list[str] | None = None) -> None:
