@@ -40,7 +40,7 @@ def harness(tmp_path_factory) -> Path:
     src = resources.module_dir()
     out = tmp_path_factory.mktemp("harness") / "dualpi2_harness"
     cmd = [GCC, "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2", f"-I{src}", str(src / "harness" / "harness.c"),
-           str(src / "dualpi2_core.c"), "-o", str(out)]
+           str(src / "dualpi2_core.c"), str(src / "dp2_policy.c"), "-o", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, f"gcc failed:\n{proc.stderr}"
     return out
