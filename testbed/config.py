@@ -37,7 +37,7 @@ from l4stb.units import (
 )
 
 CC_NAMES = ("cubic", "newreno", "dctcp", "prague")
-AQM_NAMES = ("dualpi2", "l4s-pie", "pie", "fifo")
+AQM_NAMES = ("dualpi2", "l4s-pie", "pie", "fifo", "policy")
 SCALABLE_CCS = ("dctcp", "prague")
 """Scalable congestion controls send ECT(1) and are classified into the L queue."""
 
@@ -191,7 +191,7 @@ class Bottleneck(Strict):
 class Aqm(Strict):
     """AQM at the bottleneck. Unset parameters take the chosen AQM's defaults (see ``resolved``)."""
 
-    name: Literal["dualpi2", "l4s-pie", "pie", "fifo"] = "dualpi2"
+    name: Literal["dualpi2", "l4s-pie", "pie", "fifo", "policy"] = "dualpi2"
     ecn: bool = True
     target: Optional[Duration] = None
     tupdate: Optional[Duration] = None
@@ -212,10 +212,31 @@ class Aqm(Strict):
     Classic probability, so L sees only its own PIE; "intended" couples L to k x the Classic PIE's p."""
     kern_hz: int = Field(1000, ge=10, le=100_000)
     policy_every: int = Field(1, ge=1, le=100_000)
+    policy: Optional[str] = Field(None, min_length=1, max_length=4096)
+    """``policy`` only: a distilled policy, as a model folder written by `l4stb distill` or its blob file."""
+    every: int = Field(1, ge=1, le=100_000)
+    """``policy`` only: the policy decides every N-th packet (1 = every packet), the fallback AQM the rest."""
+    fallback: Literal["dualpi2"] = "dualpi2"
+    """``policy`` only: the AQM that runs the queues and decides the packets the policy does not."""
+
+    @model_validator(mode="after")
+    def _policy_needs_a_blob(self) -> "Aqm":
+        if self.name == "policy" and self.policy is None:
+            raise ValueError("aqm 'policy' needs aqm.policy: a model folder written by `l4stb distill` or its "
+                             "policy.l4pb blob")
+        if self.name != "policy" and self.policy is not None:
+            raise ValueError(f"aqm.policy is only read by aqm 'policy'; set aqm.name to policy or drop aqm.policy "
+                             f"(aqm is '{self.name}')")
+        return self
+
+    @property
+    def engine(self) -> str:
+        """The AQM that runs the queues: the fallback under ``policy`` (it decides what the policy does not)."""
+        return self.fallback if self.name == "policy" else self.name
 
     def resolved(self) -> "Aqm":
         """Fill AQM-specific defaults: Linux sch_dualpi2 for dualpi2, the original FreeBSD values for l4s-pie/pie."""
-        if self.name == "dualpi2":
+        if self.engine == "dualpi2":
             defaults = {"target": 15_000, "tupdate": 16_000, "alpha": 0.16, "beta": 3.2}
         else:
             defaults = {"target": 15_000, "tupdate": 15_000, "alpha": 0.125, "beta": 1.25}

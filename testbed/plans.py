@@ -366,7 +366,7 @@ def parse_facts(text: str) -> dict[str, Any]:
 
 
 def uses_module(aqm: Aqm) -> bool:
-    return aqm.name in ("dualpi2", "l4s-pie")
+    return aqm.engine in ("dualpi2", "l4s-pie")
 
 
 def aqm_sysctls(aqm: Aqm, scenario: Scenario, repeat: int = 1) -> list[str]:
@@ -385,7 +385,7 @@ def aqm_sysctls(aqm: Aqm, scenario: Scenario, repeat: int = 1) -> list[str]:
 
     b = scenario.bottleneck
     values: list[tuple[str, int]] = [("seed", scenario.repeat_seed(repeat)), ("log", 1)]
-    if aqm.name == "dualpi2":
+    if aqm.engine == "dualpi2":
         prm = DualPI2Params.from_aqm(aqm, b)
         values.insert(0, ("mode", 0))
         values += [(f.name, int(getattr(prm, f.name))) for f in dataclasses.fields(prm)]

@@ -1,0 +1,85 @@
+"""The `policy` AQM as a user configures it: a distilled blob decides every N-th packet, DualPI2 the rest.
+
+The simulator runs the blob through the Python twin of the kernel's C evaluator; every log line says who
+decided; a missing or corrupted blob is refused before anything runs, with the file and what to do.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from l4stb import policyblob as pb
+from l4stb.config import load_scenario, load_topology
+from l4stb.errors import L4stbError
+from l4stb.logformat import FIELD_INDEX, L4STB_PREFIX
+from l4stb.runner import policy_record, resolve_policy
+from l4stb.sim.runner import SimJob, simulate_repeat
+
+QT, QD, ACT, BY = (FIELD_INDEX[n] for n in ("queue_type", "current_queue_delay", "dequeue_action", "decided_by"))
+
+
+def drop_above_blob(tmp_path, delay_us: int) -> str:
+    """A depth-1 tree: drop a packet whose sojourn exceeds ``delay_us``, else forward it."""
+    raw = pb.encode([pb.feature_for("current_queue_delay", 10**6)],
+                    [pb.Node(0, 0, 1, 2, delay_us), pb.Node(pb.LEAF, 0, 0, 0, 0), pb.Node(pb.LEAF, 1, 0, 0, 0)], 1)
+    folder = tmp_path / "distilled"
+    folder.mkdir()
+    (folder / pb.BLOB_NAME).write_bytes(raw)
+    return str(folder)
+
+
+def run_rows(tmp_path, *overrides: str) -> list[list[int]]:
+    sc = resolve_policy(load_scenario("dctcp-8mbps", ["duration=4s", *overrides]))
+    stats = simulate_repeat(SimJob(sc, load_topology(sc.topology), "t-policy", 1, 5, str(tmp_path / "hosts")))
+    rows, marker = [], L4STB_PREFIX + ","
+    for path in stats["log_files"]:
+        with open(path) as fh:
+            for line in fh:
+                i = line.find(marker)
+                if i >= 0:
+                    rows.append([int(v) for v in line[i + len(marker):].rstrip().removesuffix(",end").split(",")])
+    return rows
+
+
+def test_policy_deciding_every_packet_takes_every_dequeue_decision_and_says_so(tmp_path):
+    blob = drop_above_blob(tmp_path, 5_000)
+    rows = run_rows(tmp_path, "aqm.name=policy", f"aqm.policy={blob}", "aqm.every=1")
+    assert rows and {r[BY] for r in rows} == {1}
+    # the policy's rule is what happened: drops exactly where the sojourn exceeds 5 ms
+    assert all((r[ACT] == 2) == (r[QD] > 5_000) for r in rows)
+
+
+def test_policy_every_third_packet_leaves_the_rest_to_dualpi2(tmp_path):
+    blob = drop_above_blob(tmp_path, 5_000)
+    rows = run_rows(tmp_path, "aqm.name=policy", f"aqm.policy={blob}", "aqm.every=3")
+    by_policy = sum(r[BY] for r in rows)
+    assert 0.30 < by_policy / len(rows) < 0.37
+
+
+def test_plain_dualpi2_lines_say_dualpi2_decided(tmp_path):
+    rows = run_rows(tmp_path)
+    assert {r[BY] for r in rows} == {0}
+
+
+def test_policy_aqm_without_a_blob_is_a_user_error():
+    with pytest.raises(L4stbError, match="aqm.policy"):
+        load_scenario("dctcp-8mbps", ["aqm.name=policy"])
+
+
+def test_a_corrupted_blob_is_refused_before_the_run_with_its_path(tmp_path):
+    blob = drop_above_blob(tmp_path, 5_000)
+    path = tmp_path / "distilled" / pb.BLOB_NAME
+    raw = bytearray(path.read_bytes())
+    raw[-2] ^= 0x40
+    path.write_bytes(bytes(raw))
+    with pytest.raises(L4stbError, match="checksum mismatch") as err:
+        resolve_policy(load_scenario("dctcp-8mbps", ["aqm.name=policy", f"aqm.policy={blob}"]))
+    assert str(path) in str(err.value)
+
+
+def test_the_manifest_record_names_the_blob_and_its_sha256(tmp_path):
+    blob = drop_above_blob(tmp_path, 5_000)
+    sc = resolve_policy(load_scenario("dctcp-8mbps", ["aqm.name=policy", f"aqm.policy={blob}", "aqm.every=10"]))
+    record = policy_record(sc)
+    assert record["sha256"] == pb.load(blob).sha256 and record["every"] == 10
+    assert record["blob"].endswith(pb.BLOB_NAME) and record["features"] == ["current_queue_delay"]
