@@ -83,3 +83,20 @@ def test_the_manifest_record_names_the_blob_and_its_sha256(tmp_path):
     record = policy_record(sc)
     assert record["sha256"] == pb.load(blob).sha256 and record["every"] == 10
     assert record["blob"].endswith(pb.BLOB_NAME) and record["features"] == ["current_queue_delay"]
+
+
+def test_vagrant_plan_uploads_the_blob_and_loads_it_through_the_module_sysctl(tmp_path):
+    from l4stb.plans import POLICY_REMOTE
+    from l4stb.providers.base import RunContext
+    from l4stb.providers.vagrant import VagrantProvider
+    from l4stb.workspace import Workspace
+
+    blob = drop_above_blob(tmp_path, 5_000)
+    sc = resolve_policy(load_scenario("dctcp-8mbps", ["aqm.name=policy", f"aqm.policy={blob}", "aqm.every=10"]))
+    ctx = RunContext("dctcp-8mbps-20260101T000000Z", sc, load_topology("dumbbell-4"), Workspace.at(tmp_path))
+    plan = VagrantProvider(ctx.workspace).plan_run(ctx, 1).render()
+    loaded = pb.load(blob)
+    assert f"# upload {pb.BLOB_NAME} -> {POLICY_REMOTE} (sftp)" in plan
+    assert "net.inet.ip.dummynet.dualpi2.policy=begin" in plan and "dualpi2.policy=commit" in plan
+    assert "net.inet.ip.dummynet.dualpi2.policy_every=10" in plan
+    assert f"checksum {loaded.checksum:08x}" in plan and loaded.sha256 in plan
