@@ -167,7 +167,8 @@ def _row(label: str, m: M.RunMetrics, repeats: list[int], result: SeriesResult |
 
 
 def run_closed_loop(ws: Workspace, run_id: str, splits: PoolSplits, report, job, *,
-                    console: Console) -> tuple[ReportSection | None, list[dict]]:
+                    console: Console, extra_policies: tuple = ()) -> tuple[ReportSection | None, list[dict]]:
+    """``extra_policies``: more (slug, label, TimedPolicy) series, e.g. the distilled tree deciding every packet."""
     source = load_manifest(ws, run_id)
     if source.provider != "sim" or source.kind != "run":
         console.print(f"[yellow]closed loop skipped[/]: run {run_id} is a {source.kind} run on the {source.provider} "
@@ -183,7 +184,7 @@ def run_closed_loop(ws: Workspace, run_id: str, splits: PoolSplits, report, job,
                   "and the learned baselines, against DualPI2 on the same seeds")
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[what]}"),
                   TimeElapsedColumn(), console=console) as progress:
-        for slug, label, policy in _policies(splits, report.checkpoint_dir, every, seed=0):
+        for slug, label, policy in [*_policies(splits, report.checkpoint_dir, every, seed=0), *extra_policies]:
             cl_run = _series_run(ws, source, slug, repeats, {"policy": label, "every": policy.every,
                                                              "checkpoint": str(report.checkpoint_dir)})
             wall = _simulate_series(ws, cl_run, policy, progress)

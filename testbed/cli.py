@@ -307,6 +307,8 @@ def report(c: Ctx, run_id: str | None) -> None:
 @click.option("--closed-loop/--no-closed-loop", default=True, show_default=True,
               help="Drive the simulator's router with the learned policy and compare with DualPI2.")
 @click.option("--policy-every", type=int, multiple=True, help="Closed loop: the policy decides every N-th packet.")
+@click.option("--distill/--no-distill", default=True, show_default=True,
+              help="Distil the model into the integer decision tree the router runs (see `l4stb distill`).")
 @click.option("--name", default=None, help="Model name (default: the backbone name).")
 @pass_ctx
 def train_and_report(c: Ctx, **options) -> None:
@@ -341,6 +343,11 @@ def pool_import(c: Ctx, file: str, name: str | None) -> None:
     sizes = ", ".join(f"{k} {v}" for k, v in splits.meta.sizes.items())
     console.print(f"[green]imported[/] pool [bold]{name}[/] ({len(splits.meta.feature_names)} features; {sizes}) "
                   f"into {folder}. Train on it: `l4stb train-and-report --pool {name}`.")
+
+
+from l4stb.cli_distill import distill as _distill  # noqa: E402 - its own module, registered here
+
+cli.add_command(_distill)
 
 
 def main(argv: list[str] | None = None) -> None:
