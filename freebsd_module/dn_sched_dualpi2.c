@@ -183,18 +183,6 @@ dualpi2_policy_release(struct dualpi2_policy_ref *ref)
 }
 
 static int
-dualpi2_hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return (c - '0');
-	if (c >= 'a' && c <= 'f')
-		return (c - 'a' + 10);
-	if (c >= 'A' && c <= 'F')
-		return (c - 'A' + 10);
-	return (-1);
-}
-
-static int
 dualpi2_policy_refuse(const char *why)
 {
 	log(LOG_WARNING, "%s: policy refused: %s; the policy in force stays\n", DUALPI2_LOG_TAG, why);
@@ -206,26 +194,18 @@ static int
 dualpi2_policy_piece(const char *hex, size_t n)
 {
 	uint8_t bytes[DUALPI2_POLICY_PIECE / 2];
-	size_t i;
-	int hi, lo;
+	long len = dp2_policy_hex_decode(hex, n, bytes, sizeof(bytes));
 
-	if (n % 2 != 0)
-		return (dualpi2_policy_refuse("a piece has an odd number of hex digits"));
-	for (i = 0; i < n / 2; i++) {
-		hi = dualpi2_hexval(hex[2 * i]);
-		lo = dualpi2_hexval(hex[2 * i + 1]);
-		if (hi < 0 || lo < 0)
-			return (dualpi2_policy_refuse("a piece holds a character that is not a hex digit"));
-		bytes[i] = (uint8_t)(hi << 4 | lo);
-	}
+	if (len < 0)
+		return (dualpi2_policy_refuse("a piece is not an even number of hex digits (at most 1000)"));
 	mtx_lock(&dualpi2_policy_mtx);
-	if (dualpi2_staging == NULL || dualpi2_staged + n / 2 > DP2_POLICY_MAX_BYTES) {
+	if (dualpi2_staging == NULL || dualpi2_staged + (size_t)len > DP2_POLICY_MAX_BYTES) {
 		mtx_unlock(&dualpi2_policy_mtx);
 		return (dualpi2_policy_refuse(dualpi2_staging == NULL ? "a piece without \"begin\"" :
 		    "longer than any policy blob"));
 	}
-	memcpy(dualpi2_staging + dualpi2_staged, bytes, n / 2);
-	dualpi2_staged += n / 2;
+	memcpy(dualpi2_staging + dualpi2_staged, bytes, (size_t)len);
+	dualpi2_staged += (size_t)len;
 	mtx_unlock(&dualpi2_policy_mtx);
 	return (0);
 }

@@ -158,6 +158,36 @@ dp2_policy_decide(const struct dp2_policy *p, const int64_t *fields)
 	return (DP2_POLICY_FORWARD);	/* unreachable for a validated blob */
 }
 
+static int
+hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return (c - '0');
+	if (c >= 'a' && c <= 'f')
+		return (c - 'a' + 10);
+	if (c >= 'A' && c <= 'F')
+		return (c - 'A' + 10);
+	return (-1);
+}
+
+long
+dp2_policy_hex_decode(const char *hex, size_t n, uint8_t *out, size_t cap)
+{
+	size_t i;
+	int hi, lo;
+
+	if (n % 2 != 0 || n / 2 > cap)
+		return (-1);
+	for (i = 0; i < n / 2; i++) {
+		hi = hexval(hex[2 * i]);
+		lo = hexval(hex[2 * i + 1]);
+		if (hi < 0 || lo < 0)
+			return (-1);
+		out[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return ((long)(n / 2));
+}
+
 const char *
 dp2_policy_strerror(int code)
 {

@@ -74,6 +74,12 @@ int	dp2_policy_init(struct dp2_policy *p, const uint8_t *blob, size_t len);
 /* One decision from the logged fields of a packet (at least DP2_POLICY_MAX_FEATURES values, log order). */
 int	dp2_policy_decide(const struct dp2_policy *p, const int64_t *fields);
 
+/*
+ * Decode n hex digits (n even) into out[0, n / 2): how the blob travels through sysctl(8) and the test
+ * harnesses. Returns the number of bytes, or -1 for an odd count, a non-hex character or more than cap bytes.
+ */
+long	dp2_policy_hex_decode(const char *hex, size_t n, uint8_t *out, size_t cap);
+
 /* A sentence for a validator code, for log lines and error messages. */
 const char *dp2_policy_strerror(int code);
 

@@ -6,14 +6,17 @@ decided; a missing or corrupted blob is refused before anything runs, with the f
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from l4stb import policyblob as pb
 from l4stb.config import load_scenario, load_topology
 from l4stb.errors import L4stbError
-from l4stb.logformat import FIELD_INDEX, L4STB_PREFIX
+from l4stb.logformat import FIELD_INDEX
 from l4stb.runner import policy_record, resolve_policy
 from l4stb.sim.runner import SimJob, simulate_repeat
+from test_sim_behaviour import read_log
 
 QT, QD, ACT, BY = (FIELD_INDEX[n] for n in ("queue_type", "current_queue_delay", "dequeue_action", "decided_by"))
 
@@ -31,14 +34,7 @@ def drop_above_blob(tmp_path, delay_us: int) -> str:
 def run_rows(tmp_path, *overrides: str) -> list[list[int]]:
     sc = resolve_policy(load_scenario("dctcp-8mbps", ["duration=4s", *overrides]))
     stats = simulate_repeat(SimJob(sc, load_topology(sc.topology), "t-policy", 1, 5, str(tmp_path / "hosts")))
-    rows, marker = [], L4STB_PREFIX + ","
-    for path in stats["log_files"]:
-        with open(path) as fh:
-            for line in fh:
-                i = line.find(marker)
-                if i >= 0:
-                    rows.append([int(v) for v in line[i + len(marker):].rstrip().removesuffix(",end").split(",")])
-    return rows
+    return [row for path in stats["log_files"] for row in read_log(path)]
 
 
 def test_policy_deciding_every_packet_takes_every_dequeue_decision_and_says_so(tmp_path):
@@ -100,3 +96,26 @@ def test_vagrant_plan_uploads_the_blob_and_loads_it_through_the_module_sysctl(tm
     assert "net.inet.ip.dummynet.dualpi2.policy=begin" in plan and "dualpi2.policy=commit" in plan
     assert "net.inet.ip.dummynet.dualpi2.policy_every=10" in plan
     assert f"checksum {loaded.checksum:08x}" in plan and loaded.sha256 in plan
+
+
+def test_cli_refuses_a_corrupted_blob_in_one_paragraph_with_exit_2(l4stb, tmp_path):
+    blob = drop_above_blob(tmp_path, 5_000)
+    path = tmp_path / "distilled" / pb.BLOB_NAME
+    path.write_bytes(path.read_bytes()[:-5])
+    assert l4stb("up").exit_code == 0
+    result = l4stb("run", "--scenario", "dctcp-8mbps", "--repeats", "1", "--set", "aqm.name=policy",
+                   "--set", f"aqm.policy={blob}")
+    assert result.exit_code == 2
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+    assert "refused, length does not match its header" in result.stderr and str(path) in result.stderr.replace("\n", "")
+    assert len([line for line in result.stderr.splitlines() if line.strip()]) <= 4  # one (wrapped) paragraph
+
+
+def test_cli_runs_the_policy_aqm_and_records_the_blob_in_the_manifest(l4stb, workdir, tmp_path):
+    blob = drop_above_blob(tmp_path, 5_000)
+    assert l4stb("up").exit_code == 0
+    result = l4stb("run", "--scenario", "dctcp-8mbps", "--repeats", "1", "--set", "duration=2s",
+                   "--set", "aqm.name=policy", "--set", f"aqm.policy={blob}", "--set", "aqm.every=2")
+    assert result.exit_code == 0, result.stderr
+    manifest = json.loads(next((workdir / "runs").glob("*/manifest.json")).read_text())
+    assert manifest["steps"]["policy"]["sha256"] == pb.load(blob).sha256

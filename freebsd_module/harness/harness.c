@@ -38,18 +38,16 @@ set_policy(struct dp2_state *s, const char *line)
 {
 	char *end;
 	long long every = strtoll(line, &end, 10);
-	size_t n = 0;
-	unsigned int byte;
+	long n;
 	int code;
 
 	if (*end != ',')
 		return (-1);
-	for (end++; end[0] != '\0' && end[0] != '\n' && end[1] != '\0' && n < sizeof(policy_blob); end += 2) {
-		if (sscanf(end, "%2x", &byte) != 1)
-			return (-1);
-		policy_blob[n++] = (uint8_t)byte;
-	}
-	code = dp2_policy_init(&policy, policy_blob, n);
+	end++;
+	n = dp2_policy_hex_decode(end, strcspn(end, "\r\n"), policy_blob, sizeof(policy_blob));
+	if (n < 0)
+		return (-1);
+	code = dp2_policy_init(&policy, policy_blob, (size_t)n);
 	if (code != DP2_POLICY_OK) {
 		fprintf(stderr, "harness: policy refused: %s (code %d)\n", dp2_policy_strerror(code), code);
 		return (-1);

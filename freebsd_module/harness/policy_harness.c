@@ -25,44 +25,26 @@ static uint8_t blob[DP2_POLICY_MAX_BYTES + 1];
 static struct dp2_policy policy;
 static int loaded;
 
-static int
-hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return (c - '0');
-	if (c >= 'a' && c <= 'f')
-		return (c - 'a' + 10);
-	if (c >= 'A' && c <= 'F')
-		return (c - 'A' + 10);
-	return (-1);
-}
-
 /* Validate a hex-encoded blob into a buffer of exactly its length, so ASan sees every out-of-bounds read. */
 static int
 validate_hex(const char *hex)
 {
-	size_t n = 0, len = strcspn(hex, "\r\n");
-	uint8_t *buf;
-	int code, hi, lo;
+	size_t len = strcspn(hex, "\r\n");
+	uint8_t *buf = malloc(len / 2 > 0 ? len / 2 : 1);
+	long n;
+	int code;
 
-	if (len % 2 != 0 || len / 2 > DP2_POLICY_MAX_BYTES)
-		return (-1);
-	buf = malloc(len / 2 > 0 ? len / 2 : 1);
 	if (buf == NULL)
 		return (-1);
-	for (n = 0; n < len / 2; n++) {
-		hi = hexval(hex[2 * n]);
-		lo = hexval(hex[2 * n + 1]);
-		if (hi < 0 || lo < 0) {
-			free(buf);
-			return (-1);
-		}
-		buf[n] = (uint8_t)(hi << 4 | lo);
+	n = dp2_policy_hex_decode(hex, len, buf, DP2_POLICY_MAX_BYTES);
+	if (n < 0) {
+		free(buf);
+		return (-1);
 	}
-	code = dp2_policy_validate(buf, n);
+	code = dp2_policy_validate(buf, (size_t)n);
 	if (code == DP2_POLICY_OK) {
-		memcpy(blob, buf, n);
-		loaded = dp2_policy_init(&policy, blob, n) == DP2_POLICY_OK;
+		memcpy(blob, buf, (size_t)n);
+		loaded = dp2_policy_init(&policy, blob, (size_t)n) == DP2_POLICY_OK;
 	}
 	free(buf);
 	return (code);
