@@ -59,8 +59,9 @@ WARMUP_S = 1.0
 """Seconds at the start of each flow left out of its steady-state throughput (see the module docstring)."""
 CI_LEVEL = 0.95
 
-PACKET_COLUMNS: tuple[str, ...] = ("repeat", "queue", "action", "current_queue_delay", "packet_length", "t_s")
-"""The packets.parquet columns the metrics read (the file has more)."""
+PACKET_COLUMNS: tuple[str, ...] = ("repeat", "queue", "action", "current_queue_delay", "packet_length", "t_s", "flags",
+                                   "measurement_start_time", "flow_id", "queue_length", "accumulated_probability")
+"""The packets.parquet columns the metrics and the AQM-state views read (the file has more)."""
 FLOW_COLUMNS: tuple[str, ...] = ("repeat", "host", "cc", "file", "group", "connection", "stream", "start_s", "end_s",
                                  "bytes", "throughput_mbps", "retransmits", "rtt_us", "omitted")
 

@@ -41,26 +41,62 @@ from l4stb.workspace import atomic_path
 NEUTRAL = "#333333"
 WARMUP_SHADE = "#EEEEEE"
 DPI = 110
+ZOOM_BELOW_PCT = 25.0
+"""The action-mix figure adds a zoom panel on drops and marks only when they are below this share everywhere."""
 
 
 @dataclass(frozen=True)
 class FigureFiles:
-    """A saved figure: its PNG (embedded in the HTML) and SVG (written alongside)."""
+    """A saved figure: its PNG (embedded in the HTML), SVG and PDF beside it, and its data (CSV + spec) if any."""
 
     png: Path
     svg: Path
+    pdf: Path
+    data: Path | None = None
 
 
-def save_figure(fig: Figure, base: Path) -> FigureFiles:
-    """Write ``base.png`` and ``base.svg`` atomically (no timestamps or URLs in the files' metadata)."""
+@dataclass
+class FigureData:
+    """The numbers a figure draws, in long form, so `l4stb plot` can redraw it (see :mod:`l4stb.analysis.replot`).
+
+    ``frame`` has columns ``panel``, ``series``, ``x``, ``y`` and, where drawn, ``y_low``/``y_high`` (an
+    interval) or, for ``kind == "box"``, ``whislo, q1, med, q3, whishi, mean`` instead of ``y``. ``kind`` is
+    one of step, line, scatter, errorbar, bar, box.
+    """
+
+    kind: str
+    frame: pd.DataFrame
+    xlabel: str
+    ylabel: str
+    title: str = ""
+    categorical_x: bool = False
+
+    def spec(self) -> dict:
+        return {"kind": self.kind, "xlabel": self.xlabel, "ylabel": self.ylabel, "title": self.title,
+                "categorical_x": self.categorical_x}
+
+
+def save_figure(fig: Figure, base: Path, data: FigureData | None = None) -> FigureFiles:
+    """Write ``base.png``, ``base.svg`` (text kept as text) and ``base.pdf`` (TrueType fonts embedded) atomically,
+    with no timestamps or URLs in their metadata; with ``data``, also ``base.csv`` and ``base.json`` (the spec)."""
+    import json
+
     base = Path(base)
     FigureCanvasAgg(fig)
-    out = FigureFiles(base.with_suffix(".png"), base.with_suffix(".svg"))
-    with matplotlib.rc_context({"svg.hashsalt": "l4stb", "svg.fonttype": "none"}):
+    out = FigureFiles(base.with_suffix(".png"), base.with_suffix(".svg"), base.with_suffix(".pdf"),
+                      base.with_suffix(".csv") if data is not None else None)
+    with matplotlib.rc_context({"svg.hashsalt": "l4stb", "svg.fonttype": "none", "pdf.fonttype": 42}):
         with atomic_path(out.png) as tmp:
             fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None})
         with atomic_path(out.svg) as tmp:
             fig.savefig(tmp, format="svg", metadata={"Date": None, "Creator": None})
+        with atomic_path(out.pdf) as tmp:
+            fig.savefig(tmp, format="pdf", metadata={"CreationDate": None, "Creator": None, "Producer": None})
+    if data is not None:
+        with atomic_path(out.data) as tmp:
+            data.frame.to_csv(tmp, index=False)
+        with atomic_path(base.with_suffix(".json")) as tmp:
+            tmp.write_text(json.dumps(data.spec(), indent=2) + "\n")
     return out
 
 
@@ -387,8 +423,13 @@ def action_mix_figure(series: Mapping[str, Mapping[str, M.QueueStats]]) -> Figur
             if s is not None and s.packets > 0:
                 rows.append((label, q, s))
     multi = len(series) > 1
-    fig = _figure(11.0, 1.9 + 0.7 * max(1, len(rows)))
-    ax_all, ax_zoom = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.2]})
+    eventful = max((100 * (s.drops + s.marks) / s.packets for _, _, s in rows), default=0.0)
+    zoom = eventful < ZOOM_BELOW_PCT  # a zoom panel only where it zooms in
+    fig = _figure(11.0 if zoom else 7.0, 1.9 + 0.7 * max(1, len(rows)))
+    if zoom:
+        ax_all, ax_zoom = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.2]})
+    else:
+        ax_all, ax_zoom = fig.subplots(), None
     names = [f"{label} · {q}" if multi else QUEUE_LABELS.get(q, q) for label, q, _ in rows]
     y = np.arange(len(rows))
     left = np.zeros(len(rows))
@@ -397,35 +438,38 @@ def action_mix_figure(series: Mapping[str, Mapping[str, M.QueueStats]]) -> Figur
         ax_all.barh(y, share, left=left, color=action_color(action), edgecolor=NEUTRAL, linewidth=0.5,
                     label=action)
         left += share
-    left = np.zeros(len(rows))
-    for action in ("drop", "mark"):
-        share = np.array([100 * s.count(action) / s.packets for _, _, s in rows])
-        ax_zoom.barh(y, share, left=left, color=action_color(action), edgecolor=NEUTRAL, linewidth=0.5,
-                     label=action)
-        left += share
     ax_all.set_yticks(y, names)
     ax_all.set_ylabel("queue" if not multi else "series · queue")
-    ax_zoom.set_yticks(y, [f"{s.drops:,} drops\n{s.marks:,} marks\nof {s.packets:,}" for _, _, s in rows],
-                       fontsize="small")
-    ax_zoom.set_ylabel("counts (same rows as left)")
-    for ax in (ax_all, ax_zoom):
-        ax.invert_yaxis()
-        ax.grid(True, axis="x", alpha=0.3)
     for yt, (_, q, _) in zip(ax_all.get_yticklabels(), rows):
         yt.set_color(queue_color(q))
     ax_all.set_xlim(0, 100)
     ax_all.set_xlabel("share of the queue's decisions (%)")
     ax_all.set_title("all decisions", fontsize="medium")
-    zmax = float(left.max()) if len(left) else 0.0
-    ax_zoom.set_xlim(0, min(max(zmax * 1.15, 0.1), 100.0))
-    ax_zoom.set_xlabel("drops + marks (% of the queue's decisions)")
-    ax_zoom.set_title("zoom on drops and marks", fontsize="medium")
+    axes = [ax_all]
+    if ax_zoom is not None:
+        left = np.zeros(len(rows))
+        for action in ("drop", "mark"):
+            share = np.array([100 * s.count(action) / s.packets for _, _, s in rows])
+            ax_zoom.barh(y, share, left=left, color=action_color(action), edgecolor=NEUTRAL, linewidth=0.5,
+                         label=action)
+            left += share
+        ax_zoom.set_yticks(y, [f"{s.drops:,} drops\n{s.marks:,} marks\nof {s.packets:,}" for _, _, s in rows],
+                           fontsize="small")
+        ax_zoom.set_ylabel("counts (same rows as left)")
+        zmax = float(left.max()) if len(left) else 0.0
+        ax_zoom.set_xlim(0, min(max(zmax * 1.15, 0.1), 100.0))
+        ax_zoom.set_xlabel("drops + marks (% of the queue's decisions)")
+        ax_zoom.set_title("zoom on drops and marks", fontsize="medium")
+        axes.append(ax_zoom)
+    for ax in axes:
+        ax.invert_yaxis()
+        ax.grid(True, axis="x", alpha=0.3)
     if rows:
         fig.legend(handles=[Patch(facecolor=action_color(a), edgecolor=NEUTRAL, label=a) for a in M.ACTION_NAMES],
                    loc="outside lower center", fontsize="small", ncols=3)
     else:
-        _no_data(ax_all, "packet decisions")
-        _no_data(ax_zoom, "packet decisions")
+        for ax in axes:
+            _no_data(ax, "packet decisions")
     return fig
 
 
@@ -441,3 +485,131 @@ __all__ = [
     "tradeoff_figure",
     "utilization_figure",
 ]
+
+
+# ---------------------------------------------------------------------------------------------
+# time series, per-flow views, sweeps
+# ---------------------------------------------------------------------------------------------
+
+
+def aqm_timeseries_figure(ts, flow_rates: pd.DataFrame, flows: pd.DataFrame, *, repeat: int,
+                          window: tuple[float, float] | None, bin_ms: float) -> Figure:
+    """One repeat over time: sojourn and queue length per queue, p'/p_C/p_CL, router-side per-flow throughput,
+    and each flow's iperf3 cwnd and RTT (iperf3 reports those once per interval)."""
+    g = flows[flows["repeat"] == repeat] if not flows.empty else flows
+    has_tcp = not g.empty and "snd_cwnd" in g and (g["snd_cwnd"] > 0).any()
+    n_panels = 4 + (2 if has_tcp else 0)
+    fig = _figure(9.0, 1.0 + 1.9 * n_panels)
+    axes = fig.subplots(n_panels, 1, sharex=True, squeeze=False)[:, 0]
+    ax_soj, ax_len, ax_p, ax_rate = axes[:4]
+    for i, q in enumerate(M.QUEUES):
+        ax_soj.plot(ts.t_s, ts.sojourn_ms[q], color=queue_color(q), linestyle=series_linestyle(i), linewidth=1.0,
+                    label=QUEUE_LABELS[q])
+        ax_len.plot(ts.t_s, ts.queue_length[q], color=queue_color(q), linestyle=series_linestyle(i), linewidth=1.0,
+                    label=QUEUE_LABELS[q])
+    ax_soj.set_ylabel("sojourn (ms)")
+    ax_len.set_ylabel("queue length (pkts)")
+    for i, (name, y) in enumerate((("p' (base PI probability)", ts.p_prime), ("p_C = p'²", ts.p_c),
+                                   (f"p_CL = min(1, {ts.coupling:g}·p')", ts.p_cl))):
+        ax_p.plot(ts.t_s, y, color=("#333333", "#0072B2", "#D55E00")[i], linestyle=series_linestyle(i),
+                  linewidth=1.0, label=name)
+    ax_p.set_ylabel("probability")
+    ax_p.set_ylim(bottom=0)
+    for j, (label, f) in enumerate(flow_rates.groupby("label", sort=True)):
+        cc = str(f["cc"].iloc[0])
+        ax_rate.plot(f["t_s"], f["mbps"], color=cc_color(cc), linestyle=series_linestyle(j), linewidth=0.9,
+                     label=label)
+    ax_rate.set_ylabel(f"router-side Mbit/s\nper {bin_ms:g} ms bin")
+    if flow_rates.empty:
+        _no_data(ax_rate, "flow ids in the log")
+    if has_tcp:
+        ax_cwnd, ax_rtt = axes[4:6]
+        for j, (key, s) in enumerate(g.groupby(["host", "cc", "group", "connection", "stream"], sort=True,
+                                                observed=True)):
+            cc = str(key[1])
+            mid = ((s["start_s"] + s["end_s"]) / 2).to_numpy(dtype=float)
+            ax_cwnd.plot(mid, s["snd_cwnd"] / 1000, color=cc_color(cc), linestyle=series_linestyle(j), marker=series_marker(j),
+                         markersize=3, linewidth=0.9)
+            ax_rtt.plot(mid, s["rtt_us"] / 1000, color=cc_color(cc), linestyle=series_linestyle(j), marker=series_marker(j),
+                        markersize=3, linewidth=0.9)
+        ax_cwnd.set_ylabel("cwnd (kB, iperf3)")
+        ax_rtt.set_ylabel("RTT (ms, iperf3)")
+        ccs = sorted(set(g["cc"].astype(str)))
+        ax_cwnd.legend(handles=[Line2D([], [], color=cc_color(c), label=c) for c in ccs], fontsize="x-small",
+                       loc="upper right")
+    for ax in axes:
+        ax.grid(True, alpha=0.3)
+        if ax.get_legend() is None and ax.get_legend_handles_labels()[0]:
+            handles = ax.get_legend_handles_labels()
+            ax.legend(*handles, fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                      ncols=1 if len(handles[0]) <= 6 else 2)
+    if window is not None:
+        axes[-1].set_xlim(*window)
+    axes[-1].set_xlabel("time since the repeat's first decision (s)")
+    fig.suptitle(f"repeat {repeat}" + (f", {window[0]:g}–{window[1]:g} s" if window else ""), fontsize="medium")
+    return fig
+
+
+def flow_points_figure(series: Mapping[str, Sequence]) -> Figure:
+    """Pantheon's view per flow: each flow's mean router-side throughput against the p95 of its own queue delay."""
+    fig = _figure(7.5, 4.6)
+    ax = fig.subplots()
+    handles: list = []
+    ccs: dict[str, str] = {}
+    xmax = ymax = 0.0
+    for si, (label, pts) in enumerate(series.items()):
+        marker = series_marker(si)
+        for p in pts:
+            if np.isfinite(p.p95_delay_ms) and np.isfinite(p.throughput_mbps):
+                ax.scatter([p.p95_delay_ms], [p.throughput_mbps], s=26, color=cc_color(p.cc), marker=marker,
+                           edgecolor="black", linewidth=0.3, alpha=0.8)
+                ccs.setdefault(p.cc, p.queue)
+                xmax, ymax = max(xmax, p.p95_delay_ms), max(ymax, p.throughput_mbps)
+        if len(series) > 1:
+            handles.append(Line2D([], [], color=NEUTRAL, marker=marker, linestyle="", label=label))
+    handles = [Line2D([], [], color=cc_color(cc), marker="o", linestyle="", label=f"{cc} ({q} queue)")
+               for cc, q in sorted(ccs.items())] + handles
+    if ccs:
+        handles.append(Line2D([], [], color="none", label="one mark = one flow in one repeat"))
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    else:
+        _no_data(ax, "flow ids in the router log")
+    ax.set_xlim(0, xmax * 1.08 if xmax > 0 else 1)
+    ax.set_ylim(0, ymax * 1.08 if ymax > 0 else 1)
+    ax.set_xlabel("p95 queue delay of the flow's own packets (ms)")
+    ax.set_ylabel("flow throughput, router-side (Mbit/s)")
+    ax.grid(True, alpha=0.3)
+    return fig
+
+
+def metric_vs_parameter_figure(rows: pd.DataFrame, *, parameter: str, metric_label: str,
+                               group_by: str | None) -> Figure:
+    """One metric against one swept parameter: mean of repeats with its 95 % interval; one line per value of
+    ``group_by`` (another swept parameter) when there is one. x keeps the sweep's value order."""
+    fig = _figure(6.4, 3.8)
+    ax = fig.subplots()
+    xs = list(dict.fromkeys(rows[parameter]))
+    groups = list(dict.fromkeys(rows[group_by])) if group_by else [None]
+    ymax = 0.0
+    for i, gval in enumerate(groups):
+        part = rows if gval is None else rows[rows[group_by] == gval]
+        part = part.set_index(parameter).reindex(xs)
+        y = part["y"].to_numpy(dtype=float)
+        low, high = part["y_low"].to_numpy(dtype=float), part["y_high"].to_numpy(dtype=float)
+        err = np.vstack([np.nan_to_num(y - low), np.nan_to_num(high - y)])
+        offset = (i - (len(groups) - 1) / 2) * 0.06
+        color = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")[i % 7]
+        ax.errorbar(np.arange(len(xs)) + offset, y, yerr=err, marker=series_marker(i), linestyle=series_linestyle(i),
+                    color=color, capsize=3, label=f"{group_by} = {gval}" if gval is not None else metric_label)
+        finite = np.r_[y, high][np.isfinite(np.r_[y, high])]
+        if len(finite):
+            ymax = max(ymax, float(finite.max()))
+    ax.set_xticks(range(len(xs)), [str(x) for x in xs])
+    ax.set_xlim(-0.5, len(xs) - 0.5)
+    ax.set_ylim(bottom=min(0.0, float(np.nanmin(rows["y_low"].fillna(rows["y"]))) if len(rows) else 0.0),
+                top=ymax * 1.1 if ymax > 0 else 1.0)
+    ax.set_xlabel(parameter)
+    ax.set_ylabel(metric_label)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small", loc="best", title="mean of repeats ± 95% CI", title_fontsize="small")
+    return fig

@@ -10,7 +10,6 @@ reference, so it opens offline) and ``summary.md`` (figures linked from ``figure
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import math
 import re
@@ -21,12 +20,18 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import jinja2
+import numpy as np
+import pandas as pd
 from markupsafe import Markup
 
+from l4stb.analysis import figure_data as D
 from l4stb.analysis import metrics as M
 from l4stb.analysis import plots as P
+from l4stb.analysis.aqm_state import aqm_timeseries
+from l4stb.analysis.flowview import DEFAULT_BIN_S, flow_points, flow_rates, has_flow_ids
 from l4stb.analysis.summary import RunData, RunSummary, load_run, summarize_data
 from l4stb.config import SCALABLE_CCS
+from l4stb.errors import L4stbError
 from l4stb.manifest import Manifest, update_manifest
 from l4stb.units import format_duration
 from l4stb.workspace import Workspace, atomic_write_text, sha256_file, utc_iso
@@ -90,12 +95,40 @@ class _Rendered:
     figures: list[_Figure] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class TimeseriesView:
+    """What the time-series figures show: one repeat (None = the first), a window of it, the per-flow bin."""
+
+    repeat: int | None = None
+    window: tuple[float, float] | None = None
+    bin_s: float = DEFAULT_BIN_S
+
+    @classmethod
+    def from_options(cls, repeat: int | None, window: str | None, bin_ms: float = DEFAULT_BIN_S * 1000) -> "TimeseriesView":
+        """From `--repeat N --window START:END --bin MS`; a bad value is a user error naming the option."""
+        span = None
+        if window:
+            try:
+                a, b = (float(x) for x in window.split(":"))
+            except ValueError:
+                raise L4stbError(f"--window '{window}' is not START:END in seconds, e.g. --window 10:12.") from None
+            if not 0 <= a < b:
+                raise L4stbError(f"--window {window}: START must be at least 0 and below END.")
+            span = (a, b)
+        if not 1 <= bin_ms <= 10_000:
+            raise L4stbError(f"--bin {bin_ms:g} ms is out of range: use 1 to 10000 ms.")
+        if repeat is not None and repeat < 1:
+            raise L4stbError(f"--repeat {repeat}: repeats are numbered from 1.")
+        return cls(repeat, span, bin_ms / 1000)
+
+
 # ---------------------------------------------------------------------------------------------
 # entry point
 # ---------------------------------------------------------------------------------------------
 
 
-def render_report(ws: Workspace, run_id: str, sections: Sequence[ReportSection] = (), progress=None) -> Path:
+def render_report(ws: Workspace, run_id: str, sections: Sequence[ReportSection] = (), progress=None,
+                  view: TimeseriesView = TimeseriesView()) -> Path:
     """Render runs/<id>/report/{index.html, summary.md, figures/*} and record ``manifest.steps["report"]``.
 
     ``sections`` are appended after the network sections and before the parse statistics and
@@ -105,13 +138,14 @@ def render_report(ws: Workspace, run_id: str, sections: Sequence[ReportSection] 
     summary = summarize_data(data)
     out = ws.report_dir(run_id)
     fig_dir = out / FIGURES_DIR
+    shutil.rmtree(fig_dir, ignore_errors=True)  # no figure of an earlier render outlives it
     fig_dir.mkdir(parents=True, exist_ok=True)
 
-    network = network_sections(data, summary, fig_dir)
+    network = network_sections(data, summary, fig_dir, view)
     tail = [parse_section(summary), provenance_section(data.manifest)]
     all_sections = [network[0], *network[1:], *sections, *tail]
     index, rendered = _write_report(out, f"l4stb report: {run_id}", all_sections, footer=f"run {run_id}",
-                                    scenario=data.scenario)
+                                    scenario=data.scenario, testbed=summary.testbed)
     figures = sorted({f.png for r in rendered for f in r.figures} | {f.svg for r in rendered for f in r.figures if f.svg})
 
     def record(m: Manifest) -> None:
@@ -135,16 +169,31 @@ def render_model_report(out: Path, title: str, sections: Sequence[ReportSection]
 
 
 def _write_report(out: Path, title: str, sections: Sequence[ReportSection], *, footer: str,
-                  scenario: Any = None) -> tuple[Path, list[_Rendered]]:
-    """Render ``sections`` into out/index.html and out/summary.md (atomically); return the index and the parts."""
+                  scenario: Any = None, testbed: str = "") -> tuple[Path, list[_Rendered]]:
+    """Render ``sections`` into out/index.html and out/summary.md (atomically); return the index and the parts.
+
+    Every file of the report is made world-readable (0644, folders 0755): a results folder is served to
+    colleagues, and the temp files of atomic writes are created private.
+    """
     out.mkdir(parents=True, exist_ok=True)
     rendered = [_render_section(s, out) for s in sections]
     html_text = _environment().get_template("report.html.j2").render(
-        title=title, run_id=footer, generated=utc_iso(), sections=rendered, scenario=scenario)
+        title=title, run_id=footer, generated=utc_iso(), sections=rendered, scenario=scenario, testbed=testbed)
     index = out / "index.html"
     atomic_write_text(index, html_text)
-    atomic_write_text(out / "summary.md", _markdown_report(title, rendered))
+    atomic_write_text(out / "summary.md", (f"*Testbed: {testbed}.*\n\n" if testbed else "")
+                      + _markdown_report(title, rendered))
+    publish_permissions(out)
     return index, rendered
+
+
+def publish_permissions(folder: Path) -> None:
+    """0644 for files and 0755 for folders under ``folder`` (and itself)."""
+    import os
+
+    folder.chmod(0o755)
+    for path in folder.rglob("*"):
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -185,31 +234,38 @@ def fair_share_mbps(data: RunData) -> float | None:
     return data.rate_bps / data.scenario.total_streams / 1e6
 
 
-def network_sections(data: RunData, summary: RunSummary, fig_dir: Path) -> list[ReportSection]:
-    """Overview, queue delay, throughput, utilisation, throughput vs delay, fairness and actions of one run."""
+def network_sections(data: RunData, summary: RunSummary, fig_dir: Path,
+                     view: TimeseriesView = TimeseriesView()) -> list[ReportSection]:
+    """Overview, queue delay, throughput, utilisation, throughput vs delay, coexistence, fairness, actions and the
+    AQM over time of one run."""
     m = summary.metrics
     label = data.label
     delays = {label: M.DelaySamples.from_packets(data.packets)}
     figs: dict[str, Path] = {}
 
-    def save(name: str, fig) -> Path:
-        figs[name] = P.save_figure(fig, fig_dir / name).png
+    def save(name: str, fig, fdata=None) -> Path:
+        figs[name] = P.save_figure(fig, fig_dir / name, fdata).png
         return figs[name]
 
-    save("queue_delay_ecdf", P.delay_ecdf_figure(delays, reference_lines_ms(data)))
-    save("queue_delay_box", P.delay_box_figure(delays))
+    save("queue_delay_ecdf", P.delay_ecdf_figure(delays, reference_lines_ms(data)), D.ecdf_data(delays))
+    save("queue_delay_box", P.delay_box_figure(delays), D.box_data(delays))
     save("throughput_timeseries", P.throughput_timeseries_figure(data.flows, fair_share_mbps=fair_share_mbps(data),
-                                                                  warmup_s=m.warmup_s))
+                                                                  warmup_s=m.warmup_s),
+         D.throughput_timeseries_data(data.flows))
     all_flows = [f for rm in m.repeats for f in rm.flows]
-    save("throughput_box", P.throughput_box_figure({label: all_flows}, fair_share_mbps=fair_share_mbps(data)))
+    save("throughput_box", P.throughput_box_figure({label: all_flows}, fair_share_mbps=fair_share_mbps(data)),
+         D.throughput_box_data({label: all_flows}))
     bin_s = (data.scenario.iperf3.interval / 1e6) if data.scenario else 1.0
     util = {"router log (forwarded bytes)": M.link_utilization_timeseries(data.packets, data.rate_bps or 0.0, bin_s),
             "iperf3 (sender bytes)": M.utilization_timeseries(data.flows, data.rate_bps or 0.0, bin_s)}
     util = {k: v for k, v in util.items() if v}
     rate_label = _rate_text(data.rate_bps) if data.rate_bps else ""
-    save("utilization", P.utilization_figure(util, rate_label=rate_label, warmup_s=m.warmup_s))
-    save("throughput_vs_p95_delay", P.tradeoff_figure({label: M.tradeoff_points(m, SCALABLE_CCS)}))
-    save("action_mix", P.action_mix_figure({label: m.queues}))
+    save("utilization", P.utilization_figure(util, rate_label=rate_label, warmup_s=m.warmup_s), D.utilization_data(util))
+    tradeoff = {label: M.tradeoff_points(m, SCALABLE_CCS)}
+    save("throughput_vs_p95_delay", P.tradeoff_figure(tradeoff), D.tradeoff_data(tradeoff))
+    save("action_mix", P.action_mix_figure({label: m.queues}), D.action_mix_data({label: m.queues}))
+    own_delay = _flow_delay_section(data, m, save, figs)
+    over_time = _timeseries_section(data, m, view, save, figs)
 
     n = m.n_repeats
     ci_note = ("± is the 95% Student-t interval of the per-repeat values." if n >= 2 else
@@ -289,38 +345,152 @@ def network_sections(data: RunData, summary: RunSummary, fig_dir: Path) -> list[
                                 + [["mean", m.jain.format(3), ""]], caption="Jain fairness per repeat"),
                     _flow_table(summary)],
         ),
+        _coexistence_section(summary),
         ReportSection(
             "Actions",
-            markdown=(
-                "What the router did with each packet, per queue: forwarded, dropped or CE-marked, as shares of "
-                "the queue's decisions. The right panel zooms on drops and marks, which are rare."
-            ),
+            markdown=_actions_md(summary),
             tables=[_action_table(summary)],
-            figures=[("Action mix per queue.", figs["action_mix"])],
+            figures=[("Action mix per queue" + (", with a zoom on drops and marks." if _zoomed(m) else "."),
+                      figs["action_mix"])],
         ),
+        *[sec for sec in (own_delay, over_time) if sec is not None],
     ]
     return sections
+
+
+def _zoomed(m: M.RunMetrics) -> bool:
+    shares = [100 * (q.drops + q.marks) / q.packets for q in m.queues.values() if q.packets]
+    return bool(shares) and max(shares) < P.ZOOM_BELOW_PCT
+
+
+def _actions_md(summary: RunSummary) -> str:
+    """What the router did per queue, in sentences computed from this run's counts."""
+    parts = []
+    for q in M.QUEUES:
+        s = summary.metrics.queues[q]
+        if s.packets:
+            parts.append(f"the {q} queue dropped {_pct(s.drop_fraction)} and CE-marked {_pct(s.mark_fraction)} of its "
+                         f"{s.packets:,} decisions")
+    text = "What the router did with each packet, per queue: forwarded, dropped or CE-marked. In this run " + \
+        ("; ".join(parts) if parts else "no decision was logged") + "."
+    if summary.overload is not None and summary.overload.interval.n:
+        text += (f" DualPI2 was in overload (flags bit1: p_CL ≥ 1 or p_C ≥ p_Cmax) in "
+                 f"{summary.overload.interval.format(1, scale=100, unit='%')} of its logged PI updates; in overload it "
+                 "drops Classic packets it would otherwise mark.")
+    return text
+
+
+def _coexistence_section(summary: RunSummary) -> ReportSection:
+    co = summary.coexistence
+    m = summary.metrics
+    rows = []
+    if co is not None and co.defined:
+        rows.append(["scalable / classic, per flow", co.per_flow.format(2),
+                     "mean throughput of one scalable flow over that of one classic flow, per repeat"])
+        for (sc, cl), iv in co.pairs.items():
+            rows.append([f"{sc} / {cl}", iv.format(2), f"mean {sc} flow over mean {cl} flow, per repeat"])
+    rows.append(["Jain index, all flows", m.jain.format(3), "per repeat, (Σx)²/(n·Σx²)"])
+    if co is not None and co.defined:
+        ratio = co.per_flow.mean
+        reading = ("equal shares per flow" if abs(ratio - 1) < 0.05 else
+                   f"a scalable flow gets {ratio:.2f}× the throughput of a classic flow" if ratio > 1 else
+                   f"a scalable flow gets {ratio:.2f}× (less than) the throughput of a classic flow")
+        md = (f"The coexistence metric of L4S studies: the ratio of steady-state throughputs of scalable (L4S) and "
+              f"classic flows, computed in each repeat and averaged with its 95% interval. In this run, {reading} "
+              f"(n = {co.per_flow.n} repeats). 1 is an equal share per flow.")
+    else:
+        md = "This run has no scalable and classic flows side by side, so the coexistence ratio is not defined."
+    return ReportSection("Coexistence", markdown=md,
+                         tables=[ReportTable(["ratio", "mean of repeats ± 95% CI", "what it is"], rows,
+                                             caption="Throughput ratios and fairness")])
+
+
+def _flow_delay_section(data: RunData, m: M.RunMetrics, save, figs) -> ReportSection | None:
+    if not has_flow_ids(data.packets):
+        return None
+    pts = flow_points(data.packets, data.scenario, m.warmup_s)
+    fdata = D.FigureData("scatter", D._frame([{"panel": "", "series": p.cc, "x": p.p95_delay_ms, "y": p.throughput_mbps,
+                                               "repeat": p.repeat, "flow": p.label} for p in pts],
+                                             ["panel", "series", "x", "y", "repeat", "flow"]),
+                         "p95 queue delay of the flow's own packets (ms)", "flow throughput, router-side (Mbit/s)")
+    save("flow_throughput_vs_own_delay", P.flow_points_figure({data.label: pts}), fdata)
+    return ReportSection(
+        "Per-flow throughput vs own delay",
+        markdown=("Pantheon's view, per flow: each flow's throughput against the p95 queue delay of its own packets, "
+                  "both from the router log (flow ids), one mark per flow per repeat. Throughput here is router-side: "
+                  "the bytes of the flow's forwarded or marked packets after its first "
+                  f"{m.warmup_s:g} s, over that time."),
+        figures=[("Per-flow router-side throughput vs the p95 of the flow's own queue delay.",
+                  figs["flow_throughput_vs_own_delay"])])
+
+
+def _timeseries_section(data: RunData, m: M.RunMetrics, view: TimeseriesView, save, figs) -> ReportSection | None:
+    if data.packets.empty or not np.isfinite(data.packets["t_s"].to_numpy(dtype=float)).any():
+        return None
+    repeats = sorted(int(r) for r in pd.unique(data.packets["repeat"]))
+    repeat = view.repeat if view.repeat is not None else repeats[0]
+    if repeat not in repeats:
+        raise L4stbError(f"--repeat {repeat}: run {data.run_id} has repeats {', '.join(map(str, repeats))}.")
+    coupling = data.scenario.aqm.coupling_factor if data.scenario else 2.0
+    span = float(np.nanmax(data.packets.loc[data.packets["repeat"] == repeat, "t_s"]))
+    window = view.window
+    if window is not None and window[0] >= span:
+        raise L4stbError(f"--window {window[0]:g}:{window[1]:g} starts after repeat {repeat} ends ({span:.1f} s).")
+    length = (window[1] - window[0]) if window else span
+    ts = aqm_timeseries(data.packets, repeat, coupling=coupling, window=window, bin_s=max(0.001, length / 1500))
+    rates = flow_rates(data.packets, data.scenario, repeat=repeat, bin_s=view.bin_s, window=window)
+    flows = data.flows
+    if window is not None and not flows.empty:
+        flows = flows[(flows["end_s"] > window[0]) & (flows["start_s"] < window[1])]
+    frame = ts.frame().melt(id_vars="t_s", var_name="series", value_name="y").rename(columns={"t_s": "x"})
+    frame.insert(0, "panel", "AQM state")
+    rate_rows = rates.rename(columns={"t_s": "x", "mbps": "y", "label": "series"})[["series", "x", "y"]]
+    rate_rows.insert(0, "panel", f"router-side throughput per {view.bin_s * 1000:g} ms")
+    fdata = D.FigureData("line", pd.concat([frame, rate_rows], ignore_index=True), "time since the repeat's first decision (s)",
+                         "value (see series)")
+    save("aqm_timeseries", P.aqm_timeseries_figure(ts, rates, flows, repeat=repeat, window=window,
+                                                    bin_ms=view.bin_s * 1000), fdata)
+    where = f"{window[0]:g}–{window[1]:g} s of repeat {repeat}" if window else f"all of repeat {repeat}"
+    return ReportSection(
+        "Over time",
+        markdown=(f"The AQM and the flows over time, {where} (`l4stb report --repeat N --window START:END` picks "
+                  "another). Sojourn and queue length are means per bin over each queue's decisions; p' is DualPI2's "
+                  "base probability from the log, p_C = p'² and p_CL = min(1, k·p'). Per-flow throughput is "
+                  f"router-side: the bytes of each flow's forwarded or marked packets per {view.bin_s * 1000:g} ms bin "
+                  "(not iperf3's intervals, which count whole 128 KiB writes). cwnd and RTT are iperf3's once-per-"
+                  "interval samples."),
+        figures=[(f"Repeat {repeat}: sojourn, queue length, probabilities, router-side per-flow throughput"
+                  + (", cwnd and RTT" if "snd_cwnd" in flows else "") + ".", figs["aqm_timeseries"])])
 
 
 def _overview_md(data: RunData, summary: RunSummary) -> str:
     m = summary.metrics
     s = data.scenario
-    lines = [f"Run **{data.run_id}**"]
+    lines = [f"Testbed: **{summary.testbed}**.", "", f"Run **{data.run_id}**"]
     if s:
         flows = ", ".join(f"{f.host}: {f.cc} × {f.streams}" for f in s.flows)
-        lines[0] += (f": scenario `{s.name}` ({s.description or 'no description'}), AQM **{s.aqm.name}** at "
+        lines[-1] += (f": scenario `{s.name}` ({s.description or 'no description'}), AQM **{s.aqm.name}** at "
                      f"{_rate_text(s.bottleneck.rate)}, {format_duration(s.bottleneck.delay)} one-way delay, flows {flows}, "
                      f"{m.n_repeats} repeat(s) of {format_duration(s.duration)}.")
     else:
-        lines[0] += f" ({data.manifest.kind}); the manifest carries no complete scenario, so the bottleneck rate " \
+        lines[-1] += f" ({data.manifest.kind}); the manifest carries no complete scenario, so the bottleneck rate " \
                     "and targets are unknown."
     c, l_ = m.queues["C"], m.queues["L"]
     lines.append("")
     lines.append(
         f"Headline: C-queue p95 delay {_fmt(c.delay.p95_ms)} ms, L-queue p95 delay {_fmt(l_.delay.p95_ms)} ms, "
-        f"utilisation {m.utilization.format(1, scale=100, unit='%')}, Jain {m.jain.format(3)}. The table below says what "
-        "each number measures."
+        f"utilisation {m.utilization.format(1, scale=100, unit='%')}, Jain {m.jain.format(3)}"
+        + (f", scalable/classic throughput per flow {summary.coexistence.per_flow.format(2)}"
+           if summary.coexistence and summary.coexistence.defined else "")
+        + (f", DualPI2 in overload in {summary.overload.interval.format(1, scale=100, unit='%')} of PI updates"
+           if summary.overload and summary.overload.interval.n else "")
+        + ". The table below says what each number measures."
     )
+    if summary.overrides:
+        lines += ["", "Overrides of the scenario: " + ", ".join(f"`{o}`" for o in summary.overrides) + "."]
+    if summary.sweep:
+        lines += ["", f"Point of sweep `{summary.sweep.get('sweep_id')}`: "
+                  + ", ".join(f"{k} = {v}" for k, v in (summary.sweep.get("values") or {}).items()) + "."]
     return "\n".join(lines)
 
 
@@ -353,12 +523,20 @@ def _headline_table(summary: RunSummary) -> ReportTable:
         for p in (50, 95, 99):
             rows.append([f"{q} queue delay p{p} (ms)", _fmt(s.delay.get(p)), m.delay_ci[q][p].format(2),
                          f"p{p} of the logged queue delay of the {q} queue's forwarded and marked packets"])
-        rows.append([f"{q} drops / marks", f"{s.drops:,} / {s.marks:,} of {s.packets:,}",
-                     f"{_pct(s.drop_fraction)} / {_pct(s.mark_fraction)}",
-                     f"{q}-queue decisions that dropped / CE-marked the packet"])
+        r = summary.rates.get(q)
+        rows.append([f"{q} drop rate", f"{s.drops:,} of {s.packets:,} ({_pct(s.drop_fraction)})",
+                     r.drop.format(2, scale=100, unit="%") if r else "—", f"{q}-queue decisions that dropped the packet"])
+        rows.append([f"{q} mark rate", f"{s.marks:,} of {s.packets:,} ({_pct(s.mark_fraction)})",
+                     r.mark.format(2, scale=100, unit="%") if r else "—", f"{q}-queue decisions that CE-marked it"])
     rows.append(["utilisation", "", m.utilization.format(1, scale=100, unit="%"),
                  "sum of steady-state flow throughputs / bottleneck rate (%)"])
     rows.append(["Jain fairness", "", m.jain.format(3), "Jain's index over all flows' throughputs in a repeat"])
+    if summary.coexistence and summary.coexistence.defined:
+        rows.append(["scalable/classic ratio", "", summary.coexistence.per_flow.format(2),
+                     "throughput of one scalable flow over one classic flow"])
+    if summary.overload is not None:
+        rows.append(["DualPI2 overload", "", summary.overload.interval.format(1, scale=100, unit="%"),
+                     "share of logged PI updates with the overload flag (flags bit1)"])
     for cc, iv in m.cc.items():
         rows.append([f"{cc} throughput (Mbit/s)", "", iv.format(2), f"mean steady-state throughput of one {cc} flow"])
     return ReportTable(["metric", "pooled", "mean of repeats ± 95% CI", "what it measures"], rows,
@@ -431,25 +609,26 @@ def comparison_section(title: str, series: Mapping[str, SeriesData], fig_dir: Pa
     metrics = dict(metrics) if metrics is not None else series_metrics(series, rate_bps)
     delays = {label: M.DelaySamples.from_packets(s.packets) for label, s in series.items()}
     fig_dir = Path(fig_dir)
+    queues = {k: m.queues for k, m in metrics.items()}
     figures = [
-        ("Queue delay ECDF per queue and series.", P.delay_ecdf_figure(delays), "delay_ecdf"),
+        ("Queue delay ECDF per queue and series.", P.delay_ecdf_figure(delays), "delay_ecdf", D.ecdf_data(delays)),
         ("Queue delay per queue and series: box p25–p75, whiskers p1–p99, ◆ mean.", P.delay_box_figure(delays),
-         "delay_box"),
-        ("Action mix per series and queue.", P.action_mix_figure({k: m.queues for k, m in metrics.items()}),
-         "action_mix"),
+         "delay_box", D.box_data(delays)),
+        ("Action mix per series and queue.", P.action_mix_figure(queues), "action_mix", D.action_mix_data(queues)),
     ]
     if any(m.repeats and m.repeats[0].flows for m in metrics.values()):
+        flows = {k: [f for rm in m.repeats for f in rm.flows] for k, m in metrics.items()}
+        util = {k: M.utilization_timeseries(s.flows, rate_bps) for k, s in series.items() if s.flows is not None}
+        trade = {k: M.tradeoff_points(m, scalable_ccs) for k, m in metrics.items()}
         figures += [
-            ("Steady-state throughput per flow, per congestion control and series.",
-             P.throughput_box_figure({k: [f for rm in m.repeats for f in rm.flows] for k, m in metrics.items()}),
-             "throughput_box"),
-            ("Utilisation over time per series.",
-             P.utilization_figure({k: M.utilization_timeseries(s.flows, rate_bps) for k, s in series.items()
-                                   if s.flows is not None}, rate_label=_rate_text(rate_bps)), "utilization"),
-            ("Throughput vs p95 queue delay per series, one point per repeat per flow class.",
-             P.tradeoff_figure({k: M.tradeoff_points(m, scalable_ccs) for k, m in metrics.items()}), "tradeoff"),
+            ("Steady-state throughput per flow, per congestion control and series.", P.throughput_box_figure(flows),
+             "throughput_box", D.throughput_box_data(flows)),
+            ("Utilisation over time per series.", P.utilization_figure(util, rate_label=_rate_text(rate_bps)),
+             "utilization", D.utilization_data(util)),
+            ("Throughput vs p95 queue delay per series, one point per repeat per flow class.", P.tradeoff_figure(trade),
+             "tradeoff", D.tradeoff_data(trade)),
         ]
-    saved = [(caption, P.save_figure(fig, fig_dir / f"{name}_{stem}").png) for caption, fig, stem in figures]
+    saved = [(caption, P.save_figure(fig, fig_dir / f"{name}_{stem}", data).png) for caption, fig, stem, data in figures]
     rows = []
     for label, m in metrics.items():
         c, l_ = m.queues["C"], m.queues["L"]
@@ -489,13 +668,23 @@ def provenance_section(manifest: Manifest) -> ReportSection:
                      for _, r in sorted(manifest.repeats.items(), key=lambda kv: int(kv[0]))],
                     caption="Repeats and seeds"),
         ReportTable(["timing", "value"], [[k, _short(v)] for k, v in _flatten(manifest.timings)], caption="Timings"),
-        ReportTable(["step", "record"], [[k, _short(v, 300)] for k, v in manifest.steps.items() if k != "report"],
-                    caption="Pipeline steps"),
+        ReportTable(["step", "field", "value"], [[k, f, _short(v)] for k, rec in manifest.steps.items() if k != "report"
+                                                 for f, v in _flatten(rec)], caption="Pipeline steps"),
+        ReportTable(["field", "value"], [[k, v] for k, v in (("command", manifest.command),
+                                                             ("overrides", ", ".join(manifest.overrides)),
+                                                             ("sweep", _sweep_text(manifest.sweep))) if v],
+                    caption="How the run was made"),
         ReportTable(["file", "host", "bytes", "sha256"],
                     [[name, f.host, f"{f.size:,}", f.sha256] for name, f in sorted(manifest.files.items())],
                     caption="Fetched files"),
     ]
     return ReportSection("Provenance", markdown="From the run's manifest.json.", tables=[t for t in tables if t.rows])
+
+
+def _sweep_text(sweep: dict | None) -> str:
+    if not sweep:
+        return ""
+    return f"{sweep.get('sweep_id')}: " + ", ".join(f"{k} = {v}" for k, v in (sweep.get("values") or {}).items())
 
 
 def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -508,10 +697,17 @@ def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def _short(v: Any, limit: int = 200) -> str:
+    """A value as a reader sees it: lists joined with commas, no Python or JSON braces, no 'nan'."""
     if isinstance(v, str):
         text = v
-    elif isinstance(v, (dict, list, tuple)):
-        text = json.dumps(v, default=str, separators=(", ", ": "))
+    elif isinstance(v, dict):
+        text = "; ".join(f"{k}: {_short(x, limit)}" for k, x in v.items())
+    elif isinstance(v, (list, tuple)):
+        text = ", ".join(_short(x, limit) for x in v)
+    elif v is None:
+        text = "—"
+    elif isinstance(v, float):
+        text = _cell(v)
     else:
         text = str(v)
     return text if len(text) <= limit else text[: limit - 1] + "…"

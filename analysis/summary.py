@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.table import Table
 
 from l4stb.analysis import metrics as M
+from l4stb.analysis.aqm_state import OverloadShare, QueueRates, overload_share, queue_rates
+from l4stb.analysis.coexistence import Coexistence, coexistence
 from l4stb.config import SCALABLE_CCS, Scenario
 from l4stb.errors import L4stbError
 from l4stb.manifest import Manifest, load_manifest
@@ -88,9 +90,27 @@ class RunSummary:
     scalable_ccs: tuple[str, ...] = SCALABLE_CCS
     pipe_passes: int = 1
     """2 when the scenario's ipfw rule (``bottleneck.match: any``) sends every packet through the pipe twice."""
+    short_flows: list[dict] = field(default_factory=list)
+    """Flow completion times of the scenario's short-flow groups (see :func:`short_flow_fcts`)."""
+    overrides: tuple[str, ...] = ()
+    """The run's ``--set``/``--sweep`` overrides of the scenario, as given on the command line."""
+    sweep: dict | None = None
+    """The sweep this run is a point of: ``{"sweep_id", "values"}``; None for a plain run."""
+    testbed: str = ""
+    """Which testbed produced the run, in words (see :func:`testbed_words`)."""
+    overload: OverloadShare | None = None
+    """Share of PI updates in overload; None when the AQM is not DualPI2 (its flags mean something else)."""
+    rates: dict[str, QueueRates] = field(default_factory=dict)
+    coexistence: Coexistence | None = None
 
     def to_json(self) -> dict:
-        """Exactly: ``queues``, ``utilization``, ``flows``, ``jain``, ``repeats``, ``parse`` (NaN -> null).
+        """``run_id``, ``scenario``, ``aqm``, ``testbed``, ``overrides``, ``sweep``, then ``queues``, ``utilization``,
+        ``flows``, ``jain``, ``coexistence``, ``overload``, ``repeats``, ``parse`` (NaN -> null).
+
+        ``queues.<q>`` also carries ``drop_rate``/``mark_rate`` (pooled share of the queue's decisions) and their
+        95 % intervals over repeats. ``coexistence`` = the scalable/classic per-flow throughput ratio and one
+        ratio per CC pair, each ``{mean, low, high, n}``. ``overload`` = the share of PI updates in overload
+        (``flags`` bit1), null unless the AQM is DualPI2.
 
         ``queues``/``utilization``/``flows``/``jain`` are over the whole run (delays pooled over all repeats'
         packets; counts summed; utilisation, Jain and per-flow throughput are means of per-repeat values).
@@ -100,10 +120,19 @@ class RunSummary:
         """
         m = self.metrics
         return {
-            "queues": {q: s.to_json() for q, s in m.queues.items()},
+            "run_id": self.run_id,
+            "scenario": self.scenario_name,
+            "aqm": self.aqm,
+            "testbed": self.testbed,
+            "overrides": list(self.overrides),
+            "sweep": self.sweep,
+            "queues": {q: {**s.to_json(), **(self.rates[q].to_json() if q in self.rates else {})}
+                       for q, s in m.queues.items()},
             "utilization": M._num(m.utilization.mean),
             "flows": [f.to_json() for f in m.flows],
             "jain": M._num(m.jain.mean),
+            "coexistence": self.coexistence.to_json() if self.coexistence else None,
+            "overload": self.overload.to_json() if self.overload else None,
             "repeats": {
                 "n": m.n_repeats,
                 "warmup_s": m.warmup_s,
@@ -128,6 +157,7 @@ class RunSummary:
                 },
             },
             "parse": self.parse.to_json(),
+            **({"short_flows": self.short_flows} if self.short_flows else {}),
         }
 
 
@@ -146,7 +176,7 @@ def ensure_run_parsed(ws: Workspace, run_id: str, progress=None) -> None:
             return
         raise L4stbError(
             f"run {run_id} has no parsed data ({ws.packets_file(run_id)}) and this l4stb has no log parser "
-            f"(l4stb.analysis.packets: {exc}). Reinstall l4stb, then run `l4stb fetch-logs` first."
+            f"(l4stb.analysis.packets: {exc}). Reinstall l4stb, then run `l4stb fetch-logs --run {run_id}` first."
         ) from None
     raw = ws.raw_dir(run_id)
     has_raw = raw.is_dir() and any(p.is_file() for p in raw.rglob("*"))
@@ -154,8 +184,8 @@ def ensure_run_parsed(ws: Workspace, run_id: str, progress=None) -> None:
         if ws.packets_file(run_id).is_file():
             log.info("run %s: no raw files, using the parsed data already in %s", run_id, ws.data_dir(run_id))
             return
-        raise L4stbError(f"run {run_id} has no fetched logs under {raw}: run `l4stb fetch-logs` first "
-                         f"(or `l4stb import-logs` for existing files).")
+        raise L4stbError(f"run {run_id} has no fetched logs under {raw}: run `l4stb fetch-logs --run {run_id}` "
+                         f"first (or `l4stb import-logs` for existing files).")
     ensure_parsed(ws, run_id, progress=progress)
 
 
@@ -165,7 +195,7 @@ def load_run(ws: Workspace, run_id: str, progress=None) -> RunData:
     ensure_run_parsed(ws, run_id, progress=progress)
     if not ws.packets_file(run_id).is_file():
         raise L4stbError(f"run {run_id}: {ws.packets_file(run_id)} is missing after parsing; "
-                         "run `l4stb fetch-logs` first.")
+                         f"run `l4stb fetch-logs --run {run_id}` first.")
     packets = _read_parquet(ws.packets_file(run_id), M.PACKET_COLUMNS)
     flows = _read_parquet(ws.flows_file(run_id), M.FLOW_COLUMNS) if ws.flows_file(run_id).is_file() else M.empty_flows()
     stats_file = ws.parse_stats_file(run_id)
@@ -199,11 +229,53 @@ def _read_parquet(path, wanted) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------
 
 
+def testbed_words(manifest: Manifest) -> str:
+    """Which testbed produced a run, for the top of every report and summary."""
+    if manifest.kind == "imported":
+        return "imported from existing log files"
+    if manifest.provider == "sim":
+        what = "simulated by l4stb's sim provider (packet-level simulator of the FreeBSD 14.1 testbed)"
+        return what + (", closed loop" if manifest.kind == "closed-loop" else "")
+    if manifest.provider == "vagrant":
+        return "FreeBSD 14.1 VMs (vagrant provider)"
+    return f"the {manifest.provider} provider"
+
+
 def summarize_data(data: RunData, warmup_s: float = M.WARMUP_S) -> RunSummary:
     metrics = M.run_metrics(data.packets, data.flows, data.rate_bps or float("nan"), warmup_s)
     name = data.scenario.name if data.scenario else str(data.manifest.scenario.get("name", data.run_id))
     passes = data.scenario.bottleneck.pipe_passes if data.scenario else 1
-    return RunSummary(data.run_id, name, data.aqm, data.rate_bps, metrics, data.parse, pipe_passes=passes)
+    return RunSummary(data.run_id, name, data.aqm, data.rate_bps, metrics, data.parse, pipe_passes=passes,
+                      overrides=tuple(data.manifest.overrides), sweep=data.manifest.sweep,
+                      testbed=testbed_words(data.manifest),
+                      overload=overload_share(data.packets) if data.aqm in ("dualpi2", "policy") else None,
+                      rates=queue_rates(metrics), coexistence=coexistence(metrics),
+                      short_flows=short_flow_fcts(data.scenario, data.flows))
+
+
+def short_flow_fcts(scenario: Scenario | None, flows: pd.DataFrame) -> list[dict]:
+    """Flow completion times of short-flow groups (``size`` + ``mean_gap``), one entry per group.
+
+    A connection's completion time is the end of its last iperf3 interval, counted from its own start (the
+    simulator ends a short flow's report when its last byte is acked; a real iperf3 -n client ends it when its
+    last byte is written, so on the vagrant testbed this is the sender's view). Connections with no rows are
+    counted as ``unfinished``. Percentiles over every connection of every repeat, in ms."""
+    if scenario is None or flows is None:
+        return []
+    out = []
+    for g, group in enumerate(scenario.flows):
+        if not group.short:
+            continue
+        rows = flows[flows["group"] == g] if len(flows) else flows
+        ends = rows.groupby(["repeat", "connection"])["end_s"].max() if len(rows) else pd.Series([], dtype=float)
+        fct_ms = (ends * 1000).sort_values()
+        n_repeats = max(1, int(flows["repeat"].nunique())) if len(flows) else 1
+        q = (lambda p: round(float(fct_ms.quantile(p / 100)), 3)) if len(fct_ms) else (lambda p: None)
+        out.append({"group": g, "host": group.host, "cc": group.cc, "size_bytes": group.size,
+                    "flows": int(len(fct_ms)), "unfinished": int(n_repeats * group.connections - len(fct_ms)),
+                    "fct_ms": {"p50": q(50), "p95": q(95), "p99": q(99),
+                               "mean": round(float(fct_ms.mean()), 3) if len(fct_ms) else None}})
+    return out
 
 
 def summarize(ws: Workspace, run_id: str, progress=None) -> RunSummary:
@@ -278,6 +350,16 @@ def print_summary(summary: RunSummary, console: Console) -> None:
         flows.add_row(f.key.host, f.key.cc, str(f.key.group), str(f.key.connection), str(f.key.stream),
                       f.throughput.format(2))
     console.print(flows)
+
+    if summary.short_flows:
+        fct = Table(title="short flows: completion time (ms), every connection of every repeat", box=box.SIMPLE_HEAD)
+        for col in ("group", "host", "cc", "bytes", "flows", "unfinished", "p50", "p95", "p99", "mean"):
+            fct.add_column(col, justify="right" if col not in ("host", "cc") else "left")
+        for sf in summary.short_flows:
+            t = sf["fct_ms"]
+            fct.add_row(str(sf["group"]), sf["host"], sf["cc"], str(sf["size_bytes"]), str(sf["flows"]),
+                        str(sf["unfinished"]), *("—" if t[k] is None else f"{t[k]:.1f}" for k in ("p50", "p95", "p99", "mean")))
+        console.print(fct)
 
     p = summary.parse
     skipped = ", ".join(f"{k}: {v}" for k, v in sorted(p.skipped.items())) or "none"

@@ -21,6 +21,12 @@
  * controller steps are run lazily at packet events at their scheduled times (dp2_advance), which is
  * exactly what a periodic timer would do because the queues only change at packet events.
  *
+ * Per-packet record: the core's struct dp2_pkt lives in a private mbuf tag that sits right AFTER
+ * dummynet's own tag, never before it: dn_tag_get() (sys/netpfil/ipfw/ip_dn_io.c) reads the FIRST tag
+ * of the mbuf as dummynet's, and ecn_mark() finds the IP header through it, as do dummynet_io()'s
+ * fast path and dummynet_send(), which rename the first tag. Stock fq_pie/fq_codel keep dummynet's tag
+ * first whenever they mark (sys/netpfil/ipfw/dn_sched_fq_pie.c).
+ *
  * Each decision is logged with log(9) at LOG_INFO as
  *   "dualpi2: l4stb_aqm-start,<27 integers>,end"
  * (fields: dualpi2_log_fields.h, generated from l4stb/logformat.py); syslogd routes lines with the
@@ -31,6 +37,7 @@
 #include "opt_inet6.h"
 
 #include <sys/param.h>
+#include <sys/ck.h>		/* CK_LIST_ENTRY in dn_sched.h's struct dn_alg */
 #include <sys/systm.h>
 #include <sys/kernel.h>
 #include <sys/lock.h>
@@ -57,21 +64,35 @@
 
 #include <netpfil/ipfw/dn_heap.h>
 #include <netpfil/ipfw/ip_dn_private.h>
-#include <netpfil/ipfw/dn_aqm.h>
 #include <netpfil/ipfw/dn_sched.h>
 
 #include "dualpi2_core.h"
 
 #define DN_SCHED_DUALPI2	42	/* a type number no stock scheduler uses; ipfw selects by name */
-#define DUALPI2_MTAG_TYPE	0x4c345342	/* mbuf tag holding the core's per-packet record */
+
+/*
+ * The mbuf tag holding the core's per-packet record. sys/sys/mbuf.h: a tag is named by a 32-bit module
+ * cookie ("by convention ... the date+time that the module is created", `date -u +%s`) and a 16-bit
+ * type private to that cookie; MTAG_ABI_COMPAT (0) is the shared namespace of the PACKET_TAG_* types,
+ * dummynet's included. Stock modules do the same (if_vlan_var.h: MTAG_8021Q 1326104895 with types 0
+ * and 1; ip_var.h: MTAG_IPFW*).
+ */
+#define DUALPI2_MTAG_COOKIE	1796001471	/* `date -u +%s` when chosen */
+#define DUALPI2_MTAG_TYPE	1
 
 /* ------------------------------------------------------------------------------------------- sysctls */
 
-/* DualPI2Params (l4stb.sim.aqm_dualpi2) defaults: Linux sch_dualpi2's, as DualPI2Params.from_aqm gives them. */
+/*
+ * DualPI2Params (l4stb.sim.aqm_dualpi2) defaults, as DualPI2Params.from_aqm gives them for an empty aqm
+ * section: Linux sch_dualpi2's dualpi2_reset_default (target 15 ms, tupdate 16 ms, alpha ~0.16 Hz, beta
+ * ~3.2 Hz, step at 1 ms sojourn with min_qlen_step 0: every L packet, k = 2, classic_protection 10 %,
+ * drop on overload).
+ */
 static struct dp2_params dualpi2_defaults = {
 	.target_us = 15000, .tupdate_us = 16000, .alpha_q = 45035996, .beta_q = 900719925,
 	.alpha_mhz = 160, .beta_mhz = 3200, .k_q8 = 512, .p_cmax = 1073741824ULL,
-	.step_us = 1000, .range_us = 0, .th_len = 1, .min_backlog_bytes = 3000, .scheduler = DP2_SCHED_WRR,
+	.step_semantics = DP2_STEP_LINUX, .step_us = 1000, .step_in_packets = 0, .step_packets = 0,
+	.range_us = 0, .min_qlen_step = 0, .th_len = 1, .min_backlog_bytes = 3000, .scheduler = DP2_SCHED_WRR,
 	.wc = 10, .wl = 90, .tshift_us = 50000, .mtu = 1500, .limit_packets = 10000, .limit_bytes = 30000000,
 	.ecn = 1, .drop_on_overload = 1, .tick_us = 1000,
 };
@@ -87,6 +108,9 @@ static int64_t dualpi2_seed = 1;
 static int64_t dualpi2_log_enabled = 1;
 static uint64_t dualpi2_log_lines;
 static uint64_t dualpi2_nomem_drops;
+static uint64_t dualpi2_rcvif_drops;
+static uint64_t dualpi2_instances_created;
+static uint64_t dualpi2_instances_freed;
 
 SYSCTL_DECL(_net_inet_ip_dummynet);
 static SYSCTL_NODE(_net_inet_ip_dummynet, OID_AUTO, dualpi2, CTLFLAG_RW | CTLFLAG_MPSAFE, 0,
@@ -102,6 +126,15 @@ SYSCTL_U64(_net_inet_ip_dummynet_dualpi2, OID_AUTO, log_lines, CTLFLAG_RD, &dual
     "log lines written since the module was loaded");
 SYSCTL_U64(_net_inet_ip_dummynet_dualpi2, OID_AUTO, nomem_drops, CTLFLAG_RD, &dualpi2_nomem_drops, 0,
     "packets dropped because no mbuf tag could be allocated");
+SYSCTL_U64(_net_inet_ip_dummynet_dualpi2, OID_AUTO, rcvif_drops, CTLFLAG_RD, &dualpi2_rcvif_drops, 0,
+    "packets dropped at dequeue because their receiving interface went away while they were queued");
+/* dummynet creates an instance at the first packet after `ipfw sched N config` and, with
+ * net.inet.ip.dummynet.expire != 0, destroys it when idle (dn_drain_scheduler(), ip_dummynet.c): each new
+ * instance starts with p' = 0 and a re-seeded PRNG. A repeat must create exactly one and free none. */
+SYSCTL_U64(_net_inet_ip_dummynet_dualpi2, OID_AUTO, instances_created, CTLFLAG_RD, &dualpi2_instances_created,
+    0, "scheduler instances created since the module was loaded");
+SYSCTL_U64(_net_inet_ip_dummynet_dualpi2, OID_AUTO, instances_freed, CTLFLAG_RD, &dualpi2_instances_freed, 0,
+    "scheduler instances freed since the module was loaded");
 
 /* dualpi2 mode: the DualPI2Params fields under their own names */
 DP2_S64(target_us, dualpi2_defaults.target_us, "PI target queue delay (us)");
@@ -112,10 +145,16 @@ DP2_S64(alpha_mhz, dualpi2_defaults.alpha_mhz, "alpha in milli-Hz (logged only)"
 DP2_S64(beta_mhz, dualpi2_defaults.beta_mhz, "beta in milli-Hz (logged only)");
 DP2_S64(k_q8, dualpi2_defaults.k_q8, "coupling factor k in 1/256 units (2 -> 512)");
 SYSCTL_U64(_net_inet_ip_dummynet_dualpi2, OID_AUTO, p_cmax, CTLFLAG_RW, &dualpi2_defaults.p_cmax, 0,
-    "Classic overload threshold p_Cmax in 1/2^32 units (min(1/k^2, 1))");
-DP2_S64(step_us, dualpi2_defaults.step_us, "native L4S AQM: step threshold / ramp start minTh (us)");
-DP2_S64(range_us, dualpi2_defaults.range_us, "native L4S AQM: ramp range (us); 0 = step");
-DP2_S64(th_len, dualpi2_defaults.th_len, "RFC Th_len: no native marking with <= th_len packets left in L");
+    "p_Cmax = min(1/k^2, 1) in 1/2^32 units, logged only (overload is k p' > 1)");
+DP2_S64(step_semantics, dualpi2_defaults.step_semantics,
+    "native L4S step gate: 0 = Linux (min_qlen_step at enqueue), 1 = RFC 9332 Th_len (at dequeue)");
+DP2_S64(step_us, dualpi2_defaults.step_us, "native L4S AQM: step threshold / ramp start minTh (us of sojourn)");
+DP2_S64(step_in_packets, dualpi2_defaults.step_in_packets, "1 = the step compares the L queue length with step_packets");
+DP2_S64(step_packets, dualpi2_defaults.step_packets, "step threshold (packets left in L) when step_in_packets = 1");
+DP2_S64(range_us, dualpi2_defaults.range_us, "native L4S AQM: RFC ramp range (us); 0 = step");
+DP2_S64(min_qlen_step, dualpi2_defaults.min_qlen_step,
+    "Linux gate: step only packets that found >= this many packets in L on arrival (0 = all)");
+DP2_S64(th_len, dualpi2_defaults.th_len, "RFC gate: no native marking with <= th_len packets left in L");
 DP2_S64(min_backlog_bytes, dualpi2_defaults.min_backlog_bytes, "no PI drop/mark below this backlog (bytes)");
 DP2_S64(scheduler, dualpi2_defaults.scheduler, "0 = WRR with classic protection, 1 = time-shifted FIFO");
 DP2_S64(wc, dualpi2_defaults.wc, "WRR weight of the Classic queue (percent)");
@@ -125,8 +164,9 @@ DP2_S64(mtu, dualpi2_defaults.mtu, "MTU (bytes), for the WRR credit");
 DP2_S64(limit_packets, dualpi2_defaults.limit_packets, "buffer limit of both queues together (packets)");
 DP2_S64(limit_bytes, dualpi2_defaults.limit_bytes, "buffer limit of both queues together (bytes)");
 DP2_S64(ecn, dualpi2_defaults.ecn, "1 = CE-mark ECN-capable packets, 0 = always drop");
-DP2_S64(drop_on_overload, dualpi2_defaults.drop_on_overload, "1 = drop L packets with p_C under overload");
-DP2_S64(tick_us, dualpi2_defaults.tick_us, "logged delays are rounded down to this (us); l4s-pie: its clock tick");
+DP2_S64(drop_on_overload, dualpi2_defaults.drop_on_overload,
+    "1 = drop with p_C under overload (k p' > 1); 0 = overflow: p' <= 1/k, keep marking");
+DP2_S64(tick_us, dualpi2_defaults.tick_us, "l4s-pie: its clock tick (us); dualpi2 logs microseconds");
 
 /* l4s-pie mode: the PieParams fields, prefixed pie_ */
 DP2_S64(pie_qdelay_ref, dualpi2_pie_defaults.qdelay_ref, "PIE target delay (us)");
@@ -360,8 +400,8 @@ dualpi2_log(const struct dp2_decision *d)
 static void
 dualpi2_classify(struct mbuf *m, int *ecn, int64_t *flow)
 {
-	struct ip *ip = (struct ip *)mtodo(m, dn_tag_get(m)->iphdr_off);
-	int off = dn_tag_get(m)->iphdr_off;
+	int off = dn_tag_get(m)->iphdr_off;	/* dummynet's tag is still the first one here */
+	struct ip *ip = (struct ip *)mtodo(m, off);
 	uint16_t *ports;
 
 	*ecn = DP2_NOT_ECT;
@@ -391,6 +431,9 @@ dualpi2_stats(struct dualpi2_si *si, int len, int drop)
 	if (drop) {
 		si->main_q.ni.drops++;
 		si->_si.ni.drops++;
+		/* as fq_pie's fq_update_stats() and dn_enqueue() do: dummynet_io() (ip_dn_io.c) takes one off
+		 * io_pkt_drop when enqueue() reports a drop and adds it back, so the scheduler counts its own */
+		V_dn_cfg.io_pkt_drop++;
 	}
 	if (len > 0) {
 		si->main_q.ni.tot_pkts++;
@@ -412,6 +455,22 @@ dualpi2_free_pkt(struct dp2_pkt *pkt)
 	FREE_PKT((struct mbuf *)pkt->ctx);	/* frees the tag, and the record in it, too */
 }
 
+/*
+ * Link our tag in right after dummynet's, which dummynet_io() (tag_mbuf(), ip_dn_io.c) m_tag_prepend()ed,
+ * so that m_tag_first() stays dummynet's tag for dn_tag_get() and ecn_mark(). sys/sys/mbuf.h has no
+ * insert-after, but its m_tag_prepend() is SLIST_INSERT_HEAD on m_pkthdr.tags through m_tag_link.
+ */
+static void
+dualpi2_tag_attach(struct mbuf *m, struct m_tag *mtag)
+{
+	struct m_tag *dn = m_tag_first(m);
+
+	if (dn == NULL)
+		m_tag_prepend(m, mtag);
+	else
+		SLIST_INSERT_AFTER(dn, mtag, m_tag_link);
+}
+
 static int
 dualpi2_enqueue(struct dn_sch_inst *_si, struct dn_queue *q __unused, struct mbuf *m)
 {
@@ -422,7 +481,7 @@ dualpi2_enqueue(struct dn_sch_inst *_si, struct dn_queue *q __unused, struct mbu
 	int64_t now = dualpi2_now_us();
 	int len = m->m_pkthdr.len;
 
-	mtag = m_tag_alloc(MTAG_ABI_COMPAT, DUALPI2_MTAG_TYPE, sizeof(struct dp2_pkt), M_NOWAIT);
+	mtag = m_tag_alloc(DUALPI2_MTAG_COOKIE, DUALPI2_MTAG_TYPE, sizeof(struct dp2_pkt), M_NOWAIT);
 	if (mtag == NULL) {
 		dualpi2_nomem_drops++;
 		dualpi2_stats(si, 0, 1);
@@ -434,7 +493,15 @@ dualpi2_enqueue(struct dn_sch_inst *_si, struct dn_queue *q __unused, struct mbu
 	pkt->len = len;
 	pkt->ctx = m;
 	dualpi2_classify(m, &pkt->ecn, &pkt->flow);
-	m_tag_prepend(m, mtag);
+	dualpi2_tag_attach(m, mtag);
+	/*
+	 * The packet may wait here for a long time, and its receiving interface may be destroyed meanwhile:
+	 * keep (index, generation) instead of the pointer, as dn_enqueue() does for dummynet's own queues,
+	 * and restore it at dequeue as dn_dequeue() (dn_sched.h) does. dummynet_io() hands the packet to
+	 * enqueue() unserialized (ip_dn_io.c).
+	 */
+	if (m->m_pkthdr.rcvif != NULL)
+		m_rcvif_serialize(m);
 
 	dp2_advance(&si->core, now);
 	if (!dp2_enqueue(&si->core, pkt, now, &d)) {
@@ -478,6 +545,13 @@ dualpi2_dequeue(struct dn_sch_inst *_si)
 		if (d.action == DUALPI2_ACTION_MARK && si->core.mode == DP2_MODE_DUALPI2)
 			ecn_mark(m);
 		m_tag_delete(m, ((struct m_tag *)pkt) - 1);
+		if (m->m_pkthdr.rcvif != NULL && __predict_false(m_rcvif_restore(m) == NULL)) {
+			/* the interface it came in on is gone (dn_dequeue() drops these too) */
+			dualpi2_rcvif_drops++;
+			dualpi2_stats(si, 0, 1);
+			FREE_PKT(m);
+			continue;
+		}
 		return (m);
 	}
 }
@@ -507,7 +581,10 @@ dualpi2_new_sched(struct dn_sch_inst *_si)
 	mtx_unlock(&dualpi2_policy_mtx);
 	if (si->policy != NULL && dualpi2_mode == DP2_MODE_DUALPI2)
 		dp2_set_policy(&si->core, &si->policy->pol, dualpi2_policy_every);
-	dualpi2_desc.ref_count++;	/* dummynet holds its lock here; unload is refused while > 0 */
+	/* Under dummynet's lock. unload_dn_sched() (ip_dummynet.c) refuses kldunload with EBUSY while
+	 * ref_count != 0, i.e. only while an instance exists: see README.md on unloading. */
+	dualpi2_desc.ref_count++;
+	dualpi2_instances_created++;
 	return (0);
 }
 
@@ -526,6 +603,7 @@ dualpi2_free_sched(struct dn_sch_inst *_si)
 	si->policy = NULL;
 	mtx_unlock(&dualpi2_policy_mtx);
 	dualpi2_desc.ref_count--;
+	dualpi2_instances_freed++;
 	return (0);
 }
 

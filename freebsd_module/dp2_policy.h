@@ -19,6 +19,9 @@
 #include <stdint.h>
 #include <stddef.h>
 #endif
+#ifndef NULL
+#define NULL ((void *)0)
+#endif
 
 #define DP2_POLICY_MAGIC0	'L'
 #define DP2_POLICY_MAGIC1	'4'

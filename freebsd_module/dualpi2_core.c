@@ -123,12 +123,11 @@ d_fields(const struct dp2_dualpi2 *a, int64_t *f, int q, const struct dp2_pkt *p
     uint64_t prob, int64_t sojourn, int64_t qlen, int64_t qbytes, int action)
 {
 	const struct dp2_params *prm = &a->prm;
-	int64_t tick = prm->tick_us > 0 ? prm->tick_us : 1;
 	const uint64_t *st = a->stats[q];
 	int64_t flags, status;
 
 	flags = (DP2_FLAG_ECN * prm->ecn) | (prm->range_us == 0 ? DP2_FLAG_STEP : 0);
-	if (a->p_cl >= DP2_P_ONE || a->p_c >= prm->p_cmax)
+	if (a->p_cl > DP2_P_ONE)
 		flags |= DP2_FLAG_OVERLOAD;
 	status = (a->p ? DP2_STATUS_PI_ACTIVE : 0) | (a->cq.head ? DP2_STATUS_C_BUSY : 0) |
 	    (a->lq.head ? DP2_STATUS_L_BUSY : 0);
@@ -142,10 +141,10 @@ d_fields(const struct dp2_dualpi2 *a, int64_t *f, int q, const struct dp2_pkt *p
 	f[DUALPI2_F_FLAGS] = flags;
 	f[DUALPI2_F_BURST_ALLOWANCE] = 0;
 	f[DUALPI2_F_DROP_PROBABILITY] = (int64_t)dp2_to_log_prob(prob);
-	f[DUALPI2_F_CURRENT_QUEUE_DELAY] = sojourn - sojourn % tick;
-	f[DUALPI2_F_PREVIOUS_QUEUE_DELAY] = a->prev_q - a->prev_q % tick;
+	f[DUALPI2_F_CURRENT_QUEUE_DELAY] = sojourn;
+	f[DUALPI2_F_PREVIOUS_QUEUE_DELAY] = a->prev_q;
 	f[DUALPI2_F_ACCUMULATED_PROBABILITY] = (int64_t)dp2_to_log_prob(a->p);
-	f[DUALPI2_F_MEASUREMENT_START_TIME] = a->last_update_us - a->last_update_us % tick;
+	f[DUALPI2_F_MEASUREMENT_START_TIME] = a->last_update_us;
 	f[DUALPI2_F_AVERAGE_DEQUEUE_TIME] = 0;
 	f[DUALPI2_F_DEQUEUE_COUNT] = (int64_t)st[0];
 	f[DUALPI2_F_STATUS_FLAGS] = status;
@@ -189,6 +188,7 @@ dp2_init_dualpi2(struct dp2_state *s, const struct dp2_params *prm, uint64_t see
 			a->stats[i][j] = 0;
 		a->marks[i] = a->drops[i] = 0;
 	}
+	/* overflow mode: p' <= 1/k, so k p' never exceeds 1 (Linux calculate_probability) */
 	a->p_max = a->prm.drop_on_overload ? DP2_P_ONE : (DP2_P_ONE << DP2_K_SHIFT) / (uint64_t)a->prm.k_q8;
 	a->policy = NULL;
 	a->policy_every = 0;
@@ -263,6 +263,8 @@ d_enqueue(struct dp2_dualpi2 *a, struct dp2_pkt *pkt, int64_t now_us, struct dp2
 	pkt->t_enq_us = now_us;
 	a->stats[q][1]++;
 	a->stats[q][2] += (uint64_t)length;
+	/* Linux skb_apply_step: the L queue's length before this packet joins it, against min_qlen_step */
+	pkt->apply_step = q ? a->lq.len >= prm->min_qlen_step : 0;
 	q_append(queue, pkt);
 	if (q)
 		a->l_bytes += length;
@@ -324,6 +326,23 @@ ramp_prob(uint64_t x, uint64_t range)
 	return (quo);
 }
 
+/* DualPI2._native_l: p'_L for an L packet leaving 'left' packets behind it. */
+static uint64_t
+d_native_l(const struct dp2_params *prm, int apply_step, int64_t left, int64_t sojourn)
+{
+	if (!(prm->step_semantics == DP2_STEP_LINUX ? apply_step : left > prm->th_len))
+		return (0);
+	if (prm->step_in_packets)
+		return (left > prm->step_packets ? DP2_P_ONE : 0);
+	if (prm->range_us == 0)
+		return (sojourn > prm->step_us ? DP2_P_ONE : 0);
+	if (sojourn >= prm->step_us + prm->range_us)
+		return (DP2_P_ONE);
+	if (sojourn > prm->step_us)
+		return (ramp_prob((uint64_t)(sojourn - prm->step_us), (uint64_t)prm->range_us));
+	return (0);
+}
+
 /* One iteration of DualPI2.dequeue's loop. */
 static struct dp2_pkt *
 d_dequeue_one(struct dp2_dualpi2 *a, int64_t now_us, struct dp2_decision *d)
@@ -331,11 +350,13 @@ d_dequeue_one(struct dp2_dualpi2 *a, int64_t now_us, struct dp2_decision *d)
 	const struct dp2_params *prm = &a->prm;
 	struct dp2_pkt *pkt;
 	int serve_l, q, ecn, action, pi_on, by;
-	int64_t length, qlen, qbytes, sojourn;
+	int64_t length, qlen, qbytes, sojourn, credit_change;
 	uint64_t prob, p_cl, native;
 
 	clear_decision(d, 'D', now_us);
 	if (a->lq.head == NULL && a->cq.head == NULL) {
+		/* Linux dequeue_packet: a dequeue that finds both queues empty resets the credit */
+		a->credit = prm->mtu * (prm->wc - prm->wl);
 		d->p_prime = a->p;
 		return (NULL);
 	}
@@ -354,8 +375,7 @@ d_dequeue_one(struct dp2_dualpi2 *a, int64_t now_us, struct dp2_decision *d)
 		qlen = a->lq.len + 1;
 		qbytes = a->l_bytes;
 		a->l_bytes = qbytes - length;
-		if (a->cq.head != NULL)
-			a->credit += prm->wc * length;
+		credit_change = a->cq.head != NULL ? prm->wc * length : 0;
 		q = DP2_Q_L;
 	} else {
 		pkt = q_popleft(&a->cq);
@@ -363,12 +383,9 @@ d_dequeue_one(struct dp2_dualpi2 *a, int64_t now_us, struct dp2_decision *d)
 		qlen = a->cq.len + 1;
 		qbytes = a->c_bytes;
 		a->c_bytes = qbytes - length;
-		if (a->lq.head != NULL)
-			a->credit -= prm->wl * length;
+		credit_change = a->lq.head != NULL ? -prm->wl * length : 0;
 		q = DP2_Q_C;
 	}
-	if (a->lq.head == NULL && a->cq.head == NULL)
-		a->credit = prm->mtu * (prm->wc - prm->wl);
 	sojourn = now_us - pkt->t_enq_us;
 	ecn = pkt->ecn;
 	/* -------- AQM decision: action and the probability it applied */
@@ -378,19 +395,8 @@ d_dequeue_one(struct dp2_dualpi2 *a, int64_t now_us, struct dp2_decision *d)
 	pi_on = a->l_bytes + a->c_bytes >= prm->min_backlog_bytes;
 	if (q) {
 		p_cl = pi_on ? a->p_cl : 0;
-		if (p_cl < DP2_P_ONE) {
-			/* RFC Th_len: the native AQM only acts when more than th_len packets remain in L */
-			if (qlen - 1 > prm->th_len) {
-				if (prm->range_us == 0)
-					native = sojourn > prm->step_us ? DP2_P_ONE : 0;
-				else if (sojourn >= prm->step_us + prm->range_us)
-					native = DP2_P_ONE;
-				else if (sojourn > prm->step_us)
-					native = ramp_prob((uint64_t)(sojourn - prm->step_us), (uint64_t)prm->range_us);
-				else
-					native = 0;
-			} else
-				native = 0;
+		if (p_cl <= DP2_P_ONE) {	/* overload is k p' > 1 */
+			native = d_native_l(prm, pkt->apply_step, qlen - 1, sojourn);
 			prob = native > p_cl ? native : p_cl;
 			if ((by = d_gate_take(a)) != 0)
 				action = d_ask(a, d->fields, q, pkt, now_us, prob, sojourn, qlen, qbytes);
@@ -411,7 +417,8 @@ d_dequeue_one(struct dp2_dualpi2 *a, int64_t now_us, struct dp2_decision *d)
 		if ((by = d_gate_take(a)) != 0)
 			action = d_ask(a, d->fields, q, pkt, now_us, prob, sojourn, qlen, qbytes);
 		else if (d_roll(a, prob)) {
-			if (ecn == DP2_NOT_ECT || !prm->ecn || prob >= prm->p_cmax)
+			/* Linux dualpi2_classic_marking: overload (k p' > 1) disables ECN */
+			if (ecn == DP2_NOT_ECT || !prm->ecn || a->p_cl > DP2_P_ONE)
 				action = DUALPI2_ACTION_DROP;
 			else
 				action = DUALPI2_ACTION_MARK;
@@ -434,6 +441,8 @@ d_dequeue_one(struct dp2_dualpi2 *a, int64_t now_us, struct dp2_decision *d)
 		a->drops[q]++;
 		return (pkt);
 	}
+	/* Linux dualpi2_qdisc_dequeue: the WRR credit moves only for a packet that is sent */
+	a->credit += credit_change;
 	if (action == DUALPI2_ACTION_MARK) {
 		pkt->ecn = DP2_CE;
 		a->stats[q][4]++;

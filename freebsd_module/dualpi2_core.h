@@ -42,6 +42,8 @@
 
 #define DP2_SCHED_WRR		0
 #define DP2_SCHED_TSFIFO	1
+#define DP2_STEP_LINUX		0	/* step_semantics: Linux's skb_apply_step (min_qlen_step, at enqueue) */
+#define DP2_STEP_RFC_THLEN	1	/* RFC 9332 A.1's Th_len (packets left in L, at dequeue) */
 #define DP2_Q_C			0
 #define DP2_Q_L			1
 
@@ -78,6 +80,7 @@ struct dp2_pkt {
 	int64_t		len;		/* IP length in bytes */
 	int		ecn;		/* ECN field; the core sets DP2_CE when it marks */
 	int64_t		flow;		/* flow id, only logged */
+	int		apply_step;	/* DualPI2, L queue: Linux's skb_apply_step, set by the core at enqueue */
 	void		*ctx;		/* the caller's handle (the mbuf) */
 };
 
@@ -96,9 +99,13 @@ struct dp2_params {
 	int64_t		alpha_mhz;
 	int64_t		beta_mhz;
 	int64_t		k_q8;
-	uint64_t	p_cmax;
+	uint64_t	p_cmax;		/* logged only: overload is k p' > 1 */
+	int64_t		step_semantics;	/* DP2_STEP_LINUX or DP2_STEP_RFC_THLEN */
 	int64_t		step_us;
+	int64_t		step_in_packets;
+	int64_t		step_packets;
 	int64_t		range_us;
+	int64_t		min_qlen_step;
 	int64_t		th_len;
 	int64_t		min_backlog_bytes;
 	int64_t		scheduler;
@@ -110,7 +117,7 @@ struct dp2_params {
 	int64_t		limit_bytes;
 	int64_t		ecn;
 	int64_t		drop_on_overload;
-	int64_t		tick_us;
+	int64_t		tick_us;	/* not used by DualPI2, which logs microseconds: the l4s-pie tick */
 };
 
 /* PieParams (aqm_pie.py), field for field, plus L4sPie's coupling. */

@@ -26,8 +26,8 @@ enum dualpi2_log_field {
 	DUALPI2_F_FLAGS = 7,	/* bits: bit0 ECN enabled, bit1 overload, bit2 step (not ramp) L AQM */
 	DUALPI2_F_BURST_ALLOWANCE = 8,	/* us: always 0 (no burst allowance in DualPI2) */
 	DUALPI2_F_DROP_PROBABILITY = 9,	/* prob: this queue's applied probability: p_C for C, p_L for L (scaled) */
-	DUALPI2_F_CURRENT_QUEUE_DELAY = 10,	/* us: sojourn time of this queue's head packet */
-	DUALPI2_F_PREVIOUS_QUEUE_DELAY = 11,	/* us: queue delay at the previous PI update */
+	DUALPI2_F_CURRENT_QUEUE_DELAY = 10,	/* us: sojourn time of this queue's head packet, in microseconds as measured */
+	DUALPI2_F_PREVIOUS_QUEUE_DELAY = 11,	/* us: the PI's queue delay input at its last update, in microseconds */
 	DUALPI2_F_ACCUMULATED_PROBABILITY = 12,	/* prob: base PI probability p' (scaled) */
 	DUALPI2_F_MEASUREMENT_START_TIME = 13,	/* us: time of the last PI update */
 	DUALPI2_F_AVERAGE_DEQUEUE_TIME = 14,	/* us: not measured, logged as 0 */

@@ -84,8 +84,16 @@ def load_backbone(name: str, layers: int | None = None, *, cache_dir: Path | Non
                 "`huggingface-cli download MODEL --local-dir DIR`, or one of: " + ", ".join(BUILTIN_BACKBONES) + "."
             )
         return _from_pretrained(str(path), name, layers, local_only=True)
+    check_backbone_name(name)
+    return _from_pretrained(name, name, layers, local_only=False)
+
+
+def check_backbone_name(name: str) -> None:
+    """Raise the user error for a backbone name that is neither built in, a folder, nor a hub id (loads nothing)."""
+    if name in BUILTIN_BACKBONES or Path(name).expanduser().exists():
+        return
     if HUB_ID_RE.match(name) and "/" in name or name in _WELL_KNOWN_HUB_IDS:
-        return _from_pretrained(name, name, layers, local_only=False)
+        return
     raise L4stbError(
         f"unknown backbone '{name}'. Use one of {', '.join(BUILTIN_BACKBONES)}, a local folder with a "
         "GPT-2/OPT/Llama/T5 model (config.json + weights), or a Hugging Face hub id such as facebook/opt-125m."

@@ -24,7 +24,7 @@ from l4stb.analysis.packets import ensure_parsed, read_flows, read_packets
 from l4stb.analysis.pool import PoolSplits
 from l4stb.analysis.report import ReportSection, ReportTable, SeriesData, comparison_section, series_metrics
 from l4stb.config import Scenario, Topology
-from l4stb.manifest import Manifest, RepeatRecord, collect_versions, load_manifest, save_manifest
+from l4stb.manifest import Manifest, RepeatRecord, collect_versions, load_manifest, save_manifest, update_manifest
 from l4stb.model.closed_loop_policy import TimedPolicy, feature_extractor
 from l4stb.workspace import Workspace, utc_iso
 
@@ -42,14 +42,31 @@ class SeriesResult:
     wall_s: float
 
 
-def closed_loop_repeats(ws: Workspace, run_id: str, splits: PoolSplits, limit: int) -> list[int]:
-    """The run's test-split repeats (never trained on), else its last ok repeats; at most ``limit``."""
+@dataclass(frozen=True)
+class HeldOut:
+    """The repeats the closed loop simulates: the run's test-split repeats, then fresh seeds after its last repeat."""
+
+    repeats: list[int]
+    trained_on: list[int]
+    """Chosen repeats whose rows the model trained or validated on (empty unless no held-out repeat is left)."""
+    fresh: list[int]
+    """Repeats beyond the run's own, with seeds no training step saw."""
+
+
+def closed_loop_repeats(ws: Workspace, run_id: str, splits: PoolSplits, limit: int) -> HeldOut:
+    """``limit`` repeats the model never trained on: the run's test-split repeats first, then new repeat numbers
+    after the run's last (their seeds come from the scenario, like every repeat's, and were never simulated)."""
     manifest = load_manifest(ws, run_id)
     ok = manifest.ok_repeats() or [int(k) for k in manifest.repeats]
     episodes = getattr(splits.meta, "episodes", None) or []
-    test = sorted({int(e["repeat"]) for e in episodes if e.get("split") == "test" and e.get("run") == run_id})
-    chosen = [r for r in test if r in ok] or ok[-limit:]
-    return chosen[:limit]
+    mine = [e for e in episodes if e.get("run") == run_id]
+    test = sorted({int(e["repeat"]) for e in mine if e.get("split") == "test"} & set(ok))
+    chosen = test[:limit]
+    last = max([int(k) for k in manifest.repeats] or [0])
+    fresh = list(range(last + 1, last + 1 + limit - len(chosen)))
+    trained = sorted({int(e["repeat"]) for e in mine if e.get("split") in ("train", "val", "by-position")}
+                     & set(chosen))
+    return HeldOut(chosen + fresh, trained, fresh)
 
 
 def _series_run(ws: Workspace, source: Manifest, slug: str, repeats: list[int], info: dict) -> str:
@@ -126,44 +143,89 @@ def _policies(splits: PoolSplits, checkpoint: Path, every: tuple[int, ...], seed
         yield slug, f"{name.replace('_', ' ')} every 1", TimedPolicy(name, decide, extract, 1)
 
 
-def _describe(rows: list[dict]) -> str:
-    """Plain sentences on what the comparison shows, computed from the numbers (better and worse alike)."""
-    base = rows[0]
-    out = [f"Every series runs the same scenario with the same seeds (repeats {base['repeats']}); the "
-           f"{base['label']} series is the run itself."]
-    for row in rows[1:]:
-        parts = []
-        for key, what in (("c_p95_ms", "Classic p95 delay"), ("l_p95_ms", "L4S p95 delay")):
-            a, b = base[key], row[key]
-            if math.isfinite(a) and math.isfinite(b):
-                change = "lower (better)" if b < a else "higher (worse)" if b > a else "equal"
-                parts.append(f"{what} {b:.1f} ms vs {a:.1f} ms, {change}")
-        du = row["utilization"] - base["utilization"]
-        parts.append(f"utilisation {row['utilization']:.1%} ({'+' if du >= 0 else ''}{du * 100:.1f} points"
-                     f"{', worse' if du < -0.005 else ''})")
-        parts.append(f"drops {row['drop_share']:.2%} of decisions vs {base['drop_share']:.2%}")
-        if row.get("latency_p50_ms") is not None and math.isfinite(row["latency_p50_ms"]):
-            parts.append(f"decision latency p50 {row['latency_p50_ms']:.3f} ms / p99 {row['latency_p99_ms']:.3f} ms "
-                         f"over {row['decisions']:,} policy decisions")
-        out.append(f"**{row['label']}**: " + "; ".join(parts) + ".")
-    out.append("A policy trained offline on DualPI2's own decisions can at best imitate it; where it scores "
-               "worse above, it mis-predicts the rare drop/mark decisions that keep the queue short, or marks and "
-               "drops too often and costs throughput.")
-    return "\n\n".join(out)
-
-
 def _row(label: str, m: M.RunMetrics, repeats: list[int], result: SeriesResult | None) -> dict:
     c, l_ = m.queues.get("C"), m.queues.get("L")
-    total = sum(q.packets for q in m.queues.values()) or 1
-    drops = sum(q.drops for q in m.queues.values())
     return {"label": label, "repeats": ", ".join(map(str, repeats)),
             "c_p95_ms": c.delay.get(95) if c and c.delay.n else float("nan"),
             "l_p95_ms": l_.delay.get(95) if l_ and l_.delay.n else float("nan"),
-            "utilization": m.utilization.mean, "jain": m.jain.mean, "drop_share": drops / total,
+            "utilization": m.utilization.mean, "jain": m.jain.mean,
+            "c_drop": c.drop_fraction if c else float("nan"), "l_drop": l_.drop_fraction if l_ else float("nan"),
+            "c_mark": c.mark_fraction if c else float("nan"), "l_mark": l_.mark_fraction if l_ else float("nan"),
+            "cc_mbps": {cc: iv.mean for cc, iv in m.cc.items()},
             "latency_p50_ms": result.latency_ms.get("p50") if result else None,
             "latency_p99_ms": result.latency_ms.get("p99") if result else None,
             "decisions": result.decisions if result else 0,
             "run_id": result.run_id if result else None, "wall_s": result.wall_s if result else 0.0}
+
+
+def _fmt_num(x, fmt: str) -> str:
+    return "—" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, fmt)
+
+
+def closed_loop_section(ws: Workspace, run_id: str, record: dict) -> tuple[ReportSection, list[dict]]:
+    """The closed-loop section from the series' saved runs (so `l4stb report` can redraw it without simulating).
+
+    ``record`` is ``manifest.steps["closed_loop"]`` of the source run: the repeats, the repeats the model
+    trained on, and each series' label and run id (the first series is DualPI2).
+    """
+    from l4stb.model.verdicts import compare_series, summary_sentence
+
+    repeats = [int(r) for r in record["repeats"]]
+    series: dict[str, SeriesData] = {}
+    results: dict[str, SeriesResult] = {}
+    for entry in record["series"]:
+        if not ws.manifest_file(entry["run_id"]).is_file():
+            raise FileNotFoundError(entry["run_id"])
+        series[entry["label"]] = _series_data(ws, entry["run_id"])
+        m = load_manifest(ws, entry["run_id"])
+        info = m.steps.get("closed_loop", {})
+        lat = info.get("policy_latency_ms") or {}
+        results[entry["label"]] = SeriesResult(entry["label"], entry["run_id"], int(info.get("every", 0) or 0), lat,
+                                               int(lat.get("n", 0) or info.get("decisions", 0) or 0),
+                                               float(m.timings.get("run_wall_s", 0.0) or 0.0))
+    source = load_manifest(ws, run_id)
+    rate = Scenario.model_validate(source.scenario).bottleneck.rate
+    metrics = series_metrics(series, rate)
+    labels = list(series)
+    base_label = labels[0]
+    ccs = sorted(set.intersection(*[set(m.cc) for m in metrics.values()])) if metrics else []
+    verdicts = {lab: compare_series(metrics[base_label], metrics[lab], ccs) for lab in labels[1:]}
+    rows = [_row(lab, metrics[lab], repeats, results.get(lab) if lab != base_label else None) for lab in labels]
+    for row in rows[1:]:
+        row["verdicts"] = {v.metric.key: v.word for v in verdicts[row["label"]]}
+
+    fresh = [int(r) for r in record.get("fresh", [])]
+    intro = [f"Every series runs scenario `{source.scenario.get('name')}` on the same seeds: repeats "
+             f"{', '.join(map(str, repeats))}"
+             + (f" ({', '.join(map(str, fresh))} are new seeds after the run's last repeat)" if fresh else "")
+             + f". {base_label} is the AQM alone; each other series lets the policy decide every N-th packet and "
+             "DualPI2 the rest. Verdicts compare each series with DualPI2 repeat by repeat (paired, 95% t-interval) "
+             f"and need at least 3 paired repeats; below that they read \"too few repeats to tell\"."]
+    trained = [int(r) for r in record.get("trained_on", [])]
+    if trained:
+        intro.append(f"**Repeat(s) {', '.join(map(str, trained))} of this closed loop were in the model's training "
+                     "or validation data: on them it replays what it learned from, so its numbers there flatter it.**")
+    intro += [summary_sentence(lab, verdicts[lab]) for lab in labels[1:]]
+    fig_dir = ws.run_dir(run_id) / "closed-loop" / "figures"  # copied into the report by render_report
+    section = comparison_section("Closed loop: learned policy vs DualPI2", series, fig_dir, rate_bps=rate,
+                                 intro="\n\n".join(intro), name="closed_loop", metrics=metrics)
+    cc_cols = [f"{cc} Mbit/s" for cc in ccs]
+    table = ReportTable(
+        ["series", "C p95 (ms)", "L p95 (ms)", "utilisation", *cc_cols, "Jain", "C drop", "C mark", "L drop",
+         "L mark", "policy decisions", "latency p50 (ms)", "latency p99 (ms)", "run"],
+        [[r["label"], _fmt_num(r["c_p95_ms"], ".2f"), _fmt_num(r["l_p95_ms"], ".2f"), _fmt_num(r["utilization"], ".1%"),
+          *[_fmt_num(r["cc_mbps"].get(cc), ".2f") for cc in ccs], _fmt_num(r["jain"], ".3f"),
+          _fmt_num(r["c_drop"], ".2%"), _fmt_num(r["c_mark"], ".2%"), _fmt_num(r["l_drop"], ".2%"),
+          _fmt_num(r["l_mark"], ".2%"), f"{r['decisions']:,}", _fmt_num(r["latency_p50_ms"], ".3f"),
+          _fmt_num(r["latency_p99_ms"], ".3f"), r["run_id"] or "—"] for r in rows],
+        caption="Closed-loop series: delays pooled over the repeats, the rest means of repeats; latency is the "
+                "policy's own decision time")
+    verdict_rows = [[lab, v.metric.label, v.sentence().split(": ")[-1], v.sentence().rsplit(": ", 1)[0]]
+                    for lab in labels[1:] for v in verdicts[lab]]
+    verdict_table = ReportTable(["series", "metric", "verdict", "numbers (series vs DualPI2)"], verdict_rows,
+                                caption="Verdict per metric (paired over repeats; 95% t-interval of the difference)")
+    section.tables = [table, verdict_table, *section.tables]
+    return section, rows
 
 
 def run_closed_loop(ws: Workspace, run_id: str, splits: PoolSplits, report, job, *,
@@ -174,34 +236,25 @@ def run_closed_loop(ws: Workspace, run_id: str, splits: PoolSplits, report, job,
         console.print(f"[yellow]closed loop skipped[/]: run {run_id} is a {source.kind} run on the {source.provider} "
                       "provider; the closed loop replays a sim run's scenario and seeds.")
         return None, []
-    repeats = closed_loop_repeats(ws, run_id, splits, job.closed_loop_repeats)
+    held = closed_loop_repeats(ws, run_id, splits, job.closed_loop_repeats)
+    repeats = held.repeats
     every = tuple(job.policy_every) or DEFAULT_EVERY
-    scenario = Scenario.model_validate(source.scenario)
-    rate = scenario.bottleneck.rate
-    series = {"DualPI2": _series_data(ws, run_id, repeats)}
-    results: dict[str, SeriesResult] = {}
-    console.print(f"closed loop on repeats {repeats} of {run_id}: L4S-LLM every {', '.join(map(str, every))} packets, "
-                  "and the learned baselines, against DualPI2 on the same seeds")
+    console.print(f"closed loop on repeats {repeats} of {run_id}"
+                  + (f" ({', '.join(map(str, held.fresh))} with new seeds)" if held.fresh else "")
+                  + f": L4S-LLM every {', '.join(map(str, every))} packets, and the learned baselines, against "
+                  "DualPI2 on the same seeds")
+    entries = []
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[what]}"),
                   TimeElapsedColumn(), console=console) as progress:
+        base_run = _series_run(ws, source, "dualpi2", repeats, {"policy": "DualPI2", "every": 0})
+        _simulate_series(ws, base_run, None, progress)
+        entries.append({"label": "DualPI2", "run_id": base_run})
         for slug, label, policy in [*_policies(splits, report.checkpoint_dir, every, seed=0), *extra_policies]:
             cl_run = _series_run(ws, source, slug, repeats, {"policy": label, "every": policy.every,
                                                              "checkpoint": str(report.checkpoint_dir)})
-            wall = _simulate_series(ws, cl_run, policy, progress)
-            result = SeriesResult(label, cl_run, policy.every, policy.latency_ms(), len(policy.latencies_s), wall)
-            series[label] = _series_data(ws, cl_run)
-            results[label] = result
-    metrics = series_metrics(series, rate)
-    rows = [_row(label, m, repeats, results.get(label)) for label, m in metrics.items()]
-    fig_dir = ws.report_dir(run_id) / "figures" / "closed_loop"
-    section = comparison_section("Closed loop: learned policy vs DualPI2", series, fig_dir, rate_bps=rate,
-                                 intro=_describe(rows), name="closed_loop", metrics=metrics)
-    table = ReportTable(
-        ["series", "C p95 (ms)", "L p95 (ms)", "utilisation", "drops", "policy decisions", "latency p50 (ms)",
-         "latency p99 (ms)", "run"],
-        [[r["label"], f"{r['c_p95_ms']:.2f}", f"{r['l_p95_ms']:.2f}", f"{r['utilization']:.1%}", f"{r['drop_share']:.2%}",
-          f"{r['decisions']:,}", "-" if r["latency_p50_ms"] is None else f"{r['latency_p50_ms']:.3f}",
-          "-" if r["latency_p99_ms"] is None else f"{r['latency_p99_ms']:.3f}", r["run_id"] or run_id] for r in rows],
-        caption="Closed-loop series: delays pooled over the repeats; latency is the policy's own decision time")
-    section.tables = [table, *section.tables]
-    return section, rows
+            _simulate_series(ws, cl_run, policy, progress)
+            entries.append({"label": label, "run_id": cl_run})
+    record = {"status": "done", "finished": utc_iso(), "repeats": repeats, "fresh": held.fresh,
+              "trained_on": held.trained_on, "series": entries}
+    update_manifest(ws, run_id, lambda m: m.steps.__setitem__("closed_loop", record))
+    return closed_loop_section(ws, run_id, record)

@@ -37,7 +37,7 @@ class TrainJob:
     closed_loop: bool = True
     policy_every: tuple[int, ...] = ()
     name: str | None = None
-    closed_loop_repeats: int = 2
+    closed_loop_repeats: int = 3
     distill: bool = True
 
     @property
@@ -67,6 +67,10 @@ class JobOutcome:
         m = self.metrics
         test, base = m.get("test", {}), m.get("baselines", {})
         lines = [f"[green]done[/] in {self.wall_s:.0f} s. Model: {self.model_dir}"]
+        f1, f1_forward = test.get("macro_f1"), base.get("always_forward", {}).get("macro_f1")
+        if f1 is not None and f1_forward is not None and f1 < f1_forward:
+            lines.insert(0, f"[bold red]the model is worse than always-forward[/] on the held-out test split "
+                            f"(macro-F1 {f1:.3f} vs {f1_forward:.3f}): it has not learned the drop/mark decisions.")
         if self.report:
             lines.append(f"report: [bold]{self.report}[/]")
         lines.append(
@@ -86,8 +90,13 @@ class JobOutcome:
                          f"LLM {d['agreement_with_teacher']:.1%}, test macro-F1 {d['test']['macro_f1']:.3f}, "
                          + (f"{c_ns:.0f} ns per decision in C" if c_ns is not None else "no C compiler for its latency"))
         for row in self.closed_loop:
+            verdicts = row.get("verdicts") or {}
+            worse = sorted(k for k, w in verdicts.items() if w.startswith("worse"))
             lines.append(f"closed loop {row['label']}: C p95 {row['c_p95_ms']:.1f} ms, L p95 {row['l_p95_ms']:.1f} ms, "
-                         f"utilisation {row['utilization']:.1%}")
+                         f"utilisation {row['utilization']:.1%}, Jain {row['jain']:.3f}"
+                         + (f"; worse than DualPI2 on {', '.join(worse)}" if worse else "")
+                         + ("; too few repeats to tell" if verdicts and all(w.startswith("too few") for w in verdicts.values())
+                            else ""))
         return "\n".join(lines)
 
 
@@ -129,11 +138,36 @@ def _resolve_pool(ws: Workspace, spec: str) -> Path:
                      "with `l4stb pool import FILE.pkl`, or train from runs with --run.")
 
 
+def validate_job(job: TrainJob):
+    """Check every option before anything is fetched, parsed or built; return the validated TrainConfig."""
+    from l4stb.analysis.pool_build import get_reward, preset_features
+    from l4stb.model.backbones import check_backbone_name
+
+    check_backbone_name(job.backbone)
+    if job.layers is not None and job.layers < 1:
+        raise L4stbError(f"--layers must be at least 1 (got {job.layers}); leave it out to keep every block.")
+    if job.max_train_windows is not None and job.max_train_windows < 0:
+        raise L4stbError(f"--max-train-windows must be 0 (no cap) or positive, got {job.max_train_windows}.")
+    bad_every = [n for n in job.policy_every if n < 1]
+    if bad_every:
+        raise L4stbError(f"--policy-every must be at least 1 (the policy decides every N-th packet), got {bad_every[0]}.")
+    if job.closed_loop_repeats < 1:
+        raise L4stbError(f"--closed-loop-repeats must be at least 1, got {job.closed_loop_repeats}.")
+    if job.name is not None:
+        from l4stb.workspace import validate_name
+
+        validate_name(job.name, "model name (--name)")
+    if not job.pool:
+        preset_features(job.preset)
+        get_reward(job.reward)
+    return _train_config(job).validated()
+
+
 def train_and_report(ws: Workspace, job: TrainJob, *, console: Console) -> JobOutcome:
     from l4stb.model.run import train_and_evaluate
 
     t0 = time.perf_counter()
-    cfg = _train_config(job)
+    cfg = validate_job(job)
     run_id: str | None = None
     if job.pool:
         if job.run_ids or job.test_runs:

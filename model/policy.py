@@ -117,7 +117,7 @@ class L4SPolicyModel(nn.Module):
         return self.embed_ln(x)
 
     def _backbone(self, x: torch.Tensor, past=None, use_cache: bool = False):
-        return self.backbone(inputs_embeds=x, past_key_values=past, use_cache=use_cache)
+        return self.backbone(inputs_embeds=x, use_cache=use_cache, **({CACHE_ARG: past} if past is not None else {}))
 
     def _state_positions(self, s: int) -> torch.Tensor:
         t = self.cfg.tokens_per_step
@@ -135,7 +135,7 @@ class L4SPolicyModel(nn.Module):
     def prefill(self, returns: torch.Tensor, states: torch.Tensor, actions: torch.Tensor):
         """Cache for the complete steps of a window, all tokens except the last action (fed by the next decode)."""
         x = self.embed(returns, states, actions)[:, :-1]
-        return self._backbone(x, use_cache=True).past_key_values
+        return _cache_of(self._backbone(x, use_cache=True))
 
     @torch.inference_mode()
     def decode(self, past, returns: torch.Tensor, states: torch.Tensor, actions: torch.Tensor):
@@ -151,7 +151,23 @@ class L4SPolicyModel(nn.Module):
         end = (s - 1 - first) * t + self.cfg.n_features + 1
         new = x[:, end - self.cfg.n_features - 1 - (1 if s > 1 else 0):end]
         out = self._backbone(new, past=past, use_cache=True)
-        return self.head(out.last_hidden_state[:, -1]), out.past_key_values
+        return self.head(out.last_hidden_state[:, -1]), _cache_of(out)
+
+
+def _supported_cache_arg() -> str:
+    """The KV-cache argument and output name of the installed transformers: ``cache`` where it replaced
+    ``past_key_values`` (transformers/utils/generic.py: ``_BCCacheNameMeta`` maps the old name and warns that it
+    goes away in 5.40), else ``past_key_values`` (4.x)."""
+    from transformers.utils import generic
+
+    return "cache" if hasattr(generic, "_BCCacheNameMeta") else "past_key_values"
+
+
+CACHE_ARG = _supported_cache_arg()
+
+
+def _cache_of(out):
+    return getattr(out, CACHE_ARG)
 
 
 def build_model(cfg: PolicyConfig, backbone: Backbone | None = None) -> L4SPolicyModel:

@@ -108,6 +108,15 @@ def _f(x, digits: int = 3) -> str:
     return "-" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:.{digits}f}"
 
 
+def _counts(counts) -> str:
+    """``{'forward': 9800, 'drop': 50}`` -> ``forward 9,800, drop 50`` (no raw dict in the report)."""
+    if isinstance(counts, dict):
+        return ", ".join(f"{k} {int(v):,}" for k, v in counts.items()) or "none"
+    if isinstance(counts, (list, tuple)):
+        return ", ".join(f"{name} {int(v):,}" for name, v in zip(ACTION_NAMES, counts))
+    return str(counts)
+
+
 def model_sections(metrics: dict, history: list[dict], fig_dir: Path) -> list[ReportSection]:
     fig_dir = Path(fig_dir)
     fig_dir.mkdir(parents=True, exist_ok=True)
@@ -123,8 +132,8 @@ def model_sections(metrics: dict, history: list[dict], fig_dir: Path) -> list[Re
         f"{params.get('total', 0):,}. Trained {metrics.get('epochs_run')} epochs in {metrics.get('train_seconds', 0):.1f} s "
         f"on {data.get('train_rows', 0):,} rows ({data.get('train_windows', 0):,} windows); the checkpoint is the epoch "
         f"with the best validation macro-F1 (epoch {int(metrics.get('best_epoch', -1)) + 1}). All numbers below are "
-        f"measured on the held-out test split ({data.get('test_rows', 0):,} rows, actions "
-        f"{data.get('test_action_counts', {})}), which no training step saw. The classes are very unbalanced, so "
+        f"measured on the held-out test split ({data.get('test_rows', 0):,} rows; actions "
+        f"{_counts(data.get('test_action_counts', {}))}), which no training step saw. The classes are very unbalanced, so "
         "read macro-F1 and balanced accuracy, not accuracy."
     )
     out.append(ReportSection("Model training", markdown=intro,
@@ -152,10 +161,11 @@ def model_sections(metrics: dict, history: list[dict], fig_dir: Path) -> list[Re
         tables=[ReportTable(cols, rows, caption="Test-split metrics (per-class precision/recall)")], figures=figs))
 
     lat, mem = metrics.get("latency_ms", {}), metrics.get("memory", {})
-    cost_rows = [[mode, f"{c.get('trainable', 0):,}", f"{c.get('total', 0):,}", _f(c.get("peak_mb"), 0),
-                  _f(c.get("train_seconds_per_epoch") or c.get("seconds_per_step"), 3)]
-                 for mode, c in metrics.get("cost", {}).items()]
-    cost_rows += [[name, f"{t:,}", f"{tot:,}", "-", "-"] for name, (t, tot) in PAPER_TRAINABLE.items()]
+    # Like with like: both modes from the same probe (same batches, same number of optimizer steps, same unit).
+    cost_rows = [[mode.replace("_", " "), f"{c.get('trainable', 0):,}", f"{c.get('total', 0):,}",
+                  _f(c.get("probe_peak_mb"), 0), _f(c.get("probe_seconds_per_step"), 4), c.get("probe_steps", "-")]
+                 for mode, c in metrics.get("cost", {}).items() if c.get("probe_seconds_per_step") is not None]
+    cost_rows += [[name, f"{t:,}", f"{tot:,}", "-", "-", "-"] for name, (t, tot) in PAPER_TRAINABLE.items()]
     out.append(ReportSection(
         "Cost: latency, throughput, memory",
         markdown=(f"Decision latency at batch 1 with incremental KV-cache inference over the sliding window: p50 "
@@ -163,8 +173,10 @@ def model_sections(metrics: dict, history: list[dict], fig_dir: Path) -> list[Re
                   f"Batched: {metrics.get('decisions_per_s', 0):,.0f} decisions/s. Peak memory while training "
                   f"{_f(mem.get('peak_mb'), 0)} MB ({mem.get('kind', 'RSS on CPU / max allocated on GPU')}). "
                   "Rows marked (paper) are the original authors' reported numbers, not measured here."),
-        tables=[ReportTable(["configuration", "trainable params", "total params", "peak MB", "s per epoch / step"],
-                            cost_rows, caption="LoRA vs full fine-tuning, this run and the paper")],
+        tables=[ReportTable(["configuration", "trainable params", "total params", "probe peak MB",
+                             "probe s per optimizer step", "probe steps"], cost_rows,
+                            caption="LoRA vs full fine-tuning on the same probe (same batches and steps); "
+                                    "rows marked (paper) give only the paper's parameter counts")],
         figures=[("Decision latency and training memory; grey bars are the paper's reported numbers.",
                   save_figure(cost_figure(metrics), fig_dir / "cost").png)]))
     return out

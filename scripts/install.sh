@@ -9,7 +9,7 @@ TORCH_PIN="torch==2.13.0"   # exact pin: the CPU wheel; an unpinned torch pulls 
 
 if [ "${L4STB_NO_APT:-0}" != 1 ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   need=()
-  for pkg in vagrant openssh-server openssh-client gcc bzip2 xz-utils git; do
+  for pkg in vagrant openssh-server openssh-client gcc bzip2 xz-utils git libck-dev shellcheck; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
   done
   if [ ${#need[@]} -gt 0 ]; then

@@ -21,11 +21,38 @@ DEFAULT_WORKDIR = "./l4stb-work"
 
 class Ctx:
     def __init__(self, workdir: str, verbose: bool):
-        self.ws = Workspace.at(workdir)
+        self.workdir = workdir
         self.verbose = verbose
+
+    @property
+    def ws(self) -> Workspace:
+        return Workspace.at(self.workdir)
+
+    def reading(self, command: str):
+        """The lock for a command that only reads, unless the workdir does not exist: then there is nothing to
+        protect, and a read-only command must not create the folder or its lock file."""
+        from contextlib import nullcontext
+
+        return self.ws.locked(command) if self.ws.root.is_dir() else nullcontext()
 
 
 pass_ctx = click.make_pass_decorator(Ctx)
+
+
+def _subcommand_workdir(ctx: click.Context, _param, value: str | None) -> None:
+    if value is not None:
+        ctx.ensure_object(Ctx).workdir = value
+
+
+def _workdir_everywhere(group: click.Group) -> None:
+    """`--workdir` after the subcommand as well as before it (the README promises every command takes it)."""
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            _workdir_everywhere(command)
+        elif not any(p.name == "workdir" for p in command.params):
+            command.params.append(click.Option(["--workdir"], type=click.Path(file_okay=False), default=None,
+                                               expose_value=False, callback=_subcommand_workdir,
+                                               help="Workdir (same as the global --workdir)."))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -80,6 +107,11 @@ def up(c: Ctx, provider: str, topology: str, dry_run: bool) -> None:
         info.save(c.ws)
     console.print(f"[green]testbed up[/]: provider [bold]{provider}[/], topology [bold]{topo.name}[/], "
                   f"hosts {', '.join(info.hosts)}; workdir {c.ws.root}")
+    if provider == "vagrant":  # a real testbed proves itself before any data is taken from it
+        from l4stb.check import run_check
+
+        with c.ws.locked("check"):
+            _print_check(run_check(c.ws))
 
 
 @cli.command()
@@ -95,6 +127,28 @@ def down(c: Ctx, destroy: bool) -> None:
         get_provider(info.provider, c.ws).down(destroy=destroy)
         c.ws.testbed_file.unlink()
     console.print(f"testbed ({info.provider}, {info.topology}) is down" + (" and destroyed" if destroy else ""))
+
+
+@cli.command()
+@click.option("--scenario", "scenario_name", default=None,
+              help="Judge against this scenario's AQM, kern.hz, ECN and logging (default dctcp-8mbps).")
+@pass_ctx
+def check(c: Ctx, scenario_name: str | None) -> None:
+    """Self-check the testbed: a 5 s DCTCP flow through the bottleneck, then AQM, kern.hz, logs, CE and ECN."""
+    from l4stb.check import run_check
+
+    with c.ws.locked("check"):
+        result = run_check(c.ws, scenario_name)
+    _print_check(result)
+
+
+def _print_check(result) -> None:
+    table = Table(title="l4stb check: all passed")
+    table.add_column("check")
+    table.add_column("seen")
+    for what, detail in result.passed:
+        table.add_row(what, detail)
+    console.print(table)
 
 
 @cli.command()
@@ -180,11 +234,16 @@ def scenarios() -> None:
 @click.option("--executor", type=click.Choice(["local", "dask", "ray"]), default="local", show_default=True,
               help="Where sweep runs execute (dask/ray need a cluster address in DASK_SCHEDULER_ADDRESS/RAY_ADDRESS).")
 @click.option("--dry-run", is_flag=True, help="Print the per-host plan (or the sweep's combinations) and run nothing.")
+@click.option("--provider", "plan_provider", type=click.Choice(["sim", "vagrant"]), default=None,
+              help="With --dry-run: show this provider's plan (default: the testbed that is up, else sim).")
 @pass_ctx
-def run(c: Ctx, scenario_name, repeats, seed, overrides, sweeps, resume, jobs, executor, dry_run) -> None:
+def run(c: Ctx, scenario_name, repeats, seed, overrides, sweeps, resume, jobs, executor, dry_run, plan_provider) -> None:
     """Run a scenario's repeats on the testbed that is up."""
     from l4stb import runner
 
+    if plan_provider and not dry_run:
+        raise L4stbError("--provider goes with --dry-run (to see a provider's plan); a run uses the testbed that is "
+                         "up (`l4stb up --provider ...`).")
     overrides = list(overrides)
     if repeats is not None:
         overrides.append(f"repeats={repeats}")
@@ -199,19 +258,27 @@ def run(c: Ctx, scenario_name, repeats, seed, overrides, sweeps, resume, jobs, e
                   jobs=jobs, executor=executor)
         return
     if resume:
+        from l4stb.manifest import load_manifest
+
         run_id = c.ws.resolve_run(None if resume == "__latest__" else resume)
         with c.ws.locked("run --resume"):
+            manifest = load_manifest(c.ws, run_id)
+            if manifest.status == "complete" and not manifest.pending_repeats():
+                console.print(f"run {run_id} is complete ({len(manifest.ok_repeats())} repeats ok): nothing to do, "
+                              "its manifest is unchanged.")
+                return
             result = runner.execute(c.ws, run_id, jobs=jobs)
         _print_run_result(result)
         return
     if not scenario_name:
         raise L4stbError("`l4stb run` needs --scenario NAME (see `l4stb scenarios`), or --resume RUN_ID.")
     if dry_run:
-        console.print(runner.plan_run(c.ws, scenario_name, overrides).render(), markup=False, soft_wrap=True)
+        console.print(runner.plan_run(c.ws, scenario_name, overrides, provider=plan_provider).render(), markup=False,
+                      soft_wrap=True)
         return
     with c.ws.locked("run"):
         testbed, topology, scenario = runner.resolve(c.ws, scenario_name, overrides)
-        manifest = runner.start_run(c.ws, scenario, topology, testbed)
+        manifest = runner.start_run(c.ws, scenario, topology, testbed, overrides=overrides)
         console.print(f"run [bold]{manifest.run_id}[/]: {scenario.repeats} x {scenario.duration / 1e6:.0f} s on the "
                       f"{testbed.provider} testbed")
         result = runner.execute(c.ws, manifest.run_id, jobs=jobs)
@@ -222,25 +289,36 @@ def _print_run_result(result) -> None:
     color = "green" if result.status == "complete" else "yellow"
     console.print(f"[{color}]{result.status}[/]: run {result.run_id}, {len(result.ok)} repeats ok"
                   + (f", {len(result.failed)} failed ({', '.join(map(str, result.failed))})" if result.failed else "")
-                  + f", {result.wall_s:.1f} s wall. Next: `l4stb fetch-logs`.")
+                  + f", {result.wall_s:.1f} s wall. Next: `l4stb fetch-logs --run {result.run_id}`.")
     if result.status != "complete":
         console.print(f"re-run the missing repeats with `l4stb run --resume {result.run_id}`")
 
 
 @cli.command("fetch-logs")
-@click.option("--run", "run_id", default=None, help="Run id (default: the latest run).")
+@click.option("--run", "run_ids", multiple=True, help="Run id (repeatable; default: the latest run).")
+@click.option("--sweep", "sweep_id", default=None, is_flag=False, flag_value="",
+              help="Fetch every run of this sweep (default with no id: the latest sweep).")
+@click.option("--all", "all_runs", is_flag=True, help="Fetch every run in the workdir that is not fetched yet.")
 @click.option("--clean-remote", is_flag=True, help="Delete the run's files on the hosts after a verified fetch.")
 @pass_ctx
-def fetch_logs(c: Ctx, run_id: str | None, clean_remote: bool) -> None:
+def fetch_logs(c: Ctx, run_ids, sweep_id, all_runs, clean_remote: bool) -> None:
     """Pull the router logs and iperf3 JSON of a run, verified by sha256, into runs/<id>/raw/."""
     from l4stb.analysis.fetch import fetch_run
+    from l4stb.run_selection import select_runs
 
     with c.ws.locked("fetch-logs"):
-        run_id = c.ws.resolve_run(run_id)
-        result = fetch_run(c.ws, run_id, clean_remote=clean_remote)
-    console.print(f"[green]fetched[/] {result.files} files ({result.bytes / 1e6:.1f} MB, {result.new} new, "
-                  f"{result.skipped} already there) into {c.ws.raw_dir(run_id)}. Next: `l4stb summary` or "
-                  "`l4stb train-and-report`.")
+        targets = select_runs(c.ws, run_ids, sweep_id, all_runs=all_runs, kinds=("run",))
+        for run_id in targets:
+            result = fetch_run(c.ws, run_id, clean_remote=clean_remote)
+            console.print(f"[green]fetched[/] {run_id}: {result.files} files ({result.bytes / 1e6:.1f} MB, "
+                          f"{result.new} new, {result.skipped} already there) into {c.ws.raw_dir(run_id)}.")
+    if sweep_id is not None:
+        console.print("Next: `l4stb summary --sweep" + (f" {sweep_id}`" if sweep_id else "`")
+                      + " or `l4stb report --sweep" + (f" {sweep_id}`." if sweep_id else "`."))
+    elif len(targets) == 1:
+        console.print(f"Next: `l4stb summary --run {targets[0]}` or `l4stb train-and-report --run {targets[0]}`.")
+    else:
+        console.print(f"Next: `l4stb compare {' '.join(targets[:4])}` or `l4stb summary --run ID`.")
 
 
 @cli.command("import-logs")
@@ -260,34 +338,74 @@ def import_logs(c: Ctx, router_logs, iperf3_files, name) -> None:
 
 
 @cli.command()
-@click.option("--run", "run_id", default=None, help="Run id (default: the latest run).")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
+@click.option("--run", "run_ids", multiple=True, help="Run id (repeatable; default: the latest run).")
+@click.option("--sweep", "sweep_id", default=None, is_flag=False, flag_value="",
+              help="One table over a sweep's runs (default with no id: the latest sweep).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (a list of them for several runs).")
 @pass_ctx
-def summary(c: Ctx, run_id: str | None, as_json: bool) -> None:
-    """Queue delay, throughput, utilisation and fairness of a run, per repeat and overall."""
+def summary(c: Ctx, run_ids, sweep_id, as_json: bool) -> None:
+    """Queue delay, throughput, utilisation, fairness, overload and coexistence of a run, per repeat and overall."""
+    import json
+
     from l4stb.analysis.summary import print_summary, summarize
 
-    with c.ws.locked("summary"):
-        run_id = c.ws.resolve_run(run_id)
-        result = summarize(c.ws, run_id)
-    if as_json:
-        import json
+    if sweep_id is not None:
+        from l4stb.analysis.sweep_report import print_sweep_table, sweep_table
 
-        click.echo(json.dumps(result.to_json(), indent=2))
-    else:
+        with c.reading("summary --sweep"):
+            table = sweep_table(c.ws, sweep_id or None)
+        if as_json:
+            click.echo(json.dumps(table.to_json(), indent=2))
+        else:
+            print_sweep_table(table, console)
+        return
+    with c.reading("summary"):
+        ids = [c.ws.resolve_run(r) for r in run_ids] if run_ids else [c.ws.resolve_run(None)]
+        results = [summarize(c.ws, r) for r in ids]
+    if as_json:
+        out = [r.to_json() for r in results]
+        click.echo(json.dumps(out[0] if len(out) == 1 else out, indent=2))
+        return
+    for result in results:
         print_summary(result, console)
+    if len(results) > 1:
+        console.print(f"Overlay them in one report: `l4stb compare {' '.join(ids)}`.")
 
 
 @cli.command()
-@click.option("--run", "run_id", default=None, help="Run id (default: the latest run).")
+@click.option("--run", "run_ids", multiple=True, help="Run id (default: the latest run); several make a comparison.")
+@click.option("--sweep", "sweep_id", default=None, is_flag=False, flag_value="",
+              help="A report over a sweep's runs (default with no id: the latest sweep).")
+@click.option("--repeat", type=int, default=None, help="The repeat the time-series figures show (default: the first).")
+@click.option("--window", default=None, metavar="START:END",
+              help="Zoom the time-series figures to START:END seconds of the repeat, e.g. 10:12.")
+@click.option("--bin", "bin_ms", type=float, default=100.0, show_default=True,
+              help="Bin of the router-side per-flow throughput (ms).")
 @pass_ctx
-def report(c: Ctx, run_id: str | None) -> None:
-    """Render runs/<id>/report/index.html, summary.md and the figures."""
-    from l4stb.analysis.report import render_report
+def report(c: Ctx, run_ids, sweep_id, repeat, window, bin_ms) -> None:
+    """Render runs/<id>/report/index.html, summary.md and the figures (with the model sections of a trained run)."""
+    from l4stb.analysis.report import TimeseriesView, render_report
 
+    view = TimeseriesView.from_options(repeat, window, bin_ms)
+    if sweep_id is not None:
+        from l4stb.analysis.sweep_report import render_sweep_report
+
+        with c.ws.locked("report --sweep"):
+            path = render_sweep_report(c.ws, sweep_id or None)
+        console.print(f"[green]sweep report[/]: {path}")
+        return
+    if len(run_ids) > 1:
+        from l4stb.analysis.compare import render_compare_report
+
+        with c.ws.locked("report"):
+            path = render_compare_report(c.ws, [c.ws.resolve_run(r) for r in run_ids], labels=())
+        console.print(f"[green]comparison report[/] of {len(run_ids)} runs: {path}")
+        return
     with c.ws.locked("report"):
-        run_id = c.ws.resolve_run(run_id)
-        path = render_report(c.ws, run_id)
+        run_id = c.ws.resolve_run(run_ids[0] if run_ids else None)
+        from l4stb.model.saved_sections import saved_model_sections
+
+        path = render_report(c.ws, run_id, saved_model_sections(c.ws, run_id), view=view)
     console.print(f"[green]report[/]: {path}")
 
 
@@ -309,13 +427,16 @@ def report(c: Ctx, run_id: str | None) -> None:
 @click.option("--policy-every", type=int, multiple=True, help="Closed loop: the policy decides every N-th packet.")
 @click.option("--distill/--no-distill", default=True, show_default=True,
               help="Distil the model into the integer decision tree the router runs (see `l4stb distill`).")
+@click.option("--closed-loop-repeats", type=int, default=3, show_default=True,
+              help="Closed loop: held-out repeats per series (verdicts need at least 3).")
 @click.option("--name", default=None, help="Model name (default: the backbone name).")
 @pass_ctx
 def train_and_report(c: Ctx, **options) -> None:
     """Logs -> experience pool -> LLM fine-tune (LoRA) -> evaluation -> closed loop -> HTML report."""
-    from l4stb.model.job import TrainJob, train_and_report as do_job
+    from l4stb.model.job import TrainJob, train_and_report as do_job, validate_job
 
     job = TrainJob(**options)
+    validate_job(job)  # every option before the lock, a fetch or a parse
     with c.ws.locked("train-and-report"):
         outcome = do_job(c.ws, job, console=console)
     console.print(outcome.headline())
@@ -345,14 +466,19 @@ def pool_import(c: Ctx, file: str, name: str | None) -> None:
                   f"into {folder}. Train on it: `l4stb train-and-report --pool {name}`.")
 
 
-from l4stb.cli_distill import distill as _distill  # noqa: E402 - its own module, registered here
+from l4stb import cli_analysis, cli_distill  # noqa: E402  (compare, export, plot; distill: their own modules)
 
-cli.add_command(_distill)
+for _command in (cli_analysis.compare, cli_analysis.export, cli_analysis.plot, cli_distill.distill):
+    cli.add_command(_command)
+_workdir_everywhere(cli)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors print one paragraph and exit 2; bugs show a traceback with -v."""
     args = sys.argv[1:] if argv is None else argv
+    from l4stb.manifest import record_command
+
+    record_command(args)
     verbose = "-v" in args or "--verbose" in args
     try:
         cli.main(args=args, prog_name="l4stb", standalone_mode=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
@@ -36,7 +37,9 @@ from l4stb.units import (
     parse_size_bytes,
 )
 
-CC_NAMES = ("cubic", "newreno", "dctcp", "prague")
+CC_NAMES = ("cubic", "newreno", "dctcp", "prague", "udp")
+"""``udp`` is no congestion control: an unresponsive UDP sender (iperf3 ``-u -b``), CBR or on-off."""
+STACKS = ("freebsd", "linux")
 AQM_NAMES = ("dualpi2", "l4s-pie", "pie", "fifo", "policy")
 SCALABLE_CCS = ("dctcp", "prague")
 """Scalable congestion controls send ECT(1) and are classified into the L queue."""
@@ -67,7 +70,7 @@ class Interface(Strict):
         try:
             ipaddress.IPv4Interface(v)
         except ValueError:
-            raise ValueError(f"'{v}' is not an IPv4 address with prefix length, like 10.0.1.11/24")
+            raise ValueError(f"'{v}' is not an IPv4 address with prefix length, like 10.1.1.11/24")
         if "/" not in v:
             raise ValueError(f"'{v}' needs a prefix length, like {v}/24")
         return v
@@ -140,9 +143,69 @@ class Topology(Strict):
         return self.address(self.router, network)
 
 
+MANAGEMENT_NETWORKS = {
+    "VirtualBox NAT": "10.0.2.0/24",
+    "vagrant-libvirt management": "192.168.121.0/24",
+}
+"""The subnets the vagrant provider's VMs already sit on through their first NIC, which carries SSH.
+
+VirtualBox's NAT adapter 1 is 10.0.2.0/24 (guest 10.0.2.15, gateway 10.0.2.2: VirtualBox manual, "NAT
+networking details"); vagrant-libvirt's management network defaults to 192.168.121.0/24
+(``management_network_address``, vagrant-libvirt docs "Management Network"). A topology subnet that
+overlaps one of them is also a connected prefix on the management NIC, so the kernel may send testbed
+traffic (or SSH) the wrong way.
+"""
+
+
+def check_management_overlap(topology: "Topology") -> None:
+    """Refuse topology subnets that overlap a VM provider's management network (vagrant provider only)."""
+    nets = {str(ipaddress.IPv4Interface(i.address).network) for h in topology.hosts.values() for i in h.interfaces}
+    taken = [ipaddress.IPv4Network(n) for n in (*nets, *MANAGEMENT_NETWORKS.values())]
+    for net_text in sorted(nets):
+        net = ipaddress.IPv4Network(net_text)
+        for name, mgmt_text in MANAGEMENT_NETWORKS.items():
+            mgmt = ipaddress.IPv4Network(mgmt_text)
+            if net.overlaps(mgmt):
+                raise L4stbError(
+                    f"topology {topology.name}: subnet {net} overlaps the {name} network {mgmt}, which every VM "
+                    "already has on its first NIC for SSH, so testbed traffic would leave the wrong way (or SSH "
+                    f"would break). Move that network to a free subnet such as {_free_subnet(net, taken)} in the "
+                    "topology file (every interface on it, and its hosts' addresses)."
+                )
+
+
+def _free_subnet(net: ipaddress.IPv4Network, taken: list[ipaddress.IPv4Network]) -> ipaddress.IPv4Network:
+    """The first subnet of ``net``'s size in 10.1.0.0/16 that overlaps nothing in ``taken``."""
+    for candidate in ipaddress.IPv4Network("10.1.0.0/16").subnets(new_prefix=max(net.prefixlen, 16)):
+        if not any(candidate.overlaps(t) for t in taken):
+            return candidate
+    raise L4stbError(f"no free subnet of size /{net.prefixlen} left in 10.1.0.0/16")  # pragma: no cover
+
+
 # ---------------------------------------------------------------------------------------------
 # Scenario
 # ---------------------------------------------------------------------------------------------
+
+
+TracePath = Annotated[str, Field(pattern=r"^[A-Za-z0-9._/~-]{1,300}$")]
+
+
+def _check_rate(v: int) -> int:
+    if not 100_000 <= v <= 10 * 10**9:
+        raise ValueError(f"{format_rate(v)} is out of range: use 100Kbit to 10Gbit")
+    return v
+
+
+class RateStep(Strict):
+    """One step of ``bottleneck.rate_schedule``: from ``at`` (after the repeat's start) the pipe runs at ``rate``."""
+
+    at: Duration
+    rate: Rate
+
+    @field_validator("rate")
+    @classmethod
+    def _rate_range(cls, v: int) -> int:
+        return _check_rate(v)
 
 
 class Bottleneck(Strict):
@@ -167,6 +230,32 @@ class Bottleneck(Strict):
     mtu: int = Field(1500, ge=576, le=9000)
     match: Literal["egress", "any"] = "egress"
     serve_on_ticks: bool = False
+    rate_schedule: list["RateStep"] = Field(default_factory=list, max_length=100_000)
+    """Time-varying rate: the pipe's rate changes to ``rate`` at ``at`` after the repeat starts (sorted,
+    distinct times); ``rate`` above is the rate until the first step."""
+    rate_trace: Optional[TracePath] = None
+    """A mahimahi trace (one line per 1500-byte delivery opportunity, in ms; it loops), turned into a
+    ``rate_schedule`` of one rate per ``trace_bin`` (see :mod:`l4stb.ratetrace`)."""
+    trace_bin: Duration = 100_000
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> "Bottleneck":
+        if self.rate_schedule and self.rate_trace:
+            raise ValueError("set bottleneck.rate_schedule or bottleneck.rate_trace, not both")
+        times = [s.at for s in self.rate_schedule]
+        if times != sorted(set(times)):
+            raise ValueError("bottleneck.rate_schedule: the steps' 'at' times must increase")
+        if not 1_000 <= self.trace_bin <= 60_000_000:
+            raise ValueError(f"bottleneck.trace_bin = {format_duration(self.trace_bin)}: use 1ms to 60s")
+        return self
+
+    def schedule(self, horizon_us: int) -> list[tuple[int, int]]:
+        """(at_us, rate_bps) steps before ``horizon_us``: the schedule, or the trace's bins, or none."""
+        if self.rate_trace:
+            from l4stb.ratetrace import trace_schedule
+
+            return trace_schedule(self.rate_trace, self.trace_bin, horizon_us)
+        return [(s.at, s.rate) for s in self.rate_schedule if s.at < horizon_us]
 
     @property
     def pipe_passes(self) -> int:
@@ -176,9 +265,7 @@ class Bottleneck(Strict):
     @field_validator("rate")
     @classmethod
     def _rate_range(cls, v: int) -> int:
-        if not 100_000 <= v <= 10 * 10**9:
-            raise ValueError(f"{format_rate(v)} is out of range: use 100Kbit to 10Gbit")
-        return v
+        return _check_rate(v)
 
     @field_validator("delay")
     @classmethod
@@ -197,10 +284,24 @@ class Aqm(Strict):
     tupdate: Optional[Duration] = None
     alpha: Optional[float] = Field(None, gt=0, le=100)
     beta: Optional[float] = Field(None, gt=0, le=100)
+    max_rtt: Optional[Duration] = None
+    """dualpi2: derive target, tupdate, alpha and beta from RTTs as ``tc qdisc ... dualpi2 max_rtt`` does."""
+    typical_rtt: Optional[Duration] = None
+    """dualpi2: the typical RTT for that derivation (default max_rtt / 6; max_rtt defaults to 6 x this)."""
     coupling_factor: float = Field(2.0, ge=1, le=16)
+    step_semantics: Literal["linux", "rfc9332-thlen"] = "linux"
+    """dualpi2's native L4S step: "linux" (sch_dualpi2: a packet may be step-marked when the L queue held at
+    least ``min_qlen_step`` packets as it arrived; 0 = always) or "rfc9332-thlen" (RFC 9332 A.1: only when more
+    than ``th_len`` packets remain in the L queue as it leaves)."""
     step_threshold: Duration = 1000
+    """The step (or the RFC ramp's minTh) on the L packet's sojourn time; unused when ``step_packets`` is set."""
+    step_packets: Optional[int] = Field(None, ge=0, le=1_000_000)
+    """A step on the L queue length in packets instead (Linux ``step_thresh 10packets``)."""
     ramp_range: Duration = 0
-    min_qlen_step: int = Field(1, ge=0, le=1000)
+    min_qlen_step: Optional[int] = Field(None, ge=0, le=1_000_000)
+    """"linux" step only (Linux's min_qlen_step, default 0)."""
+    th_len: Optional[int] = Field(None, ge=0, le=1_000_000)
+    """"rfc9332-thlen" step only (RFC 9332's Th_len, default 1)."""
     classic_protection: float = Field(0.10, ge=0.0, le=1.0)
     scheduler: Literal["wrr", "tsfifo"] = "wrr"
     tshift: Duration = 50_000
@@ -234,24 +335,165 @@ class Aqm(Strict):
         """The AQM that runs the queues: the fallback under ``policy`` (it decides what the policy does not)."""
         return self.fallback if self.name == "policy" else self.name
 
+    @model_validator(mode="after")
+    def _dualpi2_options_agree(self) -> "Aqm":
+        """Refuse settings that contradict each other instead of silently ignoring one of them."""
+        if self.step_semantics == "linux" and self.th_len is not None:
+            raise ValueError("th_len is RFC 9332's threshold and only applies with step_semantics: rfc9332-thlen; "
+                             "for the linux step use min_qlen_step (packets in the L queue at arrival)")
+        if self.step_semantics == "rfc9332-thlen" and self.min_qlen_step is not None:
+            raise ValueError("min_qlen_step is Linux's threshold and only applies with step_semantics: linux; "
+                             "for rfc9332-thlen use th_len (packets left in the L queue at departure)")
+        if self.step_packets is not None and self.ramp_range:
+            raise ValueError("ramp_range is a ramp on sojourn time and cannot be combined with step_packets; "
+                             "unset one of them")
+        if self.max_rtt is not None or self.typical_rtt is not None:
+            given = [k for k in ("target", "tupdate", "alpha", "beta") if getattr(self, k) is not None]
+            if given:
+                raise ValueError(f"max_rtt/typical_rtt derive target, tupdate, alpha and beta; unset "
+                                 f"{', '.join(given)} (or unset max_rtt and typical_rtt to give them yourself)")
+            if self.max_rtt is not None and self.typical_rtt is not None and self.typical_rtt > self.max_rtt:
+                raise ValueError(f"typical_rtt ({format_duration(self.typical_rtt)}) must be <= max_rtt "
+                                 f"({format_duration(self.max_rtt)})")
+            if self.max_rtt == 0 or self.typical_rtt == 0:
+                raise ValueError("max_rtt and typical_rtt must be > 0")
+            dualpi2_rtt_gains(self.max_rtt, self.typical_rtt)  # out-of-range gains are refused here
+        return self
+
     def resolved(self) -> "Aqm":
-        """Fill AQM-specific defaults: Linux sch_dualpi2 for dualpi2, the original FreeBSD values for l4s-pie/pie."""
-        if self.engine == "dualpi2":
-            defaults = {"target": 15_000, "tupdate": 16_000, "alpha": 0.16, "beta": 3.2}
-        else:
+        """Fill AQM-specific defaults: Linux sch_dualpi2's for dualpi2, the original FreeBSD values for l4s-pie/pie.
+
+        dualpi2: ``max_rtt``/``typical_rtt`` derive the PI parameters (:func:`dualpi2_rtt_gains`). Otherwise
+        an unset alpha follows Tupdate, ``alpha = 0.16 Hz x tupdate / 16 ms``, so a sweep over ``tupdate``
+        alone keeps the integral gain per second (alpha / Tupdate, RFC 9332's ``0.1 / RTT_max^2``) at Linux's
+        default; beta is a gain per unit of delay change and needs no rescaling. ``policy`` takes its
+        fallback's (DualPI2's) defaults.
+        """
+        if self.engine != "dualpi2":
             defaults = {"target": 15_000, "tupdate": 15_000, "alpha": 0.125, "beta": 1.25}
+        elif self.max_rtt is not None or self.typical_rtt is not None:
+            defaults = dualpi2_rtt_gains(self.max_rtt, self.typical_rtt)
+        else:
+            tupdate = self.tupdate if self.tupdate is not None else DUALPI2_TUPDATE_US
+            defaults = {"target": 15_000, "tupdate": DUALPI2_TUPDATE_US,
+                        "alpha": DUALPI2_ALPHA_HZ * tupdate / DUALPI2_TUPDATE_US, "beta": DUALPI2_BETA_HZ}
+        if self.engine == "dualpi2":
+            defaults.update({"min_qlen_step": 0} if self.step_semantics == "linux" else {"th_len": 1})
         updates = {k: v for k, v in defaults.items() if getattr(self, k) is None}
         return self.model_copy(update=updates)
 
 
+DUALPI2_TUPDATE_US = 16_000
+DUALPI2_ALPHA_HZ = 0.16
+DUALPI2_BETA_HZ = 3.2
+"""Linux sch_dualpi2's defaults (``dualpi2_reset_default``: tupdate 16 ms, alpha 41/256 ~ 0.16 Hz, beta 819/256
+~ 3.2 Hz; l4stb uses the round values, 0.1 % apart)."""
+RTT_TYP_TO_MAX = 6
+_TC_0_1F, _TC_0_3F = 0.10000000149011612, 0.30000001192092896
+"""tc's ``0.1f`` and ``0.3f`` as doubles."""
+"""iproute2 tc/q_dualpi2.c: max_rtt defaults to 6 x typical_rtt and typical_rtt to max_rtt / 6."""
+
+
+def dualpi2_rtt_gains(max_rtt_us: Optional[int], typical_rtt_us: Optional[int]) -> dict[str, Any]:
+    """target, tupdate (us) and alpha, beta (Hz) from RTTs, as iproute2's ``tc/q_dualpi2.c`` derives them.
+
+    RFC 9332 A.1: target = typical RTT, Tupdate = min(typical RTT, max RTT / 3), alpha = 0.1 Tupdate / max_RTT^2,
+    beta = 0.3 / max_RTT. tc sends alpha and beta in 1/256 Hz (``alpha_f * 256`` truncated); so does this.
+    """
+    if typical_rtt_us is None:
+        typical_rtt_us = max(int(max_rtt_us) // RTT_TYP_TO_MAX, 1)
+    elif max_rtt_us is None:
+        max_rtt_us = int(typical_rtt_us) * RTT_TYP_TO_MAX
+    rtt_max = float(max_rtt_us)
+    tupdate_us = max(int(min(float(typical_rtt_us), rtt_max / 3.0)), 1)
+    # the same operations in the same order as tc (its 0.1f and 0.3f are single-precision constants)
+    alpha = int(tupdate_us / rtt_max / rtt_max * 1e6 * _TC_0_1F * 256) / 256
+    beta = int(_TC_0_3F / rtt_max * 1e6 * 256) / 256
+    if alpha <= 0 or beta <= 0:
+        raise ValueError(f"max_rtt {format_duration(max_rtt_us)} is so large that alpha or beta rounds down to 0 "
+                         f"(tc refuses it too); use a smaller max_rtt")
+    if beta > 100:
+        raise ValueError(f"max_rtt {format_duration(max_rtt_us)} is so small that beta = {beta:g} Hz exceeds "
+                         f"the allowed 100 Hz; use a larger max_rtt")
+    return {"target": int(typical_rtt_us), "tupdate": tupdate_us, "alpha": alpha, "beta": beta}
+
+
 class FlowGroup(Strict):
-    """One iperf3 client command: ``connections`` processes, each with ``-P parallel`` streams."""
+    """One iperf3 client command: ``connections`` processes, each with ``-P parallel`` streams.
+
+    Section-4 options (an AQM study's traffic):
+
+    * ``extra_delay``: one-way delay added to this group's packets on their way to the router (a longer
+      base RTT for these flows only); adds to the host's ``hosts.<name>.extra_delay``.
+    * ``cc: udp`` with ``rate``: an unresponsive UDP sender (iperf3 ``-u -b rate``), constant bit rate,
+      or on-off with ``on_time``/``off_time`` periods; ``ecn`` sets its ECN field (``ect1`` lands in the L queue).
+    * ``size`` with ``mean_gap``: short flows. Each of the ``connections`` sends ``size`` bytes (iperf3
+      ``-n``) and ends; their starts are Poisson arrivals, ``mean_gap`` apart on average, from ``start``.
+    """
 
     host: HostName
-    cc: Literal["cubic", "newreno", "dctcp", "prague"]
-    connections: int = Field(1, ge=1, le=64)
+    cc: Literal["cubic", "newreno", "dctcp", "prague", "udp"]
+    connections: int = Field(1, ge=1, le=1000)
     parallel: int = Field(1, ge=1, le=128)
     start: Duration = 0
+    extra_delay: Duration = 0
+    rate: Optional[Rate] = None
+    on_time: Duration = 0
+    off_time: Duration = 0
+    ecn: Literal["not-ect", "ect0", "ect1"] = "not-ect"
+    size: Optional[Size] = None
+    mean_gap: Optional[Duration] = None
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> "FlowGroup":
+        if not 0 <= self.extra_delay <= 2_000_000:
+            raise ValueError(f"extra_delay = {format_duration(self.extra_delay)}: use 0ms to 2s")
+        if self.cc == "udp":
+            if self.rate is None:
+                raise ValueError("cc: udp needs a rate (iperf3 -b), like rate: 2Mbit")
+            _check_rate(self.rate)
+            if bool(self.on_time) != bool(self.off_time):
+                raise ValueError("an on-off UDP flow needs both on_time and off_time (like on_time: 1s, "
+                                 "off_time: 1s); leave both out for constant bit rate")
+            if self.size is not None or self.parallel != 1:
+                raise ValueError("cc: udp takes rate/on_time/off_time/ecn; size and parallel are for TCP flows")
+        else:
+            if self.rate is not None or self.on_time or self.off_time or self.ecn != "not-ect":
+                raise ValueError(f"rate, on_time, off_time and ecn are for cc: udp flows; cc: {self.cc} sets its own ECN "
+                                 "and rate")
+        if (self.size is None) != (self.mean_gap is None):
+            raise ValueError("short flows need both size (bytes per flow) and mean_gap (mean time between "
+                             "Poisson arrivals)")
+        if self.size is not None:
+            if not 1448 <= self.size <= 10**10:
+                raise ValueError(f"size = {format_size(self.size)}: use 1448B to 10GB")
+            if self.cc == "prague":
+                raise ValueError("short flows (size) are iperf3 TCP flows; udp_prague has no byte count: "
+                                 "use cubic, newreno or dctcp")
+            if not 1_000 <= self.mean_gap <= 3_600_000_000:
+                raise ValueError(f"mean_gap = {format_duration(self.mean_gap)}: use 1ms to 3600s")
+        return self
+
+    @property
+    def short(self) -> bool:
+        """Short flows: a byte count per connection and Poisson arrivals."""
+        return self.size is not None
+
+    def arrivals_us(self, seed: int, group: int) -> list[int]:
+        """Each connection's start (us after the repeat's start): ``start`` for long flows; for short flows
+        ``start`` plus a Poisson process (exponential gaps of mean ``mean_gap``) drawn from ``seed``, so the
+        simulator and the vagrant plan start the same flows at the same times."""
+        if not self.short:
+            return [self.start] * self.connections
+        import random
+
+        rng = random.Random(seed * 7919 + group)
+        t = float(self.start)
+        out = []
+        for _ in range(self.connections):
+            t += rng.expovariate(1.0 / self.mean_gap)
+            out.append(int(t))
+        return out
 
     @property
     def streams(self) -> int:
@@ -259,7 +501,35 @@ class FlowGroup(Strict):
 
     @property
     def scalable(self) -> bool:
-        return self.cc in SCALABLE_CCS
+        return self.cc in SCALABLE_CCS or (self.cc == "udp" and self.ecn == "ect1")
+
+
+class HostSettings(Strict):
+    """Per-client settings (``hosts: {client2: {stack: linux}}``).
+
+    ``stack``: whose TCP the host runs. ``freebsd`` (the real testbed's FreeBSD 14.1) or ``linux`` (the
+    senders most published L4S results come from); the simulator models each from its source (see
+    :mod:`l4stb.sim.tcp`); the vagrant testbed is all FreeBSD. ``prague_transport``: how ``cc: prague`` runs
+    on this host: ``udp`` (udp_prague, the FreeBSD default: FreeBSD has no TCP Prague) or ``tcp`` (Linux's
+    TCP Prague, the linux default). ``extra_delay``: one-way delay added to every packet the host sends
+    towards the router (a longer base RTT for all its flows).
+    """
+
+    stack: Literal["freebsd", "linux"] = "freebsd"
+    prague_transport: Optional[Literal["tcp", "udp"]] = None
+    extra_delay: Duration = 0
+
+    @field_validator("extra_delay")
+    @classmethod
+    def _delay_range(cls, v: int) -> int:
+        if not 0 <= v <= 2_000_000:
+            raise ValueError(f"{format_duration(v)} is out of range: use 0ms to 2s")
+        return v
+
+    @property
+    def prague(self) -> str:
+        """The transport ``cc: prague`` uses on this host."""
+        return self.prague_transport or ("udp" if self.stack == "freebsd" else "tcp")
 
 
 class Logging(Strict):
@@ -285,6 +555,7 @@ class Scenario(Strict):
     bottleneck: Bottleneck = Bottleneck()
     aqm: Aqm = Aqm()
     flows: list[FlowGroup] = Field(min_length=1)
+    hosts: dict[HostName, HostSettings] = Field(default_factory=dict)
     logging: Logging = Logging()
     iperf3: Iperf3 = Iperf3()
 
@@ -297,6 +568,15 @@ class Scenario(Strict):
             raise ValueError(f"{format_duration(v)} is not a whole number of seconds, which iperf3 -t needs")
         return v
 
+    def host(self, name: str) -> HostSettings:
+        """The settings of client ``name`` (defaults when the scenario names none)."""
+        return self.hosts.get(name, _DEFAULT_HOST)
+
+    def flow_delay_us(self, group: int) -> int:
+        """Extra one-way delay of flow group ``group``: its host's plus its own."""
+        g = self.flows[group]
+        return self.host(g.host).extra_delay + g.extra_delay
+
     @property
     def total_streams(self) -> int:
         return sum(f.streams for f in self.flows)
@@ -306,7 +586,12 @@ class Scenario(Strict):
         return (self.seed * 1_000_003 + repeat) % (2**31 - 1)
 
     def check_against(self, topology: Topology) -> None:
-        """Hosts must exist in the testbed's topology (which may differ from the scenario's default one)."""
+        """Hosts must exist in the testbed's topology (which may differ from the scenario's default one), and a
+        rate trace must be readable here, before anything runs."""
+        if self.bottleneck.rate_trace:
+            from l4stb.ratetrace import read_trace_ms
+
+            read_trace_ms(self.bottleneck.rate_trace)
         for i, flow in enumerate(self.flows):
             if flow.host not in topology.hosts or topology.hosts[flow.host].role != "client":
                 clients = topology.clients
@@ -314,6 +599,17 @@ class Scenario(Strict):
                     f"scenario {self.name}: flows.{i}.host = '{flow.host}' is not a client of topology "
                     f"{topology.name}; allowed: {', '.join(clients)}{_did_you_mean(flow.host, clients)}"
                 )
+        for name in self.hosts:
+            if name not in topology.hosts or topology.hosts[name].role != "client":
+                clients = topology.clients
+                raise L4stbError(
+                    f"scenario {self.name}: hosts.{name} is not a client of topology {topology.name}; sender "
+                    f"settings apply to clients: {', '.join(clients)}{_did_you_mean(name, clients)}"
+                )
+
+
+_DEFAULT_HOST = HostSettings()
+Bottleneck.model_rebuild()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -385,6 +681,13 @@ def _set_path(data: dict, key: str, value: Any, model: type[BaseModel], item: st
                 return
             node = node[idx]
             continue
+        if isinstance(current, _KeysOf):  # a dict field (hosts): this part is a key, then the value's fields
+            if last:
+                node[part] = value
+                return
+            node = node.setdefault(part, {})
+            current = current.model
+            continue
         fields = _model_fields(current)
         if fields is not None and part not in fields:
             where = ".".join(parts[:depth]) or "the scenario"
@@ -403,11 +706,21 @@ def _model_fields(model: Any) -> dict | None:
     return model.model_fields if isinstance(model, type) and issubclass(model, BaseModel) else None
 
 
+@dataclass(frozen=True)
+class _KeysOf:
+    """``_set_path``'s marker for a ``dict[str, Model]`` field: the next path part is a key."""
+
+    model: type[BaseModel]
+
+
 def _field_model(model: Any, name: str) -> Any:
     fields = _model_fields(model)
     if not fields or name not in fields:
         return None
     ann = fields[name].annotation
+    if getattr(ann, "__origin__", None) is dict:
+        value = ann.__args__[1]
+        return _KeysOf(value) if isinstance(value, type) and issubclass(value, BaseModel) else None
     return ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
 
 

@@ -55,6 +55,12 @@ class Manifest(BaseModel):
     timings: dict[str, Any] = Field(default_factory=dict)
     files: dict[str, FileRecord] = Field(default_factory=dict)
     steps: dict[str, Any] = Field(default_factory=dict)
+    command: str = ""
+    """The command line that created the run (``l4stb run ...``), shell-quoted."""
+    overrides: list[str] = Field(default_factory=list)
+    """Its ``--set``/``--repeats``/``--seed`` overrides and this point's ``--sweep`` values, as KEY=VALUE."""
+    sweep: dict[str, Any] | None = None
+    """``{"sweep_id": ..., "values": {KEY: VALUE}}`` when the run is one point of a sweep."""
 
     def repeat(self, n: int) -> RepeatRecord:
         return self.repeats[str(n)]
@@ -88,12 +94,30 @@ def collect_versions() -> dict[str, str]:
     sha = git_sha()
     if sha:
         versions["git_sha"] = sha
+        versions["git_dirty"] = "true" if sha.endswith("-dirty") else "false"
     for dist in ("torch", "transformers", "peft", "accelerate", "numpy", "pandas", "fabric", "python-vagrant"):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             versions[dist] = "not installed"
     return versions
+
+
+_COMMAND: list[str] | None = None
+
+
+def record_command(argv: list[str]) -> None:
+    """The CLI's entry point records its arguments here, so a manifest can say how the run was made."""
+    global _COMMAND
+    _COMMAND = list(argv)
+
+
+def command_line() -> str:
+    """``l4stb <arguments>`` as typed (shell-quoted), or the Python process's argv outside the CLI."""
+    import shlex
+    import sys
+
+    return shlex.join(["l4stb", *_COMMAND] if _COMMAND is not None else sys.argv)
 
 
 def git_sha() -> str | None:

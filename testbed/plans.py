@@ -51,8 +51,12 @@ PACKAGES = ("iperf3", "git-lite", "gmake")
 SRC_REPO = "https://git.FreeBSD.org/src.git"
 SRC_BRANCH = "releng/14.1"
 UDP_PRAGUE_REPO = "https://github.com/L4STeam/udp_prague.git"
-UDP_PRAGUE_REF_DEFAULT = "main"
-"""Overridable with env L4STB_UDP_PRAGUE_REF (a branch, tag or commit); the commit built is recorded in host facts."""
+UDP_PRAGUE_REF_DEFAULT = "69b3f907745fd8dd427edafc24b8de752c1b0d1a"
+"""L4STeam/udp_prague at 69b3f90 (2025-10-16), the last commit that compiles on FreeBSD: since 56da214
+(2026-01-12) udpsocket.cpp defines IP_RECV_CMSG_TYPE for __linux__ and __APPLE__ only. 69b3f90's
+receiver reads the ECN field from an IP_RECVTOS control message on FreeBSD, which is what FreeBSD's
+ip_savecontrol() sends. Overridable with env L4STB_UDP_PRAGUE_REF, a full 40-hex commit only (a branch
+or tag moves); the commit built is recorded in each repeat's stats."""
 MSGBUF_BYTES = 8 << 20
 """kern.msgbufsize on the router: room for a few seconds of per-packet log lines if syslogd lags."""
 
@@ -70,7 +74,11 @@ COMPRESS_FLAG = {"bzip2": "J", "gzip": "Z", "xz": "X", "none": ""}
 COMPRESS_EXT = {"bzip2": ".bz2", "gzip": ".gz", "xz": ".xz", "none": ""}
 
 _USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
-_REF_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$")
+_COMMIT_RE = re.compile(r"[0-9a-f]{40}")
+KERN_HZ_DEFAULT = 1000
+"""kern.hz written to /boot/loader.conf on every host (the scenario default ``aqm.kern_hz``); env L4STB_KERN_HZ."""
+MODULE_COUNTERS = ("log_lines", "instances_created", "instances_freed")
+"""Read-only counters of the dualpi2 module under SYSCTL_ROOT, read before and after every repeat."""
 
 
 # -- the Jinja2 environment --------------------------------------------------------------------------
@@ -154,12 +162,13 @@ class Phase:
 
 @dataclass(frozen=True)
 class Proc:
-    """One process of a repeat: an iperf3 or udp_prague client/server, with its output file and argv."""
+    """One process of a repeat: an iperf3 or udp_prague client/server (or the router's rate schedule), with its
+    output file and argv."""
 
     name: str
     host: str
     side: Literal["client", "server"]
-    kind: Literal["iperf3", "udp_prague"]
+    kind: Literal["iperf3", "udp_prague", "rate_schedule"]
     cc: str
     group: int
     connection: int
@@ -208,9 +217,19 @@ def check_ssh_user(user: str) -> str:
 
 def udp_prague_ref() -> str:
     ref = os.environ.get("L4STB_UDP_PRAGUE_REF", UDP_PRAGUE_REF_DEFAULT)
-    if not _REF_RE.fullmatch(ref) or ".." in ref:
-        raise L4stbError(f"L4STB_UDP_PRAGUE_REF={ref!r} is not a git branch, tag or commit name.")
+    if not _COMMIT_RE.fullmatch(ref):
+        raise L4stbError(f"L4STB_UDP_PRAGUE_REF={ref!r} is not a full 40-hex git commit: l4stb builds udp_prague "
+                         "at a pinned commit, never a branch or tag, so every run records what it ran. Unset it "
+                         f"to use the tested pin {UDP_PRAGUE_REF_DEFAULT}.")
     return ref
+
+
+def kern_hz() -> int:
+    """The clock tick `up` provisions (env L4STB_KERN_HZ, default 1000); a scenario's aqm.kern_hz must match it."""
+    raw = os.environ.get("L4STB_KERN_HZ", str(KERN_HZ_DEFAULT))
+    if not raw.isdigit() or not 10 <= int(raw) <= 100_000:
+        raise L4stbError(f"L4STB_KERN_HZ={raw!r} is not a tick rate from 10 to 100000 (the range of aqm.kern_hz).")
+    return int(raw)
 
 
 def ipfw_bandwidth(rate_bps: int) -> str:
@@ -222,11 +241,97 @@ def ipfw_bandwidth(rate_bps: int) -> str:
     return f"{rate_bps}bit/s"
 
 
-def ipfw_delay_ms(delay_us: int) -> int:
+def ipfw_delay_ms(delay_us: int, field_name: str = "bottleneck.delay") -> int:
     if delay_us % 1000:
-        raise L4stbError(f"bottleneck.delay = {delay_us}us: ipfw pipes take whole milliseconds; use e.g. "
+        raise L4stbError(f"{field_name} = {delay_us}us: ipfw pipes take whole milliseconds; use e.g. "
                          f"{max(0, round(delay_us / 1000))}ms on the vagrant testbed.")
     return delay_us // 1000
+
+
+# -- what FreeBSD can and cannot run -----------------------------------------------------------------
+
+DELAY_RULE0 = 500
+"""ipfw rules of the per-host/per-group delay pipes: 500, 501, ... (below the queue rule, above rc.firewall's
+loopback rules); their pipes are 11, 12, ..."""
+DELAY_PIPE0 = 11
+MAX_DELAY_PIPES = 400
+
+
+def check_runs_on_freebsd(scenario: Scenario) -> None:
+    """Refuse, with what to do instead, what the all-FreeBSD vagrant testbed cannot run."""
+    linux = sorted(h for h, s in scenario.hosts.items() if s.stack == "linux")
+    if linux:
+        raise L4stbError(
+            f"scenario {scenario.name}: hosts {', '.join(linux)} set stack: linux, but every host of the vagrant "
+            "testbed runs FreeBSD 14.1. Run it with the sim provider (which models Linux senders), or set "
+            "stack: freebsd for the vagrant testbed.")
+    tcp_prague = sorted(h for h, s in scenario.hosts.items() if s.prague_transport == "tcp")
+    if tcp_prague and any(f.cc == "prague" and f.host in tcp_prague for f in scenario.flows):
+        raise L4stbError(
+            f"scenario {scenario.name}: hosts {', '.join(tcp_prague)} set prague_transport: tcp, but FreeBSD has no "
+            "TCP Prague; on the vagrant testbed Prague runs as udp_prague. Remove prague_transport (or set udp).")
+    for g, f in enumerate(scenario.flows):
+        if f.cc == "udp" and f.on_time:
+            raise L4stbError(
+                f"scenario {scenario.name}: flows.{g} is an on-off UDP flow; iperf3 has no on-off mode and one "
+                "iperf3 server per port takes one test, so the vagrant testbed cannot run it. Use a constant-rate "
+                "UDP flow (leave out on_time/off_time), or the sim provider.")
+    delayed = [g for g in range(len(scenario.flows)) if scenario.flow_delay_us(g)]
+    if delayed and scenario.bottleneck.match == "any":
+        raise L4stbError(
+            f"scenario {scenario.name}: extra_delay with bottleneck.match: any cannot be rendered: with ipfw's "
+            "one_pass=1 a packet leaving the queue's pipe on its input pass is passed on, so a delay pipe on the "
+            "same pass is never reached. Use match: egress, or the sim provider.")
+    if len(delayed) > MAX_DELAY_PIPES:
+        raise L4stbError(f"scenario {scenario.name}: {len(delayed)} delayed flow groups; the vagrant plan has "
+                         f"{MAX_DELAY_PIPES} delay pipes.")
+
+
+def delay_pipes(scenario: Scenario, topology: Topology) -> list[dict[str, Any]]:
+    """One dummynet delay pipe per flow group with extra delay: the group's packets to the server, matched on
+    the router's input pass by source address, protocol and destination ports (``ipfw add N pipe P proto from
+    SRC to DST dst-port LO-HI in``); with one_pass=1 they then take the queue rule on the output pass."""
+    out = []
+    server_ip = _server_address(topology)
+    port = scenario.iperf3.base_port
+    for g, f in enumerate(scenario.flows):
+        lo, hi = port, port + f.connections - 1
+        port = hi + 1
+        delay_us = scenario.flow_delay_us(g)
+        if not delay_us:
+            continue
+        n = len(out)
+        out.append({"rule": DELAY_RULE0 + n, "pipe": DELAY_PIPE0 + n,
+                    "delay_ms": ipfw_delay_ms(delay_us, f"extra_delay of flows.{g} (host and group)"),
+                    "proto": "udp" if f.cc in ("udp", "prague") else "tcp", "src": topology.address(f.host),
+                    "dst": server_ip, "ports": f"{lo}-{hi}" if hi > lo else str(lo)})
+    return out
+
+
+def rate_schedule_script(scenario: Scenario, horizon_us: int) -> str:
+    """The router's rate schedule as a sh script of ``sleep`` and ``ipfw pipe 1 config bw ... delay ...`` lines.
+
+    Every value in it is generated here from validated integers (rates through :func:`ipfw_bandwidth`, times
+    as whole milliseconds), never pasted from user text. dummynet applies a pipe's new bandwidth to the
+    packets it serves from then on (ip_dummynet.c config_link updates the link of the running pipe)."""
+    steps = scenario.bottleneck.schedule(horizon_us)
+    delay_ms = ipfw_delay_ms(scenario.bottleneck.delay)
+    lines = ["set -e", "t0=$(date +%s)"]
+    now_ms = 0
+    for at_us, rate in steps:
+        at_ms = at_us // 1000
+        if at_ms > now_ms:
+            lines.append(f"sleep {(at_ms - now_ms) / 1000:.3f}")
+            now_ms = at_ms
+        lines.append(f"ipfw pipe {PIPE} config bw {ipfw_bandwidth(rate)} delay {delay_ms}")
+        lines.append(f"echo \"$(( $(date +%s) - t0 )) s: {ipfw_bandwidth(rate)}\"")
+    return "\n".join(lines) + "\n"
+
+
+def connection_starts_s(scenario: Scenario, group: int, repeat: int) -> list[float]:
+    """Each connection's start (s after the common start): the group's start, or its seeded Poisson arrivals
+    (short flows), drawn exactly as the simulator draws them for this repeat's seed."""
+    return [t / 1e6 for t in scenario.flows[group].arrivals_us(scenario.repeat_seed(repeat), group)]
 
 
 def _networks(topology: Topology, host: str) -> list[str]:
@@ -247,6 +352,11 @@ class Route:
     name: str
     network: str
     gateway: str
+
+    @property
+    def address(self) -> str:
+        """The network's address without the prefix length, as `route -n get` prints it after ``destination:``."""
+        return str(ipaddress.IPv4Network(self.network).network_address)
 
 
 def routes_for(topology: Topology, host: str) -> list[Route]:
@@ -285,17 +395,17 @@ def _header(host: str, step: str) -> dict[str, Any]:
 
 
 def up_phases(topology: Topology, *, ssh_user: str = "vagrant") -> list[Phase]:
-    """Idempotent provisioning: login shell, packages, sources, offloads; router: ipfw + the module;
-    endpoints: routes, cc_dctcp, udp_prague."""
+    """Idempotent provisioning: login shell, packages, kern.hz, offloads; router: /usr/src, ipfw, the module;
+    endpoints: routes and cc_dctcp. udp_prague is built later, only for scenarios with Prague flows."""
     user = check_ssh_user(ssh_user)
     hosts = list(topology.hosts)
     router = topology.router
     shell = Phase("login shell", [HostStep(h, "login shell sh", render("login_shell.sh.j2", ssh_user=user),
                                            kind="login-shell", timeout_s=60) for h in hosts])
     common = Phase("common provisioning", [
-        HostStep(h, "packages, kernel sources, NIC offloads", render(
-            "provision_common.sh.j2", **_header(h, "packages, kernel sources, NIC offloads"), ssh_user=user,
-            packages=list(PACKAGES), src_repo=SRC_REPO, src_branch=SRC_BRANCH, remote_root=REMOTE_ROOT,
+        HostStep(h, "packages, kern.hz, NIC offloads", render(
+            "provision_common.sh.j2", **_header(h, "packages, kern.hz, NIC offloads"), ssh_user=user,
+            packages=list(PACKAGES), kern_hz=kern_hz(), remote_root=REMOTE_ROOT,
             runs_root=RUNS_ROOT, state_root=STATE_ROOT, src_root=SRC_ROOT), timeout_s=3600)
         for h in hosts])
     uploads = tuple(Upload(p, posixpath.join(MODULE_DIR, p.name)) for p in module_files())
@@ -305,14 +415,41 @@ def up_phases(topology: Topology, *, ssh_user: str = "vagrant") -> list[Phase]:
             step = "ipfw (open) + dummynet, build and load the dualpi2 module"
             role_steps.append(HostStep(h, step, render(
                 "provision_router.sh.j2", **_header(h, step), module_dir=MODULE_DIR, kmod_file=KMOD_FILE,
-                rule=RULE, queue=QUEUE, pipe=PIPE, sysctl_root=SYSCTL_ROOT, msgbuf_bytes=MSGBUF_BYTES),
-                uploads=uploads, timeout_s=1800))
+                rule=RULE, queue=QUEUE, pipe=PIPE, sysctl_root=SYSCTL_ROOT, msgbuf_bytes=MSGBUF_BYTES,
+                src_repo=SRC_REPO, src_branch=SRC_BRANCH, module_files=[u.local.name for u in uploads]),
+                uploads=uploads, timeout_s=3600))
         else:
-            step = "static routes, cc_dctcp, udp_prague"
+            step = "static routes, cc_dctcp"
             role_steps.append(HostStep(h, step, render(
-                "provision_endpoint.sh.j2", **_header(h, step), routes=routes_for(topology, h),
-                prague_dir=PRAGUE_DIR, prague_repo=UDP_PRAGUE_REPO, prague_ref=udp_prague_ref()), timeout_s=1800))
+                "provision_endpoint.sh.j2", **_header(h, step), routes=routes_for(topology, h)), timeout_s=600))
     return [shell, common, Phase("role provisioning", role_steps)]
+
+
+def prague_hosts(scenario: Scenario, topology: Topology) -> list[str]:
+    """Hosts that run udp_prague in this scenario: the clients of its Prague flows, and the server."""
+    hosts = [f.host for f in scenario.flows if f.cc == "prague"]
+    if not hosts:
+        return []
+    return list(dict.fromkeys([*hosts, topology.server]))
+
+
+def prepare_phase(scenario: Scenario, topology: Topology) -> Phase | None:
+    """Before the first repeat: build udp_prague at the pinned commit where Prague flows run (else nothing)."""
+    step = "build udp_prague"
+    ref = udp_prague_ref()
+    steps = [HostStep(h, step, render("build_udp_prague.sh.j2", **_header(h, step), prague_dir=PRAGUE_DIR,
+                                      prague_repo=UDP_PRAGUE_REPO, prague_ref=ref), timeout_s=1200)
+             for h in prague_hosts(scenario, topology)]
+    return Phase("prepare", steps) if steps else None
+
+
+def parse_udp_prague_commit(text: str) -> str | None:
+    """The commit a build_udp_prague step reports (``l4stb-udp-prague <sha>``)."""
+    for line in text.splitlines():
+        if line.startswith("l4stb-udp-prague "):
+            sha = line.split(" ", 1)[1].strip()
+            return sha if _COMMIT_RE.fullmatch(sha) else None
+    return None
 
 
 FACT_SYSCTLS = (
@@ -320,7 +457,7 @@ FACT_SYSCTLS = (
     "net.inet.tcp.cc.algorithm", "net.inet.tcp.cc.available", "net.inet.tcp.ecn.enable",
     "net.inet.tcp.cc.dctcp.ect1", "net.inet.ip.forwarding", "net.inet.ip.fw.enable", "net.inet.ip.fw.one_pass",
     "net.inet.ip.dummynet.io_fast", "net.inet.ip.dummynet.pipe_slot_limit", "net.inet.ip.dummynet.pipe_byte_limit",
-    SYSCTL_ROOT,
+    "net.inet.ip.dummynet.expire", SYSCTL_ROOT,
 )
 
 
@@ -440,7 +577,8 @@ def _log_paths(scenario: Scenario) -> dict[str, Any]:
     newsyslog_conf = (f"/etc/newsyslog.conf.d/l4stb-{logformat.SYSLOG_TAG}.conf" if own
                       else posixpath.join(STATE_ROOT, f"newsyslog-{logformat.SYSLOG_TAG}.conf"))
     return {"log_file": log_file, "own_log_file": own, "newsyslog_conf": newsyslog_conf,
-            "rotate_pidfile": posixpath.join(STATE_ROOT, "rotate.pid")}
+            "rotate_pidfile": posixpath.join(STATE_ROOT, "rotate.pid"),
+            "rotate_stopfile": posixpath.join(STATE_ROOT, "rotate.stop")}
 
 
 def _syslog_tag() -> str:
@@ -457,6 +595,7 @@ def _server_address(topology: Topology) -> str:
 def processes(scenario: Scenario, topology: Topology, run_id: str, repeat: int) -> list[Proc]:
     """Every client and server process of one repeat, one server port per connection (from iperf3.base_port)."""
     scenario.check_against(topology)
+    check_runs_on_freebsd(scenario)
     repeat_dir = layout.remote_repeat_dir(check_run_id(run_id), repeat)
     server = topology.server
     server_ip = _server_address(topology)
@@ -464,13 +603,14 @@ def processes(scenario: Scenario, topology: Topology, run_id: str, repeat: int) 
     interval = f"{scenario.iperf3.interval / 1e6:g}"
     procs: list[Proc] = []
     port = scenario.iperf3.base_port
-    last_start = max(f.start for f in scenario.flows) / 1e6
+    last_start = last_start_s(scenario, repeat)
     for g, flow in enumerate(scenario.flows):
+        starts = connection_starts_s(scenario, g, repeat)
         for c in range(1, flow.connections + 1):
             if port > 65535:
                 raise L4stbError(f"scenario {scenario.name}: iperf3.base_port {scenario.iperf3.base_port} + "
                                  f"{scenario.total_streams} connections runs past port 65535.")
-            start_s = flow.start / 1e6
+            start_s = starts[c - 1]
             if flow.cc == "prague":
                 if flow.parallel != 1:
                     raise L4stbError(
@@ -494,20 +634,58 @@ def processes(scenario: Scenario, topology: Topology, run_id: str, repeat: int) 
             else:
                 client_name = layout.iperf3_client_name(flow.host, flow.cc, g, c)
                 server_name = layout.iperf3_server_name(port)
+                udp = flow.cc == "udp"
+                if udp:
+                    # iperf3 -u -b: 1448-byte datagrams (1500-byte packets); --tos sets the ECN field
+                    how = ("-u", "-b", str(flow.rate), "-l", "1448", "-t", str(dur_s), "-S", str(UDP_TOS[flow.ecn]))
+                    cc_args: tuple[str, ...] = ()
+                    what, tail = f"unresponsive UDP at {flow.rate} bit/s ({flow.ecn})", f"{dur_s} s"
+                elif flow.short:
+                    how = ("-n", str(flow.size))
+                    cc_args = ("-C", flow.cc)
+                    what, tail = flow.cc, f"a short flow of {flow.size} bytes"
+                else:
+                    how = ("-t", str(dur_s))
+                    cc_args = ("-C", flow.cc)
+                    what, tail = flow.cc, f"{dur_s} s"
                 procs.append(Proc(
-                    server_name, server, "server", "iperf3", flow.cc, g, c, port, "tcp",
+                    server_name, server, "server", "iperf3", flow.cc, g, c, port, "udp" if udp else "tcp",
                     posixpath.join(repeat_dir, server_name),
                     ("iperf3", "-s", "-1", "-J", "-p", str(port)),
                     0.0, f"iperf3 server for {flow.host} group {g} connection {c} on TCP port {port}"))
                 procs.append(Proc(
-                    client_name, flow.host, "client", "iperf3", flow.cc, g, c, port, "tcp",
+                    client_name, flow.host, "client", "iperf3", flow.cc, g, c, port, "udp" if udp else "tcp",
                     posixpath.join(repeat_dir, client_name),
-                    ("iperf3", "-c", server_ip, "-p", str(port), "-t", str(dur_s), "-P", str(flow.parallel),
-                     "-C", flow.cc, "-i", interval, "-J"),
-                    start_s, f"iperf3 client, {flow.cc}, {flow.parallel} stream(s), group {g} connection {c}, "
-                             f"{dur_s} s"))
+                    ("iperf3", "-c", server_ip, "-p", str(port), *how, "-P", str(flow.parallel), *cc_args,
+                     "-i", interval, "-J"),
+                    start_s, f"iperf3 client, {what}, {flow.parallel} stream(s), group {g} connection {c}, {tail}"))
             port += 1
+    if scenario.bottleneck.rate_schedule or scenario.bottleneck.rate_trace:
+        horizon_us = int((last_start + dur_s) * 1e6)
+        procs.append(Proc(
+            RATE_SCHEDULE_NAME, topology.router, "client", "rate_schedule", "-", -1, 0, 0, "tcp",
+            posixpath.join(repeat_dir, RATE_SCHEDULE_NAME),
+            ("sh", "-c", rate_schedule_script(scenario, horizon_us)),
+            0.0, f"bottleneck rate schedule: ipfw pipe {PIPE} config bw ... on the scenario's schedule"))
     return procs
+
+
+UDP_TOS = {"not-ect": 0, "ect0": 2, "ect1": 1}
+"""iperf3 -S (IP_TOS) for a UDP flow's ECN field: the low two bits of the TOS byte (RFC 3168)."""
+RATE_SCHEDULE_NAME = "router-rate-schedule.txt"
+
+
+def last_start_s(scenario: Scenario, repeat: int) -> float:
+    """The latest connection start of the repeat (s after the common start)."""
+    return max(max(connection_starts_s(scenario, g, repeat)) for g in range(len(scenario.flows)))
+
+
+def starting_hosts(scenario: Scenario, topology: Topology) -> list[str]:
+    """Hosts that start processes at the common start: the clients, and the router when the rate changes."""
+    hosts = client_hosts(scenario)
+    if scenario.bottleneck.rate_schedule or scenario.bottleneck.rate_trace:
+        hosts.append(topology.router)
+    return hosts
 
 
 def client_hosts(scenario: Scenario) -> list[str]:
@@ -518,8 +696,8 @@ def client_hosts(scenario: Scenario) -> list[str]:
     return hosts
 
 
-def client_wait_s(scenario: Scenario) -> int:
-    last_start = max(f.start for f in scenario.flows) / 1e6
+def client_wait_s(scenario: Scenario, repeat: int = 1) -> int:
+    last_start = last_start_s(scenario, repeat)
     return int(math.ceil(START_LEAD_S + last_start + scenario.duration / 1e6 + CLIENT_GRACE_S))
 
 
@@ -572,6 +750,7 @@ def run_phases(scenario: Scenario, topology: Topology, run_id: str, repeat: int,
         sched_type=SCHED_TYPE if mod else "fifo", queue_opts=_queue_opts(aqm, scenario),
         client_nets=sorted({n for h in topology.clients for n in _networks(topology, h)}),
         server_net=_networks(topology, server)[0], match=scenario.bottleneck.match, syslog_tag=tag,
+        delay_pipes=delay_pipes(scenario, topology),
         syslog_exclude=f"!-{tag}",
         syslog_exclude_comment=f"# l4stb: {tag} module lines go only to their own file (see /etc/syslog.d)",
         syslog_conf=f"/etc/syslog.d/l4stb-{tag}.conf",
@@ -584,9 +763,9 @@ def run_phases(scenario: Scenario, topology: Topology, run_id: str, repeat: int,
     for h in [*client_hosts(scenario), server]:
         tcp_ccs = []
         for f in scenario.flows:
-            if f.cc != "prague" and (f.host == h or h == server) and f.cc not in tcp_ccs:
+            if f.cc not in ("prague", "udp") and (f.host == h or h == server) and f.cc not in tcp_ccs:
                 tcp_ccs.append(f.cc)
-        default_cc = next((f.cc for f in scenario.flows if f.host == h and f.cc != "prague"), "cubic")
+        default_cc = next((f.cc for f in scenario.flows if f.host == h and f.cc not in ("prague", "udp")), "cubic")
         ect1 = any(f.cc == "dctcp" and (f.host == h or h == server) for f in scenario.flows)
         ecn_mode = 1 if scenario.ecn else 0
         step = "congestion control and ECN"
@@ -599,7 +778,8 @@ def run_phases(scenario: Scenario, topology: Topology, run_id: str, repeat: int,
     step = "reset logs"
     phases.append(Phase(step, [HostStep(router, step, render(
         "reset_router_logs.sh.j2", **_header(router, step), repeat=repeat, state_dir=state_dir, repeat_dir=repeat_dir,
-        rotate_every_s=ROTATE_EVERY_S, sysctl_root=SYSCTL_ROOT, **logs), timeout_s=60)]))
+        rotate_every_s=ROTATE_EVERY_S, sysctl_root=SYSCTL_ROOT, counters=list(MODULE_COUNTERS), **logs),
+        timeout_s=180)]))
 
     # 3. servers, one per connection.
     step = "start servers"
@@ -611,15 +791,15 @@ def run_phases(scenario: Scenario, topology: Topology, run_id: str, repeat: int,
     # 4. all clients at the same moment.
     delays = client_delays or {}
     phases.append(Phase("start clients", [start_clients_step(scenario, topology, run_id, repeat, h, delays.get(h))
-                                          for h in client_hosts(scenario)]))
+                                          for h in starting_hosts(scenario, topology)]))
 
     # 5. wait for the clients, stop stragglers, collect exit codes.
-    wait_s = client_wait_s(scenario)
+    wait_s = client_wait_s(scenario, repeat)
     step = "wait for clients"
     phases.append(Phase(step, [HostStep(h, step, render(
         "wait_procs.sh.j2", **_header(h, step), wait_s=wait_s, state_dir=state_dir,
         procs=[proc_item(p) for p in procs if p.side == "client" and p.host == h]), timeout_s=wait_s + 60)
-        for h in client_hosts(scenario)]))
+        for h in starting_hosts(scenario, topology)]))
 
     # 6. servers: wait briefly, stop stragglers (udp_prague receivers never exit by themselves).
     step = "stop servers"
@@ -631,7 +811,8 @@ def run_phases(scenario: Scenario, topology: Topology, run_id: str, repeat: int,
     step = "collect router logs"
     phases.append(Phase(step, [HostStep(router, step, render(
         "collect_router_logs.sh.j2", **_header(router, step), repeat=repeat, repeat_dir=repeat_dir, drain_s=DRAIN_S,
-        compress_ext=COMPRESS_EXT[compress], sysctl_root=SYSCTL_ROOT, **logs), timeout_s=120)]))
+        compress_ext=COMPRESS_EXT[compress], sysctl_root=SYSCTL_ROOT, counters=list(MODULE_COUNTERS), **logs),
+        timeout_s=240)]))
     return phases
 
 
@@ -658,9 +839,11 @@ def parse_wait_output(text: str) -> tuple[dict[str, int], list[str], dict[str, l
     return exits, killed, stderr
 
 
-def parse_log_lines(text: str) -> int | None:
+def parse_counters(text: str) -> dict[str, int]:
+    """``l4stb-counter NAME VALUE`` lines of the reset/collect steps; a counter the module lacks is left out."""
+    counters: dict[str, int] = {}
     for line in text.splitlines():
-        if line.startswith("l4stb-log-lines "):
-            value = line.split(" ", 1)[1].strip()
-            return int(value) if value.isdigit() else None
-    return None
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "l4stb-counter" and parts[2].isdigit():
+            counters[parts[1]] = int(parts[2])
+    return counters

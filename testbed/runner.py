@@ -11,7 +11,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from l4stb.config import Scenario, Topology, load_scenario, load_topology
 from l4stb.console import console
 from l4stb.errors import L4stbError
-from l4stb.manifest import Manifest, RepeatRecord, collect_versions, load_manifest, save_manifest
+from l4stb.manifest import Manifest, RepeatRecord, collect_versions, command_line, load_manifest, save_manifest
 from l4stb.providers import get_provider
 from l4stb.providers.base import Plan, RepeatOutcome, RunContext, TestbedInfo
 from l4stb.units import format_duration
@@ -64,27 +64,37 @@ def resolve(ws: Workspace, scenario_name: str, overrides: list[str]) -> tuple[Te
     return testbed, topology, scenario
 
 
-def plan_run(ws: Workspace, scenario_name: str, overrides: list[str]) -> Plan:
-    """The per-host plan of one repeat, without touching anything."""
-    if ws.testbed_file.is_file():
+def plan_run(ws: Workspace, scenario_name: str, overrides: list[str], provider: str | None = None) -> Plan:
+    """The per-host plan of one repeat, without touching anything: the testbed that is up, else ``provider``
+    (default sim, the default provider of `l4stb up`) on the scenario's own topology."""
+    if ws.testbed_file.is_file() and provider in (None, TestbedInfo.load(ws).provider):
         testbed, topology, scenario = resolve(ws, scenario_name, overrides)
         provider_name = testbed.provider
-    else:  # nothing is up: show what the real testbed would run, on the scenario's own topology
+        up = True
+    else:
         scenario = resolve_policy(load_scenario(scenario_name, overrides))
         topology = load_topology(scenario.topology)
-        provider_name = "vagrant"
-    provider = get_provider(provider_name, ws)
-    ctx = RunContext(ws.new_run_id(scenario.name), scenario, topology, ws)
-    plan = provider.plan_run(ctx, 1)
-    if not ws.testbed_file.is_file():
-        plan.title += " -- no testbed is up, so this is the vagrant (FreeBSD VM) plan"
+        provider_name = provider or "sim"
+        up = False
+    plan = get_provider(provider_name, ws).plan_run(RunContext(ws.new_run_id(scenario.name), scenario, topology, ws), 1)
+    if not up:
+        other = "vagrant" if provider_name == "sim" else "sim"
+        plan.title += (f" -- no {provider_name} testbed is up, so this is the plan `l4stb up --provider {provider_name}` "
+                       f"would run; add --provider {other} to see the {other} plan")
     return plan
 
 
-def start_run(ws: Workspace, scenario: Scenario, topology: Topology, testbed: TestbedInfo) -> Manifest:
+def start_run(ws: Workspace, scenario: Scenario, topology: Topology, testbed: TestbedInfo, *,
+              overrides: list[str] | tuple[str, ...] = (), sweep: dict | None = None) -> Manifest:
+    """Create the run and its manifest. A sweep point's run id carries its swept values
+    (``dctcp-8mbps_rate-20Mbit_delay-40ms-<time>``, see :func:`sweep_slug`)."""
     provider = get_provider(testbed.provider, ws)
-    run_id = ws.new_run_id(scenario.name)
+    values = (sweep or {}).get("values") or {}
+    run_id = ws.new_run_id(scenario.name + (f"_{sweep_slug(values)}" if values else ""))
     manifest = Manifest(
+        command=command_line(),
+        overrides=list(overrides),
+        sweep=sweep,
         run_id=run_id,
         provider=testbed.provider,
         scenario=scenario.model_dump(mode="json"),
@@ -99,6 +109,18 @@ def start_run(ws: Workspace, scenario: Scenario, topology: Topology, testbed: Te
         manifest.steps["policy"] = policy
     save_manifest(ws, manifest)
     return manifest
+
+
+def sweep_slug(values: dict[str, str]) -> str:
+    """``{"bottleneck.rate": "20Mbit", "bottleneck.delay": "40ms"}`` -> ``rate-20Mbit_delay-40ms``: the last part
+    of each key and its value, with characters a run id cannot hold replaced by '-'."""
+    import re
+
+    parts = []
+    for key, value in values.items():
+        name = key.rsplit(".", 1)[-1]
+        parts.append(re.sub(r"[^A-Za-z0-9.-]+", "-", f"{name}-{value}").strip("-."))
+    return "_".join(parts)
 
 
 def execute(ws: Workspace, run_id: str, *, jobs: int | None = None, quiet: bool = False) -> RunResult:

@@ -71,15 +71,45 @@ def _save(ws: Workspace, record: SweepRecord) -> None:
     atomic_write_json(_sweeps_dir(ws) / f"{record.sweep_id}.json", asdict(record))
 
 
+def _read_record(path) -> SweepRecord:
+    data = read_json(path, "sweep record")
+    try:
+        data["combinations"] = [Combination(**c) for c in data["combinations"]]
+        return SweepRecord(**data)
+    except (KeyError, TypeError) as exc:
+        raise L4stbError(f"{path} is not a sweep record l4stb can read ({exc}). Move it aside and re-run the "
+                         "sweep with `l4stb run --sweep ...`.") from None
+
+
 def _latest_with_hash(ws: Workspace, spec_hash: str) -> SweepRecord | None:
     folder = _sweeps_dir(ws)
     if not folder.is_dir():
         return None
     for path in sorted(folder.glob(f"*-{spec_hash}-*.json"), reverse=True):
-        data = read_json(path, "sweep record")
-        data["combinations"] = [Combination(**c) for c in data["combinations"]]
-        return SweepRecord(**data)
+        return _read_record(path)
     return None
+
+
+def sweep_ids(ws: Workspace) -> list[str]:
+    """Sweeps in the workdir, oldest first (their ids end in a UTC time stamp)."""
+    folder = _sweeps_dir(ws)
+    if not folder.is_dir():
+        return []
+    return sorted((p.stem for p in folder.glob("*.json")), key=lambda s: (s.rsplit("-", 1)[-1], s))
+
+
+def load_sweep(ws: Workspace, sweep_id: str | None) -> SweepRecord:
+    """A sweep by id, or the latest one; a clear error naming the known sweeps when it is not there."""
+    known = sweep_ids(ws)
+    if not sweep_id:
+        if not known:
+            raise L4stbError(f"no sweeps in {_sweeps_dir(ws)}. Run one with `l4stb run --scenario NAME --sweep "
+                             "KEY=V1,V2`.")
+        sweep_id = known[-1]
+    if sweep_id not in known:
+        hint = f" Known sweeps: {', '.join(known[-5:])}." if known else " There are no sweeps yet."
+        raise L4stbError(f"sweep '{sweep_id}' not found under {_sweeps_dir(ws)}.{hint}")
+    return _read_record(_sweeps_dir(ws) / f"{sweep_id}.json")
 
 
 def _execute_one(args: tuple[str, str, int]) -> tuple[str, str, int]:
@@ -110,14 +140,16 @@ def run_sweep(ws: Workspace, scenario_name: str, base_overrides: list[str], swee
                                          base_overrides, axes, [Combination(c) for c in combos])
         topology = load_topology(testbed.topology)
         todo = []
-        for combo, scenario in zip(record.combinations, scenarios):
+        combo_overrides = [base_overrides + [f"{k}={v}" for k, v in c.values.items()] for c in record.combinations]
+        for combo, scenario, overrides in zip(record.combinations, scenarios, combo_overrides):
             if combo.run_id and ws.manifest_file(combo.run_id).is_file():
                 combo.status = load_manifest(ws, combo.run_id).status
                 if combo.status == "complete":
                     continue
             else:
                 scenario.check_against(topology)
-                combo.run_id = runner.start_run(ws, scenario, topology, testbed).run_id
+                combo.run_id = runner.start_run(ws, scenario, topology, testbed, overrides=overrides,
+                                                sweep={"sweep_id": record.sweep_id, "values": combo.values}).run_id
             todo.append(combo)
         _save(ws, record)
         skipped = len(record.combinations) - len(todo)
@@ -139,6 +171,8 @@ def run_sweep(ws: Workspace, scenario_name: str, base_overrides: list[str], swee
                 progress.advance(task)
                 progress.console.print(f"  {run_id}: {status}")
     _print_plan(combos, scenarios, record)
+    console.print(f"Next: `l4stb fetch-logs --sweep {record.sweep_id}`, then `l4stb summary --sweep {record.sweep_id}` "
+                  f"or `l4stb report --sweep {record.sweep_id}`.")
     return record
 
 

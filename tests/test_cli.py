@@ -7,7 +7,7 @@ import json
 import pytest
 
 COMMANDS = ["up", "down", "status", "scenarios", "run", "fetch-logs", "summary", "report", "train-and-report",
-            "pool", "import-logs"]
+            "pool", "import-logs", "check"]
 
 
 def test_help_lists_every_command(l4stb):

@@ -54,13 +54,17 @@ def test_the_core_compiles_cleanly_with_all_warnings(harness: Path):
 
 
 def random_dualpi2_params(rng: random.Random) -> DualPI2Params:
+    semantics = rng.choice(["linux", "rfc9332-thlen"])
+    step_packets = rng.choice([0, 1, 3, 20]) if rng.random() < 0.25 else None
+    ramp = 0 if step_packets is not None else rng.choice([0, 0, 400, 1000, 5000])
     aqm = Aqm(
         name="dualpi2", ecn=rng.random() < 0.85,
         target=f"{rng.choice([1000, 5000, 15000, 20000, 50000])}us",
         tupdate=f"{rng.choice([1000, 4000, 16000, 32000])}us",
         alpha=rng.choice([0.01, 0.16, 0.5, 2.0, 10.0, 60.0]), beta=rng.choice([0.1, 3.2, 10.0, 30.0, 90.0]),
         coupling_factor=rng.choice([1.0, 1.5, 2.0, 3.0, 4.0]), step_threshold=f"{rng.choice([0, 500, 1000, 3000])}us",
-        ramp_range=f"{rng.choice([0, 0, 400, 1000, 5000])}us", min_qlen_step=rng.choice([0, 1, 2, 5]),
+        step_semantics=semantics, ramp_range=f"{ramp}us", step_packets=step_packets,
+        **({"min_qlen_step": rng.choice([0, 0, 1, 2, 5])} if semantics == "linux" else {"th_len": rng.choice([0, 1, 2, 5])}),
         classic_protection=rng.choice([0.0, 0.05, 0.1, 0.5, 1.0]), scheduler=rng.choice(["wrr", "tsfifo"]),
         tshift=f"{rng.choice([0, 10_000, 50_000])}us", drop_on_overload=rng.random() < 0.7,
         kern_hz=rng.choice([100, 250, 1000, 10000]),

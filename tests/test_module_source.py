@@ -64,7 +64,7 @@ def test_module_defaults_are_the_simulators_defaults():
         assert pie[name] == want[name], name
 
 
-_C_CONSTS = {"SCHED_WRR": 0, "SCHED_TSFIFO": 1, "PIE_ECN_ENABLED": 1, "PIE_CAPDROP_ENABLED": 2,
+_C_CONSTS = {"SCHED_WRR": 0, "SCHED_TSFIFO": 1, "STEP_LINUX": 0, "STEP_RFC_THLEN": 1, "PIE_ECN_ENABLED": 1, "PIE_CAPDROP_ENABLED": 2,
              "PIE_DERAND_ENABLED": 16}
 
 

@@ -119,3 +119,21 @@ def test_cli_runs_the_policy_aqm_and_records_the_blob_in_the_manifest(l4stb, wor
     assert result.exit_code == 0, result.stderr
     manifest = json.loads(next((workdir / "runs").glob("*/manifest.json")).read_text())
     assert manifest["steps"]["policy"]["sha256"] == pb.load(blob).sha256
+
+
+def test_the_router_step_that_loads_the_blob_is_posix_sh_and_passes_shellcheck(tmp_path):
+    import shutil
+    import subprocess
+
+    from l4stb import plans
+
+    blob = drop_above_blob(tmp_path, 5_000)
+    sc = resolve_policy(load_scenario("dctcp-8mbps", ["aqm.name=policy", f"aqm.policy={blob}"]))
+    steps = [s for phase in plans.run_phases(sc, load_topology("dumbbell-4"), "p-20260101T000000Z", 1)
+             for s in phase.steps if "policy=commit" in s.script]
+    assert len(steps) == 1 and steps[0].uploads[0].remote == plans.POLICY_REMOTE
+    script = steps[0].script
+    assert subprocess.run(["sh", "-n"], input=script, capture_output=True, text=True).returncode == 0
+    if shutil.which("shellcheck"):
+        proc = subprocess.run(["shellcheck", "-s", "sh", "-f", "gcc", "-"], input=script, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout

@@ -15,7 +15,7 @@ from l4stb.analysis.palette import CC_COLORS, QUEUE_COLORS
 from l4stb.analysis.report import ReportSection, ReportTable, SeriesData, comparison_section, render_report
 
 FIGURES = ("queue_delay_ecdf", "queue_delay_box", "throughput_timeseries", "throughput_box", "utilization",
-           "throughput_vs_p95_delay", "action_mix")
+           "throughput_vs_p95_delay", "action_mix", "aqm_timeseries")
 
 
 @pytest.fixture

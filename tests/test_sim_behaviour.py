@@ -61,15 +61,29 @@ def test_single_cubic_holds_the_classic_queue_near_the_15ms_target(tmp_path):
 
 @pytest.mark.parametrize("cc", ["dctcp", "prague"])
 def test_single_scalable_flow_keeps_the_l_queue_within_a_few_ms_without_drops(tmp_path, cc):
-    """Median L sojourn <= 3.5 ms, i.e. at most two 1.5 ms packets ahead (anchors: ~1.5-3 ms at 8 Mbit/s;
-    measured 3.3 ms for FreeBSD DCTCP, whose window takes a 2-segment step at each reduction, 1.8 ms for
-    paced Prague), drops <= 0.1 % of packets (a few are allowed for slow-start overshoot), utilisation
-    >= 90 %."""
-    stats, rows = run(tmp_path, f"[{{host: client2, cc: {cc}}}]")
+    """RFC 9332's Th_len step (no step mark unless more than one packet is left in L): median L sojourn
+    <= 3.5 ms, i.e. at most two 1.5 ms packets ahead (anchors: ~1.5-3 ms at 8 Mbit/s; measured 3.3 ms for
+    FreeBSD DCTCP, whose window takes a 2-segment step at each reduction, less for paced udp_prague, the
+    FreeBSD host's Prague), drops <= 0.1 % of packets (a few are allowed for slow-start overshoot),
+    utilisation >= 90 %."""
+    stats, rows = run(tmp_path, f"[{{host: client2, cc: {cc}}}]", "aqm.step_semantics=rfc9332-thlen")
     med = statistics.median(delays(rows, 1))
     assert med <= 3_500, med
     assert stats["drops"]["L"] + stats["drops"]["C"] <= 0.001 * stats["packets"]
     assert stats["utilisation"] >= 0.90
+
+
+@pytest.mark.parametrize("cc, min_utilisation", [("dctcp", 0.6), ("prague", 0.9)])
+def test_linux_step_holds_a_single_scalable_flow_to_about_one_packet_of_queue(tmp_path, cc, min_utilisation):
+    """Linux's step (every L packet whose sojourn exceeds 1 ms is marked, min_qlen_step 0): at 8 Mbit/s one
+    1500-byte packet takes 1.5 ms, so any packet that waits behind another is marked. Median L sojourn
+    <= 1.6 ms (one packet ahead at most), no drops. The price, measured (seed 3): DCTCP, whose FreeBSD
+    window reacts to every mark, keeps the link only ~68 % busy (asserted >= 60 %); Prague ~93 %."""
+    stats, rows = run(tmp_path, f"[{{host: client2, cc: {cc}}}]")
+    med = statistics.median(delays(rows, 1))
+    assert med <= 1_600, med
+    assert stats["drops"]["L"] + stats["drops"]["C"] <= 0.001 * stats["packets"]
+    assert stats["utilisation"] >= min_utilisation
 
 
 @pytest.mark.slow
@@ -83,30 +97,17 @@ def test_cubic_against_a_scalable_flow_shares_the_link_and_keeps_l_latency(tmp_p
     sets cwnd = ssthresh on a CE echo and keeps growing through the recovery round, so the very ACK that
     cuts the window takes a slow-start step (cwnd <= ssthresh) of up to 2 segments -- several times
     the +1 segment per round trip the derivation assumes, at 4-8 packet windows (asserted 1.6-3.2x).
-    Prague's RTT independence (25 ms target) makes it as gentle as a 25 ms flow: 0.7-0.9x over seeds
-    (asserted 0.5-1.1x)."""
-    stats, rows = run(tmp_path, f"[{{host: client1, cc: cubic}}, {{host: client2, cc: {cc}}}]")
+    Prague on the default FreeBSD host is udp_prague (rate-based, RTT-independent with a 25 ms virtual RTT):
+    asserted 0.5-1.1x. The derivation assumes the L queue may hold a packet or two, so this runs RFC
+    9332's Th_len step; Linux's step, which marks every packet waiting behind another at 8 Mbit/s, gives
+    less (README, DualPI2)."""
+    stats, rows = run(tmp_path, f"[{{host: client1, cc: cubic}}, {{host: client2, cc: {cc}}}]",
+                      "aqm.step_semantics=rfc9332-thlen")
     ratio = rate(stats, 1) / rate(stats, 0)
     assert (1.6 <= ratio <= 3.2) if cc == "dctcp" else (0.5 <= ratio <= 1.1), ratio
     assert stats["utilisation"] >= 0.97
     assert statistics.median(delays(rows, 1)) <= 3_000
     assert 8_000 <= statistics.median(delays(rows, 0)) <= 22_000
-
-
-@pytest.mark.slow
-def test_prague_rtt_independence_gives_the_rate_of_a_25ms_flow(tmp_path):
-    """At 50 Mbit/s, 10 ms (windows of tens of packets), Prague with RTT_CONTROL_RATE (25 ms target)
-    scales both its additive increase and its reduction rate to those of a 25 ms flow, so against Cubic
-    the window-fair coupling gives rate_L / rate_C = RTT_C / (1.22 x 25 ms) from the measured Cubic RTT
-    (~0.84 here), not the (RTT_C / RTT_L) / 1.22 ~ 1.9 of an unscaled flow. Tolerance 35 %: the 1.22 is
-    Reno's response constant, Cubic's differs a little, and 20 s runs vary by ~10 % across seeds
-    (seeds 1-3: 0.93-1.09)."""
-    stats, _ = run(tmp_path, "[{host: client1, cc: cubic}, {host: client2, cc: prague}]",
-                   "bottleneck.rate=50Mbit", duration="20s", seed=1)
-    ratio = rate(stats, 1) / rate(stats, 0)
-    expected = stats["flows"][0]["mean_rtt_ms"] / (1.22 * 25)
-    assert 0.65 * expected <= ratio <= 1.35 * expected, (ratio, expected)
-    assert stats["flows"][1]["mean_rtt_ms"] < 25  # the regime where the scaling applies
 
 
 @pytest.mark.slow

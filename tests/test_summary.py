@@ -20,10 +20,13 @@ def test_summary_json_has_the_documented_keys(tmp_path, monkeypatch):
     install_fake_parser(monkeypatch)
     ws, run_id = make_run(tmp_path)
     out = summarize(ws, run_id).to_json()
-    assert list(out) == ["queues", "utilization", "flows", "jain", "repeats", "parse"]
+    assert list(out) == ["run_id", "scenario", "aqm", "testbed", "overrides", "sweep", "queues", "utilization", "flows",
+                         "jain", "coexistence", "overload", "repeats", "parse"]
+    assert out["run_id"] == run_id and out["scenario"] == "dctcp-8mbps" and out["overrides"] == []
     assert set(out["queues"]) == {"C", "L"}
     for q in out["queues"].values():
-        assert set(q) == {"delay_ms", "packets", "drops", "marks"}
+        assert set(q) == {"delay_ms", "packets", "drops", "marks", "drop_rate", "mark_rate", "drop_rate_ci95",
+                          "mark_rate_ci95"}
         assert set(q["delay_ms"]) == {"p50", "p90", "p95", "p99"}
     assert 0.0 <= out["utilization"] <= 1.0
     assert 0.0 < out["jain"] <= 1.0
@@ -104,7 +107,10 @@ def test_cli_summary_json_prints_one_object(tmp_path, monkeypatch):
     ws, run_id = make_run(tmp_path)
     result = CliRunner().invoke(cli, ["--workdir", str(tmp_path), "summary", "--json"])
     assert result.exit_code == 0, result.output
-    assert set(json.loads(result.output)) == {"queues", "utilization", "flows", "jain", "repeats", "parse"}
+    out = json.loads(result.output)
+    assert {"run_id", "scenario", "overrides", "queues", "utilization", "flows", "jain", "coexistence", "overload",
+            "repeats", "parse"} <= set(out)
+    assert out["run_id"] == run_id
 
 
 def test_summary_says_how_to_read_utilisation_when_every_byte_crosses_the_pipe_twice(l4stb):

@@ -58,13 +58,13 @@ def test_run_plan_holds_the_right_commands_per_host(tmp_path: Path):
     assert "ipfw pipe 1 config bw 8Mbit/s delay 10" in router
     assert "ipfw sched 1 config pipe 1 type dualpi2" in router
     assert "ipfw queue 1 config sched 1 queue 1000" in router
-    assert "ipfw add 1000 queue 1 ip from 10.0.1.0/24,10.0.2.0/24 to 10.0.3.0/24 out" in router
+    assert "ipfw add 1000 queue 1 ip from 10.1.1.0/24,10.1.2.0/24 to 10.1.3.0/24 out" in router
     assert "ipfw -f flush" not in router, "flushing ipfw would cut SSH"
     assert "sysctl net.inet.ip.dummynet.dualpi2.target_us=15000" in router
     assert "'/var/log/dualpi2.log 644 100 9766 * JC'" in router
     assert "'kern.* -/var/log/dualpi2.log'" in router
     client1 = "\n".join(sections["client1"])
-    assert client1.count("iperf3 -c 10.0.3.13") == 4
+    assert client1.count("iperf3 -c 10.1.3.13") == 4
     assert "-P 2 -C cubic" in client1 and "-P 2 -C newreno" in client1
     client2 = "\n".join(sections["client2"])
     assert "sysctl net.inet.tcp.cc.dctcp.ect1=1" in client2 and "-C dctcp" in client2
@@ -79,7 +79,7 @@ def test_run_plan_holds_the_right_commands_per_host(tmp_path: Path):
 def test_prague_runs_udp_prague_and_says_its_output_is_not_iperf3_json(tmp_path: Path):
     text = _run_plan("prague-8mbps", tmp_path)
     client2 = "\n".join(_sections(text)["client2"])
-    assert "udp_prague_sender -a 10.0.3.13 -p 5105 -c" in client2
+    assert "udp_prague_sender -a 10.1.3.13 -p 5105 -c" in client2
     assert "client2-prague-g2-c1.udp_prague.txt" in client2
     assert "not iperf3 JSON" in client2
     server = "\n".join(_sections(text)["server"])
@@ -135,9 +135,9 @@ def test_delay_that_ipfw_cannot_express_is_a_user_error():
 def test_endpoints_route_every_other_network_via_the_router():
     topo = load_topology("dumbbell-4")
     assert [(r.network, r.gateway) for r in plans.routes_for(topo, "client1")] == [
-        ("10.0.2.0/24", "10.0.1.1"), ("10.0.3.0/24", "10.0.1.1")]
+        ("10.1.2.0/24", "10.1.1.1"), ("10.1.3.0/24", "10.1.1.1")]
     assert [(r.network, r.gateway) for r in plans.routes_for(topo, "server")] == [
-        ("10.0.1.0/24", "10.0.3.1"), ("10.0.2.0/24", "10.0.3.1")]
+        ("10.1.1.0/24", "10.1.3.1"), ("10.1.2.0/24", "10.1.3.1")]
 
 
 def test_messages_as_log_file_is_not_excluded_from_the_default_syslog_rules(tmp_path: Path):
@@ -213,7 +213,7 @@ PAYLOADS = ["zqx; reboot", "$(zqx)", "`zqx`", "zqx'b", 'zqx"b', "zqx\nreboot", "
 hostile = st.one_of(
     st.sampled_from(PAYLOADS),
     st.builds(lambda base, tail: base + "zqx" + tail,
-              st.sampled_from(["client1", "lan1", "/var/log/x", "8Mbit", "10ms", "dualpi2", "cubic", "10.0.1.11/24",
+              st.sampled_from(["client1", "lan1", "/var/log/x", "8Mbit", "10ms", "dualpi2", "cubic", "10.1.1.11/24",
                                "dctcp-8mbps", "vagrant", "5101", ""]),
               st.text(alphabet=st.sampled_from(list(HOSTILE_CHARS) + list("abz019./-")), min_size=0, max_size=12)),
 )
@@ -321,8 +321,8 @@ def test_match_any_renders_the_original_rule_on_the_testbed_networks_only():
     """match: any is the original `ip from any to any` (both directions, both passes), restricted to the
     testbed's networks so the management NAT interface stays out of the pipe; the default is one pass out."""
     topo = load_topology("dumbbell-4")
-    nets = "10.0.1.0/24,10.0.2.0/24,10.0.3.0/24"
+    nets = "10.1.1.0/24,10.1.2.0/24,10.1.3.0/24"
     text = plans.plan_of("x", plans.run_phases(load_scenario("paper-l4s-pie-10mbps-20ms"), topo, "p-1", 1)).render()
     assert f"ipfw add 1000 queue 1 ip from {nets} to {nets}\n" in text
     text = plans.plan_of("x", plans.run_phases(load_scenario("dctcp-8mbps"), topo, "p-1", 1)).render()
-    assert "ipfw add 1000 queue 1 ip from 10.0.1.0/24,10.0.2.0/24 to 10.0.3.0/24 out\n" in text
+    assert "ipfw add 1000 queue 1 ip from 10.1.1.0/24,10.1.2.0/24 to 10.1.3.0/24 out\n" in text

@@ -71,19 +71,28 @@ class World:
         self.exit_override: dict[str, int] = {}
         self.fail_step: tuple[str, str, BaseException] | None = None
         self.log_lines = 1000
+        self.instances = 0
+        self.facts_override: dict[str, str] = {}
+        self.extra_answers: dict[str, str] = {}
         self.reboot_asks = 0
 
     def answer(self, host: str, step: str, script: str):
         if self.fail_step and self.fail_step[:2] == (host, step):
             return self.fail_step[2]
         if step == "host facts":
-            return FACTS.format(h=host)
+            return self.facts_override.get(host, FACTS.format(h=host))
+        if step in self.extra_answers:
+            return self.extra_answers[step]
         if step in ("wait for clients", "stop servers", "stop after failure"):
-            names = re.findall(r"for n in (.*?) ; do", script)[0].split()
+            names = re.findall(r"^set -- (.*)$", script, re.MULTILINE)[0].split()
             return "\n".join(f"l4stb-exit {n} {self.exit_override.get(n, 0)}" for n in names)
         if step in ("reset logs", "collect router logs"):
             self.log_lines += 500 if step == "collect router logs" else 0
-            return f"l4stb-log-lines {self.log_lines}\n"
+            self.instances += 1 if step == "collect router logs" else 0
+            return (f"l4stb-counter log_lines {self.log_lines}\nl4stb-counter instances_created {self.instances}\n"
+                    f"l4stb-counter instances_freed 0\n")
+        if step == "build udp_prague":
+            return f"l4stb-udp-prague {plans.UDP_PRAGUE_REF_DEFAULT}\n"
         if "dualpi2 module" in step and self.reboot_asks:
             self.reboot_asks -= 1
             return "l4stb-reboot-needed kern.msgbufsize\n"
@@ -119,8 +128,12 @@ def test_repeats_run_in_order_and_report_exit_codes(world: World, tmp_path: Path
     assert [o.repeat for o in outcomes] == [1, 2] and all(o.ok for o in outcomes)
     assert outcomes[0].stats["exit_codes"]["client2-dctcp-g2-c1.json"] == 0
     assert outcomes[0].stats["module_log_lines"] == 500
+    assert outcomes[0].stats["sched_instances"] == {"created": 1, "freed": 0}
+    assert outcomes[0].stats["kern_hz"] == {"client1": 1000, "client2": 1000, "router": 1000, "server": 1000}
+    assert "udp_prague_commit" not in outcomes[0].stats and "build udp_prague" not in world.steps()
     assert progress[-1] == (2, 1.0)
-    assert world.steps("router")[:3] == ["configure bottleneck and AQM (dualpi2)", "reset logs", "collect router logs"]
+    assert world.steps("router")[:4] == ["host facts", "configure bottleneck and AQM (dualpi2)", "reset logs",
+                                         "collect router logs"]
     order = [s for h, s, _ in world.calls[: len(world.calls) // 2]]
     assert order.index("start servers") < order.index("start clients together") < order.index("wait for clients")
 
@@ -222,7 +235,7 @@ def test_up_boots_every_vm_provisions_idempotently_and_records_ssh(world: World,
     assert info.hosts["client1"]["freebsd_version"] == "14.1-RELEASE-p5"
     assert prov.topology_file.is_file() and "client1" in prov.topology_file.read_text()
     router_steps = world.steps("router")
-    assert router_steps[:2] == ["login shell sh", "packages, kernel sources, NIC offloads"]
+    assert router_steps[:2] == ["login shell sh", "packages, kern.hz, NIC offloads"]
     assert router_steps.count("ipfw (open) + dummynet, build and load the dualpi2 module") == 2  # after the reboot
     uploaded = {(h, name) for h, name, _ in world.uploads}
     assert ("router", "Makefile") in uploaded and all(h == "router" for h, _ in uploaded)
@@ -264,3 +277,89 @@ def test_dry_run_plans_touch_nothing(tmp_path: Path):
     ctx = _ctx(tmp_path / "work")
     assert "ipfw sched 1 config pipe 1 type dualpi2" in prov.plan_run(ctx, 1).render()
     assert not (tmp_path / "work").exists()
+
+
+# -- before the first repeat: kern.hz and udp_prague ------------------------------------------------------
+
+
+def test_a_host_at_another_kern_hz_stops_the_run_before_any_repeat(world: World, tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(plans, "START_LEAD_S", 0.0)
+    world.facts_override = {"client2": FACTS.format(h="client2").replace("kern.hz: 1000", "kern.hz: 100")}
+    outcomes = []
+    with pytest.raises(L4stbError) as err:
+        VagrantProvider(Workspace.at(tmp_path)).run_repeats(_ctx(tmp_path, duration=1_000_000), [1],
+                                                            lambda r, f: None, outcomes.append)
+    text = str(err.value)
+    assert text.startswith("client2: kern.hz is 100") and "aqm.kern_hz = 1000" in text
+    assert "L4STB_KERN_HZ=1000 l4stb up --provider vagrant" in text and "\n" not in text
+    assert outcomes == [] and "configure bottleneck and AQM (dualpi2)" not in world.steps()
+
+
+def test_udp_prague_is_built_only_for_prague_scenarios_on_their_hosts(world: World, tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(plans, "START_LEAD_S", 0.0)
+    outcomes, _ = _run(_ctx(tmp_path, "prague-8mbps", duration=1_000_000), [1, 2])
+    built = sorted(h for h, s, _ in world.calls if s == "build udp_prague")
+    assert built == ["client2", "server"], "built once per host, before the first repeat"
+    assert outcomes[1].stats["udp_prague_commit"] == {"client2": plans.UDP_PRAGUE_REF_DEFAULT,
+                                                      "server": plans.UDP_PRAGUE_REF_DEFAULT}
+    script = next(sc for h, s, sc in world.calls if s == "build udp_prague")
+    assert f"checkout --quiet {plans.UDP_PRAGUE_REF_DEFAULT}" in script
+
+
+def test_up_never_builds_udp_prague(world: World, tmp_path: Path):
+    text = VagrantProvider(Workspace.at(tmp_path)).plan_up(load_topology("dumbbell-4")).render()
+    assert "git clone --quiet https://github.com/L4STeam/udp_prague" not in text and "gmake CPP" not in text
+
+
+@pytest.mark.parametrize("vm_provider, env, jobs", [("virtualbox", None, 1), ("libvirt", None, 4),
+                                                     ("virtualbox", "2", 2)])
+def test_vagrant_up_is_serial_on_virtualbox_and_parallel_on_libvirt(monkeypatch, vm_provider, env, jobs):
+    if env is None:
+        monkeypatch.delenv("L4STB_UP_JOBS", raising=False)
+    else:
+        monkeypatch.setenv("L4STB_UP_JOBS", env)
+    assert vagrant_mod.up_jobs(vm_provider, 4) == jobs
+    monkeypatch.setenv("L4STB_UP_JOBS", "many")
+    with pytest.raises(L4stbError, match="L4STB_UP_JOBS"):
+        vagrant_mod.up_jobs(vm_provider, 4)
+
+
+# -- the self-check on the VMs, against FreeBSD-shaped output ------------------------------------------------
+
+CHECK_ANSWERS = {
+    "check module and scheduler": "l4stb-module loaded\n=== sched ===\n"
+                                  " sched 1 type DUALPI2 flags 0x0 0 buckets 1 active\n",
+    "count ECN codepoints": "l4stb-ecn 5101 0 3\nl4stb-ecn 5101 2 700\nl4stb-ecn 5101 3 90\n"
+                            "l4stb-ecn 5102 0 3\nl4stb-ecn 5102 2 400\nl4stb-ecn 5102 3 60\n"
+                            "l4stb-ecn 5103 0 3\nl4stb-ecn 5103 1 350\nl4stb-ecn 5103 3 1500\n",
+    "count log lines": "l4stb-log-file-lines 500\n",
+}
+
+
+def test_self_check_on_the_vms_gathers_every_fact_and_passes(world: World, tmp_path: Path, monkeypatch):
+    from l4stb import check
+
+    monkeypatch.setattr(plans, "START_LEAD_S", 0.0)
+    world.extra_answers = dict(CHECK_ANSWERS)
+    sc = check.check_scenario(load_scenario("dctcp-8mbps"))
+    ctx = RunContext("check-dctcp-8mbps-20250101T000000Z", sc, load_topology("dumbbell-4"), Workspace.at(tmp_path))
+    ev = VagrantProvider(ctx.workspace).self_check(ctx)
+    assert ev.module_loaded is True and ev.log_lines_in_file == ev.log_lines_counter == 500
+    assert ev.kern_hz == {"client1": 1000, "client2": 1000, "router": 1000, "server": 1000}
+    assert [(f.host, f.cc, f.port) for f in ev.flows] == [("client1", "cubic", 5101), ("client1", "newreno", 5102),
+                                                          ("client2", "dctcp", 5103)]
+    assert check.judge(ev, sc).failures == []
+    order = [s for _, s, _ in world.calls]
+    assert order.index("start capture") < order.index("start clients together") < order.index(
+        "count ECN codepoints") < order.index("count log lines")
+
+
+def test_self_check_on_the_vms_reports_lost_log_lines(world: World, tmp_path: Path, monkeypatch):
+    from l4stb import check
+
+    monkeypatch.setattr(plans, "START_LEAD_S", 0.0)
+    world.extra_answers = {**CHECK_ANSWERS, "count log lines": "l4stb-log-file-lines 431\n"}
+    sc = check.check_scenario(load_scenario("dctcp-8mbps"))
+    ctx = RunContext("check-dctcp-8mbps-20250101T000000Z", sc, load_topology("dumbbell-4"), Workspace.at(tmp_path))
+    failures = check.judge(VagrantProvider(ctx.workspace).self_check(ctx), sc).failures
+    assert len(failures) == 1 and failures[0].startswith("router: 431 of the module's lines reached")

@@ -57,5 +57,47 @@ def test_vagrantfile_has_no_hard_coded_addresses():
     code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
     assert not re.search(r"\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\b", code.replace("255.255.255.255", ""))
     for needle in ('config.ssh.shell = "sh"', "config.vm.guest = :freebsd", "disabled: true", "virtualbox__intnet",
-                   '"libvirt"', "boot_timeout", "-tso -lro", 'L4STB_BOX_VERSION", "2024.05.31"'):
+                   '"libvirt"', "libvirt__host_ip", 'override.freebsd.device = "vtnet"', "boot_timeout", "-tso -lro",
+                   'L4STB_BOX_VERSION", "2024.05.31"'):
         assert needle in text
+
+
+RUBY = shutil.which("ruby")
+
+
+@pytest.mark.skipif(RUBY is None, reason="needs ruby (installed with Debian's vagrant package)")
+@pytest.mark.parametrize("topology", list_topologies())
+def test_libvirt_host_bridge_gets_a_free_address_not_the_routers(topology: str):
+    """vagrant-libvirt would give the host bridge each subnet's first address (the router's .1): the
+    Vagrantfile sets libvirt__host_ip to an address no VM uses, inside the subnet."""
+    import ipaddress
+    import json
+
+    from l4stb.config import load_topology
+
+    stub = ('module Vagrant; def self.configure(_v); end; end; load "Vagrantfile"; require "json"; '
+            'puts JSON.dump(L4STB_LIBVIRT_HOST_IP)')
+    proc = subprocess.run([RUBY, "-e", stub], cwd=find_vagrantfile(), capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, L4STB_TOPOLOGY=topology))
+    assert proc.returncode == 0, proc.stderr
+    host_ips = json.loads(proc.stdout)
+    topo = load_topology(topology)
+    used = {i.ip for h in topo.hosts.values() for i in h.interfaces}
+    nets = {i.network: ipaddress.IPv4Interface(i.address).network for h in topo.hosts.values() for i in h.interfaces}
+    assert set(host_ips) == set(nets)
+    for name, ip in host_ips.items():
+        assert ip not in used and ipaddress.IPv4Address(ip) in nets[name], (name, ip)
+
+
+def test_the_bootstrap_script_is_clean_posix_sh():
+    """The shell provisioner the Vagrantfile runs on every VM: `sh -n`, and shellcheck where installed."""
+    import textwrap
+
+    text = (find_vagrantfile() / "Vagrantfile").read_text()
+    body = text.split("L4STB_BOOTSTRAP = <<~'SH'\n", 1)[1].split("\nSH\n", 1)[0]
+    script = textwrap.dedent(body) + "\n"
+    assert "sysrc \"ifconfig_$ifn=inet $addr\"" in script  # internal NICs stay static after a reboot
+    assert subprocess.run(["sh", "-n"], input=script, text=True).returncode == 0
+    if shutil.which("shellcheck"):
+        proc = subprocess.run(["shellcheck", "-s", "sh", "-"], input=script, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout

@@ -107,16 +107,17 @@ init_from(char *line, struct dp2_state *s, int *auto_update)
 	if (v[0] == DP2_MODE_DUALPI2) {
 		struct dp2_params prm;
 
-		if (n != 4 + 22) {
-			fprintf(stderr, "harness: dualpi2 needs 22 parameters, got %d\n", n - 4);
+		if (n != 4 + 26) {
+			fprintf(stderr, "harness: dualpi2 needs 26 parameters, got %d\n", n - 4);
 			return (-1);
 		}
 		prm.target_us = v[4]; prm.tupdate_us = v[5]; prm.alpha_q = v[6]; prm.beta_q = v[7];
 		prm.alpha_mhz = v[8]; prm.beta_mhz = v[9]; prm.k_q8 = v[10]; prm.p_cmax = (uint64_t)v[11];
-		prm.step_us = v[12]; prm.range_us = v[13]; prm.th_len = v[14]; prm.min_backlog_bytes = v[15];
-		prm.scheduler = v[16]; prm.wc = v[17]; prm.wl = v[18]; prm.tshift_us = v[19]; prm.mtu = v[20];
-		prm.limit_packets = v[21]; prm.limit_bytes = v[22]; prm.ecn = v[23]; prm.drop_on_overload = v[24];
-		prm.tick_us = v[25];
+		prm.step_semantics = v[12]; prm.step_us = v[13]; prm.step_in_packets = v[14];
+		prm.step_packets = v[15]; prm.range_us = v[16]; prm.min_qlen_step = v[17]; prm.th_len = v[18];
+		prm.min_backlog_bytes = v[19]; prm.scheduler = v[20]; prm.wc = v[21]; prm.wl = v[22];
+		prm.tshift_us = v[23]; prm.mtu = v[24]; prm.limit_packets = v[25]; prm.limit_bytes = v[26];
+		prm.ecn = v[27]; prm.drop_on_overload = v[28]; prm.tick_us = v[29];
 		dp2_init_dualpi2(s, &prm, (uint64_t)v[1]);
 	} else {
 		struct dp2_pie_params prm;

@@ -155,6 +155,38 @@ class RepeatOutcome:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class FlowProbe:
+    """One flow of the self-check: who sent it, with which CC, to which server port, and the ECN codepoints of
+    its packets as the receiver saw them (0 not-ECT, 1 ECT(1), 2 ECT(0), 3 CE -> packets)."""
+
+    host: str
+    cc: str
+    port: int
+    codepoints: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass
+class CheckEvidence:
+    """What ``l4stb check`` measured on a testbed, provider-independent; :mod:`l4stb.check` judges it."""
+
+    provider: str
+    router: str
+    receiver: str
+    module_loaded: bool | None
+    """The AQM module is loaded on the router (None: the scenario's AQM needs no module)."""
+    sched_show: str
+    """``ipfw sched show`` on the router (vagrant), the simulated AQM's description (sim)."""
+    kern_hz: dict[str, int | None]
+    log_lines_in_file: int | None
+    log_lines_counter: int | None
+    """The module's log_lines counter over the flow (vagrant: the sysctl's delta; sim: decisions the AQM logged)."""
+    flows: list[FlowProbe] = field(default_factory=list)
+    flow_problems: list[str] = field(default_factory=list)
+    where: dict[str, str] = field(default_factory=dict)
+    """Where each fact came from (for the report): e.g. the log set's folder on the router."""
+
+
 ProgressFn = Callable[[int, float], None]
 """Called with (repeat, fraction done in [0, 1]) while a repeat runs."""
 DoneFn = Callable[[RepeatOutcome], None]
@@ -188,6 +220,11 @@ class Provider(ABC):
 
     @abstractmethod
     def plan_run(self, ctx: RunContext, repeat: int) -> Plan: ...
+
+    @abstractmethod
+    def self_check(self, ctx: RunContext) -> CheckEvidence:
+        """Run the check scenario's one short repeat (``ctx.scenario``) and gather the evidence ``l4stb check``
+        judges: module and scheduler, kern.hz per host, log lines vs the module's counter, ECN at the receiver."""
 
     @abstractmethod
     def run_repeats(self, ctx: RunContext, repeats: list[int], on_progress: ProgressFn, on_done: DoneFn,

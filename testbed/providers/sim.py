@@ -19,7 +19,9 @@ from l4stb.config import Topology
 from l4stb.errors import L4stbError
 from l4stb.layout import REMOTE_ROOT
 from l4stb.providers.base import (
+    CheckEvidence,
     CommandResult,
+    FlowProbe,
     DoneFn,
     Host,
     Plan,
@@ -185,6 +187,13 @@ class SimProvider(Provider):
             plan.add(host, "simulated", text)
         return plan
 
+    def self_check(self, ctx: RunContext) -> CheckEvidence:
+        """The same checks as on the VMs, against what the simulated repeat leaves on the simulated hosts: the
+        router's log set and the AQM's logged-decision counter, and the ECN field of the segments the
+        simulated receiver got (CE as it arrived, the sender's codepoint for the rest). The simulator runs
+        the router's clock at the scenario's aqm.kern_hz; its endpoints have no tick."""
+        return _self_check(self, ctx)
+
     def run_repeats(self, ctx: RunContext, repeats: list[int], on_progress: ProgressFn, on_done: DoneFn,
                     *, jobs: int = 1) -> None:
         from l4stb.sim.runner import SimJob, simulate_repeat
@@ -208,6 +217,56 @@ class SimProvider(Provider):
                 for fut in done:
                     on_done(fut.result())
             _drain(progress_q, on_progress)
+
+
+SIM_SCHED_TYPE = {"DualPI2": "DUALPI2", "L4sPie": "DUALPI2", "Pie": "FIFO", "Fifo": "FIFO"}
+"""The dummynet scheduler type the real router runs for each simulated AQM class (l4s-pie is the dualpi2
+module's mode 1; stock PIE is a FIFO scheduler with a pie queue)."""
+
+
+def _self_check(provider: "SimProvider", ctx: RunContext) -> CheckEvidence:
+    """Simulate the check scenario's repeat on the host folders and read back what it left there."""
+    from l4stb import logformat
+    from l4stb.sim.runner import SimJob, make_aqm, simulate_repeat
+
+    sc, topo = ctx.scenario, ctx.topology
+    router, server = topo.router, topo.server
+    for host in topo.hosts:
+        provider.host(host)
+    job = SimJob(sc, topo, ctx.run_id, 1, sc.repeat_seed(1), str(provider.ws.hosts_dir))
+    try:
+        stats = simulate_repeat(job)
+        aqm_class = type(make_aqm(sc, job.seed, lambda fields: None, None)).__name__
+        log_dir = provider.host(router).local_path(posixpath.join(REMOTE_ROOT, "runs", ctx.run_id))
+        in_file = sum(_count_prefixed(path, logformat.L4STB_PREFIX) for path in sorted(log_dir.rglob("*"))
+                      if path.is_file())
+    finally:
+        for host in topo.hosts:
+            shutil.rmtree(provider.host(host).local_path(posixpath.join(REMOTE_ROOT, "runs", ctx.run_id)),
+                          ignore_errors=True)
+    by_port: dict[int, FlowProbe] = {}
+    for flow in stats["flows"]:
+        probe = by_port.setdefault(flow["port"], FlowProbe(flow["host"], flow["cc"], flow["port"], {}))
+        cp, ce = flow["ecn_codepoint"], flow["ce_received"]
+        probe.codepoints[cp] = probe.codepoints.get(cp, 0) + max(0, flow["segments_delivered"] - ce)
+        probe.codepoints[3] = probe.codepoints.get(3, 0) + ce
+    uses_module = sc.aqm.engine in ("dualpi2", "l4s-pie")
+    return CheckEvidence(
+        provider=provider.name, router=router, receiver=server, module_loaded=True if uses_module else None,
+        sched_show=f" sched 1 type {SIM_SCHED_TYPE.get(aqm_class, aqm_class)} (simulated: {aqm_class})",
+        kern_hz={router: sc.aqm.kern_hz}, log_lines_in_file=in_file, log_lines_counter=stats["module_log_lines"],
+        flows=list(by_port.values()), where={"log": f"{router}:{sc.logging.file} (simulated)"})
+
+
+def _count_prefixed(path: Path, prefix: str) -> int:
+    """Lines holding ``prefix`` in one file of a log set (plain, .bz2, .gz or .xz)."""
+    import bz2
+    import gzip
+    import lzma
+
+    opener = {".bz2": bz2.open, ".gz": gzip.open, ".xz": lzma.open}.get(path.suffix, open)
+    with opener(path, "rt", encoding="ascii", errors="replace") as fh:
+        return sum(1 for line in fh if prefix in line)
 
 
 def _drain(progress_q, on_progress: ProgressFn) -> None:

@@ -28,8 +28,9 @@ import yaml
 
 import l4stb
 from l4stb import plans
-from l4stb.config import Topology
+from l4stb.config import Scenario, Topology, check_management_overlap
 from l4stb.errors import L4stbError
+from l4stb.providers import base
 from l4stb.providers.base import (
     DoneFn,
     Plan,
@@ -113,6 +114,18 @@ def _has_libvirt_plugin() -> bool:
     return "vagrant-libvirt" in out
 
 
+def up_jobs(vm_provider: str, hosts: int) -> int:
+    """How many `vagrant up` run at once: 1 on VirtualBox, whose parallel `VBoxManage import` of one box fails
+    (VirtualBox/virtualbox#80: NS_ERROR_INVALID_ARG for all but one), all on libvirt; env L4STB_UP_JOBS overrides.
+    Provisioning over SSH runs in parallel on either."""
+    raw = os.environ.get("L4STB_UP_JOBS", "")
+    if raw:
+        if not raw.isdigit() or int(raw) < 1:
+            raise L4stbError(f"L4STB_UP_JOBS={raw!r} must be a whole number >= 1.")
+        return int(raw)
+    return 1 if vm_provider == "virtualbox" else max(1, hosts)
+
+
 def _tail(path: Path, n: int = 8) -> str:
     try:
         lines = path.read_text(errors="replace").strip().splitlines()
@@ -168,6 +181,7 @@ class VagrantProvider(Provider):
 
     # -- plans ----------------------------------------------------------------------------------
     def plan_up(self, topology: Topology) -> Plan:
+        check_management_overlap(topology)
         hosts = list(topology.hosts)
         plan = Plan(f"l4stb up --provider vagrant --topology {topology.name}")
         plan.add("local", "vagrant: box and VMs", "\n".join([
@@ -175,24 +189,34 @@ class VagrantProvider(Provider):
             "# L4STB_TOPOLOGY=<workdir>/vagrant/topology.yaml and VAGRANT_DOTFILE_PATH=<workdir>/vagrant/dot-vagrant;",
             "# provider: L4STB_VAGRANT_PROVIDER, else virtualbox when VBoxManage is installed, else libvirt",
             f"vagrant box add {BOX} --box-version {BOX_VERSION} --provider <provider>   # when missing",
-            *[f"vagrant up {h} --provider=<provider> &   # all VMs in parallel" for h in hosts],
-            "wait",
+            "# VirtualBox: one VM after the other (parallel `VBoxManage import` fails); libvirt: all at once",
+            *[f"vagrant up {h} --provider=<provider>" for h in hosts],
             *[f"vagrant ssh-config {h}   # -> HostName, User, Port, IdentityFile for Fabric" for h in hosts],
+            "# then the steps below, each phase on all its hosts at once; a host that prints",
+            f"# '{REBOOT_MARKER}' is rebooted (vagrant reload --no-provision) and its step run again",
         ]))
         sub = plans.plan_of("", plans.up_phases(topology))
         plan.steps.extend(sub.steps)
         for h in hosts:
             s = plans.facts_step(topology, h)
             plan.add(h, s.step, s.describe())
+        plan.add("local", "self-check", "l4stb check   # a 5 s DCTCP flow through the pipe; see `l4stb check --help`")
         return plan
 
     def plan_run(self, ctx: RunContext, repeat: int) -> Plan:
         title = (f"l4stb run --scenario {ctx.scenario.name} (vagrant provider, repeat {repeat} of "
                  f"{ctx.scenario.repeats}; run {ctx.run_id})")
-        return plans.plan_of(title, plans.run_phases(ctx.scenario, ctx.topology, ctx.run_id, repeat))
+        prepare = plans.prepare_phase(ctx.scenario, ctx.topology) if repeat == 1 else None
+        phases = plans.run_phases(ctx.scenario, ctx.topology, ctx.run_id, repeat)
+        plan = plans.plan_of(title, ([prepare] if prepare else []) + phases)
+        plan.steps.insert(0, base.PlanStep("all hosts", "before the first repeat", (
+            f"# host facts on every host; refuse to run unless kern.hz = aqm.kern_hz = {ctx.scenario.aqm.kern_hz}"
+            " everywhere" + ("; then build udp_prague where Prague flows run" if prepare else ""))))
+        return plan
 
     # -- lifecycle ------------------------------------------------------------------------------
     def up(self, topology: Topology) -> TestbedInfo:
+        check_management_overlap(topology)
         vm_provider = detect_vm_provider()
         find_vagrantfile()
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -214,8 +238,7 @@ class VagrantProvider(Provider):
                     raise L4stbError(f"{h}: `vagrant up {h} --provider={vm_provider}` failed. Last lines of "
                                      f"{logfile}:\n{_tail(logfile)}") from None
 
-            jobs = int(os.environ.get("L4STB_UP_JOBS", len(hosts)) or 1)
-            self._parallel(hosts, up_one, jobs=max(1, jobs))
+            self._parallel(hosts, up_one, jobs=up_jobs(vm_provider, len(hosts)))
 
         v = self._vagrant("ssh-config.log")
         info = TestbedInfo(provider=self.name, topology=topology.name)
@@ -375,6 +398,7 @@ class VagrantProvider(Provider):
     def run_repeats(self, ctx: RunContext, repeats: list[int], on_progress: ProgressFn, on_done: DoneFn,
                     *, jobs: int = 1) -> None:
         """One repeat after the other (the testbed is one network); ``jobs`` is ignored."""
+        prepared = self.prepare_run(ctx.scenario, ctx.topology) if repeats else {}
         for repeat in repeats:
             started, t0 = utc_iso(), time.perf_counter()
             seed = ctx.scenario.repeat_seed(repeat)
@@ -388,19 +412,45 @@ class VagrantProvider(Provider):
                                       str(exc), {}))
                 raise
             wall_s = round(time.perf_counter() - t0, 3)
-            on_done(RepeatOutcome(repeat, seed, ok, started, utc_iso(), wall_s, detail, stats))
+            on_done(RepeatOutcome(repeat, seed, ok, started, utc_iso(), wall_s, detail, {**prepared, **stats}))
 
-    def _run_repeat(self, ctx: RunContext, repeat: int, on_progress: ProgressFn) -> tuple[bool, str, dict[str, Any]]:
+    def prepare_run(self, scenario: Scenario, topology: Topology) -> dict[str, Any]:
+        """Before the first repeat: refuse a clock tick other than the scenario's, build udp_prague where Prague
+        flows run. Returns what every repeat records: kern.hz per host, the udp_prague commit per host."""
+        facts = self.host_facts(topology)
+        hz = {h: facts[h].get("sysctls", {}).get("kern.hz", "") for h in topology.hosts}
+        refuse_wrong_kern_hz(scenario, hz)
+        recorded: dict[str, Any] = {"kern_hz": {h: int(v) for h, v in hz.items()}}
+        phase = plans.prepare_phase(scenario, topology)
+        if phase is not None:
+            out = self._run_phase(phase)
+            recorded["udp_prague_commit"] = {h: plans.parse_udp_prague_commit(text) for h, text in out.items()}
+        return recorded
+
+    def _run_repeat(self, ctx: RunContext, repeat: int, on_progress: ProgressFn,
+                    after: dict[str, plans.Phase] | None = None,
+                    extra_out: dict[str, dict[str, str]] | None = None) -> tuple[bool, str, dict[str, Any]]:
+        """One repeat's phases in order. ``after`` (run-phase name -> phase) adds phases, e.g. the self-check's
+        capture; their per-host output goes into ``extra_out`` under the added phase's name."""
         sc, topo = ctx.scenario, ctx.topology
         procs = plans.processes(sc, topo, ctx.run_id, repeat)
         phases = {p.name: p for p in plans.run_phases(sc, topo, ctx.run_id, repeat)}
-        expected_s = plans.START_LEAD_S + sc.duration / 1e6 + max(f.start for f in sc.flows) / 1e6
+        expected_s = plans.START_LEAD_S + sc.duration / 1e6 + plans.last_start_s(sc, repeat)
         stats: dict[str, Any] = {}
+        after = after or {}
 
-        self._run_phase(phases["configure"])
-        out = self._run_phase(phases["reset logs"])
-        lines_before = plans.parse_log_lines(out.get(topo.router, ""))
-        self._run_phase(phases["start servers"])
+        def run(name: str) -> dict[str, str]:
+            out = self._run_phase(phases[name])
+            if name in after:
+                added = self._run_phase(after[name])
+                if extra_out is not None:
+                    extra_out[after[name].name] = added
+            return out
+
+        run("configure")
+        out = run("reset logs")
+        before = plans.parse_counters(out.get(topo.router, ""))
+        run("start servers")
         on_progress(repeat, 0.0)
 
         # All clients at one moment: each host gets the delay left until a common start time.
@@ -411,7 +461,7 @@ class VagrantProvider(Provider):
             step = plans.start_clients_step(sc, topo, ctx.run_id, repeat, h, start_at - time.time())
             return self._run_step(step)
 
-        self._parallel(plans.client_hosts(sc), start_one)
+        self._parallel(plans.starting_hosts(sc, topo), start_one)
 
         # Wait for the clients, with progress ticks while their wait scripts run.
         done = threading.Event()
@@ -424,12 +474,12 @@ class VagrantProvider(Provider):
         tick = threading.Thread(target=ticker, daemon=True)
         tick.start()
         try:
-            client_out = self._run_phase(phases["wait for clients"])
+            client_out = run("wait for clients")
         finally:
             done.set()
             tick.join()
-        server_out = self._run_phase(phases["stop servers"])
-        router_out = self._run_phase(phases["collect router logs"])
+        server_out = run("stop servers")
+        router_out = run("collect router logs")
         on_progress(repeat, 1.0)
 
         exits: dict[str, int] = {}
@@ -451,12 +501,45 @@ class VagrantProvider(Provider):
             elif exits[key] not in p.ok_exit_codes:
                 tail = "; ".join(errs.get(key, [])[-2:])
                 problems.append(f"{p.host}: {p.name} exited {exits[key]}" + (f" ({tail})" if tail else ""))
-        lines_after = plans.parse_log_lines(router_out.get(topo.router, ""))
+        after = plans.parse_counters(router_out.get(topo.router, ""))
         stats.update({"exit_codes": exits, "stopped": killed})
-        if lines_before is not None and lines_after is not None:
-            stats["module_log_lines"] = lines_after - lines_before
+        stats.update(counter_stats(before, after))
         ok = not problems
         return ok, "; ".join(problems), stats
+
+    # -- self-check -------------------------------------------------------------------------------
+    def self_check(self, ctx: RunContext) -> base.CheckEvidence:
+        """The check scenario's one repeat with a capture on the server, on the real VMs."""
+        from l4stb import check_steps
+        from l4stb.console import console
+
+        sc, topo = ctx.scenario, ctx.topology
+        with console.status("self-check: host facts and udp_prague"):
+            facts = self.host_facts(topo)
+            prepare = plans.prepare_phase(sc, topo)
+            if prepare is not None:
+                self._run_phase(prepare)
+        extra: dict[str, dict[str, str]] = {}
+        with console.status(f"self-check: a {sc.duration // 1_000_000} s flow through the bottleneck"):
+            try:
+                ok, detail, stats = self._run_repeat(ctx, 1, lambda r, f: None,
+                                                     check_steps.after_phases(sc, topo, ctx.run_id), extra)
+            except RemoteCommandError as exc:
+                self._cleanup(ctx, 1)
+                raise L4stbError(f"l4stb check could not run its test flow: {exc}") from None
+        router, server = topo.router, topo.server
+        loaded, sched = check_steps.parse_module(extra.get("check module", {}).get(router, ""))
+        counts = check_steps.parse_ecn_counts(extra.get("stop capture", {}).get(server, ""))
+        flows = [base.FlowProbe(p.host, p.cc, p.port, counts.get(p.port, {}))
+                 for p in plans.processes(sc, topo, ctx.run_id, 1) if p.side == "client"]
+        hz = {h: facts[h].get("sysctls", {}).get("kern.hz", "") for h in topo.hosts}
+        return base.CheckEvidence(
+            provider=self.name, router=router, receiver=server, module_loaded=loaded, sched_show=sched,
+            kern_hz={h: int(v) if str(v).isdigit() else None for h, v in hz.items()},
+            log_lines_in_file=check_steps.parse_log_file_lines(extra.get("count log lines", {}).get(router, "")),
+            log_lines_counter=stats.get("module_log_lines"), flows=flows,
+            flow_problems=[p + "." for p in detail.split("; ")] if not ok and detail else [],
+            where={"log": sc.logging.file})
 
     def _cleanup(self, ctx: RunContext, repeat: int) -> None:
         """After a failed step: stop every process of the repeat and clear the router's log set (best effort)."""
@@ -476,3 +559,31 @@ class VagrantProvider(Provider):
                 self._run_phase(phase)
             except L4stbError as exc:
                 log.warning("cleanup after repeat %d failed: %s", repeat, exc)
+
+
+def counter_stats(before: dict[str, int], after: dict[str, int]) -> dict[str, Any]:
+    """What one repeat records of the module's counters: the lines it logged and the scheduler instances
+    dummynet created and freed during it (more than one creation means an instance was destroyed and its
+    PI state lost mid-repeat)."""
+    deltas = {k: after[k] - before[k] for k in after if k in before}
+    out: dict[str, Any] = {}
+    if "log_lines" in deltas:
+        out["module_log_lines"] = deltas["log_lines"]
+    if "instances_created" in deltas or "instances_freed" in deltas:
+        out["sched_instances"] = {"created": deltas.get("instances_created"), "freed": deltas.get("instances_freed")}
+    return out
+
+
+def refuse_wrong_kern_hz(scenario: Scenario, hz_by_host: dict[str, str]) -> None:
+    """One paragraph naming the first host whose kern.hz is not the scenario's ``aqm.kern_hz``."""
+    want = scenario.aqm.kern_hz
+    for host, value in hz_by_host.items():
+        if not str(value).isdigit():
+            raise L4stbError(f"{host}: could not read kern.hz (got {value!r}); the scenario {scenario.name} needs "
+                             f"{want}. Is the host up (`l4stb status`)? Run `l4stb up --provider vagrant` again.")
+        if int(value) != want:
+            raise L4stbError(
+                f"{host}: kern.hz is {int(value)} but scenario {scenario.name} needs aqm.kern_hz = {want}: dummynet "
+                "serves the pipe once per tick, so the data would describe another regime. Re-provision with "
+                f"`L4STB_KERN_HZ={want} l4stb up --provider vagrant` (it sets kern.hz in /boot/loader.conf and "
+                f"reboots the hosts), or run with --set aqm.kern_hz={int(value)}.")

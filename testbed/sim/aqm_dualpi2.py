@@ -14,34 +14,43 @@ Everything here is an integer, so a C port (``freebsd_module``) can agree with i
   true when ``draw < p``. A draw is consumed only when 0 < p < P_ONE, so certain and impossible events
   leave the generator untouched (the C port must follow the same rule).
 
-Algorithm (RFC 9332 Appendix A.1, with the A.2 overload handling):
+Algorithm (RFC 9332 Appendix A.1, with the A.2 overload handling), as Linux's ``net/sched/sch_dualpi2.c``
+(mainline since 6.17) runs it; the Linux function each step mirrors is named:
 
 * **Classifier** (enqueue): ECN field ECT(1) or CE (``ecn & 1``) -> L queue, ECT(0)/not-ECT -> C queue.
 * **Buffer limit** (enqueue): a packet is tail-dropped when the two queues together already hold
-  ``limit_packets`` packets or it would take them past ``limit_bytes``. That is the only enqueue decision;
-  every AQM drop or mark happens at dequeue, as in the RFC.
-* **PI update** every Tupdate: ``qdelay = max(C head sojourn, L head sojourn)`` (Linux sch_dualpi2's
-  input; RFC A.2 "use greatest queuing time"; 0 for an empty queue), p' updated as above and clamped
-  to [0, 1] (or to [0, 1/k] when ``drop_on_overload`` is off, as Linux does). p_C = p'^2, p_CL = k p'.
-* **Dequeue, L**: if p_CL < 1: the native L4S AQM gives p'_L -- a step at ``step_us`` sojourn
-  (Linux's default, ``range_us == 0``: p'_L = 1 when sojourn > step) or the RFC ramp
-  (minTh = ``step_us``, range = ``range_us``) -- but only when more than ``th_len`` packets are in the L
-  queue after this packet left it (RFC Th_len, config ``min_qlen_step``, tested on ``lq.len()`` after
-  ``lq.dequeue(pkt)`` as the pseudocode orders it), else p'_L = 0;
-  p_L = max(p'_L, p_CL); mark with p_L. A not-ECT packet in L (impossible with this classifier,
-  possible with a policy) is dropped instead. If p_CL >= 1 (overload): drop with p_C
-  (``drop_on_overload``), then mark the rest (p_CL >= 1).
-* **Dequeue, C**: with probability p_C: drop if not-ECT, or ECN is off, or p_C >= p_Cmax (overload
-  disables ECN); otherwise CE-mark.
-* **Small-backlog guard** (Linux ``must_drop``): the PI-based decisions (p_C, p_CL) are skipped while
-  the bytes left in both queues after this dequeue are below ``min_backlog_bytes`` (2 MTU by default;
-  0 disables it). As in Linux, the guard does not apply to the native L4S step/ramp.
-* **Scheduler**: ``SCHED_WRR`` = Linux's credit-based weighted round robin ("classic_protection"):
+  ``limit_packets`` packets or it would take them past ``limit_bytes``. Every AQM drop or mark happens
+  at dequeue (Linux's default ``drop_dequeue``).
+* **PI update** every Tupdate (``calculate_probability``): ``qdelay = max(C head sojourn, L head sojourn)``
+  (0 for an empty queue), p' updated as above and clamped to [0, 1], or to [0, 1/k] when
+  ``drop_on_overload`` is off. p_C = p'^2, p_CL = k p'. **Overload** is k p' > 1 (``must_drop``:
+  ``local_l_prob > MAX_PROB``), so the capped p' of overflow mode never reaches it.
+* **Small-backlog guard** (``must_drop``): the PI-based decisions (p_C, p_CL) are skipped while the bytes left
+  in both queues after this dequeue are below ``min_backlog_bytes`` (2 MTU; 0 disables it). The native
+  L4S step is not guarded, as in Linux.
+* **Dequeue, C** (``dualpi2_classic_marking``): with probability p_C: drop if not-ECT, ECN is off, or in
+  overload; otherwise CE-mark.
+* **Dequeue, L, no overload**: p_L = max(p'_L, p_CL) (RFC's combining function; Linux rolls p_CL in
+  ``dualpi2_scalable_marking`` and then applies the step in ``do_step_aqm``, which marks the same packets),
+  CE-mark with p_L (a not-ECT packet in L, possible only with a policy, is dropped). p'_L, the native AQM:
+
+  - ``step_semantics`` **linux** (default): Linux's ``skb_apply_step`` decides at *enqueue* whether a packet
+    may be step-marked: the L queue held at least ``min_qlen_step`` packets as it arrived (default 0, so every
+    L packet). At dequeue (``do_step_aqm``) p'_L = 1 when its sojourn exceeds ``step_us`` (1 ms), or, with
+    ``step_in_packets``, when more than ``step_packets`` packets remain in the L queue behind it.
+  - ``step_semantics`` **rfc9332-thlen**: RFC 9332 A.1's ``if (lq.len() > Th_len)`` tested at *dequeue*,
+    after the packet left: no native marking unless more than ``th_len`` (1) packets remain in L; then the
+    same step, or the RFC ramp (minTh = ``step_us``, range = ``range_us``) when ``range_us`` > 0.
+* **Dequeue, L, overload**: drop with p_C (``drop_on_overload``), then CE-mark every remaining packet.
+* **Scheduler** (``dequeue_packet``): ``SCHED_WRR`` = Linux's credit-based WRR ("classic_protection"):
   a signed credit starts at MTU * (wc - wl); L is served when it is non-empty and (C is empty or
-  credit <= 0); serving L while C waits adds wc * len, serving C while L waits subtracts wl * len;
-  it resets when both queues empty. wc = classic_protection in percent (10 by default), wl = 100 - wc,
-  so C gets at least ~10 % of the packets under contention. ``SCHED_TSFIFO`` = time-shifted FIFO:
-  serve L when ``C head stamp + tshift > L head stamp`` (i.e. L sojourn + tshift > C sojourn).
+  credit <= 0). Serving L while C waits adds wc * len, serving C while L waits subtracts wl * len, but
+  only once the AQM has let the packet through (``dualpi2_qdisc_dequeue``: a dropped packet moves no
+  credit). A dequeue that finds both queues empty resets the credit. wc = classic_protection in percent
+  (10 by default), wl = 100 - wc. ``SCHED_TSFIFO`` = time-shifted FIFO: serve L when
+  ``C head stamp + tshift > L head stamp`` (i.e. L sojourn + tshift > C sojourn).
+* **Log**: sojourn, previous qdelay and the last update time in microseconds as measured (the module
+  reads sbinuptime), never rounded to the kernel tick.
 
 :func:`replay` runs the core over an explicit event list with no simulator around it; the C
 harness runs the same events and the outputs must be identical.
@@ -68,6 +77,8 @@ LOG_PROB_SCALE = PROB_SCALE
 """The log line carries probabilities scaled by 2^31-1 (logformat's scale): ``(p * LOG_PROB_SCALE) >> 32``."""
 
 SCHED_WRR, SCHED_TSFIFO = 0, 1
+STEP_LINUX, STEP_RFC_THLEN = 0, 1
+"""``step_semantics``: where the native step's queue-length gate is taken (see the module docstring)."""
 Q_C, Q_L = 0, 1
 
 FLAG_ECN, FLAG_OVERLOAD, FLAG_STEP = 1, 2, 4
@@ -83,7 +94,13 @@ def gain_to_q(gain_hz: float) -> int:
 
 @dataclass(frozen=True)
 class DualPI2Params:
-    """Integer parameters of the DualPI2 core (all times in microseconds, probabilities in 1/2^32)."""
+    """Integer parameters of the DualPI2 core (all times in microseconds, probabilities in 1/2^32).
+
+    Field for field the C core's ``struct dp2_params`` and the module's sysctls. The defaults are Linux
+    sch_dualpi2's (``dualpi2_reset_default``): the step at 1 ms of sojourn applied to every L packet
+    (``min_qlen_step = 0``), target 15 ms, Tupdate 16 ms, alpha 0.16 Hz, beta 3.2 Hz, k = 2, 10 % classic
+    protection, drop on overload.
+    """
 
     target_us: int = 15_000
     tupdate_us: int = 16_000
@@ -93,8 +110,14 @@ class DualPI2Params:
     beta_mhz: int = 3200
     k_q8: int = 512
     p_cmax: int = P_ONE // 4
+    """min(1/k^2, 1): logged as max_ecn_threshold; the overload test itself is k p' > 1, as in Linux."""
+    step_semantics: int = STEP_LINUX
     step_us: int = 1_000
+    step_in_packets: int = 0
+    """1: the step compares the L queue length (packets left behind the leaving packet) with step_packets."""
+    step_packets: int = 0
     range_us: int = 0
+    min_qlen_step: int = 0
     th_len: int = 1
     min_backlog_bytes: int = 3_000
     scheduler: int = SCHED_WRR
@@ -107,6 +130,8 @@ class DualPI2Params:
     ecn: int = 1
     drop_on_overload: int = 1
     tick_us: int = 1_000
+    """The kernel tick. DualPI2 neither decides nor logs on it (delays are logged in microseconds); it is here
+    because the module has one ``tick_us`` sysctl, which its l4s-pie mode reads."""
 
     @classmethod
     def from_aqm(cls, aqm, bottleneck) -> "DualPI2Params":
@@ -115,6 +140,7 @@ class DualPI2Params:
         k_q8 = int(round(a.coupling_factor * (1 << K_SHIFT)))
         p_cmax = min(P_ONE, (P_ONE << (2 * K_SHIFT)) // (k_q8 * k_q8))  # min(1/k^2, 1)
         wc = int(round(a.classic_protection * 100))
+        linux = a.step_semantics == "linux"
         return cls(
             target_us=int(a.target),
             tupdate_us=int(a.tupdate),
@@ -124,9 +150,13 @@ class DualPI2Params:
             beta_mhz=int(round(a.beta * 1000)),
             k_q8=k_q8,
             p_cmax=p_cmax,
+            step_semantics=STEP_LINUX if linux else STEP_RFC_THLEN,
             step_us=int(a.step_threshold),
+            step_in_packets=0 if a.step_packets is None else 1,
+            step_packets=int(a.step_packets or 0),
             range_us=int(a.ramp_range),
-            th_len=int(a.min_qlen_step),
+            min_qlen_step=int(a.min_qlen_step) if linux else 0,
+            th_len=1 if linux else int(a.th_len),
             min_backlog_bytes=2 * int(bottleneck.mtu),
             scheduler=SCHED_WRR if a.scheduler == "wrr" else SCHED_TSFIFO,
             wc=wc,
@@ -139,6 +169,19 @@ class DualPI2Params:
             drop_on_overload=1 if a.drop_on_overload else 0,
             tick_us=max(1, 1_000_000 // int(a.kern_hz)),
         )
+
+    def native_aqm_text(self) -> str:
+        """The native L4S AQM in words, e.g. ``step at 1 ms sojourn (linux: every L packet)``."""
+        if self.step_in_packets:
+            what = f"step at > {self.step_packets} pkts in L"
+        elif self.range_us:
+            what = f"ramp {self.step_us} us + {self.range_us} us sojourn"
+        else:
+            what = f"step at > {self.step_us} us sojourn"
+        if self.step_semantics == STEP_LINUX:
+            gate = "every L packet" if self.min_qlen_step == 0 else f"L packets arriving to >= {self.min_qlen_step} queued"
+            return f"{what} (linux: {gate})"
+        return f"{what} (rfc9332-thlen: only with > {self.th_len} pkts left in L)"
 
 
 def to_log_prob(p: int) -> int:
@@ -153,7 +196,7 @@ class DualPI2:
     __slots__ = (
         "prm", "rng", "p", "p_c", "p_cl", "prev_q", "last_update_us", "credit", "lq", "cq",
         "l_bytes", "c_bytes", "stats", "emit", "trace", "gate", "next_update_us", "_const",
-        "p_max", "marks", "drops", "_flags",
+        "p_max", "marks", "drops", "_flags", "l_step",
     )
 
     def __init__(self, params: DualPI2Params, seed: int, emit: Optional[Callable[[tuple], None]] = None,
@@ -168,6 +211,8 @@ class DualPI2:
         self.next_update_us = params.tupdate_us
         self.credit = params.mtu * (params.wc - params.wl)
         self.lq: deque = deque()
+        self.l_step: deque = deque()
+        """Linux's per-packet ``apply_step`` of each packet in lq, decided at enqueue (same order as lq)."""
         self.cq: deque = deque()
         self.l_bytes = 0
         self.c_bytes = 0
@@ -176,6 +221,8 @@ class DualPI2:
         self.emit = emit
         self.trace = trace
         self.gate = PolicyGate(policy) if policy is not None else None
+        # overflow mode caps p' at 1/k so that k p' never exceeds 1: no overload, ECN marking goes on (Linux's
+        # calculate_probability: min(new_prob, MAX_PROB / coupling_factor))
         self.p_max = P_ONE if params.drop_on_overload else (P_ONE << K_SHIFT) // params.k_q8
         const = (params.target_us, params.tupdate_us, 0, to_log_prob(params.p_cmax), params.alpha_mhz,
                  params.beta_mhz)
@@ -204,19 +251,15 @@ class DualPI2:
     def _fields(self, q: int, pkt: list, now_us: int, prob: int, sojourn: int, qlen: int, qbytes: int,
                 action: int = 0) -> tuple:
         """The 26 logged values for a decision on ``pkt`` in queue ``q`` (``action`` 0 = not decided yet)."""
-        prm = self.prm
-        tick = prm.tick_us
         st = self.stats[q]
         p = self.p
         flags = self._flags
-        if self.p_cl >= P_ONE or self.p_c >= prm.p_cmax:
+        if self.p_cl > P_ONE:
             flags |= FLAG_OVERLOAD
         status = (STATUS_PI_ACTIVE if p else 0) | (STATUS_C_BUSY if self.cq else 0) | (STATUS_L_BUSY if self.lq else 0)
-        prev = self.prev_q
-        last = self.last_update_us
         return self._const[q] + (
-            flags, 0, (prob * LOG_PROB_SCALE) >> 32, sojourn - sojourn % tick, prev - prev % tick,
-            (p * LOG_PROB_SCALE) >> 32, last - last % tick, 0, st[0], status,
+            flags, 0, (prob * LOG_PROB_SCALE) >> 32, sojourn, self.prev_q,
+            (p * LOG_PROB_SCALE) >> 32, self.last_update_us, 0, st[0], status,
             st[1], st[2], qlen, qbytes, st[3], pkt[LEN], action, now_us, pkt[FLOW],
         )
 
@@ -244,6 +287,8 @@ class DualPI2:
         st[1] += 1
         st[2] += length
         if q:
+            # Linux skb_apply_step: the L queue's length before this packet joins it, against min_qlen_step
+            self.l_step.append(len(self.lq) >= prm.min_qlen_step)
             self.lq.append(pkt)
             self.l_bytes += length
         else:
@@ -305,12 +350,12 @@ class DualPI2:
                 serve_l = cq[0][T_ENQ] + prm.tshift_us > lq[0][T_ENQ]
             if serve_l:
                 pkt = lq.popleft()
+                apply_step = self.l_step.popleft()
                 length = pkt[LEN]
                 qlen = len(lq) + 1
                 qbytes = self.l_bytes
                 self.l_bytes = qbytes - length
-                if cq:
-                    self.credit += prm.wc * length
+                credit_change = prm.wc * length if cq else 0
                 q = Q_L
             else:
                 pkt = cq.popleft()
@@ -318,11 +363,8 @@ class DualPI2:
                 qlen = len(cq) + 1
                 qbytes = self.c_bytes
                 self.c_bytes = qbytes - length
-                if lq:
-                    self.credit -= prm.wl * length
+                credit_change = -prm.wl * length if lq else 0
                 q = Q_C
-            if not lq and not cq:
-                self.credit = prm.mtu * (prm.wc - prm.wl)
             sojourn = now_us - pkt[T_ENQ]
             ecn = pkt[ECN]
             # -------- AQM decision: action and the probability it applied
@@ -332,19 +374,8 @@ class DualPI2:
             pi_on = self.l_bytes + self.c_bytes >= prm.min_backlog_bytes
             if q:
                 p_cl = self.p_cl if pi_on else 0
-                if p_cl < P_ONE:
-                    # RFC Th_len: the native AQM only acts when more than th_len packets remain in L
-                    if qlen - 1 > prm.th_len:
-                        if prm.range_us == 0:
-                            native = P_ONE if sojourn > prm.step_us else 0
-                        elif sojourn >= prm.step_us + prm.range_us:
-                            native = P_ONE
-                        elif sojourn > prm.step_us:
-                            native = ((sojourn - prm.step_us) << 32) // prm.range_us
-                        else:
-                            native = 0
-                    else:
-                        native = 0
+                if p_cl <= P_ONE:  # overload is k p' > 1 (Linux must_drop: local_l_prob > MAX_PROB)
+                    native = self._native_l(apply_step, qlen - 1, sojourn)
                     prob = native if native > p_cl else p_cl
                     if gate is None or not gate.take():
                         if self._roll(prob):
@@ -367,7 +398,8 @@ class DualPI2:
                 prob = self.p_c if pi_on else 0
                 if gate is None or not gate.take():
                     if self._roll(prob):
-                        if ecn == NOT_ECT or not prm.ecn or prob >= prm.p_cmax:
+                        # Linux dualpi2_classic_marking: overload (k p' > 1) disables ECN
+                        if ecn == NOT_ECT or not prm.ecn or self.p_cl > P_ONE:
                             action = ACTION_DROP
                         else:
                             action = ACTION_MARK
@@ -385,14 +417,37 @@ class DualPI2:
                 st[3] += 1
                 self.drops[q] += 1
                 continue
+            # Linux dualpi2_qdisc_dequeue: the WRR credit moves only for a packet that is sent
+            self.credit += credit_change
             if action == ACTION_MARK:
                 pkt[ECN] = CE
                 st[4] += 1
                 self.marks[q] += 1
             return pkt
+        # Linux dequeue_packet: a dequeue that finds both queues empty resets the credit
+        self.credit = prm.mtu * (prm.wc - prm.wl)
         if trace is not None:
             trace.append(("D", now_us, -1, 0, 0, 0, 0, self.p, 0))
         return None
+
+    def _native_l(self, apply_step: bool, left: int, sojourn: int) -> int:
+        """p'_L, the native L4S AQM's probability for an L packet leaving ``left`` packets behind it.
+
+        The gate: ``apply_step`` from enqueue (Linux) or ``left > th_len`` (RFC 9332 A.1). Then Linux's
+        ``do_step_aqm``: a step on the queue length (``step_in_packets``) or on the sojourn time, or the RFC ramp.
+        """
+        prm = self.prm
+        if not (apply_step if prm.step_semantics == STEP_LINUX else left > prm.th_len):
+            return 0
+        if prm.step_in_packets:
+            return P_ONE if left > prm.step_packets else 0
+        if prm.range_us == 0:
+            return P_ONE if sojourn > prm.step_us else 0
+        if sojourn >= prm.step_us + prm.range_us:
+            return P_ONE
+        if sojourn > prm.step_us:
+            return ((sojourn - prm.step_us) << 32) // prm.range_us
+        return 0
 
     def _ask(self, gate: PolicyGate, q: int, pkt: list, now_us: int, prob: int, sojourn: int, qlen: int,
              qbytes: int) -> int:

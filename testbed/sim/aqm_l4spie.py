@@ -1,8 +1,17 @@
 """The original FreeBSD "l4s" dummynet scheduler of the L4S-LLM paper: one FreeBSD PIE per sub-queue, decisions at enqueue.
 
-Ported from the original source (deol-satish/FreeBSD-L4S-SRC, ``dn_sched_l4s.c`` and its ``dualpi2``
-rename: ``pie_enqueue``, ``dualpi2_enqueue``/``_dequeue``, ``fq_activate_pie``) on top of the FreeBSD PIE
-of :mod:`l4stb.sim.aqm_pie`; the C module's l4s-pie mode is the same code, checked bit for bit:
+Ported from the original source on top of the FreeBSD PIE of :mod:`l4stb.sim.aqm_pie`; the C module's
+l4s-pie mode is the same code, checked bit for bit. The version reproduced is
+deol-satish/FreeBSD-L4S-SRC ``sys/netpfil/ipfw/dn_sched_dualpi2.c`` at commit
+``69cdd1cbb1c35beaa854933347afea809e0a3836`` (``pie_enqueue``, ``cqueue_drop_early``,
+``lqueue_drop_early``, ``fq_calculate_drop_prob``, ``fq_activate_pie``, ``dualpi2_enqueue``/``_dequeue``,
+``dualpi2_new_sched``'s wc = 1, wl = 2), with one difference: that commit prints the 23-field
+``dualpi2_ecn_marking-start`` line, while the log here has the paper's 24 fields (``len`` before the
+action: the ``l4s_ecn_marking-start`` printf of the paper's data). The stored versions of
+``dn_sched_l4s.c`` differ in their decisions and are not what this reproduces: ``51e2832a`` hashes flows
+into ``flows_cnt`` sub-queues with unweighted quanta and one PIE probability; ``00f30eea`` carries out a
+drop verdict only in the Classic sub-queue (an L packet judged "drop" and not markable is queued) and
+does not compile (``f`` is undeclared in ``l4s_enqueue``).
 
 * **Classification**: ECN field == ECT(1) -> L sub-queue (queue_type 1); everything else, CE included,
   -> C sub-queue (queue_type 0).

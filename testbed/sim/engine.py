@@ -17,18 +17,21 @@ changes: a packet leaving the pipe the first time re-enters the AQM (a heap arri
 and ACKs are packets too -- the receiver's ACK reaches the router after the server-side latency,
 crosses the pipe twice like data, and is handed to the sender after the client-side latency.
 
-Ties are broken in a fixed order (update, link, server, ACKs, heap; heap entries by insertion
-count), so a run is a deterministic function of the scenario and the seed.
+Ties are broken in a fixed order, so a run is a deterministic function of the scenario and the seed:
+the AQM's update first (it is taken when ``<=`` the earliest other time), then the heap, the link, the
+server arrivals and the ACKs (each of those is taken only when strictly earlier than the sources before
+it); heap entries tie by insertion count, ACK deques by their order in ``AckQueue.qs`` (ascending latency).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections import deque
 from heapq import heappop, heappush
 
 from l4stb.sim.packet import ACK_INFO, NOT_ECT, PASSES, SEQ
-from l4stb.sim.tcp import ACK_BYTES, EV_ARRIVE, EV_DELACK, EV_RTO, EV_SAMPLE, EV_START
+from l4stb.sim.tcp import ACK_BYTES, EV_ARRIVE, EV_DELACK, EV_RATE, EV_RTO, EV_SAMPLE, EV_START
 
 SACK_BLOCK_BYTES = 12
 """An ACK carrying one SACK block is 12 bytes longer (two NOPs, kind, length, 8 bytes of edges)."""
@@ -168,6 +171,10 @@ class Engine:
                     obj.sample(t)
                 elif kind == EV_START:
                     obj.start(t)
+                elif kind == EV_RATE:
+                    # bottleneck.rate_schedule: like `ipfw pipe N config bw`, the packet on the wire keeps its time
+                    rate = obj
+                    self.bottleneck = dataclasses.replace(self.bottleneck, rate_bps=obj)
             elif src == 2:
                 _, pkt = srv.popleft()
                 if two_pass:
@@ -236,7 +243,9 @@ class Engine:
         the delay line, which releases them on a tick as well. The long-run rate is the pipe's; the timing
         is batched per tick (10 ms at hz=100: about 8 full packets at 10 Mbit/s). With credit left the
         pipe goes idle (INF); once it is spent the pipe stays scheduled for the tick at which the credit
-        is back, queue empty or not.
+        is back, queue empty or not, and the batch's last packet -- the one that overdrew the credit -- leaves
+        the delay line that much later too (``serve_sched``: ``dn_tag_get(m)->output_time += t``, ``t`` being
+        the ticks until the credit is back; sys/netpfil/ipfw/ip_dn_io.c).
         """
         tick = self.tick_ns
         while self._ideal <= now_tick:
@@ -244,7 +253,10 @@ class Engine:
                 self._idle_tick = now_tick
                 return INF
         ideal = self._ideal
-        return ideal - ideal % tick + (tick if ideal % tick else 0)
+        next_tick = ideal - ideal % tick + (tick if ideal % tick else 0)
+        out, pkt = self.srv[-1]
+        self.srv[-1] = (out + next_tick - now_tick, pkt)
+        return next_tick
 
     def _send_one(self, t: int, now_tick: int) -> bool:
         """Dequeue one packet at ``t`` into the delay line; it leaves at ``now_tick`` + the pipe's delay in

@@ -34,8 +34,6 @@ from l4stb.sim.tcp import MSS, RWND_BYTES
 BLKSIZE = 131072
 VERSION = "iperf 3.17.1"
 SNDBUF_MIN = 32768
-RECEIVER_CC = "cubic"
-"""The server's own congestion control (FreeBSD 14's default), reported as receiver_tcp_congestion."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +49,8 @@ class Conn:
     epoch_s: int
     duration_s: int
     seed: int
+    size: int = 0
+    """iperf3 -n bytes (short flows), 0 for -t."""
 
 
 def system_info(host: str) -> str:
@@ -78,8 +78,8 @@ def _local_port(seed: int, port: int, stream: int) -> int:
 
 def _test_start(conn, n_streams: int) -> dict:
     """iperf3's ``start.test_start`` block, the same in client and server output."""
-    return {"protocol": "TCP", "num_streams": n_streams, "blksize": BLKSIZE, "omit": 0,
-            "duration": conn.duration_s, "bytes": 0, "blocks": 0, "reverse": 0, "tos": 0,
+    return {"protocol": "UDP" if conn.cc == "udp" else "TCP", "num_streams": n_streams, "blksize": BLKSIZE,
+            "omit": 0, "duration": 0 if conn.size else conn.duration_s, "bytes": conn.size, "blocks": 0, "reverse": 0, "tos": 0,
             "target_bitrate": 0, "bidir": 0, "fqrate": 0, "interval": 1}
 
 
@@ -104,14 +104,16 @@ def client_json(conn: Conn, flows) -> dict:
         "test_start": _test_start(conn, len(flows)),
     }
     n_int = min(len(f.samples) for f in flows) - 1
+    # TCP: whole 128 KiB writes as the socket buffer frees up; UDP (iperf3 -u): one 1448-byte datagram each
+    written = (lambda sent, _cwnd: sent * MSS) if conn.cc == "udp" else _written
     intervals = []
     for k in range(n_int):
         streams = []
         for s, f in zip(sockets, flows):
             t0, una0, rtx0, cw0 = f.samples[k][:4]
             t1, una1, rtx1, cw1, srtt, rttvar, _ = f.samples[k + 1]
-            w0 = 0 if k == 0 else _written(una0, cw0)
-            w1 = _written(una1, cw1)
+            w0 = 0 if k == 0 else written(una0, cw0)
+            w1 = written(una1, cw1)
             sec = (t1 - t0) / 1e9
             b = max(0, w1 - w0)
             streams.append({
@@ -125,7 +127,7 @@ def client_json(conn: Conn, flows) -> dict:
     for s, f in zip(sockets, flows):
         t_end = f.samples[-1][0]
         sec = (t_end - f.start_ns) / 1e9
-        sent = _written(f.samples[-1][1], f.samples[-1][3])
+        sent = written(f.samples[-1][1], f.samples[-1][3])
         rcvd = f.samples[-1][6] * MSS
         mean_rtt = f.rtt_sum // f.rtt_n // 1000 if f.rtt_n else 0
         end_streams.append({
@@ -147,8 +149,10 @@ def client_json(conn: Conn, flows) -> dict:
         "sum_received": sum_received,
         "cpu_utilization_percent": {"host_total": 0.5, "host_user": 0.05, "host_system": 0.45,
                                     "remote_total": 0.9, "remote_user": 0.03, "remote_system": 0.87},
+        # iperf3 sets -C on the accepted socket too (iperf_server_api.c: setsockopt TCP_CONGESTION with
+        # test->congestion from the client's parameters), so the receiving side runs the client's CC
         "sender_tcp_congestion": conn.cc,
-        "receiver_tcp_congestion": RECEIVER_CC,
+        "receiver_tcp_congestion": conn.cc,
     }
     return {"start": start, "intervals": intervals, "end": end}
 
@@ -201,8 +205,10 @@ def server_json(conn: Conn, flows, server_name: str) -> dict:
         "sum_received": _sum([e["receiver"] for e in end_streams], sender=False, end=True),
         "cpu_utilization_percent": {"host_total": 0.9, "host_user": 0.03, "host_system": 0.87,
                                     "remote_total": 0.5, "remote_user": 0.05, "remote_system": 0.45},
+        # iperf3 sets -C on the accepted socket too (iperf_server_api.c: setsockopt TCP_CONGESTION with
+        # test->congestion from the client's parameters), so the receiving side runs the client's CC
         "sender_tcp_congestion": conn.cc,
-        "receiver_tcp_congestion": RECEIVER_CC,
+        "receiver_tcp_congestion": conn.cc,
     }
     return {"start": start, "intervals": intervals, "end": end}
 

@@ -1,8 +1,8 @@
 """Link models: a host's access link (serialisation + propagation) and the dummynet-style bottleneck pipe's timing.
 
 * **Access links** (client -> router, from the topology: 1 Gbit/s, 50 us by default): a FIFO NIC
-  whose only state is the time it becomes free; a packet reaches the router at
-  ``max(release, free) + serialisation + propagation``. They never drop (they are 125x faster than
+  whose only state is the time it becomes free; every packet the host sends, paced or not, TCP or UDP,
+  reaches the router at ``max(release, free) + serialisation + propagation`` (:meth:`AccessLink.depart`). They never drop (they are 125x faster than
   the bottleneck in the paper's scenarios).
 * **Bottleneck** (router egress to the server): a dummynet pipe ``bw R delay D`` with the AQM as its
   scheduler. dummynet puts the delay line *after* the bandwidth-limited queue: the AQM dequeues a
@@ -39,6 +39,14 @@ class AccessLink:
         self.prop_ns = delay_us * 1000
         self.ser_ns = ser_ns(packet_bytes, rate_bps)
         self.free_ns = 0
+
+    def depart(self, release_ns: int) -> int:
+        """A full-size packet the host releases at ``release_ns`` (paced or not) queues in the NIC's FIFO behind
+        what the host sent before; returns when it reaches the router."""
+        free = self.free_ns if self.free_ns > release_ns else release_ns
+        free += self.ser_ns
+        self.free_ns = free
+        return free + self.prop_ns
 
 
 @dataclass(frozen=True)

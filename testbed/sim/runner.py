@@ -16,9 +16,13 @@ Every random draw comes from generators seeded by ``job.seed`` (stream start jit
 ``random.Random``; AQM decisions: the xorshift32 of :mod:`l4stb.sim.prng`), and syslog/iperf3 clocks
 are a fixed epoch plus simulated time, so a repeat is a pure function of (scenario, topology, seed).
 
-Prague: on the FreeBSD testbed ``cc: prague`` is the udp_prague sender (FreeBSD has no TCP Prague);
-the simulator models it as TCP Prague (the same congestion response, ECT(1), pacing). The rate-based
-UDP Prague model is :mod:`l4stb.sim.udp_prague` (``prague_transport="udp"``).
+Senders follow each client's ``hosts.<name>`` settings: ``stack`` (FreeBSD 14.1 or Linux, see
+:mod:`l4stb.sim.tcp`), and for ``cc: prague`` the transport: on a FreeBSD host udp_prague (the real
+testbed's sender, :mod:`l4stb.sim.udp_prague`), on a Linux host TCP Prague. ``cc: udp`` groups are
+unresponsive iperf3 ``-u`` senders (:mod:`l4stb.sim.udp_cbr`); groups with ``size`` are short flows whose
+connections start at seeded Poisson arrivals and end when their bytes are acked. ``extra_delay`` (host and
+group) lengthens a flow's path to the router; ``bottleneck.rate_schedule`` / ``rate_trace`` change the
+pipe's rate during the repeat.
 """
 
 from __future__ import annotations
@@ -40,9 +44,12 @@ from l4stb.sim.aqm_l4spie import L4sPie
 from l4stb.sim.aqm_pie import Pie, PieParams
 from l4stb.sim.engine import Engine
 from l4stb.sim.iperf3 import Conn, client_json, dumps, server_json
+from l4stb.sim.packet import ECT1
 from l4stb.sim.link import AccessLink, Bottleneck, return_latency_ns, ser_ns
 from l4stb.sim.syslog import SyslogFile
-from l4stb.sim.tcp import EV_START, MSS, TcpFlow
+from l4stb.sim.tcp import EV_RATE, EV_START, MSS, TcpFlow
+from l4stb.sim.udp_cbr import UdpCbrFlow
+from l4stb.sim.udp_prague import UdpPragueFlow
 from l4stb.workspace import atomic_write_text
 
 EPOCH_BASE_S = 1_735_689_600
@@ -127,12 +134,13 @@ def make_aqm(scenario: Scenario, seed: int, emit, policy):
 
 
 def simulate_repeat(job: SimJob, progress: Callable[[float], None] | None = None, *, policy=None,
-                    prague_transport: str = "tcp", collect_sojourn: bool = False) -> dict:
+                    prague_transport: str | None = None, collect_sojourn: bool = False) -> dict:
     """Simulate one repeat; write its artifacts; return its statistics (JSON-serialisable).
 
-    ``policy``: see :mod:`l4stb.sim.policy`. ``prague_transport``: "tcp" (TCP Prague, default) or
-    "udp" (the rate-based UDP Prague model). ``collect_sojourn``: also return every transmitted
-    packet's bottleneck sojourn in us as ``stats["sojourn_us"]`` (for comparisons; large).
+    ``policy``: see :mod:`l4stb.sim.policy`. ``prague_transport``: "tcp" or "udp" for every Prague flow,
+    overriding the hosts' settings (None: each host's ``prague_transport``, udp on FreeBSD, tcp on Linux).
+    ``collect_sojourn``: also return every transmitted packet's bottleneck sojourn in us as
+    ``stats["sojourn_us"]`` (for comparisons; large).
     """
     t_wall = time.perf_counter()
     sc, topo = job.scenario, job.topology
@@ -176,25 +184,33 @@ def simulate_repeat(job: SimJob, progress: Callable[[float], None] | None = None
         engine.sojourns = []
     duration_ns = sc.duration * 1000
     t_stop = 0
+    arrivals = {gi: g.arrivals_us(job.seed, gi) for gi, g in enumerate(sc.flows)}
     for sp in specs:
         acc = access[sp.host]
         group = sc.flows[sp.group]
+        host = sc.host(sp.host)
+        extra_ns = sc.flow_delay_us(sp.group) * 1000
         # three-way handshake: one base RTT before data flows (SYN and SYN-ACK cross the pipe like data and ACKs)
         pipe_ns = ser_ns(60, sc.bottleneck.rate) + bottleneck.delay_ns
-        rtt0 = acc.ser_ns + acc.prop_ns + passes * pipe_ns + ack_delay[sp.fid]
+        rtt0 = acc.ser_ns + acc.prop_ns + extra_ns + passes * pipe_ns + ack_delay[sp.fid]
         if passes == 2:
             rtt0 += passes * pipe_ns + ack_exit[sp.fid]
-        start = group.start * 1000 + rtt0 + rng.randrange(START_JITTER_NS)
-        end = start + duration_ns
-        if sp.cc == "prague" and prague_transport == "udp":
-            from l4stb.sim.udp_prague import UdpPragueFlow
-
-            flow = UdpPragueFlow(sp.fid, start, end, engine, acc, rate_bps=sc.bottleneck.rate)
+        start = arrivals[sp.group][sp.connection - 1] * 1000 + rtt0 + rng.randrange(START_JITTER_NS)
+        end = start + duration_ns if not group.short else group.start * 1000 + duration_ns
+        if group.cc == "udp":
+            flow = UdpCbrFlow(sp.fid, start, end, engine, acc, rate_bps=group.rate, on_ns=group.on_time * 1000,
+                              off_ns=group.off_time * 1000, ecn=group.ecn, extra_delay_ns=extra_ns)
+        elif sp.cc == "prague" and (prague_transport or host.prague) == "udp":
+            flow = UdpPragueFlow(sp.fid, start, end, engine, acc, extra_delay_ns=extra_ns)
         else:
-            flow = TcpFlow(sp.fid, sp.cc, sc.ecn, start, end, engine, acc)
+            size_segs = -(-group.size // MSS) if group.short else 0
+            flow = TcpFlow(sp.fid, sp.cc, sc.ecn, start, max(end, start + 1), engine, acc, stack=host.stack,
+                           size_segs=size_segs, extra_delay_ns=extra_ns)
         flows.append(flow)
         engine.schedule(start, EV_START, flow)
         t_stop = max(t_stop, end)
+    for at_us, rate_bps in sc.bottleneck.schedule(t_stop // 1000):
+        engine.schedule(at_us * 1000, EV_RATE, rate_bps)
 
     # ---- run
     t_sim = time.perf_counter()
@@ -219,7 +235,7 @@ def simulate_repeat(job: SimJob, progress: Callable[[float], None] | None = None
         sp0 = sps[0]
         conn = Conn(host=sp0.host, system_name=sp0.host, cc=sp0.cc, port=sp0.port,
                     local_ip=topo.address(sp0.host), server_ip=server_ip, epoch_s=epoch,
-                    duration_s=sc.duration // 1_000_000, seed=job.seed)
+                    duration_s=sc.duration // 1_000_000, seed=job.seed, size=sc.flows[gi].size or 0)
         fl = [flows[sp.fid] for sp in sps]
         cdir = _host_dir(job.hosts_root, sp0.host, job.run_id, job.repeat)
         cdir.mkdir(parents=True, exist_ok=True)
@@ -234,13 +250,18 @@ def simulate_repeat(job: SimJob, progress: Callable[[float], None] | None = None
     wall = time.perf_counter() - t_wall
     per_flow = []
     for sp, f in zip(specs, flows):
-        secs = max(1e-9, (f.end_ns - f.start_ns) / 1e9)
+        secs = max(1e-9, ((f.done_ns or f.end_ns) - f.start_ns) / 1e9)
         per_flow.append({"flow_id": sp.fid, "host": sp.host, "cc": sp.cc, "port": sp.port,
                          "throughput_mbps": round(f.rcv_nxt * MSS * 8 / secs / 1e6, 4),
                          "retransmits": f.retrans,
                          "mean_rtt_ms": round(f.rtt_sum / f.rtt_n / 1e6, 3) if f.rtt_n else None,
-                         "ce_marks": f.ce_acked,
-                         "ecn_reductions": getattr(f, "marked_rtts", None)})
+                         "ce_marks": getattr(f, "ce_acked", None),
+                         "ce_received": f.ce_received,
+                         "ecn_codepoint": getattr(f, "ecn_cp", ECT1),
+                         "segments_delivered": getattr(f, "bytes_rcvd", 0) // MSS,
+                         "ecn_reductions": getattr(f, "marked_rtts", None),
+                         "stack": sc.host(sp.host).stack,
+                         "fct_ms": round((f.done_ns - f.start_ns) / 1e6, 3) if f.done_ns else None})
     drops = aqm.drops
     marks = aqm.marks
     stats = {
@@ -257,6 +278,7 @@ def simulate_repeat(job: SimJob, progress: Callable[[float], None] | None = None
         "marks": {"C": marks[0], "L": marks[1]},
         "utilisation": round(engine.busy_ns / max(1, t_stop - min(f.start_ns for f in flows)), 4),
         "log_lines": log.lines,
+        "module_log_lines": log.module_lines,
         "log_files": [str(p) for p in files],
         "log_rotations": log.rotations,
         "compress_wall_s": round(log.compress_wall_s, 4),
@@ -282,11 +304,9 @@ def describe_repeat(scenario: Scenario, topology: Topology, run_id: str, repeat:
     b = sc.bottleneck
     if aqm.engine == "dualpi2":
         prm = DualPI2Params.from_aqm(aqm, b)
-        native = (f"step at {format_duration(aqm.step_threshold)}" if aqm.ramp_range == 0 else
-                  f"ramp {format_duration(aqm.step_threshold)}+{format_duration(aqm.ramp_range)}")
         what = (f"DualPI2 (RFC 9332): target {format_duration(aqm.target)}, Tupdate {format_duration(aqm.tupdate)}, "
                 f"alpha {aqm.alpha} Hz, beta {aqm.beta} Hz, k {aqm.coupling_factor:g}, p_Cmax {prm.p_cmax / P_ONE:.3g}, "
-                f"L AQM {native} (Th_len {aqm.min_qlen_step} pkt), scheduler {aqm.scheduler} "
+                f"L AQM {prm.native_aqm_text()}, scheduler {aqm.scheduler} "
                 f"(classic_protection {aqm.classic_protection:.0%}), ECN {'on' if aqm.ecn else 'off'}")
         if aqm.name == "policy":
             what = (f"the distilled policy {aqm.policy} deciding every {aqm.every} packet(s) "
@@ -298,8 +318,11 @@ def describe_repeat(scenario: Scenario, topology: Topology, run_id: str, repeat:
                 f"kern.hz {aqm.kern_hz}")
     else:
         what = "tail-drop FIFO"
+    steps = b.schedule(sc.duration)
+    changes = (f" then {len(steps)} rate step(s) from {'trace ' + b.rate_trace if b.rate_trace else 'its schedule'}"
+               if steps else "")
     out[topology.router] = (
-        f"dummynet pipe {format_rate(b.rate)} delay {format_duration(b.delay)} (delay line after the queue), "
+        f"dummynet pipe {format_rate(b.rate)}{changes} delay {format_duration(b.delay)} (delay line after the queue), "
         f"buffer {b.limit_packets} pkts / {format_size(b.limit_bytes)}; AQM {what}; "
         f"one syslog line per decision -> {sc.logging.file} (newsyslog: rotate at {format_size(sc.logging.rotate_size)}, "
         f"keep {sc.logging.rotate_count}, {sc.logging.compress}), log set moved to {rdir}/"
@@ -308,13 +331,27 @@ def describe_repeat(scenario: Scenario, topology: Topology, run_id: str, repeat:
     server_lines = []
     for gi, g in enumerate(sc.flows):
         ports = [sp.port for sp in streams_of(sc) if sp.group == gi and sp.stream == 0]
-        cc = "udp_prague sender (simulated as TCP Prague)" if g.cc == "prague" else f"-C {g.cc}"
-        ecn = "ECT(1)" if g.scalable else ("ECT(0)" if sc.ecn else "not-ECT")
+        host = sc.host(g.host)
+        if g.cc == "prague":
+            cc = ("udp_prague sender (rate-based Prague)" if host.prague == "udp"
+                  else "-C prague (Linux TCP Prague v0.6)")
+        elif g.cc == "udp":
+            cc = f"-u -b {format_rate(g.rate)}" + (f" on {format_duration(g.on_time)} / off "
+                                                   f"{format_duration(g.off_time)}" if g.on_time else "")
+        else:
+            cc = f"-C {g.cc}"
+        ecn = ("ECT(1)" if g.scalable else ("ECT(0)" if g.cc != "udp" and sc.ecn else "not-ECT")) if g.cc != "udp" \
+            else {"not-ect": "not-ECT", "ect0": "ECT(0)", "ect1": "ECT(1)"}[g.ecn]
+        length = f"-n {g.size}" if g.short else f"-t {secs}"
+        extra = sc.flow_delay_us(gi)
+        notes = [f"{host.stack} stack"] + ([f"+{format_duration(extra)} one-way"] if extra else [])
+        if g.short:
+            notes.append(f"Poisson arrivals, mean gap {format_duration(g.mean_gap)}")
         for ci, port in enumerate(ports, start=1):
             per_host.setdefault(g.host, []).append(
-                f"iperf3 -c {server_ip} -p {port} -t {secs} -P {g.parallel} -J {cc} [{ecn}]"
+                f"iperf3 -c {server_ip} -p {port} {length} -P {g.parallel} -J {cc} [{ecn}; {', '.join(notes)}]"
                 f" > {rdir}/{layout.iperf3_client_name(g.host, g.cc, gi, ci)}"
-                + (f" (starts at +{format_duration(g.start)})" if g.start else ""))
+                + (f" (starts at +{format_duration(g.start)})" if g.start and not g.short else ""))
             server_lines.append(f"iperf3 -s -p {port} -1 -J > {rdir}/{layout.iperf3_server_name(port)}")
     for host in topology.clients:
         out[host] = "; ".join(per_host.get(host, [])) or "idle in this scenario"

@@ -65,6 +65,8 @@ class SyslogFile:
         self.buf: list[str] = []
         self.size = 0
         self.lines = 0
+        self.module_lines = 0
+        """Decisions logged through :meth:`emit_fields`: the module's ``log_lines`` counter (``l4stb check``)."""
         self.rotations = 0
         self.compress_wall_s = 0.0
         self.compress_cpu_s = 0.0
@@ -92,6 +94,7 @@ class SyslogFile:
         The text is exactly ``format_line(fields) + "\\n"`` (built with one %-format for speed; a test
         checks they agree).
         """
+        self.module_lines += 1
         msg = self.line_fmt % fields
         sec = fields[24] // 1_000_000
         if msg == self._prev_msg:

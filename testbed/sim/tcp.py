@@ -1,6 +1,43 @@
-"""TCP senders (NewReno, Cubic, DCTCP, Prague) and their receiver, modelled per segment as FreeBSD 14 behaves by default.
+"""TCP senders (NewReno, Cubic, DCTCP, Prague) and their receiver, per segment, as FreeBSD 14.1 or Linux sends.
 
-One :class:`TcpFlow` is one iperf3 stream: a bulk sender on a client and its receiver on the server.
+One :class:`TcpFlow` is one iperf3 stream: a bulk sender on a client (or a short flow of ``size_segs``
+segments) and its receiver on the server. ``stack`` picks whose sender: ``freebsd`` (the real testbed;
+every rule below unless a Linux rule is named) or ``linux``. Where the stacks differ:
+
+==================  =====================================================  ====================================================
+                    FreeBSD 14.1                                           Linux
+==================  =====================================================  ====================================================
+ECN on retransmits  Not-ECT for every retransmission (tcp_ecn.c,            Not-ECT, except when the CC needs ECN (DCTCP, Prague
+                    tcp_ecn_output_established: ECT on new data only)      keep ECT(1)): tcp_output.c tcp_ecn_send
+slow start          while cwnd <= ssthresh, <= 2 segments per ACK           while cwnd < ssthresh, cwnd = min(cwnd + acked,
+                    (cc_newreno / abc_l_var = 2)                            ssthresh), the rest goes to CA (tcp_slow_start)
+CE / loss response  cwnd = ssthresh at once (cc_*.c cong_signal)            PRR from cwnd down to ssthresh (tcp_input.c
+                                                                            tcp_cwnd_reduction, SSRB), no growth until the
+                                                                            window sent at the reduction is acked
+NewReno CA          +1 MSS once a cwnd of bytes is acked (ABC,              tcp_cong_avoid_ai(cwnd): +1 per cwnd segments acked
+                    cc_newreno.c); ssthresh floor(cwnd/2) whole MSS         ssthresh max(cwnd/2, 2)
+DCTCP               grows in congestion recovery (cc_dctcp.c                 tcp_dctcp.c: ssthresh = cwnd (1 - alpha/2), CWR with
+                    ack_received leaves it), so the reducing ACK takes       PRR, no growth in CWR; alpha per window from 1
+                    a slow-start step (cwnd == ssthresh)
+Cubic               cc_cubic.c: K = cbrt(W_max 0.3 / C) from W_max alone,  tcp_cubic.c: bictcp_update (origin W_max, t + min RTT,
+                    cwnd jumps to W_cubic(t + mean RTT) or W_est =          cnt per ACK, Reno-friendly tcp_cwnd at 3(1-b)/(1+b)),
+                    0.7 W_max + 0.53 t/mean RTT, ssthresh cwnd/2 at the    beta 717/1024, fast convergence, HyStart (ACK train
+                    first congestion event then 0.7 cwnd, fast             and delay, from cwnd 16)
+                    convergence 217/256; post-recovery cwnd from W_max
+Prague              not in FreeBSD: ``cc: prague`` runs udp_prague          L4STeam tcp_prague.c v0.6 (commit 02573a2, modelled
+                    (:mod:`l4stb.sim.udp_prague`); a TCP Prague here is    whole: frac_cwnd, per-ACK one-segment steps,
+                    the Linux model                                         RTT_CONTROL_RATE after 500 rounds, pacing)
+lost retransmits    LRD (tcp_sack.c tcp_sack_lost_retransmission): a SACK  RACK marks it lost the same way on a path that never
+                    above a retransmission's send point resends it and     reorders; the recovery episode goes on
+                    reduces cwnd once more
+==================  =====================================================  ====================================================
+
+Departures: FreeBSD's PRR (net.inet.tcp.do_prr) and HyStart++ are not modelled (FreeBSD enters fast recovery
+at cwnd = ssthresh here; the stored sources could not confirm 14.1's do_prr default); Linux's TLP, undo
+(Eifel/DSACK), TSO autosizing and RACK's reordering window (min_rtt/4 before a hole counts as lost) are not
+modelled: on both stacks a hole below the highest SACK counts as lost at once (FACK), which is what RACK
+concludes on a path that never reorders, a quarter of an RTT earlier; Limited Transmit is not modelled on
+either stack (recovery starts at the 4th SACK, the same decision one or two segments later).
 
 Common to every sender
   * Segments of ``MSS = 1448`` payload bytes in 1500-byte IP packets (timestamps on); sequence numbers
@@ -56,6 +93,7 @@ import math
 from heapq import heappush
 
 from l4stb.sim.packet import CE, ECT0, ECT1, NOT_ECT
+from l4stb.sim.tcp_cc import FreeBsdCubic, LinuxCubic, PragueV06, ai
 
 MSS = 1448
 PKT_BYTES = 1500
@@ -80,43 +118,53 @@ DCTCP_G = 1.0 / 16
 PRAGUE_RTT_TARGET_NS = 25_000_000
 PRAGUE_TRANSITION_ROUNDS = 4
 
-EV_ARRIVE, EV_RTO, EV_DELACK, EV_SAMPLE, EV_START = 0, 1, 2, 3, 4
-"""Heap event kinds shared with the engine."""
+EV_ARRIVE, EV_RTO, EV_DELACK, EV_SAMPLE, EV_START, EV_RATE = 0, 1, 2, 3, 4, 5
+"""Heap event kinds shared with the engine (EV_RATE: the bottleneck's rate changes to ``obj`` bit/s)."""
 
 
 class TcpFlow:
     """One TCP connection (sender + receiver). The engine calls ``start``, ``on_ack``, ``on_data``, timers."""
 
     __slots__ = (
-        "fid", "cc", "ecn_cp", "classic_ecn", "start_ns", "end_ns", "sim", "access",
+        "fid", "cc", "ecn_cp", "rtx_cp", "classic_ecn", "start_ns", "end_ns", "sim", "access", "linux",
+        "size_segs", "done_ns", "extra_ns",
         # sender
         "snd_una", "snd_nxt", "high_tx", "cwnd", "ssthresh", "in_rec", "recover", "fack", "sacked",
         "rtx_next", "rtx_out", "srtt", "rttvar", "rto", "backoff", "rto_at", "timer_at", "ecn_recover",
         "retrans", "ce_acked", "marked_rtts", "rtt_min", "rtt_max", "rtt_sum", "rtt_n", "max_cwnd",
-        # cubic
-        "w_max", "k", "epoch", "w_est", "cwnd_prior",
-        # dctcp / prague
-        "alpha", "win_end", "win_acked", "win_ce", "saw_ce", "cwnd_cnt", "round", "next_seq",
-        "alpha_stamp", "cwr_stamp", "in_cwr", "cwr_end", "delivered", "delivered_ce", "old_del", "old_ce",
-        "pace_next", "paced",
+        "bytes_acked", "cnt_acc", "in_cwr", "cwr_end", "prr_delivered", "prr_out", "prior_cwnd",
+        # per-CC state
+        "fb_cubic", "lx_cubic", "prague",
+        # dctcp
+        "alpha", "win_end", "win_acked", "win_ce", "delivered", "delivered_ce", "pace_next", "paced",
         # receiver
         "rcv_nxt", "ooo", "ack_pending", "ce_pending", "ts_recent", "delack_at", "ce_received", "bytes_rcvd",
         # iperf3 samples
         "samples", "interval_ns", "next_sample",
     )
 
-    def __init__(self, fid: int, cc: str, ecn: bool, start_ns: int, end_ns: int, sim, access):
+    def __init__(self, fid: int, cc: str, ecn: bool, start_ns: int, end_ns: int, sim, access, *,
+                 stack: str = "freebsd", size_segs: int = 0, extra_delay_ns: int = 0):
+        """``size_segs`` > 0: a short flow that ends once that many segments are acked (iperf3 ``-n``).
+        ``extra_delay_ns``: added to every data packet's way to the router (a per-flow/host dummynet pipe)."""
         self.fid = fid
         self.cc = CC_CODES[cc]
+        self.linux = stack == "linux"
         if self.cc in (CC_DCTCP, CC_PRAGUE):
             self.ecn_cp = ECT1
         else:
             self.ecn_cp = ECT0 if ecn else NOT_ECT
+        # retransmissions: FreeBSD never marks them ECT (tcp_ecn_output_established: new data only); Linux
+        # clears ECT on them unless the CC needs ECN (tcp_ecn_send: tcp_ca_needs_ecn for DCTCP and Prague)
+        self.rtx_cp = self.ecn_cp if (self.linux and self.cc in (CC_DCTCP, CC_PRAGUE)) else NOT_ECT
         self.classic_ecn = self.ecn_cp == ECT0
         self.start_ns = start_ns
         self.end_ns = end_ns
         self.sim = sim
         self.access = access
+        self.size_segs = size_segs
+        self.done_ns = 0
+        self.extra_ns = extra_delay_ns
         self.snd_una = 0
         self.snd_nxt = 0
         self.high_tx = 0
@@ -127,7 +175,8 @@ class TcpFlow:
         self.fack = 0
         self.sacked: set = set()
         self.rtx_next = 0
-        self.rtx_out: set = set()
+        self.rtx_out: dict = {}
+        """Retransmitted segments in flight -> snd_nxt when they were resent (lost-retransmission detection)."""
         self.srtt = 0
         self.rttvar = 0
         self.rto = INIT_RTO_NS
@@ -143,27 +192,22 @@ class TcpFlow:
         self.rtt_sum = 0
         self.rtt_n = 0
         self.max_cwnd = INIT_CWND
-        self.w_max = 0.0
-        self.k = 0.0
-        self.epoch = -1
-        self.w_est = 0.0
-        self.cwnd_prior = 0.0
+        self.bytes_acked = 0
+        self.cnt_acc = 0
+        self.in_cwr = False
+        self.cwr_end = 0
+        self.prr_delivered = 0
+        self.prr_out = 0
+        self.prior_cwnd = INIT_CWND
+        self.fb_cubic = FreeBsdCubic(INIT_CWND) if self.cc == CC_CUBIC and not self.linux else None
+        self.lx_cubic = LinuxCubic() if self.cc == CC_CUBIC and self.linux else None
+        self.prague = PragueV06(INIT_CWND, start_ns) if self.cc == CC_PRAGUE else None
         self.alpha = 1.0
         self.win_end = 0
         self.win_acked = 0
         self.win_ce = 0
-        self.saw_ce = False
-        self.cwnd_cnt = 0.0
-        self.round = 0
-        self.next_seq = 0
-        self.alpha_stamp = 0
-        self.cwr_stamp = -(1 << 62)
-        self.in_cwr = False
-        self.cwr_end = 0
         self.delivered = 0
         self.delivered_ce = 0
-        self.old_del = 0
-        self.old_ce = 0
         self.pace_next = 0
         self.paced = self.cc == CC_PRAGUE
         self.rcv_nxt = 0
@@ -181,13 +225,13 @@ class TcpFlow:
     # ================================================================== sender
 
     def start(self, now: int) -> None:
-        self.next_seq = 0
-        self.alpha_stamp = now
+        if self.prague is not None:
+            self.prague.alpha_stamp = now
         self.sample(now)
         self.send(now)
 
     def send(self, now: int) -> None:
-        """Transmit what cwnd (and recovery state) allows."""
+        """Transmit what cwnd (and recovery state) allows, through the host's NIC FIFO."""
         if now >= self.end_ns:
             return
         sim = self.sim
@@ -195,58 +239,61 @@ class TcpFlow:
         counter = sim.counter
         access = self.access
         fid = self.fid
-        ecn_cp = self.ecn_cp
         cwnd = self.cwnd
         in_rec = self.in_rec
+        limit = self.size_segs or (1 << 62)
+        reducing = self.linux and (in_rec or self.in_cwr)
         sent = False
         paced = self.paced and self.srtt > 0
         if paced:
-            inflight = self.snd_nxt - self.snd_una
+            # Prague v0.6 prague_update_pacing_rate: mtu / srtt * frac_cwnd, x2 while cwnd < ssthresh / 2
             rate_factor = 2.0 if cwnd < self.ssthresh * 0.5 else 1.0
-            # ns between packets at the pacing rate = srtt / (max(cwnd, inflight) * factor)
-            gap = int(self.srtt / ((cwnd if cwnd > inflight else inflight) * rate_factor))
+            frac = self.prague.frac
+            gap = int(self.srtt / ((frac if frac > 0.01 else 0.01) * rate_factor))
+        extra = self.extra_ns
         while True:
             if in_rec:
-                pipe = self.snd_nxt - self.fack + len(self.rtx_out)
+                rtx_out = self.rtx_out
+                pipe = self.snd_nxt - self.fack + len(rtx_out)
                 if pipe >= int(cwnd):
                     break
                 seq = self.rtx_next
                 fack = self.fack
                 sacked = self.sacked
-                while seq < fack and seq in sacked:
+                while seq < fack and (seq in sacked or seq in rtx_out):
                     seq += 1
                 if seq < fack:
                     self.rtx_next = seq + 1
-                    self.rtx_out.add(seq)
+                    rtx_out[seq] = self.snd_nxt
                 else:
                     self.rtx_next = seq  # everything below fack is SACKed or resent: do not rescan
                     seq = self.snd_nxt
+                    if seq >= limit:
+                        break
                     self.snd_nxt = seq + 1
             else:
-                if self.snd_nxt - self.snd_una >= int(cwnd):
+                if self.snd_nxt - self.snd_una >= int(cwnd) or self.snd_nxt >= limit:
                     break
                 seq = self.snd_nxt
                 self.snd_nxt = seq + 1
             if seq < self.high_tx:
                 self.retrans += 1
+                cp = self.rtx_cp
             else:
                 self.high_tx = seq + 1
-            # release time from the host, then the access link (1 Gbit/s by default) to the router
+                cp = self.ecn_cp
+            if reducing:
+                self.prr_out += 1
+            # release time from the host (the pacing timer, or now), then the NIC's FIFO and the access link
+            # (1 Gbit/s by default) to the router; paced packets queue behind everything the host sent before
             if paced:
                 rel = self.pace_next
                 if rel < now:
                     rel = now
                 self.pace_next = rel + gap
-                arrive = rel + access.ser_ns + access.prop_ns
             else:
                 rel = now
-                free = access.free_ns
-                if free < now:
-                    free = now
-                free += access.ser_ns
-                access.free_ns = free
-                arrive = free + access.prop_ns
-            heappush(heap, (arrive, next(counter), EV_ARRIVE, [0, PKT_BYTES, ecn_cp, fid, seq, rel]))
+            heappush(heap, (access.depart(rel) + extra, next(counter), EV_ARRIVE, [0, PKT_BYTES, cp, fid, seq, rel]))
             sent = True
         if sent and not self.rto_at:
             self.arm_rto(now)
@@ -273,16 +320,29 @@ class TcpFlow:
         if self.snd_una >= self.high_tx or now >= self.end_ns:
             self.rto_at = 0
             return
-        # retransmission timeout
+        # retransmission timeout: cwnd = 1, ssthresh from the flight, go-back-N from snd_una
         flight = self.snd_nxt - self.snd_una
-        self._congestion(now, loss=True, flight=flight)
-        if self.cc == CC_CUBIC:
-            self.epoch = -1
-        self.ssthresh = max(min(self.cwnd, float(flight)) if flight else self.cwnd, 2.0)
+        cc = self.cc
+        if self.prague is not None:
+            self.prague.enter_loss()  # CA_EVENT_LOSS
+        elif self.fb_cubic is not None:
+            self.ssthresh = self.fb_cubic.rto(flight)
+        elif self.lx_cubic is not None:
+            self.ssthresh = float(self.lx_cubic.ssthresh(int(self.cwnd)))
+            self.lx_cubic.found = False
+        elif self.linux:
+            self.ssthresh = float(max(int(self.cwnd) >> 1, 2))  # tcp_reno_ssthresh / dctcp_react_to_loss
+        else:
+            # FreeBSD cc_cong_signal CC_RTO: max(2, min(wnd, cwnd) / 2 / mss) whole MSS
+            self.ssthresh = float(max(2, int(min(self.cwnd, float(flight) if flight else self.cwnd)) // 2))
+        if cc == CC_DCTCP and not self.linux:
+            self._dctcp_alpha()  # cc_dctcp CC_RTO updates alpha
         self.cwnd = 1.0
-        self.cwnd_cnt = 0.0
+        self.cnt_acc = 0
+        self.bytes_acked = 0
         self.snd_nxt = self.snd_una
         self.in_rec = False
+        self.in_cwr = False
         self.sacked.clear()
         self.rtx_out.clear()
         self.fack = self.snd_una
@@ -293,27 +353,59 @@ class TcpFlow:
         if not self.rto_at:
             self.arm_rto(now)
 
-    def _congestion(self, now: int, loss: bool, flight: int = 0) -> None:
-        """Window reduction for a loss (or a classic CE echo): sets ssthresh and cwnd."""
-        cc = self.cc
+    def _loss_ssthresh(self, now: int) -> float:
+        """ssthresh for a loss (fast recovery) on this stack and CC."""
         cwnd = self.cwnd
-        if cc == CC_CUBIC:
-            if cwnd < self.w_max:
-                self.w_max = cwnd * (1 + CUBIC_BETA) / 2
-            else:
-                self.w_max = cwnd
-            self.cwnd_prior = cwnd
-            new = cwnd * CUBIC_BETA
-            self.epoch = -1
+        if self.fb_cubic is not None:
+            return self.fb_cubic.signal(now, cwnd)
+        if self.lx_cubic is not None:
+            return float(self.lx_cubic.ssthresh(int(cwnd)))
+        if self.linux:
+            return float(max(int(cwnd) >> 1, 2))  # tcp_reno_ssthresh; dctcp_react_to_loss on Recovery
+        if self.cc == CC_DCTCP:
+            return max(cwnd / 2, 2.0)  # cc_dctcp CC_NDUPACK: max(cwin / 2, 2 * mss) in bytes
+        return float(max(int(cwnd) // 2, 2))  # cc_newreno: whole MSS
+
+    def _ecn_ssthresh(self, now: int) -> float:
+        """ssthresh for a CE echo (once per window) on this stack and CC (not Prague)."""
+        cwnd = self.cwnd
+        if self.cc == CC_DCTCP:
+            if self.linux:
+                c = int(cwnd)
+                return float(max(c - int(c * self.alpha / 2), 2))  # dctcp_ssthresh
+            return max(cwnd * (1 - self.alpha / 2), 2.0)  # cc_dctcp CC_ECN, bytes
+        return self._loss_ssthresh(now)
+
+    def _start_reduction(self) -> None:
+        """Linux tcp_init_cwnd_reduction: PRR from the current window."""
+        self.prior_cwnd = self.cwnd if self.cwnd > 1 else 1.0
+        self.prr_delivered = 0
+        self.prr_out = 0
+        self.cnt_acc = 0
+
+    def _prr(self, delivered: int, una_advanced: bool) -> None:
+        """Linux tcp_cwnd_reduction (RFC 6937 with slow-start reduction bound): cwnd = pipe + sndcnt."""
+        if self.in_rec:
+            pipe = self.snd_nxt - self.fack + len(self.rtx_out)
         else:
-            new = cwnd * 0.5
-        if new < 2.0:
-            new = 2.0
-        self.ssthresh = new
-        self.cwnd = new
-        self.cwnd_cnt = 0.0
-        if self.cwnd > self.max_cwnd:
-            self.max_cwnd = self.cwnd
+            pipe = self.snd_nxt - self.snd_una
+        self.prr_delivered += delivered
+        ssthresh = int(self.ssthresh)
+        delta = ssthresh - pipe
+        if delta < 0:
+            sndcnt = -(-(ssthresh * self.prr_delivered) // int(self.prior_cwnd)) - self.prr_out
+        else:
+            sndcnt = self.prr_delivered - self.prr_out
+            if sndcnt < delivered:
+                sndcnt = delivered
+            if una_advanced:
+                sndcnt += 1
+            if sndcnt > delta:
+                sndcnt = delta
+        floor = 0 if self.prr_out else 1
+        if sndcnt < floor:
+            sndcnt = floor
+        self.cwnd = float(pipe + sndcnt)
 
     def on_ack(self, now: int, cum: int, sack: int, ce: int, ts_echo: int) -> None:
         # ---- RTT estimate (RFC 6298 on every ACK, from the timestamp echo)
@@ -338,8 +430,12 @@ class TcpFlow:
                 self.rtt_max = r
             self.rtt_sum += r
             self.rtt_n += 1
+            if self.fb_cubic is not None:
+                self.fb_cubic.record_rtt(self.srtt)
         cc = self.cc
+        linux = self.linux
         acked = cum - self.snd_una
+        new_sack = sack >= cum and sack not in self.sacked
         if acked > 0:
             self.snd_una = cum
             if self.snd_nxt < cum:
@@ -350,178 +446,284 @@ class TcpFlow:
             # SACKed entries below snd_una are harmless (the send loop starts at rtx_next >= snd_una)
             # and are dropped when recovery ends; pruning them per ACK would cost O(window).
             if self.rtx_out:
-                self.rtx_out = {s for s in self.rtx_out if s >= cum}
+                self.rtx_out = {s: m for s, m in self.rtx_out.items() if s >= cum}
             if self.in_rec:
                 if cum >= self.recover:
-                    self.in_rec = False
-                    self.cwnd = self.ssthresh
-                    self.sacked.clear()
-                    self.rtx_out.clear()
+                    self._end_recovery()
                 elif self.rtx_next < cum:
                     self.rtx_next = cum
+            elif self.prague is not None and self.prague.in_loss and cum >= self.recover:
+                self.prague.in_loss = False  # TCP_CA_Loss (after an RTO) back to Open: prague_ca_open
             # re-arm (or stop) the retransmission timer
             if cum < self.snd_nxt or cum < self.high_tx:
                 self.rto_at = now + self.rto
             else:
                 self.rto_at = 0
+            if self.size_segs and cum >= self.size_segs and not self.done_ns:
+                self._finish(now)
+                return
+        if r > 0 and self.lx_cubic is not None and not self.in_rec:
+            # bictcp_acked runs in tcp_clean_rtx_queue, after snd_una has moved
+            self.ssthresh = float(self.lx_cubic.rtt_sample(now, r, int(self.cwnd), int(min(self.ssthresh, 1 << 40)),
+                                                           self.snd_una, self.snd_nxt))
         if sack >= 0:
             self.sacked.add(sack)
             if sack + 1 > self.fack:
                 self.fack = sack + 1
+            if self.in_rec and self.rtx_out:
+                self._lost_retransmissions(now, sack)
         # ---- enter fast recovery (RFC 6582 guard: not again before `recover` is acked)
         if not self.in_rec and self.fack - self.snd_una > DUPTHRESH and self.snd_una >= self.recover:
-            self.in_rec = True
-            self.recover = self.high_tx
-            flight = self.snd_nxt - self.snd_una
-            if cc == CC_PRAGUE or cc == CC_DCTCP:
-                new = self.cwnd * 0.5
-                if new < 2.0:
-                    new = 2.0
-                self.ssthresh = new
-                self.cwnd = new
-                self.cwnd_cnt = 0.0
-            else:
-                self._congestion(now, loss=True, flight=flight)
-            self.rtx_next = self.snd_una
-            self.ecn_recover = self.high_tx
-        # ---- congestion control on new data
-        if acked > 0:
+            self._enter_recovery(now)
+        # ---- congestion control on delivered data
+        delivered = acked + (1 if new_sack else 0)
+        if cc == CC_PRAGUE:
+            if delivered > 0:
+                self._prague(now, acked, delivered, ce)
+        elif linux:
+            if delivered > 0:
+                self._linux_cc(now, acked, delivered, ce)
+        elif acked > 0:
             if ce:
                 self.ce_acked += ce
-            if cc == CC_PRAGUE:
-                self._prague(now, acked, ce)
-            elif not self.in_rec:
+            if not self.in_rec:
                 if cc == CC_DCTCP:
                     self._dctcp(now, acked, ce)
-                else:
-                    if ce and self.classic_ecn and cum > self.ecn_recover:
-                        self.ecn_recover = self.snd_nxt
-                        self.marked_rtts += 1
-                        self._congestion(now, loss=False)
-                    elif cum >= self.ecn_recover:
-                        # FreeBSD: no growth in ECN congestion recovery (until the window sent at the
-                        # reduction is acked); the ACK that ends it finds cwnd == ssthresh: slow start
-                        self._grow(now, acked)
+                elif ce and self.classic_ecn and cum > self.ecn_recover:
+                    self.ecn_recover = self.snd_nxt
+                    self.in_cwr = True  # FreeBSD: congestion recovery (no Linux-style PRR here)
+                    self.marked_rtts += 1
+                    new = self._ecn_ssthresh(now)
+                    self.ssthresh = new
+                    self.cwnd = new
+                    self.bytes_acked = 0
+                elif cum >= self.ecn_recover:
+                    # FreeBSD: no growth in ECN congestion recovery (until the window sent at the reduction is
+                    # acked); the ACK that ends it finds cwnd == ssthresh: slow start
+                    if self.in_cwr:
+                        self.in_cwr = False  # leaving congestion recovery: cubic_post_recovery's mean RTT
+                        if self.fb_cubic is not None:
+                            self.fb_cubic.post_recovery(False, 0, self.ssthresh, self.cwnd)
+                    self._grow_freebsd(now, acked)
         self.send(now)
 
-    def _grow(self, now: int, acked: int) -> None:
-        cwnd = self.cwnd
-        if cwnd <= self.ssthresh:  # FreeBSD newreno/cubic: slow start while cwnd <= ssthresh
-            cwnd += acked if acked < 2 else 2
-        elif self.cc == CC_CUBIC:
-            cwnd = self._cubic(now, acked, cwnd)
+    def _finish(self, now: int) -> None:
+        """A short flow's last segment is acked: its completion time; nothing more is sent or sampled."""
+        self.done_ns = now
+        self.rto_at = 0
+        self.end_ns = now
+        self.sample(now)
+
+    def _enter_recovery(self, now: int) -> None:
+        self.in_rec = True
+        self.recover = self.high_tx
+        self.rtx_next = self.snd_una
+        self.ecn_recover = self.high_tx
+        if self.prague is not None:
+            self.prague.enter_loss()  # prague_state(TCP_CA_Recovery); cwnd follows frac_cwnd per ACK
+            self._start_reduction()
+            return
+        self.ssthresh = self._loss_ssthresh(now)
+        if self.linux:
+            self.in_cwr = False
+            self._start_reduction()
         else:
-            cwnd += acked / cwnd
+            self.cwnd = self.ssthresh  # FreeBSD: fast recovery at cwnd = ssthresh (PRR not modelled)
+            self.bytes_acked = 0
+
+    def _end_recovery(self) -> None:
+        self.in_rec = False
+        self.sacked.clear()
+        self.rtx_out.clear()
+        if self.prague is not None:
+            self.prague.in_loss = False  # prague_ca_open; cwnd is prague's (cong_control)
+        elif self.fb_cubic is not None:
+            self.cwnd = self.fb_cubic.post_recovery(True, self.snd_nxt - self.snd_una, self.ssthresh, self.cwnd)
+        elif self.linux:
+            self.cwnd = self.ssthresh  # tcp_end_cwnd_reduction
+        else:
+            # cc_newreno post_recovery (cc_dctcp calls it): cwnd = pipe + 1 MSS when the flight is below
+            # ssthresh (RFC 6582's burst guard), else ssthresh
+            pipe = self.snd_nxt - self.snd_una
+            self.cwnd = float(max(pipe, 1) + 1) if pipe < self.ssthresh else self.ssthresh
+
+    def _lost_retransmissions(self, now: int, sack: int) -> None:
+        """A SACK of a segment first sent after a retransmission means that retransmission was lost (no
+        reordering here): resend it. FreeBSD's LRD (tcp_sack_lost_retransmission) also reduces cwnd once more
+        through the CC module; Linux's RACK keeps the episode."""
+        lost = [s for s, mark in self.rtx_out.items() if sack >= mark]
+        if not lost:
+            return
+        for s in lost:
+            del self.rtx_out[s]
+        first = min(lost)
+        if first < self.rtx_next:
+            self.rtx_next = first
+        if not self.linux and self.prague is None:
+            # tcp_sack_lost_retransmission: cwnd = ssthresh, exit recovery, CC_NDUPACK again (snd_recover =
+            # snd_max); FreeBSD then sets cwnd to 1 MSS for PRR/SACK processing to rebuild -- here, without
+            # PRR, recovery goes on at the new ssthresh
+            self.recover = self.high_tx
+            self.cwnd = self.ssthresh
+            self.ssthresh = self._loss_ssthresh(now)
+            self.cwnd = self.ssthresh
+
+    # ------------------------------------------------------------------ FreeBSD
+
+    def _grow_freebsd(self, now: int, acked: int) -> None:
+        cwnd = self.cwnd
+        if self.fb_cubic is not None:
+            cwnd = self.fb_cubic.ack(now, cwnd, self.ssthresh, acked)
+        elif cwnd <= self.ssthresh:  # FreeBSD newreno: slow start while cwnd <= ssthresh, abc_l_var = 2
+            cwnd += acked if acked < 2 else 2
+            self.bytes_acked = 0
+        else:
+            # cc_newreno with ABC (rfc3465): +1 MSS once a cwnd of bytes has been acked (cc.c t_bytes_acked)
+            self.bytes_acked += acked if acked < 2 else 2
+            if self.bytes_acked >= cwnd:
+                self.bytes_acked -= cwnd
+                cwnd += 1
         self.cwnd = cwnd
         if cwnd > self.max_cwnd:
             self.max_cwnd = cwnd
 
-    def _cubic(self, now: int, acked: int, cwnd: float) -> float:
-        if self.epoch < 0:
-            # the epoch's curves start from ssthresh, the reduced window (FreeBSD: W_est = W_max * beta +
-            # alpha t / RTT, K from W_max alone), not from the slow-start step taken on top of it
-            self.epoch = now
-            base = cwnd if cwnd < self.ssthresh else self.ssthresh
-            self.w_est = base
-            if self.w_max <= base:
-                self.w_max = base
-                self.k = 0.0
-            else:
-                self.k = math.cbrt((self.w_max - base) / CUBIC_C)
-        t = (now - self.epoch) * 1e-9
-        rtt = self.srtt * 1e-9
-        alpha = CUBIC_ALPHA if self.w_est < self.cwnd_prior else 1.0
-        self.w_est += alpha * acked / cwnd
-        d = t - self.k
-        w_t = CUBIC_C * d * d * d + self.w_max
-        if w_t < self.w_est:
-            return self.w_est if self.w_est > cwnd else cwnd
-        d = t + rtt - self.k
-        target = CUBIC_C * d * d * d + self.w_max
-        if target < cwnd:
-            target = cwnd
-        elif target > 1.5 * cwnd:
-            target = 1.5 * cwnd
-        return cwnd + (target - cwnd) / cwnd * acked
+    def _dctcp_alpha(self) -> None:
+        self.alpha = (1 - DCTCP_G) * self.alpha + DCTCP_G * (self.win_ce / self.win_acked if self.win_acked else 0.0)
+        self.win_acked = 0
+        self.win_ce = 0
+        self.win_end = self.snd_nxt
 
     def _dctcp(self, now: int, acked: int, ce: int) -> None:
         self.win_acked += acked
         self.win_ce += ce
         if self.snd_una >= self.win_end:
-            self.alpha = (1 - DCTCP_G) * self.alpha + DCTCP_G * (self.win_ce / self.win_acked if self.win_acked else 0.0)
-            self.win_acked = 0
-            self.win_ce = 0
-            self.win_end = self.snd_nxt
+            self._dctcp_alpha()
         if ce and self.snd_una > self.ecn_recover:
             self.ecn_recover = self.snd_nxt
             self.marked_rtts += 1
-            new = self.cwnd * (1 - self.alpha / 2)
-            if new < 2.0:
-                new = 2.0
+            new = self._ecn_ssthresh(now)
             self.cwnd = new
             self.ssthresh = new
+            self.bytes_acked = 0
         # FreeBSD cc_dctcp grows on every ACK, the reducing one included (cong_signal runs before
         # ack_received, which leaves congestion recovery to grow); there cwnd == ssthresh: slow start
-        self._grow(now, acked)
+        self._grow_freebsd(now, acked)
 
-    def _prague(self, now: int, acked: int, ce: int) -> None:
-        self.delivered += acked
-        self.delivered_ce += ce
+    # ------------------------------------------------------------------ Linux
+
+    def _linux_cc(self, now: int, acked: int, delivered: int, ce: int) -> None:
+        """tcp_ack for Reno, Cubic and DCTCP: the CC's alpha (in_ack_event), then CWR entry on ECE, then PRR
+        while reducing or growth (tcp_cong_control)."""
+        cc = self.cc
         if ce:
-            self.saw_ce = True
-        cwnd = self.cwnd
-        # --- window growth (non-CE segments only)
-        grow = acked - ce
-        if grow > 0 and not self.in_rec:
-            if cwnd < self.ssthresh:
-                cwnd += grow if grow < 2 else 2
-                if cwnd > self.ssthresh:
-                    cwnd = float(max(int(self.ssthresh), 2))
+            self.ce_acked += ce
+        if cc == CC_DCTCP and acked > 0:
+            # dctcp_update_alpha: delivered and CE-marked segments per window of data, alpha from 1
+            self.win_acked += acked
+            self.win_ce += ce
+            if self.snd_una >= self.win_end:
+                self._dctcp_alpha()
+        if self.in_cwr and self.snd_una > self.cwr_end:
+            # tcp_fastretrans_alert: CWR ends once something *above* high_seq is acked
+            self.in_cwr = False
+            self.cwnd = self.ssthresh  # tcp_end_cwnd_reduction
+        ece = ce and (cc == CC_DCTCP or self.classic_ecn)
+        if ece and not self.in_cwr and not self.in_rec:
+            self.ssthresh = self._ecn_ssthresh(now)  # tcp_enter_cwr
+            self.in_cwr = True
+            self.cwr_end = self.snd_nxt
+            self.marked_rtts += 1
+            self._start_reduction()
+        if self.in_rec or self.in_cwr:
+            self._prr(delivered, acked > 0)
+            return
+        if acked <= 0:
+            return
+        cwnd = int(self.cwnd)
+        ssthresh = self.ssthresh
+        if cwnd < ssthresh:  # tcp_slow_start
+            new = cwnd + acked
+            if new > ssthresh:
+                new = int(ssthresh)
+            acked -= new - cwnd
+            cwnd = new
+        if acked > 0 and cwnd >= ssthresh:
+            if self.lx_cubic is not None:
+                cwnd = self.lx_cubic.cong_avoid(now, cwnd, acked)
             else:
-                ai = 1.0
-                if self.round >= PRAGUE_TRANSITION_ROUNDS and 0 < self.srtt < PRAGUE_RTT_TARGET_NS:
-                    x = self.srtt / PRAGUE_RTT_TARGET_NS
-                    ai = x * x
-                self.cwnd_cnt += grow * ai / cwnd
-        # --- CWR entry on CE (once per CWR period; at most once per 25 ms when RTT-independent)
-        if self.in_cwr and self.snd_una >= self.cwr_end:
+                cwnd = ai(self, cwnd, cwnd, acked)  # tcp_reno_cong_avoid
+        self.cwnd = float(cwnd)
+        if cwnd > self.max_cwnd:
+            self.max_cwnd = float(cwnd)
+
+    def _prague(self, now: int, acked: int, delivered: int, ce: int) -> None:
+        """Linux TCP Prague v0.6 (see :class:`l4stb.sim.tcp_cc.PragueV06`): CWR/loss entry, prague_update_cwnd,
+        then the round's alpha update (prague_cong_control)."""
+        pr = self.prague
+        if ce:
+            self.ce_acked += ce
+            pr.saw_ce = True
+        self.delivered += delivered
+        self.delivered_ce += ce
+        if self.in_cwr and self.snd_una > self.cwr_end:
             self.in_cwr = False
         if ce and not self.in_cwr and not self.in_rec:
-            indep = self.round >= PRAGUE_TRANSITION_ROUNDS and cwnd >= self.ssthresh
-            if not (indep and now - self.cwr_stamp < PRAGUE_RTT_TARGET_NS):
-                self.cwr_stamp = now
-                self.in_cwr = True
-                self.cwr_end = self.snd_nxt
+            self.in_cwr = True
+            self.cwr_end = self.snd_nxt
+            if pr.enter_cwr(now, self.cwnd, self.ssthresh):
                 self.marked_rtts += 1
-                self.cwnd_cnt -= self.alpha * 0.5 * cwnd
-        # --- apply one segment of accumulated change per ACK (Linux prague_update_cwnd)
-        if self.cwnd_cnt <= -1.0:
-            self.cwnd_cnt += 1.0
-            cwnd -= 1.0
-            if cwnd < 2.0:
-                cwnd = 2.0
-                self.cwnd_cnt = 0.0
-            self.ssthresh = cwnd
-        elif self.cwnd_cnt >= 1.0:
-            self.cwnd_cnt -= 1.0
-            cwnd += 1.0
-        self.cwnd = cwnd
+        # prague_update_cwnd
+        cwnd = int(self.cwnd)
+        grow = delivered - ce
+        skip = grow <= 0 or pr.in_loss
+        if not skip and cwnd < self.ssthresh:
+            new = cwnd + grow
+            if new > self.ssthresh:
+                new = int(self.ssthresh)
+            grow -= new - cwnd
+            cwnd = new
+            if grow <= 0:
+                self.cwnd = float(cwnd)
+                if cwnd > self.max_cwnd:
+                    self.max_cwnd = float(cwnd)
+                pr.update_ai(self.srtt)
+                self._prague_round(now)
+                return
+        if not skip:
+            w = pr.frac_to_cwnd()
+            inc = grow * pr.ai / w
+            pr.frac += inc if inc > grow * 2 ** -20 else grow * 2 ** -20
+        target = pr.frac_to_cwnd()
+        if cwnd > target and cwnd > 2:
+            cwnd -= 1
+            self.ssthresh = float(cwnd)
+            pr.update_ai(self.srtt)
+        elif cwnd < target:
+            cwnd += 1
+            pr.update_ai(self.srtt)
+        self.cwnd = float(cwnd)
         if cwnd > self.max_cwnd:
-            self.max_cwnd = cwnd
-        # --- alpha EWMA once per round (and once per 25 ms when RTT-independent)
-        if self.snd_una >= self.next_seq:
-            indep = self.round >= PRAGUE_TRANSITION_ROUNDS and cwnd >= self.ssthresh
-            if not indep or now - self.alpha_stamp >= PRAGUE_RTT_TARGET_NS:
-                if self.saw_ce:
-                    d = self.delivered - self.old_del
-                    f = (self.delivered_ce - self.old_ce) / d if d > 0 else 0.0
-                    self.alpha += DCTCP_G * (f - self.alpha)
-                    self.alpha_stamp = now
-                self.next_seq = self.snd_nxt
-                self.old_del = self.delivered
-                self.old_ce = self.delivered_ce
-                if cwnd >= self.ssthresh:
-                    self.round += 1
+            self.max_cwnd = float(cwnd)
+        self._prague_round(now)
+
+    def _prague_round(self, now: int) -> None:
+        """prague_should_update_ewma / prague_update_alpha / prague_new_round."""
+        pr = self.prague
+        if self.snd_una < pr.next_seq:
+            return
+        if pr.rtt_indep(self.cwnd, self.ssthresh) and now - pr.alpha_stamp < pr.RTT_TARGET_NS:
+            return
+        if pr.saw_ce:
+            d = self.delivered - pr.old_delivered
+            f = (self.delivered_ce - pr.old_ce) / d if d > 0 else 0.0
+            pr.alpha += pr.G * (f - pr.alpha)
+            pr.alpha_stamp = now
+        pr.next_seq = self.snd_nxt
+        pr.old_delivered = self.delivered
+        pr.old_ce = self.delivered_ce
+        if self.cwnd >= self.ssthresh:
+            pr.round += 1
+        pr.update_ai(self.srtt)
 
     # ================================================================== receiver
 
@@ -551,7 +753,7 @@ class TcpFlow:
             if self.ack_pending == 0:
                 self.ts_recent = pkt[5]
             self.ack_pending += 1
-            if self.ack_pending >= 2:
+            if self.ack_pending >= 2 or rcv == self.size_segs:
                 self._ack(now, -1, self.ts_recent)
             elif not self.delack_at:
                 self.delack_at = now + DELACK_NS
@@ -578,6 +780,8 @@ class TcpFlow:
 
     def sample(self, now: int) -> None:
         """Record the iperf3 interval counters at ``now`` and schedule the next sample."""
+        if now > self.end_ns or (self.samples and self.samples[-1][0] == now):
+            return  # a short flow that has finished
         self.samples.append((now, self.snd_una, self.retrans, self.cwnd, self.srtt, self.rttvar,
                              self.rcv_nxt))
         nxt = now + self.interval_ns

@@ -10,7 +10,8 @@ Prague/DCTCP response, fed back per packet (like the RFC 8888-style feedback of 
   once per round trip with loss it halves the rate; otherwise it adds one packet per virtual round
   trip of max(srtt, 25 ms) (RTT independence) -- in slow start it doubles per round trip until the
   first CE or loss;
-* the rate stays within [2 packets per srtt, 2 x the bottleneck rate].
+* the rate stays within [2 packets per srtt, the host's access-link rate] (the NIC cannot send faster;
+  packets leave through the host's NIC FIFO like every other packet).
 
 It speaks the engine's flow interface (``start``, ``on_timer``, ``on_ack``, ``on_data``, ``on_delack``,
 ``sample``) and the counters the iperf3 writer reads, so runner and JSON code treat it like a TCP flow.
@@ -33,16 +34,18 @@ class UdpPragueFlow:
     __slots__ = ("fid", "start_ns", "end_ns", "sim", "access", "rate", "max_rate", "alpha", "slow_start",
                  "seq", "acked", "ce_acked", "round_end", "round_pkts", "round_ce", "round_lost", "last_cut",
                  "srtt", "rttvar", "rtt_min", "rtt_max", "rtt_sum", "rtt_n", "rcv_nxt", "rcv_ce", "high_rcv",
-                 "lost", "retrans", "max_cwnd", "samples", "interval_ns", "cwnd", "ce_received")
+                 "lost", "retrans", "max_cwnd", "samples", "interval_ns", "cwnd", "ce_received", "extra_ns",
+                 "size_segs", "done_ns")
 
-    def __init__(self, fid: int, start_ns: int, end_ns: int, sim, access, rate_bps: int):
+    def __init__(self, fid: int, start_ns: int, end_ns: int, sim, access, *, extra_delay_ns: int = 0):
         self.fid = fid
         self.start_ns = start_ns
         self.end_ns = end_ns
         self.sim = sim
         self.access = access
         self.rate = float(INIT_RATE_BPS)
-        self.max_rate = 2.0 * rate_bps
+        self.max_rate = float(access.rate_bps)
+        self.extra_ns = extra_delay_ns
         self.alpha = 1.0
         self.slow_start = True
         self.seq = 0
@@ -69,6 +72,8 @@ class UdpPragueFlow:
         self.max_cwnd = 2.0
         self.samples: list = []
         self.interval_ns = 1_000_000_000
+        self.size_segs = 0
+        self.done_ns = 0
 
     # ---- sender
     def start(self, now: int) -> None:
@@ -78,8 +83,7 @@ class UdpPragueFlow:
     def on_timer(self, now: int) -> None:
         if now >= self.end_ns:
             return
-        acc = self.access
-        heappush(self.sim.heap, (now + acc.ser_ns + acc.prop_ns, next(self.sim.counter), EV_ARRIVE,
+        heappush(self.sim.heap, (self.access.depart(now) + self.extra_ns, next(self.sim.counter), EV_ARRIVE,
                                  [0, PKT_BYTES, ECT1, self.fid, self.seq, now]))
         self.seq += 1
         gap = int(PKT_BYTES * 8e9 / self.rate)

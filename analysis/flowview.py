@@ -1,0 +1,128 @@
+"""Per-flow views from the router log: each flow's throughput in fine time bins, and its own delay (Pantheon's axes).
+
+iperf3 counts a sender's bytes in whole 128 KiB socket writes, so its per-second throughput of an 8 Mbit/s
+share moves in ~1.05 Mbit/s steps. The router log has every packet with its flow id and time, so here:
+
+* **router-side throughput** (:func:`flow_rates`): the bytes of a flow's packets the router forwarded or
+  CE-marked, per ``bin_s`` bin (100 ms by default), over the bin length. That is the rate at which the
+  flow's packets left the bottleneck queue (goodput plus retransmissions), not what iperf3 wrote.
+* **own delay** (:func:`flow_points`): a flow's p95 queue delay over its own forwarded or marked packets,
+  against its mean router-side throughput after the warm-up; one point per flow per repeat, so two
+  Classic flows with different shares no longer share the queue's p95 as their x.
+
+Flow ids name streams: the simulator logs the stream's index in the scenario
+(:func:`l4stb.sim.runner.streams_of`); l4stb's FreeBSD module logs ``(source port << 16) | destination
+port`` (``dualpi2_classify`` in freebsd_module/dn_sched_dualpi2.c), and the destination port names the
+iperf3 connection (base_port + connection number).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from l4stb.analysis import metrics as M
+from l4stb.config import Scenario
+
+DEFAULT_BIN_S = 0.1
+
+
+@dataclass(frozen=True)
+class FlowLabel:
+    flow_id: int
+    host: str
+    cc: str
+    label: str
+
+
+def flow_labels(scenario: Scenario | None, flow_ids) -> dict[int, FlowLabel]:
+    """Host and CC of each logged flow id (``?`` when the scenario cannot name it)."""
+    from l4stb.sim.runner import streams_of
+
+    ids = sorted(int(f) for f in flow_ids if int(f) >= 0)
+    specs = streams_of(scenario) if scenario else []
+    by_fid = {s.fid: s for s in specs}
+    by_port: dict[int, list] = {}
+    for s in specs:
+        by_port.setdefault(s.port, []).append(s)
+    sim_ids = bool(ids) and all(f in by_fid for f in ids)
+    out = {}
+    for f in ids:
+        if sim_ids:
+            s = by_fid[f]
+            out[f] = FlowLabel(f, s.host, s.cc, f"{s.host} {s.cc} g{s.group} c{s.connection}/s{s.stream}")
+        elif (f & 0xFFFF) in by_port:
+            s = by_port[f & 0xFFFF][0]
+            out[f] = FlowLabel(f, s.host, s.cc, f"{s.host} {s.cc} :{f >> 16}->{f & 0xFFFF}")
+        else:
+            out[f] = FlowLabel(f, "?", "?", f"flow {f}")
+    return out
+
+
+def _timed(packets: pd.DataFrame) -> pd.DataFrame:
+    if packets.empty or "flow_id" not in packets or "t_s" not in packets:
+        return packets.iloc[0:0]
+    sel = (packets["flow_id"].to_numpy() >= 0) & np.isfinite(packets["t_s"].to_numpy(dtype=float))
+    return packets[sel]
+
+
+def has_flow_ids(packets: pd.DataFrame) -> bool:
+    return not _timed(packets).empty
+
+
+def flow_rates(packets: pd.DataFrame, scenario: Scenario | None, *, repeat: int, bin_s: float = DEFAULT_BIN_S,
+               window: tuple[float, float] | None = None) -> pd.DataFrame:
+    """Router-side throughput per flow and bin of one repeat: columns flow_id, label, cc, t_s (bin centre), mbps."""
+    g = _timed(packets)
+    g = g[(g["repeat"] == repeat) & (g["action"].to_numpy() != M.ACTION_DROP)]
+    if window is not None:
+        g = g[(g["t_s"] >= window[0]) & (g["t_s"] < window[1])]
+    labels = flow_labels(scenario, pd.unique(g["flow_id"]) if not g.empty else [])
+    start = window[0] if window is not None else 0.0
+    rows = []
+    for fid, f in g.groupby("flow_id", sort=True, observed=True):
+        b = np.floor((f["t_s"].to_numpy(dtype=float) - start) / bin_s).astype(np.int64)
+        total = np.bincount(b, weights=f["packet_length"].to_numpy(dtype=float))
+        lab = labels[int(fid)]
+        rows.append(pd.DataFrame({"flow_id": int(fid), "label": lab.label, "cc": lab.cc,
+                                  "t_s": start + (np.arange(len(total)) + 0.5) * bin_s,
+                                  "mbps": total * 8 / bin_s / 1e6}))
+    if not rows:
+        return pd.DataFrame({"flow_id": [], "label": [], "cc": [], "t_s": [], "mbps": []})
+    return pd.concat(rows, ignore_index=True)
+
+
+@dataclass(frozen=True)
+class FlowPoint:
+    """One flow in one repeat: mean router-side throughput after the warm-up and p95 of its own queue delay."""
+
+    repeat: int
+    flow_id: int
+    label: str
+    cc: str
+    queue: str
+    throughput_mbps: float
+    p95_delay_ms: float
+
+
+def flow_points(packets: pd.DataFrame, scenario: Scenario | None, warmup_s: float = M.WARMUP_S) -> list[FlowPoint]:
+    g = _timed(packets)
+    if g.empty:
+        return []
+    g = g[g["action"].to_numpy() != M.ACTION_DROP]
+    labels = flow_labels(scenario, pd.unique(g["flow_id"]))
+    out = []
+    for (repeat, fid), f in g.groupby(["repeat", "flow_id"], sort=True, observed=True):
+        t = f["t_s"].to_numpy(dtype=float)
+        first = float(t.min())
+        steady = t >= first + warmup_s
+        span = float(t[steady].max() - t[steady].min()) if steady.sum() > 1 else 0.0
+        mbps = float(f["packet_length"].to_numpy(dtype=float)[steady].sum()) * 8 / span / 1e6 if span > 0 else float("nan")
+        delay = f["current_queue_delay"].to_numpy(dtype=float) / 1000.0
+        queue = str(f["queue"].mode().iloc[0]) if "queue" in f else "C"
+        lab = labels[int(fid)]
+        out.append(FlowPoint(int(repeat), int(fid), lab.label, lab.cc, queue, mbps,
+                             float(np.percentile(delay, 95)) if len(delay) else float("nan")))
+    return out

@@ -1,0 +1,45 @@
+"""The model sections of a trained run, rebuilt from its saved files, so `l4stb report` re-renders the full report."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from l4stb.analysis.report import ReportSection
+from l4stb.manifest import load_manifest
+from l4stb.workspace import Workspace, read_json
+
+log = logging.getLogger(__name__)
+
+
+def saved_model_sections(ws: Workspace, run_id: str) -> list[ReportSection]:
+    """Training, classification and cost sections from model_dir/metrics.json(l), and the closed loop from its
+    series' runs; empty for a run that `train-and-report` never trained on. A series run that was deleted
+    leaves the closed loop out, with a warning that says so."""
+    manifest = load_manifest(ws, run_id)
+    train = manifest.steps.get("train")
+    if not isinstance(train, dict) or train.get("status") != "done":
+        return []
+    model_dir = Path(train.get("model_dir", ""))
+    metrics_file = model_dir / "metrics.json"
+    if not metrics_file.is_file():
+        log.warning("run %s was trained, but %s is gone: the report has no model sections", run_id, metrics_file)
+        return []
+    from l4stb.model.report_sections import model_sections
+
+    metrics = read_json(metrics_file, "model metrics")
+    history_file = model_dir / "metrics.jsonl"
+    history = [json.loads(line) for line in history_file.read_text().splitlines() if line.strip()] \
+        if history_file.is_file() else []
+    sections = model_sections(metrics, history, model_dir / "figures")
+    record = manifest.steps.get("closed_loop")
+    if isinstance(record, dict) and record.get("series"):
+        from l4stb.model.closed_loop import closed_loop_section
+
+        try:
+            section, _rows = closed_loop_section(ws, run_id, record)
+            sections.append(section)
+        except FileNotFoundError as exc:
+            log.warning("closed-loop series run %s is gone: the report leaves the closed loop out", exc)
+    return sections

@@ -1,0 +1,183 @@
+"""`l4stb check`: run a 5 s flow through the testbed's bottleneck and judge what it measured, on either provider.
+
+The checks are the ones a first real user needs before trusting any data: the AQM's module is loaded and
+``ipfw sched show`` names its scheduler; every host runs at the scenario's kern.hz; the module's log lines
+reach the log file, as many as its counter says it logged; the receiver sees CE-marked packets; and each
+congestion control's packets carry the ECN codepoint it should send (ECT(1) for DCTCP and Prague, ECT(0) for
+classic CCs with ECN, not-ECT without). The provider measures (``Provider.self_check``: FreeBSD commands on
+the VMs, the simulated artifacts on the sim); this module only judges, so both are judged alike. Each failure
+is one paragraph naming the host, what was expected and the likely cause.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from l4stb import plans
+from l4stb.check_steps import sched_types
+from l4stb.config import FlowGroup, Scenario, load_scenario, load_topology
+from l4stb.errors import L4stbError
+from l4stb.providers.base import CheckEvidence, RunContext, TestbedInfo
+from l4stb.workspace import Workspace
+
+CHECK_DURATION_US = 5_000_000
+DEFAULT_SCENARIO = "dctcp-8mbps"
+NOT_ECT, ECT1, ECT0, CE = 0, 1, 2, 3
+CODEPOINT_NAMES = {NOT_ECT: "not-ECT", ECT1: "ECT(1)", ECT0: "ECT(0)", CE: "CE"}
+MARKING_AQMS = ("dualpi2", "l4s-pie", "pie")
+
+
+@dataclass
+class CheckResult:
+    passed: list[tuple[str, str]] = field(default_factory=list)
+    """(check, what was seen) for every check that passed."""
+    failures: list[str] = field(default_factory=list)
+    """One paragraph per failed check."""
+
+    def ok(self, what: str, detail: str) -> None:
+        self.passed.append((what, detail))
+
+
+def check_scenario(scenario: Scenario) -> Scenario:
+    """The scenario's bottleneck, AQM and logging with a 5 s, one-repeat flow set: one connection per
+    (client, CC) of the scenario, plus a DCTCP flow on the first client when the scenario has none."""
+    flows: list[FlowGroup] = []
+    seen: set[tuple[str, str]] = set()
+    for f in scenario.flows:
+        if (f.host, f.cc) not in seen:
+            seen.add((f.host, f.cc))
+            flows.append(FlowGroup(host=f.host, cc=f.cc))
+    if not any(f.cc == "dctcp" for f in flows):
+        flows.append(FlowGroup(host=scenario.flows[0].host, cc="dctcp"))
+    return scenario.model_copy(update={"name": f"check-{scenario.name}"[:31].rstrip("-"),
+                                       "duration": CHECK_DURATION_US, "repeats": 1, "flows": flows})
+
+
+def expected_codepoint(cc: str, scenario: Scenario) -> int:
+    """What a sender puts in the ECN field: udp_prague always ECT(1); TCP only when ECN is on (FreeBSD's
+    net.inet.tcp.ecn.enable), DCTCP with ECT(1) (net.inet.tcp.cc.dctcp.ect1), classic CCs ECT(0)."""
+    if cc == "prague":
+        return ECT1
+    if not scenario.ecn:
+        return NOT_ECT
+    return ECT1 if cc == "dctcp" else ECT0
+
+
+def judge(ev: CheckEvidence, scenario: Scenario) -> CheckResult:
+    """Every check against the evidence; the scenario says what to expect."""
+    res = CheckResult()
+    aqm = scenario.aqm
+    _judge_scheduler(ev, scenario, res)
+    for host, hz in ev.kern_hz.items():
+        if hz == aqm.kern_hz:
+            res.ok(f"kern.hz on {host}", str(hz))
+        else:
+            res.failures.append(
+                f"{host}: kern.hz is {hz if hz is not None else 'unreadable'}, expected {aqm.kern_hz} (the "
+                f"scenario's aqm.kern_hz). Likely cause: /boot/loader.conf lacks kern.hz={aqm.kern_hz} or the host "
+                f"was not rebooted after it was set; re-run `L4STB_KERN_HZ={aqm.kern_hz} l4stb up --provider "
+                f"{ev.provider}`.")
+    _judge_log_lines(ev, scenario, res)
+    _judge_ecn(ev, scenario, res)
+    for problem in ev.flow_problems:
+        res.failures.append(f"{problem} Expected every test flow to run for {CHECK_DURATION_US // 1_000_000} s "
+                            "and exit 0. Likely cause: the server is unreachable through the router (routes, "
+                            "ipfw rule) or the client program is missing.")
+    return res
+
+
+def _judge_scheduler(ev: CheckEvidence, scenario: Scenario, res: CheckResult) -> None:
+    want = plans.SCHED_TYPE if plans.uses_module(scenario.aqm) else "fifo"
+    if ev.module_loaded is False:
+        res.failures.append(
+            f"{ev.router}: the {plans.KMOD_FILE} module is not loaded, expected it after `l4stb up`. Likely cause: "
+            "it failed to build against /usr/src or to load (run `l4stb up --provider vagrant` again and read "
+            "the router's step output), or the router was rebooted since.")
+    elif ev.module_loaded:
+        res.ok(f"module on {ev.router}", f"{plans.KMOD_FILE} loaded")
+    got = sched_types(ev.sched_show).get(plans.SCHED)
+    if got is not None and got.lower() == want:
+        res.ok(f"scheduler on {ev.router}", f"sched {plans.SCHED} type {got}")
+    else:
+        shown = " ".join(ev.sched_show.split())[:200] or "(nothing)"
+        res.failures.append(
+            f"{ev.router}: `ipfw sched {plans.SCHED} show` should name scheduler type {want} but shows: {shown}. "
+            "Likely cause: the module is not loaded or registered under another name, or the configure step "
+            "did not run (`ipfw sched 1 config pipe 1 type ...` failed).")
+
+
+def _judge_log_lines(ev: CheckEvidence, scenario: Scenario, res: CheckResult) -> None:
+    if not plans.uses_module(scenario.aqm):
+        return
+    file_n, counter = ev.log_lines_in_file, ev.log_lines_counter
+    where = ev.where.get("log", scenario.logging.file)
+    if counter is None or file_n is None:
+        res.failures.append(
+            f"{ev.router}: could not read {'the module counter ' + plans.SYSCTL_ROOT + '.log_lines' if counter is None else 'the log file ' + where}. "
+            "Expected both, to compare the lines logged with the lines that reached the file. Likely cause: a "
+            "module without the counter (rebuild it with `l4stb up`) or a log file that syslogd never created.")
+    elif counter == 0:
+        res.failures.append(
+            f"{ev.router}: the module logged no line during the test flow (its log_lines counter did not move). "
+            "Expected one line per packet decision. Likely cause: no packet reached the pipe (the ipfw rule does "
+            "not match the test traffic) or logging is off (sysctl net.inet.ip.dummynet.dualpi2.log=0).")
+    elif file_n != counter:
+        res.failures.append(
+            f"{ev.router}: {file_n} of the module's lines reached {where}, but its counter says it logged "
+            f"{counter}; expected the same number. Likely cause: the kernel message buffer overflowed before "
+            "syslogd read it (raise kern.msgbufsize) or the syslog.conf rule does not send the module's tag "
+            "to that file.")
+    else:
+        res.ok(f"log lines on {ev.router}", f"{file_n} in the file = {counter} logged by the module")
+
+
+def _judge_ecn(ev: CheckEvidence, scenario: Scenario, res: CheckResult) -> None:
+    total_ce = 0
+    for flow in ev.flows:
+        want = expected_codepoint(flow.cc, scenario)
+        counts = flow.codepoints
+        total_ce += counts.get(CE, 0)
+        wrong = {cp: n for cp, n in counts.items() if n and cp not in (want, CE, NOT_ECT)}
+        if want == NOT_ECT:
+            wrong = {cp: n for cp, n in counts.items() if n and cp != NOT_ECT}
+        seen = ", ".join(f"{CODEPOINT_NAMES[cp]} {n}" for cp, n in sorted(counts.items()) if n) or "no packets"
+        if wrong or (want != NOT_ECT and counts.get(want, 0) + counts.get(CE, 0) == 0):
+            res.failures.append(
+                f"{flow.host}: its {flow.cc} flow to port {flow.port} should carry {CODEPOINT_NAMES[want]}, but "
+                f"{ev.receiver} saw {seen}. Likely cause: "
+                + ("net.inet.tcp.cc.dctcp.ect1 is 0 or cc_dctcp is not loaded, so DCTCP falls back to ECT(0) or "
+                   "the host default CC" if flow.cc == "dctcp" else
+                   "net.inet.tcp.ecn.enable is not the scenario's setting" if flow.cc != "prague" else
+                   "the udp_prague build is not the pinned commit")
+                + "; or the flow never reached the server.")
+        else:
+            res.ok(f"ECN of {flow.cc} from {flow.host}", seen)
+    if scenario.ecn and scenario.aqm.ecn and scenario.aqm.engine in MARKING_AQMS:
+        if total_ce:
+            res.ok(f"CE marks at {ev.receiver}", f"{total_ce} CE-marked packets")
+        else:
+            res.failures.append(
+                f"{ev.receiver}: saw no CE-marked packet during the test flow; expected the {scenario.aqm.name} "
+                f"AQM on {ev.router} to mark the DCTCP flow's ECT(1) packets (its step threshold is "
+                f"{scenario.aqm.step_threshold} us). Likely cause: the module's marks do not reach the wire (the "
+                "IP header is not found through dummynet's tag), or no queue built up (the ipfw rule does not "
+                "send the flows through the pipe).")
+
+
+def run_check(ws: Workspace, scenario_name: str | None = None, overrides: list[str] | None = None) -> CheckResult:
+    """Measure on the testbed that is up and judge; raise one L4stbError holding every failure."""
+    from l4stb.providers import get_provider
+
+    testbed = TestbedInfo.load(ws)
+    topology = load_topology(testbed.topology)
+    base = load_scenario(scenario_name or DEFAULT_SCENARIO, overrides or [])
+    base.check_against(topology)
+    scenario = check_scenario(base)
+    ctx = RunContext(ws.new_run_id(scenario.name), scenario, topology, ws)
+    evidence = get_provider(testbed.provider, ws).self_check(ctx)
+    result = judge(evidence, scenario)
+    if result.failures:
+        head = (f"l4stb check ({testbed.provider} testbed, scenario {base.name}): {len(result.failures)} of "
+                f"{len(result.failures) + len(result.passed)} checks failed.")
+        raise L4stbError("\n\n".join([head, *result.failures]))
+    return result

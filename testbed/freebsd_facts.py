@@ -1,0 +1,152 @@
+"""Every FreeBSD path, sysctl, rc/loader variable and command the playbook templates rely on, listed once with
+the source it was checked against.
+
+A test renders every plan of every shipped topology and scenario and fails when a plan uses a name that is
+not here (``tests/test_freebsd_facts.py``), so a new dependency on the FreeBSD base system is written down,
+with its evidence, before it ships. Sources are paths in freebsd/freebsd-src unless they name another
+repository. ``checked`` says what the source shows; entries whose checked text starts with "not in the
+indexed revision" are guarded at run time instead (the template refuses with a message when they are
+missing).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Fact:
+    source: str
+    checked: str
+
+
+S = "freebsd/freebsd-src "
+
+SYSCTLS: dict[str, Fact] = {
+    "kern.hz": Fact(S + "sys/kern/subr_param.c", "SYSCTL_INT(_kern, hz, CTLFLAG_RDTUN): a boot tunable; init_param1 "
+                    "uses HZ_VM (100) on a detected VM unless kern.hz is set in the loader"),
+    "kern.msgbufsize": Fact(S + "sys/kern/subr_param.c", "SYSCTL_INT(_kern, msgbufsize, CTLFLAG_RDTUN), "
+                            "TUNABLE_INT_FETCH(\"kern.msgbufsize\")"),
+    "kern.log_wakeups_per_second": Fact(S + "sys/kern/subr_log.c", "SYSCTL_INT(_kern, log_wakeups_per_second, "
+                                        "CTLFLAG_RW), default 5: how often a pending syslogd read is woken"),
+    "kern.osrelease": Fact(S + "sys/kern/kern_mib.c", "SYSCTL_STRING(_kern, KERN_OSRELEASE, osrelease)"),
+    "hw.ncpu": Fact(S + "sys/kern/kern_mib.c", "SYSCTL_INT(_hw, HW_NCPU, ncpu)"),
+    "hw.physmem": Fact(S + "sys/kern/kern_mib.c", "SYSCTL_PROC(_hw, HW_PHYSMEM, physmem)"),
+    "net.inet.ip.forwarding": Fact(S + "libexec/rc/rc.d/routing", "options_inet sets it from gateway_enable "
+                                   "(sysctl defined in sys/netinet/ip_input.c)"),
+    "net.inet.ip.fw.enable": Fact(S + "libexec/rc/rc.d/ipfw", "ipfw_poststart: sysctl net.inet.ip.fw.enable=1"),
+    "net.inet.ip.fw.one_pass": Fact(S + "sys/netpfil/ipfw/ip_fw2.c", "VNET_DEFINE(int, fw_one_pass) = 1; "
+                                    "\"Only do a single pass through ipfw when using dummynet(4)\""),
+    "net.inet.ip.fw.default_to_accept": Fact(S + "sys/netpfil/ipfw/ip_fw2.c; sbin/ipfw/ipfw.8",
+                                             "static int default_to_accept, a loader tunable (kenv before ipfw "
+                                             "loads): the default rule 65535 accepts instead of denying"),
+    "net.inet.ip.dummynet.expire": Fact(S + "sys/netpfil/ipfw/ip_dummynet.c", "SYSCTL_UINT(_net_inet_ip_dummynet, "
+                                        "expire, CTLFLAG_RW, DC(expire)) \"Expire empty queues/pipes\""),
+    "net.inet.ip.dummynet.io_fast": Fact(S + "sys/netpfil/ipfw/ip_dummynet.c",
+                                         "SYSCTL_INT(_net_inet_ip_dummynet, io_fast) \"Enable fast dummynet io.\""),
+    "net.inet.ip.dummynet.pipe_slot_limit": Fact(S + "sys/netpfil/ipfw/ip_dummynet.c; sbin/ipfw/ipfw2.c",
+                                                 "SYSCTL_PROC \"Upper limit in slots for pipe queue.\"; ipfw "
+                                                 "falls back to 100 when it cannot read it"),
+    "net.inet.ip.dummynet.pipe_byte_limit": Fact(S + "sys/netpfil/ipfw/ip_dummynet.c; sbin/ipfw/ipfw2.c",
+                                                 "SYSCTL_PROC \"Upper limit in bytes for pipe queue.\"; ipfw "
+                                                 "falls back to 1 MB"),
+    "net.inet.tcp.cc.algorithm": Fact(S + "sys/netinet/cc/cc.c", "SYSCTL_PROC(_net_inet_tcp_cc, algorithm)"),
+    "net.inet.tcp.cc.available": Fact(S + "sys/netinet/cc/cc.c", "SYSCTL_PROC(_net_inet_tcp_cc, available)"),
+    "net.inet.tcp.ecn.enable": Fact(S + "sys/netinet/tcp_input.c (indexed revision)", "SYSCTL_INT("
+                                    "_net_inet_tcp_ecn, enable, &tcp_do_ecn) \"TCP ECN support\", default 2"),
+    "net.inet.tcp.cc.dctcp.ect1": Fact(S + "sys/netinet/cc/cc_dctcp.c", "not in the indexed revision of cc_dctcp.c "
+                                       "(only alpha, shift_g, slowstart); the original L4S-LLM scripts set it; "
+                                       "configure_endpoint.sh refuses to run without it (sysctl -N)"),
+    "net.inet.ip.dummynet.dualpi2": Fact("freebsd_module/dn_sched_dualpi2.c (this repository)",
+                                         "SYSCTL_NODE(_net_inet_ip_dummynet, dualpi2); its leaves are checked "
+                                         "against that file by tests/test_freebsd_facts.py"),
+}
+SYSCTL_PREFIXES = ("net.inet.ip.dummynet.dualpi2.",)
+"""The module's own sysctls: each name is checked against freebsd_module/ by the facts test."""
+
+RC_VARIABLES: dict[str, Fact] = {
+    "gateway_enable": Fact(S + "libexec/rc/rc.d/routing", "options_inet: checkyesno gateway_enable"),
+    "firewall_enable": Fact(S + "libexec/rc/rc.d/ipfw", "rcvar=\"firewall_enable\""),
+    "firewall_type": Fact(S + "libexec/rc/rc.d/ipfw", "ipfw_start passes ${firewall_type} to /etc/rc.firewall"),
+    "dummynet_enable": Fact(S + "libexec/rc/rc.d/ipfw", "ipfw_prestart adds dummynet to required_modules"),
+    "static_routes": Fact(S + "libexec/rc/rc.d/routing", "static_inet: for i in ${static_routes}"),
+    "route_*": Fact(S + "libexec/rc/rc.d/routing", "static_inet: route_args=`get_if_var ${i%:*} route_IF`"),
+    "ifconfig_*": Fact("hashicorp/vagrant templates/guests/freebsd/network_static.erb; " + S +
+                       "release/tools/vagrant.conf", "ifconfig_<if>=\"inet A netmask M\"; the box sets "
+                       "ifconfig_DEFAULT=\"SYNCDHCP\" for every NIC without its own line"),
+    "kern.hz": Fact(S + "sys/kern/subr_param.c", "TUNABLE_INT_FETCH(\"kern.hz\") (in /boot/loader.conf)"),
+    "cc_dctcp_load": Fact(S + "stand/defaults/loader.conf", "<module>_load=\"YES\" loads /boot/kernel/<module>.ko"),
+}
+
+PATHS: dict[str, Fact] = {
+    "/boot/loader.conf": Fact(S + "stand/defaults/loader.conf", "loader tunables and <module>_load lines"),
+    "/etc/syslog.d/l4stb-*": Fact(S + "usr.sbin/syslogd/syslog.conf", "`include /etc/syslog.d`: every file "
+                                  "there is read (l4stb's own, written atomically through .new)"),
+    "/etc/newsyslog.conf.d/l4stb-*": Fact(S + "usr.sbin/newsyslog/newsyslog.conf",
+                                          "`<include> /etc/newsyslog.conf.d/*` (l4stb's own file)"),
+    "/etc/syslog.conf.l4stb-new": Fact(S + "libexec/rc/rc.d/syslogd", "a temp file beside /etc/syslog.conf, "
+                                       "renamed over it"),
+    "/etc/syslog.conf": Fact(S + "libexec/rc/rc.d/syslogd", "required_files=\"/etc/syslog.conf\""),
+    "/etc/syslog.d": Fact(S + "usr.sbin/syslogd/syslog.conf", "include /etc/syslog.d (and /usr/local/etc/syslog.d)"),
+    "/etc/newsyslog.conf.d": Fact(S + "usr.sbin/newsyslog/newsyslog.conf", "<include> /etc/newsyslog.conf.d/*"),
+    "/etc/sysctl.conf": Fact(S + "libexec/rc/rc.d/sysctl", "read at boot by rc.d/sysctl"),
+    "/etc/start_if.*": Fact(S + "libexec/rc/network.subr", "ifconfig_up sources /etc/start_if.<if>"),
+    "/var/run/syslog.pid": Fact(S + "libexec/rc/rc.d/syslogd", "pidfile=\"/var/run/syslog.pid\"; "
+                                "extra_commands=\"reload\" (SIGHUP to that pid)"),
+    "/var/log/messages": Fact(S + "usr.sbin/syslogd/syslog.conf", "the default destination of kern.* messages"),
+    "/usr/src": Fact(S + "share/mk/bsd.kmod.mk", "SYSDIR defaults to the kernel sources under /usr/src/sys"),
+    "/usr/src/sys": Fact(S + "share/mk/bsd.kmod.mk", "SYSDIR: the kernel headers a module builds against"),
+    "/usr/src/sys/conf/newvers.sh": Fact(S + "sys/conf/newvers.sh", "REVISION=\"14.1\" on releng/14.1"),
+    "/dev/null": Fact("POSIX", "the null device"),
+    "/bin/sh": Fact("POSIX", "the shell"),
+    "/sbin": Fact("FreeBSD hier(7)", "system programs (ipfw, kldload, route, sysctl, ...)"),
+}
+PATH_PREFIXES = ("/var/l4stb",)
+"""l4stb's own folders on the hosts (l4stb.layout.REMOTE_ROOT); the scenario's log file is added by the test."""
+
+_BASE = "FreeBSD base system"
+COMMANDS: dict[str, Fact] = {
+    "sysctl": Fact(S + "sbin/sysctl/sysctl.c", "-n (value only), -N (name only), -i (ignore unknown names)"),
+    "env": Fact(S + "usr.bin/env/env.c", "env NAME=VALUE command"),
+    "sysrc": Fact(S + "usr.sbin/sysrc/sysrc", "-f FILE for loader.conf, -n -q to read a value"),
+    "kldload": Fact(S + "sbin/kldload/kldload.c", "loads a module by name or path"),
+    "kldunload": Fact(S + "sbin/kldunload/kldunload.c", "unloads by file name"),
+    "kldstat": Fact(S + "sbin/kldstat/kldstat.c", "-q -n NAME: exit status only"),
+    "kenv": Fact(S + "bin/kenv/kenv.c", "sets a kernel environment variable (read by TUNABLE on module load)"),
+    "ipfw": Fact(S + "sbin/ipfw/dummynet.c", "pipe/sched/queue config; `sched N show` prints "
+                 "\" sched %d type %s flags 0x%x %d buckets %d active\""),
+    "service": Fact(S + "usr.sbin/service/service.sh", "runs /etc/rc.d/<name> <command>"),
+    "route": Fact(S + "sbin/route/route_netlink.c", "`route -n get` prints destination:, gateway: (only with "
+                  "RTF_GATEWAY), interface:, flags: <UP,...,STATIC>"),
+    "ifconfig": Fact(S + "sbin/ifconfig/ifconfig.c", "-l ether lists Ethernet NICs; -tso -lro"),
+    "daemon": Fact(S + "usr.sbin/daemon/daemon.c", "-f (stdio to /dev/null), -p child pidfile"),
+    "newsyslog": Fact(S + "usr.sbin/newsyslog/newsyslog.c", "-f CONF; do_zipwork forks bzip2 -f FILE and waits"),
+    "sockstat": Fact(S + "usr.bin/sockstat/sockstat.c", "-46l -P proto -p port"),
+    "freebsd-version": Fact(S + "bin/freebsd-version/freebsd-version.sh.in", "-k kernel, -r running, -u userland"),
+    "sha256": Fact(S + "sbin/md5/md5.c", "-q prints the digest only"),
+    "pkg": Fact("freebsd/pkg docs/pkg.conf.5", "IGNORE_OSVERSION: install from a repository of another OS version"),
+    "pw": Fact(S + "usr.sbin/pw/pw.c", "usermod USER -s SHELL"),
+    "tcpdump": Fact(S + "contrib/tcpdump (usr.sbin/tcpdump)", "-c N, -w/-r FILE, pcap filter `ip[1] & 3 == 3`"),
+    "timeout": Fact(S + "bin/timeout/timeout.c", "exit 124 when the command ran past its time"),
+    "iperf3": Fact("esnet/iperf src/iperf3.1", "-s -1 -J -p; -c -t -P -C CC -i -J"),
+    "git": Fact("ports devel/git-lite", "clone, checkout, rev-parse"),
+    "gmake": Fact("ports devel/gmake", "GNU make for udp_prague's Makefile"),
+    "make": Fact(S + "share/mk/bsd.kmod.mk", "builds the module with SYSDIR and MAKEOBJDIR"),
+    "bzcat": Fact(S + "usr.bin/bzip2", "decompresses newsyslog's .bz2"),
+    "zcat": Fact(S + "usr.bin/gzip", "decompresses .gz"),
+    "xzcat": Fact(S + "usr.bin/xz", "decompresses .xz"),
+    "getent": Fact(S + "usr.bin/getent/getent.c", "getent passwd USER"),
+    "install": Fact(S + "usr.bin/xinstall/xinstall.c", "-d -m MODE DIR..."),
+    "uname": Fact(_BASE, "uname -a"), "paste": Fact(_BASE, "-s -d"), "grep": Fact(_BASE, "-q -x -F -E -c -v -s -w"),
+    "awk": Fact(_BASE, "one-liners"), "sed": Fact(_BASE, "s|^|prefix|"), "tail": Fact(_BASE, "-n"),
+    "head": Fact(_BASE, "-1"), "cut": Fact(_BASE, "-d: -f7"), "cat": Fact(_BASE, "cat"), "cmp": Fact(_BASE, "-s"),
+    "mv": Fact(_BASE, "mv"), "rm": Fact(_BASE, "-f -rf"), "ls": Fact(_BASE, "-A -l"), "chmod": Fact(_BASE, "644"),
+    "touch": Fact(_BASE, "touch"), "date": Fact(_BASE, "+%s"), "sleep": Fact(_BASE, "sleep"),
+    "wc": Fact(_BASE, "-l"), "c++": Fact(S + "usr.bin/clang", "the base system's clang++"),
+}
+SHELL_BUILTINS = frozenset({
+    "set", "export", "echo", "printf", "test", "[", "kill", "cd", "exit", "wait", ":", "true", "false", "read",
+    "shift", "eval", "return", "local", "trap", "command", "type", "break", "continue",
+})
+"""Builtins of FreeBSD's sh (bin/sh/builtins.def); l4stb_spawn and section are functions the templates define."""
+TEMPLATE_FUNCTIONS = frozenset({"l4stb_spawn", "section"})

@@ -1,0 +1,90 @@
+"""An unresponsive UDP sender (iperf3 ``-u -b``): constant bit rate, or on-off, with a fixed ECN codepoint.
+
+iperf3's UDP client writes one datagram every ``len * 8 / rate`` seconds (``-l`` 1448-byte payload plus
+headers: 1500-byte IP packets here) and never slows down for loss or CE: the traffic an AQM study uses
+to drive DualPI2 into overload on purpose. On-off alternates ``on_ns`` of sending with ``off_ns`` of
+silence, starting with an on period. The receiver counts what arrives; there is no feedback.
+
+It speaks the engine's flow interface (``start``, ``on_timer``, ``on_ack``, ``on_data``, ``on_delack``,
+``sample``) and the counters the iperf3 writer reads, so the runner treats it like a TCP flow.
+"""
+
+from __future__ import annotations
+
+from heapq import heappush
+
+from l4stb.sim.packet import CE, ECT0, ECT1, NOT_ECT
+from l4stb.sim.tcp import EV_ARRIVE, EV_RTO, EV_SAMPLE, PKT_BYTES
+
+ECN_CODEPOINTS = {"not-ect": NOT_ECT, "ect0": ECT0, "ect1": ECT1}
+
+
+class UdpCbrFlow:
+    __slots__ = ("fid", "start_ns", "end_ns", "sim", "access", "gap_ns", "on_ns", "off_ns", "ecn", "extra_ns",
+                 "seq", "rcv_nxt", "ce_received", "ce_acked", "marked_rtts", "retrans", "max_cwnd", "cwnd", "srtt",
+                 "rttvar", "rtt_min", "rtt_max", "rtt_sum", "rtt_n", "samples", "interval_ns", "size_segs",
+                 "done_ns")
+
+    def __init__(self, fid: int, start_ns: int, end_ns: int, sim, access, *, rate_bps: int, on_ns: int = 0,
+                 off_ns: int = 0, ecn: str = "not-ect", extra_delay_ns: int = 0):
+        self.fid = fid
+        self.start_ns = start_ns
+        self.end_ns = end_ns
+        self.sim = sim
+        self.access = access
+        self.gap_ns = PKT_BYTES * 8_000_000_000 // rate_bps
+        self.on_ns = on_ns
+        self.off_ns = off_ns
+        self.ecn = ECN_CODEPOINTS[ecn]
+        self.extra_ns = extra_delay_ns
+        self.seq = 0
+        self.rcv_nxt = 0
+        self.ce_received = 0
+        self.ce_acked = 0
+        self.marked_rtts = 0
+        self.retrans = 0
+        self.max_cwnd = 0.0
+        self.cwnd = 0.0
+        self.srtt = self.rttvar = 0
+        self.rtt_min = 1 << 62
+        self.rtt_max = self.rtt_sum = self.rtt_n = 0
+        self.samples: list = []
+        self.interval_ns = 1_000_000_000
+        self.size_segs = 0
+        self.done_ns = 0
+
+    def start(self, now: int) -> None:
+        self.sample(now)
+        self.on_timer(now)
+
+    def on_timer(self, now: int) -> None:
+        """Send one datagram (through the NIC FIFO), then schedule the next, skipping an off period."""
+        if now >= self.end_ns:
+            return
+        heappush(self.sim.heap, (self.access.depart(now) + self.extra_ns, next(self.sim.counter), EV_ARRIVE,
+                                 [0, PKT_BYTES, self.ecn, self.fid, self.seq, now]))
+        self.seq += 1
+        nxt = now + self.gap_ns
+        if self.on_ns:
+            cycle = self.on_ns + self.off_ns
+            phase = (nxt - self.start_ns) % cycle
+            if phase >= self.on_ns:
+                nxt += cycle - phase
+        heappush(self.sim.heap, (nxt, next(self.sim.counter), EV_RTO, self))
+
+    def on_ack(self, now: int, cum: int, sack: int, ce: int, ts_echo: int) -> None:
+        return
+
+    def on_data(self, now: int, pkt: list) -> None:
+        self.rcv_nxt += 1
+        if pkt[2] == CE:
+            self.ce_received += 1
+
+    def on_delack(self, now: int) -> None:
+        return
+
+    def sample(self, now: int) -> None:
+        self.samples.append((now, self.seq, 0, 0.0, 0, 0, self.rcv_nxt))  # datagrams sent, received
+        nxt = min(now + self.interval_ns, self.end_ns)
+        if now < self.end_ns:
+            heappush(self.sim.heap, (nxt, next(self.sim.counter), EV_SAMPLE, self))

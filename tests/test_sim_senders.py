@@ -1,0 +1,338 @@
+"""FreeBSD 14.1 and Linux senders, section-4 traffic and scenario fields, each against a derivation or the
+source it models (named in each docstring)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import pytest
+
+from l4stb.config import load_scenario, load_topology
+from l4stb.errors import L4stbError
+from l4stb.ratetrace import trace_schedule
+from l4stb.sim.link import AccessLink
+from l4stb.sim.packet import ECT0, ECT1, NOT_ECT
+from l4stb.sim.runner import SimJob, simulate_repeat
+from l4stb.sim.tcp import TcpFlow
+from l4stb.sim.tcp_cc import FreeBsdCubic, LinuxCubic, PragueV06
+from l4stb.sim.udp_prague import UdpPragueFlow
+
+
+class FakeSim:
+    """The engine's surface a sender touches: a heap, a counter, the ACK sink and return latencies."""
+
+    def __init__(self):
+        self.heap: list = []
+        self.counter = itertools.count()
+        self.acks: list = []
+        self.ack_delay_ns = [0]
+
+
+def flow(cc: str, stack: str, ecn: bool = True) -> TcpFlow:
+    return TcpFlow(0, cc, ecn, 0, 10**12, FakeSim(), AccessLink("c", 10**9, 50), stack=stack)
+
+
+def sim(tmp_path, flows: str, *extra: str, duration: str = "20s", seed: int = 3) -> dict:
+    sc = load_scenario("dctcp-8mbps", [f"duration={duration}", f"flows={flows}", *extra])
+    return simulate_repeat(SimJob(sc, load_topology(sc.topology), "t-run", 1, seed, str(tmp_path / "hosts")))
+
+
+# ------------------------------------------------------------------------------------------- senders
+
+
+@pytest.mark.parametrize("cc, stack, expected", [
+    ("dctcp", "freebsd", NOT_ECT), ("cubic", "freebsd", NOT_ECT),
+    ("dctcp", "linux", ECT1), ("prague", "linux", ECT1), ("cubic", "linux", NOT_ECT)])
+def test_retransmissions_carry_the_ecn_codepoint_each_stack_gives_them(cc, stack, expected):
+    """FreeBSD tcp_ecn_output_established marks ECT on new data only; Linux tcp_ecn_send clears ECT on
+    retransmissions unless the CC needs ECN (DCTCP, Prague keep ECT(1))."""
+    f = flow(cc, stack)
+    assert f.rtx_cp == expected
+    assert f.ecn_cp == (ECT1 if cc in ("dctcp", "prague") else ECT0)
+
+
+def _ack_with_ce(f: TcpFlow, cwnd: int) -> None:
+    f.cwnd = float(cwnd)
+    f.ssthresh = 1e12
+    f.alpha = 1.0
+    f.snd_nxt = f.high_tx = 100 + cwnd
+    f.snd_una = 100
+    f.win_end = 10**9
+    f.on_ack(1_000_000, 102, -1, 2, 0)
+
+
+def test_freebsd_dctcp_takes_a_slow_start_step_on_the_reducing_ack():
+    """cc_dctcp: CC_ECN sets cwnd = ssthresh = cwnd (1 - alpha/2), then ack_received runs newreno's growth
+    with cwnd == ssthresh, i.e. slow start: +2 segments on a 2-segment ACK (20 -> 10 -> 12)."""
+    f = flow("dctcp", "freebsd")
+    _ack_with_ce(f, 20)
+    assert f.ssthresh == pytest.approx(10.0)
+    assert f.cwnd == pytest.approx(12.0)
+
+
+def test_linux_dctcp_reduces_by_prr_and_does_not_grow_in_cwr():
+    """tcp_dctcp.c dctcp_ssthresh = cwnd - cwnd alpha / 2 (20 -> 10); tcp_cwnd_reduction (PRR) sets
+    cwnd = pipe + sndcnt with pipe above ssthresh: sndcnt = ceil(ssthresh x delivered / prior_cwnd) - prr_out
+    = 1 (the forced first send), so cwnd = 18 + 1; later ACKs in CWR never raise it above pipe + sndcnt."""
+    f = flow("dctcp", "linux")
+    _ack_with_ce(f, 20)
+    assert f.ssthresh == 10.0 and f.in_cwr
+    assert f.cwnd == 19.0
+    before = f.cwnd
+    f.on_ack(2_000_000, 104, -1, 0, 0)
+    assert f.cwnd <= before
+
+
+def test_freebsd_cubic_halves_at_the_first_congestion_event_then_uses_beta():
+    """cc_cubic.c cubic_ssthresh_update: first event ssthresh = cwnd / 2 and W_max = 179/256 cwnd; later
+    ones ssthresh = 179/256 cwnd (fast convergence 217/256 only below W_max)."""
+    c = FreeBsdCubic(10.0)
+    assert c.signal(0, 100.0) == 50.0
+    assert c.w_max == pytest.approx(100 * 179 / 256)
+    assert c.signal(0, 100.0) == pytest.approx(100 * 179 / 256)
+    assert c.signal(0, 50.0) == pytest.approx(50 * 217 / 256 * 179 / 256)
+
+
+def test_freebsd_cubic_jumps_to_w_cubic_at_t_plus_the_mean_rtt():
+    """cubic_ack_received: cwnd = W_cubic(t + mean RTT) = C (t + RTT - K)^3 + W_max with K = cbrt(W_max 0.3 / C),
+    t in whole ticks since the epoch (it jumps, it does not add (target - cwnd) / cwnd per ACK)."""
+    c = FreeBsdCubic(10.0)
+    c.min_rtt = c.mean_rtt = 200_000_000  # a long RTT keeps W_est = 0.7 W_max + 0.53 t / RTT below W_cubic
+    c.cong_event = True
+    c.w_max = 100.0
+    c.in_ss = True
+    c.ack(0, 70.0, 60.0, 2)  # first CA ACK: the epoch starts here
+    t = 3.0004
+    cwnd = c.ack(int(t * 1e9), 71.0, 60.0, 2)
+    k = math.cbrt(100 * 0.3 / 0.4)
+    assert cwnd == pytest.approx(0.4 * (3.0 + 0.2 - k) ** 3 + 100, rel=1e-9)
+
+
+def test_linux_cubic_grows_at_the_reno_friendly_rate_in_a_small_window():
+    """tcp_cubic.c tcp_friendliness: tcp_cwnd gains one segment per (cwnd x 15 / 8) segments acked, i.e.
+    3(1 - beta)/(1 + beta) = 0.53 segments per RTT; far below W_max (K ~ 2 s) the cubic target stays under it,
+    so over 30 RTTs of a 7-segment window cwnd grows by about 30 x 0.53 = 16 (asserted 12-20)."""
+    c = LinuxCubic()
+    c.last_max = 10
+    c.delay_min = 20_000_000
+    cwnd = 7
+    now = 0
+    for _ in range(30):
+        w = cwnd
+        for _ in range(w):
+            now += 20_000_000 // w
+            cwnd = c.cong_avoid(now, cwnd, 1)
+    assert 12 <= cwnd - 7 <= 20, cwnd
+
+
+def test_linux_hystart_leaves_slow_start_when_the_round_rtt_rises():
+    """tcp_cubic.c hystart_update (delay): after 8 samples, a round minimum above delay_min + clamp(delay_min/8,
+    4 ms, 16 ms) sets ssthresh = cwnd; below that slow start goes on."""
+    c = LinuxCubic()
+    ss = c.rtt_sample(0, 20_000_000, 32, 10**9, 0, 100)
+    assert ss == 10**9
+    t = 0
+    for _ in range(8):
+        t += 3_000_000  # ACKs 3 ms apart: no ACK train
+        assert c.rtt_sample(t, 25_000_000, 32, 10**9, 1, 100) == 10**9
+    assert c.rtt_sample(t + 3_000_000, 25_000_000, 32, 10**9, 1, 100) == 32  # round minimum 25 ms > 20 + 4 ms
+
+
+def test_prague_v06_becomes_rtt_independent_after_500_rounds():
+    """tcp_prague.c v0.6 prague_ai_ack_increase with RTT_CONTROL_RATE: 1 before prague_rtt_transition = 500
+    rounds, then (srtt / 25 ms)^2 for srtt < 25 ms ((10/25)^2 = 0.16), 1 at or above the target."""
+    p = PragueV06(10)
+    p.round = 499
+    p.update_ai(10_000_000)
+    assert p.ai == 1.0
+    p.round = 500
+    p.update_ai(10_000_000)
+    assert p.ai == pytest.approx(0.16)
+    p.update_ai(30_000_000)
+    assert p.ai == 1.0
+
+
+def test_prague_v06_cwr_cuts_frac_cwnd_by_alpha_half_and_cwnd_follows_one_segment_per_ack():
+    """prague_enter_cwr: frac_cwnd -= alpha/2 frac_cwnd; prague_update_cwnd then moves cwnd one segment per
+    ACK toward it and sets ssthresh = cwnd on the way down."""
+    f = flow("prague", "linux")
+    f.ssthresh = 20.0
+    f.cwnd = 20.0
+    f.prague.frac = 20.0
+    f.snd_nxt = f.high_tx = 120
+    f.snd_una = 100
+    f.on_ack(1_000_000, 102, -1, 2, 0)
+    assert f.prague.frac == pytest.approx(10.0)
+    assert f.cwnd == 19.0 and f.ssthresh == 19.0
+
+
+def _lost_retransmission(stack: str) -> TcpFlow:
+    """A flow in recovery whose retransmission of segment 5 (sent when snd_nxt was 30) is lost: the SACK of
+    segment 31, sent after it, arrives while 5 is still a hole."""
+    f = flow("newreno", stack)
+    f.snd_una, f.snd_nxt, f.high_tx = 5, 40, 40
+    f.in_rec, f.recover, f.fack = True, 30, 31
+    f.sacked = set(range(6, 31))
+    f.rtx_out = {5: 30}
+    f.rtx_next = 31
+    f.cwnd = f.ssthresh = 10.0
+    f.prior_cwnd = 20.0
+    f.on_ack(1_000_000, 5, 31, 0, 0)
+    return f
+
+
+def test_freebsd_resends_a_lost_retransmission_and_reduces_once_more():
+    """tcp_sack.c tcp_sack_lost_retransmission: the hole is resent from the start (no RTO), cwnd = ssthresh and
+    CC_NDUPACK again: NewReno's ssthresh 10 -> 5."""
+    f = _lost_retransmission("freebsd")
+    assert f.rtx_next == 5 and 5 not in f.rtx_out
+    assert f.ssthresh == 5.0
+
+
+def test_linux_resends_a_lost_retransmission_in_the_same_episode():
+    """RACK marks the retransmission lost (a later-sent segment was delivered); PRR sends it on this ACK
+    (prr_out = 0 forces one segment) and ssthresh stays: no second reduction."""
+    f = _lost_retransmission("linux")
+    assert any(e[3][4] == 5 for e in f.sim.heap if isinstance(e[3], list))
+    assert f.ssthresh == 10.0
+
+
+def test_paced_packets_leave_through_the_hosts_nic_fifo():
+    """A paced packet released while the NIC still serialises another host packet waits for it: arrival at
+    the router = NIC free time + its serialisation + propagation."""
+    f = flow("prague", "linux")
+    f.srtt = 20_000_000
+    f.access.free_ns = 5_000_000
+    f.send(1_000_000)
+    first = min(e[0] for e in f.sim.heap)
+    assert first == 5_000_000 + f.access.ser_ns + f.access.prop_ns
+
+
+def test_udp_prague_rate_is_capped_by_the_access_link_not_the_bottleneck():
+    """udp_prague cannot send faster than its NIC: the cap is the access link's rate (1 Gbit/s here)."""
+    f = UdpPragueFlow(0, 0, 10**9, FakeSim(), AccessLink("c", 10**9, 50))
+    assert f.max_rate == 1e9
+
+
+# ------------------------------------------------------------------------------------------- end to end
+
+
+def test_iperf3_json_reports_the_clients_congestion_control_on_both_sides(tmp_path):
+    """iperf_server_api.c applies the client's -C to the accepted socket: receiver_tcp_congestion is dctcp."""
+    stats = sim(tmp_path, "[{host: client2, cc: dctcp}]", duration="3s")
+    docs = [json.loads(open(p).read()) for p in stats["iperf3_files"]]
+    assert {d["end"]["receiver_tcp_congestion"] for d in docs} == {"dctcp"}
+
+
+def test_unresponsive_udp_sends_its_rate_and_on_off_halves_it(tmp_path):
+    """iperf3 -u -b 2Mbit: 2 Mbit/s of 1500-byte packets arrives (the link has room), 2 x 1448/1500 Mbit/s of
+    payload; 1 s on / 1 s off: half of it."""
+    cbr = sim(tmp_path, "[{host: client1, cc: udp, rate: 2Mbit}]", duration="10s")
+    onoff = sim(tmp_path, "[{host: client1, cc: udp, rate: 2Mbit, on_time: 1s, off_time: 1s}]", duration="10s")
+    assert cbr["flows"][0]["throughput_mbps"] == pytest.approx(2.0 * 1448 / 1500, rel=0.01)
+    assert onoff["flows"][0]["throughput_mbps"] == pytest.approx(1.0 * 1448 / 1500, rel=0.06)
+
+
+def test_udp_overload_drives_dualpi2_to_drop_classic_packets(tmp_path):
+    """12 Mbit/s of not-ECT UDP into an 8 Mbit/s pipe: the C queue overflows its target and PI2 drops."""
+    stats = sim(tmp_path, "[{host: client1, cc: udp, rate: 12Mbit}]", duration="5s")
+    assert stats["drops"]["C"] > 0.2 * stats["packets"]
+
+
+def test_short_flow_completion_time_is_bounded_by_its_bytes_and_slow_start(tmp_path):
+    """One 100 KB (70-segment) flow alone at 8 Mbit/s, ~20 ms RTT: it cannot finish before 100 KB / 8 Mbit/s
+    = 0.1 s, and slow start from 10 segments needs 3 rounds (10 + 20 + 40), so at most ~0.1 s + 4 RTTs."""
+    stats = sim(tmp_path, "[{host: client1, cc: cubic, size: 100KB, mean_gap: 100ms}]", duration="5s")
+    fct = stats["flows"][0]["fct_ms"]
+    assert 100 <= fct <= 100 + 4 * 25, fct
+
+
+def test_short_flows_arrive_as_a_seeded_poisson_process():
+    """Arrivals from FlowGroup.arrivals_us: increasing, the same for a seed, mean gap near mean_gap."""
+    sc = load_scenario("dctcp-8mbps", ["flows=[{host: client1, cc: cubic, connections: 400, size: 10KB, mean_gap: 50ms}]"])
+    a = sc.flows[0].arrivals_us(7, 0)
+    assert a == sorted(a) and a == sc.flows[0].arrivals_us(7, 0)
+    assert (a[-1] / len(a)) == pytest.approx(50_000, rel=0.15)
+
+
+def test_rate_schedule_changes_the_bottleneck_rate_mid_run(tmp_path):
+    """8 Mbit/s for 10 s then 2 Mbit/s for 10 s: one Cubic flow averages about 5 Mbit/s (asserted 4-5.2)."""
+    stats = sim(tmp_path, "[{host: client1, cc: cubic}]", "bottleneck.rate_schedule=[{at: 10s, rate: 2Mbit}]")
+    assert 4.0 <= stats["flows"][0]["throughput_mbps"] <= 5.2
+
+
+def test_extra_delay_lengthens_one_flows_base_rtt(tmp_path):
+    """extra_delay 30ms on one group: its minimum RTT is 30 ms above the other's."""
+    stats = sim(tmp_path, "[{host: client1, cc: dctcp}, {host: client2, cc: dctcp, extra_delay: 30ms}]",
+                duration="5s")
+    base = [f["mean_rtt_ms"] for f in stats["flows"]]
+    assert base[1] - base[0] == pytest.approx(30, abs=6)
+
+
+def test_mahimahi_trace_becomes_one_rate_per_bin(tmp_path):
+    """12 opportunities per ms for 100 ms then 3 per ms (mahimahi: one 1500-byte packet per line) -> 144 and
+    36 Mbit/s bins; the trace loops with its last timestamp (199 ms) as the period, so the three lines at 199 ms
+    open the next loop's first bin (1203 packets: 144.36 Mbit/s)."""
+    lines = [str(t) for t in range(0, 100) for _ in range(12)] + [str(t) for t in range(100, 200) for _ in range(3)]
+    path = tmp_path / "trace"
+    path.write_text("\n".join(lines) + "\n")
+    steps = trace_schedule(str(path), 100_000, 400_000)
+    assert [r for _, r in steps][:2] == [144_360_000, 36_000_000]
+    assert [a for a, _ in steps] == [0, 100_000, 199_000, 299_000, 398_000]
+
+
+# ------------------------------------------------------------------------------------------- scenario fields
+
+
+@pytest.mark.parametrize("override, words", [
+    ("flows=[{host: client1, cc: udp}]", "needs a rate"),
+    ("flows=[{host: client1, cc: cubic, size: 10KB}]", "mean_gap"),
+    ("flows=[{host: client1, cc: udp, rate: 1Mbit, on_time: 1s}]", "off_time"),
+    ("hosts={client9: {stack: linux}}", "not a client"),
+    ("hosts={client1: {stack: windows}}", "freebsd, linux"),
+])
+def test_bad_section_4_fields_are_refused_with_the_field_named(override, words):
+    with pytest.raises(L4stbError) as err:
+        load_scenario("dctcp-8mbps", [override])
+    assert words in str(err.value)
+
+
+def test_a_freebsd_host_runs_prague_as_udp_prague_and_a_linux_host_as_tcp():
+    sc = load_scenario("dctcp-8mbps", ["hosts={client2: {stack: linux}}"])
+    assert sc.host("client1").prague == "udp" and sc.host("client2").prague == "tcp"
+
+
+# ------------------------------------------------------------------------------------------- summary
+
+
+@pytest.mark.slow
+def test_summary_reports_short_flow_completion_times(l4stb):
+    """`l4stb summary --json` holds, per short-flow group, its flow count and FCT percentiles; each FCT is at
+    least the flow's bytes over the 8 Mbit/s bottleneck (100 KB: 100 ms)."""
+    assert l4stb("up").exit_code == 0
+    run = l4stb("run", "--scenario", "dctcp-8mbps", "--repeats", "1", "--set", "duration=5s", "--set",
+                "flows=[{host: client1, cc: cubic}, {host: client2, cc: dctcp, connections: 6, size: 100KB, mean_gap: 500ms}]")
+    assert run.exit_code == 0, run.output
+    assert l4stb("fetch-logs").exit_code == 0
+    out = l4stb("summary", "--json")
+    assert out.exit_code == 0, out.output
+    (sf,) = json.loads(out.stdout)["short_flows"]
+    assert sf["cc"] == "dctcp" and sf["size_bytes"] == 100_000 and sf["flows"] + sf["unfinished"] == 6
+    assert sf["flows"] >= 4 and sf["fct_ms"]["p50"] >= 100
+    assert "short flows: completion time" in l4stb("summary").stdout
+
+
+def test_set_reaches_into_the_hosts_mapping_and_names_a_misspelt_field():
+    sc = load_scenario("dctcp-8mbps", ["hosts.client2.stack=linux", "hosts.client1.extra_delay=5ms"])
+    assert sc.host("client2").stack == "linux" and sc.host("client1").extra_delay == 5000
+    with pytest.raises(L4stbError, match="did you mean 'stack'"):
+        load_scenario("dctcp-8mbps", ["hosts.client2.stak=linux"])
+
+
+def test_a_bad_trace_line_is_refused_with_the_file_and_line(tmp_path):
+    bad = tmp_path / "bad.trace"
+    bad.write_text("1\n2\nfast\n")
+    with pytest.raises(L4stbError, match=r"line 3: 'fast' is not a whole number"):
+        load_scenario("dctcp-8mbps", [f"bottleneck.rate_trace={bad}"])

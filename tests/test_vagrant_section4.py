@@ -1,0 +1,80 @@
+"""The vagrant plan renders the section-4 scenario fields FreeBSD can run and refuses, with advice, what it cannot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from l4stb import plans
+from l4stb.config import load_scenario, load_topology
+from l4stb.errors import L4stbError
+from l4stb.providers.base import RunContext
+from l4stb.providers.vagrant import VagrantProvider
+from l4stb.workspace import Workspace
+
+RUN_ID = "s4-20250101T000000Z"
+
+
+def plan_text(tmp_path: Path, *overrides: str) -> str:
+    topo = load_topology("dumbbell-4")
+    sc = load_scenario("dctcp-8mbps", list(overrides))
+    ctx = RunContext(RUN_ID, sc, topo, Workspace.at(tmp_path))
+    return VagrantProvider(ctx.workspace).plan_run(ctx, 1).render()
+
+
+def test_a_linux_stack_is_refused_on_the_all_freebsd_testbed(tmp_path):
+    with pytest.raises(L4stbError) as err:
+        plan_text(tmp_path, "hosts={client2: {stack: linux}}")
+    assert "client2" in str(err.value) and "FreeBSD 14.1" in str(err.value) and "sim provider" in str(err.value)
+
+
+def test_tcp_prague_is_refused_on_freebsd(tmp_path):
+    with pytest.raises(L4stbError, match="no TCP Prague"):
+        plan_text(tmp_path, "flows=[{host: client2, cc: prague}]", "hosts={client2: {prague_transport: tcp}}")
+
+
+def test_on_off_udp_is_refused_with_advice(tmp_path):
+    with pytest.raises(L4stbError, match="on-off"):
+        plan_text(tmp_path, "flows=[{host: client1, cc: udp, rate: 2Mbit, on_time: 1s, off_time: 1s}]")
+
+
+def test_extra_delay_becomes_a_dummynet_pipe_on_the_routers_input_pass(tmp_path):
+    """hosts.client2.extra_delay 20ms + the group's 10ms: one pipe of 30 ms matched on client2's TCP to the
+    server's ports of that group, numbered below the queue rule."""
+    text = plan_text(tmp_path, "flows=[{host: client1, cc: cubic}, {host: client2, cc: dctcp, connections: 2, "
+                               "extra_delay: 10ms}]", "hosts={client2: {extra_delay: 20ms}}")
+    assert "ipfw pipe 11 config delay 30" in text
+    assert "ipfw add 500 pipe 11 tcp from 10.0.2.12 to 10.0.3.13 dst-port 5102-5103 in" in text
+    assert "pipe 12" not in text  # client1's group has no extra delay
+
+
+def test_extra_delay_under_match_any_is_refused(tmp_path):
+    with pytest.raises(L4stbError, match="one_pass"):
+        plan_text(tmp_path, "flows=[{host: client1, cc: cubic, extra_delay: 5ms}]", "bottleneck.match=any")
+
+
+def test_constant_rate_udp_is_iperf3_u_with_its_ecn_field(tmp_path):
+    text = plan_text(tmp_path, "flows=[{host: client1, cc: udp, rate: 3Mbit, ecn: ect1}]")
+    assert "iperf3 -c 10.0.3.13 -p 5101 -u -b 3000000 -l 1448 -t 60 -S 1 -P 1 -i 1 -J" in text
+    assert "-C udp" not in text
+
+
+def test_short_flows_run_iperf3_n_at_the_simulators_poisson_starts(tmp_path):
+    sc = load_scenario("dctcp-8mbps", ["flows=[{host: client1, cc: cubic, connections: 3, size: 100KB, mean_gap: 1s}]"])
+    procs = [p for p in plans.processes(sc, load_topology("dumbbell-4"), RUN_ID, 2) if p.side == "client"]
+    assert [p.start_s for p in procs] == [t / 1e6 for t in sc.flows[0].arrivals_us(sc.repeat_seed(2), 0)]
+    assert all(("-n", "100000") == tuple(p.argv[5:7]) for p in procs)
+
+
+def test_rate_schedule_runs_on_the_router_at_the_common_start(tmp_path):
+    """The router starts with the clients and changes the pipe with `ipfw pipe 1 config bw` at each step."""
+    sc = load_scenario("dctcp-8mbps", ["bottleneck.rate_schedule=[{at: 10s, rate: 4Mbit}, {at: 20500ms, rate: 8Mbit}]"])
+    topo = load_topology("dumbbell-4")
+    assert topo.router in plans.starting_hosts(sc, topo)
+    (proc,) = [p for p in plans.processes(sc, topo, RUN_ID, 1) if p.kind == "rate_schedule"]
+    script = proc.argv[2]
+    assert "sleep 10.000\nipfw pipe 1 config bw 4Mbit/s delay 10\n" in script
+    assert "sleep 10.500\nipfw pipe 1 config bw 8Mbit/s delay 10\n" in script
+    text = plan_text(tmp_path, "bottleneck.rate_schedule=[{at: 10s, rate: 4Mbit}]")
+    assert "router-rate-schedule.txt" in text and "ipfw pipe 1 config bw 4Mbit/s delay 10" in text
