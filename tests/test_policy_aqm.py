@@ -21,10 +21,11 @@ from test_sim_behaviour import read_log
 QT, QD, ACT, BY = (FIELD_INDEX[n] for n in ("queue_type", "current_queue_delay", "dequeue_action", "decided_by"))
 
 
-def drop_above_blob(tmp_path, delay_us: int) -> str:
-    """A depth-1 tree: drop a packet whose sojourn exceeds ``delay_us``, else forward it."""
+def drop_above_blob(tmp_path, delay_us: int, action: int = 1) -> str:
+    """A depth-1 tree: drop (or mark) a packet whose sojourn exceeds ``delay_us``, else forward it."""
     raw = pb.encode([pb.feature_for("current_queue_delay", 10**6)],
-                    [pb.Node(0, 0, 1, 2, delay_us), pb.Node(pb.LEAF, 0, 0, 0, 0), pb.Node(pb.LEAF, 1, 0, 0, 0)], 1)
+                    [pb.Node(0, 0, 1, 2, delay_us), pb.Node(pb.LEAF, 0, 0, 0, 0), pb.Node(pb.LEAF, action, 0, 0, 0)],
+                    1)
     folder = tmp_path / "distilled"
     folder.mkdir()
     (folder / pb.BLOB_NAME).write_bytes(raw)
@@ -137,3 +138,21 @@ def test_the_router_step_that_loads_the_blob_is_posix_sh_and_passes_shellcheck(t
     if shutil.which("shellcheck"):
         proc = subprocess.run(["shellcheck", "-s", "sh", "-f", "gcc", "-"], input=script, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout
+
+
+def test_the_self_check_runs_a_scenario_under_the_policy_aqm(l4stb, tmp_path):
+    import yaml
+
+    from l4stb.resources import find_scenario
+
+    scenario = yaml.safe_load(find_scenario("dctcp-8mbps").read_text())
+    scenario.update(name="policy-check")
+    scenario.setdefault("aqm", {}).update(name="policy", policy=drop_above_blob(tmp_path, 1_000, action=2), every=1)
+    path = tmp_path / "policy-check.yaml"
+    path.write_text(yaml.safe_dump(scenario))
+    assert l4stb("up").exit_code == 0
+    result = l4stb("check", "--scenario", str(path))
+    assert result.exit_code == 0, result.stderr
+    (tmp_path / "distilled" / pb.BLOB_NAME).write_bytes(b"L4PB")
+    refused = l4stb("check", "--scenario", str(path))
+    assert refused.exit_code == 2 and "shorter than its 24-byte header" in refused.stderr
