@@ -32,7 +32,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-from l4stb.logformat import ACTION_FORWARD, ACTION_MARK, FIELD_RANGES, L4STB_FIELD_NAMES, LINE_SHAPES
+from l4stb.logformat import (ACTION_FORWARD, ACTION_MARK, FIELD_RANGES, L4STB_FIELD_NAMES, L4STB_PREFIX,
+                             LEGACY_L4STB_FIELD_NAMES, LINE_SHAPES)
 
 # -------------------------------------------------------------------------------------------------
 # Shapes
@@ -48,6 +49,8 @@ _PREFIXES: tuple[bytes, ...] = tuple(p.encode() for p in SHAPE_NAMES)
 _PREFIX_COMMA: tuple[bytes, ...] = tuple(p + b"," for p in _PREFIXES)
 _SHAPE_FIELDS: tuple[tuple[str, ...], ...] = tuple(LINE_SHAPES[p] for p in SHAPE_NAMES)
 _SHAPE_NFIELDS: tuple[int, ...] = tuple(len(f) for f in _SHAPE_FIELDS)
+_LEGACY_NFIELDS: tuple[int, ...] = tuple(len(LEGACY_L4STB_FIELD_NAMES) if p == L4STB_PREFIX else -1 for p in SHAPE_NAMES)
+"""An l4stb line written before ``decided_by`` existed has one field fewer; it is read with ``decided_by`` = -1."""
 _FIELD_POS: dict[str, int] = {name: i for i, name in enumerate(ALL_FIELDS)}
 _SHAPE_COLS: tuple[np.ndarray, ...] = tuple(np.array([_FIELD_POS[n] for n in f], dtype=np.intp) for f in _SHAPE_FIELDS)
 _SHAPE_RANGES: tuple[tuple[tuple[int, int], ...], ...] = tuple(tuple(FIELD_RANGES[n] for n in f) for f in _SHAPE_FIELDS)
@@ -334,7 +337,9 @@ def _parse_int(p: bytes) -> int | None:
 def _decision_from_payload(shape: int, payload: bytes, head: bytes) -> tuple:
     parts = payload.split(b",")
     if len(parts) != _SHAPE_NFIELDS[shape]:
-        return ("garbled", "field_count")
+        if len(parts) != _LEGACY_NFIELDS[shape]:
+            return ("garbled", "field_count")
+        parts.append(b"-1")  # decided_by: unknown
     values = []
     for p in parts:
         if not p:

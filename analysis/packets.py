@@ -5,12 +5,13 @@ data/packets.parquet, one row per packet decision, in log order within each repe
 
     repeat           int16     the repeat (one repeat = one episode)
     line_format      category  the line's prefix: l4s_ecn_marking-start (paper, 24 fields),
-                               dualpi2_ecn_marking-start (old, 23 fields), l4stb_aqm-start (24 + 2)
+                               dualpi2_ecn_marking-start (old, 23 fields), l4stb_aqm-start (24 + 3)
     <24 log fields>  int64     in l4stb.logformat.FIELD_NAMES order, as logged (times in us), except
     drop_probability, accumulated_probability   float64 in [0, 1] (unscaled from 2^31-1 here, at the boundary)
                                packet_length is -1 in old 23-field lines, which lack it
     timestamp_us     int64     monotonic microseconds (l4stb lines), -1 when the line format has none
     flow_id          int32     l4stb lines, -1 when none
+    decided_by       int8      l4stb lines: 0 the AQM (DualPI2...), 1 the learned policy; -1 when unknown
     queue            category  "C" (queue_type 0) or "L" (queue_type 1)
     action           int8      0 forward, 1 drop, 2 mark (dequeue_action - 1)
     t_s              float64   seconds since the repeat's first decision: from timestamp_us, else from the
@@ -54,7 +55,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeE
 
 log = logging.getLogger(__name__)
 
-PARSER_VERSION = 2
+PARSER_VERSION = 3
 """Bump when the packets/flows schema or the parser's output changes: older parses are redone."""
 
 QUEUE_NAMES = ("C", "L")
@@ -63,7 +64,7 @@ ROW_GROUP_ROWS = 1 << 19
 PACKET_SCHEMA = pa.schema(
     [("repeat", pa.int16()), ("line_format", pa.dictionary(pa.int8(), pa.string()))]
     + [(name, pa.float64() if name in PROBABILITY_FIELDS else pa.int64()) for name in FIELD_NAMES]
-    + [("timestamp_us", pa.int64()), ("flow_id", pa.int32()), ("queue", pa.dictionary(pa.int8(), pa.string())),
+    + [("timestamp_us", pa.int64()), ("flow_id", pa.int32()), ("decided_by", pa.int8()), ("queue", pa.dictionary(pa.int8(), pa.string())),
        ("action", pa.int8()), ("t_s", pa.float64())]
 )
 PACKET_COLUMNS: tuple[str, ...] = tuple(PACKET_SCHEMA.names)
@@ -130,6 +131,7 @@ def batch_to_record_batch(batch: Batch, repeat: int, t_s: np.ndarray) -> pa.Reco
         arrays.append(pa.array(col / PROB_SCALE) if name in PROBABILITY_FIELDS else pa.array(col))
     arrays.append(pa.array(batch.column("timestamp_us")))
     arrays.append(pa.array(batch.column("flow_id").astype(np.int32)))
+    arrays.append(pa.array(batch.column("decided_by").astype(np.int8)))
     arrays.append(pa.DictionaryArray.from_arrays(pa.array(batch.column("queue_type").astype(np.int8)), _QUEUE_DICT))
     arrays.append(pa.array((batch.column("dequeue_action") - 1).astype(np.int8)))
     arrays.append(pa.array(t_s))

@@ -226,7 +226,7 @@ def reference_lines_ms(data: RunData) -> dict[str, list[tuple[str, float]]]:
         return {}
     aqm = data.scenario.aqm.resolved()
     target = (aqm.target or 0) / 1000
-    if aqm.name == "dualpi2":
+    if aqm.engine == "dualpi2":
         return {"C": [("PI2 target", target)], "L": [("L step threshold", aqm.step_threshold / 1000)]}
     if aqm.name in ("l4s-pie", "pie"):
         return {"C": [("PIE target", target)], "L": [("PIE target", target)]}

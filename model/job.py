@@ -43,6 +43,7 @@ class TrainJob:
     name: str | None = None
     closed_loop_repeats: int = 3
     force: bool = False
+    distill: bool = True
 
     @property
     def model_name(self) -> str:
@@ -56,6 +57,7 @@ class JobOutcome:
     metrics: dict
     closed_loop: list[dict] = field(default_factory=list)
     wall_s: float = 0.0
+    distill: dict | None = None
 
     def to_json(self) -> dict:
         """The numbers the job ends with (written beside the report as headline.json)."""
@@ -64,7 +66,7 @@ class JobOutcome:
                 "backbone", "epochs_run", "best_epoch", "data")
         return {"report": str(self.report) if self.report else None, "model_dir": str(self.model_dir),
                 "wall_s": round(self.wall_s, 1), "metrics": {k: m[k] for k in keep if k in m},
-                "closed_loop": self.closed_loop}
+                "closed_loop": self.closed_loop, "distill": self.distill}
 
     def headline(self) -> str:
         m = self.metrics
@@ -86,6 +88,12 @@ class JobOutcome:
             lines.append(f"decision latency at batch 1: p50 {lat.get('p50', float('nan')):.2f} ms, "
                          f"p99 {lat.get('p99', float('nan')):.2f} ms; {m.get('decisions_per_s', 0):,.0f} decisions/s "
                          f"batched; trainable params {m.get('params', {}).get('trainable', 0):,}")
+        if self.distill:
+            d = self.distill
+            c_ns = d["latency_ns"]["c"]
+            lines.append(f"distilled tree: {d['blob']['bytes']:,} bytes, depth {d['blob']['depth']}, agreement with the "
+                         f"LLM {d['agreement_with_teacher']:.1%}, test macro-F1 {d['test']['macro_f1']:.3f}, "
+                         + (f"{c_ns:.0f} ns per decision in C" if c_ns is not None else "no C compiler for its latency"))
         for row in self.closed_loop:
             verdicts = row.get("verdicts") or {}
             worse = sorted(k for k, w in verdicts.items() if w.startswith("worse"))
@@ -217,6 +225,11 @@ def train_and_report(ws: Workspace, job: TrainJob, *, console: Console) -> JobOu
         from l4stb.model.report_sections import model_sections
 
         sections = model_sections(report.metrics, report.history, stage / "figures")
+        distilled = _distill_stage(ws, run_id, splits, stage, model_dir, console) if job.distill else None
+        if distilled is not None:
+            from l4stb.model.distill_report import distill_section
+
+            sections.append(distill_section(distilled.summary))
         closed_rows: list[dict] = []
         if job.closed_loop:
             if run_id is None:
@@ -225,10 +238,13 @@ def train_and_report(ws: Workspace, job: TrainJob, *, console: Console) -> JobOu
             else:
                 from l4stb.model.closed_loop import run_closed_loop
 
-                section, closed_rows = run_closed_loop(ws, run_id, splits, report, job, console=console)
+                extra = (_distilled_series(distilled),) if distilled is not None else ()
+                section, closed_rows = run_closed_loop(ws, run_id, splits, report, job, console=console,
+                                                       extra_policies=extra)
                 if section is not None:
                     sections.append(section)
-        outcome = JobOutcome(report_index, model_dir, report.metrics, closed_rows, time.perf_counter() - t0)
+        outcome = JobOutcome(report_index, model_dir, report.metrics, closed_rows, time.perf_counter() - t0,
+                             distilled.summary if distilled is not None else None)
         headline = {**outcome.to_json(), "fingerprint": fingerprint}
         if run_id is not None:
             from l4stb.analysis.report import render_report
@@ -276,9 +292,43 @@ def _finished_outcome(model_dir: Path, report_index: Path, fingerprint: str) -> 
         if not (report_index.is_file() and (model_dir / "checkpoint").is_dir()):
             return None
         return JobOutcome(report_index, model_dir, dict(headline.get("metrics") or {}),
-                          list(headline.get("closed_loop") or []), float(headline.get("wall_s") or 0.0))
+                          list(headline.get("closed_loop") or []), float(headline.get("wall_s") or 0.0),
+                          headline.get("distill"))
     except (OSError, ValueError, AttributeError, TypeError):
         return None
+
+
+def _distill_stage(ws: Workspace, run_id: str | None, splits: PoolSplits, staged_model: Path, model_dir: Path,
+                   console: Console):
+    """The distilled tree of the model just trained (with DAgger rollouts when the run is a sim run).
+
+    The teacher is read from the staging folder it is being built in; the tree is written beside the model's
+    final folder (``<model>-distilled``), as ``l4stb distill`` would write it."""
+    from l4stb.model.distill import DistillConfig, Teacher, distill
+    from l4stb.model.distill_job import DISTILLED_SUFFIX, distill_run
+
+    out_dir = model_dir.parent / f"{model_dir.name}{DISTILLED_SUFFIX}"
+    if run_id is not None:
+        return distill_run(ws, run_id, DistillConfig(), console=console, model=str(staged_model), splits=splits,
+                           out_dir=out_dir)
+    metrics_path = staged_model / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    console.print("distilling the model into a decision tree (no run to roll out: imitation only)")
+    return distill(splits, Teacher(staged_model / "checkpoint"), out_dir, DistillConfig(dagger_rounds=0),
+                   teacher_metrics=metrics)
+
+
+def _distilled_series(distilled):
+    """The closed-loop series of the distilled tree: the simulator's twin of the C evaluator, every packet."""
+    from l4stb.model.closed_loop_policy import TimedPolicy
+
+    blob = distilled.blob
+    label = "distilled tree every 1"
+    return "distilled", label, TimedPolicy(label, blob.decide, _log_record, 1)
+
+
+def _log_record(fields):
+    return fields
 
 
 def _build_pool(ws: Workspace, run_ids: list[str], test_runs: list[str], job: TrainJob, console: Console) -> PoolSplits:

@@ -443,6 +443,8 @@ def report(c: Ctx, run_ids, sweep_id, repeat, window, bin_ms) -> None:
 @click.option("--closed-loop/--no-closed-loop", default=True, show_default=True,
               help="Drive the simulator's router with the learned policy and compare with DualPI2.")
 @click.option("--policy-every", type=click.IntRange(min=1), multiple=True, help="Closed loop: the policy decides every N-th packet.")
+@click.option("--distill/--no-distill", default=True, show_default=True,
+              help="Distil the model into the integer decision tree the router runs (see `l4stb distill`).")
 @click.option("--closed-loop-repeats", type=click.IntRange(min=1), default=3, show_default=True,
               help="Closed loop: held-out repeats per series (verdicts need at least 3).")
 @click.option("--name", default=None, help="Model name (default: the backbone name).")
@@ -483,9 +485,9 @@ def pool_import(c: Ctx, file: str, name: str | None) -> None:
                   f"into {safe(folder)}. Train on it: `l4stb train-and-report --pool {safe(name)}`.")
 
 
-from l4stb import cli_analysis  # noqa: E402  (compare, export, plot: their own module)
+from l4stb import cli_analysis, cli_distill  # noqa: E402  (compare, export, plot; distill: their own modules)
 
-for _command in (cli_analysis.compare, cli_analysis.export, cli_analysis.plot):
+for _command in (cli_analysis.compare, cli_analysis.export, cli_analysis.plot, cli_distill.distill):
     cli.add_command(_command)
 _workdir_everywhere(cli)
 

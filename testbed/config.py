@@ -42,7 +42,7 @@ from l4stb.units import (
 CC_NAMES = ("cubic", "newreno", "dctcp", "prague", "udp")
 """``udp`` is no congestion control: an unresponsive UDP sender (iperf3 ``-u -b``), CBR or on-off."""
 STACKS = ("freebsd", "linux")
-AQM_NAMES = ("dualpi2", "l4s-pie", "pie", "fifo")
+AQM_NAMES = ("dualpi2", "l4s-pie", "pie", "fifo", "policy")
 SCALABLE_CCS = ("dctcp", "prague")
 """Scalable congestion controls send ECT(1) and are classified into the L queue."""
 
@@ -288,7 +288,7 @@ class Bottleneck(Strict):
 class Aqm(Strict):
     """AQM at the bottleneck. Unset parameters take the chosen AQM's defaults (see ``resolved``)."""
 
-    name: Literal["dualpi2", "l4s-pie", "pie", "fifo"] = "dualpi2"
+    name: Literal["dualpi2", "l4s-pie", "pie", "fifo", "policy"] = "dualpi2"
     ecn: bool = True
     target: Optional[Duration] = None
     tupdate: Optional[Duration] = None
@@ -323,6 +323,27 @@ class Aqm(Strict):
     Classic probability, so L sees only its own PIE; "intended" couples L to k x the Classic PIE's p."""
     kern_hz: int = Field(1000, ge=10, le=100_000)
     policy_every: int = Field(1, ge=1, le=100_000)
+    policy: Optional[str] = Field(None, min_length=1, max_length=4096)
+    """``policy`` only: a distilled policy, as a model folder written by `l4stb distill` or its blob file."""
+    every: int = Field(1, ge=1, le=100_000)
+    """``policy`` only: the policy decides every N-th packet (1 = every packet), the fallback AQM the rest."""
+    fallback: Literal["dualpi2"] = "dualpi2"
+    """``policy`` only: the AQM that runs the queues and decides the packets the policy does not."""
+
+    @model_validator(mode="after")
+    def _policy_needs_a_blob(self) -> "Aqm":
+        if self.name == "policy" and self.policy is None:
+            raise ValueError("aqm 'policy' needs aqm.policy: a model folder written by `l4stb distill` or its "
+                             "policy.l4pb blob")
+        if self.name != "policy" and self.policy is not None:
+            raise ValueError(f"aqm.policy is only read by aqm 'policy'; set aqm.name to policy or drop aqm.policy "
+                             f"(aqm is '{self.name}')")
+        return self
+
+    @property
+    def engine(self) -> str:
+        """The AQM that runs the queues: the fallback under ``policy`` (it decides what the policy does not)."""
+        return self.fallback if self.name == "policy" else self.name
 
     @model_validator(mode="after")
     def _dualpi2_options_agree(self) -> "Aqm":
@@ -355,9 +376,10 @@ class Aqm(Strict):
         dualpi2: ``max_rtt``/``typical_rtt`` derive the PI parameters (:func:`dualpi2_rtt_gains`). Otherwise
         an unset alpha follows Tupdate, ``alpha = 0.16 Hz x tupdate / 16 ms``, so a sweep over ``tupdate``
         alone keeps the integral gain per second (alpha / Tupdate, RFC 9332's ``0.1 / RTT_max^2``) at Linux's
-        default; beta is a gain per unit of delay change and needs no rescaling.
+        default; beta is a gain per unit of delay change and needs no rescaling. ``policy`` takes its
+        fallback's (DualPI2's) defaults.
         """
-        if self.name != "dualpi2":
+        if self.engine != "dualpi2":
             defaults = {"target": 15_000, "tupdate": 15_000, "alpha": 0.125, "beta": 1.25}
         elif self.max_rtt is not None or self.typical_rtt is not None:
             defaults = dualpi2_rtt_gains(self.max_rtt, self.typical_rtt)
@@ -365,7 +387,7 @@ class Aqm(Strict):
             tupdate = self.tupdate if self.tupdate is not None else DUALPI2_TUPDATE_US
             defaults = {"target": 15_000, "tupdate": DUALPI2_TUPDATE_US,
                         "alpha": DUALPI2_ALPHA_HZ * tupdate / DUALPI2_TUPDATE_US, "beta": DUALPI2_BETA_HZ}
-        if self.name == "dualpi2":
+        if self.engine == "dualpi2":
             defaults.update({"min_qlen_step": 0} if self.step_semantics == "linux" else {"th_len": 1})
         updates = {k: v for k, v in defaults.items() if getattr(self, k) is None}
         return self.model_copy(update=updates)

@@ -289,7 +289,7 @@ def _self_check(provider: "SimProvider", ctx: RunContext) -> CheckEvidence:
         cp, ce = flow["ecn_codepoint"], flow["ce_received"]
         probe.codepoints[cp] = probe.codepoints.get(cp, 0) + max(0, flow["segments_delivered"] - ce)
         probe.codepoints[3] = probe.codepoints.get(3, 0) + ce
-    uses_module = sc.aqm.name in ("dualpi2", "l4s-pie")
+    uses_module = sc.aqm.engine in ("dualpi2", "l4s-pie")
     return CheckEvidence(
         provider=provider.name, router=router, receiver=server, module_loaded=True if uses_module else None,
         sched_show=f" sched 1 type {SIM_SCHED_TYPE.get(aqm_class, aqm_class)} (simulated: {aqm_class})",
