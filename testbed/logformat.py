@@ -120,6 +120,7 @@ FIELD_RANGES: dict[str, tuple[int, int]] = {
     "dequeue_action": (ACTION_FORWARD, ACTION_MARK),
     "timestamp_us": (0, _EXACT_IN_FLOAT),
     "flow_id": (0, (1 << 31) - 1),
+    "decided_by": (-1, 1),  # -1 only as the parser's filler for lines written before the field existed
 }
 """The values each field can take (inclusive). A line outside them is skipped as ``out_of_range`` by the parser,
 never stored: delays and times at most a day in microseconds; probabilities in [0, 1] scaled by 2^31-1, except
