@@ -155,7 +155,7 @@ def _judge_ecn(ev: CheckEvidence, scenario: Scenario, res: CheckResult) -> None:
                 + "; or the flow never reached the server.")
         else:
             res.ok(f"ECN of {flow.cc} from {flow.host}", seen)
-    if scenario.ecn and scenario.aqm.ecn and scenario.aqm.name in MARKING_AQMS:
+    if scenario.ecn and scenario.aqm.ecn and scenario.aqm.engine in MARKING_AQMS:
         if total_ce:
             res.ok(f"CE marks at {ev.receiver}", f"{total_ce} CE-marked packets")
         else:
@@ -170,10 +170,12 @@ def _judge_ecn(ev: CheckEvidence, scenario: Scenario, res: CheckResult) -> None:
 def run_check(ws: Workspace, scenario_name: str | None = None, overrides: list[str] | None = None) -> CheckResult:
     """Measure on the testbed that is up and judge; raise one L4stbError holding every failure."""
     from l4stb.providers import get_provider
+    from l4stb.runner import resolve_policy
 
     testbed = TestbedInfo.load(ws)
     topology = load_topology(testbed.topology)
-    base = load_scenario(scenario_name or DEFAULT_SCENARIO, overrides or [])
+    # aqm policy: the blob is validated here, and the router step loads it and checks the module's summary
+    base = resolve_policy(load_scenario(scenario_name or DEFAULT_SCENARIO, overrides or []))
     base.check_against(topology)
     scenario = check_scenario(base)
     ctx = RunContext(ws.new_run_id(scenario.name), scenario, topology, ws)
