@@ -15,7 +15,7 @@ from l4stb.ratetrace import trace_schedule
 from l4stb.sim.link import AccessLink
 from l4stb.sim.packet import ECT0, ECT1, NOT_ECT
 from l4stb.sim.runner import SimJob, simulate_repeat
-from l4stb.sim.tcp import TcpFlow
+from l4stb.sim.tcp import EV_ARRIVE, EV_PACE, TcpFlow
 from l4stb.sim.tcp_cc import FreeBsdCubic, LinuxCubic, PragueV06
 from l4stb.sim.udp_prague import UdpPragueFlow
 
@@ -206,8 +206,22 @@ def test_paced_packets_leave_through_the_hosts_nic_fifo():
     f.srtt = 20_000_000
     f.access.free_ns = 5_000_000
     f.send(1_000_000)
-    first = min(e[0] for e in f.sim.heap)
+    first = min(e[0] for e in f.sim.heap if e[2] == EV_ARRIVE)
     assert first == 5_000_000 + f.access.ser_ns + f.access.prop_ns
+
+
+def test_tcp_prague_paces_at_frac_cwnd_per_srtt_in_bursts_of_two():
+    """prague_update_pacing_rate: frac_cwnd packets per srtt (10 per 20 ms: one per 2 ms), sent as GSO bursts
+    of tcp_min_tso_segs = 2 at this rate; the fq qdisc holds them until their time, at most max(2 packets,
+    ~1 ms) ahead (TSQ): at t = 0 the first burst leaves, the second is queued for 4 ms, and the pacing timer
+    hands over the third when it may be queued (at 4 ms, for 8 ms)."""
+    f = flow("prague", "linux")
+    f.srtt = 20_000_000
+    f.ssthresh = 10.0  # cwnd >= ssthresh / 2: 100 % of the rate
+    f.send(0)
+    releases = sorted(e[3][5] for e in f.sim.heap if e[2] == EV_ARRIVE)
+    assert releases == [0, 0, 4_000_000, 4_000_000]
+    assert f.pace_next == 8_000_000 and [e[0] for e in f.sim.heap if e[2] == EV_PACE] == [4_000_000]
 
 
 def test_udp_prague_rate_is_capped_by_the_access_link_not_the_bottleneck():

@@ -278,7 +278,11 @@ class PragueV06:
     * rounds count only outside slow start; RTT independence (RTT_CONTROL_RATE) starts after 500 rounds
       (prague_rtt_transition): ai_ack_increase = (srtt / 25 ms)^2 when srtt < 25 ms, recomputed at each round
       and cwnd change.
-    * pacing: rate = mtu / srtt * frac_cwnd, doubled while cwnd < ssthresh / 2.
+    * pacing: rate = mtu / srtt * frac_cwnd, doubled while cwnd < ssthresh / 2, in GSO bursts of at least 2
+      segments (:meth:`l4stb.sim.tcp.TcpFlow.send`); growth only when cwnd-limited (tcp_is_cwnd_limited).
+    * v0.6 has no floor under frac_cwnd: under persistent marking its pacing rate decays toward zero while
+      cwnd stays at 2 (v0.7 added a rate-based mode below cwnd_transit for this). At 8 Mbit/s with Linux's
+      step (1 ms) the second packet of each 2-segment burst waits 1.5 ms behind the first and is marked.
     """
 
     __slots__ = ("frac", "in_loss", "saw_ce", "alpha", "alpha_stamp", "cwr_stamp", "round", "next_seq",
