@@ -24,9 +24,10 @@ Cubic               cc_cubic.c: K = cbrt(W_max 0.3 / C) from W_max alone,  tcp_c
                     0.7 W_max + 0.53 t/mean RTT, ssthresh cwnd/2 at the    beta 717/1024, fast convergence, HyStart (ACK train
                     first congestion event then 0.7 cwnd, fast             and delay, from cwnd 16)
                     convergence 217/256; post-recovery cwnd from W_max
-Prague              not in FreeBSD: ``cc: prague`` runs udp_prague          L4STeam tcp_prague.c v0.6 (commit 02573a2, modelled
-                    (:mod:`l4stb.sim.udp_prague`); a TCP Prague here is    whole: frac_cwnd, per-ACK one-segment steps,
-                    the Linux model                                         RTT_CONTROL_RATE after 500 rounds, pacing)
+Prague              not in FreeBSD: ``cc: prague`` runs udp_prague          L4STeam tcp_prague.c v0.7 (commit 893e147, modelled
+                    (:mod:`l4stb.sim.udp_prague`); a TCP Prague here is    whole: alpha from 0 and half the window at the first
+                    the Linux model                                         mark, frac_cwnd, rate mode below 4 packets, RTT
+                                                                            independence after 4 rounds, pacing +-3 %)
 lost retransmits    LRD (tcp_sack.c tcp_sack_lost_retransmission): a SACK  RACK marks it lost the same way on a path that never
                     above a retransmission's send point resends it and     reorders; the recovery episode goes on
                     reduces cwnd once more
@@ -60,8 +61,8 @@ Common to both stacks
     unacknowledged segment's timestamp (RFC 7323), so RTT samples include the delayed-ACK wait. The receive
     window is never the limit (2 MB).
   * **Every packet leaves through the host's NIC FIFO** and access link (:meth:`l4stb.sim.link.AccessLink.depart`).
-  * **Pacing** (TCP Prague): at frac_cwnd per srtt (x2 while cwnd < ssthresh/2), in GSO bursts of
-    max(2, rate x 2^-12 s) segments (prague_tso_segs, tcp_min_tso_segs); as with Linux's fq qdisc (EDT), a
+  * **Pacing** (TCP Prague): at Prague's pacing rate (:class:`l4stb.sim.tcp_cc.PragueV07`), in GSO bursts of
+    max(1, rate x 2^-12 s) segments (prague_tso_segs); as with Linux's fq qdisc (EDT), which Prague asks for, a
     burst waits in the host until its departure time, counted in flight, at most max(2 packets, ~1 ms)
     ahead (TCP small queues). Linux CCs grow only when cwnd-limited (tcp_is_cwnd_limited: the flight
     reached cwnd this round, or in slow start cwnd < 2 x the most packets out), so a paced flow's window
@@ -79,7 +80,7 @@ import math
 from heapq import heappush
 
 from l4stb.sim.packet import CE, ECT0, ECT1, NOT_ECT
-from l4stb.sim.tcp_cc import FreeBsdCubic, LinuxCubic, PragueV06, ai
+from l4stb.sim.tcp_cc import FreeBsdCubic, LinuxCubic, PragueV07, ai
 
 MSS = 1448
 PKT_BYTES = 1500
@@ -189,7 +190,7 @@ class TcpFlow:
         self.prior_cwnd = INIT_CWND
         self.fb_cubic = FreeBsdCubic(INIT_CWND) if self.cc == CC_CUBIC and not self.linux else None
         self.lx_cubic = LinuxCubic() if self.cc == CC_CUBIC and self.linux else None
-        self.prague = PragueV06(INIT_CWND, start_ns) if self.cc == CC_PRAGUE else None
+        self.prague = PragueV07(INIT_CWND, start_ns) if self.cc == CC_PRAGUE else None
         self.alpha = 1.0
         self.win_end = 0
         self.win_acked = 0
@@ -238,16 +239,15 @@ class TcpFlow:
         sent = False
         paced = self.paced and self.srtt > 0
         if paced:
-            # Prague v0.6 prague_update_pacing_rate: mtu / srtt * frac_cwnd, x2 while cwnd < ssthresh / 2;
-            # prague_tso_segs: GSO bursts of max(rate x 2^-12 s, tcp_min_tso_segs = 2) segments, the pacing
-            # timer (EDT: tcp_wstamp_ns) advancing by each burst's length at the pacing rate
-            rate_factor = 2.0 if cwnd < self.ssthresh * 0.5 else 1.0
-            frac = self.prague.frac
-            pkts_per_rtt = (frac if frac > 0.01 else 0.01) * rate_factor
-            gap = int(self.srtt / pkts_per_rtt)
-            tso = min(max(int(pkts_per_rtt * 1e9 / self.srtt) >> 12, 2), 44)
-            # the fq qdisc holds each burst until its departure time (EDT); TCP small queues let at most
-            # max(2 packets, pacing rate x 2^-10 s) wait there (tcp_small_queue_check, sk_pacing_shift 10)
+            # Prague's pacing rate and GSO burst (PragueV07.update_pacing, after every ACK); the pacing timer
+            # (EDT: tcp_wstamp_ns) advances by each burst's length at that rate. The fq qdisc holds each burst
+            # until its departure time; TCP small queues let at most max(2 packets, rate x 2^-10 s) wait there
+            # (tcp_small_queue_check, sk_pacing_shift 10)
+            pr = self.prague
+            if not pr.pacing:
+                pr.update_pacing(now, cwnd, self.ssthresh, self.srtt, self.snd_nxt - self.snd_una)
+            gap = int(PKT_BYTES * 1e9 / pr.pacing)
+            tso = pr.tso
             tsq_ns = max(2 * gap, 976_562)
         burst = 0
         burst_t = now
@@ -361,7 +361,7 @@ class TcpFlow:
         flight = self.snd_nxt - self.snd_una
         cc = self.cc
         if self.prague is not None:
-            self.prague.enter_loss()  # CA_EVENT_LOSS
+            self.prague.enter_loss(self.cwnd, self.ssthresh, self.srtt)  # CA_EVENT_LOSS
         elif self.fb_cubic is not None:
             self.ssthresh = self.fb_cubic.rto(flight)
         elif self.lx_cubic is not None:
@@ -557,7 +557,8 @@ class TcpFlow:
         self.rtx_next = self.snd_una
         self.ecn_recover = self.high_tx
         if self.prague is not None:
-            self.prague.enter_loss()  # prague_state(TCP_CA_Recovery); cwnd follows frac_cwnd per ACK
+            # prague_state(TCP_CA_Recovery); cwnd follows frac_cwnd per ACK
+            self.prague.enter_loss(self.cwnd, self.ssthresh, self.srtt)
             self._start_reduction()
             return
         self.ssthresh = self._loss_ssthresh(now)
@@ -697,12 +698,12 @@ class TcpFlow:
             self.max_cwnd = float(cwnd)
 
     def _prague(self, now: int, acked: int, delivered: int, ce: int) -> None:
-        """Linux TCP Prague v0.6 (see :class:`l4stb.sim.tcp_cc.PragueV06`): CWR/loss entry, prague_update_cwnd,
-        then the round's alpha update (prague_cong_control)."""
+        """Linux TCP Prague v0.7 (see :class:`l4stb.sim.tcp_cc.PragueV07`): CWR entry on ECE (prague_state), then
+        prague_cong_control: prague_update_cwnd, the round's alpha update, the pacing rate, the mode switch."""
         pr = self.prague
+        srtt = self.srtt
         if ce:
             self.ce_acked += ce
-            pr.saw_ce = True
         self.delivered += delivered
         self.delivered_ce += ce
         if self.in_cwr and self.snd_una > self.cwr_end:
@@ -710,60 +711,73 @@ class TcpFlow:
         if ce and not self.in_cwr and not self.in_rec:
             self.in_cwr = True
             self.cwr_end = self.snd_nxt
-            if pr.enter_cwr(now, self.cwnd, self.ssthresh):
+            if pr.enter_cwr(now, self.cwnd, self.ssthresh, srtt):
                 self.marked_rtts += 1
-        # prague_update_cwnd
+        # ---- prague_update_cwnd
         cwnd = int(self.cwnd)
-        grow = delivered - ce
-        skip = grow <= 0 or pr.in_loss or not self.cwnd_limited()
-        if not skip and cwnd < self.ssthresh:
-            new = cwnd + grow
-            if new > self.ssthresh:
-                new = int(self.ssthresh)
-            grow -= new - cwnd
-            cwnd = new
-            if grow <= 0:
-                self.cwnd = float(cwnd)
-                if cwnd > self.max_cwnd:
-                    self.max_cwnd = float(cwnd)
-                pr.update_ai(self.srtt)
-                self._prague_round(now)
-                return
-        if not skip:
-            w = pr.frac_to_cwnd()
-            inc = grow * pr.ai / w
-            pr.frac += inc if inc > grow * 2 ** -20 else grow * 2 ** -20
-        target = pr.frac_to_cwnd()
-        if cwnd > target and cwnd > 2:
-            cwnd -= 1
-            self.ssthresh = float(cwnd)
-            pr.update_ai(self.srtt)
-        elif cwnd < target:
-            cwnd += 1
-            pr.update_ai(self.srtt)
+        grow = delivered
+        if ce:
+            if not pr.saw_ce:
+                pr.frac = (pr.frac + 2 ** -20) / 2  # alpha_mode 0: half the window at the first mark
+            pr.saw_ce = True
+            grow -= ce
+        early = False  # slow start used the whole ACK: prague_update_cwnd returns before the step
+        if grow > 0 and not pr.in_loss and self.cwnd_limited():
+            if cwnd < self.ssthresh:  # tcp_slow_start, and frac_cwnd follows the window
+                new = min(cwnd + grow, int(self.ssthresh))
+                grow -= new - cwnd
+                cwnd = new
+                pr.frac = float(cwnd)
+                if grow <= 0:
+                    early = True
+                    pr.update_ai(srtt)
+            if early:
+                pass
+            elif pr.rtt_indep(cwnd, self.ssthresh) and pr.rate_mode:
+                vrtt_s = pr.vrtt(srtt) * 1e-9 * pr.SEC
+                per_vrtt = math.ceil(pr.rate * vrtt_s / pr.MTU)
+                if per_vrtt:
+                    pr.rate += grow * pr.MTU / vrtt_s / per_vrtt
+                pr.frac = max(pr.frac + grow * 2 ** -20, pr.rate_to_frac(srtt))
+            else:
+                inc = grow * pr.ai / pr.frac if pr.frac > 0 else grow
+                pr.frac += inc if inc > grow * 2 ** -20 else grow * 2 ** -20
+                pr.rate = max(pr.rate + grow, pr.frac_to_rate(srtt))
+        if not early:
+            target = pr.snd_cwnd()
+            if cwnd > target:  # step-wise decrement, ssthresh follows
+                cwnd -= 1
+                self.ssthresh = float(cwnd)
+                pr.update_ai(srtt)
+            elif cwnd < target:
+                cwnd += 1
+                pr.update_ai(srtt)
         self.cwnd = float(cwnd)
         if cwnd > self.max_cwnd:
             self.max_cwnd = float(cwnd)
-        self._prague_round(now)
-
-    def _prague_round(self, now: int) -> None:
-        """prague_should_update_ewma / prague_update_alpha / prague_new_round."""
-        pr = self.prague
-        if self.snd_una < pr.next_seq:
-            return
-        if pr.rtt_indep(self.cwnd, self.ssthresh) and now - pr.alpha_stamp < pr.RTT_TARGET_NS:
-            return
-        if pr.saw_ce:
-            d = self.delivered - pr.old_delivered
-            f = (self.delivered_ce - pr.old_ce) / d if d > 0 else 0.0
-            pr.alpha += pr.G * (f - pr.alpha)
-            pr.alpha_stamp = now
-        pr.next_seq = self.snd_nxt
-        pr.old_delivered = self.delivered
-        pr.old_ce = self.delivered_ce
-        if self.cwnd >= self.ssthresh:
-            pr.round += 1
-        pr.update_ai(self.srtt)
+        # ---- prague_should_update_ewma / prague_update_alpha / prague_new_round
+        if self.snd_una >= pr.next_seq and (not pr.rtt_indep(self.cwnd, self.ssthresh)
+                                            or now - pr.alpha_stamp >= pr.RTT_TARGET_NS):
+            if pr.saw_ce:
+                d = self.delivered - pr.old_delivered
+                f = (self.delivered_ce - pr.old_ce) / d if d > 0 else 0.0
+                pr.alpha += pr.G * (f - pr.alpha)
+                pr.alpha_stamp = now
+            pr.hsrtt = srtt if not pr.hsrtt else pr.hsrtt + (srtt - pr.hsrtt) / 128
+            pr.next_seq = self.snd_nxt
+            pr.old_delivered = self.delivered
+            pr.old_ce = self.delivered_ce
+            if self.cwnd >= self.ssthresh:
+                pr.round += 1
+            pr.update_ai(srtt)
+        # ---- prague_update_pacing_rate, then the window/rate mode switch at cwnd_transit packets
+        pr.update_pacing(now, self.cwnd, self.ssthresh, srtt, self.snd_nxt - self.snd_una)
+        if pr.saw_ce and self.cwnd <= pr.CWND_TRANSIT:
+            pr.rate_mode = True
+            pr.frac = pr.rate_to_frac(srtt)
+        else:
+            pr.rate_mode = False
+            pr.rate = pr.frac_to_rate(srtt)
 
     # ================================================================== receiver
 
