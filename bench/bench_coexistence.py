@@ -17,7 +17,6 @@ they show the regime, not converged long-run shares. Prints a table; asserts not
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 
