@@ -335,7 +335,7 @@ def describe_repeat(scenario: Scenario, topology: Topology, run_id: str, repeat:
         host = sc.host(g.host)
         if g.cc == "prague":
             cc = ("udp_prague sender (rate-based Prague)" if host.prague == "udp"
-                  else "-C prague (Linux TCP Prague v0.6)")
+                  else "-C prague (Linux TCP Prague v0.7)")
         elif g.cc == "udp":
             cc = f"-u -b {format_rate(g.rate)}" + (f" on {format_duration(g.on_time)} / off "
                                                    f"{format_duration(g.off_time)}" if g.on_time else "")
