@@ -5,12 +5,13 @@ data/packets.parquet, one row per packet decision, in log order within each repe
 
     repeat           int16     the repeat (one repeat = one episode)
     line_format      category  the line's prefix: l4s_ecn_marking-start (paper, 24 fields),
-                               dualpi2_ecn_marking-start (old, 23 fields), l4stb_aqm-start (24 + 2)
+                               dualpi2_ecn_marking-start (old, 23 fields), l4stb_aqm-start (24 + 3)
     <24 log fields>  int64     in l4stb.logformat.FIELD_NAMES order, as logged (times in us), except
     drop_probability, accumulated_probability   float64 in [0, 1] (unscaled from 2^31-1 here, at the boundary)
                                packet_length is -1 in old 23-field lines, which lack it
     timestamp_us     int64     monotonic microseconds (l4stb lines), -1 when the line format has none
     flow_id          int32     l4stb lines, -1 when none
+    decided_by       int8      l4stb lines: 0 the AQM (DualPI2...), 1 the learned policy; -1 when unknown
     queue            category  "C" (queue_type 0) or "L" (queue_type 1)
     action           int8      0 forward, 1 drop, 2 mark (dequeue_action - 1)
     t_s              float64   seconds since the repeat's first decision: from timestamp_us, else from the
@@ -49,12 +50,12 @@ from l4stb.console import console
 from l4stb.errors import L4stbError
 from l4stb.logformat import FIELD_NAMES, L4STB_PREFIX, PROB_SCALE, PROBABILITY_FIELDS
 from l4stb.manifest import load_manifest, update_manifest
-from l4stb.workspace import Workspace, atomic_path, atomic_write_json, read_json, utc_iso
+from l4stb.workspace import Workspace, atomic_write_json, read_json, sha256_file, staged_folder, utc_iso
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
 log = logging.getLogger(__name__)
 
-PARSER_VERSION = 2
+PARSER_VERSION = 3
 """Bump when the packets/flows schema or the parser's output changes: older parses are redone."""
 
 QUEUE_NAMES = ("C", "L")
@@ -63,7 +64,7 @@ ROW_GROUP_ROWS = 1 << 19
 PACKET_SCHEMA = pa.schema(
     [("repeat", pa.int16()), ("line_format", pa.dictionary(pa.int8(), pa.string()))]
     + [(name, pa.float64() if name in PROBABILITY_FIELDS else pa.int64()) for name in FIELD_NAMES]
-    + [("timestamp_us", pa.int64()), ("flow_id", pa.int32()), ("queue", pa.dictionary(pa.int8(), pa.string())),
+    + [("timestamp_us", pa.int64()), ("flow_id", pa.int32()), ("decided_by", pa.int8()), ("queue", pa.dictionary(pa.int8(), pa.string())),
        ("action", pa.int8()), ("t_s", pa.float64())]
 )
 PACKET_COLUMNS: tuple[str, ...] = tuple(PACKET_SCHEMA.names)
@@ -130,6 +131,7 @@ def batch_to_record_batch(batch: Batch, repeat: int, t_s: np.ndarray) -> pa.Reco
         arrays.append(pa.array(col / PROB_SCALE) if name in PROBABILITY_FIELDS else pa.array(col))
     arrays.append(pa.array(batch.column("timestamp_us")))
     arrays.append(pa.array(batch.column("flow_id").astype(np.int32)))
+    arrays.append(pa.array(batch.column("decided_by").astype(np.int8)))
     arrays.append(pa.DictionaryArray.from_arrays(pa.array(batch.column("queue_type").astype(np.int8)), _QUEUE_DICT))
     arrays.append(pa.array((batch.column("dequeue_action") - 1).astype(np.int8)))
     arrays.append(pa.array(t_s))
@@ -144,7 +146,20 @@ def _up_to_date(ws: Workspace, run_id: str, manifest, raw_files: list[Path]) -> 
     if not all(p.is_file() for p in outputs):
         return False
     newest_raw = max((p.stat().st_mtime for p in raw_files), default=0.0)
-    return min(p.stat().st_mtime for p in outputs) >= newest_raw and step.get("raw_files") == len(raw_files)
+    if min(p.stat().st_mtime for p in outputs) < newest_raw or step.get("raw_files") != len(raw_files):
+        return False
+    return _outputs_intact(ws, run_id)
+
+
+def _outputs_intact(ws: Workspace, run_id: str) -> bool:
+    """parse.json names the size of every file of the set; a truncated or replaced file means parse again."""
+    try:
+        doc = json.loads(ws.parse_stats_file(run_id).read_text())
+        recorded = doc["outputs"]
+        return all(ws.data_dir(run_id).joinpath(name).stat().st_size == rec["size"] for name, rec in recorded.items()
+                   ) and isinstance(doc.get("skipped"), dict)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
 
 
 def _sum_stats(stats: list[FileStats]) -> dict:
@@ -196,54 +211,71 @@ def ensure_parsed(ws: Workspace, run_id: str, progress: Progress | None = None, 
     file_json: list[dict] = []
     n_packets = 0
     fallbacks = 0
-    with progress if own_progress else nullcontext():
+    # data/ is one output set: packets, flows and parse.json (written last, naming the others' sizes and
+    # sha256) are built in a staging folder and swapped in together, so no reader sees old and new mixed.
+    with progress if own_progress else nullcontext(), staged_folder(ws.data_dir(run_id)) as stage:
         task = progress.add_task(f"parse {run_id}", total=max(1, log_bytes), what="router logs")
-        with atomic_path(ws.packets_file(run_id)) as tmp_packets:
-            # dictionary pages only for the two categories: hashing 24 int columns costs more than it saves
-            with pq.ParquetWriter(tmp_packets, PACKET_SCHEMA, compression="zstd",
-                                  use_dictionary=["line_format", "queue"]) as writer:
-                pending: list[pa.RecordBatch] = []
-                pending_rows = 0
-                for repeat in sorted(inv.logs):
-                    parser = LogParser()
-                    clock = _RepeatClock()
-                    n_rep = 0
-                    for path in order_log_files(inv.logs[repeat]):
-                        progress.update(task, what=f"repeat {repeat}: {inv.rel(path)}")
-                        for batch in parser.parse_file(path):
-                            rb = batch_to_record_batch(batch, repeat, clock.t_s(batch))
-                            pending.append(rb)
-                            pending_rows += rb.num_rows
-                            n_rep += rb.num_rows
-                            if pending_rows >= ROW_GROUP_ROWS:
-                                writer.write_table(pa.Table.from_batches(pending), row_group_size=pending_rows)
-                                pending, pending_rows = [], 0
-                        progress.advance(task, path.stat().st_size)
-                    fallbacks += parser.fallback_blocks
-                    for s in parser.stats:
-                        s.file = inv.rel(Path(s.file))
-                        file_json.append({"repeat": repeat, **s.to_json()})
-                    all_stats.extend(parser.stats)
-                    repeat_json[str(repeat)] = {**_sum_stats(parser.stats), "packets": n_rep}
-                    n_packets += n_rep
-                if pending:
-                    writer.write_table(pa.Table.from_batches(pending), row_group_size=pending_rows)
+        # dictionary pages only for the two categories: hashing 24 int columns costs more than it saves
+        with pq.ParquetWriter(stage / ws.packets_file(run_id).name, PACKET_SCHEMA, compression="zstd",
+                              use_dictionary=["line_format", "queue"]) as writer:
+            pending: list[pa.RecordBatch] = []
+            pending_rows = 0
+            for repeat in sorted(inv.logs):
+                parser = LogParser()
+                clock = _RepeatClock()
+                n_rep = 0
+                for path in order_log_files(inv.logs[repeat]):
+                    progress.update(task, what=f"repeat {repeat}: {inv.rel(path)}")
+                    for batch in parser.parse_file(path):
+                        rb = batch_to_record_batch(batch, repeat, clock.t_s(batch))
+                        pending.append(rb)
+                        pending_rows += rb.num_rows
+                        n_rep += rb.num_rows
+                        if pending_rows >= ROW_GROUP_ROWS:
+                            writer.write_table(pa.Table.from_batches(pending), row_group_size=pending_rows)
+                            pending, pending_rows = [], 0
+                    progress.advance(task, path.stat().st_size)
+                fallbacks += parser.fallback_blocks
+                for s in parser.stats:
+                    s.file = inv.rel(Path(s.file))
+                    file_json.append({"repeat": repeat, **s.to_json()})
+                all_stats.extend(parser.stats)
+                repeat_json[str(repeat)] = {**_sum_stats(parser.stats), "packets": n_rep}
+                n_packets += n_rep
+            if pending:
+                writer.write_table(pa.Table.from_batches(pending), row_group_size=pending_rows)
         progress.update(task, what="iperf3 JSON")
         flows, iperf_stats = flows_table(inv.iperf3, rel=inv.rel)
         prague_flows, prague_stats = udp_prague_table(inv.udp_prague, rel=inv.rel)
         flows = pa.concat_tables([flows, prague_flows])
-        with atomic_path(ws.flows_file(run_id)) as tmp_flows:
-            pq.write_table(flows, tmp_flows, compression="zstd")
+        pq.write_table(flows, stage / ws.flows_file(run_id).name, compression="zstd")
+        doc = _parse_doc(run_id, inv, all_stats, repeat_json, file_json, n_packets, flows, iperf_stats, prague_stats,
+                         fallbacks, round(time.perf_counter() - t_start, 3))
+        doc["outputs"] = {p.name: {"size": p.stat().st_size, "sha256": sha256_file(p)}
+                          for p in (stage / ws.packets_file(run_id).name, stage / ws.flows_file(run_id).name)}
+        atomic_write_json(stage / ws.parse_stats_file(run_id).name, doc)
+    totals, wall = doc["totals"], doc["wall_s"]
+    if not inv.logs:
+        log.warning("run %s: no router log files under raw/%s/", run_id, inv.router_host)
+    step = {"status": "done", "parser_version": PARSER_VERSION, "finished": doc["finished"], "wall_s": wall,
+            "packets": n_packets, "flows": flows.num_rows, "lines_read": totals["lines_read"],
+            "skipped_total": totals["skipped_total"], "raw_files": len(raw_files)}
+    update_manifest(ws, run_id, lambda m: m.steps.__setitem__("parse", step))
+    return ParseResult(run_id, n_packets, flows.num_rows, totals["lines_read"], totals["parsed"], doc["skipped"],
+                       sorted(inv.logs), reused=False, wall_s=wall)
 
+
+def _parse_doc(run_id, inv, all_stats, repeat_json, file_json, n_packets, flows, iperf_stats, prague_stats,
+               fallbacks: int, wall: float) -> dict:
+    """parse.json: what `l4stb summary` and the report read about a parse."""
     totals = _sum_stats(all_stats)
-    wall = round(time.perf_counter() - t_start, 3)
     skipped_all = dict(totals["skipped"])
     for key in ("unrelated", "blank"):
         if totals[key]:
             skipped_all[key] = totals[key]
-    doc = {
-        # what `l4stb summary` and the report read: lines read, decisions parsed, skipped lines by reason
-        # (unrelated kernel messages and blank lines included; "errors" holds the garbled reasons alone)
+    return {
+        # lines read, decisions parsed, skipped lines by reason (unrelated kernel messages and blank lines
+        # included; "errors" holds the garbled reasons alone)
         "lines_read": totals["lines_read"],
         "parsed": totals["parsed"],
         "skipped": dict(sorted(skipped_all.items())),
@@ -266,15 +298,6 @@ def ensure_parsed(ws: Workspace, run_id: str, progress: Progress | None = None, 
         "wall_s": wall,
         "finished": utc_iso(),
     }
-    atomic_write_json(ws.parse_stats_file(run_id), doc)
-    if not inv.logs:
-        log.warning("run %s: no router log files under raw/%s/", run_id, inv.router_host)
-    step = {"status": "done", "parser_version": PARSER_VERSION, "finished": doc["finished"], "wall_s": wall,
-            "packets": n_packets, "flows": flows.num_rows, "lines_read": totals["lines_read"],
-            "skipped_total": totals["skipped_total"], "raw_files": len(raw_files)}
-    update_manifest(ws, run_id, lambda m: m.steps.__setitem__("parse", step))
-    return ParseResult(run_id, n_packets, flows.num_rows, totals["lines_read"], totals["parsed"], doc["skipped"],
-                       sorted(inv.logs), reused=False, wall_s=wall)
 
 
 def read_packets(ws: Workspace, run_id: str, columns: list[str] | None = None) -> pd.DataFrame:

@@ -248,7 +248,7 @@ def summarize_data(data: RunData, warmup_s: float = M.WARMUP_S) -> RunSummary:
     return RunSummary(data.run_id, name, data.aqm, data.rate_bps, metrics, data.parse, pipe_passes=passes,
                       overrides=tuple(data.manifest.overrides), sweep=data.manifest.sweep,
                       testbed=testbed_words(data.manifest),
-                      overload=overload_share(data.packets) if data.aqm == "dualpi2" else None,
+                      overload=overload_share(data.packets) if data.aqm in ("dualpi2", "policy") else None,
                       rates=queue_rates(metrics), coexistence=coexistence(metrics),
                       short_flows=short_flow_fcts(data.scenario, data.flows))
 

@@ -28,7 +28,7 @@
  * first whenever they mark (sys/netpfil/ipfw/dn_sched_fq_pie.c).
  *
  * Each decision is logged with log(9) at LOG_INFO as
- *   "dualpi2: l4stb_aqm-start,<26 integers>,end"
+ *   "dualpi2: l4stb_aqm-start,<27 integers>,end"
  * (fields: dualpi2_log_fields.h, generated from l4stb/logformat.py); syslogd routes lines with the
  * "dualpi2: " prefix by a `!dualpi2` block in syslog.conf.
  */
@@ -180,18 +180,195 @@ DP2_S64(pie_coupling, dualpi2_pie_defaults.coupling, "l4s-pie: L prob = max(own 
 DP2_S64(pie_couple_same_flow, dualpi2_pie_defaults.couple_same_flow,
     "1 = the original code's reading (L sees only its own PIE probability)");
 
+/* ------------------------------------------------------- learned policy (l4stb distill): begin */
+/*
+ * net.inet.ip.dummynet.dualpi2.policy loads a distilled policy blob (format: l4stb/policyblob.py) at run
+ * time, without a rebuild. Stock sysctl(8) refuses a "name=value" longer than BUFSIZ (1024) bytes
+ * (sbin/sysctl/sysctl.c, parse(): "oid too long"), so a blob arrives as hex in pieces: "begin", then
+ * "+<hex>" pieces of at most DUALPI2_POLICY_PIECE characters, then "commit". Commit validates every byte
+ * (dp2_policy_init: bounds, depth, node indices, feature ids, checksum) before the policy is put in force;
+ * a bad blob gets EINVAL and a log line, and the policy in force stays. "none" removes it. Reading gives
+ * "none" or "v1, <bytes> bytes, <nodes> nodes, depth <d>, checksum <hex>".
+ *
+ * Like the parameters, the policy in force (and policy_every) is taken by each scheduler instance when
+ * dummynet creates it; the instance holds a reference, so a replaced policy is freed after the last
+ * instance using it. All references are counted under dualpi2_policy_mtx.
+ */
+#define DUALPI2_POLICY_PIECE	1000
+
+static MALLOC_DEFINE(M_DUALPI2, "dualpi2", "l4stb dualpi2 policy blobs");
+
+struct dualpi2_policy_ref {
+	u_int		refs;
+	struct dp2_policy pol;		/* points into blob[] */
+	uint8_t		blob[];
+};
+
+static struct mtx dualpi2_policy_mtx;
+MTX_SYSINIT(dualpi2_policy, &dualpi2_policy_mtx, "dualpi2 policy", MTX_DEF);
+static struct dualpi2_policy_ref *dualpi2_policy;	/* in force; NULL: DualPI2 decides every packet */
+static uint8_t *dualpi2_staging;			/* a blob being loaded piece by piece */
+static size_t dualpi2_staged;
+static int64_t dualpi2_policy_every = 1;
+
+DP2_S64(policy_every, dualpi2_policy_every,
+    "the loaded policy decides every N-th dequeue decision (1 = every packet), DualPI2 the rest; 0 = off");
+
+/* Drop one reference (dualpi2_policy_mtx held). */
+static void
+dualpi2_policy_release(struct dualpi2_policy_ref *ref)
+{
+	if (ref != NULL && --ref->refs == 0)
+		free(ref, M_DUALPI2);
+}
+
+static int
+dualpi2_policy_refuse(const char *why)
+{
+	log(LOG_WARNING, "%s: policy refused: %s; the policy in force stays\n", DUALPI2_LOG_TAG, why);
+	return (EINVAL);
+}
+
+/* "+<hex>": append a piece to the staged blob. */
+static int
+dualpi2_policy_piece(const char *hex, size_t n)
+{
+	uint8_t bytes[DUALPI2_POLICY_PIECE / 2];
+	long len = dp2_policy_hex_decode(hex, n, bytes, sizeof(bytes));
+
+	if (len < 0)
+		return (dualpi2_policy_refuse("a piece is not an even number of hex digits (at most 1000)"));
+	mtx_lock(&dualpi2_policy_mtx);
+	if (dualpi2_staging == NULL || dualpi2_staged + (size_t)len > DP2_POLICY_MAX_BYTES) {
+		mtx_unlock(&dualpi2_policy_mtx);
+		return (dualpi2_policy_refuse(dualpi2_staging == NULL ? "a piece without \"begin\"" :
+		    "longer than any policy blob"));
+	}
+	memcpy(dualpi2_staging + dualpi2_staged, bytes, (size_t)len);
+	dualpi2_staged += (size_t)len;
+	mtx_unlock(&dualpi2_policy_mtx);
+	return (0);
+}
+
+/* "commit": validate the staged blob completely, then put it in force. */
+static int
+dualpi2_policy_commit(void)
+{
+	struct dualpi2_policy_ref *ref, *old;
+	uint8_t *staged;
+	size_t len;
+	int code;
+
+	mtx_lock(&dualpi2_policy_mtx);
+	staged = dualpi2_staging;
+	len = dualpi2_staged;
+	dualpi2_staging = NULL;
+	dualpi2_staged = 0;
+	mtx_unlock(&dualpi2_policy_mtx);
+	if (staged == NULL)
+		return (dualpi2_policy_refuse("\"commit\" without \"begin\""));
+	ref = malloc(sizeof(*ref) + (len > 0 ? len : 1), M_DUALPI2, M_WAITOK | M_ZERO);
+	memcpy(ref->blob, staged, len);
+	free(staged, M_DUALPI2);
+	code = dp2_policy_init(&ref->pol, ref->blob, len);
+	if (code != DP2_POLICY_OK) {
+		free(ref, M_DUALPI2);
+		return (dualpi2_policy_refuse(dp2_policy_strerror(code)));
+	}
+	ref->refs = 1;
+	mtx_lock(&dualpi2_policy_mtx);
+	old = dualpi2_policy;
+	dualpi2_policy = ref;
+	dualpi2_policy_release(old);
+	mtx_unlock(&dualpi2_policy_mtx);
+	log(LOG_INFO, "%s: policy loaded: %u bytes, %u nodes, depth %u, checksum %08x\n", DUALPI2_LOG_TAG,
+	    (u_int)ref->pol.n_bytes, (u_int)ref->pol.n_nodes, (u_int)ref->pol.max_depth, (u_int)ref->pol.checksum);
+	return (0);
+}
+
+static int
+dualpi2_sysctl_policy(SYSCTL_HANDLER_ARGS)
+{
+	char buf[DUALPI2_POLICY_PIECE + 8];
+	uint8_t *staging;
+	size_t n;
+	int error;
+
+	if (req->newptr == NULL) {
+		mtx_lock(&dualpi2_policy_mtx);
+		if (dualpi2_policy == NULL)
+			snprintf(buf, sizeof(buf), "none");
+		else
+			snprintf(buf, sizeof(buf), "v%d, %u bytes, %u nodes, depth %u, checksum %08x",
+			    DP2_POLICY_VERSION, (u_int)dualpi2_policy->pol.n_bytes, (u_int)dualpi2_policy->pol.n_nodes,
+			    (u_int)dualpi2_policy->pol.max_depth, (u_int)dualpi2_policy->pol.checksum);
+		mtx_unlock(&dualpi2_policy_mtx);
+		return (SYSCTL_OUT(req, buf, strlen(buf) + 1));
+	}
+	if (req->newlen >= sizeof(buf))
+		return (dualpi2_policy_refuse("a piece longer than 1000 hex digits"));
+	error = SYSCTL_IN(req, buf, req->newlen);
+	if (error != 0)
+		return (error);
+	n = req->newlen;
+	while (n > 0 && (buf[n - 1] == '\0' || buf[n - 1] == '\n' || buf[n - 1] == ' '))
+		n--;
+	buf[n] = '\0';
+	if (strcmp(buf, "begin") == 0) {
+		staging = malloc(DP2_POLICY_MAX_BYTES, M_DUALPI2, M_WAITOK | M_ZERO);
+		mtx_lock(&dualpi2_policy_mtx);
+		if (dualpi2_staging != NULL)
+			free(dualpi2_staging, M_DUALPI2);
+		dualpi2_staging = staging;
+		dualpi2_staged = 0;
+		mtx_unlock(&dualpi2_policy_mtx);
+		return (0);
+	}
+	if (buf[0] == '+')
+		return (dualpi2_policy_piece(buf + 1, n - 1));
+	if (strcmp(buf, "commit") == 0)
+		return (dualpi2_policy_commit());
+	if (strcmp(buf, "none") == 0) {
+		mtx_lock(&dualpi2_policy_mtx);
+		dualpi2_policy_release(dualpi2_policy);
+		dualpi2_policy = NULL;
+		mtx_unlock(&dualpi2_policy_mtx);
+		return (0);
+	}
+	return (dualpi2_policy_refuse("write begin, +<hex>, commit or none"));
+}
+SYSCTL_PROC(_net_inet_ip_dummynet_dualpi2, OID_AUTO, policy, CTLTYPE_STRING | CTLFLAG_RW | CTLFLAG_MPSAFE, NULL, 0,
+    dualpi2_sysctl_policy, "A", "learned policy: write begin, +<hex> pieces, commit (validated first) or none");
+
+/* At unload (refused while a scheduler instance exists): free what is left. */
+static void
+dualpi2_policy_unload(void *arg __unused)
+{
+	mtx_lock(&dualpi2_policy_mtx);
+	dualpi2_policy_release(dualpi2_policy);
+	dualpi2_policy = NULL;
+	if (dualpi2_staging != NULL)
+		free(dualpi2_staging, M_DUALPI2);
+	dualpi2_staging = NULL;
+	mtx_unlock(&dualpi2_policy_mtx);
+}
+SYSUNINIT(dualpi2_policy_unload, SI_SUB_DRIVERS, SI_ORDER_ANY, dualpi2_policy_unload, NULL);
+/* ------------------------------------------------------- learned policy (l4stb distill): end */
+
 /* ------------------------------------------------------------------------------------ instances */
 
 struct dualpi2_si {
 	struct dn_sch_inst _si;		/* standard scheduler instance; must be first */
 	struct dn_queue main_q;		/* counters shown by `ipfw sched show` */
 	struct dp2_state core;
+	struct dualpi2_policy_ref *policy;	/* the policy in force at creation (a reference), or NULL */
 };
 
 static struct dn_alg dualpi2_desc;
 
 /* The generated field list and the core agree on the number of logged values. */
 CTASSERT(nitems(dualpi2_log_field_names) == DUALPI2_LOG_NFIELDS);
+CTASSERT(DUALPI2_LOG_NFIELDS == 27);	/* dualpi2_log's format string prints exactly 27 values */
 
 /* Microseconds of uptime from sbinuptime() (32.32 fixed point seconds), without overflow. */
 static __inline int64_t
@@ -211,12 +388,12 @@ dualpi2_log(const struct dp2_decision *d)
 		return;
 	dualpi2_log_lines++;
 	log(LOG_INFO, "%s: %s,%jd,%jd,%jd,%jd,%jd,%jd,%jd,%jd,%jd,%jd,%jd,%jd,%jd,%jd,%jd,%jd,%jd,%jd,%jd,%jd,"
-	    "%jd,%jd,%jd,%jd,%jd,%jd,%s\n", DUALPI2_LOG_TAG, DUALPI2_LOG_PREFIX,
+	    "%jd,%jd,%jd,%jd,%jd,%jd,%jd,%s\n", DUALPI2_LOG_TAG, DUALPI2_LOG_PREFIX,
 	    (intmax_t)f[0], (intmax_t)f[1], (intmax_t)f[2], (intmax_t)f[3], (intmax_t)f[4], (intmax_t)f[5],
 	    (intmax_t)f[6], (intmax_t)f[7], (intmax_t)f[8], (intmax_t)f[9], (intmax_t)f[10], (intmax_t)f[11],
 	    (intmax_t)f[12], (intmax_t)f[13], (intmax_t)f[14], (intmax_t)f[15], (intmax_t)f[16], (intmax_t)f[17],
 	    (intmax_t)f[18], (intmax_t)f[19], (intmax_t)f[20], (intmax_t)f[21], (intmax_t)f[22], (intmax_t)f[23],
-	    (intmax_t)f[24], (intmax_t)f[25], DUALPI2_LOG_END);
+	    (intmax_t)f[24], (intmax_t)f[25], (intmax_t)f[26], DUALPI2_LOG_END);
 }
 
 /* The packet's ECN field and a flow id ((source port << 16) | destination port for TCP/UDP over IPv4). */
@@ -397,6 +574,13 @@ dualpi2_new_sched(struct dn_sch_inst *_si)
 		dp2_init_l4spie(&si->core, &pie, (uint64_t)dualpi2_seed);
 	} else
 		dp2_init_dualpi2(&si->core, &dualpi2_defaults, (uint64_t)dualpi2_seed);
+	mtx_lock(&dualpi2_policy_mtx);	/* learned policy: this instance keeps the one in force now */
+	si->policy = dualpi2_policy;
+	if (si->policy != NULL)
+		si->policy->refs++;
+	mtx_unlock(&dualpi2_policy_mtx);
+	if (si->policy != NULL && dualpi2_mode == DP2_MODE_DUALPI2)
+		dp2_set_policy(&si->core, &si->policy->pol, dualpi2_policy_every);
 	/* Under dummynet's lock. unload_dn_sched() (ip_dummynet.c) refuses kldunload with EBUSY while
 	 * ref_count != 0, i.e. only while an instance exists: see README.md on unloading. */
 	dualpi2_desc.ref_count++;
@@ -414,6 +598,10 @@ dualpi2_free_sched(struct dn_sch_inst *_si)
 		next = pkt->next;
 		dualpi2_free_pkt(pkt);
 	}
+	mtx_lock(&dualpi2_policy_mtx);
+	dualpi2_policy_release(si->policy);
+	si->policy = NULL;
+	mtx_unlock(&dualpi2_policy_mtx);
 	dualpi2_desc.ref_count--;
 	dualpi2_instances_freed++;
 	return (0);

@@ -190,6 +190,48 @@ dp2_init_dualpi2(struct dp2_state *s, const struct dp2_params *prm, uint64_t see
 	}
 	/* overflow mode: p' <= 1/k, so k p' never exceeds 1 (Linux calculate_probability) */
 	a->p_max = a->prm.drop_on_overload ? DP2_P_ONE : (DP2_P_ONE << DP2_K_SHIFT) / (uint64_t)a->prm.k_q8;
+	a->policy = NULL;
+	a->policy_every = 0;
+	a->policy_count = a->policy_asked = 0;
+}
+
+void
+dp2_set_policy(struct dp2_state *s, const struct dp2_policy *policy, int64_t every)
+{
+	s->d.policy = every >= 1 ? policy : NULL;
+	s->d.policy_every = every;
+	s->d.policy_count = s->d.policy_asked = 0;
+}
+
+/* PolicyGate.take: whether the policy takes this decision (counts decisions only while a policy is set). */
+static int
+d_gate_take(struct dp2_dualpi2 *a)
+{
+	uint64_t c;
+
+	if (a->policy == NULL)
+		return (0);
+	c = a->policy_count++;
+	if (c % (uint64_t)a->policy_every != 0)
+		return (0);
+	a->policy_asked++;
+	return (1);
+}
+
+/* DualPI2._ask: the policy's decision on the fields this packet would be logged with (action not yet known). */
+static int
+d_ask(struct dp2_dualpi2 *a, int64_t *f, int q, const struct dp2_pkt *pkt, int64_t now_us, uint64_t prob,
+    int64_t sojourn, int64_t qlen, int64_t qbytes)
+{
+	d_fields(a, f, q, pkt, now_us, prob, sojourn, qlen, qbytes, 0);
+	switch (dp2_policy_decide(a->policy, f)) {
+	case DP2_POLICY_DROP:
+		return (DUALPI2_ACTION_DROP);
+	case DP2_POLICY_MARK:
+		return ((pkt->ecn != DP2_NOT_ECT && a->prm.ecn) ? DUALPI2_ACTION_MARK : DUALPI2_ACTION_DROP);
+	default:
+		return (DUALPI2_ACTION_FORWARD);
+	}
 }
 
 /* DualPI2.enqueue */
@@ -307,7 +349,7 @@ d_dequeue_one(struct dp2_dualpi2 *a, int64_t now_us, struct dp2_decision *d)
 {
 	const struct dp2_params *prm = &a->prm;
 	struct dp2_pkt *pkt;
-	int serve_l, q, ecn, action, pi_on;
+	int serve_l, q, ecn, action, pi_on, by;
 	int64_t length, qlen, qbytes, sojourn, credit_change;
 	uint64_t prob, p_cl, native;
 
@@ -348,6 +390,7 @@ d_dequeue_one(struct dp2_dualpi2 *a, int64_t now_us, struct dp2_decision *d)
 	ecn = pkt->ecn;
 	/* -------- AQM decision: action and the probability it applied */
 	action = DUALPI2_ACTION_FORWARD;
+	by = 0;
 	/* Linux guard: no PI-based drop/mark while fewer than min_backlog_bytes remain queued */
 	pi_on = a->l_bytes + a->c_bytes >= prm->min_backlog_bytes;
 	if (q) {
@@ -355,11 +398,15 @@ d_dequeue_one(struct dp2_dualpi2 *a, int64_t now_us, struct dp2_decision *d)
 		if (p_cl <= DP2_P_ONE) {	/* overload is k p' > 1 */
 			native = d_native_l(prm, pkt->apply_step, qlen - 1, sojourn);
 			prob = native > p_cl ? native : p_cl;
-			if (d_roll(a, prob))
+			if ((by = d_gate_take(a)) != 0)
+				action = d_ask(a, d->fields, q, pkt, now_us, prob, sojourn, qlen, qbytes);
+			else if (d_roll(a, prob))
 				action = (ecn != DP2_NOT_ECT && prm->ecn) ? DUALPI2_ACTION_MARK : DUALPI2_ACTION_DROP;
 		} else {
 			prob = p_cl;
-			if (prm->drop_on_overload && d_roll(a, a->p_c)) {
+			if ((by = d_gate_take(a)) != 0)
+				action = d_ask(a, d->fields, q, pkt, now_us, prob, sojourn, qlen, qbytes);
+			else if (prm->drop_on_overload && d_roll(a, a->p_c)) {
 				action = DUALPI2_ACTION_DROP;
 				prob = a->p_c;
 			} else
@@ -367,7 +414,9 @@ d_dequeue_one(struct dp2_dualpi2 *a, int64_t now_us, struct dp2_decision *d)
 		}
 	} else {
 		prob = pi_on ? a->p_c : 0;
-		if (d_roll(a, prob)) {
+		if ((by = d_gate_take(a)) != 0)
+			action = d_ask(a, d->fields, q, pkt, now_us, prob, sojourn, qlen, qbytes);
+		else if (d_roll(a, prob)) {
 			/* Linux dualpi2_classic_marking: overload (k p' > 1) disables ECN */
 			if (ecn == DP2_NOT_ECT || !prm->ecn || a->p_cl > DP2_P_ONE)
 				action = DUALPI2_ACTION_DROP;
@@ -377,6 +426,7 @@ d_dequeue_one(struct dp2_dualpi2 *a, int64_t now_us, struct dp2_decision *d)
 	}
 	/* -------- apply, log */
 	d_fields(a, d->fields, q, pkt, now_us, prob, sojourn, qlen, qbytes, action);
+	d->fields[DUALPI2_F_DECIDED_BY] = by ? DUALPI2_DECIDED_BY_POLICY : DUALPI2_DECIDED_BY_AQM;
 	d->logged = 1;
 	d->queue = q;
 	d->action = action;

@@ -30,6 +30,7 @@
 #endif
 
 #include "dualpi2_log_fields.h"
+#include "dp2_policy.h"
 
 #define DP2_MODE_DUALPI2	0
 #define DP2_MODE_L4SPIE		1
@@ -145,6 +146,10 @@ struct dp2_dualpi2 {
 	int64_t		l_bytes, c_bytes;
 	uint64_t	stats[2][5];	/* per queue: dequeued, enqueued pkts, enqueued bytes, drops, marks */
 	uint64_t	marks[2], drops[2];
+	/* the learned policy (aqm "policy"; l4stb.sim.policy.PolicyGate): decides every policy_every-th decision */
+	const struct dp2_policy *policy;
+	int64_t		policy_every;
+	uint64_t	policy_count, policy_asked;
 };
 
 /* One PIE sub-queue (class PieState). */
@@ -198,6 +203,12 @@ uint64_t dp2_to_log_prob(uint64_t p);
 
 void	dp2_init_dualpi2(struct dp2_state *s, const struct dp2_params *prm, uint64_t seed);
 void	dp2_init_l4spie(struct dp2_state *s, const struct dp2_pie_params *prm, uint64_t seed);
+
+/*
+ * Let a validated policy decide every every-th dequeue decision (the 1st, the every+1-th, ...) and DualPI2
+ * the rest (dualpi2 mode only); NULL or every < 1 turns it off. The caller keeps *policy alive meanwhile.
+ */
+void	dp2_set_policy(struct dp2_state *s, const struct dp2_policy *policy, int64_t every);
 
 /* Enqueue: 1 = queued, 0 = dropped (the caller frees it). d->logged says whether to log d->fields. */
 int	dp2_enqueue(struct dp2_state *s, struct dp2_pkt *pkt, int64_t now_us, struct dp2_decision *d);

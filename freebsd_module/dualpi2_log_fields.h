@@ -11,7 +11,9 @@
 #define DUALPI2_ACTION_FORWARD 1
 #define DUALPI2_ACTION_DROP 2
 #define DUALPI2_ACTION_MARK 3
-#define DUALPI2_LOG_NFIELDS 26
+#define DUALPI2_LOG_NFIELDS 27
+#define DUALPI2_DECIDED_BY_AQM 0
+#define DUALPI2_DECIDED_BY_POLICY 1
 
 enum dualpi2_log_field {
 	DUALPI2_F_QUEUE_TYPE = 0,	/* enum: 0 = Classic (C) queue, 1 = L4S (L) queue */
@@ -40,6 +42,7 @@ enum dualpi2_log_field {
 	DUALPI2_F_DEQUEUE_ACTION = 23,	/* enum: 1 forwarded, 2 dropped, 3 CE-marked */
 	DUALPI2_F_TIMESTAMP_US = 24,
 	DUALPI2_F_FLOW_ID = 25,
+	DUALPI2_F_DECIDED_BY = 26,
 };
 
 /* Field names in log order, for the test harness and for humans. */
@@ -70,6 +73,7 @@ static const char *const dualpi2_log_field_names[DUALPI2_LOG_NFIELDS] = {
 	"dequeue_action",
 	"timestamp_us",
 	"flow_id",
+	"decided_by",
 };
 
 #endif /* DUALPI2_LOG_FIELDS_H */

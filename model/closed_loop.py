@@ -229,7 +229,8 @@ def closed_loop_section(ws: Workspace, run_id: str, record: dict) -> tuple[Repor
 
 
 def run_closed_loop(ws: Workspace, run_id: str, splits: PoolSplits, report, job, *,
-                    console: Console) -> tuple[ReportSection | None, list[dict]]:
+                    console: Console, extra_policies: tuple = ()) -> tuple[ReportSection | None, list[dict]]:
+    """``extra_policies``: more (slug, label, TimedPolicy) series, e.g. the distilled tree deciding every packet."""
     source = load_manifest(ws, run_id)
     if source.provider != "sim" or source.kind != "run":
         console.print(f"[yellow]closed loop skipped[/]: run {run_id} is a {source.kind} run on the {source.provider} "
@@ -248,7 +249,7 @@ def run_closed_loop(ws: Workspace, run_id: str, splits: PoolSplits, report, job,
         base_run = _series_run(ws, source, "dualpi2", repeats, {"policy": "DualPI2", "every": 0})
         _simulate_series(ws, base_run, None, progress)
         entries.append({"label": "DualPI2", "run_id": base_run})
-        for slug, label, policy in _policies(splits, report.checkpoint_dir, every, seed=0):
+        for slug, label, policy in [*_policies(splits, report.checkpoint_dir, every, seed=0), *extra_policies]:
             cl_run = _series_run(ws, source, slug, repeats, {"policy": label, "every": policy.every,
                                                              "checkpoint": str(report.checkpoint_dir)})
             _simulate_series(ws, cl_run, policy, progress)

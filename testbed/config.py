@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import posixpath
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -40,7 +42,7 @@ from l4stb.units import (
 CC_NAMES = ("cubic", "newreno", "dctcp", "prague", "udp")
 """``udp`` is no congestion control: an unresponsive UDP sender (iperf3 ``-u -b``), CBR or on-off."""
 STACKS = ("freebsd", "linux")
-AQM_NAMES = ("dualpi2", "l4s-pie", "pie", "fifo")
+AQM_NAMES = ("dualpi2", "l4s-pie", "pie", "fifo", "policy")
 SCALABLE_CCS = ("dctcp", "prague")
 """Scalable congestion controls send ECT(1) and are classified into the L queue."""
 
@@ -53,6 +55,14 @@ FilePath = Annotated[str, Field(pattern=r"^/[A-Za-z0-9._/-]{1,200}$")]
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """YAML's ``true`` is not a number: ``seed: true`` or ``connections=true`` is a mistake, not 1."""
+        if isinstance(value, bool) and cls.model_fields[info.field_name].annotation in (int, float):
+            raise ValueError("is true/false, but this field takes a number")
+        return value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -278,7 +288,7 @@ class Bottleneck(Strict):
 class Aqm(Strict):
     """AQM at the bottleneck. Unset parameters take the chosen AQM's defaults (see ``resolved``)."""
 
-    name: Literal["dualpi2", "l4s-pie", "pie", "fifo"] = "dualpi2"
+    name: Literal["dualpi2", "l4s-pie", "pie", "fifo", "policy"] = "dualpi2"
     ecn: bool = True
     target: Optional[Duration] = None
     tupdate: Optional[Duration] = None
@@ -313,6 +323,27 @@ class Aqm(Strict):
     Classic probability, so L sees only its own PIE; "intended" couples L to k x the Classic PIE's p."""
     kern_hz: int = Field(1000, ge=10, le=100_000)
     policy_every: int = Field(1, ge=1, le=100_000)
+    policy: Optional[str] = Field(None, min_length=1, max_length=4096)
+    """``policy`` only: a distilled policy, as a model folder written by `l4stb distill` or its blob file."""
+    every: int = Field(1, ge=1, le=100_000)
+    """``policy`` only: the policy decides every N-th packet (1 = every packet), the fallback AQM the rest."""
+    fallback: Literal["dualpi2"] = "dualpi2"
+    """``policy`` only: the AQM that runs the queues and decides the packets the policy does not."""
+
+    @model_validator(mode="after")
+    def _policy_needs_a_blob(self) -> "Aqm":
+        if self.name == "policy" and self.policy is None:
+            raise ValueError("aqm 'policy' needs aqm.policy: a model folder written by `l4stb distill` or its "
+                             "policy.l4pb blob")
+        if self.name != "policy" and self.policy is not None:
+            raise ValueError(f"aqm.policy is only read by aqm 'policy'; set aqm.name to policy or drop aqm.policy "
+                             f"(aqm is '{self.name}')")
+        return self
+
+    @property
+    def engine(self) -> str:
+        """The AQM that runs the queues: the fallback under ``policy`` (it decides what the policy does not)."""
+        return self.fallback if self.name == "policy" else self.name
 
     @model_validator(mode="after")
     def _dualpi2_options_agree(self) -> "Aqm":
@@ -345,9 +376,10 @@ class Aqm(Strict):
         dualpi2: ``max_rtt``/``typical_rtt`` derive the PI parameters (:func:`dualpi2_rtt_gains`). Otherwise
         an unset alpha follows Tupdate, ``alpha = 0.16 Hz x tupdate / 16 ms``, so a sweep over ``tupdate``
         alone keeps the integral gain per second (alpha / Tupdate, RFC 9332's ``0.1 / RTT_max^2``) at Linux's
-        default; beta is a gain per unit of delay change and needs no rescaling.
+        default; beta is a gain per unit of delay change and needs no rescaling. ``policy`` takes its
+        fallback's (DualPI2's) defaults.
         """
-        if self.name != "dualpi2":
+        if self.engine != "dualpi2":
             defaults = {"target": 15_000, "tupdate": 15_000, "alpha": 0.125, "beta": 1.25}
         elif self.max_rtt is not None or self.typical_rtt is not None:
             defaults = dualpi2_rtt_gains(self.max_rtt, self.typical_rtt)
@@ -355,7 +387,7 @@ class Aqm(Strict):
             tupdate = self.tupdate if self.tupdate is not None else DUALPI2_TUPDATE_US
             defaults = {"target": 15_000, "tupdate": DUALPI2_TUPDATE_US,
                         "alpha": DUALPI2_ALPHA_HZ * tupdate / DUALPI2_TUPDATE_US, "beta": DUALPI2_BETA_HZ}
-        if self.name == "dualpi2":
+        if self.engine == "dualpi2":
             defaults.update({"min_qlen_step": 0} if self.step_semantics == "linux" else {"th_len": 1})
         updates = {k: v for k, v in defaults.items() if getattr(self, k) is None}
         return self.model_copy(update=updates)
@@ -510,11 +542,26 @@ class HostSettings(Strict):
         return self.prague_transport or ("udp" if self.stack == "freebsd" else "tcp")
 
 
+LOG_DIR = "/var/log/"
+"""The only folder a router log may be written to: syslogd and newsyslog own it on FreeBSD (hier(7))."""
+
+
 class Logging(Strict):
     file: FilePath = "/var/log/dualpi2.log"
     rotate_size: Size = Field(10_000_000, ge=10_000, le=10**10)
     rotate_count: int = Field(100, ge=1, le=10_000)
     compress: Literal["bzip2", "gzip", "xz", "none"] = "bzip2"
+
+    @field_validator("file")
+    @classmethod
+    def _confined_to_var_log(cls, v: str) -> str:
+        """The vagrant plan truncates and rotates this file as root: it must be a file name inside /var/log/."""
+        parts = v.split("/")
+        if ".." in parts or "." in parts or v.endswith("/") or "//" in v:
+            raise ValueError(f"must be a plain path without '.', '..', '//' or a trailing '/', like {LOG_DIR}dualpi2.log")
+        if not v.startswith(LOG_DIR) or len(v) == len(LOG_DIR) or posixpath.normpath(v) != v:
+            raise ValueError(f"must name a file inside {LOG_DIR}, like {LOG_DIR}dualpi2.log")
+        return v
 
 
 class Iperf3(Strict):
@@ -624,11 +671,48 @@ def scenario_with(scenario: Scenario, overrides: dict[str, Any]) -> Scenario:
     return _validate(Scenario, data, f"scenario {scenario.name} with {overrides}")
 
 
-def _read_yaml(path: Path) -> dict:
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # an unhashable key: the base class reports it
+                duplicate = False
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' is given twice (line {key_node.start_mark.line + 1})", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+MAX_YAML_BYTES = 1 << 20
+"""A scenario or topology is a few hundred bytes; anything over 1 MiB is not one."""
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """YAML text -> Python values, with every way it can be wrong as a user error naming ``source``."""
     try:
-        data = yaml.safe_load(path.read_text())
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
-        raise L4stbError(f"{path} is not valid YAML: {exc}. Fix the syntax and try again.") from None
+        raise L4stbError(f"{source} is not valid YAML: {exc}. Fix the syntax and try again.") from None
+    except RecursionError:
+        raise L4stbError(f"{source} is nested too deeply to be a scenario or topology; fix the file.") from None
+
+
+def _read_yaml(path: Path) -> dict:
+    raw = path.read_bytes()
+    if len(raw) > MAX_YAML_BYTES:
+        raise L4stbError(f"{path} is {len(raw):,} bytes, too large for a scenario or topology (at most "
+                         f"{MAX_YAML_BYTES:,}); check that it is the right file.")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise L4stbError(f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8 and try again.") from None
+    data = parse_yaml(text, str(path))
     if not isinstance(data, dict):
         raise L4stbError(f"{path} must hold a YAML mapping (key: value lines), not {type(data).__name__}.")
     return data
@@ -641,7 +725,7 @@ def _split_override(item: str) -> tuple[str, Any]:
     key = key.strip()
     if not re.fullmatch(r"[a-z_]+(\.[a-z0-9_]+)*", key):
         raise L4stbError(f"--set '{item}': '{key}' is not a field path; write it like bottleneck.rate or aqm.target.")
-    return key, yaml.safe_load(raw) if raw.strip() else raw
+    return key, parse_yaml(raw, f"--set '{item}'") if raw.strip() else raw
 
 
 def _set_path(data: dict, key: str, value: Any, model: type[BaseModel], item: str) -> None:
@@ -650,6 +734,10 @@ def _set_path(data: dict, key: str, value: Any, model: type[BaseModel], item: st
     current: Any = model
     for depth, part in enumerate(parts):
         last = depth == len(parts) - 1
+        if not isinstance(node, (dict, list)):
+            where = ".".join(parts[:depth])
+            raise L4stbError(f"--set '{item}': {where} is a value ({node!r}), not a section with fields; "
+                             f"set {where}=VALUE instead.")
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
                 raise L4stbError(f"--set '{item}': '{part}' is not an index of {'.'.join(parts[:depth])} (0..{len(node) - 1}).")

@@ -4,7 +4,8 @@ Three line shapes exist (ARCHITECTURE §4):
 
 * ``l4s_ecn_marking-start,<24 ints>,end`` -- the paper's FreeBSD L4S scheduler (PIE-based);
 * ``dualpi2_ecn_marking-start,<23 ints>,end`` -- older data, without ``packet_length``;
-* ``l4stb_aqm-start,<24 ints>,<timestamp_us>,<flow_id>,end`` -- l4stb's own kernel module and simulator.
+* ``l4stb_aqm-start,<24 ints>,<timestamp_us>,<flow_id>,<decided_by>,end`` -- l4stb's own kernel module and
+  simulator (lines written before ``decided_by`` existed end after ``flow_id``; the parser reads both).
 
 The C header used by ``freebsd_module`` is generated from this module (:func:`render_c_header`) and a
 test fails when the checked-in header drifts from it.
@@ -70,8 +71,12 @@ FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in FIELDS)
 PROBABILITY_FIELDS: tuple[str, ...] = ("drop_probability", "accumulated_probability")
 """The per-packet probabilities, unscaled from 2^31-1 wherever a log record becomes Python values."""
 OLD_FIELD_NAMES: tuple[str, ...] = tuple(n for n in FIELD_NAMES if n != "packet_length")
-EXTRA_FIELD_NAMES: tuple[str, ...] = ("timestamp_us", "flow_id")
+EXTRA_FIELD_NAMES: tuple[str, ...] = ("timestamp_us", "flow_id", "decided_by")
 L4STB_FIELD_NAMES: tuple[str, ...] = FIELD_NAMES + EXTRA_FIELD_NAMES
+LEGACY_L4STB_FIELD_NAMES: tuple[str, ...] = L4STB_FIELD_NAMES[:-1]
+"""l4stb lines from before ``decided_by``: the parser reads them with ``decided_by`` = -1 (unknown)."""
+DECIDED_BY_AQM, DECIDED_BY_POLICY = 0, 1
+"""``decided_by``: 0 = the AQM itself (DualPI2, PIE, ...), 1 = the learned policy (aqm ``policy``, closed loop)."""
 FIELD_INDEX: dict[str, int] = {name: i for i, name in enumerate(L4STB_FIELD_NAMES)}
 
 LINE_SHAPES: dict[str, tuple[str, ...]] = {
@@ -82,8 +87,50 @@ LINE_SHAPES: dict[str, tuple[str, ...]] = {
 """Prefix -> the ordered field names its lines carry."""
 
 
+MAX_COUPLING = 16
+"""The largest coupling factor k a scenario may set (config ``aqm.coupling_factor``): DualPI2 logs the L queue's
+p_CL = k x p' unclamped (freebsd_module/dualpi2_core.c), so a logged probability reaches k, not 1."""
+_DAY_US = 86_400_000_000
+_U32 = (1 << 32) - 1
+_EXACT_IN_FLOAT = 1 << 53
+FIELD_RANGES: dict[str, tuple[int, int]] = {
+    "queue_type": (0, 1),
+    "qdelay_reference": (0, _DAY_US),
+    "tupdate": (0, _DAY_US),
+    "max_burst": (0, _DAY_US),
+    "max_ecn_threshold": (0, PROB_SCALE),
+    "alpha_coefficient": (0, _U32),
+    "beta_coefficient": (0, _U32),
+    "flags": (0, _U32),
+    "burst_allowance": (0, _DAY_US),
+    "drop_probability": (0, MAX_COUPLING * PROB_SCALE),
+    "current_queue_delay": (0, _DAY_US),
+    "previous_queue_delay": (0, _DAY_US),
+    "accumulated_probability": (0, _U32 * PROB_SCALE),
+    "measurement_start_time": (0, _EXACT_IN_FLOAT),
+    "average_dequeue_time": (0, _DAY_US),
+    "dequeue_count": (0, _EXACT_IN_FLOAT),
+    "status_flags": (0, _U32),
+    "total_packets": (0, _EXACT_IN_FLOAT),
+    "total_bytes": (0, _EXACT_IN_FLOAT),
+    "queue_length": (0, _U32),
+    "length_in_bytes": (0, _EXACT_IN_FLOAT),
+    "total_drops": (0, _EXACT_IN_FLOAT),
+    "packet_length": (0, 65_535),
+    "dequeue_action": (ACTION_FORWARD, ACTION_MARK),
+    "timestamp_us": (0, _EXACT_IN_FLOAT),
+    "flow_id": (0, (1 << 31) - 1),
+    "decided_by": (-1, 1),  # -1 only as the parser's filler for lines written before the field existed
+}
+"""The values each field can take (inclusive). A line outside them is skipped as ``out_of_range`` by the parser,
+never stored: delays and times at most a day in microseconds; probabilities in [0, 1] scaled by 2^31-1, except
+the L queue's coupled probability (up to :data:`MAX_COUPLING`) and PIE's accumulated probability (a running sum,
+up to 2^32); counters and clocks exact in a float64;
+flags 32 bits; an IP packet at most 65535 bytes (its 16-bit total length); flow ids as the int32 they are stored as."""
+
+
 def format_line(values: tuple[int, ...] | list[int]) -> str:
-    """Render one l4stb line (24 fields + timestamp_us + flow_id) exactly as the kernel module prints it."""
+    """Render one l4stb line (24 fields + timestamp_us + flow_id + decided_by) exactly as the kernel module prints it."""
     if len(values) != len(L4STB_FIELD_NAMES):
         raise ValueError(f"expected {len(L4STB_FIELD_NAMES)} values, got {len(values)}")
     return f"{L4STB_PREFIX},{','.join(str(int(v)) for v in values)},{LINE_END}"
@@ -116,6 +163,8 @@ def render_c_header() -> str:
         f"#define DUALPI2_ACTION_DROP {ACTION_DROP}",
         f"#define DUALPI2_ACTION_MARK {ACTION_MARK}",
         f"#define DUALPI2_LOG_NFIELDS {len(L4STB_FIELD_NAMES)}",
+        f"#define DUALPI2_DECIDED_BY_AQM {DECIDED_BY_AQM}",
+        f"#define DUALPI2_DECIDED_BY_POLICY {DECIDED_BY_POLICY}",
         "",
         "enum dualpi2_log_field {",
     ]

@@ -503,7 +503,7 @@ def parse_facts(text: str) -> dict[str, Any]:
 
 
 def uses_module(aqm: Aqm) -> bool:
-    return aqm.name in ("dualpi2", "l4s-pie")
+    return aqm.engine in ("dualpi2", "l4s-pie")
 
 
 def aqm_sysctls(aqm: Aqm, scenario: Scenario, repeat: int = 1) -> list[str]:
@@ -522,10 +522,12 @@ def aqm_sysctls(aqm: Aqm, scenario: Scenario, repeat: int = 1) -> list[str]:
 
     b = scenario.bottleneck
     values: list[tuple[str, int]] = [("seed", scenario.repeat_seed(repeat)), ("log", 1)]
-    if aqm.name == "dualpi2":
+    if aqm.engine == "dualpi2":
         prm = DualPI2Params.from_aqm(aqm, b)
         values.insert(0, ("mode", 0))
         values += [(f.name, int(getattr(prm, f.name))) for f in dataclasses.fields(prm)]
+        # aqm policy: the loaded blob decides every N-th packet; any other AQM leaves a loaded blob unused
+        values.append(("policy_every", int(aqm.every) if aqm.name == "policy" else 0))
     else:
         pie = PieParams.from_aqm(aqm, b)
         values.insert(0, ("mode", 1))
@@ -535,6 +537,28 @@ def aqm_sysctls(aqm: Aqm, scenario: Scenario, repeat: int = 1) -> list[str]:
                    ("pie_couple_same_flow", int(aqm.pie_coupling == "as-coded")),
                    ("tick_us", pie.tick_us), ("limit_packets", pie.limit_packets), ("limit_bytes", pie.limit_bytes)]
     return [f"{SYSCTL_ROOT}.{k}={v}" for k, v in values]
+
+
+POLICY_REMOTE = posixpath.join(STATE_ROOT, "policy.l4pb")
+"""Where the router keeps the distilled policy blob of a run under aqm ``policy``."""
+
+
+def policy_load(aqm: Aqm) -> tuple[tuple[Upload, ...], dict[str, Any]]:
+    """Uploads and template values that load aqm ``policy``'s blob into the module (none for other AQMs).
+
+    The module validates the blob completely before it is used; the step then checks that the module's
+    summary of the policy in force is this blob's, so a refused or stale blob stops the run.
+    """
+    if aqm.name != "policy":
+        return (), {"policy_blob": None}
+    from l4stb import policyblob
+
+    blob = policyblob.load(aqm.policy)
+    summary = (f"v{policyblob.VERSION}, {blob.size_bytes} bytes, {len(blob.nodes)} nodes, depth {blob.max_depth}, "
+               f"checksum {blob.checksum:08x}")
+    return ((Upload(Path(aqm.policy), POLICY_REMOTE),),
+            {"policy_blob": POLICY_REMOTE, "policy_sysctl": f"{SYSCTL_ROOT}.policy", "policy_summary": summary,
+             "policy_sha256": blob.sha256})
 
 
 def _queue_opts(aqm: Aqm, scenario: Scenario) -> list[str]:
@@ -687,6 +711,7 @@ def start_clients_step(scenario: Scenario, topology: Topology, run_id: str, repe
              for p in procs]
     step = "start clients together"
     return HostStep(host, step, render("start_clients.sh.j2", **_header(host, step), procs=items,
+                                       rate_schedule_name=RATE_SCHEDULE_NAME,
                                        nominal_delay=nominal, state_dir=state_dir_of(run_id, repeat),
                                        repeat_dir=layout.remote_repeat_dir(run_id, repeat)), timeout_s=60)
 
@@ -717,8 +742,9 @@ def run_phases(scenario: Scenario, topology: Topology, run_id: str, repeat: int,
     size_kb = int(math.ceil(scenario.logging.rotate_size / 1024))
     newsyslog_line = (f"{logs['log_file']} 644 {scenario.logging.rotate_count} {size_kb} * "
                       f"{COMPRESS_FLAG[compress]}C")
+    policy_uploads, policy_values = policy_load(aqm)
     router_cfg = HostStep(router, step, render(
-        "configure_router.sh.j2", **_header(router, step), uses_module=mod, aqm_name=aqm.name,
+        "configure_router.sh.j2", **_header(router, step), uses_module=mod, aqm_name=aqm.name, **policy_values,
         kmod_file=KMOD_FILE, module_dir=MODULE_DIR, limit_packets=int(scenario.bottleneck.limit_packets),
         limit_bytes=limit_bytes, aqm_sysctls=aqm_sysctls(aqm, scenario, repeat), rule=RULE, queue=QUEUE, pipe=PIPE,
         sched=SCHED, bw=ipfw_bandwidth(scenario.bottleneck.rate), delay_ms=ipfw_delay_ms(scenario.bottleneck.delay),
@@ -733,7 +759,7 @@ def run_phases(scenario: Scenario, topology: Topology, run_id: str, repeat: int,
                       f"!{tag}", f"kern.* -{logs['log_file']}", "!*"],
         newsyslog_lines=["# l4stb: rotate the dualpi2 module's log by size (count, size in KB, compression)",
                          newsyslog_line],
-        state_root=STATE_ROOT, **logs), timeout_s=120)
+        state_root=STATE_ROOT, **logs), uploads=policy_uploads, timeout_s=120)
     endpoint_cfg = []
     for h in [*client_hosts(scenario), server]:
         tcp_ccs = []

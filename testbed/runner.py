@@ -31,8 +31,33 @@ def default_jobs() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 
 
+def resolve_policy(scenario: Scenario) -> Scenario:
+    """Under aqm ``policy``: validate the blob now (a bad one is refused before anything runs) and pin its
+    absolute path, so every repeat and every host reads the same file."""
+    if scenario.aqm.name != "policy":
+        return scenario
+    from l4stb import policyblob
+
+    path = policyblob.resolve_blob_path(scenario.aqm.policy)
+    policyblob.load(path)
+    aqm = scenario.aqm.model_copy(update={"policy": str(path.resolve())})
+    return scenario.model_copy(update={"aqm": aqm})
+
+
+def policy_record(scenario: Scenario) -> dict | None:
+    """What the manifest records of the policy a run deploys: its file, sha256, size and shape."""
+    if scenario.aqm.name != "policy":
+        return None
+    from l4stb import policyblob
+
+    blob = policyblob.load(scenario.aqm.policy)
+    return {"blob": scenario.aqm.policy, "sha256": blob.sha256, "bytes": blob.size_bytes,
+            "checksum": f"{blob.checksum:08x}", "nodes": len(blob.nodes), "leaves": blob.leaves,
+            "max_depth": blob.max_depth, "features": [f.name for f in blob.features], "every": scenario.aqm.every}
+
+
 def resolve(ws: Workspace, scenario_name: str, overrides: list[str]) -> tuple[TestbedInfo, Topology, Scenario]:
-    scenario = load_scenario(scenario_name, overrides)  # a typo is reported before a missing testbed
+    scenario = resolve_policy(load_scenario(scenario_name, overrides))  # a typo is reported before a missing testbed
     testbed = TestbedInfo.load(ws)
     topology = load_topology(testbed.topology)
     scenario.check_against(topology)
@@ -47,7 +72,7 @@ def plan_run(ws: Workspace, scenario_name: str, overrides: list[str], provider: 
         provider_name = testbed.provider
         up = True
     else:
-        scenario = load_scenario(scenario_name, overrides)
+        scenario = resolve_policy(load_scenario(scenario_name, overrides))
         topology = load_topology(scenario.topology)
         provider_name = provider or "sim"
         up = False
@@ -79,6 +104,9 @@ def start_run(ws: Workspace, scenario: Scenario, topology: Topology, testbed: Te
         host_facts=provider.host_facts(topology),
         repeats={str(r): RepeatRecord(repeat=r, seed=scenario.repeat_seed(r)) for r in range(1, scenario.repeats + 1)},
     )
+    policy = policy_record(scenario)
+    if policy is not None:
+        manifest.steps["policy"] = policy
     save_manifest(ws, manifest)
     return manifest
 
@@ -112,6 +140,7 @@ def execute(ws: Workspace, run_id: str, *, jobs: int | None = None, quiet: bool 
         jobs = 1
     t0 = time.perf_counter()
     manifest.status = "running"
+    manifest.pid = os.getpid()
     manifest.timings.setdefault("started", utc_iso())
     save_manifest(ws, manifest)
 

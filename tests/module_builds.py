@@ -73,6 +73,19 @@ KERNEL_EXPORTS = {
     "memcpy": "kernel: sys/amd64/amd64/support.S (struct copies)",
     "__stack_chk_fail": "kernel: sys/kern/stack_protector.c (-fstack-protector)",
     "__stack_chk_guard": "kernel: sys/kern/stack_protector.c (-fstack-protector)",
+    # the learned-policy sysctl (dn_sched_dualpi2.c, "learned policy" block)
+    "malloc": "kernel: sys/kern/kern_malloc.c",
+    "free": "kernel: sys/kern/kern_malloc.c",
+    "malloc_init": "kernel: sys/kern/kern_malloc.c (MALLOC_DEFINE's SYSINIT)",
+    "malloc_uninit": "kernel: sys/kern/kern_malloc.c (MALLOC_DEFINE's SYSUNINIT)",
+    "__mtx_lock_flags": "kernel: sys/kern/kern_mutex.c (mtx_lock in a module, sys/sys/mutex.h)",
+    "__mtx_unlock_flags": "kernel: sys/kern/kern_mutex.c (mtx_unlock in a module)",
+    "mtx_sysinit": "kernel: sys/kern/kern_mutex.c (MTX_SYSINIT's SYSINIT)",
+    "_mtx_destroy": "kernel: sys/kern/kern_mutex.c (MTX_SYSINIT's SYSUNINIT)",
+    "snprintf": "kernel: sys/kern/subr_prf.c",
+    "strcmp": "kernel: sys/libkern/strcmp.c",
+    "strlen": "kernel: sys/libkern/strlen.c",
+    "memset": "kernel: sys/amd64/amd64/machdep.c (DEFINE_IFUNC memset: memset_std/memset_erms of support.S)",
 }
 
 # Linker-set bounds (__start_set_vnet, __stop_set_sysctl_set, ...): sys/sys/linker_set.h, sys/net/vnet.h
@@ -189,7 +202,7 @@ def _stub_kernel_headers(module_dir: Path, folder: Path) -> None:
             continue
         path = folder / header
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text('#include "kstub.h"\n')
+        path.write_text('#define KSTUB_GLUE 1\n#include "kstub.h"\n')  # KSTUB_GLUE: the glue's own unit
 
 
 def build_glue_harness(module_dir: Path, out: Path) -> Build:

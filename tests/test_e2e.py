@@ -10,7 +10,7 @@ import pytest
 
 SECTIONS = ["Overview", "Queue delay", "Throughput", "Utilisation", "Fairness", "Actions", "Model training",
             "Classification on held-out data", "Cost: latency, throughput, memory",
-            "Closed loop: learned policy vs DualPI2", "Parse statistics", "Provenance"]
+            "Deployable policy (distilled decision tree)", "Closed loop: learned policy vs DualPI2", "Parse statistics", "Provenance"]
 
 
 def _sections(markdown: str) -> dict[str, str]:
@@ -37,7 +37,8 @@ def test_main_job_produces_a_report_with_real_numbers_in_every_section(l4stb, wo
         assert title in sections, f"section {title!r} missing from the report"
         body = sections[title]
         assert re.search(r"\d", body), f"section {title!r} holds no numbers"
-    for title in ("Queue delay", "Classification on held-out data", "Closed loop: learned policy vs DualPI2"):
+    for title in ("Queue delay", "Classification on held-out data", "Deployable policy (distilled decision tree)",
+                  "Closed loop: learned policy vs DualPI2"):
         rows = [line for line in sections[title].splitlines() if line.startswith("|") and "---" not in line][1:]
         assert rows, f"{title}: no table rows"
         assert not any(re.search(r"\bnan\b", r, re.I) for r in rows), f"{title}: NaN in {rows}"
@@ -54,6 +55,11 @@ def test_main_job_produces_a_report_with_real_numbers_in_every_section(l4stb, wo
 
     closed = sorted(p.name for p in (workdir / "runs").iterdir() if "-cl-" in p.name)
     assert any(name.endswith("-cl-llm-n10") for name in closed) and any("decision-tree" in n for n in closed)
+    # the distilled tree: a blob the simulator ran in the closed loop, deciding every packet itself
+    distilled = json.loads((run_dir / "model" / "tiny-gpt2-distilled" / "distill.json").read_text())
+    assert distilled["blob"]["bytes"] <= 4096 and 0 <= distilled["agreement_with_teacher"] <= 1
+    assert any(name.endswith("-cl-distilled") for name in closed)
+    assert "distilled tree every 1" in sections["Closed loop: learned policy vs DualPI2"]
     summary = l4stb("summary", "--run", next(n for n in closed if n.endswith("llm-n10")), "--json")
     assert summary.exit_code == 0
     data = json.loads(summary.stdout)

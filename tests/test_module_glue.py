@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from l4stb.logformat import FIELD_INDEX, L4STB_FIELD_NAMES
 from module_builds import MODULE, Build, build_glue_harness
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None,
@@ -103,7 +104,7 @@ def test_layer2_packets_are_read_and_marked_at_dummynets_iphdr_off(harness: Path
     run = drive_ok(harness, ["load", "new", *l4s_burst(l2=1)])
     sent = [a for a in run.answers("deq") if "id" in a]
     assert len(sent) == 10 and any(a["ecn"] == "3" for a in sent) and all(a["csum"] == "ok" for a in sent)
-    assert {int(line.split(",")[-2]) for line in run.log_lines} == {(40000 << 16) | 5201}
+    assert {int(line.split(",")[1 + FIELD_INDEX["flow_id"]]) for line in run.log_lines} == {(40000 << 16) | 5201}
 
 
 def test_classic_ect0_is_marked_and_not_ect_is_dropped_never_marked(harness: Path):
@@ -135,8 +136,8 @@ def test_every_log_line_is_emitted_and_counted_in_log_lines(harness: Path):
     assert run.log_lines
     assert run.get("log_lines") == len(run.log_lines)
     for line in run.log_lines:
-        assert re.fullmatch(r"dualpi2: l4stb_aqm-start(,-?\d+){26},end", line), line
-    flow_ids = {int(line.split(",")[-2]) for line in run.log_lines}
+        assert re.fullmatch(r"dualpi2: l4stb_aqm-start(,-?\d+){%d},end" % len(L4STB_FIELD_NAMES), line), line
+    flow_ids = {int(line.split(",")[1 + FIELD_INDEX["flow_id"]]) for line in run.log_lines}
     assert flow_ids == {(40000 << 16) | 5201}, "the flow id is read from the ports behind the IP header"
 
 

@@ -40,7 +40,7 @@ def harness(tmp_path_factory) -> Path:
     src = resources.module_dir()
     out = tmp_path_factory.mktemp("harness") / "dualpi2_harness"
     cmd = [GCC, "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2", f"-I{src}", str(src / "harness" / "harness.c"),
-           str(src / "dualpi2_core.c"), "-o", str(out)]
+           str(src / "dualpi2_core.c"), str(src / "dp2_policy.c"), "-o", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, f"gcc failed:\n{proc.stderr}"
     return out
@@ -139,10 +139,11 @@ def run_harness(harness: Path, blocks: list[tuple[str, list[tuple]]]) -> list[li
     return outs
 
 
-def python_dualpi2_with_logs(prm: DualPI2Params, seed: int, events: list[tuple], auto: bool = False) -> list[str]:
+def python_dualpi2_with_logs(prm: DualPI2Params, seed: int, events: list[tuple], auto: bool = False,
+                             policy=None) -> list[str]:
     """DualPI2 over the events with its log lines interleaved (flow id = sequence number, as the harness)."""
     out: list[tuple] = []
-    aqm = DualPI2(prm, seed, emit=lambda f: out.append(("L",) + tuple(f)), trace=out)
+    aqm = DualPI2(prm, seed, emit=lambda f: out.append(("L",) + tuple(f)), trace=out, policy=policy)
     n = 0
     for ev in events:
         if auto and ev[0] in "ED":
@@ -296,3 +297,29 @@ def test_c_core_matches_replay_on_hypothesis_traces(harness: Path, seed: int, pa
     got = run_harness(harness, [(header_dualpi2(prm, seed, 0, 0), timed)])[0]
     want = [fmt(r) for r in replay(prm, seed, timed)]
     assert got == want, _first_difference(want, got)
+
+
+def test_c_core_with_a_policy_blob_matches_the_python_core_decision_for_decision(harness: Path):
+    """The policy AQM: the blob decides every N-th dequeue decision in C exactly as in the simulator, and
+    the decided_by field of every log line says which of DualPI2 or the policy took it."""
+    from l4stb.policyblob import Feature, Node, encode, parse
+    from l4stb.sim.policy import BlobPolicy
+
+    # a small fixed tree over the fields DualPI2 logs: sojourn, queue bytes, queue type
+    nodes = [Node(0, 0, 1, 4, 4000), Node(1, 0, 2, 3, 3000), Node(0xFF, 0, 0, 0, 0), Node(0xFF, 2, 0, 0, 0),
+             Node(2, 0, 5, 6, 0), Node(0xFF, 1, 0, 0, 0), Node(0xFF, 2, 0, 0, 0)]
+    raw = encode([Feature(10, 0, 1), Feature(20, 0, 1), Feature(0, 0, 1)], nodes, 2)
+    rng = random.Random(4242)
+    cases = []
+    for _ in range(250):
+        prm = random_dualpi2_params(rng)
+        every = rng.choice([1, 1, 2, 3, 10])
+        cases.append((prm, rng.randrange(10**6), every, random_events(rng, prm.tupdate_us, rng.choice([50, 300]))))
+    blocks = [(header_dualpi2(p, s, 1, 0) + f"\nQ,{every},{raw.hex()}", ev) for p, s, every, ev in cases]
+    outs = run_harness(harness, blocks)
+    by_policy = 0
+    for (prm, seed, every, events), got in zip(cases, outs, strict=True):
+        want = python_dualpi2_with_logs(prm, seed, events, policy=BlobPolicy(parse(raw), every))
+        assert got == want, f"{prm} seed {seed} every {every}: {_first_difference(want, got)}"
+        by_policy += sum(1 for w in want if w.startswith("L,") and w.endswith(",1"))
+    assert by_policy > 1000

@@ -46,7 +46,7 @@ def test_log_lines_are_syslog_lines_carrying_format_line_exactly(tmp_path):
         head, _, payload = line.partition(f" router kernel: {SYSLOG_TAG}: ")
         assert len(head) == 15 and head[3] == " " and head[6] == " "  # "Mmm dd HH:MM:SS"
         values = [int(v) for v in payload.removeprefix(L4STB_PREFIX + ",").removesuffix(",end").split(",")]
-        assert len(values) == len(L4STB_FIELD_NAMES) == 26
+        assert len(values) == len(L4STB_FIELD_NAMES) == 27
         assert payload == format_line(values)
 
 
@@ -86,7 +86,7 @@ def test_rotation_produces_readable_numbered_files_in_order(tmp_path, compress, 
         lines = read_lines(p)
         assert all(len(line) < 400 for line in lines)
         assert "newsyslog[" in lines[0] and "logfile turned over" in lines[0]
-        ts = [int(line.rsplit(",end", 1)[0].split(",")[-2]) for line in lines if L4STB_PREFIX in line]
+        ts = [int(line.rsplit(",end", 1)[0].split(",")[-3]) for line in lines if L4STB_PREFIX in line]  # timestamp_us
         assert ts == sorted(ts)
         stamps.append((ts[0], ts[-1]))
     assert all(stamps[i][1] <= stamps[i + 1][0] for i in range(len(stamps) - 1))

@@ -21,6 +21,8 @@
  *                                  header in front, dn_pkt_tag.iphdr_off = 14, as tag_mbuf() sets it)
  *   deq NOW_US                     one dequeue() -> "deq none" or "deq id=<packet id> ecn=<field>
  *                                  csum=<ok|bad|none (IPv6)> len=<bytes> rcvif=<idx>"
+ *   sysctl NAME [VALUE]            a string sysctl (the learned policy: begin, +<hex>, commit, none), read
+ *                                  or written as sysctl(8) does -> "sysctl NAME rc=<errno> value=<read value>"
  *   counters                       -> "counters live_mbufs=.. freed_mbufs=.. live_tags=.. log_lines=..
  *                                  io_pkt_drop=.. ecn_mark_calls=.."
  * At end of input the instance (if any) is freed and every mbuf and tag must have been freed.
@@ -180,7 +182,7 @@ need_instance(void)
 int
 main(void)
 {
-	char line[256], name[64], proto[16];
+	char line[2048], name[64], proto[16];
 	long long now, value;
 	int ecn, len, ifidx, l2, n, i;
 
@@ -248,6 +250,14 @@ main(void)
 				printf("deq none\n");
 			else
 				check_and_print_sent(m);
+		} else if (sscanf(line, "sysctl %63s", name) == 1) {
+			char *val, out[256] = "";
+			int rc;
+
+			line[strcspn(line, "\n")] = '\0';
+			val = strchr(line + 7, ' ');
+			rc = kstub_sysctl_string(name, val != NULL ? val + 1 : NULL, out, sizeof(out));
+			printf("sysctl %s rc=%d value=%s\n", name, rc, out);
 		} else if (strncmp(line, "counters", 8) == 0) {
 			printf("counters live_mbufs=%ld freed_mbufs=%ld live_tags=%ld log_lines=%ld "
 			    "io_pkt_drop=%lu ecn_mark_calls=%ld\n", kstub_counts.live_mbufs, kstub_counts.freed_mbufs,

@@ -13,10 +13,12 @@
  *   E,now_us,length,ecn                enqueue one packet (its flow id is its sequence number)
  *   D,now_us                           one transmission opportunity
  *   U,now_us                           one controller step
+ *   Q,every,<hex blob>                 dualpi2 mode: the policy blob decides every every-th dequeue decision
+ *                                      (dp2_set_policy); a blob the validator refuses ends the run (exit 2)
  * Output: the tuples of l4stb.sim.aqm_dualpi2.replay() as "kind,now_us,queue,action,length,ecn_out,
  * prob,p_prime,delay_us", and with log=1 a line "L,<26 log fields>" right before the record of the
  * decision it belongs to (the Python core emits the line, then traces the decision).
- * Built by the tests with: gcc -Wall -Wextra -Werror -O2 -I.. harness.c ../dualpi2_core.c
+ * Built by the tests with: gcc -Wall -Wextra -Werror -O2 -I.. harness.c ../dualpi2_core.c ../dp2_policy.c
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +29,32 @@
 #define MAXP 32
 
 static int print_logs;
+static uint8_t policy_blob[DP2_POLICY_MAX_BYTES];
+static struct dp2_policy policy;
+
+/* "Q,every,<hex>": load the blob and hand it to the core; 0 on success. */
+static int
+set_policy(struct dp2_state *s, const char *line)
+{
+	char *end;
+	long long every = strtoll(line, &end, 10);
+	long n;
+	int code;
+
+	if (*end != ',')
+		return (-1);
+	end++;
+	n = dp2_policy_hex_decode(end, strcspn(end, "\r\n"), policy_blob, sizeof(policy_blob));
+	if (n < 0)
+		return (-1);
+	code = dp2_policy_init(&policy, policy_blob, (size_t)n);
+	if (code != DP2_POLICY_OK) {
+		fprintf(stderr, "harness: policy refused: %s (code %d)\n", dp2_policy_strerror(code), code);
+		return (-1);
+	}
+	dp2_set_policy(s, &policy, every);
+	return (0);
+}
 
 static void
 print_log(const struct dp2_decision *d)
@@ -148,6 +176,11 @@ main(void)
 		if (!started) {
 			fprintf(stderr, "harness: the first line must be P,mode,seed,log,auto,params...\n");
 			return (2);
+		}
+		if (kind == 'Q') {
+			if (set_policy(&s, line + 2) != 0)
+				return (2);
+			continue;
 		}
 		n = parse(line + 2, v, 8);
 		if ((kind == 'E' || kind == 'D') && auto_update && n >= 1)

@@ -62,7 +62,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from l4stb.logformat import ACTION_DROP, ACTION_FORWARD, ACTION_MARK, PROB_SCALE
+from l4stb.logformat import ACTION_DROP, ACTION_FORWARD, ACTION_MARK, DECIDED_BY_AQM, DECIDED_BY_POLICY, PROB_SCALE
 from l4stb.sim.packet import CE, ECN, FLOW, LEN, NOT_ECT, T_ENQ
 from l4stb.sim.policy import POLICY_DROP, POLICY_MARK, PolicyGate
 from l4stb.sim.prng import seed_state
@@ -189,7 +189,7 @@ def to_log_prob(p: int) -> int:
 
 
 class DualPI2:
-    """The DualPI2 state machine. ``emit`` receives one 26-value tuple per logged packet decision."""
+    """The DualPI2 state machine. ``emit`` receives one 27-value tuple (logformat.format_line) per logged packet decision."""
 
     name = "dualpi2"
 
@@ -276,7 +276,7 @@ class DualPI2:
                 queue = self.lq if q else self.cq
                 head = now_us - queue[0][T_ENQ] if queue else 0
                 self.emit(self._fields(q, pkt, now_us, self.p_cl if q else self.p_c, head, len(queue),
-                                       self.l_bytes if q else self.c_bytes, ACTION_DROP))
+                                       self.l_bytes if q else self.c_bytes, ACTION_DROP) + (DECIDED_BY_AQM,))
             st[3] += 1
             self.drops[q] += 1
             if self.trace is not None:
@@ -369,6 +369,7 @@ class DualPI2:
             ecn = pkt[ECN]
             # -------- AQM decision: action and the probability it applied
             action = ACTION_FORWARD
+            by = DECIDED_BY_AQM
             # Linux guard: no PI-based drop/mark while fewer than min_backlog_bytes remain queued
             pi_on = self.l_bytes + self.c_bytes >= prm.min_backlog_bytes
             if q:
@@ -381,6 +382,7 @@ class DualPI2:
                             action = ACTION_MARK if (ecn != NOT_ECT and prm.ecn) else ACTION_DROP
                     else:
                         action = self._ask(gate, q, pkt, now_us, prob, sojourn, qlen, qbytes)
+                        by = DECIDED_BY_POLICY
                 else:
                     prob = p_cl
                     if gate is None or not gate.take():
@@ -391,6 +393,7 @@ class DualPI2:
                             action = ACTION_MARK if (ecn != NOT_ECT and prm.ecn) else ACTION_DROP
                     else:
                         action = self._ask(gate, q, pkt, now_us, prob, sojourn, qlen, qbytes)
+                        by = DECIDED_BY_POLICY
             else:
                 prob = self.p_c if pi_on else 0
                 if gate is None or not gate.take():
@@ -402,10 +405,11 @@ class DualPI2:
                             action = ACTION_MARK
                 else:
                     action = self._ask(gate, q, pkt, now_us, prob, sojourn, qlen, qbytes)
+                    by = DECIDED_BY_POLICY
             # -------- apply, log
             st = self.stats[q]
             if emit is not None:
-                emit(self._fields(q, pkt, now_us, prob, sojourn, qlen, qbytes, action))
+                emit(self._fields(q, pkt, now_us, prob, sojourn, qlen, qbytes, action) + (by,))
             if trace is not None:
                 trace.append(("D", now_us, q, action, length, CE if action == ACTION_MARK else ecn, prob, self.p, sojourn))
             st[0] += 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from l4stb.logformat import ACTION_DROP, ACTION_FORWARD, ACTION_MARK
+from l4stb.logformat import ACTION_DROP, ACTION_FORWARD, ACTION_MARK, DECIDED_BY_AQM, DECIDED_BY_POLICY
 from l4stb.sim.packet import CE, ECN, FLOW, LEN, NOT_ECT, T_ENQ
 from l4stb.sim.policy import POLICY_DROP, POLICY_MARK, PolicyGate
 
@@ -49,9 +49,11 @@ class Fifo:
 
     def enqueue(self, pkt: list, now_us: int) -> bool:
         length = pkt[LEN]
+        by = DECIDED_BY_AQM
         if len(self.q) >= self.limit_packets or self.bytes + length > self.limit_bytes:
             action = ACTION_DROP
         elif self.gate is not None and self.gate.take():
+            by = DECIDED_BY_POLICY
             choice = self.gate.decide(self._fields(pkt, now_us, 0)[:24])
             if choice == POLICY_DROP:
                 action = ACTION_DROP
@@ -62,7 +64,7 @@ class Fifo:
         else:
             action = ACTION_FORWARD
         if self.emit is not None:
-            self.emit(self._fields(pkt, now_us, action))
+            self.emit(self._fields(pkt, now_us, action) + (by,))
         if action == ACTION_DROP:
             self.drops[0] += 1
             return False

@@ -42,7 +42,7 @@ does not compile (``f`` is undeclared in ``l4s_enqueue``).
 
 from __future__ import annotations
 
-from l4stb.logformat import ACTION_DROP, ACTION_FORWARD, ACTION_MARK
+from l4stb.logformat import ACTION_DROP, ACTION_FORWARD, ACTION_MARK, DECIDED_BY_AQM, DECIDED_BY_POLICY
 from l4stb.sim.aqm_pie import (
     PIE_ACTIVE,
     PIE_ECN_ENABLED,
@@ -154,7 +154,9 @@ class L4sPie:
         qt = 1 if ecn == ECT1 else 0
         st = self.qs[qt]
         enqueue = True
+        by = DECIDED_BY_AQM
         if self.gate is not None and self.gate.take():
+            by = DECIDED_BY_POLICY
             logged = apply_policy(self.gate, st.log_fields(qt, prm, pkt, 0, now_us), ecn,
                                   bool(prm.flags & PIE_ECN_ENABLED))
             enqueue = logged != ACTION_DROP
@@ -166,7 +168,7 @@ class L4sPie:
                 else:
                     enqueue = False
         if self.emit is not None:
-            self.emit(st.log_fields(qt, prm, pkt, logged, now_us))
+            self.emit(st.log_fields(qt, prm, pkt, logged, now_us) + (by,))
         if not st.sflags & PIE_ACTIVE and st.len_bytes >= self.one_third:
             self._activate(qt, now_us)
         st.refill_burst(prm)

@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from l4stb.logformat import ACTION_DROP, ACTION_FORWARD, ACTION_MARK
+from l4stb.logformat import ACTION_DROP, ACTION_FORWARD, ACTION_MARK, DECIDED_BY_AQM, DECIDED_BY_POLICY
 from l4stb.sim.packet import CE, ECN, FLOW, LEN, NOT_ECT, T_ENQ
 from l4stb.sim.policy import POLICY_DROP, POLICY_MARK, PolicyGate
 from l4stb.sim.prng import seed_state
@@ -243,9 +243,11 @@ class Pie:
         tick = prm.tick_us
         unow = now_us - now_us % tick
         ecn = pkt[ECN]
+        by = DECIDED_BY_AQM
         if st.length >= prm.limit_packets or st.len_bytes + pkt[LEN] > prm.limit_bytes:
             action = ACTION_DROP
         elif self.gate is not None and self.gate.take():
+            by = DECIDED_BY_POLICY
             action = apply_policy(self.gate, st.log_fields(0, prm, pkt, 0, now_us), ecn, bool(prm.flags & PIE_ECN_ENABLED))
         elif st.burst_allowance == 0 and not st.not_congested(prm, st.drop_prob):
             action = st.derand(prm, st.drop_prob)
@@ -262,7 +264,7 @@ class Pie:
             action = ACTION_FORWARD
         st.refill_burst(prm)
         if self.emit is not None:
-            self.emit(st.log_fields(0, prm, pkt, action, now_us))
+            self.emit(st.log_fields(0, prm, pkt, action, now_us) + (by,))
         if action == ACTION_DROP:
             st.drops += 1
             self.drops[0] += 1

@@ -49,3 +49,18 @@ class PolicyGate:
         if action not in (POLICY_FORWARD, POLICY_DROP, POLICY_MARK):
             raise ValueError(f"policy.decide returned {action!r}; it must return 0 (forward), 1 (drop) or 2 (mark)")
         return action
+
+
+class BlobPolicy:
+    """A deployable policy blob (:mod:`l4stb.policyblob`) as the simulator's policy: the ``policy`` AQM.
+
+    It decides with the blob's integer evaluator, the Python twin of the kernel module's C evaluator, so the
+    simulator and the router take the same decision on the same logged fields.
+    """
+
+    __slots__ = ("blob", "every", "decide")
+
+    def __init__(self, blob, every: int = 1):
+        self.blob = blob
+        self.every = int(every)
+        self.decide = blob.decide

@@ -117,7 +117,12 @@ def make_aqm(scenario: Scenario, seed: int, emit, policy):
     """The bottleneck AQM object for ``scenario.aqm`` (its log lines go to ``emit``)."""
     aqm = scenario.aqm.resolved()
     b = scenario.bottleneck
-    if aqm.name == "dualpi2":
+    if aqm.name == "policy" and policy is None:  # the deployable policy: its blob decides every N-th packet
+        from l4stb import policyblob
+        from l4stb.sim.policy import BlobPolicy
+
+        policy = BlobPolicy(policyblob.load(aqm.policy), aqm.every)
+    if aqm.engine == "dualpi2":
         return DualPI2(DualPI2Params.from_aqm(aqm, b), seed, emit=emit, policy=policy)
     if aqm.name == "l4s-pie":
         return L4sPie(PieParams.from_aqm(aqm, b), seed, emit=emit, policy=policy,
@@ -250,6 +255,7 @@ def simulate_repeat(job: SimJob, progress: Callable[[float], None] | None = None
                          "throughput_mbps": round(f.rcv_nxt * MSS * 8 / secs / 1e6, 4),
                          "retransmits": f.retrans,
                          "mean_rtt_ms": round(f.rtt_sum / f.rtt_n / 1e6, 3) if f.rtt_n else None,
+                         "min_rtt_ms": round(f.rtt_min / 1e6, 3) if f.rtt_n else None,
                          "ce_marks": getattr(f, "ce_acked", None),
                          "ce_received": f.ce_received,
                          "ecn_codepoint": getattr(f, "ecn_cp", ECT1),
@@ -297,12 +303,15 @@ def describe_repeat(scenario: Scenario, topology: Topology, run_id: str, repeat:
     secs = sc.duration // 1_000_000
     server_ip = topology.address(topology.server)
     b = sc.bottleneck
-    if aqm.name == "dualpi2":
+    if aqm.engine == "dualpi2":
         prm = DualPI2Params.from_aqm(aqm, b)
         what = (f"DualPI2 (RFC 9332): target {format_duration(aqm.target)}, Tupdate {format_duration(aqm.tupdate)}, "
                 f"alpha {aqm.alpha} Hz, beta {aqm.beta} Hz, k {aqm.coupling_factor:g}, p_Cmax {prm.p_cmax / P_ONE:.3g}, "
                 f"L AQM {prm.native_aqm_text()}, scheduler {aqm.scheduler} "
                 f"(classic_protection {aqm.classic_protection:.0%}), ECN {'on' if aqm.ecn else 'off'}")
+        if aqm.name == "policy":
+            what = (f"the distilled policy {aqm.policy} deciding every {aqm.every} packet(s) "
+                    f"(log field decided_by = 1), {what} the rest")
     elif aqm.name in ("pie", "l4s-pie"):
         what = (f"{'FreeBSD PIE' if aqm.name == 'pie' else 'original l4s scheduler (PIE per sub-queue, L = max(own p, 2 p_C))'}: "
                 f"target {format_duration(aqm.target)}, tupdate {format_duration(aqm.tupdate)}, alpha {aqm.alpha}, "

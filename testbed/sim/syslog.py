@@ -89,7 +89,7 @@ class SyslogFile:
     # ------------------------------------------------------------------ writing
 
     def emit_fields(self, fields: tuple) -> None:
-        """Log one AQM decision: ``fields`` are the 26 values of :func:`l4stb.logformat.format_line`.
+        """Log one AQM decision: ``fields`` are the 27 values of :func:`l4stb.logformat.format_line`.
 
         The text is exactly ``format_line(fields) + "\\n"`` (built with one %-format for speed; a test
         checks they agree).

@@ -551,6 +551,9 @@ class TcpFlow:
         """A SACK of a segment first sent after a retransmission means that retransmission was lost (no
         reordering here): resend it. FreeBSD's LRD (tcp_sack_lost_retransmission) also reduces cwnd once more
         through the CC module; Linux's RACK keeps the episode."""
+        freebsd = not self.linux and self.prague is None
+        if freebsd and sack < self.recover:
+            return  # tcp_sack_lost_retransmission needs snd_fack beyond snd_recover: once per episode
         lost = [s for s, mark in self.rtx_out.items() if sack >= mark]
         if not lost:
             return
@@ -559,7 +562,7 @@ class TcpFlow:
         first = min(lost)
         if first < self.rtx_next:
             self.rtx_next = first
-        if not self.linux and self.prague is None:
+        if freebsd:
             # tcp_sack_lost_retransmission: cwnd = ssthresh, exit recovery, CC_NDUPACK again (snd_recover =
             # snd_max); FreeBSD then sets cwnd to 1 MSS for PRR/SACK processing to rebuild -- here, without
             # PRR, recovery goes on at the new ssthresh

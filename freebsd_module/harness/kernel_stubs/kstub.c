@@ -263,8 +263,8 @@ log(int level, const char *fmt, ...)
 	va_list ap;
 	int n;
 
-	if (level != LOG_INFO)
-		die("log: the glue logs at LOG_INFO");
+	if (level != LOG_INFO && level != LOG_WARNING)
+		die("log: the glue logs at LOG_INFO (decisions) or LOG_WARNING (a refused policy)");
 	va_start(ap, fmt);
 	n = vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
@@ -310,3 +310,122 @@ kstub_sysctl(const char *name, int want_write)
 	}
 	return (NULL);
 }
+
+/* ------------------------------------------------- the learned-policy sysctl (l4stb distill): begin */
+
+static long kstub_kmallocs;	/* live malloc(9) blocks */
+
+/* kern/kern_malloc.c malloc(9)/free(9): M_WAITOK never fails; M_ZERO zeroes. */
+void *
+kstub_kmalloc(size_t size, struct malloc_type *type, int flags)
+{
+	void *p;
+
+	if (type == NULL || !(flags & (M_WAITOK | M_NOWAIT)))
+		die("malloc(9): a type and M_WAITOK or M_NOWAIT are required");
+	p = (flags & M_ZERO) ? calloc(1, size) : malloc(size);
+	if (p == NULL)
+		die("malloc(9): out of memory");
+	kstub_kmallocs++;
+	return (p);
+}
+
+void
+kstub_kfree(void *addr, struct malloc_type *type)
+{
+	if (type == NULL)
+		die("free(9): a malloc type is required");
+	if (addr != NULL)
+		kstub_kmallocs--;
+	free(addr);
+}
+
+long
+kstub_kmalloc_live(void)
+{
+	return (kstub_kmallocs);
+}
+
+/* kern/kern_mutex.c: one thread, so recursion or unlocking what is not held is a bug of the glue. */
+void
+kstub_mtx_lock(struct mtx *m)
+{
+	if (m->kstub_held)
+		die("mtx_lock: already held (a non-recursive mutex would panic)");
+	m->kstub_held = 1;
+}
+
+void
+kstub_mtx_unlock(struct mtx *m)
+{
+	if (!m->kstub_held)
+		die("mtx_unlock: not held");
+	m->kstub_held = 0;
+}
+
+/* kern/kern_sysctl.c: SYSCTL_IN copies exactly l more bytes of the new value (EINVAL past its end);
+ * SYSCTL_OUT appends to the old value (ENOMEM past the caller's buffer). */
+int
+kstub_sysctl_in(struct sysctl_req *req, void *p, size_t l)
+{
+	if (req->newptr == NULL || l > req->newlen - req->newidx)
+		return (KSTUB_EINVAL);
+	memcpy(p, (const char *)req->newptr + req->newidx, l);
+	req->newidx += l;
+	return (0);
+}
+
+int
+kstub_sysctl_out(struct sysctl_req *req, const void *p, size_t l)
+{
+	if (req->oldptr != NULL) {
+		if (l > req->oldlen - req->oldidx)
+			return (12);	/* ENOMEM */
+		memcpy(req->oldptr + req->oldidx, p, l);
+	}
+	req->oldidx += l;
+	return (0);
+}
+
+static struct {
+	const char		*name;
+	kstub_sysctl_handler_t	handler;
+	int			flags;
+} procs[8];
+static int nprocs;
+
+void
+kstub_sysctl_proc_register(const char *name, kstub_sysctl_handler_t handler, int flags)
+{
+	if (nprocs == (int)nitems(procs))
+		die("too many SYSCTL_PROCs");
+	procs[nprocs].name = name;
+	procs[nprocs].handler = handler;
+	procs[nprocs].flags = flags;
+	nprocs++;
+}
+
+/* Read (value NULL) or write a string OID as sysctl(8) does: the written value without its NUL. */
+int
+kstub_sysctl_string(const char *name, const char *value, char *out, size_t outlen)
+{
+	struct sysctl_req req;
+	int i;
+
+	for (i = 0; i < nprocs; i++) {
+		if (strcmp(procs[i].name, name) != 0)
+			continue;
+		memset(&req, 0, sizeof(req));
+		if (value != NULL) {
+			req.newptr = value;
+			req.newlen = strlen(value);
+			return (procs[i].handler(NULL, NULL, 0, &req));
+		}
+		req.oldptr = out;
+		req.oldlen = outlen;
+		return (procs[i].handler(NULL, NULL, 0, &req));
+	}
+	die("no such string sysctl");
+	return (KSTUB_EINVAL);
+}
+/* --------------------------------------------------- the learned-policy sysctl (l4stb distill): end */

@@ -166,7 +166,7 @@ void	log(int level, const char *fmt, ...) __attribute__((__format__(__printf__, 
 /* sys/malloc.h, sys/mutex.h, net/vnet.h */
 #define	MALLOC_DECLARE(type)	extern int kstub_malloc_type_##type
 struct mtx {
-	int	kstub_unused;
+	int	kstub_held;		/* set while locked (the learned-policy stand-ins check it) */
 };
 #define	VNET_DECLARE(t, n)	extern t vnet_entry_##n
 #define	VNET(n)			vnet_entry_##n
@@ -272,5 +272,58 @@ struct dn_sch {
 	struct ipfw_flow_id sched_mask;
 };
 struct dn_extra_parms;
+
+/* ------------------------------------------------- the learned-policy sysctl (l4stb distill): begin
+ * Stand-ins for what dn_sched_dualpi2.c's "learned policy" block uses. malloc(9)/free(9) take a malloc
+ * type, so they replace libc's names only in the glue's own translation unit (KSTUB_GLUE, set by the
+ * generated kernel headers); kstub.c and the harness keep libc's. */
+#define	EINVAL			KSTUB_EINVAL
+#define	LOG_WARNING		4
+#define	MTX_DEF			0x00000000	/* sys/mutex.h */
+#define	M_WAITOK		0x0002		/* sys/malloc.h */
+#define	SI_SUB_DRIVERS		0x3100000	/* sys/kernel.h */
+#define	CTLTYPE_STRING		3		/* sys/sysctl.h */
+struct malloc_type {
+	const char	*ks_shortdesc;
+};
+void	*kstub_kmalloc(size_t size, struct malloc_type *type, int flags);
+void	 kstub_kfree(void *addr, struct malloc_type *type);
+#define	MALLOC_DEFINE(type, shortdesc, longdesc)	struct malloc_type type[1] = { { (shortdesc) } }
+/* sys/mutex.h: one thread, so a lock is a flag that catches recursion and unlocking what is not held */
+#define	MTX_SYSINIT(name, mtx, desc, opts)	extern int kstub_mtx_sysinit_##name
+void	kstub_mtx_lock(struct mtx *m);
+void	kstub_mtx_unlock(struct mtx *m);
+#define	mtx_lock(m)		kstub_mtx_lock(m)
+#define	mtx_unlock(m)		kstub_mtx_unlock(m)
+/* sys/kernel.h: a SYSUNINIT runs when the harness process ends (after its last unload) */
+#define	SYSUNINIT(uniq, sub, order, func, ident)					static void __attribute__((__destructor__)) kstub_sysuninit_##uniq(void) { (func)(ident); }		struct kstub_sysuninit_semicolon_##uniq
+/* sys/sysctl.h: a string OID served by a handler, reachable from the harness by name */
+struct sysctl_req {
+	const void	*newptr;
+	size_t		newlen;
+	size_t		newidx;
+	char		*oldptr;
+	size_t		oldlen;
+	size_t		oldidx;
+};
+#define	SYSCTL_HANDLER_ARGS	struct sysctl_oid *oidp, void *arg1, intmax_t arg2, struct sysctl_req *req
+typedef int (*kstub_sysctl_handler_t)(SYSCTL_HANDLER_ARGS);
+int	kstub_sysctl_in(struct sysctl_req *req, void *p, size_t l);
+int	kstub_sysctl_out(struct sysctl_req *req, const void *p, size_t l);
+#define	SYSCTL_IN(r, p, l)	kstub_sysctl_in((r), (p), (l))
+#define	SYSCTL_OUT(r, p, l)	kstub_sysctl_out((r), (p), (l))
+void	kstub_sysctl_proc_register(const char *name, kstub_sysctl_handler_t handler, int flags);
+#define	SYSCTL_PROC(parent, nbr, name, access, ptr, arg, handler, fmt, descr)		\
+	static void __attribute__((__constructor__)) kstub_sysctl_proc_init_##name(void)	\
+	{										\
+		kstub_sysctl_proc_register(#name, (handler), (access));			\
+	}										\
+	struct kstub_sysctl_proc_semicolon_##name
+#ifdef KSTUB_GLUE
+#include <stdio.h>		/* snprintf, as sys/systm.h declares it */
+#define	malloc(size, type, flags)	kstub_kmalloc((size), (type), (flags))
+#define	free(addr, type)		kstub_kfree((addr), (type))
+#endif
+/* --------------------------------------------------- the learned-policy sysctl (l4stb distill): end */
 
 #endif /* L4STB_KSTUB_H */

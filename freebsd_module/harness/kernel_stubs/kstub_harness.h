@@ -25,5 +25,7 @@ extern moduledata_t *const kstub_module;
 struct mbuf	*kstub_mbuf_new(void);
 void		 kstub_ifnet_destroy(int idx);
 int64_t		*kstub_sysctl(const char *name, int want_write);
+int		 kstub_sysctl_string(const char *name, const char *value, char *out, size_t outlen);
+long		 kstub_kmalloc_live(void);
 
 #endif
