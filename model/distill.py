@@ -169,6 +169,8 @@ class Teacher:
     checkpoint: Path
     eval_returns: str = "target"
     batch_size: int = 64
+    final_checkpoint: Path | None = None
+    """Where the checkpoint will live when it is read from a staging folder (what the summary names)."""
     _ckpt: object = field(default=None, repr=False)
 
     def label(self, pool: ExperiencePool) -> np.ndarray:
@@ -318,7 +320,7 @@ def distill(splits: PoolSplits, teacher: Teacher, out_dir: Path, cfg: DistillCon
     m_student = classification_metrics(test.actions, student)
     m_teacher = classification_metrics(test.actions, teacher_test)
     summary = {
-        "config": asdict(cfg), "teacher": str(teacher.checkpoint), "pool": splits.meta.name,
+        "config": asdict(cfg), "teacher": str(teacher.final_checkpoint or teacher.checkpoint), "pool": splits.meta.name,
         "features": [{"name": f.name, "field_id": f.field_id, "shift": f.shift, "scale": f.scale} for f in features],
         "blob": {"bytes": blob.size_bytes, "nodes": len(blob.nodes), "leaves": blob.leaves, "depth": blob.max_depth,
                  "sha256": blob.sha256, "checksum": f"{blob.checksum:08x}"},

@@ -78,7 +78,8 @@ def distill_run(ws: Workspace, run_id: str, cfg: DistillConfig, *, console: Cons
     with Progress(SpinnerColumn(), TextColumn("[bold]distill[/] {task.description}"), TimeElapsedColumn(),
                   console=console, transient=True) as progress:
         task = progress.add_task("starting", total=None)
-        result = distill(splits, Teacher(folder / "checkpoint", eval_returns=_eval_returns(folder)), out_dir, cfg,
+        result = distill(splits, Teacher(folder / "checkpoint", eval_returns=_eval_returns(folder),
+                                 final_checkpoint=out_dir.parent / teacher_name / "checkpoint"), out_dir, cfg,
                          scenario=scenario, topology=topology, run_id=run_id, teacher_metrics=metrics,
                          progress=lambda text: progress.update(task, description=text))
     s = result.summary

@@ -314,7 +314,7 @@ def _distill_stage(ws: Workspace, run_id: str | None, splits: PoolSplits, staged
     metrics_path = staged_model / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
     console.print("distilling the model into a decision tree (no run to roll out: imitation only)")
-    return distill(splits, Teacher(staged_model / "checkpoint"), out_dir, DistillConfig(dagger_rounds=0),
+    return distill(splits, Teacher(staged_model / "checkpoint", final_checkpoint=model_dir / "checkpoint"), out_dir, DistillConfig(dagger_rounds=0),
                    teacher_metrics=metrics)
 
 
