@@ -43,13 +43,36 @@ def main() -> None:
     out.append("")
     cl = head.get("closed_loop", [])
     if cl:
-        out.append("| closed loop (same seeds) | C p95 delay (ms) | L p95 delay (ms) | utilisation | drops | "
-                   "policy latency p50 / p99 (ms) |\n|---|---|---|---|---|---|")
+        ccs = sorted({cc for r in cl for cc in (r.get("cc_mbps") or {})})
+        out.append("| closed loop (same held-out seeds) | repeats | C p95 (ms) | L p95 (ms) | utilisation | "
+                   + " | ".join(f"{cc} Mbit/s" for cc in ccs)
+                   + " | Jain | C drop / mark | L drop / mark | policy latency p50 / p99 (ms) |\n|"
+                   + "---|" * (9 + len(ccs)))
         for r in cl:
             lat = "-" if r.get("latency_p50_ms") is None else f"{r['latency_p50_ms']:.3f} / {r['latency_p99_ms']:.3f}"
-            out.append(f"| {r['label']} | {r['c_p95_ms']:.1f} | {r['l_p95_ms']:.1f} | {r['utilization']:.1%} | "
-                       f"{r['drop_share']:.2%} | {lat} |")
+            cc = " | ".join(f"{r['cc_mbps'].get(c, float('nan')):.2f}" for c in ccs)
+            out.append(f"| {r['label']} | {r['repeats']} | {r['c_p95_ms']:.1f} | {r['l_p95_ms']:.1f} | "
+                       f"{r['utilization']:.1%} | {cc} | {r['jain']:.3f} | {r['c_drop']:.1%} / {r['c_mark']:.1%} | "
+                       f"{r['l_drop']:.1%} / {r['l_mark']:.1%} | {lat} |")
         out.append("")
+        from l4stb.model.verdicts import verdict_metrics
+
+        words = {vm.key: vm.label for vm in verdict_metrics(ccs)}
+        worse = [(r["label"], sorted(words.get(k, k) for k, v in (r.get("verdicts") or {}).items()
+                                     if v.startswith("worse")))
+                 for r in cl if r.get("verdicts")]
+        out += [f"- {label}: worse than DualPI2 (paired 95 % interval over the repeats) on "
+                + (", ".join(keys) if keys else "nothing") for label, keys in worse]
+        out.append("")
+    d = head.get("distill")
+    if d:
+        c_ns = d["latency_ns"]["c"]
+        out.append(
+            f"Distilled tree: {d['blob']['bytes']:,} bytes, {d['blob']['leaves']} leaves, depth {d['blob']['depth']}; "
+            f"agreement with the LLM {d['agreement_with_teacher']:.1%} on the held-out test split; macro-F1 "
+            f"{d['test']['macro_f1']:.3f} (the LLM {d['teacher_test']['macro_f1']:.3f}); "
+            + (f"{c_ns:.0f} ns per decision in C" if c_ns is not None else "no C compiler for its latency")
+            + f", {d['latency_ns']['python']:.0f} ns in the simulator's Python twin.\n")
     sims = [r["stats"] for r in manifest["repeats"].values() if r.get("stats")]
     sim_s = sum(s["sim_s"] for s in sims)
     sim_wall = sum(s["sim_wall_s"] for s in sims)
