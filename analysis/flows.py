@@ -70,7 +70,7 @@ def cc_from_name(name: str) -> str:
 
 def hostname_of(doc: dict) -> str | None:
     """The host name iperf3 recorded in ``start.system_info`` (the output of ``uname -a``)."""
-    info = doc.get("start", {}).get("system_info")
+    info = _dict(doc.get("start")).get("system_info")
     if isinstance(info, str):
         parts = info.split()
         if len(parts) >= 2:
@@ -78,27 +78,59 @@ def hostname_of(doc: dict) -> str | None:
     return None
 
 
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+_CC_RE = re.compile(r"^[a-z0-9_-]{1,32}$")
+MAX_IPERF3_BYTES = 256 << 20
+"""An hour of 1 s intervals of 128 streams is about 100 MB of iperf3 JSON; a larger file is not one."""
+
+
+def _dict(v) -> dict:
+    """A JSON object where iperf3 writes one; anything else (a list, a number) reads as empty."""
+    return v if isinstance(v, dict) else {}
+
+
+def _list(v) -> list:
+    return v if isinstance(v, list) else []
+
+
 def _int(v, default: int = -1) -> int:
+    """An integer field within int64; a bool, a string, NaN/inf or a number past int64 is ``default``."""
     if isinstance(v, bool) or v is None:
         return default
-    if isinstance(v, (int, float)) and np.isfinite(v):
+    if isinstance(v, int):
+        return v if _INT64[0] <= v <= _INT64[1] else default
+    if isinstance(v, float) and np.isfinite(v) and _INT64[0] <= v <= _INT64[1]:
         return int(v)
     return default
 
 
 def _float(v) -> float:
     if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return float(v)
+        try:
+            return float(v)
+        except OverflowError:  # an integer past the float range
+            return float("nan")
     return float("nan")
+
+
+def cc_name(value, fallback: str) -> str:
+    """A congestion-control name as plain lowercase text, or ``fallback``: a name from a file never carries
+    markup, control characters or matplotlib math text into a table or a figure."""
+    return value if isinstance(value, str) and _CC_RE.fullmatch(value) else fallback
 
 
 def read_iperf3(path: Path) -> dict:
     """Load an iperf3 JSON file; a file that is not JSON raises ValueError with the reason."""
+    size = Path(path).stat().st_size
+    if size > MAX_IPERF3_BYTES:
+        raise ValueError(f"{size:,} bytes is too large for iperf3 -J output (at most {MAX_IPERF3_BYTES:,})")
     try:
         doc = json.loads(Path(path).read_bytes())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"not JSON ({exc})") from None
-    if not isinstance(doc, dict) or "start" not in doc:
+    except RecursionError:
+        raise ValueError("nested too deeply to be iperf3 -J output") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("start"), dict):
         raise ValueError("not iperf3 -J output (no 'start' section)")
     return doc
 
@@ -158,19 +190,26 @@ def flows_table(files: list[tuple[int, str, Path]], rel=str) -> tuple[pa.Table, 
 
 def _iperf3_rows(rows: FlowRows, stats: Iperf3Stats, numbers: ConnectionNumbers, repeat: int, host: str,
                  path: Path, doc: dict, rel) -> None:
-    if "connecting_to" not in doc.get("start", {}):
+    if "connecting_to" not in _dict(doc.get("start")):
         stats.server_files += 1
         return
     stats.client_files += 1
     if doc.get("error"):
-        stats.errors.append({"file": rel(path), "error": f"iperf3 reported: {doc['error']}"})
+        stats.errors.append({"file": rel(path), "error": f"iperf3 reported: {str(doc['error'])[:200]}"})
     m = _L4STB_NAME_RE.match(path.name)
     group, connection = numbers.of(m, repeat, host)
-    cc = doc.get("end", {}).get("sender_tcp_congestion") or (m.group("cc") if m else cc_from_name(path.name))
-    for interval in doc.get("intervals", []) or []:
-        for s in interval.get("streams", []) or []:
+    named = m.group("cc") if m else cc_from_name(path.name)
+    reported = _dict(doc.get("end")).get("sender_tcp_congestion")
+    cc = cc_name(reported, named) if reported else named
+    if reported and cc != reported:
+        stats.errors.append({"file": rel(path), "error": "sender_tcp_congestion is not a congestion-control name; "
+                                                         f"using '{named}' from the file name"})
+    for interval in _list(doc.get("intervals")):
+        for s in _list(_dict(interval).get("streams")):
+            if not isinstance(s, dict):
+                continue
             rows.append(
-                repeat=repeat, host=host, cc=str(cc), file=path.name, group=group, connection=connection,
+                repeat=repeat, host=host, cc=cc, file=path.name, group=group, connection=connection,
                 stream=_int(s.get("socket")), start_s=_float(s.get("start")), end_s=_float(s.get("end")),
                 bytes=_int(s.get("bytes"), 0), throughput_mbps=_float(s.get("bits_per_second")) / 1e6,
                 retransmits=_int(s.get("retransmits")), snd_cwnd=_int(s.get("snd_cwnd")),

@@ -24,7 +24,7 @@ from l4stb.errors import L4stbError
 from l4stb.layout import repeat_dirname
 from l4stb.logformat import LINE_SHAPES
 from l4stb.manifest import FileRecord, Manifest, RepeatRecord, collect_versions
-from l4stb.workspace import NAME_RE, Workspace, atomic_write_json, sha256_file, utc_iso, validate_name
+from l4stb.workspace import NAME_RE, Workspace, atomic_write_json, sha256_file, staging_path, utc_iso, validate_name
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def import_logs(ws: Workspace, router_logs: list[Path], iperf3_files: list[Path]
         taken.add((host, fname))
 
     final = ws.run_dir(run_id)
-    staging = ws.runs_dir / f".{run_id}.importing"
+    staging = staging_path(ws.run_dir(run_id))  # a killed import's leftovers are cleaned by the next command
     if staging.exists():
         shutil.rmtree(staging)
     try:

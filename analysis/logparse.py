@@ -32,7 +32,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-from l4stb.logformat import ACTION_FORWARD, ACTION_MARK, L4STB_FIELD_NAMES, L4STB_PREFIX, LEGACY_L4STB_FIELD_NAMES, LINE_SHAPES
+from l4stb.logformat import (ACTION_FORWARD, ACTION_MARK, FIELD_RANGES, L4STB_FIELD_NAMES, L4STB_PREFIX,
+                             LEGACY_L4STB_FIELD_NAMES, LINE_SHAPES)
 
 # -------------------------------------------------------------------------------------------------
 # Shapes
@@ -52,6 +53,7 @@ _LEGACY_NFIELDS: tuple[int, ...] = tuple(len(LEGACY_L4STB_FIELD_NAMES) if p == L
 """An l4stb line written before ``decided_by`` existed has one field fewer; it is read with ``decided_by`` = -1."""
 _FIELD_POS: dict[str, int] = {name: i for i, name in enumerate(ALL_FIELDS)}
 _SHAPE_COLS: tuple[np.ndarray, ...] = tuple(np.array([_FIELD_POS[n] for n in f], dtype=np.intp) for f in _SHAPE_FIELDS)
+_SHAPE_RANGES: tuple[tuple[tuple[int, int], ...], ...] = tuple(tuple(FIELD_RANGES[n] for n in f) for f in _SHAPE_FIELDS)
 _END = b"end"
 _START_MARK = b"-start"
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
@@ -60,10 +62,30 @@ READ_BLOCK = 4 << 20
 """Bytes of decompressed text handed to one parse step (measured best for Arrow's CSV reader: bench/)."""
 
 SKIP_REASONS = ("truncated", "field_count", "not_integer", "empty_field", "out_of_range", "bad_action",
-                "bad_queue_type", "bad_prefix", "bad_end", "repeat_of_nothing")
+                "bad_queue_type", "bad_prefix", "bad_end", "repeat_of_nothing", "repeat_over_cap", "line_too_long",
+                "decompression_bomb")
 """Why a line that looks like a decision line was skipped (counted in parse.json)."""
 
 MAX_EXAMPLES = 3
+
+SYSLOGD_REPEAT_WINDOW_S = 600 + 30
+"""The longest a "last message repeated N times" line can cover: FreeBSD syslogd flushes a repeat count at
+the latest ``repeatinterval[MAXREPEAT]`` = 600 s after the last write, checked every TIMERINTVL = 30 s
+(usr.sbin/syslogd/syslogd.c: ``repeatinterval[] = { 30, 120, 600 }``, ``TIMERINTVL 30``)."""
+MAX_DECISIONS_PER_S = 10 * 10**9 // (8 * 40)
+"""The most decisions a router can log per second: the fastest pipe a scenario may set (10 Gbit/s,
+:class:`l4stb.config.Bottleneck`) full of the smallest TCP/IP packets (40 bytes)."""
+MAX_REPEAT_COUNT = SYSLOGD_REPEAT_WINDOW_S * MAX_DECISIONS_PER_S
+"""A repeat count syslogd cannot emit: the line is skipped as ``repeat_over_cap``, its copies never made."""
+EXPAND_ROWS = 1 << 16
+"""Repeated copies are made lazily, at most this many rows at a time, so a tiny file cannot cost gigabytes."""
+MAX_LINE_BYTES = 64 << 10
+"""Longer than any line syslogd writes (MAXLINE, 8 KiB in syslogd.c): the rest of such a line is skipped."""
+MIN_DECOMPRESSED_LIMIT = 64 << 20
+MAX_COMPRESSION_RATIO = 100
+"""A compressed log may expand to 100 times its size or 64 MiB, whichever is larger (newsyslog rotates at
+``rotate_size``, and these logs compress about 10:1); beyond that the file is a decompression bomb and the
+rest of it is skipped as ``decompression_bomb``."""
 
 _REPEAT_RE = re.compile(rb"last message repeated (\d+) times?")
 _RFC3164_RE = re.compile(rb"\s*(?:<\d{1,3}>)?([A-Z][a-z]{2}) {1,2}(\d{1,2}) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?\s")
@@ -120,14 +142,29 @@ def open_log(path: Path) -> BinaryIO:
     return open(path, "rb")
 
 
-def iter_blocks(fh: BinaryIO, block_size: int = READ_BLOCK) -> Iterator[bytes]:
-    """Blocks of about ``block_size`` bytes of whole lines; the last may lack its final newline (a truncated line)."""
-    while True:
-        chunk = fh.read(block_size)
+def decompressed_limit(path: Path) -> int | None:
+    """How many bytes a compressed log may expand to (None for a plain file, read as it is)."""
+    with open(path, "rb") as fh:
+        magic = fh.read(6)
+    if magic.startswith((b"BZh", b"\x1f\x8b", b"\xfd7zXZ\x00")):
+        return max(MIN_DECOMPRESSED_LIMIT, MAX_COMPRESSION_RATIO * path.stat().st_size)
+    return None
+
+
+def iter_blocks(fh: BinaryIO, block_size: int = READ_BLOCK, limit: int | None = None) -> Iterator[bytes]:
+    """Blocks of about ``block_size`` bytes of whole lines; the last may lack its final newline (a truncated line).
+
+    A line is finished with at most :data:`MAX_LINE_BYTES` more (the rest comes as the next block's first,
+    garbled line), and reading stops after ``limit`` bytes (the caller counts the file as a bomb).
+    """
+    total = 0
+    while limit is None or total < limit:
+        chunk = fh.read(block_size if limit is None else min(block_size, limit - total))
         if not chunk:
             return
         if not chunk.endswith(b"\n"):
-            chunk += fh.readline()  # finish the line (one copy, no search)
+            chunk += fh.readline(MAX_LINE_BYTES)  # finish the line (one copy, no search)
+        total += len(chunk)
         yield chunk
 
 
@@ -319,6 +356,8 @@ def _decision_from_payload(shape: int, payload: bytes, head: bytes) -> tuple:
         return ("garbled", "bad_action")
     if values[fields.index("queue_type")] not in (0, 1):
         return ("garbled", "bad_queue_type")
+    if any(not lo <= v <= hi for v, (lo, hi) in zip(values, _SHAPE_RANGES[shape])):
+        return ("garbled", "out_of_range")
     return ("decision", shape, values, syslog_seconds(head))
 
 
@@ -336,9 +375,40 @@ class Batch:
     columns: list[np.ndarray]
     shape: np.ndarray
     syslog_s: np.ndarray
+    copies: np.ndarray | None = None
+    """Run-length form: row i stands for ``copies[i]`` identical decisions (a repeat line); None = 1 each."""
 
     def __len__(self) -> int:
         return len(self.shape)
+
+    def expanded(self, max_rows: int = EXPAND_ROWS) -> Iterator["Batch"]:
+        """The decisions one by one, in batches of at most ``max_rows`` copies where repeats are expanded."""
+        if self.copies is None:
+            if len(self):
+                yield self
+            return
+        counts = self.copies
+        if int(counts.sum()) <= max_rows:
+            yield self._take(np.repeat(np.arange(len(counts)), counts))
+            return
+        idx: list[int] = []
+        cnt: list[int] = []
+        room = max_rows
+        for j, c in enumerate(counts.tolist()):
+            while c > 0:
+                take = min(c, room)
+                idx.append(j)
+                cnt.append(take)
+                c -= take
+                room -= take
+                if room == 0:
+                    yield self._take(np.repeat(np.asarray(idx), cnt))
+                    idx, cnt, room = [], [], max_rows
+        if idx:
+            yield self._take(np.repeat(np.asarray(idx), cnt))
+
+    def _take(self, rows: np.ndarray) -> "Batch":
+        return Batch([c[rows] for c in self.columns], self.shape[rows], self.syslog_s[rows])
 
     def column(self, name: str) -> np.ndarray:
         return self.columns[_FIELD_POS[name]]
@@ -417,16 +487,18 @@ class LogParser:
     def parse_file(self, path: Path, on_bytes=None) -> Iterator[Batch]:
         stats = FileStats(str(path))
         self.stats.append(stats)
+        limit = decompressed_limit(Path(path))
         with open_log(path) as fh:
             line_no = 0
-            for block in iter_blocks(fh, self.block_size):
+            for block in iter_blocks(fh, self.block_size, limit):
                 stats.bytes += len(block)
                 batch, nlines = self.parse_block(block, stats, line_no)
                 line_no += nlines
                 if on_bytes is not None:
                     on_bytes(len(block))
-                if len(batch):
-                    yield batch
+                yield from batch.expanded()
+            if limit is not None and stats.bytes >= limit and fh.read(1):
+                stats.skip("decompression_bomb", line_no, f"expands past {limit:,} bytes; the rest is not read")
 
     def iter_bytes(self, data: bytes, name: str = "<bytes>") -> Iterator[Batch]:
         """Batches of an in-memory text parsed as one file (benchmarks, tests)."""
@@ -436,8 +508,7 @@ class LogParser:
         for block in iter_blocks(io.BytesIO(data), self.block_size):
             batch, n = self.parse_block(block, stats, line_no)
             line_no += n
-            if len(batch):
-                yield batch
+            yield from batch.expanded()
 
     def parse_bytes(self, data: bytes, name: str = "<bytes>") -> Batch:
         """Parse an in-memory text (tests) as one file, all decisions in one batch."""
@@ -512,6 +583,8 @@ class LogParser:
         action = cols[fields.index("dequeue_action")]
         queue = cols[fields.index("queue_type")]
         ok = (action >= ACTION_FORWARD) & (action <= ACTION_MARK) & ((queue == 0) | (queue == 1))
+        for col, (lo, hi) in zip(cols, _SHAPE_RANGES[shape]):  # every field against logformat.FIELD_RANGES
+            ok &= (col >= lo) & (col <= hi)
         if not h_ok.all():
             ok &= h_ok[h_idx]
         if not e_ok.all():
@@ -555,6 +628,7 @@ class LogParser:
         ex_shape: list[int] = []
         ex_ts: list[float] = []
         ex_line: list[int] = []
+        ex_copies: list[int] = []  # how many decisions each entry stands for (repeat lines: their count)
         last_event: tuple[int, _Last] | None = None
 
         def last_before(ln: int) -> _Last:
@@ -586,6 +660,7 @@ class LogParser:
                     ex_shape.append(shape)
                     ex_ts.append(sts)
                     ex_line.append(ln)
+                    ex_copies.append(1)
                     stats.decisions += 1
                     stats.shapes[shape] += 1
                     last_event = (ln, _Last("decision", row=row, shape=shape, syslog_s=sts))
@@ -593,15 +668,18 @@ class LogParser:
                     count = ev[1]
                     stats.repeat_lines += 1
                     prev = last_before(ln)
-                    if prev.kind == "decision":
+                    if count > MAX_REPEAT_COUNT:
+                        stats.skip("repeat_over_cap", line_offset + ln, text)
+                    elif prev.kind == "decision":
                         stats.repeated_copies += count
                         stats.decisions += count
                         stats.shapes[prev.shape] += count
-                        ex_rows.extend([prev.row] * count)
-                        ex_src.extend([prev.fast_index if prev.row is None else -1] * count)
-                        ex_shape.extend([prev.shape] * count)
-                        ex_ts.extend([prev.syslog_s] * count)
-                        ex_line.extend([ln] * count)
+                        ex_rows.append(prev.row)
+                        ex_src.append(prev.fast_index if prev.row is None else -1)
+                        ex_shape.append(prev.shape)
+                        ex_ts.append(prev.syslog_s)
+                        ex_line.append(ln)
+                        ex_copies.append(count)
                     elif prev.kind == "garbled":
                         stats.skip(prev.reason, line_offset + ln, prev.text, count)
                     elif prev.kind == "unrelated":
@@ -634,12 +712,16 @@ class LogParser:
             ev_vals[~from_fast] = np.stack([ex_rows[k] for k in np.flatnonzero(~from_fast)])
         ev_shape = np.asarray(ex_shape, dtype=np.int8)
         ev_ts = np.asarray(ex_ts, dtype=np.float64)
+        ev_copies = np.asarray(ex_copies, dtype=np.int64)
+        copies = ev_copies if (ev_copies != 1).any() else None
         if n_fast == 0:
-            return Batch([np.ascontiguousarray(ev_vals[:, k]) for k in range(len(ALL_FIELDS))], ev_shape, ev_ts)
+            return Batch([np.ascontiguousarray(ev_vals[:, k]) for k in range(len(ALL_FIELDS))], ev_shape, ev_ts, copies)
         order = np.argsort(np.concatenate([fast_line, np.asarray(ex_line, dtype=np.int64)]), kind="stable")
+        if copies is not None:
+            copies = np.concatenate([np.ones(n_fast, np.int64), ev_copies])[order]
         return Batch([np.concatenate([fast_cols[k], ev_vals[:, k]])[order] for k in range(len(ALL_FIELDS))],
                      np.concatenate([np.full(n_fast, fast_shape, np.int8), ev_shape])[order],
-                     np.concatenate([fast_ts, ev_ts])[order])
+                     np.concatenate([fast_ts, ev_ts])[order], copies)
 
 
 def _first_shape(block: bytes) -> int:

@@ -50,7 +50,7 @@ from l4stb.console import console
 from l4stb.errors import L4stbError
 from l4stb.logformat import FIELD_NAMES, L4STB_PREFIX, PROB_SCALE, PROBABILITY_FIELDS
 from l4stb.manifest import load_manifest, update_manifest
-from l4stb.workspace import Workspace, atomic_path, atomic_write_json, read_json, utc_iso
+from l4stb.workspace import Workspace, atomic_write_json, read_json, sha256_file, staged_folder, utc_iso
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
 log = logging.getLogger(__name__)
@@ -146,7 +146,20 @@ def _up_to_date(ws: Workspace, run_id: str, manifest, raw_files: list[Path]) -> 
     if not all(p.is_file() for p in outputs):
         return False
     newest_raw = max((p.stat().st_mtime for p in raw_files), default=0.0)
-    return min(p.stat().st_mtime for p in outputs) >= newest_raw and step.get("raw_files") == len(raw_files)
+    if min(p.stat().st_mtime for p in outputs) < newest_raw or step.get("raw_files") != len(raw_files):
+        return False
+    return _outputs_intact(ws, run_id)
+
+
+def _outputs_intact(ws: Workspace, run_id: str) -> bool:
+    """parse.json names the size of every file of the set; a truncated or replaced file means parse again."""
+    try:
+        doc = json.loads(ws.parse_stats_file(run_id).read_text())
+        recorded = doc["outputs"]
+        return all(ws.data_dir(run_id).joinpath(name).stat().st_size == rec["size"] for name, rec in recorded.items()
+                   ) and isinstance(doc.get("skipped"), dict)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
 
 
 def _sum_stats(stats: list[FileStats]) -> dict:
@@ -198,54 +211,71 @@ def ensure_parsed(ws: Workspace, run_id: str, progress: Progress | None = None, 
     file_json: list[dict] = []
     n_packets = 0
     fallbacks = 0
-    with progress if own_progress else nullcontext():
+    # data/ is one output set: packets, flows and parse.json (written last, naming the others' sizes and
+    # sha256) are built in a staging folder and swapped in together, so no reader sees old and new mixed.
+    with progress if own_progress else nullcontext(), staged_folder(ws.data_dir(run_id)) as stage:
         task = progress.add_task(f"parse {run_id}", total=max(1, log_bytes), what="router logs")
-        with atomic_path(ws.packets_file(run_id)) as tmp_packets:
-            # dictionary pages only for the two categories: hashing 24 int columns costs more than it saves
-            with pq.ParquetWriter(tmp_packets, PACKET_SCHEMA, compression="zstd",
-                                  use_dictionary=["line_format", "queue"]) as writer:
-                pending: list[pa.RecordBatch] = []
-                pending_rows = 0
-                for repeat in sorted(inv.logs):
-                    parser = LogParser()
-                    clock = _RepeatClock()
-                    n_rep = 0
-                    for path in order_log_files(inv.logs[repeat]):
-                        progress.update(task, what=f"repeat {repeat}: {inv.rel(path)}")
-                        for batch in parser.parse_file(path):
-                            rb = batch_to_record_batch(batch, repeat, clock.t_s(batch))
-                            pending.append(rb)
-                            pending_rows += rb.num_rows
-                            n_rep += rb.num_rows
-                            if pending_rows >= ROW_GROUP_ROWS:
-                                writer.write_table(pa.Table.from_batches(pending), row_group_size=pending_rows)
-                                pending, pending_rows = [], 0
-                        progress.advance(task, path.stat().st_size)
-                    fallbacks += parser.fallback_blocks
-                    for s in parser.stats:
-                        s.file = inv.rel(Path(s.file))
-                        file_json.append({"repeat": repeat, **s.to_json()})
-                    all_stats.extend(parser.stats)
-                    repeat_json[str(repeat)] = {**_sum_stats(parser.stats), "packets": n_rep}
-                    n_packets += n_rep
-                if pending:
-                    writer.write_table(pa.Table.from_batches(pending), row_group_size=pending_rows)
+        # dictionary pages only for the two categories: hashing 24 int columns costs more than it saves
+        with pq.ParquetWriter(stage / ws.packets_file(run_id).name, PACKET_SCHEMA, compression="zstd",
+                              use_dictionary=["line_format", "queue"]) as writer:
+            pending: list[pa.RecordBatch] = []
+            pending_rows = 0
+            for repeat in sorted(inv.logs):
+                parser = LogParser()
+                clock = _RepeatClock()
+                n_rep = 0
+                for path in order_log_files(inv.logs[repeat]):
+                    progress.update(task, what=f"repeat {repeat}: {inv.rel(path)}")
+                    for batch in parser.parse_file(path):
+                        rb = batch_to_record_batch(batch, repeat, clock.t_s(batch))
+                        pending.append(rb)
+                        pending_rows += rb.num_rows
+                        n_rep += rb.num_rows
+                        if pending_rows >= ROW_GROUP_ROWS:
+                            writer.write_table(pa.Table.from_batches(pending), row_group_size=pending_rows)
+                            pending, pending_rows = [], 0
+                    progress.advance(task, path.stat().st_size)
+                fallbacks += parser.fallback_blocks
+                for s in parser.stats:
+                    s.file = inv.rel(Path(s.file))
+                    file_json.append({"repeat": repeat, **s.to_json()})
+                all_stats.extend(parser.stats)
+                repeat_json[str(repeat)] = {**_sum_stats(parser.stats), "packets": n_rep}
+                n_packets += n_rep
+            if pending:
+                writer.write_table(pa.Table.from_batches(pending), row_group_size=pending_rows)
         progress.update(task, what="iperf3 JSON")
         flows, iperf_stats = flows_table(inv.iperf3, rel=inv.rel)
         prague_flows, prague_stats = udp_prague_table(inv.udp_prague, rel=inv.rel)
         flows = pa.concat_tables([flows, prague_flows])
-        with atomic_path(ws.flows_file(run_id)) as tmp_flows:
-            pq.write_table(flows, tmp_flows, compression="zstd")
+        pq.write_table(flows, stage / ws.flows_file(run_id).name, compression="zstd")
+        doc = _parse_doc(run_id, inv, all_stats, repeat_json, file_json, n_packets, flows, iperf_stats, prague_stats,
+                         fallbacks, round(time.perf_counter() - t_start, 3))
+        doc["outputs"] = {p.name: {"size": p.stat().st_size, "sha256": sha256_file(p)}
+                          for p in (stage / ws.packets_file(run_id).name, stage / ws.flows_file(run_id).name)}
+        atomic_write_json(stage / ws.parse_stats_file(run_id).name, doc)
+    totals, wall = doc["totals"], doc["wall_s"]
+    if not inv.logs:
+        log.warning("run %s: no router log files under raw/%s/", run_id, inv.router_host)
+    step = {"status": "done", "parser_version": PARSER_VERSION, "finished": doc["finished"], "wall_s": wall,
+            "packets": n_packets, "flows": flows.num_rows, "lines_read": totals["lines_read"],
+            "skipped_total": totals["skipped_total"], "raw_files": len(raw_files)}
+    update_manifest(ws, run_id, lambda m: m.steps.__setitem__("parse", step))
+    return ParseResult(run_id, n_packets, flows.num_rows, totals["lines_read"], totals["parsed"], doc["skipped"],
+                       sorted(inv.logs), reused=False, wall_s=wall)
 
+
+def _parse_doc(run_id, inv, all_stats, repeat_json, file_json, n_packets, flows, iperf_stats, prague_stats,
+               fallbacks: int, wall: float) -> dict:
+    """parse.json: what `l4stb summary` and the report read about a parse."""
     totals = _sum_stats(all_stats)
-    wall = round(time.perf_counter() - t_start, 3)
     skipped_all = dict(totals["skipped"])
     for key in ("unrelated", "blank"):
         if totals[key]:
             skipped_all[key] = totals[key]
-    doc = {
-        # what `l4stb summary` and the report read: lines read, decisions parsed, skipped lines by reason
-        # (unrelated kernel messages and blank lines included; "errors" holds the garbled reasons alone)
+    return {
+        # lines read, decisions parsed, skipped lines by reason (unrelated kernel messages and blank lines
+        # included; "errors" holds the garbled reasons alone)
         "lines_read": totals["lines_read"],
         "parsed": totals["parsed"],
         "skipped": dict(sorted(skipped_all.items())),
@@ -268,15 +298,6 @@ def ensure_parsed(ws: Workspace, run_id: str, progress: Progress | None = None, 
         "wall_s": wall,
         "finished": utc_iso(),
     }
-    atomic_write_json(ws.parse_stats_file(run_id), doc)
-    if not inv.logs:
-        log.warning("run %s: no router log files under raw/%s/", run_id, inv.router_host)
-    step = {"status": "done", "parser_version": PARSER_VERSION, "finished": doc["finished"], "wall_s": wall,
-            "packets": n_packets, "flows": flows.num_rows, "lines_read": totals["lines_read"],
-            "skipped_total": totals["skipped_total"], "raw_files": len(raw_files)}
-    update_manifest(ws, run_id, lambda m: m.steps.__setitem__("parse", step))
-    return ParseResult(run_id, n_packets, flows.num_rows, totals["lines_read"], totals["parsed"], doc["skipped"],
-                       sorted(inv.logs), reused=False, wall_s=wall)
 
 
 def read_packets(ws: Workspace, run_id: str, columns: list[str] | None = None) -> pd.DataFrame:

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from l4stb.errors import L4stbError
-from l4stb.workspace import atomic_write_bytes, atomic_write_text
+from l4stb.workspace import atomic_write_bytes, atomic_write_text, read_json, staged_folder
 
 ACTION_NAMES = ("forward", "drop", "mark")
 SPLITS = ("train", "val", "test")
@@ -149,42 +150,58 @@ class PoolSplits:
 
 
 def save_pool(splits: PoolSplits, folder: Path, *, with_json: bool = False) -> Path:
-    """Write the pool atomically, file by file, meta.json last (its presence marks a complete pool)."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write the pool as one set: every file into a staging folder, meta.json last, then one swap over the
+    old pool (a failure, a full disk or Ctrl-C leaves the old pool whole)."""
     meta = splits.meta
     meta.sizes = {s: len(splits.split(s)) for s in SPLITS}
     meta.action_counts = {s: splits.split(s).action_counts() for s in SPLITS}
     if meta.norm is None:
         meta.norm = NormStats.fit(splits.train.states)
-    for s in SPLITS:
-        pool = splits.split(s)
-        buf = io.BytesIO()
-        np.savez(buf, states=pool.states, actions=pool.actions, rewards=pool.rewards, dones=pool.dones,
-                 episode=pool.episode)
-        atomic_write_bytes(folder / f"{s}.npz", buf.getvalue())
-        if with_json:
-            atomic_write_text(folder / f"{s}.json", json.dumps(pool.to_paper_json()))
-    atomic_write_text(folder / "meta.json", json.dumps(asdict(meta), indent=2))
+    with staged_folder(folder) as stage:
+        for s in SPLITS:
+            pool = splits.split(s)
+            buf = io.BytesIO()
+            np.savez(buf, states=pool.states, actions=pool.actions, rewards=pool.rewards, dones=pool.dones,
+                     episode=pool.episode)
+            atomic_write_bytes(stage / f"{s}.npz", buf.getvalue())
+            if with_json:
+                atomic_write_text(stage / f"{s}.json", json.dumps(pool.to_paper_json()))
+        atomic_write_text(stage / "meta.json", json.dumps(asdict(meta), indent=2))
     return folder
 
 
 def load_pool(folder: Path) -> PoolSplits:
-    """Load a pool folder written by :func:`save_pool`; a clear error names what is missing."""
+    """Load a pool folder written by :func:`save_pool`; a clear error names what is missing or damaged."""
     meta_path = folder / "meta.json"
     if not meta_path.is_file():
         raise L4stbError(
             f"{folder} is not an experience pool: {meta_path.name} is missing. Build one with "
             "`l4stb train-and-report --run ID` or import one with `l4stb pool import FILE.pkl`."
         )
-    raw = json.loads(meta_path.read_text())
-    norm = raw.pop("norm", None)
-    meta = PoolMeta(**raw, norm=NormStats(**norm) if norm else None)
+    damaged = f"experience pool {folder} is damaged"
+    raw = read_json(meta_path, "experience pool metadata")
+    try:
+        norm = raw.pop("norm", None)
+        meta = PoolMeta(**raw, norm=NormStats(**norm) if norm else None)
+        names = tuple(str(n) for n in meta.feature_names)
+    except (TypeError, AttributeError) as exc:
+        raise L4stbError(f"{damaged}: {meta_path.name} does not describe a pool ({exc}); rebuild or re-import it.") from None
     parts = {}
     for s in SPLITS:
         path = folder / f"{s}.npz"
         if not path.is_file():
             raise L4stbError(f"experience pool {folder} is incomplete: {path.name} is missing; rebuild it.")
-        with np.load(path, allow_pickle=False) as z:
-            parts[s] = ExperiencePool(z["states"], z["actions"], z["rewards"], z["dones"], z["episode"],
-                                      tuple(meta.feature_names))
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                parts[s] = ExperiencePool(z["states"], z["actions"], z["rewards"], z["dones"], z["episode"], names)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
+            raise L4stbError(f"{damaged}: {path.name} cannot be read ({exc}); rebuild or re-import it.") from None
+        pool = parts[s]
+        rows = len(pool.actions)
+        shapes_ok = (pool.states.ndim == 2 and pool.states.shape == (rows, len(names))
+                     and all(len(a) == rows for a in (pool.rewards, pool.dones, pool.episode)))
+        if not shapes_ok or (isinstance(meta.sizes, dict) and meta.sizes.get(s, rows) != rows):
+            raise L4stbError(f"{damaged}: {path.name} holds {rows} rows of shape {pool.states.shape} but meta.json "
+                             f"says {meta.sizes.get(s) if isinstance(meta.sizes, dict) else '?'} rows of "
+                             f"{len(names)} features (files from two different pools); rebuild or re-import it.")
     return PoolSplits(meta, parts["train"], parts["val"], parts["test"])

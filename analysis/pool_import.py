@@ -42,15 +42,66 @@ class _PickledPool:
         self.__dict__.update(state)
 
 
+ALLOWED_DTYPE_KINDS = "biuf"
+"""bool, signed and unsigned integers, floats: what a pool's arrays hold (never object arrays)."""
+
+
+class _NdarrayRef:
+    """What the pickle's ``numpy.ndarray`` global resolves to: a name for ``_reconstruct``, never called."""
+
+    def __init__(self, *args, **kwargs):
+        raise pickle.UnpicklingError("the pickle calls numpy.ndarray directly, which numpy's own pickles never do")
+
+
+class _CheckedArray(np.ndarray):
+    """An array whose pickled state is checked before numpy allocates it: a known dtype, and no more bytes
+    than the file itself holds (every element of a real array is in the file)."""
+
+    budget = 0  # bytes left to allocate in the file being read (set per file by the unpickler)
+
+    def __setstate__(self, state):
+        if not isinstance(state, tuple) or len(state) not in (4, 5):
+            raise pickle.UnpicklingError("an array's pickled state has the wrong shape")
+        shape, dtype = state[-4], state[-3]
+        if not isinstance(dtype, np.dtype) or dtype.kind not in ALLOWED_DTYPE_KINDS:
+            raise pickle.UnpicklingError(f"an array of dtype {dtype!r}: a pool holds numbers only")
+        if not (isinstance(shape, tuple) and all(isinstance(d, int) and 0 <= d < 1 << 40 for d in shape)):
+            raise pickle.UnpicklingError(f"an array of shape {shape!r}")
+        nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        if nbytes > _CheckedArray.budget:
+            raise pickle.UnpicklingError(f"an array of shape {shape} ({nbytes:,} bytes) is larger than the file")
+        _CheckedArray.budget -= nbytes
+        super().__setstate__(state)
+
+
+def _checked_dtype(obj, align=False, copy=False):
+    dt = np.dtype(obj, align, copy)
+    if dt.kind not in ALLOWED_DTYPE_KINDS:
+        raise pickle.UnpicklingError(f"dtype {dt!r}: a pool holds numbers only")
+    return dt
+
+
 def _numpy_globals() -> dict[tuple[str, str], object]:
     try:
         from numpy._core import multiarray as ma  # numpy >= 2
     except ImportError:  # pragma: no cover - numpy 1.x
         from numpy.core import multiarray as ma
-    allowed: dict[tuple[str, str], object] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
+
+    def reconstruct(subtype, shape, dtype):
+        """numpy's ``_reconstruct`` (always given ``ndarray, (0,), b'b'``), making a checked empty array."""
+        if subtype is not _NdarrayRef or shape != (0,):
+            raise pickle.UnpicklingError("numpy _reconstruct with arguments numpy never pickles")
+        return ma._reconstruct(_CheckedArray, shape, dtype)
+
+    def scalar(dtype, data=None):
+        if not isinstance(dtype, np.dtype) or dtype.kind not in ALLOWED_DTYPE_KINDS or not isinstance(data, bytes):
+            raise pickle.UnpicklingError("a numpy scalar that is not a number")
+        return ma.scalar(dtype, data)
+
+    allowed: dict[tuple[str, str], object] = {("numpy", "ndarray"): _NdarrayRef, ("numpy", "dtype"): _checked_dtype}
     for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed[(mod, "_reconstruct")] = ma._reconstruct
-        allowed[(mod, "scalar")] = ma.scalar
+        allowed[(mod, "_reconstruct")] = reconstruct
+        allowed[(mod, "scalar")] = scalar
     for mod in ("numpy.dtypes",):  # numpy 2 pickles dtype classes by name
         for cls in ("Float32DType", "Float64DType", "Int64DType", "Int32DType", "BoolDType"):
             if hasattr(np.dtypes, cls):
@@ -96,6 +147,7 @@ def load_original_pickle(path: Path) -> _PickledPool:
     if not path.is_file():
         raise L4stbError(f"pool file {path} does not exist.")
     data = path.read_bytes()
+    _CheckedArray.budget = len(data)
     try:
         obj = _PoolUnpickler(io.BytesIO(data), path).load()
     except L4stbError:
@@ -107,6 +159,9 @@ def load_original_pickle(path: Path) -> _PickledPool:
     for attr in ("states", "actions", "rewards", "dones"):
         if not hasattr(obj, attr):
             raise L4stbError(f"{path}: the ExperiencePool has no '{attr}' list.")
+        if not isinstance(getattr(obj, attr), (list, tuple, np.ndarray)):
+            raise L4stbError(f"{path}: the ExperiencePool's '{attr}' is a {type(getattr(obj, attr)).__name__}, "
+                             "not a list; this is not a pool the original code wrote.")
     return obj
 
 
@@ -138,8 +193,13 @@ def import_pickle(path: Path, name: str | None = None) -> PoolSplits:
         actions = np.asarray([int(a) for a in obj.actions], dtype=np.int64)
         rewards = np.asarray([float(r) for r in obj.rewards], dtype=np.float64)
         dones = np.asarray([bool(d) for d in obj.dones], dtype=bool)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise L4stbError(f"{path}: the pool's lists do not hold numbers of one shape ({exc}).") from None
+    bad = ~(np.isfinite(states).all(axis=1) & np.isfinite(rewards))
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise L4stbError(f"{path}: {int(bad.sum()):,} of {n:,} rows hold NaN or infinite values (the first is row "
+                         f"{first}); a pool of such rows cannot be trained on. Clean the pool and import it again.")
     width = states.shape[1]
     if width not in FEATURES_BY_WIDTH:
         raise L4stbError(f"{path}: states have {width} features; l4stb knows the originals' 7 (paper7) and 8 "

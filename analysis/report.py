@@ -34,7 +34,7 @@ from l4stb.config import SCALABLE_CCS
 from l4stb.errors import L4stbError
 from l4stb.manifest import Manifest, update_manifest
 from l4stb.units import format_duration
-from l4stb.workspace import Workspace, atomic_write_text, sha256_file, utc_iso
+from l4stb.workspace import Workspace, atomic_write_text, sha256_file, staged_folder, utc_iso
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class TimeseriesView:
 
 
 def render_report(ws: Workspace, run_id: str, sections: Sequence[ReportSection] = (), progress=None,
-                  view: TimeseriesView = TimeseriesView()) -> Path:
+                  view: TimeseriesView = TimeseriesView(), extra_files: Mapping[str, str] | None = None) -> Path:
     """Render runs/<id>/report/{index.html, summary.md, figures/*} and record ``manifest.steps["report"]``.
 
     ``sections`` are appended after the network sections and before the parse statistics and
@@ -136,16 +136,16 @@ def render_report(ws: Workspace, run_id: str, sections: Sequence[ReportSection] 
     """
     data = load_run(ws, run_id, progress=progress)
     summary = summarize_data(data)
+    # the report folder is one output set: built in a staging folder and swapped in whole (so no figure of
+    # an earlier render outlives it, and no reader sees old and new files mixed)
+    with staged_folder(ws.report_dir(run_id)) as stage:
+        network = network_sections(data, summary, stage / FIGURES_DIR, view)
+        tail = [parse_section(summary), provenance_section(data.manifest)]
+        all_sections = [network[0], *network[1:], *sections, *tail]
+        _, rendered = _write_report(stage, f"l4stb report: {run_id}", all_sections, footer=f"run {run_id}",
+                                    scenario=data.scenario, testbed=summary.testbed, extra_files=extra_files)
     out = ws.report_dir(run_id)
-    fig_dir = out / FIGURES_DIR
-    shutil.rmtree(fig_dir, ignore_errors=True)  # no figure of an earlier render outlives it
-    fig_dir.mkdir(parents=True, exist_ok=True)
-
-    network = network_sections(data, summary, fig_dir, view)
-    tail = [parse_section(summary), provenance_section(data.manifest)]
-    all_sections = [network[0], *network[1:], *sections, *tail]
-    index, rendered = _write_report(out, f"l4stb report: {run_id}", all_sections, footer=f"run {run_id}",
-                                    scenario=data.scenario, testbed=summary.testbed)
+    index = out / "index.html"
     figures = sorted({f.png for r in rendered for f in r.figures} | {f.svg for r in rendered for f in r.figures if f.svg})
 
     def record(m: Manifest) -> None:
@@ -162,14 +162,17 @@ def render_report(ws: Workspace, run_id: str, sections: Sequence[ReportSection] 
     return index
 
 
-def render_model_report(out: Path, title: str, sections: Sequence[ReportSection]) -> Path:
+def render_model_report(out: Path, title: str, sections: Sequence[ReportSection],
+                        extra_files: Mapping[str, str] | None = None) -> Path:
     """A report of model sections only, for a model trained on a pool outside any run (no network data)."""
-    index, _ = _write_report(Path(out), title, sections, footer=title)
-    return index
+    with staged_folder(Path(out)) as stage:
+        _write_report(stage, title, sections, footer=title, extra_files=extra_files)
+    return Path(out) / "index.html"
 
 
 def _write_report(out: Path, title: str, sections: Sequence[ReportSection], *, footer: str,
-                  scenario: Any = None, testbed: str = "") -> tuple[Path, list[_Rendered]]:
+                  scenario: Any = None, testbed: str = "",
+                  extra_files: Mapping[str, str] | None = None) -> tuple[Path, list[_Rendered]]:
     """Render ``sections`` into out/index.html and out/summary.md (atomically); return the index and the parts.
 
     Every file of the report is made world-readable (0644, folders 0755): a results folder is served to
@@ -183,6 +186,8 @@ def _write_report(out: Path, title: str, sections: Sequence[ReportSection], *, f
     atomic_write_text(index, html_text)
     atomic_write_text(out / "summary.md", (f"*Testbed: {testbed}.*\n\n" if testbed else "")
                       + _markdown_report(title, rendered))
+    for name, text in (extra_files or {}).items():  # e.g. train-and-report's headline.json, inside the set
+        atomic_write_text(out / name, text)
     publish_permissions(out)
     return index, rendered
 
@@ -469,7 +474,7 @@ def _overview_md(data: RunData, summary: RunSummary) -> str:
     lines = [f"Testbed: **{summary.testbed}**.", "", f"Run **{data.run_id}**"]
     if s:
         flows = ", ".join(f"{f.host}: {f.cc} × {f.streams}" for f in s.flows)
-        lines[-1] += (f": scenario `{s.name}` ({s.description or 'no description'}), AQM **{s.aqm.name}** at "
+        lines[-1] += (f": scenario `{s.name}` ({_md_plain(s.description) or 'no description'}), AQM **{s.aqm.name}** at "
                      f"{_rate_text(s.bottleneck.rate)}, {format_duration(s.bottleneck.delay)} one-way delay, flows {flows}, "
                      f"{m.n_repeats} repeat(s) of {format_duration(s.duration)}.")
     else:
@@ -720,6 +725,12 @@ def _md_code(text: str) -> str:
 # ---------------------------------------------------------------------------------------------
 # rendering
 # ---------------------------------------------------------------------------------------------
+
+
+def _md_plain(text: str) -> str:
+    """User text shown as itself inside markdown: every markdown and HTML special character escaped, lines
+    joined, so a scenario description can add no image, link or tag to the offline report."""
+    return re.sub(r"([\\`*_\[\]()!<>|~])", r"\\\1", " ".join(str(text).split()))
 
 
 def _environment() -> jinja2.Environment:

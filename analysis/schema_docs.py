@@ -26,7 +26,9 @@ def _packet_columns() -> tuple[Column, ...]:
                    for f in FIELDS)
     extra_meaning = {"timestamp_us": ("us", "monotonic time of the decision (l4stb lines; -1 when the line has none)"),
                      "flow_id": ("id", "the stream: its index in the scenario (simulator) or (source port << 16) | "
-                                       "destination port (FreeBSD module); -1 when the line has none")}
+                                       "destination port (FreeBSD module); -1 when the line has none"),
+                     "decided_by": ("enum", "who decided: 0 the AQM itself (DualPI2, PIE, ...), 1 the learned policy "
+                                            "(aqm policy, closed loop); -1 for lines without the field")}
     extra = tuple(Column(n, *extra_meaning[n]) for n in EXTRA_FIELD_NAMES)
     tail = (Column("queue", "enum", "C (Classic, queue_type 0) or L (L4S, queue_type 1)"),
             Column("action", "enum", "0 forward, 1 drop, 2 CE-mark (dequeue_action - 1)"),

@@ -58,6 +58,7 @@ class SweepTable:
 
     record: SweepRecord
     rows: list[dict]
+    testbed: str = ""
     """Per combination: the swept values under their keys, ``run_id``, and per metric a :class:`M.Interval`."""
 
     @property
@@ -107,11 +108,12 @@ def sweep_table(ws: Workspace, sweep_id: str | None) -> SweepTable:
     if unfetched:
         raise L4stbError(f"{len(unfetched)} run(s) of sweep {record.sweep_id} are not fetched yet ({', '.join(unfetched[:3])}"
                          f"{', ...' if len(unfetched) > 3 else ''}): run `l4stb fetch-logs --sweep {record.sweep_id}` first.")
-    rows = []
+    rows, testbeds = [], set()
     for combo in record.combinations:
         s = summarize(ws, combo.run_id)
+        testbeds.add(s.testbed)
         rows.append({**combo.values, "run_id": combo.run_id, **{m.key: m.get(s) for m in SWEEP_METRICS}})
-    return SweepTable(record, rows)
+    return SweepTable(record, rows, "; ".join(sorted(testbeds)))
 
 
 def _has_raw(ws: Workspace, run_id: str) -> bool:
@@ -186,5 +188,5 @@ def render_sweep_report(ws: Workspace, sweep_id: str | None) -> Path:
                          + "; mean of repeats with 95% intervals.", P.save_figure(fig, fig_dir / stem, data).png))
         sections.append(ReportSection(f"Against {param}", figures=figs))
     index, _ = _write_report(out, f"l4stb sweep report: {table.record.sweep_id}", sections,
-                             footer=f"sweep {table.record.sweep_id}")
+                             footer=f"sweep {table.record.sweep_id}", testbed=table.testbed)
     return index

@@ -6,19 +6,17 @@ Usage: python bench/bench_coexistence.py [--rates 8,40,100] [--stacks freebsd,li
 For each bottleneck rate (Mbit/s), sender stack (both clients run it: ``hosts.<client>.stack``) and DualPI2
 step semantics (``aqm.step_semantics``, when this version of l4stb has that field; otherwise the one
 column is labelled ``as built``), two simulated repeats of the dumbbell at 10 ms: Cubic on client1 against
-DCTCP on client2, and Cubic against Prague (udp_prague on FreeBSD hosts, TCP Prague v0.6 on Linux hosts).
+DCTCP on client2, and Cubic against Prague (udp_prague on FreeBSD hosts, TCP Prague v0.7 on Linux hosts).
 
 Columns: the scalable flow's goodput over Cubic's (whole run, slow start included), the utilisation, and the
 L and C sojourn percentiles (p50/p99, ms) from the router log after a warm-up of 2 s, at 10 us resolution
 (``aqm.kern_hz=100000``). Runs are short (``--duration-s``, default 20 s at 8 Mbit/s and 10 s above), so
-they show the regime, not converged long-run shares: Prague v0.6 only becomes RTT-independent after 500
-rounds (about 10 s at these RTTs). Prints a table; asserts nothing.
+they show the regime, not converged long-run shares. Prints a table; asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 

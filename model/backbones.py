@@ -25,6 +25,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import pickle
 import re
 import shutil
 import socket
@@ -239,6 +240,10 @@ def _from_pretrained(source: str, name: str, layers: int | None, *, local_only: 
     try:
         with _quiet_transformers(layers is not None):
             module = _load_module(source, family, kwargs)
+    except pickle.UnpicklingError:
+        raise L4stbError(f"backbone '{name}' in {source} keeps its weights in a pickle that does not hold plain "
+                         "tensors, so it was refused and nothing in it was run (torch.load weights_only=True). Use a model saved as "
+                         "safetensors (`save_pretrained(..., safe_serialization=True)`).") from None
     except OSError as exc:
         if local_only and Path(source).exists():
             raise L4stbError(f"could not load the weights of backbone '{name}' from {source} ({exc}).") from None

@@ -56,8 +56,9 @@ def _pool_of(ws: Workspace, run_id: str, metrics: dict) -> PoolSplits:
 
 
 def distill_run(ws: Workspace, run_id: str, cfg: DistillConfig, *, console: Console, model: str | None = None,
-                splits: PoolSplits | None = None) -> DistillResult:
-    """Distil the run's teacher (its trained model, or ``model``) into ``<teacher>-distilled`` beside it."""
+                splits: PoolSplits | None = None, out_dir: Path | None = None) -> DistillResult:
+    """Distil the run's teacher (its trained model, or ``model``) into ``out_dir``, by default
+    ``<teacher>-distilled`` beside it."""
     folder = teacher_dir(ws, run_id, model)
     metrics = _teacher_metrics(folder)
     splits = splits or _pool_of(ws, run_id, metrics)
@@ -69,7 +70,7 @@ def distill_run(ws: Workspace, run_id: str, cfg: DistillConfig, *, console: Cons
     elif cfg.dagger_rounds:
         console.print(f"[yellow]DAgger skipped[/]: run {run_id} is a {manifest.kind} run on the {manifest.provider} "
                       "provider; rollouts replay a sim run's scenario. The tree learns from the teacher's labels only.")
-    out_dir = folder.parent / f"{folder.name}{DISTILLED_SUFFIX}"
+    out_dir = out_dir or folder.parent / f"{folder.name}{DISTILLED_SUFFIX}"
     console.print(f"distilling [bold]{folder.name}[/] into a tree of depth <= {cfg.max_depth}, <= {cfg.max_leaves} "
                   f"leaves, <= {cfg.max_bytes:,} bytes ({cfg.dagger_rounds} DAgger round(s))")
     with Progress(SpinnerColumn(), TextColumn("[bold]distill[/] {task.description}"), TimeElapsedColumn(),
@@ -80,7 +81,8 @@ def distill_run(ws: Workspace, run_id: str, cfg: DistillConfig, *, console: Cons
                          progress=lambda text: progress.update(task, description=text))
     s = result.summary
     update_manifest(ws, run_id, lambda m: m.steps.__setitem__("distill", {
-        "status": "done", "finished": utc_iso(), "teacher": str(folder), "out_dir": str(out_dir),
+        "status": "done", "finished": utc_iso(),
+        "teacher": str(out_dir.parent / out_dir.name.removesuffix(DISTILLED_SUFFIX)), "out_dir": str(out_dir),
         "sha256": s["blob"]["sha256"], "bytes": s["blob"]["bytes"], "agreement": s["agreement_with_teacher"],
         "test_macro_f1": s["test"]["macro_f1"]}))
     return result

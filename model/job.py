@@ -6,18 +6,22 @@ stage is (fetch, parse, pool), and every output is written atomically by the sta
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from l4stb.analysis.pool import PoolSplits, load_pool
+from l4stb.console import safe
 from l4stb.errors import L4stbError
 from l4stb.manifest import load_manifest, update_manifest
-from l4stb.workspace import Workspace, atomic_write_json, utc_iso
+from l4stb.workspace import Workspace, atomic_write_json, staged_folder, utc_iso
 
 
 @dataclass
@@ -27,8 +31,8 @@ class TrainJob:
     run_ids: tuple[str, ...] = ()
     test_runs: tuple[str, ...] = ()
     pool: str | None = None
-    preset: str = "paper7"
-    reward: str = "paper"
+    preset: str | None = None  # None: paper7 when building from runs, the pool's own with --pool
+    reward: str | None = None  # None: paper when building from runs, the pool's own with --pool
     backbone: str = "tiny-gpt2"
     layers: int | None = None
     epochs: int = 2
@@ -38,6 +42,7 @@ class TrainJob:
     policy_every: tuple[int, ...] = ()
     name: str | None = None
     closed_loop_repeats: int = 3
+    force: bool = False
     distill: bool = True
 
     @property
@@ -66,13 +71,13 @@ class JobOutcome:
     def headline(self) -> str:
         m = self.metrics
         test, base = m.get("test", {}), m.get("baselines", {})
-        lines = [f"[green]done[/] in {self.wall_s:.0f} s. Model: {self.model_dir}"]
+        lines = [f"[green]done[/] in {self.wall_s:.0f} s. Model: {safe(self.model_dir)}"]
         f1, f1_forward = test.get("macro_f1"), base.get("always_forward", {}).get("macro_f1")
         if f1 is not None and f1_forward is not None and f1 < f1_forward:
             lines.insert(0, f"[bold red]the model is worse than always-forward[/] on the held-out test split "
                             f"(macro-F1 {f1:.3f} vs {f1_forward:.3f}): it has not learned the drop/mark decisions.")
         if self.report:
-            lines.append(f"report: [bold]{self.report}[/]")
+            lines.append(f"report: [bold]{safe(self.report)}[/]")
         lines.append(
             f"held-out test: macro-F1 {test.get('macro_f1', float('nan')):.3f} (always-forward "
             f"{base.get('always_forward', {}).get('macro_f1', float('nan')):.3f}, decision tree "
@@ -92,7 +97,7 @@ class JobOutcome:
         for row in self.closed_loop:
             verdicts = row.get("verdicts") or {}
             worse = sorted(k for k, w in verdicts.items() if w.startswith("worse"))
-            lines.append(f"closed loop {row['label']}: C p95 {row['c_p95_ms']:.1f} ms, L p95 {row['l_p95_ms']:.1f} ms, "
+            lines.append(f"closed loop {safe(row['label'])}: C p95 {row['c_p95_ms']:.1f} ms, L p95 {row['l_p95_ms']:.1f} ms, "
                          f"utilisation {row['utilization']:.1%}, Jain {row['jain']:.3f}"
                          + (f"; worse than DualPI2 on {', '.join(worse)}" if worse else "")
                          + ("; too few repeats to tell" if verdicts and all(w.startswith("too few") for w in verdicts.values())
@@ -138,6 +143,23 @@ def _resolve_pool(ws: Workspace, spec: str) -> Path:
                      "with `l4stb pool import FILE.pkl`, or train from runs with --run.")
 
 
+def _check_pool_options(job: TrainJob, splits: PoolSplits) -> None:
+    """--preset and --reward choose how a pool is built from runs; a pool given with --pool already has both,
+    so a different (or unknown) value is refused instead of silently ignored."""
+    from l4stb.analysis.pool_build import get_reward, preset_features
+
+    for option, given, has in (("--preset", job.preset, splits.meta.preset), ("--reward", job.reward, splits.meta.reward)):
+        if given is None or given == has:
+            continue
+        try:
+            (preset_features if option == "--preset" else get_reward)(given)
+        except L4stbError as exc:  # an unknown name: say which option carried it
+            raise L4stbError(f"{option} {given}: {exc}") from None
+        raise L4stbError(f"{option} {given}: the pool '{splits.meta.name}' was built with {option.lstrip('-')} "
+                         f"'{has}', and --pool trains on it as it is. Drop {option}, or build a pool with it from "
+                         "runs (`--run ID`).")
+
+
 def validate_job(job: TrainJob):
     """Check every option before anything is fetched, parsed or built; return the validated TrainConfig."""
     from l4stb.analysis.pool_build import get_reward, preset_features
@@ -158,8 +180,8 @@ def validate_job(job: TrainJob):
 
         validate_name(job.name, "model name (--name)")
     if not job.pool:
-        preset_features(job.preset)
-        get_reward(job.reward)
+        preset_features(job.preset or "paper7")
+        get_reward(job.reward or "paper")
     return _train_config(job).validated()
 
 
@@ -173,6 +195,7 @@ def train_and_report(ws: Workspace, job: TrainJob, *, console: Console) -> JobOu
         if job.run_ids or job.test_runs:
             raise L4stbError("give either --pool or --run/--test-run, not both.")
         splits = load_pool(_resolve_pool(ws, job.pool))
+        _check_pool_options(job, splits)
     else:
         run_ids = list(job.run_ids) or [ws.resolve_run(None)]
         for r in run_ids + list(job.test_runs):
@@ -183,68 +206,116 @@ def train_and_report(ws: Workspace, job: TrainJob, *, console: Console) -> JobOu
     # Models of a pool outside any run live side by side under workdir/models/: name them after the pool too.
     model_name = job.model_name if job.name or run_id is not None else f"{splits.meta.name}-{job.model_name}"
     model_dir = ws.model_dir(run_id, model_name)
-    console.print(f"pool [bold]{splits.meta.name}[/]: {len(splits.meta.feature_names)} features, "
+    fingerprint = _fingerprint(job, splits)
+    report_index = (ws.report_dir(run_id) if run_id is not None else model_dir / "report") / "index.html"
+    if not job.force:
+        done = _finished_outcome(model_dir, report_index, fingerprint)
+        if done is not None:
+            console.print(f"[green]up to date[/]: {safe(model_dir)} was trained with these options on this pool "
+                          "(`--force` trains again)")
+            return done
+    console.print(f"pool [bold]{safe(splits.meta.name)}[/]: {len(splits.meta.feature_names)} features, "
                   + ", ".join(f"{s} {len(splits.split(s)):,} rows" for s in ("train", "val", "test"))
-                  + f" ({splits.meta.split}); training {cfg.backbone} for {cfg.epochs} epochs")
-    with _progress(console) as progress:
-        report = train_and_evaluate(splits, model_dir, cfg, progress=progress)
+                  + f" ({safe(splits.meta.split)}); training {safe(cfg.backbone)} for {cfg.epochs} epochs")
+    # The model folder is one output set (checkpoint, metrics, figures, job.json and, for a pool, its report):
+    # it is built in a staging folder and swapped in whole, so an interrupt never mixes two trainings.
+    with staged_folder(model_dir) as stage:
+        with _progress(console) as progress:
+            report = train_and_evaluate(splits, stage, cfg, progress=progress)
+        from l4stb.model.report_sections import model_sections
+
+        sections = model_sections(report.metrics, report.history, stage / "figures")
+        distilled = _distill_stage(ws, run_id, splits, stage, model_dir, console) if job.distill else None
+        if distilled is not None:
+            from l4stb.model.distill_report import distill_section
+
+            sections.append(distill_section(distilled.summary))
+        closed_rows: list[dict] = []
+        if job.closed_loop:
+            if run_id is None:
+                console.print("[yellow]closed loop skipped[/]: the model was trained on a pool outside any run, so "
+                              "there is no scenario to replay; train from a sim run (`--run ID`) to get it.")
+            else:
+                from l4stb.model.closed_loop import run_closed_loop
+
+                extra = (_distilled_series(distilled),) if distilled is not None else ()
+                section, closed_rows = run_closed_loop(ws, run_id, splits, report, job, console=console,
+                                                       extra_policies=extra)
+                if section is not None:
+                    sections.append(section)
+        outcome = JobOutcome(report_index, model_dir, report.metrics, closed_rows, time.perf_counter() - t0,
+                             distilled.summary if distilled is not None else None)
+        headline = {**outcome.to_json(), "fingerprint": fingerprint}
+        if run_id is not None:
+            from l4stb.analysis.report import render_report
+
+            render_report(ws, run_id, sections, extra_files={"headline.json": _json_text(headline)})
+        else:
+            from l4stb.analysis.report import render_model_report
+
+            render_model_report(stage / "report", f"model {model_name} on pool {splits.meta.name}", sections,
+                                extra_files={"headline.json": _json_text(headline)})
+        atomic_write_json(stage / "job.json", {"fingerprint": fingerprint, "options": _options(job)})
     if run_id is not None:
         update_manifest(ws, run_id, lambda m: m.steps.__setitem__(
             "train", {"status": "done", "finished": utc_iso(), "model": model_name, "model_dir": str(model_dir),
                       "test_macro_f1": report.metrics.get("test", {}).get("macro_f1")}))
-
-    sections = []
-    from l4stb.model.report_sections import model_sections
-
-    sections += model_sections(report.metrics, report.history, model_dir / "figures")
-    distilled = _distill_stage(ws, run_id, splits, model_dir, console) if job.distill else None
-    if distilled is not None:
-        from l4stb.model.distill_report import distill_section
-
-        sections.append(distill_section(distilled.summary))
-    closed_rows: list[dict] = []
-    if job.closed_loop:
-        if run_id is None:
-            console.print("[yellow]closed loop skipped[/]: the model was trained on a pool outside any run, so there is "
-                          "no scenario to replay; train from a sim run (`--run ID`) to get it.")
-        else:
-            from l4stb.model.closed_loop import run_closed_loop
-
-            extra = (_distilled_series(distilled),) if distilled is not None else ()
-            section, closed_rows = run_closed_loop(ws, run_id, splits, report, job, console=console,
-                                                   extra_policies=extra)
-            if section is not None:
-                sections.append(section)
-    if run_id is not None:
-        from l4stb.analysis.report import render_report
-
-        path = render_report(ws, run_id, sections)
-    else:
-        from l4stb.analysis.report import render_model_report
-
-        path = render_model_report(model_dir / "report", f"model {model_name} on pool {splits.meta.name}",
-                                   sections)
-    outcome = JobOutcome(path, model_dir, report.metrics, closed_rows, time.perf_counter() - t0,
-                         distilled.summary if distilled is not None else None)
-    atomic_write_json(path.parent / "headline.json", outcome.to_json())
     return outcome
 
 
-def _distill_stage(ws: Workspace, run_id: str | None, splits: PoolSplits, model_dir: Path, console: Console):
-    """The distilled tree of the model just trained (with DAgger rollouts when the run is a sim run)."""
+def _options(job: TrainJob) -> dict:
+    return {k: v for k, v in asdict(job).items() if k != "force"}
+
+
+def _json_text(obj: dict) -> str:
+    return json.dumps(obj, indent=2, default=str) + "\n"
+
+
+def _fingerprint(job: TrainJob, splits: PoolSplits) -> str:
+    """What a training depends on: the job's options and the pool's rows (not its name or where it lives)."""
+    h = hashlib.sha256(json.dumps(_options(job), sort_keys=True, default=str).encode())
+    h.update(json.dumps(splits.meta.feature_names).encode())
+    for name in ("train", "val", "test"):
+        part = splits.split(name)
+        for arr in (part.states, part.actions, part.rewards, part.dones, part.episode):
+            h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()
+
+
+def _finished_outcome(model_dir: Path, report_index: Path, fingerprint: str) -> JobOutcome | None:
+    """The outcome of an earlier job with the same fingerprint whose model and report are both in place."""
+    try:
+        job_doc = json.loads((model_dir / "job.json").read_text())
+        headline = json.loads((report_index.parent / "headline.json").read_text())
+        if job_doc.get("fingerprint") != fingerprint or headline.get("fingerprint") != fingerprint:
+            return None
+        if not (report_index.is_file() and (model_dir / "checkpoint").is_dir()):
+            return None
+        return JobOutcome(report_index, model_dir, dict(headline.get("metrics") or {}),
+                          list(headline.get("closed_loop") or []), float(headline.get("wall_s") or 0.0),
+                          headline.get("distill"))
+    except (OSError, ValueError, AttributeError, TypeError):
+        return None
+
+
+def _distill_stage(ws: Workspace, run_id: str | None, splits: PoolSplits, staged_model: Path, model_dir: Path,
+                   console: Console):
+    """The distilled tree of the model just trained (with DAgger rollouts when the run is a sim run).
+
+    The teacher is read from the staging folder it is being built in; the tree is written beside the model's
+    final folder (``<model>-distilled``), as ``l4stb distill`` would write it."""
     from l4stb.model.distill import DistillConfig, Teacher, distill
     from l4stb.model.distill_job import DISTILLED_SUFFIX, distill_run
 
-    cfg = DistillConfig()
+    out_dir = model_dir.parent / f"{model_dir.name}{DISTILLED_SUFFIX}"
     if run_id is not None:
-        return distill_run(ws, run_id, cfg, console=console, model=str(model_dir), splits=splits)
-    import json
-
-    metrics_path = model_dir / "metrics.json"
+        return distill_run(ws, run_id, DistillConfig(), console=console, model=str(staged_model), splits=splits,
+                           out_dir=out_dir)
+    metrics_path = staged_model / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
     console.print("distilling the model into a decision tree (no run to roll out: imitation only)")
-    return distill(splits, Teacher(model_dir / "checkpoint"), model_dir.parent / f"{model_dir.name}{DISTILLED_SUFFIX}",
-                   DistillConfig(dagger_rounds=0), teacher_metrics=metrics)
+    return distill(splits, Teacher(staged_model / "checkpoint"), out_dir, DistillConfig(dagger_rounds=0),
+                   teacher_metrics=metrics)
 
 
 def _distilled_series(distilled):
@@ -269,4 +340,4 @@ def _build_pool(ws: Workspace, run_ids: list[str], test_runs: list[str], job: Tr
         console.print(f"parsed {r}: {result.parsed:,} packet decisions"
                       + (f", {result.skipped_total:,} lines skipped" if result.skipped_total else "")
                       + (" (up to date)" if result.reused else ""))
-    return build_pool(ws, run_ids, preset=job.preset, reward=job.reward, test_run_ids=test_runs)
+    return build_pool(ws, run_ids, preset=job.preset or "paper7", reward=job.reward or "paper", test_run_ids=test_runs)

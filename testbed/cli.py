@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import sys
@@ -12,8 +13,9 @@ import click
 from rich.table import Table
 
 from l4stb import __version__
-from l4stb.console import console, err_console
-from l4stb.errors import L4stbError
+from l4stb import interrupts
+from l4stb.console import clean, console, err_console, print_error, safe
+from l4stb.errors import INTERRUPTED_MESSAGE, L4stbError, explain_environment_error
 from l4stb.workspace import Workspace
 
 DEFAULT_WORKDIR = "./l4stb-work"
@@ -71,6 +73,8 @@ def cli(ctx: click.Context, workdir: str | None, verbose: bool) -> None:
     l4stb train-and-report                logs -> pool -> LoRA fine-tune -> evaluation -> HTML report
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # a logged path or name never carries terminal escapes
+        handler.addFilter(_clean_record)
     ctx.obj = Ctx(workdir or os.environ.get("L4STB_WORKDIR") or DEFAULT_WORKDIR, verbose)
 
 
@@ -105,8 +109,8 @@ def up(c: Ctx, provider: str, topology: str, dry_run: bool) -> None:
                 )
         info = prov.up(topo)
         info.save(c.ws)
-    console.print(f"[green]testbed up[/]: provider [bold]{provider}[/], topology [bold]{topo.name}[/], "
-                  f"hosts {', '.join(info.hosts)}; workdir {c.ws.root}")
+    console.print(f"[green]testbed up[/]: provider [bold]{safe(provider)}[/], topology [bold]{safe(topo.name)}[/], "
+                  f"hosts {safe(', '.join(info.hosts))}; workdir {safe(c.ws.root)}")
     if provider == "vagrant":  # a real testbed proves itself before any data is taken from it
         from l4stb.check import run_check
 
@@ -126,7 +130,7 @@ def down(c: Ctx, destroy: bool) -> None:
         info = TestbedInfo.load(c.ws)
         get_provider(info.provider, c.ws).down(destroy=destroy)
         c.ws.testbed_file.unlink()
-    console.print(f"testbed ({info.provider}, {info.topology}) is down" + (" and destroyed" if destroy else ""))
+    console.print(f"testbed ({safe(info.provider)}, {safe(info.topology)}) is down" + (" and destroyed" if destroy else ""))
 
 
 @cli.command()
@@ -159,18 +163,19 @@ def status(c: Ctx) -> None:
     from l4stb.providers import get_provider
     from l4stb.providers.base import TestbedInfo
 
+    c.ws.ensure_usable()
     if c.ws.testbed_file.is_file():
         info = TestbedInfo.load(c.ws)
         states = get_provider(info.provider, c.ws).status()
-        table = Table(title=f"testbed: {info.provider} / {info.topology} (up since {info.created})")
+        table = Table(title=safe(f"testbed: {info.provider} / {info.topology} (up since {info.created})"))
         table.add_column("host")
         table.add_column("role")
         table.add_column("state")
         for host, meta in info.hosts.items():
-            table.add_row(host, str(meta.get("role", "")), states.get(host, "unknown"))
+            table.add_row(safe(host), safe(meta.get("role", "")), safe(states.get(host, "unknown")))
         console.print(table)
     else:
-        console.print(f"no testbed is up in {c.ws.root} (`l4stb up` starts one)")
+        console.print(f"no testbed is up in {safe(c.ws.root)} (`l4stb up` starts one)")
     runs = c.ws.run_ids()
     if not runs:
         console.print("no runs yet")
@@ -178,12 +183,25 @@ def status(c: Ctx) -> None:
     table = Table(title="runs")
     for col in ("run", "kind", "status", "repeats ok", "fetched", "steps"):
         table.add_column(col)
+    damaged, interrupted = [], False
     for run_id in runs:
-        m = load_manifest(c.ws, run_id)
-        fetched = m.steps.get("fetch", {}).get("status", "-")
+        try:
+            m = load_manifest(c.ws, run_id)
+        except L4stbError as exc:  # one damaged run never hides the others
+            table.add_row(safe(run_id), "?", "[red]damaged[/]", "-", "-", "-")
+            damaged.append(str(exc))
+            continue
+        fetch = m.steps.get("fetch")
+        fetched = fetch.get("status", "-") if isinstance(fetch, dict) else "-"
         steps = ", ".join(k for k, v in m.steps.items() if k != "fetch" and isinstance(v, dict) and v.get("status") == "done")
-        table.add_row(run_id, m.kind, m.status, f"{len(m.ok_repeats())}/{len(m.repeats)}", fetched, steps or "-")
+        interrupted |= m.shown_status() == "interrupted"
+        table.add_row(safe(run_id), m.kind, m.shown_status(), f"{len(m.ok_repeats())}/{len(m.repeats)}", safe(fetched),
+                      safe(steps or "-"))
     console.print(table)
+    for text in damaged:
+        print_error(text)
+    if interrupted:
+        console.print("an interrupted run keeps its finished repeats: `l4stb run --resume RUN_ID` completes it")
 
 
 @cli.command()
@@ -201,7 +219,7 @@ def scenarios() -> None:
         s = load_scenario(name)
         flows = " + ".join(f"{f.host} {f.cc}×{f.streams}" for f in s.flows)
         table.add_row(name, s.aqm.name, format_rate(s.bottleneck.rate), format_duration(s.bottleneck.delay), flows,
-                      f"{format_duration(s.duration)} x {s.repeats}", *((s.description,) if wide else ()))
+                      f"{format_duration(s.duration)} x {s.repeats}", *((safe(s.description),) if wide else ()))
     console.print(table)
     topos = Table(title="topologies")
     topos.add_column("name")
@@ -209,7 +227,7 @@ def scenarios() -> None:
     topos.add_column("description", overflow="fold")
     for name in list_topologies():
         t = load_topology(name)
-        topos.add_row(name, ", ".join(f"{h} ({s.role})" for h, s in t.hosts.items()), t.description)
+        topos.add_row(name, ", ".join(f"{h} ({s.role})" for h, s in t.hosts.items()), safe(t.description))
     console.print(topos)
 
 
@@ -220,7 +238,7 @@ def scenarios() -> None:
 
 @cli.command()
 @click.option("--scenario", "scenario_name", required=False, help="Shipped scenario name or a YAML path.")
-@click.option("--repeats", type=int, default=None, help="Override the scenario's number of repeats.")
+@click.option("--repeats", type=click.IntRange(min=1), default=None, help="Override the scenario's number of repeats.")
 @click.option("--seed", type=int, default=None, help="Override the scenario's seed.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a scenario field, e.g. bottleneck.rate=20Mbit or duration=30s (repeatable).")
@@ -230,7 +248,7 @@ def scenarios() -> None:
               help="Finish an interrupted run's pending repeats (default: the latest run); with --sweep, skip the "
                    "combinations already complete.",
               is_flag=False, flag_value="__latest__")
-@click.option("--jobs", type=int, default=None, help="Repeats run in parallel (sim provider; default: all cores).")
+@click.option("--jobs", type=click.IntRange(min=1), default=None, help="Repeats run in parallel (sim provider; default: all cores).")
 @click.option("--executor", type=click.Choice(["local", "dask", "ray"]), default="local", show_default=True,
               help="Where sweep runs execute (dask/ray need a cluster address in DASK_SCHEDULER_ADDRESS/RAY_ADDRESS).")
 @click.option("--dry-run", is_flag=True, help="Print the per-host plan (or the sweep's combinations) and run nothing.")
@@ -279,19 +297,19 @@ def run(c: Ctx, scenario_name, repeats, seed, overrides, sweeps, resume, jobs, e
     with c.ws.locked("run"):
         testbed, topology, scenario = runner.resolve(c.ws, scenario_name, overrides)
         manifest = runner.start_run(c.ws, scenario, topology, testbed, overrides=overrides)
-        console.print(f"run [bold]{manifest.run_id}[/]: {scenario.repeats} x {scenario.duration / 1e6:.0f} s on the "
-                      f"{testbed.provider} testbed")
+        console.print(f"run [bold]{safe(manifest.run_id)}[/]: {scenario.repeats} x {scenario.duration / 1e6:.0f} s on the "
+                      f"{safe(testbed.provider)} testbed")
         result = runner.execute(c.ws, manifest.run_id, jobs=jobs)
     _print_run_result(result)
 
 
 def _print_run_result(result) -> None:
     color = "green" if result.status == "complete" else "yellow"
-    console.print(f"[{color}]{result.status}[/]: run {result.run_id}, {len(result.ok)} repeats ok"
+    console.print(f"[{color}]{result.status}[/]: run {safe(result.run_id)}, {len(result.ok)} repeats ok"
                   + (f", {len(result.failed)} failed ({', '.join(map(str, result.failed))})" if result.failed else "")
                   + f", {result.wall_s:.1f} s wall. Next: `l4stb fetch-logs --run {result.run_id}`.")
     if result.status != "complete":
-        console.print(f"re-run the missing repeats with `l4stb run --resume {result.run_id}`")
+        console.print(f"re-run the missing repeats with `l4stb run --resume {safe(result.run_id)}`")
 
 
 @cli.command("fetch-logs")
@@ -311,7 +329,7 @@ def fetch_logs(c: Ctx, run_ids, sweep_id, all_runs, clean_remote: bool) -> None:
         for run_id in targets:
             result = fetch_run(c.ws, run_id, clean_remote=clean_remote)
             console.print(f"[green]fetched[/] {run_id}: {result.files} files ({result.bytes / 1e6:.1f} MB, "
-                          f"{result.new} new, {result.skipped} already there) into {c.ws.raw_dir(run_id)}.")
+                          f"{result.new} new, {result.skipped} already there) into {safe(c.ws.raw_dir(run_id))}.")
     if sweep_id is not None:
         console.print("Next: `l4stb summary --sweep" + (f" {sweep_id}`" if sweep_id else "`")
                       + " or `l4stb report --sweep" + (f" {sweep_id}`." if sweep_id else "`."))
@@ -334,7 +352,7 @@ def import_logs(c: Ctx, router_logs, iperf3_files, name) -> None:
 
     with c.ws.locked("import-logs"):
         run_id = do_import(c.ws, [Path(p) for p in router_logs], [Path(p) for p in iperf3_files], name=name)
-    console.print(f"[green]imported[/] as run [bold]{run_id}[/]. Next: `l4stb summary --run {run_id}`.")
+    console.print(f"[green]imported[/] as run [bold]{safe(run_id)}[/]. Next: `l4stb summary --run {safe(run_id)}`.")
 
 
 @cli.command()
@@ -406,30 +424,31 @@ def report(c: Ctx, run_ids, sweep_id, repeat, window, bin_ms) -> None:
         from l4stb.model.saved_sections import saved_model_sections
 
         path = render_report(c.ws, run_id, saved_model_sections(c.ws, run_id), view=view)
-    console.print(f"[green]report[/]: {path}")
+    console.print(f"[green]report[/]: {safe(path)}")
 
 
 @cli.command("train-and-report")
 @click.option("--run", "run_ids", multiple=True, help="Train on these runs (default: the latest run).")
 @click.option("--test-run", "test_runs", multiple=True, help="Test on these held-out runs instead of a split.")
 @click.option("--pool", "pool", default=None, help="Train on an existing pool (name under workdir/pools or a path).")
-@click.option("--preset", default="paper7", show_default=True, help="State features: paper8, paper7 or dualpi2.")
-@click.option("--reward", default="paper", show_default=True, help="Reward function name.")
+@click.option("--preset", default=None, help="State features: paper8, paper7 (default) or dualpi2; with --pool, the pool's own.")
+@click.option("--reward", default=None, help="Reward function name (default paper); with --pool, the pool's own.")
 @click.option("--backbone", default="tiny-gpt2", show_default=True,
               help="tiny-gpt2, smollm2-135m, or a local path / hub id of a GPT-2, OPT, Llama or T5 model.")
-@click.option("--layers", type=int, default=None, help="Keep only the first N backbone blocks.")
-@click.option("--epochs", type=int, default=2, show_default=True)
-@click.option("--lora-rank", type=int, default=None, help="LoRA rank (0 = full fine-tuning; paper: 128).")
-@click.option("--max-train-windows", type=int, default=None,
+@click.option("--layers", type=click.IntRange(min=1), default=None, help="Keep only the first N backbone blocks.")
+@click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--lora-rank", type=click.IntRange(min=0), default=None, help="LoRA rank (0 = full fine-tuning; paper: 128).")
+@click.option("--max-train-windows", type=click.IntRange(min=0), default=None,
               help="Cap on training windows (default 20000, for CPU budgets; 0 = no cap).")
 @click.option("--closed-loop/--no-closed-loop", default=True, show_default=True,
               help="Drive the simulator's router with the learned policy and compare with DualPI2.")
-@click.option("--policy-every", type=int, multiple=True, help="Closed loop: the policy decides every N-th packet.")
+@click.option("--policy-every", type=click.IntRange(min=1), multiple=True, help="Closed loop: the policy decides every N-th packet.")
 @click.option("--distill/--no-distill", default=True, show_default=True,
               help="Distil the model into the integer decision tree the router runs (see `l4stb distill`).")
-@click.option("--closed-loop-repeats", type=int, default=3, show_default=True,
+@click.option("--closed-loop-repeats", type=click.IntRange(min=1), default=3, show_default=True,
               help="Closed loop: held-out repeats per series (verdicts need at least 3).")
 @click.option("--name", default=None, help="Model name (default: the backbone name).")
+@click.option("--force", is_flag=True, help="Train again even when this model is up to date with these options.")
 @pass_ctx
 def train_and_report(c: Ctx, **options) -> None:
     """Logs -> experience pool -> LLM fine-tune (LoRA) -> evaluation -> closed loop -> HTML report."""
@@ -462,8 +481,8 @@ def pool_import(c: Ctx, file: str, name: str | None) -> None:
         splits = import_pickle(path, name=name)
         folder = save_pool(splits, c.ws.pool_dir(None, name))
     sizes = ", ".join(f"{k} {v}" for k, v in splits.meta.sizes.items())
-    console.print(f"[green]imported[/] pool [bold]{name}[/] ({len(splits.meta.feature_names)} features; {sizes}) "
-                  f"into {folder}. Train on it: `l4stb train-and-report --pool {name}`.")
+    console.print(f"[green]imported[/] pool [bold]{safe(name)}[/] ({len(splits.meta.feature_names)} features; {sizes}) "
+                  f"into {safe(folder)}. Train on it: `l4stb train-and-report --pool {safe(name)}`.")
 
 
 from l4stb import cli_analysis, cli_distill  # noqa: E402  (compare, export, plot; distill: their own modules)
@@ -473,33 +492,55 @@ for _command in (cli_analysis.compare, cli_analysis.export, cli_analysis.plot, c
 _workdir_everywhere(cli)
 
 
+def _clean_record(record: logging.LogRecord) -> bool:
+    record.msg, record.args = clean(record.getMessage()), ()
+    return True
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: user errors print one paragraph and exit 2; bugs show a traceback with -v."""
+    """Entry point: user errors print one paragraph and exit 2; bugs show a traceback with -v.
+
+    The environment's refusals (a full disk, a read-only mount, a permission, a path that is a file) are
+    the user's to fix, so they are user errors too; the catch-all below is left for real bugs.
+    """
     args = sys.argv[1:] if argv is None else argv
     from l4stb.manifest import record_command
 
     record_command(args)
     verbose = "-v" in args or "--verbose" in args
+    interrupts.install_sigterm()
     try:
         cli.main(args=args, prog_name="l4stb", standalone_mode=False)
     except L4stbError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        print_error(exc)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        cause = exc.__cause__  # click turns Ctrl-C (and our SIGTERM) into Abort
+        if isinstance(cause, KeyboardInterrupt):
+            err_console.print(INTERRUPTED_MESSAGE)
+            sys.exit(interrupts.exit_status(cause))
         err_console.print("aborted")
         sys.exit(130)
     except click.ClickException as exc:
-        exc.show()
+        buf = io.StringIO()
+        exc.show(file=buf)
+        err_console.print(safe(buf.getvalue().rstrip()), soft_wrap=True)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        err_console.print("interrupted: what was finished is saved; re-run the command to resume.")
-        sys.exit(130)
-    except Exception as exc:  # a bug: say so plainly, and show the traceback with -v
+    except KeyboardInterrupt as exc:
+        err_console.print(INTERRUPTED_MESSAGE)
+        sys.exit(interrupts.exit_status(exc))
+    except Exception as exc:  # noqa: BLE001 - the last resort; user-fixable classes are translated first
+        user = explain_environment_error(exc)
+        if user is not None:
+            if verbose:
+                traceback.print_exc()
+            print_error(user)
+            sys.exit(L4stbError.exit_code)
         if verbose:
             traceback.print_exc()
         else:
-            err_console.print(f"[bold red]internal error[/] ({type(exc).__name__}: {exc}). Re-run with -v for the "
-                              "traceback and report it.", soft_wrap=True)
+            print_error(f"internal error ({type(exc).__name__}: {exc}). Re-run with -v for the traceback and "
+                        "report it.")
         sys.exit(1)
 
 

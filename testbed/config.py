@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import posixpath
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -53,6 +55,14 @@ FilePath = Annotated[str, Field(pattern=r"^/[A-Za-z0-9._/-]{1,200}$")]
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """YAML's ``true`` is not a number: ``seed: true`` or ``connections=true`` is a mistake, not 1."""
+        if isinstance(value, bool) and cls.model_fields[info.field_name].annotation in (int, float):
+            raise ValueError("is true/false, but this field takes a number")
+        return value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,9 +159,10 @@ MANAGEMENT_NETWORKS = {
 }
 """The subnets the vagrant provider's VMs already sit on through their first NIC, which carries SSH.
 
-VirtualBox's NAT adapter 1 is 10.0.2.0/24 (guest 10.0.2.15, gateway 10.0.2.2: VirtualBox manual, "NAT
-networking details"); vagrant-libvirt's management network defaults to 192.168.121.0/24
-(``management_network_address``, vagrant-libvirt docs "Management Network"). A topology subnet that
+VirtualBox's NAT adapter 1 is 10.0.2.0/24 (guest 10.0.2.15, gateway 10.0.2.2; `VBoxManage modifyvm
+--natnet1` moves it), as the issue states and third-party notes show (the VirtualBox manual was not at
+hand); vagrant-libvirt's management network defaults to 192.168.121.0/24 (lib/vagrant-libvirt/config.rb:
+``@management_network_address = '192.168.121.0/24'``). A topology subnet that
 overlaps one of them is also a connected prefix on the management NIC, so the kernel may send testbed
 traffic (or SSH) the wrong way.
 """
@@ -299,9 +310,9 @@ class Aqm(Strict):
     """A step on the L queue length in packets instead (Linux ``step_thresh 10packets``)."""
     ramp_range: Duration = 0
     min_qlen_step: Optional[int] = Field(None, ge=0, le=1_000_000)
-    """"linux" step only (Linux's min_qlen_step, default 0)."""
+    """Only with step_semantics "linux": Linux's min_qlen_step (default 0)."""
     th_len: Optional[int] = Field(None, ge=0, le=1_000_000)
-    """"rfc9332-thlen" step only (RFC 9332's Th_len, default 1)."""
+    """Only with step_semantics "rfc9332-thlen": RFC 9332's Th_len (default 1)."""
     classic_protection: float = Field(0.10, ge=0.0, le=1.0)
     scheduler: Literal["wrr", "tsfifo"] = "wrr"
     tshift: Duration = 50_000
@@ -532,11 +543,26 @@ class HostSettings(Strict):
         return self.prague_transport or ("udp" if self.stack == "freebsd" else "tcp")
 
 
+LOG_DIR = "/var/log/"
+"""The only folder a router log may be written to: syslogd and newsyslog own it on FreeBSD (hier(7))."""
+
+
 class Logging(Strict):
     file: FilePath = "/var/log/dualpi2.log"
     rotate_size: Size = Field(10_000_000, ge=10_000, le=10**10)
     rotate_count: int = Field(100, ge=1, le=10_000)
     compress: Literal["bzip2", "gzip", "xz", "none"] = "bzip2"
+
+    @field_validator("file")
+    @classmethod
+    def _confined_to_var_log(cls, v: str) -> str:
+        """The vagrant plan truncates and rotates this file as root: it must be a file name inside /var/log/."""
+        parts = v.split("/")
+        if ".." in parts or "." in parts or v.endswith("/") or "//" in v:
+            raise ValueError(f"must be a plain path without '.', '..', '//' or a trailing '/', like {LOG_DIR}dualpi2.log")
+        if not v.startswith(LOG_DIR) or len(v) == len(LOG_DIR) or posixpath.normpath(v) != v:
+            raise ValueError(f"must name a file inside {LOG_DIR}, like {LOG_DIR}dualpi2.log")
+        return v
 
 
 class Iperf3(Strict):
@@ -646,11 +672,48 @@ def scenario_with(scenario: Scenario, overrides: dict[str, Any]) -> Scenario:
     return _validate(Scenario, data, f"scenario {scenario.name} with {overrides}")
 
 
-def _read_yaml(path: Path) -> dict:
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # an unhashable key: the base class reports it
+                duplicate = False
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' is given twice (line {key_node.start_mark.line + 1})", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+MAX_YAML_BYTES = 1 << 20
+"""A scenario or topology is a few hundred bytes; anything over 1 MiB is not one."""
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """YAML text -> Python values, with every way it can be wrong as a user error naming ``source``."""
     try:
-        data = yaml.safe_load(path.read_text())
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
-        raise L4stbError(f"{path} is not valid YAML: {exc}. Fix the syntax and try again.") from None
+        raise L4stbError(f"{source} is not valid YAML: {exc}. Fix the syntax and try again.") from None
+    except RecursionError:
+        raise L4stbError(f"{source} is nested too deeply to be a scenario or topology; fix the file.") from None
+
+
+def _read_yaml(path: Path) -> dict:
+    raw = path.read_bytes()
+    if len(raw) > MAX_YAML_BYTES:
+        raise L4stbError(f"{path} is {len(raw):,} bytes, too large for a scenario or topology (at most "
+                         f"{MAX_YAML_BYTES:,}); check that it is the right file.")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise L4stbError(f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8 and try again.") from None
+    data = parse_yaml(text, str(path))
     if not isinstance(data, dict):
         raise L4stbError(f"{path} must hold a YAML mapping (key: value lines), not {type(data).__name__}.")
     return data
@@ -663,7 +726,7 @@ def _split_override(item: str) -> tuple[str, Any]:
     key = key.strip()
     if not re.fullmatch(r"[a-z_]+(\.[a-z0-9_]+)*", key):
         raise L4stbError(f"--set '{item}': '{key}' is not a field path; write it like bottleneck.rate or aqm.target.")
-    return key, yaml.safe_load(raw) if raw.strip() else raw
+    return key, parse_yaml(raw, f"--set '{item}'") if raw.strip() else raw
 
 
 def _set_path(data: dict, key: str, value: Any, model: type[BaseModel], item: str) -> None:
@@ -672,6 +735,10 @@ def _set_path(data: dict, key: str, value: Any, model: type[BaseModel], item: st
     current: Any = model
     for depth, part in enumerate(parts):
         last = depth == len(parts) - 1
+        if not isinstance(node, (dict, list)):
+            where = ".".join(parts[:depth])
+            raise L4stbError(f"--set '{item}': {where} is a value ({node!r}), not a section with fields; "
+                             f"set {where}=VALUE instead.")
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
                 raise L4stbError(f"--set '{item}': '{part}' is not an index of {'.'.join(parts[:depth])} (0..{len(node) - 1}).")

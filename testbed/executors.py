@@ -11,6 +11,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, Callable, Iterable, Iterator
 
+from l4stb import interrupts
 from l4stb.errors import L4stbError
 
 
@@ -34,9 +35,15 @@ def _local(fn, items, jobs):
         for item in items:
             yield fn(item)
         return
-    with ProcessPoolExecutor(max_workers=min(jobs, len(items))) as pool:
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(items)), initializer=interrupts.die_with_parent,
+                               initargs=(os.getpid(),))
+    try:
         for fut in as_completed([pool.submit(fn, item) for item in items]):
             yield fut.result()
+    except BaseException:
+        interrupts.stop_workers(pool)  # Ctrl-C or a failed job: no orphan keeps working on the workdir
+        raise
+    pool.shutdown(wait=True)
 
 
 def _dask(fn, items):

@@ -83,17 +83,19 @@ PATHS: dict[str, Fact] = {
     "/etc/syslog.d/l4stb-*": Fact(S + "usr.sbin/syslogd/syslog.conf", "`include /etc/syslog.d`: every file "
                                   "there is read (l4stb's own, written atomically through .new)"),
     "/etc/newsyslog.conf.d/l4stb-*": Fact(S + "usr.sbin/newsyslog/newsyslog.conf",
-                                          "`<include> /etc/newsyslog.conf.d/*` (l4stb's own file)"),
+                                          "`<include> /etc/newsyslog.conf.d/[!.]*.conf` (l4stb's own file)"),
     "/etc/syslog.conf.l4stb-new": Fact(S + "libexec/rc/rc.d/syslogd", "a temp file beside /etc/syslog.conf, "
                                        "renamed over it"),
     "/etc/syslog.conf": Fact(S + "libexec/rc/rc.d/syslogd", "required_files=\"/etc/syslog.conf\""),
-    "/etc/syslog.d": Fact(S + "usr.sbin/syslogd/syslog.conf", "include /etc/syslog.d (and /usr/local/etc/syslog.d)"),
-    "/etc/newsyslog.conf.d": Fact(S + "usr.sbin/newsyslog/newsyslog.conf", "<include> /etc/newsyslog.conf.d/*"),
+    "/etc/syslog.d": Fact(S + "usr.sbin/syslogd/syslog.conf", "the last lines: `!*` then `include /etc/syslog.d`"),
+    "/etc/newsyslog.conf.d": Fact(S + "usr.sbin/newsyslog/newsyslog.conf",
+                                  "`<include> /etc/newsyslog.conf.d/[!.]*.conf` (so the .new temp file is never read)"),
     "/etc/sysctl.conf": Fact(S + "libexec/rc/rc.d/sysctl", "read at boot by rc.d/sysctl"),
     "/etc/start_if.*": Fact(S + "libexec/rc/network.subr", "ifconfig_up sources /etc/start_if.<if>"),
     "/var/run/syslog.pid": Fact(S + "libexec/rc/rc.d/syslogd", "pidfile=\"/var/run/syslog.pid\"; "
                                 "extra_commands=\"reload\" (SIGHUP to that pid)"),
-    "/var/log/messages": Fact(S + "usr.sbin/syslogd/syslog.conf", "the default destination of kern.* messages"),
+    "/var/log/messages": Fact(S + "usr.sbin/syslogd/syslog.conf", "`*.notice;...;kern.debug;... /var/log/messages`: "
+                              "where kernel messages go by default"),
     "/usr/src": Fact(S + "share/mk/bsd.kmod.mk", "SYSDIR defaults to the kernel sources under /usr/src/sys"),
     "/usr/src/sys": Fact(S + "share/mk/bsd.kmod.mk", "SYSDIR: the kernel headers a module builds against"),
     "/usr/src/sys/conf/newvers.sh": Fact(S + "sys/conf/newvers.sh", "REVISION=\"14.1\" on releng/14.1"),

@@ -87,6 +87,48 @@ LINE_SHAPES: dict[str, tuple[str, ...]] = {
 """Prefix -> the ordered field names its lines carry."""
 
 
+MAX_COUPLING = 16
+"""The largest coupling factor k a scenario may set (config ``aqm.coupling_factor``): DualPI2 logs the L queue's
+p_CL = k x p' unclamped (freebsd_module/dualpi2_core.c), so a logged probability reaches k, not 1."""
+_DAY_US = 86_400_000_000
+_U32 = (1 << 32) - 1
+_EXACT_IN_FLOAT = 1 << 53
+FIELD_RANGES: dict[str, tuple[int, int]] = {
+    "queue_type": (0, 1),
+    "qdelay_reference": (0, _DAY_US),
+    "tupdate": (0, _DAY_US),
+    "max_burst": (0, _DAY_US),
+    "max_ecn_threshold": (0, PROB_SCALE),
+    "alpha_coefficient": (0, _U32),
+    "beta_coefficient": (0, _U32),
+    "flags": (0, _U32),
+    "burst_allowance": (0, _DAY_US),
+    "drop_probability": (0, MAX_COUPLING * PROB_SCALE),
+    "current_queue_delay": (0, _DAY_US),
+    "previous_queue_delay": (0, _DAY_US),
+    "accumulated_probability": (0, _U32 * PROB_SCALE),
+    "measurement_start_time": (0, _EXACT_IN_FLOAT),
+    "average_dequeue_time": (0, _DAY_US),
+    "dequeue_count": (0, _EXACT_IN_FLOAT),
+    "status_flags": (0, _U32),
+    "total_packets": (0, _EXACT_IN_FLOAT),
+    "total_bytes": (0, _EXACT_IN_FLOAT),
+    "queue_length": (0, _U32),
+    "length_in_bytes": (0, _EXACT_IN_FLOAT),
+    "total_drops": (0, _EXACT_IN_FLOAT),
+    "packet_length": (0, 65_535),
+    "dequeue_action": (ACTION_FORWARD, ACTION_MARK),
+    "timestamp_us": (0, _EXACT_IN_FLOAT),
+    "flow_id": (0, (1 << 31) - 1),
+    "decided_by": (-1, 1),  # -1 only as the parser's filler for lines written before the field existed
+}
+"""The values each field can take (inclusive). A line outside them is skipped as ``out_of_range`` by the parser,
+never stored: delays and times at most a day in microseconds; probabilities in [0, 1] scaled by 2^31-1, except
+the L queue's coupled probability (up to :data:`MAX_COUPLING`) and PIE's accumulated probability (a running sum,
+up to 2^32); counters and clocks exact in a float64;
+flags 32 bits; an IP packet at most 65535 bytes (its 16-bit total length); flow ids as the int32 they are stored as."""
+
+
 def format_line(values: tuple[int, ...] | list[int]) -> str:
     """Render one l4stb line (24 fields + timestamp_us + flow_id + decided_by) exactly as the kernel module prints it."""
     if len(values) != len(L4STB_FIELD_NAMES):

@@ -8,10 +8,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 import l4stb
-from l4stb.workspace import Workspace, atomic_write_json, read_json, utc_iso
+from l4stb.errors import L4stbError
+from l4stb.workspace import Workspace, atomic_write_json, pid_alive, read_json, utc_iso
 
 RepeatStatus = Literal["pending", "running", "ok", "failed"]
 
@@ -61,6 +62,14 @@ class Manifest(BaseModel):
     """Its ``--set``/``--repeats``/``--seed`` overrides and this point's ``--sweep`` values, as KEY=VALUE."""
     sweep: dict[str, Any] | None = None
     """``{"sweep_id": ..., "values": {KEY: VALUE}}`` when the run is one point of a sweep."""
+    pid: int | None = None
+    """The process that runs the repeats while ``status`` is ``running``."""
+
+    def shown_status(self) -> str:
+        """``status``, except that a run whose process is gone is ``interrupted`` (resume it with --resume)."""
+        if self.status == "running" and (self.pid is None or not pid_alive(self.pid)):
+            return "interrupted"
+        return self.status
 
     def repeat(self, n: int) -> RepeatRecord:
         return self.repeats[str(n)]
@@ -73,7 +82,16 @@ class Manifest(BaseModel):
 
 
 def load_manifest(ws: Workspace, run_id: str) -> Manifest:
-    return Manifest.model_validate(read_json(ws.manifest_file(run_id), "run manifest"))
+    """The run's manifest; one of the wrong shape is a user error naming the file and the field."""
+    path = ws.manifest_file(run_id)
+    data = read_json(path, "run manifest")
+    try:
+        return Manifest.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first["loc"]) or "the top level"
+        raise L4stbError(f"{path} (the manifest of run {run_id}) is damaged: {where}: {first['msg']}. Move the run "
+                         f"folder aside (or restore the file from a backup); other runs are not affected.") from None
 
 
 def save_manifest(ws: Workspace, manifest: Manifest) -> None:

@@ -711,6 +711,7 @@ def start_clients_step(scenario: Scenario, topology: Topology, run_id: str, repe
              for p in procs]
     step = "start clients together"
     return HostStep(host, step, render("start_clients.sh.j2", **_header(host, step), procs=items,
+                                       rate_schedule_name=RATE_SCHEDULE_NAME,
                                        nominal_delay=nominal, state_dir=state_dir_of(run_id, repeat),
                                        repeat_dir=layout.remote_repeat_dir(run_id, repeat)), timeout_s=60)
 

@@ -13,6 +13,7 @@ import os
 import posixpath
 import re
 import socket
+import stat
 import threading
 import uuid
 from dataclasses import asdict, dataclass
@@ -238,7 +239,11 @@ class SshHost(Host):
         try:
             sftp = self._sftp()
             try:
-                expected = sftp.stat(remote).st_size
+                st = sftp.lstat(remote)  # lstat: a symlink is refused, never followed out of the run folder
+                if st.st_mode is not None and not stat.S_ISREG(st.st_mode):
+                    raise L4stbError(f"{self.name}: {remote} is not a regular file (a symbolic link, FIFO or device); "
+                                     "l4stb fetches only regular files. Remove it on the host and fetch again.")
+                expected = st.st_size
             except FileNotFoundError:
                 raise L4stbError(f"{self.name}: {remote} does not exist") from None
             except PermissionError:

@@ -140,6 +140,7 @@ def execute(ws: Workspace, run_id: str, *, jobs: int | None = None, quiet: bool 
         jobs = 1
     t0 = time.perf_counter()
     manifest.status = "running"
+    manifest.pid = os.getpid()
     manifest.timings.setdefault("started", utc_iso())
     save_manifest(ws, manifest)
 

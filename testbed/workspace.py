@@ -15,6 +15,7 @@ Layout (ARCHITECTURE §3)::
 
 from __future__ import annotations
 
+import ctypes
 import datetime as _dt
 import errno
 import fcntl
@@ -22,6 +23,9 @@ import hashlib
 import json
 import os
 import re
+import shutil
+import stat
+import sys
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,7 +42,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temp file beside ``path`` then ``os.replace``: readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp{os.getpid()}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -175,6 +179,7 @@ class Workspace:
 
     def run_ids(self, *, kinds: tuple[str, ...] | None = None) -> list[str]:
         """Runs that have a manifest, oldest first (by creation time, then name); optionally only some kinds."""
+        self.ensure_usable()
         if not self.runs_dir.is_dir():
             return []
         found = []
@@ -185,6 +190,10 @@ class Workspace:
                     data = json.loads(m.read_text())
                 except (json.JSONDecodeError, UnicodeDecodeError):
                     data = {}
+                if not isinstance(data, dict):  # a damaged manifest: listed, and named when it is read
+                    data = {}
+                if not isinstance(data.get("created", ""), str):
+                    data["created"] = ""
                 if kinds is None or data.get("kind", "run") in kinds:
                     found.append((data.get("created", ""), d.name))
         return [name for _, name in sorted(found)]
@@ -209,28 +218,202 @@ class Workspace:
     # -- lock ---------------------------------------------------------------------------------
     @contextmanager
     def locked(self, command: str) -> Iterator[None]:
-        """An exclusive advisory lock: two commands never write one workdir at once."""
+        """An exclusive lock: two commands never write one workdir at once.
+
+        A POSIX record lock (``lockf``), not ``flock``: record locks are not inherited across fork(2)
+        (Linux fcntl(2), "Record locks are not inherited by a child created via fork"), so a worker
+        process that outlives a killed command cannot keep the workdir busy. The file is opened with
+        O_NOFOLLOW and must be a regular file: a ``.lock`` symlink is refused, never followed.
+        """
+        self.ensure_usable()
+        created = not self.root.exists()
         self.root.mkdir(parents=True, exist_ok=True)
-        fh = open(self.lock_file, "a+")
+        key = str(self.lock_file)
+        if key in _HELD_LOCKS:
+            raise L4stbError(f"the workdir {self.root} is busy: this l4stb command already holds its lock.")
+        fd = _open_lock_file(self.lock_file)
         try:
+            previous = _read_all(fd)
             try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:
                 if exc.errno not in (errno.EAGAIN, errno.EACCES):
                     raise
-                fh.seek(0)
-                holder = fh.read().strip() or "another l4stb command"
+                holder = previous or "another l4stb command"
                 raise L4stbError(
                     f"the workdir {self.root} is busy: {holder} holds its lock. Wait for it to finish, "
                     "or use another --workdir."
                 ) from None
-            fh.seek(0)
-            fh.truncate()
-            fh.write(f"`l4stb {command}` (pid {os.getpid()})")
-            fh.flush()
-            yield
+            if previous:  # a holder that ended without releasing: it was killed
+                _warn(f"took over the stale lock of {previous} in {self.root}: that process is gone; "
+                      "what it left unfinished is marked in its run's manifest.")
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"`l4stb {command}` (pid {os.getpid()})".encode(), 0)
+            _HELD_LOCKS.add(key)
+            try:
+                clean_stale_staging(self)
+                yield
+            finally:
+                _HELD_LOCKS.discard(key)
+                os.ftruncate(fd, 0)  # a clean release leaves the lock empty; a killed holder leaves its name
         finally:
-            fh.close()
+            os.close(fd)
+            if created:
+                self._remove_if_untouched()
+
+    def _remove_if_untouched(self) -> None:
+        """A command that failed before writing anything leaves no workdir behind (only its lock was there)."""
+        try:
+            if {p.name for p in self.root.iterdir()} <= {".lock"}:
+                self.lock_file.unlink(missing_ok=True)
+                self.root.rmdir()
+        except OSError:
+            pass
+
+    def ensure_usable(self) -> None:
+        """The workdir is a folder (or does not exist yet); a file there is a user error, not a traceback."""
+        if self.root.exists() and not self.root.is_dir():
+            raise L4stbError(f"the workdir {self.root} is a file, not a folder. Point --workdir (or L4STB_WORKDIR) "
+                             "at a folder, or move the file aside.")
+
+
+_HELD_LOCKS: set[str] = set()
+"""Lock files this process holds (a record lock does not exclude its own process, so this does)."""
+
+
+def _open_lock_file(path: Path) -> int:
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise L4stbError(f"{path} is a symbolic link; l4stb refuses to follow it. Remove it "
+                             "(`rm` the link, not its target) and re-run.") from None
+        if exc.errno == errno.EISDIR:
+            raise L4stbError(f"{path} is a folder, but l4stb keeps its lock there as a file. Remove the folder "
+                             "and re-run.") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise L4stbError(f"{path} is not a regular file (a FIFO, device or socket), so it cannot be the "
+                         "workdir's lock. Remove it and re-run.")
+    return fd
+
+
+def _read_all(fd: int) -> str:
+    data = os.pread(fd, 4096, 0)
+    return data.decode("utf-8", "replace").strip()
+
+
+def _warn(message: str) -> None:
+    from l4stb.console import err_console, safe
+
+    err_console.print("[yellow]note:[/] " + safe(message), soft_wrap=True)
+
+
+# -- staging ----------------------------------------------------------------------------------------
+
+_STAGING_RE = re.compile(r"^\.(?P<name>.+)\.(?P<kind>staging|old|tmp)(?P<pid>\d+)(?:\..*)?$")
+
+
+def staging_path(target: Path, kind: str = "staging") -> Path:
+    """The hidden name beside ``target`` that this process stages it under (cleaned up when it dies)."""
+    return target.with_name(f".{target.name}.{kind}{os.getpid()}")
+
+
+@contextmanager
+def staged_folder(target: Path) -> Iterator[Path]:
+    """Build a multi-file output in an empty staging folder; on success swap it in for ``target`` at once.
+
+    Readers see the old set or the new set, never a mix: the swap is one ``renameat2(RENAME_EXCHANGE)``
+    on Linux (include/uapi/linux/fs.h), else two renames whose gap the next command repairs (see
+    :func:`clean_stale_staging`). On an error or an interrupt the staging folder is removed and the old
+    output is untouched.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = staging_path(target)
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        yield staging
+        _swap_in(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _swap_in(staging: Path, target: Path) -> None:
+    if not target.exists():
+        os.rename(staging, target)
+        return
+    if _rename_exchange(staging, target):
+        return  # staging now holds the old output; the caller removes it
+    old = staging_path(target, "old")
+    shutil.rmtree(old, ignore_errors=True)
+    os.rename(target, old)
+    os.rename(staging, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+_RENAME_EXCHANGE = 2
+"""renameat2(2) flag: atomically exchange the two paths (Linux include/uapi/linux/fs.h)."""
+_AT_FDCWD = -100
+"""Relative to the current directory (Linux include/uapi/linux/fcntl.h)."""
+
+
+def _rename_exchange(a: Path, b: Path) -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    rc = fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    return rc == 0
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale_staging(ws: "Workspace") -> list[Path]:
+    """Remove what killed commands left half made (staging folders, temp files) and put back an output
+    whose swap was cut between its two renames. Runs under the lock, so no live command owns them."""
+    roots = [ws.root, ws.root / "pools", ws.root / "models", ws.runs_dir]
+    if ws.runs_dir.is_dir():
+        for run in ws.runs_dir.iterdir():
+            if run.is_dir() and not run.is_symlink():
+                roots += [run, run / "pool", run / "model", run / "data"]
+                if (run / "model").is_dir():
+                    roots += [m for m in (run / "model").iterdir() if m.is_dir() and not m.is_symlink()]
+    if (ws.root / "models").is_dir():
+        roots += [m for m in (ws.root / "models").iterdir() if m.is_dir() and not m.is_symlink()]
+    removed = []
+    for folder in roots:
+        if not folder.is_dir():
+            continue
+        for entry in folder.iterdir():
+            m = _STAGING_RE.match(entry.name)
+            if not m or pid_alive(int(m.group("pid"))):
+                continue
+            target = entry.with_name(m.group("name"))
+            if m.group("kind") == "old" and not target.exists():
+                os.rename(entry, target)  # the new output never arrived: the old one is the truth
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
 
 
 def validate_name(value: str, what: str) -> str:

@@ -1,5 +1,6 @@
 """Every shell script the vagrant provider can send to a FreeBSD host, rendered for every shipped topology and
-scenario (up, host facts, prepare, one repeat, the self-check's steps): the input of the facts and shell tests."""
+scenario, plus the scenario features no shipped scenario uses yet (up, host facts, prepare, one repeat, the
+self-check's steps): the input of the facts and shell tests."""
 
 from __future__ import annotations
 
@@ -11,6 +12,13 @@ from l4stb.config import load_scenario, load_topology
 from l4stb.resources import list_scenarios, list_topologies
 
 RUN_ID = "plans-20250101T000000Z"
+FEATURE_VARIANTS = (
+    ("dctcp-8mbps", ("bottleneck.rate_schedule=[{at: 10s, rate: 4Mbit}]",)),
+    ("dctcp-8mbps", ("flows=[{host: client1, cc: udp, rate: 3Mbit, ecn: ect1}]",)),
+    ("dctcp-8mbps", ("flows=[{host: client1, cc: cubic}, {host: client2, cc: dctcp, connections: 2, "
+                     "extra_delay: 10ms}]", "hosts={client2: {extra_delay: 20ms}}")),
+)
+"""Scenario features no shipped scenario uses yet, rendered too (scenario, --set overrides)."""
 
 
 @dataclass(frozen=True)
@@ -35,11 +43,12 @@ def all_rendered() -> tuple[Rendered, ...]:
         for phase in plans.up_phases(topo):
             add(tname, phase.steps)
         add(tname, [plans.facts_step(topo, h) for h in topo.hosts])
-        for sname in list_scenarios():
-            sc = load_scenario(sname)
+        variants = [(name, ()) for name in list_scenarios()] + (list(FEATURE_VARIANTS) if tname == "dumbbell-4" else [])
+        for sname, overrides in variants:
+            sc = load_scenario(sname, list(overrides))
             if any(f.host not in topo.hosts for f in sc.flows):
                 continue
-            where = f"{tname} / {sname}"
+            where = f"{tname} / {sname}" + (f" --set {' '.join(overrides)}" if overrides else "")
             prepare = plans.prepare_phase(sc, topo)
             if prepare:
                 add(where, prepare.steps, sc.logging.file)

@@ -15,8 +15,8 @@ from l4stb.ratetrace import trace_schedule
 from l4stb.sim.link import AccessLink
 from l4stb.sim.packet import ECT0, ECT1, NOT_ECT
 from l4stb.sim.runner import SimJob, simulate_repeat
-from l4stb.sim.tcp import TcpFlow
-from l4stb.sim.tcp_cc import FreeBsdCubic, LinuxCubic, PragueV06
+from l4stb.sim.tcp import EV_ARRIVE, EV_PACE, TcpFlow
+from l4stb.sim.tcp_cc import FreeBsdCubic, LinuxCubic, PragueV07
 from l4stb.sim.udp_prague import UdpPragueFlow
 
 
@@ -140,32 +140,68 @@ def test_linux_hystart_leaves_slow_start_when_the_round_rtt_rises():
     assert c.rtt_sample(t + 3_000_000, 25_000_000, 32, 10**9, 1, 100) == 32  # round minimum 25 ms > 20 + 4 ms
 
 
-def test_prague_v06_becomes_rtt_independent_after_500_rounds():
-    """tcp_prague.c v0.6 prague_ai_ack_increase with RTT_CONTROL_RATE: 1 before prague_rtt_transition = 500
-    rounds, then (srtt / 25 ms)^2 for srtt < 25 ms ((10/25)^2 = 0.16), 1 at or above the target."""
-    p = PragueV06(10)
-    p.round = 499
+def test_prague_becomes_rtt_independent_after_4_rounds():
+    """tcp_prague.c v0.7 prague_ai_ack_increase: 1 before prague_rtt_transition = 4 rounds out of slow start,
+    then (srtt / 25 ms)^2 for srtt < 25 ms ((10/25)^2 = 0.16), 1 at or above the target."""
+    p = PragueV07(10)
+    p.round = 3
     p.update_ai(10_000_000)
     assert p.ai == 1.0
-    p.round = 500
+    p.round = 4
     p.update_ai(10_000_000)
     assert p.ai == pytest.approx(0.16)
     p.update_ai(30_000_000)
     assert p.ai == 1.0
 
 
-def test_prague_v06_cwr_cuts_frac_cwnd_by_alpha_half_and_cwnd_follows_one_segment_per_ack():
-    """prague_enter_cwr: frac_cwnd -= alpha/2 frac_cwnd; prague_update_cwnd then moves cwnd one segment per
-    ACK toward it and sets ssthresh = cwnd on the way down."""
+def _prague_in_ca(cwnd: float = 20.0) -> TcpFlow:
     f = flow("prague", "linux")
-    f.ssthresh = 20.0
-    f.cwnd = 20.0
-    f.prague.frac = 20.0
-    f.snd_nxt = f.high_tx = 120
+    f.ssthresh = f.cwnd = f.prague.frac = cwnd
+    f.srtt = 20_000_000
+    f.snd_nxt = f.high_tx = 100 + int(cwnd)
     f.snd_una = 100
+    f.is_cwnd_limited = True
+    return f
+
+
+def test_prague_halves_its_window_at_the_first_mark_and_cwnd_follows_one_segment_per_ack():
+    """v0.7 alpha_mode 0: alpha starts at 0 (so the first CWR takes nothing) and the first CE echo halves
+    frac_cwnd; prague_update_cwnd then moves cwnd one segment per ACK toward it, ssthresh following; the
+    round's EWMA then counts the marks (all of them: alpha = 1/16)."""
+    f = _prague_in_ca()
     f.on_ack(1_000_000, 102, -1, 2, 0)
+    assert f.prague.saw_ce and f.prague.alpha == pytest.approx(1 / 16)
     assert f.prague.frac == pytest.approx(10.0)
     assert f.cwnd == 19.0 and f.ssthresh == 19.0
+
+
+def test_prague_cwr_cuts_the_window_by_alpha_half():
+    """prague_enter_cwr in window mode: frac_cwnd -= alpha/2 frac_cwnd (alpha 0.5: 20 -> 15)."""
+    f = _prague_in_ca()
+    f.prague.saw_ce = True
+    f.prague.alpha = 0.5
+    f.on_ack(1_000_000, 102, -1, 2, 0)
+    assert f.prague.frac == pytest.approx(15.0)
+
+
+def test_prague_switches_to_rate_mode_below_four_packets_and_adds_one_mtu_per_virtual_rtt():
+    """prague_cong_control: once marked and at cwnd <= cwnd_transit (4), the pacing rate is the state. In
+    rate mode, RTT-independent, each virtual RTT (max(25 ms, srtt)) of ACKed packets adds one MTU per
+    virtual RTT to the rate (prague_update_cwnd), with the kernel's 2^20-us second."""
+    f = _prague_in_ca(3.0)
+    pr = f.prague
+    pr.saw_ce = True
+    pr.round = 10
+    f.on_ack(1_000_000, 101, -1, 0, 0)
+    assert pr.rate_mode
+    vrtt_s = 0.025 * pr.SEC
+    before = pr.rate
+    n = math.ceil(before * vrtt_s / pr.MTU)
+    for k in range(n):
+        f.is_cwnd_limited = True
+        f.snd_nxt = f.high_tx = f.snd_una + 4
+        f.on_ack(2_000_000 + k, f.snd_una + 1, -1, 0, 0)
+    assert pr.rate - before == pytest.approx(pr.MTU / vrtt_s, rel=0.3)
 
 
 def _lost_retransmission(stack: str) -> TcpFlow:
@@ -206,8 +242,22 @@ def test_paced_packets_leave_through_the_hosts_nic_fifo():
     f.srtt = 20_000_000
     f.access.free_ns = 5_000_000
     f.send(1_000_000)
-    first = min(e[0] for e in f.sim.heap)
+    first = min(e[0] for e in f.sim.heap if e[2] == EV_ARRIVE)
     assert first == 5_000_000 + f.access.ser_ns + f.access.prop_ns
+
+
+def test_tcp_prague_paces_its_window_per_srtt_with_tsq_holding_about_one_ms():
+    """prague_update_pacing_rate (window mode): mtu / srtt x max(floor(frac_cwnd), in flight) = 10 per 20 ms,
+    one packet every 2 ms in GSO bursts of max(1, rate x 2^-12 s) = 1 segment; the fq qdisc holds packets
+    until their time, at most max(2 packets, ~1 ms) ahead (TSQ): at t = 0 packets leave at 0, 2 and 4 ms, and
+    the pacing timer hands over the next at 2 ms."""
+    f = flow("prague", "linux")
+    f.srtt = 20_000_000
+    f.ssthresh = 10.0  # cwnd >= ssthresh / 2: 100 % of the rate
+    f.send(0)
+    releases = sorted(e[3][5] for e in f.sim.heap if e[2] == EV_ARRIVE)
+    assert releases == [0, 2_000_000, 4_000_000]
+    assert f.prague.tso == 1 and [e[0] for e in f.sim.heap if e[2] == EV_PACE] == [2_000_000]
 
 
 def test_udp_prague_rate_is_capped_by_the_access_link_not_the_bottleneck():
@@ -264,11 +314,12 @@ def test_rate_schedule_changes_the_bottleneck_rate_mid_run(tmp_path):
 
 
 def test_extra_delay_lengthens_one_flows_base_rtt(tmp_path):
-    """extra_delay 30ms on one group: its minimum RTT is 30 ms above the other's."""
+    """extra_delay 30ms on one group: its minimum RTT is 30 ms above the other's (within 1.5 ms: one packet's
+    serialisation at 8 Mbit/s, and the delayed-ACK timing in the echoed timestamp)."""
     stats = sim(tmp_path, "[{host: client1, cc: dctcp}, {host: client2, cc: dctcp, extra_delay: 30ms}]",
                 duration="5s")
-    base = [f["mean_rtt_ms"] for f in stats["flows"]]
-    assert base[1] - base[0] == pytest.approx(30, abs=6)
+    base = [f["min_rtt_ms"] for f in stats["flows"]]
+    assert base[1] - base[0] == pytest.approx(30, abs=1.5)
 
 
 def test_mahimahi_trace_becomes_one_rate_per_bin(tmp_path):

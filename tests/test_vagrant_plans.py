@@ -326,3 +326,14 @@ def test_match_any_renders_the_original_rule_on_the_testbed_networks_only():
     assert f"ipfw add 1000 queue 1 ip from {nets} to {nets}\n" in text
     text = plans.plan_of("x", plans.run_phases(load_scenario("dctcp-8mbps"), topo, "p-1", 1)).render()
     assert "ipfw add 1000 queue 1 ip from 10.1.1.0/24,10.1.2.0/24 to 10.1.3.0/24 out\n" in text
+
+
+def test_the_module_hash_covers_the_uploaded_sources_only_not_the_generated_opt_headers():
+    """The build writes opt_inet.h/opt_inet6.h into the module folder; hashing them made every next `up`
+    rebuild an unchanged module."""
+    topo = load_topology("dumbbell-4")
+    step = next(s for p in plans.up_phases(topo) for s in p.steps if s.host == "router" and "dualpi2" in s.step)
+    uploaded = [u.local.name for u in step.uploads]
+    line = next(ln for ln in step.script.splitlines() if ln.startswith("want="))
+    assert line == f'want=$(for f in {" ".join(uploaded)} ; do cat "$src/$f"; done | sha256 -q)'
+    assert not any(name.startswith("opt_") for name in uploaded)

@@ -44,8 +44,10 @@ def test_extra_delay_becomes_a_dummynet_pipe_on_the_routers_input_pass(tmp_path)
     server's ports of that group, numbered below the queue rule."""
     text = plan_text(tmp_path, "flows=[{host: client1, cc: cubic}, {host: client2, cc: dctcp, connections: 2, "
                                "extra_delay: 10ms}]", "hosts={client2: {extra_delay: 20ms}}")
+    topo = load_topology("dumbbell-4")
     assert "ipfw pipe 11 config delay 30" in text
-    assert "ipfw add 500 pipe 11 tcp from 10.0.2.12 to 10.0.3.13 dst-port 5102-5103 in" in text
+    assert (f"ipfw add 500 pipe 11 tcp from {topo.address('client2')} to {topo.address(topo.server)} "
+            "dst-port 5102-5103 in") in text
     assert "pipe 12" not in text  # client1's group has no extra delay
 
 
@@ -56,7 +58,8 @@ def test_extra_delay_under_match_any_is_refused(tmp_path):
 
 def test_constant_rate_udp_is_iperf3_u_with_its_ecn_field(tmp_path):
     text = plan_text(tmp_path, "flows=[{host: client1, cc: udp, rate: 3Mbit, ecn: ect1}]")
-    assert "iperf3 -c 10.0.3.13 -p 5101 -u -b 3000000 -l 1448 -t 60 -S 1 -P 1 -i 1 -J" in text
+    server = load_topology("dumbbell-4").address("server")
+    assert f"iperf3 -c {server} -p 5101 -u -b 3000000 -l 1448 -t 60 -S 1 -P 1 -i 1 -J" in text
     assert "-C udp" not in text
 
 

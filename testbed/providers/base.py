@@ -128,9 +128,16 @@ class TestbedInfo:
             )
         data = read_json(ws.testbed_file, "testbed description")
         try:
-            return cls(**data)
+            info = cls(**data)
         except TypeError:
-            raise L4stbError(f"{ws.testbed_file} does not describe a testbed. Run `l4stb down` and `l4stb up` again.") from None
+            info = None
+        if (info is None or not isinstance(info.provider, str) or not isinstance(info.topology, str)
+                or not isinstance(info.created, str) or not isinstance(info.hosts, dict)
+                or not all(isinstance(h, str) and isinstance(m, dict) for h, m in info.hosts.items())):
+            raise L4stbError(f"{ws.testbed_file} does not describe a testbed (it needs provider, topology and hosts: "
+                             "a mapping of host names to their details). Move it aside and run `l4stb up` again; "
+                             "runs and host folders are kept.")
+        return info
 
 
 @dataclass

@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 import platform
 import posixpath
-import queue
 import shutil
+import stat
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from multiprocessing import Manager
 from pathlib import Path
 from typing import Any
 
-from l4stb import __version__
+from l4stb import __version__, interrupts
 from l4stb.config import Topology
 from l4stb.errors import L4stbError
-from l4stb.layout import REMOTE_ROOT
+from l4stb.layout import REMOTE_ROOT, remote_repeat_dir
 from l4stb.providers.base import (
     CheckEvidence,
     CommandResult,
@@ -73,28 +73,42 @@ class SimHost(Host):
         shutil.copyfile(local, dest)
 
     def get(self, remote: str, local: Path) -> None:
+        """Copy a regular file that really lies inside the host folder: no symlink anywhere on its path."""
         src = self.local_path(remote)
-        if not src.is_file():
+        root = os.path.realpath(self.root)
+        if not os.path.lexists(src):
             raise L4stbError(f"{self.name}: {remote} does not exist")
+        if os.path.realpath(src) != os.path.join(root, os.path.relpath(src, self.root)) or not _is_regular(src):
+            raise L4stbError(f"{self.name}: {remote} is a symbolic link or not a regular file; l4stb fetches only "
+                             "regular files inside the host. Remove it and fetch again.")
         local.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, local)
+        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, "rb") as fsrc, open(local, "wb") as fdst:
+            shutil.copyfileobj(fsrc, fdst, 1 << 20)
 
     def list(self, remote_dir: str) -> list[RemoteFile]:
+        """Regular files under ``remote_dir``, as ``find -type f`` lists them: symlinks are not followed."""
         base = self.local_path(remote_dir)
-        if not base.is_dir():
+        if base.is_symlink() or not base.is_dir():
             return []
         out = []
-        for p in sorted(base.rglob("*")):
-            if p.is_file():
-                st = p.stat()
-                out.append(RemoteFile("/" + p.relative_to(self.root).as_posix(), st.st_size, st.st_mtime))
-        return out
+        for folder, dirs, files in os.walk(base, followlinks=False):
+            for name in files:
+                p = Path(folder) / name
+                st = p.lstat()
+                if stat.S_ISREG(st.st_mode):
+                    out.append(RemoteFile("/" + p.relative_to(self.root).as_posix(), st.st_size, st.st_mtime))
+        return sorted(out, key=lambda f: f.path)
 
     def sha256(self, remote: str) -> str:
         return self.run(["sha256", "-q", remote], step="sha256").stdout.strip()
 
     def remove(self, remote: str) -> None:
         self.run(["rm", "-f", remote], step="remove")
+
+
+def _is_regular(path: Path) -> bool:
+    return stat.S_ISREG(os.lstat(path).st_mode)
 
 
 def _cmd_sha256(host: SimHost, args: list[str], command: str) -> CommandResult:
@@ -202,21 +216,46 @@ class SimProvider(Provider):
                             str(self.ws.hosts_dir)) for r in repeats]
         for job in jobs_list:
             for host in ctx.topology.hosts:
-                self.host(host)  # every host folder must exist
+                # a repeat that did not finish starts from scratch: nothing a killed worker half wrote survives
+                shutil.rmtree(self.host(host).local_path(remote_repeat_dir(ctx.run_id, job.repeat)), ignore_errors=True)
         if jobs <= 1 or len(jobs_list) == 1:
             for job in jobs_list:
                 on_done(_timed(simulate_repeat, job, lambda f, r=job.repeat: on_progress(r, f)))
             return
-        with Manager() as manager, ProcessPoolExecutor(max_workers=jobs) as pool:
-            progress_q = manager.Queue()
-            futures = {pool.submit(_timed_in_worker, job, progress_q): job for job in jobs_list}
+        ctx_mp = multiprocessing.get_context()
+        progress_q = ctx_mp.SimpleQueue()
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx_mp, initializer=_worker_init,
+                                   initargs=(os.getpid(), progress_q))
+        futures: list = []
+        reported: set = set()
+        try:
+            futures = [pool.submit(_timed_in_worker, job) for job in jobs_list]
             pending = set(futures)
             while pending:
                 done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
                 _drain(progress_q, on_progress)
                 for fut in done:
+                    reported.add(fut)
                     on_done(fut.result())
             _drain(progress_q, on_progress)
+        except BaseException:
+            # Ctrl-C, SIGTERM or an error: keep every repeat that finished, then stop the rest now.
+            for fut in futures:
+                if fut not in reported and fut.done() and not fut.cancelled() and fut.exception() is None:
+                    reported.add(fut)
+                    on_done(fut.result())
+            interrupts.stop_workers(pool)
+            raise
+        pool.shutdown(wait=True)
+
+
+_progress_q = None
+
+
+def _worker_init(parent_pid: int, progress_q) -> None:
+    interrupts.die_with_parent(parent_pid)
+    global _progress_q
+    _progress_q = progress_q
 
 
 SIM_SCHED_TYPE = {"DualPI2": "DUALPI2", "L4sPie": "DUALPI2", "Pie": "FIFO", "Fifo": "FIFO"}
@@ -270,11 +309,8 @@ def _count_prefixed(path: Path, prefix: str) -> int:
 
 
 def _drain(progress_q, on_progress: ProgressFn) -> None:
-    while True:
-        try:
-            repeat, frac = progress_q.get_nowait()
-        except queue.Empty:
-            return
+    while not progress_q.empty():
+        repeat, frac = progress_q.get()
         on_progress(repeat, frac)
 
 
@@ -288,7 +324,7 @@ def _timed(fn, job, progress) -> RepeatOutcome:
     return RepeatOutcome(job.repeat, job.seed, ok, started, utc_iso(), round(time.perf_counter() - t0, 3), detail, stats)
 
 
-def _timed_in_worker(job, progress_q) -> RepeatOutcome:
+def _timed_in_worker(job) -> RepeatOutcome:
     from l4stb.sim.runner import simulate_repeat
 
     last = [0.0]
@@ -296,6 +332,6 @@ def _timed_in_worker(job, progress_q) -> RepeatOutcome:
     def progress(frac: float) -> None:
         if frac - last[0] >= 0.02 or frac >= 1.0:
             last[0] = frac
-            progress_q.put((job.repeat, frac))
+            _progress_q.put((job.repeat, frac))
 
     return _timed(simulate_repeat, job, progress)

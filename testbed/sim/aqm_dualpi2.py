@@ -171,7 +171,7 @@ class DualPI2Params:
         )
 
     def native_aqm_text(self) -> str:
-        """The native L4S AQM in words, e.g. ``step at 1 ms sojourn (linux: every L packet)``."""
+        """The native L4S AQM in words, e.g. ``step at > 1000 us sojourn (linux: every L packet)``."""
         if self.step_in_packets:
             what = f"step at > {self.step_packets} pkts in L"
         elif self.range_us:

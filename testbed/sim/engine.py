@@ -31,7 +31,7 @@ from collections import deque
 from heapq import heappop, heappush
 
 from l4stb.sim.packet import ACK_INFO, NOT_ECT, PASSES, SEQ
-from l4stb.sim.tcp import ACK_BYTES, EV_ARRIVE, EV_DELACK, EV_RATE, EV_RTO, EV_SAMPLE, EV_START
+from l4stb.sim.tcp import ACK_BYTES, EV_ARRIVE, EV_DELACK, EV_PACE, EV_RATE, EV_RTO, EV_SAMPLE, EV_START
 
 SACK_BLOCK_BYTES = 12
 """An ACK carrying one SACK block is 12 bytes longer (two NOPs, kind, length, 8 bytes of edges)."""
@@ -171,6 +171,8 @@ class Engine:
                     obj.sample(t)
                 elif kind == EV_START:
                     obj.start(t)
+                elif kind == EV_PACE:
+                    obj.on_pace(t)
                 elif kind == EV_RATE:
                     # bottleneck.rate_schedule: like `ipfw pipe N config bw`, the packet on the wire keeps its time
                     rate = obj

@@ -255,6 +255,7 @@ def simulate_repeat(job: SimJob, progress: Callable[[float], None] | None = None
                          "throughput_mbps": round(f.rcv_nxt * MSS * 8 / secs / 1e6, 4),
                          "retransmits": f.retrans,
                          "mean_rtt_ms": round(f.rtt_sum / f.rtt_n / 1e6, 3) if f.rtt_n else None,
+                         "min_rtt_ms": round(f.rtt_min / 1e6, 3) if f.rtt_n else None,
                          "ce_marks": getattr(f, "ce_acked", None),
                          "ce_received": f.ce_received,
                          "ecn_codepoint": getattr(f, "ecn_cp", ECT1),
@@ -334,7 +335,7 @@ def describe_repeat(scenario: Scenario, topology: Topology, run_id: str, repeat:
         host = sc.host(g.host)
         if g.cc == "prague":
             cc = ("udp_prague sender (rate-based Prague)" if host.prague == "udp"
-                  else "-C prague (Linux TCP Prague v0.6)")
+                  else "-C prague (Linux TCP Prague v0.7)")
         elif g.cc == "udp":
             cc = f"-u -b {format_rate(g.rate)}" + (f" on {format_duration(g.on_time)} / off "
                                                    f"{format_duration(g.off_time)}" if g.on_time else "")

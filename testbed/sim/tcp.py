@@ -24,9 +24,10 @@ Cubic               cc_cubic.c: K = cbrt(W_max 0.3 / C) from W_max alone,  tcp_c
                     0.7 W_max + 0.53 t/mean RTT, ssthresh cwnd/2 at the    beta 717/1024, fast convergence, HyStart (ACK train
                     first congestion event then 0.7 cwnd, fast             and delay, from cwnd 16)
                     convergence 217/256; post-recovery cwnd from W_max
-Prague              not in FreeBSD: ``cc: prague`` runs udp_prague          L4STeam tcp_prague.c v0.6 (commit 02573a2, modelled
-                    (:mod:`l4stb.sim.udp_prague`); a TCP Prague here is    whole: frac_cwnd, per-ACK one-segment steps,
-                    the Linux model                                         RTT_CONTROL_RATE after 500 rounds, pacing)
+Prague              not in FreeBSD: ``cc: prague`` runs udp_prague          L4STeam tcp_prague.c v0.7 (commit 893e147, modelled
+                    (:mod:`l4stb.sim.udp_prague`); a TCP Prague here is    whole: alpha from 0 and half the window at the first
+                    the Linux model                                         mark, frac_cwnd, rate mode below 4 packets, RTT
+                                                                            independence after 4 rounds, pacing +-3 %)
 lost retransmits    LRD (tcp_sack.c tcp_sack_lost_retransmission): a SACK  RACK marks it lost the same way on a path that never
                     above a retransmission's send point resends it and     reorders; the recovery episode goes on
                     reduces cwnd once more
@@ -39,52 +40,38 @@ modelled: on both stacks a hole below the highest SACK counts as lost at once (F
 concludes on a path that never reorders, a quarter of an RTT earlier; Limited Transmit is not modelled on
 either stack (recovery starts at the 4th SACK, the same decision one or two segments later).
 
-Common to every sender
+Common to both stacks
   * Segments of ``MSS = 1448`` payload bytes in 1500-byte IP packets (timestamps on); sequence numbers
-    count segments. Initial window 10 segments (RFC 6928, FreeBSD's default), initial RTO 1 s.
-  * **Full segments only**: at most ``floor(cwnd)`` segments in flight. cwnd is kept as a real number (as
-    FreeBSD keeps it in bytes), but a bulk sender only sends whole MSS-sized segments (Nagle).
-  * **Slow start** with appropriate byte counting, at most 2 segments per ACK (FreeBSD abc_l_var=2),
-    while ``cwnd <= ssthresh`` -- FreeBSD's test, so an ACK that finds cwnd just set to ssthresh by a
-    reduction takes a slow-start step too.
-  * **Loss recovery**: SACK-based (FreeBSD enables SACK by default), FACK-style because the path never
-    reorders: entering recovery when the highest SACKed segment is more than 3 above the cumulative ACK
-    (the DupThresh of RFC 5681), then every hole below it is retransmitted once while
-    ``pipe = snd_nxt - fack + retransmitted_in_flight < cwnd``; one window reduction per recovery
-    episode and ``recover`` as in RFC 6582 (a new episode only starts once ``recover`` is acked);
-    leaving recovery deflates cwnd to ssthresh.
-  * **RTO** (RFC 6298 estimator, FreeBSD bounds): ``srtt + 4 rttvar + 200 ms`` (``rexmit_slop``),
-    at least 30 ms (``rexmit_min``), doubled per consecutive timeout up to 64x; on expiry cwnd = 1,
-    go-back-N from snd_una, scoreboard cleared.
-  * **ECN**: classic RFC 3168 for Cubic/NewReno when the scenario enables ECN (ECT(0); one cwnd
-    reduction per window on echoed CE, like a loss but without retransmission, and no growth until that
-    window is acked: FreeBSD's congestion recovery); DCTCP and Prague send
-    ECT(1) and get *accurate* CE counts (the receiver reports how many of the newly acked segments were
-    CE-marked: DCTCP's receiver state machine / AccECN give the sender the same information).
-  * **Receiver**: delayed ACKs (every 2nd in-order segment, or after 40 ms, FreeBSD delacktime); an
-    immediate ACK with a SACK of the segment for every out-of-order arrival and when a hole fills;
-    TSecr echoes the first unacknowledged segment's timestamp (RFC 7323), so RTT samples include the
-    delayed-ACK wait. The receive window is never the limit (2 MB advertised).
-  * RTT is measured on every ACK from the echoed timestamp.
+    count segments. Initial window 10 segments (RFC 6928), initial RTO 1 s.
+  * **Full segments only**: at most ``floor(cwnd)`` segments in flight (cwnd is a real number, as FreeBSD
+    keeps it in bytes; Linux's is an integer here too).
+  * **Loss recovery**: SACK-based, FACK-style because the path never reorders: recovery starts when the
+    highest SACKed segment is more than 3 above the cumulative ACK (DupThresh, RFC 5681), then every hole
+    below it is retransmitted once while ``pipe = snd_nxt - fack + retransmitted_in_flight < cwnd``; one
+    window reduction per episode and ``recover`` as in RFC 6582; a retransmission found lost (above) is
+    resent.
+  * **RTO** (RFC 6298 estimator, FreeBSD bounds): ``srtt + 4 rttvar + 200 ms`` (``rexmit_slop``), at least
+    30 ms (``rexmit_min``), doubled per consecutive timeout up to 64x; on expiry cwnd = 1, go-back-N from
+    snd_una, scoreboard cleared.
+  * **ECN**: classic RFC 3168 for Cubic/NewReno when the scenario enables ECN (ECT(0), one reduction per
+    window on echoed CE); DCTCP and Prague send ECT(1) and get *accurate* CE counts (the receiver reports
+    how many of the newly acked segments were CE-marked, as DCTCP's receiver state machine and AccECN do).
+  * **Receiver** (the server, FreeBSD): delayed ACKs (every 2nd in-order segment, or after 40 ms); an
+    immediate ACK with a SACK for every out-of-order arrival and when a hole fills; TSecr echoes the first
+    unacknowledged segment's timestamp (RFC 7323), so RTT samples include the delayed-ACK wait. The receive
+    window is never the limit (2 MB).
+  * **Every packet leaves through the host's NIC FIFO** and access link (:meth:`l4stb.sim.link.AccessLink.depart`).
+  * **Pacing** (TCP Prague): at Prague's pacing rate (:class:`l4stb.sim.tcp_cc.PragueV07`), in GSO bursts of
+    max(1, rate x 2^-12 s) segments (prague_tso_segs); as with Linux's fq qdisc (EDT), which Prague asks for, a
+    burst waits in the host until its departure time, counted in flight, at most max(2 packets, ~1 ms)
+    ahead (TCP small queues). Linux CCs grow only when cwnd-limited (tcp_is_cwnd_limited: the flight
+    reached cwnd this round, or in slow start cwnd < 2 x the most packets out), so a paced flow's window
+    follows what it can send.
 
-Congestion controls
-  * **NewReno** (RFC 5681/6582): +1 segment per RTT, halve on loss or CE.
-  * **Cubic** (RFC 9438): C = 0.4, beta = 0.7, fast convergence, the Reno-friendly estimate W_est
-    (alpha = 3(1-beta)/(1+beta), 1 once W_est reaches cwnd_prior, the window before the last
-    reduction), target W_cubic(t + RTT) clamped to [cwnd, 1.5 cwnd]; an epoch's curves start from
-    ssthresh (FreeBSD's tf_cwnd: W_max * beta + alpha t / RTT), and cwnd never shrinks to follow them.
-  * **DCTCP** (RFC 8257, as FreeBSD's cc_dctcp): alpha EWMA with g = 1/16 updated once per window of
-    data (alpha starts at 1), cwnd = ssthresh = cwnd (1 - alpha/2) at most once per window on CE, and
-    growth on every ACK, the reducing one included (cc_dctcp leaves congestion recovery to grow, and
-    that ACK finds cwnd == ssthresh: a slow-start step); slow start ends at the first CE; halve on loss.
-  * **Prague** (draft-briscoe-iccrg-prague-congestion-control, as the Linux module does it): ECT(1);
-    DCTCP-like alpha (g = 1/16, starting at 1, not updated before the first CE); the window change is
-    accumulated in ``cwnd_cnt`` and applied one segment per ACK (CE reduction alpha/2 * cwnd at most
-    once per CWR period); CE-marked segments do not grow the window; **RTT independence**
-    (RTT_CONTROL_RATE, target 25 ms): after 4 rounds out of slow start, the additive increase per RTT is
-    scaled by (srtt/25 ms)^2 when srtt < 25 ms, alpha is updated at most once per 25 ms and CE
-    reductions are at most one per 25 ms; **pacing** at 100 % of cwnd/srtt (200 % while cwnd <
-    ssthresh/2), packets leave the host no closer than that rate.
+Congestion-control details are in the table above and, for Cubic and Prague, in :mod:`l4stb.sim.tcp_cc`.
+DCTCP on both stacks: alpha EWMA with g = 1/16 per window of data, starting at 1; FreeBSD cuts cwnd =
+ssthresh = cwnd (1 - alpha/2) in bytes, Linux ssthresh = cwnd - floor(cwnd alpha / 2) then PRR; both halve
+on loss.
 """
 
 from __future__ import annotations
@@ -93,7 +80,7 @@ import math
 from heapq import heappush
 
 from l4stb.sim.packet import CE, ECT0, ECT1, NOT_ECT
-from l4stb.sim.tcp_cc import FreeBsdCubic, LinuxCubic, PragueV06, ai
+from l4stb.sim.tcp_cc import FreeBsdCubic, LinuxCubic, PragueV07, ai
 
 MSS = 1448
 PKT_BYTES = 1500
@@ -118,8 +105,9 @@ DCTCP_G = 1.0 / 16
 PRAGUE_RTT_TARGET_NS = 25_000_000
 PRAGUE_TRANSITION_ROUNDS = 4
 
-EV_ARRIVE, EV_RTO, EV_DELACK, EV_SAMPLE, EV_START, EV_RATE = 0, 1, 2, 3, 4, 5
-"""Heap event kinds shared with the engine (EV_RATE: the bottleneck's rate changes to ``obj`` bit/s)."""
+EV_ARRIVE, EV_RTO, EV_DELACK, EV_SAMPLE, EV_START, EV_RATE, EV_PACE = 0, 1, 2, 3, 4, 5, 6
+"""Heap event kinds shared with the engine (EV_RATE: the bottleneck's rate changes to ``obj`` bit/s;
+EV_PACE: a paced sender's next departure is due, ``obj.on_pace``)."""
 
 
 class TcpFlow:
@@ -137,6 +125,7 @@ class TcpFlow:
         "fb_cubic", "lx_cubic", "prague",
         # dctcp
         "alpha", "win_end", "win_acked", "win_ce", "delivered", "delivered_ce", "pace_next", "paced",
+        "pace_armed", "is_cwnd_limited", "max_out", "cwnd_usage_seq",
         # receiver
         "rcv_nxt", "ooo", "ack_pending", "ce_pending", "ts_recent", "delack_at", "ce_received", "bytes_rcvd",
         # iperf3 samples
@@ -201,7 +190,7 @@ class TcpFlow:
         self.prior_cwnd = INIT_CWND
         self.fb_cubic = FreeBsdCubic(INIT_CWND) if self.cc == CC_CUBIC and not self.linux else None
         self.lx_cubic = LinuxCubic() if self.cc == CC_CUBIC and self.linux else None
-        self.prague = PragueV06(INIT_CWND, start_ns) if self.cc == CC_PRAGUE else None
+        self.prague = PragueV07(INIT_CWND, start_ns) if self.cc == CC_PRAGUE else None
         self.alpha = 1.0
         self.win_end = 0
         self.win_acked = 0
@@ -210,6 +199,10 @@ class TcpFlow:
         self.delivered_ce = 0
         self.pace_next = 0
         self.paced = self.cc == CC_PRAGUE
+        self.pace_armed = False
+        self.is_cwnd_limited = False
+        self.max_out = 0
+        self.cwnd_usage_seq = 0
         self.rcv_nxt = 0
         self.ooo: set = set()
         self.ack_pending = 0
@@ -246,16 +239,36 @@ class TcpFlow:
         sent = False
         paced = self.paced and self.srtt > 0
         if paced:
-            # Prague v0.6 prague_update_pacing_rate: mtu / srtt * frac_cwnd, x2 while cwnd < ssthresh / 2
-            rate_factor = 2.0 if cwnd < self.ssthresh * 0.5 else 1.0
-            frac = self.prague.frac
-            gap = int(self.srtt / ((frac if frac > 0.01 else 0.01) * rate_factor))
+            # Prague's pacing rate and GSO burst (PragueV07.update_pacing, after every ACK); the pacing timer
+            # (EDT: tcp_wstamp_ns) advances by each burst's length at that rate. The fq qdisc holds each burst
+            # until its departure time; TCP small queues let at most max(2 packets, rate x 2^-10 s) wait there
+            # (tcp_small_queue_check, sk_pacing_shift 10)
+            pr = self.prague
+            if not pr.pacing:
+                pr.update_pacing(now, cwnd, self.ssthresh, self.srtt, self.snd_nxt - self.snd_una)
+            gap = int(PKT_BYTES * 1e9 / pr.pacing)
+            tso = pr.tso
+            tsq_ns = max(2 * gap, 976_562)
+        burst = 0
+        burst_t = now
         extra = self.extra_ns
+        cwnd_full = False
         while True:
+            if paced and burst == 0:
+                if self.pace_next - now > tsq_ns:
+                    if not self.pace_armed:
+                        self.pace_armed = True
+                        heappush(heap, (self.pace_next - tsq_ns, next(counter), EV_PACE, self))
+                    break
+                burst = tso
+                if self.pace_next < now:
+                    self.pace_next = now
+                burst_t = self.pace_next
             if in_rec:
                 rtx_out = self.rtx_out
                 pipe = self.snd_nxt - self.fack + len(rtx_out)
                 if pipe >= int(cwnd):
+                    cwnd_full = True
                     break
                 seq = self.rtx_next
                 fack = self.fack
@@ -272,7 +285,10 @@ class TcpFlow:
                         break
                     self.snd_nxt = seq + 1
             else:
-                if self.snd_nxt - self.snd_una >= int(cwnd) or self.snd_nxt >= limit:
+                if self.snd_nxt - self.snd_una >= int(cwnd):
+                    cwnd_full = True
+                    break
+                if self.snd_nxt >= limit:
                     break
                 seq = self.snd_nxt
                 self.snd_nxt = seq + 1
@@ -284,19 +300,40 @@ class TcpFlow:
                 cp = self.ecn_cp
             if reducing:
                 self.prr_out += 1
-            # release time from the host (the pacing timer, or now), then the NIC's FIFO and the access link
-            # (1 Gbit/s by default) to the router; paced packets queue behind everything the host sent before
+            # the packet leaves now (a paced one at its burst's departure time) through the NIC's FIFO and the
+            # access link (1 Gbit/s by default) to the router, behind everything the host sent before
+            rel = now
             if paced:
-                rel = self.pace_next
-                if rel < now:
-                    rel = now
-                self.pace_next = rel + gap
-            else:
-                rel = now
+                rel = burst_t
+                burst -= 1
+                self.pace_next += gap
             heappush(heap, (access.depart(rel) + extra, next(counter), EV_ARRIVE, [0, PKT_BYTES, cp, fid, seq, rel]))
             sent = True
         if sent and not self.rto_at:
             self.arm_rto(now)
+        # tcp_write_xmit / tcp_cwnd_validate: the window limited this attempt when the flight has reached cwnd
+        # (whatever stopped the loop: the window, the pacing timer or the application), sticky for a round
+        out = self.snd_nxt - self.snd_una
+        if not cwnd_full:
+            cwnd_full = (self.snd_nxt - self.fack + len(self.rtx_out) if in_rec else out) >= int(cwnd)
+        if self.snd_una >= self.cwnd_usage_seq or cwnd_full or (not self.is_cwnd_limited and out > self.max_out):
+            self.is_cwnd_limited = cwnd_full
+            self.max_out = out
+            self.cwnd_usage_seq = self.snd_nxt
+
+    def cwnd_limited(self) -> bool:
+        """Linux tcp_is_cwnd_limited: the window limited sending this round, or, in slow start, cwnd is below
+        twice the most packets in flight (so a paced or application-limited flow does not grow cwnd)."""
+        if self.is_cwnd_limited:
+            return True
+        if self.cwnd < self.ssthresh:
+            return self.cwnd < 2 * self.max_out
+        return False
+
+    def on_pace(self, now: int) -> None:
+        """The pacing timer: the next departure is due."""
+        self.pace_armed = False
+        self.send(now)
 
     def arm_rto(self, now: int) -> None:
         at = now + self.rto * self.backoff
@@ -324,7 +361,7 @@ class TcpFlow:
         flight = self.snd_nxt - self.snd_una
         cc = self.cc
         if self.prague is not None:
-            self.prague.enter_loss()  # CA_EVENT_LOSS
+            self.prague.enter_loss(self.cwnd, self.ssthresh, self.srtt)  # CA_EVENT_LOSS
         elif self.fb_cubic is not None:
             self.ssthresh = self.fb_cubic.rto(flight)
         elif self.lx_cubic is not None:
@@ -520,7 +557,8 @@ class TcpFlow:
         self.rtx_next = self.snd_una
         self.ecn_recover = self.high_tx
         if self.prague is not None:
-            self.prague.enter_loss()  # prague_state(TCP_CA_Recovery); cwnd follows frac_cwnd per ACK
+            # prague_state(TCP_CA_Recovery); cwnd follows frac_cwnd per ACK
+            self.prague.enter_loss(self.cwnd, self.ssthresh, self.srtt)
             self._start_reduction()
             return
         self.ssthresh = self._loss_ssthresh(now)
@@ -551,6 +589,9 @@ class TcpFlow:
         """A SACK of a segment first sent after a retransmission means that retransmission was lost (no
         reordering here): resend it. FreeBSD's LRD (tcp_sack_lost_retransmission) also reduces cwnd once more
         through the CC module; Linux's RACK keeps the episode."""
+        freebsd = not self.linux and self.prague is None
+        if freebsd and sack < self.recover:
+            return  # tcp_sack_lost_retransmission needs snd_fack beyond snd_recover: once per episode
         lost = [s for s, mark in self.rtx_out.items() if sack >= mark]
         if not lost:
             return
@@ -559,7 +600,7 @@ class TcpFlow:
         first = min(lost)
         if first < self.rtx_next:
             self.rtx_next = first
-        if not self.linux and self.prague is None:
+        if freebsd:
             # tcp_sack_lost_retransmission: cwnd = ssthresh, exit recovery, CC_NDUPACK again (snd_recover =
             # snd_max); FreeBSD then sets cwnd to 1 MSS for PRR/SACK processing to rebuild -- here, without
             # PRR, recovery goes on at the new ssthresh
@@ -637,7 +678,7 @@ class TcpFlow:
         if self.in_rec or self.in_cwr:
             self._prr(delivered, acked > 0)
             return
-        if acked <= 0:
+        if acked <= 0 or not self.cwnd_limited():  # tcp_reno_cong_avoid / cubictcp_cong_avoid
             return
         cwnd = int(self.cwnd)
         ssthresh = self.ssthresh
@@ -657,12 +698,12 @@ class TcpFlow:
             self.max_cwnd = float(cwnd)
 
     def _prague(self, now: int, acked: int, delivered: int, ce: int) -> None:
-        """Linux TCP Prague v0.6 (see :class:`l4stb.sim.tcp_cc.PragueV06`): CWR/loss entry, prague_update_cwnd,
-        then the round's alpha update (prague_cong_control)."""
+        """Linux TCP Prague v0.7 (see :class:`l4stb.sim.tcp_cc.PragueV07`): CWR entry on ECE (prague_state), then
+        prague_cong_control: prague_update_cwnd, the round's alpha update, the pacing rate, the mode switch."""
         pr = self.prague
+        srtt = self.srtt
         if ce:
             self.ce_acked += ce
-            pr.saw_ce = True
         self.delivered += delivered
         self.delivered_ce += ce
         if self.in_cwr and self.snd_una > self.cwr_end:
@@ -670,60 +711,73 @@ class TcpFlow:
         if ce and not self.in_cwr and not self.in_rec:
             self.in_cwr = True
             self.cwr_end = self.snd_nxt
-            if pr.enter_cwr(now, self.cwnd, self.ssthresh):
+            if pr.enter_cwr(now, self.cwnd, self.ssthresh, srtt):
                 self.marked_rtts += 1
-        # prague_update_cwnd
+        # ---- prague_update_cwnd
         cwnd = int(self.cwnd)
-        grow = delivered - ce
-        skip = grow <= 0 or pr.in_loss
-        if not skip and cwnd < self.ssthresh:
-            new = cwnd + grow
-            if new > self.ssthresh:
-                new = int(self.ssthresh)
-            grow -= new - cwnd
-            cwnd = new
-            if grow <= 0:
-                self.cwnd = float(cwnd)
-                if cwnd > self.max_cwnd:
-                    self.max_cwnd = float(cwnd)
-                pr.update_ai(self.srtt)
-                self._prague_round(now)
-                return
-        if not skip:
-            w = pr.frac_to_cwnd()
-            inc = grow * pr.ai / w
-            pr.frac += inc if inc > grow * 2 ** -20 else grow * 2 ** -20
-        target = pr.frac_to_cwnd()
-        if cwnd > target and cwnd > 2:
-            cwnd -= 1
-            self.ssthresh = float(cwnd)
-            pr.update_ai(self.srtt)
-        elif cwnd < target:
-            cwnd += 1
-            pr.update_ai(self.srtt)
+        grow = delivered
+        if ce:
+            if not pr.saw_ce:
+                pr.frac = (pr.frac + 2 ** -20) / 2  # alpha_mode 0: half the window at the first mark
+            pr.saw_ce = True
+            grow -= ce
+        early = False  # slow start used the whole ACK: prague_update_cwnd returns before the step
+        if grow > 0 and not pr.in_loss and self.cwnd_limited():
+            if cwnd < self.ssthresh:  # tcp_slow_start, and frac_cwnd follows the window
+                new = min(cwnd + grow, int(self.ssthresh))
+                grow -= new - cwnd
+                cwnd = new
+                pr.frac = float(cwnd)
+                if grow <= 0:
+                    early = True
+                    pr.update_ai(srtt)
+            if early:
+                pass
+            elif pr.rtt_indep(cwnd, self.ssthresh) and pr.rate_mode:
+                vrtt_s = pr.vrtt(srtt) * 1e-9 * pr.SEC
+                per_vrtt = math.ceil(pr.rate * vrtt_s / pr.MTU)
+                if per_vrtt:
+                    pr.rate += grow * pr.MTU / vrtt_s / per_vrtt
+                pr.frac = max(pr.frac + grow * 2 ** -20, pr.rate_to_frac(srtt))
+            else:
+                inc = grow * pr.ai / pr.frac if pr.frac > 0 else grow
+                pr.frac += inc if inc > grow * 2 ** -20 else grow * 2 ** -20
+                pr.rate = max(pr.rate + grow, pr.frac_to_rate(srtt))
+        if not early:
+            target = pr.snd_cwnd()
+            if cwnd > target:  # step-wise decrement, ssthresh follows
+                cwnd -= 1
+                self.ssthresh = float(cwnd)
+                pr.update_ai(srtt)
+            elif cwnd < target:
+                cwnd += 1
+                pr.update_ai(srtt)
         self.cwnd = float(cwnd)
         if cwnd > self.max_cwnd:
             self.max_cwnd = float(cwnd)
-        self._prague_round(now)
-
-    def _prague_round(self, now: int) -> None:
-        """prague_should_update_ewma / prague_update_alpha / prague_new_round."""
-        pr = self.prague
-        if self.snd_una < pr.next_seq:
-            return
-        if pr.rtt_indep(self.cwnd, self.ssthresh) and now - pr.alpha_stamp < pr.RTT_TARGET_NS:
-            return
-        if pr.saw_ce:
-            d = self.delivered - pr.old_delivered
-            f = (self.delivered_ce - pr.old_ce) / d if d > 0 else 0.0
-            pr.alpha += pr.G * (f - pr.alpha)
-            pr.alpha_stamp = now
-        pr.next_seq = self.snd_nxt
-        pr.old_delivered = self.delivered
-        pr.old_ce = self.delivered_ce
-        if self.cwnd >= self.ssthresh:
-            pr.round += 1
-        pr.update_ai(self.srtt)
+        # ---- prague_should_update_ewma / prague_update_alpha / prague_new_round
+        if self.snd_una >= pr.next_seq and (not pr.rtt_indep(self.cwnd, self.ssthresh)
+                                            or now - pr.alpha_stamp >= pr.RTT_TARGET_NS):
+            if pr.saw_ce:
+                d = self.delivered - pr.old_delivered
+                f = (self.delivered_ce - pr.old_ce) / d if d > 0 else 0.0
+                pr.alpha += pr.G * (f - pr.alpha)
+                pr.alpha_stamp = now
+            pr.hsrtt = srtt if not pr.hsrtt else pr.hsrtt + (srtt - pr.hsrtt) / 128
+            pr.next_seq = self.snd_nxt
+            pr.old_delivered = self.delivered
+            pr.old_ce = self.delivered_ce
+            if self.cwnd >= self.ssthresh:
+                pr.round += 1
+            pr.update_ai(srtt)
+        # ---- prague_update_pacing_rate, then the window/rate mode switch at cwnd_transit packets
+        pr.update_pacing(now, self.cwnd, self.ssthresh, srtt, self.snd_nxt - self.snd_una)
+        if pr.saw_ce and self.cwnd <= pr.CWND_TRANSIT:
+            pr.rate_mode = True
+            pr.frac = pr.rate_to_frac(srtt)
+        else:
+            pr.rate_mode = False
+            pr.rate = pr.frac_to_rate(srtt)
 
     # ================================================================== receiver
 

@@ -1,4 +1,4 @@
-"""Per-stack congestion-control state the TCP sender delegates to: FreeBSD 14.1 Cubic, Linux Cubic, Linux TCP Prague v0.6.
+"""Per-stack congestion-control state the TCP sender delegates to: FreeBSD 14.1 Cubic, Linux Cubic, Linux TCP Prague v0.7.
 
 Windows are in segments (the kernels keep bytes or segments; the sender here counts segments), times in
 integer nanoseconds. Each class names the source file it follows; :mod:`l4stb.sim.tcp` calls them.
@@ -261,48 +261,81 @@ def ai(state, cwnd: int, w: int, acked: int) -> int:
     return cwnd
 
 
-class PragueV06:
-    """L4STeam/linux net/ipv4/tcp_prague.c, MODULE_VERSION 0.6, commit 02573a215581c91de68864be2c1b9af8c7098a08.
+class PragueV07:
+    """L4STeam/linux net/ipv4/tcp_prague.c, MODULE_VERSION 0.7, commit 893e1479793e4cd975adf062fab3ff44206f76b1,
+    with its module defaults (alpha_mode 0, cwnd_mode 2 = switch, cwnd_transit 4, rtt_transition 4, target 25 ms).
 
-    * cwnd is driven by ``frac_cwnd`` (a fractional window): prague_update_cwnd grows it by
-      ``ai_ack_increase / cwnd`` per non-CE segment acked (never in loss, never by CE-marked segments), and
-      the integer cwnd follows it by **one segment per ACK** (down: ssthresh = cwnd). Slow start
-      (tcp_slow_start, cwnd < ssthresh) grows cwnd itself and, when the ACK is used up, returns before
-      frac_cwnd and the step -- frac_cwnd keeps its value from before slow start, as v0.6 codes it.
-    * CWR (ECE while Open): frac_cwnd -= alpha/2 frac_cwnd (rounded), skipped when RTT-independent and less
-      than the 25 ms target since the last reduction; ssthresh is not lowered (prague_ssthresh keeps it),
-      cwnd follows frac_cwnd one segment per ACK, PRR is bypassed (cong_control).
-    * Loss (Recovery) and RTO: frac_cwnd halves, no growth until Open again.
-    * alpha: starts at 1, not updated before the first CE (saw_ce); EWMA g = 1/16 per round (snd_una passes
-      next_seq), and when RTT-independent at most once per 25 ms (prague_target_rtt_elapsed).
-    * rounds count only outside slow start; RTT independence (RTT_CONTROL_RATE) starts after 500 rounds
-      (prague_rtt_transition): ai_ack_increase = (srtt / 25 ms)^2 when srtt < 25 ms, recomputed at each round
-      and cwnd change.
-    * pacing: rate = mtu / srtt * frac_cwnd, doubled while cwnd < ssthresh / 2.
+    * **alpha start** (alpha_mode 0): alpha starts at 0, and the first CE echo halves frac_cwnd (prague_update_cwnd:
+      "half cwnd at 1st mark"); alpha is not updated before that first CE (saw_ce). EWMA g = 1/16 per round
+      (snd_una passes next_seq), at most once per 25 ms when RTT-independent.
+    * **window mode**: frac_cwnd grows by ``ai_ack_increase / frac_cwnd`` per non-CE segment acked (never in
+      loss, only when cwnd-limited); slow start (tcp_slow_start) sets frac_cwnd = cwnd; cwnd follows
+      ``max(2, ceil(frac_cwnd))`` one segment per ACK (down: ssthresh = cwnd). CWR: frac_cwnd -= alpha/2
+      frac_cwnd; loss: halved. Pacing rate = mtu / srtt x max(floor(frac_cwnd), packets in flight), at least
+      100 kbit/s, doubled while cwnd < ssthresh / 2.
+    * **rate mode** below ``cwnd_transit`` = 4 packets once a CE has been seen (prague_cong_control): the pacing
+      rate itself is the state. Additive increase of one MTU per virtual RTT (max(25 ms, srtt)) per virtual
+      RTT's worth of packets; CWR: rate -= alpha/2 rate (at least 100 kbit/s); loss: rate halved; frac_cwnd
+      follows as rate x srtt (the smoothed hsrtt, gain 1/128) / mtu. The pacing rate swings +-3 % (4/128) around
+      it: up in the first half of each virtual RTT since the last alpha update, down in the second.
+    * **RTT independence** after 4 rounds out of slow start: ai_ack_increase = (srtt / 25 ms)^2 below 25 ms;
+      CWR at most once per 25 ms.
+    * GSO bursts of max(1, rate x 2^-12 s) segments (prague_tso_segs, no tcp_min_tso_segs floor in 0.7).
+    * The kernel's 2^20 ~ 10^6 approximation in rate/window conversions (RTT2SEC_SHIFT) is kept (``SEC``).
+    * Not modelled: the MSS reduction below 1 Mbit/s (prague_valid_mtu: packets down to 150 bytes) -- every
+      packet here is 1500 bytes; the classic-ECN fallback detection is off by default in 0.7's predecessor
+      and absent here.
     """
 
-    __slots__ = ("frac", "in_loss", "saw_ce", "alpha", "alpha_stamp", "cwr_stamp", "round", "next_seq",
-                 "old_delivered", "old_ce", "ai")
+    __slots__ = ("frac", "rate", "loss_rate", "alpha", "alpha_stamp", "cwr_stamp", "round", "next_seq",
+                 "old_delivered", "old_ce", "saw_ce", "in_loss", "rate_mode", "hsrtt", "ai", "pacing", "tso")
 
     RTT_TARGET_NS = 25_000_000
-    TRANSITION_ROUNDS = 500
+    TRANSITION_ROUNDS = 4
+    CWND_TRANSIT = 4
     G = 1.0 / 16
+    MTU = 1500
+    MIN_RATE = 12_500.0
+    """bytes/s: 100 kbit/s."""
+    SEC = (1 << 20) / 1e6
+    """mul_u64_u64_shr(x, rtt_us << 3, 23): x * rtt in units of 2^20 us, not 10^6."""
+    RATE_OFFSET = 4 / 128
 
     def __init__(self, cwnd: float, now: int = 0):
         self.frac = float(cwnd)
-        self.in_loss = False
-        self.saw_ce = False
-        self.alpha = 1.0
+        self.rate = self.MIN_RATE
+        self.loss_rate = 0.0
+        self.alpha = 0.0
         self.alpha_stamp = now
         self.cwr_stamp = -(1 << 62)
         self.round = 0
         self.next_seq = 0
         self.old_delivered = 0
         self.old_ce = 0
+        self.saw_ce = False
+        self.in_loss = False
+        self.rate_mode = False
+        self.hsrtt = 0
         self.ai = 1.0
+        self.pacing = 0.0
+        self.tso = 1
+
+    # -- conversions (srtt and times in ns, rates in bytes/s, windows in packets)
 
     def rtt_indep(self, cwnd: float, ssthresh: float) -> bool:
         return cwnd >= ssthresh and self.round >= self.TRANSITION_ROUNDS
+
+    def vrtt(self, srtt: int) -> int:
+        return max(self.RTT_TARGET_NS, srtt)
+
+    def rate_to_frac(self, srtt: int) -> float:
+        rtt = self.hsrtt or srtt
+        return self.rate * rtt * 1e-9 / self.SEC / self.MTU
+
+    def frac_to_rate(self, srtt: int) -> float:
+        if not srtt:
+            return 1e12
+        return max(self.MTU * 1e9 / srtt * self.frac, self.MIN_RATE)
 
     def update_ai(self, srtt: int) -> None:
         if self.round < self.TRANSITION_ROUNDS or not srtt or srtt > 100_000_000 or srtt >= self.RTT_TARGET_NS:
@@ -311,16 +344,45 @@ class PragueV06:
             x = srtt / self.RTT_TARGET_NS
             self.ai = x * x
 
-    def frac_to_cwnd(self) -> int:
-        return max(math.ceil(self.frac), 1)
+    def snd_cwnd(self) -> int:
+        return max(2, math.ceil(self.frac - 1e-9))
 
-    def enter_cwr(self, now: int, cwnd: float, ssthresh: float) -> bool:
-        if self.rtt_indep(cwnd, ssthresh) and now - self.cwr_stamp < self.RTT_TARGET_NS:
+    # -- state changes
+
+    def enter_cwr(self, now: int, cwnd: float, ssthresh: float, srtt: int) -> bool:
+        indep = self.rtt_indep(cwnd, ssthresh)
+        if indep and now - self.cwr_stamp < self.RTT_TARGET_NS:
             return False
         self.cwr_stamp = now
-        self.frac -= self.alpha * self.frac / 2
+        if indep and self.rate_mode:
+            self.rate = max(self.rate - self.rate * self.alpha / 2, self.MIN_RATE)
+            self.frac = self.rate_to_frac(srtt)
+        else:
+            self.frac -= self.alpha * self.frac / 2
+            self.rate = self.frac_to_rate(srtt)
         return True
 
-    def enter_loss(self) -> None:
-        self.frac -= self.frac / 2
+    def enter_loss(self, cwnd: float, ssthresh: float, srtt: int) -> None:
+        self.loss_rate = self.rate
+        if self.rtt_indep(cwnd, ssthresh) and self.rate_mode:
+            self.rate -= self.rate / 2
+            self.frac = self.rate_to_frac(srtt)
+        else:
+            self.frac -= self.frac / 2
+            self.rate = self.frac_to_rate(srtt)
         self.in_loss = True
+
+    def update_pacing(self, now: int, cwnd: float, ssthresh: float, srtt: int, in_flight: int) -> None:
+        """prague_update_pacing_rate: the pacing rate (bytes/s) and the GSO burst size."""
+        if self.rtt_indep(cwnd, ssthresh) and self.rate_mode:
+            offset = self.rate * self.RATE_OFFSET
+            half = (now - self.alpha_stamp) >= self.vrtt(srtt) // 2
+            rate = self.rate - offset if half else self.rate + offset
+        else:
+            inflight = max(int(self.frac), in_flight)
+            rate = max(self.MTU * 1e9 / srtt * inflight, self.MIN_RATE) if srtt else 1e12
+            self.rate = rate
+        if cwnd < ssthresh / 2:
+            rate *= 2
+        self.pacing = rate
+        self.tso = min(max(1, int(rate / self.MTU) >> 12), 44)

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from heapq import heappush
 
+from l4stb.sim.datagram import DatagramSender
 from l4stb.sim.packet import CE, ECT0, ECT1, NOT_ECT
-from l4stb.sim.tcp import EV_ARRIVE, EV_RTO, EV_SAMPLE, PKT_BYTES
+from l4stb.sim.tcp import EV_RTO, PKT_BYTES
 
 ECN_CODEPOINTS = {"not-ect": NOT_ECT, "ect0": ECT0, "ect1": ECT1}
 
 
-class UdpCbrFlow:
+class UdpCbrFlow(DatagramSender):
     __slots__ = ("fid", "start_ns", "end_ns", "sim", "access", "gap_ns", "on_ns", "off_ns", "ecn", "extra_ns",
                  "seq", "rcv_nxt", "ce_received", "ce_acked", "marked_rtts", "retrans", "max_cwnd", "cwnd", "srtt",
                  "rttvar", "rtt_min", "rtt_max", "rtt_sum", "rtt_n", "samples", "interval_ns", "size_segs",
@@ -53,17 +54,11 @@ class UdpCbrFlow:
         self.size_segs = 0
         self.done_ns = 0
 
-    def start(self, now: int) -> None:
-        self.sample(now)
-        self.on_timer(now)
-
     def on_timer(self, now: int) -> None:
         """Send one datagram (through the NIC FIFO), then schedule the next, skipping an off period."""
         if now >= self.end_ns:
             return
-        heappush(self.sim.heap, (self.access.depart(now) + self.extra_ns, next(self.sim.counter), EV_ARRIVE,
-                                 [0, PKT_BYTES, self.ecn, self.fid, self.seq, now]))
-        self.seq += 1
+        self.emit(now, self.ecn)
         nxt = now + self.gap_ns
         if self.on_ns:
             cycle = self.on_ns + self.off_ns
@@ -80,11 +75,5 @@ class UdpCbrFlow:
         if pkt[2] == CE:
             self.ce_received += 1
 
-    def on_delack(self, now: int) -> None:
-        return
-
     def sample(self, now: int) -> None:
-        self.samples.append((now, self.seq, 0, 0.0, 0, 0, self.rcv_nxt))  # datagrams sent, received
-        nxt = min(now + self.interval_ns, self.end_ns)
-        if now < self.end_ns:
-            heappush(self.sim.heap, (nxt, next(self.sim.counter), EV_SAMPLE, self))
+        self.record(now, (now, self.seq, 0, 0.0, 0, 0, self.rcv_nxt))  # datagrams sent, received

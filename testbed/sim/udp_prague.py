@@ -22,15 +22,16 @@ from __future__ import annotations
 
 from heapq import heappush
 
+from l4stb.sim.datagram import DatagramSender
 from l4stb.sim.packet import CE, ECT1
-from l4stb.sim.tcp import EV_ARRIVE, EV_RTO, EV_SAMPLE, MSS, PKT_BYTES
+from l4stb.sim.tcp import EV_RTO, MSS, PKT_BYTES
 
 G = 1.0 / 16
 VIRTUAL_RTT_NS = 25_000_000
 INIT_RATE_BPS = 1_000_000
 
 
-class UdpPragueFlow:
+class UdpPragueFlow(DatagramSender):
     __slots__ = ("fid", "start_ns", "end_ns", "sim", "access", "rate", "max_rate", "alpha", "slow_start",
                  "seq", "acked", "ce_acked", "round_end", "round_pkts", "round_ce", "round_lost", "last_cut",
                  "srtt", "rttvar", "rtt_min", "rtt_max", "rtt_sum", "rtt_n", "rcv_nxt", "rcv_ce", "high_rcv",
@@ -76,16 +77,10 @@ class UdpPragueFlow:
         self.done_ns = 0
 
     # ---- sender
-    def start(self, now: int) -> None:
-        self.sample(now)
-        self.on_timer(now)
-
     def on_timer(self, now: int) -> None:
         if now >= self.end_ns:
             return
-        heappush(self.sim.heap, (self.access.depart(now) + self.extra_ns, next(self.sim.counter), EV_ARRIVE,
-                                 [0, PKT_BYTES, ECT1, self.fid, self.seq, now]))
-        self.seq += 1
+        self.emit(now, ECT1)
         gap = int(PKT_BYTES * 8e9 / self.rate)
         heappush(self.sim.heap, (now + gap, next(self.sim.counter), EV_RTO, self))
 
@@ -152,11 +147,5 @@ class UdpPragueFlow:
         sim = self.sim
         sim.acks.append((now + sim.ack_delay_ns[self.fid], self, self.rcv_nxt, lost, ce, pkt[5]))
 
-    def on_delack(self, now: int) -> None:
-        return
-
     def sample(self, now: int) -> None:
-        self.samples.append((now, self.acked, 0, self.cwnd, self.srtt, self.rttvar, self.rcv_nxt))
-        nxt = min(now + self.interval_ns, self.end_ns)
-        if now < self.end_ns:
-            heappush(self.sim.heap, (nxt, next(self.sim.counter), EV_SAMPLE, self))
+        self.record(now, (now, self.acked, 0, self.cwnd, self.srtt, self.rttvar, self.rcv_nxt))

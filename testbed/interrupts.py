@@ -1,0 +1,59 @@
+"""Signals and process lifetimes: SIGTERM behaves like Ctrl-C, and worker processes die with the command that started them."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+
+PR_SET_PDEATHSIG = 1
+"""prctl(2) option: the signal a process gets when its parent thread dies (Linux include/uapi/linux/prctl.h)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would raise KeyboardInterrupt so the same clean-up runs."""
+
+
+def _on_sigterm(signum, frame):  # noqa: ARG001 - signal handler signature
+    raise Terminated()
+
+
+def install_sigterm() -> None:
+    """Make SIGTERM unwind the command like Ctrl-C: ``finally`` blocks run, the manifest says what is incomplete."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def exit_status(exc: BaseException) -> int:
+    """The shell's convention: 128 + the signal number (130 for SIGINT, 143 for SIGTERM)."""
+    return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Worker-process initializer: be killed when the command dies, even by SIGKILL, and leave Ctrl-C to it.
+
+    On Linux ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` asks the kernel to kill this process when its parent
+    exits; elsewhere the parent's own clean-up (``stop_workers``) is what ends the workers. A worker never
+    handles SIGINT itself: the command does, and records what finished before it stops the workers.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):  # no prctl in this libc: the parent's clean-up still applies
+            pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def stop_workers(pool) -> None:
+    """Cancel what has not started and end the pool's worker processes now (on an interrupt or an error)."""
+    processes = list(getattr(pool, "_processes", {}).values())  # the executor keeps its workers here
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        if proc.is_alive():
+            proc.kill()
+    for proc in processes:
+        proc.join(timeout=5)
