@@ -140,6 +140,7 @@ def test_the_router_step_that_loads_the_blob_is_posix_sh_and_passes_shellcheck(t
         assert proc.returncode == 0, proc.stdout
 
 
+@pytest.mark.slow
 def test_the_self_check_runs_a_scenario_under_the_policy_aqm(l4stb, tmp_path):
     import yaml
 
