@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from l4stb.config import Aqm, load_scenario, load_topology
-from l4stb.logformat import FIELD_INDEX, L4STB_PREFIX
+from l4stb.logformat import FIELD_INDEX, read_l4stb_rows
 from l4stb.sim.runner import SimJob, simulate_repeat
 
 QT = FIELD_INDEX["queue_type"]
@@ -35,15 +35,6 @@ TS = len(FIELD_INDEX) - 2
 WARMUP_US = 2_000_000
 
 
-def log_rows(path: str) -> list[list[int]]:
-    marker = L4STB_PREFIX + ","
-    rows = []
-    with open(path) as fh:
-        for line in fh:
-            i = line.find(marker)
-            if i >= 0:
-                rows.append([int(v) for v in line[i + len(marker):].rstrip().removesuffix(",end").split(",")])
-    return rows
 
 
 def percentile(xs: list[int], p: float) -> float:
@@ -67,7 +58,7 @@ def run_mix(rate: int, stack: str, semantics: str | None, scalable: str, duratio
     wall = time.perf_counter() - t0
     rows = []
     for path in stats["log_files"]:
-        rows += log_rows(path)
+        rows += read_l4stb_rows(path)
     delays = {q: [r[QD] for r in rows if r[QT] == q and r[ACT] != 2 and r[TS] >= WARMUP_US] for q in (0, 1)}
     cubic, other = stats["flows"][0]["throughput_mbps"], stats["flows"][1]["throughput_mbps"]
     return {"ratio": other / cubic if cubic > 0 else float("inf"), "util": stats["utilisation"],

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from l4stb.analysis.pool import PoolSplits, load_pool
 from l4stb.config import Scenario, Topology
+from l4stb.console import safe
 from l4stb.errors import L4stbError
 from l4stb.manifest import load_manifest, update_manifest
 from l4stb.model.distill import DistillConfig, DistillResult, Teacher, distill
@@ -71,7 +72,8 @@ def distill_run(ws: Workspace, run_id: str, cfg: DistillConfig, *, console: Cons
         console.print(f"[yellow]DAgger skipped[/]: run {run_id} is a {manifest.kind} run on the {manifest.provider} "
                       "provider; rollouts replay a sim run's scenario. The tree learns from the teacher's labels only.")
     out_dir = out_dir or folder.parent / f"{folder.name}{DISTILLED_SUFFIX}"
-    console.print(f"distilling [bold]{folder.name}[/] into a tree of depth <= {cfg.max_depth}, <= {cfg.max_leaves} "
+    teacher_name = out_dir.name.removesuffix(DISTILLED_SUFFIX)  # the model's name, also while it is being staged
+    console.print(f"distilling [bold]{safe(teacher_name)}[/] into a tree of depth <= {cfg.max_depth}, <= {cfg.max_leaves} "
                   f"leaves, <= {cfg.max_bytes:,} bytes ({cfg.dagger_rounds} DAgger round(s))")
     with Progress(SpinnerColumn(), TextColumn("[bold]distill[/] {task.description}"), TimeElapsedColumn(),
                   console=console, transient=True) as progress:
@@ -82,7 +84,7 @@ def distill_run(ws: Workspace, run_id: str, cfg: DistillConfig, *, console: Cons
     s = result.summary
     update_manifest(ws, run_id, lambda m: m.steps.__setitem__("distill", {
         "status": "done", "finished": utc_iso(),
-        "teacher": str(out_dir.parent / out_dir.name.removesuffix(DISTILLED_SUFFIX)), "out_dir": str(out_dir),
+        "teacher": str(out_dir.parent / teacher_name), "out_dir": str(out_dir),
         "sha256": s["blob"]["sha256"], "bytes": s["blob"]["bytes"], "agreement": s["agreement_with_teacher"],
         "test_macro_f1": s["test"]["macro_f1"]}))
     return result

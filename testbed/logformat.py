@@ -136,6 +136,22 @@ def format_line(values: tuple[int, ...] | list[int]) -> str:
     return f"{L4STB_PREFIX},{','.join(str(int(v)) for v in values)},{LINE_END}"
 
 
+def read_l4stb_rows(path: str) -> list[list[int]]:
+    """The integers of every l4stb line in a router log file, in order, syslog prefixes and other lines skipped.
+
+    A reader for tests and benches that need raw fields without pandas; the pipeline's parser (analysis/logparse)
+    is the one that validates, range-checks and counts what it skips."""
+    marker = L4STB_PREFIX + ","
+    tail = "," + LINE_END
+    rows = []
+    with open(path) as fh:
+        for line in fh:
+            i = line.find(marker)
+            if i >= 0:
+                rows.append([int(v) for v in line[i + len(marker):].rstrip().removesuffix(tail).split(",")])
+    return rows
+
+
 def scale_probability(p: float) -> int:
     """Float probability in [0, 1] -> the integer the log carries (the only place scaling happens)."""
     p = 0.0 if p < 0.0 else 1.0 if p > 1.0 else p

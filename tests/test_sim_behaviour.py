@@ -11,7 +11,7 @@ import statistics
 import pytest
 
 from l4stb.config import load_scenario, load_topology
-from l4stb.logformat import FIELD_INDEX, L4STB_PREFIX
+from l4stb.logformat import FIELD_INDEX, read_l4stb_rows
 from l4stb.sim.runner import SimJob, simulate_repeat
 
 QD = FIELD_INDEX["current_queue_delay"]
@@ -26,15 +26,7 @@ def run(tmp_path, flows: str, *extra: str, scenario: str = "dctcp-8mbps", durati
     return stats, read_log(stats["log_files"][0])
 
 
-def read_log(path: str) -> list[list[int]]:
-    rows = []
-    marker = L4STB_PREFIX + ","
-    with open(path) as fh:
-        for line in fh:
-            i = line.find(marker)
-            if i >= 0:
-                rows.append([int(v) for v in line[i + len(marker):].rstrip().removesuffix(",end").split(",")])
-    return rows
+read_log = read_l4stb_rows
 
 
 def delays(rows, queue: int, skip_us: int = 3_000_000) -> list[int]:

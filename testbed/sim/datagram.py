@@ -18,6 +18,27 @@ class DatagramSender:
 
     __slots__ = ()
 
+    def _init_sender(self, fid: int, start_ns: int, end_ns: int, sim, access, extra_ns: int) -> None:
+        """The state every datagram sender shares: where it sends, and the counters its iperf3 report reads."""
+        self.fid = fid
+        self.start_ns = start_ns
+        self.end_ns = end_ns
+        self.sim = sim
+        self.access = access
+        self.extra_ns = extra_ns
+        self.seq = 0
+        self.rcv_nxt = 0
+        self.ce_received = 0
+        self.ce_acked = 0
+        self.retrans = 0
+        self.srtt = self.rttvar = 0
+        self.rtt_min = 1 << 62
+        self.rtt_max = self.rtt_sum = self.rtt_n = 0
+        self.samples: list = []
+        self.interval_ns = 1_000_000_000
+        self.size_segs = 0
+        self.done_ns = 0
+
     def start(self, now: int) -> None:
         self.sample(now)
         self.on_timer(now)

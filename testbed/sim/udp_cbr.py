@@ -28,31 +28,14 @@ class UdpCbrFlow(DatagramSender):
 
     def __init__(self, fid: int, start_ns: int, end_ns: int, sim, access, *, rate_bps: int, on_ns: int = 0,
                  off_ns: int = 0, ecn: str = "not-ect", extra_delay_ns: int = 0):
-        self.fid = fid
-        self.start_ns = start_ns
-        self.end_ns = end_ns
-        self.sim = sim
-        self.access = access
+        self._init_sender(fid, start_ns, end_ns, sim, access, extra_delay_ns)
         self.gap_ns = PKT_BYTES * 8_000_000_000 // rate_bps
         self.on_ns = on_ns
         self.off_ns = off_ns
         self.ecn = ECN_CODEPOINTS[ecn]
-        self.extra_ns = extra_delay_ns
-        self.seq = 0
-        self.rcv_nxt = 0
-        self.ce_received = 0
-        self.ce_acked = 0
         self.marked_rtts = 0
-        self.retrans = 0
         self.max_cwnd = 0.0
         self.cwnd = 0.0
-        self.srtt = self.rttvar = 0
-        self.rtt_min = 1 << 62
-        self.rtt_max = self.rtt_sum = self.rtt_n = 0
-        self.samples: list = []
-        self.interval_ns = 1_000_000_000
-        self.size_segs = 0
-        self.done_ns = 0
 
     def on_timer(self, now: int) -> None:
         """Send one datagram (through the NIC FIFO), then schedule the next, skipping an off period."""

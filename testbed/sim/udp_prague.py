@@ -39,42 +39,22 @@ class UdpPragueFlow(DatagramSender):
                  "size_segs", "done_ns")
 
     def __init__(self, fid: int, start_ns: int, end_ns: int, sim, access, *, extra_delay_ns: int = 0):
-        self.fid = fid
-        self.start_ns = start_ns
-        self.end_ns = end_ns
-        self.sim = sim
-        self.access = access
+        self._init_sender(fid, start_ns, end_ns, sim, access, extra_delay_ns)
         self.rate = float(INIT_RATE_BPS)
         self.max_rate = float(access.rate_bps)
-        self.extra_ns = extra_delay_ns
         self.alpha = 1.0
         self.slow_start = True
-        self.seq = 0
         self.acked = 0
-        self.ce_acked = 0
         self.round_end = 0
         self.round_pkts = 0
         self.round_ce = 0
         self.round_lost = 0
         self.last_cut = -(1 << 62)
-        self.srtt = 0
-        self.rttvar = 0
-        self.rtt_min = 1 << 62
-        self.rtt_max = 0
-        self.rtt_sum = 0
-        self.rtt_n = 0
-        self.rcv_nxt = 0
         self.rcv_ce = 0
-        self.ce_received = 0
         self.high_rcv = -1
         self.lost = 0
-        self.retrans = 0
         self.cwnd = 2.0
         self.max_cwnd = 2.0
-        self.samples: list = []
-        self.interval_ns = 1_000_000_000
-        self.size_segs = 0
-        self.done_ns = 0
 
     # ---- sender
     def on_timer(self, now: int) -> None:
