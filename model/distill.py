@@ -343,18 +343,11 @@ def distill(splits: PoolSplits, teacher: Teacher, out_dir: Path, cfg: DistillCon
 
 
 def _write_set(out_dir: Path, blob: pb.PolicyBlob, summary: dict) -> None:
-    """policy.l4pb and distill.json, written into a temp folder and swapped in together."""
+    """policy.l4pb and distill.json, swapped in together (a reader never sees a blob with another's summary)."""
     import json
-    import shutil
 
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    (tmp / pb.BLOB_NAME).write_bytes(blob.raw)
-    (tmp / DISTILL_JSON).write_text(json.dumps(summary, indent=2, default=float) + "\n")
-    old = out_dir.parent / f".{out_dir.name}.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if out_dir.exists():
-        out_dir.rename(old)
-    tmp.rename(out_dir)
-    shutil.rmtree(old, ignore_errors=True)
+    from l4stb.workspace import staged_folder
+
+    with staged_folder(Path(out_dir)) as tmp:
+        (tmp / pb.BLOB_NAME).write_bytes(blob.raw)
+        (tmp / DISTILL_JSON).write_text(json.dumps(summary, indent=2, default=float) + "\n")

@@ -13,10 +13,10 @@ import pytest
 from l4stb import policyblob as pb
 from l4stb.config import load_scenario, load_topology
 from l4stb.errors import L4stbError
-from l4stb.logformat import FIELD_INDEX
+from l4stb.logformat import FIELD_INDEX, read_l4stb_rows
 from l4stb.runner import policy_record, resolve_policy
 from l4stb.sim.runner import SimJob, simulate_repeat
-from test_sim_behaviour import read_log
+
 
 QT, QD, ACT, BY = (FIELD_INDEX[n] for n in ("queue_type", "current_queue_delay", "dequeue_action", "decided_by"))
 
@@ -35,7 +35,7 @@ def drop_above_blob(tmp_path, delay_us: int, action: int = 1) -> str:
 def run_rows(tmp_path, *overrides: str) -> list[list[int]]:
     sc = resolve_policy(load_scenario("dctcp-8mbps", ["duration=4s", *overrides]))
     stats = simulate_repeat(SimJob(sc, load_topology(sc.topology), "t-policy", 1, 5, str(tmp_path / "hosts")))
-    return [row for path in stats["log_files"] for row in read_log(path)]
+    return [row for path in stats["log_files"] for row in read_l4stb_rows(path)]
 
 
 def test_policy_deciding_every_packet_takes_every_dequeue_decision_and_says_so(tmp_path):
@@ -140,6 +140,7 @@ def test_the_router_step_that_loads_the_blob_is_posix_sh_and_passes_shellcheck(t
         assert proc.returncode == 0, proc.stdout
 
 
+@pytest.mark.slow
 def test_the_self_check_runs_a_scenario_under_the_policy_aqm(l4stb, tmp_path):
     import yaml
 
