@@ -39,7 +39,7 @@ class TrainConfig:
     class_weighting: str = "balanced"  # balanced | sqrt | sampler | none
     patience: int = 3  # epochs without a better validation macro-F1 before stopping
     seed: int = 100003
-    max_train_windows: int | None = 20000  # random subset of training windows per run (CPU budget)
+    max_train_windows: int | None = 15000  # random subset of training windows per run (CPU budget)
     max_eval_rows: int | None = None  # cap on val/test rows evaluated (first rows of each split)
     eval_batch_size: int = 64
     device: str | None = None  # None/"auto" = accelerate's choice (GPU when there is one); "cpu" forces CPU

@@ -439,7 +439,7 @@ def report(c: Ctx, run_ids, sweep_id, repeat, window, bin_ms) -> None:
 @click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--lora-rank", type=click.IntRange(min=0), default=None, help="LoRA rank (0 = full fine-tuning; paper: 128).")
 @click.option("--max-train-windows", type=click.IntRange(min=0), default=None,
-              help="Cap on training windows (default 20000, for CPU budgets; 0 = no cap).")
+              help="Cap on training windows (default 15000, for CPU budgets; 0 = no cap).")
 @click.option("--closed-loop/--no-closed-loop", default=True, show_default=True,
               help="Drive the simulator's router with the learned policy and compare with DualPI2.")
 @click.option("--policy-every", type=click.IntRange(min=1), multiple=True, help="Closed loop: the policy decides every N-th packet.")
