@@ -16,7 +16,7 @@ from l4stb.workspace import Workspace
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "results"
 FIGURES = {
-    "closed_loop/closed_loop_delay_ecdf.png": "Queue delay ECDF: DualPI2 against the learned policy and the baselines",
+    "closed-loop-learned-policy-vs-dualpi2/closed_loop_delay_ecdf.png": "Queue delay ECDF: DualPI2 against the learned policy and the baselines",
     "throughput_box.png": "Steady-state throughput per flow, per congestion control (DualPI2 run)",
     "model-training/training_curves.png": "Training curves (train and validation)",
     "cost-latency-throughput-memory/cost.png": "Decision latency and training memory",
