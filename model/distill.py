@@ -320,7 +320,7 @@ def distill(splits: PoolSplits, teacher: Teacher, out_dir: Path, cfg: DistillCon
     m_student = classification_metrics(test.actions, student)
     m_teacher = classification_metrics(test.actions, teacher_test)
     summary = {
-        "config": asdict(cfg), "teacher": str(teacher.final_checkpoint or teacher.checkpoint), "pool": splits.meta.name,
+        "config": asdict(cfg), "teacher": str(getattr(teacher, "final_checkpoint", None) or teacher.checkpoint), "pool": splits.meta.name,
         "features": [{"name": f.name, "field_id": f.field_id, "shift": f.shift, "scale": f.scale} for f in features],
         "blob": {"bytes": blob.size_bytes, "nodes": len(blob.nodes), "leaves": blob.leaves, "depth": blob.max_depth,
                  "sha256": blob.sha256, "checksum": f"{blob.checksum:08x}"},
