@@ -78,8 +78,7 @@ def distill_run(ws: Workspace, run_id: str, cfg: DistillConfig, *, console: Cons
     with Progress(SpinnerColumn(), TextColumn("[bold]distill[/] {task.description}"), TimeElapsedColumn(),
                   console=console, transient=True) as progress:
         task = progress.add_task("starting", total=None)
-        result = distill(splits, Teacher(folder / "checkpoint", eval_returns=_eval_returns(folder),
-                                 final_checkpoint=out_dir.parent / teacher_name / "checkpoint"), out_dir, cfg,
+        result = distill(splits, _teacher(folder, out_dir.parent / teacher_name), out_dir, cfg,
                          scenario=scenario, topology=topology, run_id=run_id, teacher_metrics=metrics,
                          progress=lambda text: progress.update(task, description=text))
     s = result.summary
@@ -89,6 +88,21 @@ def distill_run(ws: Workspace, run_id: str, cfg: DistillConfig, *, console: Cons
         "sha256": s["blob"]["sha256"], "bytes": s["blob"]["bytes"], "agreement": s["agreement_with_teacher"],
         "test_macro_f1": s["test"]["macro_f1"]}))
     return result
+
+
+def distill_pool_model(splits: PoolSplits, folder: Path, final_folder: Path, *, console: Console) -> DistillResult:
+    """Distil a model trained on a pool outside any run (read from ``folder``, which may be the staging folder of
+    ``final_folder``) into ``<final_folder>-distilled``: imitation only, as there is no scenario to roll out."""
+    console.print("distilling the model into a decision tree (no run to roll out: imitation only)")
+    out_dir = final_folder.parent / f"{final_folder.name}{DISTILLED_SUFFIX}"
+    return distill(splits, _teacher(folder, final_folder), out_dir, DistillConfig(dagger_rounds=0),
+                   teacher_metrics=_teacher_metrics(folder))
+
+
+def _teacher(folder: Path, final_folder: Path) -> Teacher:
+    """The teacher in ``folder``, labelling as it was evaluated, and named after the folder it ends up in."""
+    return Teacher(folder / "checkpoint", eval_returns=_eval_returns(folder),
+                   final_checkpoint=final_folder / "checkpoint")
 
 
 def print_summary(result: DistillResult, console: Console) -> None:

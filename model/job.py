@@ -304,18 +304,13 @@ def _distill_stage(ws: Workspace, run_id: str | None, splits: PoolSplits, staged
 
     The teacher is read from the staging folder it is being built in; the tree is written beside the model's
     final folder (``<model>-distilled``), as ``l4stb distill`` would write it."""
-    from l4stb.model.distill import DistillConfig, Teacher, distill
-    from l4stb.model.distill_job import DISTILLED_SUFFIX, distill_run
+    from l4stb.model.distill import DistillConfig
+    from l4stb.model.distill_job import DISTILLED_SUFFIX, distill_pool_model, distill_run
 
-    out_dir = model_dir.parent / f"{model_dir.name}{DISTILLED_SUFFIX}"
-    if run_id is not None:
-        return distill_run(ws, run_id, DistillConfig(), console=console, model=str(staged_model), splits=splits,
-                           out_dir=out_dir)
-    metrics_path = staged_model / "metrics.json"
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
-    console.print("distilling the model into a decision tree (no run to roll out: imitation only)")
-    return distill(splits, Teacher(staged_model / "checkpoint", final_checkpoint=model_dir / "checkpoint"), out_dir, DistillConfig(dagger_rounds=0),
-                   teacher_metrics=metrics)
+    if run_id is None:
+        return distill_pool_model(splits, staged_model, model_dir, console=console)
+    return distill_run(ws, run_id, DistillConfig(), console=console, model=str(staged_model), splits=splits,
+                       out_dir=model_dir.parent / f"{model_dir.name}{DISTILLED_SUFFIX}")
 
 
 def _distilled_series(distilled):
