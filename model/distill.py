@@ -224,6 +224,7 @@ class Rollout:
 def rollout(scenario, topology, repeat: int, blob: pb.PolicyBlob, feature_names, reward_name: str) -> Rollout:
     """Simulate ``repeat``'s seed with the student deciding every packet; read back its log."""
     from l4stb.analysis.logparse import parse_log_files
+    from l4stb.analysis.packets import batch_to_record_batch
     from l4stb.analysis.pool_build import get_reward
     from l4stb.sim.policy import BlobPolicy
     from l4stb.sim.runner import SimJob, simulate_repeat
@@ -233,8 +234,10 @@ def rollout(scenario, topology, repeat: int, blob: pb.PolicyBlob, feature_names,
         stats = simulate_repeat(job, policy=BlobPolicy(blob, 1))
         batch, _ = parse_log_files([Path(p) for p in stats["log_files"]])
     cols = {name: batch.column(name) for name in FIELD_NAMES}
-    unscaled = {n: (c / PROB_SCALE if n in PROBABILITY_FIELDS else c) for n, c in cols.items()}
-    unscaled["action"] = cols["dequeue_action"] - 1
+    # the columns packets.parquet would hold (probabilities unscaled, action 0/1/2), so the pool is built from
+    # what build_pool reads for a logged run
+    packets = batch_to_record_batch(batch, repeat, np.zeros(len(batch)))
+    unscaled = {n: packets.column(n).to_numpy() for n in (*FIELD_NAMES, "action")}
     states = np.stack([unscaled[n].astype(np.float32) for n in feature_names], axis=1)
     rewards = get_reward(reward_name).fn(unscaled).astype(np.float32)
     n = len(states)
