@@ -152,14 +152,28 @@ def _up_to_date(ws: Workspace, run_id: str, manifest, raw_files: list[Path]) -> 
 
 
 def _outputs_intact(ws: Workspace, run_id: str) -> bool:
-    """parse.json names the size of every file of the set; a truncated or replaced file means parse again."""
+    return not damaged_outputs(ws, run_id)
+
+
+def damaged_outputs(ws: Workspace, run_id: str) -> list[str]:
+    """The files of data/ that differ from what parse.json (written last) recorded of them: size and sha256.
+
+    A truncated, replaced or bit-flipped parquet file of the same size is caught here (parquet carries no
+    checksum of its own), so it is parsed again from raw/ instead of being read as data."""
+    stats = ws.parse_stats_file(run_id)
     try:
-        doc = json.loads(ws.parse_stats_file(run_id).read_text())
+        doc = json.loads(stats.read_text())
         recorded = doc["outputs"]
-        return all(ws.data_dir(run_id).joinpath(name).stat().st_size == rec["size"] for name, rec in recorded.items()
-                   ) and isinstance(doc.get("skipped"), dict)
+        if not isinstance(doc.get("skipped"), dict) or not recorded:
+            return [stats.name]
+        damaged = []
+        for name, rec in recorded.items():
+            path = ws.data_dir(run_id) / name
+            if not path.is_file() or path.stat().st_size != rec["size"] or sha256_file(path) != rec["sha256"]:
+                damaged.append(name)
+        return damaged
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return False
+        return [stats.name]
 
 
 def _sum_stats(stats: list[FileStats]) -> dict:

@@ -169,7 +169,7 @@ class RunSummary:
 def ensure_run_parsed(ws: Workspace, run_id: str, progress=None) -> None:
     """Run the parser (``l4stb.analysis.packets.ensure_parsed``) so data/*.parquet exist and are current."""
     try:
-        from l4stb.analysis.packets import ensure_parsed
+        from l4stb.analysis.packets import damaged_outputs, ensure_parsed
     except ImportError as exc:
         if ws.packets_file(run_id).is_file():
             log.warning("log parser unavailable (%s); using the existing %s", exc, ws.packets_file(run_id))
@@ -182,6 +182,12 @@ def ensure_run_parsed(ws: Workspace, run_id: str, progress=None) -> None:
     has_raw = raw.is_dir() and any(p.is_file() for p in raw.rglob("*"))
     if not has_raw:
         if ws.packets_file(run_id).is_file():
+            damaged = damaged_outputs(ws, run_id)
+            if damaged:
+                raise L4stbError(
+                    f"run {run_id}: {', '.join(damaged)} in {ws.data_dir(run_id)} no longer match the size and "
+                    "sha256 that parse.json recorded (changed or damaged after parsing), and raw/ holds no logs to "
+                    f"parse again. Run `l4stb fetch-logs --run {run_id}` (or import the logs again), then retry.")
             log.info("run %s: no raw files, using the parsed data already in %s", run_id, ws.data_dir(run_id))
             return
         raise L4stbError(f"run {run_id} has no fetched logs under {raw}: run `l4stb fetch-logs --run {run_id}` "

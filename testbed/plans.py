@@ -735,6 +735,12 @@ def run_phases(scenario: Scenario, topology: Topology, run_id: str, repeat: int,
     tag = _syslog_tag()
     mod = uses_module(aqm)
 
+    # 0. empty repeat folders on every host, so a repeat run again keeps nothing of an earlier attempt.
+    step = "clear repeat folders"
+    phases = [Phase(step, [HostStep(h, step, render(
+        "clear_repeat.sh.j2", **_header(h, step), repeat=repeat, repeat_dir=repeat_dir, state_dir=state_dir),
+        timeout_s=60) for h in topology.hosts])]
+
     # 1. configure: the router's queue and logging, the endpoints' congestion controls and ECN.
     limit_bytes = max(int(scenario.bottleneck.limit_bytes), scenario.bottleneck.limit_packets * scenario.bottleneck.mtu)
     step = f"configure bottleneck and AQM ({aqm.name})"
@@ -773,7 +779,7 @@ def run_phases(scenario: Scenario, topology: Topology, run_id: str, repeat: int,
         endpoint_cfg.append(HostStep(h, step, render(
             "configure_endpoint.sh.j2", **_header(h, step), ccs=tcp_ccs, default_cc=default_cc, ecn_mode=ecn_mode,
             ect1=ect1), timeout_s=60))
-    phases = [Phase("configure", [router_cfg, *endpoint_cfg])]
+    phases.append(Phase("configure", [router_cfg, *endpoint_cfg]))
 
     # 2. reset the router's log set and start the size-based rotation loop.
     step = "reset logs"

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
+from l4stb import layout
 from l4stb.config import Scenario, Topology, load_scenario, load_topology
-from l4stb.console import console
+from l4stb.console import console, safe
 from l4stb.errors import L4stbError
 from l4stb.manifest import Manifest, RepeatRecord, collect_versions, command_line, load_manifest, save_manifest
 from l4stb.providers import get_provider
@@ -111,6 +112,28 @@ def start_run(ws: Workspace, scenario: Scenario, topology: Topology, testbed: Te
     return manifest
 
 
+def _repeat_folder_of(key: str) -> str | None:
+    """``r02`` for a fetched file's key ``raw/<host>/r02/...``; None for anything else."""
+    parts = key.split("/")
+    return parts[2] if len(parts) > 3 and parts[0] == "raw" else None
+
+
+def forget_fetched(ws: Workspace, manifest: Manifest, repeats: list[int]) -> None:
+    """Drop what an earlier fetch copied of repeats that are about to run again.
+
+    A repeat run again starts from empty folders on the hosts (both providers clear them), so files fetched
+    from an earlier attempt (a rotated log the new attempt may not produce, a failed client's JSON) would
+    otherwise stay in raw/ and be parsed beside the new attempt's."""
+    dirs = {layout.repeat_dirname(r) for r in repeats}
+    stale = [key for key in manifest.files if _repeat_folder_of(key) in dirs]
+    for key in stale:
+        (ws.run_dir(manifest.run_id) / key).unlink(missing_ok=True)
+        del manifest.files[key]
+    if stale:
+        manifest.steps.pop("fetch", None)
+        save_manifest(ws, manifest)
+
+
 def sweep_slug(values: dict[str, str]) -> str:
     """``{"bottleneck.rate": "20Mbit", "bottleneck.delay": "40ms"}`` -> ``rate-20Mbit_delay-40ms``: the last part
     of each key and its value, with characters a run id cannot hold replaced by '-'."""
@@ -135,6 +158,7 @@ def execute(ws: Workspace, run_id: str, *, jobs: int | None = None, quiet: bool 
     provider = get_provider(testbed.provider, ws)
     ctx = RunContext(run_id, scenario, topology, ws)
     todo = manifest.pending_repeats()
+    forget_fetched(ws, manifest, todo)
     jobs = min(jobs or default_jobs(), max(1, len(todo)))
     if testbed.provider != "sim":
         jobs = 1
@@ -164,7 +188,7 @@ def execute(ws: Workspace, run_id: str, *, jobs: int | None = None, quiet: bool 
             record.detail, record.stats = outcome.detail, outcome.stats
             save_manifest(ws, manifest)
             progress.update(tasks[outcome.repeat], completed=1.0,
-                            what=f"[green]ok[/] in {outcome.wall_s:.2f} s" if outcome.ok else f"[red]failed[/]: {outcome.detail[:80]}")
+                            what=f"[green]ok[/] in {outcome.wall_s:.2f} s" if outcome.ok else f"[red]failed[/]: {safe(outcome.detail[:80])}")
             progress.advance(overall)
 
         try:

@@ -165,6 +165,32 @@ def test_a_killed_parallel_run_leaves_no_workers_and_shows_as_interrupted(l4stb,
     assert manifest_of(testbed, run_id)["status"] == "complete"
 
 
+@pytest.mark.slow
+def test_a_repeat_run_again_replaces_what_an_earlier_fetch_copied_of_it(l4stb, testbed, tmp_path):
+    """Repeat 2 failed and its files were fetched; `run --resume` runs it again from empty folders, and what
+    the earlier fetch copied of it is dropped, so the run ends identical to one that never failed."""
+    import hashlib
+
+    assert l4stb("run", *TINY).exit_code == 0
+    run_id = only_run(testbed)
+    assert l4stb("fetch-logs").exit_code == 0
+    path = testbed / "runs" / run_id / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["repeats"]["2"]["status"], manifest["status"] = "failed", "incomplete"
+    stale = testbed / "runs" / run_id / "raw" / "client1" / "r02" / "client1-cubic-g9-c1.json"
+    stale.write_text("{}")
+    manifest["files"]["raw/client1/r02/client1-cubic-g9-c1.json"] = {
+        "host": "client1", "remote_path": f"/var/l4stb/runs/{run_id}/r02/client1-cubic-g9-c1.json", "size": 2,
+        "sha256": hashlib.sha256(b"{}").hexdigest()}
+    path.write_text(json.dumps(manifest))
+
+    resumed = l4stb("run", "--resume", run_id)
+    assert resumed.exit_code == 0, resumed.stderr
+    assert not stale.exists()
+    assert l4stb("fetch-logs").exit_code == 0
+    assert run_files(testbed, run_id) == _reference_files(l4stb, tmp_path, *TINY)
+
+
 # ---- fetch-logs ----------------------------------------------------------------------------------------
 
 

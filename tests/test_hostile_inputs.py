@@ -220,6 +220,28 @@ def test_damaged_parsed_data_is_parsed_again(l4stb, fetched_run, workdir, victim
     assert json.loads(again.stdout)["parse"] == json.loads(first.stdout)["parse"]
 
 
+def _flip_a_byte_in_place(path: Path) -> None:
+    """Damage a file without changing its size (what a size check cannot see)."""
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.slow
+def test_parsed_data_damaged_in_place_is_caught_by_its_sha256(l4stb, fetched_run, workdir):
+    data = workdir / "runs" / fetched_run / "data"
+    first = l4stb("summary", "--json")
+    assert first.exit_code == 0
+    _flip_a_byte_in_place(data / "packets.parquet")
+    again = l4stb("summary", "--json")
+    assert again.exit_code == 0, again.stderr
+    assert json.loads(again.stdout)["parse"] == json.loads(first.stdout)["parse"]  # parsed again from raw/
+
+    shutil.rmtree(workdir / "runs" / fetched_run / "raw")  # now nothing to parse again from
+    _flip_a_byte_in_place(data / "flows.parquet")
+    assert_user_error(l4stb("summary", "--run", fetched_run), "flows.parquet", "sha256", "fetch-logs")
+
+
 @pytest.mark.slow
 def test_a_sweep_record_of_the_wrong_shape_is_a_user_error(l4stb, testbed):
     args = ("run", "--scenario", "dctcp-8mbps", "--set", "duration=2s", "--repeats", "1",

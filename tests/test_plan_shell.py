@@ -96,3 +96,28 @@ def test_a_missing_route_is_added_without_touching_the_default_route(tmp_path: P
     assert proc.returncode == 0, proc.stderr
     assert "route -q add -net 10.1.2.0/24 10.1.1.1" in calls
     assert not any("delete" in c for c in calls), calls
+
+
+def test_a_repeat_run_again_starts_from_empty_folders_on_every_host(tmp_path: Path):
+    """The first step of a repeat, run under sh with the remote root moved into tmp_path: what an earlier
+    attempt of the same repeat left (iperf3 JSON, rotated logs, exit codes) is gone; other repeats are kept."""
+    from l4stb.config import load_scenario
+
+    topo = load_topology("dumbbell-4")
+    run_id = "dctcp-8mbps-20250101T000000Z"
+    clear = plans.run_phases(load_scenario("dctcp-8mbps"), topo, run_id, 2)[0]
+    assert clear.name == "clear repeat folders" and {s.host for s in clear.steps} == set(topo.hosts)
+    root = tmp_path / "remote"
+    repeat_dir = root / "runs" / run_id / "r02"
+    state_dir = root / "state" / run_id / "r02"
+    kept = root / "runs" / run_id / "r01" / "client1-dctcp-g1-c1.json"
+    for stale in (repeat_dir / "client1-dctcp-g1-c1.json", repeat_dir / "dualpi2.log.3.bz2",
+                  state_dir / "client1-dctcp-g1-c1.json.rc", kept):
+        stale.parent.mkdir(parents=True, exist_ok=True)
+        stale.write_text("from an earlier attempt\n")
+    script = clear.steps[0].script.replace(plans.REMOTE_ROOT, str(root))
+    proc = subprocess.run(["sh", "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert repeat_dir.is_dir() and not list(repeat_dir.iterdir())
+    assert state_dir.is_dir() and not list(state_dir.iterdir())
+    assert kept.read_text() == "from an earlier attempt\n"

@@ -132,8 +132,11 @@ def test_repeats_run_in_order_and_report_exit_codes(world: World, tmp_path: Path
     assert outcomes[0].stats["kern_hz"] == {"client1": 1000, "client2": 1000, "router": 1000, "server": 1000}
     assert "udp_prague_commit" not in outcomes[0].stats and "build udp_prague" not in world.steps()
     assert progress[-1] == (2, 1.0)
-    assert world.steps("router")[:4] == ["host facts", "configure bottleneck and AQM (dualpi2)", "reset logs",
-                                         "collect router logs"]
+    assert world.steps("router")[:5] == ["host facts", "clear repeat folders", "configure bottleneck and AQM (dualpi2)",
+                                         "reset logs", "collect router logs"]
+    for host in ("router", "client1", "client2", "server"):  # every repeat starts from empty folders everywhere
+        assert world.steps(host).count("clear repeat folders") == 2
+        assert [s for s in world.steps(host) if s != "host facts"][0] == "clear repeat folders"
     order = [s for h, s, _ in world.calls[: len(world.calls) // 2]]
     assert order.index("start servers") < order.index("start clients together") < order.index("wait for clients")
 

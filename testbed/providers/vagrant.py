@@ -447,6 +447,7 @@ class VagrantProvider(Provider):
                     extra_out[after[name].name] = added
             return out
 
+        run("clear repeat folders")
         run("configure")
         out = run("reset logs")
         before = plans.parse_counters(out.get(topo.router, ""))
