@@ -21,7 +21,11 @@ from l4stb.analysis.pool import PoolSplits, load_pool
 from l4stb.console import safe
 from l4stb.errors import L4stbError
 from l4stb.manifest import load_manifest, update_manifest
-from l4stb.workspace import Workspace, atomic_write_json, staged_folder, utc_iso
+from l4stb.workspace import Workspace, atomic_write_json, atomic_write_text, staged_folder, utc_iso
+
+
+HEADLINE = "headline.json"
+"""The job's figures of merit and fingerprint: saved in the model folder and copied beside the report."""
 
 
 @dataclass
@@ -210,6 +214,11 @@ def train_and_report(ws: Workspace, job: TrainJob, *, console: Console) -> JobOu
     report_index = (ws.report_dir(run_id) if run_id is not None else model_dir / "report") / "index.html"
     if not job.force:
         done = _finished_outcome(model_dir, report_index, fingerprint)
+        if done is None and run_id is not None and _model_finished(model_dir, fingerprint):
+            # the model was swapped in but the command stopped before the run's report was rendered
+            console.print(f"the model in {safe(model_dir)} is up to date; rendering the run's report from it")
+            _publish_run_report(ws, run_id, model_name, model_dir, None)
+            done = _finished_outcome(model_dir, report_index, fingerprint)
         if done is not None:
             console.print(f"[green]up to date[/]: {safe(model_dir)} was trained with these options on this pool "
                           "(`--force` trains again)")
@@ -246,21 +255,45 @@ def train_and_report(ws: Workspace, job: TrainJob, *, console: Console) -> JobOu
         outcome = JobOutcome(report_index, model_dir, report.metrics, closed_rows, time.perf_counter() - t0,
                              distilled.summary if distilled is not None else None)
         headline = {**outcome.to_json(), "fingerprint": fingerprint}
-        if run_id is not None:
-            from l4stb.analysis.report import render_report
-
-            render_report(ws, run_id, sections, extra_files={"headline.json": _json_text(headline)})
-        else:
+        atomic_write_text(stage / HEADLINE, _json_text(headline))
+        if run_id is None:
             from l4stb.analysis.report import render_model_report
 
             render_model_report(stage / "report", f"model {model_name} on pool {splits.meta.name}", sections,
-                                extra_files={"headline.json": _json_text(headline)})
+                                extra_files={HEADLINE: _json_text(headline)})
         atomic_write_json(stage / "job.json", {"fingerprint": fingerprint, "options": _options(job)})
+    # A run's report lives in the run, outside the model folder: it is a second output set, rendered after the
+    # model is in place and carrying the model's fingerprint in its headline.json. Stopped in between, the next
+    # `train-and-report` finds the model up to date and renders the report from it (not training again).
     if run_id is not None:
-        update_manifest(ws, run_id, lambda m: m.steps.__setitem__(
-            "train", {"status": "done", "finished": utc_iso(), "model": model_name, "model_dir": str(model_dir),
-                      "test_macro_f1": report.metrics.get("test", {}).get("macro_f1")}))
+        _publish_run_report(ws, run_id, model_name, model_dir, sections)
     return outcome
+
+
+def _model_finished(model_dir: Path, fingerprint: str) -> bool:
+    """The model folder holds a finished training with this fingerprint (its checkpoint, job.json, headline)."""
+    try:
+        job_doc = json.loads((model_dir / "job.json").read_text())
+        headline = json.loads((model_dir / HEADLINE).read_text())
+        return (job_doc.get("fingerprint") == fingerprint == headline.get("fingerprint")
+                and (model_dir / "checkpoint").is_dir())
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _publish_run_report(ws: Workspace, run_id: str, model_name: str, model_dir: Path, sections: list | None) -> None:
+    """Record the run's trained model in its manifest, then render the run's report with the model's sections
+    (``None``: rebuilt from the model's saved files, as `l4stb report` does) and its headline.json."""
+    from l4stb.analysis.report import render_report
+    from l4stb.model.saved_sections import saved_extra_files, saved_model_sections
+
+    headline = json.loads((model_dir / HEADLINE).read_text())
+    update_manifest(ws, run_id, lambda m: m.steps.__setitem__(
+        "train", {"status": "done", "finished": utc_iso(), "model": model_name, "model_dir": str(model_dir),
+                  "test_macro_f1": (headline.get("metrics") or {}).get("test", {}).get("macro_f1")}))
+    if sections is None:
+        sections = saved_model_sections(ws, run_id)
+    render_report(ws, run_id, sections, extra_files=saved_extra_files(ws, run_id))
 
 
 def _options(job: TrainJob) -> dict:
@@ -286,7 +319,7 @@ def _finished_outcome(model_dir: Path, report_index: Path, fingerprint: str) -> 
     """The outcome of an earlier job with the same fingerprint whose model and report are both in place."""
     try:
         job_doc = json.loads((model_dir / "job.json").read_text())
-        headline = json.loads((report_index.parent / "headline.json").read_text())
+        headline = json.loads((report_index.parent / HEADLINE).read_text())
         if job_doc.get("fingerprint") != fingerprint or headline.get("fingerprint") != fingerprint:
             return None
         if not (report_index.is_file() and (model_dir / "checkpoint").is_dir()):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from l4stb.analysis.report import ReportSection
 from l4stb.manifest import load_manifest
+from l4stb.model.job import HEADLINE
 from l4stb.workspace import Workspace, read_json
 
 log = logging.getLogger(__name__)
@@ -18,10 +19,9 @@ def saved_model_sections(ws: Workspace, run_id: str) -> list[ReportSection]:
     series' runs; empty for a run that `train-and-report` never trained on. A series run that was deleted
     leaves the closed loop out, with a warning that says so."""
     manifest = load_manifest(ws, run_id)
-    train = manifest.steps.get("train")
-    if not isinstance(train, dict) or train.get("status") != "done":
+    model_dir = _trained_model_dir(manifest)
+    if model_dir is None:
         return []
-    model_dir = Path(train.get("model_dir", ""))
     metrics_file = model_dir / "metrics.json"
     if not metrics_file.is_file():
         log.warning("run %s was trained, but %s is gone: the report has no model sections", run_id, metrics_file)
@@ -33,6 +33,11 @@ def saved_model_sections(ws: Workspace, run_id: str) -> list[ReportSection]:
     history = [json.loads(line) for line in history_file.read_text().splitlines() if line.strip()] \
         if history_file.is_file() else []
     sections = model_sections(metrics, history, model_dir / "figures")
+    headline = _headline(model_dir)
+    if isinstance(headline.get("distill"), dict):
+        from l4stb.model.distill_report import distill_section
+
+        sections.append(distill_section(headline["distill"]))
     record = manifest.steps.get("closed_loop")
     if isinstance(record, dict) and record.get("series"):
         from l4stb.model.closed_loop import closed_loop_section
@@ -43,3 +48,26 @@ def saved_model_sections(ws: Workspace, run_id: str) -> list[ReportSection]:
         except FileNotFoundError as exc:
             log.warning("closed-loop series run %s is gone: the report leaves the closed loop out", exc)
     return sections
+
+
+def saved_extra_files(ws: Workspace, run_id: str) -> dict[str, str]:
+    """headline.json of the run's trained model, which train-and-report puts beside the report: a report
+    re-rendered from saved files keeps it (and `train-and-report` then still finds itself up to date)."""
+    model_dir = _trained_model_dir(load_manifest(ws, run_id))
+    path = model_dir / HEADLINE if model_dir is not None else None
+    return {HEADLINE: path.read_text()} if path is not None and path.is_file() else {}
+
+
+def _trained_model_dir(manifest) -> Path | None:
+    train = manifest.steps.get("train")
+    if not isinstance(train, dict) or train.get("status") != "done" or not train.get("model_dir"):
+        return None
+    return Path(train["model_dir"])
+
+
+def _headline(model_dir: Path) -> dict:
+    try:
+        doc = json.loads((model_dir / HEADLINE).read_text())
+        return doc if isinstance(doc, dict) else {}
+    except (OSError, ValueError):
+        return {}

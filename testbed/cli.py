@@ -421,9 +421,10 @@ def report(c: Ctx, run_ids, sweep_id, repeat, window, bin_ms) -> None:
         return
     with c.ws.locked("report"):
         run_id = c.ws.resolve_run(run_ids[0] if run_ids else None)
-        from l4stb.model.saved_sections import saved_model_sections
+        from l4stb.model.saved_sections import saved_extra_files, saved_model_sections
 
-        path = render_report(c.ws, run_id, saved_model_sections(c.ws, run_id), view=view)
+        path = render_report(c.ws, run_id, saved_model_sections(c.ws, run_id), view=view,
+                             extra_files=saved_extra_files(c.ws, run_id))
     console.print(f"[green]report[/]: {safe(path)}")
 
 
