@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from hostile import TINY, assert_user_error, only_run, snapshot
+from conftest import CliResult
+from hostile import TINY, assert_user_error, env_for, l4stb_argv, only_run, snapshot
 
 MARKUP = "[/x][link=file:///etc/passwd]x[/link]"
 ESCAPE = "\x1b]0;owned\x07\x1b[31m"
@@ -154,20 +156,37 @@ def test_a_lock_that_is_a_symlink_is_refused_and_its_target_untouched(l4stb, wor
     assert snapshot(outside) == before and target.read_text() == "keep me\n"
 
 
-def test_a_read_only_workdir_is_a_user_error(l4stb, workdir):
+def test_a_read_only_workdir_is_a_user_error(l4stb, workdir, tmp_path):
+    """A workdir the user cannot write: a mode-555 folder where that binds (not for root), else a read-only
+    mount (root can make one; CI runs as root). Writing commands refuse in one paragraph; status still reads."""
     workdir.mkdir()
     workdir.chmod(0o555)
+    probe = workdir / ".probe"
     try:
-        probe = workdir / ".probe"
+        probe.write_text("x")  # root ignores the mode bits
+        probe.unlink()
+    except PermissionError:
         try:
-            probe.write_text("x")  # root ignores the mode bits: nothing to test then
-            probe.unlink()
-            pytest.skip("running as root: a mode-555 folder is still writable")
-        except PermissionError:
-            pass
-        assert_user_error(l4stb("up"), "permission denied")
+            assert_user_error(l4stb("up"), "permission denied")
+            return
+        finally:
+            workdir.chmod(0o755)
+    workdir.chmod(0o755)
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("neither mode bits nor a read-only mount can make a read-only workdir here")
+    try:
+        env = env_for(mnt / "work")
+        assert subprocess.run(l4stb_argv("up"), env=env, capture_output=True).returncode == 0
+        assert subprocess.run(["mount", "-o", "remount,ro", str(mnt)], capture_output=True).returncode == 0
+        for command in (("run", *TINY), ("summary",), ("up",)):
+            done = subprocess.run(l4stb_argv(*command), env=env, capture_output=True, text=True)
+            assert_user_error(CliResult(done.returncode, done.stdout, done.stderr), "read-only", "--workdir")
+        status = subprocess.run(l4stb_argv("status"), env=env, capture_output=True, text=True)
+        assert status.returncode == 0 and "dumbbell-4" in status.stdout
     finally:
-        workdir.chmod(0o755)
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
 # ---- 1. corrupted workdir files ---------------------------------------------------------------------
