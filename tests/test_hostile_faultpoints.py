@@ -260,3 +260,8 @@ def test_a_run_report_left_unrendered_is_rendered_from_the_model_without_trainin
     headline = json.loads((workdir / "runs" / run_id / "report" / "headline.json").read_text())
     assert headline["fingerprint"] == json.loads((model / "job.json").read_text())["fingerprint"]
     assert "Model training" in (workdir / "runs" / run_id / "report" / "index.html").read_text()
+
+    # `l4stb report` re-renders from the same saved files and keeps headline.json: still up to date
+    assert _cli(workdir, "report").returncode == 0
+    assert (workdir / "runs" / run_id / "report" / "headline.json").read_text() == json.dumps(headline, indent=2) + "\n"
+    assert "up to date" in _cli(workdir, *options).stdout
