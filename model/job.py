@@ -266,8 +266,20 @@ def train_and_report(ws: Workspace, job: TrainJob, *, console: Console) -> JobOu
     # model is in place and carrying the model's fingerprint in its headline.json. Stopped in between, the next
     # `train-and-report` finds the model up to date and renders the report from it (not training again).
     if run_id is not None:
-        _publish_run_report(ws, run_id, model_name, model_dir, sections)
+        _publish_run_report(ws, run_id, model_name, model_dir, _relocated(sections, stage, model_dir))
     return outcome
+
+
+def _relocated(sections: list, stage: Path, final: Path) -> list:
+    """The sections with each figure drawn inside the staging folder pointed at the same file in the folder
+    it was swapped in as."""
+    from dataclasses import replace
+
+    def moved(path: Path) -> Path:
+        path = Path(path)
+        return final / path.relative_to(stage) if path.is_relative_to(stage) else path
+
+    return [replace(s, figures=[(caption, moved(path)) for caption, path in s.figures]) for s in sections]
 
 
 def _model_finished(model_dir: Path, fingerprint: str) -> bool:

@@ -30,6 +30,15 @@ def workdir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def outside(tmp_path) -> Path:
+    """A folder beside the workdir that no command may touch."""
+    folder = tmp_path / "outside"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine\n")
+    return folder
+
+
+@pytest.fixture
 def l4stb(workdir: Path):
     """Run `l4stb ...` in a subprocess exactly as a user would, against a temp workdir."""
 

@@ -54,14 +54,6 @@ def _rerun(workdir: Path, *args: str, bound_mb: int = PEAK_MEMORY_BOUND_MB) -> s
     return stderr
 
 
-@pytest.fixture
-def outside(tmp_path) -> Path:
-    folder = tmp_path / "outside"
-    folder.mkdir()
-    (folder / "notes.txt").write_text("mine\n")
-    return folder
-
-
 # ---- fetch-logs ------------------------------------------------------------------------------------------
 
 

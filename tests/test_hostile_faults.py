@@ -19,7 +19,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from hostile import TINY, assert_user_error, env_for, l4stb_argv, manifest_of, only_run, run_files, snapshot
+from hostile import (PEAK_MEMORY_BOUND_MB, TINY, assert_user_error, env_for, l4stb_argv, manifest_of, only_run,
+                     peak_rss_mb, run_files, snapshot)
 
 INTERRUPTED = "interrupted: what was finished is saved"
 LONG = ("--scenario", "dctcp-8mbps", "--set", "duration=6s", "--repeats", "6", "--jobs", "2")
@@ -66,15 +67,6 @@ def _assert_gone(processes: list[psutil.Process], timeout: float = 10) -> None:
 def testbed(l4stb, workdir):
     assert l4stb("up").exit_code == 0
     return workdir
-
-
-@pytest.fixture
-def outside(tmp_path) -> Path:
-    """A folder beside the workdir that no command may touch."""
-    folder = tmp_path / "outside"
-    folder.mkdir()
-    (folder / "notes.txt").write_text("mine\n")
-    return folder
 
 
 def _reference_files(l4stb, tmp_path, *run_args) -> dict[str, str]:
@@ -138,10 +130,11 @@ def test_an_interrupted_parallel_run_keeps_its_finished_repeats_and_resumes_iden
     kept = [k for k, r in manifest["repeats"].items() if r["status"] == "ok"]
     assert kept and manifest["status"] == "incomplete"
     assert "busy" not in l4stb("status").output
-    resumed = l4stb("run", "--resume", run_id)
-    assert resumed.exit_code == 0 and "complete" in resumed.stdout, resumed.stderr
+    code, peak_mb, stderr = peak_rss_mb(testbed, "run", "--resume", run_id)
+    assert code == 0, stderr
+    assert peak_mb < PEAK_MEMORY_BOUND_MB, f"the resumed run peaked at {peak_mb:.0f} MB"
     manifest = manifest_of(testbed, run_id)
-    assert all(manifest["repeats"][k]["finished"] for k in kept)
+    assert manifest["status"] == "complete" and all(manifest["repeats"][k]["finished"] for k in kept)
     assert l4stb("fetch-logs").exit_code == 0
     assert run_files(testbed, run_id) == _reference_files(l4stb, tmp_path, *LONG)
     assert snapshot(outside) == before
