@@ -112,6 +112,7 @@ def install_fake_parser(monkeypatch) -> list:
         calls.append(run_id)
 
     mod.ensure_parsed = ensure_parsed
+    mod.damaged_outputs = lambda ws, run_id: []  # the fake's outputs are what the test wrote
     monkeypatch.setitem(sys.modules, "l4stb.analysis.packets", mod)
     return calls
 
