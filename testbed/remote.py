@@ -15,6 +15,7 @@ import re
 import socket
 import stat
 import threading
+import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -144,18 +145,12 @@ class SshHost(Host):
         command = quote_argv(argv)
         conn = self._connection()
         log.info("%s: [%s] %s", self.name, step, command if len(command) < 200 else command[:200] + "...")
+        limit = None if timeout is None else max(1, int(round(timeout)))
+        t0 = time.monotonic()
         try:
-            res = conn.run(self._wrap(command), hide=True, warn=True, pty=False, in_stream=False,
-                           timeout=None if timeout is None else max(1, int(round(timeout))))
+            res = conn.run(self._wrap(command), hide=True, warn=True, pty=False, in_stream=False, timeout=limit)
         except CommandTimedOut as exc:
-            self._drop_connection()
-            note = f"\n(timed out after {timeout:g} s; the SSH channel was closed)"
-            out = CommandResult(self.name, command, TIMEOUT_EXIT, exc.result.stdout or "",
-                                (exc.result.stderr or "") + note)
-            if check:
-                raise RemoteCommandError(self.name, step, command, TIMEOUT_EXIT,
-                                         f"timed out after {timeout:g} s" + _tail_hint(exc.result.stderr)) from None
-            return out
+            return self._timed_out(step, command, timeout, exc.result, check)
         except (OSError, EOFError, socket.error) as exc:
             self._drop_connection()
             raise L4stbError(f"{self.name}: the SSH connection broke during step '{step}' running `{command}` "
@@ -166,10 +161,25 @@ class SshHost(Host):
                 raise L4stbError(f"{self.name}: SSH failed during step '{step}' running `{command}` "
                                  f"({type(exc).__name__}: {exc}).") from None
             raise
+        if limit is not None and res.exited in (None, -1) and time.monotonic() - t0 >= limit:
+            # invoke's timer closed the channel but was still running when invoke asked whether it had fired
+            # (Runner.timed_out in invoke/runners.py is `not self._timer.is_alive()`), so no CommandTimedOut
+            # came; paramiko reports -1 for a channel closed without an exit status. It is the same timeout.
+            return self._timed_out(step, command, timeout, res, check)
         exit_code = res.exited if res.exited is not None else -1
         out = CommandResult(self.name, command, exit_code, res.stdout, res.stderr)
         if check and not out.ok:
             raise RemoteCommandError(self.name, step, command, exit_code, res.stderr or res.stdout)
+        return out
+
+    def _timed_out(self, step: str, command: str, timeout: float, result, check: bool) -> CommandResult:
+        """A command past its timeout: the connection is dropped (its channel was closed), exit 124."""
+        self._drop_connection()
+        note = f"\n(timed out after {timeout:g} s; the SSH channel was closed)"
+        out = CommandResult(self.name, command, TIMEOUT_EXIT, result.stdout or "", (result.stderr or "") + note)
+        if check:
+            raise RemoteCommandError(self.name, step, command, TIMEOUT_EXIT,
+                                     f"timed out after {timeout:g} s" + _tail_hint(result.stderr))
         return out
 
     def run_script(self, script: str, *, timeout: float | None = 600, check: bool = True,

@@ -168,6 +168,18 @@ def test_command_past_its_timeout_fails_clearly(host: SshHost):
     assert host.run(["echo", "still here"]).stdout.strip() == "still here"
 
 
+def test_a_timeout_invoke_did_not_see_fire_is_still_a_timeout(host: SshHost, monkeypatch):
+    """Under load invoke's timer can still be running when invoke asks whether it fired (the race behind a
+    flaky run): the command then comes back with no exit status instead of CommandTimedOut."""
+    import invoke.runners
+
+    monkeypatch.setattr(invoke.runners.Runner, "timed_out", property(lambda self: False))
+    with pytest.raises(RemoteCommandError) as err:
+        host.run(["sleep", "5"], timeout=1, step="nap")
+    assert "timed out after 1 s" in str(err.value) and err.value.exit_code == 124
+    assert host.run(["echo", "still here"]).stdout.strip() == "still here"
+
+
 def test_script_failure_names_the_command_that_failed(host: SshHost):
     script = "set -eux\necho fine\nfalse_cmd_l4stb --flag\necho never\n"
     with pytest.raises(RemoteCommandError) as err:
