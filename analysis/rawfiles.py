@@ -7,7 +7,7 @@ from pathlib import Path
 
 from l4stb.analysis.udp_prague import is_report as is_udp_prague_report
 from l4stb.config import Topology
-from l4stb.layout import parse_repeat_dirname
+from l4stb.layout import repeat_of
 from l4stb.manifest import Manifest
 from l4stb.workspace import Workspace
 
@@ -46,15 +46,6 @@ def router_host_of(manifest: Manifest) -> str:
     return DEFAULT_ROUTER_HOST
 
 
-def _repeat_of(rel_parts: tuple[str, ...]) -> int:
-    """The repeat number from the first ``rNN`` folder in the path; files outside one belong to repeat 1."""
-    for part in rel_parts[:-1]:
-        r = parse_repeat_dirname(part)
-        if r is not None:
-            return r
-    return 1
-
-
 def inventory(ws: Workspace, run_id: str, manifest: Manifest) -> RawInventory:
     """Classify every file under runs/<id>/raw/<host>/: *.json are iperf3, *.udp_prague.txt udp_prague reports,
     the router's other files logs."""
@@ -69,7 +60,7 @@ def inventory(ws: Workspace, run_id: str, manifest: Manifest) -> RawInventory:
             if not path.is_file() or path.name.startswith("."):
                 continue  # temp files of an interrupted fetch
             rel_parts = path.relative_to(host_dir).parts
-            repeat = _repeat_of(rel_parts)
+            repeat = repeat_of(rel_parts)
             if path.name.endswith(".json"):
                 inv.iperf3.append((repeat, host, path))
             elif is_udp_prague_report(path):

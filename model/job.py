@@ -214,7 +214,8 @@ def train_and_report(ws: Workspace, job: TrainJob, *, console: Console) -> JobOu
     report_index = (ws.report_dir(run_id) if run_id is not None else model_dir / "report") / "index.html"
     if not job.force:
         done = _finished_outcome(model_dir, report_index, fingerprint)
-        if done is None and run_id is not None and _model_finished(model_dir, fingerprint):
+        if (done is None and run_id is not None and _model_finished(model_dir, fingerprint)
+                and read_headline(model_dir).get("fingerprint") == fingerprint):
             # the model was swapped in but the command stopped before the run's report was rendered
             console.print(f"the model in {safe(model_dir)} is up to date; rendering the run's report from it")
             _publish_run_report(ws, run_id, model_name, model_dir, None)
@@ -254,13 +255,13 @@ def train_and_report(ws: Workspace, job: TrainJob, *, console: Console) -> JobOu
                     sections.append(section)
         outcome = JobOutcome(report_index, model_dir, report.metrics, closed_rows, time.perf_counter() - t0,
                              distilled.summary if distilled is not None else None)
-        headline = {**outcome.to_json(), "fingerprint": fingerprint}
-        atomic_write_text(stage / HEADLINE, _json_text(headline))
+        headline = _json_text({**outcome.to_json(), "fingerprint": fingerprint})
+        atomic_write_text(stage / HEADLINE, headline)
         if run_id is None:
             from l4stb.analysis.report import render_model_report
 
             render_model_report(stage / "report", f"model {model_name} on pool {splits.meta.name}", sections,
-                                extra_files={HEADLINE: _json_text(headline)})
+                                extra_files={HEADLINE: headline})
         atomic_write_json(stage / "job.json", {"fingerprint": fingerprint, "options": _options(job)})
     # A run's report lives in the run, outside the model folder: it is a second output set, rendered after the
     # model is in place and carrying the model's fingerprint in its headline.json. Stopped in between, the next
@@ -283,29 +284,37 @@ def _relocated(sections: list, stage: Path, final: Path) -> list:
 
 
 def _model_finished(model_dir: Path, fingerprint: str) -> bool:
-    """The model folder holds a finished training with this fingerprint (its checkpoint, job.json, headline)."""
+    """The model folder holds a finished training with this fingerprint: job.json and the checkpoint."""
     try:
-        job_doc = json.loads((model_dir / "job.json").read_text())
-        headline = json.loads((model_dir / HEADLINE).read_text())
-        return (job_doc.get("fingerprint") == fingerprint == headline.get("fingerprint")
+        return (json.loads((model_dir / "job.json").read_text()).get("fingerprint") == fingerprint
                 and (model_dir / "checkpoint").is_dir())
     except (OSError, ValueError, AttributeError):
         return False
+
+
+def read_headline(folder: Path) -> dict:
+    """``folder/headline.json`` as a dict; empty when it is missing or not a JSON object."""
+    try:
+        doc = json.loads((folder / HEADLINE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
 
 
 def _publish_run_report(ws: Workspace, run_id: str, model_name: str, model_dir: Path, sections: list | None) -> None:
     """Record the run's trained model in its manifest, then render the run's report with the model's sections
     (``None``: rebuilt from the model's saved files, as `l4stb report` does) and its headline.json."""
     from l4stb.analysis.report import render_report
-    from l4stb.model.saved_sections import saved_extra_files, saved_model_sections
+    from l4stb.model.saved_sections import saved_model_sections
 
-    headline = json.loads((model_dir / HEADLINE).read_text())
+    headline_text = (model_dir / HEADLINE).read_text()
+    metrics = json.loads(headline_text).get("metrics") or {}
     update_manifest(ws, run_id, lambda m: m.steps.__setitem__(
         "train", {"status": "done", "finished": utc_iso(), "model": model_name, "model_dir": str(model_dir),
-                  "test_macro_f1": (headline.get("metrics") or {}).get("test", {}).get("macro_f1")}))
+                  "test_macro_f1": metrics.get("test", {}).get("macro_f1")}))
     if sections is None:
         sections = saved_model_sections(ws, run_id)
-    render_report(ws, run_id, sections, extra_files=saved_extra_files(ws, run_id))
+    render_report(ws, run_id, sections, extra_files={HEADLINE: headline_text})
 
 
 def _options(job: TrainJob) -> dict:
@@ -329,13 +338,11 @@ def _fingerprint(job: TrainJob, splits: PoolSplits) -> str:
 
 def _finished_outcome(model_dir: Path, report_index: Path, fingerprint: str) -> JobOutcome | None:
     """The outcome of an earlier job with the same fingerprint whose model and report are both in place."""
+    headline = read_headline(report_index.parent)
+    if not (_model_finished(model_dir, fingerprint) and headline.get("fingerprint") == fingerprint
+            and report_index.is_file()):
+        return None
     try:
-        job_doc = json.loads((model_dir / "job.json").read_text())
-        headline = json.loads((report_index.parent / HEADLINE).read_text())
-        if job_doc.get("fingerprint") != fingerprint or headline.get("fingerprint") != fingerprint:
-            return None
-        if not (report_index.is_file() and (model_dir / "checkpoint").is_dir()):
-            return None
         return JobOutcome(report_index, model_dir, dict(headline.get("metrics") or {}),
                           list(headline.get("closed_loop") or []), float(headline.get("wall_s") or 0.0),
                           headline.get("distill"))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from l4stb.analysis.report import ReportSection
 from l4stb.manifest import load_manifest
-from l4stb.model.job import HEADLINE
+from l4stb.model.job import HEADLINE, read_headline
 from l4stb.workspace import Workspace, read_json
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ def saved_model_sections(ws: Workspace, run_id: str) -> list[ReportSection]:
     history = [json.loads(line) for line in history_file.read_text().splitlines() if line.strip()] \
         if history_file.is_file() else []
     sections = model_sections(metrics, history, model_dir / "figures")
-    headline = _headline(model_dir)
+    headline = read_headline(model_dir)
     if isinstance(headline.get("distill"), dict):
         from l4stb.model.distill_report import distill_section
 
@@ -63,11 +63,3 @@ def _trained_model_dir(manifest) -> Path | None:
     if not isinstance(train, dict) or train.get("status") != "done" or not train.get("model_dir"):
         return None
     return Path(train["model_dir"])
-
-
-def _headline(model_dir: Path) -> dict:
-    try:
-        doc = json.loads((model_dir / HEADLINE).read_text())
-        return doc if isinstance(doc, dict) else {}
-    except (OSError, ValueError):
-        return {}

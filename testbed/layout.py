@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Sequence
 
 from l4stb.workspace import validate_name
 
@@ -25,6 +26,16 @@ def repeat_dirname(repeat: int) -> str:
 def parse_repeat_dirname(name: str) -> int | None:
     m = _REPEAT_DIR_RE.match(name)
     return int(m.group(1)) if m else None
+
+
+def repeat_of(rel_parts: Sequence[str]) -> int:
+    """The repeat a run file belongs to, from its path below a host's folder: the first ``rNN`` folder;
+    a file outside one belongs to repeat 1."""
+    for part in rel_parts[:-1]:
+        r = parse_repeat_dirname(part)
+        if r is not None:
+            return r
+    return 1
 
 
 def remote_run_dir(run_id: str) -> str:

@@ -112,20 +112,15 @@ def start_run(ws: Workspace, scenario: Scenario, topology: Topology, testbed: Te
     return manifest
 
 
-def _repeat_folder_of(key: str) -> str | None:
-    """``r02`` for a fetched file's key ``raw/<host>/r02/...``; None for anything else."""
-    parts = key.split("/")
-    return parts[2] if len(parts) > 3 and parts[0] == "raw" else None
-
-
 def forget_fetched(ws: Workspace, manifest: Manifest, repeats: list[int]) -> None:
     """Drop what an earlier fetch copied of repeats that are about to run again.
 
     A repeat run again starts from empty folders on the hosts (both providers clear them), so files fetched
     from an earlier attempt (a rotated log the new attempt may not produce, a failed client's JSON) would
     otherwise stay in raw/ and be parsed beside the new attempt's."""
-    dirs = {layout.repeat_dirname(r) for r in repeats}
-    stale = [key for key in manifest.files if _repeat_folder_of(key) in dirs]
+    again = set(repeats)
+    stale = [key for key in manifest.files  # keys are raw/<host>/<path below the host's folder>
+             if key.startswith("raw/") and layout.repeat_of(key.split("/")[2:]) in again]
     for key in stale:
         (ws.run_dir(manifest.run_id) / key).unlink(missing_ok=True)
         del manifest.files[key]

@@ -42,6 +42,19 @@ def l4stb_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "l4stb.cli", *args]
 
 
+def run_cli(workdir: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``l4stb ARGS`` against ``workdir`` in a subprocess, for workdirs other than the ``l4stb`` fixture's."""
+    return subprocess.run(l4stb_argv(*args), env=env_for(workdir), capture_output=True, text=True, timeout=timeout)
+
+
+def make_fetched_run(workdir: Path, *run_args: str) -> str:
+    """``up``, ``run RUN_ARGS`` and ``fetch-logs`` in a new workdir; returns the run id."""
+    for args in (("up",), ("run", *run_args), ("fetch-logs",)):
+        done = run_cli(workdir, *args)
+        assert done.returncode == 0, done.stderr
+    return only_run(workdir)
+
+
 def peak_rss_mb(workdir: Path, *args: str, timeout: float = 300) -> tuple[int, float, str]:
     """Run one command in a child of a fresh Python and return (exit status, its peak RSS in MB, stderr)."""
     probe = ("import resource, subprocess, sys, json\n"

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hostile import PEAK_MEMORY_BOUND_MB, TINY, env_for, l4stb_argv, only_run, peak_rss_mb, run_files, snapshot
+from hostile import (PEAK_MEMORY_BOUND_MB, TINY, env_for, make_fetched_run, only_run, peak_rss_mb, run_cli,
+                     run_files, snapshot)
 
 pytestmark = pytest.mark.slow
 
@@ -27,10 +28,6 @@ FAULTPOINT = Path(__file__).with_name("faultpoint.py")
 INTERRUPTED = "interrupted: what was finished is saved"
 TRAIN_MEMORY_BOUND_MB = 1500
 """train-and-report loads torch and transformers and trains tiny-gpt2: about 700 MB on this machine."""
-
-
-def _cli(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(l4stb_argv(*args), env=env_for(workdir), capture_output=True, text=True, timeout=600)
 
 
 def _signalled(workdir: Path, target: str, nth: int, sig: signal.Signals, when: str, *args: str) -> str:
@@ -61,9 +58,7 @@ def _rerun(workdir: Path, *args: str, bound_mb: int = PEAK_MEMORY_BOUND_MB) -> s
 def fetched_reference(tmp_path_factory) -> dict[str, str]:
     """sha256 by path of every file of an uninterrupted TINY run's fetch."""
     ref = tmp_path_factory.mktemp("fetch-reference") / "work"
-    for args in (("up",), ("run", *TINY), ("fetch-logs",)):
-        assert _cli(ref, *args).returncode == 0
-    return run_files(ref, only_run(ref))
+    return run_files(ref, make_fetched_run(ref, *TINY))
 
 
 @pytest.mark.parametrize("sig, when, seed", [(signal.SIGINT, "before", 1), (signal.SIGTERM, "after", 2),
@@ -71,7 +66,7 @@ def fetched_reference(tmp_path_factory) -> dict[str, str]:
 def test_fetch_logs_signalled_between_files_completes_identically(tmp_path, outside, fetched_reference, sig, when,
                                                                  seed):
     workdir = tmp_path / "work"
-    assert _cli(workdir, "up").returncode == 0 and _cli(workdir, "run", *TINY).returncode == 0
+    assert run_cli(workdir, "up").returncode == 0 and run_cli(workdir, "run", *TINY).returncode == 0
     run_id = only_run(workdir)
     before = snapshot(outside)
     nth = random.Random(seed).randint(1, len(fetched_reference))  # a random file of the fetch
@@ -117,10 +112,10 @@ def test_pool_import_signalled_mid_save_leaves_one_whole_pool_and_completes_iden
     small = write_pool_pickle(tmp_path / "small.pkl", 300)
     big = write_pool_pickle(tmp_path / "big.pkl", 5_000)
     reference = tmp_path / "reference"
-    assert _cli(reference, "pool", "import", str(big), "--name", "p").returncode == 0
+    assert run_cli(reference, "pool", "import", str(big), "--name", "p").returncode == 0
 
     workdir = tmp_path / "work"
-    assert _cli(workdir, "pool", "import", str(small), "--name", "p").returncode == 0
+    assert run_cli(workdir, "pool", "import", str(small), "--name", "p").returncode == 0
     pool = workdir / "pools" / "p"
     old, before = _pool_files(pool), snapshot(outside)
     _signalled(workdir, target, nth, sig, when, "pool", "import", str(big), "--name", "p")
@@ -145,7 +140,7 @@ def raw_files(tmp_path_factory) -> list[str]:
     (folder / "messages").write_text("\n".join(sim_log_lines(3000)) + "\n")
     sim = folder / "sim"
     for args in (("up",), ("run", *TINY)):
-        assert _cli(sim, *args).returncode == 0
+        assert run_cli(sim, *args).returncode == 0
     iperf = sorted((sim / "hosts").rglob("client1-*.json"))[:2]
     assert len(iperf) == 2
     return ["--router-log", str(folder / "messages"), *[a for p in iperf for a in ("--iperf3", str(p))]]
@@ -156,7 +151,7 @@ def raw_files(tmp_path_factory) -> list[str]:
 def test_import_logs_signalled_between_copies_leaves_no_run_and_completes_identically(tmp_path, outside, raw_files,
                                                                                        sig, when, nth):
     reference = tmp_path / "reference"
-    assert _cli(reference, "import-logs", *raw_files, "--name", "imp").returncode == 0
+    assert run_cli(reference, "import-logs", *raw_files, "--name", "imp").returncode == 0
 
     workdir = tmp_path / "work"
     before = snapshot(outside)
@@ -166,7 +161,7 @@ def test_import_logs_signalled_between_copies_leaves_no_run_and_completes_identi
     _rerun(workdir, "import-logs", *raw_files, "--name", "imp")
     assert run_files(workdir, "imp") == run_files(reference, "imp")
     assert not [p for p in (workdir / "runs").iterdir() if p.name.startswith(".")], "staging left behind"
-    summaries = [json.loads(_cli(w, "summary", "--run", "imp", "--json").stdout)["parse"] for w in (workdir, reference)]
+    summaries = [json.loads(run_cli(w, "summary", "--run", "imp", "--json").stdout)["parse"] for w in (workdir, reference)]
     assert summaries[0] == summaries[1]
     assert snapshot(outside) == before
 
@@ -198,8 +193,8 @@ def trained_reference(tmp_path_factory) -> dict[str, object]:
 
     folder = tmp_path_factory.mktemp("train-reference")
     ref = folder / "work"
-    assert _cli(ref, "pool", "import", str(write_pool_pickle(folder / "p.pkl", 400)), "--name", "p").returncode == 0
-    done = _cli(ref, *TRAIN, "--lora-rank", "4")
+    assert run_cli(ref, "pool", "import", str(write_pool_pickle(folder / "p.pkl", 400)), "--name", "p").returncode == 0
+    done = run_cli(ref, *TRAIN, "--lora-rank", "4")
     assert done.returncode == 0, done.stderr
     return _learned(ref / "models" / "p-tiny-gpt2")
 
@@ -215,8 +210,8 @@ def test_a_retrain_signalled_midway_keeps_the_old_model_and_completes_identicall
     from test_hostile_pickles import write_pool_pickle
 
     workdir = tmp_path / "work"
-    assert _cli(workdir, "pool", "import", str(write_pool_pickle(tmp_path / "p.pkl", 400)), "--name", "p").returncode == 0
-    assert _cli(workdir, *TRAIN).returncode == 0  # the old model: rank 8
+    assert run_cli(workdir, "pool", "import", str(write_pool_pickle(tmp_path / "p.pkl", 400)), "--name", "p").returncode == 0
+    assert run_cli(workdir, *TRAIN).returncode == 0  # the old model: rank 8
     model = workdir / "models" / "p-tiny-gpt2"
     old, before = snapshot(model), snapshot(outside)
 
@@ -236,16 +231,14 @@ def test_a_run_report_left_unrendered_is_rendered_from_the_model_without_trainin
     swapped in and before the report is rendered, the next `train-and-report` renders the report from the
     saved model instead of training again, and the report then carries the model's fingerprint."""
     workdir = tmp_path / "work"
-    for args in (("up",), ("run", *TINY), ("fetch-logs",)):
-        assert _cli(workdir, *args).returncode == 0
-    run_id = only_run(workdir)
+    run_id = make_fetched_run(workdir, *TINY)
     options = ("train-and-report", "--epochs", "1", "--max-train-windows", "40", "--no-closed-loop", "--no-distill")
     _signalled(workdir, "l4stb.analysis.report:render_report", 1, signal.SIGKILL, "before", *options)
     model = workdir / "runs" / run_id / "model" / "tiny-gpt2"
     checkpoint = snapshot(model / "checkpoint")
     assert checkpoint, "the model was swapped in before the kill"
 
-    again = _cli(workdir, *options)
+    again = run_cli(workdir, *options)
     assert again.returncode == 0, again.stderr
     assert "rendering the run's report from it" in again.stdout and "up to date" in again.stdout
     assert snapshot(model / "checkpoint") == checkpoint, "the model was not trained again"
@@ -254,6 +247,6 @@ def test_a_run_report_left_unrendered_is_rendered_from_the_model_without_trainin
     assert "Model training" in (workdir / "runs" / run_id / "report" / "index.html").read_text()
 
     # `l4stb report` re-renders from the same saved files and keeps headline.json: still up to date
-    assert _cli(workdir, "report").returncode == 0
+    assert run_cli(workdir, "report").returncode == 0
     assert (workdir / "runs" / run_id / "report" / "headline.json").read_text() == json.dumps(headline, indent=2) + "\n"
-    assert "up to date" in _cli(workdir, *options).stdout
+    assert "up to date" in run_cli(workdir, *options).stdout

@@ -14,13 +14,14 @@ import random
 import signal
 import subprocess
 import time
+from functools import partial
 from pathlib import Path
 
 import psutil
 import pytest
 
-from hostile import (PEAK_MEMORY_BOUND_MB, TINY, assert_user_error, env_for, l4stb_argv, manifest_of, only_run,
-                     peak_rss_mb, run_files, snapshot)
+from hostile import (PEAK_MEMORY_BOUND_MB, TINY, assert_user_error, env_for, l4stb_argv, make_fetched_run, manifest_of,
+                     only_run, peak_rss_mb, run_cli, run_files, snapshot)
 
 INTERRUPTED = "interrupted: what was finished is saved"
 LONG = ("--scenario", "dctcp-8mbps", "--set", "duration=6s", "--repeats", "6", "--jobs", "2")
@@ -72,11 +73,7 @@ def testbed(l4stb, workdir):
 def _reference_files(l4stb, tmp_path, *run_args) -> dict[str, str]:
     """The fetched files of an uninterrupted run with the same arguments, in a workdir of its own."""
     ref = tmp_path / "reference"
-    env_run = lambda *a: subprocess.run(l4stb_argv(*a), env=env_for(ref), capture_output=True, text=True)  # noqa: E731
-    assert env_run("up").returncode == 0
-    assert env_run("run", *run_args).returncode == 0
-    assert env_run("fetch-logs").returncode == 0
-    return run_files(ref, only_run(ref))
+    return run_files(ref, make_fetched_run(ref, *run_args))
 
 
 # ---- the lock ------------------------------------------------------------------------------------------
@@ -281,7 +278,7 @@ def test_a_full_disk_is_a_user_error_and_the_old_pool_survives(small_disk, tmp_p
     from l4stb.analysis.pool import load_pool
 
     workdir = small_disk / "work"
-    cli = lambda *a: subprocess.run(l4stb_argv(*a), env=env_for(workdir), capture_output=True, text=True)  # noqa: E731
+    cli = partial(run_cli, workdir)
     assert cli("pool", "import", str(write_pool_pickle(tmp_path / "a.pkl", 300)), "--name", "p").returncode == 0
     big = write_pool_pickle(tmp_path / "big.pkl", 120_000)  # about 6 MB of arrays: more than the disk holds
     result = cli("pool", "import", str(big), "--name", "p")
@@ -292,7 +289,7 @@ def test_a_full_disk_is_a_user_error_and_the_old_pool_survives(small_disk, tmp_p
 
 def test_a_run_on_a_full_disk_is_a_user_error_naming_the_file(small_disk):
     workdir = small_disk / "work"
-    cli = lambda *a: subprocess.run(l4stb_argv(*a), env=env_for(workdir), capture_output=True, text=True)  # noqa: E731
+    cli = partial(run_cli, workdir)
     assert cli("up").returncode == 0
     filler = small_disk / "filler"
     with open(filler, "wb", buffering=0) as fh:

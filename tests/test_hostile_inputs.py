@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import CliResult
-from hostile import TINY, assert_user_error, env_for, l4stb_argv, only_run, snapshot
+from hostile import TINY, assert_user_error, make_fetched_run, only_run, run_cli, snapshot
 
 MARKUP = "[/x][link=file:///etc/passwd]x[/link]"
 ESCAPE = "\x1b]0;owned\x07\x1b[31m"
@@ -30,14 +30,8 @@ def testbed(l4stb, workdir):
 @pytest.fixture(scope="module")
 def _fetched_template(tmp_path_factory):
     """One tiny fetched run, made once per module and copied into each test's workdir."""
-    import subprocess
-
-    from hostile import env_for, l4stb_argv
-
     template = tmp_path_factory.mktemp("template") / "work"
-    for args in (("up",), ("run", *TINY), ("fetch-logs",)):
-        done = subprocess.run(l4stb_argv(*args), env=env_for(template), capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr
+    make_fetched_run(template, *TINY)
     return template
 
 
@@ -177,13 +171,12 @@ def test_a_read_only_workdir_is_a_user_error(l4stb, workdir, tmp_path):
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)], capture_output=True).returncode:
         pytest.skip("neither mode bits nor a read-only mount can make a read-only workdir here")
     try:
-        env = env_for(mnt / "work")
-        assert subprocess.run(l4stb_argv("up"), env=env, capture_output=True).returncode == 0
+        assert run_cli(mnt / "work", "up").returncode == 0
         assert subprocess.run(["mount", "-o", "remount,ro", str(mnt)], capture_output=True).returncode == 0
         for command in (("run", *TINY), ("summary",), ("up",)):
-            done = subprocess.run(l4stb_argv(*command), env=env, capture_output=True, text=True)
+            done = run_cli(mnt / "work", *command)
             assert_user_error(CliResult(done.returncode, done.stdout, done.stderr), "read-only", "--workdir")
-        status = subprocess.run(l4stb_argv("status"), env=env, capture_output=True, text=True)
+        status = run_cli(mnt / "work", "status")
         assert status.returncode == 0 and "dumbbell-4" in status.stdout
     finally:
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)

@@ -298,14 +298,12 @@ def _self_check(provider: "SimProvider", ctx: RunContext) -> CheckEvidence:
 
 
 def _count_prefixed(path: Path, prefix: str) -> int:
-    """Lines holding ``prefix`` in one file of a log set (plain, .bz2, .gz or .xz)."""
-    import bz2
-    import gzip
-    import lzma
+    """Lines holding ``prefix`` in one file of a log set (plain, bzip2, gzip or xz, opened as the parser does)."""
+    from l4stb.analysis.logparse import open_log
 
-    opener = {".bz2": bz2.open, ".gz": gzip.open, ".xz": lzma.open}.get(path.suffix, open)
-    with opener(path, "rt", encoding="ascii", errors="replace") as fh:
-        return sum(1 for line in fh if prefix in line)
+    needle = prefix.encode("ascii")
+    with open_log(path) as fh:
+        return sum(1 for line in fh if needle in line)
 
 
 def _drain(progress_q, on_progress: ProgressFn) -> None:
