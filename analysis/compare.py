@@ -18,7 +18,7 @@ import numpy as np
 from l4stb.analysis import metrics as M
 from l4stb.analysis.summary import RunSummary, load_run, summarize_data
 from l4stb.errors import L4stbError
-from l4stb.workspace import Workspace
+from l4stb.workspace import Workspace, staged_folder
 
 
 @dataclass(frozen=True)
@@ -150,27 +150,28 @@ def render_compare_report(ws: Workspace, run_ids: Sequence[str], *, labels: Sequ
     rates = {d.rate_bps for d in datas}
     rate = datas[0].rate_bps or 0.0
     out = Path(out) if out else _default_out(ws, run_ids)
-    series = {lab: SeriesData(d.packets, d.flows) for lab, d in zip(labels, datas)}
-    overlay = comparison_section("Overlay", series, out / "figures", rate_bps=rate, name="compare",
-                                 metrics={lab: s.metrics for lab, s in zip(labels, summaries)},
-                                 intro=("Every run on the same figures; a run keeps one line style and marker across "
-                                        "figures, a queue or a CC keeps one colour."
-                                        + ("" if len(rates) == 1 else " The runs have different bottleneck rates; "
-                                           "the utilisation figure uses the first run's.")))
-    runs_table = ReportTable(["label", "run", "scenario", "AQM", "testbed", "repeats", "overrides"],
-                             [[lab, s.run_id, s.scenario_name, s.aqm, s.testbed, s.metrics.n_repeats,
-                               ", ".join(s.overrides) or "—"] for lab, s in zip(labels, summaries)], caption="Runs")
-    sections = [
-        ReportSection("Runs", markdown="The runs compared, in order; differences are against the first.",
-                      tables=[runs_table]),
-        ReportSection("Differences", markdown=_differences_md(summaries, labels),
-                      tables=[differences_table(summaries, labels)]),
-        overlay,
-    ]
-    testbeds = sorted({s.testbed for s in summaries})
-    index, _ = _write_report(out, f"l4stb comparison: {' vs '.join(labels)}", sections,
-                             footer=f"runs {', '.join(run_ids)}", testbed="; ".join(testbeds))
-    return index
+    with staged_folder(out) as stage:  # one output set, swapped in whole (as a run's report is)
+        series = {lab: SeriesData(d.packets, d.flows) for lab, d in zip(labels, datas)}
+        overlay = comparison_section("Overlay", series, stage / "figures", rate_bps=rate, name="compare",
+                                     metrics={lab: s.metrics for lab, s in zip(labels, summaries)},
+                                     intro=("Every run on the same figures; a run keeps one line style and marker across "
+                                            "figures, a queue or a CC keeps one colour."
+                                            + ("" if len(rates) == 1 else " The runs have different bottleneck rates; "
+                                               "the utilisation figure uses the first run's.")))
+        runs_table = ReportTable(["label", "run", "scenario", "AQM", "testbed", "repeats", "overrides"],
+                                 [[lab, s.run_id, s.scenario_name, s.aqm, s.testbed, s.metrics.n_repeats,
+                                   ", ".join(s.overrides) or "—"] for lab, s in zip(labels, summaries)], caption="Runs")
+        sections = [
+            ReportSection("Runs", markdown="The runs compared, in order; differences are against the first.",
+                          tables=[runs_table]),
+            ReportSection("Differences", markdown=_differences_md(summaries, labels),
+                          tables=[differences_table(summaries, labels)]),
+            overlay,
+        ]
+        testbeds = sorted({s.testbed for s in summaries})
+        _write_report(stage, f"l4stb comparison: {' vs '.join(labels)}", sections, footer=f"runs {', '.join(run_ids)}",
+                      testbed="; ".join(testbeds))
+    return out / "index.html"
 
 
 def _differences_md(summaries: Sequence[RunSummary], labels: Sequence[str]) -> str:

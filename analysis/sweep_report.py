@@ -20,7 +20,7 @@ from l4stb.analysis import plots as P
 from l4stb.analysis.summary import RunSummary, summarize
 from l4stb.errors import L4stbError
 from l4stb.sweep import SweepRecord, load_sweep
-from l4stb.workspace import Workspace, atomic_write_text
+from l4stb.workspace import Workspace, atomic_write_text, staged_folder
 
 
 @dataclass(frozen=True)
@@ -148,45 +148,46 @@ def render_sweep_report(ws: Workspace, sweep_id: str | None) -> Path:
 
     table = sweep_table(ws, sweep_id)
     out = ws.root / "sweeps" / table.record.sweep_id / "report"
-    fig_dir = out / "figures"
-    fig_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "sweep.csv", table.to_csv())
-    atomic_write_text(out / "sweep.json", json.dumps(table.to_json(), indent=2) + "\n")
-    rows = [[*[r[a] for a in table.axes], *[_cell(r[m.key], m) for m in SWEEP_METRICS], r["run_id"]]
-            for r in table.rows]
-    sections = [ReportSection(
-        "Sweep", markdown=(f"Sweep `{table.record.sweep_id}` of scenario `{table.record.scenario}` over "
-                           + ", ".join(f"{a} ∈ {{{', '.join(v)}}}" for a, v in table.record.axes.items())
-                           + (f" (other overrides: {', '.join(table.record.base_overrides)})"
-                              if table.record.base_overrides else "")
-                           + ". Each cell is the mean of the run's repeats with its 95% t-interval and n. The same "
-                           "numbers are in sweep.csv and sweep.json beside this page."),
-        tables=[ReportTable([*table.axes, *[m.label for m in SWEEP_METRICS], "run"], rows,
-                            caption="One row per combination")])]
-    for param in table.axes:
-        others = [a for a in table.axes if a != param]
-        group = others[0] if others else None
-        figs = []
-        for m in SWEEP_METRICS:
-            data_rows = []
-            for r in table.rows:
-                iv: M.Interval = r[m.key]
-                scaled = M.Interval(iv.mean * m.scale, iv.low * m.scale if iv.has_ci else None,
-                                    iv.high * m.scale if iv.has_ci else None, iv.n)
-                data_rows.append({**interval_rows(f"{group} = {r[group]}" if group else "", m.label, r[param], scaled),
-                                  param: r[param], **({group: r[group]} if group else {})})
-            frame = pd.DataFrame(data_rows)
-            if frame["y"].isna().all():
-                continue
-            frame["y_low"] = frame["y_low"].astype(float)
-            frame["y_high"] = frame["y_high"].astype(float)
-            fig = P.metric_vs_parameter_figure(frame, parameter=param, metric_label=m.label, group_by=group)
-            data = P.FigureData("errorbar", frame[["panel", "series", "x", "y", "y_low", "y_high", "n"]], param, m.label,
-                                categorical_x=True)
-            stem = f"{m.key}_vs_{param.replace('.', '_')}"
-            figs.append((f"{m.label} against {param}" + (f", one line per {group}" if group else "")
-                         + "; mean of repeats with 95% intervals.", P.save_figure(fig, fig_dir / stem, data).png))
-        sections.append(ReportSection(f"Against {param}", figures=figs))
-    index, _ = _write_report(out, f"l4stb sweep report: {table.record.sweep_id}", sections,
-                             footer=f"sweep {table.record.sweep_id}", testbed=table.testbed)
-    return index
+    with staged_folder(out) as stage:  # one output set, swapped in whole (as a run's report is)
+        fig_dir = stage / "figures"
+        fig_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(stage / "sweep.csv", table.to_csv())
+        atomic_write_text(stage / "sweep.json", json.dumps(table.to_json(), indent=2) + "\n")
+        rows = [[*[r[a] for a in table.axes], *[_cell(r[m.key], m) for m in SWEEP_METRICS], r["run_id"]]
+                for r in table.rows]
+        sections = [ReportSection(
+            "Sweep", markdown=(f"Sweep `{table.record.sweep_id}` of scenario `{table.record.scenario}` over "
+                               + ", ".join(f"{a} ∈ {{{', '.join(v)}}}" for a, v in table.record.axes.items())
+                               + (f" (other overrides: {', '.join(table.record.base_overrides)})"
+                                  if table.record.base_overrides else "")
+                               + ". Each cell is the mean of the run's repeats with its 95% t-interval and n. The same "
+                               "numbers are in sweep.csv and sweep.json beside this page."),
+            tables=[ReportTable([*table.axes, *[m.label for m in SWEEP_METRICS], "run"], rows,
+                                caption="One row per combination")])]
+        for param in table.axes:
+            others = [a for a in table.axes if a != param]
+            group = others[0] if others else None
+            figs = []
+            for m in SWEEP_METRICS:
+                data_rows = []
+                for r in table.rows:
+                    iv: M.Interval = r[m.key]
+                    scaled = M.Interval(iv.mean * m.scale, iv.low * m.scale if iv.has_ci else None,
+                                        iv.high * m.scale if iv.has_ci else None, iv.n)
+                    data_rows.append({**interval_rows(f"{group} = {r[group]}" if group else "", m.label, r[param], scaled),
+                                      param: r[param], **({group: r[group]} if group else {})})
+                frame = pd.DataFrame(data_rows)
+                if frame["y"].isna().all():
+                    continue
+                frame["y_low"] = frame["y_low"].astype(float)
+                frame["y_high"] = frame["y_high"].astype(float)
+                fig = P.metric_vs_parameter_figure(frame, parameter=param, metric_label=m.label, group_by=group)
+                data = P.FigureData("errorbar", frame[["panel", "series", "x", "y", "y_low", "y_high", "n"]], param, m.label,
+                                    categorical_x=True)
+                stem = f"{m.key}_vs_{param.replace('.', '_')}"
+                figs.append((f"{m.label} against {param}" + (f", one line per {group}" if group else "")
+                             + "; mean of repeats with 95% intervals.", P.save_figure(fig, fig_dir / stem, data).png))
+            sections.append(ReportSection(f"Against {param}", figures=figs))
+        _write_report(stage, f"l4stb sweep report: {table.record.sweep_id}", sections,
+                      footer=f"sweep {table.record.sweep_id}", testbed=table.testbed)
+    return out / "index.html"

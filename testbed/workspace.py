@@ -387,7 +387,9 @@ def pid_alive(pid: int) -> bool:
 def clean_stale_staging(ws: "Workspace") -> list[Path]:
     """Remove what killed commands left half made (staging folders, temp files) and put back an output
     whose swap was cut between its two renames. Runs under the lock, so no live command owns them."""
-    roots = [ws.root, ws.root / "pools", ws.root / "models", ws.runs_dir]
+    roots = [ws.root, ws.root / "pools", ws.root / "models", ws.runs_dir, ws.root / "compare"]
+    if (ws.root / "sweeps").is_dir():  # sweeps/<id>/report is staged beside itself
+        roots += [s for s in (ws.root / "sweeps").iterdir() if s.is_dir() and not s.is_symlink()]
     if ws.runs_dir.is_dir():
         for run in ws.runs_dir.iterdir():
             if run.is_dir() and not run.is_symlink():

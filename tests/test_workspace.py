@@ -126,3 +126,18 @@ def test_the_default_run_is_the_latest_experiment_not_a_closed_loop_series(tmp_p
     save_manifest(ws, Manifest(run_id="exp-cl-llm-n10", kind="closed-loop", created="2026-01-01T00:05:00+00:00"))
     assert ws.resolve_run(None) == "exp"
     assert ws.resolve_run("exp-cl-llm-n10") == "exp-cl-llm-n10"
+
+
+def test_what_killed_commands_left_staged_is_removed_under_the_lock(tmp_path):
+    """Staging folders of dead commands go, wherever an output set is staged: a run's data, a pool, a
+    model, a sweep report, a comparison. A live command's staging folder stays."""
+    ws = Workspace.at(tmp_path / "work")
+    dead = 2**22 + 1  # above Linux's PID_MAX_LIMIT (include/linux/threads.h): never a live process
+    left = [ws.root / "runs" / "r1" / f".data.staging{dead}", ws.root / "pools" / f".p.staging{dead}",
+            ws.root / "sweeps" / "s1" / f".report.staging{dead}", ws.root / "compare" / f".a-vs-b.staging{dead}"]
+    live = ws.root / "sweeps" / "s1" / f".report.staging{os.getpid()}"
+    for folder in (*left, live):
+        (folder / "figures").mkdir(parents=True)
+    with ws.locked("test"):
+        pass
+    assert not [p for p in left if p.exists()] and live.is_dir()
