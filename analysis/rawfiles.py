@@ -7,7 +7,7 @@ from pathlib import Path
 
 from l4stb.analysis.udp_prague import is_report as is_udp_prague_report
 from l4stb.config import Topology
-from l4stb.layout import repeat_of
+from l4stb.layout import is_router_evidence, repeat_of
 from l4stb.manifest import Manifest
 from l4stb.workspace import Workspace
 
@@ -24,6 +24,7 @@ class RawInventory:
     iperf3: list[tuple[int, str, Path]] = field(default_factory=list)  # (repeat, host, path)
     udp_prague: list[tuple[int, str, Path]] = field(default_factory=list)  # (repeat, host, path): Prague on FreeBSD
     ignored: list[Path] = field(default_factory=list)
+    evidence: dict[int, list[Path]] = field(default_factory=dict)  # repeat -> captures, qdisc samples (qemu)
 
     def rel(self, path: Path) -> str:
         return path.relative_to(self.run_dir).as_posix()
@@ -48,7 +49,7 @@ def router_host_of(manifest: Manifest) -> str:
 
 def inventory(ws: Workspace, run_id: str, manifest: Manifest) -> RawInventory:
     """Classify every file under runs/<id>/raw/<host>/: *.json are iperf3, *.udp_prague.txt udp_prague reports,
-    the router's other files logs."""
+    the router's captures and qdisc samples evidence (``layout.is_router_evidence``), its other files logs."""
     run_dir = ws.run_dir(run_id)
     raw = ws.raw_dir(run_id)
     inv = RawInventory(run_dir, router_host_of(manifest))
@@ -65,6 +66,8 @@ def inventory(ws: Workspace, run_id: str, manifest: Manifest) -> RawInventory:
                 inv.iperf3.append((repeat, host, path))
             elif is_udp_prague_report(path):
                 inv.udp_prague.append((repeat, host, path))
+            elif host == inv.router_host and is_router_evidence(path.name):
+                inv.evidence.setdefault(repeat, []).append(path)
             elif host == inv.router_host:
                 inv.logs.setdefault(repeat, []).append(path)
             else:

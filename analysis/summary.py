@@ -244,6 +244,10 @@ def testbed_words(manifest: Manifest) -> str:
         return what + (", closed loop" if manifest.kind == "closed-loop" else "")
     if manifest.provider == "vagrant":
         return "FreeBSD 14.1 VMs (vagrant provider)"
+    if manifest.provider == "qemu":
+        facts = next(iter(manifest.host_facts.values()), {}) if manifest.host_facts else {}
+        return (f"a real Linux kernel ({facts.get('kernel', 'unknown version')}, Debian) under QEMU "
+                f"({facts.get('accel', '?')}), hosts as network namespaces (qemu provider)")
     return f"the {manifest.provider} provider"
 
 

@@ -9,7 +9,9 @@ TORCH_PIN="torch==2.13.0"   # exact pin: the CPU wheel; an unpinned torch pulls 
 
 if [ "${L4STB_NO_APT:-0}" != 1 ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   need=()
-  for pkg in vagrant openssh-server openssh-client gcc bzip2 xz-utils git libck-dev shellcheck; do
+  # qemu-system-x86, debootstrap and cpio: the qemu provider (a real Linux kernel, built from Debian packages)
+  for pkg in vagrant openssh-server openssh-client gcc bzip2 xz-utils git libck-dev shellcheck \
+             qemu-system-x86 debootstrap cpio; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
   done
   if [ ${#need[@]} -gt 0 ]; then

@@ -84,11 +84,16 @@ def cli(ctx: click.Context, workdir: str | None, verbose: bool) -> None:
 
 
 @cli.command()
-@click.option("--provider", type=click.Choice(["sim", "vagrant"]), default="sim", show_default=True)
+@click.option("--provider", type=click.Choice(["sim", "vagrant", "qemu"]), default="sim", show_default=True,
+              help="sim: the embedded simulator; vagrant: FreeBSD VMs; qemu: a real Linux kernel in a VM.")
 @click.option("--topology", default="dumbbell-4", show_default=True, help="Shipped topology name or a YAML path.")
+@click.option("--kernel", default=None, metavar="VERSION",
+              help="qemu: the Debian kernel to use, e.g. 7.2.13+deb14 (default: the newest complete one in sid; "
+                   "a cached one needs no network).")
+@click.option("--rebuild", is_flag=True, help="qemu: rebuild sch_dualpi2 and the initramfs even when cached.")
 @click.option("--dry-run", is_flag=True, help="Print the per-host plan and touch nothing.")
 @pass_ctx
-def up(c: Ctx, provider: str, topology: str, dry_run: bool) -> None:
+def up(c: Ctx, provider: str, topology: str, kernel: str | None, rebuild: bool, dry_run: bool) -> None:
     """Bring up the testbed: client1, client2, router, server."""
     from l4stb.config import load_topology
     from l4stb.providers import get_provider
@@ -107,7 +112,13 @@ def up(c: Ctx, provider: str, topology: str, dry_run: bool) -> None:
                     f"a {current.provider} testbed ({current.topology}) is already up in {c.ws.root}. "
                     "Run `l4stb down` first, or use another --workdir."
                 )
-        info = prov.up(topo)
+        if provider == "qemu":
+            info = _qemu_up(prov, topo, kernel, rebuild)
+        elif kernel or rebuild:
+            raise L4stbError("--kernel and --rebuild are options of the qemu provider; drop them for "
+                             f"--provider {provider}.")
+        else:
+            info = prov.up(topo)
         info.save(c.ws)
     console.print(f"[green]testbed up[/]: provider [bold]{safe(provider)}[/], topology [bold]{safe(topo.name)}[/], "
                   f"hosts {safe(', '.join(info.hosts))}; workdir {safe(c.ws.root)}")
@@ -116,6 +127,15 @@ def up(c: Ctx, provider: str, topology: str, dry_run: bool) -> None:
 
         with c.ws.locked("check"):
             _print_check(run_check(c.ws))
+
+
+def _qemu_up(prov, topo, kernel, rebuild):
+    """The qemu provider's set-up, one progress line per stage (downloads and the module build take minutes once)."""
+    from rich.status import Status
+
+    with Status("qemu: starting", console=console) as status:
+        return prov.up(topo, kernel=kernel, rebuild=rebuild,
+                       progress=lambda stage: status.update(f"qemu: {stage}"))
 
 
 @cli.command()
@@ -252,7 +272,7 @@ def scenarios() -> None:
 @click.option("--executor", type=click.Choice(["local", "dask", "ray"]), default="local", show_default=True,
               help="Where sweep runs execute (dask/ray need a cluster address in DASK_SCHEDULER_ADDRESS/RAY_ADDRESS).")
 @click.option("--dry-run", is_flag=True, help="Print the per-host plan (or the sweep's combinations) and run nothing.")
-@click.option("--provider", "plan_provider", type=click.Choice(["sim", "vagrant"]), default=None,
+@click.option("--provider", "plan_provider", type=click.Choice(["sim", "vagrant", "qemu"]), default=None,
               help="With --dry-run: show this provider's plan (default: the testbed that is up, else sim).")
 @pass_ctx
 def run(c: Ctx, scenario_name, repeats, seed, overrides, sweeps, resume, jobs, executor, dry_run, plan_provider) -> None:

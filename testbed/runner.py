@@ -79,7 +79,7 @@ def plan_run(ws: Workspace, scenario_name: str, overrides: list[str], provider: 
         up = False
     plan = get_provider(provider_name, ws).plan_run(RunContext(ws.new_run_id(scenario.name), scenario, topology, ws), 1)
     if not up:
-        other = "vagrant" if provider_name == "sim" else "sim"
+        other = "qemu" if provider_name == "sim" else "sim"
         plan.title += (f" -- no {provider_name} testbed is up, so this is the plan `l4stb up --provider {provider_name}` "
                        f"would run; add --provider {other} to see the {other} plan")
     return plan
@@ -155,7 +155,7 @@ def execute(ws: Workspace, run_id: str, *, jobs: int | None = None, quiet: bool 
     todo = manifest.pending_repeats()
     forget_fetched(ws, manifest, todo)
     jobs = min(jobs or default_jobs(), max(1, len(todo)))
-    if testbed.provider != "sim":
+    if testbed.provider == "vagrant":  # one set of VMs; the qemu provider boots one VM per repeat
         jobs = 1
     t0 = time.perf_counter()
     manifest.status = "running"

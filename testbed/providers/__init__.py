@@ -1,4 +1,4 @@
-"""Testbed providers: `sim` (embedded simulator, the default) and `vagrant` (FreeBSD 14.1 VMs over SSH)."""
+"""Testbed providers: `sim` (embedded simulator, the default), `vagrant` (FreeBSD 14.1 VMs over SSH) and `qemu` (a real Linux kernel)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from importlib import import_module
 
 from l4stb.errors import L4stbError
 
-PROVIDERS = {"sim": "l4stb.providers.sim:SimProvider", "vagrant": "l4stb.providers.vagrant:VagrantProvider"}
+PROVIDERS = {"sim": "l4stb.providers.sim:SimProvider", "vagrant": "l4stb.providers.vagrant:VagrantProvider",
+             "qemu": "l4stb.providers.qemu:QemuProvider"}
 
 
 def get_provider(name: str, workspace):

@@ -1,0 +1,101 @@
+"""Boot the guest under QEMU with one host folder shared over virtio-9p, wait for it to power off, keep its console.
+
+KVM is used where it works and TCG otherwise: :func:`probe_accel` boots the guest once with each and keeps
+the first that runs a trivial script to completion (a /dev/kvm that opens is not proof: some hosts expose
+one that cannot run a stock guest). The VM has no network device; it talks to the host only through the
+shared folder, and ``-no-reboot`` turns the guest's power-off into QEMU's exit.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from l4stb.errors import L4stbError
+from l4stb.linuxvm.image import SHARE_TAG
+
+QEMU = "qemu-system-x86_64"
+
+
+@dataclass(frozen=True)
+class BootResult:
+    exit_code: int
+    guest_rc: int | None
+    wall_s: float
+    console_tail: str
+    timed_out: bool
+
+
+def qemu_binary() -> str:
+    path = shutil.which(QEMU)
+    if path is None:
+        raise L4stbError(f"{QEMU} is not installed; the qemu provider boots a real Linux kernel with it. Run "
+                         "`bash scripts/install.sh` (it installs qemu-system-x86) or `apt-get install "
+                         "qemu-system-x86`.")
+    return path
+
+
+def command(image: Path, share: Path, *, accel: str, cpus: int, memory_mb: int) -> list[str]:
+    return [qemu_binary(), "-machine", "q35", "-accel", accel, "-cpu", "max" if accel == "tcg" else "host",
+            "-m", str(int(memory_mb)), "-smp", str(int(cpus)), "-nographic", "-no-reboot", "-nodefaults",
+            "-serial", "stdio", "-kernel", str(image / "vmlinuz"), "-initrd", str(image / "initrd.gz"),
+            "-append", "console=ttyS0 quiet panic=-1",
+            "-virtfs", f"local,path={share},mount_tag={SHARE_TAG},security_model=none,id={SHARE_TAG}"]
+
+
+def boot(image: Path, share: Path, *, accel: str, cpus: int = 2, memory_mb: int = 2048,
+         timeout_s: float = 600) -> BootResult:
+    """Run the guest on ``share`` (which holds guest.sh); returns when it powers off or after ``timeout_s``."""
+    argv = command(image, share, accel=accel, cpus=cpus, memory_mb=memory_mb)
+    console = share / "console.log"
+    t0 = time.monotonic()
+    timed_out = False
+    with open(console, "wb") as out:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            code = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            proc.kill()
+            code = proc.wait()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+    wall = time.monotonic() - t0
+    rc_file = share / "guest.rc"
+    guest_rc = None
+    if rc_file.is_file():
+        try:
+            guest_rc = int(rc_file.read_text().strip())
+        except ValueError:
+            guest_rc = None
+    tail = "\n".join(console.read_text(errors="replace").splitlines()[-15:])
+    return BootResult(code, guest_rc, wall, tail, timed_out)
+
+
+def kvm_usable() -> bool:
+    return os.path.exists("/dev/kvm") and os.access("/dev/kvm", os.R_OK | os.W_OK)
+
+
+def probe_accel(image: Path) -> tuple[str, dict[str, str]]:
+    """The accelerator to use ("kvm" or "tcg") and what was tried, by booting a trivial guest."""
+    tried = {}
+    for accel in (["kvm"] if kvm_usable() else []) + ["tcg"]:
+        with tempfile.TemporaryDirectory(prefix="l4stb-probe-") as d:
+            share = Path(d)
+            (share / "guest.sh").write_text("echo l4stb-probe-ok\n")
+            result = boot(image, share, accel=accel, cpus=1, memory_mb=512, timeout_s=120)
+            log = (share / "guest.log").read_text(errors="replace") if (share / "guest.log").is_file() else ""
+            if result.guest_rc == 0 and "l4stb-probe-ok" in log:
+                tried[accel] = f"booted in {result.wall_s:.1f} s"
+                return accel, tried
+            tried[accel] = "failed: " + (result.console_tail.splitlines()[-1] if result.console_tail else
+                                         f"exit {result.exit_code}")
+    raise L4stbError("the guest did not boot under QEMU (" + "; ".join(f"{k}: {v}" for k, v in tried.items())
+                     + "). Its console is shown above; rebuild the image with `l4stb up --provider qemu --rebuild`.")
