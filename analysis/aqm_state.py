@@ -44,12 +44,13 @@ class OverloadShare:
 
 
 def overload_share(packets: pd.DataFrame) -> OverloadShare:
-    """Fraction of logged PI updates with the overload bit set, per repeat (NaN when the log has no flags)."""
+    """Fraction of logged PI updates with the overload bit set, per repeat (NaN when the log has no flags, or
+    when the logger could not see them: a real-Linux capture, whose flags are missing)."""
     per: dict[int, float] = {}
     counts: dict[int, int] = {}
     if not packets.empty and {"flags", "measurement_start_time"} <= set(packets.columns):
         for repeat, g in packets.groupby("repeat", sort=True, observed=True):
-            updates = g.drop_duplicates("measurement_start_time")
+            updates = g.dropna(subset=["flags", "measurement_start_time"]).drop_duplicates("measurement_start_time")
             counts[int(repeat)] = len(updates)
             flags = updates["flags"].to_numpy(dtype=np.int64)
             per[int(repeat)] = float(((flags & OVERLOAD_BIT) != 0).mean()) if len(flags) else float("nan")

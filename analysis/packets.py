@@ -48,14 +48,14 @@ from l4stb.analysis.logparse import (
 from l4stb.analysis.rawfiles import inventory
 from l4stb.console import console
 from l4stb.errors import L4stbError
-from l4stb.logformat import FIELD_NAMES, L4STB_PREFIX, PROB_SCALE, PROBABILITY_FIELDS
+from l4stb.logformat import FIELD_NAMES, L4STB_PREFIX, PROB_SCALE, PROBABILITY_FIELDS, UNKNOWN
 from l4stb.manifest import load_manifest, update_manifest
 from l4stb.workspace import Workspace, atomic_write_json, read_json, sha256_file, staged_folder, utc_iso
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
 log = logging.getLogger(__name__)
 
-PARSER_VERSION = 3
+PARSER_VERSION = 4
 """Bump when the packets/flows schema or the parser's output changes: older parses are redone."""
 
 QUEUE_NAMES = ("C", "L")
@@ -128,7 +128,9 @@ def batch_to_record_batch(batch: Batch, repeat: int, t_s: np.ndarray) -> pa.Reco
               pa.DictionaryArray.from_arrays(pa.array(batch.shape, pa.int8()), _FORMAT_DICT)]
     for name in FIELD_NAMES:
         col = batch.column(name)
-        arrays.append(pa.array(col / PROB_SCALE) if name in PROBABILITY_FIELDS else pa.array(col))
+        unknown = col == UNKNOWN  # a field the logger could not observe (real-Linux captures): stored as null
+        mask = unknown if unknown.any() else None
+        arrays.append(pa.array(col / PROB_SCALE, mask=mask) if name in PROBABILITY_FIELDS else pa.array(col, mask=mask))
     arrays.append(pa.array(batch.column("timestamp_us")))
     arrays.append(pa.array(batch.column("flow_id").astype(np.int32)))
     arrays.append(pa.array(batch.column("decided_by").astype(np.int8)))

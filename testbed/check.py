@@ -56,11 +56,15 @@ def check_scenario(scenario: Scenario) -> Scenario:
                                        "duration": CHECK_DURATION_US, "repeats": 1, "flows": flows})
 
 
-def expected_codepoint(cc: str, scenario: Scenario) -> int:
-    """What a sender puts in the ECN field: udp_prague always ECT(1); TCP only when ECN is on (FreeBSD's
-    net.inet.tcp.ecn.enable), DCTCP with ECT(1) (net.inet.tcp.cc.dctcp.ect1), classic CCs ECT(0)."""
+def expected_codepoint(cc: str, scenario: Scenario, stack: str = "freebsd") -> int:
+    """What a sender puts in the ECN field: Prague always ECT(1); FreeBSD's DCTCP ECT(1) (l4stb sets
+    net.inet.tcp.cc.dctcp.ect1); Linux's DCTCP ECT(0) whatever the ECN setting (tcp_dctcp.c asks for ECN with
+    TCP_CONG_NEEDS_ECN, and INET_ECN_xmit sets ECT(0): include/net/inet_ecn.h); classic CCs ECT(0) when ECN is
+    on (net.inet.tcp.ecn.enable, net.ipv4.tcp_ecn), not-ECT otherwise."""
     if cc == "prague":
         return ECT1
+    if cc == "dctcp" and stack == "linux":
+        return ECT0
     if not scenario.ecn:
         return NOT_ECT
     return ECT1 if cc == "dctcp" else ECT0
@@ -90,6 +94,9 @@ def judge(ev: CheckEvidence, scenario: Scenario) -> CheckResult:
 
 
 def _judge_scheduler(ev: CheckEvidence, scenario: Scenario, res: CheckResult) -> None:
+    if ev.provider == "qemu":
+        _judge_qdisc(ev, scenario, res)
+        return
     want = plans.SCHED_TYPE if plans.uses_module(scenario.aqm) else "fifo"
     if ev.module_loaded is False:
         res.failures.append(
@@ -109,7 +116,29 @@ def _judge_scheduler(ev: CheckEvidence, scenario: Scenario, res: CheckResult) ->
             "did not run (`ipfw sched 1 config pipe 1 type ...` failed).")
 
 
+def _judge_qdisc(ev: CheckEvidence, scenario: Scenario, res: CheckResult) -> None:
+    """Real Linux: the real qdisc (sch_dualpi2 built for the guest kernel) is loaded and is the bottleneck's."""
+    from l4stb.linuxvm.guest import qdisc_args
+
+    want = qdisc_args(scenario)[0]
+    if ev.module_loaded is False:
+        res.failures.append(
+            f"{ev.router}: sch_dualpi2 is not loaded in the guest, expected the module built at `l4stb up`. Likely "
+            "cause: its vermagic does not match the guest kernel; run `l4stb up --provider qemu --rebuild`.")
+    elif ev.module_loaded:
+        res.ok(f"module on {ev.router}", "sch_dualpi2 loaded")
+    if f"qdisc {want} " in ev.sched_show:
+        res.ok(f"qdisc on {ev.router}", f"{want} under htb on the bottleneck")
+    else:
+        shown = " ".join(ev.sched_show.split())[:200] or "(nothing)"
+        res.failures.append(f"{ev.router}: `tc qdisc show` on the bottleneck should list a {want} qdisc but shows: "
+                            f"{shown}. Likely cause: tc refused its parameters (see guest.log of the check).")
+
+
 def _judge_log_lines(ev: CheckEvidence, scenario: Scenario, res: CheckResult) -> None:
+    if ev.provider == "qemu":
+        _judge_capture(ev, res)
+        return
     if not plans.uses_module(scenario.aqm):
         return
     file_n, counter = ev.log_lines_in_file, ev.log_lines_counter
@@ -134,10 +163,25 @@ def _judge_log_lines(ev: CheckEvidence, scenario: Scenario, res: CheckResult) ->
         res.ok(f"log lines on {ev.router}", f"{file_n} in the file = {counter} logged by the module")
 
 
+def _judge_capture(ev: CheckEvidence, res: CheckResult) -> None:
+    """Real Linux: the log set comes from captures, so every packet the qdisc handled must be in the capture."""
+    captured, counted = ev.log_lines_in_file, ev.log_lines_counter
+    if captured is None or counted is None:
+        res.failures.append(f"{ev.router}: could not read the capture or the qdisc's counters after the test flow.")
+    elif captured != counted:
+        res.failures.append(
+            f"{ev.router}: the captures before the bottleneck hold {captured} packets to the server, but the qdisc "
+            f"says it sent or dropped {counted}; expected the same number. Likely cause: tcpdump lost packets "
+            "(its buffer, at high rates under TCG): lower the rate or sample the capture.")
+    else:
+        res.ok(f"capture on {ev.router}", f"{captured} packets captured = {counted} sent or dropped by the qdisc")
+
+
 def _judge_ecn(ev: CheckEvidence, scenario: Scenario, res: CheckResult) -> None:
     total_ce = 0
     for flow in ev.flows:
-        want = expected_codepoint(flow.cc, scenario)
+        stack = "linux" if ev.provider == "qemu" else scenario.host(flow.host).stack
+        want = expected_codepoint(flow.cc, scenario, stack)
         counts = flow.codepoints
         total_ce += counts.get(CE, 0)
         wrong = {cp: n for cp, n in counts.items() if n and cp not in (want, CE, NOT_ECT)}
@@ -148,7 +192,9 @@ def _judge_ecn(ev: CheckEvidence, scenario: Scenario, res: CheckResult) -> None:
             res.failures.append(
                 f"{flow.host}: its {flow.cc} flow to port {flow.port} should carry {CODEPOINT_NAMES[want]}, but "
                 f"{ev.receiver} saw {seen}. Likely cause: "
-                + ("net.inet.tcp.cc.dctcp.ect1 is 0 or cc_dctcp is not loaded, so DCTCP falls back to ECT(0) or "
+                + ("tcp_dctcp is not loaded in the guest, so the flow fell back to the default CC"
+                   if flow.cc == "dctcp" and stack == "linux" else
+                   "net.inet.tcp.cc.dctcp.ect1 is 0 or cc_dctcp is not loaded, so DCTCP falls back to ECT(0) or "
                    "the host default CC" if flow.cc == "dctcp" else
                    "net.inet.tcp.ecn.enable is not the scenario's setting" if flow.cc != "prague" else
                    "the udp_prague build is not the pinned commit")

@@ -122,6 +122,15 @@ FIELD_RANGES: dict[str, tuple[int, int]] = {
     "flow_id": (0, (1 << 31) - 1),
     "decided_by": (-1, 1),  # -1 only as the parser's filler for lines written before the field existed
 }
+UNKNOWN = -1
+"""A field the logger could not observe. l4stb's module and simulator know every field; a real-Linux run's log set
+is derived from packet captures (the qemu provider), which cannot see the qdisc's internal state, so it writes
+-1 there (docs/data.md lists, per field, what a capture knows). The parser stores it as a missing value."""
+ALWAYS_KNOWN: tuple[str, ...] = ("queue_type", "packet_length", "dequeue_action", "timestamp_us", "flow_id",
+                                 "decided_by")
+"""Fields every logger knows, so -1 is never accepted in them (``decided_by`` -1 is the parser's own filler)."""
+FIELD_RANGES = {name: (min(lo, UNKNOWN) if name not in ALWAYS_KNOWN else lo, hi)
+                for name, (lo, hi) in FIELD_RANGES.items()}
 """The values each field can take (inclusive). A line outside them is skipped as ``out_of_range`` by the parser,
 never stored: delays and times at most a day in microseconds; probabilities in [0, 1] scaled by 2^31-1, except
 the L queue's coupled probability (up to :data:`MAX_COUPLING`) and PIE's accumulated probability (a running sum,

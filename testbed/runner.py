@@ -155,8 +155,7 @@ def execute(ws: Workspace, run_id: str, *, jobs: int | None = None, quiet: bool 
     todo = manifest.pending_repeats()
     forget_fetched(ws, manifest, todo)
     jobs = min(jobs or default_jobs(), max(1, len(todo)))
-    if testbed.provider == "vagrant":  # one set of VMs; the qemu provider boots one VM per repeat
-        jobs = 1
+    jobs = min(jobs, provider.max_parallel_repeats() or jobs)
     t0 = time.perf_counter()
     manifest.status = "running"
     manifest.pid = os.getpid()

@@ -233,6 +233,10 @@ class Provider(ABC):
         """Run the check scenario's one short repeat (``ctx.scenario``) and gather the evidence ``l4stb check``
         judges: module and scheduler, kern.hz per host, log lines vs the module's counter, ECN at the receiver."""
 
+    def max_parallel_repeats(self) -> int | None:
+        """How many repeats this testbed can run at once (None: as many as the caller asks)."""
+        return None
+
     @abstractmethod
     def run_repeats(self, ctx: RunContext, repeats: list[int], on_progress: ProgressFn, on_done: DoneFn,
                     *, jobs: int = 1) -> None:

@@ -189,12 +189,15 @@ class QemuProvider(Provider):
 
         return self_check(self, ctx)
 
+    def max_parallel_repeats(self) -> int:
+        """One VM per repeat, each with VM_CPUS cores of its own: timing under TCG depends on not sharing them."""
+        return max(1, (os.cpu_count() or 1) // VM_CPUS)
+
     def run_repeats(self, ctx: RunContext, repeats: list[int], on_progress: ProgressFn, on_done: DoneFn,
                     *, jobs: int = 1) -> None:
         guest.check_supported(ctx.scenario)
         st = self.state()
-        max_jobs = max(1, (os.cpu_count() or 1) // VM_CPUS)
-        jobs = max(1, min(jobs, max_jobs))
+        jobs = max(1, min(jobs, self.max_parallel_repeats()))
         if jobs == 1 or len(repeats) == 1:
             for r in repeats:
                 on_done(self._one(ctx, r, st, on_progress))

@@ -395,6 +395,10 @@ class VagrantProvider(Provider):
         return self._parallel(list(by_host), one)
 
     # -- repeats --------------------------------------------------------------------------------
+    def max_parallel_repeats(self) -> int:
+        """One set of VMs: repeats run one after another."""
+        return 1
+
     def run_repeats(self, ctx: RunContext, repeats: list[int], on_progress: ProgressFn, on_done: DoneFn,
                     *, jobs: int = 1) -> None:
         """One repeat after the other (the testbed is one network); ``jobs`` is ignored."""
