@@ -506,9 +506,10 @@ def pool_import(c: Ctx, file: str, name: str | None) -> None:
                   f"into {safe(folder)}. Train on it: `l4stb train-and-report --pool {safe(name)}`.")
 
 
-from l4stb import cli_analysis, cli_distill  # noqa: E402  (compare, export, plot; distill: their own modules)
+from l4stb import cli_analysis, cli_calibrate, cli_distill  # noqa: E402  (their own modules)
 
-for _command in (cli_analysis.compare, cli_analysis.export, cli_analysis.plot, cli_distill.distill):
+for _command in (cli_analysis.compare, cli_analysis.export, cli_analysis.plot, cli_distill.distill,
+                 cli_calibrate.calibrate):
     cli.add_command(_command)
 _workdir_everywhere(cli)
 

@@ -54,9 +54,14 @@ def cache_dir(ws) -> Path:
 class QemuProvider(Provider):
     name = "qemu"
 
+    def __init__(self, workspace, cache: Path | None = None):
+        super().__init__(workspace)
+        self._cache = cache
+
     @property
     def cache(self) -> Path:
-        return cache_dir(self.ws)
+        """Where `up` keeps downloads, the build chroot and images (runs read the image path from qemu.json)."""
+        return self._cache or cache_dir(self.ws)
 
     @property
     def state_file(self) -> Path:

@@ -1,0 +1,143 @@
+"""`l4stb calibrate`: run one scenario matrix on the simulator (Linux senders) and on the real Linux kernel (qemu).
+
+Each cell of the matrix is one scenario, run twice with the same seeds: on the ``sim`` provider with every
+client's ``stack: linux`` and the htb shaper the real testbed uses, and on the ``qemu`` provider, where the
+kernel, its TCP and its qdiscs are real. The two providers live in two workdirs under
+``<workdir>/calibration/`` (one testbed each), and every run there is an ordinary run: ``l4stb summary
+--workdir <workdir>/calibration/qemu`` reads any of them. :mod:`l4stb.analysis.calibration` compares them.
+
+Matrices (``--matrix``): ``ci`` (the two cells CI checks against saved bands), ``quick`` (each traffic mix at
+8, 20 and 40 Mbit/s, 10 ms), ``full`` (the issue's matrix: 8/20/40 Mbit/s, 10/40 ms, one DCTCP, one Cubic,
+Cubic + DCTCP and the paper's nine-flow mix under DualPI2 at Linux's defaults, with ``any_ect`` and with a
+packet step, and Cubic + Reno on a FIFO).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from l4stb.config import Scenario
+from l4stb.errors import L4stbError
+from l4stb.workspace import Workspace
+
+MIXES: dict[str, list[dict]] = {
+    "dctcp": [{"host": "client2", "cc": "dctcp"}],
+    "cubic": [{"host": "client1", "cc": "cubic"}],
+    "cubic+dctcp": [{"host": "client1", "cc": "cubic"}, {"host": "client2", "cc": "dctcp"}],
+    "paper-mix": [{"host": "client1", "cc": "cubic", "connections": 2, "parallel": 2},
+                  {"host": "client1", "cc": "newreno", "connections": 2, "parallel": 2},
+                  {"host": "client2", "cc": "dctcp"}],
+    "cubic+reno": [{"host": "client1", "cc": "cubic"}, {"host": "client2", "cc": "newreno"}],
+}
+"""Traffic mixes by name: the flow groups of each cell (the paper's mix is dctcp-8mbps's nine flows)."""
+
+AQMS: dict[str, dict] = {
+    "linux-defaults": {"name": "dualpi2", "ecn": True},
+    "any-ect": {"name": "dualpi2", "ecn": True, "l4s_classifier": "any_ect"},
+    "step-packets": {"name": "dualpi2", "ecn": True, "l4s_classifier": "any_ect", "step_packets": 5},
+    "fifo": {"name": "fifo", "ecn": False},
+}
+"""Bottleneck AQMs by name. Unset DualPI2 parameters are the real qdisc's defaults on both sides."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    mix: str
+    aqm: str
+    rate_mbps: int
+    rtt_ms: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.mix}-{self.aqm}-{self.rate_mbps}m-{self.rtt_ms}ms".replace("+", "-")
+
+    def scenario(self, *, duration_s: int, repeats: int, seed: int, provider: str) -> Scenario:
+        """The cell's scenario; on sim every client runs Linux's stack behind an htb shaper, as on qemu."""
+        hosts = {h: {"stack": "linux"} for h in ("client1", "client2")}
+        doc = {"name": f"cal-{self.name}"[:31].rstrip("-"), "description": f"calibration cell {self.name}",
+               "topology": "dumbbell-4", "duration": f"{duration_s}s", "repeats": repeats, "seed": seed,
+               "ecn": True, "bottleneck": {"rate": f"{self.rate_mbps}Mbit", "delay": f"{self.rtt_ms}ms",
+                                           "limit_packets": 1000},
+               "aqm": dict(AQMS[self.aqm]), "flows": [dict(g) for g in MIXES[self.mix]], "hosts": hosts}
+        if provider == "sim":
+            doc["bottleneck"]["shaper"] = "htb"
+        return Scenario.model_validate(doc)
+
+
+def matrix(name: str) -> list[Cell]:
+    if name == "ci":
+        return [Cell("dctcp", "any-ect", 8, 10), Cell("cubic+dctcp", "any-ect", 8, 10)]
+    if name == "quick":
+        return [Cell(mix, "any-ect", rate, 10) for mix in ("dctcp", "cubic", "cubic+dctcp")
+                for rate in (8, 20, 40)] + [Cell("paper-mix", "any-ect", 8, 10), Cell("cubic+reno", "fifo", 8, 10)]
+    if name == "full":
+        cells = []
+        for rate in (8, 20, 40):
+            for rtt in (10, 40):
+                for mix in ("dctcp", "cubic", "cubic+dctcp", "paper-mix"):
+                    for aqm in ("linux-defaults", "any-ect", "step-packets"):
+                        cells.append(Cell(mix, aqm, rate, rtt))
+                cells.append(Cell("cubic+reno", "fifo", rate, rtt))
+        return cells
+    raise L4stbError(f"unknown calibration matrix {name!r}; use ci, quick or full")
+
+
+@dataclass
+class CellRuns:
+    cell: Cell
+    runs: dict[str, str] = field(default_factory=dict)
+    """provider -> run id (in that provider's calibration workdir)."""
+
+
+def provider_workspace(ws: Workspace, provider: str) -> Workspace:
+    return Workspace.at(ws.root / "calibration" / provider)
+
+
+def run_matrix(ws: Workspace, cells: list[Cell], *, duration_s: int, repeats: int, seed: int,
+               providers: tuple[str, ...] = ("sim", "qemu"), say: Callable[[str], None] = lambda m: None
+               ) -> list[CellRuns]:
+    """Run every cell on each provider (bringing each provider's testbed up in its own workdir) and parse it."""
+    from l4stb import runner
+    from l4stb.analysis.fetch import fetch_run
+    from l4stb.analysis.summary import ensure_run_parsed
+    from l4stb.config import load_topology
+    from l4stb.providers import get_provider
+    from l4stb.providers.base import TestbedInfo
+
+    out = [CellRuns(c) for c in cells]
+    for provider in providers:
+        pws = provider_workspace(ws, provider)
+        pws.root.mkdir(parents=True, exist_ok=True)
+        topo = load_topology("dumbbell-4")
+        with pws.locked("up"):
+            if not pws.testbed_file.is_file():
+                say(f"{provider}: bringing the testbed up")
+                prov = get_provider(provider, pws)
+                if provider == "qemu":  # one package cache and image for the workdir and its calibration
+                    from l4stb.providers.qemu import QemuProvider, cache_dir
+
+                    prov = QemuProvider(pws, cache=cache_dir(ws))
+                info = prov.up(topo)
+                info.save(pws)
+        testbed = TestbedInfo.load(pws)
+        for cr in out:
+            sc = cr.cell.scenario(duration_s=duration_s, repeats=repeats, seed=seed, provider=provider)
+            say(f"{provider}: {cr.cell.name}")
+            with pws.locked("run"):
+                manifest = runner.start_run(pws, sc, topo, testbed)
+                result = runner.execute(pws, manifest.run_id, quiet=True)
+            if result.status != "complete":
+                raise L4stbError(f"calibration cell {cr.cell.name} did not complete on {provider} (run "
+                                 f"{manifest.run_id} in {pws.root}); `l4stb run --resume` there, or read its "
+                                 "manifest for the failed repeats.")
+            with pws.locked("fetch-logs"):
+                fetch_run(pws, manifest.run_id)
+                ensure_run_parsed(pws, manifest.run_id)
+            cr.runs[provider] = manifest.run_id
+    return out
+
+
+def output_dir(ws: Workspace, matrix_name: str) -> Path:
+    return ws.root / "calibration" / f"report-{matrix_name}"
