@@ -42,15 +42,17 @@ def sim(tmp_path, flows: str, *extra: str, duration: str = "20s", seed: int = 3)
 # ------------------------------------------------------------------------------------------- senders
 
 
-@pytest.mark.parametrize("cc, stack, expected", [
-    ("dctcp", "freebsd", NOT_ECT), ("cubic", "freebsd", NOT_ECT),
-    ("dctcp", "linux", ECT1), ("prague", "linux", ECT1), ("cubic", "linux", NOT_ECT)])
-def test_retransmissions_carry_the_ecn_codepoint_each_stack_gives_them(cc, stack, expected):
-    """FreeBSD tcp_ecn_output_established marks ECT on new data only; Linux tcp_ecn_send clears ECT on
-    retransmissions unless the CC needs ECN (DCTCP, Prague keep ECT(1))."""
+@pytest.mark.parametrize("cc, stack, new_data, retransmission", [
+    ("dctcp", "freebsd", ECT1, NOT_ECT), ("cubic", "freebsd", ECT0, NOT_ECT),
+    ("dctcp", "linux", ECT0, ECT0), ("prague", "linux", ECT1, ECT1), ("cubic", "linux", ECT0, NOT_ECT)])
+def test_each_stack_sends_the_ecn_codepoint_its_source_sets(cc, stack, new_data, retransmission):
+    """New data: Linux's DCTCP sends ECT(0) (tcp_dctcp.c has TCP_CONG_NEEDS_ECN only, so INET_ECN_xmit sets
+    ECT(0); ECT(1) needs TCP_CONG_ECT_1_NEGOTIATION, as Prague has); FreeBSD's DCTCP sends ECT(1) with
+    net.inet.tcp.cc.dctcp.ect1=1. Retransmissions: FreeBSD tcp_ecn_output_established marks ECT on new data only;
+    Linux tcp_ecn_send clears ECT on them unless the CC needs ECN (DCTCP and Prague keep their codepoint)."""
     f = flow(cc, stack)
-    assert f.rtx_cp == expected
-    assert f.ecn_cp == (ECT1 if cc in ("dctcp", "prague") else ECT0)
+    assert f.ecn_cp == new_data
+    assert f.rtx_cp == retransmission
 
 
 def _ack_with_ce(f: TcpFlow, cwnd: int) -> None:

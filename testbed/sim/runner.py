@@ -38,11 +38,11 @@ from l4stb import layout
 from l4stb.config import Scenario, Topology
 from l4stb.errors import L4stbError
 from l4stb.units import format_duration, format_rate, format_size
-from l4stb.sim.aqm_dualpi2 import DualPI2, DualPI2Params, P_ONE
+from l4stb.sim.aqm_dualpi2 import ECN_MASKS, DualPI2, DualPI2Params, P_ONE
 from l4stb.sim.aqm_fifo import Fifo
 from l4stb.sim.aqm_l4spie import L4sPie
 from l4stb.sim.aqm_pie import Pie, PieParams
-from l4stb.sim.engine import Engine
+from l4stb.sim.engine import Engine, TokenBucket
 from l4stb.sim.iperf3 import Conn, client_json, dumps, server_json
 from l4stb.sim.packet import ECT1
 from l4stb.sim.link import AccessLink, Bottleneck, return_latency_ns, ser_ns
@@ -123,7 +123,8 @@ def make_aqm(scenario: Scenario, seed: int, emit, policy):
 
         policy = BlobPolicy(policyblob.load(aqm.policy), aqm.every)
     if aqm.engine == "dualpi2":
-        return DualPI2(DualPI2Params.from_aqm(aqm, b), seed, emit=emit, policy=policy)
+        return DualPI2(DualPI2Params.from_aqm(aqm, b), seed, emit=emit, policy=policy,
+                       ecn_mask=ECN_MASKS[aqm.l4s_classifier])
     if aqm.name == "l4s-pie":
         return L4sPie(PieParams.from_aqm(aqm, b), seed, emit=emit, policy=policy,
                       coupling=int(round(aqm.coupling_factor)), couple_same_flow=aqm.pie_coupling == "as-coded")
@@ -179,7 +180,9 @@ def simulate_repeat(job: SimJob, progress: Callable[[float], None] | None = None
         ack_exit.append(client_side)
     flows: list = []
     tick_ns = 1_000_000_000 // sc.aqm.kern_hz if sc.bottleneck.serve_on_ticks else 0
-    engine = Engine(aqm, bottleneck, flows, ack_delay, pipe_passes=passes, ack_exit_ns=ack_exit, tick_ns=tick_ns)
+    shaper = TokenBucket(sc.bottleneck.burst_bytes) if sc.bottleneck.shaper == "htb" else None
+    engine = Engine(aqm, bottleneck, flows, ack_delay, pipe_passes=passes, ack_exit_ns=ack_exit, tick_ns=tick_ns,
+                    shaper=shaper)
     if collect_sojourn:
         engine.sojourns = []
     duration_ns = sc.duration * 1000

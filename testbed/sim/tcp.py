@@ -102,6 +102,9 @@ CUBIC_C = 0.4
 CUBIC_BETA = 0.7
 CUBIC_ALPHA = 3 * (1 - CUBIC_BETA) / (1 + CUBIC_BETA)
 DCTCP_G = 1.0 / 16
+DCTCP_SHIFT_G = 4
+DCTCP_MAX_ALPHA = 1024
+"""Linux tcp_dctcp.c: alpha in 1/1024 (DCTCP_MAX_ALPHA), g = 2^-dctcp_shift_g, dctcp_alpha_on_init = 1024."""
 PRAGUE_RTT_TARGET_NS = 25_000_000
 PRAGUE_TRANSITION_ROUNDS = 4
 
@@ -128,6 +131,7 @@ class TcpFlow:
         "pace_armed", "is_cwnd_limited", "max_out", "cwnd_usage_seq",
         # receiver
         "rcv_nxt", "ooo", "ack_pending", "ce_pending", "ts_recent", "delack_at", "ce_received", "bytes_rcvd",
+        "ce_state", "ce_ack_now", "cwr_pending", "lx_alpha", "lx_next_seq", "lx_old_delivered", "lx_old_ce",
         # iperf3 samples
         "samples", "interval_ns", "next_sample",
     )
@@ -139,14 +143,22 @@ class TcpFlow:
         self.fid = fid
         self.cc = CC_CODES[cc]
         self.linux = stack == "linux"
-        if self.cc in (CC_DCTCP, CC_PRAGUE):
+        if self.cc == CC_PRAGUE or (self.cc == CC_DCTCP and not self.linux):
+            # Prague asks for ECT(1) (TCP_CONG_ECT_1_NEGOTIATION); FreeBSD's DCTCP sends ECT(1) with
+            # net.inet.tcp.cc.dctcp.ect1=1, which the vagrant plan sets
             self.ecn_cp = ECT1
+        elif self.cc == CC_DCTCP:
+            # Linux's DCTCP sends ECT(0): tcp_dctcp.c flags it TCP_CONG_NEEDS_ECN only, so tcp_ecn_send_syn and
+            # tcp_ecn_send (tcp_output.c) call INET_ECN_xmit / INET_ECN_xmit_ect_1_negotiation, which set ECT(0)
+            # unless the CC has TCP_CONG_ECT_1_NEGOTIATION (include/net/tcp_ecn.h); ECN is on whatever the scenario
+            # says (TCP_CONG_NEEDS_ECN requests it)
+            self.ecn_cp = ECT0
         else:
             self.ecn_cp = ECT0 if ecn else NOT_ECT
         # retransmissions: FreeBSD never marks them ECT (tcp_ecn_output_established: new data only); Linux
         # clears ECT on them unless the CC needs ECN (tcp_ecn_send: tcp_ca_needs_ecn for DCTCP and Prague)
         self.rtx_cp = self.ecn_cp if (self.linux and self.cc in (CC_DCTCP, CC_PRAGUE)) else NOT_ECT
-        self.classic_ecn = self.ecn_cp == ECT0
+        self.classic_ecn = self.ecn_cp == ECT0 and self.cc != CC_DCTCP
         self.start_ns = start_ns
         self.end_ns = end_ns
         self.sim = sim
@@ -211,6 +223,15 @@ class TcpFlow:
         self.delack_at = 0
         self.ce_received = 0
         self.bytes_rcvd = 0
+        self.ce_state = False
+        self.ce_ack_now = self.linux and self.cc == CC_DCTCP
+        """The server of a Linux DCTCP flow runs tcp_dctcp too (iperf3 sets -C on the accepted socket): it ACKs at
+        once when the CE state changes (tcp_dctcp.h dctcp_ece_ack_update)."""
+        self.cwr_pending = False
+        self.lx_alpha = DCTCP_MAX_ALPHA
+        self.lx_next_seq = 0
+        self.lx_old_delivered = 0
+        self.lx_old_ce = 0
         self.samples: list = []
         self.interval_ns = 1_000_000_000
         self.next_sample = 0
@@ -409,7 +430,7 @@ class TcpFlow:
         if self.cc == CC_DCTCP:
             if self.linux:
                 c = int(cwnd)
-                return float(max(c - int(c * self.alpha / 2), 2))  # dctcp_ssthresh
+                return float(max(c - ((c * self.lx_alpha) >> 11), 2))  # dctcp_ssthresh
             return max(cwnd * (1 - self.alpha / 2), 2.0)  # cc_dctcp CC_ECN, bytes
         return self._loss_ssthresh(now)
 
@@ -658,12 +679,8 @@ class TcpFlow:
         cc = self.cc
         if ce:
             self.ce_acked += ce
-        if cc == CC_DCTCP and acked > 0:
-            # dctcp_update_alpha: delivered and CE-marked segments per window of data, alpha from 1
-            self.win_acked += acked
-            self.win_ce += ce
-            if self.snd_una >= self.win_end:
-                self._dctcp_alpha()
+        if cc == CC_DCTCP:
+            self._linux_dctcp_alpha(delivered, ce)
         if self.in_cwr and self.snd_una > self.cwr_end:
             # tcp_fastretrans_alert: CWR ends once something *above* high_seq is acked
             self.in_cwr = False
@@ -673,6 +690,7 @@ class TcpFlow:
             self.ssthresh = self._ecn_ssthresh(now)  # tcp_enter_cwr
             self.in_cwr = True
             self.cwr_end = self.snd_nxt
+            self.cwr_pending = True  # tcp_ecn_queue_cwr: the next new segment carries CWR
             self.marked_rtts += 1
             self._start_reduction()
         if self.in_rec or self.in_cwr:
@@ -696,6 +714,28 @@ class TcpFlow:
         self.cwnd = float(cwnd)
         if cwnd > self.max_cwnd:
             self.max_cwnd = float(cwnd)
+
+    def _linux_dctcp_alpha(self, delivered: int, ce: int) -> None:
+        """tcp_dctcp.c dctcp_update_alpha (in_ack_event), in its integer arithmetic: once snd_una passes the
+        sequence sent when the last update ran, alpha -= min_not_zero(alpha, alpha >> g) -- so an alpha below
+        2^g/1024 drops to 0 -- plus (delivered_ce << (10 - g)) / delivered, capped at 1024; tp->delivered counts
+        SACKed segments too, delivered_ce those acked with ECE."""
+        self.delivered += delivered
+        self.delivered_ce += ce
+        if self.snd_una < self.lx_next_seq:
+            return
+        alpha = self.lx_alpha
+        dec = alpha >> DCTCP_SHIFT_G
+        alpha -= dec if dec else alpha
+        d_ce = self.delivered_ce - self.lx_old_ce
+        if d_ce:
+            alpha = min(alpha + (d_ce << (10 - DCTCP_SHIFT_G)) // max(1, self.delivered - self.lx_old_delivered),
+                        DCTCP_MAX_ALPHA)
+        self.lx_alpha = alpha
+        self.alpha = alpha / DCTCP_MAX_ALPHA
+        self.lx_next_seq = self.snd_nxt
+        self.lx_old_delivered = self.delivered
+        self.lx_old_ce = self.delivered_ce
 
     def _prague(self, now: int, acked: int, delivered: int, ce: int) -> None:
         """Linux TCP Prague v0.7 (see :class:`l4stb.sim.tcp_cc.PragueV07`): CWR entry on ECE (prague_state), then
@@ -784,7 +824,22 @@ class TcpFlow:
     def on_data(self, now: int, pkt: list) -> None:
         """A data segment reaches the server (``now`` is its arrival time there)."""
         seq = pkt[4]
-        if pkt[2] == CE:
+        is_ce = pkt[2] == CE
+        ack_now = False
+        if self.ce_ack_now:
+            if is_ce != self.ce_state:
+                # dctcp_ece_ack_update: a CE state change forces an immediate ACK; a delayed ACK for the segments
+                # before this one goes out first, echoing their (prior) state
+                if self.ack_pending:
+                    self._ack(now, -1, self.ts_recent)
+                self.ce_state = is_ce
+                ack_now = True
+            if self.cwr_pending and seq >= self.cwr_end:
+                # tcp_ecn_accept_cwr: a data segment carrying CWR (the first new one sent after entering CWR) is
+                # ACKed at once ("its cwnd may be very low")
+                self.cwr_pending = False
+                ack_now = True
+        if is_ce:
             self.ce_pending += 1
             self.ce_received += 1
         rcv = self.rcv_nxt
@@ -807,7 +862,7 @@ class TcpFlow:
             if self.ack_pending == 0:
                 self.ts_recent = pkt[5]
             self.ack_pending += 1
-            if self.ack_pending >= 2 or rcv == self.size_segs:
+            if self.ack_pending >= 2 or rcv == self.size_segs or ack_now:
                 self._ack(now, -1, self.ts_recent)
             elif not self.delack_at:
                 self.delack_at = now + DELACK_NS
