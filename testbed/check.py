@@ -56,11 +56,15 @@ def check_scenario(scenario: Scenario) -> Scenario:
                                        "duration": CHECK_DURATION_US, "repeats": 1, "flows": flows})
 
 
-def expected_codepoint(cc: str, scenario: Scenario) -> int:
-    """What a sender puts in the ECN field: udp_prague always ECT(1); TCP only when ECN is on (FreeBSD's
-    net.inet.tcp.ecn.enable), DCTCP with ECT(1) (net.inet.tcp.cc.dctcp.ect1), classic CCs ECT(0)."""
+def expected_codepoint(cc: str, scenario: Scenario, host: str | None = None) -> int:
+    """What the sender on ``host`` puts in the ECN field: Prague always ECT(1) (udp_prague, or TCP Prague's
+    TCP_CONG_ECT_1_NEGOTIATION); Linux's DCTCP ECT(0) whatever the scenario's ecn (tcp_dctcp.c: TCP_CONG_NEEDS_ECN
+    turns ECN on, and INET_ECN_xmit sets ECT(0)); otherwise TCP only when ECN is on (FreeBSD's
+    net.inet.tcp.ecn.enable), FreeBSD's DCTCP with ECT(1) (net.inet.tcp.cc.dctcp.ect1), classic CCs ECT(0)."""
     if cc == "prague":
         return ECT1
+    if cc == "dctcp" and host is not None and scenario.host(host).stack == "linux":
+        return ECT0
     if not scenario.ecn:
         return NOT_ECT
     return ECT1 if cc == "dctcp" else ECT0
@@ -137,7 +141,7 @@ def _judge_log_lines(ev: CheckEvidence, scenario: Scenario, res: CheckResult) ->
 def _judge_ecn(ev: CheckEvidence, scenario: Scenario, res: CheckResult) -> None:
     total_ce = 0
     for flow in ev.flows:
-        want = expected_codepoint(flow.cc, scenario)
+        want = expected_codepoint(flow.cc, scenario, flow.host)
         counts = flow.codepoints
         total_ce += counts.get(CE, 0)
         wrong = {cp: n for cp, n in counts.items() if n and cp not in (want, CE, NOT_ECT)}
@@ -148,7 +152,8 @@ def _judge_ecn(ev: CheckEvidence, scenario: Scenario, res: CheckResult) -> None:
             res.failures.append(
                 f"{flow.host}: its {flow.cc} flow to port {flow.port} should carry {CODEPOINT_NAMES[want]}, but "
                 f"{ev.receiver} saw {seen}. Likely cause: "
-                + ("net.inet.tcp.cc.dctcp.ect1 is 0 or cc_dctcp is not loaded, so DCTCP falls back to ECT(0) or "
+                + ("tcp_dctcp is not loaded or ECN was not negotiated" if flow.cc == "dctcp" and want == ECT0 else
+                   "net.inet.tcp.cc.dctcp.ect1 is 0 or cc_dctcp is not loaded, so DCTCP falls back to ECT(0) or "
                    "the host default CC" if flow.cc == "dctcp" else
                    "net.inet.tcp.ecn.enable is not the scenario's setting" if flow.cc != "prague" else
                    "the udp_prague build is not the pinned commit")
@@ -161,7 +166,7 @@ def _judge_ecn(ev: CheckEvidence, scenario: Scenario, res: CheckResult) -> None:
         else:
             res.failures.append(
                 f"{ev.receiver}: saw no CE-marked packet during the test flow; expected the {scenario.aqm.name} "
-                f"AQM on {ev.router} to mark the DCTCP flow's ECT(1) packets (its step threshold is "
+                f"AQM on {ev.router} to mark the DCTCP flow's packets (its step threshold is "
                 f"{scenario.aqm.step_threshold} us). Likely cause: the module's marks do not reach the wire (the "
                 "IP header is not found through dummynet's tag), or no queue built up (the ipfw rule does not "
                 "send the flows through the pipe).")

@@ -310,7 +310,9 @@ def describe_repeat(scenario: Scenario, topology: Topology, run_id: str, repeat:
         prm = DualPI2Params.from_aqm(aqm, b)
         what = (f"DualPI2 (RFC 9332): target {format_duration(aqm.target)}, Tupdate {format_duration(aqm.tupdate)}, "
                 f"alpha {aqm.alpha} Hz, beta {aqm.beta} Hz, k {aqm.coupling_factor:g}, p_Cmax {prm.p_cmax / P_ONE:.3g}, "
-                f"L AQM {prm.native_aqm_text()}, scheduler {aqm.scheduler} "
+                f"L AQM {prm.native_aqm_text()}, L classifier {aqm.l4s_classifier} "
+                f"({'ECT(1) and CE' if aqm.l4s_classifier == 'l4s_ect' else 'ECT(0), ECT(1) and CE'} to L), "
+                f"scheduler {aqm.scheduler} "
                 f"(classic_protection {aqm.classic_protection:.0%}), ECN {'on' if aqm.ecn else 'off'}")
         if aqm.name == "policy":
             what = (f"the distilled policy {aqm.policy} deciding every {aqm.every} packet(s) "
@@ -325,8 +327,11 @@ def describe_repeat(scenario: Scenario, topology: Topology, run_id: str, repeat:
     steps = b.schedule(sc.duration)
     changes = (f" then {len(steps)} rate step(s) from {'trace ' + b.rate_trace if b.rate_trace else 'its schedule'}"
                if steps else "")
+    shaper = (f"htb rate {format_rate(b.rate)}{changes} burst {b.burst_bytes} bytes (tokens charged IP + 14 bytes of "
+              f"Ethernet), delay {format_duration(b.delay)} after it" if b.shaper == "htb" else
+              f"dummynet pipe {format_rate(b.rate)}{changes} delay {format_duration(b.delay)} (delay line after the queue)")
     out[topology.router] = (
-        f"dummynet pipe {format_rate(b.rate)}{changes} delay {format_duration(b.delay)} (delay line after the queue), "
+        f"{shaper}, "
         f"buffer {b.limit_packets} pkts / {format_size(b.limit_bytes)}; AQM {what}; "
         f"one syslog line per decision -> {sc.logging.file} (newsyslog: rotate at {format_size(sc.logging.rotate_size)}, "
         f"keep {sc.logging.rotate_count}, {sc.logging.compress}), log set moved to {rdir}/"
@@ -344,8 +349,12 @@ def describe_repeat(scenario: Scenario, topology: Topology, run_id: str, repeat:
                                                    f"{format_duration(g.off_time)}" if g.on_time else "")
         else:
             cc = f"-C {g.cc}"
-        ecn = ("ECT(1)" if g.scalable else ("ECT(0)" if g.cc != "udp" and sc.ecn else "not-ECT")) if g.cc != "udp" \
-            else {"not-ect": "not-ECT", "ect0": "ECT(0)", "ect1": "ECT(1)"}[g.ecn]
+        if g.cc == "udp":
+            ecn = {"not-ect": "not-ECT", "ect0": "ECT(0)", "ect1": "ECT(1)"}[g.ecn]
+        elif g.cc == "dctcp" and host.stack == "linux":
+            ecn = "ECT(0)"  # Linux's DCTCP (see l4stb.sim.tcp)
+        else:
+            ecn = "ECT(1)" if g.scalable else ("ECT(0)" if sc.ecn else "not-ECT")
         length = f"-n {g.size}" if g.short else f"-t {secs}"
         extra = sc.flow_delay_us(gi)
         notes = [f"{host.stack} stack"] + ([f"+{format_duration(extra)} one-way"] if extra else [])
