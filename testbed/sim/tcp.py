@@ -7,8 +7,11 @@ every rule below unless a Linux rule is named) or ``linux``. Where the stacks di
 ==================  =====================================================  ====================================================
                     FreeBSD 14.1                                           Linux
 ==================  =====================================================  ====================================================
+ECN codepoint       DCTCP ECT(1) (net.inet.tcp.cc.dctcp.ect1=1, set by      DCTCP ECT(0): tcp_dctcp.c is TCP_CONG_NEEDS_ECN only,
+                    the vagrant plan); classic CCs ECT(0) with ECN on      so INET_ECN_xmit (include/net/tcp_ecn.h) sets ECT(0);
+                                                                            Prague ECT(1) (L4STeam tcp_prague.c)
 ECN on retransmits  Not-ECT for every retransmission (tcp_ecn.c,            Not-ECT, except when the CC needs ECN (DCTCP, Prague
-                    tcp_ecn_output_established: ECT on new data only)      keep ECT(1)): tcp_output.c tcp_ecn_send
+                    tcp_ecn_output_established: ECT on new data only)      keep their codepoint): tcp_output.c tcp_ecn_send
 slow start          while cwnd <= ssthresh, <= 2 segments per ACK           while cwnd < ssthresh, cwnd = min(cwnd + acked,
                     (cc_newreno / abc_l_var = 2)                            ssthresh), the rest goes to CA (tcp_slow_start)
 CE / loss response  cwnd = ssthresh at once (cc_*.c cong_signal)            PRR from cwnd down to ssthresh (tcp_input.c
@@ -16,9 +19,12 @@ CE / loss response  cwnd = ssthresh at once (cc_*.c cong_signal)            PRR 
                                                                             window sent at the reduction is acked
 NewReno CA          +1 MSS once a cwnd of bytes is acked (ABC,              tcp_cong_avoid_ai(cwnd): +1 per cwnd segments acked
                     cc_newreno.c); ssthresh floor(cwnd/2) whole MSS         ssthresh max(cwnd/2, 2)
-DCTCP               grows in congestion recovery (cc_dctcp.c                 tcp_dctcp.c: ssthresh = cwnd (1 - alpha/2), CWR with
-                    ack_received leaves it), so the reducing ACK takes       PRR, no growth in CWR; alpha per window from 1
-                    a slow-start step (cwnd == ssthresh)
+DCTCP               grows in congestion recovery (cc_dctcp.c                 tcp_dctcp.c: ssthresh = cwnd - (cwnd alpha >> 11), CWR
+                    ack_received leaves it), so the reducing ACK takes       with PRR, no growth in CWR; alpha in 1/1024 per window
+                    a slow-start step (cwnd == ssthresh)                    from 1024, integer EWMA (below 16/1024 it drops to 0)
+DCTCP receiver      every 2nd segment (the FreeBSD model; cc_dctcp's         dctcp_ece_ack_update (tcp_dctcp.h): an immediate ACK on
+                    dctcp_ecnpkt_handler also ACKs on a CE change: not       every CE state change, the delayed one for the prior
+                    modelled yet, so FreeBSD results stay as published)      segments first; the CWR segment at once (tcp_ecn_accept_cwr)
 Cubic               cc_cubic.c: K = cbrt(W_max 0.3 / C) from W_max alone,  tcp_cubic.c: bictcp_update (origin W_max, t + min RTT,
                     cwnd jumps to W_cubic(t + mean RTT) or W_est =          cnt per ACK, Reno-friendly tcp_cwnd at 3(1-b)/(1+b)),
                     0.7 W_max + 0.53 t/mean RTT, ssthresh cwnd/2 at the    beta 717/1024, fast convergence, HyStart (ACK train
@@ -54,9 +60,12 @@ Common to both stacks
     30 ms (``rexmit_min``), doubled per consecutive timeout up to 64x; on expiry cwnd = 1, go-back-N from
     snd_una, scoreboard cleared.
   * **ECN**: classic RFC 3168 for Cubic/NewReno when the scenario enables ECN (ECT(0), one reduction per
-    window on echoed CE); DCTCP and Prague send ECT(1) and get *accurate* CE counts (the receiver reports
-    how many of the newly acked segments were CE-marked, as DCTCP's receiver state machine and AccECN do).
-  * **Receiver** (the server, FreeBSD): delayed ACKs (every 2nd in-order segment, or after 40 ms); an
+    window on echoed CE); DCTCP and Prague get *accurate* CE counts (the receiver reports how many of the newly
+    acked segments were CE-marked, as DCTCP's receiver state machine and AccECN do). Prague sends ECT(1); DCTCP
+    ECT(1) on FreeBSD and ECT(0) on Linux (the table above), so whether Linux's DCTCP uses DualPI2's L queue is
+    the AQM's ``l4s_classifier`` (``any_ect``) choice, as with the real qdisc.
+  * **Receiver** (the server; for a Linux-stack DCTCP flow the server runs Linux's DCTCP receiver, as on the
+    real-Linux testbed, with the CE-change and CWR rules of the table): delayed ACKs (every 2nd in-order segment, or after 40 ms); an
     immediate ACK with a SACK for every out-of-order arrival and when a hole fills; TSecr echoes the first
     unacknowledged segment's timestamp (RFC 7323), so RTT samples include the delayed-ACK wait. The receive
     window is never the limit (2 MB).
@@ -66,11 +75,14 @@ Common to both stacks
     burst waits in the host until its departure time, counted in flight, at most max(2 packets, ~1 ms)
     ahead (TCP small queues). Linux CCs grow only when cwnd-limited (tcp_is_cwnd_limited: the flight
     reached cwnd this round, or in slow start cwnd < 2 x the most packets out), so a paced flow's window
-    follows what it can send.
+    follows what it can send. Linux's DCTCP, Cubic and Reno are **not** paced: tcp_output.c paces only when
+    tcp_needs_internal_pacing (sk_pacing_status == SK_PACING_NEEDED, set by the fq qdisc or a CC such as BBR or
+    Prague); TSQ (tcp_small_queue_check) does not hold them back on the real-Linux testbed either, since the
+    router's ip_rcv_core orphans each skb (net/ipv4/ip_input.c) before it reaches the bottleneck.
 
 Congestion-control details are in the table above and, for Cubic and Prague, in :mod:`l4stb.sim.tcp_cc`.
 DCTCP on both stacks: alpha EWMA with g = 1/16 per window of data, starting at 1; FreeBSD cuts cwnd =
-ssthresh = cwnd (1 - alpha/2) in bytes, Linux ssthresh = cwnd - floor(cwnd alpha / 2) then PRR; both halve
+ssthresh = cwnd (1 - alpha/2) in bytes, Linux ssthresh = cwnd - (cwnd alpha_1024 >> 11) then PRR; both halve
 on loss.
 """
 
