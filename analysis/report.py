@@ -508,10 +508,13 @@ def _scenario_table(data: RunData) -> ReportTable:
     rows = [
         ["scenario", s.name], ["description", s.description], ["topology", s.topology],
         ["bottleneck", f"{_rate_text(s.bottleneck.rate)}, {format_duration(s.bottleneck.delay)} one way, "
-                       f"limit {s.bottleneck.limit_packets} packets"],
+                       f"limit {s.bottleneck.limit_packets} packets"
+                       + (f", htb shaper (burst {s.bottleneck.burst_bytes} bytes)" if s.bottleneck.shaper == "htb"
+                          else "")],
         ["AQM", f"{a.name} (ECN {'on' if a.ecn else 'off'}): target {format_duration(a.target or 0)}, tupdate "
                 f"{format_duration(a.tupdate or 0)}, alpha {a.alpha}, beta {a.beta}, coupling k {a.coupling_factor}, "
-                f"L step {format_duration(a.step_threshold)}"],
+                f"L step {format_duration(a.step_threshold)}"
+                + (f", L classifier {a.l4s_classifier}" if a.engine == "dualpi2" else "")],
         ["flows", "; ".join(f"{f.host}: {f.cc}, {f.connections} connection(s) × {f.parallel} stream(s)"
                             + (f", start {format_duration(f.start)}" if f.start else "") for f in s.flows)],
         ["duration × repeats", f"{format_duration(s.duration)} × {s.repeats}"],

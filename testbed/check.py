@@ -207,7 +207,7 @@ def _judge_ecn(ev: CheckEvidence, scenario: Scenario, res: CheckResult) -> None:
         else:
             res.failures.append(
                 f"{ev.receiver}: saw no CE-marked packet during the test flow; expected the {scenario.aqm.name} "
-                f"AQM on {ev.router} to mark the DCTCP flow's ECT(1) packets (its step threshold is "
+                f"AQM on {ev.router} to mark the DCTCP flow's packets (its step threshold is "
                 f"{scenario.aqm.step_threshold} us). Likely cause: the module's marks do not reach the wire (the "
                 "IP header is not found through dummynet's tag), or no queue built up (the ipfw rule does not "
                 "send the flows through the pipe).")

@@ -219,6 +219,11 @@ class RateStep(Strict):
         return _check_rate(v)
 
 
+HTB_DEFAULT_BURST_BYTES = 1600
+"""iproute2 tc/q_htb.c: ``buffer = rate / get_hz() + mtu`` with mtu 1600; get_hz() reads 10^9 from /proc/net/psched
+on a kernel with high-resolution timers, so the rate term is 0 below 8 Gbit/s."""
+
+
 class Bottleneck(Strict):
     """The router's dummynet pipe, and which packets the ipfw rule sends through it.
 
@@ -232,6 +237,14 @@ class Bottleneck(Strict):
     (``aqm.kern_hz``): a packet reaching an idle pipe goes at once, the rest in per-tick batches as the
     pipe's credit allows. Off by default: at hz=1000 and 8 Mbit/s a tick holds under one packet; at
     hz=100 the 10 ms batches shape the whole regime.
+
+    ``shaper``: what limits the rate. ``dummynet`` (default; the FreeBSD testbed): a pipe that serialises each
+    packet's IP length at the rate. ``htb`` (the real-Linux testbed: ``tc ... htb rate R`` with the AQM as its
+    leaf, over veth): a token bucket of ``burst`` bytes that charges each packet its length plus the 14-byte
+    Ethernet header and lets it go at once while tokens last (net/sched/sch_htb.c), so after an idle moment two
+    back-to-back full packets both leave with no queueing; ``burst`` defaults to tc's own default, ``rate /
+    get_hz() + mtu`` = 1600 bytes on a kernel with high-resolution timers (iproute2 tc/q_htb.c, get_hz() =
+    10^9 from /proc/net/psched).
     """
 
     rate: Rate = Field(parse_rate_bps("8Mbit"))
@@ -241,6 +254,9 @@ class Bottleneck(Strict):
     mtu: int = Field(1500, ge=576, le=9000)
     match: Literal["egress", "any"] = "egress"
     serve_on_ticks: bool = False
+    shaper: Literal["dummynet", "htb"] = "dummynet"
+    burst: Optional[Size] = Field(None, ge=1, le=10**9)
+    """htb only: the class's burst in bytes (default 1600, tc's default)."""
     rate_schedule: list["RateStep"] = Field(default_factory=list, max_length=100_000)
     """Time-varying rate: the pipe's rate changes to ``rate`` at ``at`` after the repeat starts (sorted,
     distinct times); ``rate`` above is the rate until the first step."""
@@ -248,6 +264,20 @@ class Bottleneck(Strict):
     """A mahimahi trace (one line per 1500-byte delivery opportunity, in ms; it loops), turned into a
     ``rate_schedule`` of one rate per ``trace_bin`` (see :mod:`l4stb.ratetrace`)."""
     trace_bin: Duration = 100_000
+
+    @model_validator(mode="after")
+    def _shaper_options_agree(self) -> "Bottleneck":
+        if self.shaper == "dummynet" and self.burst is not None:
+            raise ValueError("bottleneck.burst is htb's token bucket size; set bottleneck.shaper: htb or unset burst")
+        if self.shaper == "htb" and (self.serve_on_ticks or self.match == "any"):
+            raise ValueError("bottleneck.shaper: htb models Linux's htb on a veth (continuous, egress only); unset "
+                             "serve_on_ticks and match: any (they describe dummynet), or use shaper: dummynet")
+        return self
+
+    @property
+    def burst_bytes(self) -> int:
+        """htb's burst: the scenario's, or tc's default (1600 bytes with high-resolution timers)."""
+        return self.burst if self.burst is not None else HTB_DEFAULT_BURST_BYTES
 
     @model_validator(mode="after")
     def _one_schedule(self) -> "Bottleneck":
@@ -304,6 +334,10 @@ class Aqm(Strict):
     """dualpi2's native L4S step: "linux" (sch_dualpi2: a packet may be step-marked when the L queue held at
     least ``min_qlen_step`` packets as it arrived; 0 = always) or "rfc9332-thlen" (RFC 9332 A.1: only when more
     than ``th_len`` packets remain in the L queue as it leaves)."""
+    l4s_classifier: Literal["l4s_ect", "any_ect"] = "l4s_ect"
+    """dualpi2's L-queue classifier, tc's keyword (sch_dualpi2.c ``ecn_mask``): ``l4s_ect`` (Linux's default and RFC
+    9332: ECT(1) and CE go to L) or ``any_ect`` (ECT(0) too, so Linux's DCTCP, which sends ECT(0), uses L). The
+    vagrant testbed's module classifies as ``l4s_ect`` only."""
     step_threshold: Duration = 1000
     """The step (or the RFC ramp's minTh) on the L packet's sojourn time; unused when ``step_packets`` is set."""
     step_packets: Optional[int] = Field(None, ge=0, le=1_000_000)

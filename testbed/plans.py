@@ -265,6 +265,17 @@ def check_runs_on_freebsd(scenario: Scenario) -> None:
             f"scenario {scenario.name}: hosts {', '.join(linux)} set stack: linux, but every host of the vagrant "
             "testbed runs FreeBSD 14.1. Run it with the sim provider (which models Linux senders), or set "
             "stack: freebsd for the vagrant testbed.")
+    if scenario.aqm.engine == "dualpi2" and scenario.aqm.l4s_classifier != "l4s_ect":
+        raise L4stbError(
+            f"scenario {scenario.name}: aqm.l4s_classifier is {scenario.aqm.l4s_classifier}, but the vagrant "
+            "testbed's dualpi2 module classifies as RFC 9332 does (l4s_ect: ECT(1) and CE to the L queue) and has no "
+            "other classifier. Its DCTCP already sends ECT(1) (the plan sets net.inet.tcp.cc.dctcp.ect1=1), so "
+            "l4s_ect puts it in L: remove aqm.l4s_classifier, or run any_ect with the sim provider.")
+    if scenario.bottleneck.shaper != "dummynet":
+        raise L4stbError(
+            f"scenario {scenario.name}: bottleneck.shaper is {scenario.bottleneck.shaper}, the real-Linux testbed's "
+            "token bucket; the vagrant router's bottleneck is a dummynet pipe. Remove bottleneck.shaper (and "
+            "bottleneck.burst) for the vagrant testbed, or run it with the sim provider.")
     tcp_prague = sorted(h for h, s in scenario.hosts.items() if s.prague_transport == "tcp")
     if tcp_prague and any(f.cc == "prague" and f.host in tcp_prague for f in scenario.flows):
         raise L4stbError(

@@ -123,6 +123,15 @@ def test_expected_codepoint_follows_the_cc_and_the_scenario_ecn(cc, ecn, want):
     assert check.expected_codepoint(cc, SC.model_copy(update={"ecn": ecn})) == want
 
 
+@pytest.mark.parametrize("ecn", [True, False])
+def test_a_linux_hosts_dctcp_is_expected_to_send_ect0(ecn):
+    """tcp_dctcp.c asks for ECN itself (TCP_CONG_NEEDS_ECN) and INET_ECN_xmit sets ECT(0); Prague stays ECT(1)."""
+    sc = load_scenario("dctcp-8mbps", [f"ecn={str(ecn).lower()}", "hosts={client2: {stack: linux}}"])
+    assert check.expected_codepoint("dctcp", sc, sc.host("client2").stack) == check.ECT0
+    assert check.expected_codepoint("dctcp", sc, sc.host("client1").stack) == (check.ECT1 if ecn else check.NOT_ECT)
+    assert check.expected_codepoint("prague", sc, "linux") == check.ECT1
+
+
 # -- the vagrant side: FreeBSD-shaped outputs ---------------------------------------------------------
 
 MODULE_OUT = """l4stb-module loaded

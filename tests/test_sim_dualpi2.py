@@ -134,6 +134,29 @@ def test_classifier_sorts_by_ecn_bits(ecn, queue):
     assert out[0][2] == queue and out[1][2] == queue
 
 
+@pytest.mark.parametrize("classifier, l_queue", [("l4s_ect", {ECT1, CE}), ("any_ect", {ECT0, ECT1, CE})])
+def test_the_l4s_classifier_sends_what_tc_names_to_the_l_queue(tmp_path, classifier, l_queue):
+    """dualpi2_skb_classify: L when ``ect & ecn_mask``; tc's l4s_ect is mask 1 (ECT(1) = 01 and CE = 11), any_ect
+    mask 3 (ECT(0) = 10 too); not-ECT always goes to C. The scenario field reaches the simulator's AQM."""
+    from l4stb.config import load_scenario
+    from l4stb.sim.runner import make_aqm
+
+    sc = load_scenario("dctcp-8mbps", [f"aqm.l4s_classifier={classifier}"])
+    aqm = make_aqm(sc, 1, None, None)
+    for i, ecn in enumerate((NOT_ECT, ECT1, ECT0, CE)):
+        aqm.enqueue(make_packet(0, 1500, ecn, 0, i), 0)
+    assert sorted(p[2] for p in aqm.lq) == sorted(l_queue)
+    assert sorted(p[2] for p in aqm.cq) == sorted({NOT_ECT, ECT1, ECT0, CE} - l_queue)
+
+
+def test_the_default_classifier_is_linux_and_rfc_9332s():
+    """sch_dualpi2.c dualpi2_reset_default: ecn_mask = TC_DUALPI2_ECN_MASK_L4S_ECT, so scenarios that do not name a
+    classifier keep ECT(1)/CE in L (FreeBSD's DCTCP with ect1=1 and Prague) and ECT(0) in C."""
+    assert Aqm().l4s_classifier == "l4s_ect"
+    with pytest.raises(ValidationError):
+        Aqm(l4s_classifier="cla_ect")
+
+
 def test_buffer_limit_tail_drops_at_enqueue():
     prm = DualPI2Params(limit_packets=3)
     out = replay(prm, 1, [("E", t, 1500, ECT0) for t in range(5)])

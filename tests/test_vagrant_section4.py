@@ -29,6 +29,18 @@ def test_a_linux_stack_is_refused_on_the_all_freebsd_testbed(tmp_path):
     assert "client2" in str(err.value) and "FreeBSD 14.1" in str(err.value) and "sim provider" in str(err.value)
 
 
+def test_any_ect_classifier_is_refused_with_advice_on_the_freebsd_module(tmp_path):
+    with pytest.raises(L4stbError) as err:
+        plan_text(tmp_path, "aqm.l4s_classifier=any_ect")
+    assert "l4s_ect" in str(err.value) and "dctcp.ect1=1" in str(err.value) and "sim provider" in str(err.value)
+    assert "ipfw" in plan_text(tmp_path, "aqm.l4s_classifier=l4s_ect")  # the module's own classifier renders
+
+
+def test_the_htb_shaper_is_refused_on_the_dummynet_router(tmp_path):
+    with pytest.raises(L4stbError, match="dummynet pipe"):
+        plan_text(tmp_path, "bottleneck.shaper=htb")
+
+
 def test_tcp_prague_is_refused_on_freebsd(tmp_path):
     with pytest.raises(L4stbError, match="no TCP Prague"):
         plan_text(tmp_path, "flows=[{host: client2, cc: prague}]", "hosts={client2: {prague_transport: tcp}}")

@@ -150,7 +150,7 @@ def qdisc_args(scenario: Scenario) -> list[str]:
 
 def l4s_classifier(scenario: Scenario) -> str:
     """dualpi2's L-queue classifier: ``l4s_ect`` (ECT(1) and CE, Linux's default) or ``any_ect`` (ECT(0) too)."""
-    return getattr(scenario.aqm, "classifier", "l4s_ect")
+    return scenario.aqm.l4s_classifier
 
 
 def capture_files(topology: Topology) -> CaptureFiles:

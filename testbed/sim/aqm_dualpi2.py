@@ -17,7 +17,11 @@ Everything here is an integer, so a C port (``freebsd_module``) can agree with i
 Algorithm (RFC 9332 Appendix A.1, with the A.2 overload handling), as Linux's ``net/sched/sch_dualpi2.c``
 (mainline since 6.17) runs it; the Linux function each step mirrors is named:
 
-* **Classifier** (enqueue): ECN field ECT(1) or CE (``ecn & 1``) -> L queue, ECT(0)/not-ECT -> C queue.
+* **Classifier** (enqueue, ``dualpi2_skb_classify``): a packet goes to L when ``ecn & ecn_mask`` is non-zero.
+  ``ecn_mask`` is tc's classifier keyword (``TCA_DUALPI2_ECN_MASK``): ``l4s_ect`` = 1 (Linux's default, RFC 9332:
+  ECT(1) and CE to L, ECT(0) and not-ECT to C) or ``any_ect`` = 3 (every ECN-capable packet, ECT(0) included, to
+  L; not-ECT to C). It is a constructor argument, not a :class:`DualPI2Params` field: the C core and the FreeBSD
+  module classify as RFC 9332 (``l4s_ect``) only, and the vagrant plan refuses ``any_ect``.
 * **Buffer limit** (enqueue): a packet is tail-dropped when the two queues together already hold
   ``limit_packets`` packets or it would take them past ``limit_bytes``. Every AQM drop or mark happens
   at dequeue (Linux's default ``drop_dequeue``).
@@ -76,6 +80,10 @@ K_SHIFT = 8
 LOG_PROB_SCALE = PROB_SCALE
 """The log line carries probabilities scaled by 2^31-1 (logformat's scale): ``(p * LOG_PROB_SCALE) >> 32``."""
 
+ECN_MASK_L4S_ECT, ECN_MASK_ANY_ECT = 1, 3
+"""sch_dualpi2's classifier masks (uapi pkt_sched.h TC_DUALPI2_ECN_MASK_L4S_ECT / _ANY_ECT)."""
+ECN_MASKS = {"l4s_ect": ECN_MASK_L4S_ECT, "any_ect": ECN_MASK_ANY_ECT}
+"""The scenario's ``aqm.l4s_classifier`` (tc's keyword) -> the mask."""
 SCHED_WRR, SCHED_TSFIFO = 0, 1
 STEP_LINUX, STEP_RFC_THLEN = 0, 1
 """``step_semantics``: where the native step's queue-length gate is taken (see the module docstring)."""
@@ -196,11 +204,14 @@ class DualPI2:
     __slots__ = (
         "prm", "rng", "p", "p_c", "p_cl", "prev_q", "last_update_us", "credit", "lq", "cq",
         "l_bytes", "c_bytes", "stats", "emit", "trace", "gate", "next_update_us", "_const",
-        "p_max", "marks", "drops", "_flags", "l_step",
+        "p_max", "marks", "drops", "_flags", "l_step", "ecn_mask",
     )
 
     def __init__(self, params: DualPI2Params, seed: int, emit: Optional[Callable[[tuple], None]] = None,
-                 policy=None, trace: Optional[list] = None):
+                 policy=None, trace: Optional[list] = None, ecn_mask: int = ECN_MASK_L4S_ECT):
+        if ecn_mask not in ECN_MASKS.values():
+            raise ValueError(f"ecn_mask={ecn_mask}: use {ECN_MASK_L4S_ECT} (l4s_ect) or {ECN_MASK_ANY_ECT} (any_ect)")
+        self.ecn_mask = ecn_mask
         self.prm = params
         self.rng = seed_state(seed)
         self.p = 0
@@ -269,7 +280,7 @@ class DualPI2:
         """Classify and queue ``pkt`` (stamped with ``now_us``); False if the buffer limit drops it."""
         prm = self.prm
         length = pkt[LEN]
-        q = pkt[ECN] & 1
+        q = 1 if pkt[ECN] & self.ecn_mask else 0
         if len(self.lq) + len(self.cq) >= prm.limit_packets or self.l_bytes + self.c_bytes + length > prm.limit_bytes:
             st = self.stats[q]
             if self.emit is not None:

@@ -54,11 +54,15 @@ class Engine:
     """Holds the event sources and runs them; flows and the AQM are plugged in by the runner."""
 
     def __init__(self, aqm, bottleneck, flows, ack_delay_ns: list[int], *, pipe_passes: int = 1,
-                 ack_exit_ns: list[int] | None = None, tick_ns: int = 0):
+                 ack_exit_ns: list[int] | None = None, tick_ns: int = 0, shaper: TokenBucket | None = None):
         """``ack_delay_ns[fid]``: when ACKs bypass the pipe, server -> client latency; with
         ``pipe_passes == 2``, server -> router latency, and ``ack_exit_ns[fid]`` is router -> client.
-        ``tick_ns`` > 0 serves the pipe on kernel ticks, as dummynet's callout does (see ``_serve``)."""
+        ``tick_ns`` > 0 serves the pipe on kernel ticks, as dummynet's callout does (see ``_serve``).
+        ``shaper``: the bottleneck is Linux's htb token bucket instead of a serialising pipe (see ``_tb_send``)."""
+        if shaper is not None and (tick_ns or pipe_passes != 1):
+            raise ValueError("the htb shaper runs with one pipe pass and continuous service only")
         self.tick_ns = tick_ns
+        self.shaper = shaper
         self._ideal = 0
         self._idle_tick = -1
         self.heap: list = []
@@ -109,6 +113,7 @@ class Engine:
         acks0 = ackqs[0]
         two_pass = self.pipe_passes == 2
         tick = self.tick_ns
+        tb = self.shaper is not None
         while True:
             # ---- pick the earliest source
             t = heap[0][0] if heap else INF
@@ -151,6 +156,8 @@ class Engine:
                     if enqueue(obj, t // 1000) and link_next == INF:
                         if tick:
                             link_next = self._serve_from_idle(t)
+                        elif tb:
+                            link_next = self._tb_send(t)
                         else:
                             pkt = dequeue(t // 1000)
                             if pkt is not None:
@@ -185,6 +192,8 @@ class Engine:
                     self.flows[pkt[3]].on_data(t, pkt)
             elif tick and src == 1:
                 link_next = self._serve(t, t)
+            elif tb and src == 1:
+                link_next = self._tb_send(t)
             elif src == 1:
                 pkt = dequeue(t // 1000)
                 if pkt is not None:
@@ -204,6 +213,8 @@ class Engine:
                 if link_next == INF and aqm.backlog():
                     if tick:
                         link_next = self._serve_from_idle(t)
+                    elif tb:
+                        link_next = self._tb_send(t)
                     else:
                         pkt = dequeue(t // 1000)
                         if pkt is not None:
@@ -220,6 +231,38 @@ class Engine:
         self.packets_sent += sent
         self.bytes_sent += sent_bytes
         self.busy_ns += busy
+
+    def _tb_send(self, t: int) -> int:
+        """Linux's htb class (``rate R burst B``) over a veth, with the AQM as its leaf qdisc: dequeue one packet at
+        ``t`` if the class may send, and return when it may send again (INF: the queue is empty).
+
+        net/sched/sch_htb.c: the class may send while its tokens are >= 0 (``htb_class_mode``, no hysteresis by
+        default); sending a packet first adds the time since the last charge to the tokens, caps them at the
+        burst, then subtracts the packet's time at the rate, so the tokens may go negative (``htb_accnt_tokens``);
+        when they are negative, the qdisc watchdog dequeues again when they are back at 0. The packet's length is
+        ``qdisc_pkt_len``: its IP length plus the 14-byte Ethernet header. A veth transmits at once, so there is
+        no serialisation: the packet enters the delay line at ``t``.
+        """
+        pkt = self.aqm.dequeue(t // 1000)
+        if pkt is None:
+            return INF
+        sh = self.shaper
+        rate = self.bottleneck.rate_bps
+        cost = ((pkt[1] + sh.overhead_bytes) * 8_000_000_000) // rate
+        tokens = sh.tokens_ns + t - sh.t_c
+        cap = (sh.burst_bytes * 8_000_000_000) // rate
+        if tokens > cap:
+            tokens = cap
+        tokens -= cost
+        sh.tokens_ns = tokens
+        sh.t_c = t
+        self.busy_ns += cost
+        self.packets_sent += 1
+        self.bytes_sent += pkt[1]
+        if self.sojourns is not None:
+            self.sojourns.append(t // 1000 - pkt[0])
+        self.srv.append((t + self.bottleneck.delay_ns, pkt))
+        return t - tokens if tokens < 0 else t
 
     def _serve_from_idle(self, t: int) -> int:
         """A packet finds the pipe idle: dummynet (``dummynet_io``) serves it at once, on the current tick's
@@ -292,6 +335,18 @@ class Engine:
             flow, cum, sack, ce, ts = pkt[ACK_INFO]
             lat = self.ack_exit_ns[flow.fid]
             self._ackq.by_latency[lat].append((t + lat, flow, cum, sack, ce, ts))
+
+
+@dataclasses.dataclass
+class TokenBucket:
+    """The state of an htb class used as the bottleneck (see ``Engine._tb_send``): burst and per-packet overhead in
+    bytes, the tokens in nanoseconds at the rate, and when they were last charged (``t_c``)."""
+
+    burst_bytes: int
+    overhead_bytes: int = 14
+    tokens_ns: int = 1 << 62
+    """Full: the first charge caps them at the burst."""
+    t_c: int = 0
 
 
 class _PipeAckSink:

@@ -12,6 +12,12 @@
   transmissions are continuous; ``bottleneck.serve_on_ticks`` batches them on kern.hz ticks the way
   dummynet's callout does (``Engine._serve``): at hz=1000 and 8 Mbit/s that is under one packet
   per tick, at hz=100 and 10 Mbit/s about 8 packets every 10 ms.
+* **Bottleneck, ``shaper: htb``** (the real-Linux testbed's router: ``tc ... htb rate R`` over a veth, the AQM as
+  its leaf): a token bucket instead of a serialising pipe (:meth:`l4stb.sim.engine.Engine._tb_send`): a packet
+  leaves the AQM while the tokens are >= 0 and enters the delay line at once, charged its length plus the
+  14-byte Ethernet header; with tc's default burst of 1600 bytes two back-to-back full packets after an idle
+  moment both leave with no wait, where the pipe makes the second wait a whole packet time (1.5 ms at 8 Mbit/s,
+  over Linux DualPI2's 1 ms step).
 * **Return path** (server -> router -> client, ACKs only): with ``bottleneck.match: egress`` (the
   default) uncongested, a constant latency of the two links' serialisation of a 52-byte ACK plus their
   propagation delays; with ``match: any`` (the original testbed's ipfw rule) ACKs cross the pipe too,

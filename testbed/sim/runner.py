@@ -38,11 +38,11 @@ from l4stb import layout
 from l4stb.config import Scenario, Topology
 from l4stb.errors import L4stbError
 from l4stb.units import format_duration, format_rate, format_size
-from l4stb.sim.aqm_dualpi2 import DualPI2, DualPI2Params, P_ONE
+from l4stb.sim.aqm_dualpi2 import ECN_MASKS, DualPI2, DualPI2Params, P_ONE
 from l4stb.sim.aqm_fifo import Fifo
 from l4stb.sim.aqm_l4spie import L4sPie
 from l4stb.sim.aqm_pie import Pie, PieParams
-from l4stb.sim.engine import Engine
+from l4stb.sim.engine import Engine, TokenBucket
 from l4stb.sim.iperf3 import Conn, client_json, dumps, server_json
 from l4stb.sim.packet import ECT1
 from l4stb.sim.link import AccessLink, Bottleneck, return_latency_ns, ser_ns
@@ -123,7 +123,8 @@ def make_aqm(scenario: Scenario, seed: int, emit, policy):
 
         policy = BlobPolicy(policyblob.load(aqm.policy), aqm.every)
     if aqm.engine == "dualpi2":
-        return DualPI2(DualPI2Params.from_aqm(aqm, b), seed, emit=emit, policy=policy)
+        return DualPI2(DualPI2Params.from_aqm(aqm, b), seed, emit=emit, policy=policy,
+                       ecn_mask=ECN_MASKS[aqm.l4s_classifier])
     if aqm.name == "l4s-pie":
         return L4sPie(PieParams.from_aqm(aqm, b), seed, emit=emit, policy=policy,
                       coupling=int(round(aqm.coupling_factor)), couple_same_flow=aqm.pie_coupling == "as-coded")
@@ -179,7 +180,9 @@ def simulate_repeat(job: SimJob, progress: Callable[[float], None] | None = None
         ack_exit.append(client_side)
     flows: list = []
     tick_ns = 1_000_000_000 // sc.aqm.kern_hz if sc.bottleneck.serve_on_ticks else 0
-    engine = Engine(aqm, bottleneck, flows, ack_delay, pipe_passes=passes, ack_exit_ns=ack_exit, tick_ns=tick_ns)
+    shaper = TokenBucket(sc.bottleneck.burst_bytes) if sc.bottleneck.shaper == "htb" else None
+    engine = Engine(aqm, bottleneck, flows, ack_delay, pipe_passes=passes, ack_exit_ns=ack_exit, tick_ns=tick_ns,
+                    shaper=shaper)
     if collect_sojourn:
         engine.sojourns = []
     duration_ns = sc.duration * 1000
@@ -307,7 +310,9 @@ def describe_repeat(scenario: Scenario, topology: Topology, run_id: str, repeat:
         prm = DualPI2Params.from_aqm(aqm, b)
         what = (f"DualPI2 (RFC 9332): target {format_duration(aqm.target)}, Tupdate {format_duration(aqm.tupdate)}, "
                 f"alpha {aqm.alpha} Hz, beta {aqm.beta} Hz, k {aqm.coupling_factor:g}, p_Cmax {prm.p_cmax / P_ONE:.3g}, "
-                f"L AQM {prm.native_aqm_text()}, scheduler {aqm.scheduler} "
+                f"L AQM {prm.native_aqm_text()}, L classifier {aqm.l4s_classifier} "
+                f"({'ECT(1) and CE' if aqm.l4s_classifier == 'l4s_ect' else 'ECT(0), ECT(1) and CE'} to L), "
+                f"scheduler {aqm.scheduler} "
                 f"(classic_protection {aqm.classic_protection:.0%}), ECN {'on' if aqm.ecn else 'off'}")
         if aqm.name == "policy":
             what = (f"the distilled policy {aqm.policy} deciding every {aqm.every} packet(s) "
@@ -322,8 +327,11 @@ def describe_repeat(scenario: Scenario, topology: Topology, run_id: str, repeat:
     steps = b.schedule(sc.duration)
     changes = (f" then {len(steps)} rate step(s) from {'trace ' + b.rate_trace if b.rate_trace else 'its schedule'}"
                if steps else "")
+    shaper = (f"htb rate {format_rate(b.rate)}{changes} burst {b.burst_bytes} bytes (tokens charged IP + 14 bytes of "
+              f"Ethernet), delay {format_duration(b.delay)} after it" if b.shaper == "htb" else
+              f"dummynet pipe {format_rate(b.rate)}{changes} delay {format_duration(b.delay)} (delay line after the queue)")
     out[topology.router] = (
-        f"dummynet pipe {format_rate(b.rate)}{changes} delay {format_duration(b.delay)} (delay line after the queue), "
+        f"{shaper}, "
         f"buffer {b.limit_packets} pkts / {format_size(b.limit_bytes)}; AQM {what}; "
         f"one syslog line per decision -> {sc.logging.file} (newsyslog: rotate at {format_size(sc.logging.rotate_size)}, "
         f"keep {sc.logging.rotate_count}, {sc.logging.compress}), log set moved to {rdir}/"
@@ -341,8 +349,12 @@ def describe_repeat(scenario: Scenario, topology: Topology, run_id: str, repeat:
                                                    f"{format_duration(g.off_time)}" if g.on_time else "")
         else:
             cc = f"-C {g.cc}"
-        ecn = ("ECT(1)" if g.scalable else ("ECT(0)" if g.cc != "udp" and sc.ecn else "not-ECT")) if g.cc != "udp" \
-            else {"not-ect": "not-ECT", "ect0": "ECT(0)", "ect1": "ECT(1)"}[g.ecn]
+        if g.cc == "udp":
+            ecn = {"not-ect": "not-ECT", "ect0": "ECT(0)", "ect1": "ECT(1)"}[g.ecn]
+        elif g.cc == "dctcp" and host.stack == "linux":
+            ecn = "ECT(0)"  # Linux's DCTCP (see l4stb.sim.tcp)
+        else:
+            ecn = "ECT(1)" if g.scalable else ("ECT(0)" if sc.ecn else "not-ECT")
         length = f"-n {g.size}" if g.short else f"-t {secs}"
         extra = sc.flow_delay_us(gi)
         notes = [f"{host.stack} stack"] + ([f"+{format_duration(extra)} one-way"] if extra else [])

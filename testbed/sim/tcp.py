@@ -7,8 +7,11 @@ every rule below unless a Linux rule is named) or ``linux``. Where the stacks di
 ==================  =====================================================  ====================================================
                     FreeBSD 14.1                                           Linux
 ==================  =====================================================  ====================================================
+ECN codepoint       DCTCP ECT(1) (net.inet.tcp.cc.dctcp.ect1=1, set by      DCTCP ECT(0): tcp_dctcp.c is TCP_CONG_NEEDS_ECN only,
+                    the vagrant plan); classic CCs ECT(0) with ECN on      so INET_ECN_xmit (include/net/tcp_ecn.h) sets ECT(0);
+                                                                            Prague ECT(1) (L4STeam tcp_prague.c)
 ECN on retransmits  Not-ECT for every retransmission (tcp_ecn.c,            Not-ECT, except when the CC needs ECN (DCTCP, Prague
-                    tcp_ecn_output_established: ECT on new data only)      keep ECT(1)): tcp_output.c tcp_ecn_send
+                    tcp_ecn_output_established: ECT on new data only)      keep their codepoint): tcp_output.c tcp_ecn_send
 slow start          while cwnd <= ssthresh, <= 2 segments per ACK           while cwnd < ssthresh, cwnd = min(cwnd + acked,
                     (cc_newreno / abc_l_var = 2)                            ssthresh), the rest goes to CA (tcp_slow_start)
 CE / loss response  cwnd = ssthresh at once (cc_*.c cong_signal)            PRR from cwnd down to ssthresh (tcp_input.c
@@ -16,9 +19,12 @@ CE / loss response  cwnd = ssthresh at once (cc_*.c cong_signal)            PRR 
                                                                             window sent at the reduction is acked
 NewReno CA          +1 MSS once a cwnd of bytes is acked (ABC,              tcp_cong_avoid_ai(cwnd): +1 per cwnd segments acked
                     cc_newreno.c); ssthresh floor(cwnd/2) whole MSS         ssthresh max(cwnd/2, 2)
-DCTCP               grows in congestion recovery (cc_dctcp.c                 tcp_dctcp.c: ssthresh = cwnd (1 - alpha/2), CWR with
-                    ack_received leaves it), so the reducing ACK takes       PRR, no growth in CWR; alpha per window from 1
-                    a slow-start step (cwnd == ssthresh)
+DCTCP               grows in congestion recovery (cc_dctcp.c                 tcp_dctcp.c: ssthresh = cwnd - (cwnd alpha >> 11), CWR
+                    ack_received leaves it), so the reducing ACK takes       with PRR, no growth in CWR; alpha in 1/1024 per window
+                    a slow-start step (cwnd == ssthresh)                    from 1024, integer EWMA (below 16/1024 it drops to 0)
+DCTCP receiver      every 2nd segment (the FreeBSD model; cc_dctcp's         dctcp_ece_ack_update (tcp_dctcp.h): an immediate ACK on
+                    dctcp_ecnpkt_handler also ACKs on a CE change: not       every CE state change, the delayed one for the prior
+                    modelled yet, so FreeBSD results stay as published)      segments first; the CWR segment at once (tcp_ecn_accept_cwr)
 Cubic               cc_cubic.c: K = cbrt(W_max 0.3 / C) from W_max alone,  tcp_cubic.c: bictcp_update (origin W_max, t + min RTT,
                     cwnd jumps to W_cubic(t + mean RTT) or W_est =          cnt per ACK, Reno-friendly tcp_cwnd at 3(1-b)/(1+b)),
                     0.7 W_max + 0.53 t/mean RTT, ssthresh cwnd/2 at the    beta 717/1024, fast convergence, HyStart (ACK train
@@ -54,9 +60,12 @@ Common to both stacks
     30 ms (``rexmit_min``), doubled per consecutive timeout up to 64x; on expiry cwnd = 1, go-back-N from
     snd_una, scoreboard cleared.
   * **ECN**: classic RFC 3168 for Cubic/NewReno when the scenario enables ECN (ECT(0), one reduction per
-    window on echoed CE); DCTCP and Prague send ECT(1) and get *accurate* CE counts (the receiver reports
-    how many of the newly acked segments were CE-marked, as DCTCP's receiver state machine and AccECN do).
-  * **Receiver** (the server, FreeBSD): delayed ACKs (every 2nd in-order segment, or after 40 ms); an
+    window on echoed CE); DCTCP and Prague get *accurate* CE counts (the receiver reports how many of the newly
+    acked segments were CE-marked, as DCTCP's receiver state machine and AccECN do). Prague sends ECT(1); DCTCP
+    ECT(1) on FreeBSD and ECT(0) on Linux (the table above), so whether Linux's DCTCP uses DualPI2's L queue is
+    the AQM's ``l4s_classifier`` (``any_ect``) choice, as with the real qdisc.
+  * **Receiver** (the server; for a Linux-stack DCTCP flow the server runs Linux's DCTCP receiver, as on the
+    real-Linux testbed, with the CE-change and CWR rules of the table): delayed ACKs (every 2nd in-order segment, or after 40 ms); an
     immediate ACK with a SACK for every out-of-order arrival and when a hole fills; TSecr echoes the first
     unacknowledged segment's timestamp (RFC 7323), so RTT samples include the delayed-ACK wait. The receive
     window is never the limit (2 MB).
@@ -66,11 +75,14 @@ Common to both stacks
     burst waits in the host until its departure time, counted in flight, at most max(2 packets, ~1 ms)
     ahead (TCP small queues). Linux CCs grow only when cwnd-limited (tcp_is_cwnd_limited: the flight
     reached cwnd this round, or in slow start cwnd < 2 x the most packets out), so a paced flow's window
-    follows what it can send.
+    follows what it can send. Linux's DCTCP, Cubic and Reno are **not** paced: tcp_output.c paces only when
+    tcp_needs_internal_pacing (sk_pacing_status == SK_PACING_NEEDED, set by the fq qdisc or a CC such as BBR or
+    Prague); TSQ (tcp_small_queue_check) does not hold them back on the real-Linux testbed either, since the
+    router's ip_rcv_core orphans each skb (net/ipv4/ip_input.c) before it reaches the bottleneck.
 
 Congestion-control details are in the table above and, for Cubic and Prague, in :mod:`l4stb.sim.tcp_cc`.
 DCTCP on both stacks: alpha EWMA with g = 1/16 per window of data, starting at 1; FreeBSD cuts cwnd =
-ssthresh = cwnd (1 - alpha/2) in bytes, Linux ssthresh = cwnd - floor(cwnd alpha / 2) then PRR; both halve
+ssthresh = cwnd (1 - alpha/2) in bytes, Linux ssthresh = cwnd - (cwnd alpha_1024 >> 11) then PRR; both halve
 on loss.
 """
 
@@ -102,6 +114,9 @@ CUBIC_C = 0.4
 CUBIC_BETA = 0.7
 CUBIC_ALPHA = 3 * (1 - CUBIC_BETA) / (1 + CUBIC_BETA)
 DCTCP_G = 1.0 / 16
+DCTCP_SHIFT_G = 4
+DCTCP_MAX_ALPHA = 1024
+"""Linux tcp_dctcp.c: alpha in 1/1024 (DCTCP_MAX_ALPHA), g = 2^-dctcp_shift_g, dctcp_alpha_on_init = 1024."""
 PRAGUE_RTT_TARGET_NS = 25_000_000
 PRAGUE_TRANSITION_ROUNDS = 4
 
@@ -128,6 +143,7 @@ class TcpFlow:
         "pace_armed", "is_cwnd_limited", "max_out", "cwnd_usage_seq",
         # receiver
         "rcv_nxt", "ooo", "ack_pending", "ce_pending", "ts_recent", "delack_at", "ce_received", "bytes_rcvd",
+        "ce_state", "ce_ack_now", "cwr_pending", "lx_alpha", "lx_next_seq", "lx_old_delivered", "lx_old_ce",
         # iperf3 samples
         "samples", "interval_ns", "next_sample",
     )
@@ -139,14 +155,22 @@ class TcpFlow:
         self.fid = fid
         self.cc = CC_CODES[cc]
         self.linux = stack == "linux"
-        if self.cc in (CC_DCTCP, CC_PRAGUE):
+        if self.cc == CC_PRAGUE or (self.cc == CC_DCTCP and not self.linux):
+            # Prague asks for ECT(1) (TCP_CONG_ECT_1_NEGOTIATION); FreeBSD's DCTCP sends ECT(1) with
+            # net.inet.tcp.cc.dctcp.ect1=1, which the vagrant plan sets
             self.ecn_cp = ECT1
+        elif self.cc == CC_DCTCP:
+            # Linux's DCTCP sends ECT(0): tcp_dctcp.c flags it TCP_CONG_NEEDS_ECN only, so tcp_ecn_send_syn and
+            # tcp_ecn_send (tcp_output.c) call INET_ECN_xmit / INET_ECN_xmit_ect_1_negotiation, which set ECT(0)
+            # unless the CC has TCP_CONG_ECT_1_NEGOTIATION (include/net/tcp_ecn.h); ECN is on whatever the scenario
+            # says (TCP_CONG_NEEDS_ECN requests it)
+            self.ecn_cp = ECT0
         else:
             self.ecn_cp = ECT0 if ecn else NOT_ECT
         # retransmissions: FreeBSD never marks them ECT (tcp_ecn_output_established: new data only); Linux
         # clears ECT on them unless the CC needs ECN (tcp_ecn_send: tcp_ca_needs_ecn for DCTCP and Prague)
         self.rtx_cp = self.ecn_cp if (self.linux and self.cc in (CC_DCTCP, CC_PRAGUE)) else NOT_ECT
-        self.classic_ecn = self.ecn_cp == ECT0
+        self.classic_ecn = self.ecn_cp == ECT0 and self.cc != CC_DCTCP
         self.start_ns = start_ns
         self.end_ns = end_ns
         self.sim = sim
@@ -211,6 +235,15 @@ class TcpFlow:
         self.delack_at = 0
         self.ce_received = 0
         self.bytes_rcvd = 0
+        self.ce_state = False
+        self.ce_ack_now = self.linux and self.cc == CC_DCTCP
+        """The server of a Linux DCTCP flow runs tcp_dctcp too (iperf3 sets -C on the accepted socket): it ACKs at
+        once when the CE state changes (tcp_dctcp.h dctcp_ece_ack_update)."""
+        self.cwr_pending = False
+        self.lx_alpha = DCTCP_MAX_ALPHA
+        self.lx_next_seq = 0
+        self.lx_old_delivered = 0
+        self.lx_old_ce = 0
         self.samples: list = []
         self.interval_ns = 1_000_000_000
         self.next_sample = 0
@@ -409,7 +442,7 @@ class TcpFlow:
         if self.cc == CC_DCTCP:
             if self.linux:
                 c = int(cwnd)
-                return float(max(c - int(c * self.alpha / 2), 2))  # dctcp_ssthresh
+                return float(max(c - ((c * self.lx_alpha) >> 11), 2))  # dctcp_ssthresh
             return max(cwnd * (1 - self.alpha / 2), 2.0)  # cc_dctcp CC_ECN, bytes
         return self._loss_ssthresh(now)
 
@@ -658,12 +691,8 @@ class TcpFlow:
         cc = self.cc
         if ce:
             self.ce_acked += ce
-        if cc == CC_DCTCP and acked > 0:
-            # dctcp_update_alpha: delivered and CE-marked segments per window of data, alpha from 1
-            self.win_acked += acked
-            self.win_ce += ce
-            if self.snd_una >= self.win_end:
-                self._dctcp_alpha()
+        if cc == CC_DCTCP:
+            self._linux_dctcp_alpha(delivered, ce)
         if self.in_cwr and self.snd_una > self.cwr_end:
             # tcp_fastretrans_alert: CWR ends once something *above* high_seq is acked
             self.in_cwr = False
@@ -673,6 +702,7 @@ class TcpFlow:
             self.ssthresh = self._ecn_ssthresh(now)  # tcp_enter_cwr
             self.in_cwr = True
             self.cwr_end = self.snd_nxt
+            self.cwr_pending = True  # tcp_ecn_queue_cwr: the next new segment carries CWR
             self.marked_rtts += 1
             self._start_reduction()
         if self.in_rec or self.in_cwr:
@@ -696,6 +726,28 @@ class TcpFlow:
         self.cwnd = float(cwnd)
         if cwnd > self.max_cwnd:
             self.max_cwnd = float(cwnd)
+
+    def _linux_dctcp_alpha(self, delivered: int, ce: int) -> None:
+        """tcp_dctcp.c dctcp_update_alpha (in_ack_event), in its integer arithmetic: once snd_una passes the
+        sequence sent when the last update ran, alpha -= min_not_zero(alpha, alpha >> g) -- so an alpha below
+        2^g/1024 drops to 0 -- plus (delivered_ce << (10 - g)) / delivered, capped at 1024; tp->delivered counts
+        SACKed segments too, delivered_ce those acked with ECE."""
+        self.delivered += delivered
+        self.delivered_ce += ce
+        if self.snd_una < self.lx_next_seq:
+            return
+        alpha = self.lx_alpha
+        dec = alpha >> DCTCP_SHIFT_G
+        alpha -= dec if dec else alpha
+        d_ce = self.delivered_ce - self.lx_old_ce
+        if d_ce:
+            alpha = min(alpha + (d_ce << (10 - DCTCP_SHIFT_G)) // max(1, self.delivered - self.lx_old_delivered),
+                        DCTCP_MAX_ALPHA)
+        self.lx_alpha = alpha
+        self.alpha = alpha / DCTCP_MAX_ALPHA
+        self.lx_next_seq = self.snd_nxt
+        self.lx_old_delivered = self.delivered
+        self.lx_old_ce = self.delivered_ce
 
     def _prague(self, now: int, acked: int, delivered: int, ce: int) -> None:
         """Linux TCP Prague v0.7 (see :class:`l4stb.sim.tcp_cc.PragueV07`): CWR entry on ECE (prague_state), then
@@ -784,7 +836,22 @@ class TcpFlow:
     def on_data(self, now: int, pkt: list) -> None:
         """A data segment reaches the server (``now`` is its arrival time there)."""
         seq = pkt[4]
-        if pkt[2] == CE:
+        is_ce = pkt[2] == CE
+        ack_now = False
+        if self.ce_ack_now:
+            if is_ce != self.ce_state:
+                # dctcp_ece_ack_update: a CE state change forces an immediate ACK; a delayed ACK for the segments
+                # before this one goes out first, echoing their (prior) state
+                if self.ack_pending:
+                    self._ack(now, -1, self.ts_recent)
+                self.ce_state = is_ce
+                ack_now = True
+            if self.cwr_pending and seq >= self.cwr_end:
+                # tcp_ecn_accept_cwr: a data segment carrying CWR (the first new one sent after entering CWR) is
+                # ACKed at once ("its cwnd may be very low")
+                self.cwr_pending = False
+                ack_now = True
+        if is_ce:
             self.ce_pending += 1
             self.ce_received += 1
         rcv = self.rcv_nxt
@@ -807,7 +874,7 @@ class TcpFlow:
             if self.ack_pending == 0:
                 self.ts_recent = pkt[5]
             self.ack_pending += 1
-            if self.ack_pending >= 2 or rcv == self.size_segs:
+            if self.ack_pending >= 2 or rcv == self.size_segs or ack_now:
                 self._ack(now, -1, self.ts_recent)
             elif not self.delack_at:
                 self.delack_at = now + DELACK_NS
