@@ -90,6 +90,7 @@ def start_run(ws: Workspace, scenario: Scenario, topology: Topology, testbed: Te
     """Create the run and its manifest. A sweep point's run id carries its swept values
     (``dctcp-8mbps_rate-20Mbit_delay-40ms-<time>``, see :func:`sweep_slug`)."""
     provider = get_provider(testbed.provider, ws)
+    provider.check_scenario(scenario)
     values = (sweep or {}).get("values") or {}
     run_id = ws.new_run_id(scenario.name + (f"_{sweep_slug(values)}" if values else ""))
     manifest = Manifest(

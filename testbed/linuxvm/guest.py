@@ -56,8 +56,12 @@ def _us(value_us: int) -> str:
     return f"{int(value_us)}us"
 
 
-def unsupported(scenario: Scenario) -> list[str]:
-    """Scenario settings the real-Linux testbed cannot run, each with what to do instead."""
+def unsupported(scenario: Scenario, *, as_written: bool = True) -> list[str]:
+    """Scenario settings the real-Linux testbed cannot run, each with what to do instead.
+
+    ``as_written``: the scenario is as the user wrote it, so a field they set (``hosts.X.stack: freebsd``,
+    ``bottleneck.shaper: dummynet``) can be told from its default. A scenario read back from a manifest has
+    every field set; there the defaults mean "the provider's own" (Linux senders, htb) and are not refused."""
     sc, aqm, b = scenario, scenario.aqm, scenario.bottleneck
     out = []
     if aqm.name not in QDISCS:
@@ -80,6 +84,8 @@ def unsupported(scenario: Scenario) -> list[str]:
                    "Linux's defaults")
     if b.rate_schedule or b.rate_trace:
         out.append("bottleneck.rate_schedule / rate_trace are not run on the qemu provider yet; use sim")
+    if as_written and "shaper" in b.model_fields_set and b.shaper != "htb":
+        out.append(f"bottleneck.shaper {b.shaper}: the real-Linux testbed shapes with htb; drop the field or set htb")
     if b.serve_on_ticks or b.match != "egress":
         out.append("bottleneck.serve_on_ticks and match: any model dummynet; on Linux the qdisc serves the "
                    "bottleneck's egress only")
@@ -97,7 +103,7 @@ def unsupported(scenario: Scenario) -> list[str]:
         if g.on_time or g.off_time:
             out.append(f"flows[{gi}]: on/off UDP is not run on the qemu provider yet")
     for name, h in sc.hosts.items():
-        if "stack" in h.model_fields_set and h.stack != "linux":
+        if as_written and "stack" in h.model_fields_set and h.stack != "linux":
             out.append(f"hosts.{name}.stack {h.stack}: every qemu host runs Linux; use vagrant for FreeBSD "
                        "senders, or drop the field")
         if h.prague_transport is not None:
@@ -105,8 +111,8 @@ def unsupported(scenario: Scenario) -> list[str]:
     return out
 
 
-def check_supported(scenario: Scenario) -> None:
-    problems = unsupported(scenario)
+def check_supported(scenario: Scenario, *, as_written: bool = True) -> None:
+    problems = unsupported(scenario, as_written=as_written)
     if problems:
         raise L4stbError(f"scenario {scenario.name} cannot run on the qemu provider (real Linux): "
                          + "; ".join(problems) + ".")
@@ -185,9 +191,9 @@ def _in(ns: str, *argv: object) -> str:
     return _q(IP, "netns", "exec", ns, *argv)
 
 
-def render(scenario: Scenario, topology: Topology, run_id: str, repeat: int) -> str:
+def render(scenario: Scenario, topology: Topology, run_id: str, repeat: int, *, as_written: bool = True) -> str:
     """The busybox-sh script one repeat's VM runs (from its shared folder, as /out/guest.sh)."""
-    check_supported(scenario)
+    check_supported(scenario, as_written=as_written)
     sc, topo = scenario, topology
     sc.check_against(topo)
     router, server = topo.router, topo.server
@@ -245,7 +251,8 @@ def render(scenario: Scenario, topology: Topology, run_id: str, repeat: int) -> 
         _q(TC, "-n", router, "qdisc", "add", "dev", bottleneck_dev, "root", "handle", "1:", "htb", "default", "1")
         + " || fail htb",
         _q(TC, "-n", router, "class", "add", "dev", bottleneck_dev, "parent", "1:", "classid", "1:1", "htb", "rate",
-           rate, "ceil", rate) + " || fail htb-class",
+           rate, "ceil", rate, *(("burst", int(sc.bottleneck.burst), "cburst", int(sc.bottleneck.burst))
+                                 if sc.bottleneck.burst else ())) + " || fail htb-class",
         _q(TC, "-n", router, "qdisc", "add", "dev", bottleneck_dev, "parent", "1:1", "handle", "10:",
            *qdisc_args(sc)) + " || fail " + _q(f"qdisc {sc.aqm.name}"),
     ]

@@ -233,6 +233,9 @@ class Provider(ABC):
         """Run the check scenario's one short repeat (``ctx.scenario``) and gather the evidence ``l4stb check``
         judges: module and scheduler, kern.hz per host, log lines vs the module's counter, ECN at the receiver."""
 
+    def check_scenario(self, scenario: Scenario) -> None:
+        """Refuse, before a run starts, a scenario this testbed cannot run (raise L4stbError with advice)."""
+
     def max_parallel_repeats(self) -> int | None:
         """How many repeats this testbed can run at once (None: as many as the caller asks)."""
         return None

@@ -174,6 +174,9 @@ class QemuProvider(Provider):
         return {h: dict(common, namespace=h) for h in topology.hosts}
 
     # ---- runs
+    def check_scenario(self, scenario: Scenario) -> None:
+        guest.check_supported(scenario)
+
     def plan_run(self, ctx: RunContext, repeat: int) -> Plan:
         plan = Plan(f"l4stb run --scenario {ctx.scenario.name} (qemu provider, repeat {repeat})")
         img = Path(self.state()["image"]) if self.state_file.is_file() else self.cache / "image" / "<kernel>"
@@ -200,7 +203,7 @@ class QemuProvider(Provider):
 
     def run_repeats(self, ctx: RunContext, repeats: list[int], on_progress: ProgressFn, on_done: DoneFn,
                     *, jobs: int = 1) -> None:
-        guest.check_supported(ctx.scenario)
+        guest.check_supported(ctx.scenario, as_written=False)
         st = self.state()
         jobs = max(1, min(jobs, self.max_parallel_repeats()))
         if jobs == 1 or len(repeats) == 1:
@@ -225,7 +228,7 @@ class QemuProvider(Provider):
         share = self._share(ctx.run_id, repeat)
         shutil.rmtree(share, ignore_errors=True)
         share.mkdir(parents=True)
-        (share / "guest.sh").write_text(guest.render(ctx.scenario, ctx.topology, ctx.run_id, repeat))
+        (share / "guest.sh").write_text(guest.render(ctx.scenario, ctx.topology, ctx.run_id, repeat, as_written=False))
         on_progress(repeat, 0.0)
         timeout = ctx.scenario.duration / 1e6 + BOOT_MARGIN_S
         result = vm.boot(Path(st["image"]), share, accel=st["accel"], cpus=VM_CPUS, memory_mb=VM_MEMORY_MB,
