@@ -382,3 +382,25 @@ def test_tc_samples_csv_has_one_row_per_qdisc_and_empty_cells_for_missing(tmp_pa
     assert table[1]["kind"] == "dualpi2" and table[1]["delay_l_us"] == "" and table[1]["delay_c_us"] == "0"
     assert table[1]["prob"] == "0.012345" and table[0]["prob"] == "" and table[1]["t_ns"] == "10"
     assert [p.name for p in tmp_path.iterdir()] == ["tc.csv"]
+
+
+# ------------------------------------------------------------------------------------------------ docs
+
+
+def test_every_log_field_and_tc_column_is_documented_for_real_linux_runs():
+    from l4stb.linuxvm.capture_log import FIELD_SOURCES
+    from l4stb.linuxvm.datadoc import render_markdown_section
+    from l4stb.linuxvm.tcstats import COLUMN_MEANINGS
+    assert tuple(FIELD_SOURCES) == L4STB_FIELD_NAMES
+    assert tuple(COLUMN_MEANINGS) == CSV_COLUMNS
+    page = render_markdown_section()
+    assert page.startswith("## Real-Linux runs (qemu provider)")
+    assert all(f"| `{n}` |" in page for n in L4STB_FIELD_NAMES + CSV_COLUMNS)
+
+
+def test_fields_documented_as_unknown_are_minus_one_in_the_lines(tmp_path):
+    from l4stb.linuxvm.capture_log import FIELD_SOURCES
+    r, _ = run(tmp_path, [(us(0), tcp(1)), (us(5), tcp(2))], [(us(100), tcp(1)), (us(200), tcp(2))])
+    unknown = {n for n, src in FIELD_SOURCES.items() if src.startswith("-1:")}
+    assert unknown and all(x[n] == -1 for x in r for n in unknown)
+    assert all(x[n] >= 0 for x in r for n in set(L4STB_FIELD_NAMES) - unknown)

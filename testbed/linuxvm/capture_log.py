@@ -92,13 +92,28 @@ CLASSIFIER_MASK = {"l4s_ect": 1, "any_ect": 3}
 TC_DUALPI2_ECN_MASK_L4S_ECT = 1 = ECT(1) bit, ANY_ECT = 3, include/uapi/linux/pkt_sched.h). So ``l4s_ect``:
 ECT(1) and CE -> L; ``any_ect``: ECT(0), ECT(1) and CE -> L."""
 
+_PARAM = "-1: a qdisc parameter, not visible in packets (the scenario has it, and the tc samples' `options`)"
 FIELD_SOURCES: dict[str, str] = {
     "queue_type": "dualpi2: 1 (L) when the arriving packet's ECN codepoint matches the classifier (l4s_ect: "
                   "ECT(1)/CE; any_ect: ECT(0)/ECT(1)/CE), else 0 (C); other qdiscs: 0",
+    "qdelay_reference": _PARAM,
+    "tupdate": _PARAM,
+    "max_burst": _PARAM,
+    "max_ecn_threshold": _PARAM,
+    "alpha_coefficient": _PARAM,
+    "beta_coefficient": _PARAM,
+    "flags": "-1: qdisc state (ECN, overload, step) is not visible in packets",
+    "burst_allowance": "-1: qdisc state",
+    "drop_probability": "-1: the probability applied to a packet is not visible; the tc samples carry p' (`prob`)",
     "current_queue_delay": "forwarded/marked: egress minus ingress capture timestamp in us (the qdisc's queueing "
                            "plus the rate limiter's hold and the router's forwarding); dropped: -1",
+    "previous_queue_delay": "-1: the PI controller's input is qdisc state",
+    "accumulated_probability": "-1: p' is sampled by tc (`prob` in the tc samples), not per packet",
+    "measurement_start_time": "-1: the PI update times are not visible",
+    "average_dequeue_time": "-1: not measured",
     "dequeue_count": "fates (forwarded, marked, dequeue-time drops) of this queue before this one, since the "
                      "capture started",
+    "status_flags": "-1: whether the PI is active is qdisc state",
     "total_packets": "packets seen arriving for this queue up to this moment, since the capture started "
                      "(dropped ones included)",
     "total_bytes": "IP bytes of those packets",
@@ -109,12 +124,13 @@ FIELD_SOURCES: dict[str, str] = {
     "total_drops": "drops in this queue before this one, since the capture started",
     "packet_length": "IP total length of the packet",
     "dequeue_action": "1 forwarded, 2 dropped, 3 CE-marked (ECN field changed to CE between the captures)",
-    "timestamp_us": "time of the fate in us since the Unix epoch minus time_origin_ns (see the fate rules)",
+    "timestamp_us": "time of the fate in us since the Unix epoch minus time_origin_ns (forwarded/marked: it left; "
+                    "dropped: its arrival for enqueue-dropping qdiscs, else the departure that proved the drop)",
     "flow_id": "the scenario's stream index (simulator convention) when streams are given, else the order of the "
                "flow's first packet",
     "decided_by": "0 (the kernel's qdisc decided)",
 }
-"""Where each logged field comes from; every field not listed here is -1 (:data:`UNKNOWN`)."""
+"""Where each logged field comes from, every field of the l4stb line; -1 is :data:`UNKNOWN`."""
 
 
 @dataclass(frozen=True)

@@ -115,6 +115,47 @@ class QdiscSample:
 CSV_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(QdiscSample))
 """The CSV's header, in order: one column per :class:`QdiscSample` field."""
 
+COLUMN_MEANINGS: dict[str, tuple[str, str]] = {
+    "t_ns": ("ns", "Unix time the sample was taken (its `@` line)"),
+    "kind": ("name", "qdisc kind (htb, dualpi2, pie, fq_codel, pfifo, ...)"),
+    "handle": ("id", "qdisc handle, e.g. `10:`"),
+    "parent": ("id", "`root` or the parent class, e.g. `1:1`"),
+    "options": ("text", "the qdisc's parameters as tc printed them (e.g. dualpi2's `l4s_ect`/`any_ect`)"),
+    "sent_bytes": ("bytes", "bytes dequeued since the qdisc was created"),
+    "sent_packets": ("pkts", "packets dequeued since the qdisc was created"),
+    "dropped": ("pkts", "packets the qdisc dropped"),
+    "overlimits": ("count", "overlimit events (htb: the rate held a packet back)"),
+    "requeues": ("count", "requeues"),
+    "backlog_bytes": ("bytes", "bytes queued at the sample (rounded when tc printed Kb/Mb/Gb)"),
+    "backlog_exact": ("bool", "false when tc rounded the backlog to whole Kb/Mb/Gb"),
+    "backlog_packets": ("pkts", "packets queued at the sample"),
+    "prob": ("probability in [0, 1]", "dualpi2: the base PI probability p'; pie: its drop probability"),
+    "delay_c_us": ("us", "dualpi2: sojourn of the C queue's head; empty when tc read 4294967295 (a stats race)"),
+    "delay_l_us": ("us", "dualpi2: sojourn of the L queue's head; empty when tc read 4294967295 (a stats race)"),
+    "pkts_in_c": ("pkts", "dualpi2: packets enqueued into C"),
+    "pkts_in_l": ("pkts", "dualpi2: packets enqueued into L"),
+    "maxq": ("pkts", "dualpi2: the C queue's largest length; pie: the largest queue length"),
+    "ecn_mark": ("pkts", "dualpi2: CE marks from the PI probability; pie, fq_codel: CE marks"),
+    "step_marks": ("pkts", "dualpi2: CE marks from the L queue's step (tc's `step_mark`)"),
+    "credit": ("bytes", "dualpi2: the WRR credit (positive: C is served next)"),
+    "memory_used": ("bytes", "dualpi2, fq_codel: memory the queued packets use"),
+    "max_memory_used": ("bytes", "dualpi2: the largest memory_used"),
+    "memory_limit": ("bytes", "dualpi2: its memory limit"),
+    "delay_us": ("us", "pie: queue delay estimate (3 significant digits above 1 ms); empty at 4.29e9 us"),
+    "pkts_in": ("pkts", "pie: packets enqueued"),
+    "overlimit": ("pkts", "pie: packets dropped at the queue limit"),
+    "aqm_dropped": ("pkts", "pie: packets its AQM dropped (tc's xstats `dropped`)"),
+    "avg_dq_rate": ("bytes/s", "pie: dequeue rate estimate (only with dq_rate_estimator)"),
+    "maxpacket": ("bytes", "fq_codel: largest packet seen"),
+    "drop_overlimit": ("pkts", "fq_codel: drops at the queue limit"),
+    "new_flow_count": ("count", "fq_codel: flows that became new"),
+    "ce_mark": ("pkts", "fq_codel: CE marks above ce_threshold"),
+    "drop_overmemory": ("pkts", "fq_codel: drops at the memory limit"),
+    "new_flows_len": ("count", "fq_codel: flows in the new list"),
+    "old_flows_len": ("count", "fq_codel: flows in the old list"),
+}
+"""Unit and meaning of every CSV column (docs/data.md is generated from it)."""
+
 # kind -> (field, regex) for the kind's xstats; a key absent from the text stays None
 _XSTATS: dict[str, tuple[tuple[str, re.Pattern], ...]] = {
     "dualpi2": tuple((f, re.compile(p)) for f, p in (
