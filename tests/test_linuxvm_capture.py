@@ -116,7 +116,6 @@ def test_forward_mark_drop_and_in_flight_at_end(tmp_path):
     ingress = [(us(0), tcp(1)), (us(10), tcp(2)), (us(20), tcp(3)), (us(30), tcp(4)), (us(40), tcp(5))]
     egress = [(us(500), tcp(1)), (us(900), tcp(2, ecn=CE)), (us(1700), tcp(4))]  # 3 dropped, 5 still queued
     r, st = run(tmp_path, ingress, egress)
-    a = FIELD_INDEX  # noqa: F841 - the names below are the contract
     assert [x["dequeue_action"] for x in r] == [1, 3, 2, 1]
     assert [x["current_queue_delay"] for x in r] == [500, 890, -1, 1670]
     # dualpi2 drops at dequeue: the drop is logged when packet 4, queued behind it, left
@@ -201,6 +200,14 @@ def test_pure_acks_get_no_line_but_occupy_the_queue(tmp_path):
     assert [x["queue_length"] for x in r] == [2, 1]  # the not-ECT ACK is queued in C, not beside the data in L
     r, st = run(tmp_path, ingress, egress, qdisc="pfifo")
     assert [x["queue_length"] for x in r] == [3, 1]  # one FIFO: the ACK is queued between the data packets
+
+
+@pytest.mark.parametrize("side", ["ingress", "egress", "neither"])  # the one capture that holds packets
+def test_captures_without_data_packets_give_no_lines(tmp_path, side):
+    pk = [(us(0), tcp(1)), (us(10), tcp(2))]
+    r, st = run(tmp_path, pk if side == "ingress" else [], pk if side == "egress" else [])
+    assert r == [] and st.dropped == 0
+    assert st.unresolved == (2 if side == "ingress" else 0) and st.unmatched_out == (2 if side == "egress" else 0)
 
 
 def test_packets_to_other_hosts_and_unmatched_egress_are_ignored(tmp_path):
