@@ -158,6 +158,17 @@ def test_dualpi2_queue_follows_the_codepoint_and_classifier(tmp_path, classifier
     assert [x["dequeue_action"] for x in r] == [1, 1, 1, 1]  # CE on arrival and on departure is not a new mark
 
 
+def test_l_packets_overtaking_a_queued_c_packet_are_not_drops(tmp_path):
+    # DualPI2 serves L ahead of a waiting C packet: departures leave arrival order across queues, never within one
+    c = tcp(1, ecn=ECT0, sport=1)
+    ls = [tcp(k, sport=2) for k in range(2, 6)]
+    ingress = [(us(0), c)] + [(us(10 * k), fr) for k, fr in enumerate(ls, start=1)]
+    egress = [(us(100 + 10 * k), fr) for k, fr in enumerate(ls)] + [(us(400), c)]
+    r, st = run(tmp_path, ingress, egress)
+    assert st.dropped == 0 and [x["dequeue_action"] for x in r] == [1] * 5
+    assert [x["queue_type"] for x in r] == [1, 1, 1, 1, 0] and r[-1]["current_queue_delay"] == 400
+
+
 def test_non_dualpi2_qdiscs_log_every_packet_in_queue_0(tmp_path):
     ingress = [(us(0), tcp(1, ecn=ECT1)), (us(5), tcp(2, ecn=ECT0))]
     egress = [(us(100), tcp(1, ecn=CE)), (us(200), tcp(2))]
@@ -289,7 +300,8 @@ def test_the_pipeline_parser_keeps_every_capture_line(tmp_path):
 # Written the way iproute2 prints them: tc/tc_qdisc.c print_qdisc, tc/tc_util.c print_tcstats2_attr,
 # tc/q_dualpi2.c dualpi2_print_xstats, tc/q_pie.c pie_print_xstats, tc/q_fq_codel.c fq_codel_print_xstats.
 
-from l4stb.linuxvm.tcstats import CSV_COLUMNS, parse_tc_samples, tc_time_us, write_tc_csv  # noqa: E402
+from l4stb.linuxvm.tcstats import (CSV_COLUMNS, parse_tc_samples, read_tc_samples, tc_time_us,  # noqa: E402
+                                   write_tc_csv)
 
 HTB = ("qdisc htb 1: root refcnt 2 r2q 10 default 0x1 direct_packets_stat 0 direct_qlen 1000\n"
        " Sent 1523412 bytes 1034 pkt (dropped 0, overlimits 812 requeues 0) \n"
@@ -377,6 +389,14 @@ def test_a_sample_cut_short_at_the_end_is_dropped_but_not_in_the_middle():
 def test_malformed_sample_files_are_refused_with_advice(text, words):
     with pytest.raises(L4stbError, match=words):
         parse_tc_samples(text, where="raw/router/tc.samples")
+
+
+def test_tc_sample_file_is_read_and_a_missing_one_named(tmp_path):
+    f = tmp_path / "tc.samples"
+    f.write_text("@7\n" + HTB)
+    assert [r.kind for r in read_tc_samples(f)] == ["htb"]
+    with pytest.raises(L4stbError, match="nope.samples: cannot read"):
+        read_tc_samples(tmp_path / "nope.samples")
 
 
 def test_tc_samples_csv_has_one_row_per_qdisc_and_empty_cells_for_missing(tmp_path):

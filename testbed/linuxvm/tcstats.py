@@ -281,6 +281,16 @@ def parse_tc_samples(text: str, *, where: str = "tc samples") -> list[QdiscSampl
     return out
 
 
+def read_tc_samples(path: str | Path) -> list[QdiscSample]:
+    """:func:`parse_tc_samples` of the file at ``path`` (errors name the file)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise L4stbError(f"{path}: cannot read the tc samples ({exc.strerror}); check that the file was "
+                         "fetched.") from exc
+    return parse_tc_samples(text, where=str(path))
+
+
 def samples_to_csv(samples: list[QdiscSample]) -> str:
     """CSV text: header :data:`CSV_COLUMNS`, one row per qdisc per sample; None is an empty cell."""
     buf = io.StringIO()
