@@ -73,6 +73,22 @@ def test_pcap_reads_a_vlan_tagged_frame(tmp_path):
     assert len(t) == 1 and int(t.ip_id[0]) == 3 and int(t.dport[0]) == 5201
 
 
+@pytest.mark.parametrize("linktype,head", [
+    (276, b"\x08\x00" + bytes(18)),  # LINUX_SLL2 (tcpdump -i any): protocol first, 20-byte header
+    (113, bytes(14) + b"\x08\x00"),  # LINUX_SLL: protocol at byte 14, 16-byte header
+    (101, b""),                       # RAW: the IP header first
+])
+def test_pcap_reads_linux_cooked_and_raw_link_types(tmp_path, linktype, head):
+    ip = tcp(3)[14:]
+    t = read_pcap(write_pcap(tmp_path / "l.pcap", [(T0, head + ip)], linktype=linktype))
+    assert len(t) == 1 and int(t.ip_id[0]) == 3 and int(t.ip_len[0]) == 1500
+
+
+def test_unknown_link_type_is_refused(tmp_path):
+    with pytest.raises(L4stbError, match="link type 105"):
+        read_pcap(write_pcap(tmp_path / "w.pcap", [(T0, tcp(1))], linktype=105))
+
+
 @pytest.mark.parametrize("cut", [1, 50, 90, 105])  # into the last record's data, and into its 16-byte header
 def test_truncated_last_record_is_counted_and_the_rest_kept(tmp_path, cut):
     recs = [(T0 + k * 1000, tcp(k)) for k in range(5)]

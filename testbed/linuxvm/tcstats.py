@@ -32,7 +32,8 @@ A sequence of samples. Each sample is one timestamp line followed by the unmodif
   with no timestamp before it is an error. A sample whose last qdisc block was cut short (the sampler killed
   mid-write) is dropped if it is the file's last one, and is an error anywhere else.
 
-What is read (iproute2's printers, iproute2/iproute2 at commit ee2a4a8 (7.1.0 tree; 7.3 prints the same):
+What is read, as iproute2's printers write it (checked in iproute2/iproute2 at commit ee2a4a8, whose
+include/version.h says 7.1.0; the VM runs Debian's 7.3, so compare the first real sample with the tests' samples):
 tc/tc_qdisc.c ``print_qdisc`` (header line), tc/tc_util.c ``print_tcstats2_attr`` (the ``Sent``/``backlog``
 lines; the backlog goes through ``sprint_size``, lib/json_print_math.c, which prints whole Kb/Mb/Gb when the size
 is within 16 bytes / 1 KiB of one: then ``backlog_exact`` is false), tc/q_dualpi2.c ``dualpi2_print_xstats``,
