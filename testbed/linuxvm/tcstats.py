@@ -28,9 +28,8 @@ A sequence of samples. Each sample is one timestamp line followed by the unmodif
 
   (or one ``tc -s -batch -`` process fed ``qdisc show dev eth1`` lines, each preceded by an echoed ``@`` line
   once tc's previous output was flushed). The timestamp is when the sample was asked for.
-* Lines before the first ``@`` line, and blank lines, are not allowed / ignored respectively: a ``qdisc`` block
-  with no timestamp before it is an error. A sample whose last qdisc block was cut short (the sampler killed
-  mid-write) is dropped if it is the file's last one, and is an error anywhere else.
+* Blank lines are ignored; text before the first ``@`` line is an error. A qdisc block cut short (the sampler
+  killed mid-write) is dropped when it is the file's last one, and is an error anywhere else.
 
 What is read, as iproute2's printers write it (checked in iproute2/iproute2 at commit ee2a4a8, whose
 include/version.h says 7.1.0; the VM runs Debian's 7.3, so compare the first real sample with the tests' samples):
