@@ -261,6 +261,8 @@ def test_flow_ids_follow_the_scenario_streams_and_skip_iperf3_control(tmp_path):
     streams = [Stream(0, CLIENT, 5201), Stream(1, CLIENT2, 5202)]
     r, st = run(tmp_path, ingress, egress, streams=streams)
     assert [x["flow_id"] for x in r] == [1, 0, 1, 0] and st.control == 2
+    r3, _ = run(tmp_path, ingress, egress, streams=streams, time_origin_ns=T0)
+    assert [x["timestamp_us"] for x in r3] == [102, 103, 104, 105]
     r2, _ = run(tmp_path, ingress, egress)  # no streams: numbered by first packet, control included
     assert [x["flow_id"] for x in r2] == [0, 1, 2, 3, 2, 3]
 
@@ -270,7 +272,7 @@ def test_several_ingress_captures_are_merged_by_time(tmp_path):
     i2 = write_pcap(tmp_path / "i2.pcap", [(us(10), tcp(1, src=CLIENT2, sport=5))])
     o = write_pcap(tmp_path / "o.pcap", [(us(100), tcp(1)), (us(110), tcp(1, src=CLIENT2, sport=5)),
                                          (us(120), tcp(2))])
-    r = rows(capture_to_log_lines([i1, i2], o, servers=[SERVER], qdisc="dualpi2"))
+    r = rows(capture_to_log_lines([i1, i2], o, servers=SERVER, qdisc="dualpi2"))  # one address alone is fine
     assert [x["current_queue_delay"] for x in r] == [100, 100, 100] and [x["queue_length"] for x in r] == [3, 2, 1]
 
 
@@ -282,6 +284,12 @@ def test_bad_arguments_are_refused_at_the_call(tmp_path):
         capture_to_log_lines(p, p, servers=[SERVER], qdisc="dualpi2", classifier="ect1")
     with pytest.raises(L4stbError, match="not an IPv4"):
         capture_to_log_lines(p, p, servers=["server"], qdisc="dualpi2")
+    with pytest.raises(L4stbError, match="distinct"):
+        capture_to_log_lines(p, p, servers=[SERVER], qdisc="dualpi2", streams=[Stream(0, CLIENT, 1),
+                                                                               Stream(0, CLIENT, 2)])
+    with pytest.raises(L4stbError, match="time_origin_ns"):
+        capture_to_log_lines(p, write_pcap(tmp_path / "o.pcap", [(T0 + 5000, tcp(1))]), servers=[SERVER],
+                             qdisc="dualpi2", time_origin_ns=T0 + 10**9)
     with pytest.raises(L4stbError, match="cannot read"):
         capture_to_log_lines(tmp_path / "missing.pcap", p, servers=[SERVER], qdisc="dualpi2")
 

@@ -19,7 +19,9 @@ How the captures should be taken (what the matching below assumes):
 * check tcpdump's exit line "0 packets dropped by kernel" on the egress capture (``-B`` enlarges its buffer):
   a packet the *capture* lost on the egress side is indistinguishable from a packet the qdisc dropped;
 * capture direction with ``-Q in`` (ingress) / ``-Q out`` (egress) if wanted; the matcher keeps only packets
-  addressed to ``servers`` anyway. GRO/GSO/TSO off (one capture record per wire packet).
+  addressed to ``servers`` anyway. GRO/GSO/TSO off (one capture record per wire packet);
+* nothing but the bottleneck (htb and its child qdisc) may hold packets between the two capture points: a netem
+  delay on the egress interface would be counted as queueing (put base delays on the other hops).
 
 Matching
 --------
@@ -199,6 +201,8 @@ def _data_direction(t: PacketTable, servers: np.ndarray) -> PacketTable:
 
 
 def _server_array(servers: Collection[str]) -> np.ndarray:
+    if isinstance(servers, str):
+        servers = [servers]
     out = []
     for s in servers:
         try:
@@ -335,6 +339,10 @@ def _flow_ids(fates: Fates, streams: Sequence[Stream] | None, iperf3_control: bo
         return ids
     proto_no = {"tcp": PROTO_TCP, "udp": PROTO_UDP}
     wanted: dict[tuple[int, int, int], list[int]] = defaultdict(list)
+    given = [s.flow_id for s in streams]
+    if len(set(given)) != len(given) or any(not 0 <= f < 2 ** 31 for f in given):
+        raise L4stbError(f"capture matching: stream flow ids {given} must be distinct and in 0..2^31-1 (the "
+                         "simulator's stream indexes).")
     for s in streams:
         if s.proto not in proto_no:
             raise L4stbError(f"capture matching: stream {s.flow_id} has protocol {s.proto!r}; use tcp or udp.")
@@ -416,6 +424,9 @@ def fates_to_lines(fates: Fates, *, streams: Sequence[Stream] | None = None, ipe
     cols[:, ix["packet_length"]] = t.ip_len[logged]
     cols[:, ix["dequeue_action"]] = act
     cols[:, ix["timestamp_us"]] = (fates.fate_ns[logged] - time_origin_ns) // 1000
+    if m and cols[0, ix["timestamp_us"]] < 0:
+        raise L4stbError(f"capture matching: time_origin_ns {time_origin_ns} is after the capture's first decision "
+                         f"({int(fates.fate_ns[logged[0]])} ns since the epoch): pass the run's start or 0.")
     cols[:, ix["flow_id"]] = fid[logged]
     cols[:, ix["decided_by"]] = DECIDED_BY_AQM
     return map(format_line, cols.tolist())
