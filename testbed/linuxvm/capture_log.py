@@ -147,22 +147,22 @@ class Stream:
 
 @dataclass
 class CaptureStats:
-    """What the matcher saw and decided; a caller passes one in to have it filled."""
+    """What the matcher saw and decided; a caller passes one in to have it filled (packet counts)."""
 
-    ingress: list[PcapStats] = field(default_factory=list)
+    ingress: list[PcapStats] = field(default_factory=list)  # per ingress file: records kept and skipped
     egress: PcapStats | None = None
-    tracked_in: int = 0
-    tracked_out: int = 0
-    forwarded: int = 0
-    marked: int = 0
-    dropped: int = 0
-    unresolved: int = 0
-    unmatched_out: int = 0
-    ecn_rewritten: int = 0
-    no_payload: int = 0
-    control: int = 0
-    unlisted: int = 0
-    lines: int = 0
+    tracked_in: int = 0  # TCP/UDP packets towards a server in the ingress capture(s)
+    tracked_out: int = 0  # the same in the egress capture
+    forwarded: int = 0  # left with their ECN field unchanged (or rewritten other than to CE: ecn_rewritten)
+    marked: int = 0  # left CE-marked
+    dropped: int = 0  # passed over by a later packet of their flow and queue
+    unresolved: int = 0  # no fate known: queued at the end, or arrived before the first packet seen leaving
+    unmatched_out: int = 0  # left without a matching arrival (ingress capture started late or lost it)
+    ecn_rewritten: int = 0  # left with an ECN field changed to something other than CE (counted as forwarded)
+    no_payload: int = 0  # with a fate but no line: pure ACKs, SYNs, FINs without data
+    control: int = 0  # with a fate but no line: iperf3 control connections
+    unlisted: int = 0  # with a fate but no line: flows not among the streams given
+    lines: int = 0  # lines produced
 
 
 @dataclass
