@@ -215,6 +215,79 @@ def _server_array(servers: Collection[str]) -> np.ndarray:
     return np.array(out, dtype=np.uint32)
 
 
+def _flow_index(ingress: PacketTable, egress: PacketTable) -> tuple[np.ndarray, np.ndarray, list]:
+    """A flow number per packet of each capture (shared numbering) and the flows' 5-tuples by number."""
+    def five(t: PacketTable) -> np.ndarray:
+        a = (t.src.astype(np.uint64) << np.uint64(32)) | t.dst.astype(np.uint64)
+        b = ((t.sport.astype(np.uint64) << np.uint64(24)) | (t.dport.astype(np.uint64) << np.uint64(8))
+             | t.proto.astype(np.uint64))
+        return np.stack([a, b], axis=1)
+
+    n = len(ingress)
+    both = np.concatenate([five(ingress), five(egress)]) if n + len(egress) else np.zeros((0, 2), np.uint64)
+    uniq, inv = np.unique(both, axis=0, return_inverse=True)
+    inv = inv.reshape(-1).astype(np.int64)
+    if len(uniq) >= 1 << 16:
+        raise L4stbError(f"capture matching: {len(uniq)} flows towards the servers; the matcher keys packets by a "
+                         "16-bit flow number: split the capture.")
+    flows = [(int(a >> 32), int(a & 0xFFFFFFFF), int(b >> 24), int((b >> 8) & 0xFFFF), int(b & 0xFF))
+             for a, b in uniq.tolist()]
+    return inv[:n], inv[n:], flows
+
+
+def _walk_egress(ingress: PacketTable, egress: PacketTable, flow_in: np.ndarray, flow_out: np.ndarray,
+                 unit: np.ndarray, n_units: int) -> tuple[list[int], list[int], list[int], int | None, int]:
+    """Match egress packets to arrivals unit by unit (module docstring): per ingress packet its departure time
+    and ECN field (-1/0 if none) and the departure that proved it dropped (-1 if none); the arrival time of
+    the first packet matched; the count of egress packets without an arrival."""
+    n = len(ingress)
+    by_unit = np.argsort(unit, kind="stable")
+    counts = np.bincount(unit, minlength=n_units) if n else np.zeros(n_units, np.int64)
+    start = np.concatenate(([0], np.cumsum(counts)[:-1])) if n_units else np.zeros(0, np.int64)
+    pos = np.empty(n, dtype=np.int64)  # position of each ingress packet within its unit
+    pos[by_unit] = np.arange(n) - np.repeat(start, counts)
+
+    def keys(t: PacketTable, fl: np.ndarray) -> list[int]:
+        k = (fl.astype(np.uint64) << np.uint64(48)) | (t.ip_id.astype(np.uint64) << np.uint64(32)) \
+            | t.tcp_seq.astype(np.uint64)
+        return k.tolist()
+
+    cand: dict[int, list[int]] = defaultdict(list)  # key -> ingress packets with it, in arrival order
+    for i, k in enumerate(keys(ingress, flow_in)):
+        cand[k].append(i)
+    head: dict[int, int] = {}  # per key: index into its candidate list of the first not yet passed
+    in_ts = ingress.ts_ns.tolist()
+    unit_l, pos_l, by_unit_l, start_l = unit.tolist(), pos.tolist(), by_unit.tolist(), start.tolist()
+    ptr = [0] * n_units  # per unit: position of its first packet not yet matched or passed over
+    out_ns, out_ecn, proof_ns = [-1] * n, [0] * n, [-1] * n
+    first_in = None
+    unmatched = 0
+    for k, o_ts, o_ecn in zip(keys(egress, flow_out), egress.ts_ns.tolist(), egress.ecn.tolist()):
+        lst = cand.get(k)
+        if lst is None:
+            unmatched += 1
+            continue
+        h = head.get(k, 0)
+        while h < len(lst) and pos_l[lst[h]] < ptr[unit_l[lst[h]]]:
+            h += 1  # passed over already: it was dropped (or matched) before this one left
+        head[k] = h
+        if h == len(lst) or in_ts[lst[h]] > o_ts:
+            unmatched += 1
+            continue
+        i = lst[h]
+        head[k] = h + 1
+        u = unit_l[i]
+        base = start_l[u]
+        for p in range(ptr[u], pos_l[i]):  # FIFO: what this packet overtook in its unit was dropped
+            proof_ns[by_unit_l[base + p]] = o_ts
+        ptr[u] = pos_l[i] + 1
+        if first_in is None:
+            first_in = in_ts[i]
+        out_ns[i] = o_ts
+        out_ecn[i] = o_ecn
+    return out_ns, out_ecn, proof_ns, first_in, unmatched
+
+
 def match_fates(ingress: PacketTable, egress: PacketTable, *, qdisc: str, classifier: str = "l4s_ect",
                 drop_at: str | None = None, stats: CaptureStats | None = None) -> Fates:
     """Decide every tracked ingress packet's fate (see the module docstring). Both tables hold only the data
@@ -236,71 +309,9 @@ def match_fates(ingress: PacketTable, egress: PacketTable, *, qdisc: str, classi
     else:
         qt = np.zeros(n, dtype=np.int64)
 
-    # flow index over both captures
-    def five(t: PacketTable) -> np.ndarray:
-        a = (t.src.astype(np.uint64) << np.uint64(32)) | t.dst.astype(np.uint64)
-        b = ((t.sport.astype(np.uint64) << np.uint64(24)) | (t.dport.astype(np.uint64) << np.uint64(8))
-             | t.proto.astype(np.uint64))
-        return np.stack([a, b], axis=1)
-
-    both = np.concatenate([five(ingress), five(egress)]) if n + len(egress) else np.zeros((0, 2), np.uint64)
-    uniq, inv = np.unique(both, axis=0, return_inverse=True)
-    inv = inv.reshape(-1)
-    flow_in, flow_out = inv[:n], inv[n:]
-    flows = [(int(a >> 32), int(a & 0xFFFFFFFF), int(b >> 24), int((b >> 8) & 0xFFFF), int(b & 0xFF))
-             for a, b in uniq.tolist()]
-
-    # FIFO units = (flow, queue); position of each ingress packet within its unit
-    unit = flow_in.astype(np.int64) * 2 + qt
-    by_unit = np.argsort(unit, kind="stable")
-    n_units = 2 * len(flows)
-    counts = np.bincount(unit, minlength=n_units) if n else np.zeros(n_units, np.int64)
-    start = np.concatenate(([0], np.cumsum(counts)[:-1])) if n_units else np.zeros(0, np.int64)
-    pos = np.empty(n, dtype=np.int64)
-    pos[by_unit] = np.arange(n) - np.repeat(start, counts)
-
-    def keys(t: PacketTable, fl: np.ndarray) -> list[int]:
-        k = (fl.astype(np.uint64) << np.uint64(48)) | (t.ip_id.astype(np.uint64) << np.uint64(32)) \
-            | t.tcp_seq.astype(np.uint64)
-        return k.tolist()
-
-    cand: dict[int, list[int]] = defaultdict(list)
-    for i, k in enumerate(keys(ingress, flow_in)):
-        cand[k].append(i)
-    head: dict[int, int] = {}  # per key: index into its candidate list of the first not yet passed
-
-    in_ts = ingress.ts_ns.tolist()
-    unit_l, pos_l, by_unit_l, start_l = unit.tolist(), pos.tolist(), by_unit.tolist(), start.tolist()
-    ptr = [0] * n_units
-    out_ns = [-1] * n
-    out_ecn = [0] * n
-    proof_ns = [-1] * n
-    first_in = None  # arrival of the packet the first matched egress packet was
-    unmatched = 0
-    for k, o_ts, o_ecn in zip(keys(egress, flow_out), egress.ts_ns.tolist(), egress.ecn.tolist()):
-        lst = cand.get(k)
-        if lst is None:
-            unmatched += 1
-            continue
-        h = head.get(k, 0)
-        while h < len(lst) and pos_l[lst[h]] < ptr[unit_l[lst[h]]]:
-            h += 1  # passed over already: it was dropped (or matched) before this one left
-        head[k] = h
-        if h == len(lst) or in_ts[lst[h]] > o_ts:
-            unmatched += 1
-            continue
-        i = lst[h]
-        head[k] = h + 1
-        u = unit_l[i]
-        base = start_l[u]
-        for p in range(ptr[u], pos_l[i]):
-            proof_ns[by_unit_l[base + p]] = o_ts
-        ptr[u] = pos_l[i] + 1
-        if first_in is None:
-            first_in = in_ts[i]
-        out_ns[i] = o_ts
-        out_ecn[i] = o_ecn
-    st.unmatched_out = unmatched
+    flow_in, flow_out, flows = _flow_index(ingress, egress)
+    walk = _walk_egress(ingress, egress, flow_in, flow_out, flow_in.astype(np.int64) * 2 + qt, 2 * len(flows))
+    out_ns, out_ecn, proof_ns, first_in, st.unmatched_out = walk
 
     out_a = np.array(out_ns, dtype=np.int64)
     proof = np.array(proof_ns, dtype=np.int64)
@@ -322,7 +333,7 @@ def match_fates(ingress: PacketTable, egress: PacketTable, *, qdisc: str, classi
     st.dropped = int(dropped.sum())
     st.unresolved = int((action == 0).sum())
     st.ecn_rewritten = int(rewritten.sum())
-    return Fates(ingress, qt, action, fate, out_a, dequeue_fate, flow_in.astype(np.int64), flows)
+    return Fates(ingress, qt, action, fate, out_a, dequeue_fate, flow_in, flows)
 
 
 def _flow_ids(fates: Fates, streams: Sequence[Stream] | None, iperf3_control: bool) -> np.ndarray:
