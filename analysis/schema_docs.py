@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from l4stb.linuxvm.datadoc import render_markdown_section
 from l4stb.logformat import EXTRA_FIELD_NAMES, FIELDS, PROBABILITY_FIELDS
 
 
@@ -95,6 +96,7 @@ def render_markdown() -> str:
         out += [f"## {table}", "", "| column | unit | meaning |", "|---|---|---|"]
         out += [f"| `{c.name}` | {c.unit} | {c.meaning.replace('|', '/')} |" for c in cols]
         out.append("")
+    out.append(render_markdown_section())
     return "\n".join(out)
 
 

@@ -73,6 +73,22 @@ def test_pcap_reads_a_vlan_tagged_frame(tmp_path):
     assert len(t) == 1 and int(t.ip_id[0]) == 3 and int(t.dport[0]) == 5201
 
 
+@pytest.mark.parametrize("linktype,head", [
+    (276, b"\x08\x00" + bytes(18)),  # LINUX_SLL2 (tcpdump -i any): protocol first, 20-byte header
+    (113, bytes(14) + b"\x08\x00"),  # LINUX_SLL: protocol at byte 14, 16-byte header
+    (101, b""),                       # RAW: the IP header first
+])
+def test_pcap_reads_linux_cooked_and_raw_link_types(tmp_path, linktype, head):
+    ip = tcp(3)[14:]
+    t = read_pcap(write_pcap(tmp_path / "l.pcap", [(T0, head + ip)], linktype=linktype))
+    assert len(t) == 1 and int(t.ip_id[0]) == 3 and int(t.ip_len[0]) == 1500
+
+
+def test_unknown_link_type_is_refused(tmp_path):
+    with pytest.raises(L4stbError, match="link type 105"):
+        read_pcap(write_pcap(tmp_path / "w.pcap", [(T0, tcp(1))], linktype=105))
+
+
 @pytest.mark.parametrize("cut", [1, 50, 90, 105])  # into the last record's data, and into its 16-byte header
 def test_truncated_last_record_is_counted_and_the_rest_kept(tmp_path, cut):
     recs = [(T0 + k * 1000, tcp(k)) for k in range(5)]
@@ -116,7 +132,6 @@ def test_forward_mark_drop_and_in_flight_at_end(tmp_path):
     ingress = [(us(0), tcp(1)), (us(10), tcp(2)), (us(20), tcp(3)), (us(30), tcp(4)), (us(40), tcp(5))]
     egress = [(us(500), tcp(1)), (us(900), tcp(2, ecn=CE)), (us(1700), tcp(4))]  # 3 dropped, 5 still queued
     r, st = run(tmp_path, ingress, egress)
-    a = FIELD_INDEX  # noqa: F841 - the names below are the contract
     assert [x["dequeue_action"] for x in r] == [1, 3, 2, 1]
     assert [x["current_queue_delay"] for x in r] == [500, 890, -1, 1670]
     # dualpi2 drops at dequeue: the drop is logged when packet 4, queued behind it, left
@@ -157,6 +172,17 @@ def test_dualpi2_queue_follows_the_codepoint_and_classifier(tmp_path, classifier
     r, _ = run(tmp_path, ingress, egress, classifier=classifier)
     assert [x["queue_type"] for x in r] == expected
     assert [x["dequeue_action"] for x in r] == [1, 1, 1, 1]  # CE on arrival and on departure is not a new mark
+
+
+def test_l_packets_overtaking_a_queued_c_packet_are_not_drops(tmp_path):
+    # DualPI2 serves L ahead of a waiting C packet: departures leave arrival order across queues, never within one
+    c = tcp(1, ecn=ECT0, sport=1)
+    ls = [tcp(k, sport=2) for k in range(2, 6)]
+    ingress = [(us(0), c)] + [(us(10 * k), fr) for k, fr in enumerate(ls, start=1)]
+    egress = [(us(100 + 10 * k), fr) for k, fr in enumerate(ls)] + [(us(400), c)]
+    r, st = run(tmp_path, ingress, egress)
+    assert st.dropped == 0 and [x["dequeue_action"] for x in r] == [1] * 5
+    assert [x["queue_type"] for x in r] == [1, 1, 1, 1, 0] and r[-1]["current_queue_delay"] == 400
 
 
 def test_non_dualpi2_qdiscs_log_every_packet_in_queue_0(tmp_path):
@@ -203,6 +229,14 @@ def test_pure_acks_get_no_line_but_occupy_the_queue(tmp_path):
     assert [x["queue_length"] for x in r] == [3, 1]  # one FIFO: the ACK is queued between the data packets
 
 
+@pytest.mark.parametrize("side", ["ingress", "egress", "neither"])  # the one capture that holds packets
+def test_captures_without_data_packets_give_no_lines(tmp_path, side):
+    pk = [(us(0), tcp(1)), (us(10), tcp(2))]
+    r, st = run(tmp_path, pk if side == "ingress" else [], pk if side == "egress" else [])
+    assert r == [] and st.dropped == 0
+    assert st.unresolved == (2 if side == "ingress" else 0) and st.unmatched_out == (2 if side == "egress" else 0)
+
+
 def test_packets_to_other_hosts_and_unmatched_egress_are_ignored(tmp_path):
     back = frame(SERVER, CLIENT, ip_id=1, sport=5201, dport=40000, payload=0, flags=ACK)
     stray = tcp(77)
@@ -227,6 +261,8 @@ def test_flow_ids_follow_the_scenario_streams_and_skip_iperf3_control(tmp_path):
     streams = [Stream(0, CLIENT, 5201), Stream(1, CLIENT2, 5202)]
     r, st = run(tmp_path, ingress, egress, streams=streams)
     assert [x["flow_id"] for x in r] == [1, 0, 1, 0] and st.control == 2
+    r3, _ = run(tmp_path, ingress, egress, streams=streams, time_origin_ns=T0)
+    assert [x["timestamp_us"] for x in r3] == [102, 103, 104, 105]
     r2, _ = run(tmp_path, ingress, egress)  # no streams: numbered by first packet, control included
     assert [x["flow_id"] for x in r2] == [0, 1, 2, 3, 2, 3]
 
@@ -236,7 +272,7 @@ def test_several_ingress_captures_are_merged_by_time(tmp_path):
     i2 = write_pcap(tmp_path / "i2.pcap", [(us(10), tcp(1, src=CLIENT2, sport=5))])
     o = write_pcap(tmp_path / "o.pcap", [(us(100), tcp(1)), (us(110), tcp(1, src=CLIENT2, sport=5)),
                                          (us(120), tcp(2))])
-    r = rows(capture_to_log_lines([i1, i2], o, servers=[SERVER], qdisc="dualpi2"))
+    r = rows(capture_to_log_lines([i1, i2], o, servers=SERVER, qdisc="dualpi2"))  # one address alone is fine
     assert [x["current_queue_delay"] for x in r] == [100, 100, 100] and [x["queue_length"] for x in r] == [3, 2, 1]
 
 
@@ -248,6 +284,12 @@ def test_bad_arguments_are_refused_at_the_call(tmp_path):
         capture_to_log_lines(p, p, servers=[SERVER], qdisc="dualpi2", classifier="ect1")
     with pytest.raises(L4stbError, match="not an IPv4"):
         capture_to_log_lines(p, p, servers=["server"], qdisc="dualpi2")
+    with pytest.raises(L4stbError, match="distinct"):
+        capture_to_log_lines(p, p, servers=[SERVER], qdisc="dualpi2", streams=[Stream(0, CLIENT, 1),
+                                                                               Stream(0, CLIENT, 2)])
+    with pytest.raises(L4stbError, match="time_origin_ns"):
+        capture_to_log_lines(p, write_pcap(tmp_path / "o.pcap", [(T0 + 5000, tcp(1))]), servers=[SERVER],
+                             qdisc="dualpi2", time_origin_ns=T0 + 10**9)
     with pytest.raises(L4stbError, match="cannot read"):
         capture_to_log_lines(tmp_path / "missing.pcap", p, servers=[SERVER], qdisc="dualpi2")
 
@@ -276,3 +318,140 @@ def test_the_pipeline_parser_keeps_every_capture_line(tmp_path):
     log.write_text("".join(f"{x}\n" for x in capture_to_log_lines(i, o, servers=[SERVER], qdisc="dualpi2")))
     _batch, files = parse_log_files([log])
     assert files[0].decisions == 20 and files[0].skipped_total == 0
+
+
+# ------------------------------------------------------------------------------------------------ tc samples
+# Written the way iproute2 prints them: tc/tc_qdisc.c print_qdisc, tc/tc_util.c print_tcstats2_attr,
+# tc/q_dualpi2.c dualpi2_print_xstats, tc/q_pie.c pie_print_xstats, tc/q_fq_codel.c fq_codel_print_xstats.
+
+from l4stb.linuxvm.tcstats import (CSV_COLUMNS, parse_tc_samples, read_tc_samples, tc_time_us,  # noqa: E402
+                                   write_tc_csv)
+
+HTB = ("qdisc htb 1: root refcnt 2 r2q 10 default 0x1 direct_packets_stat 0 direct_qlen 1000\n"
+       " Sent 1523412 bytes 1034 pkt (dropped 0, overlimits 812 requeues 0) \n"
+       " backlog 0b 0p requeues 0\n")
+
+
+def dualpi2_block(delay_l: int = 2103, backlog: str = "4542b 3p") -> str:
+    return ("qdisc dualpi2 10: parent 1:1 limit 10000p memlimit 30280000B target 15ms tupdate 16ms alpha 0.156250 "
+            "beta 3.195312 step_thresh 1ms min_qlen_step 0p coupling_factor 2 drop_on_overload drop_dequeue "
+            "classic_protection 10% l4s_ect split_gso \n"
+            " Sent 1523412 bytes 1034 pkt (dropped 3, overlimits 0 requeues 0) \n"
+            f" backlog {backlog} requeues 0\n"
+            f"prob 0.012345 delay_c 0us delay_l {delay_l}us\n"
+            "pkts_in_c 2 pkts_in_l 1035 maxq 41\n"
+            "ecn_mark 17 step_mark 230\n"
+            "credit -12112 (L-queue)\n"
+            "memory_used 6912 (max 81920) of memory limit 30280000\n"
+            "\n")
+
+
+def test_dualpi2_sample_becomes_typed_records_with_the_sample_time():
+    recs = parse_tc_samples("@1765000000123456789\n" + HTB + dualpi2_block() + "@1765000000393456789\n" + HTB
+                            + dualpi2_block(delay_l=4294967295))
+    assert [(r.t_ns, r.kind) for r in recs] == [(1765000000123456789, "htb"), (1765000000123456789, "dualpi2"),
+                                                (1765000000393456789, "htb"), (1765000000393456789, "dualpi2")]
+    htb, d = recs[0], recs[1]
+    assert (htb.handle, htb.parent, htb.overlimits, htb.prob, htb.delay_l_us) == ("1:", "root", 812, None, None)
+    assert (d.handle, d.parent, d.sent_bytes, d.sent_packets, d.dropped, d.backlog_bytes, d.backlog_packets,
+            d.backlog_exact) == ("10:", "1:1", 1523412, 1034, 3, 4542, 3, True)
+    assert (d.prob, d.delay_c_us, d.delay_l_us, d.pkts_in_c, d.pkts_in_l, d.maxq, d.ecn_mark, d.step_marks,
+            d.credit, d.memory_used, d.max_memory_used, d.memory_limit) == (
+        0.012345, 0, 2103, 2, 1035, 41, 17, 230, -12112, 6912, 81920, 30280000)
+    assert "l4s_ect" in d.options and "target 15ms" in d.options
+
+
+def test_a_delay_of_u32_max_is_missing_not_a_delay():
+    d = parse_tc_samples("@1\n" + dualpi2_block(delay_l=4294967295))[0]
+    assert d.delay_l_us is None and d.delay_c_us == 0 and d.pkts_in_l == 1035
+
+
+def test_pie_fq_codel_and_pfifo_samples():
+    pie = ("qdisc pie 20: parent 1:1 limit 1000p target 15ms tupdate 15ms alpha 2 beta 20 ecn \n"
+           " Sent 900 bytes 6 pkt (dropped 1, overlimits 2 requeues 0) \n backlog 3Kb 2p requeues 0\n"
+           "  prob 0.0123 delay 2.1ms\n  pkts_in 7 overlimit 2 dropped 1 maxq 5 ecn_mark 4\n")
+    fq = ("qdisc fq_codel 30: parent 1:1 limit 10240p flows 1024 quantum 1514 target 5ms ce_threshold 1ms "
+          "interval 100ms memory_limit 32Mb ecn drop_batch 64 \n"
+          " Sent 1000 bytes 8 pkt (dropped 0, overlimits 0 requeues 0) \n backlog 0b 0p requeues 0\n"
+          "  maxpacket 1514 drop_overlimit 0 new_flow_count 5 ecn_mark 0 ce_mark 120\n"
+          "  new_flows_len 0 old_flows_len 1\n")
+    fifo = ("qdisc pfifo 40: parent 1:1 limit 1000p\n"
+            " Sent 10 bytes 1 pkt (dropped 9, overlimits 0 requeues 0) \n backlog 1514b 1p requeues 0\n")
+    p, f, o = parse_tc_samples("@1765000000.5\n" + pie + fq + fifo)
+    assert p.t_ns == 1765000000_500000000
+    assert (p.prob, p.delay_us, p.pkts_in, p.overlimit, p.aqm_dropped, p.maxq, p.ecn_mark) == (
+        0.0123, 2100, 7, 2, 1, 5, 4)
+    assert (p.dropped, p.backlog_bytes, p.backlog_exact) == (1, 3072, False)
+    assert (f.maxpacket, f.new_flow_count, f.ce_mark, f.ecn_mark, f.old_flows_len, f.prob) == (1514, 5, 120, 0, 1, None)
+    assert (o.kind, o.dropped, o.backlog_bytes, o.options) == ("pfifo", 9, 1514, "limit 1000p")
+
+
+def test_tc_times_convert_to_microseconds():
+    assert [tc_time_us(x) for x in ("2103us", "1.5ms", "15ms", "2.5s", "4.29e+03s")] == [
+        2103, 1500, 15000, 2500000, 4290000000]
+
+
+def test_pie_delay_at_u32_max_is_missing():
+    pie = ("qdisc pie 20: root refcnt 2 limit 1000p\n Sent 1 bytes 1 pkt (dropped 0, overlimits 0 requeues 0) \n"
+           " backlog 0b 0p requeues 0\n  prob 0 delay 4.29e+03s\n  pkts_in 1 overlimit 0 dropped 0 maxq 1 ecn_mark 0\n")
+    assert parse_tc_samples("@5\n" + pie)[0].delay_us is None
+
+
+def test_a_sample_cut_short_at_the_end_is_dropped_but_not_in_the_middle():
+    cut = "@2\n" + dualpi2_block()[:dualpi2_block().index(" backlog")]  # header and Sent, no backlog
+    assert len(parse_tc_samples("@1\n" + HTB + cut)) == 1
+    with pytest.raises(L4stbError, match="line 6: qdisc block without"):
+        parse_tc_samples("@1\n" + HTB + cut + "\n@3\n" + HTB)
+
+
+@pytest.mark.parametrize("text,words", [
+    (HTB, "before any `@<time>` line"),
+    ("@1765000000%N\n" + HTB, "printed %N literally"),
+    ("@yesterday\n" + HTB, "is not a sample timestamp"),
+    ("garbage\n@1\n", "not a tc sample file"),
+])
+def test_malformed_sample_files_are_refused_with_advice(text, words):
+    with pytest.raises(L4stbError, match=words):
+        parse_tc_samples(text, where="raw/router/tc.samples")
+
+
+def test_tc_sample_file_is_read_and_a_missing_one_named(tmp_path):
+    f = tmp_path / "tc.samples"
+    f.write_text("@7\n" + HTB)
+    assert [r.kind for r in read_tc_samples(f)] == ["htb"]
+    with pytest.raises(L4stbError, match="nope.samples: cannot read"):
+        read_tc_samples(tmp_path / "nope.samples")
+
+
+def test_tc_samples_csv_has_one_row_per_qdisc_and_empty_cells_for_missing(tmp_path):
+    import csv
+    recs = parse_tc_samples("@10\n" + HTB + dualpi2_block(delay_l=4294967295))
+    path = write_tc_csv(recs, tmp_path / "tc.csv")
+    with open(path) as fh:
+        table = list(csv.DictReader(fh))
+    assert tuple(table[0].keys()) == CSV_COLUMNS and len(table) == 2
+    assert table[1]["kind"] == "dualpi2" and table[1]["delay_l_us"] == "" and table[1]["delay_c_us"] == "0"
+    assert table[1]["prob"] == "0.012345" and table[0]["prob"] == "" and table[1]["t_ns"] == "10"
+    assert [p.name for p in tmp_path.iterdir()] == ["tc.csv"]
+
+
+# ------------------------------------------------------------------------------------------------ docs
+
+
+def test_every_log_field_and_tc_column_is_documented_for_real_linux_runs():
+    from l4stb.linuxvm.capture_log import FIELD_SOURCES
+    from l4stb.linuxvm.datadoc import render_markdown_section
+    from l4stb.linuxvm.tcstats import COLUMN_MEANINGS
+    assert tuple(FIELD_SOURCES) == L4STB_FIELD_NAMES
+    assert tuple(COLUMN_MEANINGS) == CSV_COLUMNS
+    page = render_markdown_section()
+    assert page.startswith("## Real-Linux runs (qemu provider)")
+    assert all(f"| `{n}` |" in page for n in L4STB_FIELD_NAMES + CSV_COLUMNS)
+
+
+def test_fields_documented_as_unknown_are_minus_one_in_the_lines(tmp_path):
+    from l4stb.linuxvm.capture_log import FIELD_SOURCES
+    r, _ = run(tmp_path, [(us(0), tcp(1)), (us(5), tcp(2))], [(us(100), tcp(1)), (us(200), tcp(2))])
+    unknown = {n for n, src in FIELD_SOURCES.items() if src.startswith("-1:")}
+    assert unknown and all(x[n] == -1 for x in r for n in unknown)
+    assert all(x[n] >= 0 for x in r for n in set(L4STB_FIELD_NAMES) - unknown)

@@ -19,7 +19,9 @@ How the captures should be taken (what the matching below assumes):
 * check tcpdump's exit line "0 packets dropped by kernel" on the egress capture (``-B`` enlarges its buffer):
   a packet the *capture* lost on the egress side is indistinguishable from a packet the qdisc dropped;
 * capture direction with ``-Q in`` (ingress) / ``-Q out`` (egress) if wanted; the matcher keeps only packets
-  addressed to ``servers`` anyway. GRO/GSO/TSO off (one capture record per wire packet).
+  addressed to ``servers`` anyway. GRO/GSO/TSO off (one capture record per wire packet);
+* nothing but the bottleneck (htb and its child qdisc) may hold packets between the two capture points: a netem
+  delay on the egress interface would be counted as queueing (put base delays on the other hops).
 
 Matching
 --------
@@ -92,13 +94,28 @@ CLASSIFIER_MASK = {"l4s_ect": 1, "any_ect": 3}
 TC_DUALPI2_ECN_MASK_L4S_ECT = 1 = ECT(1) bit, ANY_ECT = 3, include/uapi/linux/pkt_sched.h). So ``l4s_ect``:
 ECT(1) and CE -> L; ``any_ect``: ECT(0), ECT(1) and CE -> L."""
 
+_PARAM = "-1: a qdisc parameter, not visible in packets (the scenario has it, and the tc samples' `options`)"
 FIELD_SOURCES: dict[str, str] = {
     "queue_type": "dualpi2: 1 (L) when the arriving packet's ECN codepoint matches the classifier (l4s_ect: "
                   "ECT(1)/CE; any_ect: ECT(0)/ECT(1)/CE), else 0 (C); other qdiscs: 0",
+    "qdelay_reference": _PARAM,
+    "tupdate": _PARAM,
+    "max_burst": _PARAM,
+    "max_ecn_threshold": _PARAM,
+    "alpha_coefficient": _PARAM,
+    "beta_coefficient": _PARAM,
+    "flags": "-1: qdisc state (ECN, overload, step) is not visible in packets",
+    "burst_allowance": "-1: qdisc state",
+    "drop_probability": "-1: the probability applied to a packet is not visible; the tc samples carry p' (`prob`)",
     "current_queue_delay": "forwarded/marked: egress minus ingress capture timestamp in us (the qdisc's queueing "
                            "plus the rate limiter's hold and the router's forwarding); dropped: -1",
+    "previous_queue_delay": "-1: the PI controller's input is qdisc state",
+    "accumulated_probability": "-1: p' is sampled by tc (`prob` in the tc samples), not per packet",
+    "measurement_start_time": "-1: the PI update times are not visible",
+    "average_dequeue_time": "-1: not measured",
     "dequeue_count": "fates (forwarded, marked, dequeue-time drops) of this queue before this one, since the "
                      "capture started",
+    "status_flags": "-1: whether the PI is active is qdisc state",
     "total_packets": "packets seen arriving for this queue up to this moment, since the capture started "
                      "(dropped ones included)",
     "total_bytes": "IP bytes of those packets",
@@ -109,12 +126,13 @@ FIELD_SOURCES: dict[str, str] = {
     "total_drops": "drops in this queue before this one, since the capture started",
     "packet_length": "IP total length of the packet",
     "dequeue_action": "1 forwarded, 2 dropped, 3 CE-marked (ECN field changed to CE between the captures)",
-    "timestamp_us": "time of the fate in us since the Unix epoch minus time_origin_ns (see the fate rules)",
+    "timestamp_us": "time of the fate in us since the Unix epoch minus time_origin_ns (forwarded/marked: it left; "
+                    "dropped: its arrival for enqueue-dropping qdiscs, else the departure that proved the drop)",
     "flow_id": "the scenario's stream index (simulator convention) when streams are given, else the order of the "
                "flow's first packet",
     "decided_by": "0 (the kernel's qdisc decided)",
 }
-"""Where each logged field comes from; every field not listed here is -1 (:data:`UNKNOWN`)."""
+"""Where each logged field comes from, every field of the l4stb line; -1 is :data:`UNKNOWN`."""
 
 
 @dataclass(frozen=True)
@@ -129,22 +147,22 @@ class Stream:
 
 @dataclass
 class CaptureStats:
-    """What the matcher saw and decided; a caller passes one in to have it filled."""
+    """What the matcher saw and decided; a caller passes one in to have it filled (packet counts)."""
 
-    ingress: list[PcapStats] = field(default_factory=list)
+    ingress: list[PcapStats] = field(default_factory=list)  # per ingress file: records kept and skipped
     egress: PcapStats | None = None
-    tracked_in: int = 0
-    tracked_out: int = 0
-    forwarded: int = 0
-    marked: int = 0
-    dropped: int = 0
-    unresolved: int = 0
-    unmatched_out: int = 0
-    ecn_rewritten: int = 0
-    no_payload: int = 0
-    control: int = 0
-    unlisted: int = 0
-    lines: int = 0
+    tracked_in: int = 0  # TCP/UDP packets towards a server in the ingress capture(s)
+    tracked_out: int = 0  # the same in the egress capture
+    forwarded: int = 0  # left with their ECN field unchanged (or rewritten other than to CE: ecn_rewritten)
+    marked: int = 0  # left CE-marked
+    dropped: int = 0  # passed over by a later packet of their flow and queue
+    unresolved: int = 0  # no fate known: queued at the end, or arrived before the first packet seen leaving
+    unmatched_out: int = 0  # left without a matching arrival (ingress capture started late or lost it)
+    ecn_rewritten: int = 0  # left with an ECN field changed to something other than CE (counted as forwarded)
+    no_payload: int = 0  # with a fate but no line: pure ACKs, SYNs, FINs without data
+    control: int = 0  # with a fate but no line: iperf3 control connections
+    unlisted: int = 0  # with a fate but no line: flows not among the streams given
+    lines: int = 0  # lines produced
 
 
 @dataclass
@@ -183,6 +201,8 @@ def _data_direction(t: PacketTable, servers: np.ndarray) -> PacketTable:
 
 
 def _server_array(servers: Collection[str]) -> np.ndarray:
+    if isinstance(servers, str):
+        servers = [servers]
     out = []
     for s in servers:
         try:
@@ -193,6 +213,79 @@ def _server_array(servers: Collection[str]) -> np.ndarray:
     if not out:
         raise L4stbError("capture matching: no server address given: pass the topology's server address(es).")
     return np.array(out, dtype=np.uint32)
+
+
+def _flow_index(ingress: PacketTable, egress: PacketTable) -> tuple[np.ndarray, np.ndarray, list]:
+    """A flow number per packet of each capture (shared numbering) and the flows' 5-tuples by number."""
+    def five(t: PacketTable) -> np.ndarray:
+        a = (t.src.astype(np.uint64) << np.uint64(32)) | t.dst.astype(np.uint64)
+        b = ((t.sport.astype(np.uint64) << np.uint64(24)) | (t.dport.astype(np.uint64) << np.uint64(8))
+             | t.proto.astype(np.uint64))
+        return np.stack([a, b], axis=1)
+
+    n = len(ingress)
+    both = np.concatenate([five(ingress), five(egress)]) if n + len(egress) else np.zeros((0, 2), np.uint64)
+    uniq, inv = np.unique(both, axis=0, return_inverse=True)
+    inv = inv.reshape(-1).astype(np.int64)
+    if len(uniq) >= 1 << 16:
+        raise L4stbError(f"capture matching: {len(uniq)} flows towards the servers; the matcher keys packets by a "
+                         "16-bit flow number: split the capture.")
+    flows = [(int(a >> 32), int(a & 0xFFFFFFFF), int(b >> 24), int((b >> 8) & 0xFFFF), int(b & 0xFF))
+             for a, b in uniq.tolist()]
+    return inv[:n], inv[n:], flows
+
+
+def _walk_egress(ingress: PacketTable, egress: PacketTable, flow_in: np.ndarray, flow_out: np.ndarray,
+                 unit: np.ndarray, n_units: int) -> tuple[list[int], list[int], list[int], int | None, int]:
+    """Match egress packets to arrivals unit by unit (module docstring): per ingress packet its departure time
+    and ECN field (-1/0 if none) and the departure that proved it dropped (-1 if none); the arrival time of
+    the first packet matched; the count of egress packets without an arrival."""
+    n = len(ingress)
+    by_unit = np.argsort(unit, kind="stable")
+    counts = np.bincount(unit, minlength=n_units) if n else np.zeros(n_units, np.int64)
+    start = np.concatenate(([0], np.cumsum(counts)[:-1])) if n_units else np.zeros(0, np.int64)
+    pos = np.empty(n, dtype=np.int64)  # position of each ingress packet within its unit
+    pos[by_unit] = np.arange(n) - np.repeat(start, counts)
+
+    def keys(t: PacketTable, fl: np.ndarray) -> list[int]:
+        k = (fl.astype(np.uint64) << np.uint64(48)) | (t.ip_id.astype(np.uint64) << np.uint64(32)) \
+            | t.tcp_seq.astype(np.uint64)
+        return k.tolist()
+
+    cand: dict[int, list[int]] = defaultdict(list)  # key -> ingress packets with it, in arrival order
+    for i, k in enumerate(keys(ingress, flow_in)):
+        cand[k].append(i)
+    head: dict[int, int] = {}  # per key: index into its candidate list of the first not yet passed
+    in_ts = ingress.ts_ns.tolist()
+    unit_l, pos_l, by_unit_l, start_l = unit.tolist(), pos.tolist(), by_unit.tolist(), start.tolist()
+    ptr = [0] * n_units  # per unit: position of its first packet not yet matched or passed over
+    out_ns, out_ecn, proof_ns = [-1] * n, [0] * n, [-1] * n
+    first_in = None
+    unmatched = 0
+    for k, o_ts, o_ecn in zip(keys(egress, flow_out), egress.ts_ns.tolist(), egress.ecn.tolist()):
+        lst = cand.get(k)
+        if lst is None:
+            unmatched += 1
+            continue
+        h = head.get(k, 0)
+        while h < len(lst) and pos_l[lst[h]] < ptr[unit_l[lst[h]]]:
+            h += 1  # passed over already: it was dropped (or matched) before this one left
+        head[k] = h
+        if h == len(lst) or in_ts[lst[h]] > o_ts:
+            unmatched += 1
+            continue
+        i = lst[h]
+        head[k] = h + 1
+        u = unit_l[i]
+        base = start_l[u]
+        for p in range(ptr[u], pos_l[i]):  # FIFO: what this packet overtook in its unit was dropped
+            proof_ns[by_unit_l[base + p]] = o_ts
+        ptr[u] = pos_l[i] + 1
+        if first_in is None:
+            first_in = in_ts[i]
+        out_ns[i] = o_ts
+        out_ecn[i] = o_ecn
+    return out_ns, out_ecn, proof_ns, first_in, unmatched
 
 
 def match_fates(ingress: PacketTable, egress: PacketTable, *, qdisc: str, classifier: str = "l4s_ect",
@@ -216,71 +309,9 @@ def match_fates(ingress: PacketTable, egress: PacketTable, *, qdisc: str, classi
     else:
         qt = np.zeros(n, dtype=np.int64)
 
-    # flow index over both captures
-    def five(t: PacketTable) -> np.ndarray:
-        a = (t.src.astype(np.uint64) << np.uint64(32)) | t.dst.astype(np.uint64)
-        b = ((t.sport.astype(np.uint64) << np.uint64(24)) | (t.dport.astype(np.uint64) << np.uint64(8))
-             | t.proto.astype(np.uint64))
-        return np.stack([a, b], axis=1)
-
-    both = np.concatenate([five(ingress), five(egress)]) if n + len(egress) else np.zeros((0, 2), np.uint64)
-    uniq, inv = np.unique(both, axis=0, return_inverse=True)
-    inv = inv.reshape(-1)
-    flow_in, flow_out = inv[:n], inv[n:]
-    flows = [(int(a >> 32), int(a & 0xFFFFFFFF), int(b >> 24), int((b >> 8) & 0xFFFF), int(b & 0xFF))
-             for a, b in uniq.tolist()]
-
-    # FIFO units = (flow, queue); position of each ingress packet within its unit
-    unit = flow_in.astype(np.int64) * 2 + qt
-    by_unit = np.argsort(unit, kind="stable")
-    n_units = 2 * len(flows)
-    counts = np.bincount(unit, minlength=n_units) if n else np.zeros(n_units, np.int64)
-    start = np.concatenate(([0], np.cumsum(counts)[:-1])) if n_units else np.zeros(0, np.int64)
-    pos = np.empty(n, dtype=np.int64)
-    pos[by_unit] = np.arange(n) - np.repeat(start, counts)
-
-    def keys(t: PacketTable, fl: np.ndarray) -> list[int]:
-        k = (fl.astype(np.uint64) << np.uint64(48)) | (t.ip_id.astype(np.uint64) << np.uint64(32)) \
-            | t.tcp_seq.astype(np.uint64)
-        return k.tolist()
-
-    cand: dict[int, list[int]] = defaultdict(list)
-    for i, k in enumerate(keys(ingress, flow_in)):
-        cand[k].append(i)
-    head: dict[int, int] = {}  # per key: index into its candidate list of the first not yet passed
-
-    in_ts = ingress.ts_ns.tolist()
-    unit_l, pos_l, by_unit_l, start_l = unit.tolist(), pos.tolist(), by_unit.tolist(), start.tolist()
-    ptr = [0] * n_units
-    out_ns = [-1] * n
-    out_ecn = [0] * n
-    proof_ns = [-1] * n
-    first_in = None  # arrival of the packet the first matched egress packet was
-    unmatched = 0
-    for k, o_ts, o_ecn in zip(keys(egress, flow_out), egress.ts_ns.tolist(), egress.ecn.tolist()):
-        lst = cand.get(k)
-        if lst is None:
-            unmatched += 1
-            continue
-        h = head.get(k, 0)
-        while h < len(lst) and pos_l[lst[h]] < ptr[unit_l[lst[h]]]:
-            h += 1  # passed over already: it was dropped (or matched) before this one left
-        head[k] = h
-        if h == len(lst) or in_ts[lst[h]] > o_ts:
-            unmatched += 1
-            continue
-        i = lst[h]
-        head[k] = h + 1
-        u = unit_l[i]
-        base = start_l[u]
-        for p in range(ptr[u], pos_l[i]):
-            proof_ns[by_unit_l[base + p]] = o_ts
-        ptr[u] = pos_l[i] + 1
-        if first_in is None:
-            first_in = in_ts[i]
-        out_ns[i] = o_ts
-        out_ecn[i] = o_ecn
-    st.unmatched_out = unmatched
+    flow_in, flow_out, flows = _flow_index(ingress, egress)
+    walk = _walk_egress(ingress, egress, flow_in, flow_out, flow_in.astype(np.int64) * 2 + qt, 2 * len(flows))
+    out_ns, out_ecn, proof_ns, first_in, st.unmatched_out = walk
 
     out_a = np.array(out_ns, dtype=np.int64)
     proof = np.array(proof_ns, dtype=np.int64)
@@ -302,7 +333,7 @@ def match_fates(ingress: PacketTable, egress: PacketTable, *, qdisc: str, classi
     st.dropped = int(dropped.sum())
     st.unresolved = int((action == 0).sum())
     st.ecn_rewritten = int(rewritten.sum())
-    return Fates(ingress, qt, action, fate, out_a, dequeue_fate, flow_in.astype(np.int64), flows)
+    return Fates(ingress, qt, action, fate, out_a, dequeue_fate, flow_in, flows)
 
 
 def _flow_ids(fates: Fates, streams: Sequence[Stream] | None, iperf3_control: bool) -> np.ndarray:
@@ -319,6 +350,10 @@ def _flow_ids(fates: Fates, streams: Sequence[Stream] | None, iperf3_control: bo
         return ids
     proto_no = {"tcp": PROTO_TCP, "udp": PROTO_UDP}
     wanted: dict[tuple[int, int, int], list[int]] = defaultdict(list)
+    given = [s.flow_id for s in streams]
+    if len(set(given)) != len(given) or any(not 0 <= f < 2 ** 31 for f in given):
+        raise L4stbError(f"capture matching: stream flow ids {given} must be distinct and in 0..2^31-1 (the "
+                         "simulator's stream indexes).")
     for s in streams:
         if s.proto not in proto_no:
             raise L4stbError(f"capture matching: stream {s.flow_id} has protocol {s.proto!r}; use tcp or udp.")
@@ -400,6 +435,9 @@ def fates_to_lines(fates: Fates, *, streams: Sequence[Stream] | None = None, ipe
     cols[:, ix["packet_length"]] = t.ip_len[logged]
     cols[:, ix["dequeue_action"]] = act
     cols[:, ix["timestamp_us"]] = (fates.fate_ns[logged] - time_origin_ns) // 1000
+    if m and cols[0, ix["timestamp_us"]] < 0:
+        raise L4stbError(f"capture matching: time_origin_ns {time_origin_ns} is after the capture's first decision "
+                         f"({int(fates.fate_ns[logged[0]])} ns since the epoch): pass the run's start or 0.")
     cols[:, ix["flow_id"]] = fid[logged]
     cols[:, ix["decided_by"]] = DECIDED_BY_AQM
     return map(format_line, cols.tolist())

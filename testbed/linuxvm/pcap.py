@@ -201,7 +201,8 @@ def read_pcap(path: str | Path) -> PacketTable:
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        raise L4stbError(f"{where}: cannot read the capture ({exc.strerror}); check that the file was fetched.") from exc
+        raise L4stbError(f"{where}: cannot read the capture ({exc.strerror}); check that the file was "
+                         "fetched.") from exc
     order, frac_ns, link = _header(data, where)
     if link not in _LINK_LAYOUT:
         raise L4stbError(f"{where}: link type {link} is not read by l4stb (Ethernet 1, raw IPv4 101/228, Linux "
