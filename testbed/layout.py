@@ -68,7 +68,8 @@ def udp_prague_server_name(port: int) -> str:
     return f"server-{int(port)}{UDP_PRAGUE_SUFFIX}"
 
 
-ROUTER_EVIDENCE_SUFFIXES = (".pcap", ".pcap.stderr", "tc-samples.txt", "tc-final.txt", "guest-facts.txt")
+ROUTER_EVIDENCE_SUFFIXES = (".pcap", ".pcap.stderr", "tc-samples.txt", "tc-samples.csv", "tc-final.txt",
+                            "guest-facts.txt")
 """Files a real-Linux (qemu) router keeps beside its log set: the packet captures the log lines were derived
 from, tcpdump's drop counts, the sampled ``tc -s qdisc show`` and the guest's facts. They are evidence,
 fetched with the run, and never read as log files."""

@@ -18,9 +18,11 @@ from pathlib import Path
 from l4stb import layout
 from l4stb.linuxvm import guest
 from l4stb.linuxvm.capture_log import CaptureStats, Stream, capture_to_log_lines
+from l4stb.linuxvm.tcstats import read_tc_samples, write_tc_csv
 from l4stb.logformat import L4STB_PREFIX, LINE_END
 from l4stb.sim.syslog import SyslogFile
 
+TC_SAMPLES_CSV = "tc-samples.csv"
 _TCPDUMP_DROPS = re.compile(r"(\d+) packets? dropped by kernel")
 
 
@@ -75,12 +77,18 @@ def place_repeat(provider, ctx, repeat: int, share: Path) -> dict:
     finally:
         files = log.close()
     drops = {name: capture_drops(rdir / f"{name}.stderr") for _, name in (*caps.ingress, caps.egress)}
+    samples = rdir / caps.tc_samples
+    tc_rows = 0
+    if samples.is_file():  # the qdisc's own view (p', delays, counters) beside the capture-derived log set
+        rows = read_tc_samples(samples)
+        write_tc_csv(rows, rdir / TC_SAMPLES_CSV)
+        tc_rows = len(rows)
     facts = share / "facts.txt"
     if facts.is_file():
         shutil.copyfile(facts, rdir / "guest-facts.txt")
     return {"log_lines": log.lines, "module_log_lines": log.module_lines, "log_files": [str(p) for p in files],
             "capture": _capture_counts(stats),
-            "capture_drops": drops}
+            "capture_drops": drops, "tc_samples": tc_rows}
 
 
 def _qdisc_name(scenario) -> str:

@@ -41,7 +41,13 @@ def qemu_binary() -> str:
 
 
 def command(image: Path, share: Path, *, accel: str, cpus: int, memory_mb: int) -> list[str]:
-    return [qemu_binary(), "-machine", "q35", "-accel", accel, "-cpu", "max" if accel == "tcg" else "host",
+    if accel == "tcg-icount":
+        # guest time from instructions executed (1 ns each), idle time skipped: the guest's clock no longer
+        # depends on how much of the host's CPU it gets (qemu docs/devel/tcg-icount.rst); single-threaded TCG
+        accel_args = ["-accel", "tcg,thread=single", "-icount", "shift=0,sleep=off"]
+    else:
+        accel_args = ["-accel", accel]
+    return [qemu_binary(), "-machine", "q35", *accel_args, "-cpu", "max" if accel.startswith("tcg") else "host",
             "-m", str(int(memory_mb)), "-smp", str(int(cpus)), "-nographic", "-no-reboot", "-nodefaults",
             "-serial", "stdio", "-kernel", str(image / "vmlinuz"), "-initrd", str(image / "initrd.gz"),
             "-append", "console=ttyS0 quiet panic=-1",
