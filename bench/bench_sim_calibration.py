@@ -1,14 +1,17 @@
 """The simulator's side of the real-kernel calibration cells: one flow alone through DualPI2, per rate, in one table.
 
 Usage: python bench/bench_sim_calibration.py [--rates 8,20,40] [--cc dctcp] [--stack linux]
-                                             [--classifier any_ect] [--duration-s 20] [--seeds 1,2,3]
-                                             [--step-packets N]
+                                             [--classifier any_ect] [--shaper htb] [--duration-s 20]
+                                             [--seeds 1,2,3] [--step-packets N]
 
 Each cell is the issue-20 set-up as the simulator runs it: the dumbbell with ``bottleneck.delay`` = the base
-RTT (10 ms; the real testbed puts netem on the return path, the simulator's dummynet-style pipe its delay line
-after the queue, the same RTT), DualPI2 at Linux's defaults with ``aqm.l4s_classifier`` as given (``any_ect``
-puts Linux's ECT(0) DCTCP in the L queue, as ``tc qdisc ... dualpi2 any_ect`` does), one ``--cc`` flow on
-client2 with ``hosts.client2.stack``, iperf3 ``-t duration``.
+RTT (10 ms; the real testbed puts netem on the return path, the simulator its delay line after the queue, the
+same RTT), ``bottleneck.shaper`` htb (the real-Linux router's ``htb rate R`` with tc's default burst; dummynet
+for the FreeBSD testbed's serialising pipe), DualPI2 at Linux's defaults with ``aqm.l4s_classifier`` as given
+(``any_ect`` puts Linux's ECT(0) DCTCP in the L queue, as ``tc qdisc ... dualpi2 any_ect`` does), one ``--cc``
+flow on client2 with ``hosts.client2.stack``, iperf3 ``-t duration``. The seeds move only the flow's start
+jitter (and DualPI2's draws, which a lone L flow at p' = 0 never makes), so the spread over seeds is tiny: it is
+not a stand-in for the real kernel's run-to-run spread.
 
 Columns, each measured in that run (mean and min..max over the seeds):
 
