@@ -1,21 +1,24 @@
 """The simulator's side of the real-kernel calibration cells: one flow alone through DualPI2, per rate, in one table.
 
 Usage: python bench/bench_sim_calibration.py [--rates 8,20,40] [--cc dctcp] [--stack linux]
-                                             [--classifier any_ect] [--duration-s 20] [--seeds 1,2,3]
-                                             [--step-packets N]
+                                             [--classifier any_ect] [--shaper htb] [--duration-s 20]
+                                             [--seeds 1,2,3] [--step-packets N]
 
 Each cell is the issue-20 set-up as the simulator runs it: the dumbbell with ``bottleneck.delay`` = the base
-RTT (10 ms; the real testbed puts netem on the return path, the simulator's dummynet-style pipe its delay line
-after the queue, the same RTT), DualPI2 at Linux's defaults with ``aqm.l4s_classifier`` as given (``any_ect``
-puts Linux's ECT(0) DCTCP in the L queue, as ``tc qdisc ... dualpi2 any_ect`` does), one ``--cc`` flow on
-client2 with ``hosts.client2.stack``, iperf3 ``-t duration``.
+RTT (10 ms; the real testbed puts netem on the return path, the simulator its delay line after the queue, the
+same RTT), ``bottleneck.shaper`` htb (the real-Linux router's ``htb rate R`` with tc's default burst; dummynet
+for the FreeBSD testbed's serialising pipe), DualPI2 at Linux's defaults with ``aqm.l4s_classifier`` as given
+(``any_ect`` puts Linux's ECT(0) DCTCP in the L queue, as ``tc qdisc ... dualpi2 any_ect`` does), one ``--cc``
+flow on client2 with ``hosts.client2.stack``, iperf3 ``-t duration``. The seeds move only the flow's start
+jitter (and DualPI2's draws, which a lone L flow at p' = 0 never makes), so the spread over seeds is tiny: it is
+not a stand-in for the real kernel's run-to-run spread.
 
 Columns, each measured in that run (mean and min..max over the seeds):
 
 * goodput/rate: bytes the receiver got in order over the flow's life, over the bottleneck rate (iperf3's
   receiver figure, slow start included, as the real runs report it);
 * mean RTT: the sender's mean of its RTT samples (iperf3's ``mean_rtt`` is the mean of srtt; close);
-* L p50/p99: sojourn of the packets the L queue forwarded or marked (router log, whole run);
+* L p50/p99, C p50/p99: sojourn of the packets each queue forwarded or marked (router log, whole run);
 * mark rate: CE marks over packets dequeued, both queues (router log counters);
 * L share: the fraction of the flow's packets that the classifier put in the L queue.
 
@@ -69,6 +72,7 @@ def run_cell(rate_mbps: int, cc: str, stack: str, classifier: str, shaper: str, 
     for path in stats["log_files"]:
         rows += read_l4stb_rows(path)
     l_soj = [r[QD] for r in rows if r[QT] == 1 and r[ACT] != ACTION_DROP]
+    c_soj = [r[QD] for r in rows if r[QT] == 0 and r[ACT] != ACTION_DROP]
     dequeued = sum(1 for r in rows if r[ACT] != ACTION_DROP)
     marks = sum(1 for r in rows if r[ACT] == ACTION_MARK)
     flow = stats["flows"][0]
@@ -77,15 +81,17 @@ def run_cell(rate_mbps: int, cc: str, stack: str, classifier: str, shaper: str, 
         "rtt": flow["mean_rtt_ms"],
         "l50": percentile(l_soj, 50),
         "l99": percentile(l_soj, 99),
+        "c50": percentile(c_soj, 50),
+        "c99": percentile(c_soj, 99),
         "mark": marks / dequeued if dequeued else float("nan"),
         "lshare": len(l_soj) / dequeued if dequeued else float("nan"),
     }
 
 
 def summary(values: list[float], fmt: str) -> str:
-    """``mean (min..max)``, or the one value; ``n/a`` when a seed had no value (no L packet: nothing used L)."""
+    """``mean (min..max)``, or the one value; ``n/a`` when a seed had no value (no packet used that queue)."""
     if any(math.isnan(v) for v in values):
-        return "n/a (no L packets)"
+        return "n/a (queue unused)"
     if len(values) == 1:
         return format(values[0], fmt)
     return f"{format(statistics.fmean(values), fmt)} ({format(min(values), fmt)}..{format(max(values), fmt)})"
@@ -107,7 +113,8 @@ def main() -> None:
     console = Console(width=160)
     table = Table(title=f"one {args.cc} flow ({args.stack} stack), {args.shaper} + DualPI2 {args.classifier}, 10 ms, "
                         f"{args.duration_s} s, seeds {args.seeds}")
-    for col in ("Mbit/s", "goodput/rate", "mean RTT ms", "L p50 ms", "L p99 ms", "mark rate", "L share"):
+    for col in ("Mbit/s", "goodput/rate", "mean RTT ms", "L p50 ms", "L p99 ms", "C p50 ms", "C p99 ms", "mark rate",
+                "L share"):
         table.add_column(col, justify="right")
     with tempfile.TemporaryDirectory() as root:
         for rate in (int(r) for r in args.rates.split(",")):
@@ -116,7 +123,8 @@ def main() -> None:
                      for s in seeds]
             col = lambda k: [c[k] for c in cells]  # noqa: E731
             table.add_row(str(rate), summary(col("util"), ".3f"), summary(col("rtt"), ".2f"),
-                          summary(col("l50"), ".3f"), summary(col("l99"), ".3f"), summary(col("mark"), ".3f"),
+                          summary(col("l50"), ".3f"), summary(col("l99"), ".3f"), summary(col("c50"), ".3f"),
+                          summary(col("c99"), ".3f"), summary(col("mark"), ".3f"),
                           summary(col("lshare"), ".2f"))
             console.print(f"done: {rate} Mbit/s", style="dim")
     console.print(table)
