@@ -50,6 +50,14 @@ class Cell:
     rtt_ms: int
 
     @property
+    def classic_ecn(self) -> bool:
+        """Classic flows send ECT(0) except under ``any_ect``, which would put them in the L queue beside
+        DCTCP; there they are not-ECT, as in most L4S coexistence studies (Linux's DCTCP sends ECT(0) either
+        way: tcp_dctcp.c asks for ECN itself)."""
+        return not (AQMS[self.aqm].get("l4s_classifier") == "any_ect"
+                    and any(g["cc"] not in ("dctcp", "prague") for g in MIXES[self.mix]))
+
+    @property
     def name(self) -> str:
         return f"{self.mix}-{self.aqm}-{self.rate_mbps}m-{self.rtt_ms}ms".replace("+", "-")
 
@@ -58,7 +66,7 @@ class Cell:
         hosts = {h: {"stack": "linux"} for h in ("client1", "client2")}
         doc = {"name": f"cal-{self.name}"[:31].rstrip("-"), "description": f"calibration cell {self.name}",
                "topology": "dumbbell-4", "duration": f"{duration_s}s", "repeats": repeats, "seed": seed,
-               "ecn": True, "bottleneck": {"rate": f"{self.rate_mbps}Mbit", "delay": f"{self.rtt_ms}ms",
+               "ecn": self.classic_ecn, "bottleneck": {"rate": f"{self.rate_mbps}Mbit", "delay": f"{self.rtt_ms}ms",
                                            "limit_packets": 1000},
                "aqm": dict(AQMS[self.aqm]), "flows": [dict(g) for g in MIXES[self.mix]], "hosts": hosts}
         if provider == "sim":
