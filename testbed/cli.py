@@ -91,9 +91,13 @@ def cli(ctx: click.Context, workdir: str | None, verbose: bool) -> None:
               help="qemu: the Debian kernel to use, e.g. 7.2.13+deb14 (default: the newest complete one in sid; "
                    "a cached one needs no network).")
 @click.option("--rebuild", is_flag=True, help="qemu: rebuild sch_dualpi2 and the initramfs even when cached.")
+@click.option("--capture/--no-capture", default=True, show_default=True,
+              help="qemu: capture packets on both sides of the bottleneck to write the router's log set (off: "
+                   "iperf3 and the qdisc's own samples only, for rates the guest cannot capture).")
 @click.option("--dry-run", is_flag=True, help="Print the per-host plan and touch nothing.")
 @pass_ctx
-def up(c: Ctx, provider: str, topology: str, kernel: str | None, rebuild: bool, dry_run: bool) -> None:
+def up(c: Ctx, provider: str, topology: str, kernel: str | None, rebuild: bool, capture: bool,
+       dry_run: bool) -> None:
     """Bring up the testbed: client1, client2, router, server."""
     from l4stb.config import load_topology
     from l4stb.providers import get_provider
@@ -113,9 +117,9 @@ def up(c: Ctx, provider: str, topology: str, kernel: str | None, rebuild: bool, 
                     "Run `l4stb down` first, or use another --workdir."
                 )
         if provider == "qemu":
-            info = _qemu_up(prov, topo, kernel, rebuild)
-        elif kernel or rebuild:
-            raise L4stbError("--kernel and --rebuild are options of the qemu provider; drop them for "
+            info = _qemu_up(prov, topo, kernel, rebuild, capture)
+        elif kernel or rebuild or not capture:
+            raise L4stbError("--kernel, --rebuild and --no-capture are options of the qemu provider; drop them for "
                              f"--provider {provider}.")
         else:
             info = prov.up(topo)
@@ -129,12 +133,12 @@ def up(c: Ctx, provider: str, topology: str, kernel: str | None, rebuild: bool, 
             _print_check(run_check(c.ws))
 
 
-def _qemu_up(prov, topo, kernel, rebuild):
+def _qemu_up(prov, topo, kernel, rebuild, capture):
     """The qemu provider's set-up, one progress line per stage (downloads and the module build take minutes once)."""
     from rich.status import Status
 
     with Status("qemu: starting", console=console) as status:
-        return prov.up(topo, kernel=kernel, rebuild=rebuild,
+        return prov.up(topo, kernel=kernel, rebuild=rebuild, capture=capture,
                        progress=lambda stage: status.update(f"qemu: {stage}"))
 
 

@@ -62,6 +62,9 @@ def place_repeat(provider, ctx, repeat: int, share: Path) -> dict:
     rdir = dest[router]
     caps = guest.capture_files(topo)
     stats = CaptureStats()
+    if not (rdir / caps.egress[1]).is_file():  # the testbed runs without capture: no log set
+        return {"log_lines": 0, "module_log_lines": 0, "log_files": [], "capture": None,
+                "tc_samples": _tc_csv(rdir, caps)}
     first_ns = _first_timestamp_ns(rdir / caps.egress[1])
     epoch_s = first_ns // 1_000_000_000
     lines = capture_to_log_lines([rdir / name for _, name in caps.ingress], rdir / caps.egress[1],
@@ -77,18 +80,23 @@ def place_repeat(provider, ctx, repeat: int, share: Path) -> dict:
     finally:
         files = log.close()
     drops = {name: capture_drops(rdir / f"{name}.stderr") for _, name in (*caps.ingress, caps.egress)}
-    samples = rdir / caps.tc_samples
-    tc_rows = 0
-    if samples.is_file():  # the qdisc's own view (p', delays, counters) beside the capture-derived log set
-        rows = read_tc_samples(samples)
-        write_tc_csv(rows, rdir / TC_SAMPLES_CSV)
-        tc_rows = len(rows)
+    tc_rows = _tc_csv(rdir, caps)
     facts = share / "facts.txt"
     if facts.is_file():
         shutil.copyfile(facts, rdir / "guest-facts.txt")
     return {"log_lines": log.lines, "module_log_lines": log.module_lines, "log_files": [str(p) for p in files],
             "capture": _capture_counts(stats),
             "capture_drops": drops, "tc_samples": tc_rows}
+
+
+def _tc_csv(rdir: Path, caps) -> int:
+    """The qdisc's own view (p', delays, counters) as CSV beside the log set; returns the samples written."""
+    samples = rdir / caps.tc_samples
+    if not samples.is_file():
+        return 0
+    rows = read_tc_samples(samples)
+    write_tc_csv(rows, rdir / TC_SAMPLES_CSV)
+    return len(rows)
 
 
 def _qdisc_name(scenario) -> str:

@@ -191,8 +191,12 @@ def _in(ns: str, *argv: object) -> str:
     return _q(IP, "netns", "exec", ns, *argv)
 
 
-def render(scenario: Scenario, topology: Topology, run_id: str, repeat: int, *, as_written: bool = True) -> str:
-    """The busybox-sh script one repeat's VM runs (from its shared folder, as /out/guest.sh)."""
+def render(scenario: Scenario, topology: Topology, run_id: str, repeat: int, *, as_written: bool = True,
+           capture: bool = True) -> str:
+    """The busybox-sh script one repeat's VM runs (from its shared folder, as /out/guest.sh).
+
+    ``capture`` False leaves tcpdump out (no router log set; iperf3 and the qdisc's samples only), for
+    measuring what the capture costs and for rates where the guest cannot capture every packet."""
     check_supported(scenario, as_written=as_written)
     sc, topo = scenario, topology
     sc.check_against(topo)
@@ -267,19 +271,22 @@ def render(scenario: Scenario, topology: Topology, run_id: str, repeat: int, *, 
             lines.append(_q(TC, "-n", router, "qdisc", "add", "dev", _ifname(net), "root", "netem", "delay",
                             _us(extra), "limit", "100000") + " || fail " + _q(f"netem-{client}"))
     lines += [f"mkdir -p /tmp/{h}" for h in hosts]
-    lines.append("step capture")
     rdir = f"/tmp/{router}"
-    filt = f"ip and dst host {server_ip}"
-    # the egress capture starts first and stops last, so every packet it could hold is already in it
-    dev, name = caps.egress
-    lines.append(_in(router, *_tcpdump_args(dev, "out", f"{rdir}/{name}"), filt)
-                 + f" 2>{shlex.quote(f'{rdir}/{name}.stderr')} &")
-    lines.append("EGRESS_CAP=$!")
-    lines.append("$B sleep 0.5")
-    for dev, name in caps.ingress:
-        lines.append(_in(router, *_tcpdump_args(dev, "in", f"{rdir}/{name}"), filt)
+    lines.append(": > /tmp/tcpdump.pids")
+    lines.append("EGRESS_CAP=")
+    if capture:
+        lines.append("step capture")
+        filt = f"ip and dst host {server_ip}"
+        # the egress capture starts first and stops last, so every packet it could hold is already in it
+        dev, name = caps.egress
+        lines.append(_in(router, *_tcpdump_args(dev, "out", f"{rdir}/{name}"), filt)
                      + f" 2>{shlex.quote(f'{rdir}/{name}.stderr')} &")
-        lines.append("echo $! >> /tmp/tcpdump.pids")
+        lines.append("EGRESS_CAP=$!")
+        lines.append("$B sleep 0.5")
+        for dev, name in caps.ingress:
+            lines.append(_in(router, *_tcpdump_args(dev, "in", f"{rdir}/{name}"), filt)
+                         + f" 2>{shlex.quote(f'{rdir}/{name}.stderr')} &")
+            lines.append("echo $! >> /tmp/tcpdump.pids")
     samples = f"{rdir}/{caps.tc_samples}"
     lines.append(f"( while [ ! -e /tmp/stop-sampling ]; do echo \"@$({DATE} +%s%N)\"; "
                  f"{_q(TC, '-n', router, '-s', 'qdisc', 'show', 'dev', bottleneck_dev)}; "
@@ -321,7 +328,7 @@ def render(scenario: Scenario, topology: Topology, run_id: str, repeat: int, *, 
         "for p in $(cat /tmp/tcpdump.pids); do kill -INT $p; done",
         "for p in $(cat /tmp/tcpdump.pids); do wait $p; done",
         "$B sleep 1",  # longer than any queue delay the bottleneck holds at its packet limit's worth of data
-        "kill -INT $EGRESS_CAP; wait $EGRESS_CAP",
+        'if [ -n "$EGRESS_CAP" ]; then kill -INT $EGRESS_CAP; wait $EGRESS_CAP; fi',
         _q(TC, "-n", router, "-s", "qdisc", "show", "dev", bottleneck_dev) + f" > {shlex.quote(rdir + '/tc-final.txt')}",
         _q(TC, "-n", router, "-s", "class", "show", "dev", bottleneck_dev) + f" >> {shlex.quote(rdir + '/tc-final.txt')}",
         "$B sleep 1",

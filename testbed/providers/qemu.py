@@ -100,7 +100,7 @@ class QemuProvider(Provider):
                      f"mkdir -p {self.ws.host_dir(host)}")
         return plan
 
-    def up(self, topology: Topology, *, kernel: str | None = None, rebuild: bool = False,
+    def up(self, topology: Topology, *, kernel: str | None = None, rebuild: bool = False, capture: bool = True,
            progress=None) -> TestbedInfo:
         def say(msg: str) -> None:
             if progress is not None:
@@ -133,7 +133,7 @@ class QemuProvider(Provider):
         state = {"kernel": pset.kernel, "release": pset.release, "image": str(img_dir), "accel": accel,
                  "accel_probe": tried, "mirror": pset.mirror, "sch_dualpi2_sha256": _sha256(ko),
                  "packages": {p.package: {"version": p.version, "sha256": p.sha256} for p in pset.packages},
-                 "cache": str(self.cache), "created": utc_iso()}
+                 "cache": str(self.cache), "capture": capture, "created": utc_iso()}
         atomic_write_json(self.state_file, state)
         info = TestbedInfo(provider=self.name, topology=topology.name)
         for host, spec in topology.hosts.items():
@@ -168,7 +168,7 @@ class QemuProvider(Provider):
     def host_facts(self, topology: Topology) -> dict[str, dict[str, Any]]:
         st = self.state()
         common = {"kernel": st["release"], "accel": st["accel"], "virtualised": True, "stack": "linux",
-                  "sch_dualpi2_sha256": st["sch_dualpi2_sha256"],
+                  "sch_dualpi2_sha256": st["sch_dualpi2_sha256"], "router_capture": st.get("capture", True),
                   "packages": {k: v["version"] for k, v in st["packages"].items()},
                   "host_machine": platform.platform(), "host_cpu_count": os.cpu_count()}
         return {h: dict(common, namespace=h) for h in topology.hosts}
@@ -228,7 +228,8 @@ class QemuProvider(Provider):
         share = self._share(ctx.run_id, repeat)
         shutil.rmtree(share, ignore_errors=True)
         share.mkdir(parents=True)
-        (share / "guest.sh").write_text(guest.render(ctx.scenario, ctx.topology, ctx.run_id, repeat, as_written=False))
+        (share / "guest.sh").write_text(guest.render(ctx.scenario, ctx.topology, ctx.run_id, repeat, as_written=False,
+                                                       capture=st.get("capture", True)))
         on_progress(repeat, 0.0)
         timeout = ctx.scenario.duration / 1e6 + BOOT_MARGIN_S
         result = vm.boot(Path(st["image"]), share, accel=st["accel"], cpus=VM_CPUS, memory_mb=VM_MEMORY_MB,
