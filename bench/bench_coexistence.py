@@ -30,8 +30,7 @@ from l4stb.sim.runner import SimJob, simulate_repeat
 QT = FIELD_INDEX["queue_type"]
 QD = FIELD_INDEX["current_queue_delay"]
 ACT = FIELD_INDEX["dequeue_action"]
-TS = len(FIELD_INDEX) - 2
-"""Index of timestamp_us in a parsed l4stb line (24 fields, then timestamp_us, flow_id)."""
+TS = FIELD_INDEX["timestamp_us"]
 WARMUP_US = 2_000_000
 
 
@@ -89,7 +88,8 @@ def main() -> None:
                 for sem in semantics:
                     d = run_mix(rate, stack, sem, "dctcp", duration, args.seed, root)
                     p = run_mix(rate, stack, sem, "prague", duration, args.seed, root)
-                    fmt = lambda pair: f"{pair[0]:.2f}/{pair[1]:.2f}"  # noqa: E731
+                    fmt = lambda pair: ("n/a (empty)" if pair[0] != pair[0]  # noqa: E731
+                                        else f"{pair[0]:.2f}/{pair[1]:.2f}")
                     table.add_row(str(rate), stack, sem or "as built", f"{d['ratio']:.2f}", f"{d['util']:.1%}",
                                   fmt(d["L"]), fmt(d["C"]), f"{p['ratio']:.2f}", f"{p['util']:.1%}", fmt(p["L"]),
                                   fmt(p["C"]), f"{d['wall'] + p['wall']:.1f}")
