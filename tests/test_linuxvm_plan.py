@@ -168,3 +168,14 @@ def test_router_evidence_is_never_read_as_a_log_file():
     assert layout.is_router_evidence("capture-in-lan1.pcap")
     assert layout.is_router_evidence("tc-samples.txt")
     assert not layout.is_router_evidence("dualpi2.log.0.bz2")
+
+
+def test_without_capture_the_guest_runs_no_tcpdump():
+    sc = load_scenario("dctcp-8mbps-single")
+    script = guest.render(sc, load_topology(sc.topology), "run-1", 1, capture=False)
+    assert "/usr/bin/tcpdump" not in script and "tc-samples.txt" in script and "-C dctcp" in script
+
+
+def test_up_options_of_the_qemu_provider_are_refused_on_sim_with_exit_2(l4stb):
+    res = l4stb("up", "--provider", "sim", "--kernel", "7.2.13+deb14")
+    assert res.exit_code == 2 and "qemu provider" in res.output and "Traceback" not in res.output
