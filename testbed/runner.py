@@ -79,9 +79,9 @@ def plan_run(ws: Workspace, scenario_name: str, overrides: list[str], provider: 
         up = False
     plan = get_provider(provider_name, ws).plan_run(RunContext(ws.new_run_id(scenario.name), scenario, topology, ws), 1)
     if not up:
-        other = "qemu" if provider_name == "sim" else "sim"
+        others = " or ".join(f"--provider {p}" for p in ("sim", "vagrant", "qemu") if p != provider_name)
         plan.title += (f" -- no {provider_name} testbed is up, so this is the plan `l4stb up --provider {provider_name}` "
-                       f"would run; add --provider {other} to see the {other} plan")
+                       f"would run; add {others} to see another provider's plan")
     return plan
 
 
