@@ -1,0 +1,122 @@
+"""Per-flow sender metrics from a cwnd time series: goodput, cwnd distribution, sawtooth, srtt, growth after a cut.
+
+One :class:`CwndTrace` comes from a real FreeBSD sender's SIFTR log (:func:`from_siftr`) or from a simulated
+sender (:func:`from_sim`), so both are measured by the same code. :func:`flow_metrics` computes, over the
+window from ``warmup_s`` after the flow's first record to its last:
+
+* ``goodput_mbps``: acknowledged payload bits per second;
+* ``cwnd_mean`` / ``cwnd_p10`` / ``cwnd_p50`` / ``cwnd_p90``: cwnd in segments (cwnd / t_maxseg), time-weighted
+  (the value holding at each point of a 10 ms grid);
+* ``cuts``: congestion events, each a record where cwnd falls below the previous record's (FreeBSD moves
+  cwnd down only on a congestion signal or a timeout); ``cut_period_s``: the window's length over the
+  number of cuts; ``cut_depth_p50``: the median of 1 - cwnd after / cwnd before (DCTCP's alpha/2, NewReno's
+  1/2);
+* ``srtt_p50_ms`` / ``srtt_p95_ms``: the sender's smoothed RTT, time-weighted;
+* ``step_after_cut_p50``: the median first cwnd increase after a cut, in segments (2 when the ACK after a
+  cut takes a slow-start step with abc_l_var = 2, 1 for a congestion-avoidance step);
+  ``at_ssthresh_after_cut``: the share of cuts that leave cwnd equal to ssthresh (within one byte).
+
+A metric with nothing to measure (no cut in the window) is ``None``, shown as "n/a".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+GRID_S = 0.010
+
+
+@dataclass
+class CwndTrace:
+    """A sender's state after each record: time, cwnd and ssthresh (segments), srtt, bytes newly acked."""
+
+    t_s: np.ndarray
+    cwnd_segs: np.ndarray
+    ssthresh_segs: np.ndarray
+    srtt_us: np.ndarray
+    acked_bytes: np.ndarray
+
+
+@dataclass
+class FlowMetrics:
+    """What :func:`flow_metrics` measures (see the module docstring)."""
+
+    goodput_mbps: float
+    cwnd_mean: float
+    cwnd_p10: float
+    cwnd_p50: float
+    cwnd_p90: float
+    cuts: int
+    cut_period_s: float | None
+    cut_depth_p50: float | None
+    srtt_p50_ms: float
+    srtt_p95_ms: float
+    step_after_cut_p50: float | None
+    at_ssthresh_after_cut: float | None
+
+
+def from_siftr(flow) -> CwndTrace:
+    """A :class:`l4stb.analysis.siftr.SiftrFlow` as a trace: cwnd and ssthresh in t_maxseg units."""
+    mss = float(flow.mss)
+    return CwndTrace(t_s=flow.t_s, cwnd_segs=flow.cwnd_bytes / mss,
+                     ssthresh_segs=np.minimum(flow.ssthresh_bytes, 1 << 30) / mss,
+                     srtt_us=flow.srtt_us.astype(np.float64), acked_bytes=flow.acked_bytes())
+
+
+def from_sim(records: list[tuple[int, float, float, int, int]]) -> CwndTrace:
+    """A simulated sender's per-ACK records ``(now_ns, cwnd_segs, ssthresh_segs, srtt_ns, acked_bytes)``
+    (:class:`l4stb.sim.trace.TracingTcpFlow`) as a trace."""
+    a = np.array(records, dtype=np.float64).reshape(-1, 5)
+    return CwndTrace(t_s=a[:, 0] / 1e9, cwnd_segs=a[:, 1], ssthresh_segs=np.minimum(a[:, 2], 1 << 30),
+                     srtt_us=a[:, 3] / 1e3, acked_bytes=a[:, 4])
+
+
+def _on_grid(t: np.ndarray, v: np.ndarray, t0: float, t1: float) -> np.ndarray:
+    grid = np.arange(t0, t1, GRID_S)
+    idx = np.searchsorted(t, grid, side="right") - 1
+    return v[idx[idx >= 0]]
+
+
+def flow_metrics(tr: CwndTrace, warmup_s: float = 5.0, span_s: float | None = None) -> FlowMetrics:
+    """The metrics of one flow over [first record + ``warmup_s``, last record], or over ``span_s`` seconds
+    from the start of that window."""
+    t0 = float(tr.t_s[0]) + warmup_s
+    t1 = float(tr.t_s[-1]) if span_s is None else min(float(tr.t_s[-1]), t0 + span_s)
+    if t1 - t0 < 1.0:
+        raise ValueError(f"a trace of {float(tr.t_s[-1] - tr.t_s[0]):.1f} s is too short for a {warmup_s:g} s "
+                         "warm-up and a 1 s window")
+    sel = (tr.t_s >= t0) & (tr.t_s <= t1)
+    goodput = float(tr.acked_bytes[sel].sum()) * 8 / (t1 - t0) / 1e6
+    cw = _on_grid(tr.t_s, tr.cwnd_segs, t0, t1)
+    valid_srtt = tr.srtt_us > 0
+    rtt = _on_grid(tr.t_s[valid_srtt], tr.srtt_us[valid_srtt], t0, t1) / 1e3
+
+    c = tr.cwnd_segs
+    down = np.nonzero((c[1:] < c[:-1] - 1e-9) & sel[1:])[0] + 1
+    depths = 1 - c[down] / c[down - 1]
+    steps = []
+    for i in down:
+        j = i + 1
+        while j < len(c) and c[j] <= c[j - 1] + 1e-9:
+            if c[j] < c[j - 1] - 1e-9:
+                break  # cut again before any growth
+            j += 1
+        if j < len(c) and c[j] > c[j - 1] + 1e-9:
+            steps.append(c[j] - c[j - 1])
+    at_ss = np.abs(c[down] - tr.ssthresh_segs[down]) < 1e-3
+    return FlowMetrics(
+        goodput_mbps=goodput,
+        cwnd_mean=float(cw.mean()),
+        cwnd_p10=float(np.percentile(cw, 10)),
+        cwnd_p50=float(np.percentile(cw, 50)),
+        cwnd_p90=float(np.percentile(cw, 90)),
+        cuts=int(len(down)),
+        cut_period_s=(t1 - t0) / len(down) if len(down) else None,
+        cut_depth_p50=float(np.median(depths)) if len(down) else None,
+        srtt_p50_ms=float(np.percentile(rtt, 50)),
+        srtt_p95_ms=float(np.percentile(rtt, 95)),
+        step_after_cut_p50=float(np.median(steps)) if steps else None,
+        at_ssthresh_after_cut=float(at_ss.mean()) if len(down) else None,
+    )
