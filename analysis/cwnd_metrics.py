@@ -7,14 +7,14 @@ window from ``warmup_s`` after the flow's first record to its last:
 * ``goodput_mbps``: acknowledged payload bits per second;
 * ``cwnd_mean`` / ``cwnd_p10`` / ``cwnd_p50`` / ``cwnd_p90``: cwnd in segments (cwnd / t_maxseg), time-weighted
   (the value holding at each point of a 10 ms grid);
-* ``cuts``: congestion events, each a record where cwnd falls below the previous record's (FreeBSD moves
-  cwnd down only on a congestion signal or a timeout); ``cut_period_s``: the window's length over the
-  number of cuts; ``cut_depth_p50``: the median of 1 - cwnd after / cwnd before (DCTCP's alpha/2, NewReno's
-  1/2);
+* ``cuts_per_min``: congestion events per minute, each a record where ssthresh changes (cc_cong_signal sets
+  it on a loss, a CE echo or a timeout) or where cwnd first falls after growing; ``cut_period_s``: the window's length over the number of cuts (None without one); ``cut_depth_p50``:
+  the median of 1 - new ssthresh / cwnd just before (DCTCP's alpha/2, NewReno's 1/2);
 * ``srtt_p50_ms`` / ``srtt_p95_ms``: the sender's smoothed RTT, time-weighted;
-* ``step_after_cut_p50``: the median first cwnd increase after a cut, in segments (2 when the ACK after a
-  cut takes a slow-start step with abc_l_var = 2, 1 for a congestion-avoidance step);
-  ``at_ssthresh_after_cut``: the share of cuts that leave cwnd equal to ssthresh (within one byte).
+* ``reduction_ms_p50``: the median time from a cut until cwnd is down to the new ssthresh (+ 1 segment):
+  0 when cwnd is set to ssthresh at once, about an RTT under PRR (RFC 6937), which walks it down per ACK;
+* ``step_after_cut_p50``: the median first cwnd increase once it is down, in segments (2 for a slow-start
+  step with abc_l_var = 2, 1 for a congestion-avoidance step).
 
 A metric with nothing to measure (no cut in the window) is ``None``, shown as "n/a".
 """
@@ -48,13 +48,13 @@ class FlowMetrics:
     cwnd_p10: float
     cwnd_p50: float
     cwnd_p90: float
-    cuts: int
+    cuts_per_min: float
     cut_period_s: float | None
     cut_depth_p50: float | None
     srtt_p50_ms: float
     srtt_p95_ms: float
     step_after_cut_p50: float | None
-    at_ssthresh_after_cut: float | None
+    reduction_ms_p50: float | None
 
 
 def from_siftr(flow) -> CwndTrace:
@@ -94,29 +94,45 @@ def flow_metrics(tr: CwndTrace, warmup_s: float = 5.0, span_s: float | None = No
     rtt = _on_grid(tr.t_s[valid_srtt], tr.srtt_us[valid_srtt], t0, t1) / 1e3
 
     c = tr.cwnd_segs
-    down = np.nonzero((c[1:] < c[:-1] - 1e-9) & sel[1:])[0] + 1
-    depths = 1 - c[down] / c[down - 1]
-    steps = []
-    for i in down:
-        j = i + 1
-        while j < len(c) and c[j] <= c[j - 1] + 1e-9:
-            if c[j] < c[j - 1] - 1e-9:
-                break  # cut again before any growth
+    ss = tr.ssthresh_segs
+    # a congestion event sets ssthresh (cc_cong_signal); PRR then walks cwnd down over about one RTT
+    # (the first cwnd decrease after growth also counts: a cut to the same ssthresh leaves it unchanged)
+    ev_list, last_dir = [], 0
+    for i in range(1, len(c)):
+        down = c[i] < c[i - 1] - 1e-9
+        if sel[i] and (abs(ss[i] - ss[i - 1]) > 1e-6 or (down and last_dir >= 0)):
+            ev_list.append(i)
+        if down:
+            last_dir = -1
+        elif c[i] > c[i - 1] + 1e-9:
+            last_dir = 1
+    ev = np.array(ev_list, dtype=np.int64)
+    depths = 1 - ss[ev] / c[ev - 1]
+    reach, steps = [], []
+    for n, i in enumerate(ev):
+        end = ev[n + 1] if n + 1 < len(ev) else len(c)
+        j = i
+        while j < end and c[j] > ss[i] + 1 + 1e-6:
             j += 1
-        if j < len(c) and c[j] > c[j - 1] + 1e-9:
-            steps.append(c[j] - c[j - 1])
-    at_ss = np.abs(c[down] - tr.ssthresh_segs[down]) < 1e-3
+        if j == end:
+            continue
+        reach.append((tr.t_s[j] - tr.t_s[i - 1]) * 1e3)
+        k = j + 1
+        while k < end and c[k] <= c[k - 1] + 1e-9:
+            k += 1
+        if k < end:
+            steps.append(c[k] - c[k - 1])
     return FlowMetrics(
         goodput_mbps=goodput,
         cwnd_mean=float(cw.mean()),
         cwnd_p10=float(np.percentile(cw, 10)),
         cwnd_p50=float(np.percentile(cw, 50)),
         cwnd_p90=float(np.percentile(cw, 90)),
-        cuts=int(len(down)),
-        cut_period_s=(t1 - t0) / len(down) if len(down) else None,
-        cut_depth_p50=float(np.median(depths)) if len(down) else None,
+        cuts_per_min=len(ev) * 60 / (t1 - t0),
+        cut_period_s=(t1 - t0) / len(ev) if len(ev) else None,
+        cut_depth_p50=float(np.median(depths)) if len(ev) else None,
         srtt_p50_ms=float(np.percentile(rtt, 50)),
         srtt_p95_ms=float(np.percentile(rtt, 95)),
         step_after_cut_p50=float(np.median(steps)) if steps else None,
-        at_ssthresh_after_cut=float(at_ss.mean()) if len(down) else None,
+        reduction_ms_p50=float(np.median(reach)) if reach else None,
     )
