@@ -9,10 +9,12 @@ window from ``warmup_s`` after the flow's first record to its last:
   (the value holding at each point of a 10 ms grid);
 * ``cuts_per_min``: congestion events per minute, each a record where ssthresh changes (cc_cong_signal sets
   it on a loss, a CE echo or a timeout) or where cwnd first falls after growing; ``cut_period_s``: the window's length over the number of cuts (None without one); ``cut_depth_p50``:
-  the median of 1 - new ssthresh / cwnd just before (DCTCP's alpha/2, NewReno's 1/2);
+  the median of 1 - new ssthresh / cwnd just before, over cuts that set ssthresh at or below that cwnd
+  (DCTCP's alpha/2, NewReno's 1/2; a timeout from a tiny window is not a cut of it);
 * ``srtt_p50_ms`` / ``srtt_p95_ms``: the sender's smoothed RTT, time-weighted;
-* ``reduction_ms_p50``: the median time from a cut until cwnd is down to the new ssthresh (+ 1 segment):
-  0 when cwnd is set to ssthresh at once, about an RTT under PRR (RFC 6937), which walks it down per ACK;
+* ``reduction_ms_p50``: the median time from a cut until cwnd is down to the new ssthresh + 2 segments (room
+  for one slow-start step on the same ACK): 0 when cwnd is set to ssthresh at once, about an RTT under PRR
+  (RFC 6937), which walks it down per ACK;
 * ``step_after_cut_p50``: the median first cwnd increase once it is down, in segments (2 for a slow-start
   step with abc_l_var = 2, 1 for a congestion-avoidance step).
 
@@ -107,12 +109,13 @@ def flow_metrics(tr: CwndTrace, warmup_s: float = 5.0, span_s: float | None = No
         elif c[i] > c[i - 1] + 1e-9:
             last_dir = 1
     ev = np.array(ev_list, dtype=np.int64)
-    depths = 1 - ss[ev] / c[ev - 1]
+    cut = ev[ss[ev] <= c[ev - 1] + 1e-9] if len(ev) else ev  # ssthresh at or below the window it cuts
+    depths = 1 - ss[cut] / c[cut - 1]
     reach, steps = [], []
     for n, i in enumerate(ev):
         end = ev[n + 1] if n + 1 < len(ev) else len(c)
         j = i
-        while j < end and c[j] > ss[i] + 1 + 1e-6:
+        while j < end and c[j] > ss[i] + 2 + 1e-6:
             j += 1
         if j == end:
             continue
@@ -130,7 +133,7 @@ def flow_metrics(tr: CwndTrace, warmup_s: float = 5.0, span_s: float | None = No
         cwnd_p90=float(np.percentile(cw, 90)),
         cuts_per_min=len(ev) * 60 / (t1 - t0),
         cut_period_s=(t1 - t0) / len(ev) if len(ev) else None,
-        cut_depth_p50=float(np.median(depths)) if len(ev) else None,
+        cut_depth_p50=float(np.median(depths)) if len(cut) else None,
         srtt_p50_ms=float(np.percentile(rtt, 50)),
         srtt_p95_ms=float(np.percentile(rtt, 95)),
         step_after_cut_p50=float(np.median(steps)) if steps else None,
