@@ -119,7 +119,7 @@ def flow_metrics(tr: CwndTrace, warmup_s: float = 5.0, span_s: float | None = No
             j += 1
         if j == end:
             continue
-        reach.append((tr.t_s[j] - tr.t_s[i - 1]) * 1e3)
+        reach.append((tr.t_s[j] - tr.t_s[i]) * 1e3)
         k = j + 1
         while k < end and c[k] <= c[k - 1] + 1e-9:
             k += 1

@@ -53,6 +53,10 @@ CELLS = (
 scheduler). fq_pie and fq_codel cells of the same runs are left out: no l4stb AQM models them yet."""
 
 METRICS = tuple(f.name for f in fields(FlowMetrics))
+RESOLUTION = {"srtt_p50_ms": 0.3125, "srtt_p95_ms": 0.3125, "reduction_ms_p50": 1.0, "cut_depth_p50": 0.01}
+"""How far outside the real range a simulated value still agrees: the traces' own resolution (srtt moves in
+tick/32 = 0.3125 ms steps at kern.hz=100; a cut and its next record lie up to a millisecond apart; cwnd
+is cut in whole bytes, so depths differ by rounding)."""
 WINDOW_S = 10.0
 WARMUP_S = 5.0
 
@@ -85,17 +89,19 @@ def _samples(tr, windows: bool) -> list[FlowMetrics]:
     return [flow_metrics(tr, WARMUP_S + k * WINDOW_S, WINDOW_S) for k in range(n)]
 
 
-def sim_metrics(cell: Cell, repeats: int) -> dict[str, list[FlowMetrics]]:
-    """cc -> the simulated FreeBSD sender's metrics, one per simulated repeat (seeds as ``l4stb run`` uses)."""
+def sim_metrics(cell: Cell, repeats: int, flow_class=None) -> dict[str, list[FlowMetrics]]:
+    """cc -> the simulated FreeBSD sender's metrics, one per simulated repeat (seeds as ``l4stb run`` uses).
+    ``flow_class``: a :class:`l4stb.sim.trace.TracingTcpFlow` subclass trying a model change (default: the model)."""
     from l4stb.sim.runner import SimJob
-    from l4stb.sim.trace import simulate_traced
+    from l4stb.sim.trace import TracingTcpFlow, simulate_traced
 
     sc = load_scenario(cell.scenario)
     topo = load_topology(sc.topology)
     out: dict[str, list[FlowMetrics]] = {}
     with tempfile.TemporaryDirectory(prefix="l4stb-siftr-") as tmp:
         for r in range(1, repeats + 1):
-            stats, flows = simulate_traced(SimJob(sc, topo, "siftr-compare", r, sc.repeat_seed(r), tmp))
+            stats, flows = simulate_traced(SimJob(sc, topo, "siftr-compare", r, sc.repeat_seed(r), tmp),
+                                           flow_class or TracingTcpFlow)
             for info, flow in zip(stats["flows"], flows):
                 out.setdefault(info["cc"], []).append(flow_metrics(from_sim(flow.trace), WARMUP_S))
     return out
@@ -116,7 +122,8 @@ class Row:
 
 
 def compare(cell: Cell, real: dict[str, list[FlowMetrics]], sim: dict[str, list[FlowMetrics]]) -> list[Row]:
-    """Rows for every CC and metric of a cell: "agrees" when the simulated median lies in the real range."""
+    """Rows for every CC and metric of a cell: "agrees" when the simulated median lies in the real range
+    (widened by the traces' resolution, :data:`RESOLUTION`)."""
     rows = []
     for cc, reals in real.items():
         sims = sim.get(cc, [])
@@ -127,7 +134,7 @@ def compare(cell: Cell, real: dict[str, list[FlowMetrics]], sim: dict[str, list[
             med = statistics.median(sv) if sv else None
             if lo is None or med is None:
                 verdict = "n/a: " + ("no real value" if lo is None else "no simulated value")
-            elif lo <= med <= hi:
+            elif lo - RESOLUTION.get(m, 0.0) <= med <= hi + RESOLUTION.get(m, 0.0):
                 verdict = "agrees"
             else:
                 ref = hi if med > hi else lo

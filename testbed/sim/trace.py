@@ -35,20 +35,21 @@ _created: list[TracingTcpFlow] = []
 
 
 @contextmanager
-def traced_senders():
-    """While the block runs, every TCP sender the runner builds is a :class:`TracingTcpFlow`; yields the list
-    they are appended to, in creation (flow-id) order."""
+def traced_senders(flow_class: type[TracingTcpFlow] = TracingTcpFlow):
+    """While the block runs, every TCP sender the runner builds is a ``flow_class`` (a :class:`TracingTcpFlow`
+    or a subclass that tries a model change); yields the list they are appended to, in flow-id order."""
     saved = runner.TcpFlow
     _created.clear()
-    runner.TcpFlow = TracingTcpFlow
+    runner.TcpFlow = flow_class
     try:
         yield _created
     finally:
         runner.TcpFlow = saved
 
 
-def simulate_traced(job: runner.SimJob) -> tuple[dict, list[TracingTcpFlow]]:
+def simulate_traced(job: runner.SimJob, flow_class: type[TracingTcpFlow] = TracingTcpFlow
+                    ) -> tuple[dict, list[TracingTcpFlow]]:
     """Simulate one repeat with traced TCP senders: the runner's statistics and the traced flows."""
-    with traced_senders() as flows:
+    with traced_senders(flow_class) as flows:
         stats = runner.simulate_repeat(job)
         return stats, list(flows)
