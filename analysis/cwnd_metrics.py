@@ -16,7 +16,9 @@ window from ``warmup_s`` after the flow's first record to its last:
   for one slow-start step on the same ACK): 0 when cwnd is set to ssthresh at once, about an RTT under PRR
   (RFC 6937), which walks it down per ACK;
 * ``step_after_cut_p50``: the median first cwnd increase once it is down, in segments (2 for a slow-start
-  step with abc_l_var = 2, 1 for a congestion-avoidance step).
+  step with abc_l_var = 2, 1 for a congestion-avoidance step);
+* ``ecn_cut_share``: the share of cuts that answer a CE echo: neither in loss recovery (TF_FASTRECOVERY) nor a
+  timeout (cwnd down to one segment).
 
 A metric with nothing to measure (no cut in the window) is ``None``, shown as "n/a".
 """
@@ -39,6 +41,9 @@ class CwndTrace:
     ssthresh_segs: np.ndarray
     srtt_us: np.ndarray
     acked_bytes: np.ndarray
+    loss_recovery: np.ndarray
+    """True where the sender is in loss (fast) recovery: a cut there answers a loss, elsewhere a CE echo
+    (or, when cwnd falls to one segment, a timeout)."""
 
 
 @dataclass
@@ -57,22 +62,26 @@ class FlowMetrics:
     srtt_p95_ms: float
     step_after_cut_p50: float | None
     reduction_ms_p50: float | None
+    ecn_cut_share: float | None
 
 
 def from_siftr(flow) -> CwndTrace:
     """A :class:`l4stb.analysis.siftr.SiftrFlow` as a trace: cwnd and ssthresh in t_maxseg units."""
+    from l4stb.analysis.siftr import TF_FASTRECOVERY
+
     mss = float(flow.mss)
     return CwndTrace(t_s=flow.t_s, cwnd_segs=flow.cwnd_bytes / mss,
                      ssthresh_segs=np.minimum(flow.ssthresh_bytes, 1 << 30) / mss,
-                     srtt_us=flow.srtt_us.astype(np.float64), acked_bytes=flow.acked_bytes())
+                     srtt_us=flow.srtt_us.astype(np.float64), acked_bytes=flow.acked_bytes(),
+                     loss_recovery=(flow.t_flags & TF_FASTRECOVERY) != 0)
 
 
-def from_sim(records: list[tuple[int, float, float, int, int]]) -> CwndTrace:
-    """A simulated sender's per-ACK records ``(now_ns, cwnd_segs, ssthresh_segs, srtt_ns, acked_bytes)``
-    (:class:`l4stb.sim.trace.TracingTcpFlow`) as a trace."""
-    a = np.array(records, dtype=np.float64).reshape(-1, 5)
+def from_sim(records: list[tuple]) -> CwndTrace:
+    """A simulated sender's per-ACK records ``(now_ns, cwnd_segs, ssthresh_segs, srtt_ns, acked_bytes,
+    in_loss_recovery)`` (:class:`l4stb.sim.trace.TracingTcpFlow`) as a trace."""
+    a = np.array(records, dtype=np.float64).reshape(-1, 6)
     return CwndTrace(t_s=a[:, 0] / 1e9, cwnd_segs=a[:, 1], ssthresh_segs=np.minimum(a[:, 2], 1 << 30),
-                     srtt_us=a[:, 3] / 1e3, acked_bytes=a[:, 4])
+                     srtt_us=a[:, 3] / 1e3, acked_bytes=a[:, 4], loss_recovery=a[:, 5] != 0)
 
 
 def _on_grid(t: np.ndarray, v: np.ndarray, t0: float, t1: float) -> np.ndarray:
@@ -138,4 +147,5 @@ def flow_metrics(tr: CwndTrace, warmup_s: float = 5.0, span_s: float | None = No
         srtt_p95_ms=float(np.percentile(rtt, 95)),
         step_after_cut_p50=float(np.median(steps)) if steps else None,
         reduction_ms_p50=float(np.median(reach)) if reach else None,
+        ecn_cut_share=float(np.mean(~tr.loss_recovery[ev] & (c[ev] > 1 + 1e-9))) if len(ev) else None,
     )

@@ -41,7 +41,9 @@ FIELDS_1_3 = (
 )
 """The 27 fields of a SIFTR 1.3 line, in order (sys/netinet/siftr.c, siftr_process_pkt)."""
 
-_IDX = {name: i for i, name in enumerate(FIELDS_1_3)}
+TF_FASTRECOVERY = 0x00100000
+TF_CONGRECOVERY = 0x20000000
+"""t_flags bits (sys/netinet/tcp_var.h): loss (fast) recovery and ECN congestion recovery."""
 SSH_PORT = 22
 IPERF3_PORTS = range(5101, 5300)
 """iperf3 server ports the public FreeBSD L4S experiments use (5101, 5102, ...) and l4stb's base port region."""
@@ -63,6 +65,9 @@ class SiftrFlow:
     ssthresh_bytes: np.ndarray
     srtt_us: np.ndarray
     inflight_bytes: np.ndarray
+    t_flags: np.ndarray
+    """tcpcb t_flags: TF_FASTRECOVERY (0x00100000) in loss recovery, TF_CONGRECOVERY (0x20000000) in ECN
+    congestion recovery (sys/netinet/tcp_var.h)."""
     mss: int
     """t_maxseg of the connection's last record (bytes; payload per segment is mss - 12 with timestamps)."""
 
@@ -171,7 +176,7 @@ def read_siftr(path: str | Path) -> SiftrLog:
             try:
                 key = (parts[2], int(parts[3]), parts[4], int(parts[5]))
                 row = (float(parts[1]), parts[0] == "i", int(parts[7]), int(parts[6]), int(parts[15]),
-                       int(parts[23]), int(parts[14]))
+                       int(parts[23]), int(parts[14]), int(parts[17]))
             except ValueError:
                 skipped += 1
                 continue
@@ -192,6 +197,7 @@ def read_siftr(path: str | Path) -> SiftrLog:
             ssthresh_bytes=np.array([r[3] for r in rows], dtype=np.int64),
             srtt_us=np.array([r[4] for r in rows], dtype=np.int64),
             inflight_bytes=np.array([r[5] for r in rows], dtype=np.int64),
+            t_flags=np.array([r[7] for r in rows], dtype=np.int64),
             mss=rows[-1][6],
         ))
     return SiftrLog(path=str(p), version=version, sysver=sysver, enable_time_s=enable, flows=flows,

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from l4stb.analysis.cwnd_metrics import CwndTrace, flow_metrics
-from l4stb.analysis.siftr import FIELDS_1_3, iperf3_flows, read_siftr, srtt_quantum_us
+from l4stb.analysis.siftr import (FIELDS_1_3, TF_CONGRECOVERY, TF_FASTRECOVERY, iperf3_flows, read_siftr,
+                                  srtt_quantum_us)
 from l4stb.errors import L4stbError
 
 # Real lines from MPTCP-FreeBSD/FreeBSD-L4S-Experiments, "Misc/Experiment Scripts/Old/2 queue L4S NEWRENO VS
@@ -65,6 +66,12 @@ def test_acked_bytes_are_the_flight_drop_after_each_ack(tmp_path):
     assert data.goodput_bps() == pytest.approx((5792 + 2896) * 8 / (1723651977.817799 - 1723651977.801270))
 
 
+def test_t_flags_show_the_real_walk_down_is_ecn_congestion_recovery_not_loss_recovery(tmp_path):
+    data = iperf3_flows(read_siftr(write(tmp_path, HEADER + DATA)))[0]
+    assert all(f & TF_CONGRECOVERY for f in data.t_flags)
+    assert not any(f & TF_FASTRECOVERY for f in data.t_flags)
+
+
 def test_srtt_steps_reveal_kern_hz_100(tmp_path):
     data = iperf3_flows(read_siftr(write(tmp_path, HEADER + DATA)))[0]
     assert srtt_quantum_us(data) == 312.5
@@ -98,7 +105,7 @@ def trace(points, srtt_us=100_000.0):
     """(t, cwnd, ssthresh, acked) points at 10 ms spacing unless given."""
     a = np.array(points, dtype=float)
     return CwndTrace(t_s=a[:, 0], cwnd_segs=a[:, 1], ssthresh_segs=a[:, 2], srtt_us=np.full(len(a), srtt_us),
-                     acked_bytes=a[:, 3])
+                     acked_bytes=a[:, 3], loss_recovery=np.zeros(len(a), dtype=bool))
 
 
 def sawtooth(prr: bool):
@@ -129,19 +136,27 @@ def sawtooth(prr: bool):
 def test_a_prr_walk_down_is_one_cut_that_takes_time():
     m = flow_metrics(sawtooth(prr=True), warmup_s=1.0)
     assert m.cut_depth_p50 == pytest.approx(0.5)
-    assert m.reduction_ms_p50 == pytest.approx(80, abs=1)  # eight 10 ms steps from 20 to ssthresh + 2
+    assert m.reduction_ms_p50 == pytest.approx(70, abs=1)  # from the first cut record (19) to ssthresh + 2
     assert m.step_after_cut_p50 == pytest.approx(2)  # down to ssthresh, then the slow-start step
     assert m.cut_period_s == pytest.approx(0.91, abs=0.05)  # 8 CA steps of 0.1 s, 10 PRR steps, 1 SS step
 
 
 def test_an_immediate_cut_takes_no_time_and_the_next_ack_takes_a_slow_start_step():
     m = flow_metrics(sawtooth(prr=False), warmup_s=1.0)
-    assert m.reduction_ms_p50 == pytest.approx(10, abs=0.5)  # the record of the cut itself
+    assert m.reduction_ms_p50 == 0  # the record of the cut is already at ssthresh
     assert m.step_after_cut_p50 == pytest.approx(2)
     assert m.cuts_per_min == pytest.approx(60 / 0.82, rel=0.05)  # 8 CA steps of 0.1 s, the cut, 1 SS step
+
+
+def test_cuts_in_loss_recovery_do_not_count_as_ecn_cuts():
+    tr = sawtooth(prr=False)
+    assert flow_metrics(tr, warmup_s=1.0).ecn_cut_share == 1.0
+    tr.loss_recovery[:] = True
+    assert flow_metrics(tr, warmup_s=1.0).ecn_cut_share == 0.0
 
 
 def test_a_flow_without_cuts_reports_none_not_a_number():
     m = flow_metrics(trace([(t / 10, 10 + t / 100, 1e9, 1448) for t in range(200)]), warmup_s=1.0)
     assert m.cut_period_s is None and m.cut_depth_p50 is None and m.reduction_ms_p50 is None
+    assert m.ecn_cut_share is None
     assert m.goodput_mbps == pytest.approx(1448 * 8 / 0.1 / 1e6, rel=0.02)

@@ -16,19 +16,19 @@ from l4stb.sim.tcp import MSS, TcpFlow
 
 class TracingTcpFlow(TcpFlow):
     """A :class:`l4stb.sim.tcp.TcpFlow` that appends ``(now_ns, cwnd_segs, ssthresh_segs, srtt_ns,
-    acked_bytes)`` to ``trace`` after every ACK it processes."""
+    acked_bytes, in_loss_recovery)`` to ``trace`` after every ACK it processes."""
 
     __slots__ = ("trace",)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.trace: list[tuple[int, float, float, int, int]] = []
+        self.trace: list[tuple[int, float, float, int, int, bool]] = []
         _created.append(self)
 
     def on_ack(self, now: int, cum: int, sack: int, ce: int, ts_echo: int) -> None:
         una = self.snd_una
         super().on_ack(now, cum, sack, ce, ts_echo)
-        self.trace.append((now, self.cwnd, self.ssthresh, self.srtt, (self.snd_una - una) * MSS))
+        self.trace.append((now, self.cwnd, self.ssthresh, self.srtt, (self.snd_una - una) * MSS, self.in_rec))
 
 
 _created: list[TracingTcpFlow] = []
