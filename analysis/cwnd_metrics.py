@@ -5,7 +5,7 @@ sender (:func:`from_sim`), so both are measured by the same code. :func:`flow_me
 window from ``warmup_s`` after the flow's first record to its last:
 
 * ``goodput_mbps``: acknowledged payload bits per second;
-* ``cwnd_mean`` / ``cwnd_p10`` / ``cwnd_p50`` / ``cwnd_p90``: cwnd in segments (cwnd / t_maxseg), time-weighted
+* ``cwnd_mean`` / ``cwnd_p10`` / ``cwnd_p50`` / ``cwnd_p90``: cwnd in segments (cwnd / tcp_maxseg), time-weighted
   (the value holding at each point of a 10 ms grid);
 * ``cuts_per_min``: congestion events per minute, each a record where ssthresh changes (cc_cong_signal sets
   it on a loss, a CE echo or a timeout) or where cwnd first falls after growing; ``cut_period_s``: the window's length over the number of cuts (None without one); ``cut_depth_p50``:
@@ -65,11 +65,17 @@ class FlowMetrics:
     ecn_cut_share: float | None
 
 
-def from_siftr(flow) -> CwndTrace:
-    """A :class:`l4stb.analysis.siftr.SiftrFlow` as a trace: cwnd and ssthresh in t_maxseg units."""
+TIMESTAMP_OPTION_BYTES = 12
+"""What tcp_maxseg() takes off t_maxseg on a connection with RFC 7323 timestamps (10 bytes, padded to 12):
+the segment FreeBSD's cwnd arithmetic counts in (sys/netinet/tcp_subr.c tcp_maxseg)."""
+
+
+def from_siftr(flow, timestamps: bool = True) -> CwndTrace:
+    """A :class:`l4stb.analysis.siftr.SiftrFlow` as a trace: cwnd and ssthresh in segments of t_maxseg less
+    the timestamp option (``timestamps``; the public traces' flights move in 1448-byte steps at t_maxseg 1460)."""
     from l4stb.analysis.siftr import TF_FASTRECOVERY
 
-    mss = float(flow.mss)
+    mss = float(flow.mss - (TIMESTAMP_OPTION_BYTES if timestamps else 0))
     return CwndTrace(t_s=flow.t_s, cwnd_segs=flow.cwnd_bytes / mss,
                      ssthresh_segs=np.minimum(flow.ssthresh_bytes, 1 << 30) / mss,
                      srtt_us=flow.srtt_us.astype(np.float64), acked_bytes=flow.acked_bytes(),
