@@ -25,6 +25,7 @@ never lines. Older 1.2.x logs (FreeBSD 13: a hash column, srtt in ticks x 32) ar
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from math import gcd
 from pathlib import Path
@@ -114,8 +115,11 @@ class SiftrLog:
 
     path: str
     version: str
+    """``siftrver`` of the header; "" when the log has no header line."""
     sysver: int
+    """``sysver`` (__FreeBSD_version) of the header; 0 when the log has no header line."""
     enable_time_s: float
+    """The header's enable time; without a header, the first record's time."""
     flows: list[SiftrFlow] = field(default_factory=list)
     skipped_lines: int = 0
     """Lines that were neither the header, the footer nor a well-formed packet line (a torn last line)."""
@@ -148,24 +152,36 @@ def read_siftr(path: str | Path) -> SiftrLog:
                          "/var/log/siftr.log by default).") from None
     with fh:
         head = fh.readline()
-        if not head.startswith("enable_time_secs="):
-            raise _bad(p, "the first line is not a SIFTR header")
-        hdr = _parse_kv(head)
-        version = hdr.get("siftrver", "")
-        if not version.startswith("1.3."):
-            raise _bad(p, f"siftrver={version or '(missing)'}: only the 1.3 line format is read here "
-                          "(1.2.x, FreeBSD 13 and older, has a hash column and srtt in ticks)")
-        try:
-            enable = int(hdr["enable_time_secs"]) + int(hdr.get("enable_time_usecs", "0")) / 1e6
-            sysver = int(hdr.get("sysver", "0"))
-        except (KeyError, ValueError):
-            raise _bad(p, "the header's enable_time_secs/usecs or sysver is not a number") from None
+        if head.startswith("enable_time_secs="):
+            hdr = _parse_kv(head)
+            version = hdr.get("siftrver", "")
+            if not version.startswith("1.3."):
+                raise _bad(p, f"siftrver={version or '(missing)'}: only the 1.3 line format is read here "
+                              "(1.2.x, FreeBSD 13 and older, has a hash column and srtt in ticks)")
+            try:
+                enable = int(hdr["enable_time_secs"]) + int(hdr.get("enable_time_usecs", "0")) / 1e6
+                sysver = int(hdr.get("sysver", "0"))
+            except (KeyError, ValueError):
+                raise _bad(p, "the header's enable_time_secs/usecs or sysver is not a number") from None
+            pending = []
+        else:
+            # a log whose header line is missing (some public logs start mid-stream): accepted when its first
+            # line is a 1.3 packet line; times count from that line, version and sysver are unknown
+            parts = head.rstrip("\r\n").split(",")
+            try:
+                enable = float(parts[1]) if len(parts) == len(FIELDS_1_3) and parts[0] in ("i", "o") else None
+            except ValueError:
+                enable = None
+            if enable is None:
+                raise _bad(p, "the first line is not a SIFTR header")
+            version, sysver = "", 0
+            pending = [head]
         cols: dict[tuple, list] = {}
         order: list[tuple] = []
         skipped = 0
         footer: dict[str, str] = {}
         n = len(FIELDS_1_3)
-        for line in fh:
+        for line in itertools.chain(pending, fh):
             if line.startswith("disable_time_secs="):
                 footer = _parse_kv(line)
                 continue
@@ -204,19 +220,30 @@ def read_siftr(path: str | Path) -> SiftrLog:
                     skipped_lines=skipped, footer=footer)
 
 
+def server_port(flow: SiftrFlow, ports=IPERF3_PORTS) -> int | None:
+    """The iperf3 server port of a connection, seen from either end (sender: foreign port; server: local)."""
+    if SSH_PORT in (flow.lport, flow.fport):
+        return None
+    if flow.fport in ports:
+        return flow.fport
+    return flow.lport if flow.lport in ports else None
+
+
 def iperf3_flows(log: SiftrLog, ports=IPERF3_PORTS) -> list[SiftrFlow]:
-    """The iperf3 data connections of a sender's log, by server port, in order of first record.
+    """The iperf3 data connections of a log, one per server port, in order of first record.
 
     SSH (port 22 at either end) is skipped. iperf3 opens a control connection and a data connection to the
     same server port; the control one carries a few hundred bytes, so for each port the connection with the
-    most outbound records is the data stream (iperf3 ``-P 1``)."""
+    most records is the data stream (iperf3 ``-P 1``). On a sender's log the state is the sender's; on the
+    server's log (local port = the server port) it is the receiving end's, whose cwnd means little."""
     best: dict[int, SiftrFlow] = {}
     for f in log.flows:
-        if SSH_PORT in (f.lport, f.fport) or f.fport not in ports:
+        port = server_port(f, ports)
+        if port is None:
             continue
-        cur = best.get(f.fport)
-        if cur is None or f.outbound_records > cur.outbound_records:
-            best[f.fport] = f
+        cur = best.get(port)
+        if cur is None or f.records > cur.records:
+            best[port] = f
     return sorted(best.values(), key=lambda f: f.t_s[0])
 
 

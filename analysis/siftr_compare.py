@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from l4stb.analysis.cwnd_metrics import FlowMetrics, flow_metrics, from_siftr, from_sim
-from l4stb.analysis.siftr import iperf3_flows, read_siftr
+from l4stb.analysis.siftr import iperf3_flows, read_siftr, server_port
 from l4stb.config import load_scenario, load_topology
 from l4stb.errors import L4stbError
 
@@ -72,7 +72,7 @@ def real_metrics(cell: Cell, traces_dir: str | Path) -> dict[str, list[FlowMetri
                 raise L4stbError(f"{path}: missing. Point --traces at a checkout of "
                                  "github.com/MPTCP-FreeBSD/FreeBSD-L4S-Experiments (or a folder with the same "
                                  "relative paths); the cell '{cell.name}' needs this sender log.")
-            by_port = {f.fport: f for f in iperf3_flows(read_siftr(path))}
+            by_port = {server_port(f): f for f in iperf3_flows(read_siftr(path))}
             for port, cc in ports.items():
                 if port not in by_port:
                     raise L4stbError(f"{path}: no iperf3 data connection to port {port} ({cc}) in this log")

@@ -77,6 +77,21 @@ def test_srtt_steps_reveal_kern_hz_100(tmp_path):
     assert srtt_quantum_us(data) == 312.5
 
 
+def test_a_log_without_its_header_line_is_read_with_times_from_its_first_line(tmp_path):
+    # some public logs (Experiments DCTCP/datatest1/fqcodel1_ecn.siftr.log) start mid-stream
+    log = read_siftr(write(tmp_path, DATA))
+    assert (log.version, log.sysver) == ("", 0)
+    assert log.flows[0].records == 6 and log.flows[0].t_s[0] == 0.0
+
+
+def test_on_the_servers_log_the_connection_is_found_by_its_local_port(tmp_path):
+    # the same lines seen from the server's end: addresses and ports swapped
+    swapped = "\n".join(",".join(p[:2] + [p[4], p[5], p[2], p[3]] + p[6:]) for p in
+                         (line.split(",") for line in DATA.splitlines())) + "\n"
+    flows = iperf3_flows(read_siftr(write(tmp_path, HEADER + swapped)))
+    assert [(f.lport, f.fport) for f in flows] == [(5101, 30848)]
+
+
 def test_a_torn_last_line_is_counted_not_parsed(tmp_path):
     log = read_siftr(write(tmp_path, HEADER + DATA + DATA.splitlines()[0][:40]))
     assert log.skipped_lines == 1 and log.flows[0].records == 6
