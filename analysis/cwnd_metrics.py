@@ -12,10 +12,11 @@ window from ``warmup_s`` after the flow's first record to its last:
   the median of 1 - new ssthresh / cwnd just before, over cuts that set ssthresh at or below that cwnd
   (DCTCP's alpha/2, NewReno's 1/2; a timeout from a tiny window is not a cut of it);
 * ``srtt_p50_ms`` / ``srtt_p95_ms``: the sender's smoothed RTT, time-weighted;
-* ``reduction_ms_p50``: the median time from a cut until cwnd is down to the new ssthresh + 2 segments (room
+* ``reduction_ms_p50``: over the cuts outside loss recovery (CE echoes), the median time from a cut until
+  cwnd is down to the new ssthresh + 2 segments (room
   for one slow-start step on the same ACK): 0 when cwnd is set to ssthresh at once, about an RTT under PRR
   (RFC 6937), which walks it down per ACK;
-* ``step_after_cut_p50``: the median first cwnd increase once it is down, in segments (2 for a slow-start
+* ``step_after_cut_p50``: over the same cuts, the median first cwnd increase once it is down, in segments (2 for a slow-start
   step with abc_l_var = 2, 1 for a congestion-avoidance step);
 * ``ecn_cut_share``: the share of cuts that answer a CE echo: neither in loss recovery (TF_FASTRECOVERY) nor a
   timeout (cwnd down to one segment).
@@ -129,6 +130,8 @@ def flow_metrics(tr: CwndTrace, warmup_s: float = 5.0, span_s: float | None = No
     reach, steps = [], []
     for n, i in enumerate(ev):
         end = ev[n + 1] if n + 1 < len(ev) else len(c)
+        if tr.loss_recovery[i]:
+            continue  # loss recovery sets cwnd its own way (one segment, then the SACK retransmissions)
         j = i
         while j < end and c[j] > ss[i] + 2 + 1e-6:
             j += 1
