@@ -1,5 +1,8 @@
 """The SIFTR 1.3 reader and the sender metrics, on real FreeBSD 14.1 lines and small made-up traces."""
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -175,3 +178,18 @@ def test_a_flow_without_cuts_reports_none_not_a_number():
     assert m.cut_period_s is None and m.cut_depth_p50 is None and m.reduction_ms_p50 is None
     assert m.ecn_cut_share is None
     assert m.goodput_mbps == pytest.approx(1448 * 8 / 0.1 / 1e6, rel=0.02)
+
+
+@pytest.mark.skipif(not os.environ.get("L4STB_SIFTR_TRACES"),
+                    reason="set L4STB_SIFTR_TRACES to a checkout of MPTCP-FreeBSD/FreeBSD-L4S-Experiments")
+def test_every_log_of_the_public_dctcp_folder_parses():
+    folder = Path(os.environ["L4STB_SIFTR_TRACES"]) / "Experiments DCTCP"
+    if not folder.is_dir():
+        pytest.skip("'Experiments DCTCP/' is in that repository's history (commit 95d7e108), not at its head")
+    logs = sorted(folder.rglob("*.siftr.log"))
+    assert logs
+    for path in logs:
+        log = read_siftr(path)
+        assert log.flows, path
+        if "datatest1" in path.parts and not path.name.startswith("codel"):  # the senders' logs
+            assert len(iperf3_flows(log)) == 4, path  # ports 5101-5104, started 10 s apart
