@@ -116,3 +116,10 @@ def test_the_reference_numbers_are_what_the_traces_give(cell):
         assert len(values) == n
         assert min(values) == pytest.approx(lo, rel=1e-3, abs=1e-6)
         assert max(values) == pytest.approx(hi, rel=1e-3, abs=1e-6)
+
+
+def test_a_traces_folder_without_the_cells_logs_is_a_user_error_naming_the_missing_file(tmp_path):
+    from l4stb.errors import L4stbError
+
+    with pytest.raises(L4stbError, match="l4s_1Mbps_20ms_ecn_newreno_src1.siftr.log: missing"):
+        real_metrics(CELL["l4s 1Mbps 20ms ecn"], tmp_path)
