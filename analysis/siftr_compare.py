@@ -71,7 +71,7 @@ def real_metrics(cell: Cell, traces_dir: str | Path) -> dict[str, list[FlowMetri
             if not path.is_file():
                 raise L4stbError(f"{path}: missing. Point --traces at a checkout of "
                                  "github.com/MPTCP-FreeBSD/FreeBSD-L4S-Experiments (or a folder with the same "
-                                 "relative paths); the cell '{cell.name}' needs this sender log.")
+                                 f"relative paths); the cell '{cell.name}' needs this sender log.")
             by_port = {server_port(f): f for f in iperf3_flows(read_siftr(path))}
             for port, cc in ports.items():
                 if port not in by_port:

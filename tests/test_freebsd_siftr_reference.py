@@ -121,5 +121,5 @@ def test_the_reference_numbers_are_what_the_traces_give(cell):
 def test_a_traces_folder_without_the_cells_logs_is_a_user_error_naming_the_missing_file(tmp_path):
     from l4stb.errors import L4stbError
 
-    with pytest.raises(L4stbError, match="l4s_1Mbps_20ms_ecn_newreno_src1.siftr.log: missing"):
+    with pytest.raises(L4stbError, match="l4s_1Mbps_20ms_ecn_newreno_src1.siftr.log: missing.*the cell .l4s 1Mbps"):
         real_metrics(CELL["l4s 1Mbps 20ms ecn"], tmp_path)
