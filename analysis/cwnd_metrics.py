@@ -5,19 +5,19 @@ sender (:func:`from_sim`), so both are measured by the same code. :func:`flow_me
 window from ``warmup_s`` after the flow's first record to its last:
 
 * ``goodput_mbps``: acknowledged payload bits per second;
-* ``cwnd_mean`` / ``cwnd_p10`` / ``cwnd_p50`` / ``cwnd_p90``: cwnd in segments (cwnd / tcp_maxseg), time-weighted
-  (the value holding at each point of a 10 ms grid);
+* ``cwnd_mean`` / ``cwnd_p10`` / ``cwnd_p50`` / ``cwnd_p90``: cwnd in segments (cwnd / tcp_maxseg),
+  time-weighted (the value holding at each point of a 10 ms grid);
 * ``cuts_per_min``: congestion events per minute, each a record where ssthresh changes (cc_cong_signal sets
-  it on a loss, a CE echo or a timeout) or where cwnd first falls after growing; ``cut_period_s``: the window's length over the number of cuts (None without one); ``cut_depth_p50``:
-  the median of 1 - new ssthresh / cwnd just before, over cuts that set ssthresh at or below that cwnd
-  (DCTCP's alpha/2, NewReno's 1/2; a timeout from a tiny window is not a cut of it);
+  it on a loss, a CE echo or a timeout) or where cwnd first falls after growing;
+* ``cut_period_s``: the window's length over the number of cuts (None without one);
+* ``cut_depth_p50``: the median of 1 - new ssthresh / cwnd just before, over cuts that set ssthresh at or
+  below that cwnd (DCTCP's alpha/2, NewReno's 1/2; a timeout from a tiny window is not a cut of it);
 * ``srtt_p50_ms`` / ``srtt_p95_ms``: the sender's smoothed RTT, time-weighted;
 * ``reduction_ms_p50``: over the cuts outside loss recovery (CE echoes), the median time from a cut until
-  cwnd is down to the new ssthresh + 2 segments (room
-  for one slow-start step on the same ACK): 0 when cwnd is set to ssthresh at once, about an RTT under PRR
-  (RFC 6937), which walks it down per ACK;
-* ``step_after_cut_p50``: over the same cuts, the median first cwnd increase once it is down, in segments (2 for a slow-start
-  step with abc_l_var = 2, 1 for a congestion-avoidance step);
+  cwnd is down to the new ssthresh + 2 segments (room for one slow-start step on the same ACK): 0 when
+  cwnd is set to ssthresh at once, about an RTT under PRR (RFC 6937), which walks it down per ACK;
+* ``step_after_cut_p50``: over the same cuts, the median first cwnd increase once it is down, in segments
+  (2 for a slow-start step with abc_l_var = 2, 1 for a congestion-avoidance step);
 * ``ecn_cut_share``: the share of cuts that answer a CE echo: neither in loss recovery (TF_FASTRECOVERY) nor a
   timeout (cwnd down to one segment).
 

@@ -1,4 +1,4 @@
-"""Print simulated FreeBSD senders against the public FreeBSD 14.1 SIFTR traces, cell by cell (a table; asserts nothing).
+"""Print simulated FreeBSD senders against the public FreeBSD 14.1 SIFTR traces, cell by cell (asserts nothing).
 
     python bench/siftr_compare.py --traces /path/to/FreeBSD-L4S-Experiments [--repeats 5] [--cell "l4s 1Mbps"]
 
