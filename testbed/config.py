@@ -618,6 +618,11 @@ class Scenario(Strict):
     hosts: dict[HostName, HostSettings] = Field(default_factory=dict)
     logging: Logging = Logging()
     iperf3: Iperf3 = Iperf3()
+    siftr: bool = False
+    """vagrant: run FreeBSD's siftr(4) on every client while its iperf3 flows run; each client leaves
+    ``<host>.siftr.log`` (one line per TCP packet: cwnd, ssthresh, srtt, flight) in its repeat folder, fetched
+    with the rest and read by :mod:`l4stb.analysis.siftr`. The simulator writes no SIFTR log (its senders are
+    traced directly, :mod:`l4stb.sim.trace`)."""
 
     @field_validator("duration")
     @classmethod

@@ -50,6 +50,11 @@ SYSCTLS: dict[str, Fact] = {
     "net.inet.ip.dummynet.pipe_byte_limit": Fact(S + "sys/netpfil/ipfw/ip_dummynet.c; sbin/ipfw/ipfw2.c",
                                                  "SYSCTL_PROC \"Upper limit in bytes for pipe queue.\"; ipfw "
                                                  "falls back to 1 MB"),
+    "net.inet.siftr.enabled": Fact(S + "sys/netinet/siftr.c", "SYSCTL_PROC(_net_inet_siftr, enabled, CTLTYPE_UINT): "
+                                   "1 writes the enable_time header and hooks pfil, 0 writes the disable_time "
+                                   "footer and closes the log (siftr_manage_ops)"),
+    "net.inet.siftr.logfile": Fact(S + "sys/netinet/siftr.c", "SYSCTL_PROC(_net_inet_siftr, logfile, CTLTYPE_STRING),"
+                                   " default /var/log/siftr.log; a new name is test-opened with alq_open"),
     "net.inet.tcp.cc.algorithm": Fact(S + "sys/netinet/cc/cc.c", "SYSCTL_PROC(_net_inet_tcp_cc, algorithm)"),
     "net.inet.tcp.cc.available": Fact(S + "sys/netinet/cc/cc.c", "SYSCTL_PROC(_net_inet_tcp_cc, available)"),
     "net.inet.tcp.ecn.enable": Fact(S + "sys/netinet/tcp_input.c (indexed revision)", "SYSCTL_INT("

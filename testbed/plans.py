@@ -727,6 +727,13 @@ def start_clients_step(scenario: Scenario, topology: Topology, run_id: str, repe
                                        repeat_dir=layout.remote_repeat_dir(run_id, repeat)), timeout_s=60)
 
 
+def siftr_log(scenario: Scenario, run_id: str, repeat: int, host: str) -> str:
+    """Where a client's siftr(4) log goes in its repeat folder (``scenario.siftr``), or "" when it runs none."""
+    if not scenario.siftr or host not in client_hosts(scenario):
+        return ""
+    return posixpath.join(layout.remote_repeat_dir(check_run_id(run_id), repeat), f"{host}.siftr.log")
+
+
 def state_dir_of(run_id: str, repeat: int) -> str:
     """Where the pids, exit codes and stderr of one repeat's processes live on a host."""
     return posixpath.join(STATE_ROOT, check_run_id(run_id), layout.repeat_dirname(repeat))
@@ -789,7 +796,7 @@ def run_phases(scenario: Scenario, topology: Topology, run_id: str, repeat: int,
         step = "congestion control and ECN"
         endpoint_cfg.append(HostStep(h, step, render(
             "configure_endpoint.sh.j2", **_header(h, step), ccs=tcp_ccs, default_cc=default_cc, ecn_mode=ecn_mode,
-            ect1=ect1), timeout_s=60))
+            ect1=ect1, siftr_log=siftr_log(scenario, run_id, repeat, h)), timeout_s=60))
     phases.append(Phase("configure", [router_cfg, *endpoint_cfg]))
 
     # 2. reset the router's log set and start the size-based rotation loop.
@@ -816,13 +823,15 @@ def run_phases(scenario: Scenario, topology: Topology, run_id: str, repeat: int,
     step = "wait for clients"
     phases.append(Phase(step, [HostStep(h, step, render(
         "wait_procs.sh.j2", **_header(h, step), wait_s=wait_s, state_dir=state_dir,
+        siftr_stop=bool(siftr_log(scenario, run_id, repeat, h)),
         procs=[proc_item(p) for p in procs if p.side == "client" and p.host == h]), timeout_s=wait_s + 60)
         for h in starting_hosts(scenario, topology)]))
 
     # 6. servers: wait briefly, stop stragglers (udp_prague receivers never exit by themselves).
     step = "stop servers"
     phases.append(Phase(step, [HostStep(server, step, render(
-        "wait_procs.sh.j2", **_header(server, step), wait_s=SERVER_GRACE_S, state_dir=state_dir, procs=servers),
+        "wait_procs.sh.j2", **_header(server, step), wait_s=SERVER_GRACE_S, state_dir=state_dir, procs=servers,
+        siftr_stop=False),
         timeout_s=SERVER_GRACE_S + 60)]))
 
     # 7. the router's log set into the repeat folder.

@@ -17,6 +17,7 @@ FEATURE_VARIANTS = (
     ("dctcp-8mbps", ("flows=[{host: client1, cc: udp, rate: 3Mbit, ecn: ect1}]",)),
     ("dctcp-8mbps", ("flows=[{host: client1, cc: cubic}, {host: client2, cc: dctcp, connections: 2, "
                      "extra_delay: 10ms}]", "hosts={client2: {extra_delay: 20ms}}")),
+    ("dctcp-8mbps", ("siftr=true",)),
 )
 """Scenario features no shipped scenario uses yet, rendered too (scenario, --set overrides)."""
 

@@ -337,3 +337,28 @@ def test_the_module_hash_covers_the_uploaded_sources_only_not_the_generated_opt_
     line = next(ln for ln in step.script.splitlines() if ln.startswith("want="))
     assert line == f'want=$(for f in {" ".join(uploaded)} ; do cat "$src/$f"; done | sha256 -q)'
     assert not any(name.startswith("opt_") for name in uploaded)
+
+
+def _steps_by_host(scenario: Scenario, phase: str) -> dict[str, str]:
+    topo = load_topology("dumbbell-4")
+    phases = {p.name: p for p in plans.run_phases(scenario, topo, RUN_ID_FOR["dctcp-8mbps"], 2)}
+    return {s.host: s.script for s in phases[phase].steps}
+
+
+def test_siftr_option_logs_each_client_into_its_repeat_folder_and_closes_the_log_when_its_flows_end():
+    sc = load_scenario("dctcp-8mbps", ["siftr=true"])
+    configure = _steps_by_host(sc, "configure")
+    wait = _steps_by_host(sc, "wait for clients")
+    for client in ("client1", "client2"):
+        log = f"/var/l4stb/runs/{RUN_ID_FOR['dctcp-8mbps']}/r02/{client}.siftr.log"
+        script = configure[client]
+        assert f"net.inet.siftr.logfile={log}" in script
+        assert script.index("net.inet.siftr.logfile=") < script.index("net.inet.siftr.enabled=1")
+        assert "net.inet.siftr.enabled=0" in wait[client]
+    assert "siftr" not in configure["router"] and "siftr" not in configure["server"]
+
+
+def test_without_the_siftr_option_no_host_touches_siftr():
+    sc = load_scenario("dctcp-8mbps")
+    for phase in ("configure", "wait for clients", "stop servers"):
+        assert not any("siftr" in script for script in _steps_by_host(sc, phase).values())

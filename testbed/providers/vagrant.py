@@ -547,7 +547,8 @@ class VagrantProvider(Provider):
             where={"log": sc.logging.file})
 
     def _cleanup(self, ctx: RunContext, repeat: int) -> None:
-        """After a failed step: stop every process of the repeat and clear the router's log set (best effort)."""
+        """After a failed step: stop every process of the repeat (and siftr on the clients) and clear the router's log
+        set (best effort)."""
         sc, topo = ctx.scenario, ctx.topology
         procs = plans.processes(sc, topo, ctx.run_id, repeat)
         state_dir = plans.state_dir_of(ctx.run_id, repeat)
@@ -555,7 +556,8 @@ class VagrantProvider(Provider):
         for h in sorted({p.host for p in procs}):
             items = [plans.proc_item(p) for p in procs if p.host == h]
             steps.append(plans.HostStep(h, "stop after failure", plans.render(
-                "wait_procs.sh.j2", host=h, step="stop after failure", wait_s=0, state_dir=state_dir, procs=items),
+                "wait_procs.sh.j2", host=h, step="stop after failure", wait_s=0, state_dir=state_dir, procs=items,
+                siftr_stop=bool(plans.siftr_log(sc, ctx.run_id, repeat, h))),
                 timeout_s=60))
         phases = [plans.Phase("stop after failure", steps)]
         phases += [p for p in plans.run_phases(sc, topo, ctx.run_id, repeat) if p.name == "collect router logs"]

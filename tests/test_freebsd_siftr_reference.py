@@ -1,0 +1,125 @@
+"""Simulated FreeBSD senders against the public FreeBSD 14.1 SIFTR traces: the derived reference numbers, cell by cell.
+
+The numbers below are not the logs: each is the smallest and largest value of one metric
+(:func:`l4stb.analysis.cwnd_metrics.flow_metrics`) over the real sender's samples, as
+:func:`l4stb.analysis.siftr_compare.real_metrics` derives them: for the single-run cells ("l4s 1Mbps" and
+"l4s 10Mbps": MPTCP-FreeBSD/FreeBSD-L4S-Experiments, "Misc/Experiment Scripts/Old/2 queue L4S NEWRENO VS
+DCTCP/client1_data/l4s_<rate>_20ms_ecn_newreno_src1.siftr.log" and ".../client2_data/l4s_<rate>_20ms_ecn_dctcp_
+src2.siftr.log") one sample per 10 s window after a 5 s warm-up; for "l4s 8Mbps 10ms" ("L4S-LLM Data
+Collection/client1_data/<r>_<r>_l4s_8Mbps_10ms_newreno_src1.siftr.log", ports 5101 cubic and 5102 newreno, and
+".../client2_data/<r>_<r>_l4s_8Mbps_10ms_dctcp_src2.siftr.log", r = 1..10) one sample per iteration. ``agrees``
+is what ``bench/siftr_compare.py --repeats 5`` said when the table was made: the simulated median lies in the
+range widened by the traces' resolution. The simulated check holds the model to that record (a model change
+that moves a metric across the range edge fails it: update the table and docs/freebsd-siftr.md); the real
+check recomputes the numbers from the traces when ``L4STB_SIFTR_TRACES`` points at a checkout.
+"""
+
+import os
+import statistics
+
+import pytest
+
+from l4stb.analysis.siftr_compare import CELLS, RESOLUTION, real_metrics, sim_metrics
+
+# (cell, cc, metric, real min, real max, samples, the simulated median lies inside)
+REFERENCE = [
+    ('l4s 1Mbps 20ms ecn', 'newreno', 'goodput_mbps', 0.2398, 0.2769, 5, False),  # sim 0.1999: below by 17%
+    ('l4s 1Mbps 20ms ecn', 'newreno', 'cwnd_mean', 9.986, 11.98, 5, False),  # sim 9.111: below by 9%
+    ('l4s 1Mbps 20ms ecn', 'newreno', 'cut_period_s', 3.333, 5, 5, False),  # sim 3.195: below by 4%
+    ('l4s 1Mbps 20ms ecn', 'newreno', 'cut_depth_p50', 0.5021, 0.5408, 5, True),  # sim 0.5333: agrees
+    ('l4s 1Mbps 20ms ecn', 'newreno', 'srtt_p50_ms', 462.2, 546.6, 5, True),  # sim 503.1: agrees
+    ('l4s 1Mbps 20ms ecn', 'newreno', 'srtt_p95_ms', 596.5, 670.3, 5, False),  # sim 685.3: above by 2%
+    ('l4s 1Mbps 20ms ecn', 'newreno', 'reduction_ms_p50', 104.5, 534.3, 5, False),  # sim 0: below by 100%
+    ('l4s 1Mbps 20ms ecn', 'newreno', 'ecn_cut_share', 1, 1, 5, False),  # sim 0.1176: below by 88%
+    ('l4s 1Mbps 20ms ecn', 'dctcp', 'goodput_mbps', 0.1402, 0.2039, 5, False),  # sim 0.252: above by 24%
+    ('l4s 1Mbps 20ms ecn', 'dctcp', 'cwnd_mean', 8.644, 11.22, 5, True),  # sim 11: agrees
+    ('l4s 1Mbps 20ms ecn', 'dctcp', 'cut_period_s', 0.7692, 1.429, 5, False),  # sim 3.391: above by 137%
+    ('l4s 1Mbps 20ms ecn', 'dctcp', 'cut_depth_p50', 0.4628, 0.5756, 5, True),  # sim 0.5: agrees
+    ('l4s 1Mbps 20ms ecn', 'dctcp', 'srtt_p50_ms', 461.9, 550.3, 5, True),  # sim 464.6: agrees
+    ('l4s 1Mbps 20ms ecn', 'dctcp', 'srtt_p95_ms', 622.5, 682.2, 5, True),  # sim 668.8: agrees
+    ('l4s 1Mbps 20ms ecn', 'dctcp', 'reduction_ms_p50', 0, 0, 5, True),  # sim 0: agrees
+    ('l4s 1Mbps 20ms ecn', 'dctcp', 'ecn_cut_share', 0.5385, 0.7, 5, False),  # sim 0: below by 100%
+    ('l4s 10Mbps 20ms ecn', 'newreno', 'goodput_mbps', 2.29, 2.609, 5, False),  # sim 2.027: below by 11%
+    ('l4s 10Mbps 20ms ecn', 'newreno', 'cwnd_mean', 49.8, 64.29, 5, False),  # sim 46.77: below by 6%
+    ('l4s 10Mbps 20ms ecn', 'newreno', 'cut_period_s', 5, 10, 5, True),  # sim 6.862: agrees
+    ('l4s 10Mbps 20ms ecn', 'newreno', 'cut_depth_p50', 0.5008, 0.5111, 5, True),  # sim 0.5: agrees
+    ('l4s 10Mbps 20ms ecn', 'newreno', 'srtt_p50_ms', 218.8, 282.8, 5, True),  # sim 274.1: agrees
+    ('l4s 10Mbps 20ms ecn', 'newreno', 'srtt_p95_ms', 295.3, 367.5, 5, True),  # sim 348.5: agrees
+    ('l4s 10Mbps 20ms ecn', 'newreno', 'reduction_ms_p50', 155.9, 8359, 4, False),  # sim 0: below by 100%
+    ('l4s 10Mbps 20ms ecn', 'newreno', 'ecn_cut_share', 1, 1, 5, False),  # sim 0.7143: below by 29%
+    ('l4s 10Mbps 20ms ecn', 'dctcp', 'goodput_mbps', 1.829, 2.195, 5, False),  # sim 2.47: above by 12%
+    ('l4s 10Mbps 20ms ecn', 'dctcp', 'cwnd_mean', 44.76, 51.77, 5, False),  # sim 60.44: above by 17%
+    ('l4s 10Mbps 20ms ecn', 'dctcp', 'cut_period_s', 0.3571, 2, 5, False),  # sim 4.575: above by 129%
+    ('l4s 10Mbps 20ms ecn', 'dctcp', 'cut_depth_p50', 0.1489, 0.5, 5, True),  # sim 0.2538: agrees
+    ('l4s 10Mbps 20ms ecn', 'dctcp', 'srtt_p50_ms', 252.2, 309.4, 5, True),  # sim 277: agrees
+    ('l4s 10Mbps 20ms ecn', 'dctcp', 'srtt_p95_ms', 307.8, 365.4, 5, True),  # sim 349.9: agrees
+    ('l4s 10Mbps 20ms ecn', 'dctcp', 'reduction_ms_p50', 0, 0, 5, True),  # sim 0: agrees
+    ('l4s 10Mbps 20ms ecn', 'dctcp', 'ecn_cut_share', 0.4286, 0.6667, 5, True),  # sim 0.5: agrees
+    ('l4s 8Mbps 10ms ecn', 'cubic', 'goodput_mbps', 1.038, 1.501, 10, True),  # sim 1.039: agrees
+    ('l4s 8Mbps 10ms ecn', 'cubic', 'cwnd_mean', 113.2, 161.8, 10, False),  # sim 27.26: below by 76%
+    ('l4s 8Mbps 10ms ecn', 'cubic', 'cut_period_s', 1.078, 3.763, 10, True),  # sim 2.283: agrees
+    ('l4s 8Mbps 10ms ecn', 'cubic', 'cut_depth_p50', 0.2602, 0.5, 10, True),  # sim 0.4073: agrees
+    ('l4s 8Mbps 10ms ecn', 'cubic', 'srtt_p50_ms', 1033, 1269, 10, False),  # sim 307.3: below by 70%
+    ('l4s 8Mbps 10ms ecn', 'cubic', 'srtt_p95_ms', 1588, 1978, 10, False),  # sim 407.5: below by 74%
+    ('l4s 8Mbps 10ms ecn', 'cubic', 'reduction_ms_p50', 0, 0, 10, True),  # sim 0: agrees
+    ('l4s 8Mbps 10ms ecn', 'cubic', 'ecn_cut_share', 0.3056, 0.6, 10, True),  # sim 0.3846: agrees
+    ('l4s 8Mbps 10ms ecn', 'newreno', 'goodput_mbps', 0.2885, 0.693, 10, False),  # sim 0.7394: above by 7%
+    ('l4s 8Mbps 10ms ecn', 'newreno', 'cwnd_mean', 23.81, 53.09, 10, False),  # sim 19.1: below by 20%
+    ('l4s 8Mbps 10ms ecn', 'newreno', 'cut_period_s', 2.687, 19.03, 9, True),  # sim 3.428: agrees
+    ('l4s 8Mbps 10ms ecn', 'newreno', 'cut_depth_p50', 0.2353, 0.5063, 9, True),  # sim 0.5086: agrees
+    ('l4s 8Mbps 10ms ecn', 'newreno', 'srtt_p50_ms', 992.8, 1218, 10, False),  # sim 316.1: below by 68%
+    ('l4s 8Mbps 10ms ecn', 'newreno', 'srtt_p95_ms', 1160, 2061, 10, False),  # sim 416.2: below by 64%
+    ('l4s 8Mbps 10ms ecn', 'newreno', 'reduction_ms_p50', 0, 1157, 9, True),  # sim 0: agrees
+    ('l4s 8Mbps 10ms ecn', 'newreno', 'ecn_cut_share', 0.5, 0.8095, 9, False),  # sim 0.2: below by 60%
+    ('l4s 8Mbps 10ms ecn', 'dctcp', 'goodput_mbps', 0.9525, 1.436, 10, False),  # sim 1.944: above by 35%
+    ('l4s 8Mbps 10ms ecn', 'dctcp', 'cwnd_mean', 82.76, 122, 10, False),  # sim 51.03: below by 38%
+    ('l4s 8Mbps 10ms ecn', 'dctcp', 'cut_period_s', 4.415, 28.49, 8, False),  # sim 3.649: below by 17%
+    ('l4s 8Mbps 10ms ecn', 'dctcp', 'cut_depth_p50', 0.01407, 0.5014, 8, True),  # sim 0.3652: agrees
+    ('l4s 8Mbps 10ms ecn', 'dctcp', 'srtt_p50_ms', 844.1, 1100, 10, False),  # sim 299.3: below by 65%
+    ('l4s 8Mbps 10ms ecn', 'dctcp', 'srtt_p95_ms', 1262, 1900, 10, False),  # sim 403.6: below by 68%
+    ('l4s 8Mbps 10ms ecn', 'dctcp', 'reduction_ms_p50', 0, 0, 8, True),  # sim 0: agrees
+    ('l4s 8Mbps 10ms ecn', 'dctcp', 'ecn_cut_share', 0.5, 1, 8, True),  # sim 0.5333: agrees
+]
+
+CELL = {c.name: c for c in CELLS}
+
+
+def _inside(value, lo, hi, metric):
+    tol = RESOLUTION.get(metric, 0.0)
+    return lo - tol <= value <= hi + tol
+
+
+@pytest.mark.parametrize("cell", [
+    "l4s 1Mbps 20ms ecn",
+    pytest.param("l4s 10Mbps 20ms ecn", marks=pytest.mark.slow),
+    pytest.param("l4s 8Mbps 10ms ecn", marks=pytest.mark.slow),
+])
+def test_the_simulated_freebsd_sender_agrees_with_the_traces_exactly_where_the_table_says(cell):
+    sim = sim_metrics(CELL[cell], 5)
+    for c, cc, metric, lo, hi, _n, agrees in (r for r in REFERENCE if r[0] == cell):
+        values = [getattr(m, metric) for m in sim[cc] if getattr(m, metric) is not None]
+        assert values, f"{cell} {cc} {metric}: no simulated value"
+        med = statistics.median(values)
+        assert _inside(med, lo, hi, metric) == agrees, (
+            f"{cell} {cc} {metric}: simulated median {med:.4g} against FreeBSD {lo:.4g}..{hi:.4g}; the table says "
+            f"{'agrees' if agrees else 'disagrees'} -- a model change moved it: update REFERENCE and "
+            "docs/freebsd-siftr.md")
+
+
+@pytest.mark.skipif(not os.environ.get("L4STB_SIFTR_TRACES"),
+                    reason="set L4STB_SIFTR_TRACES to a checkout of MPTCP-FreeBSD/FreeBSD-L4S-Experiments")
+@pytest.mark.parametrize("cell", sorted(CELL))
+def test_the_reference_numbers_are_what_the_traces_give(cell):
+    real = real_metrics(CELL[cell], os.environ["L4STB_SIFTR_TRACES"])
+    for c, cc, metric, lo, hi, n, _agrees in (r for r in REFERENCE if r[0] == cell):
+        values = [getattr(m, metric) for m in real[cc] if getattr(m, metric) is not None]
+        assert len(values) == n
+        assert min(values) == pytest.approx(lo, rel=1e-3, abs=1e-6)
+        assert max(values) == pytest.approx(hi, rel=1e-3, abs=1e-6)
+
+
+def test_a_traces_folder_without_the_cells_logs_is_a_user_error_naming_the_missing_file(tmp_path):
+    from l4stb.errors import L4stbError
+
+    with pytest.raises(L4stbError, match="l4s_1Mbps_20ms_ecn_newreno_src1.siftr.log: missing.*the cell .l4s 1Mbps"):
+        real_metrics(CELL["l4s 1Mbps 20ms ecn"], tmp_path)
