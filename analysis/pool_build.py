@@ -19,6 +19,12 @@ Presets (state features, in order):
   drop_probability the queue's applied one (p_C or p_L); queue_length and length_in_bytes feed the L
   queue's step/ramp marking; total_drops is left out because a counter that only grows says more about
   the time within a run than about the queue.
+* ``capture`` -- what a packet capture observes, for real-Linux runs (the qemu provider, whose log set is
+  derived from captures; docs/data.md): queue_type, current_queue_delay, queue_length, length_in_bytes,
+  packet_length. The qdisc's probabilities and PI state are not in such runs (missing values), so the
+  paper's presets are refused on them with this advice. A dropped packet's sojourn is not observable either:
+  its state carries the last sojourn observed in its queue before it (0 before any), its queue's delay as
+  the packet arrived.
 
 Rewards (by name):
 
@@ -42,6 +48,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 from l4stb.analysis.packets import ensure_parsed
 from l4stb.analysis.pool import ExperiencePool, NormStats, PoolMeta, PoolSplits, save_pool
@@ -57,6 +64,7 @@ PRESETS: dict[str, tuple[str, ...]] = {
                      "accumulated_probability", "average_dequeue_time", "length_in_bytes", "total_drops"),
     "dualpi2": ("queue_type", "current_queue_delay", "previous_queue_delay", "accumulated_probability",
                 "drop_probability", "queue_length", "length_in_bytes", "packet_length"),
+    "capture": ("queue_type", "current_queue_delay", "queue_length", "length_in_bytes", "packet_length"),
 }
 
 SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
@@ -138,10 +146,17 @@ class _Episode:
 def _load_episodes(ws: Workspace, run_id: str, features: tuple[str, ...], reward: Reward) -> list[_Episode]:
     ensure_parsed(ws, run_id)
     needed = sorted(set(features) | set(c for c in reward.columns if c != "action") | {"repeat", "action"})
-    table = pq.read_table(ws.packets_file(run_id), columns=needed)
+    needed_cols = needed + (["queue_type"] if "queue_type" not in needed else [])
+    table = pq.read_table(ws.packets_file(run_id), columns=needed_cols)
     if table.num_rows == 0:
         raise L4stbError(f"run {run_id} has no parsed packet decisions (see runs/{run_id}/data/parse.json).")
-    cols = {name: table.column(name).to_numpy() for name in needed}
+    unknown = [n for n in needed if table.column(n).null_count == table.num_rows]
+    if unknown:
+        raise L4stbError(
+            f"run {run_id} does not hold {', '.join(unknown)}: its router log was derived from packet captures (a "
+            "real-Linux run), which cannot see the qdisc's internal state. Use --preset capture (the features a "
+            "capture observes), with the default reward.")
+    cols = {name: _filled(table, name) for name in needed}
     uses_len = "packet_length" in features or "packet_length" in reward.columns
     if uses_len and (cols["packet_length"] < 0).any():
         raise L4stbError(
@@ -157,6 +172,21 @@ def _load_episodes(ws: Workspace, run_id: str, features: tuple[str, ...], reward
     for a, b in zip(np.concatenate(([0], bounds)), np.concatenate((bounds, [len(repeat)]))):
         episodes.append(_Episode(run_id, int(repeat[a]), states[a:b], actions[a:b], rewards[a:b]))
     return episodes
+
+
+def _filled(table, name: str) -> np.ndarray:
+    """A column as numbers; a sojourn missing for some rows (drops in a capture-derived log) takes the last one
+    observed in the same queue and repeat (0 before any), the queue's delay as that packet arrived."""
+    col = table.column(name)
+    if col.null_count == 0:
+        return col.to_numpy()
+    values = col.to_numpy(zero_copy_only=False).astype(np.float64)
+    if name != "current_queue_delay":
+        raise L4stbError(f"{name} is missing for {col.null_count} of {table.num_rows} rows; only a dropped "
+                         "packet's sojourn may be missing. Re-parse the run with `l4stb summary`.")
+    keys = [table.column(k).to_numpy(zero_copy_only=False) for k in ("repeat", "queue_type")]
+    frame = pd.DataFrame({"v": values, "r": keys[0], "q": keys[1]})
+    return frame.groupby(["r", "q"], sort=False, observed=True)["v"].ffill().fillna(0.0).to_numpy()
 
 
 def _pool(parts: list[tuple[int, _Episode, np.ndarray]], features: tuple[str, ...]) -> ExperiencePool:

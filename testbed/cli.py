@@ -456,7 +456,8 @@ def report(c: Ctx, run_ids, sweep_id, repeat, window, bin_ms) -> None:
 @click.option("--run", "run_ids", multiple=True, help="Train on these runs (default: the latest run).")
 @click.option("--test-run", "test_runs", multiple=True, help="Test on these held-out runs instead of a split.")
 @click.option("--pool", "pool", default=None, help="Train on an existing pool (name under workdir/pools or a path).")
-@click.option("--preset", default=None, help="State features: paper8, paper7 (default) or dualpi2; with --pool, the pool's own.")
+@click.option("--preset", default=None, help="State features: paper8, paper7 (default), dualpi2, or capture (real-Linux runs); with --pool, "
+                   "the pool's own.")
 @click.option("--reward", default=None, help="Reward function name (default paper); with --pool, the pool's own.")
 @click.option("--backbone", default="tiny-gpt2", show_default=True,
               help="tiny-gpt2, smollm2-135m, or a local path / hub id of a GPT-2, OPT, Llama or T5 model.")

@@ -453,3 +453,26 @@ def test_fields_documented_as_unknown_are_minus_one_in_the_lines(tmp_path):
     unknown = {n for n, src in FIELD_SOURCES.items() if src.startswith("-1:")}
     assert unknown and all(x[n] == -1 for x in r for n in unknown)
     assert all(x[n] >= 0 for x in r for n in set(L4STB_FIELD_NAMES) - unknown)
+
+
+def test_a_capture_derived_run_builds_a_capture_pool_and_refuses_the_papers_features(tmp_path):
+    """Real-Linux log sets lack the qdisc's probabilities: the paper's presets are refused with advice; the
+    capture preset builds a pool with no missing value (a drop takes its queue's last observed sojourn)."""
+    from l4stb.analysis.importer import import_logs
+    from l4stb.analysis.pool_build import build_pool
+    from l4stb.errors import L4stbError
+    from l4stb.workspace import Workspace
+
+    ingress = [(us(k * 10), tcp(k)) for k in range(40)]
+    egress = [(us(1000 + k * 10), tcp(k)) for k in range(40) if k not in (5, 17)]
+    i, o = write_pcap(tmp_path / "i.pcap", ingress), write_pcap(tmp_path / "o.pcap", egress)
+    log = tmp_path / "dualpi2.log"
+    log.write_text("".join(f"{x}\n" for x in capture_to_log_lines(i, o, servers=[SERVER], qdisc="dualpi2")))
+    ws = Workspace.at(tmp_path / "w")
+    run_id = import_logs(ws, [log], [])
+    with pytest.raises(L4stbError, match="--preset capture"):
+        build_pool(ws, [run_id], preset="paper7")
+    pool = build_pool(ws, [run_id], preset="capture", split="by-position")
+    states = np.concatenate([pool.train.states, pool.val.states, pool.test.states])
+    assert len(states) == 40 and np.isfinite(states).all()
+    assert int((np.concatenate([pool.train.actions, pool.val.actions, pool.test.actions]) == 1).sum()) == 2
