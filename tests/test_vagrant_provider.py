@@ -13,6 +13,7 @@ from l4stb import plans, runner
 from l4stb.config import load_scenario, load_topology
 from l4stb.errors import L4stbError
 from l4stb.manifest import load_manifest
+from l4stb.providers import firstboot
 from l4stb.providers import vagrant as vagrant_mod
 from l4stb.providers import base
 from l4stb.providers.base import CommandResult, Host, RemoteCommandError, RunContext
@@ -79,6 +80,8 @@ class World:
     def answer(self, host: str, step: str, script: str):
         if self.fail_step and self.fail_step[:2] == (host, step):
             return self.fail_step[2]
+        if step == "first-boot probe":
+            return "l4stb-boot done { sec = 1700000000, usec = 0 } Tue Nov 14 22:13:20 2023\n"
         if step == "host facts":
             return self.facts_override.get(host, FACTS.format(h=host))
         if step in self.extra_answers:
@@ -223,6 +226,7 @@ class FakeVagrant:
 
 
 def test_up_boots_every_vm_provisions_idempotently_and_records_ssh(world: World, tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(firstboot, "SETTLE_S", 0.0)
     vlog: list = []
     monkeypatch.setattr(vagrant_mod, "detect_vm_provider", lambda: "virtualbox")
     monkeypatch.setattr(VagrantProvider, "_vagrant", lambda self, *a, **k: FakeVagrant(vlog))
@@ -237,7 +241,8 @@ def test_up_boots_every_vm_provisions_idempotently_and_records_ssh(world: World,
     assert info.hosts["server"]["ssh"]["identity_file"] == "/keys/server"
     assert info.hosts["client1"]["freebsd_version"] == "14.1-RELEASE-p5"
     assert prov.topology_file.is_file() and "client1" in prov.topology_file.read_text()
-    router_steps = world.steps("router")
+    router_steps = [s for s in world.steps("router") if s != "first-boot probe"]
+    assert world.steps("router")[:2] == ["first-boot probe"] * 2, "two probes with one boot time, then provisioning"
     assert router_steps[:2] == ["login shell sh", "packages, kern.hz, NIC offloads"]
     assert router_steps.count("ipfw (open) + dummynet, build and load the dualpi2 module") == 2  # after the reboot
     uploaded = {(h, name) for h, name, _ in world.uploads}
