@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import jinja2
 
-from l4stb import layout, logformat, resources
+from l4stb import layout, logformat, lograte, resources
 from l4stb.config import Aqm, Scenario, Topology
 from l4stb.errors import L4stbError
 from l4stb.providers.base import Plan
@@ -70,8 +70,8 @@ UDP_PRAGUE_REF_DEFAULT = "69b3f907745fd8dd427edafc24b8de752c1b0d1a"
 receiver reads the ECN field from an IP_RECVTOS control message on FreeBSD, which is what FreeBSD's
 ip_savecontrol() sends. Overridable with env L4STB_UDP_PRAGUE_REF, a full 40-hex commit only (a branch
 or tag moves); the commit built is recorded in each repeat's stats."""
-MSGBUF_BYTES = 8 << 20
-"""kern.msgbufsize on the router: room for a few seconds of per-packet log lines if syslogd lags."""
+MSGBUF_BYTES = lograte.MSGBUF_BYTES
+"""kern.msgbufsize on the router: how long it rides out a syslogd stall is l4stb.lograte's business."""
 
 START_LEAD_S = 5.0
 """Clients start this long after the start-clients step is sent (time for every host to receive it)."""

@@ -28,7 +28,7 @@ from typing import Any, Callable
 import yaml
 
 import l4stb
-from l4stb import plans
+from l4stb import lograte, plans
 from l4stb.config import Scenario, Topology, check_management_overlap
 from l4stb.errors import L4stbError
 from l4stb.providers import base, firstboot
@@ -467,6 +467,9 @@ class VagrantProvider(Provider):
         facts = self.host_facts(topology)
         hz = {h: facts[h].get("sysctls", {}).get("kern.hz", "") for h in topology.hosts}
         refuse_wrong_kern_hz(scenario, hz)
+        note = lograte.warning(scenario)
+        if note and plans.uses_module(scenario.aqm):
+            log.warning("%s", note)
         recorded: dict[str, Any] = {"kern_hz": {h: int(v) for h, v in hz.items()}}
         phase = plans.prepare_phase(scenario, topology)
         if phase is not None:
