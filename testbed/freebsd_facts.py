@@ -119,8 +119,9 @@ COMMANDS: dict[str, Fact] = {
     "kldunload": Fact(S + "sbin/kldunload/kldunload.c", "unloads by file name"),
     "kldstat": Fact(S + "sbin/kldstat/kldstat.c", "-q -n NAME: exit status only"),
     "kenv": Fact(S + "bin/kenv/kenv.c", "sets a kernel environment variable (read by TUNABLE on module load)"),
-    "ipfw": Fact(S + "sbin/ipfw/dummynet.c", "pipe/sched/queue config; `sched N show` prints "
-                 "\" sched %d type %s flags 0x%x %d buckets %d active\""),
+    "ipfw": Fact(S + "sbin/ipfw/dummynet.c; sbin/ipfw/ipfw.8", "pipe/sched/queue config; `type NAME` copies any "
+                 "name of 1-15 characters for the kernel to look up (TOK_TYPE); `sched N show` prints \" sched %d type "
+                 "%s flags 0x%x %d buckets %d active\"; `add N set S ...` and `delete set S` (RULE FORMAT)"),
     "service": Fact(S + "usr.sbin/service/service.sh", "runs /etc/rc.d/<name> <command>"),
     "route": Fact(S + "sbin/route/route_netlink.c", "`route -n get` prints destination:, gateway: (only with "
                   "RTF_GATEWAY), interface:, flags: <UP,...,STATIC>"),
