@@ -31,6 +31,9 @@ SYSCTLS: dict[str, Fact] = {
                                         "CTLFLAG_RW), default 5: how often a pending syslogd read is woken"),
     "kern.boottime": Fact(S + "sys/kern/kern_tc.c", "SYSCTL_PROC(_kern, KERN_BOOTTIME, boottime): the boot time, "
                           "which the first-boot probe compares across probes to see a reboot"),
+    "debug.link_elf_obj_leak_locals": Fact(S + "sys/kern/link_elf_obj.c", "a tunable, 1 by default: local symbols "
+                                           "of a loaded module (dummynet.ko's, kmod.mk makes them local) resolve "
+                                           "for modules loaded after it; reported by `l4stb check --facts`"),
     "kern.osrelease": Fact(S + "sys/kern/kern_mib.c", "SYSCTL_STRING(_kern, KERN_OSRELEASE, osrelease)"),
     "hw.ncpu": Fact(S + "sys/kern/kern_mib.c", "SYSCTL_INT(_hw, HW_NCPU, ncpu)"),
     "hw.physmem": Fact(S + "sys/kern/kern_mib.c", "SYSCTL_PROC(_hw, HW_PHYSMEM, physmem)"),
@@ -102,6 +105,9 @@ PATHS: dict[str, Fact] = {
                               "where kernel messages go by default"),
     "/usr/src": Fact(S + "share/mk/bsd.kmod.mk", "SYSDIR defaults to the kernel sources under /usr/src/sys"),
     "/usr/src/sys": Fact(S + "share/mk/bsd.kmod.mk", "SYSDIR: the kernel headers a module builds against"),
+    "/usr/src/sys/kern/kern_mbuf.c": Fact(S + "sys/kern/kern_mbuf.c", "defines m_rcvif_serialize and m_rcvif_restore, "
+                                          "which the module calls (tests/module_builds.py KERNEL_EXPORTS); "
+                                          "`l4stb check --facts` greps the router's installed copy"),
     "/usr/src/sys/conf/newvers.sh": Fact(S + "sys/conf/newvers.sh", "REVISION=\"14.1\" on releng/14.1"),
     "/dev/null": Fact("POSIX", "the null device"),
     "/bin/sh": Fact("POSIX", "the shell"),

@@ -514,6 +514,14 @@ def facts_step(topology: Topology, host: str) -> HostStep:
                     timeout_s=120)
 
 
+def vm_report_step(topology: Topology, host: str, log_file: str) -> HostStep:
+    """The read-only report of what only a booted VM can answer (`l4stb check --facts`)."""
+    step = "vm report"
+    return HostStep(host, step, render("vm_report.sh.j2", **_header(host, step), role=topology.hosts[host].role,
+                                       prague_dir=PRAGUE_DIR, module_dir=MODULE_DIR, sysctl_root=SYSCTL_ROOT,
+                                       log_glob=shlex.quote(log_file) + "*"), timeout_s=120)
+
+
 def parse_facts(text: str) -> dict[str, Any]:
     """The ``=== section ===`` output of host_facts.sh into a dict (sysctls as a name -> value mapping)."""
     sections: dict[str, list[str]] = {}

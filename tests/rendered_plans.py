@@ -94,6 +94,7 @@ def all_rendered() -> tuple[Rendered, ...]:
         for phase in plans.up_phases(topo):
             add(tname, phase.steps)
         add(tname, [plans.facts_step(topo, h) for h in topo.hosts])
+        add(tname, [plans.vm_report_step(topo, h, "/var/log/dualpi2.log") for h in topo.hosts], "/var/log/dualpi2.log")
         extra = list(feature_variants()) if tname == "dumbbell-4" else []
         variants = [(name, ()) for name in list_scenarios()] + extra
         for sname, overrides in variants:

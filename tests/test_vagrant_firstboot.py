@@ -129,3 +129,4 @@ def test_an_up_that_fails_for_another_reason_is_not_retried(monkeypatch, tmp_pat
 def test_retryable_markers_are_vagrants_own_first_lines():
     assert firstboot.is_retryable_up_failure("SSH connection was reset! This usually happens when the machine")
     assert not firstboot.is_retryable_up_failure("The box 'freebsd/FreeBSD-14.1-RELEASE' could not be found")
+

@@ -389,6 +389,17 @@ class VagrantProvider(Provider):
         self._parallel(list(topology.hosts), one)
         return {h: facts[h] for h in topology.hosts}
 
+    def vm_report(self, topology: Topology, log_file: str) -> dict[str, str]:
+        """Every host's answer to the read-only VM report (plans.vm_report_step), by host."""
+        out: dict[str, str] = {}
+
+        def one(h: str) -> None:
+            step = plans.vm_report_step(topology, h, log_file)
+            out[h] = self.host(h).run_script(step.script, timeout=step.timeout_s, step=step.step).stdout
+
+        self._parallel(list(topology.hosts), one)
+        return {h: out[h] for h in topology.hosts}
+
     # -- running steps --------------------------------------------------------------------------
     @staticmethod
     def _parallel(items: list[str], fn: Callable[[str], Any], jobs: int | None = None) -> dict[str, Any]:
