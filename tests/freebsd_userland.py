@@ -220,9 +220,11 @@ json.dump(state, open(state_file, "w"))
 
 @dataclass
 class Userland:
-    """One model host: a stub folder, a root the absolute paths move into, and the sysctl/ipfw state."""
+    """One model host: a stub folder, a root the absolute paths move into, and the sysctl/ipfw state;
+    ``provisioned``: what `l4stb up` builds on the router (the rate-schedule helper) is there."""
 
     root: Path
+    provisioned: bool = True
 
     def __post_init__(self) -> None:
         self.bin = self.root / "bin"
@@ -243,6 +245,11 @@ class Userland:
         for name in STUBS_OK:
             self._sh_stub(name, f'echo "$(basename "$0") $*" | /usr/bin/tr "\\n" " " >> "$L4STB_MODEL/calls"\n'
                                 f'echo >> "$L4STB_MODEL/calls"\nexit 0\n')
+        if self.provisioned:
+            helper = Path(self.localise(plans.RATESCHED_BIN).strip())
+            helper.parent.mkdir(parents=True, exist_ok=True)
+            helper.write_text("#!/bin/sh\nexit 0\n")
+            helper.chmod(0o755)
         for name in WRAPPED_REAL:
             real = next((p for p in (f"/usr/bin/{name}", f"/bin/{name}") if os.path.exists(p)), None)
             if real:

@@ -150,3 +150,9 @@ def test_every_command_l4stb_sends_fits_one_ssh_packet():
 def test_the_fixture_policy_is_bigger_than_one_sysctl_argument():
     size = len((fixtures_dir() / "policy.l4pb").read_bytes())
     assert 2 * size + len(plans.SYSCTL_ROOT + ".policy=+") > facts.LIMITS["sysctl_arg"].value
+
+
+def test_a_schedule_on_a_router_provisioned_before_the_helper_stops_at_configure_with_what_to_run(tmp_path: Path):
+    _, step = _configure_router(("bottleneck.rate_schedule=[{at: 10s, rate: 4Mbit}]",))
+    proc = _run_with_uploads(Userland(tmp_path, provisioned=False), step)
+    assert proc.returncode == 1 and "run `l4stb up --provider vagrant` again" in proc.stderr
