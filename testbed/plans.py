@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import jinja2
 
-from l4stb import layout, logformat, lograte, resources
+from l4stb import freebsd_facts, layout, logformat, lograte, resources
 from l4stb.config import Aqm, Scenario, Topology
 from l4stb.errors import L4stbError
 from l4stb.providers.base import Plan
@@ -519,7 +519,7 @@ def vm_report_step(topology: Topology, host: str, log_file: str) -> HostStep:
     step = "vm report"
     return HostStep(host, step, render("vm_report.sh.j2", **_header(host, step), role=topology.hosts[host].role,
                                        prague_dir=PRAGUE_DIR, module_dir=MODULE_DIR, sysctl_root=SYSCTL_ROOT,
-                                       log_glob=shlex.quote(log_file) + "*"), timeout_s=120)
+                                       log_file=log_file), timeout_s=120)
 
 
 def parse_facts(text: str) -> dict[str, Any]:
@@ -593,9 +593,8 @@ def aqm_sysctls(aqm: Aqm, scenario: Scenario, repeat: int = 1) -> list[str]:
     return [f"{SYSCTL_ROOT}.{k}={v}" for k, v in values]
 
 
-SYSCTL_ARG_MAX = 1023
-"""The longest ``name=value`` argument sysctl(8) takes: sbin/sysctl/sysctl.c parse() copies it into char buf[BUFSIZ]
-(BUFSIZ 1024, include/stdio.h) and refuses it with "oid too long" when snprintf returns >= BUFSIZ."""
+SYSCTL_ARG_MAX = freebsd_facts.LIMITS["sysctl_arg"].value
+"""The longest ``name=value`` argument sysctl(8) takes (1023: sbin/sysctl/sysctl.c parse(), BUFSIZ 1024)."""
 SYSCTL_ARG_MARGIN = 64
 """Room left under SYSCTL_ARG_MAX by every policy piece, so the limit is never met exactly."""
 MODULE_POLICY_PIECE_HEX = 1000
