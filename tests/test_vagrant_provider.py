@@ -76,12 +76,14 @@ class World:
         self.facts_override: dict[str, str] = {}
         self.extra_answers: dict[str, str] = {}
         self.reboot_asks = 0
+        self.uptime_s = 100
 
     def answer(self, host: str, step: str, script: str):
         if self.fail_step and self.fail_step[:2] == (host, step):
             return self.fail_step[2]
         if step == "first-boot probe":
-            return "l4stb-boot done { sec = 1700000000, usec = 0 } Tue Nov 14 22:13:20 2023\n"
+            self.uptime_s += 15
+            return f"l4stb-boot done {self.uptime_s}\n"
         if step == "host facts":
             return self.facts_override.get(host, FACTS.format(h=host))
         if step in self.extra_answers:

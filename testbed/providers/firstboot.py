@@ -8,9 +8,10 @@ init SIGINT, which reboots the VM. sshd is up before that, so Vagrant can log in
 ready, or fail mid-step when the reboot cuts its session.
 
 :data:`PROBE` asks a VM where it is: ``firstboot`` while either sentinel exists, ``rc`` while /etc/rc still
-runs (init starts it as ``sh /etc/rc autoboot``: sbin/init/init.c runcom), else ``done``; with the boot time.
-:func:`wait_for_first_boot` accepts the VM once two probes :data:`SETTLE_S` apart both say ``done`` with the
-same boot time, so a reboot that was about to happen, or happened in between, is waited for as well.
+runs (init starts it as ``sh /etc/rc autoboot``: sbin/init/init.c runcom), else ``done``; with the uptime
+(now less kern.boottime: both move together when the clock is stepped, so it only grows within one boot).
+:func:`wait_for_first_boot` accepts the VM once two probes :data:`SETTLE_S` apart both say ``done`` and the
+uptime grew between them, so a reboot that was about to happen, or happened in between, is waited for too.
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ from l4stb.errors import L4stbError
 
 PROBE = ("if [ -e /firstboot ] || [ -e /firstboot-reboot ]; then s=firstboot; "
          "elif pgrep -f '/etc/r[c] autoboot' >/dev/null; then s=rc; else s=done; fi; "
-         "echo \"l4stb-boot $s $(sysctl -n kern.boottime)\"")
+         "b=$(sysctl -n kern.boottime | sed 's/^{ sec = \\([0-9]*\\),.*/\\1/'); "
+         "echo \"l4stb-boot $s $(( $(date +%s) - b ))\"")
 """One line, sh syntax that csh passes through untouched (no newline, no `!`): it runs before the login shell is
 sh. The bracket in the pgrep pattern keeps the probe's own command line from matching it."""
 
 SETTLE_S = 15.0
-"""Seconds between the two ``done`` probes that must agree on the boot time."""
+"""Seconds between the two ``done`` probes whose uptimes must show no reboot between them."""
 POLL_S = 10.0
 WAIT_S = 45 * 60.0
 """How long first boot may take: freebsd-update of an end-of-life release and the package bootstrap."""
@@ -51,15 +53,15 @@ classes in lib/vagrant/errors.rb), which the first-boot reboot causes when it la
 class BootState:
     state: str
     """``firstboot``, ``rc`` or ``done``."""
-    boottime: str
+    uptime_s: int
 
 
 def parse_probe(text: str) -> BootState | None:
-    """The probe's ``l4stb-boot STATE BOOTTIME`` line, or None when it is not there."""
+    """The probe's ``l4stb-boot STATE UPTIME_S`` line, or None when it is not there."""
     for line in text.splitlines():
-        m = re.fullmatch(r"l4stb-boot (firstboot|rc|done) (.*)", line.strip())
+        m = re.fullmatch(r"l4stb-boot (firstboot|rc|done) (-?[0-9]+)", line.strip())
         if m:
-            return BootState(m.group(1), m.group(2).strip())
+            return BootState(m.group(1), int(m.group(2)))
     return None
 
 
@@ -81,7 +83,7 @@ def wait_for_first_boot(host: str, probe: Callable[[], BootState | None], *,
         state = probe()
         last = state or last
         if state is not None and state.state == "done":
-            if candidate is not None and candidate.boottime == state.boottime:
+            if candidate is not None and state.uptime_s > candidate.uptime_s:
                 return state
             candidate = state
         else:
