@@ -912,7 +912,8 @@ def run_phases(scenario: Scenario, topology: Topology, run_id: str, repeat: int,
     step = "collect router logs"
     phases.append(Phase(step, [HostStep(router, step, render(
         "collect_router_logs.sh.j2", **_header(router, step), repeat=repeat, repeat_dir=repeat_dir, drain_s=DRAIN_S,
-        compress_ext=COMPRESS_EXT[compress], sysctl_root=SYSCTL_ROOT, counters=list(MODULE_COUNTERS), **logs),
+        compress_ext=COMPRESS_EXT[compress], sysctl_root=SYSCTL_ROOT, counters=list(MODULE_COUNTERS),
+        rate_schedule_out=next((p.out for p in procs if p.kind == "rate_schedule"), ""), **logs),
         timeout_s=240)]))
     return phases
 
@@ -938,6 +939,22 @@ def parse_wait_output(text: str) -> tuple[dict[str, int], list[str], dict[str, l
         elif parts[0] == "l4stb-stderr" and len(parts) == 3:
             stderr.setdefault(parts[1], []).append(parts[2])
     return exits, killed, stderr
+
+
+def parse_rate_applied(text: str) -> dict[str, Any] | None:
+    """What the rate-schedule helper reported (``l4stb-rate AT_US APPLIED_US DONE_US BW RC`` lines): how many
+    steps ran and how late they were started against their absolute times; None when there are no such lines."""
+    late: list[int] = []
+    failed = 0
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 6 and parts[0] == "l4stb-rate" and all(p.lstrip("-").isdigit() for p in parts[1:4]):
+            late.append(int(parts[2]) - int(parts[1]))
+            failed += parts[5] != "0"
+    if not late:
+        return None
+    return {"steps_applied": len(late), "steps_failed": failed, "late_us_max": max(late),
+            "late_us_mean": round(sum(late) / len(late), 1)}
 
 
 def parse_counters(text: str) -> dict[str, int]:

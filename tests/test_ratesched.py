@@ -81,6 +81,9 @@ def test_the_plans_schedule_file_is_what_the_helper_reads(helper: Path, tmp_path
     assert proc.returncode == 0, proc.stderr
     assert [(at, bw) for at, _, _, bw, _ in _applied(proc.stdout)] == [(100_000, "4Mbit/s"), (250_000, "6Mbit/s")]
     assert proc.stdout.startswith("# l4stb_ratesched: start ")
+    summary = plans.parse_rate_applied(proc.stdout)
+    assert summary is not None and summary["steps_applied"] == 2 and summary["steps_failed"] == 0
+    assert 0 <= summary["late_us_mean"] <= summary["late_us_max"] < 200_000
 
 
 @pytest.mark.parametrize("line", ["10 1 8Mbit/s;reboot 10", "5 1 8Mbit/s 10\n4 1 8Mbit/s 10", "x 1 8Mbit/s 10",

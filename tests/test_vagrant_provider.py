@@ -94,8 +94,10 @@ class World:
         if step in ("reset logs", "collect router logs"):
             self.log_lines += 500 if step == "collect router logs" else 0
             self.instances += 1 if step == "collect router logs" else 0
+            applied = ("l4stb-rate 10000000 10000420 10003100 4Mbit/s 0\n"
+                       if step == "collect router logs" and "l4stb-rate" in script else "")
             return (f"l4stb-counter log_lines {self.log_lines}\nl4stb-counter instances_created {self.instances}\n"
-                    f"l4stb-counter instances_freed 0\n")
+                    f"l4stb-counter instances_freed 0\n{applied}")
         if step == "build udp_prague":
             return f"l4stb-udp-prague {plans.UDP_PRAGUE_REF_DEFAULT}\n"
         if "dualpi2 module" in step and self.reboot_asks:
@@ -373,3 +375,15 @@ def test_self_check_on_the_vms_reports_lost_log_lines(world: World, tmp_path: Pa
     ctx = RunContext("check-dctcp-8mbps-20250101T000000Z", sc, load_topology("dumbbell-4"), Workspace.at(tmp_path))
     failures = check.judge(VagrantProvider(ctx.workspace).self_check(ctx), sc).failures
     assert len(failures) == 1 and failures[0].startswith("router: 431 of the module's lines reached")
+
+
+def test_a_rate_schedule_repeat_records_how_late_its_steps_were_applied(world: World, tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(plans, "START_LEAD_S", 0.0)
+    ctx = _ctx(tmp_path)
+    sc = load_scenario("dctcp-8mbps", ["bottleneck.rate_schedule=[{at: 10s, rate: 4Mbit}]"])
+    ctx = RunContext(ctx.run_id, sc, ctx.topology, ctx.workspace)
+    (outcome,), _ = _run(ctx, [1])
+    assert outcome.stats["rate_schedule_applied"] == {"steps_applied": 1, "steps_failed": 0, "late_us_max": 420,
+                                                      "late_us_mean": 420.0}
+    uploaded = [(h, name, remote) for h, name, remote in world.uploads if name == "rate-schedule.txt"]
+    assert uploaded == [("router", "rate-schedule.txt", plans.rate_schedule_remote(ctx.run_id, 1))]

@@ -564,6 +564,9 @@ class VagrantProvider(Provider):
                 tail = "; ".join(errs.get(key, [])[-2:])
                 problems.append(f"{p.host}: {p.name} exited {exits[key]}" + (f" ({tail})" if tail else ""))
         after = plans.parse_counters(router_out.get(topo.router, ""))
+        applied = plans.parse_rate_applied(router_out.get(topo.router, ""))
+        if applied is not None:
+            stats["rate_schedule_applied"] = applied
         stats.update({"exit_codes": exits, "stopped": killed})
         stats.update(counter_stats(before, after))
         ok = not problems
