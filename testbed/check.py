@@ -12,13 +12,14 @@ is one paragraph naming the host, what was expected and the likely cause.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from l4stb import plans
 from l4stb.check_steps import sched_types
 from l4stb.config import FlowGroup, Scenario, load_scenario, load_topology
 from l4stb.errors import L4stbError
 from l4stb.providers.base import CheckEvidence, RunContext, TestbedInfo
-from l4stb.workspace import Workspace
+from l4stb.workspace import Workspace, atomic_write_text, utc_iso, utc_stamp
 
 CHECK_DURATION_US = 5_000_000
 DEFAULT_SCENARIO = "dctcp-8mbps"
@@ -232,3 +233,24 @@ def run_check(ws: Workspace, scenario_name: str | None = None, overrides: list[s
                 f"{len(result.failures) + len(result.passed)} checks failed.")
         raise L4stbError("\n\n".join([head, *result.failures]))
     return result
+
+
+def write_vm_report(ws: Workspace, scenario_name: str | None = None) -> Path:
+    """`l4stb check --facts`: ask every VM what only a booted FreeBSD can answer and write it to one plain-text
+    file in the workdir (``vm-facts-<UTC>.txt``), to attach to an issue."""
+    from l4stb.providers import get_provider
+
+    testbed = TestbedInfo.load(ws)
+    if testbed.provider != "vagrant":
+        raise L4stbError(f"`l4stb check --facts` reports on FreeBSD VMs; the testbed that is up is the "
+                         f"{testbed.provider} provider. Bring up the real testbed with `l4stb up --provider vagrant`.")
+    topology = load_topology(testbed.topology)
+    log_file = load_scenario(scenario_name or DEFAULT_SCENARIO).logging.file
+    answers = get_provider(testbed.provider, ws).vm_report(topology, log_file)
+    lines = [f"# l4stb check --facts, {utc_iso()}: {testbed.topology} on {testbed.provider}",
+             "# what only a booted FreeBSD 14.1 VM can answer (README, 'To check on a VM'); read-only", ""]
+    for host, text in answers.items():
+        lines += [f"######## {host} ({topology.hosts[host].role})", text.rstrip(), ""]
+    path = ws.root / f"vm-facts-{utc_stamp()}.txt"
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return path

@@ -160,12 +160,18 @@ def down(c: Ctx, destroy: bool) -> None:
 @cli.command()
 @click.option("--scenario", "scenario_name", default=None,
               help="Judge against this scenario's AQM, kern.hz, ECN and logging (default dctcp-8mbps).")
+@click.option("--facts", is_flag=True, help="Instead, write what only the booted FreeBSD VMs can answer (NICs, "
+              "pkg ABI, sysctl limits, kldstat, ipfw rules, msgbuf...) to one text file to attach to an issue.")
 @pass_ctx
-def check(c: Ctx, scenario_name: str | None) -> None:
+def check(c: Ctx, scenario_name: str | None, facts: bool) -> None:
     """Self-check the testbed: a 5 s DCTCP flow through the bottleneck, then AQM, kern.hz, logs, CE and ECN."""
-    from l4stb.check import run_check
+    from l4stb.check import run_check, write_vm_report
 
     with c.ws.locked("check"):
+        if facts:
+            path = write_vm_report(c.ws, scenario_name)
+            console.print(f"wrote {safe(path)}: attach it to an issue (host names, addresses and versions; no keys)")
+            return
         result = run_check(c.ws, scenario_name)
     _print_check(result)
 

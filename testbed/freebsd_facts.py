@@ -29,6 +29,11 @@ SYSCTLS: dict[str, Fact] = {
                             "TUNABLE_INT_FETCH(\"kern.msgbufsize\")"),
     "kern.log_wakeups_per_second": Fact(S + "sys/kern/subr_log.c", "SYSCTL_INT(_kern, log_wakeups_per_second, "
                                         "CTLFLAG_RW), default 5: how often a pending syslogd read is woken"),
+    "kern.boottime": Fact(S + "sys/kern/kern_tc.c", "SYSCTL_PROC(_kern, KERN_BOOTTIME, boottime): the boot time, "
+                          "which the first-boot probe compares across probes to see a reboot"),
+    "debug.link_elf_obj_leak_locals": Fact(S + "sys/kern/link_elf_obj.c", "a tunable, 1 by default: local symbols "
+                                           "of a loaded module (dummynet.ko's, kmod.mk makes them local) resolve "
+                                           "for modules loaded after it; reported by `l4stb check --facts`"),
     "kern.osrelease": Fact(S + "sys/kern/kern_mib.c", "SYSCTL_STRING(_kern, KERN_OSRELEASE, osrelease)"),
     "hw.ncpu": Fact(S + "sys/kern/kern_mib.c", "SYSCTL_INT(_hw, HW_NCPU, ncpu)"),
     "hw.physmem": Fact(S + "sys/kern/kern_mib.c", "SYSCTL_PROC(_hw, HW_PHYSMEM, physmem)"),
@@ -60,8 +65,10 @@ SYSCTLS: dict[str, Fact] = {
     "net.inet.tcp.ecn.enable": Fact(S + "sys/netinet/tcp_input.c (indexed revision)", "SYSCTL_INT("
                                     "_net_inet_tcp_ecn, enable, &tcp_do_ecn) \"TCP ECN support\", default 2"),
     "net.inet.tcp.cc.dctcp.ect1": Fact(S + "sys/netinet/cc/cc_dctcp.c", "not in the indexed revision of cc_dctcp.c "
-                                       "(only alpha, shift_g, slowstart); the original L4S-LLM scripts set it; "
-                                       "configure_endpoint.sh refuses to run without it (sysctl -N)"),
+                                       "(only alpha, shift_g, slowstart; a 2015-era file), so still unverified here "
+                                       "although it is reported in cc_dctcp.c before stable/14 branched; the original "
+                                       "L4S-LLM scripts set it; configure_endpoint.sh refuses to run without it "
+                                       "(sysctl -N), and every run records it in the host facts"),
     "net.inet.ip.dummynet.dualpi2": Fact("freebsd_module/dn_sched_dualpi2.c (this repository)",
                                          "SYSCTL_NODE(_net_inet_ip_dummynet, dualpi2); its leaves are checked "
                                          "against that file by tests/test_freebsd_facts.py"),
@@ -103,6 +110,9 @@ PATHS: dict[str, Fact] = {
                               "where kernel messages go by default"),
     "/usr/src": Fact(S + "share/mk/bsd.kmod.mk", "SYSDIR defaults to the kernel sources under /usr/src/sys"),
     "/usr/src/sys": Fact(S + "share/mk/bsd.kmod.mk", "SYSDIR: the kernel headers a module builds against"),
+    "/usr/src/sys/kern/kern_mbuf.c": Fact(S + "sys/kern/kern_mbuf.c", "defines m_rcvif_serialize and m_rcvif_restore, "
+                                          "which the module calls (tests/module_builds.py KERNEL_EXPORTS); "
+                                          "`l4stb check --facts` greps the router's installed copy"),
     "/usr/src/sys/conf/newvers.sh": Fact(S + "sys/conf/newvers.sh", "REVISION=\"14.1\" on releng/14.1"),
     "/dev/null": Fact("POSIX", "the null device"),
     "/bin/sh": Fact("POSIX", "the shell"),
@@ -120,8 +130,9 @@ COMMANDS: dict[str, Fact] = {
     "kldunload": Fact(S + "sbin/kldunload/kldunload.c", "unloads by file name"),
     "kldstat": Fact(S + "sbin/kldstat/kldstat.c", "-q -n NAME: exit status only"),
     "kenv": Fact(S + "bin/kenv/kenv.c", "sets a kernel environment variable (read by TUNABLE on module load)"),
-    "ipfw": Fact(S + "sbin/ipfw/dummynet.c", "pipe/sched/queue config; `sched N show` prints "
-                 "\" sched %d type %s flags 0x%x %d buckets %d active\""),
+    "ipfw": Fact(S + "sbin/ipfw/dummynet.c; sbin/ipfw/ipfw.8", "pipe/sched/queue config; `type NAME` copies any "
+                 "name of 1-15 characters for the kernel to look up (TOK_TYPE); `sched N show` prints \" sched %d type "
+                 "%s flags 0x%x %d buckets %d active\"; `add N set S ...` and `delete set S` (RULE FORMAT)"),
     "service": Fact(S + "usr.sbin/service/service.sh", "runs /etc/rc.d/<name> <command>"),
     "route": Fact(S + "sbin/route/route_netlink.c", "`route -n get` prints destination:, gateway: (only with "
                   "RTF_GATEWAY), interface:, flags: <UP,...,STATIC>"),
@@ -131,7 +142,8 @@ COMMANDS: dict[str, Fact] = {
     "sockstat": Fact(S + "usr.bin/sockstat/sockstat.c", "-46l -P proto -p port"),
     "freebsd-version": Fact(S + "bin/freebsd-version/freebsd-version.sh.in", "-k kernel, -r running, -u userland"),
     "sha256": Fact(S + "sbin/md5/md5.c", "-q prints the digest only"),
-    "pkg": Fact("freebsd/pkg docs/pkg.conf.5", "IGNORE_OSVERSION: install from a repository of another OS version"),
+    "pkg": Fact("freebsd/pkg docs/pkg.conf.5", "IGNORE_OSVERSION: install from a repository of another OS version; "
+                "`pkg -vv` prints the configuration, ABI and OSVERSION among it (recorded in the host facts)"),
     "pw": Fact(S + "usr.sbin/pw/pw.c", "usermod USER -s SHELL"),
     "tcpdump": Fact(S + "contrib/tcpdump (usr.sbin/tcpdump)", "-c N, -w/-r FILE, pcap filter `ip[1] & 3 == 3`"),
     "timeout": Fact(S + "bin/timeout/timeout.c", "exit 124 when the command ran past its time"),
@@ -150,6 +162,13 @@ COMMANDS: dict[str, Fact] = {
     "mv": Fact(_BASE, "mv"), "rm": Fact(_BASE, "-f -rf"), "ls": Fact(_BASE, "-A -l"), "chmod": Fact(_BASE, "644"),
     "touch": Fact(_BASE, "touch"), "date": Fact(_BASE, "+%s"), "sleep": Fact(_BASE, "sleep"),
     "wc": Fact(_BASE, "-l"), "c++": Fact(S + "usr.bin/clang", "the base system's clang++"),
+    "cc": Fact(S + "usr.bin/clang", "the base system's clang (builds the rate-schedule helper, -Wall -Werror)"),
+    "pgrep": Fact(S + "bin/pkill/pkill.c", "-f matches the pattern (a regex) against the full argument list; used "
+                  "by the first-boot probe (l4stb.providers.firstboot) to see `sh /etc/rc autoboot` still running"),
+    "hexdump": Fact(S + "usr.bin/hexdump/hexdump.c", "-v (no `*` squeezing) -e '1/1 \"%02x\"': one byte, two hex "
+                    "digits, no separators"),
+    "fold": Fact(S + "usr.bin/fold/fold.c", "-w WIDTH: breaks a line every WIDTH columns; no line-length limit "
+                 "(reads wide characters one at a time)"),
 }
 SHELL_BUILTINS = frozenset({
     "set", "export", "echo", "printf", "test", "[", "kill", "cd", "exit", "wait", ":", "true", "false", "read",
@@ -157,3 +176,35 @@ SHELL_BUILTINS = frozenset({
 })
 """Builtins of FreeBSD's sh (bin/sh/builtins.def); l4stb_spawn and section are functions the templates define."""
 TEMPLATE_FUNCTIONS = frozenset({"l4stb_spawn", "section"})
+
+
+@dataclass(frozen=True)
+class Limit:
+    value: int
+    source: str
+    checked: str
+
+
+LIMITS: dict[str, Limit] = {
+    "sysctl_arg": Limit(1023, S + "sbin/sysctl/sysctl.c", "parse(): snprintf(buf, BUFSIZ, \"%s\", string) >= BUFSIZ "
+                        "-> \"oid too long\"; BUFSIZ is 1024 (include/stdio.h), so a name=value argument has at most "
+                        "1023 characters"),
+    "arg_max": Limit(262144, S + "sys/sys/syslimits.h", "ARG_MAX 262144 \"max bytes for an exec function\" in the "
+                     "indexed revision (argv and environment together; kern.argmax reports it); newer releases allow "
+                     "more, the model keeps the smaller"),
+    "ssh_packet": Limit(256 * 1024, "openssh/openssh-portable packet.c", "#define PACKET_MAX_SIZE (256 * 1024): the "
+                        "largest SSH packet sshd accepts, so the exec request carrying l4stb's command must be "
+                        "smaller"),
+    "ipfw_rule_max": Limit(65534, S + "sbin/ipfw/ipfw.8", "RULE FORMAT: rule_number in 1..65535, 65535 reserved for "
+                           "the default rule"),
+    "ipfw_set_max": Limit(30, S + "sbin/ipfw/ipfw.8", "RULE FORMAT: set_number 0..31, 31 reserved for the default "
+                          "rule"),
+    "ipfw_autoinc_step": Limit(100, S + "sbin/ipfw/ipfw.8", "an unnumbered `ipfw add` gets the last rule's number + "
+                               "net.inet.ip.fw.autoinc_step (default 100)"),
+}
+"""FreeBSD userland limits the plans must respect; tests/freebsd_userland.py enforces each one on the rendered plans."""
+
+RC_FIREWALL_OPEN_RULES: tuple[int, ...] = (50, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000, 65000)
+"""Rule numbers libexec/rc/rc.firewall gives the `open` type: 50 (natd or in-kernel NAT, when enabled), 100-500
+(setup_loopback), five unnumbered `add pass ipv6-icmp` of setup_ipv6_mandatory (numbered 600-1000 by the 100 step),
+65000 (`pass all from any to any`). l4stb's rules must use none of them."""

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import jinja2
 
-from l4stb import layout, logformat, resources
+from l4stb import freebsd_facts, layout, logformat, lograte, resources
 from l4stb.config import Aqm, Scenario, Topology
 from l4stb.errors import L4stbError
 from l4stb.providers.base import Plan
@@ -36,8 +36,17 @@ SCHED_TYPE = "dualpi2"
 """The name the module registers with dummynet: ``ipfw sched 1 config pipe 1 type dualpi2`` (stock ipfw)."""
 SYSCTL_ROOT = "net.inet.ip.dummynet.dualpi2"
 PIPE = SCHED = QUEUE = 1
-RULE = 1000
-"""ipfw rule number of the queue rule: above rc.firewall's open rules (65000), clear of its loopback rules (100-300)."""
+RULE = 30000
+"""ipfw rule number of the queue rule. rc.firewall (libexec/rc/rc.firewall, firewall_type open) numbers its own rules
+50 (natd/nat, when enabled), 100-500 (setup_loopback), 600-1000 (setup_ipv6_mandatory: unnumbered `add`s, which
+ipfw numbers last rule + net.inet.ip.fw.autoinc_step, default 100; sbin/ipfw/ipfw.8 RULE FORMAT) and 65000
+(`pass all from any to any`). l4stb's rules are 29000-30000: clear of all of those, and before 65000 so that they
+see every packet first. They are also in an ipfw set of their own (RULE_SET), so a repeat deletes exactly
+l4stb's rules."""
+RULE_SET = 7
+"""The ipfw set of every rule l4stb adds (`ipfw add N set 7 ...`); `ipfw delete set 7` removes them all, a stale
+delay rule of an earlier scenario included, and never touches rc.firewall's rules (set 0). Sets are 0..31, 31
+being the default rule's (sbin/ipfw/ipfw.8, "set set_number")."""
 
 REMOTE_ROOT = layout.REMOTE_ROOT
 RUNS_ROOT = posixpath.join(REMOTE_ROOT, "runs")
@@ -45,6 +54,10 @@ STATE_ROOT = posixpath.join(REMOTE_ROOT, "state")
 """pids, exit codes and stderr of the repeat's processes: kept out of the run folders that fetch-logs pulls."""
 SRC_ROOT = posixpath.join(REMOTE_ROOT, "src")
 MODULE_DIR = posixpath.join(SRC_ROOT, "freebsd_module")
+RATESCHED_DIR = posixpath.join(SRC_ROOT, "ratesched")
+RATESCHED_SOURCE = "l4stb_ratesched.c"
+RATESCHED_BIN = posixpath.join(RATESCHED_DIR, "l4stb_ratesched")
+"""The rate-schedule helper (freebsd_module/ratesched/), built on the router by `up` with the base system's cc."""
 PRAGUE_DIR = posixpath.join(SRC_ROOT, "udp_prague")
 
 PACKAGES = ("iperf3", "git-lite", "gmake")
@@ -57,8 +70,8 @@ UDP_PRAGUE_REF_DEFAULT = "69b3f907745fd8dd427edafc24b8de752c1b0d1a"
 receiver reads the ECN field from an IP_RECVTOS control message on FreeBSD, which is what FreeBSD's
 ip_savecontrol() sends. Overridable with env L4STB_UDP_PRAGUE_REF, a full 40-hex commit only (a branch
 or tag moves); the commit built is recorded in each repeat's stats."""
-MSGBUF_BYTES = 8 << 20
-"""kern.msgbufsize on the router: room for a few seconds of per-packet log lines if syslogd lags."""
+MSGBUF_BYTES = lograte.MSGBUF_BYTES
+"""kern.msgbufsize on the router: how long it rides out a syslogd stall is l4stb.lograte's business."""
 
 START_LEAD_S = 5.0
 """Clients start this long after the start-clients step is sent (time for every host to receive it)."""
@@ -131,8 +144,18 @@ def render(template: str, **values: Any) -> str:
 
 @dataclass(frozen=True)
 class Upload:
+    """A file sent by SFTP before a step: a local file, or ``text`` l4stb generated (then ``local`` names it)."""
+
     local: Path
     remote: str
+    text: str | None = None
+
+    def describe(self) -> str:
+        if self.text is None:
+            return f"# upload {self.local.name} -> {self.remote} (sftp)"
+        lines = [ln for ln in self.text.splitlines() if ln and not ln.startswith("#")]
+        count = f"{len(lines)} line{'' if len(lines) == 1 else 's'}"
+        return f"# upload {self.local.name} (generated, {count}) -> {self.remote} (sftp)"
 
 
 @dataclass(frozen=True)
@@ -148,7 +171,7 @@ class HostStep:
     """``script`` (run with sh -c), ``login-shell`` (one csh-safe line run before the shell is sh)."""
 
     def describe(self) -> str:
-        lines = [f"# upload {u.local.name} -> {u.remote} (sftp)" for u in self.uploads]
+        lines = [u.describe() for u in self.uploads]
         return "\n".join(lines + [self.script.rstrip()])
 
 
@@ -250,9 +273,9 @@ def ipfw_delay_ms(delay_us: int, field_name: str = "bottleneck.delay") -> int:
 
 # -- what FreeBSD can and cannot run -----------------------------------------------------------------
 
-DELAY_RULE0 = 500
-"""ipfw rules of the per-host/per-group delay pipes: 500, 501, ... (below the queue rule, above rc.firewall's
-loopback rules); their pipes are 11, 12, ..."""
+DELAY_RULE0 = 29000
+"""ipfw rules of the per-host/per-group delay pipes: 29000, 29001, ... (below the queue rule, clear of rc.firewall's
+numbers, see RULE; in RULE_SET); their pipes are 11, 12, ..."""
 DELAY_PIPE0 = 11
 MAX_DELAY_PIPES = 400
 
@@ -290,9 +313,10 @@ def check_runs_on_freebsd(scenario: Scenario) -> None:
     delayed = [g for g in range(len(scenario.flows)) if scenario.flow_delay_us(g)]
     if delayed and scenario.bottleneck.match == "any":
         raise L4stbError(
-            f"scenario {scenario.name}: extra_delay with bottleneck.match: any cannot be rendered: with ipfw's "
-            "one_pass=1 a packet leaving the queue's pipe on its input pass is passed on, so a delay pipe on the "
-            "same pass is never reached. Use match: egress, or the sim provider.")
+            f"scenario {scenario.name}: extra_delay with bottleneck.match: any cannot be rendered faithfully: under "
+            "match: any every packet crosses the queue twice (the router's input and output passes), but a delayed "
+            "group's packets take their delay pipe on the input pass and, with ipfw's one_pass=1, leave ipfw there, "
+            "so they would cross the queue only once, on the output pass. Use match: egress, or the sim provider.")
     if len(delayed) > MAX_DELAY_PIPES:
         raise L4stbError(f"scenario {scenario.name}: {len(delayed)} delayed flow groups; the vagrant plan has "
                          f"{MAX_DELAY_PIPES} delay pipes.")
@@ -319,24 +343,39 @@ def delay_pipes(scenario: Scenario, topology: Topology) -> list[dict[str, Any]]:
     return out
 
 
-def rate_schedule_script(scenario: Scenario, horizon_us: int) -> str:
-    """The router's rate schedule as a sh script of ``sleep`` and ``ipfw pipe 1 config bw ... delay ...`` lines.
+RATE_STEP_MIN_TICKS = 5
+"""The closest two rate steps may be, in kernel ticks (aqm.kern_hz): each step forks ipfw(8) (milliseconds on a
+VM) and dummynet takes the new bandwidth at its next tick (ip_dn_io.c dummynet() runs once per tick)."""
 
-    Every value in it is generated here from validated integers (rates through :func:`ipfw_bandwidth`, times
-    as whole milliseconds), never pasted from user text. dummynet applies a pipe's new bandwidth to the
-    packets it serves from then on (ip_dummynet.c config_link updates the link of the running pipe)."""
+
+def rate_schedule_file(scenario: Scenario, horizon_us: int) -> str:
+    """The router's rate schedule for the helper (freebsd_module/ratesched/l4stb_ratesched.c): one
+    ``AT_US PIPE BW DELAY_MS`` line per step, applied at absolute times from the helper's start.
+
+    Every value in it is generated here from validated integers (rates through :func:`ipfw_bandwidth`), never
+    pasted from user text. dummynet applies a pipe's new bandwidth to the packets it serves from then on
+    (ip_dummynet.c config_link updates the link of the running pipe). The file is uploaded by SFTP, never sent
+    inline, so its length is bounded by neither kern.argmax nor the SSH packet."""
     steps = scenario.bottleneck.schedule(horizon_us)
     delay_ms = ipfw_delay_ms(scenario.bottleneck.delay)
-    lines = ["set -e", "t0=$(date +%s)"]
-    now_ms = 0
-    for at_us, rate in steps:
-        at_ms = at_us // 1000
-        if at_ms > now_ms:
-            lines.append(f"sleep {(at_ms - now_ms) / 1000:.3f}")
-            now_ms = at_ms
-        lines.append(f"ipfw pipe {PIPE} config bw {ipfw_bandwidth(rate)} delay {delay_ms}")
-        lines.append(f"echo \"$(( $(date +%s) - t0 )) s: {ipfw_bandwidth(rate)}\"")
+    lines = [f"# l4stb rate schedule of scenario {scenario.name}: {len(steps)} steps, AT_US PIPE BW DELAY_MS"]
+    lines += [f"{int(at_us)} {PIPE} {ipfw_bandwidth(rate)} {delay_ms}" for at_us, rate in steps]
     return "\n".join(lines) + "\n"
+
+
+def check_rate_steps(scenario: Scenario, horizon_us: int) -> None:
+    """Refuse rate steps closer than RATE_STEP_MIN_TICKS kernel ticks: the router cannot apply them on time."""
+    min_us = RATE_STEP_MIN_TICKS * 1_000_000 // scenario.aqm.kern_hz
+    times = sorted({at for at, _ in scenario.bottleneck.schedule(horizon_us)})
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    if gaps and min(gaps) < min_us:
+        what = (f"bottleneck.trace_bin = {scenario.bottleneck.trace_bin // 1000} ms" if scenario.bottleneck.rate_trace
+                else f"two steps of bottleneck.rate_schedule {min(gaps) / 1000:g} ms apart")
+        raise L4stbError(
+            f"scenario {scenario.name}: {what} is closer than the vagrant router can follow: each step runs "
+            f"`ipfw pipe {PIPE} config` and dummynet takes it at its next tick, so steps need at least "
+            f"{RATE_STEP_MIN_TICKS} ticks ({min_us / 1000:g} ms at aqm.kern_hz {scenario.aqm.kern_hz}). Use a "
+            f"coarser trace_bin (e.g. --set bottleneck.trace_bin={max(10, min_us // 1000)}ms), or the sim provider.")
 
 
 def connection_starts_s(scenario: Scenario, group: int, repeat: int) -> list[float]:
@@ -398,6 +437,11 @@ def module_files() -> list[Path]:
     return files
 
 
+def ratesched_source() -> Path:
+    """The rate-schedule helper's C source (freebsd_module/ratesched/l4stb_ratesched.c)."""
+    return resources.module_dir() / "ratesched" / RATESCHED_SOURCE
+
+
 # -- up ----------------------------------------------------------------------------------------------
 
 
@@ -426,9 +470,11 @@ def up_phases(topology: Topology, *, ssh_user: str = "vagrant") -> list[Phase]:
             step = "ipfw (open) + dummynet, build and load the dualpi2 module"
             role_steps.append(HostStep(h, step, render(
                 "provision_router.sh.j2", **_header(h, step), module_dir=MODULE_DIR, kmod_file=KMOD_FILE,
-                rule=RULE, queue=QUEUE, pipe=PIPE, sysctl_root=SYSCTL_ROOT, msgbuf_bytes=MSGBUF_BYTES,
-                src_repo=SRC_REPO, src_branch=SRC_BRANCH, module_files=[u.local.name for u in uploads]),
-                uploads=uploads, timeout_s=3600))
+                rule_set=RULE_SET, queue=QUEUE, pipe=PIPE, sysctl_root=SYSCTL_ROOT, msgbuf_bytes=MSGBUF_BYTES,
+                src_repo=SRC_REPO, src_branch=SRC_BRANCH, module_files=[u.local.name for u in uploads],
+                ratesched_dir=RATESCHED_DIR, ratesched_source=RATESCHED_SOURCE, ratesched_bin=RATESCHED_BIN),
+                uploads=uploads + (Upload(ratesched_source(), posixpath.join(RATESCHED_DIR, RATESCHED_SOURCE)),),
+                timeout_s=3600))
         else:
             step = "static routes, cc_dctcp"
             role_steps.append(HostStep(h, step, render(
@@ -477,6 +523,14 @@ def facts_step(topology: Topology, host: str) -> HostStep:
     return HostStep(host, step, render("host_facts.sh.j2", **_header(host, step), sysctls=list(FACT_SYSCTLS),
                                        role=topology.hosts[host].role, prague_dir=PRAGUE_DIR, module_dir=MODULE_DIR),
                     timeout_s=120)
+
+
+def vm_report_step(topology: Topology, host: str, log_file: str) -> HostStep:
+    """The read-only report of what only a booted VM can answer (`l4stb check --facts`)."""
+    step = "vm report"
+    return HostStep(host, step, render("vm_report.sh.j2", **_header(host, step), role=topology.hosts[host].role,
+                                       prague_dir=PRAGUE_DIR, module_dir=MODULE_DIR, sysctl_root=SYSCTL_ROOT,
+                                       log_file=log_file), timeout_s=120)
 
 
 def parse_facts(text: str) -> dict[str, Any]:
@@ -550,6 +604,24 @@ def aqm_sysctls(aqm: Aqm, scenario: Scenario, repeat: int = 1) -> list[str]:
     return [f"{SYSCTL_ROOT}.{k}={v}" for k, v in values]
 
 
+SYSCTL_ARG_MAX = freebsd_facts.LIMITS["sysctl_arg"].value
+"""The longest ``name=value`` argument sysctl(8) takes (1023: sbin/sysctl/sysctl.c parse(), BUFSIZ 1024)."""
+SYSCTL_ARG_MARGIN = 64
+"""Room left under SYSCTL_ARG_MAX by every policy piece, so the limit is never met exactly."""
+MODULE_POLICY_PIECE_HEX = 1000
+"""The most hex digits one policy piece may carry: DUALPI2_POLICY_PIECE in freebsd_module/dn_sched_dualpi2.c."""
+
+
+def policy_piece_hex(sysctl_name: str) -> int:
+    """Hex digits per policy piece: ``NAME=+<hex>`` stays SYSCTL_ARG_MARGIN under sysctl(8)'s limit, the name
+    included, and within the module's piece size; even, so no byte is split between two pieces."""
+    room = SYSCTL_ARG_MAX - SYSCTL_ARG_MARGIN - len(f"{sysctl_name}=+")
+    digits = min(room, MODULE_POLICY_PIECE_HEX)
+    if digits < 64:
+        raise RuntimeError(f"sysctl name {sysctl_name!r} leaves no room for policy pieces under BUFSIZ")
+    return digits - digits % 2
+
+
 POLICY_REMOTE = posixpath.join(STATE_ROOT, "policy.l4pb")
 """Where the router keeps the distilled policy blob of a run under aqm ``policy``."""
 
@@ -567,9 +639,10 @@ def policy_load(aqm: Aqm) -> tuple[tuple[Upload, ...], dict[str, Any]]:
     blob = policyblob.load(aqm.policy)
     summary = (f"v{policyblob.VERSION}, {blob.size_bytes} bytes, {len(blob.nodes)} nodes, depth {blob.max_depth}, "
                f"checksum {blob.checksum:08x}")
+    name = f"{SYSCTL_ROOT}.policy"
     return ((Upload(Path(aqm.policy), POLICY_REMOTE),),
-            {"policy_blob": POLICY_REMOTE, "policy_sysctl": f"{SYSCTL_ROOT}.policy", "policy_summary": summary,
-             "policy_sha256": blob.sha256})
+            {"policy_blob": POLICY_REMOTE, "policy_sysctl": name, "policy_summary": summary,
+             "policy_sha256": blob.sha256, "policy_piece_hex": policy_piece_hex(name)})
 
 
 def _queue_opts(aqm: Aqm, scenario: Scenario) -> list[str]:
@@ -672,13 +745,32 @@ def processes(scenario: Scenario, topology: Topology, run_id: str, repeat: int) 
                     start_s, f"iperf3 client, {what}, {flow.parallel} stream(s), group {g} connection {c}, {tail}"))
             port += 1
     if scenario.bottleneck.rate_schedule or scenario.bottleneck.rate_trace:
-        horizon_us = int((last_start + dur_s) * 1e6)
+        check_rate_steps(scenario, rate_horizon_us(scenario, repeat))
         procs.append(Proc(
             RATE_SCHEDULE_NAME, topology.router, "client", "rate_schedule", "-", -1, 0, 0, "tcp",
             posixpath.join(repeat_dir, RATE_SCHEDULE_NAME),
-            ("sh", "-c", rate_schedule_script(scenario, horizon_us)),
-            0.0, f"bottleneck rate schedule: ipfw pipe {PIPE} config bw ... on the scenario's schedule"))
+            (RATESCHED_BIN, rate_schedule_remote(run_id, repeat)),
+            0.0, f"bottleneck rate schedule: ipfw pipe {PIPE} config bw ... at each step's absolute time "
+                 f"({RATESCHED_SOURCE}; the step file was uploaded by the configure step)"))
     return procs
+
+
+def rate_schedule_remote(run_id: str, repeat: int) -> str:
+    """Where the configure step uploads the repeat's rate schedule on the router (its state folder)."""
+    return posixpath.join(state_dir_of(run_id, repeat), "rate-schedule.txt")
+
+
+def rate_schedule_upload(scenario: Scenario, run_id: str, repeat: int) -> tuple[Upload, ...]:
+    """The rate schedule file for the router's configure step, or nothing when the rate is constant."""
+    if not (scenario.bottleneck.rate_schedule or scenario.bottleneck.rate_trace):
+        return ()
+    return (Upload(Path("rate-schedule.txt"), rate_schedule_remote(run_id, repeat),
+                   rate_schedule_file(scenario, rate_horizon_us(scenario, repeat))),)
+
+
+def rate_horizon_us(scenario: Scenario, repeat: int) -> int:
+    """The end of the repeat's rate schedule: the latest connection start plus the duration."""
+    return int((last_start_s(scenario, repeat) + scenario.duration // 1_000_000) * 1e6)
 
 
 UDP_TOS = {"not-ect": 0, "ect0": 2, "ect1": 1}
@@ -722,7 +814,6 @@ def start_clients_step(scenario: Scenario, topology: Topology, run_id: str, repe
              for p in procs]
     step = "start clients together"
     return HostStep(host, step, render("start_clients.sh.j2", **_header(host, step), procs=items,
-                                       rate_schedule_name=RATE_SCHEDULE_NAME,
                                        nominal_delay=nominal, state_dir=state_dir_of(run_id, repeat),
                                        repeat_dir=layout.remote_repeat_dir(run_id, repeat)), timeout_s=60)
 
@@ -770,7 +861,9 @@ def run_phases(scenario: Scenario, topology: Topology, run_id: str, repeat: int,
     router_cfg = HostStep(router, step, render(
         "configure_router.sh.j2", **_header(router, step), uses_module=mod, aqm_name=aqm.name, **policy_values,
         kmod_file=KMOD_FILE, module_dir=MODULE_DIR, limit_packets=int(scenario.bottleneck.limit_packets),
-        limit_bytes=limit_bytes, aqm_sysctls=aqm_sysctls(aqm, scenario, repeat), rule=RULE, queue=QUEUE, pipe=PIPE,
+        limit_bytes=limit_bytes, aqm_sysctls=aqm_sysctls(aqm, scenario, repeat), rule=RULE, rule_set=RULE_SET,
+        delay_rule0=DELAY_RULE0, queue=QUEUE, pipe=PIPE,
+        ratesched_bin=RATESCHED_BIN if (scenario.bottleneck.rate_schedule or scenario.bottleneck.rate_trace) else "",
         sched=SCHED, bw=ipfw_bandwidth(scenario.bottleneck.rate), delay_ms=ipfw_delay_ms(scenario.bottleneck.delay),
         sched_type=SCHED_TYPE if mod else "fifo", queue_opts=_queue_opts(aqm, scenario),
         client_nets=sorted({n for h in topology.clients for n in _networks(topology, h)}),
@@ -783,7 +876,8 @@ def run_phases(scenario: Scenario, topology: Topology, run_id: str, repeat: int,
                       f"!{tag}", f"kern.* -{logs['log_file']}", "!*"],
         newsyslog_lines=["# l4stb: rotate the dualpi2 module's log by size (count, size in KB, compression)",
                          newsyslog_line],
-        state_root=STATE_ROOT, **logs), uploads=policy_uploads, timeout_s=120)
+        state_root=STATE_ROOT, **logs), uploads=policy_uploads + rate_schedule_upload(scenario, run_id, repeat),
+        timeout_s=120)
     endpoint_cfg = []
     for h in [*client_hosts(scenario), server]:
         tcp_ccs = []
@@ -838,7 +932,8 @@ def run_phases(scenario: Scenario, topology: Topology, run_id: str, repeat: int,
     step = "collect router logs"
     phases.append(Phase(step, [HostStep(router, step, render(
         "collect_router_logs.sh.j2", **_header(router, step), repeat=repeat, repeat_dir=repeat_dir, drain_s=DRAIN_S,
-        compress_ext=COMPRESS_EXT[compress], sysctl_root=SYSCTL_ROOT, counters=list(MODULE_COUNTERS), **logs),
+        compress_ext=COMPRESS_EXT[compress], sysctl_root=SYSCTL_ROOT, counters=list(MODULE_COUNTERS),
+        rate_schedule_out=next((p.out for p in procs if p.kind == "rate_schedule"), ""), **logs),
         timeout_s=240)]))
     return phases
 
@@ -864,6 +959,22 @@ def parse_wait_output(text: str) -> tuple[dict[str, int], list[str], dict[str, l
         elif parts[0] == "l4stb-stderr" and len(parts) == 3:
             stderr.setdefault(parts[1], []).append(parts[2])
     return exits, killed, stderr
+
+
+def parse_rate_applied(text: str) -> dict[str, Any] | None:
+    """What the rate-schedule helper reported (``l4stb-rate AT_US APPLIED_US DONE_US BW RC`` lines): how many
+    steps ran and how late they were started against their absolute times; None when there are no such lines."""
+    late: list[int] = []
+    failed = 0
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 6 and parts[0] == "l4stb-rate" and all(p.lstrip("-").isdigit() for p in parts[1:4]):
+            late.append(int(parts[2]) - int(parts[1]))
+            failed += parts[5] != "0"
+    if not late:
+        return None
+    return {"steps_applied": len(late), "steps_failed": failed, "late_us_max": max(late),
+            "late_us_mean": round(sum(late) / len(late), 1)}
 
 
 def parse_counters(text: str) -> dict[str, int]:

@@ -22,12 +22,17 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from l4stb.errors import L4stbError
+from l4stb.freebsd_facts import LIMITS
 from l4stb.providers.base import CommandResult, Host, RemoteCommandError, RemoteFile, quote_argv
 
 log = logging.getLogger(__name__)
 
 REMOTE_PATH = "/sbin:/bin:/usr/sbin:/usr/bin:/usr/local/sbin:/usr/local/bin"
 """PATH for every remote command: non-login SSH sessions and sudo do not always include the sbin folders."""
+
+MAX_COMMAND_BYTES = LIMITS["ssh_packet"].value - 4096
+"""The longest command l4stb sends: the SSH packet limit (l4stb.freebsd_facts.LIMITS, openssh packet.c) less room
+for the channel request's own fields."""
 
 TIMEOUT_EXIT = 124
 """Exit code reported for a command that ran past its timeout (as timeout(1) does)."""
@@ -143,6 +148,11 @@ class SshHost(Host):
         from invoke.exceptions import CommandTimedOut
 
         command = quote_argv(argv)
+        size = len(self._wrap(command).encode())
+        if size > MAX_COMMAND_BYTES:
+            raise L4stbError(f"{self.name}: the command of step '{step}' is {size:,} bytes, "
+                             f"more than one SSH packet carries ({MAX_COMMAND_BYTES:,}); l4stb uploads long inputs as "
+                             "files instead, so this is a bug: please report it with the scenario.")
         conn = self._connection()
         log.info("%s: [%s] %s", self.name, step, command if len(command) < 200 else command[:200] + "...")
         limit = None if timeout is None else max(1, int(round(timeout)))

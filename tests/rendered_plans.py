@@ -4,22 +4,73 @@ self-check's steps): the input of the facts and shell tests."""
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
-from l4stb import check, check_steps, plans
+from l4stb import check, check_steps, plans, policyblob
 from l4stb.config import load_scenario, load_topology
 from l4stb.resources import list_scenarios, list_topologies
 
 RUN_ID = "plans-20250101T000000Z"
-FEATURE_VARIANTS = (
-    ("dctcp-8mbps", ("bottleneck.rate_schedule=[{at: 10s, rate: 4Mbit}]",)),
-    ("dctcp-8mbps", ("flows=[{host: client1, cc: udp, rate: 3Mbit, ecn: ect1}]",)),
-    ("dctcp-8mbps", ("flows=[{host: client1, cc: cubic}, {host: client2, cc: dctcp, connections: 2, "
-                     "extra_delay: 10ms}]", "hosts={client2: {extra_delay: 20ms}}")),
-    ("dctcp-8mbps", ("siftr=true",)),
-)
-"""Scenario features no shipped scenario uses yet, rendered too (scenario, --set overrides)."""
+SCHEDULE_STEPS = 3000
+
+
+def policy_tree_blob(depth: int = 6) -> bytes:
+    """A complete decision tree of ``depth`` over current_queue_delay (a fixed tree, built by l4stb's encoder):
+    127 nodes, 1,556 bytes, more than one sysctl argument can carry, like the README's 1,124-byte tree."""
+    feature = policyblob.feature_for("current_queue_delay", 1_000_000)
+    nodes: list[policyblob.Node] = []
+
+    def build(level: int, lo: int, hi: int) -> None:
+        if level == depth:
+            nodes.append(policyblob.Node(policyblob.LEAF, 0 if hi < 20_000 else 2, 0, 0, 0))
+            return
+        idx = len(nodes)
+        mid = (lo + hi) // 2
+        nodes.append(policyblob.Node(0, 0, idx + 1, 0, mid >> feature.shift))
+        build(level + 1, lo, mid)
+        nodes[idx] = policyblob.Node(0, 0, idx + 1, len(nodes), mid >> feature.shift)
+        build(level + 1, mid, hi)
+
+    build(0, 0, 200_000)
+    return policyblob.encode([feature], nodes, depth)
+
+
+def schedule_trace_text(steps: int = SCHEDULE_STEPS) -> str:
+    """A mahimahi trace whose 10 ms bins alternate between two and one MTU opportunities (its closing line loops
+    into bin 0): ``steps`` rate steps."""
+    times = []
+    for b in range(steps):
+        times += [10 * b + 1] + ([10 * b + 2] if b % 2 == 0 else [])
+    times.append(10 * steps)
+    return "\n".join(map(str, times)) + "\n"
+
+
+@lru_cache(maxsize=1)
+def fixtures_dir() -> Path:
+    """Files the variants point at: the policy blob and the trace (written once per test session)."""
+    folder = Path(tempfile.mkdtemp(prefix="l4stb-plan-fixtures-"))
+    (folder / "policy.l4pb").write_bytes(policy_tree_blob())
+    (folder / "steps.trace").write_text(schedule_trace_text())
+    return folder
+
+
+def feature_variants() -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """Scenario features no shipped scenario uses yet, rendered too (scenario, --set overrides)."""
+    fx = fixtures_dir()
+    return (
+        ("dctcp-8mbps", ("bottleneck.rate_schedule=[{at: 10s, rate: 4Mbit}]",)),
+        ("dctcp-8mbps", ("flows=[{host: client1, cc: udp, rate: 3Mbit, ecn: ect1}]",)),
+        ("dctcp-8mbps", ("flows=[{host: client1, cc: cubic}, {host: client2, cc: dctcp, connections: 2, "
+                         "extra_delay: 10ms}]", "hosts={client2: {extra_delay: 20ms}}")),
+        ("dctcp-8mbps", ("flows=[{host: client1, cc: cubic, connections: 3, size: 100KB, mean_gap: 1s}]",)),
+        ("dctcp-8mbps", (f"aqm={{name: policy, policy: {fx / 'policy.l4pb'}, every: 1}}",)),
+        ("dctcp-8mbps", ("duration=30s", "flows=[{host: client1, cc: cubic}]",
+                         f"bottleneck.rate_trace={fx / 'steps.trace'}", "bottleneck.trace_bin=10ms")),
+        ("dctcp-8mbps", ("siftr=true",)),
+    )
 
 
 @dataclass(frozen=True)
@@ -44,7 +95,9 @@ def all_rendered() -> tuple[Rendered, ...]:
         for phase in plans.up_phases(topo):
             add(tname, phase.steps)
         add(tname, [plans.facts_step(topo, h) for h in topo.hosts])
-        variants = [(name, ()) for name in list_scenarios()] + (list(FEATURE_VARIANTS) if tname == "dumbbell-4" else [])
+        add(tname, [plans.vm_report_step(topo, h, "/var/log/dualpi2.log") for h in topo.hosts], "/var/log/dualpi2.log")
+        extra = list(feature_variants()) if tname == "dumbbell-4" else []
+        variants = [(name, ()) for name in list_scenarios()] + extra
         for sname, overrides in variants:
             sc = load_scenario(sname, list(overrides))
             if any(f.host not in topo.hosts for f in sc.flows):

@@ -13,6 +13,7 @@ from l4stb import plans, runner
 from l4stb.config import load_scenario, load_topology
 from l4stb.errors import L4stbError
 from l4stb.manifest import load_manifest
+from l4stb.providers import firstboot
 from l4stb.providers import vagrant as vagrant_mod
 from l4stb.providers import base
 from l4stb.providers.base import CommandResult, Host, RemoteCommandError, RunContext
@@ -75,10 +76,14 @@ class World:
         self.facts_override: dict[str, str] = {}
         self.extra_answers: dict[str, str] = {}
         self.reboot_asks = 0
+        self.uptime_s = 100
 
     def answer(self, host: str, step: str, script: str):
         if self.fail_step and self.fail_step[:2] == (host, step):
             return self.fail_step[2]
+        if step == "first-boot probe":
+            self.uptime_s += 15
+            return f"l4stb-boot done {self.uptime_s}\n"
         if step == "host facts":
             return self.facts_override.get(host, FACTS.format(h=host))
         if step in self.extra_answers:
@@ -89,8 +94,10 @@ class World:
         if step in ("reset logs", "collect router logs"):
             self.log_lines += 500 if step == "collect router logs" else 0
             self.instances += 1 if step == "collect router logs" else 0
+            applied = ("l4stb-rate 10000000 10000420 10003100 4Mbit/s 0\n"
+                       if step == "collect router logs" and "l4stb-rate" in script else "")
             return (f"l4stb-counter log_lines {self.log_lines}\nl4stb-counter instances_created {self.instances}\n"
-                    f"l4stb-counter instances_freed 0\n")
+                    f"l4stb-counter instances_freed 0\n{applied}")
         if step == "build udp_prague":
             return f"l4stb-udp-prague {plans.UDP_PRAGUE_REF_DEFAULT}\n"
         if "dualpi2 module" in step and self.reboot_asks:
@@ -223,6 +230,7 @@ class FakeVagrant:
 
 
 def test_up_boots_every_vm_provisions_idempotently_and_records_ssh(world: World, tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(firstboot, "SETTLE_S", 0.0)
     vlog: list = []
     monkeypatch.setattr(vagrant_mod, "detect_vm_provider", lambda: "virtualbox")
     monkeypatch.setattr(VagrantProvider, "_vagrant", lambda self, *a, **k: FakeVagrant(vlog))
@@ -237,7 +245,8 @@ def test_up_boots_every_vm_provisions_idempotently_and_records_ssh(world: World,
     assert info.hosts["server"]["ssh"]["identity_file"] == "/keys/server"
     assert info.hosts["client1"]["freebsd_version"] == "14.1-RELEASE-p5"
     assert prov.topology_file.is_file() and "client1" in prov.topology_file.read_text()
-    router_steps = world.steps("router")
+    router_steps = [s for s in world.steps("router") if s != "first-boot probe"]
+    assert world.steps("router")[:2] == ["first-boot probe"] * 2, "two probes with one boot time, then provisioning"
     assert router_steps[:2] == ["login shell sh", "packages, kern.hz, NIC offloads"]
     assert router_steps.count("ipfw (open) + dummynet, build and load the dualpi2 module") == 2  # after the reboot
     uploaded = {(h, name) for h, name, _ in world.uploads}
@@ -366,3 +375,15 @@ def test_self_check_on_the_vms_reports_lost_log_lines(world: World, tmp_path: Pa
     ctx = RunContext("check-dctcp-8mbps-20250101T000000Z", sc, load_topology("dumbbell-4"), Workspace.at(tmp_path))
     failures = check.judge(VagrantProvider(ctx.workspace).self_check(ctx), sc).failures
     assert len(failures) == 1 and failures[0].startswith("router: 431 of the module's lines reached")
+
+
+def test_a_rate_schedule_repeat_records_how_late_its_steps_were_applied(world: World, tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(plans, "START_LEAD_S", 0.0)
+    ctx = _ctx(tmp_path)
+    sc = load_scenario("dctcp-8mbps", ["bottleneck.rate_schedule=[{at: 10s, rate: 4Mbit}]"])
+    ctx = RunContext(ctx.run_id, sc, ctx.topology, ctx.workspace)
+    (outcome,), _ = _run(ctx, [1])
+    assert outcome.stats["rate_schedule_applied"] == {"steps_applied": 1, "steps_failed": 0, "late_us_max": 420,
+                                                      "late_us_mean": 420.0}
+    uploaded = [(h, name, remote) for h, name, remote in world.uploads if name == "rate-schedule.txt"]
+    assert uploaded == [("router", "rate-schedule.txt", plans.rate_schedule_remote(ctx.run_id, 1))]

@@ -58,7 +58,7 @@ def test_extra_delay_becomes_a_dummynet_pipe_on_the_routers_input_pass(tmp_path)
                                "extra_delay: 10ms}]", "hosts={client2: {extra_delay: 20ms}}")
     topo = load_topology("dumbbell-4")
     assert "ipfw pipe 11 config delay 30" in text
-    assert (f"ipfw add 500 pipe 11 tcp from {topo.address('client2')} to {topo.address(topo.server)} "
+    assert (f"ipfw add 29000 set 7 pipe 11 tcp from {topo.address('client2')} to {topo.address(topo.server)} "
             "dst-port 5102-5103 in") in text
     assert "pipe 12" not in text  # client1's group has no extra delay
 
@@ -82,14 +82,20 @@ def test_short_flows_run_iperf3_n_at_the_simulators_poisson_starts(tmp_path):
     assert all(("-n", "100000") == tuple(p.argv[5:7]) for p in procs)
 
 
-def test_rate_schedule_runs_on_the_router_at_the_common_start(tmp_path):
-    """The router starts with the clients and changes the pipe with `ipfw pipe 1 config bw` at each step."""
+def test_rate_schedule_runs_on_the_router_at_the_common_start_from_an_uploaded_file(tmp_path):
+    """The router starts the helper with the clients; the steps travel as a file the configure step uploads
+    (never inline), one `AT_US PIPE BW DELAY_MS` line per step at its exact microsecond."""
     sc = load_scenario("dctcp-8mbps", ["bottleneck.rate_schedule=[{at: 10s, rate: 4Mbit}, {at: 20500ms, rate: 8Mbit}]"])
     topo = load_topology("dumbbell-4")
     assert topo.router in plans.starting_hosts(sc, topo)
     (proc,) = [p for p in plans.processes(sc, topo, RUN_ID, 1) if p.kind == "rate_schedule"]
-    script = proc.argv[2]
-    assert "sleep 10.000\nipfw pipe 1 config bw 4Mbit/s delay 10\n" in script
-    assert "sleep 10.500\nipfw pipe 1 config bw 8Mbit/s delay 10\n" in script
+    assert proc.argv == (plans.RATESCHED_BIN, plans.rate_schedule_remote(RUN_ID, 1))
+    configure = next(s for p in plans.run_phases(sc, topo, RUN_ID, 1) for s in p.steps
+                     if s.host == topo.router and s.step.startswith("configure"))
+    (upload,) = [u for u in configure.uploads if u.text is not None]
+    assert upload.remote == plans.rate_schedule_remote(RUN_ID, 1)
+    steps = [ln for ln in upload.text.splitlines() if not ln.startswith("#")]
+    assert steps == ["10000000 1 4Mbit/s 10", "20500000 1 8Mbit/s 10"]
     text = plan_text(tmp_path, "bottleneck.rate_schedule=[{at: 10s, rate: 4Mbit}]")
-    assert "router-rate-schedule.txt" in text and "ipfw pipe 1 config bw 4Mbit/s delay 10" in text
+    assert "router-rate-schedule.txt" in text and "# upload rate-schedule.txt (generated, 1 line)" in text
+    assert "4Mbit/s" not in text, "the steps are uploaded, not pasted into a command"

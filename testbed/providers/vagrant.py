@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -27,10 +28,10 @@ from typing import Any, Callable
 import yaml
 
 import l4stb
-from l4stb import plans
+from l4stb import lograte, plans
 from l4stb.config import Scenario, Topology, check_management_overlap
 from l4stb.errors import L4stbError
-from l4stb.providers import base
+from l4stb.providers import base, firstboot
 from l4stb.providers.base import (
     DoneFn,
     Plan,
@@ -140,6 +141,8 @@ class VagrantProvider(Provider):
     def __init__(self, workspace):
         super().__init__(workspace)
         self._hosts: dict[str, SshHost] = {}
+        self._reconnected: dict[str, SshParams] = {}
+        """SSH parameters read again while waiting out a reboot (they replace those recorded at `vagrant up`)."""
         self._lock = threading.Lock()
 
     # -- paths and python-vagrant ---------------------------------------------------------------
@@ -231,12 +234,24 @@ class VagrantProvider(Provider):
                             "can take 10-30 minutes)"):
             def up_one(h: str) -> None:
                 v = self._vagrant(f"up-{h}.log")
+                logfile = self._log_path(f"up-{h}.log")
                 try:
                     v.up(vm_name=h, provider=vm_provider)
+                    return
                 except subprocess.CalledProcessError:
-                    logfile = self._log_path(f"up-{h}.log")
-                    raise L4stbError(f"{h}: `vagrant up {h} --provider={vm_provider}` failed. Last lines of "
-                                     f"{logfile}:\n{_tail(logfile)}") from None
+                    if not firstboot.is_retryable_up_failure(_tail(logfile, 40)):
+                        raise L4stbError(f"{h}: `vagrant up {h} --provider={vm_provider}` failed. Last lines of "
+                                         f"{logfile}:\n{_tail(logfile)}") from None
+                # The first boot's reboot cut Vagrant's SSH session mid-step. A `vagrant up` of a running machine
+                # skips the boot steps it missed, so: wait the first boot out, then `vagrant reload`, which halts
+                # and boots again with every step (network, hostname); provisioning is l4stb's, run after.
+                log.warning("%s: vagrant up lost its SSH session (first-boot reboot?); waiting, then reloading", h)
+                self._wait_first_boot(v, h)
+                try:
+                    v.reload(vm_name=h, provision=False)
+                except subprocess.CalledProcessError:
+                    raise L4stbError(f"{h}: `vagrant up {h}` lost its SSH session, and `vagrant reload {h}` after "
+                                     f"the first boot failed too. Last lines of {logfile}:\n{_tail(logfile)}") from None
 
             self._parallel(hosts, up_one, jobs=up_jobs(vm_provider, len(hosts)))
 
@@ -249,6 +264,10 @@ class VagrantProvider(Provider):
             info.hosts[h] = {"role": spec.role, "addresses": [i.address for i in spec.interfaces],
                              "vm_provider": vm_provider, "box": f"{BOX} {BOX_VERSION}", "ssh": params.to_json()}
 
+        with console.status(f"waiting for the first boot (freebsd-update, packages, reboot) on {', '.join(hosts)}"):
+            self._parallel(hosts, lambda h: self._wait_first_boot(v, h))
+        for h, params in self._reconnected.items():
+            info.hosts[h]["ssh"] = params.to_json()
         for phase in plans.up_phases(topology, ssh_user=self._hosts[hosts[0]].params.user):
             with console.status(f"provisioning: {phase.name} on {', '.join(s.host for s in phase.steps)}"):
                 self._run_phase(phase, reboot=lambda h: self._reboot(v, h, info))
@@ -256,6 +275,7 @@ class VagrantProvider(Provider):
         for h in hosts:
             info.hosts[h]["freebsd_version"] = facts[h].get("freebsd_version", "")
             info.hosts[h]["uname"] = facts[h].get("uname", "")
+            info.hosts[h]["pkg_abi"] = facts[h].get("pkg_abi", [])
         return info
 
     def _ensure_box(self, vm_provider: str) -> None:
@@ -282,6 +302,27 @@ class VagrantProvider(Provider):
             raise L4stbError(f"{host}: `vagrant ssh-config {host}` failed; is the VM running? "
                              "(`l4stb status`)") from None
         return SshParams.from_ssh_config(conf or {})
+
+    def _wait_first_boot(self, v, host: str) -> None:
+        """Until the box's first boot is over and the VM stays up (l4stb.providers.firstboot); a probe that cannot
+        connect counts as "rebooting", and the SSH parameters are read again from `vagrant ssh-config` then."""
+
+        def probe() -> firstboot.BootState | None:
+            try:
+                if host not in self._hosts:
+                    params = self._ssh_params(v, host)
+                    self._hosts[host] = SshHost(host, params, sudo=True)
+                    self._reconnected[host] = params
+                res = self._hosts[host].run(["sh", "-c", firstboot.PROBE], timeout=60, check=False,
+                                            step="first-boot probe")
+            except L4stbError:
+                stale = self._hosts.pop(host, None)
+                if stale is not None:
+                    stale.close()
+                return None
+            return firstboot.parse_probe(res.stdout)
+
+        firstboot.wait_for_first_boot(host, probe)
 
     def _reboot(self, v, host: str, info: TestbedInfo) -> None:
         """Reboot one VM (a loader tunable changed) and reconnect."""
@@ -348,6 +389,17 @@ class VagrantProvider(Provider):
         self._parallel(list(topology.hosts), one)
         return {h: facts[h] for h in topology.hosts}
 
+    def vm_report(self, topology: Topology, log_file: str) -> dict[str, str]:
+        """Every host's answer to the read-only VM report (plans.vm_report_step), by host."""
+        out: dict[str, str] = {}
+
+        def one(h: str) -> None:
+            step = plans.vm_report_step(topology, h, log_file)
+            out[h] = self.host(h).run_script(step.script, timeout=step.timeout_s, step=step.step).stdout
+
+        self._parallel(list(topology.hosts), one)
+        return {h: out[h] for h in topology.hosts}
+
     # -- running steps --------------------------------------------------------------------------
     @staticmethod
     def _parallel(items: list[str], fn: Callable[[str], Any], jobs: int | None = None) -> dict[str, Any]:
@@ -371,7 +423,13 @@ class VagrantProvider(Provider):
     def _run_step(self, step: plans.HostStep) -> str:
         host = self.host(step.host)
         for up in step.uploads:
-            host.put(up.local, up.remote)
+            if up.text is None:
+                host.put(up.local, up.remote)
+                continue
+            with tempfile.TemporaryDirectory(prefix="l4stb-upload-") as tmp:
+                local = Path(tmp) / up.local.name
+                local.write_text(up.text)
+                host.put(local, up.remote)
         if step.kind == "login-shell":
             res = host.run(["sh", "-c", step.script.strip()], timeout=step.timeout_s, step=step.step)
         else:
@@ -424,6 +482,9 @@ class VagrantProvider(Provider):
         facts = self.host_facts(topology)
         hz = {h: facts[h].get("sysctls", {}).get("kern.hz", "") for h in topology.hosts}
         refuse_wrong_kern_hz(scenario, hz)
+        note = lograte.warning(scenario)
+        if note and plans.uses_module(scenario.aqm):
+            log.warning("%s", note)
         recorded: dict[str, Any] = {"kern_hz": {h: int(v) for h, v in hz.items()}}
         phase = plans.prepare_phase(scenario, topology)
         if phase is not None:
@@ -507,6 +568,9 @@ class VagrantProvider(Provider):
                 tail = "; ".join(errs.get(key, [])[-2:])
                 problems.append(f"{p.host}: {p.name} exited {exits[key]}" + (f" ({tail})" if tail else ""))
         after = plans.parse_counters(router_out.get(topo.router, ""))
+        applied = plans.parse_rate_applied(router_out.get(topo.router, ""))
+        if applied is not None:
+            stats["rate_schedule_applied"] = applied
         stats.update({"exit_codes": exits, "stopped": killed})
         stats.update(counter_stats(before, after))
         ok = not problems
