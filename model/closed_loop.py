@@ -233,8 +233,9 @@ def run_closed_loop(ws: Workspace, run_id: str, splits: PoolSplits, report, job,
     """``extra_policies``: more (slug, label, TimedPolicy) series, e.g. the distilled tree deciding every packet."""
     source = load_manifest(ws, run_id)
     if source.provider != "sim" or source.kind != "run":
-        console.print(f"[yellow]closed loop skipped[/]: run {run_id} is a {source.kind} run on the {source.provider} "
-                      "provider; the closed loop replays a sim run's scenario and seeds.")
+        what = f"ran on the {source.provider} provider" if source.kind == "run" else f"is a {source.kind} run"
+        console.print(f"[yellow]closed loop skipped[/]: run {run_id} {what}; the closed loop replays a sim run's "
+                      "scenario and seeds in the simulator (run the scenario with the sim provider for one).")
         return None, []
     held = closed_loop_repeats(ws, run_id, splits, job.closed_loop_repeats)
     repeats = held.repeats
