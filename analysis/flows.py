@@ -113,6 +113,12 @@ def _float(v) -> float:
     return float("nan")
 
 
+KERNEL_CC_NAMES = {"reno": "newreno"}
+"""Kernel names for l4stb's congestion controls: Linux registers NewReno as "reno" (net/ipv4/tcp_cong.c,
+tcp_reno), FreeBSD as "newreno". Other names pass through; "dctcp-reno" (tcp_dctcp.c: DCTCP without ECN falls
+back to Reno) stays as it is, so a run where ECN was not negotiated says so."""
+
+
 def cc_name(value, fallback: str) -> str:
     """A congestion-control name as plain lowercase text, or ``fallback``: a name from a file never carries
     markup, control characters or matplotlib math text into a table or a figure."""
@@ -204,6 +210,7 @@ def _iperf3_rows(rows: FlowRows, stats: Iperf3Stats, numbers: ConnectionNumbers,
     if reported and cc != reported:
         stats.errors.append({"file": rel(path), "error": "sender_tcp_congestion is not a congestion-control name; "
                                                          f"using '{named}' from the file name"})
+    cc = KERNEL_CC_NAMES.get(cc, cc)
     for interval in _list(doc.get("intervals")):
         for s in _list(_dict(interval).get("streams")):
             if not isinstance(s, dict):

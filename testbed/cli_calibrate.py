@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from l4stb.console import console, safe
+from l4stb.errors import L4stbError
 
 
 @click.command("calibrate")
@@ -16,8 +17,10 @@ from l4stb.console import console, safe
 @click.option("--duration", "duration_s", type=click.IntRange(5, 600), default=20, show_default=True,
               help="Seconds per repeat.")
 @click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=1, show_default=True)
+@click.option("--cell", "cell_names", multiple=True, metavar="NAME",
+              help="Only this cell of the matrix (repeatable; names as the report shows them).")
 @click.pass_obj
-def calibrate(c, matrix_name: str, repeats: int, duration_s: int, seed: int) -> None:
+def calibrate(c, matrix_name: str, repeats: int, duration_s: int, seed: int, cell_names: tuple[str, ...]) -> None:
     """Run a scenario matrix on sim (stack: linux) and on the real kernel (qemu), and compare them."""
     from rich.status import Status
 
@@ -25,12 +28,18 @@ def calibrate(c, matrix_name: str, repeats: int, duration_s: int, seed: int) -> 
     from l4stb.calibrate import matrix, output_dir, provider_workspace, run_matrix
 
     cells = matrix(matrix_name)
+    if cell_names:
+        unknown = sorted(set(cell_names) - {cell.name for cell in cells})
+        if unknown:
+            raise L4stbError(f"no cell {', '.join(unknown)} in the {matrix_name} matrix; its cells are "
+                             f"{', '.join(cell.name for cell in cells)}.")
+        cells = [cell for cell in cells if cell.name in cell_names]
     with Status("calibrate: starting", console=console) as status:
         done = run_matrix(c.ws, cells, duration_s=duration_s, repeats=repeats, seed=seed,
                           say=lambda m: status.update(f"calibrate: {safe(m)}"))
     pairs = [(cr.cell.name, cr.runs["sim"], cr.runs["qemu"]) for cr in done]
     rows = compare_runs(provider_workspace(c.ws, "sim"), provider_workspace(c.ws, "qemu"), pairs)
-    out = output_dir(c.ws, matrix_name)
+    out = output_dir(c.ws, matrix_name + ("-" + "-".join(sorted(cell_names)) if cell_names else ""))
     context = (f"Matrix `{matrix_name}`: {len(cells)} cells, {repeats} repeats of {duration_s} s each, seed {seed}. "
                "Simulator: l4stb's sim provider with every client on the Linux stack behind an htb shaper. Real "
                "kernel: the qemu provider (Debian's kernel, the real sch_dualpi2, real TCP). A metric agrees when "

@@ -246,9 +246,13 @@ def render(scenario: Scenario, topology: Topology, run_id: str, repeat: int, *, 
         lines.append(_q(IP, "-n", h, "route", "add", "default", "via", topo.router_address_on(net))
                      + " || fail " + _q(f"route {h}"))
     lines.append(_in(router, BB, "sysctl", "-qw", "net.ipv4.ip_forward=1") + " || fail forwarding")
-    for h in topo.clients + [server]:
+    for h in topo.clients:
         ecn = 1 if sc.ecn else 0  # net.ipv4.tcp_ecn: 1 requests ECN; DCTCP asks for it regardless (tcp_ca_needs_ecn)
         lines.append(_in(h, BB, "sysctl", "-qw", f"net.ipv4.tcp_ecn={ecn}"))
+    # the server accepts ECN whenever a sender asks (2, Linux's default: tcp_input.c tcp_ecn_create_request), as
+    # the FreeBSD server does; with 0 it would refuse DCTCP's ECN SYN and DCTCP would fall back to Reno without
+    # ECN (tcp_dctcp.c dctcp_init: "No ECN support? Fall back to Reno"), reported by iperf3 as dctcp-reno
+    lines.append(_in(server, BB, "sysctl", "-qw", "net.ipv4.tcp_ecn=2"))
     lines.append("step bottleneck")
     rate = f"{int(sc.bottleneck.rate)}bit"
     lines += [
