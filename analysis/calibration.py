@@ -129,12 +129,39 @@ def _fmt(x: float) -> str:
     return "n/a" if not math.isfinite(x) else f"{x:.3f}" if abs(x) < 10 else f"{x:.1f}"
 
 
+SUMMARY_METRICS = ("utilisation", "share", "L delay p50 (ms)", "L delay p99 (ms)", "C delay p50 (ms)",
+                   "C delay p99 (ms)", "L mark rate", "C drop rate")
+"""The columns of the one-line-per-cell summary (``share`` = every CC's share in the cell)."""
+
+
+def summary_markdown(rows: list[MetricComparison]) -> str:
+    """One line per cell: each headline metric as simulator / real kernel, with * where they differ."""
+    cells: dict[str, dict[str, list[MetricComparison]]] = {}
+    for r in rows:
+        if r.verdict == "undefined":
+            continue
+        col = "share" if r.metric.startswith("share ") else r.metric
+        if col in SUMMARY_METRICS:
+            cells.setdefault(r.cell, {}).setdefault(col, []).append(r)
+    lines = ["| cell | " + " | ".join(SUMMARY_METRICS) + " |", "|---" * (len(SUMMARY_METRICS) + 1) + "|"]
+    for cell, cols in cells.items():
+        out = []
+        for col in SUMMARY_METRICS:
+            entries = cols.get(col, [])
+            out.append("; ".join((f"{r.metric[6:]} " if col == "share" else "") + f"{_fmt(r.sim)} / {_fmt(r.real)}"
+                                 + ("*" if r.verdict == "differs" else "") for r in entries) or "—")
+        lines.append(f"| {cell} | " + " | ".join(out) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def render_markdown(rows: list[MetricComparison], title: str, context: str) -> str:
     agree = sum(r.verdict == "agrees" for r in rows)
     judged = sum(r.verdict != "undefined" for r in rows)
     lines = [f"# {title}", "", context, "",
              f"{agree} of {judged} judged metrics agree within their band "
              f"({len(rows) - judged} undefined).", "",
+             "Summary (simulator / real kernel; * differs beyond the band):", "", summary_markdown(rows),
+             "All metrics:", "",
              "| cell | metric | simulator | real kernel | real ± (95 %) | band | verdict |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
