@@ -41,6 +41,7 @@ CASES: dict[str, tuple[str, list[str]]] = {
     # the Linux sender stack: Cubic, NewReno, DCTCP (ECT(0)), TCP Prague (paced)
     "linux-dctcp": ("dctcp-8mbps", LINUX),
     "linux-prague-tcp": ("prague-8mbps", LINUX),
+    "freebsd-host-tcp-prague": ("prague-8mbps", ["hosts.client2.prague_transport=tcp"]),
     "linux-dctcp-any-ect": ("dctcp-8mbps", [*LINUX, "aqm.l4s_classifier=any_ect"]),
     "linux-htb": ("dctcp-8mbps", [*LINUX, "bottleneck.shaper=htb"]),
     "mixed-stacks": ("dctcp-8mbps", ["hosts.client2.stack=linux"]),
