@@ -43,8 +43,10 @@ from typing import Callable
 
 import numpy as np
 import pyarrow.parquet as pq
+
 from l4stb.analysis.packets import ensure_parsed
 from l4stb.analysis.pool import ExperiencePool, NormStats, PoolMeta, PoolSplits, save_pool
+from l4stb.aqm_catalogue import CLASSIC_TARGET_US
 from l4stb.errors import L4stbError
 from l4stb.workspace import Workspace, validate_name
 
@@ -62,7 +64,8 @@ PRESETS: dict[str, tuple[str, ...]] = {
 SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
 SELECTIONS = ("paper-changes",)
 SPLIT_MODES = ("by-repeat", "by-position")
-DEFAULT_TARGET_US = 15_000
+DEFAULT_TARGET_US = CLASSIC_TARGET_US
+"""The target a reward assumes when a log line carries none (qdelay_reference 0)."""
 MTU_BYTES = 1500
 
 
