@@ -1,6 +1,6 @@
 """Experience pools from parsed runs: feature presets, named rewards, splits by repeat, the paper's row selection.
 
-One transition per logged decision (ARCHITECTURE §5); one repeat is one episode (``done`` is True on its
+One transition per logged decision (:mod:`l4stb.analysis.pool`); one repeat is one episode (``done`` is True on its
 last row). States are the raw feature values (probabilities already in [0, 1]); normalisation statistics
 are fitted on the train split only and saved with the pool (``meta.norm``), not applied to the states.
 

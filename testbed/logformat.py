@@ -1,6 +1,6 @@
 """The router log line: the single source of truth for its fields, shared by the simulator, the parser and the C module.
 
-Three line shapes exist (ARCHITECTURE §4):
+Three line shapes exist:
 
 * ``l4s_ecn_marking-start,<24 ints>,end`` -- the paper's FreeBSD L4S scheduler (PIE-based);
 * ``dualpi2_ecn_marking-start,<23 ints>,end`` -- older data, without ``packet_length``;
