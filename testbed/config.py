@@ -358,13 +358,25 @@ class Aqm(Strict):
     """l4s-pie only: "as-coded" reproduces the original scheduler, whose L queue reads its own (never set)
     Classic probability, so L sees only its own PIE; "intended" couples L to k x the Classic PIE's p."""
     kern_hz: int = Field(1000, ge=10, le=100_000)
-    policy_every: int = Field(1, ge=1, le=100_000)
     policy: Optional[str] = Field(None, min_length=1, max_length=4096)
     """``policy`` only: a distilled policy, as a model folder written by `l4stb distill` or its blob file."""
     every: int = Field(1, ge=1, le=100_000)
     """``policy`` only: the policy decides every N-th packet (1 = every packet), the fallback AQM the rest."""
     fallback: Literal["dualpi2"] = "dualpi2"
     """``policy`` only: the AQM that runs the queues and decides the packets the policy does not."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _policy_every_is_every(cls, data: Any) -> Any:
+        """``policy_every`` was a field that nothing read (``every`` is the policy's share). Manifests written while
+        it existed carry its default, 1, which said nothing: that is dropped; any other value is refused."""
+        if isinstance(data, dict) and "policy_every" in data:
+            value = data["policy_every"]
+            if value != 1 or isinstance(value, bool):
+                raise ValueError(f"aqm.policy_every ({value!r}) is not a setting: the share of packets the policy "
+                                 f"AQM decides is aqm.every (every N-th packet, 1 = all); rename the key to every")
+            data = {k: v for k, v in data.items() if k != "policy_every"}
+        return data
 
     @model_validator(mode="after")
     def _policy_needs_a_blob(self) -> "Aqm":
@@ -830,6 +842,12 @@ def _fields_at(model: Any, loc: tuple) -> list[str]:
     return list(fields) if fields else []
 
 
+RENAMED_KEYS = {"policy_every": "every"}
+"""Keys a user may reach for that are spelled otherwise: ``aqm.policy_every`` was a field nothing read."""
+
+
 def _did_you_mean(word: str, choices) -> str:
+    if RENAMED_KEYS.get(str(word)) in choices:
+        return f" (did you mean '{RENAMED_KEYS[str(word)]}'?)"
     close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
