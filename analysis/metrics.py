@@ -210,9 +210,6 @@ class DelaySamples:
     def from_packets(cls, packets: pd.DataFrame) -> "DelaySamples":
         return cls({q: delay_samples_ms(packets, q) for q in QUEUES})
 
-    def queues_with_data(self) -> list[str]:
-        return [q for q, x in self.by_queue.items() if len(x)]
-
 
 # ---------------------------------------------------------------------------------------------
 # Actions per queue

@@ -161,16 +161,6 @@ def read_l4stb_rows(path: str) -> list[list[int]]:
     return rows
 
 
-def scale_probability(p: float) -> int:
-    """Float probability in [0, 1] -> the integer the log carries (the only place scaling happens)."""
-    p = 0.0 if p < 0.0 else 1.0 if p > 1.0 else p
-    return int(p * PROB_SCALE)
-
-
-def unscale_probability(v: int | float) -> float:
-    return float(v) / PROB_SCALE
-
-
 def render_c_header() -> str:
     """The C header ``freebsd_module/dualpi2_log_fields.h``, generated from :data:`FIELDS`."""
     lines = [
