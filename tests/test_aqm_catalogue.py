@@ -22,9 +22,13 @@ def test_every_aqm_a_scenario_may_name_has_a_record_and_policy_runs_on_its_fallb
 
 
 @pytest.mark.parametrize("name", sorted(cat.AQMS))
-def test_each_record_names_the_simulator_class_that_runs_it(name):
+def test_the_simulator_runs_the_class_the_record_names(name):
+    from l4stb.sim.runner import make_aqm
+
     module, _, cls = cat.AQMS[name].sim_class.rpartition(".")
-    assert getattr(importlib.import_module(module), cls).name == name
+    klass = getattr(importlib.import_module(module), cls)
+    assert klass.name == name
+    assert type(make_aqm(load_scenario("dctcp-8mbps", [f"aqm.name={name}"]), 1, None, None)) is klass
 
 
 @pytest.mark.parametrize("name", sorted(cat.AQMS))

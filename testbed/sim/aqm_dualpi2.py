@@ -111,6 +111,12 @@ class DualPI2:
         "p_max", "marks", "drops", "_flags", "l_step", "ecn_mask",
     )
 
+    @classmethod
+    def from_scenario(cls, aqm, bottleneck, seed: int, emit=None, policy=None) -> "DualPI2":
+        """The AQM for a scenario's resolved ``aqm`` and ``bottleneck`` (see :func:`l4stb.sim.runner.make_aqm`)."""
+        return cls(DualPI2Params.from_aqm(aqm, bottleneck), seed, emit=emit, policy=policy,
+                   ecn_mask=ECN_MASKS[aqm.l4s_classifier])
+
     def __init__(self, params: DualPI2Params, seed: int, emit: Optional[Callable[[tuple], None]] = None,
                  policy=None, trace: Optional[list] = None, ecn_mask: int = ECN_MASK_L4S_ECT):
         if ecn_mask not in ECN_MASKS.values():

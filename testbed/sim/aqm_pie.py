@@ -195,6 +195,11 @@ class Pie:
     name = "pie"
     __slots__ = ("prm", "st", "rand", "emit", "gate", "next_update_us", "drops", "marks")
 
+    @classmethod
+    def from_scenario(cls, aqm, bottleneck, seed: int, emit=None, policy=None) -> "Pie":
+        """The AQM for a scenario's resolved ``aqm`` and ``bottleneck`` (see :func:`l4stb.sim.runner.make_aqm`)."""
+        return cls(PieParams.from_aqm(aqm, bottleneck), seed, emit=emit, policy=policy)
+
     def __init__(self, params: PieParams, seed: int, emit=None, policy=None):
         self.prm = params
         self.st = PieState(params)
