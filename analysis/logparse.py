@@ -1,6 +1,6 @@
 """Router log parser: rotated syslog files (plain/.bz2/.gz/.xz) to typed per-decision columns, skipped lines counted.
 
-What it reads (ARCHITECTURE §4): the three line shapes of :data:`l4stb.logformat.LINE_SHAPES` behind any
+What it reads: the three line shapes of :data:`l4stb.logformat.LINE_SHAPES` behind any
 syslog prefix (any hostname, '-' included), "last message repeated N times" lines (expanded into N more
 copies of the previous logged line), interleaved unrelated kernel messages (skipped, counted, not
 errors), and truncated or garbled lines (skipped, counted by reason, a few kept as examples). A

@@ -1,6 +1,6 @@
 """Network metrics of a run: queue delay, throughput, utilisation, fairness, actions and CIs (used by summary and report).
 
-Inputs are the parser's tables (ARCHITECTURE §3): ``data/packets.parquet`` (one row per router packet
+Inputs are the parser's tables (docs/data.md): ``data/packets.parquet`` (one row per router packet
 decision) and ``data/flows.parquet`` (iperf3 intervals per stream). Outputs are typed records. What each
 number measures:
 
@@ -209,9 +209,6 @@ class DelaySamples:
     @classmethod
     def from_packets(cls, packets: pd.DataFrame) -> "DelaySamples":
         return cls({q: delay_samples_ms(packets, q) for q in QUEUES})
-
-    def queues_with_data(self) -> list[str]:
-        return [q for q, x in self.by_queue.items() if len(x)]
 
 
 # ---------------------------------------------------------------------------------------------

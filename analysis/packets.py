@@ -344,7 +344,3 @@ def read_flows(ws: Workspace, run_id: str, columns: list[str] | None = None) -> 
     if not path.is_file():
         raise L4stbError(f"run {run_id} is not parsed yet ({path} is missing).")
     return pq.read_table(path, columns=columns).to_pandas()
-
-
-def read_parse_stats(ws: Workspace, run_id: str) -> dict:
-    return json.loads(ws.parse_stats_file(run_id).read_text())

@@ -1,6 +1,6 @@
 """Experience pools: the typed record the model trains on, return-to-go, normalisation and on-disk formats.
 
-A pool is one transition per logged packet decision (ARCHITECTURE §5). On disk a pool is a folder:
+A pool is one transition per logged packet decision. On disk a pool is a folder:
 
     <pool>/meta.json                 PoolMeta: features, reward, gamma, source, split sizes, norm stats
     <pool>/{train,val,test}.npz      fast binary form (numpy, no pickle)

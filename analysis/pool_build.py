@@ -1,6 +1,6 @@
 """Experience pools from parsed runs: feature presets, named rewards, splits by repeat, the paper's row selection.
 
-One transition per logged decision (ARCHITECTURE §5); one repeat is one episode (``done`` is True on its
+One transition per logged decision (:mod:`l4stb.analysis.pool`); one repeat is one episode (``done`` is True on its
 last row). States are the raw feature values (probabilities already in [0, 1]); normalisation statistics
 are fitted on the train split only and saved with the pool (``meta.norm``), not applied to the states.
 
@@ -50,8 +50,10 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
+
 from l4stb.analysis.packets import ensure_parsed
 from l4stb.analysis.pool import ExperiencePool, NormStats, PoolMeta, PoolSplits, save_pool
+from l4stb.aqm_catalogue import CLASSIC_TARGET_US
 from l4stb.errors import L4stbError
 from l4stb.workspace import Workspace, validate_name
 
@@ -70,7 +72,8 @@ PRESETS: dict[str, tuple[str, ...]] = {
 SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
 SELECTIONS = ("paper-changes",)
 SPLIT_MODES = ("by-repeat", "by-position")
-DEFAULT_TARGET_US = 15_000
+DEFAULT_TARGET_US = CLASSIC_TARGET_US
+"""The target a reward assumes when a log line carries none (qdelay_reference 0)."""
 MTU_BYTES = 1500
 
 

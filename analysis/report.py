@@ -30,6 +30,7 @@ from l4stb.analysis import plots as P
 from l4stb.analysis.aqm_state import aqm_timeseries
 from l4stb.analysis.flowview import DEFAULT_BIN_S, flow_points, flow_rates, has_flow_ids
 from l4stb.analysis.summary import RunData, RunSummary, load_run, summarize_data
+from l4stb import aqm_catalogue
 from l4stb.config import SCALABLE_CCS
 from l4stb.errors import L4stbError
 from l4stb.manifest import Manifest, update_manifest
@@ -225,12 +226,11 @@ def reference_lines_ms(data: RunData) -> dict[str, list[tuple[str, float]]]:
     if not data.scenario:
         return {}
     aqm = data.scenario.aqm.resolved()
-    target = (aqm.target or 0) / 1000
-    if aqm.engine == "dualpi2":
-        return {"C": [("PI2 target", target)], "L": [("L step threshold", aqm.step_threshold / 1000)]}
-    if aqm.name in ("l4s-pie", "pie"):
-        return {"C": [("PIE target", target)], "L": [("PIE target", target)]}
-    return {}
+    lines: dict[str, list[tuple[str, float]]] = {}
+    rec = aqm_catalogue.record(aqm)
+    for queue, label in rec.reference_lines:
+        lines.setdefault(queue, []).append((label, rec.reference_ms(aqm, label)))
+    return lines
 
 
 def fair_share_mbps(data: RunData) -> float | None:

@@ -6,7 +6,7 @@ ECN congestion-recovery episode, so cwnd walks down from the flight to ssthresh 
 dropping at once (the cc modules' CC_ECN sets cwnd = ssthresh, and PRR overrides it on the same ACK). The
 public FreeBSD 14.1 SIFTR traces show that walk for NewReno (docs/freebsd-siftr.md). This script runs the
 comparison with :class:`PrrEcnFlow`, a traced sender that applies the simulator's own PRR
-(:meth:`l4stb.sim.tcp.TcpFlow._prr`) to classic-ECN (NewReno, Cubic) reductions on the FreeBSD stack, and prints
+(:meth:`l4stb.sim.tcp.TcpFlow.prr_step`) to classic-ECN (NewReno, Cubic) reductions on the FreeBSD stack, and prints
 the table, to be set beside ``bench/siftr_compare.py``'s.
 
     python bench/siftr_prr_ecn.py --traces /path/to/FreeBSD-L4S-Experiments [--repeats 5] [--cell "l4s 1Mbps"]
@@ -40,7 +40,7 @@ class PrrEcnFlow(TracingTcpFlow):
         super().on_ack(now, cum, sack, ce, ts_echo)
 
     def send(self, now):
-        if self.linux or not self.classic_ecn:
+        if self.cc.stack == "linux" or not self.cc.classic_ecn:
             return super().send(now)
         if self.marked_rtts != self._marks_seen:  # this ACK started an ECN congestion-recovery episode
             self._marks_seen = self.marked_rtts
@@ -51,7 +51,7 @@ class PrrEcnFlow(TracingTcpFlow):
         if self._prr_on and not self.in_cwr:
             self._prr_on = False  # the episode ended (cum >= recover); growth goes on from here
         if self._prr_on and self._acked_now:
-            self._prr(self._acked_now, True)
+            self.prr_step(self._acked_now, True)
         self._acked_now = 0
         before = self.snd_nxt
         super().send(now)

@@ -59,10 +59,6 @@ class Backbone:
     max_positions: int | None  # longest token sequence it can take; None for relative/rotary positions
     reproducible: bool  # False when the weights cannot be re-created from `name` (random init): save them
 
-    @property
-    def total_params(self) -> int:
-        return sum(p.numel() for p in self.module.parameters())
-
 
 def cache_root() -> Path:
     """Where converted backbones live: ``$L4STB_CACHE`` or ``~/.cache/l4stb``; never inside the repository."""

@@ -101,10 +101,6 @@ class Policy:
         self._past = self.model.prefill(self._returns[:, :k], self._states[:, :k], self._actions[:, :k])
         self._n = k
 
-    def as_callable(self):
-        """A plain ``f(state_row) -> int`` for the simulator's ``policy`` AQM."""
-        return self.decide
-
 
 def load_policy(checkpoint_dir: str | Path, *, device: str | None = None, keep: int | None = None,
                 target_return: float | None = None) -> Policy:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from l4stb import plans
+from l4stb import aqm_catalogue, plans
 from l4stb.check_steps import sched_types
 from l4stb.config import FlowGroup, Scenario, load_scenario, load_topology
 from l4stb.errors import L4stbError
@@ -25,7 +25,6 @@ CHECK_DURATION_US = 5_000_000
 DEFAULT_SCENARIO = "dctcp-8mbps"
 NOT_ECT, ECT1, ECT0, CE = 0, 1, 2, 3
 CODEPOINT_NAMES = {NOT_ECT: "not-ECT", ECT1: "ECT(1)", ECT0: "ECT(0)", CE: "CE"}
-MARKING_AQMS = ("dualpi2", "l4s-pie", "pie")
 
 
 @dataclass
@@ -202,7 +201,7 @@ def _judge_ecn(ev: CheckEvidence, scenario: Scenario, res: CheckResult) -> None:
                 + "; or the flow never reached the server.")
         else:
             res.ok(f"ECN of {flow.cc} from {flow.host}", seen)
-    if scenario.ecn and scenario.aqm.ecn and scenario.aqm.engine in MARKING_AQMS:
+    if scenario.ecn and scenario.aqm.ecn and aqm_catalogue.record(scenario.aqm).marks:
         if total_ce:
             res.ok(f"CE marks at {ev.receiver}", f"{total_ce} CE-marked packets")
         else:

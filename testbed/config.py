@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from l4stb import resources
+from l4stb.aqm_catalogue import dualpi2_rtt_gains, resolved_defaults
 from l4stb.errors import L4stbError
 from l4stb.units import (
     format_duration,
@@ -357,13 +358,25 @@ class Aqm(Strict):
     """l4s-pie only: "as-coded" reproduces the original scheduler, whose L queue reads its own (never set)
     Classic probability, so L sees only its own PIE; "intended" couples L to k x the Classic PIE's p."""
     kern_hz: int = Field(1000, ge=10, le=100_000)
-    policy_every: int = Field(1, ge=1, le=100_000)
     policy: Optional[str] = Field(None, min_length=1, max_length=4096)
     """``policy`` only: a distilled policy, as a model folder written by `l4stb distill` or its blob file."""
     every: int = Field(1, ge=1, le=100_000)
     """``policy`` only: the policy decides every N-th packet (1 = every packet), the fallback AQM the rest."""
     fallback: Literal["dualpi2"] = "dualpi2"
     """``policy`` only: the AQM that runs the queues and decides the packets the policy does not."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _policy_every_is_every(cls, data: Any) -> Any:
+        """``policy_every`` was a field that nothing read (``every`` is the policy's share). Manifests written while
+        it existed carry its default, 1, which said nothing: that is dropped; any other value is refused."""
+        if isinstance(data, dict) and "policy_every" in data:
+            value = data["policy_every"]
+            if value != 1 or isinstance(value, bool):
+                raise ValueError(f"aqm.policy_every ({value!r}) is not a setting: the share of packets the policy "
+                                 f"AQM decides is aqm.every (every N-th packet, 1 = all); rename the key to every")
+            data = {k: v for k, v in data.items() if k != "policy_every"}
+        return data
 
     @model_validator(mode="after")
     def _policy_needs_a_blob(self) -> "Aqm":
@@ -406,61 +419,10 @@ class Aqm(Strict):
         return self
 
     def resolved(self) -> "Aqm":
-        """Fill AQM-specific defaults: Linux sch_dualpi2's for dualpi2, the original FreeBSD values for l4s-pie/pie.
-
-        dualpi2: ``max_rtt``/``typical_rtt`` derive the PI parameters (:func:`dualpi2_rtt_gains`). Otherwise
-        an unset alpha follows Tupdate, ``alpha = 0.16 Hz x tupdate / 16 ms``, so a sweep over ``tupdate``
-        alone keeps the integral gain per second (alpha / Tupdate, RFC 9332's ``0.1 / RTT_max^2``) at Linux's
-        default; beta is a gain per unit of delay change and needs no rescaling. ``policy`` takes its
-        fallback's (DualPI2's) defaults.
-        """
-        if self.engine != "dualpi2":
-            defaults = {"target": 15_000, "tupdate": 15_000, "alpha": 0.125, "beta": 1.25}
-        elif self.max_rtt is not None or self.typical_rtt is not None:
-            defaults = dualpi2_rtt_gains(self.max_rtt, self.typical_rtt)
-        else:
-            tupdate = self.tupdate if self.tupdate is not None else DUALPI2_TUPDATE_US
-            defaults = {"target": 15_000, "tupdate": DUALPI2_TUPDATE_US,
-                        "alpha": DUALPI2_ALPHA_HZ * tupdate / DUALPI2_TUPDATE_US, "beta": DUALPI2_BETA_HZ}
-        if self.engine == "dualpi2":
-            defaults.update({"min_qlen_step": 0} if self.step_semantics == "linux" else {"th_len": 1})
-        updates = {k: v for k, v in defaults.items() if getattr(self, k) is None}
-        return self.model_copy(update=updates)
-
-
-DUALPI2_TUPDATE_US = 16_000
-DUALPI2_ALPHA_HZ = 0.16
-DUALPI2_BETA_HZ = 3.2
-"""Linux sch_dualpi2's defaults (``dualpi2_reset_default``: tupdate 16 ms, alpha 41/256 ~ 0.16 Hz, beta 819/256
-~ 3.2 Hz; l4stb uses the round values, 0.1 % apart)."""
-RTT_TYP_TO_MAX = 6
-_TC_0_1F, _TC_0_3F = 0.10000000149011612, 0.30000001192092896
-"""tc's ``0.1f`` and ``0.3f`` as doubles."""
-"""iproute2 tc/q_dualpi2.c: max_rtt defaults to 6 x typical_rtt and typical_rtt to max_rtt / 6."""
-
-
-def dualpi2_rtt_gains(max_rtt_us: Optional[int], typical_rtt_us: Optional[int]) -> dict[str, Any]:
-    """target, tupdate (us) and alpha, beta (Hz) from RTTs, as iproute2's ``tc/q_dualpi2.c`` derives them.
-
-    RFC 9332 A.1: target = typical RTT, Tupdate = min(typical RTT, max RTT / 3), alpha = 0.1 Tupdate / max_RTT^2,
-    beta = 0.3 / max_RTT. tc sends alpha and beta in 1/256 Hz (``alpha_f * 256`` truncated); so does this.
-    """
-    if typical_rtt_us is None:
-        typical_rtt_us = max(int(max_rtt_us) // RTT_TYP_TO_MAX, 1)
-    elif max_rtt_us is None:
-        max_rtt_us = int(typical_rtt_us) * RTT_TYP_TO_MAX
-    rtt_max = float(max_rtt_us)
-    tupdate_us = max(int(min(float(typical_rtt_us), rtt_max / 3.0)), 1)
-    # the same operations in the same order as tc (its 0.1f and 0.3f are single-precision constants)
-    alpha = int(tupdate_us / rtt_max / rtt_max * 1e6 * _TC_0_1F * 256) / 256
-    beta = int(_TC_0_3F / rtt_max * 1e6 * 256) / 256
-    if alpha <= 0 or beta <= 0:
-        raise ValueError(f"max_rtt {format_duration(max_rtt_us)} is so large that alpha or beta rounds down to 0 "
-                         f"(tc refuses it too); use a smaller max_rtt")
-    if beta > 100:
-        raise ValueError(f"max_rtt {format_duration(max_rtt_us)} is so small that beta = {beta:g} Hz exceeds "
-                         f"the allowed 100 Hz; use a larger max_rtt")
-    return {"target": int(typical_rtt_us), "tupdate": tupdate_us, "alpha": alpha, "beta": beta}
+        """This AQM with its unset parameters filled from the AQM catalogue
+        (:func:`l4stb.aqm_catalogue.resolved_defaults`: Linux sch_dualpi2's for dualpi2 and policy, FreeBSD's PIE
+        values for l4s-pie, pie and fifo)."""
+        return self.model_copy(update=resolved_defaults(self))
 
 
 class FlowGroup(Strict):
@@ -880,6 +842,12 @@ def _fields_at(model: Any, loc: tuple) -> list[str]:
     return list(fields) if fields else []
 
 
+RENAMED_KEYS = {"policy_every": "every"}
+"""Keys a user may reach for that are spelled otherwise: ``aqm.policy_every`` was a field nothing read."""
+
+
 def _did_you_mean(word: str, choices) -> str:
+    if RENAMED_KEYS.get(str(word)) in choices:
+        return f" (did you mean '{RENAMED_KEYS[str(word)]}'?)"
     close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""

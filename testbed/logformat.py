@@ -1,6 +1,6 @@
 """The router log line: the single source of truth for its fields, shared by the simulator, the parser and the C module.
 
-Three line shapes exist (ARCHITECTURE §4):
+Three line shapes exist:
 
 * ``l4s_ecn_marking-start,<24 ints>,end`` -- the paper's FreeBSD L4S scheduler (PIE-based);
 * ``dualpi2_ecn_marking-start,<23 ints>,end`` -- older data, without ``packet_length``;
@@ -159,16 +159,6 @@ def read_l4stb_rows(path: str) -> list[list[int]]:
             if i >= 0:
                 rows.append([int(v) for v in line[i + len(marker):].rstrip().removesuffix(tail).split(",")])
     return rows
-
-
-def scale_probability(p: float) -> int:
-    """Float probability in [0, 1] -> the integer the log carries (the only place scaling happens)."""
-    p = 0.0 if p < 0.0 else 1.0 if p > 1.0 else p
-    return int(p * PROB_SCALE)
-
-
-def unscale_probability(v: int | float) -> float:
-    return float(v) / PROB_SCALE
 
 
 def render_c_header() -> str:

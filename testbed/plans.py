@@ -16,13 +16,14 @@ import os
 import posixpath
 import re
 import shlex
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import jinja2
 
-from l4stb import freebsd_facts, layout, logformat, lograte, resources
+from l4stb import aqm_catalogue, freebsd_facts, layout, logformat, lograte, resources
 from l4stb.config import Aqm, Scenario, Topology
 from l4stb.errors import L4stbError
 from l4stb.providers.base import Plan
@@ -568,34 +569,29 @@ def parse_facts(text: str) -> dict[str, Any]:
 
 
 def uses_module(aqm: Aqm) -> bool:
-    return aqm.engine in ("dualpi2", "l4s-pie")
+    """Whether the l4stb dualpi2 module runs this AQM (its catalogue record has a module ``mode``)."""
+    return aqm_catalogue.record(aqm).runs_on_module
 
 
 def aqm_sysctls(aqm: Aqm, scenario: Scenario, repeat: int = 1) -> list[str]:
     """``name=value`` settings of the dualpi2 module for one repeat (see freebsd_module/README.md).
 
-    The values are the simulator's own integer parameters (``DualPI2Params.from_aqm`` for dualpi2,
-    ``PieParams.from_aqm`` for l4s-pie), so the kernel runs exactly what the simulator runs; the PRNG
-    seed is the repeat's seed.
+    The values are the AQM catalogue's integer parameters, which the simulator runs too (``DualPI2Params`` for
+    dualpi2, ``PieParams`` for l4s-pie), so the kernel runs exactly what the simulator runs; the PRNG seed is the
+    repeat's seed.
     """
-    if not uses_module(aqm):
+    rec = aqm_catalogue.record(aqm)
+    if not rec.runs_on_module:
         return []
-    import dataclasses
-
-    from l4stb.sim.aqm_dualpi2 import DualPI2Params
-    from l4stb.sim.aqm_pie import PieParams
-
     b = scenario.bottleneck
-    values: list[tuple[str, int]] = [("seed", scenario.repeat_seed(repeat)), ("log", 1)]
+    values: list[tuple[str, int]] = [("mode", rec.module_mode), ("seed", scenario.repeat_seed(repeat)), ("log", 1)]
     if aqm.engine == "dualpi2":
-        prm = DualPI2Params.from_aqm(aqm, b)
-        values.insert(0, ("mode", 0))
+        prm = aqm_catalogue.DualPI2Params.from_aqm(aqm, b)
         values += [(f.name, int(getattr(prm, f.name))) for f in dataclasses.fields(prm)]
         # aqm policy: the loaded blob decides every N-th packet; any other AQM leaves a loaded blob unused
         values.append(("policy_every", int(aqm.every) if aqm.name == "policy" else 0))
     else:
-        pie = PieParams.from_aqm(aqm, b)
-        values.insert(0, ("mode", 1))
+        pie = aqm_catalogue.PieParams.from_aqm(aqm, b)
         values += [(f"pie_{name}", int(getattr(pie, name)))
                    for name in ("qdelay_ref", "tupdate", "max_burst", "max_ecnth", "alpha", "beta", "flags")]
         values += [("pie_coupling", int(round(aqm.coupling_factor))),

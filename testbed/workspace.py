@@ -1,6 +1,6 @@
 """The workdir: every path inside it, atomic writes, the lock, testbed.json and run manifests.
 
-Layout (ARCHITECTURE §3)::
+Layout::
 
     testbed.json
     hosts/<host>/...                  (sim provider only)

@@ -1,6 +1,6 @@
 """Small synthetic parsed runs (manifest + data/*.parquet + parse.json) for the metrics, summary and report tests.
 
-The tables follow the parser's schema (ARCHITECTURE §3): packets.parquet one row per router decision,
+The tables follow the parser's schema (docs/data.md): packets.parquet one row per router decision,
 flows.parquet iperf3 intervals per stream. Numbers look like the dctcp-8mbps scenario under DualPI2:
 Classic delays around 15 ms, L4S around 1–2 ms, 4 cubic + 4 newreno streams and one DCTCP stream.
 """

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from l4stb.config import load_scenario, load_topology, scenario_with
+from l4stb.config import Scenario, load_scenario, load_topology, scenario_with
 from l4stb.errors import L4stbError
-from l4stb.resources import list_scenarios, list_topologies
+from l4stb.resources import list_scenarios, list_topologies, playbooks_dir
 
 
 @pytest.mark.parametrize("name", list_scenarios())
@@ -113,3 +113,20 @@ def test_repeat_seeds_are_distinct_and_stable():
     s = load_scenario("dctcp-8mbps")
     seeds = [s.repeat_seed(r) for r in range(1, 11)]
     assert len(set(seeds)) == 10 and seeds == [load_scenario("dctcp-8mbps").repeat_seed(r) for r in range(1, 11)]
+
+
+def test_aqm_policy_every_is_refused_with_the_key_that_works_and_old_manifests_still_load(tmp_path):
+    """``aqm.policy_every`` was a field nothing read; ``aqm.every`` is the policy's share. A value other than the old
+    default is a user's mistake (refused, naming ``every``); manifests written with the old default still load."""
+    with pytest.raises(L4stbError, match="did you mean 'every'"):
+        load_scenario("dctcp-8mbps", ["aqm.policy_every=3"])
+    path = tmp_path / "s.yaml"
+    path.write_text((playbooks_dir() / "dctcp-8mbps.yaml").read_text().replace("  ecn: true\nflows", "  ecn: true\n"
+                                                                         "  policy_every: 3\nflows"))
+    with pytest.raises(L4stbError, match="aqm.every"):
+        load_scenario(str(path))
+    sc = load_scenario("dctcp-8mbps")
+    old = sc.model_dump(mode="json")
+    old["aqm"]["policy_every"] = 1
+    assert Scenario.model_validate(old) == sc
+    assert "policy_every" not in sc.model_dump()["aqm"]

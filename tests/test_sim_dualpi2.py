@@ -15,7 +15,8 @@ import pytest
 
 from pydantic import ValidationError
 
-from l4stb.config import Aqm, Bottleneck, dualpi2_rtt_gains
+from l4stb.aqm_catalogue import dualpi2_rtt_gains
+from l4stb.config import Aqm, Bottleneck
 from l4stb.logformat import ACTION_DROP, ACTION_FORWARD, FIELD_NAMES
 from l4stb.sim.aqm_dualpi2 import P_ONE, STEP_LINUX, STEP_RFC_THLEN, DualPI2, DualPI2Params, replay
 from l4stb.sim.packet import CE, ECT0, ECT1, NOT_ECT, make_packet

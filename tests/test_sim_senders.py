@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from l4stb.config import load_scenario, load_topology
+from l4stb.config import CC_NAMES, load_scenario, load_topology
 from l4stb.errors import L4stbError
 from l4stb.ratetrace import trace_schedule
 from l4stb.sim.link import AccessLink
@@ -17,6 +17,7 @@ from l4stb.sim.packet import CE, ECT0, ECT1, NOT_ECT
 from l4stb.sim.runner import SimJob, simulate_repeat
 from l4stb.sim.tcp import EV_ARRIVE, EV_PACE, TcpFlow
 from l4stb.sim.tcp_cc import FreeBsdCubic, LinuxCubic, PragueV07
+from l4stb.sim.tcp_stacks import TCP_CCS, SenderCC, sender_cc
 from l4stb.sim.udp_prague import UdpPragueFlow
 
 
@@ -42,6 +43,29 @@ def sim(tmp_path, flows: str, *extra: str, duration: str = "20s", seed: int = 3)
 # ------------------------------------------------------------------------------------------- senders
 
 
+@pytest.mark.parametrize("stack", ["freebsd", "linux"])
+@pytest.mark.parametrize("cc", TCP_CCS)
+def test_every_stack_and_cc_is_one_object_that_answers_every_congestion_hook(stack, cc):
+    """sender_cc binds a (stack, CC) once; each object implements the whole interface (no NotImplementedError),
+    says which stack and CC it models, and a flow built on it runs a loss, a recovery and an RTO."""
+    assert set(TCP_CCS) == set(CC_NAMES) - {"udp"}  # every TCP CC a scenario may name has an object
+    obj = sender_cc(stack, cc, True, 0)
+    assert isinstance(obj, SenderCC) and obj.name == cc
+    assert obj.stack == ("linux" if cc == "prague" else stack)  # a TCP Prague is the Linux model on either host
+    for hook in ("on_ack", "loss_ssthresh", "enter_recovery", "end_recovery", "on_rto"):
+        assert getattr(type(obj), hook) is not getattr(SenderCC, hook), f"{type(obj).__name__} lacks {hook}"
+    f = flow(cc, stack)
+    f.snd_nxt = f.high_tx = 20
+    f.on_ack(1_000_000, 2, 7, 1, 0)  # a SACK 5 above the cumulative ACK: fast recovery
+    assert f.in_rec and f.ssthresh < 1e12
+    f.on_ack(2_000_000, 20, -1, 0, 0)  # everything acked: recovery ends
+    assert not f.in_rec and f.cwnd >= 1
+    f.snd_nxt = f.high_tx = 30
+    f.rto_at = f.timer_at = 3_000_000
+    f.on_timer(3_000_000)
+    assert f.snd_nxt > f.snd_una == 20 and f.backoff == 2  # go-back-N from snd_una after the timeout
+
+
 @pytest.mark.parametrize("cc, stack, new_data, retransmission", [
     ("dctcp", "freebsd", ECT1, NOT_ECT), ("cubic", "freebsd", ECT0, NOT_ECT),
     ("dctcp", "linux", ECT0, ECT0), ("prague", "linux", ECT1, ECT1), ("cubic", "linux", ECT0, NOT_ECT)])
@@ -58,10 +82,11 @@ def test_each_stack_sends_the_ecn_codepoint_its_source_sets(cc, stack, new_data,
 def _ack_with_ce(f: TcpFlow, cwnd: int) -> None:
     f.cwnd = float(cwnd)
     f.ssthresh = 1e12
-    f.alpha = 1.0
+    f.cc.alpha = 1.0
     f.snd_nxt = f.high_tx = 100 + cwnd
     f.snd_una = 100
-    f.win_end = 10**9
+    if f.cc.stack == "freebsd":
+        f.cc.win_end = 10**9  # cc_dctcp: no alpha update on this ACK
     f.on_ack(1_000_000, 102, -1, 2, 0)
 
 
@@ -124,7 +149,7 @@ def test_linux_dctcp_receiver_acks_the_cwr_segment_at_once():
 
 
 def _ack_window(f: TcpFlow, alpha: int, delivered: int, ce: int) -> None:
-    f.lx_alpha, f.lx_next_seq = alpha, 0
+    f.cc.alpha_1024, f.cc.next_seq = alpha, 0
     f.cwnd, f.ssthresh = 10.0, 1e12
     f.snd_una, f.snd_nxt, f.high_tx = 0, delivered, delivered
     f.on_ack(1_000_000, delivered, -1, ce, 0)
@@ -136,11 +161,11 @@ def test_linux_dctcp_alpha_is_integer_and_drops_to_zero_below_one_sixteenth_of_a
     an alpha of 15 (15 >> 4 = 0) falls to 0 in one unmarked window, 16 to 15."""
     f = flow("dctcp", "linux")
     _ack_window(f, 1024, 10, 5)
-    assert f.lx_alpha == 992 and f.ssthresh == 6.0
+    assert f.cc.alpha_1024 == 992 and f.ssthresh == 6.0
     for before, after in ((15, 0), (16, 15)):
         f = flow("dctcp", "linux")
         _ack_window(f, before, 10, 0)
-        assert f.lx_alpha == after
+        assert f.cc.alpha_1024 == after
 
 
 # real Linux 7.2, real sch_dualpi2 any_ect, one DCTCP flow, base RTT 10 ms, iperf3 20 s (issue 20): goodput/rate
@@ -263,7 +288,7 @@ def test_prague_becomes_rtt_independent_after_4_rounds():
 
 def _prague_in_ca(cwnd: float = 20.0) -> TcpFlow:
     f = flow("prague", "linux")
-    f.ssthresh = f.cwnd = f.prague.frac = cwnd
+    f.ssthresh = f.cwnd = f.cc.pr.frac = cwnd
     f.srtt = 20_000_000
     f.snd_nxt = f.high_tx = 100 + int(cwnd)
     f.snd_una = 100
@@ -277,18 +302,18 @@ def test_prague_halves_its_window_at_the_first_mark_and_cwnd_follows_one_segment
     round's EWMA then counts the marks (all of them: alpha = 1/16)."""
     f = _prague_in_ca()
     f.on_ack(1_000_000, 102, -1, 2, 0)
-    assert f.prague.saw_ce and f.prague.alpha == pytest.approx(1 / 16)
-    assert f.prague.frac == pytest.approx(10.0)
+    assert f.cc.pr.saw_ce and f.cc.pr.alpha == pytest.approx(1 / 16)
+    assert f.cc.pr.frac == pytest.approx(10.0)
     assert f.cwnd == 19.0 and f.ssthresh == 19.0
 
 
 def test_prague_cwr_cuts_the_window_by_alpha_half():
     """prague_enter_cwr in window mode: frac_cwnd -= alpha/2 frac_cwnd (alpha 0.5: 20 -> 15)."""
     f = _prague_in_ca()
-    f.prague.saw_ce = True
-    f.prague.alpha = 0.5
+    f.cc.pr.saw_ce = True
+    f.cc.pr.alpha = 0.5
     f.on_ack(1_000_000, 102, -1, 2, 0)
-    assert f.prague.frac == pytest.approx(15.0)
+    assert f.cc.pr.frac == pytest.approx(15.0)
 
 
 def test_prague_switches_to_rate_mode_below_four_packets_and_adds_one_mtu_per_virtual_rtt():
@@ -296,7 +321,7 @@ def test_prague_switches_to_rate_mode_below_four_packets_and_adds_one_mtu_per_vi
     rate mode, RTT-independent, each virtual RTT (max(25 ms, srtt)) of ACKed packets adds one MTU per
     virtual RTT to the rate (prague_update_cwnd), with the kernel's 2^20-us second."""
     f = _prague_in_ca(3.0)
-    pr = f.prague
+    pr = f.cc.pr
     pr.saw_ce = True
     pr.round = 10
     f.on_ack(1_000_000, 101, -1, 0, 0)
@@ -364,7 +389,7 @@ def test_tcp_prague_paces_its_window_per_srtt_with_tsq_holding_about_one_ms():
     f.send(0)
     releases = sorted(e[3][5] for e in f.sim.heap if e[2] == EV_ARRIVE)
     assert releases == [0, 2_000_000, 4_000_000]
-    assert f.prague.tso == 1 and [e[0] for e in f.sim.heap if e[2] == EV_PACE] == [2_000_000]
+    assert f.cc.pr.tso == 1 and [e[0] for e in f.sim.heap if e[2] == EV_PACE] == [2_000_000]
 
 
 def test_udp_prague_rate_is_capped_by_the_access_link_not_the_bottleneck():

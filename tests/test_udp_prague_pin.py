@@ -15,8 +15,9 @@ import pytest
 from l4stb import plans
 from l4stb.errors import L4stbError
 
-MIRROR = Path(os.environ.get("L4STB_UDP_PRAGUE_GIT", "/work/.mirror/L4STeam+udp_prague/repo"))
-"""A git directory of L4STeam/udp_prague (a bare clone or a mirror); the compile test skips without it."""
+MIRROR = Path(os.environ["L4STB_UDP_PRAGUE_GIT"]) if os.environ.get("L4STB_UDP_PRAGUE_GIT") else None
+"""A git directory of L4STeam/udp_prague (a bare clone or a mirror), from ``L4STB_UDP_PRAGUE_GIT``; the compile
+test skips when it is unset or not a folder."""
 
 
 def test_the_default_udp_prague_ref_is_a_pinned_commit_not_a_branch(monkeypatch):
@@ -39,8 +40,8 @@ def _source_at(commit: str, dest: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("ziglang") is None, reason="needs the ziglang package (pip: test extra)")
-@pytest.mark.skipif(not MIRROR.is_dir(), reason=f"udp_prague's source is not at hand ({MIRROR}); set "
-                    "L4STB_UDP_PRAGUE_GIT to a git directory of L4STeam/udp_prague")
+@pytest.mark.skipif(MIRROR is None or not MIRROR.is_dir(), reason=f"udp_prague's source is not at hand "
+                    f"(L4STB_UDP_PRAGUE_GIT={MIRROR or 'unset'}); set it to a git directory of L4STeam/udp_prague")
 def test_the_pinned_udp_prague_cross_compiles_for_freebsd(tmp_path: Path):
     """Each translation unit of the sender and receiver, at the pin, with -Wall -Wextra -Werror against
     FreeBSD's headers (zig ships FreeBSD's libc headers; a compile check, not a 14.1 ABI check)."""

@@ -63,20 +63,24 @@ harness runs the same events and the outputs must be identical.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
 from typing import Callable, Optional
 
+from l4stb.aqm_catalogue import (  # noqa: F401  (DualPI2's integer parameters live in the AQM catalogue)
+    GAIN_SHIFT,
+    K_SHIFT,
+    P_ONE,
+    SCHED_TSFIFO,
+    SCHED_WRR,
+    STEP_LINUX,
+    STEP_RFC_THLEN,
+    DualPI2Params,
+    gain_to_q,
+)
 from l4stb.logformat import ACTION_DROP, ACTION_FORWARD, ACTION_MARK, DECIDED_BY_AQM, DECIDED_BY_POLICY, PROB_SCALE
 from l4stb.sim.packet import CE, ECN, FLOW, LEN, NOT_ECT, T_ENQ
 from l4stb.sim.policy import POLICY_DROP, POLICY_MARK, PolicyGate
 from l4stb.sim.prng import seed_state
 
-P_ONE = 1 << 32
-"""Probability 1.0."""
-GAIN_SHIFT = 16
-"""Fractional bits of alpha_q/beta_q."""
-K_SHIFT = 8
-"""The coupling factor is stored in 1/256 units (k = 2 -> 512)."""
 LOG_PROB_SCALE = PROB_SCALE
 """The log line carries probabilities scaled by 2^31-1 (logformat's scale): ``(p * LOG_PROB_SCALE) >> 32``."""
 
@@ -84,112 +88,12 @@ ECN_MASK_L4S_ECT, ECN_MASK_ANY_ECT = 1, 3
 """sch_dualpi2's classifier masks (uapi pkt_sched.h TC_DUALPI2_ECN_MASK_L4S_ECT / _ANY_ECT)."""
 ECN_MASKS = {"l4s_ect": ECN_MASK_L4S_ECT, "any_ect": ECN_MASK_ANY_ECT}
 """The scenario's ``aqm.l4s_classifier`` (tc's keyword) -> the mask."""
-SCHED_WRR, SCHED_TSFIFO = 0, 1
-STEP_LINUX, STEP_RFC_THLEN = 0, 1
-"""``step_semantics``: where the native step's queue-length gate is taken (see the module docstring)."""
 Q_C, Q_L = 0, 1
 
 FLAG_ECN, FLAG_OVERLOAD, FLAG_STEP = 1, 2, 4
 """Bits of the logged ``flags`` field."""
 STATUS_PI_ACTIVE, STATUS_C_BUSY, STATUS_L_BUSY = 1, 2, 4
 """Bits of the logged ``status_flags`` field (PI active means p' > 0)."""
-
-
-def gain_to_q(gain_hz: float) -> int:
-    """Hz -> probability units (1/2^32) per microsecond of delay, with GAIN_SHIFT fractional bits."""
-    return int(round(gain_hz * P_ONE / 1_000_000 * (1 << GAIN_SHIFT)))
-
-
-@dataclass(frozen=True)
-class DualPI2Params:
-    """Integer parameters of the DualPI2 core (all times in microseconds, probabilities in 1/2^32).
-
-    Field for field the C core's ``struct dp2_params`` and the module's sysctls. The defaults are Linux
-    sch_dualpi2's (``dualpi2_reset_default``): the step at 1 ms of sojourn applied to every L packet
-    (``min_qlen_step = 0``), target 15 ms, Tupdate 16 ms, alpha 0.16 Hz, beta 3.2 Hz, k = 2, 10 % classic
-    protection, drop on overload.
-    """
-
-    target_us: int = 15_000
-    tupdate_us: int = 16_000
-    alpha_q: int = gain_to_q(0.16)
-    beta_q: int = gain_to_q(3.2)
-    alpha_mhz: int = 160
-    beta_mhz: int = 3200
-    k_q8: int = 512
-    p_cmax: int = P_ONE // 4
-    """min(1/k^2, 1): logged as max_ecn_threshold; the overload test itself is k p' > 1, as in Linux."""
-    step_semantics: int = STEP_LINUX
-    step_us: int = 1_000
-    step_in_packets: int = 0
-    """1: the step compares the L queue length (packets left behind the leaving packet) with step_packets."""
-    step_packets: int = 0
-    range_us: int = 0
-    min_qlen_step: int = 0
-    th_len: int = 1
-    min_backlog_bytes: int = 3_000
-    scheduler: int = SCHED_WRR
-    wc: int = 10
-    wl: int = 90
-    tshift_us: int = 50_000
-    mtu: int = 1_500
-    limit_packets: int = 10_000
-    limit_bytes: int = 30_000_000
-    ecn: int = 1
-    drop_on_overload: int = 1
-    tick_us: int = 1_000
-    """The kernel tick. DualPI2 neither decides nor logs on it (delays are logged in microseconds); it is here
-    because the module has one ``tick_us`` sysctl, which its l4s-pie mode reads."""
-
-    @classmethod
-    def from_aqm(cls, aqm, bottleneck) -> "DualPI2Params":
-        """Derive the integer parameters from a scenario's ``Aqm`` (defaults filled) and ``Bottleneck``."""
-        a = aqm.resolved()
-        k_q8 = int(round(a.coupling_factor * (1 << K_SHIFT)))
-        p_cmax = min(P_ONE, (P_ONE << (2 * K_SHIFT)) // (k_q8 * k_q8))  # min(1/k^2, 1)
-        wc = int(round(a.classic_protection * 100))
-        linux = a.step_semantics == "linux"
-        return cls(
-            target_us=int(a.target),
-            tupdate_us=int(a.tupdate),
-            alpha_q=gain_to_q(a.alpha),
-            beta_q=gain_to_q(a.beta),
-            alpha_mhz=int(round(a.alpha * 1000)),
-            beta_mhz=int(round(a.beta * 1000)),
-            k_q8=k_q8,
-            p_cmax=p_cmax,
-            step_semantics=STEP_LINUX if linux else STEP_RFC_THLEN,
-            step_us=int(a.step_threshold),
-            step_in_packets=0 if a.step_packets is None else 1,
-            step_packets=int(a.step_packets or 0),
-            range_us=int(a.ramp_range),
-            min_qlen_step=int(a.min_qlen_step) if linux else 0,
-            th_len=1 if linux else int(a.th_len),
-            min_backlog_bytes=2 * int(bottleneck.mtu),
-            scheduler=SCHED_WRR if a.scheduler == "wrr" else SCHED_TSFIFO,
-            wc=wc,
-            wl=100 - wc,
-            tshift_us=int(a.tshift),
-            mtu=int(bottleneck.mtu),
-            limit_packets=int(bottleneck.limit_packets),
-            limit_bytes=int(bottleneck.limit_bytes),
-            ecn=1 if a.ecn else 0,
-            drop_on_overload=1 if a.drop_on_overload else 0,
-            tick_us=max(1, 1_000_000 // int(a.kern_hz)),
-        )
-
-    def native_aqm_text(self) -> str:
-        """The native L4S AQM in words, e.g. ``step at > 1000 us sojourn (linux: every L packet)``."""
-        if self.step_in_packets:
-            what = f"step at > {self.step_packets} pkts in L"
-        elif self.range_us:
-            what = f"ramp {self.step_us} us + {self.range_us} us sojourn"
-        else:
-            what = f"step at > {self.step_us} us sojourn"
-        if self.step_semantics == STEP_LINUX:
-            gate = "every L packet" if self.min_qlen_step == 0 else f"L packets arriving to >= {self.min_qlen_step} queued"
-            return f"{what} (linux: {gate})"
-        return f"{what} (rfc9332-thlen: only with > {self.th_len} pkts left in L)"
 
 
 def to_log_prob(p: int) -> int:
@@ -206,6 +110,12 @@ class DualPI2:
         "l_bytes", "c_bytes", "stats", "emit", "trace", "gate", "next_update_us", "_const",
         "p_max", "marks", "drops", "_flags", "l_step", "ecn_mask",
     )
+
+    @classmethod
+    def from_scenario(cls, aqm, bottleneck, seed: int, emit=None, policy=None) -> "DualPI2":
+        """The AQM for a scenario's resolved ``aqm`` and ``bottleneck`` (see :func:`l4stb.sim.runner.make_aqm`)."""
+        return cls(DualPI2Params.from_aqm(aqm, bottleneck), seed, emit=emit, policy=policy,
+                   ecn_mask=ECN_MASKS[aqm.l4s_classifier])
 
     def __init__(self, params: DualPI2Params, seed: int, emit: Optional[Callable[[tuple], None]] = None,
                  policy=None, trace: Optional[list] = None, ecn_mask: int = ECN_MASK_L4S_ECT):

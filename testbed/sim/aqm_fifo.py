@@ -19,6 +19,12 @@ class Fifo:
     __slots__ = ("limit_packets", "limit_bytes", "tick_us", "q", "bytes", "emit", "gate", "next_update_us",
                  "tot_pkts", "tot_bytes", "drops", "marks", "ecn")
 
+    @classmethod
+    def from_scenario(cls, aqm, bottleneck, seed: int, emit=None, policy=None) -> "Fifo":
+        """The AQM for a scenario's resolved ``aqm`` and ``bottleneck`` (see :func:`l4stb.sim.runner.make_aqm`)."""
+        return cls(bottleneck.limit_packets, bottleneck.limit_bytes, max(1, 1_000_000 // aqm.kern_hz), emit=emit,
+                   policy=policy, ecn=aqm.ecn)
+
     def __init__(self, limit_packets: int, limit_bytes: int, tick_us: int = 1000, emit=None, policy=None,
                  ecn: bool = True):
         self.limit_packets = limit_packets

@@ -67,6 +67,12 @@ class L4sPie:
     __slots__ = ("prm", "qs", "rand", "emit", "gate", "next_update_us", "deficit", "couple_same_flow",
                  "k", "drops", "marks", "new", "old", "next_upd", "one_third", "cur")
 
+    @classmethod
+    def from_scenario(cls, aqm, bottleneck, seed: int, emit=None, policy=None) -> "L4sPie":
+        """The AQM for a scenario's resolved ``aqm`` and ``bottleneck`` (see :func:`l4stb.sim.runner.make_aqm`)."""
+        return cls(PieParams.from_aqm(aqm, bottleneck), seed, emit=emit, policy=policy,
+                   coupling=int(round(aqm.coupling_factor)), couple_same_flow=aqm.pie_coupling == "as-coded")
+
     def __init__(self, params: PieParams, seed: int, emit=None, policy=None, *, coupling: int = 2,
                  couple_same_flow: bool = True):
         self.prm = params

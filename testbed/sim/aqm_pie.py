@@ -30,56 +30,30 @@ One log line per enqueue attempt (the decision is taken at enqueue), with the fi
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
 
+from l4stb.aqm_catalogue import (  # noqa: F401  (PIE's integer parameters live in the AQM catalogue)
+    PIE_CAPDROP_ENABLED,
+    PIE_DEPRATEEST_ENABLED,
+    PIE_DERAND_ENABLED,
+    PIE_ECN_ENABLED,
+    PIE_FIX_POINT_BITS,
+    PIE_ON_OFF_MODE_ENABLED,
+    PIE_SCALE,
+    PieParams,
+)
 from l4stb.logformat import ACTION_DROP, ACTION_FORWARD, ACTION_MARK, DECIDED_BY_AQM, DECIDED_BY_POLICY
 from l4stb.sim.packet import CE, ECN, FLOW, LEN, NOT_ECT, T_ENQ
 from l4stb.sim.policy import POLICY_DROP, POLICY_MARK, PolicyGate
 from l4stb.sim.prng import seed_state
 
 PIE_MAX_PROB = (1 << 31) - 1
-PIE_FIX_POINT_BITS = 13
-PIE_SCALE = 1 << PIE_FIX_POINT_BITS
 MEAN_PKTSIZE = 800
-PIE_ECN_ENABLED, PIE_CAPDROP_ENABLED, PIE_ON_OFF_MODE_ENABLED, PIE_DEPRATEEST_ENABLED, PIE_DERAND_ENABLED = 1, 2, 4, 8, 16
 PIE_ACTIVE, PIE_INMEASUREMENT = 1, 2
 _P_FACTOR = (PIE_MAX_PROB << 12) // 1_000_000
 _AUTOTUNE = (
     (PIE_MAX_PROB // 1_000_000, 11), (PIE_MAX_PROB // 100_000, 9), (PIE_MAX_PROB // 10_000, 7),
     (PIE_MAX_PROB // 1_000, 5), (PIE_MAX_PROB // 100, 3), (PIE_MAX_PROB // 10, 1),
 )
-
-
-@dataclass(frozen=True)
-class PieParams:
-    """FreeBSD ``dn_aqm_pie_parms`` (times in us; alpha, beta, max_ecnth scaled by 2^13)."""
-
-    qdelay_ref: int = 15_000
-    tupdate: int = 15_000
-    max_burst: int = 150_000
-    max_ecnth: int = 819
-    alpha: int = 1024
-    beta: int = 10240
-    flags: int = PIE_ECN_ENABLED | PIE_CAPDROP_ENABLED | PIE_DERAND_ENABLED
-    tick_us: int = 1_000
-    limit_packets: int = 1_000
-    limit_bytes: int = 1_500_000
-
-    @classmethod
-    def from_aqm(cls, aqm, bottleneck) -> "PieParams":
-        a = aqm.resolved()
-        flags = PIE_CAPDROP_ENABLED | PIE_DERAND_ENABLED | (PIE_ECN_ENABLED if a.ecn else 0)
-        return cls(
-            qdelay_ref=int(a.target), tupdate=int(a.tupdate), max_burst=int(a.max_burst),
-            max_ecnth=int(round(a.max_ecnth * PIE_SCALE)), alpha=int(round(a.alpha * PIE_SCALE)),
-            beta=int(round(a.beta * PIE_SCALE)), flags=flags, tick_us=max(1, 1_000_000 // int(a.kern_hz)),
-            limit_packets=int(bottleneck.limit_packets), limit_bytes=int(bottleneck.limit_bytes),
-        )
-
-    @property
-    def ecn_threshold(self) -> int:
-        """max_ecnth on the 2^31 probability scale, as the kernel compares it."""
-        return self.max_ecnth << (31 - PIE_FIX_POINT_BITS)
 
 
 class PieState:
@@ -220,6 +194,11 @@ class Pie:
 
     name = "pie"
     __slots__ = ("prm", "st", "rand", "emit", "gate", "next_update_us", "drops", "marks")
+
+    @classmethod
+    def from_scenario(cls, aqm, bottleneck, seed: int, emit=None, policy=None) -> "Pie":
+        """The AQM for a scenario's resolved ``aqm`` and ``bottleneck`` (see :func:`l4stb.sim.runner.make_aqm`)."""
+        return cls(PieParams.from_aqm(aqm, bottleneck), seed, emit=emit, policy=policy)
 
     def __init__(self, params: PieParams, seed: int, emit=None, policy=None):
         self.prm = params

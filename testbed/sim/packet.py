@@ -27,10 +27,5 @@ NOT_ECT, ECT1, ECT0, CE = 0, 1, 2, 3
 """ECN field values as in the IP header (RFC 3168): 0b00, 0b01, 0b10, 0b11."""
 
 
-def is_l4s(ecn: int) -> bool:
-    """RFC 9332 classifier: ECT(1) and CE go to the L queue (``ecn & 1``), ECT(0) and not-ECT to C."""
-    return bool(ecn & 1)
-
-
 def make_packet(t_enq_us: int, length: int, ecn: int, flow: int = 0, seq: int = 0, tx_ns: int = 0) -> list:
     return [t_enq_us, length, ecn, flow, seq, tx_ns]

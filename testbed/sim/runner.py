@@ -27,6 +27,7 @@ pipe's rate during the repeat.
 
 from __future__ import annotations
 
+import importlib
 import posixpath
 import random
 import time
@@ -34,14 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from l4stb import layout
+from l4stb import aqm_catalogue, layout
+from l4stb.aqm_catalogue import P_ONE, DualPI2Params
 from l4stb.config import Scenario, Topology
 from l4stb.errors import L4stbError
 from l4stb.units import format_duration, format_rate, format_size
-from l4stb.sim.aqm_dualpi2 import ECN_MASKS, DualPI2, DualPI2Params, P_ONE
-from l4stb.sim.aqm_fifo import Fifo
-from l4stb.sim.aqm_l4spie import L4sPie
-from l4stb.sim.aqm_pie import Pie, PieParams
 from l4stb.sim.engine import Engine, TokenBucket
 from l4stb.sim.iperf3 import Conn, client_json, dumps, server_json
 from l4stb.sim.packet import ECT1
@@ -122,16 +120,8 @@ def make_aqm(scenario: Scenario, seed: int, emit, policy):
         from l4stb.sim.policy import BlobPolicy
 
         policy = BlobPolicy(policyblob.load(aqm.policy), aqm.every)
-    if aqm.engine == "dualpi2":
-        return DualPI2(DualPI2Params.from_aqm(aqm, b), seed, emit=emit, policy=policy,
-                       ecn_mask=ECN_MASKS[aqm.l4s_classifier])
-    if aqm.name == "l4s-pie":
-        return L4sPie(PieParams.from_aqm(aqm, b), seed, emit=emit, policy=policy,
-                      coupling=int(round(aqm.coupling_factor)), couple_same_flow=aqm.pie_coupling == "as-coded")
-    if aqm.name == "pie":
-        return Pie(PieParams.from_aqm(aqm, b), seed, emit=emit, policy=policy)
-    return Fifo(b.limit_packets, b.limit_bytes, max(1, 1_000_000 // aqm.kern_hz), emit=emit, policy=policy,
-                ecn=aqm.ecn)
+    module, _, name = aqm_catalogue.record(aqm).sim_class.rpartition(".")  # the catalogue names the class
+    return getattr(importlib.import_module(module), name).from_scenario(aqm, b, seed, emit, policy)
 
 
 def simulate_repeat(job: SimJob, progress: Callable[[float], None] | None = None, *, policy=None,

@@ -1,7 +1,8 @@
-"""Per-stack congestion-control state the TCP sender delegates to: FreeBSD 14.1 Cubic, Linux Cubic, Linux TCP Prague v0.7.
+"""The Cubic (FreeBSD 14.1, Linux) and TCP Prague v0.7 arithmetic that the sender stacks keep per flow.
 
 Windows are in segments (the kernels keep bytes or segments; the sender here counts segments), times in
-integer nanoseconds. Each class names the source file it follows; :mod:`l4stb.sim.tcp` calls them.
+integer nanoseconds. Each class names the source file it follows; the congestion-control objects of
+:mod:`l4stb.sim.tcp_stacks` hold them and call them.
 """
 
 from __future__ import annotations

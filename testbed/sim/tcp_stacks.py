@@ -1,0 +1,591 @@
+"""One congestion-control object per (sender stack, CC) for the simulated TCP sender: FreeBSD 14.1 or Linux.
+
+:func:`sender_cc` builds one when a :class:`l4stb.sim.tcp.TcpFlow` is created; the flow keeps the sequence
+space, the SACK scoreboard, the timers and the receiver, and calls the object at each congestion decision.
+Every class has the interface of :class:`SenderCC`:
+
+* attributes, fixed at creation: ``stack``, ``name``, ``ecn_cp`` / ``rtx_cp`` (the ECN codepoint of new data and
+  of retransmissions), ``classic_ecn`` (RFC 3168 reaction to echoed CE), ``paced``, ``prr`` (reductions run
+  Linux's PRR), ``lrd`` (a lost retransmission reduces cwnd once more), ``ce_ack_now`` (the receiver ACKs at once
+  on a CE state change), ``tracks_srtt`` / ``samples_rtt`` (whether :meth:`~SenderCC.on_srtt` /
+  :meth:`~SenderCC.on_rtt_sample` are called);
+* methods: ``start``, ``on_srtt``, ``on_rtt_sample``, ``on_ack`` (the CC's step on delivered data),
+  ``enter_recovery``, ``end_recovery``, ``on_rto``, ``loss_ssthresh``, ``ecn_ssthresh``, ``leave_loss``.
+
+Where the stacks differ (each row is an attribute or a method of :class:`FreeBsdSender` and :class:`LinuxSender`
+or of their CC subclasses):
+
+==================  =====================================================  ====================================================
+                    FreeBSD 14.1                                           Linux
+==================  =====================================================  ====================================================
+ECN codepoint       DCTCP ECT(1) (net.inet.tcp.cc.dctcp.ect1=1, set by      DCTCP ECT(0): tcp_dctcp.c is TCP_CONG_NEEDS_ECN only,
+(``ecn_cp``)        the vagrant plan); classic CCs ECT(0) with ECN on      so INET_ECN_xmit (include/net/tcp_ecn.h) sets ECT(0);
+                                                                            Prague ECT(1) (L4STeam tcp_prague.c)
+ECN on retransmits  Not-ECT for every retransmission (tcp_ecn.c,            Not-ECT, except when the CC needs ECN (DCTCP, Prague
+(``rtx_cp``)        tcp_ecn_output_established: ECT on new data only)      keep their codepoint): tcp_output.c tcp_ecn_send
+slow start          while cwnd <= ssthresh, <= 2 segments per ACK           while cwnd < ssthresh, cwnd = min(cwnd + acked,
+(``on_ack``)        (cc_newreno / abc_l_var = 2)                            ssthresh), the rest goes to CA (tcp_slow_start)
+CE / loss response  cwnd = ssthresh at once (cc_*.c cong_signal)            PRR from cwnd down to ssthresh (tcp_input.c
+(``on_ack``,                                                                tcp_cwnd_reduction, SSRB), no growth until the
+``enter_recovery``)                                                         window sent at the reduction is acked
+NewReno CA          +1 MSS once a cwnd of bytes is acked (ABC,              tcp_cong_avoid_ai(cwnd): +1 per cwnd segments acked
+                    cc_newreno.c); ssthresh floor(cwnd/2) whole MSS         ssthresh max(cwnd/2, 2)
+DCTCP               grows in congestion recovery (cc_dctcp.c                 tcp_dctcp.c: ssthresh = cwnd - (cwnd alpha >> 11), CWR
+                    ack_received leaves it), so the reducing ACK takes       with PRR, no growth in CWR; alpha in 1/1024 per window
+                    a slow-start step (cwnd == ssthresh)                    from 1024, integer EWMA (below 16/1024 it drops to 0)
+DCTCP receiver      every 2nd segment (the FreeBSD model; cc_dctcp's         dctcp_ece_ack_update (tcp_dctcp.h): an immediate ACK on
+(``ce_ack_now``)    dctcp_ecnpkt_handler also ACKs on a CE change: not       every CE state change, the delayed one for the prior
+                    modelled yet, so FreeBSD results stay as published)      segments first; the CWR segment at once (tcp_ecn_accept_cwr)
+Cubic               cc_cubic.c: K = cbrt(W_max 0.3 / C) from W_max alone,  tcp_cubic.c: bictcp_update (origin W_max, t + min RTT,
+                    cwnd jumps to W_cubic(t + mean RTT) or W_est =          cnt per ACK, Reno-friendly tcp_cwnd at 3(1-b)/(1+b)),
+                    0.7 W_max + 0.53 t/mean RTT, ssthresh cwnd/2 at the    beta 717/1024, fast convergence, HyStart (ACK train
+                    first congestion event then 0.7 cwnd, fast             and delay, from cwnd 16)
+                    convergence 217/256; post-recovery cwnd from W_max
+Prague              not in FreeBSD: ``cc: prague`` runs udp_prague          L4STeam tcp_prague.c v0.7 (commit 893e147, modelled
+                    (:mod:`l4stb.sim.udp_prague`); a TCP Prague here is    whole: alpha from 0 and half the window at the first
+                    the Linux model (``prague_transport: tcp``)             mark, frac_cwnd, rate mode below 4 packets, RTT
+                                                                            independence after 4 rounds, pacing +-3 %)
+lost retransmits    LRD (tcp_sack.c tcp_sack_lost_retransmission): a SACK  RACK marks it lost the same way on a path that never
+(``lrd``)           above a retransmission's send point resends it and     reorders; the recovery episode goes on
+                    reduces cwnd once more
+==================  =====================================================  ====================================================
+
+The arithmetic of Cubic (both stacks) and Prague is in :mod:`l4stb.sim.tcp_cc`. DCTCP on both stacks: alpha EWMA
+with g = 1/16 per window of data, starting at 1; FreeBSD cuts cwnd = ssthresh = cwnd (1 - alpha/2) in bytes,
+Linux ssthresh = cwnd - (cwnd alpha_1024 >> 11) then PRR; both halve on loss.
+
+The methods take the flow ``f`` and read or set its shared sender state (``cwnd``, ``ssthresh``, ``in_cwr``,
+``snd_una`` ...); what only one CC keeps (Cubic's curve, DCTCP's alpha, Prague's frac_cwnd) lives on the object.
+"""
+
+from __future__ import annotations
+
+import math
+
+from l4stb.sim.packet import ECT0, ECT1, NOT_ECT
+from l4stb.sim.tcp_cc import FreeBsdCubic, LinuxCubic, PragueV07, ai
+
+INIT_CWND = 10.0
+DCTCP_G = 1.0 / 16
+DCTCP_SHIFT_G = 4
+DCTCP_MAX_ALPHA = 1024
+"""Linux tcp_dctcp.c: alpha in 1/1024 (DCTCP_MAX_ALPHA), g = 2^-dctcp_shift_g, dctcp_alpha_on_init = 1024."""
+
+TCP_CCS = ("newreno", "cubic", "dctcp", "prague")
+"""The TCP congestion controls both stacks model: every name of ``config.CC_NAMES`` but ``udp``."""
+
+
+class SenderCC:
+    """The interface every (stack, CC) object has; the defaults are 'this CC does not take part'."""
+
+    __slots__ = ("ecn_cp", "rtx_cp", "classic_ecn")
+
+    stack = ""
+    name = ""
+    paced = False
+    prr = False
+    lrd = False
+    ce_ack_now = False
+    tracks_srtt = False
+    samples_rtt = False
+    in_loss = False
+    """Prague only: the CA state is Loss (after an RTO) until the ACK that passes ``recover``."""
+
+    def __init__(self, ecn_cp: int, rtx_cp: int):
+        self.ecn_cp = ecn_cp
+        self.rtx_cp = rtx_cp
+        self.classic_ecn = ecn_cp == ECT0 and self.name != "dctcp"
+
+    def start(self, f, now: int) -> None:
+        """The flow starts sending at ``now``."""
+
+    def on_srtt(self, srtt: int) -> None:
+        """A new smoothed RTT, before the ACK is processed (only when ``tracks_srtt``)."""
+
+    def on_rtt_sample(self, f, now: int, rtt: int) -> None:
+        """An RTT sample after snd_una moved, outside recovery (only when ``samples_rtt``)."""
+
+    def on_ack(self, f, now: int, cum: int, acked: int, delivered: int, ce: int) -> None:
+        """The CC's step on an ACK that delivered ``delivered`` segments (``acked`` of them cumulatively)."""
+        raise NotImplementedError
+
+    def loss_ssthresh(self, f, now: int) -> float:
+        """ssthresh for a loss (fast recovery)."""
+        raise NotImplementedError
+
+    def ecn_ssthresh(self, f, now: int) -> float:
+        """ssthresh for a CE echo (once per window)."""
+        return self.loss_ssthresh(f, now)
+
+    def enter_recovery(self, f, now: int) -> None:
+        """Fast recovery starts (the flow has set in_rec, recover and rtx_next)."""
+        raise NotImplementedError
+
+    def end_recovery(self, f) -> None:
+        """Fast recovery ends (the flow has cleared the scoreboard): the window to go on with."""
+        raise NotImplementedError
+
+    def on_rto(self, f, now: int, flight: int) -> None:
+        """A retransmission timeout: ssthresh and the CC's state (the flow then sets cwnd = 1)."""
+        raise NotImplementedError
+
+    def leave_loss(self) -> None:
+        """Prague only: back from Loss to Open."""
+
+
+# ================================================================================================ FreeBSD 14.1
+
+
+class FreeBsdSender(SenderCC):
+    """FreeBSD 14.1's sender with cc_newreno (the base of the FreeBSD CCs): ABC slow start and growth, cwnd =
+    ssthresh at once on a loss or CE echo, no growth in ECN congestion recovery, LRD."""
+
+    __slots__ = ()
+
+    stack = "freebsd"
+    name = "newreno"
+    lrd = True
+
+    def on_ack(self, f, now, cum, acked, delivered, ce):
+        if acked <= 0:
+            return
+        if ce:
+            f.ce_acked += ce
+        if f.in_rec:
+            return
+        if ce and self.classic_ecn and cum > f.ecn_recover:
+            f.ecn_recover = f.snd_nxt
+            f.in_cwr = True  # FreeBSD: congestion recovery (no Linux-style PRR here)
+            f.marked_rtts += 1
+            new = self.ecn_ssthresh(f, now)
+            f.ssthresh = new
+            f.cwnd = new
+            f.bytes_acked = 0
+        elif cum >= f.ecn_recover:
+            # FreeBSD: no growth in ECN congestion recovery (until the window sent at the reduction is
+            # acked); the ACK that ends it finds cwnd == ssthresh: slow start
+            if f.in_cwr:
+                f.in_cwr = False
+                self.post_congestion_recovery(f)
+            self.grow(f, now, acked)
+
+    def post_congestion_recovery(self, f) -> None:
+        """Leaving ECN congestion recovery (cc_newreno: nothing to do)."""
+
+    def grow(self, f, now: int, acked: int) -> None:
+        """cc_newreno ack_received: slow start while cwnd <= ssthresh (abc_l_var = 2), else ABC."""
+        cwnd = f.cwnd
+        if cwnd <= f.ssthresh:  # FreeBSD newreno: slow start while cwnd <= ssthresh, abc_l_var = 2
+            cwnd += acked if acked < 2 else 2
+            f.bytes_acked = 0
+        else:
+            # cc_newreno with ABC (rfc3465): +1 MSS once a cwnd of bytes has been acked (cc.c t_bytes_acked)
+            f.bytes_acked += acked if acked < 2 else 2
+            if f.bytes_acked >= cwnd:
+                f.bytes_acked -= cwnd
+                cwnd += 1
+        f.cwnd = cwnd
+        if cwnd > f.max_cwnd:
+            f.max_cwnd = cwnd
+
+    def loss_ssthresh(self, f, now):
+        return float(max(int(f.cwnd) // 2, 2))  # cc_newreno: whole MSS
+
+    def enter_recovery(self, f, now):
+        f.ssthresh = self.loss_ssthresh(f, now)
+        f.cwnd = f.ssthresh  # FreeBSD: fast recovery at cwnd = ssthresh (PRR not modelled)
+        f.bytes_acked = 0
+
+    def end_recovery(self, f):
+        # cc_newreno post_recovery (cc_dctcp calls it): cwnd = pipe + 1 MSS when the flight is below
+        # ssthresh (RFC 6582's burst guard), else ssthresh
+        pipe = f.snd_nxt - f.snd_una
+        f.cwnd = float(max(pipe, 1) + 1) if pipe < f.ssthresh else f.ssthresh
+
+    def on_rto(self, f, now, flight):
+        # FreeBSD cc_cong_signal CC_RTO: max(2, min(wnd, cwnd) / 2 / mss) whole MSS
+        f.ssthresh = float(max(2, int(min(f.cwnd, float(flight) if flight else f.cwnd)) // 2))
+
+
+class FreeBsdCubicCC(FreeBsdSender):
+    """FreeBSD 14.1 cc_cubic (the curve: :class:`l4stb.sim.tcp_cc.FreeBsdCubic`)."""
+
+    __slots__ = ("cubic",)
+
+    name = "cubic"
+    tracks_srtt = True
+
+    def __init__(self, ecn_cp, rtx_cp):
+        super().__init__(ecn_cp, rtx_cp)
+        self.cubic = FreeBsdCubic(INIT_CWND)
+
+    def on_srtt(self, srtt):
+        self.cubic.record_rtt(srtt)
+
+    def post_congestion_recovery(self, f):
+        self.cubic.post_recovery(False, 0, f.ssthresh, f.cwnd)  # cubic_post_recovery's mean RTT
+
+    def grow(self, f, now, acked):
+        cwnd = self.cubic.ack(now, f.cwnd, f.ssthresh, acked)
+        f.cwnd = cwnd
+        if cwnd > f.max_cwnd:
+            f.max_cwnd = cwnd
+
+    def loss_ssthresh(self, f, now):
+        return self.cubic.signal(now, f.cwnd)
+
+    def end_recovery(self, f):
+        f.cwnd = self.cubic.post_recovery(True, f.snd_nxt - f.snd_una, f.ssthresh, f.cwnd)
+
+    def on_rto(self, f, now, flight):
+        f.ssthresh = self.cubic.rto(flight)
+
+
+class FreeBsdDctcp(FreeBsdSender):
+    """FreeBSD 14.1 cc_dctcp: alpha per window of data, CC_ECN cwnd = ssthresh = cwnd (1 - alpha/2) in bytes,
+    newreno's growth on every ACK (the reducing one included), alpha updated on CC_RTO too."""
+
+    __slots__ = ("alpha", "win_end", "win_acked", "win_ce")
+
+    name = "dctcp"
+
+    def __init__(self, ecn_cp, rtx_cp):
+        super().__init__(ecn_cp, rtx_cp)
+        self.alpha = 1.0
+        self.win_end = 0
+        self.win_acked = 0
+        self.win_ce = 0
+
+    def update_alpha(self, f) -> None:
+        self.alpha = (1 - DCTCP_G) * self.alpha + DCTCP_G * (self.win_ce / self.win_acked if self.win_acked else 0.0)
+        self.win_acked = 0
+        self.win_ce = 0
+        self.win_end = f.snd_nxt
+
+    def on_ack(self, f, now, cum, acked, delivered, ce):
+        if acked <= 0:
+            return
+        if ce:
+            f.ce_acked += ce
+        if f.in_rec:
+            return
+        self.win_acked += acked
+        self.win_ce += ce
+        if f.snd_una >= self.win_end:
+            self.update_alpha(f)
+        if ce and f.snd_una > f.ecn_recover:
+            f.ecn_recover = f.snd_nxt
+            f.marked_rtts += 1
+            new = self.ecn_ssthresh(f, now)
+            f.cwnd = new
+            f.ssthresh = new
+            f.bytes_acked = 0
+        # FreeBSD cc_dctcp grows on every ACK, the reducing one included (cong_signal runs before
+        # ack_received, which leaves congestion recovery to grow); there cwnd == ssthresh: slow start
+        self.grow(f, now, acked)
+
+    def loss_ssthresh(self, f, now):
+        return max(f.cwnd / 2, 2.0)  # cc_dctcp CC_NDUPACK: max(cwin / 2, 2 * mss) in bytes
+
+    def ecn_ssthresh(self, f, now):
+        return max(f.cwnd * (1 - self.alpha / 2), 2.0)  # cc_dctcp CC_ECN, bytes
+
+    def on_rto(self, f, now, flight):
+        super().on_rto(f, now, flight)
+        self.update_alpha(f)  # cc_dctcp CC_RTO updates alpha
+
+
+# ================================================================================================ Linux
+
+
+class LinuxSender(SenderCC):
+    """Linux's sender with Reno (tcp_cong.c): tcp_ack's CWR entry on ECE, PRR while reducing (tcp_cwnd_reduction),
+    tcp_slow_start and tcp_cong_avoid_ai, growth only when cwnd-limited; RACK keeps a recovery episode going."""
+
+    __slots__ = ()
+
+    stack = "linux"
+    name = "newreno"
+    prr = True
+
+    def ece_reacts(self) -> bool:
+        return self.classic_ecn
+
+    def on_ack(self, f, now, cum, acked, delivered, ce):
+        """tcp_ack for Reno, Cubic and DCTCP: the CC's alpha (in_ack_event, in the DCTCP subclass), then CWR entry
+        on ECE, then PRR while reducing or growth (tcp_cong_control)."""
+        if ce:
+            f.ce_acked += ce
+        if f.in_cwr and f.snd_una > f.cwr_end:
+            # tcp_fastretrans_alert: CWR ends once something *above* high_seq is acked
+            f.in_cwr = False
+            f.cwnd = f.ssthresh  # tcp_end_cwnd_reduction
+        if ce and self.ece_reacts() and not f.in_cwr and not f.in_rec:
+            f.ssthresh = self.ecn_ssthresh(f, now)  # tcp_enter_cwr
+            f.in_cwr = True
+            f.cwr_end = f.snd_nxt
+            f.cwr_pending = True  # tcp_ecn_queue_cwr: the next new segment carries CWR
+            f.marked_rtts += 1
+            f.start_reduction()
+        if f.in_rec or f.in_cwr:
+            f.prr_step(delivered, acked > 0)
+            return
+        if acked <= 0 or not f.cwnd_limited():  # tcp_reno_cong_avoid / cubictcp_cong_avoid
+            return
+        cwnd = int(f.cwnd)
+        ssthresh = f.ssthresh
+        if cwnd < ssthresh:  # tcp_slow_start
+            new = cwnd + acked
+            if new > ssthresh:
+                new = int(ssthresh)
+            acked -= new - cwnd
+            cwnd = new
+        if acked > 0 and cwnd >= ssthresh:
+            cwnd = self.cong_avoid(f, now, cwnd, acked)
+        f.cwnd = float(cwnd)
+        if cwnd > f.max_cwnd:
+            f.max_cwnd = float(cwnd)
+
+    def cong_avoid(self, f, now: int, cwnd: int, acked: int) -> int:
+        return ai(f, cwnd, cwnd, acked)  # tcp_reno_cong_avoid
+
+    def loss_ssthresh(self, f, now):
+        return float(max(int(f.cwnd) >> 1, 2))  # tcp_reno_ssthresh; dctcp_react_to_loss on Recovery
+
+    def enter_recovery(self, f, now):
+        f.ssthresh = self.loss_ssthresh(f, now)
+        f.in_cwr = False
+        f.start_reduction()
+
+    def end_recovery(self, f):
+        f.cwnd = f.ssthresh  # tcp_end_cwnd_reduction
+
+    def on_rto(self, f, now, flight):
+        f.ssthresh = float(max(int(f.cwnd) >> 1, 2))  # tcp_reno_ssthresh / dctcp_react_to_loss
+
+
+class LinuxCubicCC(LinuxSender):
+    """Linux tcp_cubic (bictcp and HyStart: :class:`l4stb.sim.tcp_cc.LinuxCubic`)."""
+
+    __slots__ = ("cubic",)
+
+    name = "cubic"
+    samples_rtt = True
+
+    def __init__(self, ecn_cp, rtx_cp):
+        super().__init__(ecn_cp, rtx_cp)
+        self.cubic = LinuxCubic()
+
+    def on_rtt_sample(self, f, now, rtt):
+        # bictcp_acked runs in tcp_clean_rtx_queue, after snd_una has moved
+        f.ssthresh = float(self.cubic.rtt_sample(now, rtt, int(f.cwnd), int(min(f.ssthresh, 1 << 40)),
+                                                 f.snd_una, f.snd_nxt))
+
+    def cong_avoid(self, f, now, cwnd, acked):
+        return self.cubic.cong_avoid(now, cwnd, acked)
+
+    def loss_ssthresh(self, f, now):
+        return float(self.cubic.ssthresh(int(f.cwnd)))
+
+    def on_rto(self, f, now, flight):
+        f.ssthresh = float(self.cubic.ssthresh(int(f.cwnd)))
+        self.cubic.found = False
+
+
+class LinuxDctcp(LinuxSender):
+    """Linux tcp_dctcp: integer alpha per window (dctcp_update_alpha), dctcp_ssthresh on ECE, and its receiver's
+    immediate ACK on a CE state change (dctcp_ece_ack_update)."""
+
+    __slots__ = ("alpha", "alpha_1024", "next_seq", "old_delivered", "old_ce")
+
+    name = "dctcp"
+    ce_ack_now = True
+    """The server of a Linux DCTCP flow runs tcp_dctcp too (iperf3 sets -C on the accepted socket): it ACKs at
+    once when the CE state changes (tcp_dctcp.h dctcp_ece_ack_update)."""
+
+    def __init__(self, ecn_cp, rtx_cp):
+        super().__init__(ecn_cp, rtx_cp)
+        self.alpha = 1.0
+        self.alpha_1024 = DCTCP_MAX_ALPHA
+        self.next_seq = 0
+        self.old_delivered = 0
+        self.old_ce = 0
+
+    def ece_reacts(self) -> bool:
+        return True
+
+    def on_ack(self, f, now, cum, acked, delivered, ce):
+        self.update_alpha(f, delivered, ce)
+        LinuxSender.on_ack(self, f, now, cum, acked, delivered, ce)
+
+    def update_alpha(self, f, delivered: int, ce: int) -> None:
+        """tcp_dctcp.c dctcp_update_alpha (in_ack_event), in its integer arithmetic: once snd_una passes the
+        sequence sent when the last update ran, alpha -= min_not_zero(alpha, alpha >> g) -- so an alpha below
+        2^g/1024 drops to 0 -- plus (delivered_ce << (10 - g)) / delivered, capped at 1024; tp->delivered counts
+        SACKed segments too, delivered_ce those acked with ECE."""
+        f.delivered += delivered
+        f.delivered_ce += ce
+        if f.snd_una < self.next_seq:
+            return
+        alpha = self.alpha_1024
+        dec = alpha >> DCTCP_SHIFT_G
+        alpha -= dec if dec else alpha
+        d_ce = f.delivered_ce - self.old_ce
+        if d_ce:
+            alpha = min(alpha + (d_ce << (10 - DCTCP_SHIFT_G)) // max(1, f.delivered - self.old_delivered),
+                        DCTCP_MAX_ALPHA)
+        self.alpha_1024 = alpha
+        self.alpha = alpha / DCTCP_MAX_ALPHA
+        self.next_seq = f.snd_nxt
+        self.old_delivered = f.delivered
+        self.old_ce = f.delivered_ce
+
+    def ecn_ssthresh(self, f, now):
+        c = int(f.cwnd)
+        return float(max(c - ((c * self.alpha_1024) >> 11), 2))  # dctcp_ssthresh
+
+
+class LinuxPrague(LinuxSender):
+    """Linux TCP Prague v0.7 (the state and its arithmetic: :class:`l4stb.sim.tcp_cc.PragueV07`): CWR entry on ECE
+    (prague_state), prague_cong_control per ACK, paced; its own window on loss and RTO (no PRR step)."""
+
+    __slots__ = ("pr",)
+
+    name = "prague"
+    paced = True
+
+    def __init__(self, ecn_cp, rtx_cp, start_ns: int):
+        super().__init__(ecn_cp, rtx_cp)
+        self.pr = PragueV07(INIT_CWND, start_ns)
+
+    @property
+    def in_loss(self) -> bool:
+        return self.pr.in_loss
+
+    def leave_loss(self):
+        self.pr.in_loss = False  # TCP_CA_Loss (after an RTO) back to Open: prague_ca_open
+
+    def start(self, f, now):
+        self.pr.alpha_stamp = now
+
+    def enter_recovery(self, f, now):
+        # prague_state(TCP_CA_Recovery); cwnd follows frac_cwnd per ACK
+        self.pr.enter_loss(f.cwnd, f.ssthresh, f.srtt)
+        f.start_reduction()
+
+    def end_recovery(self, f):
+        self.pr.in_loss = False  # prague_ca_open; cwnd is prague's (cong_control)
+
+    def on_rto(self, f, now, flight):
+        self.pr.enter_loss(f.cwnd, f.ssthresh, f.srtt)  # CA_EVENT_LOSS
+
+    def on_ack(self, f, now, cum, acked, delivered, ce):
+        """CWR entry on ECE (prague_state), then prague_cong_control: prague_update_cwnd, the round's alpha update,
+        the pacing rate, the mode switch."""
+        pr = self.pr
+        srtt = f.srtt
+        if ce:
+            f.ce_acked += ce
+        f.delivered += delivered
+        f.delivered_ce += ce
+        if f.in_cwr and f.snd_una > f.cwr_end:
+            f.in_cwr = False
+        if ce and not f.in_cwr and not f.in_rec:
+            f.in_cwr = True
+            f.cwr_end = f.snd_nxt
+            if pr.enter_cwr(now, f.cwnd, f.ssthresh, srtt):
+                f.marked_rtts += 1
+        # ---- prague_update_cwnd
+        cwnd = int(f.cwnd)
+        grow = delivered
+        if ce:
+            if not pr.saw_ce:
+                pr.frac = (pr.frac + 2 ** -20) / 2  # alpha_mode 0: half the window at the first mark
+            pr.saw_ce = True
+            grow -= ce
+        early = False  # slow start used the whole ACK: prague_update_cwnd returns before the step
+        if grow > 0 and not pr.in_loss and f.cwnd_limited():
+            if cwnd < f.ssthresh:  # tcp_slow_start, and frac_cwnd follows the window
+                new = min(cwnd + grow, int(f.ssthresh))
+                grow -= new - cwnd
+                cwnd = new
+                pr.frac = float(cwnd)
+                if grow <= 0:
+                    early = True
+                    pr.update_ai(srtt)
+            if early:
+                pass
+            elif pr.rtt_indep(cwnd, f.ssthresh) and pr.rate_mode:
+                vrtt_s = pr.vrtt(srtt) * 1e-9 * pr.SEC
+                per_vrtt = math.ceil(pr.rate * vrtt_s / pr.MTU)
+                if per_vrtt:
+                    pr.rate += grow * pr.MTU / vrtt_s / per_vrtt
+                pr.frac = max(pr.frac + grow * 2 ** -20, pr.rate_to_frac(srtt))
+            else:
+                inc = grow * pr.ai / pr.frac if pr.frac > 0 else grow
+                pr.frac += inc if inc > grow * 2 ** -20 else grow * 2 ** -20
+                pr.rate = max(pr.rate + grow, pr.frac_to_rate(srtt))
+        if not early:
+            target = pr.snd_cwnd()
+            if cwnd > target:  # step-wise decrement, ssthresh follows
+                cwnd -= 1
+                f.ssthresh = float(cwnd)
+                pr.update_ai(srtt)
+            elif cwnd < target:
+                cwnd += 1
+                pr.update_ai(srtt)
+        f.cwnd = float(cwnd)
+        if cwnd > f.max_cwnd:
+            f.max_cwnd = float(cwnd)
+        # ---- prague_should_update_ewma / prague_update_alpha / prague_new_round
+        if f.snd_una >= pr.next_seq and (not pr.rtt_indep(f.cwnd, f.ssthresh)
+                                         or now - pr.alpha_stamp >= pr.RTT_TARGET_NS):
+            if pr.saw_ce:
+                d = f.delivered - pr.old_delivered
+                frac = (f.delivered_ce - pr.old_ce) / d if d > 0 else 0.0
+                pr.alpha += pr.G * (frac - pr.alpha)
+                pr.alpha_stamp = now
+            pr.hsrtt = srtt if not pr.hsrtt else pr.hsrtt + (srtt - pr.hsrtt) / 128
+            pr.next_seq = f.snd_nxt
+            pr.old_delivered = f.delivered
+            pr.old_ce = f.delivered_ce
+            if f.cwnd >= f.ssthresh:
+                pr.round += 1
+            pr.update_ai(srtt)
+        # ---- prague_update_pacing_rate, then the window/rate mode switch at cwnd_transit packets
+        pr.update_pacing(now, f.cwnd, f.ssthresh, srtt, f.snd_nxt - f.snd_una)
+        if pr.saw_ce and f.cwnd <= pr.CWND_TRANSIT:
+            pr.rate_mode = True
+            pr.frac = pr.rate_to_frac(srtt)
+        else:
+            pr.rate_mode = False
+            pr.rate = pr.frac_to_rate(srtt)
+
+
+# ================================================================================================ the factory
+
+_CLASSES = {("freebsd", "newreno"): FreeBsdSender, ("freebsd", "cubic"): FreeBsdCubicCC,
+            ("freebsd", "dctcp"): FreeBsdDctcp, ("linux", "newreno"): LinuxSender, ("linux", "cubic"): LinuxCubicCC,
+            ("linux", "dctcp"): LinuxDctcp}
+
+
+def sender_cc(stack: str, cc: str, ecn: bool, start_ns: int) -> SenderCC:
+    """The congestion-control object of a ``cc`` flow on ``stack`` (``ecn``: the scenario enables classic ECN)."""
+    if cc == "prague":
+        # Prague asks for ECT(1) (TCP_CONG_ECT_1_NEGOTIATION) and keeps it on retransmissions (tcp_ecn_send:
+        # tcp_ca_needs_ecn); a TCP Prague on a FreeBSD host (prague_transport: tcp) is the Linux model with
+        # FreeBSD's Not-ECT retransmissions (tcp_ecn_output_established: ECT on new data only)
+        return LinuxPrague(ECT1, ECT1 if stack == "linux" else NOT_ECT, start_ns)
+    if cc == "dctcp":
+        if stack == "linux":
+            # Linux's DCTCP sends ECT(0): tcp_dctcp.c flags it TCP_CONG_NEEDS_ECN only, so tcp_ecn_send_syn and
+            # tcp_ecn_send (tcp_output.c) call INET_ECN_xmit / INET_ECN_xmit_ect_1_negotiation, which set ECT(0)
+            # unless the CC has TCP_CONG_ECT_1_NEGOTIATION (include/net/tcp_ecn.h); ECN is on whatever the scenario
+            # says (TCP_CONG_NEEDS_ECN requests it); retransmissions keep it (tcp_ecn_send: tcp_ca_needs_ecn)
+            return LinuxDctcp(ECT0, ECT0)
+        # FreeBSD's DCTCP sends ECT(1) with net.inet.tcp.cc.dctcp.ect1=1, which the vagrant plan sets; never on
+        # retransmissions (tcp_ecn_output_established: new data only)
+        return FreeBsdDctcp(ECT1, NOT_ECT)
+    # classic CCs: ECT(0) when the scenario enables ECN; retransmissions Not-ECT on both stacks (FreeBSD:
+    # tcp_ecn_output_established; Linux: tcp_ecn_send clears ECT unless the CC needs ECN)
+    return _CLASSES[stack, cc](ECT0 if ecn else NOT_ECT, NOT_ECT)
