@@ -245,7 +245,3 @@ def load(cache: Path, kernel: str) -> PackageSet | None:
             raise L4stbError(f"the cached package {path} is missing or changed since it was downloaded (sha256 "
                              f"mismatch). Remove {cache} and run `l4stb up --provider qemu` again.")
     return pset
-
-
-def cached_kernels(cache: Path) -> list[str]:
-    return sorted(_read_sets(cache / "packages.json"))
