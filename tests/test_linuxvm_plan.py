@@ -179,3 +179,16 @@ def test_without_capture_the_guest_runs_no_tcpdump():
 def test_up_options_of_the_qemu_provider_are_refused_on_sim_with_exit_2(l4stb):
     res = l4stb("up", "--provider", "sim", "--kernel", "7.2.13+deb14")
     assert res.exit_code == 2 and "qemu provider" in res.output and "Traceback" not in res.output
+
+
+def test_a_host_running_dctcp_requests_ecn_even_when_the_scenario_has_ecn_off():
+    script = _render("dctcp-8mbps-single", "ecn=false")
+    assert "netns exec client2 /usr/bin/busybox sysctl -qw net.ipv4.tcp_ecn=1" in script  # DCTCP's host
+    assert "netns exec client1 /usr/bin/busybox sysctl -qw net.ipv4.tcp_ecn=0" in script
+    assert "netns exec server /usr/bin/busybox sysctl -qw net.ipv4.tcp_ecn=2" in script  # accepts when asked
+
+
+def test_classic_flows_without_ecn_beside_dctcp_on_one_host_are_refused():
+    sc = load_scenario("dctcp-8mbps", ["ecn=false", "flows=[{host: client2, cc: cubic}, {host: client2, cc: dctcp}]"])
+    with pytest.raises(L4stbError, match="put them on another client"):
+        guest.check_supported(sc)
