@@ -16,8 +16,10 @@ from l4stb.analysis.siftr_compare import CELLS, compare, format_table, real_metr
 from l4stb.errors import L4stbError
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(flow_class=None, description: str = __doc__.splitlines()[0]) -> int:
+    """Parse the command line and print the table; ``flow_class`` replaces the simulated TCP sender (a model
+    change tried by subclassing, as bench/siftr_prr_ecn.py does)."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--traces", required=True, help="checkout of MPTCP-FreeBSD/FreeBSD-L4S-Experiments")
     ap.add_argument("--repeats", type=int, default=5, help="simulated repeats per cell (default 5)")
     ap.add_argument("--cell", default="", help="only cells whose name contains this text")
@@ -26,7 +28,8 @@ def main() -> int:
     try:
         for cell in CELLS:
             if a.cell in cell.name:
-                rows += compare(cell, real_metrics(cell, a.traces), sim_metrics(cell, a.repeats))
+                sim = sim_metrics(cell, a.repeats, flow_class) if flow_class else sim_metrics(cell, a.repeats)
+                rows += compare(cell, real_metrics(cell, a.traces), sim)
     except L4stbError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

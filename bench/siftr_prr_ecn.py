@@ -14,11 +14,9 @@ the table, to be set beside ``bench/siftr_compare.py``'s.
 
 from __future__ import annotations
 
-import argparse
 import sys
+from pathlib import Path
 
-from l4stb.analysis.siftr_compare import CELLS, compare, format_table, real_metrics, sim_metrics
-from l4stb.errors import L4stbError
 from l4stb.sim.trace import TracingTcpFlow
 
 
@@ -59,23 +57,8 @@ class PrrEcnFlow(TracingTcpFlow):
             self.prr_out += self.snd_nxt - before
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--traces", required=True, help="checkout of MPTCP-FreeBSD/FreeBSD-L4S-Experiments")
-    ap.add_argument("--repeats", type=int, default=5, help="simulated repeats per cell (default 5)")
-    ap.add_argument("--cell", default="", help="only cells whose name contains this text")
-    a = ap.parse_args()
-    rows = []
-    try:
-        for cell in CELLS:
-            if a.cell in cell.name:
-                rows += compare(cell, real_metrics(cell, a.traces), sim_metrics(cell, a.repeats, PrrEcnFlow))
-    except L4stbError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(format_table(rows))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from siftr_compare import main
+
+    sys.exit(main(PrrEcnFlow, __doc__.splitlines()[0]))
