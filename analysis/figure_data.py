@@ -50,11 +50,12 @@ def throughput_timeseries_data(flows: pd.DataFrame, max_repeats: int = 4) -> Fig
             g = flows[flows["repeat"] == r]
             for key, s in g.groupby(["host", "cc", "group", "connection", "stream"], sort=True, observed=True):
                 host, cc, group, conn, stream = key
+                t0 = float(s["flow_start_s"].iloc[0]) if "flow_start_s" in s else 0.0
                 for start, mbps in zip(s["start_s"], s["throughput_mbps"]):
                     rows.append({"panel": f"repeat {r}", "series": f"{host} {cc} g{group} c{conn}/s{stream}",
-                                 "x": float(start), "y": float(mbps), "cc": cc})
+                                 "x": t0 + float(start), "y": float(mbps), "cc": cc})
     return FigureData("step", _frame(rows, ["panel", "series", "x", "y", "cc"]),
-                      "time since the flow's iperf3 start (s)", "throughput (Mbit/s)")
+                      "time since the start of the repeat (s)", "throughput (Mbit/s)")
 
 
 def throughput_box_data(series: Mapping[str, Sequence[M.FlowThroughput]]) -> FigureData:
@@ -68,7 +69,7 @@ def utilization_data(series: Mapping[str, Sequence[M.UtilizationSeries]]) -> Fig
     rows = [{"panel": "", "series": f"{label}, repeat {r.repeat}", "x": float(t), "y": 100 * float(u)}
             for label, reps in series.items() for r in reps for t, u in zip(r.t_s, r.utilization)]
     return FigureData("line", _frame(rows, ["panel", "series", "x", "y"]), "time since the start of the repeat (s)",
-                      "utilisation (% of bottleneck rate)")
+                      "utilisation (% of capacity offered)")
 
 
 def tradeoff_data(series: Mapping[str, Sequence[M.TradeoffPoint]]) -> FigureData:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from l4stb.analysis.pool import PoolSplits, load_pool
 from l4stb.console import safe
 from l4stb.errors import L4stbError
 from l4stb.manifest import load_manifest, update_manifest
+from l4stb.model.verdicts import metric_label
 from l4stb.workspace import Workspace, atomic_write_json, atomic_write_text, staged_folder, utc_iso
 
 
@@ -80,6 +82,11 @@ class JobOutcome:
         if f1 is not None and f1_forward is not None and f1 < f1_forward:
             lines.insert(0, f"[bold red]the model is worse than always-forward[/] on the held-out test split "
                             f"(macro-F1 {f1:.3f} vs {f1_forward:.3f}): it has not learned the drop/mark decisions.")
+        from l4stb.model.report_sections import baseline_gap_warning
+
+        gap = baseline_gap_warning(m)
+        if gap:
+            lines.insert(0, f"[bold yellow]warning[/]: {gap}")
         if self.report:
             lines.append(f"report: [bold]{safe(self.report)}[/]")
         lines.append(
@@ -100,9 +107,10 @@ class JobOutcome:
                          + (f"{c_ns:.0f} ns per decision in C" if c_ns is not None else "no C compiler for its latency"))
         for row in self.closed_loop:
             verdicts = row.get("verdicts") or {}
-            worse = sorted(k for k, w in verdicts.items() if w.startswith("worse"))
-            lines.append(f"closed loop {safe(row['label'])}: C p95 {row['c_p95_ms']:.1f} ms, L p95 {row['l_p95_ms']:.1f} ms, "
-                         f"utilisation {row['utilization']:.1%}, Jain {row['jain']:.3f}"
+            worse = [metric_label(k) for k, w in verdicts.items() if w.startswith("worse")]
+            jain = "n/a" if row.get("jain_na") or not math.isfinite(row["jain"]) else f"{row['jain']:.3f}"
+            lines.append(f"closed loop {safe(row['label'])}: C-queue p95 delay {row['c_p95_ms']:.1f} ms, L-queue p95 "
+                         f"delay {row['l_p95_ms']:.1f} ms, utilisation {row['utilization']:.1%}, Jain index {jain}"
                          + (f"; worse than DualPI2 on {', '.join(worse)}" if worse else "")
                          + ("; too few repeats to tell" if verdicts and all(w.startswith("too few") for w in verdicts.values())
                             else ""))

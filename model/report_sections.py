@@ -117,6 +117,24 @@ def _counts(counts) -> str:
     return str(counts)
 
 
+FAR_BELOW_F1 = 0.1
+"""A learned model whose held-out macro-F1 is more than this below the best learned baseline's is flagged."""
+
+
+def baseline_gap_warning(metrics: dict) -> str:
+    """A warning (one sentence, "" when none) when the learned model's held-out macro-F1 is far below the simple
+    learned baselines' (logistic regression, decision tree): its closed-loop numbers then show a weak model."""
+    f1 = (metrics.get("test") or {}).get("macro_f1")
+    learned = {name: b.get("macro_f1") for name, b in (metrics.get("baselines") or {}).items()
+               if name != "always_forward" and isinstance(b, dict) and isinstance(b.get("macro_f1"), (int, float))}
+    if not isinstance(f1, (int, float)) or not learned or max(learned.values()) - f1 <= FAR_BELOW_F1:
+        return ""
+    others = " and ".join(f"{name.replace('_', ' ')} {v:.3f}" for name, v in learned.items())
+    return (f"The learned model is far below the simple baselines on the held-out test split: macro-F1 {f1:.3f} "
+            f"against {others}. Its closed-loop numbers show what this weak model does, not what L4S-LLM can do: "
+            "train longer (--epochs), on more windows (--max-train-windows 0) or with a larger backbone.")
+
+
 def model_sections(metrics: dict, history: list[dict], fig_dir: Path) -> list[ReportSection]:
     fig_dir = Path(fig_dir)
     fig_dir.mkdir(parents=True, exist_ok=True)
@@ -136,6 +154,9 @@ def model_sections(metrics: dict, history: list[dict], fig_dir: Path) -> list[Re
         f"{_counts(data.get('test_action_counts', {}))}), which no training step saw. The classes are very unbalanced, so "
         "read macro-F1 and balanced accuracy, not accuracy."
     )
+    gap = baseline_gap_warning(metrics)
+    if gap:
+        intro = f"**Warning: {gap}**\n\n{intro}"
     out.append(ReportSection("Model training", markdown=intro,
                              figures=[("Loss, accuracy and macro-F1 per epoch (train: running over the epoch; "
                                        "validation: after the epoch).", curves)] if curves else []))

@@ -20,8 +20,9 @@ def test_summary_json_has_the_documented_keys(tmp_path, monkeypatch):
     install_fake_parser(monkeypatch)
     ws, run_id = make_run(tmp_path)
     out = summarize(ws, run_id).to_json()
-    assert list(out) == ["run_id", "scenario", "aqm", "testbed", "overrides", "sweep", "queues", "utilization", "flows",
-                         "jain", "coexistence", "overload", "repeats", "parse"]
+    assert list(out) == ["run_id", "scenario", "aqm", "testbed", "overrides", "sweep", "queues", "utilization",
+                         "capacity", "flows", "jain", "na", "coexistence", "overload", "repeats", "parse"]
+    assert out["na"] == {} and out["capacity"]["source"] == "fixed" and out["capacity"]["changes"] == []
     assert out["run_id"] == run_id and out["scenario"] == "dctcp-8mbps" and out["overrides"] == []
     assert set(out["queues"]) == {"C", "L"}
     for q in out["queues"].values():
@@ -30,7 +31,8 @@ def test_summary_json_has_the_documented_keys(tmp_path, monkeypatch):
         assert set(q["delay_ms"]) == {"p50", "p90", "p95", "p99"}
     assert 0.0 <= out["utilization"] <= 1.0
     assert 0.0 < out["jain"] <= 1.0
-    assert {"host", "cc", "stream", "throughput_mbps"} <= set(out["flows"][0])
+    assert {"host", "cc", "stream", "class", "throughput_mbps"} <= set(out["flows"][0])
+    assert {f["class"] for f in out["flows"]} == {"bulk"}
     assert len({(f["host"], f["cc"], f["group"], f["connection"], f["stream"]) for f in out["flows"]}) == 9
     assert out["repeats"]["n"] == 3 and len(out["repeats"]["per_repeat"]) == 3
     rep = out["repeats"]["per_repeat"][0]
