@@ -37,8 +37,18 @@ def load_run(run_id: str | None = None, workdir: str | Path | None = None) -> Lo
     run_id = ws.resolve_run(run_id)
     summary = summarize(ws, run_id)
     packets = pd.read_parquet(ws.packets_file(run_id))
-    flows = pd.read_parquet(ws.flows_file(run_id)) if ws.flows_file(run_id).is_file() else pd.DataFrame()
-    return LoadedRun(run_id, packets, flows, summary.to_json())
+    return LoadedRun(run_id, packets, annotated_flows(ws, run_id), summary.to_json())
+
+
+def annotated_flows(ws: Workspace, run_id: str) -> pd.DataFrame:
+    """Every column of flows.parquet plus ``flow_class`` and ``flow_start_s`` (:mod:`l4stb.analysis.traffic`)."""
+    from l4stb.analysis.summary import annotate_run_flows, scenario_and_rate
+    from l4stb.manifest import load_manifest
+
+    if not ws.flows_file(run_id).is_file():
+        return pd.DataFrame()
+    manifest = load_manifest(ws, run_id)
+    return annotate_run_flows(pd.read_parquet(ws.flows_file(run_id)), manifest, scenario_and_rate(manifest)[0])
 
 
 def summary_frame(summary) -> pd.DataFrame:
@@ -46,23 +56,26 @@ def summary_frame(summary) -> pd.DataFrame:
     m = summary.metrics
     co = summary.coexistence
 
-    def row(repeat: int, queues, utilization: float, jain: float, ratio: float, overload: float) -> dict:
+    def row(repeat: int, queues, utilization: float, jain: float, ratio: float, overload: float,
+            capacity_bps: float) -> dict:
         out: dict = {"repeat": repeat}
         for q in ("C", "L"):
             s = queues[q]
             for p in (50, 90, 95, 99):
                 out[f"{q}_delay_p{p}_ms"] = s.delay.get(p)
             out[f"{q}_drop_rate"], out[f"{q}_mark_rate"] = s.drop_fraction, s.mark_fraction
-        out.update(utilization=utilization, jain=jain, scalable_classic_ratio=ratio, overload_share=overload)
+        out.update(utilization=utilization, jain=jain, scalable_classic_ratio=ratio, overload_share=overload,
+                   capacity_mbps=capacity_bps / 1e6)
         return out
 
     nan = float("nan")
     per_ratio = co.per_repeat if co is not None else {}
     overload = summary.overload.per_repeat if summary.overload else {}
+    caps = [rm.capacity_bps for rm in m.repeats]
     rows = [row(0, m.queues, m.utilization.mean, m.jain.mean, co.per_flow.mean if co else nan,
-                summary.overload.interval.mean if summary.overload else nan)]
+                summary.overload.interval.mean if summary.overload else nan, sum(caps) / len(caps) if caps else nan)]
     rows += [row(rm.repeat, rm.queues, rm.utilization, rm.jain, per_ratio.get(rm.repeat, nan),
-                 overload.get(rm.repeat, nan)) for rm in m.repeats]
+                 overload.get(rm.repeat, nan), rm.capacity_bps) for rm in m.repeats]
     return pd.DataFrame(rows, columns=[c.name for c in TABLES["summary"]])
 
 
@@ -93,6 +106,11 @@ def export_run(ws: Workspace, run_id: str, *, fmt: str, what: Sequence[str], out
     for name in what:
         if name == "summary":
             table = pa.Table.from_pandas(summary_frame(summary), preserve_index=False)
+        elif name == "flows":
+            if not ws.flows_file(run_id).is_file():
+                raise L4stbError(f"run {run_id} has no {ws.flows_file(run_id).name}; run `l4stb fetch-logs --run "
+                                 f"{run_id}` first.")
+            table = pa.Table.from_pandas(annotated_flows(ws, run_id), preserve_index=False)
         else:
             path = ws.packets_file(run_id) if name == "packets" else ws.flows_file(run_id)
             if not path.is_file():

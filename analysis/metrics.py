@@ -14,26 +14,35 @@ number measures:
 * **ECDF** (:func:`ecdf`): the true empirical CDF, a step function over the sorted samples with
   y = i/n at the i-th smallest sample (1-based). The original plots' "CDF" was
   ``cumsum(sorted)/sum(sorted)``, a share of the *total delay*, which is not a distribution function.
-* **Per-flow throughput** (:func:`flow_throughputs`): from the iperf3 sender intervals of one stream,
-  ``8 * sum(bytes) / sum(interval seconds)`` over the *steady-state* intervals, i.e. those that start at
-  or after ``warmup_s`` (default 1 s) into the flow. The first 1-s interval holds the TCP handshake and
-  slow start, before the AQM controls the queue, so including it would mix start-up with the steady state
-  the AQM is judged on. A flow with no interval past the warm-up falls back to all its intervals.
-  Weighting by interval length makes iperf3's short last interval count for what it is.
-* **Per-CC throughput** (:class:`CcThroughput`): the mean per-flow and the total throughput of the flows
+* **Flow classes** (:mod:`l4stb.analysis.traffic`): bulk, short (``size``) and unresponsive (``cc: udp``).
+  Throughput per CC, Jain's index and the scalable/classic ratio are over bulk flows only; short flows get
+  completion times and UDP flows their own rows (:mod:`l4stb.analysis.class_metrics`).
+* **Per-flow throughput** (:func:`flow_throughputs`): from the iperf3 sender intervals of one stream. A bulk
+  flow's is ``8 * sum(bytes) / sum(interval seconds)`` over the *steady-state* intervals, i.e. those that start
+  at or after ``warmup_s`` (default 1 s) into the flow. The first 1-s interval holds the TCP handshake and slow
+  start, before the AQM controls the queue, so including it would mix start-up with the steady state the AQM
+  is judged on. Weighting by interval length makes iperf3's short last interval count for what it is. A short
+  or unresponsive flow, and any flow that lasts under twice the warm-up, is measured over its own lifetime (all
+  its bytes over the time from its first interval's start to its last one's end): one interval of a short flow
+  holds a single 128 KiB write over a few milliseconds, which is no rate.
+* **Per-CC throughput** (:class:`CcThroughput`): the mean per-flow and the total throughput of the bulk flows
   of each congestion control in one repeat.
-* **Utilisation** (:func:`utilization`, the headline): sum of the per-flow steady-state throughputs divided by the
-  bottleneck rate of the scenario, clipped to [0, 1]. iperf3 counts bytes the *sender* wrote, so a run at
-  full load can read a little above 1 (retransmissions, bytes still in flight at the end); the unclipped
-  ratio is kept in ``RepeatMetrics.utilization_unclipped``. Over time (:func:`utilization_timeseries`):
-  the iperf3 bytes of all flows per interval bin, over the bin length and the bottleneck rate. iperf3
-  counts a sender's bytes in whole socket writes (128 KiB by default, ~1 Mbit), so per-second values of
-  slow flows are coarse; the router-side view (:func:`link_utilization_timeseries`,
+* **Capacity** (:mod:`l4stb.analysis.capacity`): what the bottleneck offered over time, its ``rate_schedule``
+  or trace, or the fixed rate.
+* **Utilisation** (:func:`window_utilization`, the headline): the bytes every iperf3 sender reported (all
+  classes) in the intervals after the warm-up, placed at the flows' real start times, over the capacity offered
+  from the first of those intervals to the last, clipped to [0, 1]. iperf3 counts bytes the *sender* wrote, so
+  a run at full load can read a little above 1 (retransmissions, bytes still in flight at the end); the
+  unclipped ratio is kept in ``RepeatMetrics.utilization_unclipped``. Over time
+  (:func:`utilization_timeseries`): the iperf3 bytes of all flows per bin over the capacity offered in that
+  bin. iperf3 counts a sender's bytes in whole socket writes (128 KiB by default, ~1 Mbit), so per-second
+  values of slow flows are coarse; the router-side view (:func:`link_utilization_timeseries`,
   :func:`link_utilization`) counts the bytes of every forwarded or marked packet in the log and is exact
   where the log carries timestamps.
-* **Jain fairness** (:func:`jain_index`): ``(Σx)² / (n·Σx²)`` over the per-flow steady-state throughputs
-  of one repeat (all flows, any CC); 1 means equal shares, 1/n means one flow takes everything. The run's
-  value is the mean over repeats.
+* **Jain fairness** (:func:`jain_index`): ``(Σx)²/(n·Σx²)`` over the bulk flows' steady-state throughputs of
+  one repeat (any CC); 1 means equal shares, 1/n means one flow takes everything. When the bulk flows together
+  carried under :data:`NEAR_ZERO_SHARE` of the capacity offered there is nothing to share: the index is NaN and
+  :attr:`RepeatMetrics.bulk_na` says why (shown as "n/a"), never 1.0. The run's value is the mean over repeats.
 * **Drops and marks** (:class:`QueueStats`): decisions per queue and per action class
   (forward / drop / mark) with their shares of the queue's decisions.
 * **Confidence intervals** (:func:`confidence_interval`): the two-sided 95% Student-t interval of the

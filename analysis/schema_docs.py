@@ -57,6 +57,10 @@ FLOW_COLUMNS: tuple[Column, ...] = (
     Column("rttvar_us", "us", "RTT variation; -1 when not reported"),
     Column("omitted", "bool", "iperf3 -O interval (left out of iperf3's own totals)"),
     Column("sender", "bool", "the row comes from the sending side"),
+    Column("flow_class", "name", "bulk (long-running), short (a size each) or unresponsive (cc: udp); throughput, "
+                                 "Jain and the scalable/classic ratio are over bulk flows only"),
+    Column("flow_start_s", "s", "when the flow started, seconds after the repeat's start (the scenario's start or "
+                                "seeded Poisson arrival; add it to start_s/end_s for the repeat's clock)"),
 )
 
 SUMMARY_COLUMNS: tuple[Column, ...] = (
@@ -65,9 +69,13 @@ SUMMARY_COLUMNS: tuple[Column, ...] = (
       for q in ("C", "L") for p in (50, 90, 95, 99)),
     *(Column(f"{q}_{what}_rate", "fraction", f"share of the {q} queue's decisions that {verb} the packet")
       for q in ("C", "L") for what, verb in (("drop", "dropped"), ("mark", "CE-marked"))),
-    Column("utilization", "fraction", "sum of the flows' steady-state throughputs over the bottleneck rate, clipped to 1"),
-    Column("jain", "index", "Jain's fairness index over all flows' steady-state throughputs"),
-    Column("scalable_classic_ratio", "ratio", "mean throughput of one scalable flow over that of one classic flow"),
+    Column("utilization", "fraction", "bytes the iperf3 senders reported after the warm-up over the capacity offered "
+                                      "in that time (rate schedule or trace), clipped to 1"),
+    Column("jain", "index", "Jain's fairness index over the bulk flows' steady-state throughputs; empty (n/a) when "
+                            "the bulk flows carried under 1 % of the capacity offered"),
+    Column("scalable_classic_ratio", "ratio", "mean throughput of one scalable bulk flow over that of one classic bulk "
+                                              "flow; empty (n/a) where undefined"),
+    Column("capacity_mbps", "Mbit/s", "mean capacity the bottleneck offered over the repeat (its schedule or trace)"),
     Column("overload_share", "fraction", "share of logged PI updates with DualPI2's overload flag (flags bit1)"),
 )
 
@@ -87,7 +95,7 @@ def render_markdown() -> str:
            "import l4stb",
            "run = l4stb.load_run(\"dctcp-8mbps-20250101T000000Z\", workdir=\"l4stb-work\")  # default: the latest run",
            "run.packets   # pandas.DataFrame, one row per router decision",
-           "run.flows     # pandas.DataFrame, iperf3 intervals per stream",
+           "run.flows     # pandas.DataFrame, iperf3 intervals per stream, with flow_class and flow_start_s",
            "run.summary   # dict, the JSON of `l4stb summary --json`",
            "```",
            ""]
