@@ -67,6 +67,6 @@ def coexistence(metrics: M.RunMetrics, scalable_ccs: Sequence[str] = SCALABLE_CC
             for c in sorted({f.cc for f in clas}):
                 pairs.setdefault((s, c), []).append(_ratio([f.throughput_mbps for f in scal if f.cc == s],
                                                            [f.throughput_mbps for f in clas if f.cc == c]))
-    iv = M.confidence_interval(per_flow.values())
+    iv = M.confidence_interval(per_flow.values(), bounds=M.NON_NEGATIVE)
     na = "" if iv.n else (metrics.bulk_na or "no scalable and classic bulk flows side by side")
-    return Coexistence(iv, {k: M.confidence_interval(v) for k, v in pairs.items()}, per_flow, na)
+    return Coexistence(iv, {k: M.confidence_interval(v, bounds=M.NON_NEGATIVE) for k, v in pairs.items()}, per_flow, na)

@@ -44,14 +44,15 @@ class Difference:
 
 
 def difference(a: Sequence[float], b: Sequence[float], level: float = M.CI_LEVEL) -> Difference:
-    """mean(b) - mean(a) with its Welch t-interval (None when either side has n < 2)."""
+    """mean(b) - mean(a) with its Welch t-interval (None when either side has fewer than
+    :data:`~l4stb.analysis.metrics.MIN_CI_REPEATS` repeats)."""
     x = np.asarray([v for v in a if v is not None], dtype=float)
     y = np.asarray([v for v in b if v is not None], dtype=float)
     x, y = x[np.isfinite(x)], y[np.isfinite(y)]
     if not len(x) or not len(y):
         return Difference(float("nan"), None, None, len(x), len(y))
     d = float(y.mean() - x.mean())
-    if len(x) < 2 or len(y) < 2:
+    if len(x) < M.MIN_CI_REPEATS or len(y) < M.MIN_CI_REPEATS:
         return Difference(d, None, None, len(x), len(y))
     from scipy import stats
 
@@ -179,6 +180,7 @@ def _differences_md(summaries: Sequence[RunSummary], labels: Sequence[str]) -> s
     text = (f"Each metric is computed per repeat; the table gives each run's mean with its 95% t-interval and the "
             f"difference from {labels[0]} with a Welch 95% interval. Repeats: "
             + ", ".join(f"{lab} {k}" for lab, k in zip(labels, n)) + ".")
-    if min(n) < 2:
-        text += " A run with one repeat has no interval, so no difference here can be called significant."
+    if min(n) < M.MIN_CI_REPEATS:
+        text += (f" A run with fewer than {M.MIN_CI_REPEATS} repeats has no interval, so no difference here can be "
+                 "called significant.")
     return text

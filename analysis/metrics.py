@@ -46,8 +46,10 @@ number measures:
 * **Drops and marks** (:class:`QueueStats`): decisions per queue and per action class
   (forward / drop / mark) with their shares of the queue's decisions.
 * **Confidence intervals** (:func:`confidence_interval`): the two-sided 95% Student-t interval of the
-  mean of the per-repeat values, ``mean ± t(0.975, n-1)·s/√n``. With one repeat there is no interval
-  (``low``/``high`` are None) and the report says so: a CI needs at least two repeats.
+  mean of the per-repeat values, ``mean ± t(0.975, n-1)·s/√n``, clipped to the metric's range (a share
+  stays in [0, 1], a throughput or a delay above 0). With fewer than :data:`MIN_CI_REPEATS` repeats there is no
+  interval (``low``/``high`` are None) and every table says so: two near-identical repeats give a t-interval
+  of "± 0.00" that no one should trust.
 """
 
 from __future__ import annotations
@@ -75,6 +77,12 @@ the scalable/classic ratio are undefined (n/a), not 1.0 or a ratio of noise."""
 NEAR_ZERO_MBPS = 0.01
 """The same floor in Mbit/s when the capacity is unknown."""
 CI_LEVEL = 0.95
+MIN_CI_REPEATS = 3
+"""The fewest per-repeat values an interval is given for (the closed-loop verdicts ask the same)."""
+UNIT_RANGE = (0.0, 1.0)
+"""The range of a share (utilisation, drop and mark rates, Jain's index)."""
+NON_NEGATIVE = (0.0, None)
+"""The range of a throughput, a delay or a ratio of throughputs."""
 
 PACKET_COLUMNS: tuple[str, ...] = ("repeat", "queue", "action", "current_queue_delay", "packet_length", "t_s", "flags",
                                    "measurement_start_time", "flow_id", "queue_length", "accumulated_probability")
@@ -90,7 +98,7 @@ FLOW_COLUMNS: tuple[str, ...] = ("repeat", "host", "cc", "file", "group", "conne
 
 @dataclass(frozen=True)
 class Interval:
-    """Mean of per-repeat values with its t-based CI; ``low``/``high`` are None when n < 2 (no CI possible)."""
+    """Mean of per-repeat values with its t-based CI; ``low``/``high`` are None when n < :data:`MIN_CI_REPEATS`."""
 
     mean: float
     low: float | None
@@ -111,31 +119,44 @@ class Interval:
                 "level": self.level}
 
     def format(self, digits: int = 2, scale: float = 1.0, unit: str = "") -> str:
-        """'12.34 ± 0.56 (n=5)', '12.34 (n=1, no CI)', or '—' when there is no value; ``unit`` goes after the number."""
+        """'12.34 ± 0.56 (n=5)', '12.34 [12.0, 12.9] (n=5)' when the interval was clipped to the metric's range,
+        '12.34 (n=1, no CI)', '12.34 (n=2, no CI below 3 repeats)', or '—' when there is no value; ``unit`` goes
+        after the number."""
         if self.n == 0 or not math.isfinite(self.mean):
             return "—"
         u = f" {unit}" if unit else ""
         value = f"{self.mean * scale:.{digits}f}"
         if not self.has_ci:
-            return f"{value}{u} (n={self.n}, no CI)"
+            why = "no CI" if self.n == 1 else f"no CI below {MIN_CI_REPEATS} repeats"
+            return f"{value}{u} (n={self.n}, {why})"
+        lo, hi = self.low * scale, self.high * scale  # type: ignore[operator]
+        if not math.isclose(self.mean * scale - lo, hi - self.mean * scale, rel_tol=1e-9, abs_tol=1e-12):
+            return f"{value} [{lo:.{digits}f}, {hi:.{digits}f}]{u} (n={self.n})"
         return f"{value} ± {self.half_width * scale:.{digits}f}{u} (n={self.n})"  # type: ignore[operator]
 
 
-def confidence_interval(values: Iterable[float], level: float = CI_LEVEL) -> Interval:
-    """Two-sided Student-t CI of the mean of ``values`` (one value per repeat; NaNs are left out)."""
+def confidence_interval(values: Iterable[float], level: float = CI_LEVEL,
+                        bounds: tuple[float | None, float | None] = (None, None)) -> Interval:
+    """Two-sided Student-t CI of the mean of ``values`` (one value per repeat; NaNs are left out), clipped to
+    ``bounds`` (the metric's range, e.g. :data:`UNIT_RANGE`); no interval below :data:`MIN_CI_REPEATS` values."""
     x = np.asarray([v for v in values if v is not None], dtype=float)
     x = x[np.isfinite(x)]
     n = len(x)
     if n == 0:
         return Interval(float("nan"), None, None, 0, level)
     mean = float(x.mean())
-    if n == 1:
-        return Interval(mean, None, None, 1, level)
+    if n < MIN_CI_REPEATS:
+        return Interval(mean, None, None, n, level)
     from scipy import stats  # scipy comes with scikit-learn, a dependency of l4stb
 
     sem = float(x.std(ddof=1)) / math.sqrt(n)
     half = float(stats.t.ppf(0.5 + level / 2, df=n - 1)) * sem
-    return Interval(mean, mean - half, mean + half, n, level)
+    lo, hi = mean - half, mean + half
+    if bounds[0] is not None:
+        lo = max(lo, bounds[0])
+    if bounds[1] is not None:
+        hi = min(hi, bounds[1])
+    return Interval(mean, lo, hi, n, level)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -674,18 +695,19 @@ def run_metrics(packets: pd.DataFrame, flows: pd.DataFrame, rate_bps: "float | C
         for f in rm.flows:
             by_flow.setdefault(f.key, []).append(f.throughput_mbps)
             klass[f.key] = f.flow_class
-    flow_summaries = [FlowSummary(k, confidence_interval(v), klass[k])
+    flow_summaries = [FlowSummary(k, confidence_interval(v, bounds=NON_NEGATIVE), klass[k])
                       for k, v in sorted(by_flow.items(), key=lambda kv: kv[0].sort_key())]
     ccs = sorted({cc for rm in reps for cc in rm.cc})
-    cc_ci = {cc: confidence_interval([rm.cc[cc].mean_per_flow_mbps for rm in reps if cc in rm.cc]) for cc in ccs}
-    delay_ci = {q: {p: confidence_interval([rm.queues[q].delay.get(p) for rm in reps]) for p in PERCENTILES}
-                for q in QUEUES}
+    cc_ci = {cc: confidence_interval([rm.cc[cc].mean_per_flow_mbps for rm in reps if cc in rm.cc], bounds=NON_NEGATIVE)
+             for cc in ccs}
+    delay_ci = {q: {p: confidence_interval([rm.queues[q].delay.get(p) for rm in reps], bounds=NON_NEGATIVE)
+                    for p in PERCENTILES} for q in QUEUES}
     return RunMetrics(
         queues=queue_stats(packets),
         flows=flow_summaries,
         cc=cc_ci,
-        utilization=confidence_interval([rm.utilization for rm in reps]),
-        jain=confidence_interval([rm.jain for rm in reps]),
+        utilization=confidence_interval([rm.utilization for rm in reps], bounds=UNIT_RANGE),
+        jain=confidence_interval([rm.jain for rm in reps], bounds=UNIT_RANGE),
         delay_ci=delay_ci,
         repeats=reps,
         warmup_s=warmup_s,

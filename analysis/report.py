@@ -293,8 +293,9 @@ def network_sections(data: RunData, summary: RunSummary, fig_dir: Path,
     over_time = _timeseries_section(data, m, view, save, figs)
 
     n = m.n_repeats
-    ci_note = ("± is the 95% Student-t interval of the per-repeat values." if n >= 2 else
-               "One repeat only: no confidence intervals (they need at least two repeats).")
+    ci_note = ("± is the 95% Student-t interval of the per-repeat values, clipped to the metric's range (then shown "
+               "as [low, high])." if n >= M.MIN_CI_REPEATS else
+               f"{n} repeat(s) only: no confidence intervals (they need at least {M.MIN_CI_REPEATS} repeats).")
     sections = [
         ReportSection("Overview", markdown=_overview_md(data, summary), tables=[_scenario_table(data),
                                                                               _headline_table(summary)]),
@@ -348,8 +349,8 @@ def network_sections(data: RunData, summary: RunSummary, fig_dir: Path,
                                 [[rm.repeat, _fmt(rm.capacity_bps / 1e6, 2), _pct(rm.utilization),
                                   _fmt(rm.utilization_unclipped, 3), _pct(rm.link_utilization)] for rm in m.repeats]
                                 + [["mean", "", m.utilization.format(1, scale=100, unit="%"), "",
-                                    M.confidence_interval([rm.link_utilization for rm in m.repeats])
-                                    .format(1, scale=100, unit="%")]])],
+                                    M.confidence_interval([rm.link_utilization for rm in m.repeats],
+                                                          bounds=M.NON_NEGATIVE).format(1, scale=100, unit="%")]])],
             figures=[(f"Utilisation over time per {bin_s:g}-s bin, against the capacity offered in each bin: each "
                       "repeat thin, their mean bold"
                       + ("; solid from the router log, dashed from iperf3." if len(util) == 2 else "."),
@@ -639,7 +640,7 @@ def _cc_table(summary: RunSummary) -> ReportTable:
     for cc, iv in m.cc.items():
         per = [rm.cc[cc] for rm in m.repeats if cc in rm.cc]
         flows = per[0].flows if per else 0
-        total = M.confidence_interval([c.total_mbps for c in per])
+        total = M.confidence_interval([c.total_mbps for c in per], bounds=M.NON_NEGATIVE)
         rows.append([cc, flows, iv.format(2), total.format(2)])
     return ReportTable(["CC", "flows", "per flow (Mbit/s)", "all flows of the CC (Mbit/s)"], rows,
                        caption="Steady-state throughput per congestion control (mean of repeats ± 95% CI)")

@@ -133,7 +133,7 @@ class RunSummary:
         packets; counts summed; utilisation, Jain and per-flow throughput are means of per-repeat values).
         ``repeats`` = ``{"n", "warmup_s", "per_repeat": [...], "ci95": {...}}``: each per-repeat object holds
         the same metrics for that repeat, and ``ci95`` the 95% t-intervals of the per-repeat values
-        (``low``/``high`` null when n < 2).
+        (``low``/``high`` null when n < 3: two near-identical repeats give no trustworthy interval).
         """
         m = self.metrics
         return {
@@ -384,8 +384,9 @@ def print_summary(summary: RunSummary, console: Console) -> None:
     if summary.pipe_passes == 2:
         console.print("[dim]utilisation is the flows' goodput over the bottleneck rate; with bottleneck.match: any "
                       "every byte crosses the pipe twice, so 50 % is a full pipe.[/]")
-    if m.n_repeats == 1:
-        console.print("one repeat: no confidence intervals (they need at least two repeats).")
+    if m.n_repeats < M.MIN_CI_REPEATS:
+        console.print(f"{m.n_repeats} repeat(s): no confidence intervals (they need at least {M.MIN_CI_REPEATS} "
+                      "repeats).")
 
     flows = Table(title="bulk flows (steady-state throughput, mean over repeats)", box=box.SIMPLE_HEAD)
     for col in ("host", "cc", "group", "connection", "stream"):
