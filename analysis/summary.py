@@ -282,15 +282,33 @@ def _read_parquet(path, wanted) -> pd.DataFrame:
 
 
 def testbed_words(manifest: Manifest) -> str:
-    """Which testbed produced a run, for the top of every report and summary."""
+    """Which testbed produced a run, for the top of every report and summary; on the simulator, the sender stack
+    of each client (FreeBSD 14.1 or Linux) and how ``cc: prague`` ran there."""
     if manifest.kind == "imported":
         return "imported from existing log files"
     if manifest.provider == "sim":
-        what = "simulated by l4stb's sim provider (packet-level simulator of the FreeBSD 14.1 testbed)"
+        what = (f"simulated by l4stb's sim provider (packet-level simulator; senders: {sender_stacks(manifest)}; "
+                "router: FreeBSD 14.1 dummynet)")
         return what + (", closed loop" if manifest.kind == "closed-loop" else "")
     if manifest.provider == "vagrant":
         return "FreeBSD 14.1 VMs (vagrant provider)"
     return f"the {manifest.provider} provider"
+
+
+def sender_stacks(manifest: Manifest) -> str:
+    """``client1 FreeBSD 14.1, client2 Linux (Prague = TCP Prague)``: each client's stack in the run's scenario."""
+    try:
+        sc = Scenario.model_validate(manifest.scenario)
+    except Exception:  # noqa: BLE001 - an imported or partial scenario: say what is known
+        return "FreeBSD 14.1"
+    words = []
+    for host in sorted({f.host for f in sc.flows}):
+        h = sc.host(host)
+        text = f"{host} {'Linux' if h.stack == 'linux' else 'FreeBSD 14.1'}"
+        if any(f.cc == "prague" for f in sc.flows if f.host == host):
+            text += f" (Prague = {'udp_prague' if h.prague == 'udp' else 'TCP Prague'})"
+        words.append(text)
+    return ", ".join(words) or "FreeBSD 14.1"
 
 
 def summarize_data(data: RunData, warmup_s: float = M.WARMUP_S) -> RunSummary:

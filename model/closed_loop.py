@@ -256,7 +256,7 @@ def run_closed_loop(ws: Workspace, run_id: str, splits: PoolSplits, report, job,
         entries.append({"label": "DualPI2", "run_id": base_run})
         for slug, label, policy in [*_policies(splits, report.checkpoint_dir, every, seed=0), *extra_policies]:
             cl_run = _series_run(ws, source, slug, repeats, {"policy": label, "every": policy.every,
-                                                             "checkpoint": str(report.checkpoint_dir)})
+                                                             "checkpoint": ws.stored(report.checkpoint_dir)})
             _simulate_series(ws, cl_run, policy, progress)
             entries.append({"label": label, "run_id": cl_run})
     record = {"status": "done", "finished": utc_iso(), "repeats": repeats, "fresh": held.fresh,

@@ -30,7 +30,7 @@ def teacher_dir(ws: Workspace, run_id: str, model: str | None) -> Path:
         if not train.get("model_dir"):
             raise L4stbError(f"run {run_id} has no trained model to distil; run `l4stb train-and-report --run "
                              f"{run_id}` first, or name one with --model.")
-        folder = Path(train["model_dir"])
+        folder = ws.from_stored(train["model_dir"])
     if not (folder / "checkpoint").is_dir():
         raise L4stbError(f"{folder} holds no trained model (no checkpoint/ folder); train one with "
                          "`l4stb train-and-report`, or give --model the folder it wrote.")
@@ -80,23 +80,24 @@ def distill_run(ws: Workspace, run_id: str, cfg: DistillConfig, *, console: Cons
         task = progress.add_task("starting", total=None)
         result = distill(splits, _teacher(folder, out_dir.parent / teacher_name), out_dir, cfg,
                          scenario=scenario, topology=topology, run_id=run_id, teacher_metrics=metrics,
-                         progress=lambda text: progress.update(task, description=text))
+                         progress=lambda text: progress.update(task, description=text), root=ws.root)
     s = result.summary
     update_manifest(ws, run_id, lambda m: m.steps.__setitem__("distill", {
         "status": "done", "finished": utc_iso(),
-        "teacher": str(out_dir.parent / teacher_name), "out_dir": str(out_dir),
+        "teacher": ws.stored(out_dir.parent / teacher_name), "out_dir": ws.stored(out_dir),
         "sha256": s["blob"]["sha256"], "bytes": s["blob"]["bytes"], "agreement": s["agreement_with_teacher"],
         "test_macro_f1": s["test"]["macro_f1"]}))
     return result
 
 
-def distill_pool_model(splits: PoolSplits, folder: Path, final_folder: Path, *, console: Console) -> DistillResult:
+def distill_pool_model(splits: PoolSplits, folder: Path, final_folder: Path, *, console: Console,
+                       root: Path | None = None) -> DistillResult:
     """Distil a model trained on a pool outside any run (read from ``folder``, which may be the staging folder of
     ``final_folder``) into ``<final_folder>-distilled``: imitation only, as there is no scenario to roll out."""
     console.print("distilling the model into a decision tree (no run to roll out: imitation only)")
     out_dir = final_folder.parent / f"{final_folder.name}{DISTILLED_SUFFIX}"
     return distill(splits, _teacher(folder, final_folder), out_dir, DistillConfig(dagger_rounds=0),
-                   teacher_metrics=_teacher_metrics(folder))
+                   teacher_metrics=_teacher_metrics(folder), root=root)
 
 
 def _teacher(folder: Path, final_folder: Path) -> Teacher:

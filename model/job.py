@@ -65,12 +65,18 @@ class JobOutcome:
     wall_s: float = 0.0
     distill: dict | None = None
 
-    def to_json(self) -> dict:
-        """The numbers the job ends with (written beside the report as headline.json)."""
+    def to_json(self, root: Path | None = None) -> dict:
+        """The numbers the job ends with (written beside the report as headline.json); paths relative to the
+        workdir ``root`` when given (so the workdir can move)."""
+        from l4stb.workspace import stored_path
+
+        def stored(p: Path) -> str:
+            return stored_path(root, p) if root is not None else str(p)
+
         m = self.metrics
         keep = ("test", "baselines", "latency_ms", "decisions_per_s", "params", "memory", "train_seconds",
                 "backbone", "epochs_run", "best_epoch", "data")
-        return {"report": str(self.report) if self.report else None, "model_dir": str(self.model_dir),
+        return {"report": stored(self.report) if self.report else None, "model_dir": stored(self.model_dir),
                 "wall_s": round(self.wall_s, 1), "metrics": {k: m[k] for k in keep if k in m},
                 "closed_loop": self.closed_loop, "distill": self.distill}
 
@@ -263,7 +269,7 @@ def train_and_report(ws: Workspace, job: TrainJob, *, console: Console) -> JobOu
                     sections.append(section)
         outcome = JobOutcome(report_index, model_dir, report.metrics, closed_rows, time.perf_counter() - t0,
                              distilled.summary if distilled is not None else None)
-        headline = _json_text({**outcome.to_json(), "fingerprint": fingerprint})
+        headline = _json_text({**outcome.to_json(ws.root), "fingerprint": fingerprint})
         atomic_write_text(stage / HEADLINE, headline)
         if run_id is None:
             from l4stb.analysis.report import render_model_report
@@ -318,7 +324,7 @@ def _publish_run_report(ws: Workspace, run_id: str, model_name: str, model_dir: 
     headline_text = (model_dir / HEADLINE).read_text()
     metrics = json.loads(headline_text).get("metrics") or {}
     update_manifest(ws, run_id, lambda m: m.steps.__setitem__(
-        "train", {"status": "done", "finished": utc_iso(), "model": model_name, "model_dir": str(model_dir),
+        "train", {"status": "done", "finished": utc_iso(), "model": model_name, "model_dir": ws.stored(model_dir),
                   "test_macro_f1": metrics.get("test", {}).get("macro_f1")}))
     if sections is None:
         sections = saved_model_sections(ws, run_id)
@@ -368,7 +374,7 @@ def _distill_stage(ws: Workspace, run_id: str | None, splits: PoolSplits, staged
     from l4stb.model.distill_job import DISTILLED_SUFFIX, distill_pool_model, distill_run
 
     if run_id is None:
-        return distill_pool_model(splits, staged_model, model_dir, console=console)
+        return distill_pool_model(splits, staged_model, model_dir, console=console, root=ws.root)
     return distill_run(ws, run_id, DistillConfig(), console=console, model=str(staged_model), splits=splits,
                        out_dir=model_dir.parent / f"{model_dir.name}{DISTILLED_SUFFIX}")
 

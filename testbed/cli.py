@@ -244,6 +244,10 @@ def scenarios() -> None:
               help="Override a scenario field, e.g. bottleneck.rate=20Mbit or duration=30s (repeatable).")
 @click.option("--sweep", "sweeps", multiple=True, metavar="KEY=V1,V2,...",
               help="Run the cross product of values, e.g. bottleneck.rate=8Mbit,20Mbit (repeatable).")
+@click.option("--sweep-zip", "zips", multiple=True, metavar="KEY=V1,V2,...",
+              help="Sweep keys together: the i-th value of each goes into the same combination, e.g. "
+                   "--sweep-zip hosts.client1.stack=linux,freebsd --sweep-zip hosts.client2.stack=linux,freebsd "
+                   "(repeatable; every key needs as many values).")
 @click.option("--resume", "resume", default=None, metavar="[RUN_ID]",
               help="Finish an interrupted run's pending repeats (default: the latest run); with --sweep, skip the "
                    "combinations already complete.",
@@ -255,7 +259,8 @@ def scenarios() -> None:
 @click.option("--provider", "plan_provider", type=click.Choice(["sim", "vagrant"]), default=None,
               help="With --dry-run: show this provider's plan (default: the testbed that is up, else sim).")
 @pass_ctx
-def run(c: Ctx, scenario_name, repeats, seed, overrides, sweeps, resume, jobs, executor, dry_run, plan_provider) -> None:
+def run(c: Ctx, scenario_name, repeats, seed, overrides, sweeps, zips, resume, jobs, executor, dry_run,
+        plan_provider) -> None:
     """Run a scenario's repeats on the testbed that is up."""
     from l4stb import runner
 
@@ -267,13 +272,13 @@ def run(c: Ctx, scenario_name, repeats, seed, overrides, sweeps, resume, jobs, e
         overrides.append(f"repeats={repeats}")
     if seed is not None:
         overrides.append(f"seed={seed}")
-    if sweeps:
+    if sweeps or zips:
         from l4stb.sweep import run_sweep
 
         if not scenario_name:
             raise L4stbError("--sweep needs --scenario NAME.")
         run_sweep(c.ws, scenario_name, overrides, list(sweeps), resume=resume is not None, dry_run=dry_run,
-                  jobs=jobs, executor=executor)
+                  jobs=jobs, executor=executor, zips=list(zips))
         return
     if resume:
         from l4stb.manifest import load_manifest

@@ -106,6 +106,42 @@ def read_json(path: Path, what: str) -> Any:
         raise L4stbError(f"{path} ({what}) is not valid JSON ({exc}). Move it aside and re-run the command that writes it.")
 
 
+TOP_FOLDERS: tuple[str, ...] = ("runs", "models", "pools", "sweeps", "compare", "hosts")
+"""The workdir's top-level folders: where a stored path written by an older l4stb is re-anchored."""
+
+
+def stored_path(root: Path, path: str | os.PathLike) -> str:
+    """How a workdir's records store ``path``: relative to the workdir ``root`` (posix) when it lies inside it, so
+    the workdir can be moved, copied or archived; absolute only for a path outside it (a model the user named)."""
+    absolute = Path(os.path.abspath(path))
+    try:
+        return absolute.relative_to(root).as_posix()
+    except ValueError:
+        return str(absolute)
+
+
+def path_from_stored(root: Path, text: str) -> Path:
+    """A path a record stored, as a path in the workdir ``root``: a relative one from the workdir. An absolute one
+    inside ``root`` stays; one elsewhere (an older l4stb stored absolute paths, and this workdir may since have been
+    copied or moved) is migrated to the same place under ``root``, from its last top-level workdir folder
+    (:data:`TOP_FOLDERS`) on, when that exists here; otherwise it is kept (a path outside any workdir)."""
+    path = Path(text)
+    if not path.is_absolute():
+        return root / path
+    try:
+        path.relative_to(root)
+        return path
+    except ValueError:
+        pass
+    parts = path.parts
+    for i in range(len(parts) - 1, 0, -1):
+        if parts[i] in TOP_FOLDERS:
+            candidate = root.joinpath(*parts[i:])
+            if candidate.exists():
+                return candidate
+    return path
+
+
 @dataclass(frozen=True)
 class Workspace:
     """All paths inside one workdir come from here."""
@@ -115,6 +151,14 @@ class Workspace:
     @classmethod
     def at(cls, root: str | os.PathLike) -> "Workspace":
         return cls(Path(root).expanduser().resolve())
+
+    def stored(self, path: str | os.PathLike) -> str:
+        """``path`` as a record stores it (:func:`stored_path`)."""
+        return stored_path(self.root, path)
+
+    def from_stored(self, text: str) -> Path:
+        """A stored path read back in this workdir (:func:`path_from_stored`)."""
+        return path_from_stored(self.root, text)
 
     # -- testbed ------------------------------------------------------------------------------
     @property

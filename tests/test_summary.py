@@ -124,3 +124,17 @@ def test_summary_says_how_to_read_utilisation_when_every_byte_crosses_the_pipe_t
     out = l4stb("summary")
     assert out.exit_code == 0, out.output
     assert "every byte crosses the pipe twice" in " ".join(out.stdout.split())
+
+
+def test_a_run_with_linux_senders_is_not_called_a_freebsd_testbed():
+    from l4stb.analysis.summary import testbed_words
+    from l4stb.config import load_scenario
+    from l4stb.manifest import Manifest
+
+    sc = load_scenario("prague-8mbps", ["hosts.client2.stack=linux"]).model_dump(mode="json")
+    words = testbed_words(Manifest(run_id="r", status="complete", scenario=sc, provider="sim"))
+    assert "client2 Linux (Prague = TCP Prague)" in words and "client1 FreeBSD 14.1" in words
+    assert "simulator of the FreeBSD 14.1 testbed" not in words
+    freebsd = load_scenario("prague-8mbps", []).model_dump(mode="json")
+    assert "client2 FreeBSD 14.1 (Prague = udp_prague)" in testbed_words(
+        Manifest(run_id="r", status="complete", scenario=freebsd, provider="sim"))
