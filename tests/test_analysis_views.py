@@ -237,3 +237,19 @@ def test_load_run_returns_packets_flows_and_summary(tmp_path, monkeypatch):
     ws, run_id = make_run(tmp_path)
     run = l4stb.load_run(run_id, workdir=tmp_path)
     assert len(run.packets) == len(packets_frame()) and run.summary["run_id"] == run_id and not run.flows.empty
+
+
+def test_a_redrawn_figure_outlives_the_next_report(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from l4stb.cli import cli
+
+    install_fake_parser(monkeypatch)
+    ws, run_id = make_run(tmp_path)
+    render_report(ws, run_id)
+    out = CliRunner().invoke(cli, ["--workdir", str(tmp_path), "plot", "queue_delay_ecdf", "--run", run_id])
+    assert out.exit_code == 0, out.output
+    replotted = ws.run_dir(run_id) / "plots" / "queue_delay_ecdf.png"
+    assert replotted.is_file()
+    render_report(ws, run_id)
+    assert replotted.is_file(), "re-rendering the report keeps a figure the user redrew"
