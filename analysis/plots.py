@@ -72,10 +72,14 @@ class FigureData:
     ylabel: str
     title: str = ""
     categorical_x: bool = False
+    panel_ylabels: dict | None = None
+    """Panel -> its own y-axis label, for a figure whose panels are stacked over one time axis with different
+    units (the over-time figure: ms, packets, probability, Mbit/s); None: every panel shares ``ylabel``."""
 
     def spec(self) -> dict:
         return {"kind": self.kind, "xlabel": self.xlabel, "ylabel": self.ylabel, "title": self.title,
-                "categorical_x": self.categorical_x}
+                "categorical_x": self.categorical_x,
+                **({"panel_ylabels": self.panel_ylabels} if self.panel_ylabels else {})}
 
 
 def save_figure(fig: Figure, base: Path, data: FigureData | None = None) -> FigureFiles:

@@ -54,8 +54,9 @@ def load_figure_data(csv: Path) -> FigureData:
         raise L4stbError(f"{spec_file} names no figure kind l4stb can draw ({spec.get('kind')!r}).")
     frame["panel"] = [("" if isinstance(v, float) else str(v)) for v in frame["panel"]]
     frame["series"] = frame["series"].astype(str)
+    ylabels = spec.get("panel_ylabels")
     return FigureData(spec["kind"], frame, spec.get("xlabel", ""), spec.get("ylabel", ""), spec.get("title", ""),
-                      bool(spec.get("categorical_x")))
+                      bool(spec.get("categorical_x")), ylabels if isinstance(ylabels, dict) else None)
 
 
 def redraw(data: FigureData, options: PlotOptions = PlotOptions()) -> Figure:
@@ -73,22 +74,27 @@ def redraw(data: FigureData, options: PlotOptions = PlotOptions()) -> Figure:
     with matplotlib.rc_context(STYLES[options.style]):
         fig = Figure(figsize=(options.width_in, options.height_in), layout="constrained")
         FigureCanvasAgg(fig)
-        axes = fig.subplots(1, len(panels), squeeze=False)[0]
+        stacked = bool(data.panel_ylabels)  # panels of different units over one time axis, one above the other
+        axes = (fig.subplots(len(panels), 1, squeeze=False, sharex=True)[:, 0] if stacked
+                else fig.subplots(1, len(panels), squeeze=False)[0])
         cats = list(dict.fromkeys(frame["x"])) if data.categorical_x else []
         for ax, panel in zip(axes, panels):
             part = frame[frame["panel"] == panel]
             for i, name in enumerate(all_series):
                 _draw(ax, data, part[part["series"] == name], name, i, len(all_series), cats)
             ax.set_title(panel, fontsize="medium")
-            ax.set_xlabel(data.xlabel)
-            ax.set_ylabel(data.ylabel)
+            if not stacked or ax is axes[-1]:
+                ax.set_xlabel(data.xlabel)
+            ax.set_ylabel((data.panel_ylabels or {}).get(panel, data.ylabel))
+            if stacked and part["series"].nunique() > 1:
+                ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
             if options.logy:
                 ax.set_yscale("log")
             if cats:
                 ax.set_xticks(range(len(cats)), [str(c) for c in cats])
             ax.grid(True, alpha=0.3)
         handles, labels = axes[0].get_legend_handles_labels()
-        if handles:
+        if handles and not stacked:
             fig.legend(handles, labels, loc="outside lower center", fontsize="small", ncols=min(4, len(handles)))
     return fig
 

@@ -484,12 +484,7 @@ def _timeseries_section(data: RunData, m: M.RunMetrics, view: TimeseriesView, sa
     flows = data.flows
     if window is not None and not flows.empty:
         flows = flows[(flows["end_s"] > window[0]) & (flows["start_s"] < window[1])]
-    frame = ts.frame().melt(id_vars="t_s", var_name="series", value_name="y").rename(columns={"t_s": "x"})
-    frame.insert(0, "panel", "AQM state")
-    rate_rows = rates.rename(columns={"t_s": "x", "mbps": "y", "label": "series"})[["series", "x", "y"]]
-    rate_rows.insert(0, "panel", f"router-side throughput per {view.bin_s * 1000:g} ms")
-    fdata = D.FigureData("line", pd.concat([frame, rate_rows], ignore_index=True), "time since the repeat's first decision (s)",
-                         "value (see series)")
+    fdata = D.over_time_data(ts, rates, flows, repeat=repeat, bin_ms=view.bin_s * 1000)
     save("aqm_timeseries", P.aqm_timeseries_figure(ts, rates, flows, repeat=repeat, window=window,
                                                     bin_ms=view.bin_s * 1000), fdata)
     where = f"{window[0]:g}–{window[1]:g} s of repeat {repeat}" if window else f"all of repeat {repeat}"

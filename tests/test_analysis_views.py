@@ -253,3 +253,18 @@ def test_a_redrawn_figure_outlives_the_next_report(tmp_path, monkeypatch):
     assert replotted.is_file()
     render_report(ws, run_id)
     assert replotted.is_file(), "re-rendering the report keeps a figure the user redrew"
+
+
+def test_the_over_time_figure_is_redrawn_with_its_panels_and_their_units(tmp_path, monkeypatch):
+    from l4stb.analysis.replot import load_figure_data, redraw
+
+    install_fake_parser(monkeypatch)
+    ws, run_id = make_run(tmp_path)
+    render_report(ws, run_id)
+    data = load_figure_data(find_figure(ws.report_dir(run_id), "aqm_timeseries"))
+    panels = list(dict.fromkeys(data.frame["panel"]))
+    assert panels[:3] == ["sojourn", "queue length", "probability"]
+    fig = redraw(data, PlotOptions(6, 8))
+    ylabels = [ax.get_ylabel() for ax in fig.axes]
+    assert ylabels[:3] == ["sojourn (ms)", "queue length (pkts)", "probability"], "ms, packets and probabilities apart"
+    assert len(fig.axes) == len(panels)
