@@ -10,6 +10,7 @@ import traceback
 from pathlib import Path
 
 import click
+from rich import box
 from rich.table import Table
 
 from l4stb import __version__
@@ -176,13 +177,12 @@ def status(c: Ctx) -> None:
         console.print(table)
     else:
         console.print(f"no testbed is up in {safe(c.ws.root)} (`l4stb up` starts one)")
+    _print_sweeps(c)
     runs = c.ws.run_ids()
     if not runs:
         console.print("no runs yet")
         return
-    table = Table(title="runs")
-    for col in ("run", "kind", "status", "repeats ok", "fetched", "steps"):
-        table.add_column(col)
+    table = _IdTable("runs", ("run", "kind", "status", "repeats ok", "fetched", "steps"), runs)
     damaged, interrupted = [], False
     for run_id in runs:
         try:
@@ -197,11 +197,67 @@ def status(c: Ctx) -> None:
         interrupted |= m.shown_status() == "interrupted"
         table.add_row(safe(run_id), m.kind, m.shown_status(), f"{len(m.ok_repeats())}/{len(m.repeats)}", safe(fetched),
                       safe(steps or "-"))
-    console.print(table)
+    table.print()
     for text in damaged:
         print_error(text)
     if interrupted:
         console.print("an interrupted run keeps its finished repeats: `l4stb run --resume RUN_ID` completes it")
+
+
+class _IdTable:
+    """Rows keyed by an id the user copies into the next command (a run, a sweep): a table when the terminal is wide
+    enough to show every id whole, else one block per row (the id on its own line), never an id cut short."""
+
+    def __init__(self, title: str, columns: tuple[str, ...], ids: list[str]):
+        self.title, self.columns, self.rows = title, columns, []
+        self.width = max((len(i) for i in ids), default=0)
+
+    def add_row(self, *cells: str) -> None:
+        self.rows.append(cells)
+
+    def print(self) -> None:
+        others = sum(max([len(clean(str(r[i]))) for r in self.rows] + [len(col)]) + 3
+                     for i, col in enumerate(self.columns) if i)
+        if self.width + others + 4 <= console.width:
+            table = Table(title=self.title, box=box.SIMPLE_HEAD)
+            for col in self.columns:
+                table.add_column(col, no_wrap=True)
+            for row in self.rows:
+                table.add_row(*row)
+            console.print(table)
+            return
+        console.print(f"[bold]{self.title}[/]")
+        for row in self.rows:
+            console.print(row[0], soft_wrap=True)
+            console.print("    " + "; ".join(f"{col} {cell}" for col, cell in zip(self.columns[1:], row[1:])))
+
+
+def _print_sweeps(c: Ctx) -> None:
+    """The workdir's sweeps: id, scenario, how many combinations and how many of their runs are complete."""
+    from l4stb.manifest import load_manifest
+    from l4stb.sweep import load_sweep, sweep_ids
+
+    ids = sweep_ids(c.ws)
+    if not ids:
+        return
+    table = _IdTable("sweeps", ("sweep", "scenario", "swept", "combinations", "complete"), ids)
+    for sweep_id in ids:
+        try:
+            record = load_sweep(c.ws, sweep_id)
+        except L4stbError as exc:
+            table.add_row(safe(sweep_id), "?", "[red]damaged[/]", "-", "-")
+            print_error(str(exc))
+            continue
+        done = 0
+        for combo in record.combinations:
+            if combo.run_id and c.ws.manifest_file(combo.run_id).is_file():
+                try:
+                    done += load_manifest(c.ws, combo.run_id).status == "complete"
+                except L4stbError:
+                    pass
+        table.add_row(safe(sweep_id), safe(record.scenario), safe(", ".join(record.axes)),
+                      str(len(record.combinations)), f"{done}/{len(record.combinations)}")
+    table.print()
 
 
 @cli.command()

@@ -243,15 +243,26 @@ class Workspace:
         return [name for _, name in sorted(found)]
 
     def resolve_run(self, run_id: str | None) -> str:
-        """The given run, or the latest one; a clear error when there is none."""
+        """The given run (its full id, or a prefix only one run id starts with), or the latest one; a clear error
+        naming the closest run ids when there is no such run, or every match when a prefix is ambiguous."""
         ids = self.run_ids()
         # The default is the latest experiment the user ran or imported, never a closed-loop series of one.
         own = self.run_ids(kinds=("run", "imported"))
         if run_id:
-            if run_id not in ids:
-                hint = f" Known runs: {', '.join(ids[-5:])}." if ids else " There are no runs yet: `l4stb run --scenario NAME`."
-                raise L4stbError(f"run '{run_id}' not found under {self.runs_dir}.{hint}")
-            return run_id
+            if run_id in ids:
+                return run_id
+            matches = [i for i in ids if i.startswith(run_id)]
+            if len(matches) == 1:
+                return matches[0]
+            if matches:
+                raise L4stbError(f"run '{run_id}' is ambiguous: {len(matches)} runs start with it "
+                                 f"({', '.join(matches[:8])}{', ...' if len(matches) > 8 else ''}). Give more of the id.")
+            import difflib
+
+            close = difflib.get_close_matches(run_id, ids, n=3, cutoff=0.6)
+            hint = (f" Did you mean {' or '.join(close)}?" if close else
+                    f" Known runs: {', '.join(ids[-5:])}." if ids else " There are no runs yet: `l4stb run --scenario NAME`.")
+            raise L4stbError(f"run '{run_id}' not found under {self.runs_dir}.{hint} `l4stb status` lists them all.")
         if not own:
             raise L4stbError(
                 f"no runs in {self.runs_dir}. Start one with `l4stb up` then `l4stb run --scenario dctcp-8mbps`, "

@@ -104,3 +104,30 @@ def test_resume_redoes_only_the_repeats_that_are_not_ok(l4stb, workdir):
     assert after["status"] == "complete"
     assert after["repeats"]["1"]["finished"] == finished["1"] and after["repeats"]["3"]["finished"] == finished["3"]
     assert after["repeats"]["2"]["status"] == "ok"
+
+
+def test_status_shows_whole_run_ids_and_the_sweeps_and_fetch_all_leaves_fetched_runs_alone(l4stb, workdir):
+    import os
+    import subprocess
+    import sys
+
+    assert l4stb("up").exit_code == 0
+    assert l4stb("run", "--scenario", "dctcp-8mbps-single", "--repeats", "1", "--set", "duration=2s",
+                 "--sweep", "bottleneck.rate=8Mbit,12Mbit").exit_code == 0
+    assert l4stb("fetch-logs", "--all").exit_code == 0
+    manifests = {p: p.read_bytes() for p in (workdir / "runs").glob("*/manifest.json")}
+    again = l4stb("fetch-logs", "--all")
+    assert again.exit_code == 0 and "0 new" in again.stdout
+    assert {p: p.read_bytes() for p in manifests} == manifests, "a run fetched before keeps its fetch record"
+    env = dict(os.environ, L4STB_WORKDIR=str(workdir), COLUMNS="70", NO_COLOR="1")
+    out = subprocess.run([sys.executable, "-m", "l4stb.cli", "status"], capture_output=True, text=True, env=env,
+                         timeout=120).stdout
+    for path in manifests:
+        assert path.parent.name in out, f"{path.parent.name} is cut short in a 70-column terminal"
+    (sweep,) = (workdir / "sweeps").glob("*.json")
+    assert "sweeps" in out and sweep.stem in out and "2/2" in out
+
+
+def test_distill_name_is_checked_before_anything_runs(l4stb):
+    out = l4stb("distill", "--name", "../elsewhere")
+    assert out.exit_code == 2 and "--name" in out.stderr
