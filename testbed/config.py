@@ -594,6 +594,17 @@ class Scenario(Strict):
             raise ValueError(f"{format_duration(v)} is not a whole number of seconds, which iperf3 -t needs")
         return v
 
+    @model_validator(mode="after")
+    def _schedule_within_the_repeat(self) -> "Scenario":
+        """A rate_schedule step at or after the repeat's end would never happen: refuse it rather than drop it."""
+        end = self.duration + max((g.start for g in self.flows), default=0)
+        for i, step in enumerate(self.bottleneck.rate_schedule):
+            if step.at >= end:
+                raise ValueError(f"bottleneck.rate_schedule.{i}.at = {format_duration(step.at)} is at or after the end "
+                                 f"of the repeat ({format_duration(end)}: duration plus the latest flow start), so the "
+                                 "rate would never change; drop the step or lengthen duration")
+        return self
+
     def host(self, name: str) -> HostSettings:
         """The settings of client ``name`` (defaults when the scenario names none)."""
         return self.hosts.get(name, _DEFAULT_HOST)
