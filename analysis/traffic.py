@@ -11,8 +11,9 @@ The headline metrics of an AQM study mean something only over the right flows:
 
 iperf3 reports each connection's intervals from its own start. A connection's **real start** (seconds after
 the repeat's start) comes from the scenario, as the simulator and the vagrant plan both start it:
-:meth:`l4stb.config.FlowGroup.arrivals_us` with the repeat's seed (``start`` for long flows, seeded Poisson
-arrivals for short flows). Both are added to the flows table as columns ``flow_class`` and ``flow_start_s``.
+:meth:`l4stb.config.Scenario.connection_starts_us` with the repeat's seed (``start`` for long flows, seeded
+Poisson arrivals for short flows, plus the seeded ``start_jitter``). Both are added to the flows table as columns
+``flow_class`` and ``flow_start_s``.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def annotate_flows(flows: pd.DataFrame, scenario: Scenario | None, seeds: Mappin
             key = (int(r), int(g))
             if key not in cache:
                 seed = seeds.get(int(r), scenario.repeat_seed(int(r)))
-                cache[key] = scenario.flows[int(g)].arrivals_us(seed, int(g))
+                cache[key] = scenario.connection_starts_us(seed, int(g))
             arr = cache[key]
             if 1 <= c <= len(arr):
                 starts[i] = arr[c - 1] / 1e6

@@ -584,6 +584,30 @@ class Scenario(Strict):
     hosts: dict[HostName, HostSettings] = Field(default_factory=dict)
     logging: Logging = Logging()
     iperf3: Iperf3 = Iperf3()
+    start_jitter: Duration = 50_000
+    """Each connection starts up to this much later than its group's start (or Poisson arrival), drawn uniformly
+    from the repeat's seed: real clients start milliseconds apart, and flows started in lockstep make repeats with
+    different seeds nearly identical (false precision). 0 starts them together. The vagrant plan sleeps the same
+    time before each client."""
+
+    @field_validator("start_jitter")
+    @classmethod
+    def _jitter_range(cls, v: int) -> int:
+        if not 0 <= v <= 10_000_000:
+            raise ValueError(f"{format_duration(v)} is out of range: use 0ms to 10s")
+        return v
+
+    def connection_starts_us(self, seed: int, group: int) -> list[int]:
+        """Each connection's start of flow group ``group`` (us after the repeat's start): its arrival
+        (:meth:`FlowGroup.arrivals_us`) plus its seeded share of ``start_jitter``. The simulator, the vagrant plan
+        and the analysis all take starts from here."""
+        import random
+
+        arrivals = self.flows[group].arrivals_us(seed, group)
+        if not self.start_jitter:
+            return arrivals
+        rng = random.Random(seed * 7919 + 104_729 + group)
+        return [a + int(rng.random() * self.start_jitter) for a in arrivals]
 
     @field_validator("duration")
     @classmethod
