@@ -40,6 +40,29 @@ def load_run(run_id: str | None = None, workdir: str | Path | None = None) -> Lo
     return LoadedRun(run_id, packets, annotated_flows(ws, run_id), summary.to_json())
 
 
+@dataclass
+class LoadedSweep:
+    """One sweep for a notebook: ``table`` (one row per combination), ``json`` (`l4stb summary --sweep --json`) and
+    the ``runs`` of its combinations."""
+
+    sweep_id: str
+    table: pd.DataFrame
+    json: dict
+    runs: list[str]
+
+
+def load_sweep(sweep_id: str | None = None, workdir: str | Path | None = None) -> LoadedSweep:
+    """Load a sweep by id (default: the latest) from ``workdir`` (default: $L4STB_WORKDIR or ./l4stb-work), parsing
+    its runs' fetched logs first if needed."""
+    import os
+
+    from l4stb.analysis.sweep_report import sweep_table
+
+    ws = Workspace.at(workdir or os.environ.get("L4STB_WORKDIR") or "./l4stb-work")
+    table = sweep_table(ws, sweep_id)
+    return LoadedSweep(table.record.sweep_id, table.frame(), table.to_json(), [r["run_id"] for r in table.rows])
+
+
 def annotated_flows(ws: Workspace, run_id: str) -> pd.DataFrame:
     """Every column of flows.parquet plus ``flow_class`` and ``flow_start_s`` (:mod:`l4stb.analysis.traffic`)."""
     from l4stb.analysis.summary import annotate_run_flows, scenario_and_rate

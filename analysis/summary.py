@@ -311,11 +311,22 @@ def sender_stacks(manifest: Manifest) -> str:
     return ", ".join(words) or "FreeBSD 14.1"
 
 
+def aqm_words(data: RunData) -> str:
+    """The AQM that decided the run's packets: the scenario's, or for a closed-loop series the policy that decided
+    every N-th packet with the AQM deciding the rest."""
+    info = data.manifest.steps.get("closed_loop") if data.manifest.kind == "closed-loop" else None
+    if isinstance(info, dict) and info.get("policy") and int(info.get("every", 0) or 0) > 0:
+        n = int(info["every"])
+        return (f"{info['policy']} deciding every {'' if n == 1 else f'{n}th '}packet"
+                + (f", {data.aqm} the rest" if n > 1 else f" (on {data.aqm})"))
+    return data.aqm
+
+
 def summarize_data(data: RunData, warmup_s: float = M.WARMUP_S) -> RunSummary:
     metrics = M.run_metrics(data.packets, data.flows, data.capacity, warmup_s)
     name = data.scenario.name if data.scenario else str(data.manifest.scenario.get("name", data.run_id))
     passes = data.scenario.bottleneck.pipe_passes if data.scenario else 1
-    return RunSummary(data.run_id, name, data.aqm, data.rate_bps, metrics, data.parse, pipe_passes=passes,
+    return RunSummary(data.run_id, name, aqm_words(data), data.rate_bps, metrics, data.parse, pipe_passes=passes,
                       overrides=tuple(data.manifest.overrides), sweep=data.manifest.sweep,
                       testbed=testbed_words(data.manifest),
                       overload=overload_share(data.packets) if data.aqm in ("dualpi2", "policy") else None,

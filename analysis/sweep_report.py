@@ -40,7 +40,7 @@ SWEEP_METRICS: tuple[SweepMetric, ...] = (
     SweepMetric("c_p95_ms", "C queue delay p95 (ms)", 1, 2, lambda s: s.metrics.delay_ci["C"][95]),
     SweepMetric("l_p95_ms", "L queue delay p95 (ms)", 1, 2, lambda s: s.metrics.delay_ci["L"][95]),
     SweepMetric("utilization_pct", "utilisation (%)", 100, 1, lambda s: s.metrics.utilization),
-    SweepMetric("jain", "Jain index", 1, 3, lambda s: s.metrics.jain),
+    SweepMetric("jain", "Jain index (bulk flows)", 1, 3, lambda s: s.metrics.jain),
     SweepMetric("scalable_classic_ratio", "scalable/classic throughput per flow", 1, 2,
                 lambda s: s.coexistence.per_flow if s.coexistence else _none()),
     SweepMetric("c_drop_pct", "C drop rate (%)", 100, 2, lambda s: s.rates["C"].drop),

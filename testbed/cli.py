@@ -261,11 +261,21 @@ def _print_sweeps(c: Ctx) -> None:
 
 
 @cli.command()
-def scenarios() -> None:
+@click.option("--show", "show", default=None, metavar="NAME",
+              help="Print a shipped scenario's YAML, to copy as the template of your own (l4stb scenarios --show "
+                   "dctcp-8mbps > mine.yaml).")
+def scenarios(show: str | None) -> None:
     """List the shipped scenarios and topologies."""
     from l4stb.config import load_scenario, load_topology
-    from l4stb.resources import list_scenarios, list_topologies
+    from l4stb.resources import find_scenario, list_scenarios, list_topologies
     from l4stb.units import format_duration, format_rate
+
+    if show is not None:
+        if show not in list_scenarios():
+            find_scenario(show)  # the error names the closest shipped scenario
+            raise L4stbError(f"--show {show}: give the name of a shipped scenario ({', '.join(list_scenarios())}).")
+        click.echo(find_scenario(show).read_text(), nl=False)
+        return
 
     wide = console.width >= 150  # the description column only when there is room for it
     table = Table(title="scenarios (use a name, or the path of your own YAML)")
@@ -493,12 +503,17 @@ def report(c: Ctx, run_ids, sweep_id, repeat, window, bin_ms) -> None:
 @click.option("--run", "run_ids", multiple=True, help="Train on these runs (default: the latest run).")
 @click.option("--test-run", "test_runs", multiple=True, help="Test on these held-out runs instead of a split.")
 @click.option("--pool", "pool", default=None, help="Train on an existing pool (name under workdir/pools or a path).")
-@click.option("--preset", default=None, help="State features: paper8, paper7 (default) or dualpi2; with --pool, the pool's own.")
-@click.option("--reward", default=None, help="Reward function name (default paper); with --pool, the pool's own.")
+@click.option("--preset", default=None,
+              help="State features: paper7 (default; the original code's final 7), paper8 (the paper's list), "
+                   "paper8-early (the original's earlier pool) or dualpi2 (DualPI2-native); with --pool, the pool's own.")
+@click.option("--reward", default=None,
+              help="Reward: paper (default; packet_length / (current_queue_delay_us + 1000)), paper-delay or "
+                   "throughput-delay; with --pool, the pool's own.")
 @click.option("--backbone", default="tiny-gpt2", show_default=True,
               help="tiny-gpt2, smollm2-135m, or a local path / hub id of a GPT-2, OPT, Llama or T5 model.")
 @click.option("--layers", type=click.IntRange(min=1), default=None, help="Keep only the first N backbone blocks.")
-@click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Passes over the training windows; the best epoch on validation macro-F1 is kept (paper: 80).")
 @click.option("--lora-rank", type=click.IntRange(min=0), default=None, help="LoRA rank (0 = full fine-tuning; paper: 128).")
 @click.option("--max-train-windows", type=click.IntRange(min=0), default=None,
               help="Cap on training windows (default 15000, for CPU budgets; 0 = no cap).")

@@ -131,3 +131,24 @@ def test_status_shows_whole_run_ids_and_the_sweeps_and_fetch_all_leaves_fetched_
 def test_distill_name_is_checked_before_anything_runs(l4stb):
     out = l4stb("distill", "--name", "../elsewhere")
     assert out.exit_code == 2 and "--name" in out.stderr
+
+
+def test_train_and_report_help_names_every_preset_and_reward_and_explains_epochs(l4stb):
+    from l4stb.analysis.pool_build import PRESETS, REWARDS
+
+    text = " ".join(l4stb("train-and-report", "--help").stdout.split())
+    for name in [*PRESETS, *REWARDS]:
+        assert name in text, f"--help does not name {name}"
+    assert "--epochs" in text and "Passes over the training windows" in text
+
+
+def test_scenarios_show_prints_a_shipped_scenario_as_a_template(l4stb, tmp_path):
+    from l4stb.config import load_scenario
+
+    out = l4stb("scenarios", "--show", "prague-8mbps")
+    assert out.exit_code == 0
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(out.stdout)
+    assert load_scenario(str(mine)) == load_scenario("prague-8mbps")
+    bad = l4stb("scenarios", "--show", "prague-8mbp")
+    assert bad.exit_code == 2 and "Did you mean 'prague-8mbps'" in bad.stderr

@@ -138,3 +138,17 @@ def test_a_run_with_linux_senders_is_not_called_a_freebsd_testbed():
     freebsd = load_scenario("prague-8mbps", []).model_dump(mode="json")
     assert "client2 FreeBSD 14.1 (Prague = udp_prague)" in testbed_words(
         Manifest(run_id="r", status="complete", scenario=freebsd, provider="sim"))
+
+
+def test_a_closed_loop_summary_names_the_policy_that_decided():
+    from types import SimpleNamespace
+
+    from l4stb.analysis.summary import aqm_words
+    from l4stb.manifest import Manifest
+
+    m = Manifest(run_id="r-cl-llm-n10", kind="closed-loop", status="complete",
+                 steps={"closed_loop": {"policy": "L4S-LLM every 10", "every": 10}})
+    assert aqm_words(SimpleNamespace(manifest=m, aqm="dualpi2")) == \
+        "L4S-LLM every 10 deciding every 10th packet, dualpi2 the rest"
+    plain = Manifest(run_id="r", kind="run", status="complete")
+    assert aqm_words(SimpleNamespace(manifest=plain, aqm="dualpi2")) == "dualpi2"

@@ -114,6 +114,11 @@ def test_a_sweep_over_your_own_yaml_is_found_by_every_later_sweep_command(l4stb,
     assert summary.exit_code == 0, summary.output
     runs = [p.name for p in (workdir / "runs").iterdir()]
     assert len(runs) == 8 and all("client1.stack-" in r and "client2.stack-" in r for r in runs)
+    import l4stb as api
+
+    loaded = api.load_sweep(sweep_id, workdir=workdir)
+    assert loaded.sweep_id == sweep_id and len(loaded.table) == 8 and sorted(loaded.runs) == sorted(runs)
+    assert {"bottleneck.rate", "hosts.client1.stack", "run_id", "utilization_pct"} <= set(loaded.table.columns)
     rep = l4stb("report", "--sweep", sweep_id)  # three independent axes: one line per combination of the others
     assert rep.exit_code == 0, rep.output
     assert (workdir / "sweeps" / sweep_id / "report" / "index.html").is_file()
