@@ -95,11 +95,38 @@ def summary_frame(summary) -> pd.DataFrame:
     per_ratio = co.per_repeat if co is not None else {}
     overload = summary.overload.per_repeat if summary.overload else {}
     caps = [rm.capacity_bps for rm in m.repeats]
-    rows = [row(0, m.queues, m.utilization.mean, m.jain.mean, co.per_flow.mean if co else nan,
-                summary.overload.interval.mean if summary.overload else nan, sum(caps) / len(caps) if caps else nan)]
-    rows += [row(rm.repeat, rm.queues, rm.utilization, rm.jain, per_ratio.get(rm.repeat, nan),
-                 overload.get(rm.repeat, nan), rm.capacity_bps) for rm in m.repeats]
-    return pd.DataFrame(rows, columns=[c.name for c in TABLES["summary"]])
+    ccs = sorted(m.cc)
+    rows = [{**row(0, m.queues, m.utilization.mean, m.jain.mean, co.per_flow.mean if co else nan,
+                   summary.overload.interval.mean if summary.overload else nan, sum(caps) / len(caps) if caps else nan),
+             **{f"throughput_mbps_{cc}": m.cc[cc].mean for cc in ccs}}]
+    rows += [{**row(rm.repeat, rm.queues, rm.utilization, rm.jain, per_ratio.get(rm.repeat, nan),
+                    overload.get(rm.repeat, nan), rm.capacity_bps),
+              **{f"throughput_mbps_{cc}": rm.cc[cc].mean_per_flow_mbps if cc in rm.cc else nan for cc in ccs}}
+             for rm in m.repeats]
+    fixed = [c.name for c in TABLES["summary"] if "<" not in c.name]
+    return pd.DataFrame(rows, columns=fixed + [f"throughput_mbps_{cc}" for cc in ccs])
+
+
+def flow_map(ws: Workspace, run_id: str) -> pd.DataFrame:
+    """flow_id -> host, CC, stack, transport, group, connection, stream, port and class, for every stream of the
+    run's scenario (docs/data.md, table flowmap); empty when the run carries no complete scenario."""
+    from l4stb.analysis.summary import scenario_and_rate
+    from l4stb.analysis.traffic import group_class
+    from l4stb.manifest import load_manifest
+    from l4stb.sim.runner import streams_of
+
+    scenario = scenario_and_rate(load_manifest(ws, run_id))[0]
+    cols = [c.name for c in TABLES["flowmap"]]
+    if scenario is None:
+        return pd.DataFrame(columns=cols)
+    rows = []
+    for s in streams_of(scenario):
+        host = scenario.host(s.host)
+        transport = ("udp" if s.cc == "udp" else "udp_prague" if s.cc == "prague" and host.prague == "udp" else "tcp")
+        rows.append({"flow_id": s.fid, "host": s.host, "cc": s.cc, "stack": host.stack, "transport": transport,
+                     "group": s.group, "connection": s.connection, "stream": s.stream, "port": s.port,
+                     "flow_class": group_class(scenario, s.group, s.cc)})
+    return pd.DataFrame(rows, columns=cols)
 
 
 def with_schema(table: pa.Table, name: str, columns: Sequence[Column]) -> pa.Table:
@@ -122,13 +149,15 @@ def export_run(ws: Workspace, run_id: str, *, fmt: str, what: Sequence[str], out
         raise L4stbError(f"--format {fmt}: use csv or parquet.")
     unknown = sorted(set(what) - set(TABLES))
     if unknown:
-        raise L4stbError(f"--what {', '.join(unknown)}: use packets, flows or summary.")
+        raise L4stbError(f"--what {', '.join(unknown)}: use packets, flows, summary or flowmap.")
     summary = summarize(ws, run_id)  # parses the run first when its tables are missing or stale
     folder = Path(out) if out else ws.run_dir(run_id) / "export"
     written = []
     for name in what:
         if name == "summary":
             table = pa.Table.from_pandas(summary_frame(summary), preserve_index=False)
+        elif name == "flowmap":
+            table = pa.Table.from_pandas(flow_map(ws, run_id), preserve_index=False)
         elif name == "flows":
             if not ws.flows_file(run_id).is_file():
                 raise L4stbError(f"run {run_id} has no {ws.flows_file(run_id).name}; run `l4stb fetch-logs --run "

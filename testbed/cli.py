@@ -487,7 +487,7 @@ def report(c: Ctx, run_ids, sweep_id, repeat, window, bin_ms) -> None:
         from l4stb.analysis.compare import render_compare_report
 
         with c.ws.locked("report"):
-            path = render_compare_report(c.ws, [c.ws.resolve_run(r) for r in run_ids], labels=())
+            path = render_compare_report(c.ws, [c.ws.resolve_run(r) for r in run_ids], labels=(), console=console)
         console.print(f"[green]comparison report[/] of {len(run_ids)} runs: {path}")
         return
     with c.ws.locked("report"):

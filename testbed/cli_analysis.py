@@ -22,15 +22,15 @@ def compare(c, run_ids, labels, out) -> None:
 
     with c.ws.locked("compare"):
         ids = [c.ws.resolve_run(r) for r in run_ids]
-        path = render_compare_report(c.ws, ids, labels=labels, out=Path(out) if out else None)
+        path = render_compare_report(c.ws, ids, labels=labels, out=Path(out) if out else None, console=console)
     console.print(f"[green]comparison report[/] of {len(ids)} runs: {path}")
 
 
 @click.command()
 @click.option("--run", "run_id", default=None, help="Run id (default: the latest run).")
 @click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default="parquet", show_default=True)
-@click.option("--what", "what", type=click.Choice(["packets", "flows", "summary"]), multiple=True,
-              help="Which tables (repeatable; default: all three).")
+@click.option("--what", "what", type=click.Choice(["packets", "flows", "summary", "flowmap"]), multiple=True,
+              help="Which tables (repeatable; default: all four). flowmap: flow_id -> host, CC, stack, transport.")
 @click.option("--out", default=None, type=click.Path(file_okay=False),
               help="Folder to write into (default: runs/<id>/export/).")
 @click.pass_obj
@@ -40,7 +40,7 @@ def export(c, run_id, fmt, what, out) -> None:
 
     with c.ws.locked("export"):
         run_id = c.ws.resolve_run(run_id)
-        files = export_run(c.ws, run_id, fmt=fmt, what=tuple(what) or ("packets", "flows", "summary"),
+        files = export_run(c.ws, run_id, fmt=fmt, what=tuple(what) or ("packets", "flows", "summary", "flowmap"),
                            out=Path(out) if out else None)
     for path in files:
         console.print(f"[green]wrote[/] {path}")

@@ -201,9 +201,14 @@ def test_compare_overlays_runs_with_a_differences_table(tmp_path, monkeypatch):
     ws, a = make_run(tmp_path)
     _, b = make_run(tmp_path, run_id="dctcp-8mbps-20250102T000000Z",
                     flows=flows_frame((1, 2, 3), rates={"cubic": 0.3, "newreno": 0.3, "dctcp": 5.0}))
-    index = render_compare_report(ws, [a, b], labels=["before", "after"])
+    from rich.console import Console
+
+    term = Console(record=True, width=250)
+    index = render_compare_report(ws, [a, b], labels=["before", "after"], console=term)
     html = index.read_text()
     assert "after − before [95% CI]" in html and "Jain index" in html and "(n=3 vs 3)" in html
+    printed = term.export_text()
+    assert "after − before [95% CI]" in printed and "Jain index" in printed, "compare prints the table too"
     assert_no_nan_or_raw_dict(html)
     with pytest.raises(L4stbError, match="one label per run"):
         render_compare_report(ws, [a, b], labels=["only-one"])
@@ -221,6 +226,20 @@ def test_export_parquet_carries_units_and_meanings_and_csv_writes_the_tables(tmp
     assert list(summary["repeat"]) == [0, 1, 2, 3] and np.isfinite(summary["jain"]).all()
     csvs = export_run(ws, run_id, fmt="csv", what=("flows",), out=tmp_path / "csv")
     assert pd.read_csv(csvs[0]).shape[0] == len(flows_frame())
+
+
+def test_export_has_a_flow_map_and_per_cc_throughput_in_the_summary(tmp_path, monkeypatch):
+    install_fake_parser(monkeypatch)
+    ws, run_id = make_run(tmp_path, scenario="prague-8mbps")
+    flowmap, summary = export_run(ws, run_id, fmt="parquet", what=("flowmap", "summary"))
+    fm = pd.read_parquet(flowmap)
+    assert len(fm) == 9 and list(fm["flow_id"]) == list(range(9))
+    prague = fm[fm["cc"] == "prague"].iloc[0]
+    assert (prague["host"], prague["stack"], prague["transport"]) == ("client2", "freebsd", "udp_prague")
+    assert set(fm["flow_class"]) == {"bulk"}
+    s = pd.read_parquet(summary)
+    assert {"throughput_mbps_cubic", "throughput_mbps_newreno"} <= set(s.columns)
+    assert np.isfinite(s["throughput_mbps_cubic"]).all()
 
 
 def test_docs_data_md_is_generated_from_the_log_format():
