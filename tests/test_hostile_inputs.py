@@ -295,6 +295,32 @@ def test_odd_iperf3_json_never_breaks_import_or_summary(l4stb, workdir, tmp_path
     assert "\x1b" not in summary.stdout and "Traceback" not in summary.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("text, fragment", [
+    ('{"start": {"connecting_to": {}}, "intervals": [{"streams": [{"socket": 99999999999999999999999, "start": 0, '
+     '"end": 1, "bytes": 100, "bits_per_second": 800}]}]}', "intervals.streams.socket"),
+    ('{"start": {"connecting_to": {}}, "intervals": [{"streams": [{"socket": 5, "start": 0, "end": 1, "bytes": 100, '
+     '"bits_per_second": -800}]}]}', "intervals.streams.bits_per_second"),
+    ('{"start": {"connecting_to": {}}, "end": {"sender_tcp_congestion": {"name": "cubic"}}, "intervals": [{"streams": '
+     '[{"socket": 5, "start": 0, "end": 1, "bytes": 100, "bits_per_second": 800}]}]}', "end.sender_tcp_congestion"),
+    ('{"start": {"connecting_to": {}}, "intervals": [{"streams": [{"socket": 5, "start": 0, "end": 1, "bytes": 100, '
+     '"bytes": 200, "bits_per_second": 800}]}]}', "keys given twice"),
+])
+def test_odd_iperf3_fields_are_named_with_their_file_not_taken_silently(l4stb, workdir, tmp_path, text, fragment):
+    from logfixtures import sim_log_lines
+
+    log = tmp_path / "messages"
+    log.write_text("\n".join(sim_log_lines(50)) + "\n")
+    iperf = tmp_path / "client1-cubic-g0-c1.json"
+    iperf.write_text(text)
+    imported = l4stb("import-logs", "--router-log", str(log), "--iperf3", str(iperf), "--name", "odd")
+    assert imported.exit_code == 0, imported.stderr
+    summary = l4stb("summary", "--run", "odd")
+    assert summary.exit_code == 0 and "Traceback" not in summary.stderr
+    said = imported.stderr + summary.stderr
+    assert fragment in said and "client1-cubic-g0-c1.json" in said
+
+
 # ---- 2. accepted silently before ---------------------------------------------------------------------
 
 
