@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import ValidationError
 from rich import box
 from rich.console import Console
 from rich.table import Table
@@ -245,7 +246,7 @@ def load_run(ws: Workspace, run_id: str, progress=None) -> RunData:
     flows = _read_parquet(ws.flows_file(run_id), M.FLOW_COLUMNS) if ws.flows_file(run_id).is_file() else M.empty_flows()
     stats_file = ws.parse_stats_file(run_id)
     parse = ParseStats.from_json(read_json(stats_file, "parse statistics")) if stats_file.is_file() else ParseStats()
-    scenario, rate = scenario_and_rate(manifest)
+    scenario, rate = scenario_and_rate(manifest, str(ws.manifest_file(run_id)))
     return RunData(run_id, manifest, scenario, rate, packets, annotate_run_flows(flows, manifest, scenario), parse)
 
 
@@ -256,17 +257,26 @@ def annotate_run_flows(flows: pd.DataFrame, manifest: Manifest, scenario: Scenar
     return annotate_flows(flows, scenario, seeds)
 
 
-def scenario_and_rate(manifest: Manifest) -> tuple[Scenario | None, float | None]:
-    """The typed scenario of a manifest and its bottleneck rate in bit/s (None when unknown)."""
+def scenario_and_rate(manifest: Manifest, where: str = "") -> tuple[Scenario | None, float | None]:
+    """The typed scenario of a manifest and its bottleneck rate in bit/s (None when unknown).
+
+    A run l4stb made carries a complete scenario: one that no longer validates (a manifest edited by hand, a
+    rate of "fast") is a user error naming ``where`` (the manifest file) and the field. Only an imported run may
+    carry a partial one: then the scenario is None and the rate is read when it is one."""
     try:
         scenario = Scenario.model_validate(manifest.scenario)
         return scenario, float(scenario.bottleneck.rate)
-    except Exception:  # noqa: BLE001 - an imported run may carry a partial scenario
-        rate = (manifest.scenario.get("bottleneck") or {}).get("rate")
-        try:
-            return None, float(parse_rate_bps(rate)) if rate is not None else None
-        except ValueError:
-            return None, None
+    except ValidationError as exc:
+        if manifest.kind != "imported":
+            from l4stb.config import explain
+
+            raise L4stbError(explain(exc, f"{where or 'the manifest of run ' + manifest.run_id}, field scenario",
+                                     Scenario) + " Restore the manifest from a backup or run the scenario again.") from None
+    rate = (manifest.scenario.get("bottleneck") or {}).get("rate")
+    try:
+        return None, float(parse_rate_bps(rate)) if rate is not None else None
+    except (ValueError, TypeError):
+        return None, None
 
 
 def _read_parquet(path, wanted) -> pd.DataFrame:

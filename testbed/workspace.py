@@ -282,7 +282,16 @@ class Workspace:
         """
         self.ensure_usable()
         created = not self.root.exists()
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # e.g. under /proc or /sys, where no folder can be made
+            from l4stb.errors import explain_environment_error
+
+            if explain_environment_error(exc) is not None:  # read-only, no space, no permission: said as such
+                raise
+            raise L4stbError(f"cannot create the workdir {self.root} ({exc.strerror}): its parent does not take new "
+                             "folders (a system folder such as /proc or /sys, or one that is read-only). Point "
+                             "--workdir (or L4STB_WORKDIR) at a folder of your own.") from None
         key = str(self.lock_file)
         if key in _HELD_LOCKS:
             raise L4stbError(f"the workdir {self.root} is busy: this l4stb command already holds its lock.")
