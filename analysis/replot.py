@@ -35,7 +35,8 @@ class PlotOptions:
     height_in: float = 4.0
     style: str = "default"
     series: tuple[str, ...] = ()
-    """Only these series (exact labels); all when empty."""
+    """Only these series; all when empty. A name is a series' label, or the start of labels as the legend groups
+    them ("router log (forwarded bytes)" for each repeat of it, "cubic" for every cubic flow); case is ignored."""
     logy: bool = False
 
 
@@ -64,11 +65,12 @@ def redraw(data: FigureData, options: PlotOptions = PlotOptions()) -> Figure:
         raise L4stbError(f"unknown style '{options.style}'; use one of {', '.join(STYLES)}.")
     frame = data.frame
     if options.series:
-        missing = sorted(set(options.series) - set(frame["series"]))
+        known = sorted(set(frame["series"]))
+        chosen = {name: _matching(name, known, frame) for name in options.series}
+        missing = sorted(n for n, hits in chosen.items() if not hits)
         if missing:
-            raise L4stbError(f"series {', '.join(missing)} not in this figure; it has: "
-                             f"{', '.join(sorted(set(frame['series'])))}.")
-        frame = frame[frame["series"].isin(options.series)]
+            raise L4stbError(f"series {', '.join(missing)} not in this figure; it has: {', '.join(known)}.")
+        frame = frame[frame["series"].isin({s for hits in chosen.values() for s in hits})]
     panels = list(dict.fromkeys(frame["panel"])) or [""]
     all_series = list(dict.fromkeys(frame["series"]))
     with matplotlib.rc_context(STYLES[options.style]):
@@ -97,6 +99,20 @@ def redraw(data: FigureData, options: PlotOptions = PlotOptions()) -> Figure:
         if handles and not stacked:
             fig.legend(handles, labels, loc="outside lower center", fontsize="small", ncols=min(4, len(handles)))
     return fig
+
+
+def _matching(name: str, known: list[str], frame: pd.DataFrame) -> set[str]:
+    """The series a --series name selects: the one it names, or every series whose label starts with it (a word
+    boundary after it), or whose ``cc`` column is it; case is ignored."""
+    want = name.strip().lower()
+    exact = {s for s in known if s.lower() == want}
+    if exact:
+        return exact
+    hits = {s for s in known if s.lower().startswith(want) and s[len(want):len(want) + 1] in (" ", ",", ":", "(", "")}
+    hits |= {s for s in known if any(w == want for w in s.lower().replace(",", " ").replace(":", " ").split())}
+    if "cc" in frame:
+        hits |= set(frame.loc[frame["cc"].astype(str).str.lower() == want, "series"])
+    return hits
 
 
 def _draw(ax, data: FigureData, g: pd.DataFrame, name: str, i: int, n: int, cats: list) -> None:

@@ -287,3 +287,20 @@ def test_the_over_time_figure_is_redrawn_with_its_panels_and_their_units(tmp_pat
     ylabels = [ax.get_ylabel() for ax in fig.axes]
     assert ylabels[:3] == ["sojourn (ms)", "queue length (pkts)", "probability"], "ms, packets and probabilities apart"
     assert len(fig.axes) == len(panels)
+
+
+def test_plot_series_takes_the_names_the_legend_shows(tmp_path, monkeypatch):
+    from l4stb.analysis.replot import load_figure_data, redraw
+
+    install_fake_parser(monkeypatch)
+    ws, run_id = make_run(tmp_path)
+    render_report(ws, run_id)
+    folder = ws.report_dir(run_id)
+    util = load_figure_data(find_figure(folder, "utilization"))
+    fig = redraw(util, PlotOptions(series=("iperf3 (sender bytes)",)))  # the legend's name, not "..., repeat 1"
+    drawn = {t.get_text() for leg in fig.legends for t in leg.get_texts()}
+    assert len(drawn) == 3 and all(t.startswith("iperf3 (sender bytes), repeat") for t in drawn)
+    tput = load_figure_data(find_figure(folder, "throughput_timeseries"))
+    shown = redraw(tput, PlotOptions(series=("Cubic",)))
+    labels = {t.get_text() for leg in shown.legends for t in leg.get_texts()}
+    assert labels and all("cubic" in t for t in labels), "every cubic flow, by the CC the legend names"
