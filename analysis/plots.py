@@ -34,6 +34,7 @@ from l4stb.analysis.palette import (
     queue_color,
     series_hatch,
     series_linestyle,
+    series_color,
     series_marker,
 )
 from l4stb.workspace import atomic_path
@@ -112,15 +113,6 @@ def _figure(width: float, height: float) -> Figure:
     return fig
 
 
-def _shade(color: str, index: int, count: int) -> tuple[float, float, float]:
-    """Series ``index`` of ``count`` in the same hue: the first is the colour itself, later ones darker."""
-    rgb = np.array(matplotlib.colors.to_rgb(color))
-    if count <= 1:
-        return tuple(rgb)  # type: ignore[return-value]
-    f = 1.0 - 0.45 * index / (count - 1)
-    return tuple(rgb * f)  # type: ignore[return-value]
-
-
 def _no_data(ax, what: str) -> None:
     ax.text(0.5, 0.5, f"no {what}", ha="center", va="center", transform=ax.transAxes, color="#888888")
     ax.plot([], [], color="#888888", label=f"no {what}")
@@ -155,7 +147,8 @@ def delay_ecdf_figure(series: Mapping[str, M.DelaySamples],
             p99 = float(np.percentile(e.x, 99))
             xmax = max(xmax, float(np.percentile(e.x, 99.9)))
             name = f"{label}: " if n_series > 1 else ""
-            ax.step(np.r_[0.0, t.x], np.r_[0.0, t.y], where="post", color=_shade(queue_color(q), i, n_series),
+            color = queue_color(q) if n_series == 1 else series_color(i)  # the panel names the queue
+            ax.step(np.r_[0.0, t.x], np.r_[0.0, t.y], where="post", color=color,
                     linestyle=series_linestyle(i), linewidth=1.8,
                     label=f"{name}{'' if n_series > 2 else f'{q} queue, '}n={e.n:,}, p50 "
                           f"{np.percentile(e.x, 50):.2f} ms, p99 {p99:.2f} ms")

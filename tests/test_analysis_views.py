@@ -304,3 +304,20 @@ def test_plot_series_takes_the_names_the_legend_shows(tmp_path, monkeypatch):
     shown = redraw(tput, PlotOptions(series=("Cubic",)))
     labels = {t.get_text() for leg in shown.legends for t in leg.get_texts()}
     assert labels and all("cubic" in t for t in labels), "every cubic flow, by the CC the legend names"
+
+
+def test_delay_ecdf_series_differ_in_hue_as_well_as_dash():
+    import matplotlib.colors as mcolors
+
+    from l4stb.analysis import metrics as M
+    from l4stb.analysis.plots import delay_ecdf_figure
+
+    rng = np.random.default_rng(0)
+    series = {name: M.DelaySamples({"C": rng.exponential(5, 500), "L": rng.exponential(1, 500)})
+              for name in ("DualPI2", "L4S-LLM every 10")}
+    fig = delay_ecdf_figure(series)
+    for ax in fig.axes:
+        lines = [ln for ln in ax.get_lines() if ln.get_label().startswith(("DualPI2", "L4S-LLM"))]
+        hues = {mcolors.to_hex(ln.get_color()) for ln in lines}
+        dashes = {str(ln.get_linestyle()) for ln in lines}
+        assert len(lines) == 2 and len(hues) == 2 and len(dashes) == 2
