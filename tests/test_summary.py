@@ -152,3 +152,17 @@ def test_a_closed_loop_summary_names_the_policy_that_decided():
         "L4S-LLM every 10 deciding every 10th packet, dualpi2 the rest"
     plain = Manifest(run_id="r", kind="run", status="complete")
     assert aqm_words(SimpleNamespace(manifest=plain, aqm="dualpi2")) == "dualpi2"
+
+
+def test_summary_prints_the_ratio_and_the_overload_share_the_readme_promises(tmp_path, monkeypatch):
+    from rich.console import Console
+
+    from l4stb.analysis.summary import print_summary
+
+    install_fake_parser(monkeypatch)
+    ws, run_id = make_run(tmp_path)
+    console = Console(record=True, width=200)
+    print_summary(summarize(ws, run_id), console)
+    text = console.export_text()
+    assert "scalable/classic throughput per flow (bulk)" in text and "dctcp/cubic" in text
+    assert "DualPI2 PI updates in overload" in text

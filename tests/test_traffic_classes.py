@@ -285,3 +285,4 @@ def test_a_simulated_mix_of_bulk_short_and_udp_flows_reports_each_class_apart(l4
     assert l4stb("report").exit_code == 0
     md = next((workdir / "runs").glob("mix-*")).joinpath("report", "summary.md").read_text()
     assert "## Short flows" in md and "## Unresponsive flows" in md and "rate schedule" in md
+
