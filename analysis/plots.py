@@ -12,6 +12,8 @@ queue has one colour everywhere; series differ by line style, marker or hatch.
 
 from __future__ import annotations
 
+import textwrap
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -206,7 +208,11 @@ def delay_box_figure(series: Mapping[str, M.DelaySamples]) -> Figure:
             ax.set_ylim(bottom=0)
         else:
             _no_data(ax, "packets")
-        ax.set_xticks(range(len(labels)), labels)
+        # series names such as "logistic regression every 1" are wrapped and, when many, slanted: never overlapping
+        wrapped = [textwrap.fill(str(label), 14) for label in labels]
+        slant = len(labels) > 3
+        ax.set_xticks(range(len(labels)), wrapped, rotation=30 if slant else 0, ha="right" if slant else "center",
+                      rotation_mode="anchor", fontsize="small")
         ax.set_xlim(-0.6, len(labels) - 0.4)
         ax.set_title(QUEUE_LABELS.get(q, q), fontsize="medium")
         ax.set_xlabel("series (AQM / policy)")

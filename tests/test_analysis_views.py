@@ -321,3 +321,21 @@ def test_delay_ecdf_series_differ_in_hue_as_well_as_dash():
         hues = {mcolors.to_hex(ln.get_color()) for ln in lines}
         dashes = {str(ln.get_linestyle()) for ln in lines}
         assert len(lines) == 2 and len(hues) == 2 and len(dashes) == 2
+
+
+def test_closed_loop_box_labels_do_not_overlap():
+    from l4stb.analysis import metrics as M
+    from l4stb.analysis.plots import delay_box_figure
+
+    rng = np.random.default_rng(1)
+    names = ["DualPI2", "L4S-LLM every 10", "L4S-LLM every 100", "logistic regression every 1",
+             "decision tree every 1", "distilled tree every 1"]
+    fig = delay_box_figure({n: M.DelaySamples({"C": rng.exponential(5, 300), "L": rng.exponential(1, 300)})
+                            for n in names})
+    renderer = fig.canvas.get_renderer()
+    fig.draw(renderer)
+    for ax in fig.axes:
+        boxes = [t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_text()]
+        assert len(boxes) == len(names)
+        for a, b in zip(boxes, boxes[1:]):
+            assert not a.overlaps(b), "neighbouring series names overlap"
