@@ -54,7 +54,7 @@ def overload_share(packets: pd.DataFrame) -> OverloadShare:
             counts[int(repeat)] = len(updates)
             flags = updates["flags"].to_numpy(dtype=np.int64)
             per[int(repeat)] = float(((flags & OVERLOAD_BIT) != 0).mean()) if len(flags) else float("nan")
-    return OverloadShare(per, counts, M.confidence_interval(per.values()))
+    return OverloadShare(per, counts, M.confidence_interval(per.values(), bounds=M.UNIT_RANGE))
 
 
 @dataclass(frozen=True)
@@ -78,8 +78,8 @@ def queue_rates(metrics: M.RunMetrics) -> dict[str, QueueRates]:
     for q in M.QUEUES:
         reps = [rm.queues[q] for rm in metrics.repeats if rm.queues[q].packets]
         pooled = metrics.queues[q]
-        out[q] = QueueRates(q, M.confidence_interval([s.drop_fraction for s in reps]),
-                            M.confidence_interval([s.mark_fraction for s in reps]),
+        out[q] = QueueRates(q, M.confidence_interval([s.drop_fraction for s in reps], bounds=M.UNIT_RANGE),
+                            M.confidence_interval([s.mark_fraction for s in reps], bounds=M.UNIT_RANGE),
                             pooled.drop_fraction, pooled.mark_fraction)
     return out
 

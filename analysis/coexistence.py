@@ -1,6 +1,7 @@
 """The coexistence metric of L4S studies: how much a scalable flow gets next to a classic one, with intervals.
 
-Per repeat, from the flows' steady-state throughputs (:func:`l4stb.analysis.metrics.flow_throughputs`):
+Per repeat, from the bulk flows' steady-state throughputs (:func:`l4stb.analysis.metrics.flow_throughputs`);
+short flows and unresponsive (UDP) flows are never part of it (:mod:`l4stb.analysis.traffic`):
 
 * **per-flow ratio** (``scalable/classic``): the mean throughput of one scalable flow (DCTCP, Prague) over
   the mean throughput of one classic flow (Cubic, NewReno). 1 is an equal share per flow; DualPI2's
@@ -8,7 +9,8 @@ Per repeat, from the flows' steady-state throughputs (:func:`l4stb.analysis.metr
 * **per CC pair** (``dctcp/cubic``, ...): the same ratio for each scalable CC against each classic CC.
 
 Each ratio is computed in every repeat that has both kinds of flows, and reported as the mean of those
-per-repeat ratios with its 95 % t-interval and the n it rests on. Jain's index per run sits beside it
+per-repeat ratios with its 95 % t-interval and the n it rests on. A repeat whose bulk flows carried next to
+nothing (:func:`l4stb.analysis.metrics.bulk_na_reason`) has no ratio: :attr:`Coexistence.na` says why. Jain's index per run sits beside it
 (:attr:`l4stb.analysis.metrics.RunMetrics.jain`).
 """
 
@@ -31,6 +33,8 @@ class Coexistence:
     pairs: dict[tuple[str, str], M.Interval]
     per_repeat: dict[int, float]
     """The per-flow ratio of each repeat (NaN where a repeat lacks one of the two kinds)."""
+    na: str = ""
+    """Why the ratio is undefined over the run ("" when it is defined)."""
 
     @property
     def defined(self) -> bool:
@@ -53,12 +57,16 @@ def coexistence(metrics: M.RunMetrics, scalable_ccs: Sequence[str] = SCALABLE_CC
     per_flow: dict[int, float] = {}
     pairs: dict[tuple[str, str], list[float]] = {}
     for rm in metrics.repeats:
-        scal = [f for f in rm.flows if f.cc in scalable_ccs]
-        clas = [f for f in rm.flows if f.cc not in scalable_ccs]
+        scal = [f for f in rm.bulk_flows if f.cc in scalable_ccs]
+        clas = [f for f in rm.bulk_flows if f.cc not in scalable_ccs]
+        if rm.bulk_na:
+            per_flow[rm.repeat] = float("nan")
+            continue
         per_flow[rm.repeat] = _ratio([f.throughput_mbps for f in scal], [f.throughput_mbps for f in clas])
         for s in sorted({f.cc for f in scal}):
             for c in sorted({f.cc for f in clas}):
                 pairs.setdefault((s, c), []).append(_ratio([f.throughput_mbps for f in scal if f.cc == s],
                                                            [f.throughput_mbps for f in clas if f.cc == c]))
-    return Coexistence(M.confidence_interval(per_flow.values()),
-                       {k: M.confidence_interval(v) for k, v in pairs.items()}, per_flow)
+    iv = M.confidence_interval(per_flow.values(), bounds=M.NON_NEGATIVE)
+    na = "" if iv.n else (metrics.bulk_na or "no scalable and classic bulk flows side by side")
+    return Coexistence(iv, {k: M.confidence_interval(v, bounds=M.NON_NEGATIVE) for k, v in pairs.items()}, per_flow, na)

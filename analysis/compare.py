@@ -44,14 +44,15 @@ class Difference:
 
 
 def difference(a: Sequence[float], b: Sequence[float], level: float = M.CI_LEVEL) -> Difference:
-    """mean(b) - mean(a) with its Welch t-interval (None when either side has n < 2)."""
+    """mean(b) - mean(a) with its Welch t-interval (None when either side has fewer than
+    :data:`~l4stb.analysis.metrics.MIN_CI_REPEATS` repeats)."""
     x = np.asarray([v for v in a if v is not None], dtype=float)
     y = np.asarray([v for v in b if v is not None], dtype=float)
     x, y = x[np.isfinite(x)], y[np.isfinite(y)]
     if not len(x) or not len(y):
         return Difference(float("nan"), None, None, len(x), len(y))
     d = float(y.mean() - x.mean())
-    if len(x) < 2 or len(y) < 2:
+    if len(x) < M.MIN_CI_REPEATS or len(y) < M.MIN_CI_REPEATS:
         return Difference(d, None, None, len(x), len(y))
     from scipy import stats
 
@@ -124,6 +125,21 @@ def differences_table(summaries: Sequence[RunSummary], labels: Sequence[str]):
                                            "interval, n repeats on each side; * marks an interval that excludes 0")
 
 
+def print_table(table, console) -> None:
+    """A report table (:class:`~l4stb.analysis.report.ReportTable`) on the terminal, with the same columns and cells."""
+    from rich import box
+    from rich.table import Table
+
+    from l4stb.console import safe
+
+    t = Table(title=safe(table.caption) if table.caption else None, box=box.SIMPLE_HEAD)
+    for i, col in enumerate(table.columns):
+        t.add_column(safe(str(col)), justify="left" if i == 0 else "right", overflow="fold")
+    for row in table.rows:
+        t.add_row(*[safe(str(v)) for v in row])
+    console.print(t)
+
+
 def _default_out(ws: Workspace, run_ids: Sequence[str]) -> Path:
     name = "-vs-".join(run_ids)
     if len(name) > 100:
@@ -132,8 +148,9 @@ def _default_out(ws: Workspace, run_ids: Sequence[str]) -> Path:
 
 
 def render_compare_report(ws: Workspace, run_ids: Sequence[str], *, labels: Sequence[str] = (),
-                          out: Path | None = None) -> Path:
-    """workdir/compare/<a>-vs-<b>/index.html (and summary.md, figures with their data)."""
+                          out: Path | None = None, console=None) -> Path:
+    """workdir/compare/<a>-vs-<b>/index.html (and summary.md, figures with their data); with a rich ``console``,
+    the differences table is printed there too."""
     from l4stb.analysis.report import ReportSection, ReportTable, SeriesData, _write_report, comparison_section
 
     if len(run_ids) < 2:
@@ -148,7 +165,7 @@ def render_compare_report(ws: Workspace, run_ids: Sequence[str], *, labels: Sequ
     datas = [load_run(ws, r) for r in run_ids]
     summaries = [summarize_data(d) for d in datas]
     rates = {d.rate_bps for d in datas}
-    rate = datas[0].rate_bps or 0.0
+    rate = datas[0].capacity
     out = Path(out) if out else _default_out(ws, run_ids)
     with staged_folder(out) as stage:  # one output set, swapped in whole (as a run's report is)
         series = {lab: SeriesData(d.packets, d.flows) for lab, d in zip(labels, datas)}
@@ -168,6 +185,8 @@ def render_compare_report(ws: Workspace, run_ids: Sequence[str], *, labels: Sequ
                           tables=[differences_table(summaries, labels)]),
             overlay,
         ]
+        if console is not None:
+            print_table(sections[1].tables[0], console)
         testbeds = sorted({s.testbed for s in summaries})
         _write_report(stage, f"l4stb comparison: {' vs '.join(labels)}", sections, footer=f"runs {', '.join(run_ids)}",
                       testbed="; ".join(testbeds))
@@ -179,6 +198,7 @@ def _differences_md(summaries: Sequence[RunSummary], labels: Sequence[str]) -> s
     text = (f"Each metric is computed per repeat; the table gives each run's mean with its 95% t-interval and the "
             f"difference from {labels[0]} with a Welch 95% interval. Repeats: "
             + ", ".join(f"{lab} {k}" for lab, k in zip(labels, n)) + ".")
-    if min(n) < 2:
-        text += " A run with one repeat has no interval, so no difference here can be called significant."
+    if min(n) < M.MIN_CI_REPEATS:
+        text += (f" A run with fewer than {M.MIN_CI_REPEATS} repeats has no interval, so no difference here can be "
+                 "called significant.")
     return text

@@ -103,6 +103,8 @@ class _Fetcher:
         self.skipped = 0
         self.bytes_fetched = 0
         self.verified: dict[str, tuple[Host, str, str]] = {}  # key -> (host, remote path, sha) verified now
+        self.running: dict | None = None
+        """The fetch step's "running" record, set on the first new file of a run that was fetched before."""
 
     def key(self, host: str, rel: str) -> str:
         return f"raw/{host}/{rel}"
@@ -170,6 +172,8 @@ class _Fetcher:
             finally:
                 tmp.unlink(missing_ok=True)
             self.manifest.files[key] = FileRecord(host=host.name, remote_path=f.path, size=size, sha256=local_sha)
+            if self.running is not None:  # a run fetched before gets a new file: its fetch is running again
+                self.manifest.steps["fetch"] = self.running
             save_manifest(self.ws, self.manifest)  # each verified file is recorded at once: resumable
             self.verified[key] = (host, f.path, local_sha)
             self.new += 1
@@ -205,8 +209,12 @@ def fetch_run(ws: Workspace, run_id: str, *, clean_remote: bool = False,
     provider = get_provider(testbed.provider, ws)
     base = remote_run_dir(run_id)
     hosts = _hosts_of(manifest, testbed)
-    manifest.steps["fetch"] = {"status": "running", "started": utc_iso(), "hosts": hosts}
-    save_manifest(ws, manifest)
+    previous = manifest.steps.get("fetch")
+    fetched_before = isinstance(previous, dict) and previous.get("status") == "done"
+    running = {"status": "running", "started": utc_iso(), "hosts": hosts}
+    if not fetched_before:  # a run fetched before keeps its record unless this fetch changes something
+        manifest.steps["fetch"] = running
+        save_manifest(ws, manifest)
 
     own = progress is None
     if own:
@@ -216,6 +224,7 @@ def fetch_run(ws: Workspace, run_id: str, *, clean_remote: bool = False,
     with progress if own else nullcontext():
         task = progress.add_task(f"fetch {run_id}", total=None)
         fetcher = _Fetcher(ws, manifest, progress, task)
+        fetcher.running = running if fetched_before else None
         expected = 0
         for name in hosts:
             host = provider.host(name)
@@ -233,6 +242,8 @@ def fetch_run(ws: Workspace, run_id: str, *, clean_remote: bool = False,
     mine = [r for k, r in manifest.files.items() if k.startswith(prefixes)]
     result = FetchResult(files=len(mine), bytes=sum(r.size for r in mine), new=fetcher.new, skipped=fetcher.skipped,
                          bytes_fetched=fetcher.bytes_fetched, removed_remote=removed)
+    if fetched_before and not fetcher.new and not removed and previous.get("files") == result.files:
+        return result  # nothing changed: the record of the fetch that brought these files stands, untouched
     manifest.steps["fetch"] = {
         "status": "done", "finished": utc_iso(), "hosts": hosts, "files": result.files, "bytes": result.bytes,
         "new": result.new, "skipped": result.skipped, "clean_remote": clean_remote,

@@ -50,11 +50,12 @@ def throughput_timeseries_data(flows: pd.DataFrame, max_repeats: int = 4) -> Fig
             g = flows[flows["repeat"] == r]
             for key, s in g.groupby(["host", "cc", "group", "connection", "stream"], sort=True, observed=True):
                 host, cc, group, conn, stream = key
+                t0 = float(s["flow_start_s"].iloc[0]) if "flow_start_s" in s else 0.0
                 for start, mbps in zip(s["start_s"], s["throughput_mbps"]):
                     rows.append({"panel": f"repeat {r}", "series": f"{host} {cc} g{group} c{conn}/s{stream}",
-                                 "x": float(start), "y": float(mbps), "cc": cc})
+                                 "x": t0 + float(start), "y": float(mbps), "cc": cc})
     return FigureData("step", _frame(rows, ["panel", "series", "x", "y", "cc"]),
-                      "time since the flow's iperf3 start (s)", "throughput (Mbit/s)")
+                      "time since the start of the repeat (s)", "throughput (Mbit/s)")
 
 
 def throughput_box_data(series: Mapping[str, Sequence[M.FlowThroughput]]) -> FigureData:
@@ -68,7 +69,7 @@ def utilization_data(series: Mapping[str, Sequence[M.UtilizationSeries]]) -> Fig
     rows = [{"panel": "", "series": f"{label}, repeat {r.repeat}", "x": float(t), "y": 100 * float(u)}
             for label, reps in series.items() for r in reps for t, u in zip(r.t_s, r.utilization)]
     return FigureData("line", _frame(rows, ["panel", "series", "x", "y"]), "time since the start of the repeat (s)",
-                      "utilisation (% of bottleneck rate)")
+                      "utilisation (% of capacity offered)")
 
 
 def tradeoff_data(series: Mapping[str, Sequence[M.TradeoffPoint]]) -> FigureData:
@@ -95,3 +96,34 @@ def interval_rows(panel: str, series: str, x, iv: M.Interval, **extra) -> dict:
     """One errorbar row: the mean and its 95 % interval (None where n < 2)."""
     return {"panel": panel, "series": series, "x": x, "y": iv.mean, "y_low": iv.low, "y_high": iv.high, "n": iv.n,
             **extra}
+
+
+def over_time_data(ts, rates: pd.DataFrame, flows: pd.DataFrame, *, repeat: int, bin_ms: float) -> FigureData:
+    """The over-time figure's numbers, one panel per quantity with its own unit (as the figure stacks them):
+    sojourn (ms), queue length (packets), probabilities, router-side throughput (Mbit/s) and, where iperf3 reported
+    them, each flow's cwnd (kB) and RTT (ms)."""
+    t = ts.t_s
+    rows = []
+    for q in ("C", "L"):
+        rows += [{"panel": "sojourn", "series": f"{q} queue", "x": float(x), "y": float(y)}
+                 for x, y in zip(t, ts.sojourn_ms[q])]
+        rows += [{"panel": "queue length", "series": f"{q} queue", "x": float(x), "y": float(y)}
+                 for x, y in zip(t, ts.queue_length[q])]
+    for name, y in (("p'", ts.p_prime), ("p_C", ts.p_c), ("p_CL", ts.p_cl)):
+        rows += [{"panel": "probability", "series": name, "x": float(a), "y": float(b)} for a, b in zip(t, y)]
+    rows += [{"panel": "router-side throughput", "series": str(r.label), "x": float(r.t_s), "y": float(r.mbps)}
+             for r in rates.itertuples()]
+    labels = {"sojourn": "sojourn (ms)", "queue length": "queue length (pkts)", "probability": "probability",
+              "router-side throughput": f"router-side Mbit/s per {bin_ms:g} ms bin"}
+    g = flows[flows["repeat"] == repeat] if not flows.empty else flows
+    if not g.empty and "snd_cwnd" in g and (g["snd_cwnd"] > 0).any():
+        for key, s in g.groupby(["host", "cc", "group", "connection", "stream"], sort=True, observed=True):
+            name = f"{key[0]} {key[1]} g{key[2]} c{key[3]}/s{key[4]}"
+            mid = ((s["start_s"] + s["end_s"]) / 2).to_numpy(dtype=float)
+            rows += [{"panel": "cwnd", "series": name, "x": float(x), "y": float(y) / 1000}
+                     for x, y in zip(mid, s["snd_cwnd"])]
+            rows += [{"panel": "RTT", "series": name, "x": float(x), "y": float(y) / 1000}
+                     for x, y in zip(mid, s["rtt_us"])]
+        labels.update({"cwnd": "cwnd (kB, iperf3)", "RTT": "RTT (ms, iperf3)"})
+    return FigureData("line", _frame(rows, ["panel", "series", "x", "y"]), "time since the repeat's first decision (s)",
+                      "see each panel", panel_ylabels=labels)

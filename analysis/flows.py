@@ -79,6 +79,7 @@ def hostname_of(doc: dict) -> str | None:
 
 
 _INT64 = (-(1 << 63), (1 << 63) - 1)
+_INT32 = (-(1 << 31), (1 << 31) - 1)
 _CC_RE = re.compile(r"^[a-z0-9_-]{1,32}$")
 MAX_IPERF3_BYTES = 256 << 20
 """An hour of 1 s intervals of 128 streams is about 100 MB of iperf3 JSON; a larger file is not one."""
@@ -131,7 +132,7 @@ def read_iperf3(path: Path) -> dict:
     if size > MAX_IPERF3_BYTES:
         raise ValueError(f"{size:,} bytes is too large for iperf3 -J output (at most {MAX_IPERF3_BYTES:,})")
     try:
-        doc = json.loads(Path(path).read_bytes())
+        doc = json.loads(Path(path).read_bytes(), object_pairs_hook=_no_duplicate_keys)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"not JSON ({exc})") from None
     except RecursionError:
@@ -139,6 +140,37 @@ def read_iperf3(path: Path) -> dict:
     if not isinstance(doc, dict) or not isinstance(doc.get("start"), dict):
         raise ValueError("not iperf3 -J output (no 'start' section)")
     return doc
+
+
+class _DuplicateKeys(dict):
+    """A JSON object that repeated a key: json keeps the last value; the reader says so (see :func:`_iperf3_rows`)."""
+
+    duplicates: list[str]
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
+    """``object_pairs_hook`` of the iperf3 reader: a dict, marked when a key came twice (iperf3 never writes that)."""
+    out = dict(pairs)
+    if len(out) == len(pairs):
+        return out
+    seen: set[str] = set()
+    marked = _DuplicateKeys(out)
+    marked.duplicates = sorted({k for k, _ in pairs if k in seen or seen.add(k)})  # type: ignore[func-returns-value]
+    return marked
+
+
+def _duplicates(doc) -> list[str]:
+    """Every key that came twice in an object anywhere in ``doc``."""
+    found: list[str] = []
+    stack = [doc]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, dict):
+            found += getattr(v, "duplicates", [])
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return sorted(set(found))
 
 
 class FlowRows:
@@ -208,17 +240,35 @@ def _iperf3_rows(rows: FlowRows, stats: Iperf3Stats, numbers: ConnectionNumbers,
     reported = _dict(doc.get("end")).get("sender_tcp_congestion")
     cc = cc_name(reported, named) if reported else named
     if reported and cc != reported:
-        stats.errors.append({"file": rel(path), "error": "sender_tcp_congestion is not a congestion-control name; "
+        stats.errors.append({"file": rel(path), "error": "end.sender_tcp_congestion is not a congestion-control name; "
                                                          f"using '{named}' from the file name"})
     cc = KERNEL_CC_NAMES.get(cc, cc)
+    dup = _duplicates(doc)
+    if dup:
+        stats.errors.append({"file": rel(path), "error": f"keys given twice in one object ({', '.join(dup[:5])}); "
+                                                         "the last value of each is used"})
+    bad: set[str] = set()
     for interval in _list(doc.get("intervals")):
         for s in _list(_dict(interval).get("streams")):
             if not isinstance(s, dict):
                 continue
+            socket = _int(s.get("socket"))
+            if not _INT32[0] <= socket <= _INT32[1] or (s.get("socket") is not None and socket == -1):
+                bad.add("intervals.streams.socket (not a socket number: -1 is used)")
+                socket = -1
+            nbytes, bps = _int(s.get("bytes"), 0), _float(s.get("bits_per_second"))
+            if nbytes < 0:
+                bad.add("intervals.streams.bytes (negative: 0 is used)")
+                nbytes = 0
+            if bps < 0:
+                bad.add("intervals.streams.bits_per_second (negative: left empty)")
+                bps = float("nan")
             rows.append(
                 repeat=repeat, host=host, cc=cc, file=path.name, group=group, connection=connection,
-                stream=_int(s.get("socket")), start_s=_float(s.get("start")), end_s=_float(s.get("end")),
-                bytes=_int(s.get("bytes"), 0), throughput_mbps=_float(s.get("bits_per_second")) / 1e6,
+                stream=socket, start_s=_float(s.get("start")), end_s=_float(s.get("end")),
+                bytes=nbytes, throughput_mbps=bps / 1e6,
                 retransmits=_int(s.get("retransmits")), snd_cwnd=_int(s.get("snd_cwnd")),
                 rtt_us=_int(s.get("rtt")), rttvar_us=_int(s.get("rttvar")),
                 omitted=bool(s.get("omitted", False)), sender=bool(s.get("sender", True)))
+    for what in sorted(bad):
+        stats.errors.append({"file": rel(path), "error": f"field {what}"})

@@ -35,6 +35,9 @@ class FlowLabel:
     host: str
     cc: str
     label: str
+    group: int = -1
+    """The scenario's flow group (-1 when the scenario cannot name the flow)."""
+    connection: int = 0
 
 
 def flow_labels(scenario: Scenario | None, flow_ids) -> dict[int, FlowLabel]:
@@ -52,10 +55,11 @@ def flow_labels(scenario: Scenario | None, flow_ids) -> dict[int, FlowLabel]:
     for f in ids:
         if sim_ids:
             s = by_fid[f]
-            out[f] = FlowLabel(f, s.host, s.cc, f"{s.host} {s.cc} g{s.group} c{s.connection}/s{s.stream}")
+            out[f] = FlowLabel(f, s.host, s.cc, f"{s.host} {s.cc} g{s.group} c{s.connection}/s{s.stream}", s.group,
+                               s.connection)
         elif (f & 0xFFFF) in by_port:
             s = by_port[f & 0xFFFF][0]
-            out[f] = FlowLabel(f, s.host, s.cc, f"{s.host} {s.cc} :{f >> 16}->{f & 0xFFFF}")
+            out[f] = FlowLabel(f, s.host, s.cc, f"{s.host} {s.cc} :{f >> 16}->{f & 0xFFFF}", s.group, s.connection)
         else:
             out[f] = FlowLabel(f, "?", "?", f"flow {f}")
     return out

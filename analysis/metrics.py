@@ -14,31 +14,42 @@ number measures:
 * **ECDF** (:func:`ecdf`): the true empirical CDF, a step function over the sorted samples with
   y = i/n at the i-th smallest sample (1-based). The original plots' "CDF" was
   ``cumsum(sorted)/sum(sorted)``, a share of the *total delay*, which is not a distribution function.
-* **Per-flow throughput** (:func:`flow_throughputs`): from the iperf3 sender intervals of one stream,
-  ``8 * sum(bytes) / sum(interval seconds)`` over the *steady-state* intervals, i.e. those that start at
-  or after ``warmup_s`` (default 1 s) into the flow. The first 1-s interval holds the TCP handshake and
-  slow start, before the AQM controls the queue, so including it would mix start-up with the steady state
-  the AQM is judged on. A flow with no interval past the warm-up falls back to all its intervals.
-  Weighting by interval length makes iperf3's short last interval count for what it is.
-* **Per-CC throughput** (:class:`CcThroughput`): the mean per-flow and the total throughput of the flows
+* **Flow classes** (:mod:`l4stb.analysis.traffic`): bulk, short (``size``) and unresponsive (``cc: udp``).
+  Throughput per CC, Jain's index and the scalable/classic ratio are over bulk flows only; short flows get
+  completion times and UDP flows their own rows (:mod:`l4stb.analysis.class_metrics`).
+* **Per-flow throughput** (:func:`flow_throughputs`): from the iperf3 sender intervals of one stream. A bulk
+  flow's is ``8 * sum(bytes) / sum(interval seconds)`` over the *steady-state* intervals, i.e. those that start
+  at or after ``warmup_s`` (default 1 s) into the flow. The first 1-s interval holds the TCP handshake and slow
+  start, before the AQM controls the queue, so including it would mix start-up with the steady state the AQM
+  is judged on. Weighting by interval length makes iperf3's short last interval count for what it is. A short
+  or unresponsive flow, and any flow that lasts under twice the warm-up, is measured over its own lifetime (all
+  its bytes over the time from its first interval's start to its last one's end): one interval of a short flow
+  holds a single 128 KiB write over a few milliseconds, which is no rate.
+* **Per-CC throughput** (:class:`CcThroughput`): the mean per-flow and the total throughput of the bulk flows
   of each congestion control in one repeat.
-* **Utilisation** (:func:`utilization`, the headline): sum of the per-flow steady-state throughputs divided by the
-  bottleneck rate of the scenario, clipped to [0, 1]. iperf3 counts bytes the *sender* wrote, so a run at
-  full load can read a little above 1 (retransmissions, bytes still in flight at the end); the unclipped
-  ratio is kept in ``RepeatMetrics.utilization_unclipped``. Over time (:func:`utilization_timeseries`):
-  the iperf3 bytes of all flows per interval bin, over the bin length and the bottleneck rate. iperf3
-  counts a sender's bytes in whole socket writes (128 KiB by default, ~1 Mbit), so per-second values of
-  slow flows are coarse; the router-side view (:func:`link_utilization_timeseries`,
+* **Capacity** (:mod:`l4stb.analysis.capacity`): what the bottleneck offered over time, its ``rate_schedule``
+  or trace, or the fixed rate.
+* **Utilisation** (:func:`window_utilization`, the headline): the bytes every iperf3 sender reported (all
+  classes) in the intervals after the warm-up, placed at the flows' real start times, over the capacity offered
+  from the first of those intervals to the last, clipped to [0, 1]. iperf3 counts bytes the *sender* wrote, so
+  a run at full load can read a little above 1 (retransmissions, bytes still in flight at the end); the
+  unclipped ratio is kept in ``RepeatMetrics.utilization_unclipped``. Over time
+  (:func:`utilization_timeseries`): the iperf3 bytes of all flows per bin over the capacity offered in that
+  bin. iperf3 counts a sender's bytes in whole socket writes (128 KiB by default, ~1 Mbit), so per-second
+  values of slow flows are coarse; the router-side view (:func:`link_utilization_timeseries`,
   :func:`link_utilization`) counts the bytes of every forwarded or marked packet in the log and is exact
   where the log carries timestamps.
-* **Jain fairness** (:func:`jain_index`): ``(Σx)² / (n·Σx²)`` over the per-flow steady-state throughputs
-  of one repeat (all flows, any CC); 1 means equal shares, 1/n means one flow takes everything. The run's
-  value is the mean over repeats.
+* **Jain fairness** (:func:`jain_index`): ``(Σx)²/(n·Σx²)`` over the bulk flows' steady-state throughputs of
+  one repeat (any CC); 1 means equal shares, 1/n means one flow takes everything. When the bulk flows together
+  carried under :data:`NEAR_ZERO_SHARE` of the capacity offered there is nothing to share: the index is NaN and
+  :attr:`RepeatMetrics.bulk_na` says why (shown as "n/a"), never 1.0. The run's value is the mean over repeats.
 * **Drops and marks** (:class:`QueueStats`): decisions per queue and per action class
   (forward / drop / mark) with their shares of the queue's decisions.
 * **Confidence intervals** (:func:`confidence_interval`): the two-sided 95% Student-t interval of the
-  mean of the per-repeat values, ``mean ± t(0.975, n-1)·s/√n``. With one repeat there is no interval
-  (``low``/``high`` are None) and the report says so: a CI needs at least two repeats.
+  mean of the per-repeat values, ``mean ± t(0.975, n-1)·s/√n``, clipped to the metric's range (a share
+  stays in [0, 1], a throughput or a delay above 0). With fewer than :data:`MIN_CI_REPEATS` repeats there is no
+  interval (``low``/``high`` are None) and every table says so: two near-identical repeats give a t-interval
+  of "± 0.00" that no one should trust.
 """
 
 from __future__ import annotations
@@ -50,6 +61,9 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from l4stb.analysis.capacity import Capacity
+from l4stb.analysis.traffic import BULK, SHORT, UNRESPONSIVE, flow_class_of, flow_start_of
+
 QUEUES: tuple[str, ...] = ("C", "L")
 ACTION_FORWARD, ACTION_DROP, ACTION_MARK = 0, 1, 2
 """Codes of the ``action`` column of packets.parquet (the log's 1/2/3 shifted to 0/1/2)."""
@@ -57,7 +71,18 @@ ACTION_NAMES: tuple[str, ...] = ("forward", "drop", "mark")
 PERCENTILES: tuple[int, ...] = (50, 90, 95, 99)
 WARMUP_S = 1.0
 """Seconds at the start of each flow left out of its steady-state throughput (see the module docstring)."""
+NEAR_ZERO_SHARE = 0.01
+"""Bulk flows that carry less than this share of the capacity offered have no throughput to share: Jain's index and
+the scalable/classic ratio are undefined (n/a), not 1.0 or a ratio of noise."""
+NEAR_ZERO_MBPS = 0.01
+"""The same floor in Mbit/s when the capacity is unknown."""
 CI_LEVEL = 0.95
+MIN_CI_REPEATS = 3
+"""The fewest per-repeat values an interval is given for (the closed-loop verdicts ask the same)."""
+UNIT_RANGE = (0.0, 1.0)
+"""The range of a share (utilisation, drop and mark rates, Jain's index)."""
+NON_NEGATIVE = (0.0, None)
+"""The range of a throughput, a delay or a ratio of throughputs."""
 
 PACKET_COLUMNS: tuple[str, ...] = ("repeat", "queue", "action", "current_queue_delay", "packet_length", "t_s", "flags",
                                    "measurement_start_time", "flow_id", "queue_length", "accumulated_probability")
@@ -73,7 +98,7 @@ FLOW_COLUMNS: tuple[str, ...] = ("repeat", "host", "cc", "file", "group", "conne
 
 @dataclass(frozen=True)
 class Interval:
-    """Mean of per-repeat values with its t-based CI; ``low``/``high`` are None when n < 2 (no CI possible)."""
+    """Mean of per-repeat values with its t-based CI; ``low``/``high`` are None when n < :data:`MIN_CI_REPEATS`."""
 
     mean: float
     low: float | None
@@ -94,31 +119,44 @@ class Interval:
                 "level": self.level}
 
     def format(self, digits: int = 2, scale: float = 1.0, unit: str = "") -> str:
-        """'12.34 ± 0.56 (n=5)', '12.34 (n=1, no CI)', or '—' when there is no value; ``unit`` goes after the number."""
+        """'12.34 ± 0.56 (n=5)', '12.34 [12.0, 12.9] (n=5)' when the interval was clipped to the metric's range,
+        '12.34 (n=1, no CI)', '12.34 (n=2, no CI below 3 repeats)', or '—' when there is no value; ``unit`` goes
+        after the number."""
         if self.n == 0 or not math.isfinite(self.mean):
             return "—"
         u = f" {unit}" if unit else ""
         value = f"{self.mean * scale:.{digits}f}"
         if not self.has_ci:
-            return f"{value}{u} (n={self.n}, no CI)"
+            why = "no CI" if self.n == 1 else f"no CI below {MIN_CI_REPEATS} repeats"
+            return f"{value}{u} (n={self.n}, {why})"
+        lo, hi = self.low * scale, self.high * scale  # type: ignore[operator]
+        if not math.isclose(self.mean * scale - lo, hi - self.mean * scale, rel_tol=1e-9, abs_tol=1e-12):
+            return f"{value} [{lo:.{digits}f}, {hi:.{digits}f}]{u} (n={self.n})"
         return f"{value} ± {self.half_width * scale:.{digits}f}{u} (n={self.n})"  # type: ignore[operator]
 
 
-def confidence_interval(values: Iterable[float], level: float = CI_LEVEL) -> Interval:
-    """Two-sided Student-t CI of the mean of ``values`` (one value per repeat; NaNs are left out)."""
+def confidence_interval(values: Iterable[float], level: float = CI_LEVEL,
+                        bounds: tuple[float | None, float | None] = (None, None)) -> Interval:
+    """Two-sided Student-t CI of the mean of ``values`` (one value per repeat; NaNs are left out), clipped to
+    ``bounds`` (the metric's range, e.g. :data:`UNIT_RANGE`); no interval below :data:`MIN_CI_REPEATS` values."""
     x = np.asarray([v for v in values if v is not None], dtype=float)
     x = x[np.isfinite(x)]
     n = len(x)
     if n == 0:
         return Interval(float("nan"), None, None, 0, level)
     mean = float(x.mean())
-    if n == 1:
-        return Interval(mean, None, None, 1, level)
+    if n < MIN_CI_REPEATS:
+        return Interval(mean, None, None, n, level)
     from scipy import stats  # scipy comes with scikit-learn, a dependency of l4stb
 
     sem = float(x.std(ddof=1)) / math.sqrt(n)
     half = float(stats.t.ppf(0.5 + level / 2, df=n - 1)) * sem
-    return Interval(mean, mean - half, mean + half, n, level)
+    lo, hi = mean - half, mean + half
+    if bounds[0] is not None:
+        lo = max(lo, bounds[0])
+    if bounds[1] is not None:
+        hi = min(hi, bounds[1])
+    return Interval(mean, lo, hi, n, level)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,19 +337,37 @@ class FlowThroughput:
     """Length of the steady-state window the throughput is averaged over."""
     retransmits: int
     mean_rtt_ms: float
+    flow_class: str = BULK
+    """bulk, short or unresponsive (:mod:`l4stb.analysis.traffic`)."""
+    start_s: float = 0.0
+    """When the flow started, seconds after the repeat's start (0 when unknown)."""
+    lifetime_s: float = float("nan")
+    """From the start of its first iperf3 interval to the end of its last."""
+    bytes: int = 0
+    """Every byte its iperf3 sender reported (all intervals)."""
 
     @property
     def cc(self) -> str:
         return self.key.cc
 
+    @property
+    def bulk(self) -> bool:
+        return self.flow_class == BULK
+
 
 def flow_throughputs(flows: pd.DataFrame, warmup_s: float = WARMUP_S) -> list[FlowThroughput]:
-    """Steady-state throughput of each stream in each repeat (see the module docstring for the definition)."""
+    """Throughput of each stream in each repeat (see the module docstring for the definition).
+
+    A bulk flow's is its steady state: bytes over interval time after ``warmup_s``. A short or unresponsive
+    flow, and any flow that lasts under twice the warm-up, is measured over its own lifetime (all its bytes
+    over the time from its first interval's start to its last one's end), never from one interval."""
     if flows.empty:
         return []
     df = flows.copy()
     if "omitted" in df:  # iperf3 -O intervals are excluded by iperf3 itself from its totals
         df = df[~df["omitted"].fillna(False).astype(bool)]
+    df["_class"] = flow_class_of(df)
+    df["_t0"] = flow_start_of(df)
     df["_dur"] = (df["end_s"] - df["start_s"]).clip(lower=0.0)
     out: list[FlowThroughput] = []
     for c in ("file", "group", "connection", "stream"):
@@ -319,29 +375,54 @@ def flow_throughputs(flows: pd.DataFrame, warmup_s: float = WARMUP_S) -> list[Fl
             df[c] = 0
     keys = ["repeat", "host", "cc", "file", "group", "connection", "stream"]
     for (repeat, host, cc, _file, group, conn, stream), g in df.groupby(keys, sort=True, observed=True):
-        steady = g[g["start_s"] >= warmup_s - 1e-9]
-        if steady.empty or steady["_dur"].sum() <= 0:
+        klass = str(g["_class"].iloc[0])
+        lifetime = float(g["end_s"].max() - g["start_s"].min())
+        total = int(g["bytes"].sum())
+        if klass != BULK or lifetime < 2 * warmup_s:
             steady = g
-        seconds = float(steady["_dur"].sum())
-        mbps = float(steady["bytes"].sum()) * 8 / seconds / 1e6 if seconds > 0 else float("nan")
+            seconds = lifetime
+            mbps = total * 8 / seconds / 1e6 if seconds > 0 else float("nan")
+        else:
+            steady = g[g["start_s"] >= warmup_s - 1e-9]
+            if steady.empty or steady["_dur"].sum() <= 0:
+                steady = g
+            seconds = float(steady["_dur"].sum())
+            mbps = float(steady["bytes"].sum()) * 8 / seconds / 1e6 if seconds > 0 else float("nan")
         rtt = steady["rtt_us"].to_numpy(dtype=float) if "rtt_us" in steady else np.empty(0)
         rtt = rtt[np.isfinite(rtt) & (rtt > 0)]
-        retrans = int(steady["retransmits"].fillna(0).sum()) if "retransmits" in steady else 0
+        retrans = int(steady["retransmits"].fillna(0).clip(lower=0).sum()) if "retransmits" in steady else 0
         out.append(FlowThroughput(int(repeat), FlowKey(str(host), str(cc), int(conn), int(stream), int(group)), mbps,
-                                  seconds,
-                                  retrans, float(rtt.mean()) / 1000 if len(rtt) else float("nan")))
+                                  seconds, retrans, float(rtt.mean()) / 1000 if len(rtt) else float("nan"),
+                                  klass, float(g["_t0"].iloc[0]), lifetime, total))
     return out
 
 
+def bulk_na_reason(flows: Sequence[FlowThroughput], capacity_bps: float) -> str:
+    """Why Jain's index and the scalable/classic ratio are undefined for these flows ("" when they are defined):
+    no bulk flows, or bulk flows that together carried (next to) nothing."""
+    bulk = [f.throughput_mbps for f in flows if f.bulk and math.isfinite(f.throughput_mbps)]
+    if not bulk:
+        return "no bulk flow"
+    total = float(sum(bulk))
+    if math.isfinite(capacity_bps) and capacity_bps > 0:
+        if total * 1e6 < NEAR_ZERO_SHARE * capacity_bps:
+            return (f"bulk flows carried {total:.3f} Mbit/s, under {100 * NEAR_ZERO_SHARE:g} % of the "
+                    f"{capacity_bps / 1e6:.3g} Mbit/s offered: no throughput to share")
+    elif total < NEAR_ZERO_MBPS:
+        return f"bulk flows carried {total:.3f} Mbit/s: no throughput to share"
+    return ""
+
+
 def jain_index(values: Iterable[float]) -> float:
-    """Jain's fairness index (Σx)²/(n·Σx²); NaN for no flows, 1.0 when every value is 0 (all equally starved)."""
+    """Jain's fairness index (Σx)²/(n·Σx²); NaN for no flows and when every value is 0 (nothing was shared, so
+    "all equally starved" is not fairness: see :func:`bulk_na_reason`)."""
     x = np.asarray(list(values), dtype=float)
     x = x[np.isfinite(x)]
     if len(x) == 0:
         return float("nan")
     sq = float((x * x).sum())
     if sq == 0:
-        return 1.0
+        return float("nan")
     return float(x.sum() ** 2 / (len(x) * sq))
 
 
@@ -374,7 +455,7 @@ def cc_throughputs(flows: Sequence[FlowThroughput]) -> dict[str, CcThroughput]:
 
 @dataclass(frozen=True)
 class UtilizationSeries:
-    """Utilisation over time of one repeat: bin centres in s and the fraction of the bottleneck rate used."""
+    """Utilisation over time of one repeat: bin centres in s and the fraction of the capacity offered in each bin."""
 
     repeat: int
     t_s: np.ndarray
@@ -382,33 +463,70 @@ class UtilizationSeries:
     """Unclipped: sender-side byte counts can read slightly above 1."""
 
 
-def utilization_timeseries(flows: pd.DataFrame, rate_bps: float, bin_s: float = 1.0) -> list[UtilizationSeries]:
-    """Per repeat: bytes of all streams per ``bin_s`` bin (each interval goes to the bin of its midpoint)."""
+def as_capacity(rate: "float | Capacity") -> Capacity:
+    """A :class:`~l4stb.analysis.capacity.Capacity` from itself or from a fixed rate in bit/s."""
+    return rate if isinstance(rate, Capacity) else Capacity.fixed(float(rate) if rate else float("nan"))
+
+
+def _absolute_intervals(flows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each iperf3 interval's start and end in seconds after the repeat's start, and its bytes."""
+    t0 = flow_start_of(flows)
+    return (flows["start_s"].to_numpy(dtype=float) + t0, flows["end_s"].to_numpy(dtype=float) + t0,
+            flows["bytes"].to_numpy(dtype=float))
+
+
+def window_utilization(flows: pd.DataFrame, capacity: "float | Capacity", warmup_s: float = WARMUP_S,
+                       clip: bool = True) -> float:
+    """One repeat's utilisation: the bytes every iperf3 sender (any class) reported in the intervals that lie
+    after the warm-up, over the capacity offered from the first of those intervals' start to the last one's end.
+    Intervals are placed at their flows' real start times (``flow_start_s``). 0-1 when ``clip``."""
+    cap = as_capacity(capacity)
+    if flows.empty or not cap.known:
+        return float("nan")
+    df = flows[~flows["omitted"].fillna(False).astype(bool)] if "omitted" in flows else flows
+    start, end, nbytes = _absolute_intervals(df)
+    keep = (start + end) / 2 >= warmup_s
+    if not keep.any():
+        keep = np.ones(len(start), dtype=bool)
+    bits = cap.bits(float(start[keep].min()), float(end[keep].max()))
+    if not bits > 0:
+        return float("nan")
+    u = float(nbytes[keep].sum()) * 8 / bits
+    return min(max(u, 0.0), 1.0) if clip else u
+
+
+def utilization_timeseries(flows: pd.DataFrame, capacity: "float | Capacity", bin_s: float = 1.0) -> list[UtilizationSeries]:
+    """Per repeat: bytes of all streams per ``bin_s`` bin (each interval goes to the bin of its midpoint, at its
+    flow's real start time) over the capacity offered in that bin."""
     out: list[UtilizationSeries] = []
-    if flows.empty or not rate_bps > 0:
+    cap = as_capacity(capacity)
+    if flows.empty or not cap.known:
         return out
     for repeat, g in flows.groupby("repeat", sort=True, observed=True):
-        mid = ((g["start_s"] + g["end_s"]) / 2).to_numpy(dtype=float)
-        bins = np.floor(mid / bin_s).astype(np.int64)
+        start, end, nbytes = _absolute_intervals(g)
+        bins = np.floor((start + end) / 2 / bin_s).astype(np.int64)
         nbins = int(bins.max()) + 1 if len(bins) else 0
-        total = np.bincount(bins, weights=g["bytes"].to_numpy(dtype=float), minlength=nbins)
+        total = np.bincount(bins, weights=nbytes, minlength=nbins)
         # leave out a last bin that iperf3 only partly covered (its final interval is a fraction of a second)
-        end = float(g["end_s"].max())
-        full = (np.arange(nbins) + 1) * bin_s <= end + 0.5 * bin_s
+        full = (np.arange(nbins) + 1) * bin_s <= float(end.max()) + 0.5 * bin_s
+        offered = cap.bin_means(np.arange(nbins) * bin_s, bin_s)
         t = (np.arange(nbins) + 0.5) * bin_s
-        out.append(UtilizationSeries(int(repeat), t[full], (total * 8 / bin_s / rate_bps)[full]))
+        out.append(UtilizationSeries(int(repeat), t[full], (total * 8 / bin_s / offered)[full]))
     return out
 
 
-def link_utilization_timeseries(packets: pd.DataFrame, rate_bps: float, bin_s: float = 1.0) -> list[UtilizationSeries]:
-    """Per repeat, from the router log: bytes of forwarded and marked packets per ``bin_s`` bin over the rate.
+def link_utilization_timeseries(packets: pd.DataFrame, capacity: "float | Capacity",
+                                bin_s: float = 1.0) -> list[UtilizationSeries]:
+    """Per repeat, from the router log: bytes of forwarded and marked packets per ``bin_s`` bin over the capacity
+    offered in that bin.
 
     This is what the bottleneck link really carried (``t_s`` = seconds since the repeat's first decision).
     Rows without a time (``t_s`` NaN: paper-format lines carry no timestamp) are left out; a repeat with no
     timed rows gives no series.
     """
     out: list[UtilizationSeries] = []
-    if packets.empty or not rate_bps > 0 or "t_s" not in packets or "packet_length" not in packets:
+    cap = as_capacity(capacity)
+    if packets.empty or not cap.known or "t_s" not in packets or "packet_length" not in packets:
         return out
     for repeat, g in packets.groupby("repeat", sort=True, observed=True):
         t = g["t_s"].to_numpy(dtype=float)
@@ -420,7 +538,8 @@ def link_utilization_timeseries(packets: pd.DataFrame, rate_bps: float, bin_s: f
         span = float(np.nanmax(t[np.isfinite(t)]))
         full = (np.arange(len(total)) + 1) * bin_s <= span + 1e-9  # drop the last, partly covered bin
         centres = (np.arange(len(total)) + 0.5) * bin_s
-        out.append(UtilizationSeries(int(repeat), centres[full], (total * 8 / bin_s / rate_bps)[full]))
+        offered = cap.bin_means(np.arange(len(total)) * bin_s, bin_s)
+        out.append(UtilizationSeries(int(repeat), centres[full], (total * 8 / bin_s / offered)[full]))
     return out
 
 
@@ -439,8 +558,19 @@ class RepeatMetrics:
     utilization_unclipped: float
     jain: float
     link_utilization: float = float("nan")
-    """From the router log: bytes forwarded or marked over the repeat's logged time span, over the rate (NaN
-    when the log has no timestamps)."""
+    """From the router log: bytes forwarded or marked over the repeat's logged time span, over the capacity
+    offered in it (NaN when the log has no timestamps)."""
+    capacity_bps: float = float("nan")
+    """Mean capacity the link offered over the repeat (the rate schedule or trace; the fixed rate otherwise)."""
+    bulk_na: str = ""
+    """Why Jain's index and the scalable/classic ratio are undefined in this repeat ("" when they are defined)."""
+
+    @property
+    def bulk_flows(self) -> list[FlowThroughput]:
+        return [f for f in self.flows if f.bulk]
+
+    def of_class(self, flow_class: str) -> list[FlowThroughput]:
+        return [f for f in self.flows if f.flow_class == flow_class]
 
 
 @dataclass(frozen=True)
@@ -449,10 +579,11 @@ class FlowSummary:
 
     key: FlowKey
     throughput: Interval
+    flow_class: str = BULK
 
     def to_json(self) -> dict:
         return {"host": self.key.host, "cc": self.key.cc, "group": self.key.group, "connection": self.key.connection,
-                "stream": self.key.stream, "throughput_mbps": _num(self.throughput.mean),
+                "stream": self.key.stream, "class": self.flow_class, "throughput_mbps": _num(self.throughput.mean),
                 "ci95_mbps": [_num(self.throughput.low), _num(self.throughput.high)] if self.throughput.has_ci else None,
                 "repeats": self.throughput.n}
 
@@ -485,73 +616,100 @@ class RunMetrics:
     repeats: list[RepeatMetrics]
     warmup_s: float
     rate_bps: float
+    capacity: Capacity | None = None
 
     @property
     def n_repeats(self) -> int:
         return len(self.repeats)
 
+    @property
+    def bulk_na(self) -> str:
+        """Why Jain's index and the scalable/classic ratio are undefined over the whole run ("" when some repeat
+        defines them): the reason of the first repeat, with how many repeats share it."""
+        reasons = [rm.bulk_na for rm in self.repeats]
+        if not reasons or not all(reasons):
+            return ""
+        return reasons[0] + (f" (and in all {len(reasons)} repeats)" if len(reasons) > 1 else "")
 
-def repeat_metrics(repeat: int, packets: pd.DataFrame, flows: pd.DataFrame, rate_bps: float,
+
+def repeat_metrics(repeat: int, packets: pd.DataFrame, flows: pd.DataFrame, rate_bps: "float | Capacity",
                    warmup_s: float = WARMUP_S) -> RepeatMetrics:
-    """Metrics of one repeat from its packets and flows rows."""
+    """Metrics of one repeat from its packets and flows rows; ``rate_bps`` may be the run's :class:`Capacity`.
+
+    Throughput per CC and Jain's index are over bulk flows only; utilisation counts every byte (all classes)
+    against the capacity offered."""
+    cap = as_capacity(rate_bps)
     ft = flow_throughputs(flows, warmup_s)
-    tputs = [f.throughput_mbps for f in ft]
+    bulk = [f for f in ft if f.bulk]
+    end = max((f.start_s + f.lifetime_s for f in ft if math.isfinite(f.lifetime_s)), default=0.0)
+    offered = cap.mean_bps(0.0, end) if end > 0 else cap.nominal_bps
+    na = bulk_na_reason(ft, offered)
     return RepeatMetrics(
         repeat=repeat,
         queues=queue_stats(packets),
         flows=ft,
-        cc=cc_throughputs(ft),
-        utilization=utilization(tputs, rate_bps),
-        utilization_unclipped=utilization(tputs, rate_bps, clip=False),
-        jain=jain_index(tputs),
-        link_utilization=link_utilization(packets, rate_bps),
+        cc=cc_throughputs(bulk),
+        utilization=window_utilization(flows, cap, warmup_s),
+        utilization_unclipped=window_utilization(flows, cap, warmup_s, clip=False),
+        jain=float("nan") if na else jain_index(f.throughput_mbps for f in bulk),
+        link_utilization=link_utilization(packets, cap),
+        capacity_bps=offered,
+        bulk_na=na,
     )
 
 
-def link_utilization(packets: pd.DataFrame, rate_bps: float) -> float:
-    """Router-side utilisation of one repeat: forwarded+marked bytes over (logged time span × rate); NaN without times."""
-    if packets.empty or not rate_bps > 0 or not math.isfinite(rate_bps) or "t_s" not in packets:
+def link_utilization(packets: pd.DataFrame, rate_bps: "float | Capacity") -> float:
+    """Router-side utilisation of one repeat: forwarded+marked bytes over the capacity offered in the logged time
+    span; NaN without times."""
+    cap = as_capacity(rate_bps)
+    if packets.empty or not cap.known or "t_s" not in packets:
         return float("nan")
     t = packets["t_s"].to_numpy(dtype=float)
     ok = np.isfinite(t)
     if ok.sum() < 2:
         return float("nan")
-    span = float(t[ok].max() - t[ok].min())
-    if span <= 0:
+    bits = cap.bits(float(t[ok].min()), float(t[ok].max()))
+    if bits <= 0:
         return float("nan")
     sent = ok & (packets["action"].to_numpy() != ACTION_DROP)
-    return float(packets["packet_length"].to_numpy(dtype=float)[sent].sum()) * 8 / span / rate_bps
+    return float(packets["packet_length"].to_numpy(dtype=float)[sent].sum()) * 8 / bits
 
 
-def run_metrics(packets: pd.DataFrame, flows: pd.DataFrame, rate_bps: float, warmup_s: float = WARMUP_S) -> RunMetrics:
-    """Metrics of a whole run (all repeats found in either table)."""
+def run_metrics(packets: pd.DataFrame, flows: pd.DataFrame, rate_bps: "float | Capacity",
+                warmup_s: float = WARMUP_S) -> RunMetrics:
+    """Metrics of a whole run (all repeats found in either table); ``rate_bps`` may be the run's :class:`Capacity`."""
+    cap = as_capacity(rate_bps)
     packets = packets if packets is not None else _empty_packets()
     flows = flows if flows is not None else _empty_flows()
     repeat_ids = sorted(set(_repeats(packets)) | set(_repeats(flows)))
     p_groups = _split(packets, repeat_ids)
     f_groups = _split(flows, repeat_ids)
-    reps = [repeat_metrics(r, p_groups[r], f_groups[r], rate_bps, warmup_s) for r in repeat_ids]
+    reps = [repeat_metrics(r, p_groups[r], f_groups[r], cap, warmup_s) for r in repeat_ids]
 
     by_flow: dict[FlowKey, list[float]] = {}
+    klass: dict[FlowKey, str] = {}
     for rm in reps:
         for f in rm.flows:
             by_flow.setdefault(f.key, []).append(f.throughput_mbps)
-    flow_summaries = [FlowSummary(k, confidence_interval(v)) for k, v in sorted(by_flow.items(),
-                                                                                key=lambda kv: kv[0].sort_key())]
+            klass[f.key] = f.flow_class
+    flow_summaries = [FlowSummary(k, confidence_interval(v, bounds=NON_NEGATIVE), klass[k])
+                      for k, v in sorted(by_flow.items(), key=lambda kv: kv[0].sort_key())]
     ccs = sorted({cc for rm in reps for cc in rm.cc})
-    cc_ci = {cc: confidence_interval([rm.cc[cc].mean_per_flow_mbps for rm in reps if cc in rm.cc]) for cc in ccs}
-    delay_ci = {q: {p: confidence_interval([rm.queues[q].delay.get(p) for rm in reps]) for p in PERCENTILES}
-                for q in QUEUES}
+    cc_ci = {cc: confidence_interval([rm.cc[cc].mean_per_flow_mbps for rm in reps if cc in rm.cc], bounds=NON_NEGATIVE)
+             for cc in ccs}
+    delay_ci = {q: {p: confidence_interval([rm.queues[q].delay.get(p) for rm in reps], bounds=NON_NEGATIVE)
+                    for p in PERCENTILES} for q in QUEUES}
     return RunMetrics(
         queues=queue_stats(packets),
         flows=flow_summaries,
         cc=cc_ci,
-        utilization=confidence_interval([rm.utilization for rm in reps]),
-        jain=confidence_interval([rm.jain for rm in reps]),
+        utilization=confidence_interval([rm.utilization for rm in reps], bounds=UNIT_RANGE),
+        jain=confidence_interval([rm.jain for rm in reps], bounds=UNIT_RANGE),
         delay_ci=delay_ci,
         repeats=reps,
         warmup_s=warmup_s,
-        rate_bps=rate_bps,
+        rate_bps=cap.nominal_bps,
+        capacity=cap,
     )
 
 

@@ -277,6 +277,8 @@ def ensure_parsed(ws: Workspace, run_id: str, progress: Progress | None = None, 
                 writer.write_table(pa.Table.from_batches(pending), row_group_size=pending_rows)
         progress.update(task, what="iperf3 JSON")
         flows, iperf_stats = flows_table(inv.iperf3, rel=inv.rel)
+        for err in iperf_stats.errors:  # said once, when the files are parsed; parse.json keeps them all
+            log.warning("run %s: iperf3 file %s: %s", run_id, err["file"], err["error"])
         prague_flows, prague_stats = udp_prague_table(inv.udp_prague, rel=inv.rel)
         flows = pa.concat_tables([flows, prague_flows])
         pq.write_table(flows, stage / ws.flows_file(run_id).name, compression="zstd")

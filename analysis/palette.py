@@ -2,7 +2,9 @@
 
 Colours are from the Okabe-Ito colour-blind-safe palette. A CC or a queue has the same colour in every
 figure of every report; when several series (AQMs, a learned policy, baselines) share one plot they are
-told apart by line style and marker, never by recolouring a CC or a queue.
+told apart by line style and marker, never by recolouring a CC or a queue. Where a panel holds one queue only
+(the delay ECDF, one panel per queue) the queue colour says nothing, so there the series also take a hue each
+(:data:`SERIES_COLORS`): hue and dash, for readers who cannot tell dashes apart at a glance.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ ACTION_COLORS: dict[str, str] = {
     "mark": "#F0E442",  # yellow (CE mark)
 }
 
+SERIES_COLORS: tuple[str, ...] = ("#000000", "#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9")
+"""One hue per series (Okabe-Ito, black first) where a panel's queue is given by its title."""
+
 SERIES_LINESTYLES: tuple[str, ...] = ("-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3)))
 SERIES_MARKERS: tuple[str, ...] = ("o", "s", "^", "D", "v", "P", "X", "*")
 SERIES_HATCHES: tuple[str, ...] = ("", "//", "..", "xx", "\\\\", "++")
@@ -48,6 +53,10 @@ def queue_color(queue: str) -> str:
 
 def action_color(action: str) -> str:
     return ACTION_COLORS.get(action) or _spare(action)
+
+
+def series_color(index: int) -> str:
+    return SERIES_COLORS[index % len(SERIES_COLORS)]
 
 
 def series_linestyle(index: int):

@@ -12,6 +12,8 @@ queue has one colour everywhere; series differ by line style, marker or hatch.
 
 from __future__ import annotations
 
+import textwrap
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -34,12 +36,15 @@ from l4stb.analysis.palette import (
     queue_color,
     series_hatch,
     series_linestyle,
+    series_color,
     series_marker,
 )
 from l4stb.workspace import atomic_path
 
 NEUTRAL = "#333333"
 WARMUP_SHADE = "#EEEEEE"
+RATE_CHANGE_COLOR = "#B22222"
+"""Dotted vertical lines where the bottleneck rate changes (the colour of the capacity line)."""
 DPI = 110
 ZOOM_BELOW_PCT = 25.0
 """The action-mix figure adds a zoom panel on drops and marks only when they are below this share everywhere."""
@@ -70,10 +75,14 @@ class FigureData:
     ylabel: str
     title: str = ""
     categorical_x: bool = False
+    panel_ylabels: dict | None = None
+    """Panel -> its own y-axis label, for a figure whose panels are stacked over one time axis with different
+    units (the over-time figure: ms, packets, probability, Mbit/s); None: every panel shares ``ylabel``."""
 
     def spec(self) -> dict:
         return {"kind": self.kind, "xlabel": self.xlabel, "ylabel": self.ylabel, "title": self.title,
-                "categorical_x": self.categorical_x}
+                "categorical_x": self.categorical_x,
+                **({"panel_ylabels": self.panel_ylabels} if self.panel_ylabels else {})}
 
 
 def save_figure(fig: Figure, base: Path, data: FigureData | None = None) -> FigureFiles:
@@ -104,15 +113,6 @@ def _figure(width: float, height: float) -> Figure:
     fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
     return fig
-
-
-def _shade(color: str, index: int, count: int) -> tuple[float, float, float]:
-    """Series ``index`` of ``count`` in the same hue: the first is the colour itself, later ones darker."""
-    rgb = np.array(matplotlib.colors.to_rgb(color))
-    if count <= 1:
-        return tuple(rgb)  # type: ignore[return-value]
-    f = 1.0 - 0.45 * index / (count - 1)
-    return tuple(rgb * f)  # type: ignore[return-value]
 
 
 def _no_data(ax, what: str) -> None:
@@ -149,7 +149,8 @@ def delay_ecdf_figure(series: Mapping[str, M.DelaySamples],
             p99 = float(np.percentile(e.x, 99))
             xmax = max(xmax, float(np.percentile(e.x, 99.9)))
             name = f"{label}: " if n_series > 1 else ""
-            ax.step(np.r_[0.0, t.x], np.r_[0.0, t.y], where="post", color=_shade(queue_color(q), i, n_series),
+            color = queue_color(q) if n_series == 1 else series_color(i)  # the panel names the queue
+            ax.step(np.r_[0.0, t.x], np.r_[0.0, t.y], where="post", color=color,
                     linestyle=series_linestyle(i), linewidth=1.8,
                     label=f"{name}{'' if n_series > 2 else f'{q} queue, '}n={e.n:,}, p50 "
                           f"{np.percentile(e.x, 50):.2f} ms, p99 {p99:.2f} ms")
@@ -207,7 +208,11 @@ def delay_box_figure(series: Mapping[str, M.DelaySamples]) -> Figure:
             ax.set_ylim(bottom=0)
         else:
             _no_data(ax, "packets")
-        ax.set_xticks(range(len(labels)), labels)
+        # series names such as "logistic regression every 1" are wrapped and, when many, slanted: never overlapping
+        wrapped = [textwrap.fill(str(label), 14) for label in labels]
+        slant = len(labels) > 3
+        ax.set_xticks(range(len(labels)), wrapped, rotation=30 if slant else 0, ha="right" if slant else "center",
+                      rotation_mode="anchor", fontsize="small")
         ax.set_xlim(-0.6, len(labels) - 0.4)
         ax.set_title(QUEUE_LABELS.get(q, q), fontsize="medium")
         ax.set_xlabel("series (AQM / policy)")
@@ -229,9 +234,31 @@ def delay_box_figure(series: Mapping[str, M.DelaySamples]) -> Figure:
 # ---------------------------------------------------------------------------------------------
 
 
+def _mark_rate_changes(ax, rate_changes: Sequence[tuple[float, float]]) -> None:
+    """A dotted vertical line at every change of the bottleneck's rate (schedule or trace)."""
+    for t, _rate in rate_changes:
+        ax.axvline(t, color=RATE_CHANGE_COLOR, linestyle=":", linewidth=1.0, zorder=1)
+
+
+def _rate_change_handle(rate_changes: Sequence[tuple[float, float]]) -> list:
+    if not rate_changes:
+        return []
+    if len(rate_changes) <= 4:
+        what = ", ".join(f"{r / 1e6:g} Mbit/s at {t:g} s" for t, r in rate_changes)
+    else:
+        what = f"{len(rate_changes)} changes"
+    return [Line2D([], [], color=RATE_CHANGE_COLOR, linestyle=":", label=f"bottleneck rate change ({what})")]
+
+
 def throughput_timeseries_figure(flows: pd.DataFrame, *, fair_share_mbps: float | None = None,
-                                 warmup_s: float = M.WARMUP_S, max_repeats: int = 4) -> Figure:
-    """Per-flow iperf3 throughput over time, one panel per repeat (the first ``max_repeats``), coloured by CC."""
+                                 warmup_s: float = M.WARMUP_S, max_repeats: int = 4,
+                                 equal_share: tuple[np.ndarray, np.ndarray] | None = None,
+                                 rate_changes: Sequence[tuple[float, float]] = ()) -> Figure:
+    """Per-flow iperf3 throughput over time, one panel per repeat (the first ``max_repeats``), coloured by CC.
+
+    Each flow is drawn from its real start (``flow_start_s``, seconds after the repeat's start). The equal share
+    is either a constant (``fair_share_mbps``) or a step line ``equal_share = (times, Mbit/s)`` that follows the
+    capacity offered; ``rate_changes`` are marked with dotted lines."""
     repeats = sorted(int(r) for r in pd.unique(flows["repeat"]))[:max_repeats] if not flows.empty else []
     fig = _figure(9.0, 1.2 + 2.3 * max(1, len(repeats)))
     axes = fig.subplots(max(1, len(repeats)), 1, squeeze=False, sharex=True)[:, 0]
@@ -245,12 +272,16 @@ def throughput_timeseries_figure(flows: pd.DataFrame, *, fair_share_mbps: float 
             cc = str(s["cc"].iloc[0])
             seen.add(cc)
             s = s.sort_values("start_s")
+            t0 = float(s["flow_start_s"].iloc[0]) if "flow_start_s" in s else 0.0
             y = s["throughput_mbps"].to_numpy(dtype=float)
-            x = np.r_[s["start_s"].to_numpy(dtype=float), s["end_s"].to_numpy(dtype=float)[-1:]]
+            x = t0 + np.r_[s["start_s"].to_numpy(dtype=float), s["end_s"].to_numpy(dtype=float)[-1:]]
             ax.step(x, np.r_[y, y[-1:]], where="post", color=cc_color(cc), linewidth=1.0, alpha=0.85)
         ax.axvspan(0, warmup_s, color=WARMUP_SHADE, zorder=0)
-        if fair_share_mbps:
+        if equal_share is not None:
+            ax.step(equal_share[0], equal_share[1], where="post", color=NEUTRAL, linestyle="--", linewidth=1)
+        elif fair_share_mbps:
             ax.axhline(fair_share_mbps, color=NEUTRAL, linestyle="--", linewidth=1)
+        _mark_rate_changes(ax, rate_changes)
         ax.set_title(f"repeat {r}", fontsize="medium", loc="left")
         ax.set_ylabel("throughput (Mbit/s)")
         ax.set_ylim(bottom=0)
@@ -260,11 +291,14 @@ def throughput_timeseries_figure(flows: pd.DataFrame, *, fair_share_mbps: float 
     handles = [Line2D([], [], color=cc_color(cc), label=f"{cc} ({counts.get(cc, 0)} flow{'s' if counts.get(cc, 0) != 1 else ''})")
                for cc in sorted(seen)]
     handles.append(Patch(color=WARMUP_SHADE, label=f"warm-up, left out of means ({warmup_s:g} s)"))
-    if fair_share_mbps:
+    if equal_share is not None:
+        handles.append(Line2D([], [], color=NEUTRAL, linestyle="--", label="equal share of the capacity offered"))
+    elif fair_share_mbps:
         handles.append(Line2D([], [], color=NEUTRAL, linestyle="--", label=f"equal share ({fair_share_mbps:.2f} Mbit/s)"))
+    handles += _rate_change_handle(rate_changes)
     if repeats:
         fig.legend(handles=handles, loc="outside upper center", fontsize="small", ncols=min(4, len(handles)))
-    axes[-1].set_xlabel("time since the flow's iperf3 start (s)")
+    axes[-1].set_xlabel("time since the start of the repeat (s)")
     return fig
 
 
@@ -322,8 +356,10 @@ def throughput_box_figure(series: Mapping[str, Sequence[M.FlowThroughput]], *,
 
 
 def utilization_figure(series: Mapping[str, Sequence[M.UtilizationSeries]], *, rate_label: str = "",
-                       warmup_s: float = M.WARMUP_S, time_label: str = "time since the start of the repeat (s)") -> Figure:
-    """Bytes carried per time bin over the bottleneck rate, per series: each repeat thin, their mean bold.
+                       warmup_s: float = M.WARMUP_S, time_label: str = "time since the start of the repeat (s)",
+                       rate_changes: Sequence[tuple[float, float]] = ()) -> Figure:
+    """Bytes carried per time bin over the capacity offered in that bin, per series: each repeat thin, their mean
+    bold; ``rate_changes`` (a schedule's or trace's steps) are marked with dotted lines.
 
     A series is any source of :class:`~l4stb.analysis.metrics.UtilizationSeries`: the router log
     (forwarded bytes), iperf3 (sender bytes), or one per AQM / policy.
@@ -354,15 +390,17 @@ def utilization_figure(series: Mapping[str, Sequence[M.UtilizationSeries]], *, r
         handles.append(Line2D([], [], color=NEUTRAL, alpha=0.25, linewidth=0.8, label="one repeat"))
     ax.axhline(100, color="#B22222", linestyle="--", linewidth=1, alpha=0.7, zorder=1)
     handles.append(Line2D([], [], color="#B22222", linestyle="--",
-                          label=f"bottleneck rate{f' ({rate_label})' if rate_label else ''}"))
+                          label=f"capacity offered{f' ({rate_label})' if rate_label else ''}"))
     ax.axvspan(0, warmup_s, color=WARMUP_SHADE, zorder=0)
     handles.append(Patch(color=WARMUP_SHADE, label="warm-up"))
+    _mark_rate_changes(ax, rate_changes)
+    handles += _rate_change_handle(rate_changes)
     if not any_data:
         ax.text(0.5, 0.5, "no iperf3 intervals", ha="center", va="center", transform=ax.transAxes, color="#888888")
     ax.legend(handles=handles, loc="lower right", fontsize="small", ncols=2)
     ax.set_ylim(0, top)
     ax.set_xlabel(time_label)
-    ax.set_ylabel("utilisation (% of bottleneck rate)")
+    ax.set_ylabel("utilisation (% of capacity offered)")
     ax.grid(True, alpha=0.3)
     return fig
 

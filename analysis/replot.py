@@ -35,7 +35,8 @@ class PlotOptions:
     height_in: float = 4.0
     style: str = "default"
     series: tuple[str, ...] = ()
-    """Only these series (exact labels); all when empty."""
+    """Only these series; all when empty. A name is a series' label, or the start of labels as the legend groups
+    them ("router log (forwarded bytes)" for each repeat of it, "cubic" for every cubic flow); case is ignored."""
     logy: bool = False
 
 
@@ -54,8 +55,9 @@ def load_figure_data(csv: Path) -> FigureData:
         raise L4stbError(f"{spec_file} names no figure kind l4stb can draw ({spec.get('kind')!r}).")
     frame["panel"] = [("" if isinstance(v, float) else str(v)) for v in frame["panel"]]
     frame["series"] = frame["series"].astype(str)
+    ylabels = spec.get("panel_ylabels")
     return FigureData(spec["kind"], frame, spec.get("xlabel", ""), spec.get("ylabel", ""), spec.get("title", ""),
-                      bool(spec.get("categorical_x")))
+                      bool(spec.get("categorical_x")), ylabels if isinstance(ylabels, dict) else None)
 
 
 def redraw(data: FigureData, options: PlotOptions = PlotOptions()) -> Figure:
@@ -63,34 +65,54 @@ def redraw(data: FigureData, options: PlotOptions = PlotOptions()) -> Figure:
         raise L4stbError(f"unknown style '{options.style}'; use one of {', '.join(STYLES)}.")
     frame = data.frame
     if options.series:
-        missing = sorted(set(options.series) - set(frame["series"]))
+        known = sorted(set(frame["series"]))
+        chosen = {name: _matching(name, known, frame) for name in options.series}
+        missing = sorted(n for n, hits in chosen.items() if not hits)
         if missing:
-            raise L4stbError(f"series {', '.join(missing)} not in this figure; it has: "
-                             f"{', '.join(sorted(set(frame['series'])))}.")
-        frame = frame[frame["series"].isin(options.series)]
+            raise L4stbError(f"series {', '.join(missing)} not in this figure; it has: {', '.join(known)}.")
+        frame = frame[frame["series"].isin({s for hits in chosen.values() for s in hits})]
     panels = list(dict.fromkeys(frame["panel"])) or [""]
     all_series = list(dict.fromkeys(frame["series"]))
     with matplotlib.rc_context(STYLES[options.style]):
         fig = Figure(figsize=(options.width_in, options.height_in), layout="constrained")
         FigureCanvasAgg(fig)
-        axes = fig.subplots(1, len(panels), squeeze=False)[0]
+        stacked = bool(data.panel_ylabels)  # panels of different units over one time axis, one above the other
+        axes = (fig.subplots(len(panels), 1, squeeze=False, sharex=True)[:, 0] if stacked
+                else fig.subplots(1, len(panels), squeeze=False)[0])
         cats = list(dict.fromkeys(frame["x"])) if data.categorical_x else []
         for ax, panel in zip(axes, panels):
             part = frame[frame["panel"] == panel]
             for i, name in enumerate(all_series):
                 _draw(ax, data, part[part["series"] == name], name, i, len(all_series), cats)
             ax.set_title(panel, fontsize="medium")
-            ax.set_xlabel(data.xlabel)
-            ax.set_ylabel(data.ylabel)
+            if not stacked or ax is axes[-1]:
+                ax.set_xlabel(data.xlabel)
+            ax.set_ylabel((data.panel_ylabels or {}).get(panel, data.ylabel))
+            if stacked and part["series"].nunique() > 1:
+                ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
             if options.logy:
                 ax.set_yscale("log")
             if cats:
                 ax.set_xticks(range(len(cats)), [str(c) for c in cats])
             ax.grid(True, alpha=0.3)
         handles, labels = axes[0].get_legend_handles_labels()
-        if handles:
+        if handles and not stacked:
             fig.legend(handles, labels, loc="outside lower center", fontsize="small", ncols=min(4, len(handles)))
     return fig
+
+
+def _matching(name: str, known: list[str], frame: pd.DataFrame) -> set[str]:
+    """The series a --series name selects: the one it names, or every series whose label starts with it (a word
+    boundary after it), or whose ``cc`` column is it; case is ignored."""
+    want = name.strip().lower()
+    exact = {s for s in known if s.lower() == want}
+    if exact:
+        return exact
+    hits = {s for s in known if s.lower().startswith(want) and s[len(want):len(want) + 1] in (" ", ",", ":", "(", "")}
+    hits |= {s for s in known if any(w == want for w in s.lower().replace(",", " ").replace(":", " ").split())}
+    if "cc" in frame:
+        hits |= set(frame.loc[frame["cc"].astype(str).str.lower() == want, "series"])
+    return hits
 
 
 def _draw(ax, data: FigureData, g: pd.DataFrame, name: str, i: int, n: int, cats: list) -> None:

@@ -27,9 +27,11 @@ from markupsafe import Markup
 from l4stb.analysis import figure_data as D
 from l4stb.analysis import metrics as M
 from l4stb.analysis import plots as P
+from l4stb.analysis.capacity import Capacity
 from l4stb.analysis.aqm_state import aqm_timeseries
 from l4stb.analysis.flowview import DEFAULT_BIN_S, flow_points, flow_rates, has_flow_ids
-from l4stb.analysis.summary import RunData, RunSummary, load_run, summarize_data
+from l4stb.analysis.summary import RunData, RunSummary, load_run, na_text, summarize_data
+from l4stb.analysis.traffic import bulk_streams
 from l4stb import aqm_catalogue
 from l4stb.config import SCALABLE_CCS
 from l4stb.errors import L4stbError
@@ -234,9 +236,24 @@ def reference_lines_ms(data: RunData) -> dict[str, list[tuple[str, float]]]:
 
 
 def fair_share_mbps(data: RunData) -> float | None:
-    if not data.scenario or not data.rate_bps:
+    """The mean capacity offered over the run, shared equally by its bulk streams."""
+    if not data.scenario or not data.rate_bps or not bulk_streams(data.scenario):
         return None
-    return data.rate_bps / data.scenario.total_streams / 1e6
+    cap = data.capacity
+    return cap.mean_bps(0.0, data.scenario.duration / 1e6) / bulk_streams(data.scenario) / 1e6
+
+
+def equal_share_line(data: RunData) -> tuple[np.ndarray, np.ndarray] | None:
+    """The equal share over time, (times s, Mbit/s) as steps: the capacity offered at each moment over the number
+    of bulk streams; None without a scenario or bulk streams."""
+    if not data.scenario or not data.rate_bps or not bulk_streams(data.scenario):
+        return None
+    cap, n = data.capacity, bulk_streams(data.scenario)
+    end = data.scenario.duration / 1e6 + max((g.start for g in data.scenario.flows), default=0) / 1e6
+    times = np.r_[np.asarray(cap.times_s, dtype=float), end]
+    rates = np.r_[np.asarray(cap.rates_bps, dtype=float), cap.rates_bps[-1]]
+    keep = times <= end
+    return times[keep], rates[keep] / n / 1e6
 
 
 def network_sections(data: RunData, summary: RunSummary, fig_dir: Path,
@@ -254,18 +271,21 @@ def network_sections(data: RunData, summary: RunSummary, fig_dir: Path,
 
     save("queue_delay_ecdf", P.delay_ecdf_figure(delays, reference_lines_ms(data)), D.ecdf_data(delays))
     save("queue_delay_box", P.delay_box_figure(delays), D.box_data(delays))
+    changes = data.capacity.changes() if data.capacity.varies else []
     save("throughput_timeseries", P.throughput_timeseries_figure(data.flows, fair_share_mbps=fair_share_mbps(data),
-                                                                  warmup_s=m.warmup_s),
+                                                                  warmup_s=m.warmup_s, equal_share=equal_share_line(data),
+                                                                  rate_changes=changes),
          D.throughput_timeseries_data(data.flows))
-    all_flows = [f for rm in m.repeats for f in rm.flows]
+    all_flows = [f for rm in m.repeats for f in rm.bulk_flows]
     save("throughput_box", P.throughput_box_figure({label: all_flows}, fair_share_mbps=fair_share_mbps(data)),
          D.throughput_box_data({label: all_flows}))
     bin_s = (data.scenario.iperf3.interval / 1e6) if data.scenario else 1.0
-    util = {"router log (forwarded bytes)": M.link_utilization_timeseries(data.packets, data.rate_bps or 0.0, bin_s),
-            "iperf3 (sender bytes)": M.utilization_timeseries(data.flows, data.rate_bps or 0.0, bin_s)}
+    util = {"router log (forwarded bytes)": M.link_utilization_timeseries(data.packets, data.capacity, bin_s),
+            "iperf3 (sender bytes)": M.utilization_timeseries(data.flows, data.capacity, bin_s)}
     util = {k: v for k, v in util.items() if v}
-    rate_label = _rate_text(data.rate_bps) if data.rate_bps else ""
-    save("utilization", P.utilization_figure(util, rate_label=rate_label, warmup_s=m.warmup_s), D.utilization_data(util))
+    rate_label = _capacity_text(data) if data.rate_bps else ""
+    save("utilization", P.utilization_figure(util, rate_label=rate_label, warmup_s=m.warmup_s, rate_changes=changes),
+         D.utilization_data(util))
     tradeoff = {label: M.tradeoff_points(m, SCALABLE_CCS)}
     save("throughput_vs_p95_delay", P.tradeoff_figure(tradeoff), D.tradeoff_data(tradeoff))
     save("action_mix", P.action_mix_figure({label: m.queues}), D.action_mix_data({label: m.queues}))
@@ -273,8 +293,9 @@ def network_sections(data: RunData, summary: RunSummary, fig_dir: Path,
     over_time = _timeseries_section(data, m, view, save, figs)
 
     n = m.n_repeats
-    ci_note = ("± is the 95% Student-t interval of the per-repeat values." if n >= 2 else
-               "One repeat only: no confidence intervals (they need at least two repeats).")
+    ci_note = ("± is the 95% Student-t interval of the per-repeat values, clipped to the metric's range (then shown "
+               "as [low, high])." if n >= M.MIN_CI_REPEATS else
+               f"{n} repeat(s) only: no confidence intervals (they need at least {M.MIN_CI_REPEATS} repeats).")
     sections = [
         ReportSection("Overview", markdown=_overview_md(data, summary), tables=[_scenario_table(data),
                                                                               _headline_table(summary)]),
@@ -295,34 +316,43 @@ def network_sections(data: RunData, summary: RunSummary, fig_dir: Path,
         ReportSection(
             "Throughput",
             markdown=(
-                "Throughput comes from the iperf3 senders' interval reports. A flow's steady-state throughput is "
-                f"its bytes over its interval time after the first {m.warmup_s:g} s (the handshake and slow start "
-                "come before the AQM controls the queue). The dashed line is the equal share: the bottleneck "
-                "rate divided by the number of streams."
+                "Throughput comes from the iperf3 senders' interval reports. Flows are in three classes: bulk "
+                "(long-running), short (a `size` each) and unresponsive (`cc: udp`); throughput per CC, Jain's "
+                "index and the scalable/classic ratio are over bulk flows only. A bulk flow's steady-state "
+                f"throughput is its bytes over its interval time after the first {m.warmup_s:g} s (the handshake "
+                "and slow start come before the AQM controls the queue); a flow that lasts under twice that, and "
+                "every short or unresponsive flow, is measured over its own lifetime instead. Each flow is drawn "
+                "from its real start. The dashed line is the equal share: the capacity offered at each moment "
+                "divided by the number of bulk streams" + (" (dotted lines: the bottleneck rate changes)."
+                                                          if changes else ".")
             ),
             tables=[_cc_table(summary)],
             figures=[(f"Per-flow throughput over time, coloured by congestion control (first "
                       f"{min(4, n)} of {n} repeats).", figs["throughput_timeseries"]),
-                     ("Steady-state throughput per flow, per congestion control (one dot per flow per repeat).",
+                     ("Steady-state throughput per bulk flow, per congestion control (one dot per flow per repeat).",
                       figs["throughput_box"])],
         ),
         ReportSection(
             "Utilisation",
             markdown=(
-                "Utilisation (the headline) is the sum of the flows' steady-state throughputs over the bottleneck "
-                f"rate ({rate_label or 'unknown'}), clipped to 100 %: iperf3 counts the bytes the senders wrote, "
-                "so a saturated link can read slightly above. iperf3 counts them in whole socket writes "
-                "(128 KiB, about 1 Mbit), so per-second values of slow flows are coarse. The router-side "
-                "utilisation counts the bytes of every packet the router forwarded or marked over the logged "
-                "time span; it needs timestamped log lines (l4stb's own format)."
+                "Utilisation (the headline) is the bytes every iperf3 sender reported (all flow classes) in the "
+                f"intervals after the first {m.warmup_s:g} s, over the capacity the bottleneck offered in the same "
+                f"time ({rate_label or 'unknown'}), clipped to 100 %: iperf3 counts the bytes the senders wrote, "
+                "so a saturated link can read slightly above. With a rate schedule or trace, each time bin is "
+                "measured against the capacity offered in that bin, and the rate changes are marked. iperf3 counts "
+                "bytes in whole socket writes (128 KiB, about 1 Mbit), so per-second values of slow flows are "
+                "coarse. The router-side utilisation counts the bytes of every packet the router forwarded or "
+                "marked over the logged time span; it needs timestamped log lines (l4stb's own format)."
             ),
-            tables=[ReportTable(["repeat", "utilisation (iperf3)", "unclipped", "router-side"],
-                                [[rm.repeat, _pct(rm.utilization), _fmt(rm.utilization_unclipped, 3),
-                                  _pct(rm.link_utilization)] for rm in m.repeats]
-                                + [["mean", m.utilization.format(1, scale=100, unit="%"), "",
-                                    M.confidence_interval([rm.link_utilization for rm in m.repeats])
-                                    .format(1, scale=100, unit="%")]])],
-            figures=[(f"Utilisation over time per {bin_s:g}-s bin: each repeat thin, their mean bold"
+            tables=[ReportTable(["repeat", "capacity offered (Mbit/s)", "utilisation (iperf3)", "unclipped",
+                                 "router-side"],
+                                [[rm.repeat, _fmt(rm.capacity_bps / 1e6, 2), _pct(rm.utilization),
+                                  _fmt(rm.utilization_unclipped, 3), _pct(rm.link_utilization)] for rm in m.repeats]
+                                + [["mean", "", m.utilization.format(1, scale=100, unit="%"), "",
+                                    M.confidence_interval([rm.link_utilization for rm in m.repeats],
+                                                          bounds=M.NON_NEGATIVE).format(1, scale=100, unit="%")]])],
+            figures=[(f"Utilisation over time per {bin_s:g}-s bin, against the capacity offered in each bin: each "
+                      "repeat thin, their mean bold"
                       + ("; solid from the router log, dashed from iperf3." if len(util) == 2 else "."),
                       figs["utilization"])],
         ),
@@ -340,17 +370,21 @@ def network_sections(data: RunData, summary: RunSummary, fig_dir: Path,
         ReportSection(
             "Fairness",
             markdown=(
-                "Jain's index (Σx)²/(n·Σx²) over all flows' steady-state throughputs in a repeat: 1 when every "
-                "flow gets the same rate, 1/n when one flow takes everything. Flows of different congestion "
-                "controls are expected to differ under DualPI2's window-fair coupling (scalable flows see a "
-                f"shorter queue). {ci_note}"
+                "Jain's index (Σx)²/(n·Σx²) over the bulk flows' steady-state throughputs in a repeat: 1 when every "
+                "bulk flow gets the same rate, 1/n when one flow takes everything. Short and unresponsive flows are "
+                "left out. When the bulk flows together carry next to nothing (under "
+                f"{100 * M.NEAR_ZERO_SHARE:g} % of the capacity offered) there is nothing to share and the index is "
+                "n/a, not 1. Flows of different congestion controls are expected to differ under DualPI2's "
+                f"window-fair coupling (scalable flows see a shorter queue). {ci_note}"
             ),
-            tables=[ReportTable(["repeat", "Jain index", "flows"],
-                                [[rm.repeat, _fmt(rm.jain, 3), len(rm.flows)] for rm in m.repeats]
-                                + [["mean", m.jain.format(3), ""]], caption="Jain fairness per repeat"),
+            tables=[ReportTable(["repeat", "Jain index (bulk flows)", "bulk flows"],
+                                [[rm.repeat, na_text(rm.bulk_na) if rm.bulk_na else _fmt(rm.jain, 3),
+                                  len(rm.bulk_flows)] for rm in m.repeats]
+                                + [["mean", _jain_text(summary), ""]], caption="Jain fairness per repeat"),
                     _flow_table(summary)],
         ),
         _coexistence_section(summary),
+        *_class_sections(summary),
         ReportSection(
             "Actions",
             markdown=_actions_md(summary),
@@ -394,17 +428,20 @@ def _coexistence_section(summary: RunSummary) -> ReportSection:
                      "mean throughput of one scalable flow over that of one classic flow, per repeat"])
         for (sc, cl), iv in co.pairs.items():
             rows.append([f"{sc} / {cl}", iv.format(2), f"mean {sc} flow over mean {cl} flow, per repeat"])
-    rows.append(["Jain index, all flows", m.jain.format(3), "per repeat, (Σx)²/(n·Σx²)"])
+    rows.append(["Jain index, bulk flows", _jain_text(summary), "per repeat, (Σx)²/(n·Σx²)"])
     if co is not None and co.defined:
         ratio = co.per_flow.mean
         reading = ("equal shares per flow" if abs(ratio - 1) < 0.05 else
                    f"a scalable flow gets {ratio:.2f}× the throughput of a classic flow" if ratio > 1 else
                    f"a scalable flow gets {ratio:.2f}× (less than) the throughput of a classic flow")
         md = (f"The coexistence metric of L4S studies: the ratio of steady-state throughputs of scalable (L4S) and "
-              f"classic flows, computed in each repeat and averaged with its 95% interval. In this run, {reading} "
+              f"classic bulk flows (never short or UDP flows), computed in each repeat and averaged with its 95% interval. In this run, {reading} "
               f"(n = {co.per_flow.n} repeats). 1 is an equal share per flow.")
     else:
-        md = "This run has no scalable and classic flows side by side, so the coexistence ratio is not defined."
+        why = co.na if co is not None and co.na else "no scalable and classic bulk flows side by side"
+        rows.insert(0, ["scalable / classic, per flow", na_text(why), "mean throughput of one scalable bulk flow "
+                        "over that of one classic bulk flow, per repeat"])
+        md = f"The coexistence ratio is not defined in this run: {why}."
     return ReportSection("Coexistence", markdown=md,
                          tables=[ReportTable(["ratio", "mean of repeats ± 95% CI", "what it is"], rows,
                                              caption="Throughput ratios and fairness")])
@@ -447,12 +484,7 @@ def _timeseries_section(data: RunData, m: M.RunMetrics, view: TimeseriesView, sa
     flows = data.flows
     if window is not None and not flows.empty:
         flows = flows[(flows["end_s"] > window[0]) & (flows["start_s"] < window[1])]
-    frame = ts.frame().melt(id_vars="t_s", var_name="series", value_name="y").rename(columns={"t_s": "x"})
-    frame.insert(0, "panel", "AQM state")
-    rate_rows = rates.rename(columns={"t_s": "x", "mbps": "y", "label": "series"})[["series", "x", "y"]]
-    rate_rows.insert(0, "panel", f"router-side throughput per {view.bin_s * 1000:g} ms")
-    fdata = D.FigureData("line", pd.concat([frame, rate_rows], ignore_index=True), "time since the repeat's first decision (s)",
-                         "value (see series)")
+    fdata = D.over_time_data(ts, rates, flows, repeat=repeat, bin_ms=view.bin_s * 1000)
     save("aqm_timeseries", P.aqm_timeseries_figure(ts, rates, flows, repeat=repeat, window=window,
                                                     bin_ms=view.bin_s * 1000), fdata)
     where = f"{window[0]:g}–{window[1]:g} s of repeat {repeat}" if window else f"all of repeat {repeat}"
@@ -484,9 +516,13 @@ def _overview_md(data: RunData, summary: RunSummary) -> str:
     lines.append("")
     lines.append(
         f"Headline: C-queue p95 delay {_fmt(c.delay.p95_ms)} ms, L-queue p95 delay {_fmt(l_.delay.p95_ms)} ms, "
-        f"utilisation {m.utilization.format(1, scale=100, unit='%')}, Jain {m.jain.format(3)}"
+        f"utilisation {m.utilization.format(1, scale=100, unit='%')} of the capacity offered, Jain (bulk flows) "
+        f"{_jain_text(summary)}"
         + (f", scalable/classic throughput per flow {summary.coexistence.per_flow.format(2)}"
-           if summary.coexistence and summary.coexistence.defined else "")
+           if summary.coexistence and summary.coexistence.defined else
+           f", scalable/classic ratio {na_text(summary.coexistence.na)}"
+           if summary.coexistence and summary.coexistence.na != "no scalable and classic bulk flows side by side"
+           else "")
         + (f", DualPI2 in overload in {summary.overload.interval.format(1, scale=100, unit='%')} of PI updates"
            if summary.overload and summary.overload.interval.n else "")
         + ". The table below says what each number measures."
@@ -511,16 +547,47 @@ def _scenario_table(data: RunData) -> ReportTable:
                        f"limit {s.bottleneck.limit_packets} packets"
                        + (f", htb shaper (burst {s.bottleneck.burst_bytes} bytes)" if s.bottleneck.shaper == "htb"
                           else "")],
+        *([["rate schedule", ", ".join(f"{_rate_text(st.rate)} from {format_duration(st.at)}"
+                                       for st in s.bottleneck.rate_schedule)]] if s.bottleneck.rate_schedule else []),
+        *([["rate trace", f"{s.bottleneck.rate_trace} (mahimahi, one rate per {format_duration(s.bottleneck.trace_bin)}; "
+                          f"{_capacity_text(data)})"]] if s.bottleneck.rate_trace else []),
         ["AQM", f"{a.name} (ECN {'on' if a.ecn else 'off'}): target {format_duration(a.target or 0)}, tupdate "
                 f"{format_duration(a.tupdate or 0)}, alpha {a.alpha}, beta {a.beta}, coupling k {a.coupling_factor}, "
                 f"L step {format_duration(a.step_threshold)}"
                 + (f", L classifier {a.l4s_classifier}" if a.engine == "dualpi2" else "")],
-        ["flows", "; ".join(f"{f.host}: {f.cc}, {f.connections} connection(s) × {f.parallel} stream(s)"
-                            + (f", start {format_duration(f.start)}" if f.start else "") for f in s.flows)],
+        ["flows", "; ".join(_group_text(s, i) for i in range(len(s.flows)))],
+        ["sender stacks", "; ".join(_host_text(s, h) for h in sorted({f.host for f in s.flows}))],
         ["duration × repeats", f"{format_duration(s.duration)} × {s.repeats}"],
         ["seed", s.seed],
     ]
     return ReportTable(["field", "value"], rows, caption="Scenario")
+
+
+def _group_text(s: Any, i: int) -> str:
+    """One flow group of a scenario in words: host, CC, how many, and its class's own settings."""
+    f = s.flows[i]
+    text = f"{f.host}: {f.cc}, {f.connections} connection(s) × {f.parallel} stream(s)"
+    if f.cc == "udp":
+        text += f", UDP at {_rate_text(f.rate or 0)}, ECN {f.ecn}"
+        if f.on_time:
+            text += f", on {format_duration(f.on_time)} / off {format_duration(f.off_time)}"
+    if f.short:
+        text += f", short flows of {f.size:,} bytes, mean gap {format_duration(f.mean_gap)}"
+    if f.start:
+        text += f", start {format_duration(f.start)}"
+    if f.extra_delay:
+        text += f", extra delay {format_duration(f.extra_delay)}"
+    return text
+
+
+def _host_text(s: Any, host: str) -> str:
+    h = s.host(host)
+    text = f"{host}: {h.stack}"
+    if any(f.cc == "prague" for f in s.flows if f.host == host):
+        text += f", Prague over {'udp_prague' if h.prague == 'udp' else 'TCP Prague'}"
+    if h.extra_delay:
+        text += f", extra delay {format_duration(h.extra_delay)}"
+    return text
 
 
 def _headline_table(summary: RunSummary) -> ReportTable:
@@ -537,16 +604,19 @@ def _headline_table(summary: RunSummary) -> ReportTable:
         rows.append([f"{q} mark rate", f"{s.marks:,} of {s.packets:,} ({_pct(s.mark_fraction)})",
                      r.mark.format(2, scale=100, unit="%") if r else "—", f"{q}-queue decisions that CE-marked it"])
     rows.append(["utilisation", "", m.utilization.format(1, scale=100, unit="%"),
-                 "sum of steady-state flow throughputs / bottleneck rate (%)"])
-    rows.append(["Jain fairness", "", m.jain.format(3), "Jain's index over all flows' throughputs in a repeat"])
+                 "bytes the iperf3 senders reported after the warm-up / capacity offered in that time (%)"])
+    rows.append(["Jain fairness", "", _jain_text(summary), "Jain's index over the bulk flows' throughputs in a repeat"])
     if summary.coexistence and summary.coexistence.defined:
         rows.append(["scalable/classic ratio", "", summary.coexistence.per_flow.format(2),
-                     "throughput of one scalable flow over one classic flow"])
+                     "throughput of one scalable bulk flow over one classic bulk flow"])
+    elif summary.coexistence and summary.coexistence.na:
+        rows.append(["scalable/classic ratio", "", na_text(summary.coexistence.na),
+                     "throughput of one scalable bulk flow over one classic bulk flow"])
     if summary.overload is not None:
         rows.append(["DualPI2 overload", "", summary.overload.interval.format(1, scale=100, unit="%"),
                      "share of logged PI updates with the overload flag (flags bit1)"])
     for cc, iv in m.cc.items():
-        rows.append([f"{cc} throughput (Mbit/s)", "", iv.format(2), f"mean steady-state throughput of one {cc} flow"])
+        rows.append([f"{cc} throughput (Mbit/s)", "", iv.format(2), f"mean steady-state throughput of one bulk {cc} flow"])
     return ReportTable(["metric", "pooled", "mean of repeats ± 95% CI", "what it measures"], rows,
                        caption="Headline numbers")
 
@@ -568,7 +638,7 @@ def _cc_table(summary: RunSummary) -> ReportTable:
     for cc, iv in m.cc.items():
         per = [rm.cc[cc] for rm in m.repeats if cc in rm.cc]
         flows = per[0].flows if per else 0
-        total = M.confidence_interval([c.total_mbps for c in per])
+        total = M.confidence_interval([c.total_mbps for c in per], bounds=M.NON_NEGATIVE)
         rows.append([cc, flows, iv.format(2), total.format(2)])
     return ReportTable(["CC", "flows", "per flow (Mbit/s)", "all flows of the CC (Mbit/s)"], rows,
                        caption="Steady-state throughput per congestion control (mean of repeats ± 95% CI)")
@@ -576,9 +646,63 @@ def _cc_table(summary: RunSummary) -> ReportTable:
 
 def _flow_table(summary: RunSummary) -> ReportTable:
     rows = [[f.key.host, f.key.cc, f.key.group, f.key.connection, f.key.stream, f.throughput.format(2)]
-            for f in summary.metrics.flows]
+            for f in summary.metrics.flows if f.flow_class == "bulk"]
     return ReportTable(["host", "CC", "group", "connection", "stream", "Mbit/s (mean of repeats ± CI)"], rows,
-                       caption="Per-flow steady-state throughput")
+                       caption="Per-flow steady-state throughput, bulk flows")
+
+
+def _jain_text(summary: RunSummary) -> str:
+    na = summary.na
+    return na_text(na["jain"]) if "jain" in na else summary.metrics.jain.format(3)
+
+
+def _class_sections(summary: RunSummary) -> list[ReportSection]:
+    """The short-flow and unresponsive-flow sections, when the run has such flows."""
+    out = []
+    if summary.short_flows:
+        rows = []
+        for sf in summary.short_flows:
+            rows.append([sf.group, sf.host, sf.cc, f"{sf.size_bytes:,}", format_duration(int(sf.mean_gap_s * 1e6)),
+                         sf.started, sf.finished, sf.unfinished,
+                         *(_fmt(sf.quantile(p), 1) for p in (50, 95, 99)),
+                         _fmt(float(sf.fct_ms.mean()) if sf.finished else float("nan"), 1)])
+        out.append(ReportSection(
+            "Short flows",
+            markdown=("Short flows are judged by their completion time (FCT), not by a throughput: the end of each "
+                      "connection's last iperf3 interval, counted from its own start, over every connection of every "
+                      "repeat. A connection whose sender reported fewer bytes than its size was still sending when "
+                      "the test stopped: it is counted as unfinished and given no completion time. On the simulator "
+                      "a flow ends when its last byte is acked; a real `iperf3 -n` client ends when its last byte is "
+                      "written (the sender's view)."),
+            tables=[ReportTable(["group", "host", "CC", "size (bytes)", "mean gap", "started", "finished",
+                                 "unfinished", "FCT p50 (ms)", "FCT p95 (ms)", "FCT p99 (ms)", "FCT mean (ms)"], rows,
+                                caption="Flow completion times by size")]))
+    if summary.udp:
+        rows = [[u.group, u.host, u.ecn, _fmt(u.configured_mbps), _fmt(u.offered_mbps),
+                 "n/a" if u.router_na else _fmt(u.delivered_mbps), "n/a" if u.router_na else _pct(u.loss),
+                 "n/a" if u.router_na else _pct(u.marks), u.repeats] for u in summary.udp]
+        notes = " ".join(f"Group {u.group}: delivered, loss and marks are n/a: {u.router_na}." for u in summary.udp
+                         if u.router_na)
+        out.append(ReportSection(
+            "Unresponsive flows",
+            markdown=("UDP senders (`cc: udp`) do not react to drops or marks, so they are not part of Jain's index or "
+                      "the scalable/classic ratio. Configured is the scenario's `rate`; offered is the bytes the "
+                      "iperf3 sender reported over its lifetime; loss and marks are the shares of its packets the "
+                      "router dropped and CE-marked (router log, by flow id); delivered is the offered rate times the "
+                      "share the router let through. Means over repeats. " + notes).strip(),
+            tables=[ReportTable(["group", "host", "ECN", "configured (Mbit/s)", "offered (Mbit/s)",
+                                 "delivered (Mbit/s)", "loss", "marks", "repeats"], rows,
+                                caption="Unresponsive (UDP) flows")]))
+    return out
+
+
+def _capacity_text(data: RunData) -> str:
+    """The bottleneck capacity in words: the fixed rate, or the schedule/trace with its range."""
+    cap = data.capacity
+    if not cap.varies:
+        return _rate_text(cap.nominal_bps)
+    lo, hi = min(cap.rates_bps), max(cap.rates_bps)
+    return f"{cap.source}, {_rate_text(lo)} to {_rate_text(hi)}"
 
 
 def _action_table(summary: RunSummary) -> ReportTable:
@@ -599,13 +723,14 @@ class SeriesData:
     flows: Any = None  # pandas.DataFrame, flows.parquet schema (None: no iperf3 data)
 
 
-def series_metrics(series: Mapping[str, SeriesData], rate_bps: float) -> dict[str, M.RunMetrics]:
-    """Run metrics of every series (pass them to :func:`comparison_section` when the caller needs them too)."""
+def series_metrics(series: Mapping[str, SeriesData], rate_bps: "float | Capacity") -> dict[str, M.RunMetrics]:
+    """Run metrics of every series (pass them to :func:`comparison_section` when the caller needs them too);
+    ``rate_bps`` may be the :class:`~l4stb.analysis.capacity.Capacity` the scenario offered."""
     return {label: M.run_metrics(s.packets, s.flows if s.flows is not None else M.empty_flows(), rate_bps)
             for label, s in series.items()}
 
 
-def comparison_section(title: str, series: Mapping[str, SeriesData], fig_dir: Path, *, rate_bps: float,
+def comparison_section(title: str, series: Mapping[str, SeriesData], fig_dir: Path, *, rate_bps: "float | Capacity",
                        intro: str = "", scalable_ccs: Sequence[str] = SCALABLE_CCS,
                        name: str = "compare", metrics: Mapping[str, M.RunMetrics] | None = None) -> ReportSection:
     """A section comparing several series on the same figures: delay ECDF and box, action mix, throughput box,
@@ -625,13 +750,15 @@ def comparison_section(title: str, series: Mapping[str, SeriesData], fig_dir: Pa
         ("Action mix per series and queue.", P.action_mix_figure(queues), "action_mix", D.action_mix_data(queues)),
     ]
     if any(m.repeats and m.repeats[0].flows for m in metrics.values()):
-        flows = {k: [f for rm in m.repeats for f in rm.flows] for k, m in metrics.items()}
+        flows = {k: [f for rm in m.repeats for f in rm.bulk_flows] for k, m in metrics.items()}
         util = {k: M.utilization_timeseries(s.flows, rate_bps) for k, s in series.items() if s.flows is not None}
         trade = {k: M.tradeoff_points(m, scalable_ccs) for k, m in metrics.items()}
         figures += [
             ("Steady-state throughput per flow, per congestion control and series.", P.throughput_box_figure(flows),
              "throughput_box", D.throughput_box_data(flows)),
-            ("Utilisation over time per series.", P.utilization_figure(util, rate_label=_rate_text(rate_bps)),
+            ("Utilisation over time per series, against the capacity offered.",
+             P.utilization_figure(util, rate_label=_rate_text(M.as_capacity(rate_bps).nominal_bps),
+                                  rate_changes=M.as_capacity(rate_bps).changes()),
              "utilization", D.utilization_data(util)),
             ("Throughput vs p95 queue delay per series, one point per repeat per flow class.", P.tradeoff_figure(trade),
              "tradeoff", D.tradeoff_data(trade)),
@@ -642,9 +769,10 @@ def comparison_section(title: str, series: Mapping[str, SeriesData], fig_dir: Pa
         c, l_ = m.queues["C"], m.queues["L"]
         rows.append([label, _fmt(c.delay.p50_ms), _fmt(c.delay.p99_ms), _fmt(l_.delay.p50_ms), _fmt(l_.delay.p99_ms),
                      _pct(c.drop_fraction), _pct(c.mark_fraction), _pct(l_.mark_fraction),
-                     m.utilization.format(1, scale=100, unit="%"), m.jain.format(3)])
+                     m.utilization.format(1, scale=100, unit="%"),
+                     na_text(m.bulk_na) if m.bulk_na else m.jain.format(3)])
     table = ReportTable(["series", "C p50 (ms)", "C p99 (ms)", "L p50 (ms)", "L p99 (ms)", "C drop", "C mark",
-                         "L mark", "utilisation", "Jain"], rows, caption="Headline numbers per series")
+                         "L mark", "utilisation", "Jain (bulk flows)"], rows, caption="Headline numbers per series")
     return ReportSection(title, markdown=intro, tables=[table], figures=saved)
 
 

@@ -7,14 +7,19 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
+from pydantic import ValidationError
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from l4stb.analysis import metrics as M
 from l4stb.analysis.aqm_state import OverloadShare, QueueRates, overload_share, queue_rates
+from l4stb.analysis.capacity import Capacity, capacity_of
+from l4stb.analysis.class_metrics import ShortFlowFcts, UdpRow, short_flow_fcts, udp_rows
 from l4stb.analysis.coexistence import Coexistence, coexistence
+from l4stb.analysis.traffic import BULK, SHORT, UNRESPONSIVE, annotate_flows
 from l4stb.config import SCALABLE_CCS, Scenario
 from l4stb.errors import L4stbError
 from l4stb.manifest import Manifest, load_manifest
@@ -76,6 +81,11 @@ class RunData:
         """The series label of this run in figures: its AQM."""
         return self.aqm
 
+    @property
+    def capacity(self) -> Capacity:
+        """The capacity the bottleneck offered over time (its schedule or trace; the fixed rate otherwise)."""
+        return capacity_of(self.scenario, self.rate_bps)
+
 
 @dataclass
 class RunSummary:
@@ -90,8 +100,10 @@ class RunSummary:
     scalable_ccs: tuple[str, ...] = SCALABLE_CCS
     pipe_passes: int = 1
     """2 when the scenario's ipfw rule (``bottleneck.match: any``) sends every packet through the pipe twice."""
-    short_flows: list[dict] = field(default_factory=list)
-    """Flow completion times of the scenario's short-flow groups (see :func:`short_flow_fcts`)."""
+    short_flows: list[ShortFlowFcts] = field(default_factory=list)
+    """Flow completion times of the scenario's short-flow groups (:func:`~l4stb.analysis.class_metrics.short_flow_fcts`)."""
+    udp: list[UdpRow] = field(default_factory=list)
+    """One row per unresponsive (``cc: udp``) group (:func:`~l4stb.analysis.class_metrics.udp_rows`)."""
     overrides: tuple[str, ...] = ()
     """The run's ``--set``/``--sweep`` overrides of the scenario, as given on the command line."""
     sweep: dict | None = None
@@ -105,7 +117,13 @@ class RunSummary:
 
     def to_json(self) -> dict:
         """``run_id``, ``scenario``, ``aqm``, ``testbed``, ``overrides``, ``sweep``, then ``queues``, ``utilization``,
-        ``flows``, ``jain``, ``coexistence``, ``overload``, ``repeats``, ``parse`` (NaN -> null).
+        ``flows``, ``jain``, ``coexistence``, ``overload``, ``repeats``, ``parse`` (NaN -> null), and
+        ``short_flows``/``udp`` when the scenario has such groups.
+
+        ``flows`` lists every flow with its ``class`` (bulk, short, unresponsive); ``jain``, the coexistence
+        ratios and ``cc_throughput_mbps`` are over bulk flows only. ``na`` maps a metric that is undefined
+        (``jain``, ``scalable_classic_ratio``) to the reason, and the metric itself is null. ``capacity`` says
+        what utilisation is measured against: the mean rate offered and the rate changes of a schedule or trace.
 
         ``queues.<q>`` also carries ``drop_rate``/``mark_rate`` (pooled share of the queue's decisions) and their
         95 % intervals over repeats. ``coexistence`` = the scalable/classic per-flow throughput ratio and one
@@ -116,7 +134,7 @@ class RunSummary:
         packets; counts summed; utilisation, Jain and per-flow throughput are means of per-repeat values).
         ``repeats`` = ``{"n", "warmup_s", "per_repeat": [...], "ci95": {...}}``: each per-repeat object holds
         the same metrics for that repeat, and ``ci95`` the 95% t-intervals of the per-repeat values
-        (``low``/``high`` null when n < 2).
+        (``low``/``high`` null when n < 3: two near-identical repeats give no trustworthy interval).
         """
         m = self.metrics
         return {
@@ -129,8 +147,10 @@ class RunSummary:
             "queues": {q: {**s.to_json(), **(self.rates[q].to_json() if q in self.rates else {})}
                        for q, s in m.queues.items()},
             "utilization": M._num(m.utilization.mean),
+            "capacity": self.capacity_json(),
             "flows": [f.to_json() for f in m.flows],
             "jain": M._num(m.jain.mean),
+            "na": self.na,
             "coexistence": self.coexistence.to_json() if self.coexistence else None,
             "overload": self.overload.to_json() if self.overload else None,
             "repeats": {
@@ -142,10 +162,12 @@ class RunSummary:
                         "queues": {q: s.to_json() for q, s in rm.queues.items()},
                         "utilization": M._num(rm.utilization),
                         "flows": [{"host": f.key.host, "cc": f.key.cc, "group": f.key.group,
-                                   "connection": f.key.connection,
-                                   "stream": f.key.stream, "throughput_mbps": M._num(f.throughput_mbps)}
+                                   "connection": f.key.connection, "stream": f.key.stream, "class": f.flow_class,
+                                   "start_s": round(f.start_s, 6), "throughput_mbps": M._num(f.throughput_mbps)}
                                   for f in rm.flows],
+                        "capacity_mbps": M._num(rm.capacity_bps / 1e6),
                         "jain": M._num(rm.jain),
+                        **({"na": rm.bulk_na} if rm.bulk_na else {}),
                     }
                     for rm in m.repeats
                 ],
@@ -157,8 +179,26 @@ class RunSummary:
                 },
             },
             "parse": self.parse.to_json(),
-            **({"short_flows": self.short_flows} if self.short_flows else {}),
+            **({"short_flows": [sf.to_json() for sf in self.short_flows]} if self.short_flows else {}),
+            **({"udp": [u.to_json() for u in self.udp]} if self.udp else {}),
         }
+
+    @property
+    def na(self) -> dict[str, str]:
+        """Metric -> why it is undefined (n/a), for the metrics that are."""
+        out = {}
+        if not self.metrics.jain.n:
+            out["jain"] = self.metrics.bulk_na or "no repeat has bulk flow throughputs"
+        if self.coexistence is not None and not self.coexistence.defined:
+            out["scalable_classic_ratio"] = self.coexistence.na
+        return out
+
+    def capacity_json(self) -> dict:
+        cap = self.metrics.capacity or M.as_capacity(self.rate_bps or float("nan"))
+        means = [rm.capacity_bps for rm in self.metrics.repeats]
+        return {"source": cap.source, "nominal_mbps": M._num(cap.nominal_bps / 1e6),
+                "mean_offered_mbps": M._num(float(np.nanmean(means)) / 1e6) if means else None,
+                "changes": [{"at_s": t, "rate_mbps": r / 1e6} for t, r in cap.changes()[:1000]]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -206,21 +246,37 @@ def load_run(ws: Workspace, run_id: str, progress=None) -> RunData:
     flows = _read_parquet(ws.flows_file(run_id), M.FLOW_COLUMNS) if ws.flows_file(run_id).is_file() else M.empty_flows()
     stats_file = ws.parse_stats_file(run_id)
     parse = ParseStats.from_json(read_json(stats_file, "parse statistics")) if stats_file.is_file() else ParseStats()
-    scenario, rate = scenario_and_rate(manifest)
-    return RunData(run_id, manifest, scenario, rate, packets, flows, parse)
+    scenario, rate = scenario_and_rate(manifest, str(ws.manifest_file(run_id)))
+    return RunData(run_id, manifest, scenario, rate, packets, annotate_run_flows(flows, manifest, scenario), parse)
 
 
-def scenario_and_rate(manifest: Manifest) -> tuple[Scenario | None, float | None]:
-    """The typed scenario of a manifest and its bottleneck rate in bit/s (None when unknown)."""
+def annotate_run_flows(flows: pd.DataFrame, manifest: Manifest, scenario: Scenario | None) -> pd.DataFrame:
+    """The flows table with each flow's class and real start (:func:`l4stb.analysis.traffic.annotate_flows`),
+    from the repeats' seeds in ``manifest``."""
+    seeds = {int(k): int(r.seed) for k, r in manifest.repeats.items() if getattr(r, "seed", None) is not None}
+    return annotate_flows(flows, scenario, seeds)
+
+
+def scenario_and_rate(manifest: Manifest, where: str = "") -> tuple[Scenario | None, float | None]:
+    """The typed scenario of a manifest and its bottleneck rate in bit/s (None when unknown).
+
+    A run l4stb made carries a complete scenario: one that no longer validates (a manifest edited by hand, a
+    rate of "fast") is a user error naming ``where`` (the manifest file) and the field. Only an imported run may
+    carry a partial one: then the scenario is None and the rate is read when it is one."""
     try:
         scenario = Scenario.model_validate(manifest.scenario)
         return scenario, float(scenario.bottleneck.rate)
-    except Exception:  # noqa: BLE001 - an imported run may carry a partial scenario
-        rate = (manifest.scenario.get("bottleneck") or {}).get("rate")
-        try:
-            return None, float(parse_rate_bps(rate)) if rate is not None else None
-        except ValueError:
-            return None, None
+    except ValidationError as exc:
+        if manifest.kind != "imported":
+            from l4stb.config import explain
+
+            raise L4stbError(explain(exc, f"{where or 'the manifest of run ' + manifest.run_id}, field scenario",
+                                     Scenario) + " Restore the manifest from a backup or run the scenario again.") from None
+    rate = (manifest.scenario.get("bottleneck") or {}).get("rate")
+    try:
+        return None, float(parse_rate_bps(rate)) if rate is not None else None
+    except (ValueError, TypeError):
+        return None, None
 
 
 def _read_parquet(path, wanted) -> pd.DataFrame:
@@ -236,11 +292,13 @@ def _read_parquet(path, wanted) -> pd.DataFrame:
 
 
 def testbed_words(manifest: Manifest) -> str:
-    """Which testbed produced a run, for the top of every report and summary."""
+    """Which testbed produced a run, for the top of every report and summary; on the simulator, the sender stack
+    of each client (FreeBSD 14.1 or Linux) and how ``cc: prague`` ran there."""
     if manifest.kind == "imported":
         return "imported from existing log files"
     if manifest.provider == "sim":
-        what = "simulated by l4stb's sim provider (packet-level simulator of the FreeBSD 14.1 testbed)"
+        what = (f"simulated by l4stb's sim provider (packet-level simulator; senders: {sender_stacks(manifest)}; "
+                "router: FreeBSD 14.1 dummynet)")
         return what + (", closed loop" if manifest.kind == "closed-loop" else "")
     if manifest.provider == "vagrant":
         return "FreeBSD 14.1 VMs (vagrant provider)"
@@ -251,41 +309,44 @@ def testbed_words(manifest: Manifest) -> str:
     return f"the {manifest.provider} provider"
 
 
+def sender_stacks(manifest: Manifest) -> str:
+    """``client1 FreeBSD 14.1, client2 Linux (Prague = TCP Prague)``: each client's stack in the run's scenario."""
+    try:
+        sc = Scenario.model_validate(manifest.scenario)
+    except Exception:  # noqa: BLE001 - an imported or partial scenario: say what is known
+        return "FreeBSD 14.1"
+    words = []
+    for host in sorted({f.host for f in sc.flows}):
+        h = sc.host(host)
+        text = f"{host} {'Linux' if h.stack == 'linux' else 'FreeBSD 14.1'}"
+        if any(f.cc == "prague" for f in sc.flows if f.host == host):
+            text += f" (Prague = {'udp_prague' if h.prague == 'udp' else 'TCP Prague'})"
+        words.append(text)
+    return ", ".join(words) or "FreeBSD 14.1"
+
+
+def aqm_words(data: RunData) -> str:
+    """The AQM that decided the run's packets: the scenario's, or for a closed-loop series the policy that decided
+    every N-th packet with the AQM deciding the rest."""
+    info = data.manifest.steps.get("closed_loop") if data.manifest.kind == "closed-loop" else None
+    if isinstance(info, dict) and info.get("policy") and int(info.get("every", 0) or 0) > 0:
+        n = int(info["every"])
+        return (f"{info['policy']} deciding every {'' if n == 1 else f'{n}th '}packet"
+                + (f", {data.aqm} the rest" if n > 1 else f" (on {data.aqm})"))
+    return data.aqm
+
+
 def summarize_data(data: RunData, warmup_s: float = M.WARMUP_S) -> RunSummary:
-    metrics = M.run_metrics(data.packets, data.flows, data.rate_bps or float("nan"), warmup_s)
+    metrics = M.run_metrics(data.packets, data.flows, data.capacity, warmup_s)
     name = data.scenario.name if data.scenario else str(data.manifest.scenario.get("name", data.run_id))
     passes = data.scenario.bottleneck.pipe_passes if data.scenario else 1
-    return RunSummary(data.run_id, name, data.aqm, data.rate_bps, metrics, data.parse, pipe_passes=passes,
+    return RunSummary(data.run_id, name, aqm_words(data), data.rate_bps, metrics, data.parse, pipe_passes=passes,
                       overrides=tuple(data.manifest.overrides), sweep=data.manifest.sweep,
                       testbed=testbed_words(data.manifest),
                       overload=overload_share(data.packets) if data.aqm in ("dualpi2", "policy") else None,
                       rates=queue_rates(metrics), coexistence=coexistence(metrics),
-                      short_flows=short_flow_fcts(data.scenario, data.flows))
-
-
-def short_flow_fcts(scenario: Scenario | None, flows: pd.DataFrame) -> list[dict]:
-    """Flow completion times of short-flow groups (``size`` + ``mean_gap``), one entry per group.
-
-    A connection's completion time is the end of its last iperf3 interval, counted from its own start (the
-    simulator ends a short flow's report when its last byte is acked; a real iperf3 -n client ends it when its
-    last byte is written, so on the vagrant testbed this is the sender's view). Connections with no rows are
-    counted as ``unfinished``. Percentiles over every connection of every repeat, in ms."""
-    if scenario is None or flows is None:
-        return []
-    out = []
-    for g, group in enumerate(scenario.flows):
-        if not group.short:
-            continue
-        rows = flows[flows["group"] == g] if len(flows) else flows
-        ends = rows.groupby(["repeat", "connection"])["end_s"].max() if len(rows) else pd.Series([], dtype=float)
-        fct_ms = (ends * 1000).sort_values()
-        n_repeats = max(1, int(flows["repeat"].nunique())) if len(flows) else 1
-        q = (lambda p: round(float(fct_ms.quantile(p / 100)), 3)) if len(fct_ms) else (lambda p: None)
-        out.append({"group": g, "host": group.host, "cc": group.cc, "size_bytes": group.size,
-                    "flows": int(len(fct_ms)), "unfinished": int(n_repeats * group.connections - len(fct_ms)),
-                    "fct_ms": {"p50": q(50), "p95": q(95), "p99": q(99),
-                               "mean": round(float(fct_ms.mean()), 3) if len(fct_ms) else None}})
-    return out
+                      short_flows=short_flow_fcts(data.scenario, data.flows, metrics.n_repeats),
+                      udp=udp_rows(data.scenario, metrics, data.packets))
 
 
 def summarize(ws: Workspace, run_id: str, progress=None) -> RunSummary:
@@ -309,12 +370,20 @@ def _frac(x: float) -> str:
     return "—" if not math.isfinite(x) else f"{x:.3f}"
 
 
+def na_text(reason: str) -> str:
+    """How an undefined metric reads wherever a person reads it."""
+    return f"n/a ({reason})"
+
+
 def print_summary(summary: RunSummary, console: Console) -> None:
-    """Rich tables: one row per repeat, then the overall numbers with their 95% CIs, then the flows."""
+    """Rich tables: one row per repeat, then the overall numbers with their 95% CIs, then the flows by class."""
     m = summary.metrics
     rate = format_rate(int(summary.rate_bps)) if summary.rate_bps else "unknown rate"
+    cap = m.capacity
+    if cap is not None and cap.varies:
+        rate += f" nominal, {cap.source} with {len(cap.changes())} rate change(s)"
     console.print(f"[bold]{summary.run_id}[/]: scenario {summary.scenario_name}, AQM {summary.aqm}, bottleneck "
-                  f"{rate}, {m.n_repeats} repeat(s); throughput from iperf3 after the first {m.warmup_s:g} s")
+                  f"{rate}, {m.n_repeats} repeat(s); bulk-flow throughput from iperf3 after the first {m.warmup_s:g} s")
 
     per = Table(title="per repeat", box=box.SIMPLE_HEAD)
     per.add_column("rep", justify="right")
@@ -322,13 +391,13 @@ def print_summary(summary: RunSummary, console: Console) -> None:
         per.add_column(f"{q} delay (ms)\np50/p95/p99", justify="right", no_wrap=True)
         per.add_column(f"{q} drops\n/marks", justify="right", no_wrap=True)
     per.add_column("util.", justify="right", no_wrap=True)
-    per.add_column("Jain", justify="right", no_wrap=True)
+    per.add_column("Jain\n(bulk)", justify="right", no_wrap=True)
     for rm in m.repeats:
         row = [str(rm.repeat)]
         for q in M.QUEUES:
             s = rm.queues[q]
             row += ["/".join(_ms3(s.delay.get(p)) for p in (50, 95, 99)), f"{s.drops}/{s.marks}"]
-        per.add_row(*row, _pct(rm.utilization), _frac(rm.jain))
+        per.add_row(*row, _pct(rm.utilization), "n/a" if rm.bulk_na else _frac(rm.jain))
     console.print(per)
 
     overall = Table(title="overall (delays pooled over repeats; ± = 95% t-interval of per-repeat values)", box=box.SIMPLE_HEAD)
@@ -341,35 +410,59 @@ def print_summary(summary: RunSummary, console: Console) -> None:
             overall.add_row(f"{q} queue delay p{p} (ms)", _ms(s.delay.get(p)), m.delay_ci[q][p].format(2))
         overall.add_row(f"{q} decisions / drops / marks", f"{s.packets} / {s.drops} / {s.marks}",
                         f"drop {_pct(s.drop_fraction)}, mark {_pct(s.mark_fraction)}")
-    overall.add_row("utilisation", "", m.utilization.format(1, scale=100, unit="%"))
-    overall.add_row("Jain fairness (all flows)", "", m.jain.format(3))
+    overall.add_row("utilisation (of the capacity offered)", "", m.utilization.format(1, scale=100, unit="%"))
+    na = summary.na
+    overall.add_row("Jain fairness (bulk flows)", "", na_text(na["jain"]) if "jain" in na else m.jain.format(3))
+    co = summary.coexistence
+    if co is not None:
+        overall.add_row("scalable/classic throughput per flow (bulk)", "",
+                        co.per_flow.format(2) if co.defined else na_text(co.na))
+        for (sc, cl), iv in co.pairs.items():
+            overall.add_row(f"  {sc}/{cl}", "", iv.format(2))
+    if summary.overload is not None:
+        overall.add_row("DualPI2 PI updates in overload", "", summary.overload.interval.format(1, scale=100, unit="%"))
     for cc, iv in m.cc.items():
-        overall.add_row(f"{cc} throughput per flow (Mbit/s)", "", iv.format(2))
+        overall.add_row(f"{cc} throughput per bulk flow (Mbit/s)", "", iv.format(2))
     console.print(overall)
     if summary.pipe_passes == 2:
         console.print("[dim]utilisation is the flows' goodput over the bottleneck rate; with bottleneck.match: any "
                       "every byte crosses the pipe twice, so 50 % is a full pipe.[/]")
-    if m.n_repeats == 1:
-        console.print("one repeat: no confidence intervals (they need at least two repeats).")
+    if m.n_repeats < M.MIN_CI_REPEATS:
+        console.print(f"{m.n_repeats} repeat(s): no confidence intervals (they need at least {M.MIN_CI_REPEATS} "
+                      "repeats).")
 
-    flows = Table(title="flows (steady-state throughput, mean over repeats)", box=box.SIMPLE_HEAD)
+    flows = Table(title="bulk flows (steady-state throughput, mean over repeats)", box=box.SIMPLE_HEAD)
     for col in ("host", "cc", "group", "connection", "stream"):
         flows.add_column(col)
     flows.add_column("Mbit/s", justify="right")
     for f in m.flows:
-        flows.add_row(f.key.host, f.key.cc, str(f.key.group), str(f.key.connection), str(f.key.stream),
-                      f.throughput.format(2))
-    console.print(flows)
+        if f.flow_class == BULK:
+            flows.add_row(f.key.host, f.key.cc, str(f.key.group), str(f.key.connection), str(f.key.stream),
+                          f.throughput.format(2))
+    if flows.row_count:
+        console.print(flows)
 
     if summary.short_flows:
         fct = Table(title="short flows: completion time (ms), every connection of every repeat", box=box.SIMPLE_HEAD)
-        for col in ("group", "host", "cc", "bytes", "flows", "unfinished", "p50", "p95", "p99", "mean"):
+        for col in ("group", "host", "cc", "bytes", "finished", "unfinished", "p50", "p95", "p99", "mean"):
             fct.add_column(col, justify="right" if col not in ("host", "cc") else "left")
         for sf in summary.short_flows:
-            t = sf["fct_ms"]
-            fct.add_row(str(sf["group"]), sf["host"], sf["cc"], str(sf["size_bytes"]), str(sf["flows"]),
-                        str(sf["unfinished"]), *("—" if t[k] is None else f"{t[k]:.1f}" for k in ("p50", "p95", "p99", "mean")))
+            t = sf.to_json()["fct_ms"]
+            fct.add_row(str(sf.group), sf.host, sf.cc, f"{sf.size_bytes:,}", str(sf.finished), str(sf.unfinished),
+                        *("—" if t[k] is None else f"{t[k]:.1f}" for k in ("p50", "p95", "p99", "mean")))
         console.print(fct)
+
+    if summary.udp:
+        udp = Table(title="unresponsive (UDP) flows, mean over repeats", box=box.SIMPLE_HEAD)
+        for col in ("group", "host", "ECN", "configured", "offered", "delivered", "loss", "marks"):
+            udp.add_column(col, justify="right" if col not in ("host", "ECN") else "left")
+        for u in summary.udp:
+            udp.add_row(str(u.group), u.host, u.ecn, f"{u.configured_mbps:.2f} Mbit/s", f"{_ms(u.offered_mbps)} Mbit/s",
+                        f"{_ms(u.delivered_mbps)} Mbit/s" if not u.router_na else "n/a", _pct(u.loss), _pct(u.marks))
+        console.print(udp)
+        for u in summary.udp:
+            if u.router_na:
+                console.print(f"[dim]UDP group {u.group}: delivered, loss and marks are n/a: {u.router_na}.[/]")
 
     p = summary.parse
     skipped = ", ".join(f"{k}: {v}" for k, v in sorted(p.skipped.items())) or "none"

@@ -40,7 +40,7 @@ SWEEP_METRICS: tuple[SweepMetric, ...] = (
     SweepMetric("c_p95_ms", "C queue delay p95 (ms)", 1, 2, lambda s: s.metrics.delay_ci["C"][95]),
     SweepMetric("l_p95_ms", "L queue delay p95 (ms)", 1, 2, lambda s: s.metrics.delay_ci["L"][95]),
     SweepMetric("utilization_pct", "utilisation (%)", 100, 1, lambda s: s.metrics.utilization),
-    SweepMetric("jain", "Jain index", 1, 3, lambda s: s.metrics.jain),
+    SweepMetric("jain", "Jain index (bulk flows)", 1, 3, lambda s: s.metrics.jain),
     SweepMetric("scalable_classic_ratio", "scalable/classic throughput per flow", 1, 2,
                 lambda s: s.coexistence.per_flow if s.coexistence else _none()),
     SweepMetric("c_drop_pct", "C drop rate (%)", 100, 2, lambda s: s.rates["C"].drop),
@@ -141,6 +141,16 @@ def print_sweep_table(table: SweepTable, console: Console) -> None:
                   "`l4stb report --sweep ID`.")
 
 
+OTHER_VALUES = "other swept values"
+"""The line label column of a figure when more than one other key was swept (one line per combination of them)."""
+
+
+def _other_axes(table: SweepTable, param: str) -> list[str]:
+    """The swept keys that vary independently of ``param`` (keys zipped with it step with it, so they are not)."""
+    joint = next((g for g in getattr(table.record, "joint", []) if param in g), [param])
+    return [a for a in table.axes if a not in joint]
+
+
 def render_sweep_report(ws: Workspace, sweep_id: str | None) -> Path:
     """workdir/sweeps/<id>/report/: index.html, summary.md, sweep.csv, sweep.json and the figures."""
     from l4stb.analysis.figure_data import interval_rows
@@ -165,8 +175,8 @@ def render_sweep_report(ws: Workspace, sweep_id: str | None) -> Path:
             tables=[ReportTable([*table.axes, *[m.label for m in SWEEP_METRICS], "run"], rows,
                                 caption="One row per combination")])]
         for param in table.axes:
-            others = [a for a in table.axes if a != param]
-            group = others[0] if others else None
+            others = _other_axes(table, param)
+            group = others[0] if len(others) == 1 else OTHER_VALUES if others else None
             figs = []
             for m in SWEEP_METRICS:
                 data_rows = []
@@ -174,8 +184,10 @@ def render_sweep_report(ws: Workspace, sweep_id: str | None) -> Path:
                     iv: M.Interval = r[m.key]
                     scaled = M.Interval(iv.mean * m.scale, iv.low * m.scale if iv.has_ci else None,
                                         iv.high * m.scale if iv.has_ci else None, iv.n)
-                    data_rows.append({**interval_rows(f"{group} = {r[group]}" if group else "", m.label, r[param], scaled),
-                                      param: r[param], **({group: r[group]} if group else {})})
+                    gval = (r[others[0]] if len(others) == 1 else ", ".join(f"{a}={r[a]}" for a in others)) \
+                        if others else None
+                    data_rows.append({**interval_rows(f"{group} = {gval}" if group else "", m.label, r[param], scaled),
+                                      param: r[param], **({group: gval} if group else {})})
                 frame = pd.DataFrame(data_rows)
                 if frame["y"].isna().all():
                     continue

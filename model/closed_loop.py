@@ -22,7 +22,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from l4stb.analysis import metrics as M
 from l4stb.analysis.packets import ensure_parsed, read_flows, read_packets
 from l4stb.analysis.pool import PoolSplits
+from l4stb.analysis.capacity import capacity_of
 from l4stb.analysis.report import ReportSection, ReportTable, SeriesData, comparison_section, series_metrics
+from l4stb.analysis.summary import annotate_run_flows, scenario_and_rate
 from l4stb.config import Scenario, Topology
 from l4stb.manifest import Manifest, RepeatRecord, collect_versions, load_manifest, save_manifest, update_manifest
 from l4stb.model.closed_loop_policy import TimedPolicy, feature_extractor
@@ -118,7 +120,10 @@ def _simulate_series(ws: Workspace, run_id: str, policy: TimedPolicy | None, pro
 
 
 def _series_data(ws: Workspace, run_id: str, repeats: list[int] | None = None) -> SeriesData:
+    """A series run's tables, its flows annotated with their class and real start (as ``load_run`` does)."""
     packets, flows = read_packets(ws, run_id), read_flows(ws, run_id)
+    manifest = load_manifest(ws, run_id)
+    flows = annotate_run_flows(flows, manifest, scenario_and_rate(manifest)[0])
     if repeats is not None:
         packets = packets[packets["repeat"].isin(repeats)]
         flows = flows[flows["repeat"].isin(repeats)]
@@ -148,7 +153,7 @@ def _row(label: str, m: M.RunMetrics, repeats: list[int], result: SeriesResult |
     return {"label": label, "repeats": ", ".join(map(str, repeats)),
             "c_p95_ms": c.delay.get(95) if c and c.delay.n else float("nan"),
             "l_p95_ms": l_.delay.get(95) if l_ and l_.delay.n else float("nan"),
-            "utilization": m.utilization.mean, "jain": m.jain.mean,
+            "utilization": m.utilization.mean, "jain": m.jain.mean, "jain_na": m.bulk_na,
             "c_drop": c.drop_fraction if c else float("nan"), "l_drop": l_.drop_fraction if l_ else float("nan"),
             "c_mark": c.mark_fraction if c else float("nan"), "l_mark": l_.mark_fraction if l_ else float("nan"),
             "cc_mbps": {cc: iv.mean for cc, iv in m.cc.items()},
@@ -184,7 +189,8 @@ def closed_loop_section(ws: Workspace, run_id: str, record: dict) -> tuple[Repor
                                                int(lat.get("n", 0) or info.get("decisions", 0) or 0),
                                                float(m.timings.get("run_wall_s", 0.0) or 0.0))
     source = load_manifest(ws, run_id)
-    rate = Scenario.model_validate(source.scenario).bottleneck.rate
+    source_scenario = Scenario.model_validate(source.scenario)
+    rate = capacity_of(source_scenario, source_scenario.bottleneck.rate)
     metrics = series_metrics(series, rate)
     labels = list(series)
     base_label = labels[0]
@@ -214,14 +220,13 @@ def closed_loop_section(ws: Workspace, run_id: str, record: dict) -> tuple[Repor
         ["series", "C p95 (ms)", "L p95 (ms)", "utilisation", *cc_cols, "Jain", "C drop", "C mark", "L drop",
          "L mark", "policy decisions", "latency p50 (ms)", "latency p99 (ms)", "run"],
         [[r["label"], _fmt_num(r["c_p95_ms"], ".2f"), _fmt_num(r["l_p95_ms"], ".2f"), _fmt_num(r["utilization"], ".1%"),
-          *[_fmt_num(r["cc_mbps"].get(cc), ".2f") for cc in ccs], _fmt_num(r["jain"], ".3f"),
+          *[_fmt_num(r["cc_mbps"].get(cc), ".2f") for cc in ccs], ("n/a" if r.get("jain_na") else _fmt_num(r["jain"], ".3f")),
           _fmt_num(r["c_drop"], ".2%"), _fmt_num(r["c_mark"], ".2%"), _fmt_num(r["l_drop"], ".2%"),
           _fmt_num(r["l_mark"], ".2%"), f"{r['decisions']:,}", _fmt_num(r["latency_p50_ms"], ".3f"),
           _fmt_num(r["latency_p99_ms"], ".3f"), r["run_id"] or "—"] for r in rows],
         caption="Closed-loop series: delays pooled over the repeats, the rest means of repeats; latency is the "
                 "policy's own decision time")
-    verdict_rows = [[lab, v.metric.label, v.sentence().split(": ")[-1], v.sentence().rsplit(": ", 1)[0]]
-                    for lab in labels[1:] for v in verdicts[lab]]
+    verdict_rows = [[lab, v.metric.label, v.word, v.numbers()] for lab in labels[1:] for v in verdicts[lab]]
     verdict_table = ReportTable(["series", "metric", "verdict", "numbers (series vs DualPI2)"], verdict_rows,
                                 caption="Verdict per metric (paired over repeats; 95% t-interval of the difference)")
     section.tables = [table, verdict_table, *section.tables]
@@ -252,7 +257,7 @@ def run_closed_loop(ws: Workspace, run_id: str, splits: PoolSplits, report, job,
         entries.append({"label": "DualPI2", "run_id": base_run})
         for slug, label, policy in [*_policies(splits, report.checkpoint_dir, every, seed=0), *extra_policies]:
             cl_run = _series_run(ws, source, slug, repeats, {"policy": label, "every": policy.every,
-                                                             "checkpoint": str(report.checkpoint_dir)})
+                                                             "checkpoint": ws.stored(report.checkpoint_dir)})
             _simulate_series(ws, cl_run, policy, progress)
             entries.append({"label": label, "run_id": cl_run})
     record = {"status": "done", "finished": utc_iso(), "repeats": repeats, "fresh": held.fresh,

@@ -265,10 +265,18 @@ def _train_repeats(splits: PoolSplits, run_id: str) -> list[int]:
     return sorted({int(e["repeat"]) for e in eps if e.get("split") == "train" and e.get("run") == run_id})
 
 
+def _stored(root: Path | None, path) -> str:
+    from l4stb.workspace import stored_path
+
+    return stored_path(root, path) if root is not None else str(path)
+
+
 def distill(splits: PoolSplits, teacher: Teacher, out_dir: Path, cfg: DistillConfig, *, scenario=None,
             topology=None, run_id: str | None = None, teacher_metrics: dict | None = None,
-            progress=None) -> DistillResult:
-    """Distil ``teacher`` on ``splits`` into ``out_dir`` (policy.l4pb + distill.json, swapped in as a set)."""
+            progress=None, root: Path | None = None) -> DistillResult:
+    """Distil ``teacher`` on ``splits`` into ``out_dir`` (policy.l4pb + distill.json, swapped in as a set).
+
+    ``root``: the workdir, so that distill.json names the teacher relative to it (the workdir can move)."""
     from l4stb.model.evaluate import classification_metrics
     from l4stb.model.policy_latency import c_latency, python_latency
 
@@ -323,7 +331,8 @@ def distill(splits: PoolSplits, teacher: Teacher, out_dir: Path, cfg: DistillCon
     m_student = classification_metrics(test.actions, student)
     m_teacher = classification_metrics(test.actions, teacher_test)
     summary = {
-        "config": asdict(cfg), "teacher": str(getattr(teacher, "final_checkpoint", None) or teacher.checkpoint), "pool": splits.meta.name,
+        "config": asdict(cfg), "teacher": _stored(root, getattr(teacher, "final_checkpoint", None) or teacher.checkpoint),
+        "pool": splits.meta.name,
         "features": [{"name": f.name, "field_id": f.field_id, "shift": f.shift, "scale": f.scale} for f in features],
         "blob": {"bytes": blob.size_bytes, "nodes": len(blob.nodes), "leaves": blob.leaves, "depth": blob.max_depth,
                  "sha256": blob.sha256, "checksum": f"{blob.checksum:08x}"},

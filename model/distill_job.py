@@ -30,7 +30,7 @@ def teacher_dir(ws: Workspace, run_id: str, model: str | None) -> Path:
         if not train.get("model_dir"):
             raise L4stbError(f"run {run_id} has no trained model to distil; run `l4stb train-and-report --run "
                              f"{run_id}` first, or name one with --model.")
-        folder = Path(train["model_dir"])
+        folder = ws.from_stored(train["model_dir"])
     if not (folder / "checkpoint").is_dir():
         raise L4stbError(f"{folder} holds no trained model (no checkpoint/ folder); train one with "
                          "`l4stb train-and-report`, or give --model the folder it wrote.")
@@ -57,9 +57,11 @@ def _pool_of(ws: Workspace, run_id: str, metrics: dict) -> PoolSplits:
 
 
 def distill_run(ws: Workspace, run_id: str, cfg: DistillConfig, *, console: Console, model: str | None = None,
-                splits: PoolSplits | None = None, out_dir: Path | None = None) -> DistillResult:
+                splits: PoolSplits | None = None, out_dir: Path | None = None,
+                name: str | None = None) -> DistillResult:
     """Distil the run's teacher (its trained model, or ``model``) into ``out_dir``, by default
-    ``<teacher>-distilled`` beside it."""
+    ``<teacher>-distilled`` beside it; ``name`` puts it in the run's ``model/<name>`` instead (the teacher's own
+    folder stays what distill.json names)."""
     folder = teacher_dir(ws, run_id, model)
     metrics = _teacher_metrics(folder)
     splits = splits or _pool_of(ws, run_id, metrics)
@@ -71,32 +73,37 @@ def distill_run(ws: Workspace, run_id: str, cfg: DistillConfig, *, console: Cons
     elif cfg.dagger_rounds:
         console.print(f"[yellow]DAgger skipped[/]: run {run_id} is a {manifest.kind} run on the {manifest.provider} "
                       "provider; rollouts replay a sim run's scenario. The tree learns from the teacher's labels only.")
+    if name:
+        out_dir = ws.model_dir(run_id, name)
     out_dir = out_dir or folder.parent / f"{folder.name}{DISTILLED_SUFFIX}"
-    teacher_name = out_dir.name.removesuffix(DISTILLED_SUFFIX)  # the model's name, also while it is being staged
+    # the model's name, also while it is being staged
+    teacher_name = folder.name if name else out_dir.name.removesuffix(DISTILLED_SUFFIX)
+    teacher_final = folder if name else out_dir.parent / teacher_name
     console.print(f"distilling [bold]{safe(teacher_name)}[/] into a tree of depth <= {cfg.max_depth}, <= {cfg.max_leaves} "
                   f"leaves, <= {cfg.max_bytes:,} bytes ({cfg.dagger_rounds} DAgger round(s))")
     with Progress(SpinnerColumn(), TextColumn("[bold]distill[/] {task.description}"), TimeElapsedColumn(),
                   console=console, transient=True) as progress:
         task = progress.add_task("starting", total=None)
-        result = distill(splits, _teacher(folder, out_dir.parent / teacher_name), out_dir, cfg,
+        result = distill(splits, _teacher(folder, teacher_final), out_dir, cfg,
                          scenario=scenario, topology=topology, run_id=run_id, teacher_metrics=metrics,
-                         progress=lambda text: progress.update(task, description=text))
+                         progress=lambda text: progress.update(task, description=text), root=ws.root)
     s = result.summary
     update_manifest(ws, run_id, lambda m: m.steps.__setitem__("distill", {
         "status": "done", "finished": utc_iso(),
-        "teacher": str(out_dir.parent / teacher_name), "out_dir": str(out_dir),
+        "teacher": ws.stored(teacher_final), "out_dir": ws.stored(out_dir),
         "sha256": s["blob"]["sha256"], "bytes": s["blob"]["bytes"], "agreement": s["agreement_with_teacher"],
         "test_macro_f1": s["test"]["macro_f1"]}))
     return result
 
 
-def distill_pool_model(splits: PoolSplits, folder: Path, final_folder: Path, *, console: Console) -> DistillResult:
+def distill_pool_model(splits: PoolSplits, folder: Path, final_folder: Path, *, console: Console,
+                       root: Path | None = None) -> DistillResult:
     """Distil a model trained on a pool outside any run (read from ``folder``, which may be the staging folder of
     ``final_folder``) into ``<final_folder>-distilled``: imitation only, as there is no scenario to roll out."""
     console.print("distilling the model into a decision tree (no run to roll out: imitation only)")
     out_dir = final_folder.parent / f"{final_folder.name}{DISTILLED_SUFFIX}"
     return distill(splits, _teacher(folder, final_folder), out_dir, DistillConfig(dagger_rounds=0),
-                   teacher_metrics=_teacher_metrics(folder))
+                   teacher_metrics=_teacher_metrics(folder), root=root)
 
 
 def _teacher(folder: Path, final_folder: Path) -> Teacher:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from l4stb.analysis.pool import PoolSplits, load_pool
 from l4stb.console import safe
 from l4stb.errors import L4stbError
 from l4stb.manifest import load_manifest, update_manifest
+from l4stb.model.verdicts import metric_label
 from l4stb.workspace import Workspace, atomic_write_json, atomic_write_text, staged_folder, utc_iso
 
 
@@ -63,12 +65,18 @@ class JobOutcome:
     wall_s: float = 0.0
     distill: dict | None = None
 
-    def to_json(self) -> dict:
-        """The numbers the job ends with (written beside the report as headline.json)."""
+    def to_json(self, root: Path | None = None) -> dict:
+        """The numbers the job ends with (written beside the report as headline.json); paths relative to the
+        workdir ``root`` when given (so the workdir can move)."""
+        from l4stb.workspace import stored_path
+
+        def stored(p: Path) -> str:
+            return stored_path(root, p) if root is not None else str(p)
+
         m = self.metrics
         keep = ("test", "baselines", "latency_ms", "decisions_per_s", "params", "memory", "train_seconds",
                 "backbone", "epochs_run", "best_epoch", "data")
-        return {"report": str(self.report) if self.report else None, "model_dir": str(self.model_dir),
+        return {"report": stored(self.report) if self.report else None, "model_dir": stored(self.model_dir),
                 "wall_s": round(self.wall_s, 1), "metrics": {k: m[k] for k in keep if k in m},
                 "closed_loop": self.closed_loop, "distill": self.distill}
 
@@ -80,6 +88,11 @@ class JobOutcome:
         if f1 is not None and f1_forward is not None and f1 < f1_forward:
             lines.insert(0, f"[bold red]the model is worse than always-forward[/] on the held-out test split "
                             f"(macro-F1 {f1:.3f} vs {f1_forward:.3f}): it has not learned the drop/mark decisions.")
+        from l4stb.model.report_sections import baseline_gap_warning
+
+        gap = baseline_gap_warning(m)
+        if gap:
+            lines.insert(0, f"[bold yellow]warning[/]: {gap}")
         if self.report:
             lines.append(f"report: [bold]{safe(self.report)}[/]")
         lines.append(
@@ -100,9 +113,10 @@ class JobOutcome:
                          + (f"{c_ns:.0f} ns per decision in C" if c_ns is not None else "no C compiler for its latency"))
         for row in self.closed_loop:
             verdicts = row.get("verdicts") or {}
-            worse = sorted(k for k, w in verdicts.items() if w.startswith("worse"))
-            lines.append(f"closed loop {safe(row['label'])}: C p95 {row['c_p95_ms']:.1f} ms, L p95 {row['l_p95_ms']:.1f} ms, "
-                         f"utilisation {row['utilization']:.1%}, Jain {row['jain']:.3f}"
+            worse = [metric_label(k) for k, w in verdicts.items() if w.startswith("worse")]
+            jain = "n/a" if row.get("jain_na") or not math.isfinite(row["jain"]) else f"{row['jain']:.3f}"
+            lines.append(f"closed loop {safe(row['label'])}: C-queue p95 delay {row['c_p95_ms']:.1f} ms, L-queue p95 "
+                         f"delay {row['l_p95_ms']:.1f} ms, utilisation {row['utilization']:.1%}, Jain index {jain}"
                          + (f"; worse than DualPI2 on {', '.join(worse)}" if worse else "")
                          + ("; too few repeats to tell" if verdicts and all(w.startswith("too few") for w in verdicts.values())
                             else ""))
@@ -255,7 +269,7 @@ def train_and_report(ws: Workspace, job: TrainJob, *, console: Console) -> JobOu
                     sections.append(section)
         outcome = JobOutcome(report_index, model_dir, report.metrics, closed_rows, time.perf_counter() - t0,
                              distilled.summary if distilled is not None else None)
-        headline = _json_text({**outcome.to_json(), "fingerprint": fingerprint})
+        headline = _json_text({**outcome.to_json(ws.root), "fingerprint": fingerprint})
         atomic_write_text(stage / HEADLINE, headline)
         if run_id is None:
             from l4stb.analysis.report import render_model_report
@@ -310,7 +324,7 @@ def _publish_run_report(ws: Workspace, run_id: str, model_name: str, model_dir: 
     headline_text = (model_dir / HEADLINE).read_text()
     metrics = json.loads(headline_text).get("metrics") or {}
     update_manifest(ws, run_id, lambda m: m.steps.__setitem__(
-        "train", {"status": "done", "finished": utc_iso(), "model": model_name, "model_dir": str(model_dir),
+        "train", {"status": "done", "finished": utc_iso(), "model": model_name, "model_dir": ws.stored(model_dir),
                   "test_macro_f1": metrics.get("test", {}).get("macro_f1")}))
     if sections is None:
         sections = saved_model_sections(ws, run_id)
@@ -360,7 +374,7 @@ def _distill_stage(ws: Workspace, run_id: str | None, splits: PoolSplits, staged
     from l4stb.model.distill_job import DISTILLED_SUFFIX, distill_pool_model, distill_run
 
     if run_id is None:
-        return distill_pool_model(splits, staged_model, model_dir, console=console)
+        return distill_pool_model(splits, staged_model, model_dir, console=console, root=ws.root)
     return distill_run(ws, run_id, DistillConfig(), console=console, model=str(staged_model), splits=splits,
                        out_dir=model_dir.parent / f"{model_dir.name}{DISTILLED_SUFFIX}")
 

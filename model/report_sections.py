@@ -30,8 +30,9 @@ def _fig(width: float, height: float, ncols: int = 1) -> tuple[Figure, list]:
 
 
 def training_curves_figure(history: list[dict]) -> Figure:
-    """Loss, accuracy and macro-F1 per epoch, train and validation."""
-    fig, (ax_loss, ax_acc, ax_f1) = _fig(11, 3.4, 3)
+    """Loss, accuracy and macro-F1 per epoch, train and validation: whole epochs on x (also for one epoch),
+    accuracy and macro-F1 on their full 0-1 range, loss from 0, and one legend under the panels, never over data."""
+    fig, (ax_loss, ax_acc, ax_f1) = _fig(11, 3.8, 3)
     epochs = [h["epoch"] + 1 for h in history]
     for ax, key, title in ((ax_loss, "loss", "cross-entropy loss"), (ax_acc, "accuracy", "accuracy"),
                            (ax_f1, "macro_f1", "macro-F1")):
@@ -41,14 +42,27 @@ def training_curves_figure(history: list[dict]) -> Figure:
                 ax.plot(epochs, [np.nan if y is None else y for y in ys], marker="o", color=color,
                         label="train (running, over the epoch)" if split == "train" else "validation")
         ax.set_xlabel("epoch (1 = first)")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if epochs:
+            ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
+        if len(epochs) <= 20:
+            ax.set_xticks(epochs)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if key == "loss":
+            top = np.nanmax([h.get(f"{sp}_loss") or np.nan for h in history for sp in ("train", "val")] + [np.nan]) \
+                if history else np.nan
+            ax.set_ylim(0, 1.1 * top if np.isfinite(top) and top > 0 else 1.0)
+        else:
+            ax.set_ylim(0, 1.02)
         ax.set_ylabel(f"{title} (unitless)")
         ax.set_title(title)
-        ax.legend(fontsize=8)
+        ax.grid(True, alpha=0.3)
     best = [h["epoch"] + 1 for h in history if h.get("best")]
     if best:
         ax_f1.axvline(best[-1], color="#555555", linestyle=":", label=f"best epoch ({best[-1]})")
-        ax_f1.legend(fontsize=8)
+    handles, labels = ax_f1.get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncols=len(handles), fontsize=8)
     return fig
 
 
@@ -117,6 +131,24 @@ def _counts(counts) -> str:
     return str(counts)
 
 
+FAR_BELOW_F1 = 0.1
+"""A learned model whose held-out macro-F1 is more than this below the best learned baseline's is flagged."""
+
+
+def baseline_gap_warning(metrics: dict) -> str:
+    """A warning (one sentence, "" when none) when the learned model's held-out macro-F1 is far below the simple
+    learned baselines' (logistic regression, decision tree): its closed-loop numbers then show a weak model."""
+    f1 = (metrics.get("test") or {}).get("macro_f1")
+    learned = {name: b.get("macro_f1") for name, b in (metrics.get("baselines") or {}).items()
+               if name != "always_forward" and isinstance(b, dict) and isinstance(b.get("macro_f1"), (int, float))}
+    if not isinstance(f1, (int, float)) or not learned or max(learned.values()) - f1 <= FAR_BELOW_F1:
+        return ""
+    others = " and ".join(f"{name.replace('_', ' ')} {v:.3f}" for name, v in learned.items())
+    return (f"The learned model is far below the simple baselines on the held-out test split: macro-F1 {f1:.3f} "
+            f"against {others}. Its closed-loop numbers show what this weak model does, not what L4S-LLM can do: "
+            "train longer (--epochs), on more windows (--max-train-windows 0) or with a larger backbone.")
+
+
 def model_sections(metrics: dict, history: list[dict], fig_dir: Path) -> list[ReportSection]:
     fig_dir = Path(fig_dir)
     fig_dir.mkdir(parents=True, exist_ok=True)
@@ -136,6 +168,9 @@ def model_sections(metrics: dict, history: list[dict], fig_dir: Path) -> list[Re
         f"{_counts(data.get('test_action_counts', {}))}), which no training step saw. The classes are very unbalanced, so "
         "read macro-F1 and balanced accuracy, not accuracy."
     )
+    gap = baseline_gap_warning(metrics)
+    if gap:
+        intro = f"**Warning: {gap}**\n\n{intro}"
     out.append(ReportSection("Model training", markdown=intro,
                              figures=[("Loss, accuracy and macro-F1 per epoch (train: running over the epoch; "
                                        "validation: after the epoch).", curves)] if curves else []))

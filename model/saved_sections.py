@@ -19,7 +19,7 @@ def saved_model_sections(ws: Workspace, run_id: str) -> list[ReportSection]:
     series' runs; empty for a run that `train-and-report` never trained on. A series run that was deleted
     leaves the closed loop out, with a warning that says so."""
     manifest = load_manifest(ws, run_id)
-    model_dir = _trained_model_dir(manifest)
+    model_dir = _trained_model_dir(ws, manifest)
     if model_dir is None:
         return []
     metrics_file = model_dir / "metrics.json"
@@ -53,13 +53,14 @@ def saved_model_sections(ws: Workspace, run_id: str) -> list[ReportSection]:
 def saved_extra_files(ws: Workspace, run_id: str) -> dict[str, str]:
     """headline.json of the run's trained model, which train-and-report puts beside the report: a report
     re-rendered from saved files keeps it (and `train-and-report` then still finds itself up to date)."""
-    model_dir = _trained_model_dir(load_manifest(ws, run_id))
+    model_dir = _trained_model_dir(ws, load_manifest(ws, run_id))
     path = model_dir / HEADLINE if model_dir is not None else None
     return {HEADLINE: path.read_text()} if path is not None and path.is_file() else {}
 
 
-def _trained_model_dir(manifest) -> Path | None:
+def _trained_model_dir(ws: Workspace, manifest) -> Path | None:
+    """The run's trained model folder in this workdir (an absolute path an older l4stb stored is migrated)."""
     train = manifest.steps.get("train")
     if not isinstance(train, dict) or train.get("status") != "done" or not train.get("model_dir"):
         return None
-    return Path(train["model_dir"])
+    return ws.from_stored(str(train["model_dir"]))

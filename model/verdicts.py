@@ -9,6 +9,12 @@ so the difference of each pair is one sample): the mean paired difference with i
   delays and drop rates, higher for utilisation and Jain, closer to 1 for the scalable/classic ratio. Mark
   rates and per-CC throughputs have no direction of their own: they are reported as higher or lower.
 
+Fairness (Jain's index, the scalable/classic ratio) is over bulk flows and undefined where they carried next to
+nothing (:func:`l4stb.analysis.metrics.bulk_na_reason`): a series whose fairness is undefined in every repeat
+reads "n/a (why)", never a number. And a series that is worse on utilisation is never called better on
+fairness: equal shares of a link it leaves idle are no gain, so that verdict reads "no verdict: utilisation is
+worse".
+
 No sentence is fixed text: each is built from these comparisons, so none can contradict the table.
 """
 
@@ -79,7 +85,8 @@ class Verdict:
     def decided(self) -> bool:
         return self.word in ("better", "worse")
 
-    def sentence(self) -> str:
+    def numbers(self) -> str:
+        """The metric and its numbers, series vs DualPI2, with the paired difference (no verdict word)."""
         m = self.metric
         u = f" {m.unit}" if m.unit and m.unit != "%" else ("%" if m.unit == "%" else "")
         digits = 3 if m.key in ("jain", "lc") else 2
@@ -91,12 +98,41 @@ class Verdict:
                      f"{self.diff.high:+.{digits}f}], n={self.diff.n})")
         else:
             text += f" (n={self.diff.n})"
-        return f"{text}: {self.word}"
+        return text
+
+    def sentence(self) -> str:
+        if self.word.startswith("n/a"):
+            return f"{self.metric.label}: {self.word}"
+        if not (math.isfinite(self.value) and math.isfinite(self.base)):
+            return self.numbers()
+        return f"{self.numbers()}: {self.word}"
 
 
 def _mean(values: dict[int, float], repeats: Sequence[int], scale: float) -> float:
     x = [values[r] * scale for r in repeats if r in values and math.isfinite(values[r])]
     return sum(x) / len(x) if x else float("nan")
+
+
+FAIRNESS = ("jain", "lc")
+"""The verdict metrics that judge sharing (bulk flows only), which a loss of utilisation overrules."""
+NOT_BETTER_WHEN_UTIL_WORSE = "no verdict: utilisation is worse"
+
+
+def metric_label(key: str) -> str:
+    """The name the report gives a verdict metric's key (``c_p95`` -> "C-queue p95 delay")."""
+    if key.startswith("cc_"):
+        return f"{key[3:]} throughput per flow"
+    return next((vm.label for vm in verdict_metrics(()) if vm.key == key), key)
+
+
+def _na_word(vm: VerdictMetric, base: M.RunMetrics, other: M.RunMetrics) -> str:
+    """"n/a (why)" when a fairness metric is undefined in every repeat of either side, else ""."""
+    if vm.key not in FAIRNESS:
+        return ""
+    for side, m in (("series", other), ("DualPI2", base)):
+        if m.bulk_na:
+            return f"n/a ({side}: {m.bulk_na})"
+    return ""
 
 
 def compare_series(base: M.RunMetrics, other: M.RunMetrics, ccs: Sequence[str]) -> list[Verdict]:
@@ -123,7 +159,12 @@ def compare_series(base: M.RunMetrics, other: M.RunMetrics, ccs: Sequence[str]) 
                 word = "worse (further from 1)" if up else "better (closer to 1)"
             else:
                 word = "higher" if up else "lower"
+        word = _na_word(vm, base, other) or word
         out.append(Verdict(vm, _mean(a, pairs or list(a), vm.scale), _mean(b, pairs or list(b), vm.scale), iv, word))
+    util_worse = any(v.metric.key == "util" and v.word == "worse" for v in out)
+    if util_worse:
+        out = [Verdict(v.metric, v.base, v.value, v.diff, NOT_BETTER_WHEN_UTIL_WORSE)
+               if v.metric.key in FAIRNESS and v.word.startswith("better") else v for v in out]
     return out
 
 

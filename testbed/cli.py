@@ -10,6 +10,7 @@ import traceback
 from pathlib import Path
 
 import click
+from rich import box
 from rich.table import Table
 
 from l4stb import __version__
@@ -206,13 +207,12 @@ def status(c: Ctx) -> None:
         console.print(table)
     else:
         console.print(f"no testbed is up in {safe(c.ws.root)} (`l4stb up` starts one)")
+    _print_sweeps(c)
     runs = c.ws.run_ids()
     if not runs:
         console.print("no runs yet")
         return
-    table = Table(title="runs")
-    for col in ("run", "kind", "status", "repeats ok", "fetched", "steps"):
-        table.add_column(col)
+    table = _IdTable("runs", ("run", "kind", "status", "repeats ok", "fetched", "steps"), runs)
     damaged, interrupted = [], False
     for run_id in runs:
         try:
@@ -227,19 +227,85 @@ def status(c: Ctx) -> None:
         interrupted |= m.shown_status() == "interrupted"
         table.add_row(safe(run_id), m.kind, m.shown_status(), f"{len(m.ok_repeats())}/{len(m.repeats)}", safe(fetched),
                       safe(steps or "-"))
-    console.print(table)
+    table.print()
     for text in damaged:
         print_error(text)
     if interrupted:
         console.print("an interrupted run keeps its finished repeats: `l4stb run --resume RUN_ID` completes it")
 
 
+class _IdTable:
+    """Rows keyed by an id the user copies into the next command (a run, a sweep): a table when the terminal is wide
+    enough to show every id whole, else one block per row (the id on its own line), never an id cut short."""
+
+    def __init__(self, title: str, columns: tuple[str, ...], ids: list[str]):
+        self.title, self.columns, self.rows = title, columns, []
+        self.width = max((len(i) for i in ids), default=0)
+
+    def add_row(self, *cells: str) -> None:
+        self.rows.append(cells)
+
+    def print(self) -> None:
+        others = sum(max([len(clean(str(r[i]))) for r in self.rows] + [len(col)]) + 3
+                     for i, col in enumerate(self.columns) if i)
+        if self.width + others + 4 <= console.width:
+            table = Table(title=self.title, box=box.SIMPLE_HEAD)
+            for col in self.columns:
+                table.add_column(col, no_wrap=True)
+            for row in self.rows:
+                table.add_row(*row)
+            console.print(table)
+            return
+        console.print(f"[bold]{self.title}[/]")
+        for row in self.rows:
+            console.print(row[0], soft_wrap=True)
+            console.print("    " + "; ".join(f"{col} {cell}" for col, cell in zip(self.columns[1:], row[1:])))
+
+
+def _print_sweeps(c: Ctx) -> None:
+    """The workdir's sweeps: id, scenario, how many combinations and how many of their runs are complete."""
+    from l4stb.manifest import load_manifest
+    from l4stb.sweep import load_sweep, sweep_ids
+
+    ids = sweep_ids(c.ws)
+    if not ids:
+        return
+    table = _IdTable("sweeps", ("sweep", "scenario", "swept", "combinations", "complete"), ids)
+    for sweep_id in ids:
+        try:
+            record = load_sweep(c.ws, sweep_id)
+        except L4stbError as exc:
+            table.add_row(safe(sweep_id), "?", "[red]damaged[/]", "-", "-")
+            print_error(str(exc))
+            continue
+        done = 0
+        for combo in record.combinations:
+            if combo.run_id and c.ws.manifest_file(combo.run_id).is_file():
+                try:
+                    done += load_manifest(c.ws, combo.run_id).status == "complete"
+                except L4stbError:
+                    pass
+        table.add_row(safe(sweep_id), safe(record.scenario), safe(", ".join(record.axes)),
+                      str(len(record.combinations)), f"{done}/{len(record.combinations)}")
+    table.print()
+
+
 @cli.command()
-def scenarios() -> None:
+@click.option("--show", "show", default=None, metavar="NAME",
+              help="Print a shipped scenario's YAML, to copy as the template of your own (l4stb scenarios --show "
+                   "dctcp-8mbps > mine.yaml).")
+def scenarios(show: str | None) -> None:
     """List the shipped scenarios and topologies."""
     from l4stb.config import load_scenario, load_topology
-    from l4stb.resources import list_scenarios, list_topologies
+    from l4stb.resources import find_scenario, list_scenarios, list_topologies
     from l4stb.units import format_duration, format_rate
+
+    if show is not None:
+        if show not in list_scenarios():
+            find_scenario(show)  # the error names the closest shipped scenario
+            raise L4stbError(f"--show {show}: give the name of a shipped scenario ({', '.join(list_scenarios())}).")
+        click.echo(find_scenario(show).read_text(), nl=False)
+        return
 
     wide = console.width >= 150  # the description column only when there is room for it
     table = Table(title="scenarios (use a name, or the path of your own YAML)")
@@ -274,6 +340,10 @@ def scenarios() -> None:
               help="Override a scenario field, e.g. bottleneck.rate=20Mbit or duration=30s (repeatable).")
 @click.option("--sweep", "sweeps", multiple=True, metavar="KEY=V1,V2,...",
               help="Run the cross product of values, e.g. bottleneck.rate=8Mbit,20Mbit (repeatable).")
+@click.option("--sweep-zip", "zips", multiple=True, metavar="KEY=V1,V2,...",
+              help="Sweep keys together: the i-th value of each goes into the same combination, e.g. "
+                   "--sweep-zip hosts.client1.stack=linux,freebsd --sweep-zip hosts.client2.stack=linux,freebsd "
+                   "(repeatable; every key needs as many values).")
 @click.option("--resume", "resume", default=None, metavar="[RUN_ID]",
               help="Finish an interrupted run's pending repeats (default: the latest run); with --sweep, skip the "
                    "combinations already complete.",
@@ -285,7 +355,8 @@ def scenarios() -> None:
 @click.option("--provider", "plan_provider", type=click.Choice(["sim", "vagrant", "qemu"]), default=None,
               help="With --dry-run: show this provider's plan (default: the testbed that is up, else sim).")
 @pass_ctx
-def run(c: Ctx, scenario_name, repeats, seed, overrides, sweeps, resume, jobs, executor, dry_run, plan_provider) -> None:
+def run(c: Ctx, scenario_name, repeats, seed, overrides, sweeps, zips, resume, jobs, executor, dry_run,
+        plan_provider) -> None:
     """Run a scenario's repeats on the testbed that is up."""
     from l4stb import runner
 
@@ -297,13 +368,13 @@ def run(c: Ctx, scenario_name, repeats, seed, overrides, sweeps, resume, jobs, e
         overrides.append(f"repeats={repeats}")
     if seed is not None:
         overrides.append(f"seed={seed}")
-    if sweeps:
+    if sweeps or zips:
         from l4stb.sweep import run_sweep
 
         if not scenario_name:
             raise L4stbError("--sweep needs --scenario NAME.")
         run_sweep(c.ws, scenario_name, overrides, list(sweeps), resume=resume is not None, dry_run=dry_run,
-                  jobs=jobs, executor=executor)
+                  jobs=jobs, executor=executor, zips=list(zips))
         return
     if resume:
         from l4stb.manifest import load_manifest
@@ -446,7 +517,7 @@ def report(c: Ctx, run_ids, sweep_id, repeat, window, bin_ms) -> None:
         from l4stb.analysis.compare import render_compare_report
 
         with c.ws.locked("report"):
-            path = render_compare_report(c.ws, [c.ws.resolve_run(r) for r in run_ids], labels=())
+            path = render_compare_report(c.ws, [c.ws.resolve_run(r) for r in run_ids], labels=(), console=console)
         console.print(f"[green]comparison report[/] of {len(run_ids)} runs: {path}")
         return
     with c.ws.locked("report"):
@@ -462,13 +533,18 @@ def report(c: Ctx, run_ids, sweep_id, repeat, window, bin_ms) -> None:
 @click.option("--run", "run_ids", multiple=True, help="Train on these runs (default: the latest run).")
 @click.option("--test-run", "test_runs", multiple=True, help="Test on these held-out runs instead of a split.")
 @click.option("--pool", "pool", default=None, help="Train on an existing pool (name under workdir/pools or a path).")
-@click.option("--preset", default=None, help="State features: paper8, paper7 (default), dualpi2, or capture (real-Linux runs); with --pool, "
-                   "the pool's own.")
-@click.option("--reward", default=None, help="Reward function name (default paper); with --pool, the pool's own.")
+@click.option("--preset", default=None,
+              help="State features: paper7 (default; the original code's final 7), paper8 (the paper's list), "
+                   "paper8-early (the original's earlier pool), dualpi2 (DualPI2-native) or capture (what a real-Linux "
+                   "run's packet capture observes); with --pool, the pool's own.")
+@click.option("--reward", default=None,
+              help="Reward: paper (default; packet_length / (current_queue_delay_us + 1000)), paper-delay or "
+                   "throughput-delay; with --pool, the pool's own.")
 @click.option("--backbone", default="tiny-gpt2", show_default=True,
               help="tiny-gpt2, smollm2-135m, or a local path / hub id of a GPT-2, OPT, Llama or T5 model.")
 @click.option("--layers", type=click.IntRange(min=1), default=None, help="Keep only the first N backbone blocks.")
-@click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Passes over the training windows; the best epoch on validation macro-F1 is kept (paper: 80).")
 @click.option("--lora-rank", type=click.IntRange(min=0), default=None, help="LoRA rank (0 = full fine-tuning; paper: 128).")
 @click.option("--max-train-windows", type=click.IntRange(min=0), default=None,
               help="Cap on training windows (default 15000, for CPU budgets; 0 = no cap).")

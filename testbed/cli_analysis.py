@@ -22,15 +22,15 @@ def compare(c, run_ids, labels, out) -> None:
 
     with c.ws.locked("compare"):
         ids = [c.ws.resolve_run(r) for r in run_ids]
-        path = render_compare_report(c.ws, ids, labels=labels, out=Path(out) if out else None)
+        path = render_compare_report(c.ws, ids, labels=labels, out=Path(out) if out else None, console=console)
     console.print(f"[green]comparison report[/] of {len(ids)} runs: {path}")
 
 
 @click.command()
 @click.option("--run", "run_id", default=None, help="Run id (default: the latest run).")
 @click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default="parquet", show_default=True)
-@click.option("--what", "what", type=click.Choice(["packets", "flows", "summary"]), multiple=True,
-              help="Which tables (repeatable; default: all three).")
+@click.option("--what", "what", type=click.Choice(["packets", "flows", "summary", "flowmap"]), multiple=True,
+              help="Which tables (repeatable; default: all four). flowmap: flow_id -> host, CC, stack, transport.")
 @click.option("--out", default=None, type=click.Path(file_okay=False),
               help="Folder to write into (default: runs/<id>/export/).")
 @click.pass_obj
@@ -40,7 +40,7 @@ def export(c, run_id, fmt, what, out) -> None:
 
     with c.ws.locked("export"):
         run_id = c.ws.resolve_run(run_id)
-        files = export_run(c.ws, run_id, fmt=fmt, what=tuple(what) or ("packets", "flows", "summary"),
+        files = export_run(c.ws, run_id, fmt=fmt, what=tuple(what) or ("packets", "flows", "summary", "flowmap"),
                            out=Path(out) if out else None)
     for path in files:
         console.print(f"[green]wrote[/] {path}")
@@ -58,7 +58,8 @@ def export(c, run_id, fmt, what, out) -> None:
 @click.option("--series", "series", multiple=True, help="Only these series (repeatable or comma-separated).")
 @click.option("--logy", is_flag=True, help="Logarithmic y axis.")
 @click.option("--out", default=None, type=click.Path(dir_okay=False),
-              help="Output base name (default: <figure>-replot beside the data); PNG, SVG and PDF are written.")
+              help="Output base name (default: plots/<figure> beside the report folder, outside the report's own "
+                   "files, so the next `l4stb report` keeps it); PNG, SVG and PDF are written.")
 @click.pass_obj
 def plot(c, figure, run_id, report_dir, list_only, width, height, style, series, logy, out) -> None:
     """Redraw a report figure from the data saved beside it, at another size, style or with fewer series."""
@@ -78,6 +79,7 @@ def plot(c, figure, run_id, report_dir, list_only, width, height, style, series,
     if not (0.5 <= width <= 40 and 0.5 <= height <= 40):
         raise L4stbError("--width and --height are inches between 0.5 and 40.")
     csv = find_figure(folder, figure)
-    base = Path(out) if out else csv.with_name(csv.stem + "-replot")
+    # a replot lives outside the report's output set: re-rendering the report swaps that set whole
+    base = Path(out) if out else folder.parent / "plots" / csv.stem
     png = replot(csv, base, PlotOptions(width, height, style, parse_series(series), logy))
     console.print(f"[green]redrawn[/] {png} (and .svg, .pdf beside it)")

@@ -18,14 +18,25 @@ from l4stb.console import console
               help="Rounds in which the tree drives the simulated router on training seeds and the teacher labels "
                    "the states it visits (0 = imitation only).")
 @click.option("--dagger-repeats", type=int, default=1, show_default=True, help="Training repeats per DAgger round.")
+@click.option("--name", default=None,
+              help="Write the tree to the run's model/NAME (default: <teacher>-distilled, which replaces the tree the "
+                   "run's report describes).")
 @click.pass_obj
-def distill(c, run_id: str | None, model: str | None, **limits) -> None:
+def distill(c, run_id: str | None, model: str | None, name: str | None, **limits) -> None:
     """Distil the learned AQM into a small integer decision tree (a policy blob for aqm `policy`)."""
+    import re
+
+    from l4stb.errors import L4stbError
     from l4stb.model.distill import DistillConfig
     from l4stb.model.distill_job import distill_run, print_summary
 
     cfg = DistillConfig(**limits).validated()
+    if name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
+        raise L4stbError(f"--name {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit.")
     with c.ws.locked("distill"):
         run = c.ws.resolve_run(run_id)
-        result = distill_run(c.ws, run, cfg, console=console, model=model)
+        if name and (c.ws.model_dir(run, name) / "checkpoint").is_dir():
+            raise L4stbError(f"--name {name}: {c.ws.model_dir(run, name)} holds a trained model, not a tree; pick "
+                             "another name.")
+        result = distill_run(c.ws, run, cfg, console=console, model=model, name=name)
     print_summary(result, console)

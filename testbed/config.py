@@ -586,6 +586,32 @@ class Scenario(Strict):
     with the rest and read by :mod:`l4stb.analysis.siftr`. The simulator writes no SIFTR log (its senders are
     traced directly, :mod:`l4stb.sim.trace`)."""
 
+    start_jitter: Duration = 0
+    """Each connection starts up to this much later than its group's start (or Poisson arrival), drawn uniformly
+    from the repeat's seed: real clients start milliseconds apart, and flows started in lockstep make repeats with
+    different seeds nearly identical (false precision; e.g. ``start_jitter: 50ms``). 0 (the default, so that
+    published results stay reproducible) starts them together, up to the simulator's 1 ms stream jitter. The
+    vagrant plan sleeps the same time before each client."""
+
+    @field_validator("start_jitter")
+    @classmethod
+    def _jitter_range(cls, v: int) -> int:
+        if not 0 <= v <= 10_000_000:
+            raise ValueError(f"{format_duration(v)} is out of range: use 0ms to 10s")
+        return v
+
+    def connection_starts_us(self, seed: int, group: int) -> list[int]:
+        """Each connection's start of flow group ``group`` (us after the repeat's start): its arrival
+        (:meth:`FlowGroup.arrivals_us`) plus its seeded share of ``start_jitter``. The simulator, the vagrant plan
+        and the analysis all take starts from here."""
+        import random
+
+        arrivals = self.flows[group].arrivals_us(seed, group)
+        if not self.start_jitter:
+            return arrivals
+        rng = random.Random(seed * 7919 + 104_729 + group)
+        return [a + int(rng.random() * self.start_jitter) for a in arrivals]
+
     @field_validator("duration")
     @classmethod
     def _duration_range(cls, v: int) -> int:
@@ -594,6 +620,17 @@ class Scenario(Strict):
         if v % 1_000_000:
             raise ValueError(f"{format_duration(v)} is not a whole number of seconds, which iperf3 -t needs")
         return v
+
+    @model_validator(mode="after")
+    def _schedule_within_the_repeat(self) -> "Scenario":
+        """A rate_schedule step at or after the repeat's end would never happen: refuse it rather than drop it."""
+        end = self.duration + max((g.start for g in self.flows), default=0)
+        for i, step in enumerate(self.bottleneck.rate_schedule):
+            if step.at >= end:
+                raise ValueError(f"bottleneck.rate_schedule.{i}.at = {format_duration(step.at)} is at or after the end "
+                                 f"of the repeat ({format_duration(end)}: duration plus the latest flow start), so the "
+                                 "rate would never change; drop the step or lengthen duration")
+        return self
 
     def host(self, name: str) -> HostSettings:
         """The settings of client ``name`` (defaults when the scenario names none)."""

@@ -86,12 +86,27 @@ def load_manifest(ws: Workspace, run_id: str) -> Manifest:
     path = ws.manifest_file(run_id)
     data = read_json(path, "run manifest")
     try:
-        return Manifest.model_validate(data)
+        manifest = Manifest.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(x) for x in first["loc"]) or "the top level"
         raise L4stbError(f"{path} (the manifest of run {run_id}) is damaged: {where}: {first['msg']}. Move the run "
                          f"folder aside (or restore the file from a backup); other runs are not affected.") from None
+    problem = _inconsistency(manifest, run_id)
+    if problem:
+        raise L4stbError(f"{path} (the manifest of run {run_id}) is damaged: {problem}. Move the run folder aside (or "
+                         "restore the file from a backup); other runs are not affected.")
+    return manifest
+
+
+def _inconsistency(manifest: Manifest, run_id: str) -> str:
+    """What a hand-edited manifest says that cannot be so: another run's id, a repeat key that is not its number."""
+    if manifest.run_id != run_id:
+        return f"field run_id = {manifest.run_id!r} disagrees with the run's folder {run_id!r}"
+    for key, record in manifest.repeats.items():
+        if not str(key).isdigit() or int(key) != record.repeat:
+            return f"field repeats.{key}: the key must be the repeat's number ({record.repeat})"
+    return ""
 
 
 def save_manifest(ws: Workspace, manifest: Manifest) -> None:

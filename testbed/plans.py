@@ -381,8 +381,9 @@ def check_rate_steps(scenario: Scenario, horizon_us: int) -> None:
 
 def connection_starts_s(scenario: Scenario, group: int, repeat: int) -> list[float]:
     """Each connection's start (s after the common start): the group's start, or its seeded Poisson arrivals
-    (short flows), drawn exactly as the simulator draws them for this repeat's seed."""
-    return [t / 1e6 for t in scenario.flows[group].arrivals_us(scenario.repeat_seed(repeat), group)]
+    (short flows), plus its share of ``start_jitter``, drawn exactly as the simulator draws them for this repeat's
+    seed (:meth:`l4stb.config.Scenario.connection_starts_us`)."""
+    return [t / 1e6 for t in scenario.connection_starts_us(scenario.repeat_seed(repeat), group)]
 
 
 def _networks(topology: Topology, host: str) -> list[str]:

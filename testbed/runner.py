@@ -131,15 +131,28 @@ def forget_fetched(ws: Workspace, manifest: Manifest, repeats: list[int]) -> Non
 
 
 def sweep_slug(values: dict[str, str]) -> str:
-    """``{"bottleneck.rate": "20Mbit", "bottleneck.delay": "40ms"}`` -> ``rate-20Mbit_delay-40ms``: the last part
-    of each key and its value, with characters a run id cannot hold replaced by '-'."""
+    """``{"bottleneck.rate": "20Mbit", "bottleneck.delay": "40ms"}`` -> ``rate-20Mbit_delay-40ms``: each key by the
+    fewest trailing parts that tell it from the other swept keys (``hosts.client1.stack`` and
+    ``hosts.client2.stack`` -> ``client1.stack-linux_client2.stack-freebsd``), and its value, with characters a run
+    id cannot hold replaced by '-'."""
     import re
 
+    keys = list(values)
     parts = []
     for key, value in values.items():
-        name = key.rsplit(".", 1)[-1]
+        name = unambiguous_suffix(key, keys)
         parts.append(re.sub(r"[^A-Za-z0-9.-]+", "-", f"{name}-{value}").strip("-."))
     return "_".join(parts)
+
+
+def unambiguous_suffix(key: str, keys: list[str]) -> str:
+    """The fewest trailing dotted parts of ``key`` that no other key of ``keys`` ends with."""
+    parts = key.split(".")
+    for n in range(1, len(parts) + 1):
+        tail = ".".join(parts[-n:])
+        if not any(k != key and (k == tail or k.endswith("." + tail)) for k in keys):
+            return tail
+    return key
 
 
 def execute(ws: Workspace, run_id: str, *, jobs: int | None = None, quiet: bool = False) -> RunResult:

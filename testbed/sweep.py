@@ -1,4 +1,8 @@
-"""`l4stb run --sweep`: the cross product of scenario values, one run per combination, resumable, on an executor."""
+"""`l4stb run --sweep`: the cross product of scenario values, one run per combination, resumable, on an executor.
+
+``--sweep KEY=V1,V2`` adds an axis; ``--sweep-zip KEY=V1,V2`` keys step together (the i-th value of each), as one
+joint axis. A sweep's id is the scenario's own name (not the path of its YAML), the hash of what is swept and
+a UTC time, so every sweep record lies in ``workdir/sweeps/`` whatever file the scenario came from."""
 
 from __future__ import annotations
 
@@ -36,6 +40,8 @@ class SweepRecord:
     base_overrides: list[str]
     axes: dict[str, list[str]]
     combinations: list[Combination] = field(default_factory=list)
+    joint: list[list[str]] = field(default_factory=list)
+    """Groups of keys swept together (``--sweep-zip``): their i-th values go into the same combination."""
 
 
 def parse_axes(sweeps: list[str]) -> dict[str, list[str]]:
@@ -53,13 +59,45 @@ def parse_axes(sweeps: list[str]) -> dict[str, list[str]]:
     return axes
 
 
-def combinations(axes: dict[str, list[str]]) -> list[dict[str, str]]:
-    keys = list(axes)
-    return [dict(zip(keys, combo)) for combo in itertools.product(*(axes[k] for k in keys))]
+def parse_joint(zips: list[str], axes: dict[str, list[str]]) -> list[list[str]]:
+    """``--sweep-zip`` items: added to ``axes`` and returned as one group of keys that step together."""
+    if not zips:
+        return []
+    joint = parse_axes(zips)
+    twice = sorted(set(joint) & set(axes))
+    if twice:
+        raise L4stbError(f"{', '.join(twice)} is given with both --sweep and --sweep-zip; sweep each key one way.")
+    lengths = {k: len(v) for k, v in joint.items()}
+    if len(set(lengths.values())) > 1:
+        raise L4stbError("--sweep-zip keys step together, so each needs as many values: "
+                         + ", ".join(f"{k} has {n}" for k, n in lengths.items()) + ".")
+    axes.update(joint)
+    return [list(joint)]
 
 
-def _spec_hash(scenario: str, base: list[str], axes: dict[str, list[str]]) -> str:
-    blob = json.dumps({"scenario": scenario, "base": sorted(base), "axes": axes}, sort_keys=True)
+def combinations(axes: dict[str, list[str]], joint: list[list[str]] | None = None) -> list[dict[str, str]]:
+    """The cross product of the axes, where each group of ``joint`` keys is one axis of zipped values."""
+    grouped = {k for g in joint or [] for k in g}
+    units: list[list[dict[str, str]]] = []
+    for key in axes:
+        if key in grouped:
+            group = next(g for g in joint or [] if key in g)
+            if key == group[0]:
+                units.append([{k: axes[k][i] for k in group} for i in range(len(axes[key]))])
+        else:
+            units.append([{key: v} for v in axes[key]])
+    out = []
+    for combo in itertools.product(*units):
+        merged: dict[str, str] = {}
+        for part in combo:
+            merged.update(part)
+        out.append({k: merged[k] for k in axes})
+    return out
+
+
+def _spec_hash(scenario: str, base: list[str], axes: dict[str, list[str]], joint: list[list[str]] | None = None) -> str:
+    spec = {"scenario": scenario, "base": sorted(base), "axes": axes, **({"joint": joint} if joint else {})}
+    blob = json.dumps(spec, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
@@ -120,24 +158,26 @@ def _execute_one(args: tuple[str, str, int]) -> tuple[str, str, int]:
 
 
 def run_sweep(ws: Workspace, scenario_name: str, base_overrides: list[str], sweeps: list[str], *, resume: bool,
-              dry_run: bool, jobs: int | None, executor: str) -> SweepRecord:
+              dry_run: bool, jobs: int | None, executor: str, zips: list[str] | None = None) -> SweepRecord:
     axes = parse_axes(sweeps)
-    combos = combinations(axes)
+    joint = parse_joint(list(zips or []), axes)
+    combos = combinations(axes, joint)
     # Validate every combination before anything runs: a bad value fails the whole sweep up front.
     scenarios = [load_scenario(scenario_name, base_overrides + [f"{k}={v}" for k, v in c.items()]) for c in combos]
-    spec_hash = _spec_hash(scenario_name, base_overrides, axes)
+    spec_hash = _spec_hash(scenario_name, base_overrides, axes, joint)
     previous = _latest_with_hash(ws, spec_hash) if resume else None
     if dry_run:
         _print_plan(combos, scenarios, previous)
-        return previous or SweepRecord("dry-run", spec_hash, scenario_name, base_overrides, axes)
+        return previous or SweepRecord("dry-run", spec_hash, scenario_name, base_overrides, axes, joint=joint)
 
     with ws.locked("run --sweep"):
         testbed = TestbedInfo.load(ws)
         if testbed.provider != "sim" and executor != "local":
             raise L4stbError("only the sim provider can run sweep combinations on Dask or Ray; one VM testbed runs "
                              "them one after another (use --executor local).")
-        record = previous or SweepRecord(f"{scenario_name}-{spec_hash}-{utc_stamp()}", spec_hash, scenario_name,
-                                         base_overrides, axes, [Combination(c) for c in combos])
+        # the id is the scenario's name, never the path of its YAML: a record always lies in workdir/sweeps/
+        record = previous or SweepRecord(f"{scenarios[0].name}-{spec_hash}-{utc_stamp()}", spec_hash, scenario_name,
+                                         base_overrides, axes, [Combination(c) for c in combos], joint)
         topology = load_topology(testbed.topology)
         todo = []
         combo_overrides = [base_overrides + [f"{k}={v}" for k, v in c.values.items()] for c in record.combinations]

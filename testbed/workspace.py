@@ -106,6 +106,42 @@ def read_json(path: Path, what: str) -> Any:
         raise L4stbError(f"{path} ({what}) is not valid JSON ({exc}). Move it aside and re-run the command that writes it.")
 
 
+TOP_FOLDERS: tuple[str, ...] = ("runs", "models", "pools", "sweeps", "compare", "hosts")
+"""The workdir's top-level folders: where a stored path written by an older l4stb is re-anchored."""
+
+
+def stored_path(root: Path, path: str | os.PathLike) -> str:
+    """How a workdir's records store ``path``: relative to the workdir ``root`` (posix) when it lies inside it, so
+    the workdir can be moved, copied or archived; absolute only for a path outside it (a model the user named)."""
+    absolute = Path(os.path.abspath(path))
+    try:
+        return absolute.relative_to(root).as_posix()
+    except ValueError:
+        return str(absolute)
+
+
+def path_from_stored(root: Path, text: str) -> Path:
+    """A path a record stored, as a path in the workdir ``root``: a relative one from the workdir. An absolute one
+    inside ``root`` stays; one elsewhere (an older l4stb stored absolute paths, and this workdir may since have been
+    copied or moved) is migrated to the same place under ``root``, from its last top-level workdir folder
+    (:data:`TOP_FOLDERS`) on, when that exists here; otherwise it is kept (a path outside any workdir)."""
+    path = Path(text)
+    if not path.is_absolute():
+        return root / path
+    try:
+        path.relative_to(root)
+        return path
+    except ValueError:
+        pass
+    parts = path.parts
+    for i in range(len(parts) - 1, 0, -1):
+        if parts[i] in TOP_FOLDERS:
+            candidate = root.joinpath(*parts[i:])
+            if candidate.exists():
+                return candidate
+    return path
+
+
 @dataclass(frozen=True)
 class Workspace:
     """All paths inside one workdir come from here."""
@@ -115,6 +151,14 @@ class Workspace:
     @classmethod
     def at(cls, root: str | os.PathLike) -> "Workspace":
         return cls(Path(root).expanduser().resolve())
+
+    def stored(self, path: str | os.PathLike) -> str:
+        """``path`` as a record stores it (:func:`stored_path`)."""
+        return stored_path(self.root, path)
+
+    def from_stored(self, text: str) -> Path:
+        """A stored path read back in this workdir (:func:`path_from_stored`)."""
+        return path_from_stored(self.root, text)
 
     # -- testbed ------------------------------------------------------------------------------
     @property
@@ -199,15 +243,26 @@ class Workspace:
         return [name for _, name in sorted(found)]
 
     def resolve_run(self, run_id: str | None) -> str:
-        """The given run, or the latest one; a clear error when there is none."""
+        """The given run (its full id, or a prefix only one run id starts with), or the latest one; a clear error
+        naming the closest run ids when there is no such run, or every match when a prefix is ambiguous."""
         ids = self.run_ids()
         # The default is the latest experiment the user ran or imported, never a closed-loop series of one.
         own = self.run_ids(kinds=("run", "imported"))
         if run_id:
-            if run_id not in ids:
-                hint = f" Known runs: {', '.join(ids[-5:])}." if ids else " There are no runs yet: `l4stb run --scenario NAME`."
-                raise L4stbError(f"run '{run_id}' not found under {self.runs_dir}.{hint}")
-            return run_id
+            if run_id in ids:
+                return run_id
+            matches = [i for i in ids if i.startswith(run_id)]
+            if len(matches) == 1:
+                return matches[0]
+            if matches:
+                raise L4stbError(f"run '{run_id}' is ambiguous: {len(matches)} runs start with it "
+                                 f"({', '.join(matches[:8])}{', ...' if len(matches) > 8 else ''}). Give more of the id.")
+            import difflib
+
+            close = difflib.get_close_matches(run_id, ids, n=3, cutoff=0.6)
+            hint = (f" Did you mean {' or '.join(close)}?" if close else
+                    f" Known runs: {', '.join(ids[-5:])}." if ids else " There are no runs yet: `l4stb run --scenario NAME`.")
+            raise L4stbError(f"run '{run_id}' not found under {self.runs_dir}.{hint} `l4stb status` lists them all.")
         if not own:
             raise L4stbError(
                 f"no runs in {self.runs_dir}. Start one with `l4stb up` then `l4stb run --scenario dctcp-8mbps`, "
@@ -227,7 +282,16 @@ class Workspace:
         """
         self.ensure_usable()
         created = not self.root.exists()
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # e.g. under /proc or /sys, where no folder can be made
+            from l4stb.errors import explain_environment_error
+
+            if explain_environment_error(exc) is not None:  # read-only, no space, no permission: said as such
+                raise
+            raise L4stbError(f"cannot create the workdir {self.root} ({exc.strerror}): its parent does not take new "
+                             "folders (a system folder such as /proc or /sys, or one that is read-only). Point "
+                             "--workdir (or L4STB_WORKDIR) at a folder of your own.") from None
         key = str(self.lock_file)
         if key in _HELD_LOCKS:
             raise L4stbError(f"the workdir {self.root} is busy: this l4stb command already holds its lock.")

@@ -201,9 +201,14 @@ def test_compare_overlays_runs_with_a_differences_table(tmp_path, monkeypatch):
     ws, a = make_run(tmp_path)
     _, b = make_run(tmp_path, run_id="dctcp-8mbps-20250102T000000Z",
                     flows=flows_frame((1, 2, 3), rates={"cubic": 0.3, "newreno": 0.3, "dctcp": 5.0}))
-    index = render_compare_report(ws, [a, b], labels=["before", "after"])
+    from rich.console import Console
+
+    term = Console(record=True, width=250)
+    index = render_compare_report(ws, [a, b], labels=["before", "after"], console=term)
     html = index.read_text()
     assert "after − before [95% CI]" in html and "Jain index" in html and "(n=3 vs 3)" in html
+    printed = term.export_text()
+    assert "after − before [95% CI]" in printed and "Jain index" in printed, "compare prints the table too"
     assert_no_nan_or_raw_dict(html)
     with pytest.raises(L4stbError, match="one label per run"):
         render_compare_report(ws, [a, b], labels=["only-one"])
@@ -223,6 +228,20 @@ def test_export_parquet_carries_units_and_meanings_and_csv_writes_the_tables(tmp
     assert pd.read_csv(csvs[0]).shape[0] == len(flows_frame())
 
 
+def test_export_has_a_flow_map_and_per_cc_throughput_in_the_summary(tmp_path, monkeypatch):
+    install_fake_parser(monkeypatch)
+    ws, run_id = make_run(tmp_path, scenario="prague-8mbps")
+    flowmap, summary = export_run(ws, run_id, fmt="parquet", what=("flowmap", "summary"))
+    fm = pd.read_parquet(flowmap)
+    assert len(fm) == 9 and list(fm["flow_id"]) == list(range(9))
+    prague = fm[fm["cc"] == "prague"].iloc[0]
+    assert (prague["host"], prague["stack"], prague["transport"]) == ("client2", "freebsd", "udp_prague")
+    assert set(fm["flow_class"]) == {"bulk"}
+    s = pd.read_parquet(summary)
+    assert {"throughput_mbps_cubic", "throughput_mbps_newreno"} <= set(s.columns)
+    assert np.isfinite(s["throughput_mbps_cubic"]).all()
+
+
 def test_docs_data_md_is_generated_from_the_log_format():
     from pathlib import Path
 
@@ -237,3 +256,86 @@ def test_load_run_returns_packets_flows_and_summary(tmp_path, monkeypatch):
     ws, run_id = make_run(tmp_path)
     run = l4stb.load_run(run_id, workdir=tmp_path)
     assert len(run.packets) == len(packets_frame()) and run.summary["run_id"] == run_id and not run.flows.empty
+
+
+def test_a_redrawn_figure_outlives_the_next_report(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from l4stb.cli import cli
+
+    install_fake_parser(monkeypatch)
+    ws, run_id = make_run(tmp_path)
+    render_report(ws, run_id)
+    out = CliRunner().invoke(cli, ["--workdir", str(tmp_path), "plot", "queue_delay_ecdf", "--run", run_id])
+    assert out.exit_code == 0, out.output
+    replotted = ws.run_dir(run_id) / "plots" / "queue_delay_ecdf.png"
+    assert replotted.is_file()
+    render_report(ws, run_id)
+    assert replotted.is_file(), "re-rendering the report keeps a figure the user redrew"
+
+
+def test_the_over_time_figure_is_redrawn_with_its_panels_and_their_units(tmp_path, monkeypatch):
+    from l4stb.analysis.replot import load_figure_data, redraw
+
+    install_fake_parser(monkeypatch)
+    ws, run_id = make_run(tmp_path)
+    render_report(ws, run_id)
+    data = load_figure_data(find_figure(ws.report_dir(run_id), "aqm_timeseries"))
+    panels = list(dict.fromkeys(data.frame["panel"]))
+    assert panels[:3] == ["sojourn", "queue length", "probability"]
+    fig = redraw(data, PlotOptions(6, 8))
+    ylabels = [ax.get_ylabel() for ax in fig.axes]
+    assert ylabels[:3] == ["sojourn (ms)", "queue length (pkts)", "probability"], "ms, packets and probabilities apart"
+    assert len(fig.axes) == len(panels)
+
+
+def test_plot_series_takes_the_names_the_legend_shows(tmp_path, monkeypatch):
+    from l4stb.analysis.replot import load_figure_data, redraw
+
+    install_fake_parser(monkeypatch)
+    ws, run_id = make_run(tmp_path)
+    render_report(ws, run_id)
+    folder = ws.report_dir(run_id)
+    util = load_figure_data(find_figure(folder, "utilization"))
+    fig = redraw(util, PlotOptions(series=("iperf3 (sender bytes)",)))  # the legend's name, not "..., repeat 1"
+    drawn = {t.get_text() for leg in fig.legends for t in leg.get_texts()}
+    assert len(drawn) == 3 and all(t.startswith("iperf3 (sender bytes), repeat") for t in drawn)
+    tput = load_figure_data(find_figure(folder, "throughput_timeseries"))
+    shown = redraw(tput, PlotOptions(series=("Cubic",)))
+    labels = {t.get_text() for leg in shown.legends for t in leg.get_texts()}
+    assert labels and all("cubic" in t for t in labels), "every cubic flow, by the CC the legend names"
+
+
+def test_delay_ecdf_series_differ_in_hue_as_well_as_dash():
+    import matplotlib.colors as mcolors
+
+    from l4stb.analysis import metrics as M
+    from l4stb.analysis.plots import delay_ecdf_figure
+
+    rng = np.random.default_rng(0)
+    series = {name: M.DelaySamples({"C": rng.exponential(5, 500), "L": rng.exponential(1, 500)})
+              for name in ("DualPI2", "L4S-LLM every 10")}
+    fig = delay_ecdf_figure(series)
+    for ax in fig.axes:
+        lines = [ln for ln in ax.get_lines() if ln.get_label().startswith(("DualPI2", "L4S-LLM"))]
+        hues = {mcolors.to_hex(ln.get_color()) for ln in lines}
+        dashes = {str(ln.get_linestyle()) for ln in lines}
+        assert len(lines) == 2 and len(hues) == 2 and len(dashes) == 2
+
+
+def test_closed_loop_box_labels_do_not_overlap():
+    from l4stb.analysis import metrics as M
+    from l4stb.analysis.plots import delay_box_figure
+
+    rng = np.random.default_rng(1)
+    names = ["DualPI2", "L4S-LLM every 10", "L4S-LLM every 100", "logistic regression every 1",
+             "decision tree every 1", "distilled tree every 1"]
+    fig = delay_box_figure({n: M.DelaySamples({"C": rng.exponential(5, 300), "L": rng.exponential(1, 300)})
+                            for n in names})
+    renderer = fig.canvas.get_renderer()
+    fig.draw(renderer)
+    for ax in fig.axes:
+        boxes = [t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_text()]
+        assert len(boxes) == len(names)
+        for a, b in zip(boxes, boxes[1:]):
+            assert not a.overlaps(b), "neighbouring series names overlap"

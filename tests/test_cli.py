@@ -104,3 +104,51 @@ def test_resume_redoes_only_the_repeats_that_are_not_ok(l4stb, workdir):
     assert after["status"] == "complete"
     assert after["repeats"]["1"]["finished"] == finished["1"] and after["repeats"]["3"]["finished"] == finished["3"]
     assert after["repeats"]["2"]["status"] == "ok"
+
+
+def test_status_shows_whole_run_ids_and_the_sweeps_and_fetch_all_leaves_fetched_runs_alone(l4stb, workdir):
+    import os
+    import subprocess
+    import sys
+
+    assert l4stb("up").exit_code == 0
+    assert l4stb("run", "--scenario", "dctcp-8mbps-single", "--repeats", "1", "--set", "duration=2s",
+                 "--sweep", "bottleneck.rate=8Mbit,12Mbit").exit_code == 0
+    assert l4stb("fetch-logs", "--all").exit_code == 0
+    manifests = {p: p.read_bytes() for p in (workdir / "runs").glob("*/manifest.json")}
+    again = l4stb("fetch-logs", "--all")
+    assert again.exit_code == 0 and "0 new" in again.stdout
+    assert {p: p.read_bytes() for p in manifests} == manifests, "a run fetched before keeps its fetch record"
+    env = dict(os.environ, L4STB_WORKDIR=str(workdir), COLUMNS="70", NO_COLOR="1")
+    out = subprocess.run([sys.executable, "-m", "l4stb.cli", "status"], capture_output=True, text=True, env=env,
+                         timeout=120).stdout
+    for path in manifests:
+        assert path.parent.name in out, f"{path.parent.name} is cut short in a 70-column terminal"
+    (sweep,) = (workdir / "sweeps").glob("*.json")
+    assert "sweeps" in out and sweep.stem in out and "2/2" in out
+
+
+def test_distill_name_is_checked_before_anything_runs(l4stb):
+    out = l4stb("distill", "--name", "../elsewhere")
+    assert out.exit_code == 2 and "--name" in out.stderr
+
+
+def test_train_and_report_help_names_every_preset_and_reward_and_explains_epochs(l4stb):
+    from l4stb.analysis.pool_build import PRESETS, REWARDS
+
+    text = " ".join(l4stb("train-and-report", "--help").stdout.split())
+    for name in [*PRESETS, *REWARDS]:
+        assert name in text, f"--help does not name {name}"
+    assert "--epochs" in text and "Passes over the training windows" in text
+
+
+def test_scenarios_show_prints_a_shipped_scenario_as_a_template(l4stb, tmp_path):
+    from l4stb.config import load_scenario
+
+    out = l4stb("scenarios", "--show", "prague-8mbps")
+    assert out.exit_code == 0
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(out.stdout)
+    assert load_scenario(str(mine)) == load_scenario("prague-8mbps")
+    bad = l4stb("scenarios", "--show", "prague-8mbp")
+    assert bad.exit_code == 2 and "Did you mean 'prague-8mbps'" in bad.stderr

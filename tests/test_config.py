@@ -67,6 +67,10 @@ def test_aqm_defaults_follow_the_chosen_aqm():
         ("flows.7.cc=cubic", ["not an index"]),
         ("bottleneck", ["KEY=VALUE"]),
         ("Bottleneck.Rate=1Mbit", ["not a field path"]),
+        # tc reads MBps (and, case-insensitively, Mbps) as megabytes per second: refused with both spellings
+        ("bottleneck.rate=8MBps", ["ambiguous", "8Mbit", "64Mbit"]),
+        ("bottleneck.rate=8Mbps", ["ambiguous", "8Mbit", "64Mbit"]),
+        ("bottleneck.rate_schedule=[{at: 70s, rate: 4Mbit}]", ["rate_schedule.0.at = 70s", "never change"]),
     ],
 )
 def test_bad_override_names_field_value_and_what_is_allowed(override, expected):

@@ -88,3 +88,42 @@ def test_generalisation_trains_on_some_runs_and_tests_on_a_held_out_scenario(l4s
     summary = json.loads(l4stb("summary", "--run", ids[2], "--json").stdout)
     metrics = json.loads((workdir / "runs" / ids[0] / "model" / "tiny-gpt2" / "metrics.json").read_text())
     assert metrics["data"]["test_rows"] == sum(q["packets"] for q in summary["queues"].values())
+
+
+@pytest.mark.slow
+def test_a_trained_workdir_can_be_copied_elsewhere_and_re_rendered_whole(l4stb, workdir, tmp_path):
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    assert l4stb("up").exit_code == 0
+    assert l4stb("run", "--scenario", "dctcp-8mbps", "--repeats", "3", "--set", "duration=4s").exit_code == 0
+    assert l4stb("fetch-logs").exit_code == 0
+    job = l4stb("train-and-report", "--epochs", "1", "--max-train-windows", "200", "--policy-every", "10")
+    assert job.exit_code == 0, job.output
+    run_dir = next((workdir / "runs").glob("dctcp-8mbps-*[0-9]Z"))
+    before = _sections((run_dir / "report" / "summary.md").read_text())
+    for record in [*workdir.rglob("manifest.json"), *workdir.rglob("headline.json"), *workdir.rglob("distill.json")]:
+        assert str(workdir) not in record.read_text(), f"{record} stores an absolute path into the workdir"
+
+    copy = tmp_path / "elsewhere" / "work"
+    shutil.copytree(workdir, copy, symlinks=True)
+    shutil.rmtree(workdir)
+    env = dict(os.environ, L4STB_WORKDIR=str(copy), COLUMNS="200", NO_COLOR="1")
+
+    def report() -> dict[str, str]:
+        proc = subprocess.run([sys.executable, "-m", "l4stb.cli", "report", "--run", run_dir.name], env=env,
+                              capture_output=True, text=True, cwd=tmp_path, timeout=600)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return _sections((copy / "runs" / run_dir.name / "report" / "summary.md").read_text())
+
+    assert list(report()) == list(before), "every section is found in the copy"
+    assert not workdir.exists(), "no command writes outside its workdir"
+    # a manifest written by an older l4stb stored the model's absolute path: it is migrated on read
+    manifest_file = copy / "runs" / run_dir.name / "manifest.json"
+    manifest = json.loads(manifest_file.read_text())
+    manifest["steps"]["train"]["model_dir"] = str(workdir / manifest["steps"]["train"]["model_dir"])
+    manifest_file.write_text(json.dumps(manifest))
+    assert list(report()) == list(before)
+    assert not workdir.exists()

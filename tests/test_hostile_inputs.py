@@ -201,6 +201,32 @@ def test_a_manifest_of_the_wrong_shape_names_its_file(l4stb, fetched_run, workdi
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("edit, fragment", [
+    (lambda m: m["scenario"]["bottleneck"].__setitem__("rate", "fast"), "field scenario: bottleneck.rate = 'fast'"),
+    (lambda m: m.__setitem__("repeats", {"x": m["repeats"]["1"]}), "repeats.x"),
+    (lambda m: m.__setitem__("run_id", "someone-else-20250101T000000Z"), "run_id"),
+])
+def test_a_manifest_edited_by_hand_names_its_file_and_field(l4stb, fetched_run, workdir, edit, fragment):
+    path = workdir / "runs" / fetched_run / "manifest.json"
+    manifest = json.loads(path.read_text())
+    edit(manifest)
+    path.write_text(json.dumps(manifest))
+    assert_user_error(l4stb("summary", "--run", fetched_run), "manifest.json", fragment)
+
+
+@pytest.mark.parametrize("command", [("up",), ("run", *TINY)])
+def test_a_workdir_where_no_folder_can_be_made_is_a_user_error(l4stb, command):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, L4STB_WORKDIR="/proc/l4stb-work", COLUMNS="200", NO_COLOR="1")
+    out = subprocess.run([sys.executable, "-m", "l4stb.cli", *command], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert out.returncode == 2 and "/proc/l4stb-work" in out.stderr and "internal error" not in out.stderr
+
+
+@pytest.mark.slow
 def test_one_damaged_run_does_not_break_the_summary_of_another(l4stb, fetched_run, workdir):
     assert l4stb("run", *TINY).exit_code == 0
     assert l4stb("fetch-logs").exit_code == 0
@@ -293,6 +319,32 @@ def test_odd_iperf3_json_never_breaks_import_or_summary(l4stb, workdir, tmp_path
     summary = l4stb("summary", "--run", "odd")
     assert summary.exit_code == 0, summary.stderr
     assert "\x1b" not in summary.stdout and "Traceback" not in summary.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("text, fragment", [
+    ('{"start": {"connecting_to": {}}, "intervals": [{"streams": [{"socket": 99999999999999999999999, "start": 0, '
+     '"end": 1, "bytes": 100, "bits_per_second": 800}]}]}', "intervals.streams.socket"),
+    ('{"start": {"connecting_to": {}}, "intervals": [{"streams": [{"socket": 5, "start": 0, "end": 1, "bytes": 100, '
+     '"bits_per_second": -800}]}]}', "intervals.streams.bits_per_second"),
+    ('{"start": {"connecting_to": {}}, "end": {"sender_tcp_congestion": {"name": "cubic"}}, "intervals": [{"streams": '
+     '[{"socket": 5, "start": 0, "end": 1, "bytes": 100, "bits_per_second": 800}]}]}', "end.sender_tcp_congestion"),
+    ('{"start": {"connecting_to": {}}, "intervals": [{"streams": [{"socket": 5, "start": 0, "end": 1, "bytes": 100, '
+     '"bytes": 200, "bits_per_second": 800}]}]}', "keys given twice"),
+])
+def test_odd_iperf3_fields_are_named_with_their_file_not_taken_silently(l4stb, workdir, tmp_path, text, fragment):
+    from logfixtures import sim_log_lines
+
+    log = tmp_path / "messages"
+    log.write_text("\n".join(sim_log_lines(50)) + "\n")
+    iperf = tmp_path / "client1-cubic-g0-c1.json"
+    iperf.write_text(text)
+    imported = l4stb("import-logs", "--router-log", str(log), "--iperf3", str(iperf), "--name", "odd")
+    assert imported.exit_code == 0, imported.stderr
+    summary = l4stb("summary", "--run", "odd")
+    assert summary.exit_code == 0 and "Traceback" not in summary.stderr
+    said = imported.stderr + summary.stderr
+    assert fragment in said and "client1-cubic-g0-c1.json" in said
 
 
 # ---- 2. accepted silently before ---------------------------------------------------------------------

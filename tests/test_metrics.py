@@ -205,3 +205,17 @@ def test_run_metrics_of_a_run_without_iperf3_data_has_no_throughput():
     m = M.run_metrics(packets_frame((1,)), M.empty_flows(), 8e6)
     assert m.flows == [] and math.isnan(m.utilization.mean) and math.isnan(m.jain.mean)
     assert m.queues["C"].packets > 0
+
+
+def test_two_near_identical_repeats_give_no_interval_and_say_why():
+    iv = M.confidence_interval([0.5, 0.5000001])
+    assert not iv.has_ci and iv.n == 2
+    assert iv.format(2) == "0.50 (n=2, no CI below 3 repeats)"
+
+
+def test_an_interval_never_leaves_its_metric_range():
+    iv = M.confidence_interval([0.99, 1.0, 0.95, 1.0], bounds=M.UNIT_RANGE)
+    assert iv.high == 1.0 and iv.low < iv.mean
+    assert iv.format(1, scale=100, unit="%") .startswith("98.5 [") and "100.0] %" in iv.format(1, scale=100, unit="%")
+    drop = M.confidence_interval([0.0, 0.0, 0.0024], bounds=M.UNIT_RANGE)
+    assert drop.low == 0.0, "a drop rate interval does not go below 0 (the issue's 0.08 ± 1.06 %)"

@@ -221,3 +221,20 @@ def test_report_of_an_imported_run_without_a_scenario_still_renders(tmp_path, mo
     update_manifest(ws, run_id, imported)
     html = render_report(ws, run_id).read_text()
     assert "no complete scenario" in html and "<h2>Queue delay</h2>" in html
+
+
+def test_one_epoch_training_curves_have_readable_axes_and_no_legend_over_data():
+    import warnings
+
+    from l4stb.model.report_sections import training_curves_figure
+
+    history = [{"epoch": 0, "train_loss": 0.9, "val_loss": 0.85, "train_accuracy": 0.97, "val_accuracy": 0.96,
+                "train_macro_f1": 0.5, "val_macro_f1": 0.48, "best": True}]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = training_curves_figure(history)
+    loss, acc, f1 = fig.axes
+    assert list(loss.get_xticks()) == [1], "whole epochs, not 0.945 ... 1.065"
+    assert acc.get_ylim() == (0, 1.02) and f1.get_ylim() == (0, 1.02)
+    assert loss.get_ylim()[0] == 0 and loss.get_ylim()[1] > 0.9
+    assert all(ax.get_legend() is None for ax in fig.axes) and len(fig.legends) == 1

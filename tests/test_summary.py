@@ -20,8 +20,9 @@ def test_summary_json_has_the_documented_keys(tmp_path, monkeypatch):
     install_fake_parser(monkeypatch)
     ws, run_id = make_run(tmp_path)
     out = summarize(ws, run_id).to_json()
-    assert list(out) == ["run_id", "scenario", "aqm", "testbed", "overrides", "sweep", "queues", "utilization", "flows",
-                         "jain", "coexistence", "overload", "repeats", "parse"]
+    assert list(out) == ["run_id", "scenario", "aqm", "testbed", "overrides", "sweep", "queues", "utilization",
+                         "capacity", "flows", "jain", "na", "coexistence", "overload", "repeats", "parse"]
+    assert out["na"] == {} and out["capacity"]["source"] == "fixed" and out["capacity"]["changes"] == []
     assert out["run_id"] == run_id and out["scenario"] == "dctcp-8mbps" and out["overrides"] == []
     assert set(out["queues"]) == {"C", "L"}
     for q in out["queues"].values():
@@ -30,7 +31,8 @@ def test_summary_json_has_the_documented_keys(tmp_path, monkeypatch):
         assert set(q["delay_ms"]) == {"p50", "p90", "p95", "p99"}
     assert 0.0 <= out["utilization"] <= 1.0
     assert 0.0 < out["jain"] <= 1.0
-    assert {"host", "cc", "stream", "throughput_mbps"} <= set(out["flows"][0])
+    assert {"host", "cc", "stream", "class", "throughput_mbps"} <= set(out["flows"][0])
+    assert {f["class"] for f in out["flows"]} == {"bulk"}
     assert len({(f["host"], f["cc"], f["group"], f["connection"], f["stream"]) for f in out["flows"]}) == 9
     assert out["repeats"]["n"] == 3 and len(out["repeats"]["per_repeat"]) == 3
     rep = out["repeats"]["per_repeat"][0]
@@ -122,3 +124,45 @@ def test_summary_says_how_to_read_utilisation_when_every_byte_crosses_the_pipe_t
     out = l4stb("summary")
     assert out.exit_code == 0, out.output
     assert "every byte crosses the pipe twice" in " ".join(out.stdout.split())
+
+
+def test_a_run_with_linux_senders_is_not_called_a_freebsd_testbed():
+    from l4stb.analysis.summary import testbed_words
+    from l4stb.config import load_scenario
+    from l4stb.manifest import Manifest
+
+    sc = load_scenario("prague-8mbps", ["hosts.client2.stack=linux"]).model_dump(mode="json")
+    words = testbed_words(Manifest(run_id="r", status="complete", scenario=sc, provider="sim"))
+    assert "client2 Linux (Prague = TCP Prague)" in words and "client1 FreeBSD 14.1" in words
+    assert "simulator of the FreeBSD 14.1 testbed" not in words
+    freebsd = load_scenario("prague-8mbps", []).model_dump(mode="json")
+    assert "client2 FreeBSD 14.1 (Prague = udp_prague)" in testbed_words(
+        Manifest(run_id="r", status="complete", scenario=freebsd, provider="sim"))
+
+
+def test_a_closed_loop_summary_names_the_policy_that_decided():
+    from types import SimpleNamespace
+
+    from l4stb.analysis.summary import aqm_words
+    from l4stb.manifest import Manifest
+
+    m = Manifest(run_id="r-cl-llm-n10", kind="closed-loop", status="complete",
+                 steps={"closed_loop": {"policy": "L4S-LLM every 10", "every": 10}})
+    assert aqm_words(SimpleNamespace(manifest=m, aqm="dualpi2")) == \
+        "L4S-LLM every 10 deciding every 10th packet, dualpi2 the rest"
+    plain = Manifest(run_id="r", kind="run", status="complete")
+    assert aqm_words(SimpleNamespace(manifest=plain, aqm="dualpi2")) == "dualpi2"
+
+
+def test_summary_prints_the_ratio_and_the_overload_share_the_readme_promises(tmp_path, monkeypatch):
+    from rich.console import Console
+
+    from l4stb.analysis.summary import print_summary
+
+    install_fake_parser(monkeypatch)
+    ws, run_id = make_run(tmp_path)
+    console = Console(record=True, width=200)
+    print_summary(summarize(ws, run_id), console)
+    text = console.export_text()
+    assert "scalable/classic throughput per flow (bulk)" in text and "dctcp/cubic" in text
+    assert "DualPI2 PI updates in overload" in text

@@ -69,3 +69,56 @@ def test_sweep_runs_on_a_dask_cluster(l4stb, workdir):
                 "--sweep", "bottleneck.rate=8Mbit,20Mbit", "--executor", "dask")
     assert out.exit_code == 0, out.output
     assert len(list((workdir / "runs").iterdir())) == 2
+
+
+def test_joint_axes_step_together_inside_the_cross_product():
+    from l4stb.sweep import parse_joint
+
+    axes = parse_axes(["bottleneck.rate=8Mbit,20Mbit"])
+    joint = parse_joint(["hosts.client1.stack=linux,freebsd", "hosts.client2.stack=linux,freebsd"], axes)
+    combos = combinations(axes, joint)
+    assert len(combos) == 4
+    assert all(c["hosts.client1.stack"] == c["hosts.client2.stack"] for c in combos)
+    with pytest.raises(L4stbError, match="as many values"):
+        parse_joint(["a=1,2", "b=1"], {})
+    with pytest.raises(L4stbError, match="both --sweep and --sweep-zip"):
+        parse_joint(["bottleneck.rate=1Mbit"], parse_axes(["bottleneck.rate=8Mbit"]))
+
+
+def test_sweep_run_names_tell_keys_with_the_same_last_part_apart():
+    from l4stb.runner import sweep_slug
+
+    slug = sweep_slug({"hosts.client1.stack": "linux", "hosts.client2.stack": "freebsd", "bottleneck.rate": "8Mbit"})
+    assert slug == "client1.stack-linux_client2.stack-freebsd_rate-8Mbit"
+
+
+@pytest.mark.slow
+def test_a_sweep_over_your_own_yaml_is_found_by_every_later_sweep_command(l4stb, workdir, tmp_path):
+    scen = tmp_path / "scen" / "x.yaml"
+    scen.parent.mkdir()
+    scen.write_text("name: mine\ntopology: dumbbell-4\nduration: 2s\nrepeats: 1\nseed: 1\n"
+                    "bottleneck: {rate: 8Mbit, delay: 10ms}\naqm: {name: dualpi2}\n"
+                    "flows:\n  - {host: client1, cc: cubic}\n  - {host: client2, cc: dctcp}\n")
+    assert l4stb("up").exit_code == 0
+    out = l4stb("run", "--scenario", str(scen), "--sweep", "bottleneck.rate=8Mbit,12Mbit",
+                "--sweep", "bottleneck.delay=5ms,10ms", "--sweep-zip", "hosts.client1.stack=linux,freebsd",
+                "--sweep-zip", "hosts.client2.stack=freebsd,linux")
+    assert out.exit_code == 0, out.output
+    (record,) = (workdir / "sweeps").glob("*.json")
+    assert record.name.startswith("mine-"), "the sweep id is the scenario's name, not its path"
+    assert not list(scen.parent.glob("*.json")) and not (workdir / "sweeps" / "scen").exists()
+    sweep_id = record.stem
+    assert sweep_id in out.stdout
+    assert l4stb("fetch-logs", "--sweep", sweep_id).exit_code == 0
+    summary = l4stb("summary", "--sweep", sweep_id, "--json")
+    assert summary.exit_code == 0, summary.output
+    runs = [p.name for p in (workdir / "runs").iterdir()]
+    assert len(runs) == 8 and all("client1.stack-" in r and "client2.stack-" in r for r in runs)
+    import l4stb as api
+
+    loaded = api.load_sweep(sweep_id, workdir=workdir)
+    assert loaded.sweep_id == sweep_id and len(loaded.table) == 8 and sorted(loaded.runs) == sorted(runs)
+    assert {"bottleneck.rate", "hosts.client1.stack", "run_id", "utilization_pct"} <= set(loaded.table.columns)
+    rep = l4stb("report", "--sweep", sweep_id)  # three independent axes: one line per combination of the others
+    assert rep.exit_code == 0, rep.output
+    assert (workdir / "sweeps" / sweep_id / "report" / "index.html").is_file()

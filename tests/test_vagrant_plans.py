@@ -101,7 +101,8 @@ def _sections(text: str) -> dict[str, list[str]]:
 
 def test_client_start_delay_is_the_time_left_until_the_common_start(tmp_path: Path):
     topo, sc = load_topology("dumbbell-4"), load_scenario("dctcp-8mbps")
-    sc = sc.model_copy(update={"flows": [sc.flows[0], sc.flows[2].model_copy(update={"start": 2_500_000})]})
+    sc = sc.model_copy(update={"flows": [sc.flows[0], sc.flows[2].model_copy(update={"start": 2_500_000})],
+                               "start_jitter": 0})
     step = plans.start_clients_step(sc, topo, "x-1", 3, "client2", delay_s=4.25)
     assert "l4stb_spawn client2-dctcp-g1-c1.json 6.750 " in step.script
     assert "/var/l4stb/runs/x-1/r03/client2-dctcp-g1-c1.json" in step.script
@@ -362,3 +363,12 @@ def test_without_the_siftr_option_no_host_touches_siftr():
     sc = load_scenario("dctcp-8mbps")
     for phase in ("configure", "wait for clients", "stop servers"):
         assert not any("siftr" in script for script in _steps_by_host(sc, phase).values())
+
+
+def test_each_client_waits_its_seeded_share_of_the_start_jitter():
+    topo, sc = load_topology("dumbbell-4"), load_scenario("dctcp-8mbps", ["start_jitter=200ms"])
+    procs = [p for p in plans.processes(sc, topo, "x-1", 3) if p.side == "client"]
+    starts = [p.start_s for p in procs]
+    assert len(set(starts)) == len(starts) and all(0 <= s < 0.2 for s in starts), "not in lockstep, within 200 ms"
+    assert starts == [t / 1e6 for g in range(len(sc.flows)) for t in sc.connection_starts_us(sc.repeat_seed(3), g)]
+    assert starts != [p.start_s for p in plans.processes(sc, topo, "x-1", 4) if p.side == "client"], "seeded per repeat"

@@ -78,7 +78,7 @@ def test_constant_rate_udp_is_iperf3_u_with_its_ecn_field(tmp_path):
 def test_short_flows_run_iperf3_n_at_the_simulators_poisson_starts(tmp_path):
     sc = load_scenario("dctcp-8mbps", ["flows=[{host: client1, cc: cubic, connections: 3, size: 100KB, mean_gap: 1s}]"])
     procs = [p for p in plans.processes(sc, load_topology("dumbbell-4"), RUN_ID, 2) if p.side == "client"]
-    assert [p.start_s for p in procs] == [t / 1e6 for t in sc.flows[0].arrivals_us(sc.repeat_seed(2), 0)]
+    assert [p.start_s for p in procs] == [t / 1e6 for t in sc.connection_starts_us(sc.repeat_seed(2), 0)]
     assert all(("-n", "100000") == tuple(p.argv[5:7]) for p in procs)
 
 

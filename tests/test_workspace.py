@@ -141,3 +141,27 @@ def test_what_killed_commands_left_staged_is_removed_under_the_lock(tmp_path):
     with ws.locked("test"):
         pass
     assert not [p for p in left if p.exists()] and live.is_dir()
+
+
+def test_a_run_is_found_by_a_unique_prefix_and_a_typo_gets_a_suggestion(tmp_path):
+    ws = Workspace.at(tmp_path)
+    save_manifest(ws, Manifest(run_id="dctcp-8mbps-20260101T000000Z", created="2026-01-01T00:00:00+00:00"))
+    save_manifest(ws, Manifest(run_id="dctcp-8mbps-20260102T000000Z", created="2026-01-02T00:00:00+00:00"))
+    save_manifest(ws, Manifest(run_id="prague-8mbps-20260103T000000Z", created="2026-01-03T00:00:00+00:00"))
+    assert ws.resolve_run("prague") == "prague-8mbps-20260103T000000Z"
+    assert ws.resolve_run("dctcp-8mbps-20260102") == "dctcp-8mbps-20260102T000000Z"
+    with pytest.raises(L4stbError, match="ambiguous: 2 runs start with it"):
+        ws.resolve_run("dctcp")
+    with pytest.raises(L4stbError, match="Did you mean prague-8mbps-20260103T000000Z"):
+        ws.resolve_run("prauge-8mbps-20260103T000000Z")
+
+
+def test_stored_paths_are_relative_and_old_absolute_ones_are_migrated(tmp_path):
+    ws = Workspace.at(tmp_path / "moved")
+    model = ws.model_dir("r1", "tiny")
+    model.mkdir(parents=True)
+    assert ws.stored(model) == "runs/r1/model/tiny"
+    assert ws.from_stored("runs/r1/model/tiny") == model
+    assert ws.from_stored("/old/place/l4stb-work/runs/r1/model/tiny") == model  # what an older l4stb stored
+    assert ws.stored("/models/llama") == "/models/llama"  # a path outside the workdir stays absolute
+    assert ws.from_stored("/models/llama").as_posix() == "/models/llama"

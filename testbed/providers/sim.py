@@ -34,7 +34,7 @@ from l4stb.providers.base import (
     TestbedInfo,
     quote_argv,
 )
-from l4stb.workspace import utc_iso
+from l4stb.workspace import stored_path, utc_iso
 
 HOST_DIRS = ("var/log", "etc", "root", REMOTE_ROOT.lstrip("/"))
 
@@ -315,11 +315,20 @@ def _drain(progress_q, on_progress: ProgressFn) -> None:
 def _timed(fn, job, progress) -> RepeatOutcome:
     started, t0 = utc_iso(), time.perf_counter()
     try:
-        stats = fn(job, progress)
+        stats = _stored_paths(fn(job, progress), Path(job.hosts_root).parent)
         ok, detail = True, ""
     except L4stbError as exc:
         stats, ok, detail = {}, False, str(exc)
     return RepeatOutcome(job.repeat, job.seed, ok, started, utc_iso(), round(time.perf_counter() - t0, 3), detail, stats)
+
+
+def _stored_paths(stats: dict, root: Path) -> dict:
+    """The repeat's statistics as the manifest stores them: the files it wrote named relative to the workdir
+    ``root`` (the hosts' folders live in it), so the workdir can move."""
+    for key in ("log_files", "iperf3_files"):
+        if isinstance(stats.get(key), list):
+            stats[key] = [stored_path(root, p) for p in stats[key]]
+    return stats
 
 
 def _timed_in_worker(job) -> RepeatOutcome:

@@ -177,7 +177,7 @@ def simulate_repeat(job: SimJob, progress: Callable[[float], None] | None = None
         engine.sojourns = []
     duration_ns = sc.duration * 1000
     t_stop = 0
-    arrivals = {gi: g.arrivals_us(job.seed, gi) for gi, g in enumerate(sc.flows)}
+    arrivals = {gi: sc.connection_starts_us(job.seed, gi) for gi in range(len(sc.flows))}
     for sp in specs:
         acc = access[sp.host]
         group = sc.flows[sp.group]
