@@ -27,26 +27,27 @@ def calibrate(c, matrix_name: str, repeats: int, duration_s: int, seed: int, cel
     from l4stb.analysis.calibration import compare_runs, write_report
     from l4stb.calibrate import matrix, output_dir, provider_workspace, run_matrix
 
-    cells = matrix(matrix_name)
-    if cell_names:
-        unknown = sorted(set(cell_names) - {cell.name for cell in cells})
-        if unknown:
-            raise L4stbError(f"no cell {', '.join(unknown)} in the {matrix_name} matrix; its cells are "
-                             f"{', '.join(cell.name for cell in cells)}.")
-        cells = [cell for cell in cells if cell.name in cell_names]
-    with Status("calibrate: starting", console=console) as status:
-        done = run_matrix(c.ws, cells, duration_s=duration_s, repeats=repeats, seed=seed,
-                          say=lambda m: status.update(f"calibrate: {safe(m)}"))
-    pairs = [(cr.cell.name, cr.runs["sim"], cr.runs["qemu"]) for cr in done]
-    rows = compare_runs(provider_workspace(c.ws, "sim"), provider_workspace(c.ws, "qemu"), pairs)
-    out = output_dir(c.ws, matrix_name + ("-" + "-".join(sorted(cell_names)) if cell_names else ""))
-    context = (f"Matrix `{matrix_name}`: {len(cells)} cells, {repeats} repeats of {duration_s} s each, seed {seed}. "
-               "Simulator: l4stb's sim provider with every client on the Linux stack behind an htb shaper. Real "
-               "kernel: the qemu provider (Debian's kernel, the real sch_dualpi2, real TCP). A metric agrees when "
-               "the simulator is within max(band floor, the real kernel's 95 % run-to-run half-width).")
-    write_report(out, rows, "Simulator vs real Linux kernel", context,
-                 {"matrix": matrix_name, "repeats": repeats, "duration_s": duration_s, "seed": seed,
-                  "runs": {cell: {"sim": s, "qemu": q} for cell, s, q in pairs}})
+    with c.ws.locked("calibrate"):  # the calibration's own workdirs live inside this one
+        cells = matrix(matrix_name)
+        if cell_names:
+            unknown = sorted(set(cell_names) - {cell.name for cell in cells})
+            if unknown:
+                raise L4stbError(f"no cell {', '.join(unknown)} in the {matrix_name} matrix; its cells are "
+                                 f"{', '.join(cell.name for cell in cells)}.")
+            cells = [cell for cell in cells if cell.name in cell_names]
+        with Status("calibrate: starting", console=console) as status:
+            done = run_matrix(c.ws, cells, duration_s=duration_s, repeats=repeats, seed=seed,
+                              say=lambda m: status.update(f"calibrate: {safe(m)}"))
+        pairs = [(cr.cell.name, cr.runs["sim"], cr.runs["qemu"]) for cr in done]
+        rows = compare_runs(provider_workspace(c.ws, "sim"), provider_workspace(c.ws, "qemu"), pairs)
+        out = output_dir(c.ws, matrix_name + ("-" + "-".join(sorted(cell_names)) if cell_names else ""))
+        context = (f"Matrix `{matrix_name}`: {len(cells)} cells, {repeats} repeats of {duration_s} s each, seed {seed}. "
+                   "Simulator: l4stb's sim provider with every client on the Linux stack behind an htb shaper. Real "
+                   "kernel: the qemu provider (Debian's kernel, the real sch_dualpi2, real TCP). A metric agrees when "
+                   "the simulator is within max(band floor, the real kernel's 95 % run-to-run half-width).")
+        write_report(out, rows, "Simulator vs real Linux kernel", context,
+                     {"matrix": matrix_name, "repeats": repeats, "duration_s": duration_s, "seed": seed,
+                      "runs": {cell: {"sim": s, "qemu": q} for cell, s, q in pairs}})
     agree = sum(r.verdict == "agrees" for r in rows)
     judged = sum(r.verdict != "undefined" for r in rows)
     console.print(f"calibration: {agree} of {judged} metrics agree within their bands; report "
