@@ -55,7 +55,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeE
 
 log = logging.getLogger(__name__)
 
-PARSER_VERSION = 5
+PARSER_VERSION = 6
 """Bump when the packets/flows schema or the parser's output changes: older parses are redone."""
 
 QUEUE_NAMES = ("C", "L")

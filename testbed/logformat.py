@@ -126,10 +126,14 @@ UNKNOWN = -1
 """A field the logger could not observe. l4stb's module and simulator know every field; a real-Linux run's log set
 is derived from packet captures (the qemu provider), which cannot see the qdisc's internal state, so it writes
 -1 there (docs/data.md lists, per field, what a capture knows). The parser stores it as a missing value."""
-ALWAYS_KNOWN: tuple[str, ...] = ("queue_type", "packet_length", "dequeue_action", "timestamp_us", "flow_id",
-                                 "decided_by")
-"""Fields every logger knows, so -1 is never accepted in them (``decided_by`` -1 is the parser's own filler)."""
-FIELD_RANGES = {name: (min(lo, UNKNOWN) if name not in ALWAYS_KNOWN else lo, hi)
+MAY_BE_UNKNOWN: tuple[str, ...] = (
+    "qdelay_reference", "tupdate", "max_burst", "max_ecn_threshold", "alpha_coefficient", "beta_coefficient",
+    "flags", "burst_allowance", "drop_probability", "current_queue_delay", "previous_queue_delay",
+    "accumulated_probability", "measurement_start_time", "average_dequeue_time", "status_flags")
+"""The fields a capture-derived line may leave -1: the qdisc's parameters and internal state, and the sojourn of a
+dropped packet (l4stb.linuxvm.capture_log.FIELD_SOURCES). Counters, lengths, the queue, the action, the time and
+the flow are always known, so -1 there is out of range as before."""
+FIELD_RANGES = {name: (min(lo, UNKNOWN) if name in MAY_BE_UNKNOWN else lo, hi)
                 for name, (lo, hi) in FIELD_RANGES.items()}
 """The values each field can take (inclusive). A line outside them is skipped as ``out_of_range`` by the parser,
 never stored: delays and times at most a day in microseconds; probabilities in [0, 1] scaled by 2^31-1, except
