@@ -58,7 +58,7 @@ def main() -> None:
         off = [goodput(image, accel, rate, args.duration_s, False) for _ in range(args.repeats)]
         on = [goodput(image, accel, rate, args.duration_s, True) for _ in range(args.repeats)]
         iv = M.confidence_interval(off)
-        spread = max(iv.half_width() or 0.0, SAFE_FLOOR)
+        spread = max(iv.half_width or 0.0, SAFE_FLOOR)
         diff = statistics.mean(on) - statistics.mean(off)
         verdict = "safe" if abs(diff) <= spread else "costs"
         print(f"{rate:>7} {statistics.mean(off):>18.3f} ± {spread:.3f} {statistics.mean(on):>14.3f} "
