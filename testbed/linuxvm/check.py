@@ -9,22 +9,23 @@ there loses decisions), and the ECN codepoints the server's side of the bottlene
 from __future__ import annotations
 
 import posixpath
-import re
 import shutil
 from pathlib import Path
 
 from l4stb.layout import REMOTE_ROOT
 from l4stb.linuxvm import guest
 from l4stb.linuxvm.pcap import read_pcap
+from l4stb.linuxvm.tcstats import parse_tc_samples
 from l4stb.providers.base import CheckEvidence, FlowProbe, RunContext
 
-_SENT = re.compile(r"qdisc (\S+) \S+ parent 1:1 .*?\n\s*Sent \d+ bytes (\d+) pkt \(dropped (\d+),", re.S)
-
-
 def qdisc_counts(tc_show: str) -> tuple[str, int, int] | None:
-    """(kind, packets sent, packets dropped) of the qdisc under htb's class 1:1, from ``tc -s qdisc show``."""
-    m = _SENT.search(tc_show)
-    return (m.group(1), int(m.group(2)), int(m.group(3))) if m else None
+    """(kind, packets sent, packets dropped) of the qdisc under htb's class 1:1, from ``tc -s qdisc show``
+    (read by the tc sample parser; the ``tc -s class show`` output after it is not a qdisc block)."""
+    qdiscs = tc_show.split("\nclass ", 1)[0]
+    for rec in parse_tc_samples("@0\n" + qdiscs, where="tc-final.txt"):
+        if rec.parent == "1:1":
+            return rec.kind, rec.sent_packets, rec.dropped
+    return None
 
 
 def egress_codepoints(pcap: Path, server_ip: str, ports: dict[int, FlowProbe]) -> None:

@@ -14,7 +14,6 @@ its sha256 in ``packages.json`` and checked again on every use.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -24,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from l4stb.errors import L4stbError
-from l4stb.workspace import atomic_write_text
+from l4stb.workspace import atomic_write_text, sha256_file
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 SUITE = "sid"
@@ -180,14 +179,6 @@ def newest_complete_kernel(apt: AptCache) -> str:
                      "have cached with --kernel.")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _deb_field(path: Path, field: str) -> str:
     out = subprocess.run(["dpkg-deb", "-f", str(path), field], capture_output=True, text=True, check=True)
     return out.stdout.strip()
@@ -214,7 +205,7 @@ def fetch(cache: Path, *, kernel: str | None = None, mirror: str | None = None) 
                              "run `l4stb up --provider qemu` again")
         path = max(matches, key=lambda p: p.stat().st_mtime)
         packages.append(CachedPackage(name, _deb_field(path, "Version"), str(path.relative_to(cache)),
-                                      _sha256(path), path.stat().st_size))
+                                      sha256_file(path), path.stat().st_size))
     pset = PackageSet(chosen, apt.mirror, packages)
     sets = _read_sets(record)
     sets[chosen] = asdict(pset)
@@ -241,7 +232,7 @@ def load(cache: Path, kernel: str) -> PackageSet | None:
     pset = PackageSet(data["kernel"], data["mirror"], [CachedPackage(**p) for p in data["packages"]])
     for p in pset.packages:
         path = cache / p.file
-        if not path.is_file() or _sha256(path) != p.sha256:
+        if not path.is_file() or sha256_file(path) != p.sha256:
             raise L4stbError(f"the cached package {path} is missing or changed since it was downloaded (sha256 "
                              f"mismatch). Remove {cache} and run `l4stb up --provider qemu` again.")
     return pset

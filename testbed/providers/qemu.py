@@ -38,7 +38,7 @@ from l4stb.providers.base import (
     TestbedInfo,
 )
 from l4stb.providers.sim import HOST_DIRS, SimHost
-from l4stb.workspace import atomic_write_json, read_json, utc_iso
+from l4stb.workspace import atomic_write_json, read_json, sha256_file, utc_iso
 
 VM_CPUS = 2
 VM_MEMORY_MB = 2048
@@ -120,7 +120,7 @@ class QemuProvider(Provider):
             dualpi2_build.build(self.cache / "buildroot", pset.kernel, ko_dir, build_log)
         img_dir = self.cache / "image" / pset.kernel
         img_dir.mkdir(parents=True, exist_ok=True)
-        stamp = {"packages": [p.sha256 for p in pset.packages], "dualpi2": _sha256(ko),
+        stamp = {"packages": [p.sha256 for p in pset.packages], "dualpi2": sha256_file(ko),
                  "init": image.INIT, "modules": list(image.GUEST_MODULES)}
         stamp_file = img_dir / "image.json"
         built = read_json(stamp_file, "image record") if stamp_file.is_file() else None
@@ -131,7 +131,7 @@ class QemuProvider(Provider):
         say("boot probe")
         accel, tried = vm.probe_accel(img_dir)
         state = {"kernel": pset.kernel, "release": pset.release, "image": str(img_dir), "accel": accel,
-                 "accel_probe": tried, "mirror": pset.mirror, "sch_dualpi2_sha256": _sha256(ko),
+                 "accel_probe": tried, "mirror": pset.mirror, "sch_dualpi2_sha256": sha256_file(ko),
                  "packages": {p.package: {"version": p.version, "sha256": p.sha256} for p in pset.packages},
                  "cache": str(self.cache), "capture": capture, "created": utc_iso()}
         atomic_write_json(self.state_file, state)
@@ -179,12 +179,13 @@ class QemuProvider(Provider):
 
     def plan_run(self, ctx: RunContext, repeat: int) -> Plan:
         plan = Plan(f"l4stb run --scenario {ctx.scenario.name} (qemu provider, repeat {repeat})")
-        img = Path(self.state()["image"]) if self.state_file.is_file() else self.cache / "image" / "<kernel>"
-        share = self._share(ctx.run_id, repeat)
-        accel = self.state()["accel"] if self.state_file.is_file() else "tcg"
-        plan.add("local", "boot a fresh VM", " ".join(vm.command(img, share, accel=accel, cpus=VM_CPUS,
-                                                                  memory_mb=VM_MEMORY_MB)))
-        plan.add("vm", "guest.sh (runs as /out/guest.sh)", guest.render(ctx.scenario, ctx.topology, ctx.run_id, repeat))
+        st = self.state() if self.state_file.is_file() else {}  # before `up`: the plan `up` would lead to
+        img = Path(st["image"]) if st else self.cache / "image" / "<kernel>"
+        accel = st.get("accel", "tcg-icount")
+        plan.add("local", "boot a fresh VM", " ".join(vm.command(img, self._share(ctx.run_id, repeat), accel=accel,
+                                                                  cpus=VM_CPUS, memory_mb=VM_MEMORY_MB)))
+        plan.add("vm", "guest.sh (runs as /out/guest.sh)", guest.render(ctx.scenario, ctx.topology, ctx.run_id, repeat,
+                                                                         capture=st.get("capture", True)))
         plan.add("local", "router log set", "captures on both sides of the bottleneck -> one l4stb line per packet "
                  "decision (docs/data.md, Real-Linux runs)")
         return plan
@@ -246,9 +247,3 @@ class QemuProvider(Provider):
         shutil.rmtree(share, ignore_errors=True)
         on_progress(repeat, 1.0)
         return RepeatOutcome(repeat, seed, True, started, utc_iso(), round(time.monotonic() - t0, 3), stats=stats)
-
-
-def _sha256(path: Path) -> str:
-    from l4stb.workspace import sha256_file
-
-    return sha256_file(path)
