@@ -35,6 +35,8 @@ class BootResult:
     wall_s: float
     console_tail: str
     timed_out: bool
+    cpu_s: float = 0.0
+    """QEMU's CPU seconds (the guest's budget under TCG with icount)."""
 
 
 def qemu_binary() -> str:
@@ -60,21 +62,53 @@ def command(image: Path, share: Path, *, accel: str, cpus: int, memory_mb: int) 
             "-virtfs", f"local,path={share},mount_tag={SHARE_TAG},security_model=none,id={SHARE_TAG}"]
 
 
+WALL_CAP_FACTOR = 20
+"""Under TCG with icount the budget is the guest's (CPU) time; the wall clock still stops a guest starved for 20x
+that, so a wedged host cannot hold a repeat for ever."""
+POLL_S = 0.5
+
+
+def process_cpu_s(pid: int) -> float:
+    """User plus system CPU seconds of process ``pid`` (all its threads), from /proc/<pid>/stat (proc(5): fields
+    14 and 15, in clock ticks); 0.0 once the process is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rindex(")") + 2:].split()  # the command name in parentheses may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def boot(image: Path, share: Path, *, accel: str, cpus: int = 2, memory_mb: int = 2048,
          timeout_s: float = 600) -> BootResult:
-    """Run the guest on ``share`` (which holds guest.sh); returns when it powers off or after ``timeout_s``."""
+    """Run the guest on ``share`` (which holds guest.sh); returns when it powers off or when its budget is spent.
+
+    The budget is ``timeout_s`` of the guest's clock. Under KVM and plain TCG that is wall time. Under
+    ``tcg-icount`` the guest's clock follows the instructions QEMU executes, so a busy host slows the wall clock
+    but not the guest: the budget is counted in QEMU's CPU seconds, which grow with the guest's work whatever the
+    host's load (with :data:`WALL_CAP_FACTOR` times the budget of wall time as a last resort)."""
     argv = command(image, share, accel=accel, cpus=cpus, memory_mb=memory_mb)
     console = share / "console.log"
     t0 = time.monotonic()
     timed_out = False
+    by_cpu = accel == "tcg-icount"
+    cpu = 0.0
     with open(console, "wb") as out:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
         try:
-            code = proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            proc.kill()
-            code = proc.wait()
+            while True:
+                try:
+                    code = proc.wait(timeout=POLL_S)
+                    break
+                except subprocess.TimeoutExpired:
+                    wall = time.monotonic() - t0
+                    cpu = process_cpu_s(proc.pid) or cpu
+                    used = cpu if by_cpu else wall
+                    if used > timeout_s or wall > timeout_s * (WALL_CAP_FACTOR if by_cpu else 1):
+                        timed_out = True
+                        proc.kill()
+                        code = proc.wait()
+                        break
         except BaseException:
             proc.kill()
             proc.wait()
@@ -88,7 +122,7 @@ def boot(image: Path, share: Path, *, accel: str, cpus: int = 2, memory_mb: int 
         except ValueError:
             guest_rc = None
     tail = "\n".join(console.read_text(errors="replace").splitlines()[-15:])
-    return BootResult(code, guest_rc, wall, tail, timed_out)
+    return BootResult(code, guest_rc, wall, tail, timed_out, cpu)
 
 
 def kvm_usable() -> bool:

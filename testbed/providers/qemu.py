@@ -43,7 +43,12 @@ from l4stb.workspace import atomic_write_json, read_json, sha256_file, utc_iso
 VM_CPUS = 2
 VM_MEMORY_MB = 2048
 BOOT_MARGIN_S = 120
-"""A repeat's VM is given its scenario's duration plus this for boot, set-up and collection before it is killed."""
+ICOUNT_CPU_PER_GUEST_S = 10
+"""Under TCG with icount a guest second costs QEMU several CPU seconds (measured here: about 6 with captures on at
+8-40 Mbit/s); the budget allows this many."""
+"""A repeat's VM is given its scenario's duration plus this for boot, set-up and collection before it is killed
+(guest time: CPU seconds of QEMU under TCG with icount, so a loaded host does not time a repeat out;
+:func:`l4stb.linuxvm.vm.boot`)."""
 
 
 def cache_dir(ws) -> Path:
@@ -232,7 +237,8 @@ class QemuProvider(Provider):
         (share / "guest.sh").write_text(guest.render(ctx.scenario, ctx.topology, ctx.run_id, repeat, as_written=False,
                                                        capture=st.get("capture", True)))
         on_progress(repeat, 0.0)
-        timeout = ctx.scenario.duration / 1e6 + BOOT_MARGIN_S
+        per_guest_s = ICOUNT_CPU_PER_GUEST_S if st["accel"] == "tcg-icount" else 1
+        timeout = ctx.scenario.duration / 1e6 * per_guest_s + BOOT_MARGIN_S
         result = vm.boot(Path(st["image"]), share, accel=st["accel"], cpus=VM_CPUS, memory_mb=VM_MEMORY_MB,
                          timeout_s=timeout)
         on_progress(repeat, 0.9)
@@ -243,7 +249,8 @@ class QemuProvider(Provider):
             return RepeatOutcome(repeat, seed, False, started, utc_iso(), round(time.monotonic() - t0, 3),
                                  detail=f"VM {why}; last lines: {tail} (all of it: {share})")
         stats = place_repeat(self, ctx, repeat, share)
-        stats.update({"vm_wall_s": round(result.wall_s, 3), "accel": st["accel"], "kernel": st["release"]})
+        stats.update({"vm_wall_s": round(result.wall_s, 3), "vm_cpu_s": round(result.cpu_s, 3), "accel": st["accel"],
+                      "kernel": st["release"]})
         shutil.rmtree(share, ignore_errors=True)
         on_progress(repeat, 1.0)
         return RepeatOutcome(repeat, seed, True, started, utc_iso(), round(time.monotonic() - t0, 3), stats=stats)
