@@ -258,7 +258,8 @@ def _worker_init(parent_pid: int, progress_q) -> None:
     _progress_q = progress_q
 
 
-SIM_SCHED_TYPE = {"DualPI2": "DUALPI2", "L4sPie": "DUALPI2", "Pie": "FIFO", "Fifo": "FIFO"}
+SIM_SCHED_TYPE = {"DualPI2": "DUALPI2", "L4sPie": "DUALPI2", "Pie": "FIFO", "Fifo": "FIFO", "Codel": "FIFO",
+                  "FqCodel": "FQ_CODEL"}
 """The dummynet scheduler type the real router runs for each simulated AQM class (l4s-pie is the dualpi2
 module's mode 1; stock PIE is a FIFO scheduler with a pie queue)."""
 
