@@ -1,0 +1,149 @@
+"""CoDel and FQ-CoDel as a user relies on them: the RFC 8289 drop schedule, marks for ECN-capable packets, Linux's
+ce_threshold, flow-queue isolation, the overlimit drop, and clear errors for settings the AQM would ignore."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from l4stb.aqm_catalogue import CodelParams
+from l4stb.config import load_scenario, load_topology
+from l4stb.logformat import ACTION_DROP, ACTION_FORWARD, ACTION_MARK, FIELD_INDEX, FIELD_RANGES, format_line
+from l4stb.sim.aqm_codel import Codel
+from l4stb.sim.aqm_fq_codel import FqCodel
+from l4stb.sim.packet import ECT0, NOT_ECT, make_packet
+from l4stb.sim.runner import SimJob, simulate_repeat
+
+ACTION, TIME, SOJOURN = FIELD_INDEX["dequeue_action"], FIELD_INDEX["timestamp_us"], FIELD_INDEX["current_queue_delay"]
+INTERVAL_US = 100_000
+
+
+def _overloaded(prm: CodelParams, ecn_cp: int, n_ms: int = 1_500) -> list[tuple]:
+    """Two arrivals per ms, one departure per ms: the sojourn grows and never falls below target."""
+    lines: list[tuple] = []
+    aqm = Codel(prm, emit=lines.append)
+    seq = 0
+    for t_ms in range(n_ms):
+        now = t_ms * 1_000
+        for _ in range(2):
+            aqm.enqueue(make_packet(0, 1500, ecn_cp, 0, seq), now)
+            seq += 1
+        aqm.dequeue(now)
+    return lines
+
+
+def _params(linux: bool, ecn: bool, **kw) -> CodelParams:
+    return CodelParams(target_us=5_000, interval_us=INTERVAL_US, ecn=ecn, linux=linux, tick_us=1,
+                       limit_packets=10_000, **kw)
+
+
+@pytest.mark.parametrize("linux", [False, True], ids=["freebsd", "linux"])
+def test_codel_drops_an_interval_after_the_sojourn_exceeds_target_then_every_interval_over_sqrt_count(linux):
+    lines = _overloaded(_params(linux, ecn=False), NOT_ECT)
+    above = next(ln[TIME] for ln in lines if ln[SOJOURN] >= 5_000)
+    drops = [ln[TIME] for ln in lines if ln[ACTION] == ACTION_DROP]
+    assert len(drops) > 10 and not any(ln[ACTION] == ACTION_MARK for ln in lines)
+    assert INTERVAL_US <= drops[0] - above <= INTERVAL_US + 1_000
+    gaps = [b - a for a, b in zip(drops, drops[1:])]
+    assert abs(gaps[0] - INTERVAL_US) <= 1_000  # count 1: a whole interval
+    for count, gap in enumerate(gaps[3:], start=4):  # gaps[j] follows count j+1; Newton's error settled by 4
+        want = INTERVAL_US / math.sqrt(count)
+        assert abs(gap - want) <= 0.03 * want + 1_000, (count, gap, want)
+    assert gaps[-1] < gaps[0] / 3  # the drop rate keeps rising while the queue stays above target
+
+
+@pytest.mark.parametrize("linux", [False, True], ids=["freebsd", "linux"])
+def test_ecn_capable_packets_are_marked_on_the_same_schedule_instead_of_dropped(linux):
+    dropped = [ln[TIME] for ln in _overloaded(_params(linux, ecn=False), NOT_ECT) if ln[ACTION] == ACTION_DROP]
+    marked_lines = _overloaded(_params(linux, ecn=True), ECT0)
+    marked = [ln[TIME] for ln in marked_lines if ln[ACTION] == ACTION_MARK]
+    assert not any(ln[ACTION] == ACTION_DROP for ln in marked_lines)
+    assert marked[:4] == dropped[:4]  # the queue is the same until the first drop/mark
+    assert len(marked) == pytest.approx(len(dropped), rel=0.1)
+    # ECN off: an ECT packet is dropped, not marked
+    off = _overloaded(_params(linux, ecn=False), ECT0)
+    assert any(ln[ACTION] == ACTION_DROP for ln in off) and not any(ln[ACTION] == ACTION_MARK for ln in off)
+
+
+def test_linux_ce_threshold_marks_every_ect_packet_above_it_and_leaves_not_ect_alone():
+    prm = _params(True, ecn=False, ce_threshold_us=2_000)
+    ect = Codel(prm)
+    plain = Codel(prm)
+    for aqm, cp in ((ect, ECT0), (plain, NOT_ECT)):
+        for i in range(4):
+            aqm.enqueue(make_packet(0, 1500, cp, 0, i), 0)
+    sent = [ect.dequeue(t) for t in (1_000, 2_000, 3_000, 4_000)]
+    assert [p[2] for p in sent] == [ECT0, ECT0, 3, 3]  # sojourn 1, 2 ms: not above; 3, 4 ms: CE
+    assert ect.marks[0] == 2
+    assert [plain.dequeue(t)[2] for t in (1_000, 2_000, 3_000, 4_000)] == [NOT_ECT] * 4
+
+
+def test_freebsd_codel_waits_for_the_dummynet_tick():
+    """AQM_UNOW is tick-quantised: at kern.hz=100 a 5 ms target is judged on 10 ms ticks."""
+    prm = CodelParams(target_us=5_000, interval_us=INTERVAL_US, ecn=False, tick_us=10_000, limit_packets=100)
+    aqm = Codel(prm)
+    aqm.enqueue(make_packet(0, 1500, NOT_ECT), 3_000)
+    aqm.enqueue(make_packet(0, 1500, NOT_ECT), 3_000)
+    assert aqm.q[0][0] == 0  # stamped with the tick, not the microsecond
+
+
+def _fq_line(fq: FqCodel, lines: list) -> None:
+    for values in lines:
+        format_line(values)  # every value inside the documented ranges
+        for name, (lo, hi) in FIELD_RANGES.items():
+            assert lo <= values[FIELD_INDEX[name]] <= hi, name
+
+
+@pytest.mark.parametrize("linux", [False, True], ids=["freebsd", "linux"])
+def test_fq_codel_over_its_limit_drops_from_the_fattest_flow_not_the_arriving_one(linux):
+    lines: list[tuple] = []
+    fq = FqCodel(CodelParams(linux=linux, limit_packets=20, tick_us=1), seed=3, emit=lines.append)
+    for i in range(18):
+        fq.enqueue(make_packet(0, 1500, NOT_ECT, 0, i), i)
+    assert fq.bucket(make_packet(0, 1500, NOT_ECT, 0)) != fq.bucket(make_packet(0, 1500, NOT_ECT, 1))
+    for i in range(3):
+        assert fq.enqueue(make_packet(0, 1500, NOT_ECT, 1, i), 100 + i)  # the thin flow keeps its packets
+    dropped = [ln for ln in lines if ln[ACTION] == ACTION_DROP]
+    assert dropped and all(ln[FIELD_INDEX["flow_id"]] == 0 for ln in dropped)
+    # FreeBSD drops one head packet per arrival over the limit; Linux half the fat flow's bytes at once
+    assert len(dropped) == (1 if not linux else 9)
+    assert fq.qlen == 21 - len(dropped)
+    _fq_line(fq, lines)
+
+
+def _sim(aqm: str, extra: list[str], seconds: int = 20) -> dict[str, float]:
+    sc = load_scenario("dctcp-8mbps", [f"aqm.name={aqm}", f"duration={seconds}s", *extra,
+                                       "flows=[{host: client1, cc: cubic}, {host: client2, cc: dctcp}]"])
+    with tempfile.TemporaryDirectory() as tmp:
+        stats = simulate_repeat(SimJob(sc, load_topology(sc.topology), "t", 1, 11, str(Path(tmp))))
+    return {f["cc"]: f["throughput_mbps"] for f in stats["flows"]} | {
+        "drops": stats["drops"]["C"], "marks": stats["marks"]["C"]}
+
+
+@pytest.mark.slow
+def test_flow_queues_give_cubic_and_dctcp_equal_shares_where_one_codel_queue_does_not():
+    fq = _sim("fq_codel", [])
+    single = _sim("codel", [])
+    assert fq["dctcp"] / fq["cubic"] == pytest.approx(1.0, abs=0.15)
+    assert single["dctcp"] / single["cubic"] > 1.5  # DCTCP's mild reaction to CoDel's marks wins one shared queue
+    assert fq["marks"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ecn", [True, False])
+def test_standard_codel_at_8mbps_holds_the_queue_near_its_5ms_target_with_and_without_ecn(ecn, tmp_path):
+    sc = load_scenario("cubic-8mbps", ["aqm.name=codel", f"aqm.ecn={str(ecn).lower()}", f"ecn={str(ecn).lower()}",
+                                       "duration=20s"])
+    stats = simulate_repeat(SimJob(sc, load_topology(sc.topology), "t", 1, 5, str(tmp_path)),
+                            collect_sojourn=True)
+    soj = sorted(stats["sojourn_us"][len(stats["sojourn_us"]) // 4:])  # after the start-up
+    median_ms = soj[len(soj) // 2] / 1000
+    assert median_ms < 15, median_ms  # a tail-drop FIFO of 1000 packets at 8 Mbit/s would reach 1.5 s
+    assert stats["utilisation"] > 0.9
+    if ecn:
+        assert stats["marks"]["C"] > 0 and stats["drops"]["C"] == 0
+    else:
+        assert stats["drops"]["C"] > 0 and stats["marks"]["C"] == 0
