@@ -29,7 +29,7 @@ from pydantic import (
 )
 
 from l4stb import resources
-from l4stb.aqm_catalogue import dualpi2_rtt_gains, resolved_defaults
+from l4stb.aqm_catalogue import CODEL_INTERVAL_US, CODEL_TARGET_US, dualpi2_rtt_gains, resolved_defaults
 from l4stb.errors import L4stbError
 from l4stb.units import (
     format_duration,
@@ -429,9 +429,11 @@ class Aqm(Strict):
                              "(dummynet's bounds, dn_aqm_codel.c)")
         if self.interval is not None and not 1 <= self.interval <= 5_000_000:
             raise ValueError(f"aqm.interval = {format_duration(self.interval)}: use 1us to 5s (dummynet's bounds)")
-        if self.target is not None and self.interval is not None and self.target >= self.interval:
-            raise ValueError(f"aqm.target ({format_duration(self.target)}) must be shorter than aqm.interval "
-                             f"({format_duration(self.interval)}): CoDel waits an interval above target before it "
+        target = self.target if self.target is not None else CODEL_TARGET_US
+        interval = self.interval if self.interval is not None else CODEL_INTERVAL_US
+        if target >= interval:
+            raise ValueError(f"aqm.target ({format_duration(target)}) must be shorter than aqm.interval "
+                             f"({format_duration(interval)}): CoDel waits an interval above target before it "
                              "drops (RFC 8289 recommends target = 5-10% of interval)")
         if self.ce_threshold is not None and not 0 <= self.ce_threshold <= 5_000_000:
             raise ValueError(f"aqm.ce_threshold = {format_duration(self.ce_threshold)}: use 0us to 5s")

@@ -147,3 +147,80 @@ def test_standard_codel_at_8mbps_holds_the_queue_near_its_5ms_target_with_and_wi
         assert stats["marks"]["C"] > 0 and stats["drops"]["C"] == 0
     else:
         assert stats["drops"]["C"] > 0 and stats["marks"]["C"] == 0
+
+
+# ---------------------------------------------------------------------------------------------- scenario errors
+
+
+@pytest.mark.parametrize("overrides, words", [
+    (["aqm.name=pie", "aqm.interval=100ms"], "aqm.interval is CoDel's"),
+    (["aqm.name=dualpi2", "aqm.codel_semantics=linux"], "aqm.codel_semantics is CoDel's"),
+    (["aqm.name=codel", "aqm.quantum=1514"], "fq_codel's flow-queue settings"),
+    (["aqm.name=fq_codel", "aqm.tupdate=15ms"], "no PI controller"),
+    (["aqm.name=codel", "aqm.ce_threshold=1ms"], "set aqm.codel_semantics to linux"),
+    (["aqm.name=codel", "aqm.target=100ms"], "shorter than aqm.interval"),
+    (["aqm.name=fq_codel", "aqm.interval=10s"], "1us to 5s"),
+])
+def test_settings_the_codel_aqms_would_ignore_or_refuse_are_errors_naming_the_field(overrides, words):
+    with pytest.raises(Exception) as err:
+        load_scenario("dctcp-8mbps", overrides)
+    assert words in str(err.value)
+
+
+def test_a_codel_setting_on_another_aqm_is_a_one_paragraph_user_error_with_exit_2(l4stb):
+    res = l4stb("run", "--scenario", "dctcp-8mbps", "--set", "aqm.interval=100ms", "--dry-run")
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert "aqm.interval is CoDel's" in res.stderr
+
+
+def test_fqcodel_scenario_is_shipped_and_runs_on_sim(l4stb):
+    listed = l4stb("scenarios")
+    assert listed.exit_code == 0 and "fqcodel-8mbps" in listed.stdout and "fq_codel" in listed.stdout
+    dry = l4stb("run", "--scenario", "fqcodel-8mbps", "--dry-run")
+    assert dry.exit_code == 0 and "FQ-CoDel (freebsd's): target 5ms, interval 100ms" in dry.stdout
+
+
+# ---------------------------------------------------------------------------------------------- testbeds' words
+
+
+def _router_plan(overrides: list[str]) -> str:
+    from l4stb import plans
+
+    sc = load_scenario("dctcp-8mbps", overrides)
+    return plans.plan_of("x", plans.run_phases(sc, load_topology("dumbbell-4"), "p-1", 1)).render()
+
+
+def test_vagrant_plan_runs_codel_as_the_queues_aqm_and_fq_codel_as_the_scheduler_with_its_words_last():
+    codel = _router_plan(["aqm.name=codel", "aqm.ecn=false"])
+    assert "ipfw sched 1 config pipe 1 type fifo\n" in codel
+    assert "ipfw queue 1 config sched 1 queue 1000 codel target 5000us interval 100000us noecn\n" in codel
+    fq = _router_plan(["aqm.name=fq_codel", "aqm.quantum=3028", "aqm.flows=64", "bottleneck.limit_packets=2000"])
+    assert ("ipfw sched 1 config pipe 1 type fq_codel target 5000us interval 100000us ecn quantum 3028 limit 2000 "
+            "flows 64\n") in fq
+
+
+@pytest.mark.parametrize("overrides, words", [
+    (["aqm.codel_semantics=linux"], "Linux's CoDel"),
+    (["bottleneck.limit_packets=30000"], "bounds limit to 20480"),
+])
+def test_vagrant_refuses_what_dummynets_fq_codel_would_not_run_as_written(overrides, words):
+    from l4stb.errors import L4stbError
+
+    with pytest.raises(L4stbError) as err:
+        _router_plan(["aqm.name=fq_codel", *overrides])
+    assert words in str(err.value)
+
+
+def test_qemu_runs_linux_codel_and_fq_codel_with_every_value_spelled_out():
+    from l4stb.errors import L4stbError
+    from l4stb.linuxvm import guest
+
+    sc = load_scenario("dctcp-8mbps", ["aqm.name=fq_codel", "aqm.codel_semantics=linux", "aqm.ce_threshold=1ms"])
+    guest.check_supported(sc)
+    assert guest.qdisc_args(sc) == ["fq_codel", "limit", "1000", "flows", "1024", "quantum", "1514", "target",
+                                    "5000us", "interval", "100000us", "ecn", "ce_threshold", "1000us"]
+    codel = load_scenario("dctcp-8mbps", ["aqm.name=codel", "aqm.ecn=false"])
+    assert guest.qdisc_args(codel) == ["codel", "limit", "1000", "target", "5000us", "interval", "100000us",
+                                       "noecn"]
+    with pytest.raises(L4stbError, match="set codel_semantics linux"):
+        guest.check_supported(load_scenario("dctcp-8mbps", ["aqm.name=codel", "aqm.codel_semantics=freebsd"]))
