@@ -407,7 +407,7 @@ class Aqm(Strict):
         codel = self.name in ("codel", "fq_codel")
         if not codel:
             given = [k for k in ("interval", "quantum", "flows", "ce_threshold") if getattr(self, k) is not None]
-            if "codel_semantics" in self.model_fields_set:
+            if self.codel_semantics != "freebsd":  # not model_fields_set: a manifest sets every field
                 given.append("codel_semantics")
             if given:
                 raise ValueError(f"aqm.{', aqm.'.join(given)} {'is' if len(given) == 1 else 'are'} CoDel's and only "

@@ -224,3 +224,14 @@ def test_qemu_runs_linux_codel_and_fq_codel_with_every_value_spelled_out():
                                        "noecn"]
     with pytest.raises(L4stbError, match="set codel_semantics linux"):
         guest.check_supported(load_scenario("dctcp-8mbps", ["aqm.name=codel", "aqm.codel_semantics=freebsd"]))
+
+
+def test_a_stored_scenario_with_every_field_written_out_loads_back_for_every_aqm():
+    """A manifest stores the scenario with every field set (defaults included): reading it back must not refuse
+    the CoDel fields' defaults on another AQM."""
+    from l4stb.config import Scenario
+
+    for name in ("dualpi2", "pie", "fifo", "codel", "fq_codel"):
+        sc = load_scenario("dctcp-8mbps", [f"aqm.name={name}"])
+        again = Scenario.model_validate(sc.model_dump(mode="json"))
+        assert again.aqm == sc.aqm

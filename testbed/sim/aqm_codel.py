@@ -29,7 +29,7 @@ file it comes from):
 
 CoDel decides at dequeue. One log line per decision: each packet it forwards, marks or drops at dequeue, and
 each packet dropped at enqueue (the buffer limit); the fields are the documented CoDel subset of the line
-(docs/data.md, "CoDel and FQ-CoDel lines").
+(``logformat.CODEL_MEANINGS``, in docs/data.md's packets table).
 """
 
 from __future__ import annotations
@@ -205,8 +205,9 @@ def refuse_policy(name: str, policy) -> None:
 
 def log_fields(prm: CodelParams, v: CodelVars, pkt: list, action: int, now_us: int, sojourn: int, dq_count: int,
                tot_pkts: int, tot_bytes: int, qlen: int, qbytes: int, drops: int) -> tuple:
-    """The 26 values of a CoDel line (docs/data.md, "CoDel and FQ-CoDel lines"): the PI/PIE fields are 0;
-    ``tupdate`` carries the interval, ``measurement_start_time`` the next scheduled drop while dropping."""
+    """The 26 values of a CoDel line (``logformat.CODEL_MEANINGS``, in docs/data.md's packets table): the PI/PIE
+    fields are 0; ``tupdate`` carries the interval, ``measurement_start_time`` the next scheduled drop while
+    dropping."""
     flags = ((FLAG_ECN if prm.ecn else 0) | (FLAG_DROPPING if v.dropping else 0) | (FLAG_LINUX if prm.linux else 0)
              | (FLAG_CE_THRESHOLD if prm.ce_threshold_us >= 0 else 0))
     return (0, prm.target_us, prm.interval_us, 0, 0, 0, 0, flags, 0, 0, max(0, sojourn), max(0, v.prev_delay), 0,
