@@ -235,3 +235,41 @@ def test_a_stored_scenario_with_every_field_written_out_loads_back_for_every_aqm
         sc = load_scenario("dctcp-8mbps", [f"aqm.name={name}"])
         again = Scenario.model_validate(sc.model_dump(mode="json"))
         assert again.aqm == sc.aqm
+
+
+def test_every_field_a_codel_line_documents_as_0_is_0_and_every_field_is_documented():
+    from l4stb.logformat import CODEL_MEANINGS, FIELD_NAMES
+
+    assert set(CODEL_MEANINGS) == set(FIELD_NAMES)
+    zero = [FIELD_INDEX[n] for n, meaning in CODEL_MEANINGS.items() if meaning == "0" or meaning.startswith("0 (")]
+    assert zero
+    for linux in (False, True):
+        lines = _overloaded(_params(linux, ecn=True, ce_threshold_us=20_000 if linux else -1), ECT0, n_ms=400)
+        fq_lines: list[tuple] = []
+        fq = FqCodel(CodelParams(linux=linux, limit_packets=30, tick_us=1), seed=1, emit=fq_lines.append)
+        for i in range(60):
+            fq.enqueue(make_packet(0, 1500, ECT0, i % 3, i), i * 500)
+            if i % 2:
+                fq.dequeue(i * 500)
+        for ln in lines + fq_lines:
+            assert all(ln[i] == 0 for i in zero), ln
+            assert ln[FIELD_INDEX["qdelay_reference"]] == 5_000 and ln[FIELD_INDEX["tupdate"]] == INTERVAL_US
+        _fq_line(fq, lines + fq_lines)
+        assert {ln[ACTION] for ln in lines} >= {ACTION_FORWARD, ACTION_MARK}
+
+
+@pytest.mark.parametrize("scenario, sched", [("fqcodel-8mbps", "FQ_CODEL"), ("dctcp-8mbps", "FIFO")])
+def test_the_sim_self_check_passes_under_fq_codel_and_codel_naming_dummynets_scheduler(tmp_path, scenario, sched):
+    from l4stb import check
+    from l4stb.providers.base import RunContext
+    from l4stb.providers.sim import SimProvider
+    from l4stb.workspace import Workspace
+
+    ws = Workspace.at(tmp_path)
+    topo = load_topology("dumbbell-4")
+    prov = SimProvider(ws)
+    prov.up(topo)
+    sc = check.check_scenario(load_scenario(scenario, [] if sched == "FQ_CODEL" else ["aqm.name=codel"]))
+    ev = prov.self_check(RunContext("check-20250101T000000Z", sc, topo, ws))
+    assert f"sched 1 type {sched} " in ev.sched_show and ev.module_loaded is None
+    assert check.judge(ev, sc).failures == []
