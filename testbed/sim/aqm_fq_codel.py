@@ -7,7 +7,7 @@ Modelled on FreeBSD's ``dn_sched_fq_codel.c`` / ``dn_sched_fq_codel.h`` / ``dn_s
 * **classify**: a packet's 5-tuple, hashed with a per-instance random value, picks one of ``flows`` queues
   (FreeBSD ``fq_codel_classify_flow``: Jenkins hash with ``perturbation = random()``; Linux ``fq_codel_hash``:
   the skb flow hash). The simulator hashes (flow id, direction) with a value drawn from the repeat's seed, so
-  two flows share a queue with the same small chance (about n^2 / 2 flows).
+  two of n flows share a queue with the same small chance (about n^2 / (2 x flows)).
 * **new and old lists, deficit round robin**: a queue that becomes active joins the tail of the new list with
   ``deficit = quantum``; dequeue serves the new list first, then the old one; a queue whose deficit is spent gets
   another quantum and moves to the tail of the old list; each packet sent is charged its length.
