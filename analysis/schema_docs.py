@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from l4stb.linuxvm.datadoc import render_markdown_section
-from l4stb.logformat import EXTRA_FIELD_NAMES, FIELDS, PROBABILITY_FIELDS
+from l4stb.logformat import CODEL_MEANINGS, EXTRA_FIELD_NAMES, FIELDS, PROBABILITY_FIELDS
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,8 @@ def _packet_columns() -> tuple[Column, ...]:
             Column("line_format", "enum", "the log line's prefix: l4s_ecn_marking-start (paper), "
                                           "dualpi2_ecn_marking-start (old, no packet_length), l4stb_aqm-start (l4stb)"))
     fields = tuple(Column(f.name, "probability in [0, 1]" if f.name in PROBABILITY_FIELDS else f.unit,
-                          f"DualPI2: {f.dualpi2}. Paper's l4s-pie: {f.l4s_pie}." + (
+                          f"DualPI2: {f.dualpi2}. Paper's l4s-pie: {f.l4s_pie}. CoDel, FQ-CoDel: "
+                          f"{CODEL_MEANINGS[f.name]}." + (
                               " Unscaled from 2^31-1 by the parser." if f.name in PROBABILITY_FIELDS else ""))
                    for f in FIELDS)
     extra_meaning = {"timestamp_us": ("us", "monotonic time of the decision (l4stb lines; -1 when the line has none)"),

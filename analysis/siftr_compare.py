@@ -34,23 +34,27 @@ class Cell:
     repeats: tuple[dict[str, dict[int, str]], ...]
 
 
-def _two_queue(rate: str) -> Cell:
-    return Cell(f"l4s {rate} 20ms ecn", f"freebsd-siftr-l4s-{rate.lower().replace('mbps', 'mbps')}-20ms", ({
-        f"{TWO_QUEUE}/client1_data/l4s_{rate}_20ms_ecn_newreno_src1.siftr.log": {5101: "newreno"},
-        f"{TWO_QUEUE}/client2_data/l4s_{rate}_20ms_ecn_dctcp_src2.siftr.log": {5102: "dctcp"},
+def _two_queue(rate: str, aqm: str = "l4s") -> Cell:
+    scenario = f"freebsd-siftr-l4s-{rate.lower()}-20ms" if aqm == "l4s" else f"siftr-fqcodel-{rate.lower()}-20ms"
+    return Cell(f"{aqm} {rate} 20ms ecn", scenario, ({
+        f"{TWO_QUEUE}/client1_data/{aqm}_{rate}_20ms_ecn_newreno_src1.siftr.log": {5101: "newreno"},
+        f"{TWO_QUEUE}/client2_data/{aqm}_{rate}_20ms_ecn_dctcp_src2.siftr.log": {5102: "dctcp"},
     },))
 
 
 CELLS = (
     _two_queue("1Mbps"),
     _two_queue("10Mbps"),
+    _two_queue("1Mbps", "fq_codel"),
+    _two_queue("10Mbps", "fq_codel"),
     Cell("l4s 8Mbps 10ms ecn", "freebsd-siftr-l4s-8mbps-10ms", tuple({
         f"{LLM}/client1_data/{r}_{r}_l4s_8Mbps_10ms_newreno_src1.siftr.log": {5101: "cubic", 5102: "newreno"},
         f"{LLM}/client2_data/{r}_{r}_l4s_8Mbps_10ms_dctcp_src2.siftr.log": {5103: "dctcp"},
     } for r in range(1, 11))),
 )
-"""The cells with FreeBSD 14.1 (siftr 1.3.0) sender logs and an AQM the simulator has (the original l4s
-scheduler). fq_pie and fq_codel cells of the same runs are left out: no l4stb AQM models them yet."""
+"""The cells with FreeBSD 14.1 (siftr 1.3.0) sender logs and an AQM the simulator has: the original l4s
+scheduler and dummynet's fq_codel. The fq_pie cells of the same runs are left out: no l4stb AQM models fq_pie
+yet (docs/aqm-codel.md); the runs have no codel cell with FreeBSD 14 sender logs."""
 
 METRICS = tuple(f.name for f in fields(FlowMetrics))
 RESOLUTION = {"srtt_p50_ms": 0.3125, "srtt_p95_ms": 0.3125, "reduction_ms_p50": 1.0, "cut_depth_p50": 0.01}

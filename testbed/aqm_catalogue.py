@@ -4,9 +4,11 @@ Below both the simulator and the providers (it imports neither), so the vagrant 
 and the report read one source:
 
 * **defaults**: :func:`resolved_defaults` fills what a scenario leaves unset (``config.Aqm.resolved`` calls it);
-  the Classic target of every AQM here is :data:`CLASSIC_TARGET_US`, written once.
-* **integer parameters**: :class:`DualPI2Params` (the C core's ``struct dp2_params`` and the module's sysctls)
-  and :class:`PieParams` (FreeBSD's ``dn_aqm_pie_parms``), built from a resolved ``Aqm``.
+  the Classic target of the PI/PIE family is :data:`CLASSIC_TARGET_US`, CoDel's :data:`CODEL_TARGET_US`, each
+  written once.
+* **integer parameters**: :class:`DualPI2Params` (the C core's ``struct dp2_params`` and the module's sysctls),
+  :class:`PieParams` (FreeBSD's ``dn_aqm_pie_parms``) and :class:`CodelParams` (dummynet's and Linux's CoDel and
+  FQ-CoDel), built from a resolved ``Aqm``.
 * **records** (:data:`AQMS`): for each AQM the simulator class (named, not imported), whether the dualpi2 module
   runs it and in which ``mode``, how the vagrant plan's dummynet runs it, how the qemu provider's tc runs it
   (:func:`l4stb.linuxvm.guest.qdisc_args` builds the words), whether it can CE-mark, and the reference lines
@@ -42,6 +44,22 @@ PIE_ALPHA = 0.125
 PIE_BETA = 1.25
 """FreeBSD dn_aqm_pie.h defaults (PIE_ALPHA 0.125 and PIE_BETA 1.25 in 1/2^13 units, tupdate 15 ms), which the
 original L4S scheduler (l4s-pie) and stock PIE run."""
+
+CODEL_TARGET_US = 5_000
+CODEL_INTERVAL_US = 100_000
+"""CoDel's target and interval (RFC 8289 section 4.4), the defaults of FreeBSD dummynet (``codel_sysctl`` in
+sys/netpfil/ipfw/dn_aqm_codel.c, ``fq_codel_sysctl`` in dn_sched_fq_codel.c) and Linux (``codel_params_init`` in
+include/net/codel_impl.h)."""
+FQ_CODEL_QUANTUM = 1_514
+FQ_CODEL_FLOWS = 1_024
+"""FQ-CoDel's quantum (bytes) and flow queues: dn_sched_fq_codel.c ``fq_codel_sysctl`` (1514, 1024); Linux
+``fq_codel_init`` (net/sched/sch_fq_codel.c: quantum = psched_mtu, 1514 on Ethernet; flows_cnt 1024)."""
+FQ_CODEL_LIMIT_MAX_FREEBSD = 20_480
+FQ_CODEL_QUANTUM_MAX_FREEBSD = 9_000
+"""dn_sched_fq_codel.c ``fq_codel_config`` bounds limit to 1..20480 and quantum to 1..9000 (silently)."""
+FQ_CODEL_DROP_BATCH = 64
+"""Linux ``fq_codel_init``: drop_batch_size 64 (packets dropped at most per overlimit, ``fq_codel_drop``)."""
+CODEL_FAMILY = ("codel", "fq_codel")
 
 RTT_TYP_TO_MAX = 6
 """iproute2 tc/q_dualpi2.c: max_rtt defaults to 6 x typical_rtt and typical_rtt to max_rtt / 6."""
@@ -80,9 +98,14 @@ def resolved_defaults(aqm) -> dict[str, Any]:
     alpha follows Tupdate, ``alpha = 0.16 Hz x tupdate / 16 ms``, so a sweep over ``tupdate`` alone keeps the
     integral gain per second (alpha / Tupdate, RFC 9332's ``0.1 / RTT_max^2``) at Linux's default; beta is a gain
     per unit of delay change and needs no rescaling. ``policy`` takes its fallback's (DualPI2's) defaults; the
-    PIE family and fifo FreeBSD's PIE values (fifo reads none of them).
+    PIE family and fifo FreeBSD's PIE values (fifo reads none of them); codel and fq_codel CoDel's target and
+    interval (and fq_codel its quantum and flows), as FreeBSD and Linux default them.
     """
-    if aqm.engine != "dualpi2":
+    if aqm.engine in CODEL_FAMILY:
+        defaults = {"target": CODEL_TARGET_US, "interval": CODEL_INTERVAL_US}
+        if aqm.engine == "fq_codel":
+            defaults.update({"quantum": FQ_CODEL_QUANTUM, "flows": FQ_CODEL_FLOWS})
+    elif aqm.engine != "dualpi2":
         defaults = {"target": CLASSIC_TARGET_US, "tupdate": PIE_TUPDATE_US, "alpha": PIE_ALPHA, "beta": PIE_BETA}
     elif aqm.max_rtt is not None or aqm.typical_rtt is not None:
         defaults = dualpi2_rtt_gains(aqm.max_rtt, aqm.typical_rtt)
@@ -245,6 +268,44 @@ class PieParams:
         return self.max_ecnth << (31 - PIE_FIX_POINT_BITS)
 
 
+# ---------------------------------------------------------------------------------------------- CoDel's integers
+
+
+@dataclass(frozen=True)
+class CodelParams:
+    """CoDel's and FQ-CoDel's parameters as the simulator runs them (times in us, sizes in bytes).
+
+    ``linux`` picks Linux's CoDel (include/net/codel_impl.h, net/sched/sch_fq_codel.c) where it differs from
+    FreeBSD dummynet's (dn_aqm_codel.[ch], dn_sched_fq_codel*.[ch]); :mod:`l4stb.sim.aqm_codel` lists the points.
+    ``ce_threshold_us`` is -1 when off (Linux's CODEL_DISABLED_THRESHOLD; FreeBSD has none).
+    """
+
+    target_us: int = CODEL_TARGET_US
+    interval_us: int = CODEL_INTERVAL_US
+    ecn: bool = True
+    ce_threshold_us: int = -1
+    linux: bool = False
+    tick_us: int = 1_000
+    mtu: int = 1_500
+    limit_packets: int = 1_000
+    quantum: int = FQ_CODEL_QUANTUM
+    flows: int = FQ_CODEL_FLOWS
+    drop_batch: int = FQ_CODEL_DROP_BATCH
+
+    @classmethod
+    def from_aqm(cls, aqm, bottleneck) -> "CodelParams":
+        """From a scenario's ``Aqm`` (defaults filled) and ``Bottleneck``: the buffer is the bottleneck's
+        ``limit_packets`` (codel's queue size in slots; fq_codel's ``limit`` over all its flow queues)."""
+        a = aqm.resolved()
+        return cls(
+            target_us=int(a.target), interval_us=int(a.interval), ecn=bool(a.ecn),
+            ce_threshold_us=-1 if a.ce_threshold is None else int(a.ce_threshold),
+            linux=a.codel_semantics == "linux", tick_us=max(1, 1_000_000 // int(a.kern_hz)),
+            mtu=int(bottleneck.mtu), limit_packets=int(bottleneck.limit_packets),
+            quantum=int(a.quantum or FQ_CODEL_QUANTUM), flows=int(a.flows or FQ_CODEL_FLOWS),
+        )
+
+
 # ---------------------------------------------------------------------------------------------- the records
 
 
@@ -265,6 +326,8 @@ class AqmRecord:
     """Whether it can CE-mark (so an ECN scenario expects marks from it)."""
     reference_lines: tuple[tuple[str, str], ...] = ()
     """(queue, label) lines the report draws on the delay ECDFs; the value is :meth:`reference_ms`'s."""
+    dummynet_sched: str = "fifo"
+    """The ``ipfw sched ... type`` of a stock dummynet AQM (the module's own runs under ``plans.SCHED_TYPE``)."""
 
     @property
     def runs_on_module(self) -> bool:
@@ -291,6 +354,12 @@ AQMS: dict[str, AqmRecord] = {r.name: r for r in (
               True, (("C", "PIE target"), ("L", "PIE target"))),
     AqmRecord("fifo", "l4stb.sim.aqm_fifo.Fifo", None, "ipfw sched 1 type fifo (tail drop)",
               "tc qdisc pfifo (tail drop)", False),
+    AqmRecord("codel", "l4stb.sim.aqm_codel.Codel", None,
+              "ipfw sched 1 type fifo with queue 1 config codel (FreeBSD's dn_aqm_codel)",
+              "tc qdisc codel (Linux sch_codel)", True, (("C", "CoDel target"),)),
+    AqmRecord("fq_codel", "l4stb.sim.aqm_fq_codel.FqCodel", None,
+              "ipfw sched 1 type fq_codel with its parameters (FreeBSD's dn_sched_fq_codel)",
+              "tc qdisc fq_codel (Linux sch_fq_codel)", True, (("C", "CoDel target"),), "fq_codel"),
 )}
 """The AQMs the queues can run (``aqm.engine``); ``policy`` runs on its fallback's record."""
 

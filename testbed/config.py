@@ -29,7 +29,7 @@ from pydantic import (
 )
 
 from l4stb import resources
-from l4stb.aqm_catalogue import dualpi2_rtt_gains, resolved_defaults
+from l4stb.aqm_catalogue import CODEL_INTERVAL_US, CODEL_TARGET_US, dualpi2_rtt_gains, resolved_defaults
 from l4stb.errors import L4stbError
 from l4stb.units import (
     format_duration,
@@ -43,7 +43,7 @@ from l4stb.units import (
 CC_NAMES = ("cubic", "newreno", "dctcp", "prague", "udp")
 """``udp`` is no congestion control: an unresponsive UDP sender (iperf3 ``-u -b``), CBR or on-off."""
 STACKS = ("freebsd", "linux")
-AQM_NAMES = ("dualpi2", "l4s-pie", "pie", "fifo", "policy")
+AQM_NAMES = ("dualpi2", "l4s-pie", "pie", "fifo", "codel", "fq_codel", "policy")
 SCALABLE_CCS = ("dctcp", "prague")
 """Scalable congestion controls send ECT(1) and are classified into the L queue."""
 
@@ -320,7 +320,7 @@ class Bottleneck(Strict):
 class Aqm(Strict):
     """AQM at the bottleneck. Unset parameters take the chosen AQM's defaults (see ``resolved``)."""
 
-    name: Literal["dualpi2", "l4s-pie", "pie", "fifo", "policy"] = "dualpi2"
+    name: Literal["dualpi2", "l4s-pie", "pie", "fifo", "codel", "fq_codel", "policy"] = "dualpi2"
     ecn: bool = True
     target: Optional[Duration] = None
     tupdate: Optional[Duration] = None
@@ -364,6 +364,18 @@ class Aqm(Strict):
     """``policy`` only: the policy decides every N-th packet (1 = every packet), the fallback AQM the rest."""
     fallback: Literal["dualpi2"] = "dualpi2"
     """``policy`` only: the AQM that runs the queues and decides the packets the policy does not."""
+    interval: Optional[Duration] = None
+    """codel, fq_codel: CoDel's interval (default 100 ms); ``target`` is its sojourn target (default 5 ms)."""
+    quantum: Optional[int] = Field(None, ge=1, le=65_536)
+    """fq_codel: bytes a flow queue may send per round (default 1514)."""
+    flows: Optional[int] = Field(None, ge=1, le=65_536)
+    """fq_codel: the number of flow queues flows are hashed into (default 1024)."""
+    ce_threshold: Optional[Duration] = None
+    """codel, fq_codel with ``codel_semantics: linux``: CE-mark every ECT packet whose sojourn exceeds this (Linux's
+    ``ce_threshold``; FreeBSD has none). Unset: off."""
+    codel_semantics: Literal["freebsd", "linux"] = "freebsd"
+    """codel, fq_codel: whose CoDel the simulator runs where the two differ (see :mod:`l4stb.sim.aqm_codel`):
+    ``freebsd`` (dummynet, the vagrant testbed's) or ``linux`` (sch_codel/sch_fq_codel, the qemu provider's)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -386,6 +398,45 @@ class Aqm(Strict):
         if self.name != "policy" and self.policy is not None:
             raise ValueError(f"aqm.policy is only read by aqm 'policy'; set aqm.name to policy or drop aqm.policy "
                              f"(aqm is '{self.name}')")
+        return self
+
+    @model_validator(mode="after")
+    def _codel_options_agree(self) -> "Aqm":
+        """CoDel's parameters only on the CoDel family, and the PI/PIE family's never there: a setting that the
+        chosen AQM would ignore is refused, naming the field."""
+        codel = self.name in ("codel", "fq_codel")
+        if not codel:
+            given = [k for k in ("interval", "quantum", "flows", "ce_threshold") if getattr(self, k) is not None]
+            if self.codel_semantics != "freebsd":  # not model_fields_set: a manifest sets every field
+                given.append("codel_semantics")
+            if given:
+                raise ValueError(f"aqm.{', aqm.'.join(given)} {'is' if len(given) == 1 else 'are'} CoDel's and only "
+                                 f"read by aqm codel or fq_codel (aqm is '{self.name}'); drop "
+                                 f"{'it' if len(given) == 1 else 'them'} or set aqm.name to codel or fq_codel")
+            return self
+        pi = [k for k in ("tupdate", "alpha", "beta", "max_rtt", "typical_rtt") if getattr(self, k) is not None]
+        if pi:
+            raise ValueError(f"aqm.{', aqm.'.join(pi)}: {self.name} has no PI controller; CoDel takes target and "
+                             "interval (and fq_codel quantum and flows); drop them")
+        if self.name == "codel" and (self.quantum is not None or self.flows is not None):
+            raise ValueError("aqm.quantum and aqm.flows are fq_codel's flow-queue settings; codel has one queue "
+                             "(set aqm.name to fq_codel, or drop them)")
+        if self.ce_threshold is not None and self.codel_semantics != "linux":
+            raise ValueError("aqm.ce_threshold is Linux's (sch_codel, sch_fq_codel); FreeBSD's dummynet CoDel has "
+                             "no such parameter: set aqm.codel_semantics to linux, or drop ce_threshold")
+        if self.target is not None and not 1 <= self.target <= 5_000_000:
+            raise ValueError(f"aqm.target = {format_duration(self.target)}: CoDel's target must be 1us to 5s "
+                             "(dummynet's bounds, dn_aqm_codel.c)")
+        if self.interval is not None and not 1 <= self.interval <= 5_000_000:
+            raise ValueError(f"aqm.interval = {format_duration(self.interval)}: use 1us to 5s (dummynet's bounds)")
+        target = self.target if self.target is not None else CODEL_TARGET_US
+        interval = self.interval if self.interval is not None else CODEL_INTERVAL_US
+        if target >= interval:
+            raise ValueError(f"aqm.target ({format_duration(target)}) must be shorter than aqm.interval "
+                             f"({format_duration(interval)}): CoDel waits an interval above target before it "
+                             "drops (RFC 8289 recommends target = 5-10% of interval)")
+        if self.ce_threshold is not None and not 0 <= self.ce_threshold <= 5_000_000:
+            raise ValueError(f"aqm.ce_threshold = {format_duration(self.ce_threshold)}: use 0us to 5s")
         return self
 
     @property
@@ -421,7 +472,7 @@ class Aqm(Strict):
     def resolved(self) -> "Aqm":
         """This AQM with its unset parameters filled from the AQM catalogue
         (:func:`l4stb.aqm_catalogue.resolved_defaults`: Linux sch_dualpi2's for dualpi2 and policy, FreeBSD's PIE
-        values for l4s-pie, pie and fifo)."""
+        values for l4s-pie, pie and fifo, RFC 8289's CoDel values for codel and fq_codel)."""
         return self.model_copy(update=resolved_defaults(self))
 
 

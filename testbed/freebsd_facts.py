@@ -132,7 +132,12 @@ COMMANDS: dict[str, Fact] = {
     "kenv": Fact(S + "bin/kenv/kenv.c", "sets a kernel environment variable (read by TUNABLE on module load)"),
     "ipfw": Fact(S + "sbin/ipfw/dummynet.c; sbin/ipfw/ipfw.8", "pipe/sched/queue config; `type NAME` copies any "
                  "name of 1-15 characters for the kernel to look up (TOK_TYPE); `sched N show` prints \" sched %d type "
-                 "%s flags 0x%x %d buckets %d active\"; `add N set S ...` and `delete set S` (RULE FORMAT)"),
+                 "%s flags 0x%x %d buckets %d active\"; `add N set S ...` and `delete set S` (RULE FORMAT); with NEW_AQM "
+                 "(#defined in sys/netinet/ip_dummynet.h and sbin/ipfw/dummynet.c; dummynet.ko builds "
+                 "dn_aqm_codel.c and dn_sched_fq_codel.c, sys/modules/dummynet/Makefile): `queue N config ... codel` and `sched N config ... type fq_codel` hand every later "
+                 "word to process_extra_parms (target/interval as time_to_us times: us, ms, s; ecn, noecn; fq_codel "
+                 "also quantum, limit, flows; codel defaults to noecn, fq_codel to ecn); the kernel's "
+                 "dn_aqm_codel.c/dn_sched_fq_codel.c name them CODEL and FQ_CODEL"),
     "service": Fact(S + "usr.sbin/service/service.sh", "runs /etc/rc.d/<name> <command>"),
     "route": Fact(S + "sbin/route/route_netlink.c", "`route -n get` prints destination:, gateway: (only with "
                   "RTF_GATEWAY), interface:, flags: <UP,...,STATIC>"),

@@ -67,6 +67,39 @@ FIELDS: tuple[LogField, ...] = (
 )
 """The 24 fields of the paper's line, in order."""
 
+CODEL_MEANINGS: dict[str, str] = {
+    "queue_type": "0 (one queue; fq_codel's flow queues are not told apart here, flow_id is)",
+    "qdelay_reference": "CoDel's target",
+    "tupdate": "CoDel's interval",
+    "max_burst": "0",
+    "max_ecn_threshold": "0",
+    "alpha_coefficient": "0",
+    "beta_coefficient": "0",
+    "flags": "bit0 ECN on, bit1 the packet's queue is in CoDel's dropping state after the decision, bit2 Linux's "
+             "CoDel (codel_semantics linux), bit3 ce_threshold set",
+    "burst_allowance": "0",
+    "drop_probability": "0 (CoDel has no probability: its drop rate is count / interval after each drop)",
+    "current_queue_delay": "the packet's sojourn in its queue (FreeBSD: in dummynet ticks); for a drop at the "
+                           "buffer limit, the head packet's",
+    "previous_queue_delay": "the sojourn of the packet this queue examined before",
+    "accumulated_probability": "0",
+    "measurement_start_time": "while dropping: the time of the next scheduled drop or mark (CoDel's drop_next, "
+                              "on its clock), else 0",
+    "average_dequeue_time": "0",
+    "dequeue_count": "packets taken off the queue(s) before this decision, sent or dropped",
+    "status_flags": "bit1: packets remain queued after the decision",
+    "total_packets": "packets ever queued (fq_codel: in all its flow queues)",
+    "total_bytes": "bytes ever queued",
+    "queue_length": "packets queued, the decided one included (fq_codel: all flow queues)",
+    "length_in_bytes": "bytes queued, the decided one included",
+    "total_drops": "packets dropped before this decision (CoDel and buffer drops)",
+    "packet_length": "IP length of the packet being decided",
+    "dequeue_action": "1 forwarded, 2 dropped (at dequeue by CoDel, or at enqueue by the buffer limit), 3 CE-marked",
+}
+"""What each field means on a codel or fq_codel line (l4stb.sim.aqm_codel.log_fields writes them; a test checks
+the fields documented as 0 are 0). There is no L queue: summary and report show CoDel's decisions as the C
+queue's."""
+
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in FIELDS)
 PROBABILITY_FIELDS: tuple[str, ...] = ("drop_probability", "accumulated_probability")
 """The per-packet probabilities, unscaled from 2^31-1 wherever a log record becomes Python values."""

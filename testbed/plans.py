@@ -295,6 +295,7 @@ def check_runs_on_freebsd(scenario: Scenario) -> None:
             "testbed's dualpi2 module classifies as RFC 9332 does (l4s_ect: ECT(1) and CE to the L queue) and has no "
             "other classifier. Its DCTCP already sends ECT(1) (the plan sets net.inet.tcp.cc.dctcp.ect1=1), so "
             "l4s_ect puts it in L: remove aqm.l4s_classifier, or run any_ect with the sim provider.")
+    _check_codel_on_freebsd(scenario)
     if scenario.bottleneck.shaper != "dummynet":
         raise L4stbError(
             f"scenario {scenario.name}: bottleneck.shaper is {scenario.bottleneck.shaper}, the real-Linux testbed's "
@@ -642,8 +643,50 @@ def policy_load(aqm: Aqm) -> tuple[tuple[Upload, ...], dict[str, Any]]:
              "policy_sha256": blob.sha256, "policy_piece_hex": policy_piece_hex(name)})
 
 
+def _check_codel_on_freebsd(scenario: Scenario) -> None:
+    """dummynet's CoDel is FreeBSD's: refuse Linux's semantics and the values fq_codel_config would silently bound."""
+    aqm, b = scenario.aqm, scenario.bottleneck
+    if aqm.name not in aqm_catalogue.CODEL_FAMILY:
+        return
+    if aqm.codel_semantics != "freebsd" or aqm.ce_threshold is not None:
+        raise L4stbError(
+            f"scenario {scenario.name}: aqm.codel_semantics linux (and ce_threshold) is Linux's CoDel; the vagrant "
+            "router runs FreeBSD dummynet's, which has no ce_threshold. Remove both for the vagrant testbed, or run "
+            "the scenario with the qemu provider (real Linux) or the sim.")
+    a = aqm.resolved()
+    if aqm.name == "fq_codel" and (b.limit_packets > aqm_catalogue.FQ_CODEL_LIMIT_MAX_FREEBSD
+                                   or a.quantum > aqm_catalogue.FQ_CODEL_QUANTUM_MAX_FREEBSD):
+        raise L4stbError(
+            f"scenario {scenario.name}: dummynet's fq_codel bounds limit to {aqm_catalogue.FQ_CODEL_LIMIT_MAX_FREEBSD} "
+            f"packets and quantum to {aqm_catalogue.FQ_CODEL_QUANTUM_MAX_FREEBSD} bytes without a word "
+            f"(dn_sched_fq_codel.c fq_codel_config); this scenario asks for bottleneck.limit_packets "
+            f"{b.limit_packets} and aqm.quantum {a.quantum}. Lower them for the vagrant testbed.")
+
+
+def _codel_words(aqm: Aqm, scenario: Scenario) -> list[str]:
+    """CoDel's words as sbin/ipfw/dummynet.c ``process_extra_parms`` reads them (target and interval as times,
+    then ``ecn``/``noecn``: codel defaults to noecn, fq_codel to ecn, so the plan always says which)."""
+    a = aqm.resolved()
+    return ["target", f"{int(a.target)}us", "interval", f"{int(a.interval)}us",
+            "ecn" if (a.ecn and scenario.ecn) else "noecn"]
+
+
+def _sched_opts(aqm: Aqm, scenario: Scenario) -> list[str]:
+    """Words after ``ipfw sched 1 config pipe 1 type fq_codel``: dummynet.c hands every word after the type to
+    fq_codel's parameters (target, interval, ecn/noecn, quantum, limit, flows), so they come last. fq_codel's
+    ``limit`` (over all its flow queues) is the bottleneck's ``limit_packets``."""
+    if aqm.name != "fq_codel":
+        return []
+    a = aqm.resolved()
+    return [*_codel_words(aqm, scenario), "quantum", str(int(a.quantum)),
+            "limit", str(int(scenario.bottleneck.limit_packets)), "flows", str(int(a.flows))]
+
+
 def _queue_opts(aqm: Aqm, scenario: Scenario) -> list[str]:
-    """Extra words for ``ipfw queue 1 config``: stock PIE's parameters when aqm is ``pie``."""
+    """Extra words for ``ipfw queue 1 config``: stock PIE's parameters when aqm is ``pie``, stock CoDel's when
+    ``codel`` (the last words: dummynet.c reads every word after ``codel`` as its parameter)."""
+    if aqm.name == "codel":
+        return ["codel", *_codel_words(aqm, scenario)]
     if aqm.name != "pie":
         return []
     a = aqm.resolved()
@@ -862,7 +905,8 @@ def run_phases(scenario: Scenario, topology: Topology, run_id: str, repeat: int,
         delay_rule0=DELAY_RULE0, queue=QUEUE, pipe=PIPE,
         ratesched_bin=RATESCHED_BIN if (scenario.bottleneck.rate_schedule or scenario.bottleneck.rate_trace) else "",
         sched=SCHED, bw=ipfw_bandwidth(scenario.bottleneck.rate), delay_ms=ipfw_delay_ms(scenario.bottleneck.delay),
-        sched_type=SCHED_TYPE if mod else "fifo", queue_opts=_queue_opts(aqm, scenario),
+        sched_type=SCHED_TYPE if mod else aqm_catalogue.record(aqm).dummynet_sched,
+        sched_opts=_sched_opts(aqm, scenario), queue_opts=_queue_opts(aqm, scenario),
         client_nets=sorted({n for h in topology.clients for n in _networks(topology, h)}),
         server_net=_networks(topology, server)[0], match=scenario.bottleneck.match, syslog_tag=tag,
         delay_pipes=delay_pipes(scenario, topology),

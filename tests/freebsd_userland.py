@@ -137,6 +137,30 @@ def num(word, lo, hi, what):
     return int(word)
 
 BW = re.compile(r"[0-9]+(bit|Kbit|Mbit|Gbit)/s")
+TIME = re.compile(r"[0-9]+(\.[0-9]*)?(us|ms|s)?", re.I)
+
+def aqm_params(kind, words):
+    """sbin/ipfw/dummynet.c process_extra_parms for codel/fq_codel: every remaining word is a parameter; times as
+    time_to_us reads them (us, ms, s; ms when bare), numbers as is_valid_number; quantum/limit/flows only for
+    fq_codel ("... is not for codel"); the real ipfw prints and skips an unknown word, the model refuses it."""
+    out, i = {"ecn": kind != "codel"}, 0
+    while i < len(words):
+        w = words[i]
+        if w in ("target", "interval"):
+            if i + 1 >= len(words) or not TIME.fullmatch(words[i + 1]):
+                fail(f"{w} needs time")
+            out[w] = words[i + 1]; i += 2
+        elif w in ("ecn", "noecn"):
+            out["ecn"] = w == "ecn"; i += 1
+        elif w in ("quantum", "limit", "flows"):
+            if kind == "codel":
+                fail(f"{w} is not for codel")
+            if i + 1 >= len(words) or not re.fullmatch(r"[0-9.]+", words[i + 1]):
+                fail(f"{w} needs number")
+            out[w] = int(float(words[i + 1])); i += 2
+        else:
+            fail(f"{w} is Invalid parameter")
+    return out
 if not args:
     fail("usage")
 cmd = args[0]
@@ -194,12 +218,16 @@ elif cmd in ("pipe", "sched", "queue") and len(args) >= 3:
                 i += 2
             elif cmd == "sched" and w == "type":
                 conf["type"] = words[i + 1]; i += 2
+                if words[i - 1].lower() in ("fq_codel", "fq_pie"):
+                    conf["params"] = aqm_params(words[i - 1].lower(), words[i:]); i = len(words)
             elif cmd == "queue" and w == "sched":
                 if words[i + 1] not in state["scheds"]:
                     fail(f"queue {n}: sched {words[i + 1]} does not exist")
                 i += 2
             elif cmd == "queue" and w == "queue":
                 num(words[i + 1], 1, 100000, "queue size"); i += 2
+            elif cmd == "queue" and w == "codel":
+                conf["codel"] = aqm_params("codel", words[i + 1:]); i = len(words)
             elif cmd == "queue" and w in ("pie", "ecn", "noecn"):
                 i += 1
             elif cmd == "queue" and w in ("target", "tupdate", "alpha", "beta", "max_burst", "max_ecnth"):

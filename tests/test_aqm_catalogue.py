@@ -31,11 +31,23 @@ def test_the_simulator_runs_the_class_the_record_names(name):
     assert type(make_aqm(load_scenario("dctcp-8mbps", [f"aqm.name={name}"]), 1, None, None)) is klass
 
 
-@pytest.mark.parametrize("name", sorted(cat.AQMS))
-def test_every_aqm_defaults_to_the_one_classic_target(name):
+@pytest.mark.parametrize("name", sorted(set(cat.AQMS) - set(cat.CODEL_FAMILY)))
+def test_every_pi_and_pie_aqm_defaults_to_the_one_classic_target(name):
     """15 ms is written once (CLASSIC_TARGET_US): resolved scenarios and both integer records read it."""
     assert Aqm(name=name).resolved().target == cat.CLASSIC_TARGET_US == 15_000
     assert cat.DualPI2Params().target_us == cat.PieParams().qdelay_ref == cat.CLASSIC_TARGET_US
+
+
+@pytest.mark.parametrize("name", cat.CODEL_FAMILY)
+def test_codel_aqms_default_to_rfc8289s_target_and_interval_and_fq_codel_to_its_queues(name):
+    """CoDel's 5 ms / 100 ms are written once (CODEL_TARGET_US, CODEL_INTERVAL_US); the PI fields stay unset, so
+    the manifest never shows a CoDel run with a PIE tupdate."""
+    a = Aqm(name=name).resolved()
+    assert (a.target, a.interval) == (cat.CODEL_TARGET_US, cat.CODEL_INTERVAL_US) == (5_000, 100_000)
+    assert a.tupdate is None and a.alpha is None and a.beta is None
+    assert (a.quantum, a.flows) == ((1514, 1024) if name == "fq_codel" else (None, None))
+    prm = cat.CodelParams.from_aqm(Aqm(name=name, ecn=False), load_scenario("dctcp-8mbps").bottleneck)
+    assert (prm.target_us, prm.interval_us, prm.ecn, prm.ce_threshold_us, prm.linux) == (5_000, 100_000, False, -1, False)
 
 
 def test_resolving_fills_only_what_the_scenario_left_unset():

@@ -5,7 +5,8 @@ The numbers below are not the logs: each is the smallest and largest value of on
 :func:`l4stb.analysis.siftr_compare.real_metrics` derives them: for the single-run cells ("l4s 1Mbps" and
 "l4s 10Mbps": MPTCP-FreeBSD/FreeBSD-L4S-Experiments, "Misc/Experiment Scripts/Old/2 queue L4S NEWRENO VS
 DCTCP/client1_data/l4s_<rate>_20ms_ecn_newreno_src1.siftr.log" and ".../client2_data/l4s_<rate>_20ms_ecn_dctcp_
-src2.siftr.log") one sample per 10 s window after a 5 s warm-up; for "l4s 8Mbps 10ms" ("L4S-LLM Data
+src2.siftr.log"; "fq_codel 1Mbps"/"fq_codel 10Mbps" the fq_codel_<rate>_20ms_ecn_* logs of the same folder) one
+sample per 10 s window after a 5 s warm-up; for "l4s 8Mbps 10ms" ("L4S-LLM Data
 Collection/client1_data/<r>_<r>_l4s_8Mbps_10ms_newreno_src1.siftr.log", ports 5101 cubic and 5102 newreno, and
 ".../client2_data/<r>_<r>_l4s_8Mbps_10ms_dctcp_src2.siftr.log", r = 1..10) one sample per iteration. ``agrees``
 is what ``bench/siftr_compare.py --repeats 5`` said when the table was made: the simulated median lies in the
@@ -79,6 +80,38 @@ REFERENCE = [
     ('l4s 8Mbps 10ms ecn', 'dctcp', 'srtt_p95_ms', 1262, 1900, 10, False),  # sim 403.6: below by 68%
     ('l4s 8Mbps 10ms ecn', 'dctcp', 'reduction_ms_p50', 0, 0, 8, True),  # sim 0: agrees
     ('l4s 8Mbps 10ms ecn', 'dctcp', 'ecn_cut_share', 0.5, 1, 8, True),  # sim 0.5333: agrees
+    ('fq_codel 1Mbps 20ms ecn', 'newreno', 'goodput_mbps', 0.2016, 0.2189, 5, False),  # sim 0.2234: above by 2%
+    ('fq_codel 1Mbps 20ms ecn', 'newreno', 'cwnd_mean', 4.311, 4.664, 5, False),  # sim 4.674: above by 0%
+    ('fq_codel 1Mbps 20ms ecn', 'newreno', 'cut_period_s', 1, 1.111, 5, False),  # sim 0.7582: below by 24%
+    ('fq_codel 1Mbps 20ms ecn', 'newreno', 'cut_depth_p50', 0.5014, 0.5729, 5, True),  # sim 0.5: agrees
+    ('fq_codel 1Mbps 20ms ecn', 'newreno', 'srtt_p50_ms', 243.4, 253.1, 5, False),  # sim 259.6: above by 3%
+    ('fq_codel 1Mbps 20ms ecn', 'newreno', 'srtt_p95_ms', 270.9, 291.6, 5, True),  # sim 282.4: agrees
+    ('fq_codel 1Mbps 20ms ecn', 'newreno', 'reduction_ms_p50', 0, 170.3, 5, True),  # sim 0: agrees
+    ('fq_codel 1Mbps 20ms ecn', 'newreno', 'ecn_cut_share', 0.8889, 1, 5, True),  # sim 1: agrees
+    ('fq_codel 1Mbps 20ms ecn', 'dctcp', 'goodput_mbps', 0.2525, 0.263, 5, False),  # sim 0.2488: below by 1%
+    ('fq_codel 1Mbps 20ms ecn', 'dctcp', 'cwnd_mean', 6.06, 6.257, 5, False),  # sim 7.038: above by 12%
+    ('fq_codel 1Mbps 20ms ecn', 'dctcp', 'cut_period_s', 0.3125, 0.3846, 5, True),  # sim 0.382: agrees
+    ('fq_codel 1Mbps 20ms ecn', 'dctcp', 'cut_depth_p50', 0.1782, 0.2055, 5, False),  # sim 0.2714: above by 32%
+    ('fq_codel 1Mbps 20ms ecn', 'dctcp', 'srtt_p50_ms', 264.7, 282.8, 5, False),  # sim 311.7: above by 10%
+    ('fq_codel 1Mbps 20ms ecn', 'dctcp', 'srtt_p95_ms', 318.8, 399.7, 5, True),  # sim 370.9: agrees
+    ('fq_codel 1Mbps 20ms ecn', 'dctcp', 'reduction_ms_p50', 0, 0, 5, True),  # sim 0: agrees
+    ('fq_codel 1Mbps 20ms ecn', 'dctcp', 'ecn_cut_share', 1, 1, 5, True),  # sim 1: agrees
+    ('fq_codel 10Mbps 20ms ecn', 'newreno', 'goodput_mbps', 2.028, 2.136, 5, False),  # sim 2.016: below by 1%
+    ('fq_codel 10Mbps 20ms ecn', 'newreno', 'cwnd_mean', 22.2, 23.68, 5, False),  # sim 21.96: below by 1%
+    ('fq_codel 10Mbps 20ms ecn', 'newreno', 'cut_period_s', 1.667, 2, 5, True),  # sim 1.961: agrees
+    ('fq_codel 10Mbps 20ms ecn', 'newreno', 'cut_depth_p50', 0.5019, 0.5181, 5, True),  # sim 0.5: agrees
+    ('fq_codel 10Mbps 20ms ecn', 'newreno', 'srtt_p50_ms', 126.9, 128.1, 5, False),  # sim 128.7: above by 0%
+    ('fq_codel 10Mbps 20ms ecn', 'newreno', 'srtt_p95_ms', 141.2, 143.4, 5, False),  # sim 139.5: below by 1%
+    ('fq_codel 10Mbps 20ms ecn', 'newreno', 'reduction_ms_p50', 105.9, 111.4, 5, False),  # sim 0: below by 100%
+    ('fq_codel 10Mbps 20ms ecn', 'newreno', 'ecn_cut_share', 1, 1, 5, True),  # sim 1: agrees
+    ('fq_codel 10Mbps 20ms ecn', 'dctcp', 'goodput_mbps', 2.558, 2.618, 5, False),  # sim 2.712: above by 4%
+    ('fq_codel 10Mbps 20ms ecn', 'dctcp', 'cwnd_mean', 29.27, 29.85, 5, False),  # sim 34.81: above by 17%
+    ('fq_codel 10Mbps 20ms ecn', 'dctcp', 'cut_period_s', 0.25, 0.3226, 5, False),  # sim 0.244: below by 2%
+    ('fq_codel 10Mbps 20ms ecn', 'dctcp', 'cut_depth_p50', 0.1218, 0.134, 5, False),  # sim 0.07737: below by 36%
+    ('fq_codel 10Mbps 20ms ecn', 'dctcp', 'srtt_p50_ms', 132.8, 134.4, 5, False),  # sim 149.2: above by 11%
+    ('fq_codel 10Mbps 20ms ecn', 'dctcp', 'srtt_p95_ms', 150, 163.4, 5, False),  # sim 180.5: above by 10%
+    ('fq_codel 10Mbps 20ms ecn', 'dctcp', 'reduction_ms_p50', 10.43, 30.34, 5, False),  # sim 0: below by 100%
+    ('fq_codel 10Mbps 20ms ecn', 'dctcp', 'ecn_cut_share', 1, 1, 5, True),  # sim 1: agrees
 ]
 
 CELL = {c.name: c for c in CELLS}
@@ -93,6 +126,8 @@ def _inside(value, lo, hi, metric):
     "l4s 1Mbps 20ms ecn",
     pytest.param("l4s 10Mbps 20ms ecn", marks=pytest.mark.slow),
     pytest.param("l4s 8Mbps 10ms ecn", marks=pytest.mark.slow),
+    "fq_codel 1Mbps 20ms ecn",
+    pytest.param("fq_codel 10Mbps 20ms ecn", marks=pytest.mark.slow),
 ])
 def test_the_simulated_freebsd_sender_agrees_with_the_traces_exactly_where_the_table_says(cell):
     sim = sim_metrics(CELL[cell], 5)

@@ -2,9 +2,9 @@
 
 The simulator is deterministic: one scenario and seed give the same router log files and iperf3 JSON, byte for
 byte. This test runs a corpus that reaches every sender path (both stacks, every CC, ECN and loss, short flows,
-UDP, pacing) and every AQM path (DualPI2's two step semantics and classifiers, l4s-pie, pie, fifo, the policy
-AQM, htb, dummynet's ticks and ``match: any``, a rate schedule), and compares the sha256 of every artifact with
-``tests/golden/sim-digests.json``. A refactor must leave them all identical.
+UDP, pacing) and every AQM path (DualPI2's two step semantics and classifiers, l4s-pie, pie, fifo, CoDel and
+FQ-CoDel in both implementations, the policy AQM, htb, dummynet's ticks and ``match: any``, a rate schedule), and
+compares the sha256 of every artifact with ``tests/golden/sim-digests.json``. A refactor must leave them all identical.
 
 A deliberate model change alters some digests: regenerate them with
 
@@ -72,6 +72,12 @@ CASES: dict[str, tuple[str, list[str]]] = {
     "udp-on-off": ("dctcp-8mbps", ["flows=[{host: client1, cc: cubic}, {host: client2, cc: udp, rate: 3Mbit, "
                                    "on_time: 500ms, off_time: 500ms, ecn: ect1}]"]),
     "policy": ("dctcp-8mbps", ["aqm.name=policy", "aqm.every=3"]),
+    # CoDel: FreeBSD's on dummynet ticks without ECN, Linux's with ce_threshold; FQ-CoDel Linux's over its limit
+    "codel-freebsd-no-ecn": ("dctcp-8mbps", ["aqm.name=codel", "ecn=false", "aqm.kern_hz=100"]),
+    "codel-linux-ce-threshold": ("dctcp-8mbps", [*LINUX, "aqm.name=codel", "aqm.codel_semantics=linux",
+                                                 "aqm.ce_threshold=1ms"]),
+    "fq-codel-linux-over-limit": ("dctcp-8mbps", [*LINUX, "aqm.name=fq_codel", "aqm.codel_semantics=linux",
+                                                  "bottleneck.limit_packets=20"]),
 }
 
 

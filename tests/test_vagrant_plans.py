@@ -21,7 +21,8 @@ from l4stb.providers.vagrant import VagrantProvider
 from l4stb.workspace import Workspace
 
 GOLDEN = Path(__file__).parent / "golden"
-RUN_ID_FOR = {"dctcp-8mbps": "dctcp-8mbps-20250101T000000Z", "prague-8mbps": "prague-8mbps-20250101T000000Z"}
+RUN_ID_FOR = {"dctcp-8mbps": "dctcp-8mbps-20250101T000000Z", "prague-8mbps": "prague-8mbps-20250101T000000Z",
+              "fqcodel-8mbps": "fqcodel-8mbps-20250101T000000Z"}
 
 
 def _check_golden(name: str, text: str) -> None:
@@ -41,7 +42,7 @@ def _run_plan(scenario: str, tmp_path: Path, repeat: int = 1) -> str:
     return VagrantProvider(ctx.workspace).plan_run(ctx, repeat).render()
 
 
-@pytest.mark.parametrize("scenario", ["dctcp-8mbps", "prague-8mbps"])
+@pytest.mark.parametrize("scenario", ["dctcp-8mbps", "prague-8mbps", "fqcodel-8mbps"])
 def test_run_plan_matches_the_reviewed_golden_file(scenario: str, tmp_path: Path):
     _check_golden(f"vagrant-run-{scenario}.txt", _run_plan(scenario, tmp_path))
 

@@ -31,8 +31,8 @@ ID alone tells packets apart (Linux gives a connected socket's packets consecuti
 in torvalds/linux include/net/ip.h; a TCP retransmission therefore gets a new ID). The ECN bits are not part of
 the key: they are what the qdisc may change.
 
-Every qdisc handled here keeps each *unit* = (flow, queue) first in, first out: the whole qdisc for pfifo and
-pie, each of the L and C queues for dualpi2 (both plain FIFOs: ``dualpi2_init`` creates the L queue as a pfifo,
+Every qdisc handled here keeps each *unit* = (flow, queue) first in, first out: the whole qdisc for pfifo,
+pie and codel, each of the L and C queues for dualpi2 (both plain FIFOs: ``dualpi2_init`` creates the L queue as a pfifo,
 torvalds/linux net/sched/sch_dualpi2.c), each flow's queue for fq_codel (a flow never spans two hash buckets).
 So within a unit the egress order is the ingress order with the dropped packets taken out, and the matcher
 walks each unit in order: an egress packet is matched to the first not-yet-passed ingress packet of its key;
@@ -87,7 +87,8 @@ from l4stb.logformat import (ACTION_DROP, ACTION_FORWARD, ACTION_MARK, DECIDED_B
 UNKNOWN = -1
 """The value of every field a packet capture cannot observe."""
 ECN_CE = 3
-QDISC_DROP_AT = {"dualpi2": "dequeue", "fq_codel": "dequeue", "pie": "enqueue", "pfifo": "enqueue"}
+QDISC_DROP_AT = {"dualpi2": "dequeue", "fq_codel": "dequeue", "codel": "dequeue", "pie": "enqueue",
+                 "pfifo": "enqueue"}
 """Where each qdisc drops by default (dualpi2 ``drop_dequeue`` default: ``dualpi2_reset_default``, sch_dualpi2.c)."""
 CLASSIFIER_MASK = {"l4s_ect": 1, "any_ect": 3}
 """dualpi2's ``ecn_mask``: a packet goes to L when ``ect & ecn_mask`` (``dualpi2_skb_classify``, sch_dualpi2.c;
@@ -452,7 +453,7 @@ def capture_to_log_lines(ingress: str | Path | Sequence[str | Path], egress: str
 
     ``ingress``: the pcap file(s) of the client-facing interface(s) (several are merged by time); ``egress``: the
     server-facing one. ``servers``: IPv4 addresses of the data's destinations. ``qdisc``: dualpi2, pie,
-    fq_codel or pfifo (the bottleneck's child qdisc under htb). ``classifier``: dualpi2's l4s_ect or any_ect.
+    codel, fq_codel or pfifo (the bottleneck's child qdisc under htb). ``classifier``: dualpi2's l4s_ect or any_ect.
     ``drop_at``: where the qdisc drops ("enqueue"/"dequeue"; default per qdisc, :data:`QDISC_DROP_AT`; pass
     "enqueue" for dualpi2 ``drop_enqueue``). ``streams``/``iperf3_control``: flow numbering (module docstring).
     ``time_origin_ns``: subtracted from the Unix-epoch timestamps. ``stats``: filled with the counts when given.

@@ -4,7 +4,7 @@ Inside the VM every topology host is a network namespace and every link a veth p
 (``lan1`` on both ends), with TSO, GSO and GRO off so that each packet on the wire is one MSS as on the real
 testbed. The router forwards; its egress towards the server is the bottleneck: an htb class at the
 scenario's rate with the scenario's qdisc as its only child (``dualpi2`` built from Debian's source, ``pie``,
-``pfifo``). Delays never sit in the bottleneck's queue: the base one-way delay is netem on the server's
+``pfifo``, ``codel``, ``fq_codel``). Delays never sit in the bottleneck's queue: the base one-way delay is netem on the server's
 egress (the ACK path), a host's ``extra_delay`` netem on the router's egress towards that client.
 
 During the run the router's namespace captures packets on both sides of the bottleneck (tcpdump ``-Q in`` on
@@ -28,7 +28,7 @@ IP, TC, ETHTOOL, IPERF3, TCPDUMP, DATE, BB = ("/usr/bin/ip", "/usr/sbin/tc", "/u
                                               "/usr/bin/tcpdump", "/usr/bin/date", "/usr/bin/busybox")
 LINUX_CC = {"cubic": "cubic", "newreno": "reno", "dctcp": "dctcp"}
 """l4stb's cc names -> Linux's (net/ipv4/tcp_cong.c names reno; tcp_cubic.c, tcp_dctcp.c)."""
-QDISCS = ("dualpi2", "pie", "fifo")
+QDISCS = ("dualpi2", "pie", "fifo", "codel", "fq_codel")
 SNAPLEN = 96
 """Ethernet + IPv4 + TCP with timestamps fits in 66 bytes; the capture needs headers only."""
 TC_SAMPLE_S = 0.2
@@ -79,6 +79,10 @@ def unsupported(scenario: Scenario, *, as_written: bool = True) -> list[str]:
             out.append("aqm.scheduler tsfifo: Linux's dualpi2 schedules by WRR credit (classic_protection)")
         if float(aqm.coupling_factor) != int(aqm.coupling_factor):
             out.append("aqm.coupling_factor: Linux's dualpi2 takes an integer")
+    if aqm.name in ("codel", "fq_codel") and as_written and aqm.codel_semantics != "linux" \
+            and "codel_semantics" in aqm.model_fields_set:
+        out.append(f"aqm.codel_semantics {aqm.codel_semantics}: the qemu provider runs Linux's {aqm.name} qdisc; "
+                   "set codel_semantics linux (or drop the field), or run FreeBSD's on vagrant or sim")
     if aqm.name == "pie" and (aqm.alpha is not None or aqm.beta is not None):
         out.append("aqm.alpha/beta for pie: Linux's sch_pie takes its own integer scale; leave them unset to run "
                    "Linux's defaults")
@@ -129,11 +133,28 @@ def check_supported(scenario: Scenario, *, as_written: bool = True) -> None:
                          + "; ".join(problems) + ".")
 
 
+def _codel_args(scenario: Scenario) -> list[str]:
+    """``codel`` / ``fq_codel`` with the scenario's resolved CoDel values, in the words iproute2's tc/q_codel.c and
+    tc/q_fq_codel.c parse (limit in packets, times as ``NNNus``, ``ecn``/``noecn``, ``ce_threshold``; fq_codel also
+    ``flows`` and ``quantum``). Linux defaults them as l4stb does (codel_params_init; fq_codel_init), but the plan
+    says each, so the run does not depend on the guest kernel's defaults."""
+    a, b = scenario.aqm.resolved(), scenario.bottleneck
+    args = [a.name, "limit", str(b.limit_packets)]
+    if a.name == "fq_codel":
+        args += ["flows", str(a.flows), "quantum", str(a.quantum)]
+    args += ["target", _us(a.target), "interval", _us(a.interval), "ecn" if a.ecn else "noecn"]
+    if a.ce_threshold is not None:
+        args += ["ce_threshold", _us(a.ce_threshold)]
+    return args
+
+
 def qdisc_args(scenario: Scenario) -> list[str]:
     """The bottleneck qdisc's tc arguments. Unset DualPI2 parameters are left to the real qdisc's own defaults."""
     aqm, b = scenario.aqm, scenario.bottleneck
     if aqm.name == "fifo":
         return ["pfifo", "limit", str(b.limit_packets)]
+    if aqm.name in ("codel", "fq_codel"):
+        return _codel_args(scenario)
     if aqm.name == "pie":
         args = ["pie", "limit", str(b.limit_packets)]
         if aqm.target is not None:

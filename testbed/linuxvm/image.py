@@ -19,8 +19,8 @@ from l4stb.errors import L4stbError
 from l4stb.linuxvm import kmods
 from l4stb.linuxvm.debian import PackageSet
 
-GUEST_MODULES = ("veth", "sch_htb", "sch_netem", "sch_pie", "sch_fq_codel", "tcp_dctcp", "tcp_bbr", "9p",
-                 "9pnet_virtio")
+GUEST_MODULES = ("veth", "sch_htb", "sch_netem", "sch_pie", "sch_codel", "sch_fq_codel", "tcp_dctcp", "tcp_bbr",
+                 "9p", "9pnet_virtio")
 """Loaded at boot before sch_dualpi2 (dependencies first; built-in ones, e.g. fq_codel, are skipped)."""
 GUEST_BINARIES = ("usr/bin/busybox", "usr/bin/ip", "usr/sbin/tc", "usr/bin/iperf3", "usr/bin/tcpdump",
                   "usr/sbin/ethtool", "usr/bin/date")

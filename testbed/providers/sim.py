@@ -14,7 +14,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
-from l4stb import __version__, interrupts
+from l4stb import __version__, aqm_catalogue, interrupts
 from l4stb.config import Topology
 from l4stb.errors import L4stbError
 from l4stb.layout import REMOTE_ROOT, remote_repeat_dir
@@ -258,9 +258,14 @@ def _worker_init(parent_pid: int, progress_q) -> None:
     _progress_q = progress_q
 
 
-SIM_SCHED_TYPE = {"DualPI2": "DUALPI2", "L4sPie": "DUALPI2", "Pie": "FIFO", "Fifo": "FIFO"}
-"""The dummynet scheduler type the real router runs for each simulated AQM class (l4s-pie is the dualpi2
-module's mode 1; stock PIE is a FIFO scheduler with a pie queue)."""
+def sim_sched_type(aqm) -> str:
+    """The dummynet scheduler type the real router runs for ``aqm``, as ``ipfw sched show`` names it (upper case):
+    the dualpi2 module's for the AQMs it runs (l4s-pie is its mode 1), else the record's stock type (stock PIE
+    and CoDel are a FIFO scheduler with an AQM queue, fq_codel its own scheduler)."""
+    from l4stb.plans import SCHED_TYPE  # the vagrant plan builder (jinja and all) only for this one name
+
+    rec = aqm_catalogue.record(aqm)
+    return (SCHED_TYPE if rec.runs_on_module else rec.dummynet_sched).upper()
 
 
 def _self_check(provider: "SimProvider", ctx: RunContext) -> CheckEvidence:
@@ -289,10 +294,10 @@ def _self_check(provider: "SimProvider", ctx: RunContext) -> CheckEvidence:
         cp, ce = flow["ecn_codepoint"], flow["ce_received"]
         probe.codepoints[cp] = probe.codepoints.get(cp, 0) + max(0, flow["segments_delivered"] - ce)
         probe.codepoints[3] = probe.codepoints.get(3, 0) + ce
-    uses_module = sc.aqm.engine in ("dualpi2", "l4s-pie")
+    uses_module = aqm_catalogue.record(sc.aqm).runs_on_module
     return CheckEvidence(
         provider=provider.name, router=router, receiver=server, module_loaded=True if uses_module else None,
-        sched_show=f" sched 1 type {SIM_SCHED_TYPE.get(aqm_class, aqm_class)} (simulated: {aqm_class})",
+        sched_show=f" sched 1 type {sim_sched_type(sc.aqm)} (simulated: {aqm_class})",
         kern_hz={router: sc.aqm.kern_hz}, log_lines_in_file=in_file, log_lines_counter=stats["module_log_lines"],
         flows=list(by_port.values()), where={"log": f"{router}:{sc.logging.file} (simulated)"})
 

@@ -312,6 +312,12 @@ def describe_repeat(scenario: Scenario, topology: Topology, run_id: str, repeat:
                 f"target {format_duration(aqm.target)}, tupdate {format_duration(aqm.tupdate)}, alpha {aqm.alpha}, "
                 f"beta {aqm.beta}, max_burst {format_duration(aqm.max_burst)}, max_ecnth {aqm.max_ecnth}, "
                 f"kern.hz {aqm.kern_hz}")
+    elif aqm.name in ("codel", "fq_codel"):
+        what = (f"{'FQ-CoDel' if aqm.name == 'fq_codel' else 'CoDel'} ({aqm.codel_semantics}'s): target "
+                f"{format_duration(aqm.target)}, interval {format_duration(aqm.interval)}, ECN {'on' if aqm.ecn else 'off'}"
+                + (f", ce_threshold {format_duration(aqm.ce_threshold)}" if aqm.ce_threshold is not None else "")
+                + (f", quantum {aqm.quantum} bytes, {aqm.flows} flow queues" if aqm.name == "fq_codel" else "")
+                + (f", kern.hz {aqm.kern_hz}" if aqm.codel_semantics == "freebsd" else ""))
     else:
         what = "tail-drop FIFO"
     steps = b.schedule(sc.duration)
