@@ -103,10 +103,30 @@ def provider_workspace(ws: Workspace, provider: str) -> Workspace:
     return Workspace.at(ws.root / "calibration" / provider)
 
 
+def reusable_run(pws: Workspace, scenario: Scenario) -> str | None:
+    """The newest complete run in ``pws`` of exactly ``scenario`` (every field, seed and repeats included), or
+    None: what ``--reuse`` takes instead of running a cell again."""
+    from l4stb.manifest import load_manifest
+
+    want = scenario.model_dump(mode="json")
+    for run_id in reversed(pws.run_ids()):
+        try:
+            m = load_manifest(pws, run_id)
+        except L4stbError:
+            continue  # a damaged manifest is never reused
+        if m.status == "complete" and m.scenario == want:
+            return run_id
+    return None
+
+
 def run_matrix(ws: Workspace, cells: list[Cell], *, duration_s: int, repeats: int, seed: int,
-               providers: tuple[str, ...] = ("sim", "qemu"), say: Callable[[str], None] = lambda m: None
-               ) -> list[CellRuns]:
-    """Run every cell on each provider (bringing each provider's testbed up in its own workdir) and parse it."""
+               providers: tuple[str, ...] = ("sim", "qemu"), reuse: tuple[str, ...] = (),
+               say: Callable[[str], None] = lambda m: None) -> list[CellRuns]:
+    """Run every cell on each provider (bringing each provider's testbed up in its own workdir) and parse it.
+
+    For a provider in ``reuse`` (typically ``qemu``: the real kernel does not change when the simulator does, and
+    its runs are the slow side) a cell's newest complete run of the same scenario is taken instead; a cell
+    without one is an error that names it."""
     from l4stb import runner
     from l4stb.analysis.fetch import fetch_run
     from l4stb.analysis.summary import ensure_run_parsed
@@ -132,6 +152,15 @@ def run_matrix(ws: Workspace, cells: list[Cell], *, duration_s: int, repeats: in
         testbed = TestbedInfo.load(pws)
         for cr in out:
             sc = cr.cell.scenario(duration_s=duration_s, repeats=repeats, seed=seed, provider=provider)
+            if provider in reuse:
+                found = reusable_run(pws, sc)
+                if found is None:
+                    raise L4stbError(f"--reuse {provider}: no complete {provider} run of cell {cr.cell.name} with "
+                                     f"{repeats} repeats of {duration_s} s and seed {seed} in {pws.root}; run the "
+                                     "calibration once without --reuse (or with these settings) first.")
+                say(f"{provider}: {cr.cell.name} (reusing {found})")
+                cr.runs[provider] = found
+                continue
             say(f"{provider}: {cr.cell.name}")
             with pws.locked("run"):
                 manifest = runner.start_run(pws, sc, topo, testbed)

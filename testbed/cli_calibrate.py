@@ -19,8 +19,13 @@ from l4stb.errors import L4stbError
 @click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=1, show_default=True)
 @click.option("--cell", "cell_names", multiple=True, metavar="NAME",
               help="Only this cell of the matrix (repeatable; names as the report shows them).")
+@click.option("--reuse", type=click.Choice(["qemu", "sim"]), multiple=True,
+              help="Take each cell's newest complete run on this provider (same scenario, repeats, duration and "
+                   "seed) instead of running it again: `--reuse qemu` re-runs only the simulator against real-kernel "
+                   "runs already made.")
 @click.pass_obj
-def calibrate(c, matrix_name: str, repeats: int, duration_s: int, seed: int, cell_names: tuple[str, ...]) -> None:
+def calibrate(c, matrix_name: str, repeats: int, duration_s: int, seed: int, cell_names: tuple[str, ...],
+              reuse: tuple[str, ...]) -> None:
     """Run a scenario matrix on sim (stack: linux) and on the real kernel (qemu), and compare them."""
     from rich.status import Status
 
@@ -36,7 +41,7 @@ def calibrate(c, matrix_name: str, repeats: int, duration_s: int, seed: int, cel
                                  f"{', '.join(cell.name for cell in cells)}.")
             cells = [cell for cell in cells if cell.name in cell_names]
         with Status("calibrate: starting", console=console) as status:
-            done = run_matrix(c.ws, cells, duration_s=duration_s, repeats=repeats, seed=seed,
+            done = run_matrix(c.ws, cells, duration_s=duration_s, repeats=repeats, seed=seed, reuse=reuse,
                               say=lambda m: status.update(f"calibrate: {safe(m)}"))
         pairs = [(cr.cell.name, cr.runs["sim"], cr.runs["qemu"]) for cr in done]
         rows = compare_runs(provider_workspace(c.ws, "sim"), provider_workspace(c.ws, "qemu"), pairs)

@@ -91,3 +91,19 @@ def test_the_full_matrix_is_the_issues_matrix():
 def test_an_unknown_matrix_is_refused():
     with pytest.raises(L4stbError, match="ci, quick or full"):
         matrix("huge")
+
+
+def test_reuse_takes_the_newest_complete_run_of_the_same_cell_and_names_a_missing_one(tmp_path):
+    """`calibrate --reuse qemu` re-runs only the simulator: the other side's runs are found by their exact
+    scenario (here the sim side stands in for it, as it runs in seconds)."""
+    from l4stb.calibrate import run_matrix
+    from l4stb.workspace import Workspace
+
+    ws = Workspace.at(tmp_path / "w")
+    cell = Cell("dctcp", "any-ect", 8, 10)
+    first = run_matrix(ws, [cell], duration_s=5, repeats=2, seed=7, providers=("sim",))[0].runs["sim"]
+    again = run_matrix(ws, [cell], duration_s=5, repeats=2, seed=7, providers=("sim",), reuse=("sim",))
+    assert again[0].runs["sim"] == first
+    with pytest.raises(L4stbError, match="no complete sim run of cell dctcp-any-ect-8m-10ms with 2 repeats of 5 s "
+                                         "and seed 8"):
+        run_matrix(ws, [cell], duration_s=5, repeats=2, seed=8, providers=("sim",), reuse=("sim",))

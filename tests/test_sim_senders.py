@@ -367,6 +367,71 @@ def test_linux_resends_a_lost_retransmission_in_the_same_episode():
     assert f.ssthresh == 10.0
 
 
+def _timer_events(f) -> list[int]:
+    from l4stb.sim.tcp import EV_RTO
+    return sorted(e[0] for e in f.sim.heap if e[2] == EV_RTO)
+
+
+def _established(stack: str, cc: str = "newreno", out: int = 4) -> TcpFlow:
+    """A flow in congestion avoidance with ``out`` segments in flight and a 10 ms RTT (min RTT 10 ms)."""
+    f = flow(cc, stack, ecn=False)
+    f.cwnd, f.ssthresh = float(out), 2.0
+    f.snd_nxt = f.high_tx = 10 + out
+    f.on_ack(10_000_000, 10, -1, 0, 0)  # an RTT sample of 10 ms (the segment's timestamp was 0)
+    return f
+
+
+@pytest.mark.parametrize("stack, recovers_at_ms", [("linux", 18.0), ("freebsd", None)])
+def test_one_sack_above_a_hole_starts_recovery_after_racks_reordering_window_on_linux_only(stack, recovers_at_ms):
+    """tcp_recovery.c: with fewer than 3 segments SACKed, RACK waits min_rtt/4 (2.5 ms) plus TCP_TIMEOUT_MIN
+    (2 ms), in jiffies of 4 ms (HZ=250, rounded up: 8 ms), then tcp_rack_reo_timeout enters recovery and resends
+    the hole. FreeBSD needs three duplicate ACKs (tcprexmtthresh): one SACK never starts recovery."""
+    f = _established(stack)
+    f.on_ack(10_000_000, 10, 11, 0, 0)  # segment 10 lost, 11 SACKed
+    assert not f.in_rec
+    if recovers_at_ms is not None:
+        assert f.reo_at == recovers_at_ms * 1e6
+    for t in _timer_events(f):
+        if t <= 30_000_000 and t == f.timer_at:
+            f.on_timer(t)
+    if recovers_at_ms is None:
+        assert not f.in_rec
+    else:
+        assert f.in_rec and f.retrans == 1
+        assert f.recover == f.high_tx
+
+
+def test_linux_sends_a_tail_loss_probe_two_rtts_after_the_last_ack_freebsd_waits_for_the_rto():
+    """tcp_output.c tcp_schedule_loss_probe: 2 srtt + TCP_TIMEOUT_MIN (4 segments out), rounded up to jiffies:
+    22 ms -> 24 ms after the ACK; tcp_send_loss_probe sends one new segment beyond cwnd and restarts the RTO from
+    it. FreeBSD's base stack has no TLP: its only timer is the RTO (srtt + 4 rttvar + 200 ms)."""
+    linux, freebsd = _established("linux"), _established("freebsd")
+    assert freebsd.tlp_at == 0 and freebsd.rto_at - 10_000_000 >= 200_000_000
+    assert linux.tlp_at == 10_000_000 + 24_000_000
+    nxt = linux.snd_nxt
+    linux.on_timer(linux.timer_at)
+    assert linux.snd_nxt == nxt + 1 and linux.tlp_high == nxt + 1  # one probe, beyond cwnd
+    assert linux.rto_at == 34_000_000 + linux.rto  # the RTO restarts from the probe
+    linux.on_ack(40_000_000, 10, -1, 0, 0)  # a duplicate ACK schedules no second probe while one is out
+    assert linux.tlp_at == 0
+
+
+def test_linux_probe_waits_for_a_delayed_ack_when_one_segment_is_out():
+    """With one segment in flight the probe adds TCP_RTO_MIN (200 ms) for the receiver's delayed ACK, and never
+    fires later than the RTO."""
+    f = _established("linux", out=1)
+    assert f.tlp_at - 10_000_000 == min(-(-(2 * f.srtt + 200_000_000) // 4_000_000) * 4_000_000,
+                                        -(-f.rto // 4_000_000) * 4_000_000)
+
+
+def test_linux_rto_is_srtt_plus_at_least_rto_min():
+    """tcp_rtt_estimator / __tcp_set_rto: rttvar is at least TCP_RTO_MIN, so RTO = srtt + max(4 mdev, 200 ms);
+    FreeBSD adds its 200 ms rexmit_slop on top of 4 rttvar."""
+    linux, freebsd = _established("linux"), _established("freebsd")
+    assert linux.rto == linux.srtt + max(4 * linux.rttvar, 200_000_000)
+    assert freebsd.rto == freebsd.srtt + 4 * freebsd.rttvar + 200_000_000
+
+
 def test_paced_packets_leave_through_the_hosts_nic_fifo():
     """A paced packet released while the NIC still serialises another host packet waits for it: arrival at
     the router = NIC free time + its serialisation + propagation."""

@@ -88,6 +88,8 @@ class SenderCC:
     ce_ack_now = False
     tracks_srtt = False
     samples_rtt = False
+    rack_tlp = False
+    """Linux only: RACK's reorder timer and the tail loss probe (:class:`l4stb.sim.tcp.TcpFlow`)."""
     in_loss = False
     """Prague only: the CA state is Loss (after an RTO) until the ACK that passes ``recover``."""
 
@@ -307,6 +309,7 @@ class LinuxSender(SenderCC):
     stack = "linux"
     name = "newreno"
     prr = True
+    rack_tlp = True
 
     def ece_reacts(self) -> bool:
         return self.classic_ecn
