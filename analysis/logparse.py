@@ -207,7 +207,7 @@ class FileStats:
             "file": self.file, "bytes": self.bytes, "lines_read": self.lines, "parsed": self.decisions,
             "repeat_lines": self.repeat_lines, "repeated_copies": self.repeated_copies,
             "unrelated": self.unrelated, "blank": self.blank, "skipped": dict(sorted(self.skipped.items())),
-            "skipped_total": self.skipped_total, "examples": self.examples,
+            "skipped_total": self.skipped_total, "examples": dict(sorted(self.examples.items())),
             "line_formats": {SHAPE_NAMES[k]: v for k, v in sorted(self.shapes.items())},
         }
 
@@ -426,13 +426,68 @@ def _empty_batch() -> Batch:
 class _Last:
     """The last real (not blank, not a repeat) line seen: what a following repeat line refers to."""
 
-    kind: str = "none"  # none | decision | garbled | unrelated
+    kind: str = "none"  # none | decision | garbled | unrelated | deferred (a file parsed on its own: see LogParser)
     reason: str = ""
     text: bytes = b""
     row: np.ndarray | None = None  # [26] int64, for a decision kept as values
     fast_index: int = -1  # for a decision that is a fast row of the current block
     shape: int = -1
     syslog_s: float = float("nan")
+
+
+@dataclass
+class DeferredRepeat:
+    """A repeat line that came before any real line of a file parsed detached from the files before it."""
+
+    file_index: int
+    """Which of the parser's files (an index into its ``stats``)."""
+    line_no: int
+    text: bytes
+    count: int
+    examples_before: dict[str, int]
+    """How many examples each skip reason held when the line was read: where a skip it turns into goes."""
+
+
+def resolve_deferred(prev: _Last, deferred: list[DeferredRepeat], stats: FileStats) -> Batch:
+    """Settle a detached file's leading repeat lines against ``prev``, the last real line before the file.
+
+    Does to ``stats`` exactly what the serial parser does when it meets these lines (counts, and examples in the
+    place they would have taken), and returns the copies they stand for, which come before the file's own rows.
+    """
+    rows: list[np.ndarray] = []
+    shapes: list[int] = []
+    stamps: list[float] = []
+    counts: list[int] = []
+    inserted: Counter = Counter()
+    for d in deferred:
+        if prev.kind == "decision":
+            stats.repeated_copies += d.count
+            stats.decisions += d.count
+            stats.shapes[prev.shape] += d.count
+            rows.append(prev.row)
+            shapes.append(prev.shape)
+            stamps.append(prev.syslog_s)
+            counts.append(d.count)
+            continue
+        if prev.kind == "unrelated":
+            stats.unrelated += d.count
+            continue
+        reason, line_no, text, n = ((prev.reason, d.line_no, prev.text, d.count) if prev.kind == "garbled"
+                                    else ("repeat_of_nothing", d.line_no, d.text, 1))
+        # the serial parser's skip(): the count, and an example at the place it had when this line was read
+        stats.skipped[reason] += n
+        at = d.examples_before.get(reason, 0) + inserted[reason]
+        probe = FileStats("")
+        probe.skip(reason, line_no, text)
+        ex = stats.examples.setdefault(reason, [])
+        if at < MAX_EXAMPLES:
+            ex.insert(at, probe.examples[reason][0])
+            del ex[MAX_EXAMPLES:]
+            inserted[reason] += 1
+    if not rows:
+        return _empty_batch()
+    return Batch([np.ascontiguousarray(c) for c in np.stack(rows).T], np.asarray(shapes, np.int8),
+                 np.asarray(stamps, np.float64), np.asarray(counts, np.int64))
 
 
 def _unify(shape: int, values: list[int]) -> np.ndarray:
@@ -445,12 +500,16 @@ class LogParser:
     """Parses one log set (the files of one repeat, oldest first) into :class:`Batch` es, with per-file stats.
 
     ``fast=False`` forces the per-line reference path (the tests check that both agree).
+    ``detached=True`` parses files without knowing what came before them (a worker process given one rotated
+    file): a repeat line before the file's first real line is not resolved but kept in :attr:`deferred`, and
+    :func:`resolve_deferred` settles it later against the previous file's last line, as the serial parser would.
     """
 
-    def __init__(self, *, fast: bool = True, block_size: int = READ_BLOCK):
+    def __init__(self, *, fast: bool = True, block_size: int = READ_BLOCK, detached: bool = False):
         self.fast = fast
         self.block_size = block_size
-        self.last = _Last()
+        self.last = _Last("deferred" if detached else "none")
+        self.deferred: list[DeferredRepeat] = []
         self.stats: list[FileStats] = []
         self.fallback_blocks = 0
         self._invalid: list[tuple[int | None, str]] = []
@@ -485,6 +544,12 @@ class LogParser:
             yield from self.parse_file(path, on_bytes=on_bytes)
 
     def parse_file(self, path: Path, on_bytes=None) -> Iterator[Batch]:
+        """Batches of one file, repeats expanded at most :data:`EXPAND_ROWS` copies at a time."""
+        for batch in self.parse_file_unexpanded(path, on_bytes):
+            yield from batch.expanded()
+
+    def parse_file_unexpanded(self, path: Path, on_bytes=None) -> Iterator[Batch]:
+        """Batches of one file, one per block, in run-length form (a repeat line is one row with its count)."""
         stats = FileStats(str(path))
         self.stats.append(stats)
         limit = decompressed_limit(Path(path))
@@ -496,7 +561,7 @@ class LogParser:
                 line_no += nlines
                 if on_bytes is not None:
                     on_bytes(len(block))
-                yield from batch.expanded()
+                yield batch
             if limit is not None and stats.bytes >= limit and fh.read(1):
                 stats.skip("decompression_bomb", line_no, f"expands past {limit:,} bytes; the rest is not read")
 
@@ -684,6 +749,10 @@ class LogParser:
                         stats.skip(prev.reason, line_offset + ln, prev.text, count)
                     elif prev.kind == "unrelated":
                         stats.unrelated += count
+                    elif prev.kind == "deferred":
+                        self.deferred.append(DeferredRepeat(
+                            len(self.stats) - 1, line_offset + ln, text, count,
+                            {r: len(e) for r, e in stats.examples.items()}))
                     else:
                         stats.skip("repeat_of_nothing", line_offset + ln, text)
 
