@@ -259,6 +259,8 @@ def syslog_seconds(head: bytes) -> float:
 
 
 _PREFIX_STARTS = tuple((p[:6], p) for p in _PREFIXES)  # no prefix holds its own first 6 bytes again
+_MARKERS: tuple[bytes, ...] = (*(start for start, _ in _PREFIX_STARTS), _START_MARK, b"last message repeated")
+"""A line holding none of these is blank or unrelated whatever else it holds (see :func:`classify_line`)."""
 
 
 def _partial_prefix_at_end(s: bytes) -> bool:
@@ -512,6 +514,9 @@ class LogParser:
         self.deferred: list[DeferredRepeat] = []
         self.stats: list[FileStats] = []
         self.fallback_blocks = 0
+        self.slow_lines = 0
+        """Lines the per-line classifier decided (odd lines, and every line of a block Arrow could not read):
+        a log whose decision lines land here is off the fast path (the bench's lines are tested not to)."""
         self._invalid: list[tuple[int | None, str]] = []
         self._options: dict[int, tuple] = {}
 
@@ -584,6 +589,8 @@ class LogParser:
         """Parse a block of whole lines; returns its decisions and its number of lines."""
         result = None
         if self.fast:
+            if not any(m in block for m in _MARKERS):
+                return self._quiet_block(block, stats)
             shape = _first_shape(block)
             # a lone CR would be a line break to Arrow but not to us: such blocks go the per-line way
             if shape >= 0 and (b"\r" not in block or block.count(b"\r") == block.count(b"\r\n")):
@@ -594,12 +601,31 @@ class LogParser:
             result = self._slow_block(block, stats, line_offset)
         return result
 
+    def _quiet_block(self, block: bytes, stats: FileStats) -> tuple[Batch, int]:
+        """A block without any byte sequence a decision, a repeat or a garbled decision line needs (no prefix,
+        not even its first bytes, no "-start", no "last message repeated"): every line is blank or unrelated,
+        which :func:`classify_line` would say one by one -- counted here at C speed, so a small compressed
+        file that expands to millions of short lines costs seconds, not minutes."""
+        lines = block.split(b"\n")
+        if block.endswith(b"\n"):
+            lines.pop()
+        unrelated = sum(map(bool, map(bytes.rstrip, lines)))
+        stats.lines += len(lines)
+        stats.blank += len(lines) - unrelated
+        stats.unrelated += unrelated
+        if unrelated:
+            self.last = _Last("unrelated")
+        return _empty_batch(), len(lines)
+
     def _slow_block(self, block: bytes, stats: FileStats, line_offset: int) -> tuple[Batch, int]:
         lines = block.split(b"\n")
         if block.endswith(b"\n"):
             lines.pop()
         stats.lines += len(lines)
-        events = [(i + 1, line, classify_line(line)) for i, line in enumerate(lines)]
+        self.slow_lines += len(lines)
+        seen: dict[bytes, list[tuple]] = {}  # a line's events depend on its bytes alone; floods repeat lines
+        events = [(i + 1, line, seen[line] if line in seen else seen.setdefault(line, classify_line(line)))
+                  for i, line in enumerate(lines)]
         return self._assemble(None, -1, None, np.empty(0, np.int64), events, stats, line_offset), len(lines)
 
     def _fast_block(self, block: bytes, shape: int, stats: FileStats,
@@ -659,19 +685,22 @@ class LogParser:
 
         # every row that is not a good decision is decided by the per-line classifier, like odd lines
         events = []
+        seen: dict[bytes, list[tuple]] = {}  # a line's events depend on its bytes alone; floods repeat lines
         all_good = bool(ok.all())
         if not all_good:
             for j in np.flatnonzero(~ok):
                 text = _row_text(table, int(j))
-                events.append((int(row_line[j]), text, classify_line(text)))
+                events.append((int(row_line[j]), text, seen[text] if text in seen else
+                               seen.setdefault(text, classify_line(text))))
         if h_glued.any():
             glued = h_glued[h_idx]
             for j in np.flatnonzero(ok & (glued > 0)):
                 stats.skip("truncated", line_offset + int(row_line[j]), _row_text(table, int(j)), int(glued[j]))
         for num, text in invalid:
             raw = text.encode("utf-8", "surrogateescape")
-            events.append((num, raw, classify_line(raw)))
+            events.append((num, raw, seen[raw] if raw in seen else seen.setdefault(raw, classify_line(raw))))
         events.sort(key=lambda e: e[0])
+        self.slow_lines += len(events)
 
         ts = h_ts[h_idx] if len(uniq) > 1 else np.full(n, h_ts[0] if len(uniq) else np.nan)
         columns = _full_columns(shape, cols, n)

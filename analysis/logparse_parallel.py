@@ -41,6 +41,7 @@ class _FileResult:
     deferred: list[DeferredRepeat]
     last: _Last
     fallback_blocks: int
+    slow_lines: int
     rows_path: str
 
 
@@ -52,7 +53,7 @@ def _parse_one(path: str, spill_dir: str, index: int, fast: bool, block_size: in
         for batch in parser.parse_file_unexpanded(Path(path)):
             copies = batch.copies if batch.copies is not None else np.ones(len(batch), np.int64)
             writer.write_batch(pa.record_batch([*batch.columns, batch.shape, batch.syslog_s, copies], schema=_SCHEMA))
-    return _FileResult(parser.stats[0], parser.deferred, parser.last, parser.fallback_blocks, out)
+    return _FileResult(parser.stats[0], parser.deferred, parser.last, parser.fallback_blocks, parser.slow_lines, out)
 
 
 def _read_rows(path: str) -> Iterator[Batch]:
@@ -77,6 +78,7 @@ class ParallelLogParser:
         self.block_size = block_size
         self.stats: list[FileStats] = []
         self.fallback_blocks = 0
+        self.slow_lines = 0
 
     def parse_files(self, paths: list[Path], on_file: Callable[[Path], None] | None = None) -> Iterator[Batch]:
         """Batches for every file in rotation order, exactly as ``LogParser.parse_files`` gives them.
@@ -91,6 +93,7 @@ class ParallelLogParser:
                     on_file(path)
             self.stats.extend(serial.stats)
             self.fallback_blocks += serial.fallback_blocks
+            self.slow_lines += serial.slow_lines
             return
         with tempfile.TemporaryDirectory(prefix="l4stb-parse-") as spill, ProcessPoolExecutor(
                 max_workers=min(self.jobs, len(ordered)), initializer=interrupts.die_with_parent,
@@ -115,6 +118,7 @@ class ParallelLogParser:
                         prev = res.last
                     self.stats.append(res.stats)
                     self.fallback_blocks += res.fallback_blocks
+                    self.slow_lines += res.slow_lines
                     yield from head.expanded()
                     for batch in _read_rows(res.rows_path):
                         yield from batch.expanded()
