@@ -20,7 +20,9 @@ Rows:
 * ``parser parallel`` -- ParallelLogParser: one process per rotated file, ``--jobs`` at a time, merged in order
   (exactly the serial result: tests/test_logparse_parallel.py);
 * ``parser (per-line)`` -- the reference path the fast one is tested against (on a tenth of the lines);
-* ``parse step``      -- ensure_parsed on a run folder: parallel parser + typed columns + zstd parquet writing.
+* ``parse step``      -- ensure_parsed on a run folder: parallel parser + typed columns + zstd parquet writing;
+* ``64 MiB bomb``     -- a few kB of bzip2 that expand to the decompression cap of very short lines (blank,
+  unrelated, truncated, repeat lines): what a hostile or broken file costs before the cap stops it.
 
 The process is pinned to ``--jobs`` CPUs. CPU time counts this process and its workers, so on a busy shared
 machine ``M lines/s (CPU)`` is the fairer number for serial rows; wall time is what the parallel rows buy.
@@ -213,6 +215,26 @@ def bzip2_only(paths: list[Path]) -> int:
     return total
 
 
+SHORT_LINES = {
+    "blank lines": b"\n",
+    "short unrelated lines": b"x\n",
+    "truncated decision lines": b"l4stb_aqm-start,\n",
+    "repeat lines of nothing": b"Dec 30 10:00:00 r1 last message repeated 2 times\n",
+}
+"""Small .bz2 files that expand to the decompression cap (64 MiB) of very short lines: the worst case per byte."""
+
+
+def short_line_bomb(path: Path, line: bytes) -> int:
+    """A .bz2 of concatenated 1 MiB streams (bzip2 reads them as one) just past the cap; returns its line count
+    up to the cap."""
+    from l4stb.analysis.logparse import MIN_DECOMPRESSED_LIMIT
+
+    mib = line * ((1 << 20) // len(line))
+    stream = bz2.compress(mib)
+    path.write_bytes(stream * (MIN_DECOMPRESSED_LIMIT // len(mib) + 2))
+    return MIN_DECOMPRESSED_LIMIT // len(line)
+
+
 def parse_step(root: Path, files: list[Path]) -> int:
     from l4stb.analysis.packets import ensure_parsed
 
@@ -269,10 +291,10 @@ def main() -> None:
         plain_bytes = sum(p.stat().st_size for p in plain_set)
         bz2_bytes = sum(p.stat().st_size for p in bz2_set)
         lines = sum(1 for p in plain_set for _ in open(p, "rb"))
-        live = plain_set[-1].read_bytes()
+        live = max(plain_set, key=lambda p: p.stat().st_size).read_bytes()
         label = f"l4stb {len(L4STB_FIELD_NAMES)}-field"
 
-        add("arrow csv only", f"{label}, live file", live.count(b"\n"), len(live),
+        add("arrow csv only", f"{label}, one file", live.count(b"\n"), len(live),
             lambda: arrow_only(live, L4STB_FIELD_NAMES))
         add("parser serial", f"{label}, plain set", lines, plain_bytes, lambda: parse_serial(plain_set))
         add("parser parallel", f"{label}, plain set", lines, plain_bytes,
@@ -286,6 +308,10 @@ def main() -> None:
         add("parser (per-line)", "paper 24-field", small.count(b"\n"), len(small),
             lambda: parse_bytes(small, fast=False), 1)
         add("parse step", ".bz2 set -> parquet", lines, bz2_bytes, lambda: parse_step(root, bz2_set), 1)
+        for what, line in SHORT_LINES.items():
+            bomb = root / "bomb.bz2"
+            nl = short_line_bomb(bomb, line)
+            add("parser serial", f"64 MiB bomb: {what}", nl, bomb.stat().st_size, lambda: parse_serial([bomb]), 1)
 
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     from rich.console import Console

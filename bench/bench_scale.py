@@ -3,6 +3,7 @@
     python bench/bench_scale.py --quick              # minutes: 8 Mbit/s 60 s, 100 Mbit/s 10 s, 1 Gbit/s 3 s, 1 repeat
     python bench/bench_scale.py                      # the issue's size: 8, 100 and 1000 Mbit/s, 9 flows, 60 s, 3 repeats
     python bench/bench_scale.py --rates 1Gbit --duration 20s --repeats 1 --json out.json
+    python bench/bench_scale.py --rates 1Gbit --duration 3s --replicate 20 --repeats 3   # 60 s worth, from 3 s
 
 Each size is the paper repeat (``dctcp-8mbps``: 9 flows through DualPI2) at another bottleneck rate, on the sim
 testbed in a temporary workdir. Every step runs in a child process, the way a user runs it:
@@ -104,7 +105,27 @@ POOL = ("from l4stb.workspace import Workspace; from l4stb.analysis.pool_build i
         "build_pool(Workspace.at(sys.argv[1]), [sys.argv[2]])")
 
 
-def one_size(rate: str, duration: str, repeats: int, root: Path, console: Console) -> list[StepResult]:
+def replicate_log_set(folder: Path, times: int) -> None:
+    """Make a repeat's router log set ``times`` as long by repeating its rotated files in order, renumbered as
+    newsyslog would have numbered them (plain copies of the live file become uncompressed rotated files).
+
+    A long log set without simulating it: what the analysis steps cost grows with the lines, not with their
+    content, and the files stay exactly as the simulator wrote them."""
+    from l4stb.analysis.logparse import order_log_files
+
+    files = order_log_files([p for p in folder.iterdir() if p.name.startswith("dualpi2.log")])
+    live = files[-1]
+    blobs = [(p.read_bytes(), p.name.endswith(".bz2")) for p in files]
+    for p in files:
+        p.unlink()
+    chain = [b for _ in range(times) for b in blobs]
+    for age, (data, compressed) in enumerate(reversed(chain[:-1])):
+        (folder / f"dualpi2.log.{age}{'.bz2' if compressed else ''}").write_bytes(data)
+    live.write_bytes(chain[-1][0])
+
+
+def one_size(rate: str, duration: str, repeats: int, root: Path, console: Console,
+             replicate: int = 1) -> list[StepResult]:
     work = root / f"w-{rate}-{duration}"
     env = dict(os.environ, L4STB_WORKDIR=str(work), COLUMNS="150", NO_COLOR="1")
     cli = [sys.executable, "-m", "l4stb.cli"]
@@ -122,6 +143,11 @@ def one_size(rate: str, duration: str, repeats: int, root: Path, console: Consol
         wall, rss, tree = run_step(cmd, env, log)
         out.append(StepResult(rate, duration, repeats, name, wall, rss, tree))
     run_id = sorted(p.name for p in (work / "runs").iterdir())[-1]
+    if replicate > 1:
+        t0 = time.perf_counter()
+        for rdir in sorted((work / "hosts" / "router").rglob(f"{run_id}/r*")):
+            replicate_log_set(rdir, replicate)
+        console.log(f"{rate} {duration}: log sets replicated x{replicate} in {time.perf_counter() - t0:.0f} s")
     for name, cmd in [
         ("fetch", [*cli, "fetch-logs", "--run", run_id]),
         ("parse", [sys.executable, "-c", PARSE, str(work), run_id]),
@@ -146,6 +172,8 @@ def main() -> None:
     ap.add_argument("--rates", nargs="*", default=None, help="bottleneck rates (default: 8Mbit 100Mbit 1Gbit)")
     ap.add_argument("--duration", default=None, help="simulated seconds per repeat for every rate given")
     ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--replicate", type=int, default=1,
+                    help="repeat each simulated log set this many times before fetch (a long run without simulating it)")
     ap.add_argument("--keep", default=None, help="keep the workdirs under this folder (default: a temp folder)")
     ap.add_argument("--json", default=None, help="also write the rows to this JSON file")
     args = ap.parse_args()
@@ -161,8 +189,9 @@ def main() -> None:
         root = Path(args.keep or tmp)
         root.mkdir(parents=True, exist_ok=True)
         for rate, duration in sizes:
-            rows += one_size(rate, duration, repeats, root, console)
-    table = Table(title=f"the analysis path at scale (dctcp-8mbps flows, {repeats} repeat(s); "
+            rows += one_size(rate, duration, repeats, root, console, args.replicate)
+    table = Table(title=f"the analysis path at scale (dctcp-8mbps flows, {repeats} repeat(s)"
+                        + (f", log sets x{args.replicate}" if args.replicate > 1 else "") + "; "
                         f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f})")
     for col in ("rate", "duration", "decisions", "log set MB", "step", "wall s", "peak RSS MB", "tree RSS MB"):
         table.add_column(col, justify="left" if col in ("rate", "step") else "right")
