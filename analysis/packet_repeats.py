@@ -14,6 +14,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 
@@ -55,10 +56,35 @@ class PacketRepeats:
             for _, g in whole.groupby("repeat", sort=True, observed=True):
                 yield g
             return
+        for table in self.tables():
+            yield table.to_pandas(split_blocks=True, self_destruct=True)
+            del table
+
+    def tables(self) -> Iterator[pa.Table]:
+        """Arrow tables in file order: one per repeat, or the whole file in one when its repeats are not in
+        ascending blocks."""
+        if not self.in_blocks:
+            yield self._file.read(columns=self.columns)
+            return
         for part in self.rows:
             first = int(np.searchsorted(self._rg_start, part.start, side="right")) - 1
             last = int(np.searchsorted(self._rg_start, part.stop, side="left")) - 1
             table = self._file.read_row_groups(list(range(first, last + 1)), columns=self.columns)
-            table = table.slice(part.start - int(self._rg_start[first]), part.stop - part.start)
-            yield table.to_pandas(split_blocks=True, self_destruct=True)
-            del table
+            yield table.slice(part.start - int(self._rg_start[first]), part.stop - part.start)
+
+    def null_counts(self) -> dict[str, int]:
+        """Missing values per column over the whole file, from the row groups' statistics where written."""
+        md = self._file.metadata
+        index = {md.schema.column(j).name: j for j in range(md.num_columns)}
+        out: dict[str, int] = {}
+        for name in self.columns:
+            stats = [md.row_group(i).column(index[name]).statistics for i in range(md.num_row_groups)]
+            if all(st is not None and st.has_null_count for st in stats):
+                out[name] = sum(st.null_count for st in stats)
+            else:
+                out[name] = self._file.read(columns=[name]).column(name).null_count
+        return out
+
+    @property
+    def num_rows(self) -> int:
+        return int(self._rg_start[-1])

@@ -158,6 +158,7 @@ def one_size(rate: str, duration: str, repeats: int, root: Path, console: Consol
         console.log(f"{rate} {duration} x{repeats}: {name}")
         wall, rss, tree = run_step(cmd, env, log)
         out.append(StepResult(rate, duration, repeats, name, wall, rss, tree))
+        console.log(f"  {name}: {wall:.1f} s, peak RSS {rss:.0f} MB, tree {tree:.0f} MB")  # kept if a later step is cut
     parse = json.loads((work / "runs" / run_id / "data" / "parse.json").read_text())
     log_mb = sum(p.stat().st_size for p in (work / "runs" / run_id / "raw").rglob("*") if p.is_file()
                  and ".log" in p.name) / 1e6
