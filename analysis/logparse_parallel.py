@@ -14,6 +14,7 @@ a temporary folder, the parent maps it and expands repeats lazily as the serial 
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import tempfile
 from collections import deque
@@ -85,7 +86,8 @@ class ParallelLogParser:
 
         ``on_file`` is called with each file once its rows have all been yielded (progress)."""
         ordered = order_log_files([Path(p) for p in paths])
-        if self.jobs == 1 or len(ordered) == 1:
+        # a daemonic process (some pools' workers) may not start processes of its own: parse in it serially
+        if self.jobs == 1 or len(ordered) == 1 or multiprocessing.current_process().daemon:
             serial = LogParser(fast=self.fast, block_size=self.block_size)
             for path in ordered:
                 yield from serial.parse_file(path)
