@@ -37,6 +37,13 @@ class OverloadShare:
     """PI updates seen in each repeat's log."""
     interval: M.Interval
 
+    @classmethod
+    def merge(cls, parts: "list[OverloadShare]") -> "OverloadShare":
+        """One share over several parts' repeats (a run read one repeat at a time)."""
+        per = {r: v for p in parts for r, v in p.per_repeat.items()}
+        updates = {r: n for p in parts for r, n in p.updates.items()}
+        return cls(per, updates, _interval(per))
+
     def to_json(self) -> dict:
         return {"mean": M._num(self.interval.mean), "ci95": self.interval.to_json(),
                 "per_repeat": {str(r): M._num(v) for r, v in self.per_repeat.items()},
@@ -54,7 +61,11 @@ def overload_share(packets: pd.DataFrame) -> OverloadShare:
             counts[int(repeat)] = len(updates)
             flags = updates["flags"].to_numpy(dtype=np.int64)
             per[int(repeat)] = float(((flags & OVERLOAD_BIT) != 0).mean()) if len(flags) else float("nan")
-    return OverloadShare(per, counts, M.confidence_interval(per.values(), bounds=M.UNIT_RANGE))
+    return OverloadShare(per, counts, _interval(per))
+
+
+def _interval(per_repeat: dict[int, float]) -> M.Interval:
+    return M.confidence_interval(per_repeat.values(), bounds=M.UNIT_RANGE)
 
 
 @dataclass(frozen=True)

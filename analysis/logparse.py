@@ -207,7 +207,7 @@ class FileStats:
             "file": self.file, "bytes": self.bytes, "lines_read": self.lines, "parsed": self.decisions,
             "repeat_lines": self.repeat_lines, "repeated_copies": self.repeated_copies,
             "unrelated": self.unrelated, "blank": self.blank, "skipped": dict(sorted(self.skipped.items())),
-            "skipped_total": self.skipped_total, "examples": self.examples,
+            "skipped_total": self.skipped_total, "examples": dict(sorted(self.examples.items())),
             "line_formats": {SHAPE_NAMES[k]: v for k, v in sorted(self.shapes.items())},
         }
 
@@ -259,6 +259,8 @@ def syslog_seconds(head: bytes) -> float:
 
 
 _PREFIX_STARTS = tuple((p[:6], p) for p in _PREFIXES)  # no prefix holds its own first 6 bytes again
+_MARKERS: tuple[bytes, ...] = (*(start for start, _ in _PREFIX_STARTS), _START_MARK, b"last message repeated")
+"""A line holding none of these is blank or unrelated whatever else it holds (see :func:`classify_line`)."""
 
 
 def _partial_prefix_at_end(s: bytes) -> bool:
@@ -426,13 +428,68 @@ def _empty_batch() -> Batch:
 class _Last:
     """The last real (not blank, not a repeat) line seen: what a following repeat line refers to."""
 
-    kind: str = "none"  # none | decision | garbled | unrelated
+    kind: str = "none"  # none | decision | garbled | unrelated | deferred (a file parsed on its own: see LogParser)
     reason: str = ""
     text: bytes = b""
     row: np.ndarray | None = None  # [26] int64, for a decision kept as values
     fast_index: int = -1  # for a decision that is a fast row of the current block
     shape: int = -1
     syslog_s: float = float("nan")
+
+
+@dataclass
+class DeferredRepeat:
+    """A repeat line that came before any real line of a file parsed detached from the files before it."""
+
+    file_index: int
+    """Which of the parser's files (an index into its ``stats``)."""
+    line_no: int
+    text: bytes
+    count: int
+    examples_before: dict[str, int]
+    """How many examples each skip reason held when the line was read: where a skip it turns into goes."""
+
+
+def resolve_deferred(prev: _Last, deferred: list[DeferredRepeat], stats: FileStats) -> Batch:
+    """Settle a detached file's leading repeat lines against ``prev``, the last real line before the file.
+
+    Does to ``stats`` exactly what the serial parser does when it meets these lines (counts, and examples in the
+    place they would have taken), and returns the copies they stand for, which come before the file's own rows.
+    """
+    rows: list[np.ndarray] = []
+    shapes: list[int] = []
+    stamps: list[float] = []
+    counts: list[int] = []
+    inserted: Counter = Counter()
+    for d in deferred:
+        if prev.kind == "decision":
+            stats.repeated_copies += d.count
+            stats.decisions += d.count
+            stats.shapes[prev.shape] += d.count
+            rows.append(prev.row)
+            shapes.append(prev.shape)
+            stamps.append(prev.syslog_s)
+            counts.append(d.count)
+            continue
+        if prev.kind == "unrelated":
+            stats.unrelated += d.count
+            continue
+        reason, line_no, text, n = ((prev.reason, d.line_no, prev.text, d.count) if prev.kind == "garbled"
+                                    else ("repeat_of_nothing", d.line_no, d.text, 1))
+        # the serial parser's skip(): the count, and an example at the place it had when this line was read
+        stats.skipped[reason] += n
+        at = d.examples_before.get(reason, 0) + inserted[reason]
+        probe = FileStats("")
+        probe.skip(reason, line_no, text)
+        ex = stats.examples.setdefault(reason, [])
+        if at < MAX_EXAMPLES:
+            ex.insert(at, probe.examples[reason][0])
+            del ex[MAX_EXAMPLES:]
+            inserted[reason] += 1
+    if not rows:
+        return _empty_batch()
+    return Batch([np.ascontiguousarray(c) for c in np.stack(rows).T], np.asarray(shapes, np.int8),
+                 np.asarray(stamps, np.float64), np.asarray(counts, np.int64))
 
 
 def _unify(shape: int, values: list[int]) -> np.ndarray:
@@ -445,14 +502,21 @@ class LogParser:
     """Parses one log set (the files of one repeat, oldest first) into :class:`Batch` es, with per-file stats.
 
     ``fast=False`` forces the per-line reference path (the tests check that both agree).
+    ``detached=True`` parses files without knowing what came before them (a worker process given one rotated
+    file): a repeat line before the file's first real line is not resolved but kept in :attr:`deferred`, and
+    :func:`resolve_deferred` settles it later against the previous file's last line, as the serial parser would.
     """
 
-    def __init__(self, *, fast: bool = True, block_size: int = READ_BLOCK):
+    def __init__(self, *, fast: bool = True, block_size: int = READ_BLOCK, detached: bool = False):
         self.fast = fast
         self.block_size = block_size
-        self.last = _Last()
+        self.last = _Last("deferred" if detached else "none")
+        self.deferred: list[DeferredRepeat] = []
         self.stats: list[FileStats] = []
         self.fallback_blocks = 0
+        self.slow_lines = 0
+        """Lines the per-line classifier decided (odd lines, and every line of a block Arrow could not read):
+        a log whose decision lines land here is off the fast path (the bench's lines are tested not to)."""
         self._invalid: list[tuple[int | None, str]] = []
         self._options: dict[int, tuple] = {}
 
@@ -485,6 +549,12 @@ class LogParser:
             yield from self.parse_file(path, on_bytes=on_bytes)
 
     def parse_file(self, path: Path, on_bytes=None) -> Iterator[Batch]:
+        """Batches of one file, repeats expanded at most :data:`EXPAND_ROWS` copies at a time."""
+        for batch in self.parse_file_unexpanded(path, on_bytes):
+            yield from batch.expanded()
+
+    def parse_file_unexpanded(self, path: Path, on_bytes=None) -> Iterator[Batch]:
+        """Batches of one file, one per block, in run-length form (a repeat line is one row with its count)."""
         stats = FileStats(str(path))
         self.stats.append(stats)
         limit = decompressed_limit(Path(path))
@@ -496,7 +566,7 @@ class LogParser:
                 line_no += nlines
                 if on_bytes is not None:
                     on_bytes(len(block))
-                yield from batch.expanded()
+                yield batch
             if limit is not None and stats.bytes >= limit and fh.read(1):
                 stats.skip("decompression_bomb", line_no, f"expands past {limit:,} bytes; the rest is not read")
 
@@ -519,6 +589,8 @@ class LogParser:
         """Parse a block of whole lines; returns its decisions and its number of lines."""
         result = None
         if self.fast:
+            if not any(m in block for m in _MARKERS):
+                return self._quiet_block(block, stats)
             shape = _first_shape(block)
             # a lone CR would be a line break to Arrow but not to us: such blocks go the per-line way
             if shape >= 0 and (b"\r" not in block or block.count(b"\r") == block.count(b"\r\n")):
@@ -529,12 +601,31 @@ class LogParser:
             result = self._slow_block(block, stats, line_offset)
         return result
 
+    def _quiet_block(self, block: bytes, stats: FileStats) -> tuple[Batch, int]:
+        """A block without any byte sequence a decision, a repeat or a garbled decision line needs (no prefix,
+        not even its first bytes, no "-start", no "last message repeated"): every line is blank or unrelated,
+        which :func:`classify_line` would say one by one -- counted here at C speed, so a small compressed
+        file that expands to millions of short lines costs seconds, not minutes."""
+        lines = block.split(b"\n")
+        if block.endswith(b"\n"):
+            lines.pop()
+        unrelated = sum(map(bool, map(bytes.rstrip, lines)))
+        stats.lines += len(lines)
+        stats.blank += len(lines) - unrelated
+        stats.unrelated += unrelated
+        if unrelated:
+            self.last = _Last("unrelated")
+        return _empty_batch(), len(lines)
+
     def _slow_block(self, block: bytes, stats: FileStats, line_offset: int) -> tuple[Batch, int]:
         lines = block.split(b"\n")
         if block.endswith(b"\n"):
             lines.pop()
         stats.lines += len(lines)
-        events = [(i + 1, line, classify_line(line)) for i, line in enumerate(lines)]
+        self.slow_lines += len(lines)
+        seen: dict[bytes, list[tuple]] = {}  # a line's events depend on its bytes alone; floods repeat lines
+        events = [(i + 1, line, seen[line] if line in seen else seen.setdefault(line, classify_line(line)))
+                  for i, line in enumerate(lines)]
         return self._assemble(None, -1, None, np.empty(0, np.int64), events, stats, line_offset), len(lines)
 
     def _fast_block(self, block: bytes, shape: int, stats: FileStats,
@@ -594,19 +685,22 @@ class LogParser:
 
         # every row that is not a good decision is decided by the per-line classifier, like odd lines
         events = []
+        seen: dict[bytes, list[tuple]] = {}  # a line's events depend on its bytes alone; floods repeat lines
         all_good = bool(ok.all())
         if not all_good:
             for j in np.flatnonzero(~ok):
                 text = _row_text(table, int(j))
-                events.append((int(row_line[j]), text, classify_line(text)))
+                events.append((int(row_line[j]), text, seen[text] if text in seen else
+                               seen.setdefault(text, classify_line(text))))
         if h_glued.any():
             glued = h_glued[h_idx]
             for j in np.flatnonzero(ok & (glued > 0)):
                 stats.skip("truncated", line_offset + int(row_line[j]), _row_text(table, int(j)), int(glued[j]))
         for num, text in invalid:
             raw = text.encode("utf-8", "surrogateescape")
-            events.append((num, raw, classify_line(raw)))
+            events.append((num, raw, seen[raw] if raw in seen else seen.setdefault(raw, classify_line(raw))))
         events.sort(key=lambda e: e[0])
+        self.slow_lines += len(events)
 
         ts = h_ts[h_idx] if len(uniq) > 1 else np.full(n, h_ts[0] if len(uniq) else np.nan)
         columns = _full_columns(shape, cols, n)
@@ -684,6 +778,10 @@ class LogParser:
                         stats.skip(prev.reason, line_offset + ln, prev.text, count)
                     elif prev.kind == "unrelated":
                         stats.unrelated += count
+                    elif prev.kind == "deferred":
+                        self.deferred.append(DeferredRepeat(
+                            len(self.stats) - 1, line_offset + ln, text, count,
+                            {r: len(e) for r, e in stats.examples.items()}))
                     else:
                         stats.skip("repeat_of_nothing", line_offset + ln, text)
 

@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -284,22 +284,44 @@ class QueueStats:
         return {"delay_ms": self.delay.to_json(), "packets": self.packets, "drops": self.drops, "marks": self.marks}
 
 
+class QueueStatsAccumulator:
+    """Queue stats pooled over packets given part by part (one repeat at a time): counts summed, delay percentiles
+    over every part's samples, exactly what :func:`queue_stats` of all parts at once gives."""
+
+    def __init__(self) -> None:
+        self._counts = {q: [0, 0, 0, 0] for q in QUEUES}  # packets, forwarded, drops, marks
+        self._samples: dict[str, list[np.ndarray]] = {q: [] for q in QUEUES}
+
+    def add(self, packets: pd.DataFrame) -> None:
+        if packets.empty:
+            return
+        actions = packets["action"].to_numpy()
+        for q in QUEUES:
+            sel = _queue_mask(packets, q)
+            a = actions[sel]
+            c = self._counts[q]
+            c[0] += int(sel.sum())
+            c[1] += int((a == ACTION_FORWARD).sum())
+            c[2] += int((a == ACTION_DROP).sum())
+            c[3] += int((a == ACTION_MARK).sum())
+            self._samples[q].append(delay_samples_ms(packets, q))
+
+    def result(self) -> dict[str, QueueStats]:
+        out: dict[str, QueueStats] = {}
+        for q in QUEUES:
+            parts = self._samples[q]
+            samples = parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.empty(0)
+            n, fwd, drops, marks = self._counts[q]
+            out[q] = QueueStats(queue=q, packets=n, forwarded=fwd, drops=drops, marks=marks,
+                                delay=delay_percentiles(samples))
+        return out
+
+
 def queue_stats(packets: pd.DataFrame) -> dict[str, QueueStats]:
     """Stats of queues C and L (both always present; a queue with no decisions has zeros and NaN delays)."""
-    out: dict[str, QueueStats] = {}
-    actions = packets["action"].to_numpy() if not packets.empty else np.empty(0, dtype=np.int8)
-    for q in QUEUES:
-        sel = _queue_mask(packets, q) if not packets.empty else np.empty(0, dtype=bool)
-        a = actions[sel]
-        out[q] = QueueStats(
-            queue=q,
-            packets=int(sel.sum()),
-            forwarded=int((a == ACTION_FORWARD).sum()),
-            drops=int((a == ACTION_DROP).sum()),
-            marks=int((a == ACTION_MARK).sum()),
-            delay=delay_percentiles(delay_samples_ms(packets, q)),
-        )
-    return out
+    acc = QueueStatsAccumulator()
+    acc.add(packets)
+    return acc.result()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -685,7 +707,37 @@ def run_metrics(packets: pd.DataFrame, flows: pd.DataFrame, rate_bps: "float | C
     p_groups = _split(packets, repeat_ids)
     f_groups = _split(flows, repeat_ids)
     reps = [repeat_metrics(r, p_groups[r], f_groups[r], cap, warmup_s) for r in repeat_ids]
+    return _combine_repeats(reps, queue_stats(packets), cap, warmup_s)
 
+
+def run_metrics_by_repeat(packet_repeats: Sequence[int], frames: Iterable[pd.DataFrame], flows: pd.DataFrame,
+                          rate_bps: "float | Capacity", warmup_s: float = WARMUP_S,
+                          visit: "Callable[[int, pd.DataFrame], None] | None" = None) -> RunMetrics:
+    """:func:`run_metrics` of packets given one repeat at a time, so memory follows the largest repeat, not the run.
+
+    ``frames`` yields the packets of each repeat in ``packet_repeats`` (ascending) in that order; ``visit`` sees
+    each repeat's frame before it is dropped (other per-repeat views of the same rows)."""
+    cap = as_capacity(rate_bps)
+    flows = flows if flows is not None else _empty_flows()
+    repeat_ids = sorted(set(packet_repeats) | set(_repeats(flows)))
+    f_groups = _split(flows, repeat_ids)
+    with_packets = set(packet_repeats)
+    frames = iter(frames)
+    acc = QueueStatsAccumulator()
+    reps = []
+    for r in repeat_ids:
+        packets = next(frames) if r in with_packets else _empty_packets()
+        acc.add(packets)
+        reps.append(repeat_metrics(r, packets, f_groups[r], cap, warmup_s))
+        if visit is not None and r in with_packets:
+            visit(r, packets)
+        del packets
+    return _combine_repeats(reps, acc.result(), cap, warmup_s)
+
+
+def _combine_repeats(reps: list[RepeatMetrics], queues: dict[str, QueueStats], cap: Capacity,
+                     warmup_s: float) -> RunMetrics:
+    """The run's metrics from its repeats' and its pooled queue stats (the CIs, the per-flow summaries)."""
     by_flow: dict[FlowKey, list[float]] = {}
     klass: dict[FlowKey, str] = {}
     for rm in reps:
@@ -700,7 +752,7 @@ def run_metrics(packets: pd.DataFrame, flows: pd.DataFrame, rate_bps: "float | C
     delay_ci = {q: {p: confidence_interval([rm.queues[q].delay.get(p) for rm in reps], bounds=NON_NEGATIVE)
                     for p in PERCENTILES} for q in QUEUES}
     return RunMetrics(
-        queues=queue_stats(packets),
+        queues=queues,
         flows=flow_summaries,
         cc=cc_ci,
         utilization=confidence_interval([rm.utilization for rm in reps], bounds=UNIT_RANGE),

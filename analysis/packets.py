@@ -41,10 +41,9 @@ from l4stb.analysis.logparse import (
     SHAPE_NAMES,
     Batch,
     FileStats,
-    LogParser,
-    order_log_files,
     unwrap_syslog_year,
 )
+from l4stb.analysis.logparse_parallel import ParallelLogParser
 from l4stb.analysis.rawfiles import inventory
 from l4stb.console import console
 from l4stb.errors import L4stbError
@@ -212,8 +211,12 @@ def _sum_stats(stats: list[FileStats]) -> dict:
     return total
 
 
-def ensure_parsed(ws: Workspace, run_id: str, progress: Progress | None = None, *, force: bool = False) -> ParseResult:
-    """Parse a run's raw files into data/ unless the outputs are newer than every raw file (idempotent)."""
+def ensure_parsed(ws: Workspace, run_id: str, progress: Progress | None = None, *, force: bool = False,
+                  jobs: int | None = None) -> ParseResult:
+    """Parse a run's raw files into data/ unless the outputs are newer than every raw file (idempotent).
+
+    A repeat's rotated log files are parsed in ``jobs`` processes (default: the CPUs this process may use), one
+    file each, with exactly the serial parser's result (:mod:`l4stb.analysis.logparse_parallel`)."""
     manifest = load_manifest(ws, run_id)
     inv = inventory(ws, run_id, manifest)
     raw_files = inv.all_files()
@@ -252,20 +255,22 @@ def ensure_parsed(ws: Workspace, run_id: str, progress: Progress | None = None, 
             pending: list[pa.RecordBatch] = []
             pending_rows = 0
             for repeat in sorted(inv.logs):
-                parser = LogParser()
+                parser = ParallelLogParser(jobs=jobs)
                 clock = _RepeatClock()
                 n_rep = 0
-                for path in order_log_files(inv.logs[repeat]):
-                    progress.update(task, what=f"repeat {repeat}: {inv.rel(path)}")
-                    for batch in parser.parse_file(path):
-                        rb = batch_to_record_batch(batch, repeat, clock.t_s(batch))
-                        pending.append(rb)
-                        pending_rows += rb.num_rows
-                        n_rep += rb.num_rows
-                        if pending_rows >= ROW_GROUP_ROWS:
-                            writer.write_table(pa.Table.from_batches(pending), row_group_size=pending_rows)
-                            pending, pending_rows = [], 0
-                    progress.advance(task, path.stat().st_size)
+
+                def file_done(path: Path, repeat: int = repeat) -> None:
+                    progress.update(task, advance=path.stat().st_size, what=f"repeat {repeat}: {inv.rel(path)}")
+
+                progress.update(task, what=f"repeat {repeat}: {len(inv.logs[repeat])} log files")
+                for batch in parser.parse_files(inv.logs[repeat], on_file=file_done):
+                    rb = batch_to_record_batch(batch, repeat, clock.t_s(batch))
+                    pending.append(rb)
+                    pending_rows += rb.num_rows
+                    n_rep += rb.num_rows
+                    if pending_rows >= ROW_GROUP_ROWS:
+                        writer.write_table(pa.Table.from_batches(pending), row_group_size=pending_rows)
+                        pending, pending_rows = [], 0
                 fallbacks += parser.fallback_blocks
                 for s in parser.stats:
                     s.file = inv.rel(Path(s.file))

@@ -49,8 +49,8 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
+from l4stb.analysis.packet_repeats import PacketRepeats
 from l4stb.analysis.packets import ensure_parsed
 from l4stb.analysis.pool import ExperiencePool, NormStats, PoolMeta, PoolSplits, save_pool
 from l4stb.aqm_catalogue import CLASSIC_TARGET_US
@@ -150,30 +150,34 @@ def _load_episodes(ws: Workspace, run_id: str, features: tuple[str, ...], reward
     ensure_parsed(ws, run_id)
     needed = sorted(set(features) | set(c for c in reward.columns if c != "action") | {"repeat", "action"})
     needed_cols = needed + (["queue_type"] if "queue_type" not in needed else [])
-    table = pq.read_table(ws.packets_file(run_id), columns=needed_cols)
-    if table.num_rows == 0:
+    # one repeat at a time (memory follows the largest repeat, not the run); the checks are over the whole run
+    packets = PacketRepeats(ws.packets_file(run_id), needed_cols)
+    if packets.num_rows == 0:
         raise L4stbError(f"run {run_id} has no parsed packet decisions (see runs/{run_id}/data/parse.json).")
-    unknown = [n for n in needed if table.column(n).null_count == table.num_rows]
+    nulls = packets.null_counts()
+    unknown = [n for n in needed if nulls[n] == packets.num_rows]
     if unknown:
         raise L4stbError(
             f"run {run_id} does not hold {', '.join(unknown)}: its router log was derived from packet captures (a "
             "real-Linux run), which cannot see the qdisc's internal state. Use --preset capture (the features a "
             "capture observes), with the default reward.")
-    cols = {name: _filled(table, name) for name in needed}
     uses_len = "packet_length" in features or "packet_length" in reward.columns
-    if uses_len and (cols["packet_length"] < 0).any():
-        raise L4stbError(
-            f"run {run_id} has old 23-field dualpi2_ecn_marking lines without packet_length, which the chosen "
-            f"preset or reward needs; use --preset paper8-early with --reward paper-delay for such data."
-        )
-    states = np.stack([cols[f].astype(np.float32) for f in features], axis=1)
-    rewards = reward.fn(cols).astype(np.float32)
-    actions = cols["action"].astype(np.int64)
-    repeat = cols["repeat"].astype(np.int64)
     episodes = []
-    bounds = np.flatnonzero(np.diff(repeat)) + 1
-    for a, b in zip(np.concatenate(([0], bounds)), np.concatenate((bounds, [len(repeat)]))):
-        episodes.append(_Episode(run_id, int(repeat[a]), states[a:b], actions[a:b], rewards[a:b]))
+    for table in packets.tables():
+        cols = {name: _filled(table, name) for name in needed}
+        if uses_len and (cols["packet_length"] < 0).any():
+            raise L4stbError(
+                f"run {run_id} has old 23-field dualpi2_ecn_marking lines without packet_length, which the chosen "
+                f"preset or reward needs; use --preset paper8-early with --reward paper-delay for such data."
+            )
+        states = np.stack([cols[f].astype(np.float32) for f in features], axis=1)
+        rewards = reward.fn(cols).astype(np.float32)
+        actions = cols["action"].astype(np.int64)
+        repeat = cols["repeat"].astype(np.int64)
+        del cols, table
+        bounds = np.flatnonzero(np.diff(repeat)) + 1
+        for a, b in zip(np.concatenate(([0], bounds)), np.concatenate((bounds, [len(repeat)]))):
+            episodes.append(_Episode(run_id, int(repeat[a]), states[a:b], actions[a:b], rewards[a:b]))
     return episodes
 
 
@@ -201,13 +205,16 @@ def _pool(parts: list[tuple[int, _Episode, np.ndarray]], features: tuple[str, ..
     for eid, ep, idx in parts:
         if not len(idx):
             continue
+        if idx[-1] - idx[0] + 1 == len(idx) and bool((np.diff(idx) == 1).all()):
+            idx = slice(int(idx[0]), int(idx[-1]) + 1)  # a block of rows: a view, not a copy (large runs)
         states.append(ep.states[idx])
         actions.append(ep.actions[idx])
         rewards.append(ep.rewards[idx])
-        d = np.zeros(len(idx), dtype=bool)
+        n = len(actions[-1])
+        d = np.zeros(n, dtype=bool)
         d[-1] = True
         dones.append(d)
-        episode.append(np.full(len(idx), eid, dtype=np.int32))
+        episode.append(np.full(n, eid, dtype=np.int32))
     if not states:
         return _pool([], features)
     return ExperiencePool(np.concatenate(states), np.concatenate(actions), np.concatenate(rewards),

@@ -235,14 +235,15 @@ def ensure_run_parsed(ws: Workspace, run_id: str, progress=None) -> None:
     ensure_parsed(ws, run_id, progress=progress)
 
 
-def load_run(ws: Workspace, run_id: str, progress=None) -> RunData:
-    """Parse the run if needed and read its tables (only the columns the metrics use)."""
+def load_run(ws: Workspace, run_id: str, progress=None, *, with_packets: bool = True) -> RunData:
+    """Parse the run if needed and read its tables (only the columns the metrics use; ``with_packets=False``
+    leaves the packets out, for a caller that reads them one repeat at a time)."""
     manifest = load_manifest(ws, run_id)
     ensure_run_parsed(ws, run_id, progress=progress)
     if not ws.packets_file(run_id).is_file():
         raise L4stbError(f"run {run_id}: {ws.packets_file(run_id)} is missing after parsing; "
                          f"run `l4stb fetch-logs --run {run_id}` first.")
-    packets = _read_parquet(ws.packets_file(run_id), M.PACKET_COLUMNS)
+    packets = _read_parquet(ws.packets_file(run_id), M.PACKET_COLUMNS) if with_packets else M.empty_packets()
     flows = _read_parquet(ws.flows_file(run_id), M.FLOW_COLUMNS) if ws.flows_file(run_id).is_file() else M.empty_flows()
     stats_file = ws.parse_stats_file(run_id)
     parse = ParseStats.from_json(read_json(stats_file, "parse statistics")) if stats_file.is_file() else ParseStats()
@@ -336,22 +337,60 @@ def aqm_words(data: RunData) -> str:
     return data.aqm
 
 
-def summarize_data(data: RunData, warmup_s: float = M.WARMUP_S) -> RunSummary:
-    metrics = M.run_metrics(data.packets, data.flows, data.capacity, warmup_s)
+SUMMARY_PACKET_COLUMNS: tuple[str, ...] = ("repeat", "queue", "action", "current_queue_delay", "packet_length", "t_s",
+                                           "flags", "measurement_start_time", "flow_id")
+"""The packets.parquet columns the summary reads (queue stats, link utilisation, overload, UDP rows)."""
+_UDP_COLUMNS = ["repeat", "flow_id", "t_s", "action"]
+
+
+def _with_overload(data: RunData) -> bool:
+    return data.aqm in ("dualpi2", "policy")
+
+
+def _with_udp(data: RunData) -> bool:
+    return data.scenario is not None and any(g.cc == "udp" for g in data.scenario.flows)
+
+
+def _run_summary(data: RunData, metrics: M.RunMetrics, overload: OverloadShare | None, udp_packets: pd.DataFrame,
+                 ) -> RunSummary:
     name = data.scenario.name if data.scenario else str(data.manifest.scenario.get("name", data.run_id))
     passes = data.scenario.bottleneck.pipe_passes if data.scenario else 1
     return RunSummary(data.run_id, name, aqm_words(data), data.rate_bps, metrics, data.parse, pipe_passes=passes,
                       overrides=tuple(data.manifest.overrides), sweep=data.manifest.sweep,
-                      testbed=testbed_words(data.manifest),
-                      overload=overload_share(data.packets) if data.aqm in ("dualpi2", "policy") else None,
+                      testbed=testbed_words(data.manifest), overload=overload,
                       rates=queue_rates(metrics), coexistence=coexistence(metrics),
                       short_flows=short_flow_fcts(data.scenario, data.flows, metrics.n_repeats),
-                      udp=udp_rows(data.scenario, metrics, data.packets))
+                      udp=udp_rows(data.scenario, metrics, udp_packets))
 
 
-def summarize(ws: Workspace, run_id: str, progress=None) -> RunSummary:
-    """Parse the run if needed (``ensure_parsed``) and compute its summary."""
-    return summarize_data(load_run(ws, run_id, progress=progress))
+def summarize_data(data: RunData, warmup_s: float = M.WARMUP_S) -> RunSummary:
+    """The summary of a run whose packets are in memory (the report and compare, which draw them too)."""
+    metrics = M.run_metrics(data.packets, data.flows, data.capacity, warmup_s)
+    return _run_summary(data, metrics, overload_share(data.packets) if _with_overload(data) else None, data.packets)
+
+
+def summarize(ws: Workspace, run_id: str, progress=None, warmup_s: float = M.WARMUP_S) -> RunSummary:
+    """Parse the run if needed (``ensure_parsed``) and compute its summary, reading the packets one repeat at a
+    time (:class:`~l4stb.analysis.packet_repeats.PacketRepeats`): the same numbers as :func:`summarize_data`,
+    with memory bounded by the largest repeat rather than the run."""
+    from l4stb.analysis.packet_repeats import PacketRepeats
+
+    data = load_run(ws, run_id, progress=progress, with_packets=False)
+    repeats = PacketRepeats(ws.packets_file(run_id), SUMMARY_PACKET_COLUMNS)
+    overloads: list[OverloadShare] = []
+    udp_parts: list[pd.DataFrame] = []
+    want_overload, want_udp = _with_overload(data), _with_udp(data)
+
+    def visit(_repeat: int, packets: pd.DataFrame) -> None:
+        if want_overload:
+            overloads.append(overload_share(packets))
+        if want_udp and {"flow_id", "t_s"} <= set(packets.columns):
+            timed = (packets["flow_id"].to_numpy() >= 0) & np.isfinite(packets["t_s"].to_numpy(dtype=float))
+            udp_parts.append(packets.loc[timed, _UDP_COLUMNS])
+
+    metrics = M.run_metrics_by_repeat(repeats.repeat_ids, repeats, data.flows, data.capacity, warmup_s, visit)
+    udp_packets = pd.concat(udp_parts, ignore_index=True) if udp_parts else data.packets
+    return _run_summary(data, metrics, OverloadShare.merge(overloads) if want_overload else None, udp_packets)
 
 
 def _ms(x: float) -> str:

@@ -404,3 +404,12 @@ def test_read_packets_of_an_unparsed_run_is_a_user_error(tmp_path):
 def test_classify_line_recognises_repeat_lines():
     assert classify_line(b"Dec 30 10:00:00 host last message repeated 12 times") == [("repeat", 12)]
     assert classify_line(b"   ") == [("blank",)]
+
+
+def test_a_block_of_only_unrelated_and_blank_lines_is_counted_like_the_per_line_path():
+    # the first block holds no decision-like bytes (counted in bulk); the repeat in the next refers to its last line
+    quiet = ["Dec 30 10:00:00 r1 kernel: em1: link state changed to UP", "", "  \r", "x"] * 200
+    lines = quiet + [paper_line(values(1), syslog()), *quiet[:3], "Dec 30 10:00:01 r1 last message repeated 4 times"]
+    batch, stats = both("\n".join(lines) + "\n", block_size=1024)
+    assert len(batch) == 1 and stats.unrelated == 400 + 1 + 4 and stats.blank == 400 + 2
+    assert stats.skipped_total == 0 and stats.lines == len(lines)

@@ -166,3 +166,30 @@ def test_summary_prints_the_ratio_and_the_overload_share_the_readme_promises(tmp
     text = console.export_text()
     assert "scalable/classic throughput per flow (bulk)" in text and "dctcp/cubic" in text
     assert "DualPI2 PI updates in overload" in text
+
+
+@pytest.mark.parametrize("order", ["in_blocks", "shuffled"])
+def test_summary_read_one_repeat_at_a_time_equals_the_summary_of_all_packets_at_once(tmp_path, monkeypatch, order):
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from fake_run import flows_frame
+    from l4stb.analysis.summary import load_run, summarize_data
+
+    install_fake_parser(monkeypatch)
+    packets = packets_frame(repeats=(1, 2, 3), n_per_repeat=3000)
+    rng = np.random.default_rng(5)
+    packets["flags"] = rng.integers(0, 8, len(packets))  # some PI updates in overload
+    packets["measurement_start_time"] = np.arange(len(packets)) // 7 * 16_000
+    if order == "shuffled":  # repeats not in ascending blocks: read whole, then split
+        packets = packets.iloc[rng.permutation(len(packets))].reset_index(drop=True)
+    ws, run_id = make_run(tmp_path, repeats=(1, 2, 3, 4), packets=packets.iloc[0:0],
+                          flows=flows_frame(repeats=(1, 2, 3, 4)))  # repeat 4: flows but no router rows
+    # small row groups, some straddling two repeats, as the parse step writes them
+    pq.write_table(pa.Table.from_pandas(packets, preserve_index=False), ws.packets_file(run_id), row_group_size=1100)
+    streamed = summarize(ws, run_id).to_json()
+    whole = summarize_data(load_run(ws, run_id)).to_json()
+    assert streamed == whole
+    assert streamed["repeats"]["n"] == 4 and streamed["queues"]["C"]["packets"] + streamed["queues"]["L"]["packets"] == 9000
+    assert streamed["overload"]["pi_updates"] and len(streamed["overload"]["per_repeat"]) == 3

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 
 import pytest
 
@@ -122,3 +124,47 @@ def test_a_sweep_over_your_own_yaml_is_found_by_every_later_sweep_command(l4stb,
     rep = l4stb("report", "--sweep", sweep_id)  # three independent axes: one line per combination of the others
     assert rep.exit_code == 0, rep.output
     assert (workdir / "sweeps" / sweep_id / "report" / "index.html").is_file()
+
+
+def _sweep_artifacts(workdir) -> dict[str, dict[str, str]]:
+    """{combination values: {host/relative path: sha256}} of every file the sweep's runs left on the hosts."""
+    import hashlib
+
+    out = {}
+    for manifest in (workdir / "runs").glob("*/manifest.json"):
+        m = json.loads(manifest.read_text())
+        run_id = m["run_id"]
+        files = {}
+        for f in sorted((workdir / "hosts").glob(f"*/**/{run_id}/**/*")):
+            if f.is_file():
+                rel = f.relative_to(workdir / "hosts").as_posix().replace(run_id, "<run>")
+                files[rel] = hashlib.sha256(f.read_bytes()).hexdigest()
+        assert m["status"] == "complete" and files, run_id
+        out[json.dumps(m["sweep"]["values"], sort_keys=True)] = files
+    return out
+
+
+@pytest.mark.slow
+def test_sweep_on_a_local_ray_cluster_gives_the_local_executors_results(l4stb, workdir, tmp_path, monkeypatch):
+    ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'l4stb[test]')")
+    sweep = ["run", "--scenario", "dctcp-8mbps-single", "--repeats", "1", "--set", "duration=2s",
+             "--sweep", "bottleneck.rate=8Mbit,20Mbit"]
+    assert l4stb("up").exit_code == 0
+    local = l4stb(*sweep, "--executor", "local", "--jobs", "1")
+    assert local.exit_code == 0, local.output
+    expected = _sweep_artifacts(workdir)
+    assert len(expected) == 2
+    shutil.rmtree(workdir)
+
+    # a local cluster of its own (not the caller's), which the CLI joins through RAY_ADDRESS as a user's would
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             _temp_dir=tempfile.mkdtemp(prefix="ray"))  # short: ray.s socket paths must fit in 107 bytes
+    try:
+        monkeypatch.setenv("RAY_ADDRESS", ray.get_runtime_context().gcs_address)
+        assert l4stb("up").exit_code == 0
+        on_ray = l4stb(*sweep, "--executor", "ray")
+        assert on_ray.exit_code == 0, on_ray.output
+        assert "on the ray executor" in on_ray.stdout
+    finally:
+        ray.shutdown()
+    assert _sweep_artifacts(workdir) == expected
