@@ -91,7 +91,7 @@ _USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _COMMIT_RE = re.compile(r"[0-9a-f]{40}")
 KERN_HZ_DEFAULT = 1000
 """kern.hz written to /boot/loader.conf on every host (the scenario default ``aqm.kern_hz``); env L4STB_KERN_HZ."""
-MODULE_COUNTERS = ("log_lines", "instances_created", "instances_freed")
+MODULE_COUNTERS = ("log_lines", "decisions", "instances_created", "instances_freed")
 """Read-only counters of the dualpi2 module under SYSCTL_ROOT, read before and after every repeat."""
 
 
@@ -858,6 +858,7 @@ def run_phases(scenario: Scenario, topology: Topology, run_id: str, repeat: int,
     router_cfg = HostStep(router, step, render(
         "configure_router.sh.j2", **_header(router, step), uses_module=mod, aqm_name=aqm.name, **policy_values,
         kmod_file=KMOD_FILE, module_dir=MODULE_DIR, limit_packets=int(scenario.bottleneck.limit_packets),
+        log_every_sysctl=f"{SYSCTL_ROOT}.log_every={int(scenario.logging.sample_every)}",
         limit_bytes=limit_bytes, aqm_sysctls=aqm_sysctls(aqm, scenario, repeat), rule=RULE, rule_set=RULE_SET,
         delay_rule0=DELAY_RULE0, queue=QUEUE, pipe=PIPE,
         ratesched_bin=RATESCHED_BIN if (scenario.bottleneck.rate_schedule or scenario.bottleneck.rate_trace) else "",

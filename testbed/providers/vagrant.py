@@ -661,13 +661,15 @@ class VagrantProvider(Provider):
 
 
 def counter_stats(before: dict[str, int], after: dict[str, int]) -> dict[str, Any]:
-    """What one repeat records of the module's counters: the lines it logged and the scheduler instances
-    dummynet created and freed during it (more than one creation means an instance was destroyed and its
-    PI state lost mid-repeat)."""
+    """What one repeat records of the module's counters: the lines it logged, the decisions it made (logged or
+    left out by logging.sample_every), and the scheduler instances dummynet created and freed during it (more
+    than one creation means an instance was destroyed and its PI state lost mid-repeat)."""
     deltas = {k: after[k] - before[k] for k in after if k in before}
     out: dict[str, Any] = {}
     if "log_lines" in deltas:
         out["module_log_lines"] = deltas["log_lines"]
+    if "decisions" in deltas:
+        out["module_decisions"] = deltas["decisions"]
     if "instances_created" in deltas or "instances_freed" in deltas:
         out["sched_instances"] = {"created": deltas.get("instances_created"), "freed": deltas.get("instances_freed")}
     return out
