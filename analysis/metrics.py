@@ -264,6 +264,9 @@ class QueueStats:
     drops: int
     marks: int
     delay: DelayPercentiles
+    sample_every: int = 1
+    """The router logged every N-th decision (``logging.sample_every``): the counts above are the logged counts
+    times N, an estimate; fractions and delay percentiles are of the logged decisions."""
 
     @property
     def drop_fraction(self) -> float:
@@ -281,23 +284,29 @@ class QueueStats:
         return {"forward": self.forwarded, "drop": self.drops, "mark": self.marks}[action]
 
     def to_json(self) -> dict:
-        return {"delay_ms": self.delay.to_json(), "packets": self.packets, "drops": self.drops, "marks": self.marks}
+        out = {"delay_ms": self.delay.to_json(), "packets": self.packets, "drops": self.drops, "marks": self.marks}
+        return {**out, "sample_every": self.sample_every} if self.sample_every > 1 else out
 
 
-def queue_stats(packets: pd.DataFrame) -> dict[str, QueueStats]:
-    """Stats of queues C and L (both always present; a queue with no decisions has zeros and NaN delays)."""
+def queue_stats(packets: pd.DataFrame, sample_every: int = 1) -> dict[str, QueueStats]:
+    """Stats of queues C and L (both always present; a queue with no decisions has zeros and NaN delays).
+
+    ``sample_every`` N: the log holds every N-th decision (systematic sampling, ``logging.sample_every``), so each
+    count is N times the logged count."""
     out: dict[str, QueueStats] = {}
     actions = packets["action"].to_numpy() if not packets.empty else np.empty(0, dtype=np.int8)
     for q in QUEUES:
         sel = _queue_mask(packets, q) if not packets.empty else np.empty(0, dtype=bool)
         a = actions[sel]
+        n = int(sample_every)
         out[q] = QueueStats(
             queue=q,
-            packets=int(sel.sum()),
-            forwarded=int((a == ACTION_FORWARD).sum()),
-            drops=int((a == ACTION_DROP).sum()),
-            marks=int((a == ACTION_MARK).sum()),
+            packets=n * int(sel.sum()),
+            forwarded=n * int((a == ACTION_FORWARD).sum()),
+            drops=n * int((a == ACTION_DROP).sum()),
+            marks=n * int((a == ACTION_MARK).sum()),
             delay=delay_percentiles(delay_samples_ms(packets, q)),
+            sample_every=n,
         )
     return out
 
@@ -516,9 +525,9 @@ def utilization_timeseries(flows: pd.DataFrame, capacity: "float | Capacity", bi
 
 
 def link_utilization_timeseries(packets: pd.DataFrame, capacity: "float | Capacity",
-                                bin_s: float = 1.0) -> list[UtilizationSeries]:
+                                bin_s: float = 1.0, sample_every: int = 1) -> list[UtilizationSeries]:
     """Per repeat, from the router log: bytes of forwarded and marked packets per ``bin_s`` bin over the capacity
-    offered in that bin.
+    offered in that bin (times ``sample_every`` when the log holds every N-th decision).
 
     This is what the bottleneck link really carried (``t_s`` = seconds since the repeat's first decision).
     Rows without a time (``t_s`` NaN: paper-format lines carry no timestamp) are left out; a repeat with no
@@ -539,7 +548,7 @@ def link_utilization_timeseries(packets: pd.DataFrame, capacity: "float | Capaci
         full = (np.arange(len(total)) + 1) * bin_s <= span + 1e-9  # drop the last, partly covered bin
         centres = (np.arange(len(total)) + 0.5) * bin_s
         offered = cap.bin_means(np.arange(len(total)) * bin_s, bin_s)
-        out.append(UtilizationSeries(int(repeat), centres[full], (total * 8 / bin_s / offered)[full]))
+        out.append(UtilizationSeries(int(repeat), centres[full], (total * sample_every * 8 / bin_s / offered)[full]))
     return out
 
 
@@ -564,6 +573,8 @@ class RepeatMetrics:
     """Mean capacity the link offered over the repeat (the rate schedule or trace; the fixed rate otherwise)."""
     bulk_na: str = ""
     """Why Jain's index and the scalable/classic ratio are undefined in this repeat ("" when they are defined)."""
+    capacity_source: str = "fixed"
+    """What the repeat's utilisation is measured against (:attr:`l4stb.analysis.capacity.Capacity.source`)."""
 
     @property
     def bulk_flows(self) -> list[FlowThroughput]:
@@ -633,8 +644,9 @@ class RunMetrics:
 
 
 def repeat_metrics(repeat: int, packets: pd.DataFrame, flows: pd.DataFrame, rate_bps: "float | Capacity",
-                   warmup_s: float = WARMUP_S) -> RepeatMetrics:
-    """Metrics of one repeat from its packets and flows rows; ``rate_bps`` may be the run's :class:`Capacity`.
+                   warmup_s: float = WARMUP_S, sample_every: int = 1) -> RepeatMetrics:
+    """Metrics of one repeat from its packets and flows rows; ``rate_bps`` may be the run's :class:`Capacity`;
+    ``sample_every`` N when the router logged every N-th decision (counts and router-side bytes scale by N).
 
     Throughput per CC and Jain's index are over bulk flows only; utilisation counts every byte (all classes)
     against the capacity offered."""
@@ -646,21 +658,22 @@ def repeat_metrics(repeat: int, packets: pd.DataFrame, flows: pd.DataFrame, rate
     na = bulk_na_reason(ft, offered)
     return RepeatMetrics(
         repeat=repeat,
-        queues=queue_stats(packets),
+        queues=queue_stats(packets, sample_every),
         flows=ft,
         cc=cc_throughputs(bulk),
         utilization=window_utilization(flows, cap, warmup_s),
         utilization_unclipped=window_utilization(flows, cap, warmup_s, clip=False),
         jain=float("nan") if na else jain_index(f.throughput_mbps for f in bulk),
-        link_utilization=link_utilization(packets, cap),
+        link_utilization=link_utilization(packets, cap, sample_every),
         capacity_bps=offered,
         bulk_na=na,
+        capacity_source=cap.source,
     )
 
 
-def link_utilization(packets: pd.DataFrame, rate_bps: "float | Capacity") -> float:
-    """Router-side utilisation of one repeat: forwarded+marked bytes over the capacity offered in the logged time
-    span; NaN without times."""
+def link_utilization(packets: pd.DataFrame, rate_bps: "float | Capacity", sample_every: int = 1) -> float:
+    """Router-side utilisation of one repeat: forwarded+marked bytes (times ``sample_every``: a sampled log holds
+    every N-th decision) over the capacity offered in the logged time span; NaN without times."""
     cap = as_capacity(rate_bps)
     if packets.empty or not cap.known or "t_s" not in packets:
         return float("nan")
@@ -672,19 +685,25 @@ def link_utilization(packets: pd.DataFrame, rate_bps: "float | Capacity") -> flo
     if bits <= 0:
         return float("nan")
     sent = ok & (packets["action"].to_numpy() != ACTION_DROP)
-    return float(packets["packet_length"].to_numpy(dtype=float)[sent].sum()) * 8 / bits
+    return float(packets["packet_length"].to_numpy(dtype=float)[sent].sum()) * sample_every * 8 / bits
 
 
 def run_metrics(packets: pd.DataFrame, flows: pd.DataFrame, rate_bps: "float | Capacity",
-                warmup_s: float = WARMUP_S) -> RunMetrics:
-    """Metrics of a whole run (all repeats found in either table); ``rate_bps`` may be the run's :class:`Capacity`."""
+                warmup_s: float = WARMUP_S, sample_every: int = 1,
+                repeat_capacity: Mapping[int, Capacity] | None = None) -> RunMetrics:
+    """Metrics of a whole run (all repeats found in either table); ``rate_bps`` may be the run's :class:`Capacity`.
+
+    ``sample_every`` N: the router logged every N-th decision (``logging.sample_every``), so decision counts and
+    router-side bytes are scaled by N. ``repeat_capacity``: a repeat's own capacity where it differs from the
+    run's (a rate schedule as the router applied it, :func:`l4stb.analysis.capacity.applied_capacities`)."""
     cap = as_capacity(rate_bps)
     packets = packets if packets is not None else _empty_packets()
     flows = flows if flows is not None else _empty_flows()
     repeat_ids = sorted(set(_repeats(packets)) | set(_repeats(flows)))
     p_groups = _split(packets, repeat_ids)
     f_groups = _split(flows, repeat_ids)
-    reps = [repeat_metrics(r, p_groups[r], f_groups[r], cap, warmup_s) for r in repeat_ids]
+    per = repeat_capacity or {}
+    reps = [repeat_metrics(r, p_groups[r], f_groups[r], per.get(r, cap), warmup_s, sample_every) for r in repeat_ids]
 
     by_flow: dict[FlowKey, list[float]] = {}
     klass: dict[FlowKey, str] = {}
@@ -700,7 +719,7 @@ def run_metrics(packets: pd.DataFrame, flows: pd.DataFrame, rate_bps: "float | C
     delay_ci = {q: {p: confidence_interval([rm.queues[q].delay.get(p) for rm in reps], bounds=NON_NEGATIVE)
                     for p in PERCENTILES} for q in QUEUES}
     return RunMetrics(
-        queues=queue_stats(packets),
+        queues=queue_stats(packets, sample_every),
         flows=flow_summaries,
         cc=cc_ci,
         utilization=confidence_interval([rm.utilization for rm in reps], bounds=UNIT_RANGE),

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import jinja2
 
-from l4stb import aqm_catalogue, freebsd_facts, layout, logformat, lograte, resources
+from l4stb import aqm_catalogue, freebsd_facts, layout, logformat, lograte, rate_applied, resources
 from l4stb.config import Aqm, Scenario, Topology
 from l4stb.errors import L4stbError
 from l4stb.providers.base import Plan
@@ -772,7 +772,7 @@ def rate_horizon_us(scenario: Scenario, repeat: int) -> int:
 
 UDP_TOS = {"not-ect": 0, "ect0": 2, "ect1": 1}
 """iperf3 -S (IP_TOS) for a UDP flow's ECN field: the low two bits of the TOS byte (RFC 3168)."""
-RATE_SCHEDULE_NAME = "router-rate-schedule.txt"
+RATE_SCHEDULE_NAME = layout.RATE_APPLIED_NAME
 
 
 def last_start_s(scenario: Scenario, repeat: int) -> float:
@@ -960,18 +960,13 @@ def parse_wait_output(text: str) -> tuple[dict[str, int], list[str], dict[str, l
 
 
 def parse_rate_applied(text: str) -> dict[str, Any] | None:
-    """What the rate-schedule helper reported (``l4stb-rate AT_US APPLIED_US DONE_US BW RC`` lines): how many
-    steps ran and how late they were started against their absolute times; None when there are no such lines."""
-    late: list[int] = []
-    failed = 0
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) == 6 and parts[0] == "l4stb-rate" and all(p.lstrip("-").isdigit() for p in parts[1:4]):
-            late.append(int(parts[2]) - int(parts[1]))
-            failed += parts[5] != "0"
-    if not late:
+    """What the rate-schedule helper reported: how many steps ran and how late they were started against their
+    absolute times; None when there are no such lines."""
+    steps = rate_applied.read_rate_applied(text)
+    if not steps:
         return None
-    return {"steps_applied": len(late), "steps_failed": failed, "late_us_max": max(late),
+    late = [s.applied_us - s.at_us for s in steps]
+    return {"steps_applied": len(steps), "steps_failed": sum(s.rc != 0 for s in steps), "late_us_max": max(late),
             "late_us_mean": round(sum(late) / len(late), 1)}
 
 
