@@ -728,12 +728,14 @@ class SeriesData:
 
     packets: Any  # pandas.DataFrame, packets.parquet schema
     flows: Any = None  # pandas.DataFrame, flows.parquet schema (None: no iperf3 data)
+    sample_every: int = 1  # the router logged every N-th decision (logging.sample_every): counts scale by N
 
 
 def series_metrics(series: Mapping[str, SeriesData], rate_bps: "float | Capacity") -> dict[str, M.RunMetrics]:
     """Run metrics of every series (pass them to :func:`comparison_section` when the caller needs them too);
     ``rate_bps`` may be the :class:`~l4stb.analysis.capacity.Capacity` the scenario offered."""
-    return {label: M.run_metrics(s.packets, s.flows if s.flows is not None else M.empty_flows(), rate_bps)
+    return {label: M.run_metrics(s.packets, s.flows if s.flows is not None else M.empty_flows(), rate_bps,
+                                 sample_every=s.sample_every)
             for label, s in series.items()}
 
 
