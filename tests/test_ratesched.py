@@ -134,3 +134,7 @@ def test_the_applied_record_reads_back_into_a_capacity_that_stops_at_the_first_f
     assert cap.source == "applied"
     assert cap.times_s == (0.0, 0.0009, 2.003, 4.001) and cap.rates_bps == (8e6, 6e6, 5e5, 123_456.0)
     assert plans.parse_rate_applied(text)["steps_failed"] == 1
+    from l4stb import layout
+
+    assert plans.RATE_SCHEDULE_NAME == layout.RATE_APPLIED_NAME and layout.is_router_evidence(layout.RATE_APPLIED_NAME), \
+        "the helper's record is fetched beside the log set and never parsed as a log file"
