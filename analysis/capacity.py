@@ -4,6 +4,12 @@ Utilisation and the equal share are measured against this, not the nominal ``bot
 that halves for 10 s, a full link reads 100 %, not 71 %. The capacity is a piecewise-constant rate from the
 repeat's start: ``bottleneck.rate`` until the first step of :meth:`l4stb.config.Bottleneck.schedule` (the
 schedule, or one rate per ``trace_bin`` of a mahimahi trace), then each step's rate.
+
+On the vagrant testbed the router's helper records when it applied each step (``router-rate-schedule.txt`` in the
+repeat's folder); :func:`applied_capacities` reads those files, so each such repeat is measured against the
+schedule as it was applied (each step from the moment its ``ipfw pipe config`` returned; a step whose ipfw
+failed, and every step after it, never applied), not as planned. The simulator applies steps exactly, so its
+runs have no such file and use the planned schedule.
 """
 
 from __future__ import annotations
@@ -11,11 +17,16 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from l4stb.config import Scenario
 from l4stb.errors import L4stbError
+
+if TYPE_CHECKING:
+    from l4stb.rate_applied import AppliedStep
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +38,8 @@ class Capacity:
     times_s: tuple[float, ...]
     rates_bps: tuple[float, ...]
     source: str = "fixed"
-    """"fixed", "schedule", "trace", or "nominal" (a trace that could not be read: the nominal rate is used)."""
+    """"fixed", "schedule", "trace", "applied" (the schedule as the router applied it), or "nominal" (a trace that
+    could not be read: the nominal rate is used)."""
 
     @classmethod
     def fixed(cls, rate_bps: float) -> "Capacity":
@@ -94,3 +106,42 @@ def capacity_of(scenario: Scenario | None, rate_bps: float | None) -> Capacity:
         times.append(at_us / 1e6)
         rates.append(float(r))
     return Capacity(tuple(times), tuple(rates), "trace" if b.rate_trace else "schedule")
+
+
+def applied_capacity(base_rate_bps: float, steps: "list[AppliedStep]") -> Capacity:
+    """The capacity a repeat offered from the helper's record: ``base_rate_bps`` (the configure step's rate) until
+    the first step's ipfw returned, then each applied step's rate; the helper stops at the first failed step."""
+    times, rates = [0.0], [float(base_rate_bps)]
+    for st in steps:
+        if st.rc != 0 or st.rate_bps is None:
+            break
+        t = max(0.0, st.done_us / 1e6)
+        if t <= times[-1]:
+            rates[-1] = float(st.rate_bps)
+        else:
+            times.append(t)
+            rates.append(float(st.rate_bps))
+    return Capacity(tuple(times), tuple(rates), "applied")
+
+
+def applied_capacities(scenario: Scenario | None, evidence: "dict[int, list[Path]]") -> dict[int, Capacity]:
+    """Repeat -> its applied capacity, for the repeats whose router folder holds the helper's record (``evidence``:
+    :attr:`l4stb.analysis.rawfiles.RawInventory.evidence`); empty without a rate schedule or trace."""
+    from l4stb.layout import RATE_APPLIED_NAME
+    from l4stb.rate_applied import read_rate_applied
+
+    if scenario is None or not (scenario.bottleneck.rate_schedule or scenario.bottleneck.rate_trace):
+        return {}
+    out: dict[int, Capacity] = {}
+    for repeat, paths in evidence.items():
+        record = next((p for p in paths if p.name == RATE_APPLIED_NAME), None)
+        if record is None:
+            continue
+        try:
+            steps = read_rate_applied(record.read_text(errors="replace"))
+        except OSError as exc:
+            log.warning("repeat %d: cannot read %s (%s); its utilisation uses the planned schedule", repeat, record, exc)
+            continue
+        if steps:
+            out[repeat] = applied_capacity(float(scenario.bottleneck.rate), steps)
+    return out

@@ -168,7 +168,7 @@ def render_compare_report(ws: Workspace, run_ids: Sequence[str], *, labels: Sequ
     rate = datas[0].capacity
     out = Path(out) if out else _default_out(ws, run_ids)
     with staged_folder(out) as stage:  # one output set, swapped in whole (as a run's report is)
-        series = {lab: SeriesData(d.packets, d.flows) for lab, d in zip(labels, datas)}
+        series = {lab: SeriesData(d.packets, d.flows, d.log_sample_every) for lab, d in zip(labels, datas)}
         overlay = comparison_section("Overlay", series, stage / "figures", rate_bps=rate, name="compare",
                                      metrics={lab: s.metrics for lab, s in zip(labels, summaries)},
                                      intro=("Every run on the same figures; a run keeps one line style and marker across "

@@ -264,6 +264,9 @@ class QueueStats:
     drops: int
     marks: int
     delay: DelayPercentiles
+    sample_every: int = 1
+    """The router logged every N-th decision (``logging.sample_every``): the counts above are the logged counts
+    times N, an estimate; fractions and delay percentiles are of the logged decisions."""
 
     @property
     def drop_fraction(self) -> float:
@@ -281,16 +284,21 @@ class QueueStats:
         return {"forward": self.forwarded, "drop": self.drops, "mark": self.marks}[action]
 
     def to_json(self) -> dict:
-        return {"delay_ms": self.delay.to_json(), "packets": self.packets, "drops": self.drops, "marks": self.marks}
+        out = {"delay_ms": self.delay.to_json(), "packets": self.packets, "drops": self.drops, "marks": self.marks}
+        return {**out, "sample_every": self.sample_every} if self.sample_every > 1 else out
 
 
 class QueueStatsAccumulator:
     """Queue stats pooled over packets given part by part (one repeat at a time): counts summed, delay percentiles
-    over every part's samples, exactly what :func:`queue_stats` of all parts at once gives."""
+    over every part's samples, exactly what :func:`queue_stats` of all parts at once gives.
 
-    def __init__(self) -> None:
+    ``sample_every`` N: the log holds every N-th decision (systematic sampling, ``logging.sample_every``), so each
+    count is N times the logged count."""
+
+    def __init__(self, sample_every: int = 1) -> None:
         self._counts = {q: [0, 0, 0, 0] for q in QUEUES}  # packets, forwarded, drops, marks
         self._samples: dict[str, list[np.ndarray]] = {q: [] for q in QUEUES}
+        self.sample_every = int(sample_every)
 
     def add(self, packets: pd.DataFrame) -> None:
         if packets.empty:
@@ -308,18 +316,20 @@ class QueueStatsAccumulator:
 
     def result(self) -> dict[str, QueueStats]:
         out: dict[str, QueueStats] = {}
+        n_every = self.sample_every
         for q in QUEUES:
             parts = self._samples[q]
             samples = parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.empty(0)
             n, fwd, drops, marks = self._counts[q]
-            out[q] = QueueStats(queue=q, packets=n, forwarded=fwd, drops=drops, marks=marks,
-                                delay=delay_percentiles(samples))
+            out[q] = QueueStats(queue=q, packets=n_every * n, forwarded=n_every * fwd, drops=n_every * drops,
+                                marks=n_every * marks, delay=delay_percentiles(samples), sample_every=n_every)
         return out
 
 
-def queue_stats(packets: pd.DataFrame) -> dict[str, QueueStats]:
-    """Stats of queues C and L (both always present; a queue with no decisions has zeros and NaN delays)."""
-    acc = QueueStatsAccumulator()
+def queue_stats(packets: pd.DataFrame, sample_every: int = 1) -> dict[str, QueueStats]:
+    """Stats of queues C and L (both always present; a queue with no decisions has zeros and NaN delays);
+    ``sample_every`` as in :class:`QueueStatsAccumulator`."""
+    acc = QueueStatsAccumulator(sample_every)
     acc.add(packets)
     return acc.result()
 
@@ -538,9 +548,9 @@ def utilization_timeseries(flows: pd.DataFrame, capacity: "float | Capacity", bi
 
 
 def link_utilization_timeseries(packets: pd.DataFrame, capacity: "float | Capacity",
-                                bin_s: float = 1.0) -> list[UtilizationSeries]:
+                                bin_s: float = 1.0, sample_every: int = 1) -> list[UtilizationSeries]:
     """Per repeat, from the router log: bytes of forwarded and marked packets per ``bin_s`` bin over the capacity
-    offered in that bin.
+    offered in that bin (times ``sample_every`` when the log holds every N-th decision).
 
     This is what the bottleneck link really carried (``t_s`` = seconds since the repeat's first decision).
     Rows without a time (``t_s`` NaN: paper-format lines carry no timestamp) are left out; a repeat with no
@@ -561,7 +571,7 @@ def link_utilization_timeseries(packets: pd.DataFrame, capacity: "float | Capaci
         full = (np.arange(len(total)) + 1) * bin_s <= span + 1e-9  # drop the last, partly covered bin
         centres = (np.arange(len(total)) + 0.5) * bin_s
         offered = cap.bin_means(np.arange(len(total)) * bin_s, bin_s)
-        out.append(UtilizationSeries(int(repeat), centres[full], (total * 8 / bin_s / offered)[full]))
+        out.append(UtilizationSeries(int(repeat), centres[full], (total * sample_every * 8 / bin_s / offered)[full]))
     return out
 
 
@@ -586,6 +596,8 @@ class RepeatMetrics:
     """Mean capacity the link offered over the repeat (the rate schedule or trace; the fixed rate otherwise)."""
     bulk_na: str = ""
     """Why Jain's index and the scalable/classic ratio are undefined in this repeat ("" when they are defined)."""
+    capacity_source: str = "fixed"
+    """What the repeat's utilisation is measured against (:attr:`l4stb.analysis.capacity.Capacity.source`)."""
 
     @property
     def bulk_flows(self) -> list[FlowThroughput]:
@@ -655,8 +667,9 @@ class RunMetrics:
 
 
 def repeat_metrics(repeat: int, packets: pd.DataFrame, flows: pd.DataFrame, rate_bps: "float | Capacity",
-                   warmup_s: float = WARMUP_S) -> RepeatMetrics:
-    """Metrics of one repeat from its packets and flows rows; ``rate_bps`` may be the run's :class:`Capacity`.
+                   warmup_s: float = WARMUP_S, sample_every: int = 1) -> RepeatMetrics:
+    """Metrics of one repeat from its packets and flows rows; ``rate_bps`` may be the run's :class:`Capacity`;
+    ``sample_every`` N when the router logged every N-th decision (counts and router-side bytes scale by N).
 
     Throughput per CC and Jain's index are over bulk flows only; utilisation counts every byte (all classes)
     against the capacity offered."""
@@ -668,21 +681,22 @@ def repeat_metrics(repeat: int, packets: pd.DataFrame, flows: pd.DataFrame, rate
     na = bulk_na_reason(ft, offered)
     return RepeatMetrics(
         repeat=repeat,
-        queues=queue_stats(packets),
+        queues=queue_stats(packets, sample_every),
         flows=ft,
         cc=cc_throughputs(bulk),
         utilization=window_utilization(flows, cap, warmup_s),
         utilization_unclipped=window_utilization(flows, cap, warmup_s, clip=False),
         jain=float("nan") if na else jain_index(f.throughput_mbps for f in bulk),
-        link_utilization=link_utilization(packets, cap),
+        link_utilization=link_utilization(packets, cap, sample_every),
         capacity_bps=offered,
         bulk_na=na,
+        capacity_source=cap.source,
     )
 
 
-def link_utilization(packets: pd.DataFrame, rate_bps: "float | Capacity") -> float:
-    """Router-side utilisation of one repeat: forwarded+marked bytes over the capacity offered in the logged time
-    span; NaN without times."""
+def link_utilization(packets: pd.DataFrame, rate_bps: "float | Capacity", sample_every: int = 1) -> float:
+    """Router-side utilisation of one repeat: forwarded+marked bytes (times ``sample_every``: a sampled log holds
+    every N-th decision) over the capacity offered in the logged time span; NaN without times."""
     cap = as_capacity(rate_bps)
     if packets.empty or not cap.known or "t_s" not in packets:
         return float("nan")
@@ -694,25 +708,32 @@ def link_utilization(packets: pd.DataFrame, rate_bps: "float | Capacity") -> flo
     if bits <= 0:
         return float("nan")
     sent = ok & (packets["action"].to_numpy() != ACTION_DROP)
-    return float(packets["packet_length"].to_numpy(dtype=float)[sent].sum()) * 8 / bits
+    return float(packets["packet_length"].to_numpy(dtype=float)[sent].sum()) * sample_every * 8 / bits
 
 
 def run_metrics(packets: pd.DataFrame, flows: pd.DataFrame, rate_bps: "float | Capacity",
-                warmup_s: float = WARMUP_S) -> RunMetrics:
-    """Metrics of a whole run (all repeats found in either table); ``rate_bps`` may be the run's :class:`Capacity`."""
+                warmup_s: float = WARMUP_S, sample_every: int = 1,
+                repeat_capacity: Mapping[int, Capacity] | None = None) -> RunMetrics:
+    """Metrics of a whole run (all repeats found in either table); ``rate_bps`` may be the run's :class:`Capacity`.
+
+    ``sample_every`` N: the router logged every N-th decision (``logging.sample_every``), so decision counts and
+    router-side bytes are scaled by N. ``repeat_capacity``: a repeat's own capacity where it differs from the
+    run's (a rate schedule as the router applied it, :func:`l4stb.analysis.capacity.applied_capacities`)."""
     cap = as_capacity(rate_bps)
     packets = packets if packets is not None else _empty_packets()
     flows = flows if flows is not None else _empty_flows()
     repeat_ids = sorted(set(_repeats(packets)) | set(_repeats(flows)))
     p_groups = _split(packets, repeat_ids)
     f_groups = _split(flows, repeat_ids)
-    reps = [repeat_metrics(r, p_groups[r], f_groups[r], cap, warmup_s) for r in repeat_ids]
-    return _combine_repeats(reps, queue_stats(packets), cap, warmup_s)
+    per = repeat_capacity or {}
+    reps = [repeat_metrics(r, p_groups[r], f_groups[r], per.get(r, cap), warmup_s, sample_every) for r in repeat_ids]
+    return _combine_repeats(reps, queue_stats(packets, sample_every), cap, warmup_s)
 
 
 def run_metrics_by_repeat(packet_repeats: Sequence[int], frames: Iterable[pd.DataFrame], flows: pd.DataFrame,
                           rate_bps: "float | Capacity", warmup_s: float = WARMUP_S,
-                          visit: "Callable[[int, pd.DataFrame], None] | None" = None) -> RunMetrics:
+                          visit: "Callable[[int, pd.DataFrame], None] | None" = None, sample_every: int = 1,
+                          repeat_capacity: Mapping[int, Capacity] | None = None) -> RunMetrics:
     """:func:`run_metrics` of packets given one repeat at a time, so memory follows the largest repeat, not the run.
 
     ``frames`` yields the packets of each repeat in ``packet_repeats`` (ascending) in that order; ``visit`` sees
@@ -723,12 +744,13 @@ def run_metrics_by_repeat(packet_repeats: Sequence[int], frames: Iterable[pd.Dat
     f_groups = _split(flows, repeat_ids)
     with_packets = set(packet_repeats)
     frames = iter(frames)
-    acc = QueueStatsAccumulator()
+    acc = QueueStatsAccumulator(sample_every)
+    per = repeat_capacity or {}
     reps = []
     for r in repeat_ids:
         packets = next(frames) if r in with_packets else _empty_packets()
         acc.add(packets)
-        reps.append(repeat_metrics(r, packets, f_groups[r], cap, warmup_s))
+        reps.append(repeat_metrics(r, packets, f_groups[r], per.get(r, cap), warmup_s, sample_every))
         if visit is not None and r in with_packets:
             visit(r, packets)
         del packets

@@ -134,6 +134,9 @@ class PoolMeta:
     reward_max: float = 1.0
     episodes: list[dict] = field(default_factory=list)  # [{episode, run, repeat, rows, split}]
     selection: str | None = None  # e.g. the paper's "rows before each action change" selection, described
+    log_sample_every: int = 1
+    """The router logged every N-th decision (logging.sample_every; the largest over the pool's runs; each
+    episode records its own): a transition is one logged decision, N decisions after the previous one."""
 
 
 @dataclass

@@ -55,6 +55,7 @@ from l4stb.analysis.packets import ensure_parsed
 from l4stb.analysis.pool import ExperiencePool, NormStats, PoolMeta, PoolSplits, save_pool
 from l4stb.aqm_catalogue import CLASSIC_TARGET_US
 from l4stb.errors import L4stbError
+from l4stb.manifest import load_manifest
 from l4stb.workspace import Workspace, validate_name
 
 PRESETS: dict[str, tuple[str, ...]] = {
@@ -181,6 +182,13 @@ def _load_episodes(ws: Workspace, run_id: str, features: tuple[str, ...], reward
     return episodes
 
 
+def _log_sample_every(ws: Workspace, run_id: str) -> int:
+    """The run's logging.sample_every from its manifest's scenario (1 for an imported run without one)."""
+    logging_ = load_manifest(ws, run_id).scenario.get("logging") or {}
+    value = logging_.get("sample_every", 1) if isinstance(logging_, dict) else 1
+    return int(value) if isinstance(value, int) and value >= 1 else 1
+
+
 def _filled(table, name: str) -> np.ndarray:
     """A column as numbers; a sojourn missing for some rows (drops in a capture-derived log) takes the last one
     observed in the same queue and repeat (0 before any), the queue's delay as that packet arrived."""
@@ -305,14 +313,16 @@ def build_pool(ws: Workspace, run_ids: list[str], *, preset: str = "paper7", rew
         raise L4stbError(f"the train split of pool {name} is empty; use more repeats or no selection.")
     train_r = pools["train"].rewards
     sources = ",".join(run_ids) + (f";test:{','.join(test_run_ids)}" if test_run_ids else "")
+    every = {r: _log_sample_every(ws, r) for r in dict.fromkeys(ep.run_id for ep in all_eps)}
     meta = PoolMeta(
         name=name, feature_names=list(features), preset=preset, reward=reward, gamma=float(gamma),
         source=f"run:{sources}", split=split_desc,
         norm=NormStats.fit(pools["train"].states),
         reward_min=float(train_r.min()), reward_max=float(train_r.max()),
         episodes=[{"episode": i, "run": ep.run_id, "repeat": ep.repeat, "rows": int(len(ep.actions)),
-                   "split": assignment.get(i, "")} for i, ep in enumerate(all_eps)],
-        selection=selection_desc,
+                   "split": assignment.get(i, ""), "log_sample_every": every[ep.run_id]}
+                  for i, ep in enumerate(all_eps)],
+        selection=selection_desc, log_sample_every=max(every.values()),
     )
     splits = PoolSplits(meta, pools["train"], pools["val"], pools["test"])
     save_pool(splits, ws.pool_dir(run_ids[0], name), with_json=with_json)

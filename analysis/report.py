@@ -30,7 +30,7 @@ from l4stb.analysis import plots as P
 from l4stb.analysis.capacity import Capacity
 from l4stb.analysis.aqm_state import aqm_timeseries
 from l4stb.analysis.flowview import DEFAULT_BIN_S, flow_points, flow_rates, has_flow_ids
-from l4stb.analysis.summary import RunData, RunSummary, load_run, na_text, summarize_data
+from l4stb.analysis.summary import RunData, RunSummary, load_run, na_text, sampled_log_text, summarize_data
 from l4stb.analysis.traffic import bulk_streams
 from l4stb import aqm_catalogue
 from l4stb.config import SCALABLE_CCS
@@ -280,7 +280,8 @@ def network_sections(data: RunData, summary: RunSummary, fig_dir: Path,
     save("throughput_box", P.throughput_box_figure({label: all_flows}, fair_share_mbps=fair_share_mbps(data)),
          D.throughput_box_data({label: all_flows}))
     bin_s = (data.scenario.iperf3.interval / 1e6) if data.scenario else 1.0
-    util = {"router log (forwarded bytes)": M.link_utilization_timeseries(data.packets, data.capacity, bin_s),
+    util = {"router log (forwarded bytes)": M.link_utilization_timeseries(data.packets, data.capacity, bin_s,
+                                                                           data.log_sample_every),
             "iperf3 (sender bytes)": M.utilization_timeseries(data.flows, data.capacity, bin_s)}
     util = {k: v for k, v in util.items() if v}
     rate_label = _capacity_text(data) if data.rate_bps else ""
@@ -527,6 +528,12 @@ def _overview_md(data: RunData, summary: RunSummary) -> str:
            if summary.overload and summary.overload.interval.n else "")
         + ". The table below says what each number measures."
     )
+    if summary.log_sample_every > 1:
+        lines += ["", f"**{sampled_log_text(summary.log_sample_every)}**"]
+    applied = summary.capacity_json()["repeats_applied"]
+    if applied:
+        lines += ["", f"Utilisation of {applied} of {m.n_repeats} repeat(s) is measured against the rate schedule as "
+                  "the router applied it (its helper's record of each step), not as planned."]
     if summary.overrides:
         lines += ["", "Overrides of the scenario: " + ", ".join(f"`{o}`" for o in summary.overrides) + "."]
     if summary.sweep:
@@ -721,12 +728,14 @@ class SeriesData:
 
     packets: Any  # pandas.DataFrame, packets.parquet schema
     flows: Any = None  # pandas.DataFrame, flows.parquet schema (None: no iperf3 data)
+    sample_every: int = 1  # the router logged every N-th decision (logging.sample_every): counts scale by N
 
 
 def series_metrics(series: Mapping[str, SeriesData], rate_bps: "float | Capacity") -> dict[str, M.RunMetrics]:
     """Run metrics of every series (pass them to :func:`comparison_section` when the caller needs them too);
     ``rate_bps`` may be the :class:`~l4stb.analysis.capacity.Capacity` the scenario offered."""
-    return {label: M.run_metrics(s.packets, s.flows if s.flows is not None else M.empty_flows(), rate_bps)
+    return {label: M.run_metrics(s.packets, s.flows if s.flows is not None else M.empty_flows(), rate_bps,
+                                 sample_every=s.sample_every)
             for label, s in series.items()}
 
 
@@ -780,6 +789,8 @@ def parse_section(summary: RunSummary) -> ReportSection:
     p = summary.parse
     rows = [["lines read", f"{p.lines_read:,}"], ["packet decisions parsed", f"{p.parsed:,}"],
             ["lines skipped", f"{p.skipped_total:,}"]]
+    if summary.log_sample_every > 1:
+        rows.append(["decisions per logged line (logging.sample_every)", f"{summary.log_sample_every:,}"])
     rows += [[f"skipped: {reason}", f"{n:,}"] for reason, n in sorted(p.skipped.items())]
     md = ("What the log parser read. Skipped lines are unrelated kernel messages or truncated/garbled log lines; "
           "a well-formed line is never skipped.")

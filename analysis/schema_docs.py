@@ -77,7 +77,8 @@ SUMMARY_COLUMNS: tuple[Column, ...] = (
                             "the bulk flows carried under 1 % of the capacity offered"),
     Column("scalable_classic_ratio", "ratio", "mean throughput of one scalable bulk flow over that of one classic bulk "
                                               "flow; empty (n/a) where undefined"),
-    Column("capacity_mbps", "Mbit/s", "mean capacity the bottleneck offered over the repeat (its schedule or trace)"),
+    Column("capacity_mbps", "Mbit/s", "mean capacity the bottleneck offered over the repeat (its schedule or trace, "
+           "as the router applied it where its helper recorded the steps)"),
     Column("throughput_mbps_<cc>", "Mbit/s", "one column per congestion control: mean steady-state throughput of one "
                                              "of its bulk flows"),
     Column("overload_share", "fraction", "share of logged PI updates with DualPI2's overload flag (flags bit1)"),

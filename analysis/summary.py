@@ -16,7 +16,8 @@ from rich.table import Table
 
 from l4stb.analysis import metrics as M
 from l4stb.analysis.aqm_state import OverloadShare, QueueRates, overload_share, queue_rates
-from l4stb.analysis.capacity import Capacity, capacity_of
+from l4stb.analysis.capacity import Capacity, applied_capacities, capacity_of
+from l4stb.analysis.rawfiles import inventory
 from l4stb.analysis.class_metrics import ShortFlowFcts, UdpRow, short_flow_fcts, udp_rows
 from l4stb.analysis.coexistence import Coexistence, coexistence
 from l4stb.analysis.traffic import BULK, SHORT, UNRESPONSIVE, annotate_flows
@@ -71,6 +72,14 @@ class RunData:
     packets: pd.DataFrame
     flows: pd.DataFrame
     parse: ParseStats
+    repeat_capacity: dict[int, Capacity] = field(default_factory=dict)
+    """A repeat's capacity as the router applied its rate schedule, where it recorded one
+    (:func:`~l4stb.analysis.capacity.applied_capacities`); the other repeats use :attr:`capacity`."""
+
+    @property
+    def log_sample_every(self) -> int:
+        """The router logged every N-th decision (``logging.sample_every``; 1 when unknown)."""
+        return self.scenario.logging.sample_every if self.scenario else 1
 
     @property
     def aqm(self) -> str:
@@ -114,16 +123,20 @@ class RunSummary:
     """Share of PI updates in overload; None when the AQM is not DualPI2 (its flags mean something else)."""
     rates: dict[str, QueueRates] = field(default_factory=dict)
     coexistence: Coexistence | None = None
+    log_sample_every: int = 1
+    """The router logged every N-th decision: decision counts are the logged ones times N (estimates)."""
 
     def to_json(self) -> dict:
         """``run_id``, ``scenario``, ``aqm``, ``testbed``, ``overrides``, ``sweep``, then ``queues``, ``utilization``,
         ``flows``, ``jain``, ``coexistence``, ``overload``, ``repeats``, ``parse`` (NaN -> null), and
-        ``short_flows``/``udp`` when the scenario has such groups.
+        ``short_flows``/``udp`` when the scenario has such groups, and ``log_sample_every`` (the router logged every
+        N-th decision: the decision, drop and mark counts are the logged ones times N).
 
         ``flows`` lists every flow with its ``class`` (bulk, short, unresponsive); ``jain``, the coexistence
         ratios and ``cc_throughput_mbps`` are over bulk flows only. ``na`` maps a metric that is undefined
         (``jain``, ``scalable_classic_ratio``) to the reason, and the metric itself is null. ``capacity`` says
-        what utilisation is measured against: the mean rate offered and the rate changes of a schedule or trace.
+        what utilisation is measured against: the mean rate offered and the rate changes of a schedule or trace, and
+        ``repeats_applied``, how many repeats used the schedule as the router applied it (vagrant) instead of the plan.
 
         ``queues.<q>`` also carries ``drop_rate``/``mark_rate`` (pooled share of the queue's decisions) and their
         95 % intervals over repeats. ``coexistence`` = the scalable/classic per-flow throughput ratio and one
@@ -179,6 +192,7 @@ class RunSummary:
                 },
             },
             "parse": self.parse.to_json(),
+            "log_sample_every": self.log_sample_every,
             **({"short_flows": [sf.to_json() for sf in self.short_flows]} if self.short_flows else {}),
             **({"udp": [u.to_json() for u in self.udp]} if self.udp else {}),
         }
@@ -196,7 +210,9 @@ class RunSummary:
     def capacity_json(self) -> dict:
         cap = self.metrics.capacity or M.as_capacity(self.rate_bps or float("nan"))
         means = [rm.capacity_bps for rm in self.metrics.repeats]
+        applied = sum(1 for rm in self.metrics.repeats if rm.capacity_source == "applied")
         return {"source": cap.source, "nominal_mbps": M._num(cap.nominal_bps / 1e6),
+                "repeats_applied": applied,
                 "mean_offered_mbps": M._num(float(np.nanmean(means)) / 1e6) if means else None,
                 "changes": [{"at_s": t, "rate_mbps": r / 1e6} for t, r in cap.changes()[:1000]]}
 
@@ -248,7 +264,9 @@ def load_run(ws: Workspace, run_id: str, progress=None, *, with_packets: bool = 
     stats_file = ws.parse_stats_file(run_id)
     parse = ParseStats.from_json(read_json(stats_file, "parse statistics")) if stats_file.is_file() else ParseStats()
     scenario, rate = scenario_and_rate(manifest, str(ws.manifest_file(run_id)))
-    return RunData(run_id, manifest, scenario, rate, packets, annotate_run_flows(flows, manifest, scenario), parse)
+    applied = applied_capacities(scenario, inventory(ws, run_id, manifest).evidence)
+    return RunData(run_id, manifest, scenario, rate, packets, annotate_run_flows(flows, manifest, scenario), parse,
+                   applied)
 
 
 def annotate_run_flows(flows: pd.DataFrame, manifest: Manifest, scenario: Scenario | None) -> pd.DataFrame:
@@ -360,12 +378,13 @@ def _run_summary(data: RunData, metrics: M.RunMetrics, overload: OverloadShare |
                       testbed=testbed_words(data.manifest), overload=overload,
                       rates=queue_rates(metrics), coexistence=coexistence(metrics),
                       short_flows=short_flow_fcts(data.scenario, data.flows, metrics.n_repeats),
-                      udp=udp_rows(data.scenario, metrics, udp_packets))
+                      udp=udp_rows(data.scenario, metrics, udp_packets), log_sample_every=data.log_sample_every)
 
 
 def summarize_data(data: RunData, warmup_s: float = M.WARMUP_S) -> RunSummary:
     """The summary of a run whose packets are in memory (the report and compare, which draw them too)."""
-    metrics = M.run_metrics(data.packets, data.flows, data.capacity, warmup_s)
+    metrics = M.run_metrics(data.packets, data.flows, data.capacity, warmup_s, sample_every=data.log_sample_every,
+                            repeat_capacity=data.repeat_capacity)
     return _run_summary(data, metrics, overload_share(data.packets) if _with_overload(data) else None, data.packets)
 
 
@@ -388,7 +407,8 @@ def summarize(ws: Workspace, run_id: str, progress=None, warmup_s: float = M.WAR
             timed = (packets["flow_id"].to_numpy() >= 0) & np.isfinite(packets["t_s"].to_numpy(dtype=float))
             udp_parts.append(packets.loc[timed, _UDP_COLUMNS])
 
-    metrics = M.run_metrics_by_repeat(repeats.repeat_ids, repeats, data.flows, data.capacity, warmup_s, visit)
+    metrics = M.run_metrics_by_repeat(repeats.repeat_ids, repeats, data.flows, data.capacity, warmup_s, visit,
+                                      sample_every=data.log_sample_every, repeat_capacity=data.repeat_capacity)
     udp_packets = pd.concat(udp_parts, ignore_index=True) if udp_parts else data.packets
     return _run_summary(data, metrics, OverloadShare.merge(overloads) if want_overload else None, udp_packets)
 
@@ -506,3 +526,16 @@ def print_summary(summary: RunSummary, console: Console) -> None:
     p = summary.parse
     skipped = ", ".join(f"{k}: {v}" for k, v in sorted(p.skipped.items())) or "none"
     console.print(f"parse: {p.lines_read} lines read, {p.parsed} parsed, skipped {p.skipped_total} ({skipped})")
+    if summary.log_sample_every > 1:
+        console.print(sampled_log_text(summary.log_sample_every))
+    applied = summary.capacity_json()["repeats_applied"]
+    if applied:
+        console.print(f"utilisation of {applied} repeat(s) is against the rate schedule as the router applied it "
+                      "(its helper's record), the others against the planned schedule.")
+
+
+def sampled_log_text(every: int) -> str:
+    """What a sampled router log means for the numbers, wherever a person reads them."""
+    return (f"The router log is sampled: it holds every {every}th decision (logging.sample_every = {every}). Decision, "
+            f"drop and mark counts and router-side utilisation are the logged ones times {every} (estimates); drop "
+            "and mark shares and delay percentiles are of the logged decisions.")

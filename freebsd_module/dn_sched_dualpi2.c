@@ -30,7 +30,9 @@
  * Each decision is logged with log(9) at LOG_INFO as
  *   "dualpi2: l4stb_aqm-start,<27 integers>,end"
  * (fields: dualpi2_log_fields.h, generated from l4stb/logformat.py); syslogd routes lines with the
- * "dualpi2: " prefix by a `!dualpi2` block in syslog.conf.
+ * "dualpi2: " prefix by a `!dualpi2` block in syslog.conf. With log_every = N > 1 only every N-th decision of
+ * an instance is logged (its 1st, N+1-th, 2N+1-th, ...: l4stb.sim.syslog samples the simulator's the same
+ * way), so that the message buffer keeps up at high rates; the decisions counter counts them all.
  */
 
 #include "opt_inet.h"
@@ -106,7 +108,9 @@ static struct dp2_pie_params dualpi2_pie_defaults = {
 static int64_t dualpi2_mode = DP2_MODE_DUALPI2;
 static int64_t dualpi2_seed = 1;
 static int64_t dualpi2_log_enabled = 1;
+static int64_t dualpi2_log_every = 1;
 static uint64_t dualpi2_log_lines;
+static uint64_t dualpi2_decisions;
 static uint64_t dualpi2_nomem_drops;
 static uint64_t dualpi2_rcvif_drops;
 static uint64_t dualpi2_instances_created;
@@ -121,9 +125,13 @@ static SYSCTL_NODE(_net_inet_ip_dummynet, OID_AUTO, dualpi2, CTLFLAG_RW | CTLFLA
 
 DP2_S64(mode, dualpi2_mode, "0 = dualpi2 (RFC 9332), 1 = l4s-pie (the paper's PIE-based scheduler)");
 DP2_S64(seed, dualpi2_seed, "seed of the 32-bit xorshift PRNG of each new instance");
-DP2_S64(log, dualpi2_log_enabled, "1 = log(9) a line for every packet decision");
+DP2_S64(log, dualpi2_log_enabled, "1 = log(9) a line for every packet decision (every log_every-th)");
+DP2_S64(log_every, dualpi2_log_every,
+    "log only every N-th decision of an instance (its 1st, N+1-th, ...); 1 = every decision; taken at creation");
 SYSCTL_U64(_net_inet_ip_dummynet_dualpi2, OID_AUTO, log_lines, CTLFLAG_RD, &dualpi2_log_lines, 0,
     "log lines written since the module was loaded");
+SYSCTL_U64(_net_inet_ip_dummynet_dualpi2, OID_AUTO, decisions, CTLFLAG_RD, &dualpi2_decisions, 0,
+    "decisions that had a log line, logged or left out by log_every, since the module was loaded");
 SYSCTL_U64(_net_inet_ip_dummynet_dualpi2, OID_AUTO, nomem_drops, CTLFLAG_RD, &dualpi2_nomem_drops, 0,
     "packets dropped because no mbuf tag could be allocated");
 SYSCTL_U64(_net_inet_ip_dummynet_dualpi2, OID_AUTO, rcvif_drops, CTLFLAG_RD, &dualpi2_rcvif_drops, 0,
@@ -362,6 +370,8 @@ struct dualpi2_si {
 	struct dn_queue main_q;		/* counters shown by `ipfw sched show` */
 	struct dp2_state core;
 	struct dualpi2_policy_ref *policy;	/* the policy in force at creation (a reference), or NULL */
+	uint64_t	log_every;	/* log_every at creation (>= 1) */
+	uint64_t	decisions;	/* decisions with a log line so far; every log_every-th is logged */
 };
 
 static struct dn_alg dualpi2_desc;
@@ -379,12 +389,16 @@ dualpi2_now_us(void)
 	return ((int64_t)(t >> 32) * 1000000 + (int64_t)((((uint64_t)t & 0xffffffffULL) * 1000000) >> 32));
 }
 
+/* Under dummynet's lock, as enqueue and dequeue run (ip_dn_io.c), so the counters need no atomics. */
 static void
-dualpi2_log(const struct dp2_decision *d)
+dualpi2_log(struct dualpi2_si *si, const struct dp2_decision *d)
 {
 	const int64_t *f = d->fields;
 
-	if (!d->logged || !dualpi2_log_enabled)
+	if (!d->logged)
+		return;
+	dualpi2_decisions++;
+	if (si->decisions++ % si->log_every != 0 || !dualpi2_log_enabled)
 		return;
 	dualpi2_log_lines++;
 	log(LOG_INFO, "%s: %s,%jd,%jd,%jd,%jd,%jd,%jd,%jd,%jd,%jd,%jd,%jd,%jd,%jd,%jd,%jd,%jd,%jd,%jd,%jd,%jd,"
@@ -505,12 +519,12 @@ dualpi2_enqueue(struct dn_sch_inst *_si, struct dn_queue *q __unused, struct mbu
 
 	dp2_advance(&si->core, now);
 	if (!dp2_enqueue(&si->core, pkt, now, &d)) {
-		dualpi2_log(&d);
+		dualpi2_log(si, &d);
 		dualpi2_stats(si, 0, 1);
 		FREE_PKT(m);
 		return (1);
 	}
-	dualpi2_log(&d);
+	dualpi2_log(si, &d);
 	if (d.action == DUALPI2_ACTION_MARK)	/* l4s-pie decides (and marks) at enqueue */
 		ecn_mark(m);
 	dualpi2_stats(si, len, 0);
@@ -536,7 +550,7 @@ dualpi2_dequeue(struct dn_sch_inst *_si)
 		if (pkt == NULL)
 			return (NULL);
 		m = pkt->ctx;
-		dualpi2_log(&d);
+		dualpi2_log(si, &d);
 		dualpi2_stats(si, -(int)pkt->len, d.action == DUALPI2_ACTION_DROP);
 		if (d.action == DUALPI2_ACTION_DROP) {
 			dualpi2_free_pkt(pkt);
@@ -574,6 +588,8 @@ dualpi2_new_sched(struct dn_sch_inst *_si)
 		dp2_init_l4spie(&si->core, &pie, (uint64_t)dualpi2_seed);
 	} else
 		dp2_init_dualpi2(&si->core, &dualpi2_defaults, (uint64_t)dualpi2_seed);
+	si->log_every = dualpi2_log_every > 1 ? (uint64_t)dualpi2_log_every : 1;
+	si->decisions = 0;
 	mtx_lock(&dualpi2_policy_mtx);	/* learned policy: this instance keeps the one in force now */
 	si->policy = dualpi2_policy;
 	if (si->policy != NULL)

@@ -7,6 +7,11 @@ congestion control's packets carry the ECN codepoint it should send (ECT(1) for 
 classic CCs with ECN, not-ECT without). The provider measures (``Provider.self_check``: FreeBSD commands on
 the VMs, the simulated artifacts on the sim); this module only judges, so both are judged alike. Each failure
 is one paragraph naming the host, what was expected and the likely cause.
+
+``l4stb check`` (not the check at the end of ``up``) then measures the logging headroom: a second 5 s flow set at
+LOG_RATE_FACTOR times the scenario's peak rate, whose log lines in the file are compared with the module's
+counter again. A loss there is a finding, not a failure: it says up to which line rate per-packet (or sampled)
+logging was seen complete on this testbed, which lograte only estimates.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from l4stb import aqm_catalogue, plans
+from l4stb import aqm_catalogue, lograte, plans
 from l4stb.check_steps import sched_types
 from l4stb.config import FlowGroup, Scenario, load_scenario, load_topology
 from l4stb.errors import L4stbError
@@ -22,6 +27,8 @@ from l4stb.providers.base import CheckEvidence, RunContext, TestbedInfo
 from l4stb.workspace import Workspace, atomic_write_text, utc_iso, utc_stamp
 
 CHECK_DURATION_US = 5_000_000
+LOG_RATE_FACTOR = 4
+"""The headroom measurement runs the check flows at this many times the scenario's peak rate."""
 DEFAULT_SCENARIO = "dctcp-8mbps"
 NOT_ECT, ECT1, ECT0, CE = 0, 1, 2, 3
 CODEPOINT_NAMES = {NOT_ECT: "not-ECT", ECT1: "ECT(1)", ECT0: "ECT(0)", CE: "CE"}
@@ -33,6 +40,8 @@ class CheckResult:
     """(check, what was seen) for every check that passed."""
     failures: list[str] = field(default_factory=list)
     """One paragraph per failed check."""
+    findings: list[str] = field(default_factory=list)
+    """What a measurement found that is not a failure of the testbed (log lines lost at the higher rate)."""
 
     def ok(self, what: str, detail: str) -> None:
         self.passed.append((what, detail))
@@ -54,6 +63,41 @@ def check_scenario(scenario: Scenario) -> Scenario:
         flows.append(FlowGroup(host=scenario.flows[0].host, cc="dctcp"))
     return scenario.model_copy(update={"name": f"check-{scenario.name}"[:31].rstrip("-"),
                                        "duration": CHECK_DURATION_US, "repeats": 1, "flows": flows})
+
+
+def higher_rate_scenario(check: Scenario, base: Scenario) -> Scenario:
+    """The check scenario at LOG_RATE_FACTOR times ``base``'s peak rate, without a rate schedule or trace."""
+    rate = LOG_RATE_FACTOR * lograte.peak_rate_bps(base)
+    bottleneck = check.bottleneck.model_copy(update={"rate": rate, "rate_schedule": [], "rate_trace": None})
+    return Scenario.model_validate(check.model_copy(update={"name": f"{check.name}-x{LOG_RATE_FACTOR}"[:31],
+                                                            "bottleneck": bottleneck}).model_dump())
+
+
+def judge_log_rate(ev: CheckEvidence, scenario: Scenario, res: CheckResult) -> None:
+    """The headroom measurement: lines in the file against the module's counter at ``scenario``'s (higher) rate."""
+    if ev.provider == "qemu" or not plans.uses_module(scenario.aqm):
+        return
+    file_n, counter = ev.log_lines_in_file, ev.log_lines_counter
+    rate = f"{scenario.bottleneck.rate / 1e6:g} Mbit/s"
+    where = ev.where.get("log", scenario.logging.file)
+    every = scenario.logging.sample_every
+    sampled = "" if every == 1 else f", every {every}th decision"
+    if counter is None or file_n is None or counter == 0:
+        res.findings.append(f"{ev.router}: the logging headroom at {rate} ({LOG_RATE_FACTOR}x the scenario's rate) "
+                            "could not be measured: the module logged nothing or a count could not be read.")
+        return
+    per_s = counter / (CHECK_DURATION_US / 1e6)
+    if file_n >= counter:
+        res.ok(f"log lines at {rate} ({LOG_RATE_FACTOR}x)",
+               f"{file_n} in the file = {counter} logged (about {per_s:,.0f} lines/s{sampled}): complete")
+        return
+    lost = counter - file_n
+    need = every * -(-counter // max(1, file_n))
+    res.findings.append(
+        f"{ev.router}: at {rate} ({LOG_RATE_FACTOR}x the scenario's peak rate) {lost} of the {counter} lines the module "
+        f"logged ({100 * lost / counter:.1f} %, about {per_s:,.0f} lines/s{sampled}) never reached {where}: the "
+        f"kernel message buffer overflowed before syslogd read it. The scenario's own rate logged completely (above); "
+        f"to run near {rate}, sample the log (--set logging.sample_every={need} or more).")
 
 
 def expected_codepoint(cc: str, scenario: Scenario, stack: str = "freebsd") -> int:
@@ -160,7 +204,8 @@ def _judge_log_lines(ev: CheckEvidence, scenario: Scenario, res: CheckResult) ->
             "syslogd read it (raise kern.msgbufsize) or the syslog.conf rule does not send the module's tag "
             "to that file.")
     else:
-        res.ok(f"log lines on {ev.router}", f"{file_n} in the file = {counter} logged by the module")
+        res.ok(f"log lines on {ev.router}", f"{file_n} in the file = {counter} logged by the module (about "
+                                            f"{counter / (CHECK_DURATION_US / 1e6):,.0f} lines/s)")
 
 
 def _judge_capture(ev: CheckEvidence, res: CheckResult) -> None:
@@ -213,8 +258,10 @@ def _judge_ecn(ev: CheckEvidence, scenario: Scenario, res: CheckResult) -> None:
                 "send the flows through the pipe).")
 
 
-def run_check(ws: Workspace, scenario_name: str | None = None, overrides: list[str] | None = None) -> CheckResult:
-    """Measure on the testbed that is up and judge; raise one L4stbError holding every failure."""
+def run_check(ws: Workspace, scenario_name: str | None = None, overrides: list[str] | None = None, *,
+              log_headroom: bool = True) -> CheckResult:
+    """Measure on the testbed that is up and judge; raise one L4stbError holding every failure. With
+    ``log_headroom``, and when every check passed, measure the logging again at LOG_RATE_FACTOR times the rate."""
     from l4stb.providers import get_provider
     from l4stb.runner import resolve_policy
 
@@ -225,12 +272,17 @@ def run_check(ws: Workspace, scenario_name: str | None = None, overrides: list[s
     base.check_against(topology)
     scenario = check_scenario(base)
     ctx = RunContext(ws.new_run_id(scenario.name), scenario, topology, ws)
-    evidence = get_provider(testbed.provider, ws).self_check(ctx)
+    provider = get_provider(testbed.provider, ws)
+    evidence = provider.self_check(ctx)
     result = judge(evidence, scenario)
     if result.failures:
         head = (f"l4stb check ({testbed.provider} testbed, scenario {base.name}): {len(result.failures)} of "
                 f"{len(result.failures) + len(result.passed)} checks failed.")
         raise L4stbError("\n\n".join([head, *result.failures]))
+    if log_headroom and testbed.provider != "qemu" and plans.uses_module(scenario.aqm):
+        higher = higher_rate_scenario(scenario, base)
+        judge_log_rate(provider.self_check(RunContext(ws.new_run_id(higher.name), higher, topology, ws)), higher,
+                       result)
     return result
 
 

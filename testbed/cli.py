@@ -131,7 +131,7 @@ def up(c: Ctx, provider: str, topology: str, kernel: str | None, rebuild: bool, 
         from l4stb.check import run_check
 
         with c.ws.locked("check"):
-            _print_check(run_check(c.ws))
+            _print_check(run_check(c.ws, log_headroom=False))
 
 
 def _qemu_up(prov, topo, kernel, rebuild, capture):
@@ -184,6 +184,8 @@ def _print_check(result) -> None:
     for what, detail in result.passed:
         table.add_row(what, detail)
     console.print(table)
+    for finding in result.findings:
+        console.print(f"[yellow]found[/]: {safe(finding)}")
 
 
 @cli.command()

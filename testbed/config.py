@@ -599,6 +599,11 @@ class Logging(Strict):
     rotate_size: Size = Field(10_000_000, ge=10_000, le=10**10)
     rotate_count: int = Field(100, ge=1, le=10_000)
     compress: Literal["bzip2", "gzip", "xz", "none"] = "bzip2"
+    sample_every: int = Field(1, ge=1, le=1_000_000)
+    """Log only every N-th AQM decision of a repeat (its 1st, N+1-th, 2N+1-th, ...; 1 = every decision): the
+    router's kernel message buffer cannot keep per-packet lines at rates like 1 Gbit/s (l4stb.lograte). The
+    module (sysctl ``log_every``) and the simulator's syslog emulation pick the same decisions; the analysis
+    scales counts by N and the report says the log was sampled."""
 
     @field_validator("file")
     @classmethod

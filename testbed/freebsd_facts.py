@@ -64,11 +64,16 @@ SYSCTLS: dict[str, Fact] = {
     "net.inet.tcp.cc.available": Fact(S + "sys/netinet/cc/cc.c", "SYSCTL_PROC(_net_inet_tcp_cc, available)"),
     "net.inet.tcp.ecn.enable": Fact(S + "sys/netinet/tcp_input.c (indexed revision)", "SYSCTL_INT("
                                     "_net_inet_tcp_ecn, enable, &tcp_do_ecn) \"TCP ECN support\", default 2"),
-    "net.inet.tcp.cc.dctcp.ect1": Fact(S + "sys/netinet/cc/cc_dctcp.c", "not in the indexed revision of cc_dctcp.c "
-                                       "(only alpha, shift_g, slowstart; a 2015-era file), so still unverified here "
-                                       "although it is reported in cc_dctcp.c before stable/14 branched; the original "
-                                       "L4S-LLM scripts set it; configure_endpoint.sh refuses to run without it "
-                                       "(sysctl -N), and every run records it in the host facts"),
+    "net.inet.tcp.cc.dctcp.ect1": Fact(S + "sys/netinet/cc/cc_dctcp.c", "SYSCTL_UINT(_net_inet_tcp_cc_dctcp, OID_AUTO, "
+                                       "ect1, CTLFLAG_VNET | CTLFLAG_RW, &VNET_NAME(dctcp_ect1), 0): default 0; "
+                                       "dctcp_conn_init sets TF2_ECN_USE_ECT1 when it is 1 and ECN was negotiated "
+                                       "(TF2_ECN_PERMIT; sys/netinet/tcp_var.h: TF2_ECN_USE_ECT1 'Use ECT(1) marking on "
+                                       "session'). Added by commit dc9daa04fb68 (D24869, 'tcp: allow packets to be "
+                                       "marked as ECT1 instead of ECT0', IETF 115 hackathon, November 2022), before "
+                                       "stable/14 branched (August 2023), so it is in releng/14.1; read in a main-line "
+                                       "copy of the file (fel1x-developer/freebsd-src 2d614aa), the index's own "
+                                       "freebsd/freebsd-src copy being a 2015-era revision. configure_endpoint.sh still "
+                                       "checks it (sysctl -N) and every run records it in the host facts"),
     "net.inet.ip.dummynet.dualpi2": Fact("freebsd_module/dn_sched_dualpi2.c (this repository)",
                                          "SYSCTL_NODE(_net_inet_ip_dummynet, dualpi2); its leaves are checked "
                                          "against that file by tests/test_freebsd_facts.py"),

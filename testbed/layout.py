@@ -68,11 +68,15 @@ def udp_prague_server_name(port: int) -> str:
     return f"server-{int(port)}{UDP_PRAGUE_SUFFIX}"
 
 
+RATE_APPLIED_NAME = "router-rate-schedule.txt"
+"""The vagrant router's rate-schedule helper writes here, in the repeat folder, when it applied each step
+(``l4stb-rate AT_US APPLIED_US DONE_US BW RC`` lines: freebsd_module/ratesched/l4stb_ratesched.c)."""
+
 ROUTER_EVIDENCE_SUFFIXES = (".pcap", ".pcap.stderr", "tc-samples.txt", "tc-samples.csv", "tc-final.txt",
-                            "guest-facts.txt")
-"""Files a real-Linux (qemu) router keeps beside its log set: the packet captures the log lines were derived
-from, tcpdump's drop counts, the sampled ``tc -s qdisc show`` and the guest's facts. They are evidence,
-fetched with the run, and never read as log files."""
+                            "guest-facts.txt", RATE_APPLIED_NAME)
+"""Files a router keeps beside its log set: a real-Linux (qemu) router's packet captures the log lines were
+derived from, tcpdump's drop counts, the sampled ``tc -s qdisc show`` and the guest's facts; a FreeBSD router's
+applied rate schedule. They are evidence, fetched with the run, and never read as log files."""
 
 
 def is_router_evidence(name: str) -> bool:

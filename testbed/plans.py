@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import jinja2
 
-from l4stb import aqm_catalogue, freebsd_facts, layout, logformat, lograte, resources
+from l4stb import aqm_catalogue, freebsd_facts, layout, logformat, lograte, rate_applied, resources
 from l4stb.config import Aqm, Scenario, Topology
 from l4stb.errors import L4stbError
 from l4stb.providers.base import Plan
@@ -91,7 +91,7 @@ _USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _COMMIT_RE = re.compile(r"[0-9a-f]{40}")
 KERN_HZ_DEFAULT = 1000
 """kern.hz written to /boot/loader.conf on every host (the scenario default ``aqm.kern_hz``); env L4STB_KERN_HZ."""
-MODULE_COUNTERS = ("log_lines", "instances_created", "instances_freed")
+MODULE_COUNTERS = ("log_lines", "decisions", "instances_created", "instances_freed")
 """Read-only counters of the dualpi2 module under SYSCTL_ROOT, read before and after every repeat."""
 
 
@@ -815,7 +815,7 @@ def rate_horizon_us(scenario: Scenario, repeat: int) -> int:
 
 UDP_TOS = {"not-ect": 0, "ect0": 2, "ect1": 1}
 """iperf3 -S (IP_TOS) for a UDP flow's ECN field: the low two bits of the TOS byte (RFC 3168)."""
-RATE_SCHEDULE_NAME = "router-rate-schedule.txt"
+RATE_SCHEDULE_NAME = layout.RATE_APPLIED_NAME
 
 
 def last_start_s(scenario: Scenario, repeat: int) -> float:
@@ -901,6 +901,7 @@ def run_phases(scenario: Scenario, topology: Topology, run_id: str, repeat: int,
     router_cfg = HostStep(router, step, render(
         "configure_router.sh.j2", **_header(router, step), uses_module=mod, aqm_name=aqm.name, **policy_values,
         kmod_file=KMOD_FILE, module_dir=MODULE_DIR, limit_packets=int(scenario.bottleneck.limit_packets),
+        log_every_sysctl=f"{SYSCTL_ROOT}.log_every={int(scenario.logging.sample_every)}",
         limit_bytes=limit_bytes, aqm_sysctls=aqm_sysctls(aqm, scenario, repeat), rule=RULE, rule_set=RULE_SET,
         delay_rule0=DELAY_RULE0, queue=QUEUE, pipe=PIPE,
         ratesched_bin=RATESCHED_BIN if (scenario.bottleneck.rate_schedule or scenario.bottleneck.rate_trace) else "",
@@ -1003,18 +1004,13 @@ def parse_wait_output(text: str) -> tuple[dict[str, int], list[str], dict[str, l
 
 
 def parse_rate_applied(text: str) -> dict[str, Any] | None:
-    """What the rate-schedule helper reported (``l4stb-rate AT_US APPLIED_US DONE_US BW RC`` lines): how many
-    steps ran and how late they were started against their absolute times; None when there are no such lines."""
-    late: list[int] = []
-    failed = 0
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) == 6 and parts[0] == "l4stb-rate" and all(p.lstrip("-").isdigit() for p in parts[1:4]):
-            late.append(int(parts[2]) - int(parts[1]))
-            failed += parts[5] != "0"
-    if not late:
+    """What the rate-schedule helper reported: how many steps ran and how late they were started against their
+    absolute times; None when there are no such lines."""
+    steps = rate_applied.read_rate_applied(text)
+    if not steps:
         return None
-    return {"steps_applied": len(late), "steps_failed": failed, "late_us_max": max(late),
+    late = [s.applied_us - s.at_us for s in steps]
+    return {"steps_applied": len(steps), "steps_failed": sum(s.rc != 0 for s in steps), "late_us_max": max(late),
             "late_us_mean": round(sum(late) / len(late), 1)}
 
 

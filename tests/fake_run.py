@@ -79,10 +79,11 @@ def flows_frame(repeats=(1, 2, 3), seconds=20, seed=0, rates=None) -> pd.DataFra
 
 
 def make_run(root: Path, repeats=(1, 2, 3), scenario="dctcp-8mbps", run_id="dctcp-8mbps-20250101T000000Z",
-             packets: pd.DataFrame | None = None, flows: pd.DataFrame | None = None) -> tuple[Workspace, str]:
+             packets: pd.DataFrame | None = None, flows: pd.DataFrame | None = None,
+             overrides: tuple[str, ...] = ()) -> tuple[Workspace, str]:
     """A workdir with one parsed run: manifest, packets.parquet, flows.parquet and parse.json."""
     ws = Workspace.at(root)
-    sc = load_scenario(scenario, [f"repeats={len(repeats)}"]).model_dump(mode="json")
+    sc = load_scenario(scenario, [f"repeats={len(repeats)}", *overrides]).model_dump(mode="json")
     m = Manifest(run_id=run_id, status="complete", scenario=sc, topology={"name": "dumbbell-4"},
                  versions={"l4stb": "0.1.0", "python": "3.11", "git_sha": "abc123"},
                  host_facts={"router": {"uname": "FreeBSD 14.1-RELEASE", "sysctls": {"kern.hz": "1000"}}},

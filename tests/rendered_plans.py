@@ -69,7 +69,7 @@ def feature_variants() -> tuple[tuple[str, tuple[str, ...]], ...]:
         ("dctcp-8mbps", (f"aqm={{name: policy, policy: {fx / 'policy.l4pb'}, every: 1}}",)),
         ("dctcp-8mbps", ("duration=30s", "flows=[{host: client1, cc: cubic}]",
                          f"bottleneck.rate_trace={fx / 'steps.trace'}", "bottleneck.trace_bin=10ms")),
-        ("dctcp-8mbps", ("siftr=true",)),
+        ("dctcp-8mbps", ("siftr=true", "logging.sample_every=10")),
     )
 
 

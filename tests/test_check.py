@@ -116,6 +116,48 @@ def test_run_check_raises_one_user_error_with_every_failure(monkeypatch, tmp_pat
     assert len(paragraphs) == 3 and err.value.exit_code == 2
 
 
+# -- logging headroom --------------------------------------------------------------------------------------
+
+
+def test_the_headroom_scenario_runs_the_check_flows_at_four_times_the_peak_rate():
+    base = load_scenario("dctcp-8mbps", ["bottleneck.rate_schedule=[{at: 2s, rate: 12Mbit}]"])
+    higher = check.higher_rate_scenario(check.check_scenario(base), base)
+    assert higher.bottleneck.rate == 48_000_000 and higher.bottleneck.rate_schedule == []
+    assert [f.cc for f in higher.flows] == [f.cc for f in SC.flows] and higher.duration == SC.duration
+
+
+def test_lines_lost_at_the_higher_rate_are_a_finding_with_the_sampling_to_use_not_a_failure():
+    higher = check.higher_rate_scenario(SC, load_scenario("dctcp-8mbps"))
+    res = check.CheckResult()
+    check.judge_log_rate(_evidence(log_lines_in_file=9000, log_lines_counter=13200), higher, res)
+    assert res.failures == [] and res.passed == [] and len(res.findings) == 1
+    text = res.findings[0]
+    for words in ("32 Mbit/s", "4200 of the 13200", "31.8 %", "2,640 lines/s", "logging.sample_every=2"):
+        assert words in text, (words, text)
+    complete = check.CheckResult()
+    check.judge_log_rate(_evidence(log_lines_in_file=13200, log_lines_counter=13200), higher, complete)
+    assert complete.findings == [] and complete.passed[0][0] == "log lines at 32 Mbit/s (4x)"
+
+
+def test_check_measures_the_headroom_after_passing_and_up_does_not(monkeypatch, tmp_path: Path):
+    from l4stb.providers.sim import SimProvider
+
+    ws = Workspace.at(tmp_path)
+    base.TestbedInfo(provider="sim", topology="dumbbell-4").save(ws)
+    rates: list[int] = []
+
+    def self_check(self, ctx):
+        rates.append(ctx.scenario.bottleneck.rate)
+        lost = 100 if len(rates) == 2 else 0
+        return _evidence(log_lines_in_file=3300 - lost, provider="sim")
+
+    monkeypatch.setattr(SimProvider, "self_check", self_check)
+    result = check.run_check(ws)
+    assert rates == [8_000_000, 32_000_000] and result.failures == [] and len(result.findings) == 1
+    rates.clear()
+    assert check.run_check(ws, log_headroom=False).findings == [] and rates == [8_000_000]
+
+
 @pytest.mark.parametrize("cc, ecn, want", [("dctcp", True, check.ECT1), ("prague", False, check.ECT1),
                                            ("cubic", True, check.ECT0), ("newreno", False, check.NOT_ECT),
                                            ("dctcp", False, check.NOT_ECT)])

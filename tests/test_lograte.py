@@ -24,6 +24,17 @@ def test_a_gigabit_bottleneck_warns_with_the_numbers_and_what_to_run():
     assert "l4stb check --scenario dctcp-8mbps" in note
 
 
+def test_the_warning_names_the_sampling_that_fits_and_that_sampling_silences_it():
+    sc = load_scenario("dctcp-8mbps", ["bottleneck.rate=1Gbit"])
+    n = lograte.sample_every_needed(sc)
+    assert f"--set logging.sample_every={n} " in lograte.warning(sc) and 2 <= n <= 10
+    sampled = load_scenario("dctcp-8mbps", ["bottleneck.rate=1Gbit", f"logging.sample_every={n}"])
+    assert lograte.lines_per_s(sampled) == pytest.approx(lograte.decisions_per_s(sc) / n)
+    assert lograte.stall_budget_s(sampled) >= lograte.MIN_STALL_S and lograte.warning(sampled) is None
+    less = load_scenario("dctcp-8mbps", ["bottleneck.rate=1Gbit", f"logging.sample_every={n - 1}"])
+    assert lograte.warning(less) and "every " in lograte.warning(less)
+
+
 def test_the_peak_of_a_rate_schedule_counts_and_match_any_counts_twice():
     base = load_scenario("dctcp-8mbps", ["bottleneck.rate_schedule=[{at: 10s, rate: 400Mbit}]"])
     assert lograte.peak_rate_bps(base) == 400_000_000 and lograte.warning(base)

@@ -141,6 +141,20 @@ def test_every_log_line_is_emitted_and_counted_in_log_lines(harness: Path):
     assert flow_ids == {(40000 << 16) | 5201}, "the flow id is read from the ports behind the IP header"
 
 
+def test_log_every_n_logs_the_instances_1st_n_plus_1th_decisions_and_counts_them_all(harness: Path):
+    """Sampled logging: the lines are exactly every N-th line of the unsampled log (the simulator's SyslogFile
+    samples at the same positions), log_lines counts the lines and decisions every decision."""
+    traffic = [*l4s_burst(), *classic_overload()]
+    full = drive_ok(harness, ["load", "new", *traffic, "get log_lines", "get decisions"])
+    sampled = drive_ok(harness, ["set log_every 3", "load", "new", *traffic, "get log_lines", "get decisions"])
+    assert len(full.log_lines) > 20
+    assert sampled.log_lines == full.log_lines[::3]
+    assert sampled.get("log_lines") == len(sampled.log_lines) == -(-len(full.log_lines) // 3)
+    assert sampled.get("decisions") == full.get("decisions") == len(full.log_lines)
+    again = drive_ok(harness, ["set log_every 3", "load", "new", *traffic, "free", "new", *traffic])
+    assert again.log_lines[len(sampled.log_lines):] == sampled.log_lines, "each new instance starts its count at 0"
+
+
 def test_l4s_pie_marks_at_enqueue_with_dummynets_tag_first(harness: Path):
     commands = ["set mode 1", "load", "new"]
     for i in range(600):

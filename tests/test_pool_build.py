@@ -176,3 +176,20 @@ def test_old_23_field_run_needs_a_preset_without_packet_length(tmp_path):
     splits = build_pool(ws, ["old"], preset="paper8-early", reward="paper-delay", with_json=True, name="early")
     doc = json.loads(ws.pool_dir("old", "early").joinpath("train.json").read_text())
     assert set(doc) == {"states", "actions", "rewards", "dones"} and len(doc["states"]) == len(splits.train)
+
+
+def test_a_pool_from_a_sampled_log_records_the_sampling_in_meta_and_each_episode(tmp_path):
+    """Each transition of a sampled run is one logged decision, N decisions after the previous one: a trainer
+    must be able to tell such a pool from a per-packet one."""
+    from l4stb.manifest import load_manifest, save_manifest
+
+    ws = make_runs(tmp_path, repeats=3, n=40, runs=("run-a", "run-b"))
+    m = load_manifest(ws, "run-b")
+    m.scenario = {"logging": {"sample_every": 5}}
+    save_manifest(ws, m)
+    splits = build_pool(ws, ["run-a", "run-b"])
+    assert splits.meta.log_sample_every == 5
+    assert {(e["run"], e["log_sample_every"]) for e in splits.meta.episodes} == {("run-a", 1), ("run-b", 5)}
+    saved = json.loads(ws.pool_dir("run-a", splits.meta.name).joinpath("meta.json").read_text())
+    assert saved["log_sample_every"] == 5 and load_pool(ws.pool_dir("run-a", splits.meta.name)).meta.log_sample_every == 5
+    assert build_pool(ws, ["run-a"], name="plain").meta.log_sample_every == 1

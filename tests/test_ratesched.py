@@ -114,3 +114,27 @@ def test_steps_closer_than_five_ticks_are_refused_with_a_coarser_bin_to_use():
 
     with pytest.raises(L4stbError, match=r"at least 5 ticks \(5 ms at aqm.kern_hz 1000\)"):
         plans.processes(sc, load_topology("dumbbell-4"), "r-1", 1)
+
+
+def test_the_applied_record_reads_back_into_a_capacity_that_stops_at_the_first_failed_step():
+    """Each step counts from when its ipfw returned; a failed step (the helper stops there) and any later never
+    applied; a bw word ipfw_bandwidth writes reads back to its rate."""
+    from l4stb.analysis.capacity import applied_capacity
+    from l4stb.rate_applied import read_rate_applied
+
+    text = ("# l4stb_ratesched: start 1.0 (UTC epoch)\n"
+            f"l4stb-rate 0 150 900 {plans.ipfw_bandwidth(6_000_000)} 0\n"
+            f"l4stb-rate 2000000 2000100 2003000 {plans.ipfw_bandwidth(500_000)} 0\n"
+            f"l4stb-rate 4000000 4000100 4001000 {plans.ipfw_bandwidth(123_456)} 0\n"
+            "l4stb-rate 6000000 6000100 6009000 9Mbit/s 1\n"
+            "l4stb-rate 8000000 8000100 8001000 7Mbit/s 0\n")
+    steps = read_rate_applied(text)
+    assert [s.rate_bps for s in steps] == [6_000_000, 500_000, 123_456, 9_000_000, 7_000_000]
+    cap = applied_capacity(8e6, steps)
+    assert cap.source == "applied"
+    assert cap.times_s == (0.0, 0.0009, 2.003, 4.001) and cap.rates_bps == (8e6, 6e6, 5e5, 123_456.0)
+    assert plans.parse_rate_applied(text)["steps_failed"] == 1
+    from l4stb import layout
+
+    assert plans.RATE_SCHEDULE_NAME == layout.RATE_APPLIED_NAME and layout.is_router_evidence(layout.RATE_APPLIED_NAME), \
+        "the helper's record is fetched beside the log set and never parsed as a log file"

@@ -110,6 +110,19 @@ def test_syslog_collapses_repeated_messages_like_syslogd(tmp_path):
     ]
 
 
+def test_sampled_log_is_every_nth_line_of_the_full_log_as_the_module_picks_them(tmp_path):
+    """logging.sample_every N keeps the repeat's 1st, N+1-th, ... decision (dn_sched_dualpi2.c dualpi2_log with
+    log_every N; tests/test_module_glue.py checks the module picks the same), and leaves the network alone."""
+    full = simulate_repeat(job(tmp_path, "duration=3s", root="full"))
+    sampled = simulate_repeat(job(tmp_path, "duration=3s", "logging.sample_every=7", root="sampled"))
+    full_lines = [ln.partition(" kernel: ")[2] for ln in read_lines(Path(full["log_files"][0]))]
+    sampled_lines = [ln.partition(" kernel: ")[2] for ln in read_lines(Path(sampled["log_files"][0]))]
+    assert len(full_lines) > 1000 and sampled_lines == full_lines[::7]
+    assert sampled["module_decisions"] == full["module_log_lines"] and "module_decisions" not in full
+    assert sampled["module_log_lines"] == -(-full["module_log_lines"] // 7) == len(sampled_lines)
+    assert sampled["flows"] == full["flows"] and sampled["drops"] == full["drops"]
+
+
 def _keys(obj, prefix=""):
     out = set()
     if isinstance(obj, dict):

@@ -21,8 +21,10 @@ def test_summary_json_has_the_documented_keys(tmp_path, monkeypatch):
     ws, run_id = make_run(tmp_path)
     out = summarize(ws, run_id).to_json()
     assert list(out) == ["run_id", "scenario", "aqm", "testbed", "overrides", "sweep", "queues", "utilization",
-                         "capacity", "flows", "jain", "na", "coexistence", "overload", "repeats", "parse"]
+                         "capacity", "flows", "jain", "na", "coexistence", "overload", "repeats", "parse",
+                         "log_sample_every"]
     assert out["na"] == {} and out["capacity"]["source"] == "fixed" and out["capacity"]["changes"] == []
+    assert out["log_sample_every"] == 1 and out["capacity"]["repeats_applied"] == 0
     assert out["run_id"] == run_id and out["scenario"] == "dctcp-8mbps" and out["overrides"] == []
     assert set(out["queues"]) == {"C", "L"}
     for q in out["queues"].values():
@@ -193,3 +195,44 @@ def test_summary_read_one_repeat_at_a_time_equals_the_summary_of_all_packets_at_
     assert streamed == whole
     assert streamed["repeats"]["n"] == 4 and streamed["queues"]["C"]["packets"] + streamed["queues"]["L"]["packets"] == 9000
     assert streamed["overload"]["pi_updates"] and len(streamed["overload"]["per_repeat"]) == 3
+
+
+def test_a_sampled_log_scales_counts_by_n_and_says_so(tmp_path, monkeypatch):
+    """logging.sample_every N: the log holds every N-th decision, so counts (and router-side bytes) are N times
+    the logged ones; shares and delays are the logged decisions' own."""
+    install_fake_parser(monkeypatch)
+    packets = packets_frame()
+    full = summarize(*make_run(tmp_path / "full", packets=packets))
+    sampled = summarize(*make_run(tmp_path / "sampled", packets=packets, overrides=("logging.sample_every=10",)))
+    for q in ("C", "L"):
+        a, b = full.metrics.queues[q], sampled.metrics.queues[q]
+        assert (b.packets, b.drops, b.marks) == (10 * a.packets, 10 * a.drops, 10 * a.marks) and b.packets > 0
+        assert b.drop_fraction == a.drop_fraction and b.delay == a.delay
+    assert sampled.metrics.repeats[0].link_utilization == pytest.approx(10 * full.metrics.repeats[0].link_utilization)
+    out = sampled.to_json()
+    assert out["log_sample_every"] == 10 and out["queues"]["C"]["sample_every"] == 10
+    console = Console(record=True, width=200)
+    print_summary(sampled, console)
+    assert "holds every 10th decision" in console.export_text()
+
+
+def test_utilisation_uses_the_schedule_the_router_applied_where_it_recorded_one(tmp_path, monkeypatch):
+    """Repeat 1's helper applied the 10 s step 5 s late: its offered capacity is the applied one; repeat 2 has
+    no record and keeps the planned schedule."""
+    from l4stb import layout
+    from l4stb.analysis.capacity import Capacity
+
+    install_fake_parser(monkeypatch)
+    ws, run_id = make_run(tmp_path, overrides=("bottleneck.rate_schedule=[{at: 10s, rate: 4Mbit}]",))
+    record = ws.raw_dir(run_id) / "router" / layout.remote_repeat_dir(run_id, 1).lstrip("/") / layout.RATE_APPLIED_NAME
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text("# l4stb_ratesched: start 1735689600.000000 (UTC epoch), times in us after it\n"
+                      "l4stb-rate 10000000 14990000 15000000 4Mbit/s 0\n")
+    summary = summarize(ws, run_id)
+    r1, r2 = summary.metrics.repeats[0], summary.metrics.repeats[1]
+    end = max(f.start_s + f.lifetime_s for f in r1.flows)
+    assert r1.capacity_source == "applied" and r2.capacity_source == "schedule"
+    assert r1.capacity_bps == pytest.approx(Capacity((0.0, 15.0), (8e6, 4e6)).mean_bps(0.0, end))
+    assert r2.capacity_bps == pytest.approx(Capacity((0.0, 10.0), (8e6, 4e6)).mean_bps(0.0, end))
+    assert r1.capacity_bps > r2.capacity_bps
+    assert summary.to_json()["capacity"]["repeats_applied"] == 1

@@ -1,11 +1,12 @@
 """The box's first boot (freebsd-update, packages, its reboot) is waited out before provisioning, and a
-`vagrant up` that its reboot cut off is retried once with `vagrant reload`."""
+`vagrant up` that its reboot cut off is retried once, the way its VM provider can mend it."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import time
+from collections import namedtuple
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,8 @@ from l4stb.providers.firstboot import BootState
 from l4stb.providers.vagrant import VagrantProvider
 from l4stb.workspace import Workspace
 from test_vagrant_provider import FakeHost, FakeVagrant, World
+
+Status = namedtuple("Status", "name state provider")  # python-vagrant's vagrant.Status
 
 
 def _scripted(states: list[BootState | None]):
@@ -79,9 +82,11 @@ def test_probe_is_one_csh_safe_line_and_reads_the_rc_process_and_boot_time(tmp_p
 
 
 class CutOffVagrant(FakeVagrant):
-    """`vagrant up` fails once per host with ``message`` in its log, as when the first boot's reboot lands."""
+    """`vagrant up` fails once per host with ``message`` in its log, as when the first boot's reboot lands, and
+    leaves the machine in ``state_after`` (libvirt destroys a domain whose up failed before SetupComplete)."""
 
     failed: set[str] = set()
+    state_after = "running"
 
     def __init__(self, log: list, logfile_of, message: str):
         super().__init__(log)
@@ -93,34 +98,82 @@ class CutOffVagrant(FakeVagrant):
             self.failed.add(vm_name)
             path = self.logfile_of(vm_name)
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(f"==> {vm_name}: Configuring and enabling network interfaces...\n{self.message}\n")
+            with open(path, "a") as fh:  # python-vagrant appends: an earlier run's lines stay above
+                fh.write(f"==> {vm_name}: Configuring and enabling network interfaces...\n{self.message}\n")
             raise subprocess.CalledProcessError(1, ["vagrant", "up"])
 
+    def reload(self, vm_name=None, provision=None):
+        self.log.append(("reload", vm_name, provision))
 
-def _up_with(monkeypatch, tmp_path: Path, message: str) -> tuple[list, World]:
+    def destroy(self, vm_name=None):
+        self.log.append(("destroy", vm_name))
+
+    def status(self, vm_name=None):
+        return [Status(vm_name, self.state_after, "virtualbox")]
+
+
+def _up_with(monkeypatch, tmp_path: Path, message: str, vm_provider: str = "virtualbox",
+             state_after: str = "running", earlier_log: str = "") -> tuple[list, World]:
     world = World()
     vlog: list = []
     CutOffVagrant.failed = set()
+    CutOffVagrant.state_after = state_after
     monkeypatch.setattr(firstboot, "SETTLE_S", 0.0)
-    monkeypatch.setattr(vagrant_mod, "detect_vm_provider", lambda: "virtualbox")
+    monkeypatch.setattr(vagrant_mod, "detect_vm_provider", lambda: vm_provider)
     monkeypatch.setattr(vagrant_mod, "find_vagrantfile", lambda: tmp_path)
     monkeypatch.setattr(VagrantProvider, "host", lambda self, name: FakeHost(name, world))
+    monkeypatch.setattr(VagrantProvider, "_ensure_box", lambda self, vm_provider: None)
     monkeypatch.setattr(vagrant_mod, "SshHost", lambda name, params, sudo: FakeHost(name, world))
     prov = VagrantProvider(Workspace.at(tmp_path))
+    if earlier_log:
+        for h in ("client1", "client2", "router", "server"):
+            prov._log_path(f"up-{h}.log").parent.mkdir(parents=True, exist_ok=True)
+            prov._log_path(f"up-{h}.log").write_text(earlier_log)
     monkeypatch.setattr(VagrantProvider, "_vagrant", lambda self, *a, **k: CutOffVagrant(
         vlog, lambda h: prov._log_path(f"up-{h}.log"), message))
     prov.up(load_topology("dumbbell-4"))
     return vlog, world
 
 
+CUT = "The SSH connection was unexpectedly closed by the remote end. This\nusually indicates that SSH within the guest"
+
+
 def test_an_up_cut_off_by_the_first_boot_reboot_is_reloaded_once_and_provisioning_goes_on(monkeypatch, tmp_path):
-    vlog, world = _up_with(monkeypatch, tmp_path, "The SSH connection was unexpectedly closed by the remote end. "
-                                                  "This\nusually indicates that SSH within the guest machine")
-    assert sorted(e[1] for e in vlog if e[0] == "reload") == ["client1", "client2", "router", "server"]
+    vlog, world = _up_with(monkeypatch, tmp_path, CUT)
+    reloads = sorted(e for e in vlog if e[0] == "reload")
+    assert [e[1] for e in reloads] == ["client1", "client2", "router", "server"]
+    assert all(e[2] is True for e in reloads), \
+        "--provision: the Provision sentinel is written before the bootstrap runs, so a plain reload could skip it"
     probes = [(h, s) for h, s, _ in world.calls if s == "first-boot probe"]
     provision = [i for i, (h, s, _) in enumerate(world.calls) if s == "login shell sh"]
     assert probes and max(i for i, (h, s, _) in enumerate(world.calls) if s == "first-boot probe") < min(provision), \
         "every VM's first boot is waited out before provisioning starts"
+
+
+def test_libvirt_destroyed_the_domain_so_the_retry_is_a_second_up(monkeypatch, tmp_path):
+    """vagrant-libvirt's CleanupOnFailure destroys a new domain whose up failed before SetupComplete."""
+    vlog, _ = _up_with(monkeypatch, tmp_path, "Vagrant timed out while attempting to connect via SSH.", "libvirt",
+                       "not_created")
+    assert sorted(e[1] for e in vlog if e[0] == "up") == sorted(["client1", "client2", "router", "server"] * 2)
+    assert not [e for e in vlog if e[0] in ("reload", "destroy")]
+
+
+def test_libvirt_cut_before_the_provisioner_is_recreated_since_its_reload_skips_the_guest_network(monkeypatch,
+                                                                                               tmp_path):
+    """libvirt's reload never runs configure_networks or SetHostname again; an earlier run's provisioner line in
+    the appended log must not count."""
+    vlog, _ = _up_with(monkeypatch, tmp_path, CUT, "libvirt", "running",
+                       earlier_log="==> router: Running provisioner: l4stb-bootstrap (shell)...\n")
+    assert sorted(e[1] for e in vlog if e[0] == "destroy") == ["client1", "client2", "router", "server"]
+    assert [e[0] for e in vlog if e[1] == "router"] == ["up", "destroy", "up"]
+
+
+def test_libvirt_cut_during_the_provisioner_is_reloaded_with_provision(monkeypatch, tmp_path):
+    vlog, _ = _up_with(monkeypatch, tmp_path, "==> x: Running provisioner: l4stb-bootstrap (shell)...\n" + CUT,
+                       "libvirt", "running")
+    assert sorted(e for e in vlog if e[0] == "reload") == [("reload", h, True) for h in
+                                                          ("client1", "client2", "router", "server")]
+    assert not [e for e in vlog if e[0] == "destroy"]
 
 
 def test_an_up_that_fails_for_another_reason_is_not_retried(monkeypatch, tmp_path):

@@ -99,3 +99,13 @@ def test_rate_schedule_runs_on_the_router_at_the_common_start_from_an_uploaded_f
     text = plan_text(tmp_path, "bottleneck.rate_schedule=[{at: 10s, rate: 4Mbit}]")
     assert "router-rate-schedule.txt" in text and "# upload rate-schedule.txt (generated, 1 line)" in text
     assert "4Mbit/s" not in text, "the steps are uploaded, not pasted into a command"
+
+
+def test_sampled_logging_sets_log_every_before_the_scheduler_instance_is_created(tmp_path):
+    """The module copies log_every into an instance when dummynet creates it (the first packet after `ipfw sched
+    config`), so the sysctl must come before that line; unsampled runs reset it to 1."""
+    text = plan_text(tmp_path, "logging.sample_every=10")
+    assert "sysctl net.inet.ip.dummynet.dualpi2.log_every=10" in text
+    assert text.index("dualpi2.log_every=10") < text.index("ipfw sched 1 config pipe 1 type dualpi2")
+    assert "sysctl net.inet.ip.dummynet.dualpi2.log_every=1\n" in plan_text(tmp_path)
+    assert "for c in log_lines decisions instances_created instances_freed" in text

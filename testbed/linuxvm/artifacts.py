@@ -73,7 +73,7 @@ def place_repeat(provider, ctx, repeat: int, share: Path) -> dict:
                                  time_origin_ns=epoch_s * 1_000_000_000, stats=stats)
     log = SyslogFile(rdir / posixpath.basename(sc.logging.file), hostname=router, epoch_s=epoch_s,
                      rotate_size=sc.logging.rotate_size, rotate_count=sc.logging.rotate_count,
-                     compress=sc.logging.compress)
+                     compress=sc.logging.compress, sample_every=sc.logging.sample_every)
     try:
         for line in lines:
             log.emit_fields(_fields(line))
@@ -85,6 +85,7 @@ def place_repeat(provider, ctx, repeat: int, share: Path) -> dict:
     if facts.is_file():
         shutil.copyfile(facts, rdir / "guest-facts.txt")
     return {"log_lines": log.lines, "module_log_lines": log.module_lines, "log_files": [str(p) for p in files],
+            **({"module_decisions": log.decisions} if sc.logging.sample_every > 1 else {}),
             "capture": _capture_counts(stats),
             "capture_drops": drops, "tc_samples": tc_rows}
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Literal
 
 from l4stb.errors import L4stbError
 
@@ -65,9 +65,45 @@ def parse_probe(text: str) -> BootState | None:
     return None
 
 
+PROVISIONER_STARTED = "Running provisioner: "
+"""What `vagrant up` prints as a provisioner starts (hashicorp/vagrant templates/locales/en.yml,
+vagrant.actions.vm.provision.beginning): the up reached its last step, after the guest's networks and hostname."""
+
+RetryAction = Literal["up", "reload", "recreate"]
+
+
 def is_retryable_up_failure(log_text: str) -> bool:
     """Did `vagrant up` fail on one of the communicator errors a first-boot reboot causes?"""
     return any(marker in log_text for marker in RETRYABLE_UP_ERRORS)
+
+
+def retry_action(vm_provider: str, state: str, log_text: str) -> RetryAction:
+    """How to retry, once, a first `vagrant up` that the first boot's reboot cut off, from the VM's state after it
+    (`vagrant status`) and the up's log. Each provider leaves a different machine behind:
+
+    * **VirtualBox** keeps the VM: Import#recover (plugins/providers/virtualbox/action/import.rb) destroys only on
+      an error that is not a VagrantError, and every communicator error is one (lib/vagrant/errors.rb). Its
+      reload (plugins/providers/virtualbox/action.rb action_reload) is action_halt then action_start, which boots
+      through action_boot again: Network (the guest's configure_networks), SetHostname, WaitForCommunicator and
+      Provision, so every step the cut skipped runs again -> ``reload``.
+    * **libvirt** destroys a new domain when the up fails before SetupComplete, i.e. in StartDomain, WaitTillUp
+      or WaitForCommunicator (vagrant-libvirt lib/vagrant-libvirt/action/cleanup_on_failure.rb, with the up
+      command's destroy_on_error true by default: plugins/commands/up/command.rb): the state is then not_created
+      -> ``up`` again. After SetupComplete the domain stays, but libvirt's reload (lib/vagrant-libvirt/action.rb
+      action_reload: Provision, action_halt, action_start) and its up of a created domain never run
+      CreateNetworkInterfaces' configure_networks or SetHostname again, so only a cut during the provisioner
+      itself (the log shows it started) is mended by ``reload``; a cut before it needs ``recreate`` (destroy,
+      then up).
+
+    A reload always runs with ``--provision``: Vagrant's Provision middleware writes its sentinel before the
+    provisioners run (lib/vagrant/action/builtin/provision.rb), so a cut mid-provisioner leaves a sentinel that a
+    plain reload obeys, and the Vagrantfile's bootstrap would never finish; ``--provision`` ignores the sentinel
+    (plugins/commands/up/start_mixins.rb), and the bootstrap is idempotent."""
+    if state == "not_created":
+        return "up"
+    if vm_provider == "libvirt" and PROVISIONER_STARTED not in log_text:
+        return "recreate"
+    return "reload"
 
 
 def wait_for_first_boot(host: str, probe: Callable[[], BootState | None], *,

@@ -127,6 +127,24 @@ def up_jobs(vm_provider: str, hosts: int) -> int:
     return 1 if vm_provider == "virtualbox" else max(1, hosts)
 
 
+def _read_from(path: Path, offset: int) -> str:
+    """What a command appended to its log from ``offset`` on."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            return fh.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _vm_state(v, host: str) -> str:
+    """`vagrant status HOST`'s machine-readable state (not_created, running, poweroff, ...), or "unknown"."""
+    try:
+        return next((st.state for st in v.status(vm_name=host) if st.name == host), "unknown") or "unknown"
+    except subprocess.CalledProcessError:
+        return "unknown"
+
+
 def _tail(path: Path, n: int = 8) -> str:
     try:
         lines = path.read_text(errors="replace").strip().splitlines()
@@ -235,23 +253,33 @@ class VagrantProvider(Provider):
             def up_one(h: str) -> None:
                 v = self._vagrant(f"up-{h}.log")
                 logfile = self._log_path(f"up-{h}.log")
+                start = logfile.stat().st_size if logfile.is_file() else 0  # python-vagrant appends to the log
                 try:
                     v.up(vm_name=h, provider=vm_provider)
                     return
                 except subprocess.CalledProcessError:
-                    if not firstboot.is_retryable_up_failure(_tail(logfile, 40)):
+                    if not firstboot.is_retryable_up_failure(_read_from(logfile, start)):
                         raise L4stbError(f"{h}: `vagrant up {h} --provider={vm_provider}` failed. Last lines of "
                                          f"{logfile}:\n{_tail(logfile)}") from None
-                # The first boot's reboot cut Vagrant's SSH session mid-step. A `vagrant up` of a running machine
-                # skips the boot steps it missed, so: wait the first boot out, then `vagrant reload`, which halts
-                # and boots again with every step (network, hostname); provisioning is l4stb's, run after.
-                log.warning("%s: vagrant up lost its SSH session (first-boot reboot?); waiting, then reloading", h)
-                self._wait_first_boot(v, h)
+                # The first boot's reboot cut Vagrant's SSH session mid-step: retry once, the way this provider
+                # can mend it (l4stb.providers.firstboot.retry_action says why for each).
+                action = firstboot.retry_action(vm_provider, _vm_state(v, h), _read_from(logfile, start))
+                log.warning("%s: vagrant up lost its SSH session (first-boot reboot?); retrying once with %s", h,
+                            {"up": "`vagrant up`", "reload": "`vagrant reload --provision` after the first boot",
+                             "recreate": "`vagrant destroy` and `vagrant up`"}[action])
                 try:
-                    v.reload(vm_name=h, provision=False)
+                    if action == "reload":
+                        self._wait_first_boot(v, h)
+                        v.reload(vm_name=h, provision=True)
+                    else:
+                        if action == "recreate":
+                            v.destroy(vm_name=h)
+                        v.up(vm_name=h, provider=vm_provider)
                 except subprocess.CalledProcessError:
-                    raise L4stbError(f"{h}: `vagrant up {h}` lost its SSH session, and `vagrant reload {h}` after "
-                                     f"the first boot failed too. Last lines of {logfile}:\n{_tail(logfile)}") from None
+                    raise L4stbError(f"{h}: `vagrant up {h}` lost its SSH session (the box's first-boot reboot), and "
+                                     f"the retry ({action}) failed too. Last lines of {logfile}:\n{_tail(logfile)}\n"
+                                     f"Run `l4stb up --provider vagrant` again; if {h} keeps failing, "
+                                     f"`vagrant destroy {h}` in {find_vagrantfile()} first.") from None
 
             self._parallel(hosts, up_one, jobs=up_jobs(vm_provider, len(hosts)))
 
@@ -633,13 +661,15 @@ class VagrantProvider(Provider):
 
 
 def counter_stats(before: dict[str, int], after: dict[str, int]) -> dict[str, Any]:
-    """What one repeat records of the module's counters: the lines it logged and the scheduler instances
-    dummynet created and freed during it (more than one creation means an instance was destroyed and its
-    PI state lost mid-repeat)."""
+    """What one repeat records of the module's counters: the lines it logged, the decisions it made (logged or
+    left out by logging.sample_every), and the scheduler instances dummynet created and freed during it (more
+    than one creation means an instance was destroyed and its PI state lost mid-repeat)."""
     deltas = {k: after[k] - before[k] for k in after if k in before}
     out: dict[str, Any] = {}
     if "log_lines" in deltas:
         out["module_log_lines"] = deltas["log_lines"]
+    if "decisions" in deltas:
+        out["module_decisions"] = deltas["decisions"]
     if "instances_created" in deltas or "instances_freed" in deltas:
         out["sched_instances"] = {"created": deltas.get("instances_created"), "freed": deltas.get("instances_freed")}
     return out

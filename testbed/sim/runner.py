@@ -148,7 +148,7 @@ def simulate_repeat(job: SimJob, progress: Callable[[float], None] | None = None
         stale.unlink()
     log = SyslogFile(router_dir / base, hostname=router, epoch_s=epoch_of(sc, job.repeat),
                      rotate_size=sc.logging.rotate_size, rotate_count=sc.logging.rotate_count,
-                     compress=sc.logging.compress)
+                     compress=sc.logging.compress, sample_every=sc.logging.sample_every)
 
     # ---- network
     aqm = make_aqm(sc, job.seed, log.emit_fields, policy)
@@ -273,6 +273,7 @@ def simulate_repeat(job: SimJob, progress: Callable[[float], None] | None = None
         "utilisation": round(engine.busy_ns / max(1, t_stop - min(f.start_ns for f in flows)), 4),
         "log_lines": log.lines,
         "module_log_lines": log.module_lines,
+        **({"module_decisions": log.decisions} if sc.logging.sample_every > 1 else {}),
         "log_files": [str(p) for p in files],
         "log_rotations": log.rotations,
         "compress_wall_s": round(log.compress_wall_s, 4),

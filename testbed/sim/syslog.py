@@ -16,6 +16,8 @@ What a simulated router's log file looks like, line by line, is what the real ro
   checks from cron (hourly by default); the emulation checks at every line, which is what a
   ``*/1``-minute cron entry approaches. ``rotate_count`` is newsyslog's ``count``: files kept besides
   the live one.
+* **Sampling**: with ``sample_every`` N > 1 only every N-th AQM decision becomes a line (the 1st, N+1-th, ...),
+  as the kernel module's ``log_every`` sysctl does before log(9); other kernel messages are never sampled.
 * **Streaming**: lines are buffered in memory in batches and appended to the file; memory does not
   grow with the run. Compression time is accounted separately (``compress_wall_s``).
 
@@ -50,7 +52,7 @@ class SyslogFile:
     """syslogd + newsyslog for one log file on one simulated host."""
 
     def __init__(self, path: str | os.PathLike, *, hostname: str, epoch_s: int, rotate_size: int,
-                 rotate_count: int, compress: str = "bzip2", tag: str = SYSLOG_TAG):
+                 rotate_count: int, compress: str = "bzip2", tag: str = SYSLOG_TAG, sample_every: int = 1):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.hostname = hostname
@@ -65,6 +67,12 @@ class SyslogFile:
         self.buf: list[str] = []
         self.size = 0
         self.lines = 0
+        self.sample_every = int(sample_every)
+        """Only every N-th decision is logged (``logging.sample_every``), as the module's ``log_every`` does."""
+        if self.sample_every < 1:
+            raise ValueError(f"sample_every must be >= 1, got {sample_every}")
+        self.decisions = 0
+        """Decisions offered to :meth:`emit_fields`, logged or sampled out: the module's ``decisions`` counter."""
         self.module_lines = 0
         """Decisions logged through :meth:`emit_fields`: the module's ``log_lines`` counter (``l4stb check``)."""
         self.rotations = 0
@@ -92,8 +100,13 @@ class SyslogFile:
         """Log one AQM decision: ``fields`` are the 27 values of :func:`l4stb.logformat.format_line`.
 
         The text is exactly ``format_line(fields) + "\\n"`` (built with one %-format for speed; a test
-        checks they agree).
+        checks they agree). With ``sample_every`` N only the 1st, N+1-th, 2N+1-th, ... decision is written, the
+        ones freebsd_module/dn_sched_dualpi2.c's dualpi2_log() picks with ``log_every`` N.
         """
+        n = self.decisions
+        self.decisions = n + 1
+        if n % self.sample_every:
+            return
         self.module_lines += 1
         msg = self.line_fmt % fields
         sec = fields[24] // 1_000_000
