@@ -63,8 +63,10 @@ def build_dirs() -> list[Path]:
 
 
 def source_digests(source_dir: Path = SOURCE_DIR) -> dict[str, str]:
-    """sha256 of every hot module's source, the key a build must match."""
-    return {m: hashlib.sha256((source_dir / f"{m}.py").read_bytes()).hexdigest() for m in HOT_MODULES}
+    """sha256 of every hot module's source and of the build script (it generates declarations), the key a build
+    must match."""
+    return {m: hashlib.sha256((source_dir / f"{m}.py").read_bytes()).hexdigest()
+            for m in (*HOT_MODULES, "build_engine")}
 
 
 def check_build(folder: Path, digests: dict[str, str]) -> str | None:

@@ -40,6 +40,7 @@ from l4stb.aqm_catalogue import P_ONE, DualPI2Params
 from l4stb.config import Scenario, Topology
 from l4stb.errors import L4stbError
 from l4stb.units import format_duration, format_rate, format_size
+from l4stb.sim.compiled import engine_name
 from l4stb.sim.engine import Engine, TokenBucket
 from l4stb.sim.iperf3 import Conn, client_json, dumps, server_json
 from l4stb.sim.packet import ECT1
@@ -268,6 +269,7 @@ def simulate_repeat(job: SimJob, progress: Callable[[float], None] | None = None
         "events_per_s": round(engine.events / sim_wall) if sim_wall > 0 else None,
         "packets": engine.packets_sent,
         "packets_per_s": round(engine.packets_sent / sim_wall) if sim_wall > 0 else None,
+        "engine": engine_name(),
         "drops": {"C": drops[0], "L": drops[1]},
         "marks": {"C": marks[0], "L": marks[1]},
         "utilisation": round(engine.busy_ns / max(1, t_stop - min(f.start_ns for f in flows)), 4),
