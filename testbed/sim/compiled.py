@@ -27,13 +27,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PACKAGE = "l4stb.sim"
-HOT_MODULES = ("engine", "tcp", "tcp_stacks", "tcp_cc", "aqm_dualpi2", "aqm_pie", "aqm_l4spie", "aqm_fifo",
-               "syslog", "link", "prng", "policy", "udp_cbr", "udp_prague", "datagram", "packet")
-"""The modules on the per-packet path (the event loop, the senders and receivers, the AQMs, the log writer)."""
+SOURCE_DIR = Path(__file__).resolve().parent
+HOT_MODULES = ("engine", "tcp", "tcp_stacks", "tcp_cc", "syslog", "link", "prng", "policy", "udp_cbr", "udp_prague",
+               "datagram", "packet") + tuple(sorted(p.stem for p in SOURCE_DIR.glob("aqm_*.py")))
+"""The modules on the per-packet path: the event loop, the senders and receivers, the log writer, and every AQM
+(``aqm_*.py``, so a new AQM is compiled without being listed)."""
 MANIFEST = "engine.json"
 PURE_ENV = "L4STB_PURE_PYTHON"
 DIR_ENV = "L4STB_ENGINE_DIR"
-SOURCE_DIR = Path(__file__).resolve().parent
 
 
 @dataclass(frozen=True)
