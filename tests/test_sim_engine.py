@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -44,14 +45,22 @@ def _env(pure: bool) -> dict:
 
 
 def _python(code: str, *, pure: bool) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", code], env=_env(pure), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    """Run ``code`` in a fresh interpreter on one engine; its output goes to temporary files (two of these run side
+    by side, and a full pipe would stall one while the other is read)."""
+    out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+    proc = subprocess.Popen([sys.executable, "-c", code], env=_env(pure), stdout=out, stderr=err, text=True)
+    proc.files = (out, err)  # type: ignore[attr-defined]
+    return proc
 
 
 def _result(proc: subprocess.Popen) -> dict:
-    out, err = proc.communicate(timeout=900)
-    assert proc.returncode == 0, err[-3000:]
-    return json.loads(out.strip().splitlines()[-1])
+    proc.wait(timeout=900)
+    out, err = proc.files  # type: ignore[attr-defined]
+    out.seek(0)
+    err.seek(0)
+    text, errors = out.read(), err.read()
+    assert proc.returncode == 0, errors[-3000:]
+    return json.loads(text.strip().splitlines()[-1])
 
 
 @pytest.mark.slow
