@@ -1,7 +1,7 @@
 """Compare the l4stb simulator's TCP dynamics and speed with ns-3 (PyPI ``ns3``, 3.44) on FIFO and PIE bottlenecks.
 
 Usage: pip install ns3   (not a product dependency; the wheel builds cppyy's CPyCppyy, minutes)
-       python bench/ns3_compare.py [--duration 20] [--quick]
+       python bench/ns3_compare.py [--duration 20] [--quick] [--no-ns3]
 
 Same dumbbell in both: clients on 1 Gbit/s 50 us access links, an 8 Mbit/s bottleneck with 10 ms base
 RTT, a 100-packet buffer, MSS 1448, initial window 10, delayed ACKs (every 2nd segment), SACK, ECN
@@ -20,8 +20,11 @@ queue treats both alike). Differences kept on purpose:
 
 Per case it prints per-flow throughput shares, utilisation, mean/median/p95 queue sojourn (ns-3:
 QueueDisc SojournTime trace; l4stb: every transmitted packet's sojourn), and the wall time of each
-simulator. A timing row runs the paper mix (4 Cubic + 4 NewReno + 1 DCTCP, 60 s) through PIE in
-both (ns-3 mainline has no DualPI2).
+simulator. The speed table runs the paper mix (4 Cubic + 4 NewReno + 1 DCTCP, 60 s) at 8 and 100 Mbit/s
+through PIE in both, and through l4stb's DualPI2: ns-3.44's contributed DualPI2 model is not in the pip wheel
+(mainline ns-3 has none), so the DualPI2 row is compared with ns-3's PIE run of the same flows. l4stb runs on
+the engine this process has (compiled when built, see ``python -m l4stb.sim.build_engine``; the table names it).
+``--no-ns3`` prints the l4stb rows alone, for a machine without the ns-3 wheel.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from l4stb.config import load_scenario, load_topology
 from l4stb.sim.runner import SimJob, simulate_repeat
 
 NS3_CC = {"cubic": "ns3::TcpCubic", "newreno": "ns3::TcpNewReno", "dctcp": "ns3::TcpDctcp"}
-RATE = "8Mbps"
+RATE_MBPS = 8
 BUFFER_PKTS = 100
 ECN_MODE = ["On"]
 
@@ -70,7 +73,7 @@ def _ns():
     return ns, cppyy
 
 
-def run_ns3(ns, cppyy, aqm: str, groups: list[tuple[str, int]], duration_s: float) -> dict:
+def run_ns3(ns, cppyy, aqm: str, groups: list[tuple[str, int]], duration_s: float, rate_mbps: int = RATE_MBPS) -> dict:
     """One ns-3 run: ``groups`` = [(cc, streams)], one client node per group."""
     ns.Simulator.Destroy()
     ns.Config.Reset()
@@ -93,7 +96,7 @@ def run_ns3(ns, cppyy, aqm: str, groups: list[tuple[str, int]], duration_s: floa
     access.SetDeviceAttribute("DataRate", ns.StringValue("1Gbps"))
     access.SetChannelAttribute("Delay", ns.StringValue("50us"))
     bn = ns.PointToPointHelper()
-    bn.SetDeviceAttribute("DataRate", ns.StringValue(RATE))
+    bn.SetDeviceAttribute("DataRate", ns.StringValue(f"{rate_mbps}Mbps"))
     bn.SetChannelAttribute("Delay", ns.StringValue("5ms"))
     bn.SetQueue("ns3::DropTailQueue", "MaxSize", ns.StringValue("1p"))
     addr = ns.Ipv4AddressHelper()
@@ -154,10 +157,10 @@ def run_ns3(ns, cppyy, aqm: str, groups: list[tuple[str, int]], duration_s: floa
     return {"ccs": [cc for cc, _ in sinks], "rates": rates, "sojourn_us": soj, "wall_s": wall}
 
 
-def run_ns3_isolated(aqm: str, groups: list[tuple[str, int]], duration_s: float) -> dict:
+def run_ns3_isolated(aqm: str, groups: list[tuple[str, int]], duration_s: float, rate_mbps: int = RATE_MBPS) -> dict:
     """Run one ns-3 case in a fresh interpreter: ns-3 keeps global state (NodeList, RNG streams, Config)
     across simulations in one process, and results drift with the order of cases otherwise."""
-    spec = json.dumps({"aqm": aqm, "groups": groups, "duration": duration_s})
+    spec = json.dumps({"aqm": aqm, "groups": groups, "duration": duration_s, "rate_mbps": rate_mbps})
     proc = subprocess.run([sys.executable, __file__, "--ns3-case", spec], capture_output=True, text=True, timeout=1800)
     for line in proc.stdout.splitlines():
         if line.startswith("NS3RESULT "):
@@ -165,17 +168,19 @@ def run_ns3_isolated(aqm: str, groups: list[tuple[str, int]], duration_s: float)
     raise RuntimeError(f"ns-3 case {spec} failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
 
 
-def run_l4stb(aqm: str, groups: list[tuple[str, int]], duration_s: int, root: str) -> dict:
+def run_l4stb(aqm: str, groups: list[tuple[str, int]], duration_s: int, root: str, rate_mbps: int = RATE_MBPS) -> dict:
     hosts = ["client1", "client2"]
     flows = ", ".join(f"{{host: {hosts[min(i, 1)]}, cc: {cc}, parallel: {n}}}" for i, (cc, n) in enumerate(groups))
     sc = load_scenario("dctcp-8mbps", [f"duration={duration_s}s", f"flows=[{flows}]", f"aqm.name={aqm}",
-                                       f"bottleneck.limit_packets={BUFFER_PKTS}", "aqm.kern_hz=100000", "ecn=true"])
+                                       f"bottleneck.limit_packets={BUFFER_PKTS}", "aqm.kern_hz=100000", "ecn=true",
+                                       f"bottleneck.rate={rate_mbps}Mbit"])
     topo = load_topology(sc.topology)
     t0 = time.perf_counter()
     st = simulate_repeat(SimJob(sc, topo, "ns3cmp", 1, sc.repeat_seed(1), root), collect_sojourn=True)
     wall = time.perf_counter() - t0
     return {"ccs": [f["cc"] for f in st["flows"]], "rates": [f["throughput_mbps"] for f in st["flows"]],
-            "sojourn_us": st["sojourn_us"], "wall_s": wall}
+            "sojourn_us": st["sojourn_us"], "wall_s": wall, "rate_mbps": rate_mbps, "engine": st["engine"],
+            "packets": st["packets"]}
 
 
 def summary(res: dict) -> dict:
@@ -186,7 +191,7 @@ def summary(res: dict) -> dict:
     soj = sorted(res["sojourn_us"]) or [0]
     return {
         "shares": {cc: v / total for cc, v in by_cc.items()} if total else {},
-        "util": total / 8.0,
+        "util": total / res.get("rate_mbps", RATE_MBPS),
         "mean_ms": statistics.fmean(soj) / 1000,
         "median_ms": soj[len(soj) // 2] / 1000,
         "p95_ms": soj[int(0.95 * (len(soj) - 1))] / 1000,
@@ -198,15 +203,25 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=int, default=20)
     ap.add_argument("--quick", action="store_true", help="one case only")
+    ap.add_argument("--no-ns3", action="store_true", help="l4stb's rows of the speed table only (no ns-3 wheel)")
     ap.add_argument("--ns3-case", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.ns3_case:
         spec = json.loads(args.ns3_case)
         ns, cppyy = _ns()
-        res = run_ns3(ns, cppyy, spec["aqm"], [tuple(g) for g in spec["groups"]], spec["duration"])
+        res = run_ns3(ns, cppyy, spec["aqm"], [tuple(g) for g in spec["groups"]], spec["duration"],
+                      spec.get("rate_mbps", RATE_MBPS))
         print("NS3RESULT " + json.dumps(res))
         return
     console = Console(width=180)
+    with tempfile.TemporaryDirectory() as tmp:
+        if not args.no_ns3:
+            dynamics_table(console, args, tmp)
+        speed_table(console, tmp, with_ns3=not args.no_ns3)
+
+
+def dynamics_table(console: Console, args, tmp: str) -> None:
+    """Per-flow shares, utilisation and sojourn of both simulators on the small mixes (8 Mbit/s)."""
     console.print("each ns-3 case runs in a fresh interpreter; its wall time excludes the ~20 s cppyy start-up")
     mixes = [[("cubic", 1), ("newreno", 1)], [("cubic", 1), ("dctcp", 1)], [("newreno", 2), ("dctcp", 1)]]
     cases = [(aqm, mix) for aqm in ("fifo", "pie") for mix in mixes]
@@ -217,26 +232,42 @@ def main() -> None:
     for col in ("AQM", "mix", "simulator", "throughput share", "utilisation", "sojourn mean / median / p95 ms",
                 "wall s"):
         table.add_column(col)
-    with tempfile.TemporaryDirectory() as tmp:
-        for aqm, mix in cases:
-            label = " + ".join(f"{n}x{cc}" for cc, n in mix)
-            for name, res in (("ns-3", run_ns3_isolated(aqm, mix, args.duration)),
-                              ("l4stb", run_l4stb(aqm, mix, args.duration, tmp))):
-                s = summary(res)
-                shares = ", ".join(f"{cc} {v:.0%}" for cc, v in s["shares"].items())
-                table.add_row(aqm, label, name, shares, f"{s['util']:.1%}",
-                              f"{s['mean_ms']:.1f} / {s['median_ms']:.1f} / {s['p95_ms']:.1f}", f"{s['wall_s']:.2f}")
-        console.print(table)
-        paper = [("cubic", 4), ("newreno", 4), ("dctcp", 1)]
-        timing = Table(title="speed on the paper mix (4 Cubic + 4 NewReno + 1 DCTCP, 8 Mbit/s, 60 s, PIE)")
-        for col in ("simulator", "wall s", "sim s / wall s", "throughput share", "sojourn median ms"):
-            timing.add_column(col)
-        for name, res in (("ns-3", run_ns3_isolated("pie", paper, 60)),
-                          ("l4stb", run_l4stb("pie", [("cubic", 4), ("newreno", 4), ("dctcp", 1)], 60, tmp))):
+    for aqm, mix in cases:
+        label = " + ".join(f"{n}x{cc}" for cc, n in mix)
+        for name, res in (("ns-3", run_ns3_isolated(aqm, mix, args.duration)),
+                          ("l4stb", run_l4stb(aqm, mix, args.duration, tmp))):
             s = summary(res)
-            timing.add_row(name, f"{s['wall_s']:.2f}", f"{60 / s['wall_s']:.1f}",
-                           ", ".join(f"{cc} {v:.0%}" for cc, v in s["shares"].items()), f"{s['median_ms']:.1f}")
-        console.print(timing)
+            shares = ", ".join(f"{cc} {v:.0%}" for cc, v in s["shares"].items())
+            table.add_row(aqm, label, name, shares, f"{s['util']:.1%}",
+                          f"{s['mean_ms']:.1f} / {s['median_ms']:.1f} / {s['p95_ms']:.1f}", f"{s['wall_s']:.2f}")
+    console.print(table)
+
+
+def speed_table(console: Console, tmp: str, *, with_ns3: bool, duration_s: int = 60) -> None:
+    """The paper mix at 8 and 100 Mbit/s: ns-3 through PIE; l4stb through PIE and through DualPI2 (against ns-3's
+    PIE run of the same flows: ns-3.44's DualPI2 is not in the pip wheel)."""
+    paper = [("cubic", 4), ("newreno", 4), ("dctcp", 1)]
+    timing = Table(title=f"speed on the paper mix (4 Cubic + 4 NewReno + 1 DCTCP, {duration_s} s); the l4stb DualPI2 "
+                         "rows are compared with ns-3's PIE (ns-3.44's DualPI2 is not in the pip wheel)")
+    for col in ("rate", "simulator", "AQM", "wall s", "sim s / wall s", "packets / wall s", "x ns-3 (PIE)",
+                "throughput share", "sojourn median ms"):
+        timing.add_column(col)
+    for rate in (8, 100):
+        rows = []
+        if with_ns3:
+            rows.append(("ns-3 3.44", "pie", run_ns3_isolated("pie", paper, duration_s, rate)))
+        for aqm in ("pie", "dualpi2"):
+            res = run_l4stb(aqm, paper, duration_s, tmp, rate)
+            rows.append((f"l4stb, {res['engine']}", aqm, res))
+        ns3_wall = rows[0][2]["wall_s"] if with_ns3 else None
+        for name, aqm, res in rows:
+            s = summary(res)
+            pps = f"{res['packets'] / s['wall_s']:,.0f}" if "packets" in res else "-"
+            ratio = f"{ns3_wall / s['wall_s']:.1f}x" if ns3_wall else "-"
+            timing.add_row(f"{rate} Mbit/s", name, aqm, f"{s['wall_s']:.2f}", f"{duration_s / s['wall_s']:.1f}", pps,
+                           ratio, ", ".join(f"{cc} {v:.0%}" for cc, v in s["shares"].items()),
+                           f"{s['median_ms']:.1f}")
+    console.print(timing)
 
 
 if __name__ == "__main__":

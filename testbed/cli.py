@@ -58,11 +58,22 @@ def _workdir_everywhere(group: click.Group) -> None:
                                                help="Workdir (same as the global --workdir)."))
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """``--version``: the package version and which simulator engine this machine runs (compiled or pure Python)."""
+    if not value or ctx.resilient_parsing:
+        return
+    from l4stb.sim.compiled import engine_name
+
+    click.echo(f"l4stb, version {__version__}\nsimulator engine: {engine_name()}")
+    ctx.exit()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--workdir", type=click.Path(file_okay=False), default=None,
               help=f"Workdir for the testbed, runs and models (env L4STB_WORKDIR, default {DEFAULT_WORKDIR}).")
 @click.option("-v", "--verbose", is_flag=True, help="Log progress details and show tracebacks of internal errors.")
-@click.version_option(__version__, prog_name="l4stb")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Show the version and the simulator engine in use, then exit.")
 @click.pass_context
 def cli(ctx: click.Context, workdir: str | None, verbose: bool) -> None:
     """l4stb: the L4S-LLM experiment end to end.

@@ -53,6 +53,10 @@ class AckQueue:
 class Engine:
     """Holds the event sources and runs them; flows and the AQM are plugged in by the runner."""
 
+    __slots__ = ("tick_ns", "shaper", "_ideal", "_idle_tick", "heap", "counter", "aqm", "bottleneck", "flows",
+                 "ack_delay_ns", "pipe_passes", "_ackq", "acks", "ack_exit_ns", "srv", "events", "packets_sent",
+                 "bytes_sent", "busy_ns", "sojourns")
+
     def __init__(self, aqm, bottleneck, flows, ack_delay_ns: list[int], *, pipe_passes: int = 1,
                  ack_exit_ns: list[int] | None = None, tick_ns: int = 0, shaper: TokenBucket | None = None):
         """``ack_delay_ns[fid]``: when ACKs bypass the pipe, server -> client latency; with
