@@ -54,7 +54,7 @@ class SyslogFile:
     __slots__ = ("path", "hostname", "epoch_s", "rotate_size", "rotate_count", "ext", "compress", "kernel_prefix",
                  "line_fmt", "fh", "buf", "size", "lines", "module_lines", "rotations", "compress_wall_s",
                  "compress_cpu_s", "files_written", "_sec", "_stamp", "_stamp_prefix", "_prev_msg", "_prev_count",
-                 "_prev_sec")
+                 "_prev_sec", "sample_every", "decisions")
 
     def __init__(self, path: str | os.PathLike, *, hostname: str, epoch_s: int, rotate_size: int,
                  rotate_count: int, compress: str = "bzip2", tag: str = SYSLOG_TAG, sample_every: int = 1):
