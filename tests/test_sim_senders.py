@@ -121,6 +121,7 @@ def test_linux_dctcp_receiver_acks_at_once_when_the_ce_state_changes():
     first with their (prior) state, then the new segment is ACKed at once; while the state holds, every 2nd
     segment is ACKed (tcp_input.c __tcp_ack_snd_check). FreeBSD-stack flows keep the plain every-2nd rule."""
     f = flow("dctcp", "linux")
+    f.quick = 0  # past the connection's quick-ACK mode (its first 16 ACKs)
     acks = f.sim.acks
     f.on_data(1, _segment(0, ECT0))
     assert acks == []  # delayed
@@ -141,7 +142,7 @@ def test_linux_dctcp_receiver_acks_the_cwr_segment_at_once():
     f.cwnd, f.snd_nxt, f.high_tx, f.snd_una = 20.0, 120, 120, 100
     f.on_ack(1_000_000, 102, -1, 2, 0)  # ECE: CWR, the next new segment (120) carries CWR
     assert f.in_cwr and f.cwr_pending
-    f.rcv_nxt = 119
+    f.rcv_nxt, f.quick, f.rcv_last = 119, 0, 1  # past the quick-ACK mode, receiving without a gap
     f.on_data(2, _segment(119, ECT0))
     assert f.sim.acks == []  # an ordinary segment: delayed
     f.on_data(3, _segment(120, ECT0))
@@ -430,6 +431,27 @@ def test_linux_rto_is_srtt_plus_at_least_rto_min():
     linux, freebsd = _established("linux"), _established("freebsd")
     assert linux.rto == linux.srtt + max(4 * linux.rttvar, 200_000_000)
     assert freebsd.rto == freebsd.srtt + 4 * freebsd.rttvar + 200_000_000
+
+
+@pytest.mark.parametrize("stack, acks", [("linux", 16 + 2), ("freebsd", 10)])
+def test_a_linux_receiver_acks_its_first_16_segments_one_by_one_freebsd_every_other(stack, acks):
+    """tcp_input.c tcp_event_data_recv / tcp_incr_quickack: quick-ACK mode from the first data segment, 16 ACKs
+    (TCP_MAX_QUICKACKS), then delayed ACKs every second segment; FreeBSD delays from the first (DELAY_ACK).
+    20 in-order segments: Linux 16 + 2, FreeBSD 10."""
+    f = flow("cubic", stack, ecn=False)
+    for seq in range(20):
+        f.on_data(1_000_000 + seq * 100_000, [0, 1500, 0, 0, seq, 0])
+    assert len(f.sim.acks) == acks
+
+
+def test_a_linux_receiver_re_enters_quick_ack_after_a_long_gap():
+    """tcp_event_data_recv: a receive gap longer than the RTO means the sender's window stalled: ACK quickly."""
+    f = flow("cubic", "linux", ecn=False)
+    for seq in range(20):
+        f.on_data(1_000_000 + seq * 100_000, [0, 1500, 0, 0, seq, 0])
+    before = len(f.sim.acks)
+    f.on_data(2_000_000_000, [0, 1500, 0, 0, 20, 0])  # 2 s later
+    assert len(f.sim.acks) == before + 1 and f.quick == 15
 
 
 def test_paced_packets_leave_through_the_hosts_nic_fifo():

@@ -40,7 +40,12 @@ Common to both stacks
     real-Linux testbed, with the CE-change and CWR rules of that table): delayed ACKs (every 2nd in-order
     segment, or after 40 ms); an immediate ACK with a SACK for every out-of-order arrival and when a hole
     fills; TSecr echoes the first unacknowledged segment's timestamp (RFC 7323), so RTT samples include the
-    delayed-ACK wait. The receive window is never the limit (2 MB).
+    delayed-ACK wait. The receive window is never the limit (2 MB). A Linux receiver (the server of a
+    Linux-stack flow) starts in quick-ACK mode: its first 16 ACKs go out at once, one per segment
+    (TCP_MAX_QUICKACKS; tcp_event_data_recv, tcp_incr_quickack), and so do 16 more after a duplicate segment or
+    a receive gap longer than 200 ms; a FreeBSD receiver delays from the first segment (tcp_input.c DELAY_ACK).
+    Measured on the real kernel: the first 25 ms of a Linux flow's ACKs are one per segment, and this is what
+    lets HyStart see its 8 samples in a round (Cubic's slow-start exit at 8 Mbit/s).
   * **Every packet leaves through the host's NIC FIFO** and access link (:meth:`l4stb.sim.link.AccessLink.depart`).
   * **Pacing** (TCP Prague): at Prague's pacing rate (:class:`l4stb.sim.tcp_cc.PragueV07`), in GSO bursts of
     max(1, rate x 2^-12 s) segments (prague_tso_segs); as with Linux's fq qdisc (EDT), which Prague asks for, a
@@ -78,6 +83,10 @@ JIFFY_NS = 4_000_000
 whose timeouts usecs_to_jiffies rounds up."""
 LINUX_RTO_MIN_NS = 200_000_000
 """TCP_RTO_MIN (HZ/5, include/net/tcp.h): the floor of Linux's rttvar term, and the probe's delayed-ACK allowance."""
+QUICKACKS = 16
+"""TCP_MAX_QUICKACKS (include/net/tcp.h): Linux's receiver ACKs every segment in quick-ACK mode, entered at the first
+data segment with min(rcv_wnd / (2 rcv_mss), 16) ACKs (tcp_incr_quickack; the initial window is the whole receive
+space in 7.2, tcp_select_initial_window, so 16)."""
 LINUX_TIMEOUT_MIN_NS = 2_000_000
 """TCP_TIMEOUT_MIN_US (include/net/tcp.h): added to the loss probe's 2 srtt and to the reorder timer."""
 RWND_BYTES = 2 * 1024 * 1024
@@ -102,7 +111,7 @@ class TcpFlow:
         "rack", "reo_at", "tlp_at", "tlp_high", "rto_loss",
         # receiver
         "rcv_nxt", "ooo", "ack_pending", "ce_pending", "ts_recent", "delack_at", "ce_received", "bytes_rcvd",
-        "ce_state", "ce_ack_now", "cwr_pending",
+        "ce_state", "ce_ack_now", "cwr_pending", "quick", "rcv_last",
         # iperf3 samples
         "samples", "interval_ns", "next_sample",
     )
@@ -184,6 +193,9 @@ class TcpFlow:
         self.ce_state = False
         self.ce_ack_now = self.cc.ce_ack_now
         self.cwr_pending = False
+        self.quick = QUICKACKS if self.cc.quickack else -1
+        """Linux's receiver: immediate ACKs left in quick-ACK mode (icsk_ack.quick); -1 for a receiver without it."""
+        self.rcv_last = 0
         self.samples: list = []
         self.interval_ns = 1_000_000_000
         self.next_sample = 0
@@ -609,6 +621,14 @@ class TcpFlow:
             self.ce_pending += 1
             self.ce_received += 1
         rcv = self.rcv_nxt
+        if self.quick >= 0:
+            # tcp_event_data_recv: a gap longer than the RTO (the sender failed to restart its window) re-enters
+            # quick-ACK mode; a duplicate segment does too (tcp_data_queue: DELAYEDACKLOST)
+            if (self.rcv_last and now - self.rcv_last > LINUX_RTO_MIN_NS) or seq < rcv:
+                self.quick = QUICKACKS
+            self.rcv_last = now
+            if self.quick:
+                ack_now = True
         if seq == rcv:
             rcv += 1
             self.bytes_rcvd += MSS
@@ -645,6 +665,8 @@ class TcpFlow:
             self._ack(now, -1, self.ts_recent)
 
     def _ack(self, now: int, sack: int, ts_echo: int) -> None:
+        if self.quick > 0:
+            self.quick -= 1  # tcp_dec_quickack_mode
         self.ack_pending = 0
         self.delack_at = 0
         ce = self.ce_pending

@@ -89,6 +89,8 @@ class SenderCC:
     tracks_srtt = False
     samples_rtt = False
     rack_tlp = False
+    quickack = False
+    """Linux only: the receiver (the server runs the sender's stack) ACKs every segment in quick-ACK mode."""
     """Linux only: RACK's reorder timer and the tail loss probe (:class:`l4stb.sim.tcp.TcpFlow`)."""
     in_loss = False
     """Prague only: the CA state is Loss (after an RTO) until the ACK that passes ``recover``."""
@@ -310,6 +312,7 @@ class LinuxSender(SenderCC):
     name = "newreno"
     prr = True
     rack_tlp = True
+    quickack = True
 
     def ece_reacts(self) -> bool:
         return self.classic_ecn
