@@ -112,9 +112,11 @@ def reusable_run(pws: Workspace, scenario: Scenario) -> str | None:
     for run_id in reversed(pws.run_ids()):
         try:
             m = load_manifest(pws, run_id)
-        except L4stbError:
-            continue  # a damaged manifest is never reused
-        if m.status == "complete" and m.scenario == want:
+            # read back through today's model, so fields added since the run was made take their defaults
+            stored = Scenario.model_validate(m.scenario).model_dump(mode="json") if m.status == "complete" else None
+        except (L4stbError, ValueError):
+            continue  # a damaged manifest or a scenario today's model refuses is never reused
+        if stored == want:
             return run_id
     return None
 
