@@ -1,4 +1,4 @@
-"""L4S-LLM: state encoder, backbone with LoRA, L4S head; training, evaluation and the closed-loop policy.
+"""L4S-LLM, the ML library: state encoder, backbone with LoRA, L4S head; training, evaluation, inference, distillation.
 
 Public API (imported lazily so ``import l4stb.model`` stays cheap)::
 

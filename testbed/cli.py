@@ -522,7 +522,7 @@ def report(c: Ctx, run_ids, sweep_id, repeat, window, bin_ms) -> None:
         return
     with c.ws.locked("report"):
         run_id = c.ws.resolve_run(run_ids[0] if run_ids else None)
-        from l4stb.model.saved_sections import saved_extra_files, saved_model_sections
+        from l4stb.pipeline.saved_sections import saved_extra_files, saved_model_sections
 
         path = render_report(c.ws, run_id, saved_model_sections(c.ws, run_id), view=view,
                              extra_files=saved_extra_files(c.ws, run_id))
@@ -560,7 +560,7 @@ def report(c: Ctx, run_ids, sweep_id, repeat, window, bin_ms) -> None:
 @pass_ctx
 def train_and_report(c: Ctx, **options) -> None:
     """Logs -> experience pool -> LLM fine-tune (LoRA) -> evaluation -> closed loop -> HTML report."""
-    from l4stb.model.job import TrainJob, train_and_report as do_job, validate_job
+    from l4stb.pipeline.job import TrainJob, train_and_report as do_job, validate_job
 
     job = TrainJob(**options)
     validate_job(job)  # every option before the lock, a fetch or a parse

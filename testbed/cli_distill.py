@@ -28,7 +28,7 @@ def distill(c, run_id: str | None, model: str | None, name: str | None, **limits
 
     from l4stb.errors import L4stbError
     from l4stb.model.distill import DistillConfig
-    from l4stb.model.distill_job import distill_run, print_summary
+    from l4stb.pipeline.distill_job import distill_run, print_summary
 
     cfg = DistillConfig(**limits).validated()
     if name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):

@@ -22,7 +22,7 @@ from l4stb.analysis.pool import PoolSplits, load_pool
 from l4stb.console import safe
 from l4stb.errors import L4stbError
 from l4stb.manifest import load_manifest, update_manifest
-from l4stb.model.verdicts import metric_label
+from l4stb.pipeline.verdicts import metric_label
 from l4stb.workspace import Workspace, atomic_write_json, atomic_write_text, staged_folder, utc_iso
 
 
@@ -88,7 +88,7 @@ class JobOutcome:
         if f1 is not None and f1_forward is not None and f1 < f1_forward:
             lines.insert(0, f"[bold red]the model is worse than always-forward[/] on the held-out test split "
                             f"(macro-F1 {f1:.3f} vs {f1_forward:.3f}): it has not learned the drop/mark decisions.")
-        from l4stb.model.report_sections import baseline_gap_warning
+        from l4stb.pipeline.report_sections import baseline_gap_warning
 
         gap = baseline_gap_warning(m)
         if gap:
@@ -246,12 +246,12 @@ def train_and_report(ws: Workspace, job: TrainJob, *, console: Console) -> JobOu
     with staged_folder(model_dir) as stage:
         with _progress(console) as progress:
             report = train_and_evaluate(splits, stage, cfg, progress=progress)
-        from l4stb.model.report_sections import model_sections
+        from l4stb.pipeline.report_sections import model_sections
 
         sections = model_sections(report.metrics, report.history, stage / "figures")
         distilled = _distill_stage(ws, run_id, splits, stage, model_dir, console) if job.distill else None
         if distilled is not None:
-            from l4stb.model.distill_report import distill_section
+            from l4stb.pipeline.distill_report import distill_section
 
             sections.append(distill_section(distilled.summary))
         closed_rows: list[dict] = []
@@ -260,7 +260,7 @@ def train_and_report(ws: Workspace, job: TrainJob, *, console: Console) -> JobOu
                 console.print("[yellow]closed loop skipped[/]: the model was trained on a pool outside any run, so "
                               "there is no scenario to replay; train from a sim run (`--run ID`) to get it.")
             else:
-                from l4stb.model.closed_loop import run_closed_loop
+                from l4stb.pipeline.closed_loop import run_closed_loop
 
                 extra = (_distilled_series(distilled),) if distilled is not None else ()
                 section, closed_rows = run_closed_loop(ws, run_id, splits, report, job, console=console,
@@ -319,7 +319,7 @@ def _publish_run_report(ws: Workspace, run_id: str, model_name: str, model_dir: 
     """Record the run's trained model in its manifest, then render the run's report with the model's sections
     (``None``: rebuilt from the model's saved files, as `l4stb report` does) and its headline.json."""
     from l4stb.analysis.report import render_report
-    from l4stb.model.saved_sections import saved_model_sections
+    from l4stb.pipeline.saved_sections import saved_model_sections
 
     headline_text = (model_dir / HEADLINE).read_text()
     metrics = json.loads(headline_text).get("metrics") or {}
@@ -371,7 +371,7 @@ def _distill_stage(ws: Workspace, run_id: str | None, splits: PoolSplits, staged
     The teacher is read from the staging folder it is being built in; the tree is written beside the model's
     final folder (``<model>-distilled``), as ``l4stb distill`` would write it."""
     from l4stb.model.distill import DistillConfig
-    from l4stb.model.distill_job import DISTILLED_SUFFIX, distill_pool_model, distill_run
+    from l4stb.pipeline.distill_job import DISTILLED_SUFFIX, distill_pool_model, distill_run
 
     if run_id is None:
         return distill_pool_model(splits, staged_model, model_dir, console=console, root=ws.root)
@@ -381,7 +381,7 @@ def _distill_stage(ws: Workspace, run_id: str | None, splits: PoolSplits, staged
 
 def _distilled_series(distilled):
     """The closed-loop series of the distilled tree: the simulator's twin of the C evaluator, every packet."""
-    from l4stb.model.closed_loop_policy import TimedPolicy
+    from l4stb.pipeline.closed_loop_policy import TimedPolicy
 
     blob = distilled.blob
     label = "distilled tree every 1"

@@ -27,7 +27,7 @@ from l4stb.analysis.report import ReportSection, ReportTable, SeriesData, compar
 from l4stb.analysis.summary import annotate_run_flows, scenario_and_rate
 from l4stb.config import Scenario, Topology
 from l4stb.manifest import Manifest, RepeatRecord, collect_versions, load_manifest, save_manifest, update_manifest
-from l4stb.model.closed_loop_policy import TimedPolicy, feature_extractor
+from l4stb.pipeline.closed_loop_policy import TimedPolicy, feature_extractor
 from l4stb.workspace import Workspace, utc_iso
 
 DEFAULT_EVERY = (10, 100)
@@ -173,7 +173,7 @@ def closed_loop_section(ws: Workspace, run_id: str, record: dict) -> tuple[Repor
     ``record`` is ``manifest.steps["closed_loop"]`` of the source run: the repeats, the repeats the model
     trained on, and each series' label and run id (the first series is DualPI2).
     """
-    from l4stb.model.verdicts import compare_series, summary_sentence
+    from l4stb.pipeline.verdicts import compare_series, summary_sentence
 
     repeats = [int(r) for r in record["repeats"]]
     series: dict[str, SeriesData] = {}
