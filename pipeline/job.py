@@ -22,12 +22,9 @@ from l4stb.analysis.pool import PoolSplits, load_pool
 from l4stb.console import safe
 from l4stb.errors import L4stbError
 from l4stb.manifest import load_manifest, update_manifest
+from l4stb.pipeline.headline import HEADLINE, read_headline
 from l4stb.pipeline.verdicts import metric_label
 from l4stb.workspace import Workspace, atomic_write_json, atomic_write_text, staged_folder, utc_iso
-
-
-HEADLINE = "headline.json"
-"""The job's figures of merit and fingerprint: saved in the model folder and copied beside the report."""
 
 
 @dataclass
@@ -304,15 +301,6 @@ def _model_finished(model_dir: Path, fingerprint: str) -> bool:
                 and (model_dir / "checkpoint").is_dir())
     except (OSError, ValueError, AttributeError):
         return False
-
-
-def read_headline(folder: Path) -> dict:
-    """``folder/headline.json`` as a dict; empty when it is missing or not a JSON object."""
-    try:
-        doc = json.loads((folder / HEADLINE).read_text())
-    except (OSError, ValueError):
-        return {}
-    return doc if isinstance(doc, dict) else {}
 
 
 def _publish_run_report(ws: Workspace, run_id: str, model_name: str, model_dir: Path, sections: list | None) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from l4stb.analysis.report import ReportSection
 from l4stb.manifest import load_manifest
-from l4stb.pipeline.job import HEADLINE, read_headline
+from l4stb.pipeline.headline import HEADLINE, read_headline
 from l4stb.workspace import Workspace, read_json
 
 log = logging.getLogger(__name__)
