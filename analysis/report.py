@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import logging
 import math
+import os
 import re
 import shutil
 from dataclasses import dataclass, field
@@ -24,15 +25,13 @@ import numpy as np
 import pandas as pd
 from markupsafe import Markup
 
-from l4stb.analysis import figure_data as D
-from l4stb.analysis import metrics as M
-from l4stb.analysis import plots as P
-from l4stb.analysis.capacity import Capacity
+from l4stb import aqm_catalogue
+from l4stb.analysis import figure_data as D, metrics as M, plots as P
 from l4stb.analysis.aqm_state import aqm_timeseries
+from l4stb.analysis.capacity import Capacity
 from l4stb.analysis.flowview import DEFAULT_BIN_S, flow_points, flow_rates, has_flow_ids
 from l4stb.analysis.summary import RunData, RunSummary, load_run, na_text, summarize_data
 from l4stb.analysis.traffic import bulk_streams
-from l4stb import aqm_catalogue
 from l4stb.config import SCALABLE_CCS
 from l4stb.errors import L4stbError
 from l4stb.manifest import Manifest, update_manifest
@@ -197,8 +196,6 @@ def _write_report(out: Path, title: str, sections: Sequence[ReportSection], *, f
 
 def publish_permissions(folder: Path) -> None:
     """0644 for files and 0755 for folders under ``folder`` (and itself)."""
-    import os
-
     folder.chmod(0o755)
     for path in folder.rglob("*"):
         os.chmod(path, 0o755 if path.is_dir() else 0o644)

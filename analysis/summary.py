@@ -20,7 +20,7 @@ from l4stb.analysis.capacity import Capacity, capacity_of
 from l4stb.analysis.class_metrics import ShortFlowFcts, UdpRow, short_flow_fcts, udp_rows
 from l4stb.analysis.coexistence import Coexistence, coexistence
 from l4stb.analysis.traffic import BULK, SHORT, UNRESPONSIVE, annotate_flows
-from l4stb.config import SCALABLE_CCS, Scenario
+from l4stb.config import SCALABLE_CCS, Scenario, explain
 from l4stb.errors import L4stbError
 from l4stb.manifest import Manifest, load_manifest
 from l4stb.units import format_rate, parse_rate_bps
@@ -209,6 +209,7 @@ class RunSummary:
 def ensure_run_parsed(ws: Workspace, run_id: str, progress=None) -> None:
     """Run the parser (``l4stb.analysis.packets.ensure_parsed``) so data/*.parquet exist and are current."""
     try:
+        # lazy: loads pyarrow, slow to import
         from l4stb.analysis.packets import damaged_outputs, ensure_parsed
     except ImportError as exc:
         if ws.packets_file(run_id).is_file():
@@ -268,8 +269,6 @@ def scenario_and_rate(manifest: Manifest, where: str = "") -> tuple[Scenario | N
         return scenario, float(scenario.bottleneck.rate)
     except ValidationError as exc:
         if manifest.kind != "imported":
-            from l4stb.config import explain
-
             raise L4stbError(explain(exc, f"{where or 'the manifest of run ' + manifest.run_id}, field scenario",
                                      Scenario) + " Restore the manifest from a backup or run the scenario again.") from None
     rate = (manifest.scenario.get("bottleneck") or {}).get("rate")
@@ -280,6 +279,7 @@ def scenario_and_rate(manifest: Manifest, where: str = "") -> tuple[Scenario | N
 
 
 def _read_parquet(path, wanted) -> pd.DataFrame:
+    # lazy: pyarrow is slow to import
     import pyarrow.parquet as pq
 
     names = set(pq.read_schema(path).names)

@@ -8,6 +8,8 @@ Public API (imported lazily so ``import l4stb.model`` stays cheap)::
     policy = load_policy(out_dir / "checkpoint"); action = policy.decide(raw_state_row)
 """
 
+import importlib
+
 _EXPORTS = {
     "TrainConfig": "l4stb.model.config",
     "train_and_evaluate": "l4stb.model.run",
@@ -23,7 +25,5 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name):
     if name in _EXPORTS:
-        import importlib
-
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'l4stb.model' has no attribute {name!r}")

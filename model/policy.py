@@ -158,6 +158,7 @@ def _supported_cache_arg() -> str:
     """The KV-cache argument and output name of the installed transformers: ``cache`` where it replaced
     ``past_key_values`` (transformers/utils/generic.py: ``_BCCacheNameMeta`` maps the old name and warns that it
     goes away in 5.40), else ``past_key_values`` (4.x)."""
+    # lazy: transformers is slow to import
     from transformers.utils import generic
 
     return "cache" if hasattr(generic, "_BCCacheNameMeta") else "past_key_values"

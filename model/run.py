@@ -90,6 +90,7 @@ def train_and_evaluate(splits: PoolSplits, out_dir: Path, cfg: TrainConfig | Non
     _check_splits(splits)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # lazy: accelerate is slow to import
     from accelerate.utils import set_seed
 
     set_seed(cfg.seed)

@@ -95,6 +95,7 @@ class FitResult:
 
 
 def make_accelerator(cfg: TrainConfig):
+    # lazy: accelerate is slow to import
     from accelerate import Accelerator
 
     cpu = cfg.device == "cpu"

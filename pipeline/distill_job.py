@@ -113,6 +113,7 @@ def _teacher(folder: Path, final_folder: Path) -> Teacher:
 
 
 def print_summary(result: DistillResult, console: Console) -> None:
+    # lazy: loads matplotlib, pandas, slow to import
     from l4stb.pipeline.distill_report import fidelity_rows
 
     table = Table(title="Distilled policy on the held-out test split")

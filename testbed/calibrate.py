@@ -18,8 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from l4stb.config import Scenario
+from l4stb import runner
+from l4stb.analysis.fetch import fetch_run
+from l4stb.config import Scenario, load_topology
 from l4stb.errors import L4stbError
+from l4stb.providers import get_provider
+from l4stb.providers.base import TestbedInfo
+from l4stb.providers.qemu import QemuProvider, cache_dir
 from l4stb.workspace import Workspace
 
 MIXES: dict[str, list[dict]] = {
@@ -107,12 +112,8 @@ def run_matrix(ws: Workspace, cells: list[Cell], *, duration_s: int, repeats: in
                providers: tuple[str, ...] = ("sim", "qemu"), say: Callable[[str], None] = lambda m: None
                ) -> list[CellRuns]:
     """Run every cell on each provider (bringing each provider's testbed up in its own workdir) and parse it."""
-    from l4stb import runner
-    from l4stb.analysis.fetch import fetch_run
+    # lazy: loads pandas, slow to import
     from l4stb.analysis.summary import ensure_run_parsed
-    from l4stb.config import load_topology
-    from l4stb.providers import get_provider
-    from l4stb.providers.base import TestbedInfo
 
     out = [CellRuns(c) for c in cells]
     for provider in providers:
@@ -124,8 +125,6 @@ def run_matrix(ws: Workspace, cells: list[Cell], *, duration_s: int, repeats: in
                 say(f"{provider}: bringing the testbed up")
                 prov = get_provider(provider, pws)
                 if provider == "qemu":  # one package cache and image for the workdir and its calibration
-                    from l4stb.providers.qemu import QemuProvider, cache_dir
-
                     prov = QemuProvider(pws, cache=cache_dir(ws))
                 info = prov.up(topo)
                 info.save(pws)

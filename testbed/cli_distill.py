@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import click
 
 from l4stb.console import console
@@ -24,8 +26,7 @@ from l4stb.console import console
 @click.pass_obj
 def distill(c, run_id: str | None, model: str | None, name: str | None, **limits) -> None:
     """Distil the learned AQM into a small integer decision tree (a policy blob for aqm `policy`)."""
-    import re
-
+    # lazy: the command's stage, imported when the command runs
     from l4stb.errors import L4stbError
     from l4stb.model.distill import DistillConfig
     from l4stb.pipeline.distill_job import distill_run, print_summary

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import platform
+import shlex
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Literal
@@ -147,9 +149,6 @@ def record_command(argv: list[str]) -> None:
 
 def command_line() -> str:
     """``l4stb <arguments>`` as typed (shell-quoted), or the Python process's argv outside the CLI."""
-    import shlex
-    import sys
-
     return shlex.join(["l4stb", *_COMMAND] if _COMMAND is not None else sys.argv)
 
 
