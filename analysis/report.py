@@ -224,7 +224,7 @@ def reference_lines_ms(data: RunData) -> dict[str, list[tuple[str, float]]]:
     """The AQM's own delay targets, drawn on the delay ECDFs for orientation."""
     if not data.scenario:
         return {}
-    aqm = data.scenario.aqm.resolved()
+    aqm = data.resolved_aqm
     lines: dict[str, list[tuple[str, float]]] = {}
     rec = aqm_catalogue.record(aqm)
     for queue, label in rec.reference_lines:
@@ -537,7 +537,7 @@ def _scenario_table(data: RunData) -> ReportTable:
     if not s:
         return ReportTable(["field", "value"], [[k, _short(v)] for k, v in data.manifest.scenario.items()],
                            caption="Scenario (as recorded)")
-    a = s.aqm.resolved()
+    a = data.resolved_aqm
     rows = [
         ["scenario", s.name], ["description", s.description], ["topology", s.topology],
         ["bottleneck", f"{_rate_text(s.bottleneck.rate)}, {format_duration(s.bottleneck.delay)} one way, "

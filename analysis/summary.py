@@ -20,9 +20,9 @@ from l4stb.analysis.capacity import Capacity, capacity_of
 from l4stb.analysis.class_metrics import ShortFlowFcts, UdpRow, short_flow_fcts, udp_rows
 from l4stb.analysis.coexistence import Coexistence, coexistence
 from l4stb.analysis.traffic import BULK, SHORT, UNRESPONSIVE, annotate_flows
-from l4stb.config import SCALABLE_CCS, Scenario, explain
+from l4stb.config import SCALABLE_CCS, Aqm, Scenario, explain
 from l4stb.errors import L4stbError
-from l4stb.manifest import Manifest, load_manifest
+from l4stb.manifest import Manifest, load_manifest, run_aqm
 from l4stb.units import format_rate, parse_rate_bps
 from l4stb.workspace import Workspace, read_json
 
@@ -75,6 +75,12 @@ class RunData:
     @property
     def aqm(self) -> str:
         return self.scenario.aqm.name if self.scenario else str(self.manifest.scenario.get("aqm", {}).get("name", "?"))
+
+    @property
+    def resolved_aqm(self) -> Aqm | None:
+        """The AQM the run ran with every default filled (:func:`l4stb.manifest.run_aqm`); None without a
+        scenario."""
+        return run_aqm(self.manifest, self.scenario) if self.scenario else None
 
     @property
     def label(self) -> str:

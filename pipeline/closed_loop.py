@@ -27,7 +27,8 @@ from l4stb.analysis.report import ReportSection, ReportTable, SeriesData, compar
 from l4stb.analysis.summary import annotate_run_flows, scenario_and_rate
 from l4stb.config import Scenario, Topology
 from l4stb.layout import remote_run_dir
-from l4stb.manifest import Manifest, RepeatRecord, collect_versions, load_manifest, save_manifest, update_manifest
+from l4stb.manifest import (Manifest, RepeatRecord, aqm_record, collect_versions, load_manifest, save_manifest,
+                            update_manifest)
 from l4stb.pipeline.closed_loop_policy import TimedPolicy, feature_extractor
 from l4stb.pipeline.verdicts import compare_series, summary_sentence
 from l4stb.sim.runner import SimJob, simulate_repeat
@@ -80,7 +81,8 @@ def _series_run(ws: Workspace, source: Manifest, slug: str, repeats: list[int], 
         shutil.rmtree(ws.run_dir(run_id))  # a closed-loop series is always redone whole: its policy changed
     scenario = Scenario.model_validate(source.scenario)
     manifest = Manifest(run_id=run_id, kind="closed-loop", provider="sim", scenario=source.scenario,
-                        topology=source.topology, seed=source.seed, versions=collect_versions(),
+                        topology=source.topology, aqm=aqm_record(scenario), seed=source.seed,
+                        versions=collect_versions(),
                         repeats={str(r): RepeatRecord(repeat=r, seed=scenario.repeat_seed(r)) for r in repeats},
                         steps={"closed_loop": {"source_run": source.run_id, **info}})
     save_manifest(ws, manifest)

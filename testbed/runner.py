@@ -13,7 +13,8 @@ from l4stb import layout, policyblob
 from l4stb.config import Scenario, Topology, load_scenario, load_topology
 from l4stb.console import console, safe
 from l4stb.errors import L4stbError
-from l4stb.manifest import Manifest, RepeatRecord, collect_versions, command_line, load_manifest, save_manifest
+from l4stb.manifest import (Manifest, RepeatRecord, aqm_record, collect_versions, command_line, load_manifest,
+                            save_manifest)
 from l4stb.providers import get_provider
 from l4stb.providers.base import Plan, RepeatOutcome, RunContext, TestbedInfo
 from l4stb.units import format_duration
@@ -100,6 +101,7 @@ def start_run(ws: Workspace, scenario: Scenario, topology: Topology, testbed: Te
         provider=testbed.provider,
         scenario=scenario.model_dump(mode="json"),
         topology=topology.model_dump(mode="json"),
+        aqm=aqm_record(scenario),
         seed=scenario.seed,
         versions=collect_versions(),
         host_facts=provider.host_facts(topology),
