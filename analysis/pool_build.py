@@ -148,7 +148,7 @@ class _Episode:
 
 def _load_episodes(ws: Workspace, run_id: str, features: tuple[str, ...], reward: Reward) -> list[_Episode]:
     ensure_parsed(ws, run_id)
-    needed = sorted(set(features) | set(c for c in reward.columns if c != "action") | {"repeat", "action"})
+    needed = sorted(set(features) | {c for c in reward.columns if c != "action"} | {"repeat", "action"})
     needed_cols = needed + (["queue_type"] if "queue_type" not in needed else [])
     table = pq.read_table(ws.packets_file(run_id), columns=needed_cols)
     if table.num_rows == 0:

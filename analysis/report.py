@@ -418,7 +418,6 @@ def _actions_md(summary: RunSummary) -> str:
 
 def _coexistence_section(summary: RunSummary) -> ReportSection:
     co = summary.coexistence
-    m = summary.metrics
     rows = []
     if co is not None and co.defined:
         rows.append(["scalable / classic, per flow", co.per_flow.format(2),

@@ -19,7 +19,7 @@ from l4stb.analysis.aqm_state import OverloadShare, QueueRates, overload_share, 
 from l4stb.analysis.capacity import Capacity, capacity_of
 from l4stb.analysis.class_metrics import ShortFlowFcts, UdpRow, short_flow_fcts, udp_rows
 from l4stb.analysis.coexistence import Coexistence, coexistence
-from l4stb.analysis.traffic import BULK, SHORT, UNRESPONSIVE, annotate_flows
+from l4stb.analysis.traffic import BULK, annotate_flows
 from l4stb.config import SCALABLE_CCS, Aqm, Scenario, explain
 from l4stb.errors import L4stbError
 from l4stb.manifest import Manifest, load_manifest, run_aqm

@@ -20,7 +20,7 @@ _EXPORTS = {
     "BUILTIN_BACKBONES": "l4stb.model.backbones",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = list(_EXPORTS)
 
 
 def __getattr__(name):

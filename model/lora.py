@@ -91,7 +91,7 @@ def is_peft(module: nn.Module) -> bool:
 def base_weights(module: nn.Module) -> dict:
     """The backbone's own weights without LoRA tensors, under the unwrapped module's key names."""
     if not is_peft(module):
-        return {k: v for k, v in module.state_dict().items()}
+        return dict(module.state_dict().items())
     base = module.get_base_model()
     out = {}
     for k, v in base.state_dict().items():

@@ -66,7 +66,7 @@ class PolicyConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "PolicyConfig":
-        known = {f for f in cls.__dataclass_fields__}
+        known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in d.items() if k in known})
 
 

@@ -105,7 +105,8 @@ def read_json(path: Path, what: str) -> Any:
     except FileNotFoundError:
         raise
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise L4stbError(f"{path} ({what}) is not valid JSON ({exc}). Move it aside and re-run the command that writes it.")
+        raise L4stbError(f"{path} ({what}) is not valid JSON ({exc}). Move it aside and re-run the command that "
+                         "writes it.") from None
 
 
 TOP_FOLDERS: tuple[str, ...] = ("runs", "models", "pools", "sweeps", "compare", "hosts")

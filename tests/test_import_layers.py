@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("core", ("l4stb", "l4stb.errors", "l4stb.units", "l4stb.config", "l4stb.aqm_catalogue", "l4stb.logformat",
               "l4stb.layout", "l4stb.workspace", "l4stb.manifest", "l4stb.console", "l4stb.resources",
-              "l4stb.interrupts", "l4stb.lograte", "l4stb.ratetrace", "l4stb.policyblob", "l4stb.topologies", "l4stb.playbooks", "l4stb.freebsd_module")),
+              "l4stb.interrupts", "l4stb.lograte", "l4stb.ratetrace", "l4stb.policyblob", "l4stb.topologies",
+              "l4stb.playbooks", "l4stb.freebsd_module")),
     ("engines", ("l4stb.sim", "l4stb.providers", "l4stb.linuxvm", "l4stb.plans", "l4stb.check_steps",
                  "l4stb.remote", "l4stb.freebsd_facts")),
     ("orchestration", ("l4stb.runner", "l4stb.sweep", "l4stb.check", "l4stb.executors", "l4stb.run_selection",
@@ -59,12 +60,10 @@ KNOWN_UPWARD: dict[tuple[str, str], str] = {
 }
 """Imports up the layers that are known and explained. An entry that no longer occurs must be removed."""
 
-NOT_YET_TIDIED: dict[str, str] = {
-    path: "changed on another branch while the imports were tidied; tidy it after that merge"
-    for path in ("analysis/logparse.py", "testbed/check.py", "testbed/config.py", "testbed/plans.py",
-                 "testbed/providers/sim.py", "testbed/providers/vagrant.py", "testbed/sim/runner.py",
-                 "testbed/sim/syslog.py")
-}
+NOT_YET_TIDIED: dict[str, str] = dict.fromkeys(
+    ("analysis/logparse.py", "testbed/check.py", "testbed/config.py", "testbed/plans.py", "testbed/providers/sim.py",
+     "testbed/providers/vagrant.py", "testbed/sim/runner.py", "testbed/sim/syslog.py"),
+    "changed on another branch while the imports were tidied; tidy it after that merge")
 """Files whose function-level imports are not yet held to the start-up rule (the layer and cycle rules still
 hold). An entry whose file has nothing left to tidy must be removed."""
 

@@ -14,7 +14,6 @@ command writes outside its workdir; ``L4STB_QEMU_CACHE`` points several workdirs
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shutil
