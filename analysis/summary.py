@@ -390,7 +390,31 @@ def print_summary(summary: RunSummary, console: Console) -> None:
         rate += f" nominal, {cap.source} with {len(cap.changes())} rate change(s)"
     console.print(f"[bold]{summary.run_id}[/]: scenario {summary.scenario_name}, AQM {summary.aqm}, bottleneck "
                   f"{rate}, {m.n_repeats} repeat(s); bulk-flow throughput from iperf3 after the first {m.warmup_s:g} s")
+    console.print(_per_repeat_table(m))
+    console.print(_overall_table(summary))
+    if summary.pipe_passes == 2:
+        console.print("[dim]utilisation is the flows' goodput over the bottleneck rate; with bottleneck.match: any "
+                      "every byte crosses the pipe twice, so 50 % is a full pipe.[/]")
+    if m.n_repeats < M.MIN_CI_REPEATS:
+        console.print(f"{m.n_repeats} repeat(s): no confidence intervals (they need at least {M.MIN_CI_REPEATS} "
+                      "repeats).")
+    flows = _bulk_flows_table(m)
+    if flows.row_count:
+        console.print(flows)
+    if summary.short_flows:
+        console.print(_short_flows_table(summary))
+    if summary.udp:
+        console.print(_udp_table(summary))
+        for u in summary.udp:
+            if u.router_na:
+                console.print(f"[dim]UDP group {u.group}: delivered, loss and marks are n/a: {u.router_na}.[/]")
+    p = summary.parse
+    skipped = ", ".join(f"{k}: {v}" for k, v in sorted(p.skipped.items())) or "none"
+    console.print(f"parse: {p.lines_read} lines read, {p.parsed} parsed, skipped {p.skipped_total} ({skipped})")
 
+
+def _per_repeat_table(m: M.RunMetrics) -> Table:
+    """Delay percentiles and drops/marks per queue, utilisation and Jain's index, one row per repeat."""
     per = Table(title="per repeat", box=box.SIMPLE_HEAD)
     per.add_column("rep", justify="right")
     for q in M.QUEUES:
@@ -404,8 +428,12 @@ def print_summary(summary: RunSummary, console: Console) -> None:
             s = rm.queues[q]
             row += ["/".join(_ms3(s.delay.get(p)) for p in (50, 95, 99)), f"{s.drops}/{s.marks}"]
         per.add_row(*row, _pct(rm.utilization), "n/a" if rm.bulk_na else _frac(rm.jain))
-    console.print(per)
+    return per
 
+
+def _overall_table(summary: RunSummary) -> Table:
+    """The pooled and the mean-of-repeats numbers of the run, with their intervals."""
+    m = summary.metrics
     overall = Table(title="overall (delays pooled over repeats; ± = 95% t-interval of per-repeat values)", box=box.SIMPLE_HEAD)
     overall.add_column("metric")
     overall.add_column("pooled", justify="right")
@@ -429,14 +457,10 @@ def print_summary(summary: RunSummary, console: Console) -> None:
         overall.add_row("DualPI2 PI updates in overload", "", summary.overload.interval.format(1, scale=100, unit="%"))
     for cc, iv in m.cc.items():
         overall.add_row(f"{cc} throughput per bulk flow (Mbit/s)", "", iv.format(2))
-    console.print(overall)
-    if summary.pipe_passes == 2:
-        console.print("[dim]utilisation is the flows' goodput over the bottleneck rate; with bottleneck.match: any "
-                      "every byte crosses the pipe twice, so 50 % is a full pipe.[/]")
-    if m.n_repeats < M.MIN_CI_REPEATS:
-        console.print(f"{m.n_repeats} repeat(s): no confidence intervals (they need at least {M.MIN_CI_REPEATS} "
-                      "repeats).")
+    return overall
 
+
+def _bulk_flows_table(m: M.RunMetrics) -> Table:
     flows = Table(title="bulk flows (steady-state throughput, mean over repeats)", box=box.SIMPLE_HEAD)
     for col in ("host", "cc", "group", "connection", "stream"):
         flows.add_column(col)
@@ -445,31 +469,25 @@ def print_summary(summary: RunSummary, console: Console) -> None:
         if f.flow_class == BULK:
             flows.add_row(f.key.host, f.key.cc, str(f.key.group), str(f.key.connection), str(f.key.stream),
                           f.throughput.format(2))
-    if flows.row_count:
-        console.print(flows)
+    return flows
 
-    if summary.short_flows:
-        fct = Table(title="short flows: completion time (ms), every connection of every repeat", box=box.SIMPLE_HEAD)
-        for col in ("group", "host", "cc", "bytes", "finished", "unfinished", "p50", "p95", "p99", "mean"):
-            fct.add_column(col, justify="right" if col not in ("host", "cc") else "left")
-        for sf in summary.short_flows:
-            t = sf.to_json()["fct_ms"]
-            fct.add_row(str(sf.group), sf.host, sf.cc, f"{sf.size_bytes:,}", str(sf.finished), str(sf.unfinished),
-                        *("—" if t[k] is None else f"{t[k]:.1f}" for k in ("p50", "p95", "p99", "mean")))
-        console.print(fct)
 
-    if summary.udp:
-        udp = Table(title="unresponsive (UDP) flows, mean over repeats", box=box.SIMPLE_HEAD)
-        for col in ("group", "host", "ECN", "configured", "offered", "delivered", "loss", "marks"):
-            udp.add_column(col, justify="right" if col not in ("host", "ECN") else "left")
-        for u in summary.udp:
-            udp.add_row(str(u.group), u.host, u.ecn, f"{u.configured_mbps:.2f} Mbit/s", f"{_ms(u.offered_mbps)} Mbit/s",
-                        f"{_ms(u.delivered_mbps)} Mbit/s" if not u.router_na else "n/a", _pct(u.loss), _pct(u.marks))
-        console.print(udp)
-        for u in summary.udp:
-            if u.router_na:
-                console.print(f"[dim]UDP group {u.group}: delivered, loss and marks are n/a: {u.router_na}.[/]")
+def _short_flows_table(summary: RunSummary) -> Table:
+    fct = Table(title="short flows: completion time (ms), every connection of every repeat", box=box.SIMPLE_HEAD)
+    for col in ("group", "host", "cc", "bytes", "finished", "unfinished", "p50", "p95", "p99", "mean"):
+        fct.add_column(col, justify="right" if col not in ("host", "cc") else "left")
+    for sf in summary.short_flows:
+        t = sf.to_json()["fct_ms"]
+        fct.add_row(str(sf.group), sf.host, sf.cc, f"{sf.size_bytes:,}", str(sf.finished), str(sf.unfinished),
+                    *("—" if t[k] is None else f"{t[k]:.1f}" for k in ("p50", "p95", "p99", "mean")))
+    return fct
 
-    p = summary.parse
-    skipped = ", ".join(f"{k}: {v}" for k, v in sorted(p.skipped.items())) or "none"
-    console.print(f"parse: {p.lines_read} lines read, {p.parsed} parsed, skipped {p.skipped_total} ({skipped})")
+
+def _udp_table(summary: RunSummary) -> Table:
+    udp = Table(title="unresponsive (UDP) flows, mean over repeats", box=box.SIMPLE_HEAD)
+    for col in ("group", "host", "ECN", "configured", "offered", "delivered", "loss", "marks"):
+        udp.add_column(col, justify="right" if col not in ("host", "ECN") else "left")
+    for u in summary.udp:
+        udp.add_row(str(u.group), u.host, u.ecn, f"{u.configured_mbps:.2f} Mbit/s", f"{_ms(u.offered_mbps)} Mbit/s",
+                    f"{_ms(u.delivered_mbps)} Mbit/s" if not u.router_na else "n/a", _pct(u.loss), _pct(u.marks))
+    return udp

@@ -276,6 +276,16 @@ def _stored(root: Path | None, path) -> str:
     return stored_path(root, path) if root is not None else str(path)
 
 
+def _decidable_features(splits: PoolSplits) -> tuple[str, ...]:
+    """The pool's features, each one a router log field the tree can decide on (else a user error)."""
+    names = tuple(splits.meta.feature_names)
+    for n in names:
+        if n not in pb.DECIDABLE_FIELDS:
+            raise L4stbError(f"distill: the pool's feature '{n}' is not a router log field; distil a model trained "
+                             "on a pool built from l4stb runs (presets paper7, paper8 or dualpi2).")
+    return names
+
+
 def distill(splits: PoolSplits, teacher: Teacher, out_dir: Path, cfg: DistillConfig, *, scenario=None,
             topology=None, run_id: str | None = None, teacher_metrics: dict | None = None,
             progress=None, root: Path | None = None) -> DistillResult:
@@ -287,11 +297,7 @@ def distill(splits: PoolSplits, teacher: Teacher, out_dir: Path, cfg: DistillCon
 
     cfg = cfg.validated()
     t0 = time.perf_counter()
-    names = tuple(splits.meta.feature_names)
-    for n in names:
-        if n not in pb.DECIDABLE_FIELDS:
-            raise L4stbError(f"distill: the pool's feature '{n}' is not a router log field; distil a model trained "
-                             "on a pool built from l4stb runs (presets paper7, paper8 or dualpi2).")
+    names = _decidable_features(splits)
 
     def stage(text: str) -> None:
         log.info("distill: %s", text)

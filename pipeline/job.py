@@ -209,35 +209,15 @@ def train_and_report(ws: Workspace, job: TrainJob, *, console: Console) -> JobOu
 
     t0 = time.perf_counter()
     cfg = validate_job(job)
-    run_id: str | None = None
-    if job.pool:
-        if job.run_ids or job.test_runs:
-            raise L4stbError("give either --pool or --run/--test-run, not both.")
-        splits = load_pool(_resolve_pool(ws, job.pool))
-        _check_pool_options(job, splits)
-    else:
-        run_ids = list(job.run_ids) or [ws.resolve_run(None)]
-        for r in run_ids + list(job.test_runs):
-            ws.resolve_run(r)
-            _ensure_fetched(ws, r, console)
-        splits = _build_pool(ws, run_ids, list(job.test_runs), job, console)
-        run_id = run_ids[0]
+    splits, run_id = _job_pool(ws, job, console)
     # Models of a pool outside any run live side by side under workdir/models/: name them after the pool too.
     model_name = job.model_name if job.name or run_id is not None else f"{splits.meta.name}-{job.model_name}"
     model_dir = ws.model_dir(run_id, model_name)
     fingerprint = _fingerprint(job, splits)
     report_index = (ws.report_dir(run_id) if run_id is not None else model_dir / "report") / "index.html"
     if not job.force:
-        done = _finished_outcome(model_dir, report_index, fingerprint)
-        if (done is None and run_id is not None and _model_finished(model_dir, fingerprint)
-                and read_headline(model_dir).get("fingerprint") == fingerprint):
-            # the model was swapped in but the command stopped before the run's report was rendered
-            console.print(f"the model in {safe(model_dir)} is up to date; rendering the run's report from it")
-            _publish_run_report(ws, run_id, model_name, model_dir, None)
-            done = _finished_outcome(model_dir, report_index, fingerprint)
+        done = _up_to_date(ws, run_id, model_name, model_dir, report_index, fingerprint, console)
         if done is not None:
-            console.print(f"[green]up to date[/]: {safe(model_dir)} was trained with these options on this pool "
-                          "(`--force` trains again)")
             return done
     console.print(f"pool [bold]{safe(splits.meta.name)}[/]: {len(splits.meta.feature_names)} features, "
                   + ", ".join(f"{s} {len(splits.split(s)):,} rows" for s in ("train", "val", "test"))
@@ -288,6 +268,39 @@ def train_and_report(ws: Workspace, job: TrainJob, *, console: Console) -> JobOu
     if run_id is not None:
         _publish_run_report(ws, run_id, model_name, model_dir, _relocated(sections, stage, model_dir))
     return outcome
+
+
+def _job_pool(ws: Workspace, job: TrainJob, console: Console) -> tuple[PoolSplits, str | None]:
+    """The pool the job trains on and the run it belongs to: ``--pool`` as it is (no run), or one built from the
+    runs (fetched first where needed), which belongs to the first of them."""
+    if job.pool:
+        if job.run_ids or job.test_runs:
+            raise L4stbError("give either --pool or --run/--test-run, not both.")
+        splits = load_pool(_resolve_pool(ws, job.pool))
+        _check_pool_options(job, splits)
+        return splits, None
+    run_ids = list(job.run_ids) or [ws.resolve_run(None)]
+    for r in run_ids + list(job.test_runs):
+        ws.resolve_run(r)
+        _ensure_fetched(ws, r, console)
+    return _build_pool(ws, run_ids, list(job.test_runs), job, console), run_ids[0]
+
+
+def _up_to_date(ws: Workspace, run_id: str | None, model_name: str, model_dir: Path, report_index: Path,
+                fingerprint: str, console: Console) -> JobOutcome | None:
+    """The outcome of an earlier job with the same fingerprint whose outputs are all there, else None. A model
+    that was swapped in before the command stopped short of the run's report gets its report rendered now."""
+    done = _finished_outcome(model_dir, report_index, fingerprint)
+    if (done is None and run_id is not None and _model_finished(model_dir, fingerprint)
+            and read_headline(model_dir).get("fingerprint") == fingerprint):
+        # the model was swapped in but the command stopped before the run's report was rendered
+        console.print(f"the model in {safe(model_dir)} is up to date; rendering the run's report from it")
+        _publish_run_report(ws, run_id, model_name, model_dir, None)
+        done = _finished_outcome(model_dir, report_index, fingerprint)
+    if done is not None:
+        console.print(f"[green]up to date[/]: {safe(model_dir)} was trained with these options on this pool "
+                      "(`--force` trains again)")
+    return done
 
 
 def _relocated(sections: list, stage: Path, final: Path) -> list:
