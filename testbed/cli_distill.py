@@ -7,6 +7,7 @@ import re
 import click
 
 from l4stb.console import console
+from l4stb.errors import L4stbError
 
 
 @click.command("distill")
@@ -27,7 +28,6 @@ from l4stb.console import console
 def distill(c, run_id: str | None, model: str | None, name: str | None, **limits) -> None:
     """Distil the learned AQM into a small integer decision tree (a policy blob for aqm `policy`)."""
     # lazy: the command's stage, imported when the command runs
-    from l4stb.errors import L4stbError
     from l4stb.model.distill import DistillConfig
     from l4stb.pipeline.distill_job import distill_run, print_summary
 

@@ -261,8 +261,8 @@ def test_no_import_cycle_even_through_function_level_imports():
 
 @functools.cache
 def _module_level_closure() -> dict[str, set[str]]:
-    """For each module, the third-party top-level packages that importing it loads (module-level imports only,
-    followed through l4stb modules and their parent packages)."""
+    """For each module, the l4stb modules and the third-party top-level packages that importing it loads
+    (module-level imports only, followed through l4stb modules and their parent packages)."""
     imports = graph()
     direct: dict[str, set[str]] = {}
     third: dict[str, set[str]] = {}
@@ -286,7 +286,7 @@ def _module_level_closure() -> dict[str, set[str]]:
             parts = current.split(".")
             todo.extend(".".join(parts[:n]) for n in range(1, len(parts)))
             todo.extend(direct.get(current, ()))
-        closure[module] = libs
+        closure[module] = libs | seen
     return closure
 
 
@@ -301,7 +301,9 @@ def function_level_faults() -> list[tuple[str, str]]:
         where = str(imp.path.relative_to(ROOT))
         if imp.internal:
             gain = (closure[imp.target] - closure[imp.source]) & SLOW_OR_OPTIONAL
-            if not gain and LAYERS[layer_of(imp.source)][0] not in LAZY_LAYERS:
+            if imp.target in closure[imp.source]:
+                faults.append((where, f"{_where(imp)}: {imp.source} already loads {imp.target} at module level"))
+            elif not gain and LAYERS[layer_of(imp.source)][0] not in LAZY_LAYERS:
                 faults.append((where, f"{_where(imp)}: {imp.target} loads no slow library that {imp.source} does "
                                       "not already load: import it at module level"))
         elif imp.target in stdlib:
