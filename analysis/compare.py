@@ -14,9 +14,12 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+from rich import box
+from rich.table import Table
 
 from l4stb.analysis import metrics as M
 from l4stb.analysis.summary import RunSummary, load_run, summarize_data
+from l4stb.console import safe
 from l4stb.errors import L4stbError
 from l4stb.workspace import Workspace, staged_folder
 
@@ -54,6 +57,7 @@ def difference(a: Sequence[float], b: Sequence[float], level: float = M.CI_LEVEL
     d = float(y.mean() - x.mean())
     if len(x) < M.MIN_CI_REPEATS or len(y) < M.MIN_CI_REPEATS:
         return Difference(d, None, None, len(x), len(y))
+    # lazy: scipy is slow to import
     from scipy import stats
 
     va, vb = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
@@ -104,6 +108,7 @@ def per_repeat_metrics(summaries: Sequence[RunSummary]) -> list[PerRepeatMetric]
 
 def differences_table(summaries: Sequence[RunSummary], labels: Sequence[str]):
     """Rows: metric, the first run's mean, then per other run its mean and its difference with the first."""
+    # lazy: loads matplotlib, slow to import
     from l4stb.analysis.report import ReportTable
 
     metrics = per_repeat_metrics(summaries)
@@ -127,11 +132,6 @@ def differences_table(summaries: Sequence[RunSummary], labels: Sequence[str]):
 
 def print_table(table, console) -> None:
     """A report table (:class:`~l4stb.analysis.report.ReportTable`) on the terminal, with the same columns and cells."""
-    from rich import box
-    from rich.table import Table
-
-    from l4stb.console import safe
-
     t = Table(title=safe(table.caption) if table.caption else None, box=box.SIMPLE_HEAD)
     for i, col in enumerate(table.columns):
         t.add_column(safe(str(col)), justify="left" if i == 0 else "right", overflow="fold")
@@ -151,6 +151,7 @@ def render_compare_report(ws: Workspace, run_ids: Sequence[str], *, labels: Sequ
                           out: Path | None = None, console=None) -> Path:
     """workdir/compare/<a>-vs-<b>/index.html (and summary.md, figures with their data); with a rich ``console``,
     the differences table is printed there too."""
+    # lazy: loads matplotlib, slow to import
     from l4stb.analysis.report import ReportSection, ReportTable, SeriesData, _write_report, comparison_section
 
     if len(run_ids) < 2:

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from l4stb.analysis.siftr import TF_FASTRECOVERY
+
 GRID_S = 0.010
 
 
@@ -74,8 +76,6 @@ the segment FreeBSD's cwnd arithmetic counts in (sys/netinet/tcp_subr.c tcp_maxs
 def from_siftr(flow, timestamps: bool = True) -> CwndTrace:
     """A :class:`l4stb.analysis.siftr.SiftrFlow` as a trace: cwnd and ssthresh in segments of t_maxseg less
     the timestamp option (``timestamps``; the public traces' flights move in 1448-byte steps at t_maxseg 1460)."""
-    from l4stb.analysis.siftr import TF_FASTRECOVERY
-
     mss = float(flow.mss - (TIMESTAMP_OPTION_BYTES if timestamps else 0))
     return CwndTrace(t_s=flow.t_s, cwnd_segs=flow.cwnd_bytes / mss,
                      ssthresh_segs=np.minimum(flow.ssthresh_bytes, 1 << 30) / mss,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -12,7 +13,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from l4stb.analysis.schema_docs import TABLES, Column
+from l4stb.analysis.summary import annotate_run_flows, scenario_and_rate, summarize
+from l4stb.analysis.traffic import group_class
 from l4stb.errors import L4stbError
+from l4stb.manifest import load_manifest
+from l4stb.sim.runner import streams_of
 from l4stb.workspace import Workspace, atomic_path
 
 
@@ -29,10 +34,6 @@ class LoadedRun:
 def load_run(run_id: str | None = None, workdir: str | Path | None = None) -> LoadedRun:
     """Load a parsed run by id (default: the latest) from ``workdir`` (default: $L4STB_WORKDIR or ./l4stb-work),
     parsing its fetched logs first if needed."""
-    import os
-
-    from l4stb.analysis.summary import summarize
-
     ws = Workspace.at(workdir or os.environ.get("L4STB_WORKDIR") or "./l4stb-work")
     run_id = ws.resolve_run(run_id)
     summary = summarize(ws, run_id)
@@ -54,8 +55,7 @@ class LoadedSweep:
 def load_sweep(sweep_id: str | None = None, workdir: str | Path | None = None) -> LoadedSweep:
     """Load a sweep by id (default: the latest) from ``workdir`` (default: $L4STB_WORKDIR or ./l4stb-work), parsing
     its runs' fetched logs first if needed."""
-    import os
-
+    # lazy: loads matplotlib, slow to import
     from l4stb.analysis.sweep_report import sweep_table
 
     ws = Workspace.at(workdir or os.environ.get("L4STB_WORKDIR") or "./l4stb-work")
@@ -65,9 +65,6 @@ def load_sweep(sweep_id: str | None = None, workdir: str | Path | None = None) -
 
 def annotated_flows(ws: Workspace, run_id: str) -> pd.DataFrame:
     """Every column of flows.parquet plus ``flow_class`` and ``flow_start_s`` (:mod:`l4stb.analysis.traffic`)."""
-    from l4stb.analysis.summary import annotate_run_flows, scenario_and_rate
-    from l4stb.manifest import load_manifest
-
     if not ws.flows_file(run_id).is_file():
         return pd.DataFrame()
     manifest = load_manifest(ws, run_id)
@@ -110,11 +107,6 @@ def summary_frame(summary) -> pd.DataFrame:
 def flow_map(ws: Workspace, run_id: str) -> pd.DataFrame:
     """flow_id -> host, CC, stack, transport, group, connection, stream, port and class, for every stream of the
     run's scenario (docs/data.md, table flowmap); empty when the run carries no complete scenario."""
-    from l4stb.analysis.summary import scenario_and_rate
-    from l4stb.analysis.traffic import group_class
-    from l4stb.manifest import load_manifest
-    from l4stb.sim.runner import streams_of
-
     scenario = scenario_and_rate(load_manifest(ws, run_id))[0]
     cols = [c.name for c in TABLES["flowmap"]]
     if scenario is None:
@@ -143,8 +135,6 @@ def with_schema(table: pa.Table, name: str, columns: Sequence[Column]) -> pa.Tab
 
 def export_run(ws: Workspace, run_id: str, *, fmt: str, what: Sequence[str], out: Path | None = None) -> list[Path]:
     """Write the chosen tables of a run into ``out`` (default runs/<id>/export/) as CSV or parquet."""
-    from l4stb.analysis.summary import summarize
-
     if fmt not in ("csv", "parquet"):
         raise L4stbError(f"--format {fmt}: use csv or parquet.")
     unknown = sorted(set(what) - set(TABLES))

@@ -25,6 +25,7 @@ import pandas as pd
 
 from l4stb.analysis import metrics as M
 from l4stb.config import Scenario
+from l4stb.sim.runner import streams_of
 
 DEFAULT_BIN_S = 0.1
 
@@ -42,8 +43,6 @@ class FlowLabel:
 
 def flow_labels(scenario: Scenario | None, flow_ids) -> dict[int, FlowLabel]:
     """Host and CC of each logged flow id (``?`` when the scenario cannot name it)."""
-    from l4stb.sim.runner import streams_of
-
     ids = sorted(int(f) for f in flow_ids if int(f) >= 0)
     specs = streams_of(scenario) if scenario else []
     by_fid = {s.fid: s for s in specs}

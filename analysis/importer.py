@@ -80,7 +80,7 @@ def import_logs(ws: Workspace, router_logs: list[Path], iperf3_files: list[Path]
             host = DEFAULT_CLIENT_HOST
         hosts_seen[src] = host
         plan.append((src, host, src.name if src.name.endswith(".json") else src.name + ".json"))
-    for src, host, fname in plan:
+    for _src, host, fname in plan:
         validate_name(fname, "file name")
         if (host, fname) in taken:
             raise L4stbError(f"two files named {fname} would both go to raw/{host}/{repeat}/; rename one of them.")

@@ -62,7 +62,7 @@ import numpy as np
 import pandas as pd
 
 from l4stb.analysis.capacity import Capacity
-from l4stb.analysis.traffic import BULK, SHORT, UNRESPONSIVE, flow_class_of, flow_start_of
+from l4stb.analysis.traffic import BULK, flow_class_of, flow_start_of
 
 QUEUES: tuple[str, ...] = ("C", "L")
 ACTION_FORWARD, ACTION_DROP, ACTION_MARK = 0, 1, 2
@@ -822,7 +822,7 @@ def _repeats(df: pd.DataFrame) -> list[int]:
 
 
 def _split(df: pd.DataFrame, repeat_ids: Sequence[int]) -> dict[int, pd.DataFrame]:
-    out = {r: df.iloc[0:0] for r in repeat_ids}
+    out = {r: df.iloc[0:0] for r in repeat_ids}  # noqa: C420 - a fresh empty frame each, not one shared object
     if not df.empty:
         for r, g in df.groupby("repeat", sort=True, observed=True):
             out[int(r)] = g

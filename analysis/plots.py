@@ -12,8 +12,8 @@ queue has one colour everywhere; series differ by line style, marker or hatch.
 
 from __future__ import annotations
 
+import json
 import textwrap
-
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -34,9 +34,9 @@ from l4stb.analysis.palette import (
     action_color,
     cc_color,
     queue_color,
+    series_color,
     series_hatch,
     series_linestyle,
-    series_color,
     series_marker,
 )
 from l4stb.workspace import atomic_path
@@ -88,8 +88,6 @@ class FigureData:
 def save_figure(fig: Figure, base: Path, data: FigureData | None = None) -> FigureFiles:
     """Write ``base.png``, ``base.svg`` (text kept as text) and ``base.pdf`` (TrueType fonts embedded) atomically,
     with no timestamps or URLs in their metadata; with ``data``, also ``base.csv`` and ``base.json`` (the spec)."""
-    import json
-
     base = Path(base)
     FigureCanvasAgg(fig)
     out = FigureFiles(base.with_suffix(".png"), base.with_suffix(".svg"), base.with_suffix(".pdf"),

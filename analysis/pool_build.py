@@ -149,7 +149,7 @@ class _Episode:
 
 def _load_episodes(ws: Workspace, run_id: str, features: tuple[str, ...], reward: Reward) -> list[_Episode]:
     ensure_parsed(ws, run_id)
-    needed = sorted(set(features) | set(c for c in reward.columns if c != "action") | {"repeat", "action"})
+    needed = sorted(set(features) | {c for c in reward.columns if c != "action"} | {"repeat", "action"})
     needed_cols = needed + (["queue_type"] if "queue_type" not in needed else [])
     # one repeat at a time (memory follows the largest repeat, not the run); the checks are over the whole run
     packets = PacketRepeats(ws.packets_file(run_id), needed_cols)
@@ -244,12 +244,9 @@ def _repeat_counts(k: int, with_test: bool) -> tuple[int, int, int]:
     return k - n_val - n_test, n_val, n_test
 
 
-def build_pool(ws: Workspace, run_ids: list[str], *, preset: str = "paper7", reward: str = "paper", gamma: float = 1.0,
-               split: str = "by-repeat", selection: str | None = None, test_run_ids: tuple[str, ...] | list[str] = (),
-               name: str | None = None, seed: int = 0, with_json: bool = False) -> PoolSplits:
-    """Build train/val/test pools from parsed runs and save them under the first run's pool/<name>/."""
-    features = preset_features(preset)
-    rw = get_reward(reward)
+def _check_build_options(run_ids: list[str], test_run_ids: list[str], split: str, selection: str | None,
+                         gamma: float) -> None:
+    """Refuse a pool that cannot be built as asked, before any run is read."""
     if not run_ids:
         raise L4stbError("build_pool needs at least one run.")
     if split not in SPLIT_MODES:
@@ -258,10 +255,19 @@ def build_pool(ws: Workspace, run_ids: list[str], *, preset: str = "paper7", rew
         raise L4stbError(f"unknown selection '{selection}'; use one of: {', '.join(SELECTIONS)} (or none).")
     if not 0.0 < gamma <= 1.0:
         raise L4stbError(f"gamma must be in (0, 1], got {gamma}.")
-    test_run_ids = list(test_run_ids)
     overlap = set(run_ids) & set(test_run_ids)
     if overlap:
         raise L4stbError(f"run(s) {', '.join(sorted(overlap))} are both training and held-out test runs.")
+
+
+def build_pool(ws: Workspace, run_ids: list[str], *, preset: str = "paper7", reward: str = "paper", gamma: float = 1.0,
+               split: str = "by-repeat", selection: str | None = None, test_run_ids: tuple[str, ...] | list[str] = (),
+               name: str | None = None, seed: int = 0, with_json: bool = False) -> PoolSplits:
+    """Build train/val/test pools from parsed runs and save them under the first run's pool/<name>/."""
+    features = preset_features(preset)
+    rw = get_reward(reward)
+    test_run_ids = list(test_run_ids)
+    _check_build_options(run_ids, test_run_ids, split, selection, gamma)
     name = validate_name(name or "-".join([preset, reward] + ([selection] if selection else [])), "pool name")
 
     train_eps = [ep for r in run_ids for ep in _load_episodes(ws, r, features, rw)]

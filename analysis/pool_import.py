@@ -19,11 +19,17 @@ import pickle
 from pathlib import Path
 
 import numpy as np
+
 from l4stb.analysis.pool import ExperiencePool, NormStats, PoolMeta, PoolSplits
 from l4stb.analysis.pool_build import PRESETS, SPLIT_FRACTIONS
 from l4stb.errors import L4stbError
 from l4stb.logformat import PROB_SCALE
 from l4stb.workspace import validate_name
+
+try:
+    from numpy._core import multiarray as _multiarray  # numpy >= 2
+except ImportError:  # pragma: no cover - numpy 1.x
+    from numpy.core import multiarray as _multiarray
 
 POOL_CLASS_MODULES = ("utils.exp_pool", "__main__", "exp_pool", "llm_framework.utils.exp_pool",
                       "plm_special.utils.exp_pool", "utils")
@@ -82,10 +88,7 @@ def _checked_dtype(obj, align=False, copy=False):
 
 
 def _numpy_globals() -> dict[tuple[str, str], object]:
-    try:
-        from numpy._core import multiarray as ma  # numpy >= 2
-    except ImportError:  # pragma: no cover - numpy 1.x
-        from numpy.core import multiarray as ma
+    ma = _multiarray
 
     def reconstruct(subtype, shape, dtype):
         """numpy's ``_reconstruct`` (always given ``ndarray, (0,), b'b'``), making a checked empty array."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import logging
 import math
+import os
 import re
 import shutil
 from dataclasses import dataclass, field
@@ -24,15 +25,13 @@ import numpy as np
 import pandas as pd
 from markupsafe import Markup
 
-from l4stb.analysis import figure_data as D
-from l4stb.analysis import metrics as M
-from l4stb.analysis import plots as P
-from l4stb.analysis.capacity import Capacity
+from l4stb import aqm_catalogue
+from l4stb.analysis import figure_data as D, metrics as M, plots as P
 from l4stb.analysis.aqm_state import aqm_timeseries
+from l4stb.analysis.capacity import Capacity
 from l4stb.analysis.flowview import DEFAULT_BIN_S, flow_points, flow_rates, has_flow_ids
 from l4stb.analysis.summary import RunData, RunSummary, load_run, na_text, sampled_log_text, summarize_data
 from l4stb.analysis.traffic import bulk_streams
-from l4stb import aqm_catalogue
 from l4stb.config import SCALABLE_CCS
 from l4stb.errors import L4stbError
 from l4stb.manifest import Manifest, update_manifest
@@ -197,8 +196,6 @@ def _write_report(out: Path, title: str, sections: Sequence[ReportSection], *, f
 
 def publish_permissions(folder: Path) -> None:
     """0644 for files and 0755 for folders under ``folder`` (and itself)."""
-    import os
-
     folder.chmod(0o755)
     for path in folder.rglob("*"):
         os.chmod(path, 0o755 if path.is_dir() else 0o644)
@@ -227,7 +224,7 @@ def reference_lines_ms(data: RunData) -> dict[str, list[tuple[str, float]]]:
     """The AQM's own delay targets, drawn on the delay ECDFs for orientation."""
     if not data.scenario:
         return {}
-    aqm = data.scenario.aqm.resolved()
+    aqm = data.resolved_aqm
     lines: dict[str, list[tuple[str, float]]] = {}
     rec = aqm_catalogue.record(aqm)
     for queue, label in rec.reference_lines:
@@ -261,14 +258,36 @@ def network_sections(data: RunData, summary: RunSummary, fig_dir: Path,
     """Overview, queue delay, throughput, utilisation, throughput vs delay, coexistence, fairness, actions and the
     AQM over time of one run."""
     m = summary.metrics
-    label = data.label
-    delays = {label: M.DelaySamples.from_packets(data.packets)}
     figs: dict[str, Path] = {}
 
     def save(name: str, fig, fdata=None) -> Path:
         figs[name] = P.save_figure(fig, fig_dir / name, fdata).png
         return figs[name]
 
+    changes, util, bin_s = _network_figures(data, m, save)
+    own_delay = _flow_delay_section(data, m, save, figs)
+    over_time = _timeseries_section(data, m, view, save, figs)
+    ci_note = _ci_note(m.n_repeats)
+    return [
+        ReportSection("Overview", markdown=_overview_md(data, summary), tables=[_scenario_table(data),
+                                                                              _headline_table(summary)]),
+        _queue_delay_section(summary, figs, ci_note),
+        _throughput_section(summary, figs, changes),
+        _utilisation_section(data, m, figs, util, bin_s),
+        _tradeoff_section(figs),
+        _fairness_section(summary, ci_note),
+        _coexistence_section(summary),
+        *_class_sections(summary),
+        _actions_section(summary, figs),
+        *[sec for sec in (own_delay, over_time) if sec is not None],
+    ]
+
+
+def _network_figures(data: RunData, m: M.RunMetrics, save) -> tuple[list, dict, float]:
+    """Draw the run's delay, throughput, utilisation, trade-off and action figures through ``save``; return the
+    capacity changes, the utilisation series and their bin (seconds), which the sections' text describes."""
+    label = data.label
+    delays = {label: M.DelaySamples.from_packets(data.packets)}
     save("queue_delay_ecdf", P.delay_ecdf_figure(delays, reference_lines_ms(data)), D.ecdf_data(delays))
     save("queue_delay_box", P.delay_box_figure(delays), D.box_data(delays))
     changes = data.capacity.changes() if data.capacity.varies else []
@@ -284,118 +303,136 @@ def network_sections(data: RunData, summary: RunSummary, fig_dir: Path,
                                                                            data.log_sample_every),
             "iperf3 (sender bytes)": M.utilization_timeseries(data.flows, data.capacity, bin_s)}
     util = {k: v for k, v in util.items() if v}
-    rate_label = _capacity_text(data) if data.rate_bps else ""
-    save("utilization", P.utilization_figure(util, rate_label=rate_label, warmup_s=m.warmup_s, rate_changes=changes),
+    save("utilization", P.utilization_figure(util, rate_label=_rate_label(data), warmup_s=m.warmup_s,
+                                             rate_changes=changes),
          D.utilization_data(util))
     tradeoff = {label: M.tradeoff_points(m, SCALABLE_CCS)}
     save("throughput_vs_p95_delay", P.tradeoff_figure(tradeoff), D.tradeoff_data(tradeoff))
     save("action_mix", P.action_mix_figure({label: m.queues}), D.action_mix_data({label: m.queues}))
-    own_delay = _flow_delay_section(data, m, save, figs)
-    over_time = _timeseries_section(data, m, view, save, figs)
+    return changes, util, bin_s
 
+
+def _rate_label(data: RunData) -> str:
+    return _capacity_text(data) if data.rate_bps else ""
+
+
+def _ci_note(n: int) -> str:
+    return ("± is the 95% Student-t interval of the per-repeat values, clipped to the metric's range (then shown "
+            "as [low, high])." if n >= M.MIN_CI_REPEATS else
+            f"{n} repeat(s) only: no confidence intervals (they need at least {M.MIN_CI_REPEATS} repeats).")
+
+
+def _queue_delay_section(summary: RunSummary, figs: dict[str, Path], ci_note: str) -> ReportSection:
+    return ReportSection(
+        "Queue delay",
+        markdown=(
+            "Queue delay is the router's logged `current_queue_delay` of every packet it forwarded or "
+            "CE-marked (dropped packets never leave the queue), per queue. Under DualPI2 it is the "
+            "packet's sojourn time, so each packet is one sample. The ECDF is a true empirical CDF "
+            "(y = i/n at the i-th smallest sample), not the cumulative sum of sorted delays the original "
+            f"plots drew. Percentiles pool the packets of all {summary.metrics.n_repeats} repeat(s); {ci_note}"
+        ),
+        tables=[_delay_table(summary)],
+        figures=[("Queue delay ECDF per queue; dotted lines are the AQM's own targets.", figs["queue_delay_ecdf"]),
+                 ("Queue delay per queue: box p25–p75, median line, whiskers p1–p99, ◆ mean.",
+                  figs["queue_delay_box"])],
+    )
+
+
+def _throughput_section(summary: RunSummary, figs: dict[str, Path], changes: list) -> ReportSection:
+    m = summary.metrics
     n = m.n_repeats
-    ci_note = ("± is the 95% Student-t interval of the per-repeat values, clipped to the metric's range (then shown "
-               "as [low, high])." if n >= M.MIN_CI_REPEATS else
-               f"{n} repeat(s) only: no confidence intervals (they need at least {M.MIN_CI_REPEATS} repeats).")
-    sections = [
-        ReportSection("Overview", markdown=_overview_md(data, summary), tables=[_scenario_table(data),
-                                                                              _headline_table(summary)]),
-        ReportSection(
-            "Queue delay",
-            markdown=(
-                "Queue delay is the router's logged `current_queue_delay` of every packet it forwarded or "
-                "CE-marked (dropped packets never leave the queue), per queue. Under DualPI2 it is the "
-                "packet's sojourn time, so each packet is one sample. The ECDF is a true empirical CDF "
-                "(y = i/n at the i-th smallest sample), not the cumulative sum of sorted delays the original "
-                f"plots drew. Percentiles pool the packets of all {n} repeat(s); {ci_note}"
-            ),
-            tables=[_delay_table(summary)],
-            figures=[("Queue delay ECDF per queue; dotted lines are the AQM's own targets.", figs["queue_delay_ecdf"]),
-                     ("Queue delay per queue: box p25–p75, median line, whiskers p1–p99, ◆ mean.",
-                      figs["queue_delay_box"])],
+    return ReportSection(
+        "Throughput",
+        markdown=(
+            "Throughput comes from the iperf3 senders' interval reports. Flows are in three classes: bulk "
+            "(long-running), short (a `size` each) and unresponsive (`cc: udp`); throughput per CC, Jain's "
+            "index and the scalable/classic ratio are over bulk flows only. A bulk flow's steady-state "
+            f"throughput is its bytes over its interval time after the first {m.warmup_s:g} s (the handshake "
+            "and slow start come before the AQM controls the queue); a flow that lasts under twice that, and "
+            "every short or unresponsive flow, is measured over its own lifetime instead. Each flow is drawn "
+            "from its real start. The dashed line is the equal share: the capacity offered at each moment "
+            "divided by the number of bulk streams" + (" (dotted lines: the bottleneck rate changes)."
+                                                      if changes else ".")
         ),
-        ReportSection(
-            "Throughput",
-            markdown=(
-                "Throughput comes from the iperf3 senders' interval reports. Flows are in three classes: bulk "
-                "(long-running), short (a `size` each) and unresponsive (`cc: udp`); throughput per CC, Jain's "
-                "index and the scalable/classic ratio are over bulk flows only. A bulk flow's steady-state "
-                f"throughput is its bytes over its interval time after the first {m.warmup_s:g} s (the handshake "
-                "and slow start come before the AQM controls the queue); a flow that lasts under twice that, and "
-                "every short or unresponsive flow, is measured over its own lifetime instead. Each flow is drawn "
-                "from its real start. The dashed line is the equal share: the capacity offered at each moment "
-                "divided by the number of bulk streams" + (" (dotted lines: the bottleneck rate changes)."
-                                                          if changes else ".")
-            ),
-            tables=[_cc_table(summary)],
-            figures=[(f"Per-flow throughput over time, coloured by congestion control (first "
-                      f"{min(4, n)} of {n} repeats).", figs["throughput_timeseries"]),
-                     ("Steady-state throughput per bulk flow, per congestion control (one dot per flow per repeat).",
-                      figs["throughput_box"])],
+        tables=[_cc_table(summary)],
+        figures=[(f"Per-flow throughput over time, coloured by congestion control (first "
+                  f"{min(4, n)} of {n} repeats).", figs["throughput_timeseries"]),
+                 ("Steady-state throughput per bulk flow, per congestion control (one dot per flow per repeat).",
+                  figs["throughput_box"])],
+    )
+
+
+def _utilisation_section(data: RunData, m: M.RunMetrics, figs: dict[str, Path], util: dict,
+                         bin_s: float) -> ReportSection:
+    return ReportSection(
+        "Utilisation",
+        markdown=(
+            "Utilisation (the headline) is the bytes every iperf3 sender reported (all flow classes) in the "
+            f"intervals after the first {m.warmup_s:g} s, over the capacity the bottleneck offered in the same "
+            f"time ({_rate_label(data) or 'unknown'}), clipped to 100 %: iperf3 counts the bytes the senders wrote, "
+            "so a saturated link can read slightly above. With a rate schedule or trace, each time bin is "
+            "measured against the capacity offered in that bin, and the rate changes are marked. iperf3 counts "
+            "bytes in whole socket writes (128 KiB, about 1 Mbit), so per-second values of slow flows are "
+            "coarse. The router-side utilisation counts the bytes of every packet the router forwarded or "
+            "marked over the logged time span; it needs timestamped log lines (l4stb's own format)."
         ),
-        ReportSection(
-            "Utilisation",
-            markdown=(
-                "Utilisation (the headline) is the bytes every iperf3 sender reported (all flow classes) in the "
-                f"intervals after the first {m.warmup_s:g} s, over the capacity the bottleneck offered in the same "
-                f"time ({rate_label or 'unknown'}), clipped to 100 %: iperf3 counts the bytes the senders wrote, "
-                "so a saturated link can read slightly above. With a rate schedule or trace, each time bin is "
-                "measured against the capacity offered in that bin, and the rate changes are marked. iperf3 counts "
-                "bytes in whole socket writes (128 KiB, about 1 Mbit), so per-second values of slow flows are "
-                "coarse. The router-side utilisation counts the bytes of every packet the router forwarded or "
-                "marked over the logged time span; it needs timestamped log lines (l4stb's own format)."
-            ),
-            tables=[ReportTable(["repeat", "capacity offered (Mbit/s)", "utilisation (iperf3)", "unclipped",
-                                 "router-side"],
-                                [[rm.repeat, _fmt(rm.capacity_bps / 1e6, 2), _pct(rm.utilization),
-                                  _fmt(rm.utilization_unclipped, 3), _pct(rm.link_utilization)] for rm in m.repeats]
-                                + [["mean", "", m.utilization.format(1, scale=100, unit="%"), "",
-                                    M.confidence_interval([rm.link_utilization for rm in m.repeats],
-                                                          bounds=M.NON_NEGATIVE).format(1, scale=100, unit="%")]])],
-            figures=[(f"Utilisation over time per {bin_s:g}-s bin, against the capacity offered in each bin: each "
-                      "repeat thin, their mean bold"
-                      + ("; solid from the router log, dashed from iperf3." if len(util) == 2 else "."),
-                      figs["utilization"])],
+        tables=[ReportTable(["repeat", "capacity offered (Mbit/s)", "utilisation (iperf3)", "unclipped",
+                             "router-side"],
+                            [[rm.repeat, _fmt(rm.capacity_bps / 1e6, 2), _pct(rm.utilization),
+                              _fmt(rm.utilization_unclipped, 3), _pct(rm.link_utilization)] for rm in m.repeats]
+                            + [["mean", "", m.utilization.format(1, scale=100, unit="%"), "",
+                                M.confidence_interval([rm.link_utilization for rm in m.repeats],
+                                                      bounds=M.NON_NEGATIVE).format(1, scale=100, unit="%")]])],
+        figures=[(f"Utilisation over time per {bin_s:g}-s bin, against the capacity offered in each bin: each "
+                  "repeat thin, their mean bold"
+                  + ("; solid from the router log, dashed from iperf3." if len(util) == 2 else "."),
+                  figs["utilization"])],
+    )
+
+
+def _tradeoff_section(figs: dict[str, Path]) -> ReportSection:
+    return ReportSection(
+        "Throughput vs delay",
+        markdown=(
+            "One small mark per repeat per congestion control: its mean per-flow steady-state throughput "
+            "against the p95 queue delay of the queue its packets use (L for scalable CCs, C otherwise), "
+            "as in Pantheon's summary plot. Large marks are the means over repeats with 95% intervals. "
+            "Up and to the left is better."
         ),
-        ReportSection(
-            "Throughput vs delay",
-            markdown=(
-                "One small mark per repeat per congestion control: its mean per-flow steady-state throughput "
-                "against the p95 queue delay of the queue its packets use (L for scalable CCs, C otherwise), "
-                "as in Pantheon's summary plot. Large marks are the means over repeats with 95% intervals. "
-                "Up and to the left is better."
-            ),
-            figures=[("Throughput vs p95 queue delay, one point per repeat per flow class.",
-                      figs["throughput_vs_p95_delay"])],
+        figures=[("Throughput vs p95 queue delay, one point per repeat per flow class.",
+                  figs["throughput_vs_p95_delay"])],
+    )
+
+
+def _fairness_section(summary: RunSummary, ci_note: str) -> ReportSection:
+    m = summary.metrics
+    return ReportSection(
+        "Fairness",
+        markdown=(
+            "Jain's index (Σx)²/(n·Σx²) over the bulk flows' steady-state throughputs in a repeat: 1 when every "
+            "bulk flow gets the same rate, 1/n when one flow takes everything. Short and unresponsive flows are "
+            "left out. When the bulk flows together carry next to nothing (under "
+            f"{100 * M.NEAR_ZERO_SHARE:g} % of the capacity offered) there is nothing to share and the index is "
+            "n/a, not 1. Flows of different congestion controls are expected to differ under DualPI2's "
+            f"window-fair coupling (scalable flows see a shorter queue). {ci_note}"
         ),
-        ReportSection(
-            "Fairness",
-            markdown=(
-                "Jain's index (Σx)²/(n·Σx²) over the bulk flows' steady-state throughputs in a repeat: 1 when every "
-                "bulk flow gets the same rate, 1/n when one flow takes everything. Short and unresponsive flows are "
-                "left out. When the bulk flows together carry next to nothing (under "
-                f"{100 * M.NEAR_ZERO_SHARE:g} % of the capacity offered) there is nothing to share and the index is "
-                "n/a, not 1. Flows of different congestion controls are expected to differ under DualPI2's "
-                f"window-fair coupling (scalable flows see a shorter queue). {ci_note}"
-            ),
-            tables=[ReportTable(["repeat", "Jain index (bulk flows)", "bulk flows"],
-                                [[rm.repeat, na_text(rm.bulk_na) if rm.bulk_na else _fmt(rm.jain, 3),
-                                  len(rm.bulk_flows)] for rm in m.repeats]
-                                + [["mean", _jain_text(summary), ""]], caption="Jain fairness per repeat"),
-                    _flow_table(summary)],
-        ),
-        _coexistence_section(summary),
-        *_class_sections(summary),
-        ReportSection(
-            "Actions",
-            markdown=_actions_md(summary),
-            tables=[_action_table(summary)],
-            figures=[("Action mix per queue" + (", with a zoom on drops and marks." if _zoomed(m) else "."),
-                      figs["action_mix"])],
-        ),
-        *[sec for sec in (own_delay, over_time) if sec is not None],
-    ]
-    return sections
+        tables=[ReportTable(["repeat", "Jain index (bulk flows)", "bulk flows"],
+                            [[rm.repeat, na_text(rm.bulk_na) if rm.bulk_na else _fmt(rm.jain, 3),
+                              len(rm.bulk_flows)] for rm in m.repeats]
+                            + [["mean", _jain_text(summary), ""]], caption="Jain fairness per repeat"),
+                _flow_table(summary)],
+    )
+
+
+def _actions_section(summary: RunSummary, figs: dict[str, Path]) -> ReportSection:
+    return ReportSection(
+        "Actions",
+        markdown=_actions_md(summary),
+        tables=[_action_table(summary)],
+        figures=[("Action mix per queue" + (", with a zoom on drops and marks." if _zoomed(summary.metrics) else "."),
+                  figs["action_mix"])],
+    )
 
 
 def _zoomed(m: M.RunMetrics) -> bool:
@@ -422,7 +459,6 @@ def _actions_md(summary: RunSummary) -> str:
 
 def _coexistence_section(summary: RunSummary) -> ReportSection:
     co = summary.coexistence
-    m = summary.metrics
     rows = []
     if co is not None and co.defined:
         rows.append(["scalable / classic, per flow", co.per_flow.format(2),
@@ -547,7 +583,7 @@ def _scenario_table(data: RunData) -> ReportTable:
     if not s:
         return ReportTable(["field", "value"], [[k, _short(v)] for k, v in data.manifest.scenario.items()],
                            caption="Scenario (as recorded)")
-    a = s.aqm.resolved()
+    a = data.resolved_aqm
     rows = [
         ["scenario", s.name], ["description", s.description], ["topology", s.topology],
         ["bottleneck", f"{_rate_text(s.bottleneck.rate)}, {format_duration(s.bottleneck.delay)} one way, "

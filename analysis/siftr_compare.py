@@ -20,6 +20,8 @@ from l4stb.analysis.cwnd_metrics import FlowMetrics, flow_metrics, from_siftr, f
 from l4stb.analysis.siftr import iperf3_flows, read_siftr, server_port
 from l4stb.config import load_scenario, load_topology
 from l4stb.errors import L4stbError
+from l4stb.sim.runner import SimJob
+from l4stb.sim.trace import TracingTcpFlow, simulate_traced
 
 TWO_QUEUE = "Misc/Experiment Scripts/Old/2 queue L4S NEWRENO VS DCTCP"
 LLM = "L4S-LLM Data Collection"
@@ -96,9 +98,6 @@ def _samples(tr, windows: bool) -> list[FlowMetrics]:
 def sim_metrics(cell: Cell, repeats: int, flow_class=None) -> dict[str, list[FlowMetrics]]:
     """cc -> the simulated FreeBSD sender's metrics, one per simulated repeat (seeds as ``l4stb run`` uses).
     ``flow_class``: a :class:`l4stb.sim.trace.TracingTcpFlow` subclass trying a model change (default: the model)."""
-    from l4stb.sim.runner import SimJob
-    from l4stb.sim.trace import TracingTcpFlow, simulate_traced
-
     sc = load_scenario(cell.scenario)
     topo = load_topology(sc.topology)
     out: dict[str, list[FlowMetrics]] = {}

@@ -20,10 +20,10 @@ from l4stb.analysis.capacity import Capacity, applied_capacities, capacity_of
 from l4stb.analysis.rawfiles import inventory
 from l4stb.analysis.class_metrics import ShortFlowFcts, UdpRow, short_flow_fcts, udp_rows
 from l4stb.analysis.coexistence import Coexistence, coexistence
-from l4stb.analysis.traffic import BULK, SHORT, UNRESPONSIVE, annotate_flows
-from l4stb.config import SCALABLE_CCS, Scenario
+from l4stb.analysis.traffic import BULK, annotate_flows
+from l4stb.config import SCALABLE_CCS, Aqm, Scenario, explain
 from l4stb.errors import L4stbError
-from l4stb.manifest import Manifest, load_manifest
+from l4stb.manifest import Manifest, load_manifest, run_aqm
 from l4stb.units import format_rate, parse_rate_bps
 from l4stb.workspace import Workspace, read_json
 
@@ -84,6 +84,12 @@ class RunData:
     @property
     def aqm(self) -> str:
         return self.scenario.aqm.name if self.scenario else str(self.manifest.scenario.get("aqm", {}).get("name", "?"))
+
+    @property
+    def resolved_aqm(self) -> Aqm | None:
+        """The AQM the run ran with every default filled (:func:`l4stb.manifest.run_aqm`); None without a
+        scenario."""
+        return run_aqm(self.manifest, self.scenario) if self.scenario else None
 
     @property
     def label(self) -> str:
@@ -225,6 +231,7 @@ class RunSummary:
 def ensure_run_parsed(ws: Workspace, run_id: str, progress=None) -> None:
     """Run the parser (``l4stb.analysis.packets.ensure_parsed``) so data/*.parquet exist and are current."""
     try:
+        # lazy: loads pyarrow, slow to import
         from l4stb.analysis.packets import damaged_outputs, ensure_parsed
     except ImportError as exc:
         if ws.packets_file(run_id).is_file():
@@ -287,8 +294,6 @@ def scenario_and_rate(manifest: Manifest, where: str = "") -> tuple[Scenario | N
         return scenario, float(scenario.bottleneck.rate)
     except ValidationError as exc:
         if manifest.kind != "imported":
-            from l4stb.config import explain
-
             raise L4stbError(explain(exc, f"{where or 'the manifest of run ' + manifest.run_id}, field scenario",
                                      Scenario) + " Restore the manifest from a backup or run the scenario again.") from None
     rate = (manifest.scenario.get("bottleneck") or {}).get("rate")
@@ -299,6 +304,7 @@ def scenario_and_rate(manifest: Manifest, where: str = "") -> tuple[Scenario | N
 
 
 def _read_parquet(path, wanted) -> pd.DataFrame:
+    # lazy: pyarrow is slow to import
     import pyarrow.parquet as pq
 
     names = set(pq.read_schema(path).names)
@@ -443,7 +449,37 @@ def print_summary(summary: RunSummary, console: Console) -> None:
         rate += f" nominal, {cap.source} with {len(cap.changes())} rate change(s)"
     console.print(f"[bold]{summary.run_id}[/]: scenario {summary.scenario_name}, AQM {summary.aqm}, bottleneck "
                   f"{rate}, {m.n_repeats} repeat(s); bulk-flow throughput from iperf3 after the first {m.warmup_s:g} s")
+    console.print(_per_repeat_table(m))
+    console.print(_overall_table(summary))
+    if summary.pipe_passes == 2:
+        console.print("[dim]utilisation is the flows' goodput over the bottleneck rate; with bottleneck.match: any "
+                      "every byte crosses the pipe twice, so 50 % is a full pipe.[/]")
+    if m.n_repeats < M.MIN_CI_REPEATS:
+        console.print(f"{m.n_repeats} repeat(s): no confidence intervals (they need at least {M.MIN_CI_REPEATS} "
+                      "repeats).")
+    flows = _bulk_flows_table(m)
+    if flows.row_count:
+        console.print(flows)
+    if summary.short_flows:
+        console.print(_short_flows_table(summary))
+    if summary.udp:
+        console.print(_udp_table(summary))
+        for u in summary.udp:
+            if u.router_na:
+                console.print(f"[dim]UDP group {u.group}: delivered, loss and marks are n/a: {u.router_na}.[/]")
+    p = summary.parse
+    skipped = ", ".join(f"{k}: {v}" for k, v in sorted(p.skipped.items())) or "none"
+    console.print(f"parse: {p.lines_read} lines read, {p.parsed} parsed, skipped {p.skipped_total} ({skipped})")
+    if summary.log_sample_every > 1:
+        console.print(sampled_log_text(summary.log_sample_every))
+    applied = summary.capacity_json()["repeats_applied"]
+    if applied:
+        console.print(f"utilisation of {applied} repeat(s) is against the rate schedule as the router applied it "
+                      "(its helper's record), the others against the planned schedule.")
 
+
+def _per_repeat_table(m: M.RunMetrics) -> Table:
+    """Delay percentiles and drops/marks per queue, utilisation and Jain's index, one row per repeat."""
     per = Table(title="per repeat", box=box.SIMPLE_HEAD)
     per.add_column("rep", justify="right")
     for q in M.QUEUES:
@@ -457,8 +493,12 @@ def print_summary(summary: RunSummary, console: Console) -> None:
             s = rm.queues[q]
             row += ["/".join(_ms3(s.delay.get(p)) for p in (50, 95, 99)), f"{s.drops}/{s.marks}"]
         per.add_row(*row, _pct(rm.utilization), "n/a" if rm.bulk_na else _frac(rm.jain))
-    console.print(per)
+    return per
 
+
+def _overall_table(summary: RunSummary) -> Table:
+    """The pooled and the mean-of-repeats numbers of the run, with their intervals."""
+    m = summary.metrics
     overall = Table(title="overall (delays pooled over repeats; ± = 95% t-interval of per-repeat values)", box=box.SIMPLE_HEAD)
     overall.add_column("metric")
     overall.add_column("pooled", justify="right")
@@ -482,14 +522,10 @@ def print_summary(summary: RunSummary, console: Console) -> None:
         overall.add_row("DualPI2 PI updates in overload", "", summary.overload.interval.format(1, scale=100, unit="%"))
     for cc, iv in m.cc.items():
         overall.add_row(f"{cc} throughput per bulk flow (Mbit/s)", "", iv.format(2))
-    console.print(overall)
-    if summary.pipe_passes == 2:
-        console.print("[dim]utilisation is the flows' goodput over the bottleneck rate; with bottleneck.match: any "
-                      "every byte crosses the pipe twice, so 50 % is a full pipe.[/]")
-    if m.n_repeats < M.MIN_CI_REPEATS:
-        console.print(f"{m.n_repeats} repeat(s): no confidence intervals (they need at least {M.MIN_CI_REPEATS} "
-                      "repeats).")
+    return overall
 
+
+def _bulk_flows_table(m: M.RunMetrics) -> Table:
     flows = Table(title="bulk flows (steady-state throughput, mean over repeats)", box=box.SIMPLE_HEAD)
     for col in ("host", "cc", "group", "connection", "stream"):
         flows.add_column(col)
@@ -498,44 +534,31 @@ def print_summary(summary: RunSummary, console: Console) -> None:
         if f.flow_class == BULK:
             flows.add_row(f.key.host, f.key.cc, str(f.key.group), str(f.key.connection), str(f.key.stream),
                           f.throughput.format(2))
-    if flows.row_count:
-        console.print(flows)
+    return flows
 
-    if summary.short_flows:
-        fct = Table(title="short flows: completion time (ms), every connection of every repeat", box=box.SIMPLE_HEAD)
-        for col in ("group", "host", "cc", "bytes", "finished", "unfinished", "p50", "p95", "p99", "mean"):
-            fct.add_column(col, justify="right" if col not in ("host", "cc") else "left")
-        for sf in summary.short_flows:
-            t = sf.to_json()["fct_ms"]
-            fct.add_row(str(sf.group), sf.host, sf.cc, f"{sf.size_bytes:,}", str(sf.finished), str(sf.unfinished),
-                        *("—" if t[k] is None else f"{t[k]:.1f}" for k in ("p50", "p95", "p99", "mean")))
-        console.print(fct)
 
-    if summary.udp:
-        udp = Table(title="unresponsive (UDP) flows, mean over repeats", box=box.SIMPLE_HEAD)
-        for col in ("group", "host", "ECN", "configured", "offered", "delivered", "loss", "marks"):
-            udp.add_column(col, justify="right" if col not in ("host", "ECN") else "left")
-        for u in summary.udp:
-            udp.add_row(str(u.group), u.host, u.ecn, f"{u.configured_mbps:.2f} Mbit/s", f"{_ms(u.offered_mbps)} Mbit/s",
-                        f"{_ms(u.delivered_mbps)} Mbit/s" if not u.router_na else "n/a", _pct(u.loss), _pct(u.marks))
-        console.print(udp)
-        for u in summary.udp:
-            if u.router_na:
-                console.print(f"[dim]UDP group {u.group}: delivered, loss and marks are n/a: {u.router_na}.[/]")
-
-    p = summary.parse
-    skipped = ", ".join(f"{k}: {v}" for k, v in sorted(p.skipped.items())) or "none"
-    console.print(f"parse: {p.lines_read} lines read, {p.parsed} parsed, skipped {p.skipped_total} ({skipped})")
-    if summary.log_sample_every > 1:
-        console.print(sampled_log_text(summary.log_sample_every))
-    applied = summary.capacity_json()["repeats_applied"]
-    if applied:
-        console.print(f"utilisation of {applied} repeat(s) is against the rate schedule as the router applied it "
-                      "(its helper's record), the others against the planned schedule.")
-
+def _short_flows_table(summary: RunSummary) -> Table:
+    fct = Table(title="short flows: completion time (ms), every connection of every repeat", box=box.SIMPLE_HEAD)
+    for col in ("group", "host", "cc", "bytes", "finished", "unfinished", "p50", "p95", "p99", "mean"):
+        fct.add_column(col, justify="right" if col not in ("host", "cc") else "left")
+    for sf in summary.short_flows:
+        t = sf.to_json()["fct_ms"]
+        fct.add_row(str(sf.group), sf.host, sf.cc, f"{sf.size_bytes:,}", str(sf.finished), str(sf.unfinished),
+                    *("—" if t[k] is None else f"{t[k]:.1f}" for k in ("p50", "p95", "p99", "mean")))
+    return fct
 
 def sampled_log_text(every: int) -> str:
     """What a sampled router log means for the numbers, wherever a person reads them."""
     return (f"The router log is sampled: it holds every {every}th decision (logging.sample_every = {every}). Decision, "
             f"drop and mark counts and router-side utilisation are the logged ones times {every} (estimates); drop "
             "and mark shares and delay percentiles are of the logged decisions.")
+
+
+def _udp_table(summary: RunSummary) -> Table:
+    udp = Table(title="unresponsive (UDP) flows, mean over repeats", box=box.SIMPLE_HEAD)
+    for col in ("group", "host", "ECN", "configured", "offered", "delivered", "loss", "marks"):
+        udp.add_column(col, justify="right" if col not in ("host", "ECN") else "left")
+    for u in summary.udp:
+        udp.add_row(str(u.group), u.host, u.ecn, f"{u.configured_mbps:.2f} Mbit/s", f"{_ms(u.offered_mbps)} Mbit/s",
+                    f"{_ms(u.delivered_mbps)} Mbit/s" if not u.router_na else "n/a", _pct(u.loss), _pct(u.marks))
+    return udp

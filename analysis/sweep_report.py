@@ -15,8 +15,9 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from l4stb.analysis import metrics as M
-from l4stb.analysis import plots as P
+from l4stb.analysis import metrics as M, plots as P
+from l4stb.analysis.figure_data import interval_rows
+from l4stb.analysis.report import ReportSection, ReportTable, _write_report
 from l4stb.analysis.summary import RunSummary, summarize
 from l4stb.errors import L4stbError
 from l4stb.sweep import SweepRecord, load_sweep
@@ -153,9 +154,6 @@ def _other_axes(table: SweepTable, param: str) -> list[str]:
 
 def render_sweep_report(ws: Workspace, sweep_id: str | None) -> Path:
     """workdir/sweeps/<id>/report/: index.html, summary.md, sweep.csv, sweep.json and the figures."""
-    from l4stb.analysis.figure_data import interval_rows
-    from l4stb.analysis.report import ReportSection, ReportTable, _write_report
-
     table = sweep_table(ws, sweep_id)
     out = ws.root / "sweeps" / table.record.sweep_id / "report"
     with staged_folder(out) as stage:  # one output set, swapped in whole (as a run's report is)

@@ -121,7 +121,7 @@ def main() -> None:
             cells = [run_cell(rate, args.cc, args.stack, args.classifier, args.shaper, args.duration_s, s,
                               args.step_packets, root)
                      for s in seeds]
-            col = lambda k: [c[k] for c in cells]  # noqa: E731
+            col = lambda k, cells=cells: [c[k] for c in cells]  # noqa: E731
             table.add_row(str(rate), summary(col("util"), ".3f"), summary(col("rtt"), ".2f"),
                           summary(col("l50"), ".3f"), summary(col("l99"), ".3f"), summary(col("c50"), ".3f"),
                           summary(col("c99"), ".3f"), summary(col("mark"), ".3f"),

@@ -134,7 +134,7 @@ def run_ns3(ns, cppyy, aqm: str, groups: list[tuple[str, int]], duration_s: floa
         # NodeList is global across runs in one process: address nodes by their real id
         ns.Config.Set(f"/NodeList/{nodes.Get(i).GetId()}/$ns3::TcpL4Protocol/SocketType",
                       ns.TypeIdValue(ns.TypeId.LookupByName(NS3_CC[cc])))
-        for s in range(streams):
+        for _s in range(streams):
             sink_h = ns.PacketSinkHelper("ns3::TcpSocketFactory",
                                          ns.InetSocketAddress(ns.Ipv4Address.GetAny(), port).ConvertTo())
             sink_app = sink_h.Install(server)

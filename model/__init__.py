@@ -1,4 +1,4 @@
-"""L4S-LLM: state encoder, backbone with LoRA, L4S head; training, evaluation and the closed-loop policy.
+"""L4S-LLM, the ML library: state encoder, backbone with LoRA, L4S head; training, evaluation, inference, distillation.
 
 Public API (imported lazily so ``import l4stb.model`` stays cheap)::
 
@@ -7,6 +7,8 @@ Public API (imported lazily so ``import l4stb.model`` stays cheap)::
     report = train_and_evaluate(splits, out_dir, TrainConfig(epochs=2), progress=rich_progress)
     policy = load_policy(out_dir / "checkpoint"); action = policy.decide(raw_state_row)
 """
+
+import importlib
 
 _EXPORTS = {
     "TrainConfig": "l4stb.model.config",
@@ -18,12 +20,10 @@ _EXPORTS = {
     "BUILTIN_BACKBONES": "l4stb.model.backbones",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = list(_EXPORTS)
 
 
 def __getattr__(name):
     if name in _EXPORTS:
-        import importlib
-
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'l4stb.model' has no attribute {name!r}")

@@ -22,6 +22,7 @@ with transformers' GGUF loader and cached as safetensors under ``$L4STB_CACHE/ba
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import logging
 import os
@@ -104,6 +105,7 @@ _WELL_KNOWN_HUB_IDS = {"gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "t5-small
 
 
 def tiny_gpt2_config(layers: int | None = None):
+    # lazy: transformers is slow to import
     from transformers import GPT2Config
 
     return GPT2Config(
@@ -114,6 +116,7 @@ def tiny_gpt2_config(layers: int | None = None):
 
 def _tiny_gpt2(layers: int | None) -> Backbone:
     """A 2-block, 128-wide GPT-2 built offline from a config, with a fixed-seed init."""
+    # lazy: transformers is slow to import
     from transformers import GPT2Model
 
     cfg = tiny_gpt2_config(layers)
@@ -157,6 +160,7 @@ def _smollm2(layers: int | None, cache_dir: Path | None) -> Backbone:
 
 def convert_gguf_to_safetensors(gguf: Path, target: Path) -> Path:
     """De-quantise a GGUF causal LM once and save its base model (no LM head) as safetensors in ``target``."""
+    # lazy: transformers is slow to import
     from transformers import AutoModelForCausalLM
 
     if importlib.util.find_spec("gguf") is None:
@@ -203,6 +207,7 @@ def _no_hub_error(name: str, why: str) -> L4stbError:
 
 def _from_pretrained(source: str, name: str, layers: int | None, *, local_only: bool,
                      reproducible: bool = True) -> Backbone:
+    # lazy: transformers is slow to import
     from transformers import AutoConfig
 
     try:
@@ -250,6 +255,7 @@ def _from_pretrained(source: str, name: str, layers: int | None, *, local_only: 
 @contextmanager
 def _quiet_transformers(quiet: bool):
     """Silence transformers' load report (it lists every dropped block as UNEXPECTED when --layers cuts the model)."""
+    # lazy: transformers is slow to import
     from transformers.utils import logging as hf_logging
 
     if not quiet:
@@ -265,9 +271,11 @@ def _quiet_transformers(quiet: bool):
 
 def _load_module(source: str, family: str, kwargs: dict) -> nn.Module:
     if family == "t5":
+        # lazy: transformers is slow to import
         from transformers import T5EncoderModel
 
         return _causal_t5_stack(T5EncoderModel.from_pretrained(source, **kwargs))
+    # lazy: transformers is slow to import
     from transformers import AutoModel
 
     return AutoModel.from_pretrained(source, **kwargs)
@@ -292,9 +300,8 @@ def _wrap(module: nn.Module, name: str, family: str, reproducible: bool) -> Back
 
 def build_from_config(config, name: str = "from-config") -> Backbone:
     """A randomly initialised backbone from a transformers config (tests and offline experiments)."""
+    # lazy: transformers is slow to import
     from transformers import AutoModel, T5EncoderModel
-
-    import copy
 
     family = FAMILIES.get(config.model_type)
     if family is None:

@@ -45,6 +45,7 @@ def _contiguous(sd: dict) -> dict:
 
 def save_checkpoint(model: L4SPolicyModel, norm: NormStats, folder: Path, meta: dict | None = None) -> Path:
     """Write the checkpoint folder atomically (temp folder, then rename over the old one)."""
+    # lazy: safetensors is slow to import
     from safetensors.torch import save_file
 
     folder = Path(folder)
@@ -75,6 +76,7 @@ def save_checkpoint(model: L4SPolicyModel, norm: NormStats, folder: Path, meta: 
 
 def load_checkpoint(folder: Path, device: str = "cpu") -> Checkpoint:
     """Rebuild the network from a checkpoint folder; a missing or partial folder is a user error."""
+    # lazy: safetensors is slow to import
     from safetensors.torch import load_file
 
     folder = Path(folder)
@@ -108,6 +110,7 @@ def load_checkpoint(folder: Path, device: str = "cpu") -> Checkpoint:
 def rebuild_backbone(cfg: PolicyConfig):
     """A fresh backbone as named in ``cfg`` (from its saved config when it cannot be loaded by name)."""
     if cfg.backbone_config is not None and cfg.backbone != "tiny-gpt2":
+        # lazy: transformers is slow to import
         from transformers import AutoConfig
 
         d = dict(cfg.backbone_config)
@@ -117,6 +120,7 @@ def rebuild_backbone(cfg: PolicyConfig):
 
 
 def _versions() -> dict:
+    # lazy: transformers, peft are slow to import
     import peft
     import transformers
 

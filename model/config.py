@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 
+import torch
+
 from l4stb.errors import L4stbError
 from l4stb.model.encoder import ENCODER_KINDS
 
@@ -111,8 +113,6 @@ class TrainConfig:
             bad("device", f"use cpu, cuda or auto (accelerate picks; use CUDA_VISIBLE_DEVICES or `accelerate launch` "
                           f"to choose GPUs), got {self.device!r}.")
         if self.device == "cuda":
-            import torch
-
             if not torch.cuda.is_available():
                 bad("device", "cuda was asked for but torch sees no GPU here; use --device cpu.")
         if self.mixed_precision not in (None, "no", "bf16", "fp16"):

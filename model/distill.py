@@ -14,6 +14,7 @@ baselines'), size and decision latency (C evaluator and Python twin).
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 import time
@@ -26,6 +27,10 @@ from l4stb import policyblob as pb
 from l4stb.analysis.pool import ExperiencePool, PoolSplits
 from l4stb.errors import L4stbError
 from l4stb.logformat import FIELD_NAMES, PROB_SCALE, PROBABILITY_FIELDS
+from l4stb.model.policy_latency import c_latency, python_latency
+from l4stb.sim.policy import BlobPolicy
+from l4stb.sim.runner import SimJob, simulate_repeat
+from l4stb.workspace import staged_folder, stored_path
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +102,7 @@ def _leaves_for_bytes(max_bytes: int, n_features: int) -> int:
 
 
 def fit_tree(xq: np.ndarray, y: np.ndarray, cfg: DistillConfig, n_features: int):
+    # lazy: sklearn is slow to import
     from sklearn.tree import DecisionTreeClassifier
 
     leaves = min(cfg.max_leaves, _leaves_for_bytes(cfg.max_bytes, n_features))
@@ -174,6 +180,7 @@ class Teacher:
     _ckpt: object = field(default=None, repr=False)
 
     def label(self, pool: ExperiencePool) -> np.ndarray:
+        # lazy: loads torch, slow to import
         from l4stb.model.checkpoint import load_checkpoint
         from l4stb.model.dataset import WindowDataset
         from l4stb.model.evaluate import predict
@@ -195,6 +202,7 @@ class Teacher:
 
 def spread_rows(pool: ExperiencePool, n: int, seed: int) -> ExperiencePool:
     """At most ``n`` rows: one contiguous block from each episode (history stays intact for the teacher)."""
+    # lazy: loads torch, slow to import
     from l4stb.model.dataset import episode_bounds
 
     if len(pool) <= n:
@@ -223,11 +231,10 @@ class Rollout:
 
 def rollout(scenario, topology, repeat: int, blob: pb.PolicyBlob, feature_names, reward_name: str) -> Rollout:
     """Simulate ``repeat``'s seed with the student deciding every packet; read back its log."""
+    # lazy: loads pandas, slow to import
     from l4stb.analysis.logparse import parse_log_files
     from l4stb.analysis.packets import batch_to_record_batch
     from l4stb.analysis.pool_build import get_reward
-    from l4stb.sim.policy import BlobPolicy
-    from l4stb.sim.runner import SimJob, simulate_repeat
 
     with tempfile.TemporaryDirectory(prefix="l4stb-dagger-") as tmp:
         job = SimJob(scenario, topology, "distill-dagger", repeat, scenario.repeat_seed(repeat), tmp)
@@ -266,9 +273,17 @@ def _train_repeats(splits: PoolSplits, run_id: str) -> list[int]:
 
 
 def _stored(root: Path | None, path) -> str:
-    from l4stb.workspace import stored_path
-
     return stored_path(root, path) if root is not None else str(path)
+
+
+def _decidable_features(splits: PoolSplits) -> tuple[str, ...]:
+    """The pool's features, each one a router log field the tree can decide on (else a user error)."""
+    names = tuple(splits.meta.feature_names)
+    for n in names:
+        if n not in pb.DECIDABLE_FIELDS:
+            raise L4stbError(f"distill: the pool's feature '{n}' is not a router log field; distil a model trained "
+                             "on a pool built from l4stb runs (presets paper7, paper8 or dualpi2).")
+    return names
 
 
 def distill(splits: PoolSplits, teacher: Teacher, out_dir: Path, cfg: DistillConfig, *, scenario=None,
@@ -277,16 +292,12 @@ def distill(splits: PoolSplits, teacher: Teacher, out_dir: Path, cfg: DistillCon
     """Distil ``teacher`` on ``splits`` into ``out_dir`` (policy.l4pb + distill.json, swapped in as a set).
 
     ``root``: the workdir, so that distill.json names the teacher relative to it (the workdir can move)."""
+    # lazy: loads torch, slow to import
     from l4stb.model.evaluate import classification_metrics
-    from l4stb.model.policy_latency import c_latency, python_latency
 
     cfg = cfg.validated()
     t0 = time.perf_counter()
-    names = tuple(splits.meta.feature_names)
-    for n in names:
-        if n not in pb.DECIDABLE_FIELDS:
-            raise L4stbError(f"distill: the pool's feature '{n}' is not a router log field; distil a model trained "
-                             "on a pool built from l4stb runs (presets paper7, paper8 or dualpi2).")
+    names = _decidable_features(splits)
 
     def stage(text: str) -> None:
         log.info("distill: %s", text)
@@ -356,10 +367,6 @@ def distill(splits: PoolSplits, teacher: Teacher, out_dir: Path, cfg: DistillCon
 
 def _write_set(out_dir: Path, blob: pb.PolicyBlob, summary: dict) -> None:
     """policy.l4pb and distill.json, swapped in together (a reader never sees a blob with another's summary)."""
-    import json
-
-    from l4stb.workspace import staged_folder
-
     with staged_folder(Path(out_dir)) as tmp:
         (tmp / pb.BLOB_NAME).write_bytes(blob.raw)
         (tmp / DISTILL_JSON).write_text(json.dumps(summary, indent=2, default=float) + "\n")

@@ -5,12 +5,14 @@ All metrics are plain JSON-able dicts of floats/ints/lists; class order is (forw
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import resource
 import threading
 import time
 
 import numpy as np
+import psutil
 import torch
 from torch.utils.data import DataLoader
 
@@ -26,6 +28,7 @@ LABELS = [0, 1, 2]
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
     """Accuracy, balanced accuracy, macro-F1 (over the classes present in y_true or y_pred), per-class P/R/F1, confusion."""
+    # lazy: sklearn is slow to import
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
     y_true = np.asarray(y_true, dtype=np.int64)
@@ -84,6 +87,7 @@ def fit_baselines(train: ExperiencePool, norm: NormStats, seed: int = 0, max_fit
     Logistic regression and a depth-6 decision tree, both with balanced class weights; they see only the
     current state row (no history). Empty when the train split has a single action class.
     """
+    # lazy: sklearn is slow to import
     from sklearn.linear_model import LogisticRegression
     from sklearn.tree import DecisionTreeClassifier
 
@@ -120,8 +124,6 @@ def baseline_metrics(train: ExperiencePool, test: ExperiencePool, norm: NormStat
 
 
 def rss_mb() -> float:
-    import psutil
-
     return psutil.Process().memory_info().rss / 2**20
 
 
@@ -173,8 +175,6 @@ class PeakMemory:
 
 def _trim_malloc() -> None:
     try:
-        import ctypes
-
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass

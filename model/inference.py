@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from l4stb.analysis.pool import NormStats
+from l4stb.model.checkpoint import load_checkpoint
 from l4stb.model.policy import L4SPolicyModel
 
 
@@ -105,7 +106,5 @@ class Policy:
 def load_policy(checkpoint_dir: str | Path, *, device: str | None = None, keep: int | None = None,
                 target_return: float | None = None) -> Policy:
     """Load a checkpoint written by training and wrap it as a closed-loop :class:`Policy`."""
-    from l4stb.model.checkpoint import load_checkpoint
-
     ckpt = load_checkpoint(Path(checkpoint_dir), device=device or "cpu")
     return Policy(ckpt.model, ckpt.norm, keep=keep, target_return=target_return, device=device or "cpu")

@@ -15,8 +15,11 @@ import typing
 from dataclasses import fields
 from pathlib import Path
 
+from l4stb.analysis.pool import load_pool
 from l4stb.errors import L4stbError
 from l4stb.model.config import TrainConfig
+from l4stb.model.run import train_and_evaluate
+from l4stb.model.synthetic import synthetic_splits
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,14 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = TrainConfig.paper(**overrides) if args.paper else TrainConfig(**overrides)
         if args.synthetic:
-            from l4stb.model.synthetic import synthetic_splits
-
             splits = synthetic_splits(args.synthetic, max(3, min(20, args.synthetic // 2000)), seed=cfg.seed % 2**31)
         else:
-            from l4stb.analysis.pool import load_pool
-
             splits = load_pool(args.pool)
-        from l4stb.model.run import train_and_evaluate
 
         report = train_and_evaluate(splits, args.out, cfg)
     except L4stbError as exc:

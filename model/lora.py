@@ -8,6 +8,7 @@ every backbone weight trains. Paper preset: rank 128, alpha 32, dropout 0.05.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 from torch import nn
@@ -37,6 +38,7 @@ class LoraSettings:
 
 def lora_config(family: str, settings: LoraSettings):
     """The peft ``LoraConfig`` for a backbone family."""
+    # lazy: peft is slow to import
     from peft import LoraConfig
 
     if family not in LORA_TARGETS:
@@ -56,8 +58,8 @@ def apply_lora(module: nn.Module, family: str, settings: LoraSettings) -> nn.Mod
         for p in module.parameters():
             p.requires_grad_(True)
         return module
-    import warnings
 
+    # lazy: peft is slow to import
     from peft import get_peft_model
 
     for p in module.parameters():
@@ -69,8 +71,7 @@ def apply_lora(module: nn.Module, family: str, settings: LoraSettings) -> nn.Mod
 
 def load_lora(module: nn.Module, adapter_dir) -> nn.Module:
     """Attach a saved adapter (``save_pretrained`` folder) to a freshly loaded base module."""
-    import warnings
-
+    # lazy: peft is slow to import
     from peft import PeftModel
 
     with warnings.catch_warnings():
@@ -80,6 +81,7 @@ def load_lora(module: nn.Module, adapter_dir) -> nn.Module:
 
 def is_peft(module: nn.Module) -> bool:
     try:
+        # lazy: peft is slow to import
         from peft import PeftModel
     except ImportError:  # pragma: no cover
         return False
@@ -89,7 +91,7 @@ def is_peft(module: nn.Module) -> bool:
 def base_weights(module: nn.Module) -> dict:
     """The backbone's own weights without LoRA tensors, under the unwrapped module's key names."""
     if not is_peft(module):
-        return {k: v for k, v in module.state_dict().items()}
+        return dict(module.state_dict().items())
     base = module.get_base_model()
     out = {}
     for k, v in base.state_dict().items():
@@ -101,6 +103,7 @@ def base_weights(module: nn.Module) -> dict:
 
 def lora_modules(module: nn.Module) -> list[str]:
     """Names of layers that carry a LoRA adapter (for tests and reports)."""
+    # lazy: peft is slow to import
     from peft.tuners.lora import LoraLayer
 
     return [name for name, m in module.named_modules() if isinstance(m, LoraLayer)]

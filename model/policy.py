@@ -66,7 +66,7 @@ class PolicyConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "PolicyConfig":
-        known = {f for f in cls.__dataclass_fields__}
+        known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
@@ -158,6 +158,7 @@ def _supported_cache_arg() -> str:
     """The KV-cache argument and output name of the installed transformers: ``cache`` where it replaced
     ``past_key_values`` (transformers/utils/generic.py: ``_BCCacheNameMeta`` maps the old name and warns that it
     goes away in 5.40), else ``past_key_values`` (4.x)."""
+    # lazy: transformers is slow to import
     from transformers.utils import generic
 
     return "cache" if hasattr(generic, "_BCCacheNameMeta") else "past_key_values"

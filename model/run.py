@@ -90,6 +90,7 @@ def train_and_evaluate(splits: PoolSplits, out_dir: Path, cfg: TrainConfig | Non
     _check_splits(splits)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # lazy: accelerate is slow to import
     from accelerate.utils import set_seed
 
     set_seed(cfg.seed)
@@ -134,14 +135,7 @@ def train_and_evaluate(splits: PoolSplits, out_dir: Path, cfg: TrainConfig | Non
     stage("evaluating the best checkpoint on the test split")
     ckpt = load_checkpoint(out_dir / "checkpoint", device=str(device))
     model = ckpt.model
-    y, p, test_loss = predict(model, test_ds, cfg.eval_batch_size)
-    metrics["test"] = {**classification_metrics(y, p), "loss": test_loss, "returns": cfg.eval_returns}
-    other = "realized" if cfg.eval_returns == "target" else "target"
-    y2, p2, _ = predict(model, WindowDataset(test_pool, norm, **{**ev, "returns": other}), cfg.eval_batch_size)
-    m2 = classification_metrics(y2, p2)
-    metrics["test_by_returns"] = {
-        mode: {k: mm[k] for k in ("accuracy", "balanced_accuracy", "macro_f1")}
-        for mode, mm in ((cfg.eval_returns, metrics["test"]), (other, m2))}
+    metrics["test"], metrics["test_by_returns"] = _test_metrics(model, test_ds, test_pool, norm, ev, cfg)
     if cfg.baselines:
         stage("fitting the baselines (logistic regression, decision tree)")
         metrics["baselines"] = baseline_metrics(splits.train, test_pool, norm, seed=cfg.seed)
@@ -154,33 +148,64 @@ def train_and_evaluate(splits: PoolSplits, out_dir: Path, cfg: TrainConfig | Non
     metrics["latency_ms"] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in lat.items()}
     metrics["memory"] = {**mem.as_dict(), "process_peak_rss_mb": round(process_peak_rss_mb(), 1),
                          "estimate_mb": round(_memory_estimate_mb(params), 1)}
+    metrics["cost"] = _training_cost(result, pcfg, params, mem)
+    del model, policy, ckpt
+    gc.collect()
+    if cfg.compare_full_finetune:
+        stage("probing LoRA vs full fine-tuning cost")
+        _add_probed_cost(metrics["cost"], _cost_probes(pcfg, train_ds, cfg, device), cfg.probe_steps)
+    metrics["data"] = _data_record(splits, val_pool, test_pool, len(train_ds), gamma, return_scale)
+    atomic_write_json(out_dir / "metrics.json", metrics)
+    stage.done()
+    return ModelReport(out_dir, metrics, out_dir / "checkpoint", out_dir / "metrics.json", out_dir / "metrics.jsonl",
+                       result.history)
+
+
+def _test_metrics(model, test_ds: WindowDataset, test_pool, norm: NormStats, ev: dict,
+                  cfg: TrainConfig) -> tuple[dict, dict]:
+    """The test split's classification metrics with the configured returns-to-go, and the headline three under
+    both kinds of returns (target and realized)."""
+    y, p, test_loss = predict(model, test_ds, cfg.eval_batch_size)
+    test = {**classification_metrics(y, p), "loss": test_loss, "returns": cfg.eval_returns}
+    other = "realized" if cfg.eval_returns == "target" else "target"
+    y2, p2, _ = predict(model, WindowDataset(test_pool, norm, **{**ev, "returns": other}), cfg.eval_batch_size)
+    m2 = classification_metrics(y2, p2)
+    by_returns = {
+        mode: {k: mm[k] for k in ("accuracy", "balanced_accuracy", "macro_f1")}
+        for mode, mm in ((cfg.eval_returns, test), (other, m2))}
+    return test, by_returns
+
+
+def _training_cost(result, pcfg, params: dict, mem: PeakMemory) -> dict:
+    """The training run's own cost (time per epoch and step, memory), under ``lora`` or ``full_finetune``."""
     steps = max(result.optimizer_steps, 1)
-    metrics["cost"] = {"lora" if pcfg.lora_rank > 0 else "full_finetune": {
+    return {"lora" if pcfg.lora_rank > 0 else "full_finetune": {
         "source": "training run", "lora_rank": pcfg.lora_rank, **params,
         "train_seconds_per_epoch": _per_epoch(result.history),
         "seconds_per_step": round(sum(h["seconds"] for h in result.history) / steps, 4),
         "peak_mb": mem.as_dict()["peak_mb"], "delta_mb": mem.as_dict()["delta_mb"],
         "estimate_mb": round(_memory_estimate_mb(params), 1)}}
-    del model, policy, ckpt
-    gc.collect()
-    if cfg.compare_full_finetune:
-        stage("probing LoRA vs full fine-tuning cost")
-        for mode, probe in _cost_probes(pcfg, train_ds, cfg, device).items():
-            entry = metrics["cost"].setdefault(mode, {"source": f"probe ({cfg.probe_steps} optimizer steps)"})
-            for k, v in probe.items():
-                entry.setdefault(k, v)  # the training run's own numbers win over the probe's
-            entry.setdefault("seconds_per_step", probe.get("probe_seconds_per_step"))
-            entry.setdefault("peak_mb", probe.get("probe_peak_mb"))
-            entry.setdefault("delta_mb", probe.get("probe_delta_mb"))
-    metrics["data"] = {"pool": splits.meta.name, "features": list(splits.meta.feature_names),
-                       "train_rows": len(splits.train), "val_rows": len(val_pool), "test_rows": len(test_pool),
-                       "train_windows": len(train_ds), "gamma": gamma, "return_scale": return_scale,
-                       "train_action_counts": splits.train.action_counts(),
-                       "test_action_counts": test_pool.action_counts()}
-    atomic_write_json(out_dir / "metrics.json", metrics)
-    stage.done()
-    return ModelReport(out_dir, metrics, out_dir / "checkpoint", out_dir / "metrics.json", out_dir / "metrics.jsonl",
-                       result.history)
+
+
+def _add_probed_cost(cost: dict, probes: dict, probe_steps: int) -> None:
+    """Fill ``cost`` with the short probes of LoRA and full fine-tuning, where the training run has no number."""
+    for mode, probe in probes.items():
+        entry = cost.setdefault(mode, {"source": f"probe ({probe_steps} optimizer steps)"})
+        for k, v in probe.items():
+            entry.setdefault(k, v)  # the training run's own numbers win over the probe's
+        entry.setdefault("seconds_per_step", probe.get("probe_seconds_per_step"))
+        entry.setdefault("peak_mb", probe.get("probe_peak_mb"))
+        entry.setdefault("delta_mb", probe.get("probe_delta_mb"))
+
+
+def _data_record(splits: PoolSplits, val_pool, test_pool, train_windows: int, gamma: float,
+                 return_scale: float) -> dict:
+    """What the model was trained and tested on: the pool, its features, rows, windows and action counts."""
+    return {"pool": splits.meta.name, "features": list(splits.meta.feature_names),
+            "train_rows": len(splits.train), "val_rows": len(val_pool), "test_rows": len(test_pool),
+            "train_windows": train_windows, "gamma": gamma, "return_scale": return_scale,
+            "train_action_counts": splits.train.action_counts(),
+            "test_action_counts": test_pool.action_counts()}
 
 
 class _Stages:

@@ -95,6 +95,7 @@ class FitResult:
 
 
 def make_accelerator(cfg: TrainConfig):
+    # lazy: accelerate is slow to import
     from accelerate import Accelerator
 
     cpu = cfg.device == "cpu"
@@ -142,39 +143,17 @@ def fit(model, train_ds: WindowDataset, val_ds: WindowDataset, cfg: TrainConfig,
     opt_steps = 0
     t_start = time.perf_counter()
     for epoch in range(cfg.epochs):
-        model.train()
         t0 = time.perf_counter()
-        loss_sum, n_batches, lr_max = 0.0, 0, 0.0
-        seen_labels, seen_preds = [], []  # running train accuracy / macro-F1 over the epoch (no extra pass)
-        for batch in loader:
-            with accelerator.accumulate(model):
-                logits = model(batch["returns"], batch["states"], batch["actions"])
-                loss = loss_fn(logits.float().reshape(-1, logits.shape[-1]), batch["labels"].reshape(-1))
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and cfg.max_grad_norm:
-                    accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad()
-                if accelerator.sync_gradients:
-                    lr_max = max(lr_max, optimizer.param_groups[0]["lr"])
-                    scheduler.step()
-                    opt_steps += 1
-            loss_sum += float(loss.detach())
-            n_batches += 1
-            keep = batch["labels"] != IGNORE
-            seen_labels.append(batch["labels"][keep].cpu())
-            seen_preds.append(logits.detach().argmax(-1)[keep].cpu())
-            if task is not None:
-                progress.update(task, advance=1, description=f"epoch {epoch + 1}/{cfg.epochs} loss {loss_sum / n_batches:.4f}")
+        epoch_run = _train_one_epoch(model, loader, loss_fn, optimizer, scheduler, accelerator, params, cfg,
+                                     progress, task, f"epoch {epoch + 1}/{cfg.epochs}")
+        opt_steps += epoch_run.optimizer_steps
         train_seconds = time.perf_counter() - t0
-        running = (classification_metrics(torch.cat(seen_labels).numpy(), torch.cat(seen_preds).numpy())
-                   if seen_labels else {"accuracy": float("nan"), "macro_f1": float("nan")})
         val = validate(accelerator.unwrap_model(model), val_loader, accelerator.device)
         row = {
-            "epoch": epoch, "train_loss": loss_sum / max(n_batches, 1), "train_accuracy": running["accuracy"],
-            "train_macro_f1": running["macro_f1"], "val_loss": val["loss"],
+            "epoch": epoch, "train_loss": epoch_run.mean_loss, "train_accuracy": epoch_run.running["accuracy"],
+            "train_macro_f1": epoch_run.running["macro_f1"], "val_loss": val["loss"],
             "val_accuracy": val["accuracy"], "val_balanced_accuracy": val["balanced_accuracy"],
-            "val_macro_f1": val["macro_f1"], "lr": optimizer.param_groups[0]["lr"], "lr_max": lr_max,
+            "val_macro_f1": val["macro_f1"], "lr": optimizer.param_groups[0]["lr"], "lr_max": epoch_run.lr_max,
             "optimizer_steps": opt_steps, "seconds": round(train_seconds, 3),
         }
         improved = val["macro_f1"] > best_f1
@@ -201,6 +180,47 @@ def fit(model, train_ds: WindowDataset, val_ds: WindowDataset, cfg: TrainConfig,
     if task is not None:
         progress.update(task, completed=cfg.epochs * len(loader))
     return FitResult(best_epoch, best_val, history, time.perf_counter() - t_start, opt_steps, warmup, total)
+
+
+@dataclass
+class _EpochRun:
+    mean_loss: float
+    running: dict
+    """Accuracy and macro-F1 over the epoch's own batches, as they were trained (no extra pass)."""
+    lr_max: float
+    optimizer_steps: int
+
+
+def _train_one_epoch(model, loader, loss_fn, optimizer, scheduler, accelerator, params: list, cfg: TrainConfig,
+                     progress, task, label: str) -> _EpochRun:
+    """One pass over ``loader`` with gradient accumulation and clipping; the progress task shows ``label`` and the
+    running mean loss."""
+    model.train()
+    loss_sum, n_batches, lr_max, steps = 0.0, 0, 0.0, 0
+    seen_labels, seen_preds = [], []
+    for batch in loader:
+        with accelerator.accumulate(model):
+            logits = model(batch["returns"], batch["states"], batch["actions"])
+            loss = loss_fn(logits.float().reshape(-1, logits.shape[-1]), batch["labels"].reshape(-1))
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and cfg.max_grad_norm:
+                accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad()
+            if accelerator.sync_gradients:
+                lr_max = max(lr_max, optimizer.param_groups[0]["lr"])
+                scheduler.step()
+                steps += 1
+        loss_sum += float(loss.detach())
+        n_batches += 1
+        keep = batch["labels"] != IGNORE
+        seen_labels.append(batch["labels"][keep].cpu())
+        seen_preds.append(logits.detach().argmax(-1)[keep].cpu())
+        if task is not None:
+            progress.update(task, advance=1, description=f"{label} loss {loss_sum / n_batches:.4f}")
+    running = (classification_metrics(torch.cat(seen_labels).numpy(), torch.cat(seen_preds).numpy())
+               if seen_labels else {"accuracy": float("nan"), "macro_f1": float("nan")})
+    return _EpochRun(loss_sum / max(n_batches, 1), running, lr_max, steps)
 
 
 def train_steps_probe(model, train_ds: WindowDataset, cfg: TrainConfig, steps: int, device) -> float:

@@ -55,7 +55,7 @@ def main() -> None:
                        f"{r['utilization']:.1%} | {cc} | {r['jain']:.3f} | {r['c_drop']:.1%} / {r['c_mark']:.1%} | "
                        f"{r['l_drop']:.1%} / {r['l_mark']:.1%} | {lat} |")
         out.append("")
-        from l4stb.model.verdicts import verdict_metrics
+        from l4stb.pipeline.verdicts import verdict_metrics
 
         words = {vm.key: vm.label for vm in verdict_metrics(ccs)}
         worse = [(r["label"], sorted(words.get(k, k) for k, v in (r.get("verdicts") or {}).items()

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Install l4stb with its test dependencies, then run the whole test suite (slow tests included).
+# Install l4stb with its test dependencies, lint the tree with ruff, then run the whole test suite (slow tests
+# included).
 # The real-kernel tests (`-m realkernel`: Linux under QEMU, TCG with icount, so their results do not depend on
 # the host's load) run in a second pytest beside the rest, which keeps the wall time of the two apart.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
+# The linter first (rules in pyproject.toml's [tool.ruff]): a finding stops the run before the tests start.
+python3 -m ruff check .
 real_log=$(mktemp)
 python3 -m pytest -q -m realkernel "$@" >"$real_log" 2>&1 &
 real_pid=$!

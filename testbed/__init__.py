@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 
 def load_run(run_id: str | None = None, workdir=None):
     """A parsed run (default: the latest in ``workdir``, default $L4STB_WORKDIR or ./l4stb-work); see docs/data.md."""
+    # lazy: loads pandas, slow to import
     from l4stb.analysis.export import load_run as _load
 
     return _load(run_id, workdir)
@@ -19,6 +20,7 @@ def load_sweep(sweep_id: str | None = None, workdir=None):
     """A sweep (default: the latest in ``workdir``): ``.table`` (a DataFrame, one row per combination: the swept
     values, the run id, and each metric with its interval), ``.json`` (what `l4stb summary --sweep --json` prints)
     and ``.runs`` (the run ids, for :func:`load_run`)."""
+    # lazy: loads pandas, slow to import
     from l4stb.analysis.export import load_sweep as _load
 
     return _load(sweep_id, workdir)

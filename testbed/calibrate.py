@@ -18,8 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from l4stb.config import Scenario
+from l4stb import runner
+from l4stb.analysis.fetch import fetch_run
+from l4stb.config import Scenario, load_topology
 from l4stb.errors import L4stbError
+from l4stb.manifest import load_manifest
+from l4stb.providers import get_provider
+from l4stb.providers.base import TestbedInfo
+from l4stb.providers.qemu import QemuProvider, cache_dir
 from l4stb.workspace import Workspace
 
 MIXES: dict[str, list[dict]] = {
@@ -106,8 +112,6 @@ def provider_workspace(ws: Workspace, provider: str) -> Workspace:
 def reusable_run(pws: Workspace, scenario: Scenario) -> str | None:
     """The newest complete run in ``pws`` of exactly ``scenario`` (every field, seed and repeats included), or
     None: what ``--reuse`` takes instead of running a cell again."""
-    from l4stb.manifest import load_manifest
-
     want = scenario.model_dump(mode="json")
     for run_id in reversed(pws.run_ids()):
         try:
@@ -129,12 +133,8 @@ def run_matrix(ws: Workspace, cells: list[Cell], *, duration_s: int, repeats: in
     For a provider in ``reuse`` (typically ``qemu``: the real kernel does not change when the simulator does, and
     its runs are the slow side) a cell's newest complete run of the same scenario is taken instead; a cell
     without one is an error that names it."""
-    from l4stb import runner
-    from l4stb.analysis.fetch import fetch_run
+    # lazy: loads pandas, slow to import
     from l4stb.analysis.summary import ensure_run_parsed
-    from l4stb.config import load_topology
-    from l4stb.providers import get_provider
-    from l4stb.providers.base import TestbedInfo
 
     out = [CellRuns(c) for c in cells]
     for provider in providers:
@@ -146,8 +146,6 @@ def run_matrix(ws: Workspace, cells: list[Cell], *, duration_s: int, repeats: in
                 say(f"{provider}: bringing the testbed up")
                 prov = get_provider(provider, pws)
                 if provider == "qemu":  # one package cache and image for the workdir and its calibration
-                    from l4stb.providers.qemu import QemuProvider, cache_dir
-
                     prov = QemuProvider(pws, cache=cache_dir(ws))
                 info = prov.up(topo)
                 info.save(pws)

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import sys
 import traceback
+from contextlib import nullcontext
 from pathlib import Path
 
 import click
 from rich import box
+from rich.status import Status
 from rich.table import Table
 
-from l4stb import __version__
-from l4stb import interrupts
+from l4stb import __version__, interrupts
 from l4stb.console import clean, console, err_console, print_error, safe
 from l4stb.errors import INTERRUPTED_MESSAGE, L4stbError, explain_environment_error
 from l4stb.workspace import Workspace
@@ -34,8 +36,6 @@ class Ctx:
     def reading(self, command: str):
         """The lock for a command that only reads, unless the workdir does not exist: then there is nothing to
         protect, and a read-only command must not create the folder or its lock file."""
-        from contextlib import nullcontext
-
         return self.ws.locked(command) if self.ws.root.is_dir() else nullcontext()
 
 
@@ -111,6 +111,7 @@ def cli(ctx: click.Context, workdir: str | None, verbose: bool) -> None:
 def up(c: Ctx, provider: str, topology: str, kernel: str | None, rebuild: bool, capture: bool,
        dry_run: bool) -> None:
     """Bring up the testbed: client1, client2, router, server."""
+    # lazy: the command's stage, imported when the command runs
     from l4stb.config import load_topology
     from l4stb.providers import get_provider
     from l4stb.providers.base import TestbedInfo
@@ -139,6 +140,7 @@ def up(c: Ctx, provider: str, topology: str, kernel: str | None, rebuild: bool, 
     console.print(f"[green]testbed up[/]: provider [bold]{safe(provider)}[/], topology [bold]{safe(topo.name)}[/], "
                   f"hosts {safe(', '.join(info.hosts))}; workdir {safe(c.ws.root)}")
     if provider == "vagrant":  # a real testbed proves itself before any data is taken from it
+        # lazy: the command's stage, imported when the command runs
         from l4stb.check import run_check
 
         with c.ws.locked("check"):
@@ -147,8 +149,6 @@ def up(c: Ctx, provider: str, topology: str, kernel: str | None, rebuild: bool, 
 
 def _qemu_up(prov, topo, kernel, rebuild, capture):
     """The qemu provider's set-up, one progress line per stage (downloads and the module build take minutes once)."""
-    from rich.status import Status
-
     with Status("qemu: starting", console=console) as status:
         return prov.up(topo, kernel=kernel, rebuild=rebuild, capture=capture,
                        progress=lambda stage: status.update(f"qemu: {stage}"))
@@ -159,6 +159,7 @@ def _qemu_up(prov, topo, kernel, rebuild, capture):
 @pass_ctx
 def down(c: Ctx, destroy: bool) -> None:
     """Stop the testbed (VMs halted; simulated hosts kept unless --destroy)."""
+    # lazy: the command's stage, imported when the command runs
     from l4stb.providers import get_provider
     from l4stb.providers.base import TestbedInfo
 
@@ -177,6 +178,7 @@ def down(c: Ctx, destroy: bool) -> None:
 @pass_ctx
 def check(c: Ctx, scenario_name: str | None, facts: bool) -> None:
     """Self-check the testbed: a 5 s DCTCP flow through the bottleneck, then AQM, kern.hz, logs, CE and ECN."""
+    # lazy: the command's stage, imported when the command runs
     from l4stb.check import run_check, write_vm_report
 
     with c.ws.locked("check"):
@@ -203,6 +205,7 @@ def _print_check(result) -> None:
 @pass_ctx
 def status(c: Ctx) -> None:
     """Show the testbed and every run with its state."""
+    # lazy: the command's stage, imported when the command runs
     from l4stb.manifest import load_manifest
     from l4stb.providers import get_provider
     from l4stb.providers.base import TestbedInfo
@@ -277,6 +280,7 @@ class _IdTable:
 
 def _print_sweeps(c: Ctx) -> None:
     """The workdir's sweeps: id, scenario, how many combinations and how many of their runs are complete."""
+    # lazy: the command's stage, imported when the command runs
     from l4stb.manifest import load_manifest
     from l4stb.sweep import load_sweep, sweep_ids
 
@@ -309,6 +313,7 @@ def _print_sweeps(c: Ctx) -> None:
                    "dctcp-8mbps > mine.yaml).")
 def scenarios(show: str | None) -> None:
     """List the shipped scenarios and topologies."""
+    # lazy: the command's stage, imported when the command runs
     from l4stb.config import load_scenario, load_topology
     from l4stb.resources import find_scenario, list_scenarios, list_topologies
     from l4stb.units import format_duration, format_rate
@@ -371,6 +376,7 @@ def scenarios(show: str | None) -> None:
 def run(c: Ctx, scenario_name, repeats, seed, overrides, sweeps, zips, resume, jobs, executor, dry_run,
         plan_provider) -> None:
     """Run a scenario's repeats on the testbed that is up."""
+    # lazy: the command's stage, imported when the command runs
     from l4stb import runner
 
     if plan_provider and not dry_run:
@@ -382,6 +388,7 @@ def run(c: Ctx, scenario_name, repeats, seed, overrides, sweeps, zips, resume, j
     if seed is not None:
         overrides.append(f"seed={seed}")
     if sweeps or zips:
+        # lazy: the command's stage, imported when the command runs
         from l4stb.sweep import run_sweep
 
         if not scenario_name:
@@ -390,6 +397,7 @@ def run(c: Ctx, scenario_name, repeats, seed, overrides, sweeps, zips, resume, j
                   jobs=jobs, executor=executor, zips=list(zips))
         return
     if resume:
+        # lazy: the command's stage, imported when the command runs
         from l4stb.manifest import load_manifest
 
         run_id = c.ws.resolve_run(None if resume == "__latest__" else resume)
@@ -435,6 +443,7 @@ def _print_run_result(result) -> None:
 @pass_ctx
 def fetch_logs(c: Ctx, run_ids, sweep_id, all_runs, clean_remote: bool) -> None:
     """Pull the router logs and iperf3 JSON of a run, verified by sha256, into runs/<id>/raw/."""
+    # lazy: the command's stage, imported when the command runs
     from l4stb.analysis.fetch import fetch_run
     from l4stb.run_selection import select_runs
 
@@ -462,6 +471,7 @@ def fetch_logs(c: Ctx, run_ids, sweep_id, all_runs, clean_remote: bool) -> None:
 @pass_ctx
 def import_logs(c: Ctx, router_logs, iperf3_files, name) -> None:
     """Turn existing raw files (e.g. the original testbed's llmrawdata.txt) into a run."""
+    # lazy: the command's stage, imported when the command runs; loads pyarrow, slow to import
     from l4stb.analysis.importer import import_logs as do_import
 
     with c.ws.locked("import-logs"):
@@ -477,11 +487,11 @@ def import_logs(c: Ctx, router_logs, iperf3_files, name) -> None:
 @pass_ctx
 def summary(c: Ctx, run_ids, sweep_id, as_json: bool) -> None:
     """Queue delay, throughput, utilisation, fairness, overload and coexistence of a run, per repeat and overall."""
-    import json
-
+    # lazy: the command's stage, imported when the command runs; loads pandas, slow to import
     from l4stb.analysis.summary import print_summary, summarize
 
     if sweep_id is not None:
+        # lazy: the command's stage, imported when the command runs; loads matplotlib, pandas, slow to import
         from l4stb.analysis.sweep_report import print_sweep_table, sweep_table
 
         with c.reading("summary --sweep"):
@@ -516,10 +526,12 @@ def summary(c: Ctx, run_ids, sweep_id, as_json: bool) -> None:
 @pass_ctx
 def report(c: Ctx, run_ids, sweep_id, repeat, window, bin_ms) -> None:
     """Render runs/<id>/report/index.html, summary.md and the figures (with the model sections of a trained run)."""
+    # lazy: the command's stage, imported when the command runs; loads matplotlib, pandas, slow to import
     from l4stb.analysis.report import TimeseriesView, render_report
 
     view = TimeseriesView.from_options(repeat, window, bin_ms)
     if sweep_id is not None:
+        # lazy: the command's stage, imported when the command runs; loads matplotlib, pandas, slow to import
         from l4stb.analysis.sweep_report import render_sweep_report
 
         with c.ws.locked("report --sweep"):
@@ -527,6 +539,7 @@ def report(c: Ctx, run_ids, sweep_id, repeat, window, bin_ms) -> None:
         console.print(f"[green]sweep report[/]: {path}")
         return
     if len(run_ids) > 1:
+        # lazy: the command's stage, imported when the command runs; loads pandas, slow to import
         from l4stb.analysis.compare import render_compare_report
 
         with c.ws.locked("report"):
@@ -535,7 +548,8 @@ def report(c: Ctx, run_ids, sweep_id, repeat, window, bin_ms) -> None:
         return
     with c.ws.locked("report"):
         run_id = c.ws.resolve_run(run_ids[0] if run_ids else None)
-        from l4stb.model.saved_sections import saved_extra_files, saved_model_sections
+        # lazy: the command's stage, imported when the command runs; loads matplotlib, pandas, slow to import
+        from l4stb.pipeline.saved_sections import saved_extra_files, saved_model_sections
 
         path = render_report(c.ws, run_id, saved_model_sections(c.ws, run_id), view=view,
                              extra_files=saved_extra_files(c.ws, run_id))
@@ -573,7 +587,8 @@ def report(c: Ctx, run_ids, sweep_id, repeat, window, bin_ms) -> None:
 @pass_ctx
 def train_and_report(c: Ctx, **options) -> None:
     """Logs -> experience pool -> LLM fine-tune (LoRA) -> evaluation -> closed loop -> HTML report."""
-    from l4stb.model.job import TrainJob, train_and_report as do_job, validate_job
+    # lazy: the command's stage, imported when the command runs; loads pandas, slow to import
+    from l4stb.pipeline.job import TrainJob, train_and_report as do_job, validate_job
 
     job = TrainJob(**options)
     validate_job(job)  # every option before the lock, a fetch or a parse
@@ -593,6 +608,7 @@ def pool() -> None:
 @pass_ctx
 def pool_import(c: Ctx, file: str, name: str | None) -> None:
     """Import an original L4S-LLM ExperiencePool pickle (only its expected classes are unpickled)."""
+    # lazy: the command's stage, imported when the command runs; loads pandas, slow to import
     from l4stb.analysis.pool import save_pool
     from l4stb.analysis.pool_import import import_pickle
 
@@ -626,6 +642,7 @@ def main(argv: list[str] | None = None) -> None:
     the user's to fix, so they are user errors too; the catch-all below is left for real bugs.
     """
     args = sys.argv[1:] if argv is None else argv
+    # lazy: the command's stage, imported when the command runs
     from l4stb.manifest import record_command
 
     record_command(args)

@@ -18,6 +18,7 @@ from l4stb.errors import L4stbError
 @click.pass_obj
 def compare(c, run_ids, labels, out) -> None:
     """One report that overlays runs: delay ECDFs per queue, throughput per CC, tradeoff, differences with CIs."""
+    # lazy: the command's stage, imported when the command runs; loads pandas, slow to import
     from l4stb.analysis.compare import render_compare_report
 
     with c.ws.locked("compare"):
@@ -36,6 +37,7 @@ def compare(c, run_ids, labels, out) -> None:
 @click.pass_obj
 def export(c, run_id, fmt, what, out) -> None:
     """Write a run's packets, flows and summary as CSV or parquet, with each column's unit and meaning."""
+    # lazy: the command's stage, imported when the command runs; loads pandas, slow to import
     from l4stb.analysis.export import export_run
 
     with c.ws.locked("export"):
@@ -63,6 +65,7 @@ def export(c, run_id, fmt, what, out) -> None:
 @click.pass_obj
 def plot(c, figure, run_id, report_dir, list_only, width, height, style, series, logy, out) -> None:
     """Redraw a report figure from the data saved beside it, at another size, style or with fewer series."""
+    # lazy: the command's stage, imported when the command runs; loads matplotlib, pandas, slow to import
     from l4stb.analysis.replot import PlotOptions, figures_of, find_figure, parse_series, replot
 
     if report_dir:

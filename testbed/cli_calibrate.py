@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from rich.status import Status
 
 from l4stb.console import console, safe
 from l4stb.errors import L4stbError
@@ -27,8 +28,7 @@ from l4stb.errors import L4stbError
 def calibrate(c, matrix_name: str, repeats: int, duration_s: int, seed: int, cell_names: tuple[str, ...],
               reuse: tuple[str, ...]) -> None:
     """Run a scenario matrix on sim (stack: linux) and on the real kernel (qemu), and compare them."""
-    from rich.status import Status
-
+    # lazy: the command's stage, imported when the command runs; loads pandas, slow to import
     from l4stb.analysis.calibration import compare_runs, write_report
     from l4stb.calibrate import matrix, output_dir, provider_workspace, run_matrix
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import click
 
 from l4stb.console import console
+from l4stb.errors import L4stbError
 
 
 @click.command("distill")
@@ -24,11 +27,9 @@ from l4stb.console import console
 @click.pass_obj
 def distill(c, run_id: str | None, model: str | None, name: str | None, **limits) -> None:
     """Distil the learned AQM into a small integer decision tree (a policy blob for aqm `policy`)."""
-    import re
-
-    from l4stb.errors import L4stbError
+    # lazy: the command's stage, imported when the command runs
     from l4stb.model.distill import DistillConfig
-    from l4stb.model.distill_job import distill_run, print_summary
+    from l4stb.pipeline.distill_job import distill_run, print_summary
 
     cfg = DistillConfig(**limits).validated()
     if name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):

@@ -81,7 +81,7 @@ class Interface(Strict):
         try:
             ipaddress.IPv4Interface(v)
         except ValueError:
-            raise ValueError(f"'{v}' is not an IPv4 address with prefix length, like 10.1.1.11/24")
+            raise ValueError(f"'{v}' is not an IPv4 address with prefix length, like 10.1.1.11/24") from None
         if "/" not in v:
             raise ValueError(f"'{v}' needs a prefix length, like {v}/24")
         return v

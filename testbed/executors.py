@@ -48,6 +48,7 @@ def _local(fn, items, jobs):
 
 def _dask(fn, items):
     try:
+        # lazy: dask: an optional extra
         from dask.distributed import Client, as_completed as dask_completed
     except ImportError:
         raise L4stbError("the dask executor needs dask.distributed: `pip install 'l4stb[dask]'`.") from None
@@ -60,6 +61,7 @@ def _dask(fn, items):
 
 def _ray(fn, items):
     try:
+        # lazy: ray: an optional extra
         import ray
     except ImportError:
         raise L4stbError("the ray executor needs ray: `pip install 'l4stb[ray]'`.") from None

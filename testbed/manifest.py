@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import platform
+import shlex
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Literal
@@ -11,6 +13,7 @@ from typing import Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 import l4stb
+from l4stb.config import Aqm, Scenario
 from l4stb.errors import L4stbError
 from l4stb.workspace import Workspace, atomic_write_json, pid_alive, read_json, utc_iso
 
@@ -49,6 +52,9 @@ class Manifest(BaseModel):
     provider: str = "sim"
     scenario: dict[str, Any] = Field(default_factory=dict)
     topology: dict[str, Any] = Field(default_factory=dict)
+    aqm: dict[str, Any] | None = None
+    """The scenario's AQM with every default filled as the run ran it (:func:`aqm_record`); read it with
+    :func:`run_aqm`. None in a manifest written before l4stb recorded it, and in an imported run's."""
     seed: int = 0
     versions: dict[str, str] = Field(default_factory=dict)
     host_facts: dict[str, Any] = Field(default_factory=dict)
@@ -109,6 +115,42 @@ def _inconsistency(manifest: Manifest, run_id: str) -> str:
     return ""
 
 
+def aqm_record(scenario: Scenario) -> dict[str, Any]:
+    """What :attr:`Manifest.aqm` records: the scenario's AQM resolved (``config.Aqm.resolved``), as JSON."""
+    return scenario.aqm.resolved().model_dump(mode="json")
+
+
+def run_aqm(manifest: Manifest, scenario: Scenario) -> Aqm:
+    """The AQM the run ran, every default filled, so that no reader re-defaults it.
+
+    The values are the ones recorded when the run was made (a later l4stb with other defaults still reports what
+    ran). A manifest from before l4stb recorded them gets ``scenario``'s AQM resolved with today's defaults. A
+    record that does not resolve ``scenario`` (a field the scenario sets differs, or a value out of range) is a
+    user error naming the manifest's field."""
+    if manifest.aqm is None:
+        return scenario.aqm.resolved()
+    given = scenario.aqm.model_dump(mode="json")
+    record = manifest.aqm
+    clash = sorted(k for k, v in given.items() if v is not None and record.get(k, v) != v)
+    unknown = sorted(set(record) - set(given))
+    fills = {k: record[k] for k, v in given.items() if v is None and record.get(k) is not None}
+    problem = (f"aqm.{clash[0]} = {record[clash[0]]!r} disagrees with scenario.aqm.{clash[0]} = {given[clash[0]]!r}"
+               if clash else f"aqm.{unknown[0]} is not an AQM field" if unknown else "")
+    checked = None
+    if not problem:
+        # The values parsed and range-checked as the scenario's are (without max_rtt and typical_rtt, which only
+        # derive the filled gains and which the scenario has validated already).
+        try:
+            checked = Aqm.model_validate({**given, **fills, "max_rtt": None, "typical_rtt": None})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            problem = f"aqm.{'.'.join(str(x) for x in first['loc'])}: {first['msg']}"
+    if checked is None:
+        raise L4stbError(f"the manifest of run {manifest.run_id} is damaged: {problem}. Restore the file from a backup "
+                         "or run the scenario again.")
+    return scenario.aqm.model_copy(update={k: getattr(checked, k) for k in fills})
+
+
 def save_manifest(ws: Workspace, manifest: Manifest) -> None:
     atomic_write_json(ws.manifest_file(manifest.run_id), manifest.model_dump(mode="json"))
 
@@ -147,9 +189,6 @@ def record_command(argv: list[str]) -> None:
 
 def command_line() -> str:
     """``l4stb <arguments>`` as typed (shell-quoted), or the Python process's argv outside the CLI."""
-    import shlex
-    import sys
-
     return shlex.join(["l4stb", *_COMMAND] if _COMMAND is not None else sys.argv)
 
 

@@ -415,7 +415,7 @@ class Route:
 def routes_for(topology: Topology, host: str) -> list[Route]:
     """Static routes of an endpoint: every network it is not on, via the router's address on its network."""
     router = topology.router
-    own = [i for i in topology.hosts[host].interfaces]
+    own = list(topology.hosts[host].interfaces)
     gateway = None
     for iface in own:
         for riface in topology.hosts[router].interfaces:

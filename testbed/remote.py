@@ -104,6 +104,7 @@ class SshHost(Host):
         with self._lock:
             if self._conn is not None and self._conn.is_connected:
                 return self._conn
+            # lazy: fabric is slow to import
             from fabric import Config, Connection
 
             p = self.params
@@ -145,6 +146,7 @@ class SshHost(Host):
 
     def run(self, argv: list[str], *, timeout: float | None = 60, check: bool = True,
             step: str = "command") -> CommandResult:
+        # lazy: invoke is slow to import
         from invoke.exceptions import CommandTimedOut
 
         command = quote_argv(argv)

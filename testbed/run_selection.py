@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from l4stb.errors import L4stbError
+from l4stb.sweep import load_sweep
 from l4stb.workspace import Workspace
 
 
@@ -13,8 +14,6 @@ def select_runs(ws: Workspace, run_ids, sweep_id: str | None, *, all_runs: bool 
     if chosen > 1:
         raise L4stbError("give one of --run, --sweep and --all, not several.")
     if sweep_id is not None:
-        from l4stb.sweep import load_sweep
-
         record = load_sweep(ws, sweep_id or None)
         ids = [c.run_id for c in record.combinations if c.run_id]
         if not ids:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass
 
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-from l4stb import layout
+from l4stb import layout, policyblob
 from l4stb.config import Scenario, Topology, load_scenario, load_topology
 from l4stb.console import console, safe
 from l4stb.errors import L4stbError
-from l4stb.manifest import Manifest, RepeatRecord, collect_versions, command_line, load_manifest, save_manifest
+from l4stb.manifest import (Manifest, RepeatRecord, aqm_record, collect_versions, command_line, load_manifest,
+                            save_manifest)
 from l4stb.providers import get_provider
 from l4stb.providers.base import Plan, RepeatOutcome, RunContext, TestbedInfo
 from l4stb.units import format_duration
@@ -37,7 +39,6 @@ def resolve_policy(scenario: Scenario) -> Scenario:
     absolute path, so every repeat and every host reads the same file."""
     if scenario.aqm.name != "policy":
         return scenario
-    from l4stb import policyblob
 
     path = policyblob.resolve_blob_path(scenario.aqm.policy)
     policyblob.load(path)
@@ -49,7 +50,6 @@ def policy_record(scenario: Scenario) -> dict | None:
     """What the manifest records of the policy a run deploys: its file, sha256, size and shape."""
     if scenario.aqm.name != "policy":
         return None
-    from l4stb import policyblob
 
     blob = policyblob.load(scenario.aqm.policy)
     return {"blob": scenario.aqm.policy, "sha256": blob.sha256, "bytes": blob.size_bytes,
@@ -101,6 +101,7 @@ def start_run(ws: Workspace, scenario: Scenario, topology: Topology, testbed: Te
         provider=testbed.provider,
         scenario=scenario.model_dump(mode="json"),
         topology=topology.model_dump(mode="json"),
+        aqm=aqm_record(scenario),
         seed=scenario.seed,
         versions=collect_versions(),
         host_facts=provider.host_facts(topology),
@@ -135,8 +136,6 @@ def sweep_slug(values: dict[str, str]) -> str:
     fewest trailing parts that tell it from the other swept keys (``hosts.client1.stack`` and
     ``hosts.client2.stack`` -> ``client1.stack-linux_client2.stack-freebsd``), and its value, with characters a run
     id cannot hold replaced by '-'."""
-    import re
-
     keys = list(values)
     parts = []
     for key, value in values.items():

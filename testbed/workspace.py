@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import datetime as _dt
+import difflib
 import errno
 import fcntl
 import hashlib
@@ -32,7 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from l4stb.errors import L4stbError
+from l4stb.console import err_console, safe
+from l4stb.errors import L4stbError, explain_environment_error
 
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
 NAME_RE = RUN_ID_RE
@@ -103,7 +105,8 @@ def read_json(path: Path, what: str) -> Any:
     except FileNotFoundError:
         raise
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise L4stbError(f"{path} ({what}) is not valid JSON ({exc}). Move it aside and re-run the command that writes it.")
+        raise L4stbError(f"{path} ({what}) is not valid JSON ({exc}). Move it aside and re-run the command that "
+                         "writes it.") from None
 
 
 TOP_FOLDERS: tuple[str, ...] = ("runs", "models", "pools", "sweeps", "compare", "hosts")
@@ -257,7 +260,6 @@ class Workspace:
             if matches:
                 raise L4stbError(f"run '{run_id}' is ambiguous: {len(matches)} runs start with it "
                                  f"({', '.join(matches[:8])}{', ...' if len(matches) > 8 else ''}). Give more of the id.")
-            import difflib
 
             close = difflib.get_close_matches(run_id, ids, n=3, cutoff=0.6)
             hint = (f" Did you mean {' or '.join(close)}?" if close else
@@ -285,8 +287,6 @@ class Workspace:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:  # e.g. under /proc or /sys, where no folder can be made
-            from l4stb.errors import explain_environment_error
-
             if explain_environment_error(exc) is not None:  # read-only, no space, no permission: said as such
                 raise
             raise L4stbError(f"cannot create the workdir {self.root} ({exc.strerror}): its parent does not take new "
@@ -370,8 +370,6 @@ def _read_all(fd: int) -> str:
 
 
 def _warn(message: str) -> None:
-    from l4stb.console import err_console, safe
-
     err_console.print("[yellow]note:[/] " + safe(message), soft_wrap=True)
 
 

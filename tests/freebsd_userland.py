@@ -271,8 +271,8 @@ class Userland:
         self._python_stub("sysctl", consts + _SYSCTL)
         self._python_stub("ipfw", consts + _IPFW)
         for name in STUBS_OK:
-            self._sh_stub(name, f'echo "$(basename "$0") $*" | /usr/bin/tr "\\n" " " >> "$L4STB_MODEL/calls"\n'
-                                f'echo >> "$L4STB_MODEL/calls"\nexit 0\n')
+            self._sh_stub(name, 'echo "$(basename "$0") $*" | /usr/bin/tr "\\n" " " >> "$L4STB_MODEL/calls"\n'
+                                'echo >> "$L4STB_MODEL/calls"\nexit 0\n')
         if self.provisioned:
             helper = Path(self.localise(plans.RATESCHED_BIN).strip())
             helper.parent.mkdir(parents=True, exist_ok=True)

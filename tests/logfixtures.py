@@ -24,7 +24,7 @@ COMPRESSORS = {".bz2": bz2.compress, ".gz": gzip.compress, ".xz": lzma.compress,
 def values(i: int, *, queue: int = 0, action: int = 1, delay_us: int = 10_000, length: int = 1500,
            prob: float = 0.05) -> dict[str, int]:
     """The 24 paper fields of decision number ``i`` (dequeue_count = i, so rows are told apart)."""
-    v = {name: 0 for name in FIELD_NAMES}
+    v = dict.fromkeys(FIELD_NAMES, 0)
     v.update(queue_type=queue, qdelay_reference=15_000, tupdate=16_000, flags=1,
              drop_probability=int(prob * PROB_SCALE),
              current_queue_delay=delay_us, previous_queue_delay=delay_us // 2,

@@ -23,7 +23,7 @@ from l4stb.analysis.report import render_report
 from l4stb.analysis.schema_docs import render_markdown
 from l4stb.errors import L4stbError
 from l4stb.manifest import load_manifest
-from l4stb.model.verdicts import compare_series
+from l4stb.pipeline.verdicts import compare_series
 from l4stb.runner import sweep_slug
 
 

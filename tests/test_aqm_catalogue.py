@@ -86,7 +86,9 @@ def test_report_reference_lines_are_the_records():
 
     from l4stb.analysis.report import reference_lines_ms
 
-    run = SimpleNamespace(scenario=load_scenario("dctcp-8mbps"))
-    assert reference_lines_ms(run) == {"C": [("PI2 target", 15.0)], "L": [("L step threshold", 1.0)]}
-    run = SimpleNamespace(scenario=load_scenario("dctcp-8mbps", ["aqm.name=fifo"]))
-    assert reference_lines_ms(run) == {}
+    def run_of(scenario):  # a run as the report reads it: its scenario and the AQM its manifest recorded
+        return SimpleNamespace(scenario=scenario, resolved_aqm=scenario.aqm.resolved())
+
+    assert reference_lines_ms(run_of(load_scenario("dctcp-8mbps"))) == {"C": [("PI2 target", 15.0)],
+                                                                        "L": [("L step threshold", 1.0)]}
+    assert reference_lines_ms(run_of(load_scenario("dctcp-8mbps", ["aqm.name=fifo"]))) == {}

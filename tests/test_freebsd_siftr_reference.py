@@ -131,7 +131,7 @@ def _inside(value, lo, hi, metric):
 ])
 def test_the_simulated_freebsd_sender_agrees_with_the_traces_exactly_where_the_table_says(cell):
     sim = sim_metrics(CELL[cell], 5)
-    for c, cc, metric, lo, hi, _n, agrees in (r for r in REFERENCE if r[0] == cell):
+    for _c, cc, metric, lo, hi, _n, agrees in (r for r in REFERENCE if r[0] == cell):
         values = [getattr(m, metric) for m in sim[cc] if getattr(m, metric) is not None]
         assert values, f"{cell} {cc} {metric}: no simulated value"
         med = statistics.median(values)
@@ -146,7 +146,7 @@ def test_the_simulated_freebsd_sender_agrees_with_the_traces_exactly_where_the_t
 @pytest.mark.parametrize("cell", sorted(CELL))
 def test_the_reference_numbers_are_what_the_traces_give(cell):
     real = real_metrics(CELL[cell], os.environ["L4STB_SIFTR_TRACES"])
-    for c, cc, metric, lo, hi, n, _agrees in (r for r in REFERENCE if r[0] == cell):
+    for _c, cc, metric, lo, hi, n, _agrees in (r for r in REFERENCE if r[0] == cell):
         values = [getattr(m, metric) for m in real[cc] if getattr(m, metric) is not None]
         assert len(values) == n
         assert min(values) == pytest.approx(lo, rel=1e-3, abs=1e-6)

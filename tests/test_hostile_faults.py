@@ -200,7 +200,7 @@ def test_a_fetch_killed_at_random_points_completes_identically_when_rerun(l4stb,
     hosts = testbed / "hosts"
     fetched = run_files(testbed, run_id)
     assert fetched
-    for key, digest in fetched.items():
+    for key, _digest in fetched.items():
         local = testbed / "runs" / run_id / key
         assert local.is_file() and local.stat().st_size > 0
     assert not list((testbed / "runs" / run_id / "raw").rglob(".*.part*"))

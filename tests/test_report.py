@@ -226,7 +226,7 @@ def test_report_of_an_imported_run_without_a_scenario_still_renders(tmp_path, mo
 def test_one_epoch_training_curves_have_readable_axes_and_no_legend_over_data():
     import warnings
 
-    from l4stb.model.report_sections import training_curves_figure
+    from l4stb.pipeline.report_sections import training_curves_figure
 
     history = [{"epoch": 0, "train_loss": 0.9, "val_loss": 0.85, "train_accuracy": 0.97, "val_accuracy": 0.96,
                 "train_macro_f1": 0.5, "val_macro_f1": 0.48, "best": True}]

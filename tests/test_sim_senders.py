@@ -545,7 +545,7 @@ def test_mahimahi_trace_becomes_one_rate_per_bin(tmp_path):
     """12 opportunities per ms for 100 ms then 3 per ms (mahimahi: one 1500-byte packet per line) -> 144 and
     36 Mbit/s bins; the trace loops with its last timestamp (199 ms) as the period, so the three lines at 199 ms
     open the next loop's first bin (1203 packets: 144.36 Mbit/s)."""
-    lines = [str(t) for t in range(0, 100) for _ in range(12)] + [str(t) for t in range(100, 200) for _ in range(3)]
+    lines = [str(t) for t in range(100) for _ in range(12)] + [str(t) for t in range(100, 200) for _ in range(3)]
     path = tmp_path / "trace"
     path.write_text("\n".join(lines) + "\n")
     steps = trace_schedule(str(path), 100_000, 400_000)

@@ -205,7 +205,7 @@ def _run(per_repeat_mbps: list[tuple[float, float]]):
 
 
 def test_a_dead_series_is_never_called_better_on_fairness():
-    from l4stb.model.verdicts import compare_series, summary_sentence
+    from l4stb.pipeline.verdicts import compare_series, summary_sentence
 
     base = _run([(5.0, 2.9), (5.2, 2.7), (5.1, 2.8), (4.9, 3.0)])
     dead = _run([(0.0, 0.0)] * 4)
@@ -217,7 +217,7 @@ def test_a_dead_series_is_never_called_better_on_fairness():
 
 
 def test_a_series_that_loses_utilisation_is_not_called_better_on_fairness():
-    from l4stb.model.verdicts import NOT_BETTER_WHEN_UTIL_WORSE, compare_series
+    from l4stb.pipeline.verdicts import NOT_BETTER_WHEN_UTIL_WORSE, compare_series
 
     base = _run([(5.0, 2.9), (5.2, 2.7), (5.1, 2.8), (4.9, 3.0)])
     starved = _run([(1.0, 1.0), (1.1, 1.1), (0.9, 0.9), (1.0, 1.0)])  # equal shares of an idle link
@@ -228,8 +228,8 @@ def test_a_series_that_loses_utilisation_is_not_called_better_on_fairness():
 
 
 def test_a_learned_model_far_below_the_baselines_is_warned_in_report_and_terminal(tmp_path):
-    from l4stb.model.job import JobOutcome
-    from l4stb.model.report_sections import baseline_gap_warning, model_sections
+    from l4stb.pipeline.job import JobOutcome
+    from l4stb.pipeline.report_sections import baseline_gap_warning, model_sections
 
     metrics = {"test": {"macro_f1": 0.69}, "baselines": {"always_forward": {"macro_f1": 0.33},
                                                          "logistic_regression": {"macro_f1": 0.91},
@@ -243,7 +243,7 @@ def test_a_learned_model_far_below_the_baselines_is_warned_in_report_and_termina
 
 
 def test_the_terminal_names_closed_loop_metrics_as_the_report_does(tmp_path):
-    from l4stb.model.job import JobOutcome
+    from l4stb.pipeline.job import JobOutcome
 
     row = {"label": "L4S-LLM every 10", "c_p95_ms": 20.0, "l_p95_ms": 2.0, "utilization": 0.0, "jain": float("nan"),
            "jain_na": "bulk flows carried 0.000 Mbit/s", "verdicts": {"c_p95": "worse (x)", "lc": "worse (further from 1)",

@@ -24,7 +24,7 @@ def test_wheel_installs_and_runs_from_any_directory(tmp_path):
     assert "l4stb/playbooks/templates/configure_router.sh.j2" in names
     assert "l4stb/analysis/templates/report.html.j2" in names
     assert "l4stb/freebsd_module/dualpi2_core.c" in names and "l4stb/freebsd_module/Makefile" in names
-    assert not any(n.startswith(("model/", "analysis/", "testbed/")) for n in names), "no generic top-level packages"
+    assert not any(n.startswith(("model/", "pipeline/", "analysis/", "testbed/")) for n in names), "no generic top-level packages"
     venv = tmp_path / "venv"
     # The venv sees the already-installed dependencies but not the editable l4stb checkout.
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
@@ -37,6 +37,6 @@ def test_wheel_installs_and_runs_from_any_directory(tmp_path):
                          timeout=120, env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", "HOME": str(tmp_path)})
     assert out.returncode == 0, out.stderr
     assert "dctcp-8mbps" in out.stdout and "dumbbell-4" in out.stdout
-    where = subprocess.run([str(py), "-c", "import l4stb, l4stb.analysis, l4stb.model; print(l4stb.__file__)"],
+    where = subprocess.run([str(py), "-c", "import l4stb, l4stb.analysis, l4stb.model, l4stb.pipeline; print(l4stb.__file__)"],
                            cwd=elsewhere, capture_output=True, text=True, timeout=120)
     assert str(venv) in where.stdout, "the wheel's l4stb is imported, not the checkout"

@@ -18,8 +18,10 @@ from pathlib import Path
 from l4stb import layout
 from l4stb.linuxvm import guest
 from l4stb.linuxvm.capture_log import CaptureStats, Stream, capture_to_log_lines
+from l4stb.linuxvm.pcap import read_pcap
 from l4stb.linuxvm.tcstats import read_tc_samples, write_tc_csv
 from l4stb.logformat import L4STB_PREFIX, LINE_END
+from l4stb.sim.runner import streams_of
 from l4stb.sim.syslog import SyslogFile
 
 TC_SAMPLES_CSV = "tc-samples.csv"
@@ -35,8 +37,6 @@ def capture_drops(stderr_file: Path) -> int | None:
 
 
 def _streams(ctx) -> list[Stream]:
-    from l4stb.sim.runner import streams_of  # the scenario's flow numbering, shared with the simulator
-
     topo = ctx.topology
     return [Stream(flow_id=s.fid, src=topo.address(s.host), dport=s.port,
                    proto="udp" if s.cc == "udp" else "tcp") for s in streams_of(ctx.scenario)]
@@ -105,8 +105,6 @@ def _qdisc_name(scenario) -> str:
 
 
 def _first_timestamp_ns(pcap: Path) -> int:
-    from l4stb.linuxvm.pcap import read_pcap
-
     t = read_pcap(pcap)
     return int(t.ts_ns[0]) if len(t.ts_ns) else 0
 

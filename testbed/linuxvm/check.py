@@ -14,9 +14,11 @@ from pathlib import Path
 
 from l4stb.layout import REMOTE_ROOT
 from l4stb.linuxvm import guest
-from l4stb.linuxvm.pcap import read_pcap
+from l4stb.linuxvm.pcap import ip_to_int, read_pcap
 from l4stb.linuxvm.tcstats import parse_tc_samples
 from l4stb.providers.base import CheckEvidence, FlowProbe, RunContext
+from l4stb.sim.runner import streams_of
+
 
 def qdisc_counts(tc_show: str) -> tuple[str, int, int] | None:
     """(kind, packets sent, packets dropped) of the qdisc under htb's class 1:1, from ``tc -s qdisc show``
@@ -30,8 +32,6 @@ def qdisc_counts(tc_show: str) -> tuple[str, int, int] | None:
 
 def egress_codepoints(pcap: Path, server_ip: str, ports: dict[int, FlowProbe]) -> None:
     """Count the ECN codepoints of data packets leaving the bottleneck, per server port."""
-    from l4stb.linuxvm.pcap import ip_to_int
-
     t = read_pcap(pcap)
     keep = (t.dst == ip_to_int(server_ip)) & (t.payload_len > 0)
     for dport, ecn in zip(t.dport[keep].tolist(), t.ecn[keep].tolist()):
@@ -41,8 +41,6 @@ def egress_codepoints(pcap: Path, server_ip: str, ports: dict[int, FlowProbe]) -
 
 
 def self_check(provider, ctx: RunContext) -> CheckEvidence:
-    from l4stb.sim.runner import streams_of
-
     sc, topo = ctx.scenario, ctx.topology
     router, server = topo.router, topo.server
     st = provider.state()

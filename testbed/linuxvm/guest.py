@@ -232,11 +232,8 @@ def render(scenario: Scenario, topology: Topology, run_id: str, repeat: int, *, 
     check_supported(scenario, as_written=as_written)
     sc, topo = scenario, topology
     sc.check_against(topo)
-    router, server = topo.router, topo.server
-    server_ip = topo.address(server)
     caps = capture_files(topo)
     bottleneck_dev = caps.egress[0]
-    dur_s = max(1, sc.duration // 1_000_000)
     lines = [
         "# l4stb guest script: " + _q(sc.name, run_id, f"repeat {repeat}"),
         "set -u",
@@ -245,13 +242,32 @@ def render(scenario: Scenario, topology: Topology, run_id: str, repeat: int, *, 
         'step() { echo "l4stb-step: $*"; }',
         "step namespaces",
     ]
-    hosts = list(topo.hosts)
-    for h in hosts:
+    lines += _namespace_lines(topo)
+    lines += _link_lines(topo)
+    lines += _route_and_ecn_lines(sc, topo)
+    lines += _bottleneck_lines(sc, topo, bottleneck_dev)
+    lines += [f"mkdir -p /tmp/{h}" for h in topo.hosts]
+    lines += _capture_and_sampler_lines(topo, caps, bottleneck_dev, capture)
+    lines += _iperf3_lines(sc, topo)
+    lines += _collect_lines(topo, bottleneck_dev)
+    return "\n".join(lines) + "\n"
+
+
+def _namespace_lines(topo: Topology) -> list[str]:
+    """One network namespace per host, loopback up, IPv6 off."""
+    lines: list[str] = []
+    for h in topo.hosts:
         lines.append(_q(IP, "netns", "add", h) + " || fail " + _q(f"netns {h}"))
         lines.append(_q(IP, "-n", h, "link", "set", "lo", "up"))
         # no IPv6 autoconfiguration traffic in the bottleneck's qdisc: only the experiment's packets
         lines.append(_in(h, BB, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
                          "net.ipv6.conf.default.disable_ipv6=1"))
+    return lines
+
+
+def _link_lines(topo: Topology) -> list[str]:
+    """A veth pair per link with its addresses, offloads off and permanent neighbours."""
+    lines: list[str] = []
     lines.append("step links")
     for link in topo.links:
         a, b = link.endpoints
@@ -270,8 +286,15 @@ def render(scenario: Scenario, topology: Topology, run_id: str, repeat: int, *, 
             lines.append(f"MAC=$({_q(IP, '-n', b if h == a else a, 'link', 'show', dev)} | $B awk '/link\\/ether/ {{print $2}}')")
             lines.append(_q(IP, "-n", h, "neigh", "replace", peer_if.ip, "lladdr") + ' "$MAC" '
                          + _q("dev", dev, "nud", "permanent"))
+    return lines
+
+
+def _route_and_ecn_lines(sc: Scenario, topo: Topology) -> list[str]:
+    """Default routes via the router, forwarding on, and each host's tcp_ecn."""
+    router, server = topo.router, topo.server
+    lines: list[str] = []
     lines.append("step routes")
-    for h in hosts:
+    for h in topo.hosts:
         if h == router:
             continue
         net = topo.hosts[h].interfaces[0].network
@@ -289,6 +312,13 @@ def render(scenario: Scenario, topology: Topology, run_id: str, repeat: int, *, 
     # the FreeBSD server does; with 0 it would refuse DCTCP's ECN SYN and DCTCP would fall back to Reno without
     # ECN (tcp_dctcp.c dctcp_init: "No ECN support? Fall back to Reno"), reported by iperf3 as dctcp-reno
     lines.append(_in(server, BB, "sysctl", "-qw", "net.ipv4.tcp_ecn=2"))
+    return lines
+
+
+def _bottleneck_lines(sc: Scenario, topo: Topology, bottleneck_dev: str) -> list[str]:
+    """The htb shaper with the AQM's qdisc under it on the router's egress, and the netem delays."""
+    router, server = topo.router, topo.server
+    lines: list[str] = []
     lines.append("step bottleneck")
     rate = f"{int(sc.bottleneck.rate)}bit"
     lines += [
@@ -310,7 +340,14 @@ def render(scenario: Scenario, topology: Topology, run_id: str, repeat: int, *, 
             net = topo.hosts[client].interfaces[0].network
             lines.append(_q(TC, "-n", router, "qdisc", "add", "dev", _ifname(net), "root", "netem", "delay",
                             _us(extra), "limit", "100000") + " || fail " + _q(f"netem-{client}"))
-    lines += [f"mkdir -p /tmp/{h}" for h in hosts]
+    return lines
+
+
+def _capture_and_sampler_lines(topo: Topology, caps, bottleneck_dev: str, capture: bool) -> list[str]:
+    """tcpdump on the router's interfaces (when ``capture``) and the loop that samples the qdisc's counters."""
+    router = topo.router
+    server_ip = topo.address(topo.server)
+    lines: list[str] = []
     rdir = f"/tmp/{router}"
     lines.append(": > /tmp/tcpdump.pids")
     lines.append("EGRESS_CAP=")
@@ -333,6 +370,15 @@ def render(scenario: Scenario, topology: Topology, run_id: str, repeat: int, *, 
                  f"$B sleep {TC_SAMPLE_S}; done ) > {shlex.quote(samples)} 2>&1 &")
     lines.append("SAMPLER=$!")
     lines.append("$B sleep 1")
+    return lines
+
+
+def _iperf3_lines(sc: Scenario, topo: Topology) -> list[str]:
+    """An iperf3 server per connection, then the clients, each started at its group's start."""
+    server = topo.server
+    server_ip = topo.address(server)
+    dur_s = max(1, sc.duration // 1_000_000)
+    lines: list[str] = []
     lines.append("step iperf3")
     sdir = f"/tmp/{server}"
     conn_no = 0
@@ -358,6 +404,14 @@ def render(scenario: Scenario, topology: Topology, run_id: str, repeat: int, *, 
     for start_us, cmd in sorted(clients, key=lambda x: x[0]):
         delay = f"$B sleep {start_us / 1e6:g}; " if start_us else ""
         lines.append(f"( {delay}{cmd} ) & echo $! >> /tmp/client.pids")
+    return lines
+
+
+def _collect_lines(topo: Topology, bottleneck_dev: str) -> list[str]:
+    """Wait for the clients, stop the capture and the sampler, and copy every host's files and the facts out."""
+    router = topo.router
+    rdir = f"/tmp/{router}"
+    lines: list[str] = []
     lines += [
         "RC=0",
         "for p in $(cat /tmp/client.pids); do wait $p || RC=1; done",
@@ -374,11 +428,11 @@ def render(scenario: Scenario, topology: Topology, run_id: str, repeat: int, *, 
         "$B sleep 1",
         "mkdir -p /out/hosts",
     ]
-    for h in hosts:
+    for h in topo.hosts:
         lines.append(f"cp -r /tmp/{h} /out/hosts/ || RC=1")
     lines += [
         "{ uname -a; cat /proc/sys/net/ipv4/tcp_available_congestion_control; "
         "cat /proc/sys/net/core/default_qdisc; $B lsmod; } > /out/facts.txt 2>&1",
         "exit $RC",
     ]
-    return "\n".join(lines) + "\n"
+    return lines

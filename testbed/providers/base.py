@@ -233,7 +233,7 @@ class Provider(ABC):
         """Run the check scenario's one short repeat (``ctx.scenario``) and gather the evidence ``l4stb check``
         judges: module and scheduler, kern.hz per host, log lines vs the module's counter, ECN at the receiver."""
 
-    def check_scenario(self, scenario: Scenario) -> None:
+    def check_scenario(self, scenario: Scenario) -> None:  # noqa: B027 - a no-op unless a provider refuses some
         """Refuse, before a run starts, a scenario this testbed cannot run (raise L4stbError with advice)."""
 
     def max_parallel_repeats(self) -> int | None:

@@ -14,7 +14,6 @@ command writes outside its workdir; ``L4STB_QEMU_CACHE`` points several workdirs
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shutil
@@ -27,6 +26,8 @@ from l4stb.config import Scenario, Topology
 from l4stb.errors import L4stbError
 from l4stb.layout import remote_repeat_dir
 from l4stb.linuxvm import debian, dualpi2_build, guest, image, vm
+from l4stb.linuxvm.artifacts import place_repeat
+from l4stb.linuxvm.check import self_check
 from l4stb.providers.base import (
     CheckEvidence,
     DoneFn,
@@ -199,8 +200,6 @@ class QemuProvider(Provider):
         return self.ws.root / "cache" / "qemu-repeats" / f"{run_id}-r{repeat:02d}"
 
     def self_check(self, ctx: RunContext) -> CheckEvidence:
-        from l4stb.linuxvm.check import self_check
-
         return self_check(self, ctx)
 
     def max_parallel_repeats(self) -> int:
@@ -224,8 +223,6 @@ class QemuProvider(Provider):
                     on_done(fut.result())
 
     def _one(self, ctx: RunContext, repeat: int, st: dict, on_progress: ProgressFn) -> RepeatOutcome:
-        from l4stb.linuxvm.artifacts import place_repeat
-
         started = utc_iso()
         t0 = time.monotonic()
         seed = ctx.scenario.repeat_seed(repeat)

@@ -92,7 +92,7 @@ class SimHost(Host):
         if base.is_symlink() or not base.is_dir():
             return []
         out = []
-        for folder, dirs, files in os.walk(base, followlinks=False):
+        for folder, _dirs, files in os.walk(base, followlinks=False):
             for name in files:
                 p = Path(folder) / name
                 st = p.lstat()

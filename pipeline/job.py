@@ -10,7 +10,7 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +18,18 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from l4stb.analysis.fetch import fetch_run
 from l4stb.analysis.pool import PoolSplits, load_pool
 from l4stb.console import safe
 from l4stb.errors import L4stbError
 from l4stb.manifest import load_manifest, update_manifest
-from l4stb.model.verdicts import metric_label
-from l4stb.workspace import Workspace, atomic_write_json, atomic_write_text, staged_folder, utc_iso
-
-
-HEADLINE = "headline.json"
-"""The job's figures of merit and fingerprint: saved in the model folder and copied beside the report."""
+from l4stb.model.distill import DistillConfig
+from l4stb.pipeline.closed_loop_policy import TimedPolicy
+from l4stb.pipeline.distill_job import DISTILLED_SUFFIX, distill_pool_model, distill_run
+from l4stb.pipeline.headline import HEADLINE, read_headline
+from l4stb.pipeline.verdicts import metric_label
+from l4stb.workspace import (Workspace, atomic_write_json, atomic_write_text, staged_folder, stored_path, utc_iso,
+                             validate_name)
 
 
 @dataclass
@@ -68,8 +70,6 @@ class JobOutcome:
     def to_json(self, root: Path | None = None) -> dict:
         """The numbers the job ends with (written beside the report as headline.json); paths relative to the
         workdir ``root`` when given (so the workdir can move)."""
-        from l4stb.workspace import stored_path
-
         def stored(p: Path) -> str:
             return stored_path(root, p) if root is not None else str(p)
 
@@ -88,7 +88,8 @@ class JobOutcome:
         if f1 is not None and f1_forward is not None and f1 < f1_forward:
             lines.insert(0, f"[bold red]the model is worse than always-forward[/] on the held-out test split "
                             f"(macro-F1 {f1:.3f} vs {f1_forward:.3f}): it has not learned the drop/mark decisions.")
-        from l4stb.model.report_sections import baseline_gap_warning
+        # lazy: loads matplotlib, slow to import
+        from l4stb.pipeline.report_sections import baseline_gap_warning
 
         gap = baseline_gap_warning(m)
         if gap:
@@ -133,13 +134,12 @@ def _ensure_fetched(ws: Workspace, run_id: str, console: Console) -> None:
         return
     fetch = manifest.steps.get("fetch")
     if not (isinstance(fetch, dict) and fetch.get("status") == "done"):
-        from l4stb.analysis.fetch import fetch_run
-
         console.print(f"run {run_id} was not fetched yet: fetching its logs first")
         fetch_run(ws, run_id)
 
 
 def _train_config(job: TrainJob):
+    # lazy: loads torch, slow to import
     from l4stb.model.config import TrainConfig
 
     overrides: dict[str, Any] = {"backbone": job.backbone, "layers": job.layers, "epochs": job.epochs}
@@ -164,6 +164,7 @@ def _resolve_pool(ws: Workspace, spec: str) -> Path:
 def _check_pool_options(job: TrainJob, splits: PoolSplits) -> None:
     """--preset and --reward choose how a pool is built from runs; a pool given with --pool already has both,
     so a different (or unknown) value is refused instead of silently ignored."""
+    # lazy: loads pyarrow, slow to import
     from l4stb.analysis.pool_build import get_reward, preset_features
 
     for option, given, has in (("--preset", job.preset, splits.meta.preset), ("--reward", job.reward, splits.meta.reward)):
@@ -180,6 +181,7 @@ def _check_pool_options(job: TrainJob, splits: PoolSplits) -> None:
 
 def validate_job(job: TrainJob):
     """Check every option before anything is fetched, parsed or built; return the validated TrainConfig."""
+    # lazy: loads torch, slow to import
     from l4stb.analysis.pool_build import get_reward, preset_features
     from l4stb.model.backbones import check_backbone_name
 
@@ -194,8 +196,6 @@ def validate_job(job: TrainJob):
     if job.closed_loop_repeats < 1:
         raise L4stbError(f"--closed-loop-repeats must be at least 1, got {job.closed_loop_repeats}.")
     if job.name is not None:
-        from l4stb.workspace import validate_name
-
         validate_name(job.name, "model name (--name)")
     if not job.pool:
         preset_features(job.preset or "paper7")
@@ -204,39 +204,20 @@ def validate_job(job: TrainJob):
 
 
 def train_and_report(ws: Workspace, job: TrainJob, *, console: Console) -> JobOutcome:
+    # lazy: loads torch, slow to import
     from l4stb.model.run import train_and_evaluate
 
     t0 = time.perf_counter()
     cfg = validate_job(job)
-    run_id: str | None = None
-    if job.pool:
-        if job.run_ids or job.test_runs:
-            raise L4stbError("give either --pool or --run/--test-run, not both.")
-        splits = load_pool(_resolve_pool(ws, job.pool))
-        _check_pool_options(job, splits)
-    else:
-        run_ids = list(job.run_ids) or [ws.resolve_run(None)]
-        for r in run_ids + list(job.test_runs):
-            ws.resolve_run(r)
-            _ensure_fetched(ws, r, console)
-        splits = _build_pool(ws, run_ids, list(job.test_runs), job, console)
-        run_id = run_ids[0]
+    splits, run_id = _job_pool(ws, job, console)
     # Models of a pool outside any run live side by side under workdir/models/: name them after the pool too.
     model_name = job.model_name if job.name or run_id is not None else f"{splits.meta.name}-{job.model_name}"
     model_dir = ws.model_dir(run_id, model_name)
     fingerprint = _fingerprint(job, splits)
     report_index = (ws.report_dir(run_id) if run_id is not None else model_dir / "report") / "index.html"
     if not job.force:
-        done = _finished_outcome(model_dir, report_index, fingerprint)
-        if (done is None and run_id is not None and _model_finished(model_dir, fingerprint)
-                and read_headline(model_dir).get("fingerprint") == fingerprint):
-            # the model was swapped in but the command stopped before the run's report was rendered
-            console.print(f"the model in {safe(model_dir)} is up to date; rendering the run's report from it")
-            _publish_run_report(ws, run_id, model_name, model_dir, None)
-            done = _finished_outcome(model_dir, report_index, fingerprint)
+        done = _up_to_date(ws, run_id, model_name, model_dir, report_index, fingerprint, console)
         if done is not None:
-            console.print(f"[green]up to date[/]: {safe(model_dir)} was trained with these options on this pool "
-                          "(`--force` trains again)")
             return done
     console.print(f"pool [bold]{safe(splits.meta.name)}[/]: {len(splits.meta.feature_names)} features, "
                   + ", ".join(f"{s} {len(splits.split(s)):,} rows" for s in ("train", "val", "test"))
@@ -246,12 +227,14 @@ def train_and_report(ws: Workspace, job: TrainJob, *, console: Console) -> JobOu
     with staged_folder(model_dir) as stage:
         with _progress(console) as progress:
             report = train_and_evaluate(splits, stage, cfg, progress=progress)
-        from l4stb.model.report_sections import model_sections
+        # lazy: loads matplotlib, slow to import
+        from l4stb.pipeline.report_sections import model_sections
 
         sections = model_sections(report.metrics, report.history, stage / "figures")
         distilled = _distill_stage(ws, run_id, splits, stage, model_dir, console) if job.distill else None
         if distilled is not None:
-            from l4stb.model.distill_report import distill_section
+            # lazy: loads matplotlib, slow to import
+            from l4stb.pipeline.distill_report import distill_section
 
             sections.append(distill_section(distilled.summary))
         closed_rows: list[dict] = []
@@ -260,7 +243,8 @@ def train_and_report(ws: Workspace, job: TrainJob, *, console: Console) -> JobOu
                 console.print("[yellow]closed loop skipped[/]: the model was trained on a pool outside any run, so "
                               "there is no scenario to replay; train from a sim run (`--run ID`) to get it.")
             else:
-                from l4stb.model.closed_loop import run_closed_loop
+                # lazy: loads matplotlib, slow to import
+                from l4stb.pipeline.closed_loop import run_closed_loop
 
                 extra = (_distilled_series(distilled),) if distilled is not None else ()
                 section, closed_rows = run_closed_loop(ws, run_id, splits, report, job, console=console,
@@ -272,6 +256,7 @@ def train_and_report(ws: Workspace, job: TrainJob, *, console: Console) -> JobOu
         headline = _json_text({**outcome.to_json(ws.root), "fingerprint": fingerprint})
         atomic_write_text(stage / HEADLINE, headline)
         if run_id is None:
+            # lazy: loads matplotlib, slow to import
             from l4stb.analysis.report import render_model_report
 
             render_model_report(stage / "report", f"model {model_name} on pool {splits.meta.name}", sections,
@@ -285,11 +270,42 @@ def train_and_report(ws: Workspace, job: TrainJob, *, console: Console) -> JobOu
     return outcome
 
 
+def _job_pool(ws: Workspace, job: TrainJob, console: Console) -> tuple[PoolSplits, str | None]:
+    """The pool the job trains on and the run it belongs to: ``--pool`` as it is (no run), or one built from the
+    runs (fetched first where needed), which belongs to the first of them."""
+    if job.pool:
+        if job.run_ids or job.test_runs:
+            raise L4stbError("give either --pool or --run/--test-run, not both.")
+        splits = load_pool(_resolve_pool(ws, job.pool))
+        _check_pool_options(job, splits)
+        return splits, None
+    run_ids = list(job.run_ids) or [ws.resolve_run(None)]
+    for r in run_ids + list(job.test_runs):
+        ws.resolve_run(r)
+        _ensure_fetched(ws, r, console)
+    return _build_pool(ws, run_ids, list(job.test_runs), job, console), run_ids[0]
+
+
+def _up_to_date(ws: Workspace, run_id: str | None, model_name: str, model_dir: Path, report_index: Path,
+                fingerprint: str, console: Console) -> JobOutcome | None:
+    """The outcome of an earlier job with the same fingerprint whose outputs are all there, else None. A model
+    that was swapped in before the command stopped short of the run's report gets its report rendered now."""
+    done = _finished_outcome(model_dir, report_index, fingerprint)
+    if (done is None and run_id is not None and _model_finished(model_dir, fingerprint)
+            and read_headline(model_dir).get("fingerprint") == fingerprint):
+        # the model was swapped in but the command stopped before the run's report was rendered
+        console.print(f"the model in {safe(model_dir)} is up to date; rendering the run's report from it")
+        _publish_run_report(ws, run_id, model_name, model_dir, None)
+        done = _finished_outcome(model_dir, report_index, fingerprint)
+    if done is not None:
+        console.print(f"[green]up to date[/]: {safe(model_dir)} was trained with these options on this pool "
+                      "(`--force` trains again)")
+    return done
+
+
 def _relocated(sections: list, stage: Path, final: Path) -> list:
     """The sections with each figure drawn inside the staging folder pointed at the same file in the folder
     it was swapped in as."""
-    from dataclasses import replace
-
     def moved(path: Path) -> Path:
         path = Path(path)
         return final / path.relative_to(stage) if path.is_relative_to(stage) else path
@@ -306,20 +322,12 @@ def _model_finished(model_dir: Path, fingerprint: str) -> bool:
         return False
 
 
-def read_headline(folder: Path) -> dict:
-    """``folder/headline.json`` as a dict; empty when it is missing or not a JSON object."""
-    try:
-        doc = json.loads((folder / HEADLINE).read_text())
-    except (OSError, ValueError):
-        return {}
-    return doc if isinstance(doc, dict) else {}
-
-
 def _publish_run_report(ws: Workspace, run_id: str, model_name: str, model_dir: Path, sections: list | None) -> None:
     """Record the run's trained model in its manifest, then render the run's report with the model's sections
     (``None``: rebuilt from the model's saved files, as `l4stb report` does) and its headline.json."""
+    # lazy: loads matplotlib, slow to import
     from l4stb.analysis.report import render_report
-    from l4stb.model.saved_sections import saved_model_sections
+    from l4stb.pipeline.saved_sections import saved_model_sections
 
     headline_text = (model_dir / HEADLINE).read_text()
     metrics = json.loads(headline_text).get("metrics") or {}
@@ -370,9 +378,6 @@ def _distill_stage(ws: Workspace, run_id: str | None, splits: PoolSplits, staged
 
     The teacher is read from the staging folder it is being built in; the tree is written beside the model's
     final folder (``<model>-distilled``), as ``l4stb distill`` would write it."""
-    from l4stb.model.distill import DistillConfig
-    from l4stb.model.distill_job import DISTILLED_SUFFIX, distill_pool_model, distill_run
-
     if run_id is None:
         return distill_pool_model(splits, staged_model, model_dir, console=console, root=ws.root)
     return distill_run(ws, run_id, DistillConfig(), console=console, model=str(staged_model), splits=splits,
@@ -381,8 +386,6 @@ def _distill_stage(ws: Workspace, run_id: str | None, splits: PoolSplits, staged
 
 def _distilled_series(distilled):
     """The closed-loop series of the distilled tree: the simulator's twin of the C evaluator, every packet."""
-    from l4stb.model.closed_loop_policy import TimedPolicy
-
     blob = distilled.blob
     label = "distilled tree every 1"
     return "distilled", label, TimedPolicy(label, blob.decide, _log_record, 1)
@@ -393,6 +396,7 @@ def _log_record(fields):
 
 
 def _build_pool(ws: Workspace, run_ids: list[str], test_runs: list[str], job: TrainJob, console: Console) -> PoolSplits:
+    # lazy: loads pyarrow, slow to import
     from l4stb.analysis.packets import ensure_parsed
     from l4stb.analysis.pool_build import build_pool
 

@@ -113,7 +113,8 @@ def _teacher(folder: Path, final_folder: Path) -> Teacher:
 
 
 def print_summary(result: DistillResult, console: Console) -> None:
-    from l4stb.model.distill_report import fidelity_rows
+    # lazy: loads matplotlib, pandas, slow to import
+    from l4stb.pipeline.distill_report import fidelity_rows
 
     table = Table(title="Distilled policy on the held-out test split")
     for col in ("model", "agreement with teacher", "accuracy", "balanced acc.", "macro-F1", "size", "decision latency"):

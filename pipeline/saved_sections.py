@@ -8,7 +8,9 @@ from pathlib import Path
 
 from l4stb.analysis.report import ReportSection
 from l4stb.manifest import load_manifest
-from l4stb.model.job import HEADLINE, read_headline
+from l4stb.pipeline.distill_report import distill_section
+from l4stb.pipeline.headline import HEADLINE, read_headline
+from l4stb.pipeline.report_sections import model_sections
 from l4stb.workspace import Workspace, read_json
 
 log = logging.getLogger(__name__)
@@ -26,7 +28,6 @@ def saved_model_sections(ws: Workspace, run_id: str) -> list[ReportSection]:
     if not metrics_file.is_file():
         log.warning("run %s was trained, but %s is gone: the report has no model sections", run_id, metrics_file)
         return []
-    from l4stb.model.report_sections import model_sections
 
     metrics = read_json(metrics_file, "model metrics")
     history_file = model_dir / "metrics.jsonl"
@@ -35,12 +36,11 @@ def saved_model_sections(ws: Workspace, run_id: str) -> list[ReportSection]:
     sections = model_sections(metrics, history, model_dir / "figures")
     headline = read_headline(model_dir)
     if isinstance(headline.get("distill"), dict):
-        from l4stb.model.distill_report import distill_section
-
         sections.append(distill_section(headline["distill"]))
     record = manifest.steps.get("closed_loop")
     if isinstance(record, dict) and record.get("series"):
-        from l4stb.model.closed_loop import closed_loop_section
+        # lazy: loads pyarrow, slow to import
+        from l4stb.pipeline.closed_loop import closed_loop_section
 
         try:
             section, _rows = closed_loop_section(ws, run_id, record)

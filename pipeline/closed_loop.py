@@ -20,14 +20,18 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from l4stb.analysis import metrics as M
+from l4stb.analysis.capacity import capacity_of
 from l4stb.analysis.packets import ensure_parsed, read_flows, read_packets
 from l4stb.analysis.pool import PoolSplits
-from l4stb.analysis.capacity import capacity_of
 from l4stb.analysis.report import ReportSection, ReportTable, SeriesData, comparison_section, series_metrics
 from l4stb.analysis.summary import annotate_run_flows, scenario_and_rate
 from l4stb.config import Scenario, Topology
-from l4stb.manifest import Manifest, RepeatRecord, collect_versions, load_manifest, save_manifest, update_manifest
-from l4stb.model.closed_loop_policy import TimedPolicy, feature_extractor
+from l4stb.layout import remote_run_dir
+from l4stb.manifest import (Manifest, RepeatRecord, aqm_record, collect_versions, load_manifest, save_manifest,
+                            update_manifest)
+from l4stb.pipeline.closed_loop_policy import TimedPolicy, feature_extractor
+from l4stb.pipeline.verdicts import compare_series, summary_sentence
+from l4stb.sim.runner import SimJob, simulate_repeat
 from l4stb.workspace import Workspace, utc_iso
 
 DEFAULT_EVERY = (10, 100)
@@ -77,7 +81,8 @@ def _series_run(ws: Workspace, source: Manifest, slug: str, repeats: list[int], 
         shutil.rmtree(ws.run_dir(run_id))  # a closed-loop series is always redone whole: its policy changed
     scenario = Scenario.model_validate(source.scenario)
     manifest = Manifest(run_id=run_id, kind="closed-loop", provider="sim", scenario=source.scenario,
-                        topology=source.topology, seed=source.seed, versions=collect_versions(),
+                        topology=source.topology, aqm=aqm_record(scenario), seed=source.seed,
+                        versions=collect_versions(),
                         repeats={str(r): RepeatRecord(repeat=r, seed=scenario.repeat_seed(r)) for r in repeats},
                         steps={"closed_loop": {"source_run": source.run_id, **info}})
     save_manifest(ws, manifest)
@@ -86,9 +91,6 @@ def _series_run(ws: Workspace, source: Manifest, slug: str, repeats: list[int], 
 
 def _simulate_series(ws: Workspace, run_id: str, policy: TimedPolicy | None, progress: Progress) -> float:
     """Simulate the series' repeats into runs/<id>/raw/ (the layout fetch-logs produces), then parse them."""
-    from l4stb.layout import remote_run_dir
-    from l4stb.sim.runner import SimJob, simulate_repeat
-
     manifest = load_manifest(ws, run_id)
     scenario = Scenario.model_validate(manifest.scenario)
     topology = Topology.model_validate(manifest.topology)
@@ -132,6 +134,7 @@ def _series_data(ws: Workspace, run_id: str, repeats: list[int] | None = None) -
 
 def _policies(splits: PoolSplits, checkpoint: Path, every: tuple[int, ...], seed: int):
     """(slug, label, TimedPolicy) for the learned policy at each N and the learned baselines at N=1."""
+    # lazy: loads torch, slow to import
     from l4stb.model.evaluate import fit_baselines
     from l4stb.model.inference import load_policy
 
@@ -173,8 +176,6 @@ def closed_loop_section(ws: Workspace, run_id: str, record: dict) -> tuple[Repor
     ``record`` is ``manifest.steps["closed_loop"]`` of the source run: the repeats, the repeats the model
     trained on, and each series' label and run id (the first series is DualPI2).
     """
-    from l4stb.model.verdicts import compare_series, summary_sentence
-
     repeats = [int(r) for r in record["repeats"]]
     series: dict[str, SeriesData] = {}
     results: dict[str, SeriesResult] = {}

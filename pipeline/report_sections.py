@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from l4stb.analysis.plots import save_figure
@@ -111,7 +112,6 @@ def cost_figure(metrics: dict) -> Figure:
     ax_mem.set_xscale("log")
     ax_mem.set_xlabel("peak memory (GiB, log scale)")
     ax_mem.set_title("training memory")
-    from matplotlib.patches import Patch
 
     ax_mem.legend(handles=[Patch(color=OURS_COLOR, label="measured in this run"),
                            Patch(color=PAPER_COLOR, label="the paper's reported GPU memory")], fontsize=8)
