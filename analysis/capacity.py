@@ -24,6 +24,8 @@ import numpy as np
 
 from l4stb.config import Scenario
 from l4stb.errors import L4stbError
+from l4stb.layout import RATE_APPLIED_NAME
+from l4stb.rate_applied import read_rate_applied
 
 if TYPE_CHECKING:
     from l4stb.rate_applied import AppliedStep
@@ -127,9 +129,6 @@ def applied_capacity(base_rate_bps: float, steps: "list[AppliedStep]") -> Capaci
 def applied_capacities(scenario: Scenario | None, evidence: "dict[int, list[Path]]") -> dict[int, Capacity]:
     """Repeat -> its applied capacity, for the repeats whose router folder holds the helper's record (``evidence``:
     :attr:`l4stb.analysis.rawfiles.RawInventory.evidence`); empty without a rate schedule or trace."""
-    from l4stb.layout import RATE_APPLIED_NAME
-    from l4stb.rate_applied import read_rate_applied
-
     if scenario is None or not (scenario.bottleneck.rate_schedule or scenario.bottleneck.rate_trace):
         return {}
     out: dict[int, Capacity] = {}

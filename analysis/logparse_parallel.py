@@ -28,7 +28,7 @@ import pyarrow as pa
 
 from l4stb import interrupts
 from l4stb.analysis.logparse import (ALL_FIELDS, READ_BLOCK, Batch, DeferredRepeat, FileStats, LogParser, _Last,
-                                     order_log_files, resolve_deferred)
+                                     concat_batches, order_log_files, resolve_deferred)
 
 _SCHEMA = pa.schema([*(pa.field(f"c{k}", pa.int64()) for k in range(len(ALL_FIELDS))),
                      pa.field("shape", pa.int8()), pa.field("syslog_s", pa.float64()), pa.field("copies", pa.int64())])
@@ -134,8 +134,6 @@ class ParallelLogParser:
 
 def parse_log_files_parallel(paths: list[Path], *, jobs: int | None = None) -> tuple[Batch, list[FileStats]]:
     """All decisions of one log set and each file's stats, parsed in ``jobs`` processes (tests, small sets)."""
-    from l4stb.analysis.logparse import concat_batches
-
     parser = ParallelLogParser(jobs=jobs)
     batch = concat_batches(list(parser.parse_files(paths)))
     return batch, parser.stats

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 from pydantic import ValidationError
 from rich import box
 from rich.console import Console
@@ -17,6 +18,8 @@ from rich.table import Table
 from l4stb.analysis import metrics as M
 from l4stb.analysis.aqm_state import OverloadShare, QueueRates, overload_share, queue_rates
 from l4stb.analysis.capacity import Capacity, applied_capacities, capacity_of
+from l4stb.analysis.packet_repeats import PacketRepeats
+from l4stb.analysis.packets import damaged_outputs, ensure_parsed
 from l4stb.analysis.rawfiles import inventory
 from l4stb.analysis.class_metrics import ShortFlowFcts, UdpRow, short_flow_fcts, udp_rows
 from l4stb.analysis.coexistence import Coexistence, coexistence
@@ -230,17 +233,6 @@ class RunSummary:
 
 def ensure_run_parsed(ws: Workspace, run_id: str, progress=None) -> None:
     """Run the parser (``l4stb.analysis.packets.ensure_parsed``) so data/*.parquet exist and are current."""
-    try:
-        # lazy: loads pyarrow, slow to import
-        from l4stb.analysis.packets import damaged_outputs, ensure_parsed
-    except ImportError as exc:
-        if ws.packets_file(run_id).is_file():
-            log.warning("log parser unavailable (%s); using the existing %s", exc, ws.packets_file(run_id))
-            return
-        raise L4stbError(
-            f"run {run_id} has no parsed data ({ws.packets_file(run_id)}) and this l4stb has no log parser "
-            f"(l4stb.analysis.packets: {exc}). Reinstall l4stb, then run `l4stb fetch-logs --run {run_id}` first."
-        ) from None
     raw = ws.raw_dir(run_id)
     has_raw = raw.is_dir() and any(p.is_file() for p in raw.rglob("*"))
     if not has_raw:
@@ -304,9 +296,6 @@ def scenario_and_rate(manifest: Manifest, where: str = "") -> tuple[Scenario | N
 
 
 def _read_parquet(path, wanted) -> pd.DataFrame:
-    # lazy: pyarrow is slow to import
-    import pyarrow.parquet as pq
-
     names = set(pq.read_schema(path).names)
     return pd.read_parquet(path, columns=[c for c in wanted if c in names])
 
@@ -398,8 +387,6 @@ def summarize(ws: Workspace, run_id: str, progress=None, warmup_s: float = M.WAR
     """Parse the run if needed (``ensure_parsed``) and compute its summary, reading the packets one repeat at a
     time (:class:`~l4stb.analysis.packet_repeats.PacketRepeats`): the same numbers as :func:`summarize_data`,
     with memory bounded by the largest repeat rather than the run."""
-    from l4stb.analysis.packet_repeats import PacketRepeats
-
     data = load_run(ws, run_id, progress=progress, with_packets=False)
     repeats = PacketRepeats(ws.packets_file(run_id), SUMMARY_PACKET_COLUMNS)
     overloads: list[OverloadShare] = []

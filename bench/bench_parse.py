@@ -311,7 +311,7 @@ def main() -> None:
         for what, line in SHORT_LINES.items():
             bomb = root / "bomb.bz2"
             nl = short_line_bomb(bomb, line)
-            add("parser serial", f"64 MiB bomb: {what}", nl, bomb.stat().st_size, lambda: parse_serial([bomb]), 1)
+            add("parser serial", f"64 MiB bomb: {what}", nl, bomb.stat().st_size, lambda bomb=bomb: parse_serial([bomb]), 1)
 
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     from rich.console import Console

@@ -62,7 +62,7 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     """``--version``: the package version and which simulator engine this machine runs (compiled or pure Python)."""
     if not value or ctx.resilient_parsing:
         return
-    from l4stb.sim.compiled import engine_name
+    from l4stb.sim.compiled import engine_name  # lazy: reads the engine build only when --version asks
 
     click.echo(f"l4stb, version {__version__}\nsimulator engine: {engine_name()}")
     ctx.exit()

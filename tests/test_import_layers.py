@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("core", ("l4stb", "l4stb.errors", "l4stb.units", "l4stb.config", "l4stb.aqm_catalogue", "l4stb.logformat",
               "l4stb.layout", "l4stb.workspace", "l4stb.manifest", "l4stb.console", "l4stb.resources",
-              "l4stb.interrupts", "l4stb.lograte", "l4stb.ratetrace", "l4stb.policyblob", "l4stb.topologies",
+              "l4stb.interrupts", "l4stb.lograte", "l4stb.rate_applied", "l4stb.ratetrace", "l4stb.policyblob", "l4stb.topologies",
               "l4stb.playbooks", "l4stb.freebsd_module")),
     ("engines", ("l4stb.sim", "l4stb.providers", "l4stb.linuxvm", "l4stb.plans", "l4stb.check_steps",
                  "l4stb.remote", "l4stb.freebsd_facts")),
@@ -43,7 +43,7 @@ SLOW_OR_OPTIONAL = frozenset({
     "torch", "transformers", "peft", "accelerate", "safetensors", "sklearn", "scipy", "matplotlib", "pandas",
     "pyarrow", "fabric", "paramiko", "invoke",
     # optional extras (pyproject's [project.optional-dependencies]) or tools a user may not have
-    "dask", "ray", "vagrant", "gguf", "markdown_it",
+    "dask", "ray", "vagrant", "gguf", "markdown_it", "Cython", "setuptools",
 })
 """Third-party packages a module may import inside a function, so that a command that does not need them does
 not pay for them."""

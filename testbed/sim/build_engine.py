@@ -86,10 +86,10 @@ def augmenting_pxd(source: str) -> str:
 
 def build(folder: Path, jobs: int = 1) -> dict:
     """Compile every hot module into ``folder``; returns the manifest written there."""
-    from Cython import __version__ as cython_version
-    from Cython.Build import cythonize
-    from setuptools import Distribution, Extension
-    from setuptools.command.build_ext import build_ext
+    from Cython import __version__ as cython_version  # lazy: the optional engine extra
+    from Cython.Build import cythonize  # lazy: the optional engine extra
+    from setuptools import Distribution, Extension  # lazy: the optional engine extra
+    from setuptools.command.build_ext import build_ext  # lazy: the optional engine extra
 
     digests = compiled.source_digests()
     folder.mkdir(parents=True, exist_ok=True)
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"simulator engine: compiled, up to date in {folder}")
         return 0
     try:
-        import Cython  # noqa: F401
+        import Cython  # noqa: F401  # lazy: the optional engine extra
     except ImportError:
         print("simulator engine: pure Python (Cython is not installed: `pip install cython` and rerun "
               "`python -m l4stb.sim.build_engine` for the compiled engine)")
