@@ -19,7 +19,6 @@ from l4stb.analysis import metrics as M
 from l4stb.analysis.aqm_state import OverloadShare, QueueRates, overload_share, queue_rates
 from l4stb.analysis.capacity import Capacity, applied_capacities, capacity_of
 from l4stb.analysis.packet_repeats import PacketRepeats
-from l4stb.analysis.packets import damaged_outputs, ensure_parsed
 from l4stb.analysis.rawfiles import inventory
 from l4stb.analysis.class_metrics import ShortFlowFcts, UdpRow, short_flow_fcts, udp_rows
 from l4stb.analysis.coexistence import Coexistence, coexistence
@@ -233,6 +232,17 @@ class RunSummary:
 
 def ensure_run_parsed(ws: Workspace, run_id: str, progress=None) -> None:
     """Run the parser (``l4stb.analysis.packets.ensure_parsed``) so data/*.parquet exist and are current."""
+    try:
+        # lazy: the log parser may be absent; then the data already parsed is used
+        from l4stb.analysis.packets import damaged_outputs, ensure_parsed
+    except ImportError as exc:
+        if ws.packets_file(run_id).is_file():
+            log.warning("log parser unavailable (%s); using the existing %s", exc, ws.packets_file(run_id))
+            return
+        raise L4stbError(
+            f"run {run_id} has no parsed data ({ws.packets_file(run_id)}) and this l4stb has no log parser "
+            f"(l4stb.analysis.packets: {exc}). Reinstall l4stb, then run `l4stb fetch-logs --run {run_id}` first."
+        ) from None
     raw = ws.raw_dir(run_id)
     has_raw = raw.is_dir() and any(p.is_file() for p in raw.rglob("*"))
     if not has_raw:
