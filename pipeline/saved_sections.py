@@ -8,7 +8,6 @@ from pathlib import Path
 
 from l4stb.analysis.report import ReportSection
 from l4stb.manifest import load_manifest
-from l4stb.pipeline.closed_loop import closed_loop_section
 from l4stb.pipeline.distill_report import distill_section
 from l4stb.pipeline.headline import HEADLINE, read_headline
 from l4stb.pipeline.report_sections import model_sections
@@ -40,6 +39,9 @@ def saved_model_sections(ws: Workspace, run_id: str) -> list[ReportSection]:
         sections.append(distill_section(headline["distill"]))
     record = manifest.steps.get("closed_loop")
     if isinstance(record, dict) and record.get("series"):
+        # lazy: the closed loop loads the log parser, which may be absent; only runs with a series need it
+        from l4stb.pipeline.closed_loop import closed_loop_section
+
         try:
             section, _rows = closed_loop_section(ws, run_id, record)
             sections.append(section)

@@ -55,6 +55,8 @@ that `l4stb --help` or `l4stb status` does not load every stage (measured: 0.8 s
 MAY_BE_ABSENT: dict[tuple[str, str], str] = {
     ("l4stb.analysis.summary", "l4stb.analysis.packets"):
         "the log parser may be absent; summary then reads the data already parsed (tests/test_summary.py)",
+    ("l4stb.pipeline.saved_sections", "l4stb.pipeline.closed_loop"):
+        "the closed loop loads the log parser, which may be absent; only runs with a closed-loop series need it",
 }
 """Function-level imports of an l4stb module that is allowed to fail to import, with the reason."""
 
