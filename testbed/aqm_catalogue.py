@@ -319,7 +319,7 @@ class AqmRecord:
     module_mode: Optional[int]
     """The dualpi2 module's ``mode`` sysctl when the module runs it (0 DualPI2, 1 the l4s-pie scheduler), else None."""
     dummynet: str
-    """How the vagrant plan runs it (``ipfw sched``/``queue`` words; see :mod:`l4stb.plans`)."""
+    """How the vagrant plan runs it (``ipfw sched``/``queue`` words; see :mod:`l4stb.providers.freebsd.plans`)."""
     tc: str
     """How the qemu provider's tc runs it (the qdisc :func:`l4stb.linuxvm.guest.qdisc_args` configures)."""
     marks: bool

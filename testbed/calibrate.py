@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from l4stb import runner
-from l4stb.analysis.fetch import fetch_run
+from l4stb.fetch import fetch_run
 from l4stb.config import Scenario, load_topology
 from l4stb.errors import L4stbError
 from l4stb.manifest import load_manifest

@@ -19,11 +19,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from l4stb import aqm_catalogue, lograte, plans
-from l4stb.check_steps import sched_types
+from l4stb import aqm_catalogue, lograte
 from l4stb.config import FlowGroup, Scenario, load_scenario, load_topology
 from l4stb.errors import L4stbError
 from l4stb.providers.base import CheckEvidence, RunContext, TestbedInfo
+from l4stb.providers.freebsd import plans
+from l4stb.providers.freebsd.check_steps import sched_types
 from l4stb.workspace import Workspace, atomic_write_text, utc_iso, utc_stamp
 
 CHECK_DURATION_US = 5_000_000

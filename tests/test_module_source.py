@@ -7,8 +7,9 @@ import re
 
 import pytest
 
-from l4stb import logformat, plans, resources
+from l4stb import logformat, resources
 from l4stb.config import load_scenario
+from l4stb.providers.freebsd import plans
 from l4stb.resources import list_scenarios
 
 MODULE = resources.module_dir()

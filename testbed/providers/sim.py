@@ -262,7 +262,7 @@ def sim_sched_type(aqm) -> str:
     """The dummynet scheduler type the real router runs for ``aqm``, as ``ipfw sched show`` names it (upper case):
     the dualpi2 module's for the AQMs it runs (l4s-pie is its mode 1), else the record's stock type (stock PIE
     and CoDel are a FIFO scheduler with an AQM queue, fq_codel its own scheduler)."""
-    from l4stb.plans import SCHED_TYPE  # the vagrant plan builder (jinja and all) only for this one name
+    from l4stb.providers.freebsd.plans import SCHED_TYPE  # the vagrant plan builder (jinja and all) only for this one name
 
     rec = aqm_catalogue.record(aqm)
     return (SCHED_TYPE if rec.runs_on_module else rec.dummynet_sched).upper()

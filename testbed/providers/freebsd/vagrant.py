@@ -2,7 +2,7 @@
 
 ``up`` starts the VMs in parallel with python-vagrant, connects to each with the parameters of
 ``vagrant ssh-config`` and provisions them idempotently from the templates in playbooks/templates
-(rendered by :mod:`l4stb.plans`). ``run_repeats`` runs the repeats one after the other: configure the
+(rendered by :mod:`l4stb.providers.freebsd.plans`). ``run_repeats`` runs the repeats one after the other: configure the
 router's queue and logging and the endpoints' congestion control, reset the router's log set, start the
 servers, start all clients at one moment, wait, stop stragglers, move the log set into the repeat's
 folder. ``plan_up``/``plan_run`` print all of it without touching anything (``--dry-run``).
@@ -28,10 +28,10 @@ from typing import Any, Callable
 import yaml
 
 import l4stb
-from l4stb import lograte, plans
+from l4stb import lograte
 from l4stb.config import Scenario, Topology, check_management_overlap
 from l4stb.errors import L4stbError
-from l4stb.providers import base, firstboot
+from l4stb.providers import base
 from l4stb.providers.base import (
     DoneFn,
     Plan,
@@ -42,7 +42,8 @@ from l4stb.providers.base import (
     RunContext,
     TestbedInfo,
 )
-from l4stb.remote import SshHost, SshParams
+from l4stb.providers.freebsd import firstboot, plans
+from l4stb.providers.freebsd.remote import SshHost, SshParams
 from l4stb.workspace import atomic_write_text, utc_iso
 
 log = logging.getLogger(__name__)
@@ -262,7 +263,7 @@ class VagrantProvider(Provider):
                         raise L4stbError(f"{h}: `vagrant up {h} --provider={vm_provider}` failed. Last lines of "
                                          f"{logfile}:\n{_tail(logfile)}") from None
                 # The first boot's reboot cut Vagrant's SSH session mid-step: retry once, the way this provider
-                # can mend it (l4stb.providers.firstboot.retry_action says why for each).
+                # can mend it (l4stb.providers.freebsd.firstboot.retry_action says why for each).
                 action = firstboot.retry_action(vm_provider, _vm_state(v, h), _read_from(logfile, start))
                 log.warning("%s: vagrant up lost its SSH session (first-boot reboot?); retrying once with %s", h,
                             {"up": "`vagrant up`", "reload": "`vagrant reload --provision` after the first boot",
@@ -332,7 +333,7 @@ class VagrantProvider(Provider):
         return SshParams.from_ssh_config(conf or {})
 
     def _wait_first_boot(self, v, host: str) -> None:
-        """Until the box's first boot is over and the VM stays up (l4stb.providers.firstboot); a probe that cannot
+        """Until the box's first boot is over and the VM stays up (l4stb.providers.freebsd.firstboot); a probe that cannot
         connect counts as "rebooting", and the SSH parameters are read again from `vagrant ssh-config` then."""
 
         def probe() -> firstboot.BootState | None:
@@ -607,7 +608,7 @@ class VagrantProvider(Provider):
     # -- self-check -------------------------------------------------------------------------------
     def self_check(self, ctx: RunContext) -> base.CheckEvidence:
         """The check scenario's one repeat with a capture on the server, on the real VMs."""
-        from l4stb import check_steps
+        from l4stb.providers.freebsd import check_steps
         from l4stb.console import console
 
         sc, topo = ctx.scenario, ctx.topology

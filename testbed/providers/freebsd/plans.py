@@ -23,10 +23,11 @@ from typing import Any, Literal
 
 import jinja2
 
-from l4stb import aqm_catalogue, freebsd_facts, layout, logformat, lograte, rate_applied, resources
+from l4stb import aqm_catalogue, layout, logformat, lograte, rate_applied, resources
 from l4stb.config import Aqm, Scenario, Topology
 from l4stb.errors import L4stbError
 from l4stb.providers.base import Plan
+from l4stb.providers.freebsd import facts
 from l4stb.workspace import validate_name
 
 # -- constants of the FreeBSD testbed ----------------------------------------------------------------
@@ -602,7 +603,7 @@ def aqm_sysctls(aqm: Aqm, scenario: Scenario, repeat: int = 1) -> list[str]:
     return [f"{SYSCTL_ROOT}.{k}={v}" for k, v in values]
 
 
-SYSCTL_ARG_MAX = freebsd_facts.LIMITS["sysctl_arg"].value
+SYSCTL_ARG_MAX = facts.LIMITS["sysctl_arg"].value
 """The longest ``name=value`` argument sysctl(8) takes (1023: sbin/sysctl/sysctl.c parse(), BUFSIZ 1024)."""
 SYSCTL_ARG_MARGIN = 64
 """Room left under SYSCTL_ARG_MAX by every policy piece, so the limit is never met exactly."""
