@@ -17,11 +17,8 @@ per-line path entirely. Both paths give identical results; the tests check that.
 
 from __future__ import annotations
 
-import bz2
 import datetime as _dt
-import gzip
 import io
-import lzma
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -32,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+from l4stb.logfiles import open_log, order_log_files
 from l4stb.logformat import (ACTION_FORWARD, ACTION_MARK, FIELD_RANGES, L4STB_FIELD_NAMES, L4STB_PREFIX,
                              LEGACY_L4STB_FIELD_NAMES, LINE_SHAPES)
 
@@ -96,51 +94,8 @@ _YEAR_S = 366 * 86400
 
 
 # -------------------------------------------------------------------------------------------------
-# Files: order of a rotated set, decompression
+# Files: how far a compressed one may expand (their order and opening: l4stb.logfiles)
 # -------------------------------------------------------------------------------------------------
-
-_COMPRESSED_EXT = (".bz2", ".gz", ".xz", ".zst")
-_ROT_NUM_RE = re.compile(r"^(?P<base>.+)\.(?P<n>\d{1,6})$")
-_ROT_TS_RE = re.compile(r"^(?P<base>.+)\.(?P<ts>\d{8}T\d{6}Z?)$")
-
-
-def rotation_key(path: Path) -> tuple[str, int, int, str]:
-    """(base name, kind, order) for newsyslog names: file.N[.bz2] (larger N is older), file.YYYYMMDDTHHMMSS, file."""
-    name = path.name
-    for ext in _COMPRESSED_EXT:
-        if name.endswith(ext):
-            name = name[: -len(ext)]
-            break
-    m = _ROT_NUM_RE.match(name)
-    if m:
-        return (m.group("base"), 0, -int(m.group("n")), "")
-    m = _ROT_TS_RE.match(name)
-    if m:
-        return (m.group("base"), 1, 0, m.group("ts"))
-    return (name, 2, 0, "")
-
-
-def order_log_files(paths: list[Path]) -> list[Path]:
-    """Oldest first within each log: ``file.N`` ... ``file.1``, ``file.0``, then ``file``; logs by base name."""
-    return sorted(paths, key=lambda p: (*rotation_key(Path(p)), str(p)))
-
-
-def open_log(path: Path) -> BinaryIO:
-    """Open a log file for reading, decompressing by its magic bytes (not its name): bzip2, gzip, xz."""
-    with open(path, "rb") as fh:
-        magic = fh.read(6)
-    if magic.startswith(b"BZh"):
-        return bz2.open(path, "rb")
-    if magic.startswith(b"\x1f\x8b"):
-        return gzip.open(path, "rb")
-    if magic.startswith(b"\xfd7zXZ\x00"):
-        return lzma.open(path, "rb")
-    if magic.startswith(b"\x28\xb5\x2f\xfd"):
-        from l4stb.errors import L4stbError
-
-        raise L4stbError(f"{path} is zstd-compressed, which l4stb does not read; decompress it with `unzstd` first.")
-    return open(path, "rb")
-
 
 def decompressed_limit(path: Path) -> int | None:
     """How many bytes a compressed log may expand to (None for a plain file, read as it is)."""

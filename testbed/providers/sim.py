@@ -18,6 +18,7 @@ from l4stb import __version__, aqm_catalogue, interrupts
 from l4stb.config import Topology
 from l4stb.errors import L4stbError
 from l4stb.layout import REMOTE_ROOT, remote_repeat_dir
+from l4stb.logfiles import open_log
 from l4stb.providers.base import (
     CheckEvidence,
     CommandResult,
@@ -304,8 +305,6 @@ def _self_check(provider: "SimProvider", ctx: RunContext) -> CheckEvidence:
 
 def _count_prefixed(path: Path, prefix: str) -> int:
     """Lines holding ``prefix`` in one file of a log set (plain, bzip2, gzip or xz, opened as the parser does)."""
-    from l4stb.analysis.logparse import open_log
-
     needle = prefix.encode("ascii")
     with open_log(path) as fh:
         return sum(1 for line in fh if needle in line)
