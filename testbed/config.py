@@ -622,6 +622,22 @@ class Iperf3(Strict):
     interval: Duration = 1_000_000
 
 
+@dataclass(frozen=True)
+class StreamSpec:
+    """One iperf3 stream of a scenario (:meth:`Scenario.streams`)."""
+
+    fid: int
+    """The flow id the simulator logs: the stream's index in the scenario."""
+    group: int
+    connection: int
+    """1-based within the group: one iperf3 process (one server port) per connection."""
+    stream: int
+    """0-based within the connection (iperf3 ``-P``); a connection's streams share its port."""
+    host: str
+    cc: str
+    port: int
+
+
 class Scenario(Strict):
     name: HostName
     description: str = ""
@@ -700,6 +716,23 @@ class Scenario(Strict):
     @property
     def total_streams(self) -> int:
         return sum(f.streams for f in self.flows)
+
+    def connection_port(self, group: int, connection: int) -> int:
+        """The server port of connection ``connection`` (1-based) of flow group ``group``: ``iperf3.base_port`` plus
+        the connection's number in the scenario, counted over the groups in order. The one port rule that the
+        vagrant plan, the qemu guest, the simulator and the flow labels (a FreeBSD module's flow id holds the
+        destination port) all follow."""
+        return self.iperf3.base_port + sum(f.connections for f in self.flows[:group]) + connection - 1
+
+    def streams(self) -> list[StreamSpec]:
+        """Every iperf3 stream of the scenario, in flow-id order, with its connection's port."""
+        out = []
+        for gi, g in enumerate(self.flows):
+            for c in range(1, g.connections + 1):
+                port = self.connection_port(gi, c)
+                for s in range(g.parallel):
+                    out.append(StreamSpec(len(out), gi, c, s, g.host, g.cc, port))
+        return out
 
     def repeat_seed(self, repeat: int) -> int:
         """Seed of repeat ``repeat`` (1-based): distinct, stable, derived from the scenario seed."""

@@ -70,32 +70,6 @@ class SimJob:
     hosts_root: str
 
 
-@dataclass(frozen=True)
-class StreamSpec:
-    fid: int
-    group: int
-    connection: int
-    stream: int
-    host: str
-    cc: str
-    port: int
-
-
-def streams_of(scenario: Scenario) -> list[StreamSpec]:
-    """Every iperf3 stream of the scenario, in flow-id order; ports are base_port + connection number."""
-    out = []
-    fid = 0
-    conn_no = 0
-    for gi, g in enumerate(scenario.flows):
-        for c in range(g.connections):
-            port = scenario.iperf3.base_port + conn_no
-            conn_no += 1
-            for s in range(g.parallel):
-                out.append(StreamSpec(fid, gi, c + 1, s, g.host, g.cc, port))
-                fid += 1
-    return out
-
-
 def epoch_of(scenario: Scenario, repeat: int) -> int:
     return EPOCH_BASE_S + (repeat - 1) * (scenario.duration // 1_000_000 + 30)
 
@@ -156,7 +130,7 @@ def simulate_repeat(job: SimJob, progress: Callable[[float], None] | None = None
     aqm = make_aqm(sc, job.seed, log.emit_fields, policy)
     bn = topo.bottleneck
     bottleneck = Bottleneck(sc.bottleneck.rate, sc.bottleneck.delay * 1000)
-    specs = streams_of(sc)
+    specs = sc.streams()
     passes = sc.bottleneck.pipe_passes
     access = {}
     ack_delay = []  # server -> client, or with two passes server -> router
@@ -347,7 +321,7 @@ def describe_repeat(scenario: Scenario, topology: Topology, run_id: str, repeat:
     per_host: dict[str, list[str]] = {}
     server_lines = []
     for gi, g in enumerate(sc.flows):
-        ports = [sp.port for sp in streams_of(sc) if sp.group == gi and sp.stream == 0]
+        ports = [sp.port for sp in sc.streams() if sp.group == gi and sp.stream == 0]
         host = sc.host(g.host)
         if g.cc == "prague":
             cc = ("udp_prague sender (rate-based Prague)" if host.prague == "udp"

@@ -331,10 +331,8 @@ def delay_pipes(scenario: Scenario, topology: Topology) -> list[dict[str, Any]]:
     SRC to DST dst-port LO-HI in``); with one_pass=1 they then take the queue rule on the output pass."""
     out = []
     server_ip = _server_address(topology)
-    port = scenario.iperf3.base_port
     for g, f in enumerate(scenario.flows):
-        lo, hi = port, port + f.connections - 1
-        port = hi + 1
+        lo, hi = scenario.connection_port(g, 1), scenario.connection_port(g, f.connections)
         delay_us = scenario.flow_delay_us(g)
         if not delay_us:
             continue
@@ -718,7 +716,7 @@ def _server_address(topology: Topology) -> str:
 
 
 def processes(scenario: Scenario, topology: Topology, run_id: str, repeat: int) -> list[Proc]:
-    """Every client and server process of one repeat, one server port per connection (from iperf3.base_port)."""
+    """Every client and server process of one repeat, one server port per connection (``Scenario.connection_port``)."""
     scenario.check_against(topology)
     check_runs_on_freebsd(scenario)
     repeat_dir = layout.remote_repeat_dir(check_run_id(run_id), repeat)
@@ -727,11 +725,11 @@ def processes(scenario: Scenario, topology: Topology, run_id: str, repeat: int) 
     dur_s = scenario.duration // 1_000_000
     interval = f"{scenario.iperf3.interval / 1e6:g}"
     procs: list[Proc] = []
-    port = scenario.iperf3.base_port
     last_start = last_start_s(scenario, repeat)
     for g, flow in enumerate(scenario.flows):
         starts = connection_starts_s(scenario, g, repeat)
         for c in range(1, flow.connections + 1):
+            port = scenario.connection_port(g, c)
             if port > 65535:
                 raise L4stbError(f"scenario {scenario.name}: iperf3.base_port {scenario.iperf3.base_port} + "
                                  f"{scenario.total_streams} connections runs past port 65535.")
@@ -784,7 +782,6 @@ def processes(scenario: Scenario, topology: Topology, run_id: str, repeat: int) 
                     ("iperf3", "-c", server_ip, "-p", str(port), *how, "-P", str(flow.parallel), *cc_args,
                      "-i", interval, "-J"),
                     start_s, f"iperf3 client, {what}, {flow.parallel} stream(s), group {g} connection {c}, {tail}"))
-            port += 1
     if scenario.bottleneck.rate_schedule or scenario.bottleneck.rate_trace:
         check_rate_steps(scenario, rate_horizon_us(scenario, repeat))
         procs.append(Proc(
