@@ -142,7 +142,7 @@ def _judge_scheduler(ev: CheckEvidence, scenario: Scenario, res: CheckResult) ->
     if ev.provider == "qemu":
         _judge_qdisc(ev, scenario, res)
         return
-    want = plans.SCHED_TYPE if plans.uses_module(scenario.aqm) else aqm_catalogue.record(scenario.aqm).dummynet_sched
+    want = aqm_catalogue.record(scenario.aqm).sched_type
     if ev.module_loaded is False:
         res.failures.append(
             f"{ev.router}: the {plans.KMOD_FILE} module is not loaded, expected it after `l4stb up`. Likely cause: "

@@ -260,13 +260,8 @@ def _worker_init(parent_pid: int, progress_q) -> None:
 
 
 def sim_sched_type(aqm) -> str:
-    """The dummynet scheduler type the real router runs for ``aqm``, as ``ipfw sched show`` names it (upper case):
-    the dualpi2 module's for the AQMs it runs (l4s-pie is its mode 1), else the record's stock type (stock PIE
-    and CoDel are a FIFO scheduler with an AQM queue, fq_codel its own scheduler)."""
-    from l4stb.providers.freebsd.plans import SCHED_TYPE  # the vagrant plan builder (jinja and all) only for this one name
-
-    rec = aqm_catalogue.record(aqm)
-    return (SCHED_TYPE if rec.runs_on_module else rec.dummynet_sched).upper()
+    """The dummynet scheduler type the real router runs for ``aqm``, as ``ipfw sched show`` names it (upper case)."""
+    return aqm_catalogue.record(aqm).sched_type.upper()
 
 
 def _self_check(provider: "SimProvider", ctx: RunContext) -> CheckEvidence:

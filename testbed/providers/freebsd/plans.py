@@ -34,8 +34,6 @@ from l4stb.workspace import validate_name
 
 KMOD = "dn_sched_dualpi2"
 KMOD_FILE = f"{KMOD}.ko"
-SCHED_TYPE = "dualpi2"
-"""The name the module registers with dummynet: ``ipfw sched 1 config pipe 1 type dualpi2`` (stock ipfw)."""
 SYSCTL_ROOT = "net.inet.ip.dummynet.dualpi2"
 PIPE = SCHED = QUEUE = 1
 RULE = 30000
@@ -904,7 +902,7 @@ def run_phases(scenario: Scenario, topology: Topology, run_id: str, repeat: int,
         delay_rule0=DELAY_RULE0, queue=QUEUE, pipe=PIPE,
         ratesched_bin=RATESCHED_BIN if (scenario.bottleneck.rate_schedule or scenario.bottleneck.rate_trace) else "",
         sched=SCHED, bw=ipfw_bandwidth(scenario.bottleneck.rate), delay_ms=ipfw_delay_ms(scenario.bottleneck.delay),
-        sched_type=SCHED_TYPE if mod else aqm_catalogue.record(aqm).dummynet_sched,
+        sched_type=aqm_catalogue.record(aqm).sched_type,
         sched_opts=_sched_opts(aqm, scenario), queue_opts=_queue_opts(aqm, scenario),
         client_nets=sorted({n for h in topology.clients for n in _networks(topology, h)}),
         server_net=_networks(topology, server)[0], match=scenario.bottleneck.match, syslog_tag=tag,
