@@ -14,11 +14,12 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
-from l4stb import __version__, aqm_catalogue, interrupts
+from l4stb import __version__, aqm_catalogue, interrupts, logformat
 from l4stb.config import Topology
 from l4stb.errors import L4stbError
 from l4stb.layout import REMOTE_ROOT, remote_repeat_dir
 from l4stb.logfiles import open_log
+from l4stb.sim.runner import SimJob, describe_repeat, make_aqm, simulate_repeat
 from l4stb.providers.base import (
     CheckEvidence,
     CommandResult,
@@ -195,8 +196,6 @@ class SimProvider(Provider):
         return facts
 
     def plan_run(self, ctx: RunContext, repeat: int) -> Plan:
-        from l4stb.sim.runner import describe_repeat
-
         plan = Plan(f"l4stb run --scenario {ctx.scenario.name} (sim provider, repeat {repeat})")
         for host, text in describe_repeat(ctx.scenario, ctx.topology, ctx.run_id, repeat).items():
             plan.add(host, "simulated", text)
@@ -211,8 +210,6 @@ class SimProvider(Provider):
 
     def run_repeats(self, ctx: RunContext, repeats: list[int], on_progress: ProgressFn, on_done: DoneFn,
                     *, jobs: int = 1) -> None:
-        from l4stb.sim.runner import SimJob, simulate_repeat
-
         jobs_list = [SimJob(ctx.scenario, ctx.topology, ctx.run_id, r, ctx.scenario.repeat_seed(r),
                             str(self.ws.hosts_dir)) for r in repeats]
         for job in jobs_list:
@@ -266,9 +263,6 @@ def sim_sched_type(aqm) -> str:
 
 def _self_check(provider: "SimProvider", ctx: RunContext) -> CheckEvidence:
     """Simulate the check scenario's repeat on the host folders and read back what it left there."""
-    from l4stb import logformat
-    from l4stb.sim.runner import SimJob, make_aqm, simulate_repeat
-
     sc, topo = ctx.scenario, ctx.topology
     router, server = topo.router, topo.server
     for host in topo.hosts:
@@ -331,8 +325,6 @@ def _stored_paths(stats: dict, root: Path) -> dict:
 
 
 def _timed_in_worker(job) -> RepeatOutcome:
-    from l4stb.sim.runner import simulate_repeat
-
     last = [0.0]
 
     def progress(frac: float) -> None:

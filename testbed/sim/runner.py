@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from l4stb import aqm_catalogue, layout
+from l4stb import aqm_catalogue, layout, policyblob
 from l4stb.aqm_catalogue import P_ONE, DualPI2Params
 from l4stb.config import Scenario, Topology
 from l4stb.errors import L4stbError
@@ -45,6 +45,7 @@ from l4stb.sim.compiled import engine_name
 from l4stb.sim.engine import Engine, TokenBucket
 from l4stb.sim.iperf3 import Conn, client_json, dumps, server_json
 from l4stb.sim.packet import ECT1
+from l4stb.sim.policy import BlobPolicy
 from l4stb.sim.link import AccessLink, Bottleneck, return_latency_ns, ser_ns
 from l4stb.sim.syslog import SyslogFile
 from l4stb.sim.tcp import EV_RATE, EV_START, MSS, TcpFlow
@@ -92,9 +93,6 @@ def make_aqm(scenario: Scenario, seed: int, emit, policy):
     aqm = scenario.aqm.resolved()
     b = scenario.bottleneck
     if aqm.name == "policy" and policy is None:  # the deployable policy: its blob decides every N-th packet
-        from l4stb import policyblob
-        from l4stb.sim.policy import BlobPolicy
-
         policy = BlobPolicy(policyblob.load(aqm.policy), aqm.every)
     module, _, name = aqm_catalogue.record(aqm).sim_class.rpartition(".")  # the catalogue names the class
     return getattr(importlib.import_module(module), name).from_scenario(aqm, b, seed, emit, policy)

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import jinja2
 
-from l4stb import aqm_catalogue, layout, logformat, lograte, rate_applied, resources
+from l4stb import aqm_catalogue, layout, logformat, lograte, policyblob, rate_applied, resources
 from l4stb.config import Aqm, Scenario, Topology
 from l4stb.errors import L4stbError
 from l4stb.providers.base import Plan
@@ -629,8 +629,6 @@ def policy_load(aqm: Aqm) -> tuple[tuple[Upload, ...], dict[str, Any]]:
     """
     if aqm.name != "policy":
         return (), {"policy_blob": None}
-    from l4stb import policyblob
-
     blob = policyblob.load(aqm.policy)
     summary = (f"v{policyblob.VERSION}, {blob.size_bytes} bytes, {len(blob.nodes)} nodes, depth {blob.max_depth}, "
                f"checksum {blob.checksum:08x}")

@@ -30,6 +30,7 @@ import yaml
 import l4stb
 from l4stb import lograte
 from l4stb.config import Scenario, Topology, check_management_overlap
+from l4stb.console import console
 from l4stb.errors import L4stbError
 from l4stb.providers import base
 from l4stb.providers.base import (
@@ -42,7 +43,7 @@ from l4stb.providers.base import (
     RunContext,
     TestbedInfo,
 )
-from l4stb.providers.freebsd import firstboot, plans
+from l4stb.providers.freebsd import check_steps, firstboot, plans
 from l4stb.providers.freebsd.remote import SshHost, SshParams
 from l4stb.workspace import atomic_write_text, utc_iso
 
@@ -244,8 +245,6 @@ class VagrantProvider(Provider):
         self.state_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.topology_file, yaml.safe_dump(topology.model_dump(mode="json"), sort_keys=False))
         hosts = list(topology.hosts)
-
-        from l4stb.console import console
 
         with console.status(f"vagrant: box {BOX} {BOX_VERSION} ({vm_provider})"):
             self._ensure_box(vm_provider)
@@ -608,9 +607,6 @@ class VagrantProvider(Provider):
     # -- self-check -------------------------------------------------------------------------------
     def self_check(self, ctx: RunContext) -> base.CheckEvidence:
         """The check scenario's one repeat with a capture on the server, on the real VMs."""
-        from l4stb.providers.freebsd import check_steps
-        from l4stb.console import console
-
         sc, topo = ctx.scenario, ctx.topology
         with console.status("self-check: host facts and udp_prague"):
             facts = self.host_facts(topo)
