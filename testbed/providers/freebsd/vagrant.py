@@ -576,31 +576,13 @@ class VagrantProvider(Provider):
         router_out = run("collect router logs")
         on_progress(repeat, 1.0)
 
-        exits: dict[str, int] = {}
-        killed: list[str] = []
-        errs: dict[str, list[str]] = {}
-        for text in [*client_out.values(), *server_out.values()]:
-            e, k, s = plans.parse_wait_output(text)
-            exits.update(e)
-            killed.extend(k)
-            errs.update(s)
-        problems = []
-        for p in procs:
-            key = p.name
-            if key in killed:
-                if not p.killed_is_ok:
-                    problems.append(f"{p.host}: {p.name} did not finish in time and was stopped")
-            elif key not in exits:
-                problems.append(f"{p.host}: {p.name} reported no exit code")
-            elif exits[key] not in p.ok_exit_codes:
-                tail = "; ".join(errs.get(key, [])[-2:])
-                problems.append(f"{p.host}: {p.name} exited {exits[key]}" + (f" ({tail})" if tail else ""))
-        after = plans.parse_counters(router_out.get(topo.router, ""))
+        exits, killed, problems = judge_processes(procs, [*client_out.values(), *server_out.values()])
+        counters_after = plans.parse_counters(router_out.get(topo.router, ""))
         applied = plans.parse_rate_applied(router_out.get(topo.router, ""))
         if applied is not None:
             stats["rate_schedule_applied"] = applied
         stats.update({"exit_codes": exits, "stopped": killed})
-        stats.update(counter_stats(before, after))
+        stats.update(counter_stats(before, counters_after))
         ok = not problems
         return ok, "; ".join(problems), stats
 
@@ -655,6 +637,31 @@ class VagrantProvider(Provider):
                 self._run_phase(phase)
             except L4stbError as exc:
                 log.warning("cleanup after repeat %d failed: %s", repeat, exc)
+
+
+def judge_processes(procs: list[plans.Proc], wait_outputs: list[str]) -> tuple[dict[str, int], list[str], list[str]]:
+    """How each of a repeat's processes ended, from the output of its host's wait step: (exit codes by name, the
+    names stopped at the deadline, one line per process that did not end as it should)."""
+    exits: dict[str, int] = {}
+    killed: list[str] = []
+    errs: dict[str, list[str]] = {}
+    for text in wait_outputs:
+        e, k, s = plans.parse_wait_output(text)
+        exits.update(e)
+        killed.extend(k)
+        errs.update(s)
+    problems = []
+    for p in procs:
+        key = p.name
+        if key in killed:
+            if not p.killed_is_ok:
+                problems.append(f"{p.host}: {p.name} did not finish in time and was stopped")
+        elif key not in exits:
+            problems.append(f"{p.host}: {p.name} reported no exit code")
+        elif exits[key] not in p.ok_exit_codes:
+            tail = "; ".join(errs.get(key, [])[-2:])
+            problems.append(f"{p.host}: {p.name} exited {exits[key]}" + (f" ({tail})" if tail else ""))
+    return exits, killed, problems
 
 
 def counter_stats(before: dict[str, int], after: dict[str, int]) -> dict[str, Any]:
