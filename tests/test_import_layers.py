@@ -37,6 +37,10 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 """From the bottom up. A module belongs to the layer of its longest listed prefix (a name or a package)."""
 
+WINGS: tuple[str, ...] = ("l4stb.providers.freebsd",)
+"""Packages that hold one testbed's code together (docs/architecture.md): nothing beside them in their layer imports
+them (the simulator, the other providers), only the layers above (the orchestration)."""
+
 SLOW_OR_OPTIONAL = frozenset({
     # measured with `python -c "import X"`: 0.2 s (pyarrow) to 11 s (peft) each, against 0.07 s for Python itself
     "torch", "transformers", "peft", "accelerate", "safetensors", "sklearn", "scipy", "matplotlib", "pandas",
@@ -202,6 +206,21 @@ def test_no_import_runs_up_the_layers():
     assert not stale, f"KNOWN_UPWARD entries that no longer occur, remove them: {sorted(stale)}"
 
 
+def sideways_imports(imports) -> list[Import]:
+    """The imports into a wing (WINGS) from a module outside it in the same layer or below."""
+    def in_wing(module: str, wing: str) -> bool:
+        return module == wing or module.startswith(wing + ".")
+
+    return [imp for imp in imports for wing in WINGS if imp.internal and not imp.type_only
+            and in_wing(imp.target, wing) and not in_wing(imp.source, wing) and layer_of(imp.source) <= layer_of(wing)]
+
+
+def test_a_wing_is_imported_only_from_inside_it_or_from_a_higher_layer():
+    sideways = [f"{_where(imp)}: {imp.source} imports {imp.target}" for imp in sideways_imports(graph())]
+    assert not sideways, "imports into a wing from beside or below it (move the shared part down):\n" + \
+        "\n".join(sideways)
+
+
 def test_the_checks_see_an_upward_import_inside_a_function_and_a_cycle(tmp_path):
     """The checks above can fail: a core module that imports a job inside a function is caught."""
     path = tmp_path / "errors.py"
@@ -211,6 +230,11 @@ def test_the_checks_see_an_upward_import_inside_a_function_and_a_cycle(tmp_path)
     assert [(i.target, i.in_function, i.reason) for i in found] == [("json", True, ""),
                                                                       ("l4stb.pipeline.job", True, "")]
     assert [(i.source, i.target) for i in upward_imports(found)] == [("l4stb.errors", "l4stb.pipeline.job")]
+    beside = tmp_path / "sim.py"  # the sim provider reaching into the FreeBSD wing, as it once did for a constant
+    beside.write_text("def sched():\n    from l4stb.providers.freebsd.plans import KMOD\n")
+    found = imports_of("l4stb.providers.sim", beside, {**module_files(), "l4stb.providers.sim": beside})
+    assert [(i.source, i.target) for i in sideways_imports(found)] == [("l4stb.providers.sim",
+                                                                        "l4stb.providers.freebsd.plans")]
     assert _cycles({"l4stb.a": {"l4stb.b"}, "l4stb.b": {"l4stb.a"}, "l4stb.c": {"l4stb.a"}}) == [["l4stb.a",
                                                                                                  "l4stb.b"]]
 
