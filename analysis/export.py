@@ -17,7 +17,6 @@ from l4stb.analysis.summary import annotate_run_flows, scenario_and_rate, summar
 from l4stb.analysis.traffic import group_class
 from l4stb.errors import L4stbError
 from l4stb.manifest import load_manifest
-from l4stb.sim.runner import streams_of
 from l4stb.workspace import Workspace, atomic_path
 
 
@@ -112,7 +111,7 @@ def flow_map(ws: Workspace, run_id: str) -> pd.DataFrame:
     if scenario is None:
         return pd.DataFrame(columns=cols)
     rows = []
-    for s in streams_of(scenario):
+    for s in scenario.streams():
         host = scenario.host(s.host)
         transport = ("udp" if s.cc == "udp" else "udp_prague" if s.cc == "prague" and host.prague == "udp" else "tcp")
         rows.append({"flow_id": s.fid, "host": s.host, "cc": s.cc, "stack": host.stack, "transport": transport,

@@ -11,9 +11,9 @@ share moves in ~1.05 Mbit/s steps. The router log has every packet with its flow
   Classic flows with different shares no longer share the queue's p95 as their x.
 
 Flow ids name streams: the simulator logs the stream's index in the scenario
-(:func:`l4stb.sim.runner.streams_of`); l4stb's FreeBSD module logs ``(source port << 16) | destination
+(:meth:`l4stb.config.Scenario.streams`); l4stb's FreeBSD module logs ``(source port << 16) | destination
 port`` (``dualpi2_classify`` in freebsd_module/dn_sched_dualpi2.c), and the destination port names the
-iperf3 connection (base_port + connection number).
+iperf3 connection (:meth:`l4stb.config.Scenario.connection_port`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import pandas as pd
 
 from l4stb.analysis import metrics as M
 from l4stb.config import Scenario
-from l4stb.sim.runner import streams_of
 
 DEFAULT_BIN_S = 0.1
 
@@ -44,7 +43,7 @@ class FlowLabel:
 def flow_labels(scenario: Scenario | None, flow_ids) -> dict[int, FlowLabel]:
     """Host and CC of each logged flow id (``?`` when the scenario cannot name it)."""
     ids = sorted(int(f) for f in flow_ids if int(f) >= 0)
-    specs = streams_of(scenario) if scenario else []
+    specs = scenario.streams() if scenario else []
     by_fid = {s.fid: s for s in specs}
     by_port: dict[int, list] = {}
     for s in specs:

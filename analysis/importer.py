@@ -18,7 +18,7 @@ import shutil
 from pathlib import Path
 
 from l4stb.analysis.flows import hostname_of, read_iperf3
-from l4stb.analysis.logparse import open_log
+from l4stb.logfiles import open_log
 from l4stb.analysis.rawfiles import DEFAULT_ROUTER_HOST
 from l4stb.errors import L4stbError
 from l4stb.layout import repeat_dirname

@@ -17,11 +17,8 @@ per-line path entirely. Both paths give identical results; the tests check that.
 
 from __future__ import annotations
 
-import bz2
 import datetime as _dt
-import gzip
 import io
-import lzma
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -32,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+from l4stb.logfiles import open_log, order_log_files
 from l4stb.logformat import (ACTION_FORWARD, ACTION_MARK, FIELD_RANGES, L4STB_FIELD_NAMES, L4STB_PREFIX,
                              LEGACY_L4STB_FIELD_NAMES, LINE_SHAPES)
 
@@ -96,51 +94,8 @@ _YEAR_S = 366 * 86400
 
 
 # -------------------------------------------------------------------------------------------------
-# Files: order of a rotated set, decompression
+# Files: how far a compressed one may expand (their order and opening: l4stb.logfiles)
 # -------------------------------------------------------------------------------------------------
-
-_COMPRESSED_EXT = (".bz2", ".gz", ".xz", ".zst")
-_ROT_NUM_RE = re.compile(r"^(?P<base>.+)\.(?P<n>\d{1,6})$")
-_ROT_TS_RE = re.compile(r"^(?P<base>.+)\.(?P<ts>\d{8}T\d{6}Z?)$")
-
-
-def rotation_key(path: Path) -> tuple[str, int, int, str]:
-    """(base name, kind, order) for newsyslog names: file.N[.bz2] (larger N is older), file.YYYYMMDDTHHMMSS, file."""
-    name = path.name
-    for ext in _COMPRESSED_EXT:
-        if name.endswith(ext):
-            name = name[: -len(ext)]
-            break
-    m = _ROT_NUM_RE.match(name)
-    if m:
-        return (m.group("base"), 0, -int(m.group("n")), "")
-    m = _ROT_TS_RE.match(name)
-    if m:
-        return (m.group("base"), 1, 0, m.group("ts"))
-    return (name, 2, 0, "")
-
-
-def order_log_files(paths: list[Path]) -> list[Path]:
-    """Oldest first within each log: ``file.N`` ... ``file.1``, ``file.0``, then ``file``; logs by base name."""
-    return sorted(paths, key=lambda p: (*rotation_key(Path(p)), str(p)))
-
-
-def open_log(path: Path) -> BinaryIO:
-    """Open a log file for reading, decompressing by its magic bytes (not its name): bzip2, gzip, xz."""
-    with open(path, "rb") as fh:
-        magic = fh.read(6)
-    if magic.startswith(b"BZh"):
-        return bz2.open(path, "rb")
-    if magic.startswith(b"\x1f\x8b"):
-        return gzip.open(path, "rb")
-    if magic.startswith(b"\xfd7zXZ\x00"):
-        return lzma.open(path, "rb")
-    if magic.startswith(b"\x28\xb5\x2f\xfd"):
-        from l4stb.errors import L4stbError
-
-        raise L4stbError(f"{path} is zstd-compressed, which l4stb does not read; decompress it with `unzstd` first.")
-    return open(path, "rb")
-
 
 def decompressed_limit(path: Path) -> int | None:
     """How many bytes a compressed log may expand to (None for a plain file, read as it is)."""
@@ -438,6 +393,27 @@ class _Last:
 
 
 @dataclass
+class _ExtraRows:
+    """The decisions of one block that are not fast rows, in line order: per-line decisions, and the copies a
+    repeat line stands for (of a fast row, by its index, or of a row kept as values)."""
+
+    rows: list = field(default_factory=list)  # [26] int64 values, or None for a copy of a fast row
+    src: list[int] = field(default_factory=list)  # the fast row copied, else -1 (the values are in rows)
+    shape: list[int] = field(default_factory=list)
+    ts: list[float] = field(default_factory=list)
+    line: list[int] = field(default_factory=list)
+    copies: list[int] = field(default_factory=list)  # how many decisions each entry stands for (a repeat's count)
+
+    def add(self, row, src: int, shape: int, ts: float, line: int, copies: int) -> None:
+        self.rows.append(row)
+        self.src.append(src)
+        self.shape.append(shape)
+        self.ts.append(ts)
+        self.line.append(line)
+        self.copies.append(copies)
+
+
+@dataclass
 class DeferredRepeat:
     """A repeat line that came before any real line of a file parsed detached from the files before it."""
 
@@ -717,12 +693,7 @@ class LogParser:
         stats.decisions += n_fast
         if n_fast:
             stats.shapes[fast_shape] += n_fast
-        ex_rows: list[np.ndarray | None] = []
-        ex_src: list[int] = []  # copies of a fast row: its index, else -1 (the row is in ex_rows)
-        ex_shape: list[int] = []
-        ex_ts: list[float] = []
-        ex_line: list[int] = []
-        ex_copies: list[int] = []  # how many decisions each entry stands for (repeat lines: their count)
+        extra = _ExtraRows()
         last_event: tuple[int, _Last] | None = None
 
         def last_before(ln: int) -> _Last:
@@ -749,12 +720,7 @@ class LogParser:
                 elif kind == "decision":
                     _, shape, values, sts = ev
                     row = _unify(shape, values)
-                    ex_rows.append(row)
-                    ex_src.append(-1)
-                    ex_shape.append(shape)
-                    ex_ts.append(sts)
-                    ex_line.append(ln)
-                    ex_copies.append(1)
+                    extra.add(row, -1, shape, sts, ln, 1)
                     stats.decisions += 1
                     stats.shapes[shape] += 1
                     last_event = (ln, _Last("decision", row=row, shape=shape, syslog_s=sts))
@@ -768,12 +734,8 @@ class LogParser:
                         stats.repeated_copies += count
                         stats.decisions += count
                         stats.shapes[prev.shape] += count
-                        ex_rows.append(prev.row)
-                        ex_src.append(prev.fast_index if prev.row is None else -1)
-                        ex_shape.append(prev.shape)
-                        ex_ts.append(prev.syslog_s)
-                        ex_line.append(ln)
-                        ex_copies.append(count)
+                        extra.add(prev.row, prev.fast_index if prev.row is None else -1, prev.shape, prev.syslog_s,
+                                  ln, count)
                     elif prev.kind == "garbled":
                         stats.skip(prev.reason, line_offset + ln, prev.text, count)
                     elif prev.kind == "unrelated":
@@ -793,33 +755,37 @@ class LogParser:
                               shape=fast_shape, syslog_s=float(fast_ts[-1]))
         elif last_event is not None:
             self.last = last_event[1]
+        return _merge(fast_cols, fast_shape, fast_ts, fast_line, n_fast, extra)
 
-        if not ex_line:
-            if n_fast == 0:
-                return _empty_batch()
-            return Batch(fast_cols, np.full(n_fast, fast_shape, np.int8), fast_ts)
-        m = len(ex_line)
-        ev_vals = np.empty((m, len(ALL_FIELDS)), dtype=np.int64)
-        src = np.asarray(ex_src, dtype=np.int64)
-        from_fast = src >= 0
-        if from_fast.any():
-            pick = src[from_fast]
-            for k in range(len(ALL_FIELDS)):
-                ev_vals[from_fast, k] = fast_cols[k][pick]
-        if not from_fast.all():
-            ev_vals[~from_fast] = np.stack([ex_rows[k] for k in np.flatnonzero(~from_fast)])
-        ev_shape = np.asarray(ex_shape, dtype=np.int8)
-        ev_ts = np.asarray(ex_ts, dtype=np.float64)
-        ev_copies = np.asarray(ex_copies, dtype=np.int64)
-        copies = ev_copies if (ev_copies != 1).any() else None
+
+def _merge(fast_cols, fast_shape: int, fast_ts, fast_line, n_fast: int, extra: _ExtraRows) -> Batch:
+    """One block's batch: its fast rows and its other decisions, in line order."""
+    if not extra.line:
         if n_fast == 0:
-            return Batch([np.ascontiguousarray(ev_vals[:, k]) for k in range(len(ALL_FIELDS))], ev_shape, ev_ts, copies)
-        order = np.argsort(np.concatenate([fast_line, np.asarray(ex_line, dtype=np.int64)]), kind="stable")
-        if copies is not None:
-            copies = np.concatenate([np.ones(n_fast, np.int64), ev_copies])[order]
-        return Batch([np.concatenate([fast_cols[k], ev_vals[:, k]])[order] for k in range(len(ALL_FIELDS))],
-                     np.concatenate([np.full(n_fast, fast_shape, np.int8), ev_shape])[order],
-                     np.concatenate([fast_ts, ev_ts])[order], copies)
+            return _empty_batch()
+        return Batch(fast_cols, np.full(n_fast, fast_shape, np.int8), fast_ts)
+    m = len(extra.line)
+    ev_vals = np.empty((m, len(ALL_FIELDS)), dtype=np.int64)
+    src = np.asarray(extra.src, dtype=np.int64)
+    from_fast = src >= 0
+    if from_fast.any():
+        pick = src[from_fast]
+        for k in range(len(ALL_FIELDS)):
+            ev_vals[from_fast, k] = fast_cols[k][pick]
+    if not from_fast.all():
+        ev_vals[~from_fast] = np.stack([extra.rows[k] for k in np.flatnonzero(~from_fast)])
+    ev_shape = np.asarray(extra.shape, dtype=np.int8)
+    ev_ts = np.asarray(extra.ts, dtype=np.float64)
+    ev_copies = np.asarray(extra.copies, dtype=np.int64)
+    copies = ev_copies if (ev_copies != 1).any() else None
+    if n_fast == 0:
+        return Batch([np.ascontiguousarray(ev_vals[:, k]) for k in range(len(ALL_FIELDS))], ev_shape, ev_ts, copies)
+    order = np.argsort(np.concatenate([fast_line, np.asarray(extra.line, dtype=np.int64)]), kind="stable")
+    if copies is not None:
+        copies = np.concatenate([np.ones(n_fast, np.int64), ev_copies])[order]
+    return Batch([np.concatenate([fast_cols[k], ev_vals[:, k]])[order] for k in range(len(ALL_FIELDS))],
+                 np.concatenate([np.full(n_fast, fast_shape, np.int8), ev_shape])[order],
+                 np.concatenate([fast_ts, ev_ts])[order], copies)
 
 
 def _first_shape(block: bytes) -> int:

@@ -28,7 +28,8 @@ import pyarrow as pa
 
 from l4stb import interrupts
 from l4stb.analysis.logparse import (ALL_FIELDS, READ_BLOCK, Batch, DeferredRepeat, FileStats, LogParser, _Last,
-                                     concat_batches, order_log_files, resolve_deferred)
+                                     concat_batches, resolve_deferred)
+from l4stb.logfiles import order_log_files
 
 _SCHEMA = pa.schema([*(pa.field(f"c{k}", pa.int64()) for k in range(len(ALL_FIELDS))),
                      pa.field("shape", pa.int8()), pa.field("syslog_s", pa.float64()), pa.field("copies", pa.int64())])

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from l4stb.analysis.udp_prague import is_report as is_udp_prague_report
-from l4stb.config import Topology
 from l4stb.layout import is_router_evidence, repeat_of
 from l4stb.manifest import Manifest
 from l4stb.workspace import Workspace
@@ -38,7 +37,7 @@ def router_host_of(manifest: Manifest) -> str:
     """The router's host name: from the run's topology, else what import-logs recorded, else ``router``."""
     if manifest.topology:
         try:
-            return Topology.model_validate(manifest.topology).router
+            return manifest.run_topology().router
         except Exception:  # a partial topology in an old manifest: fall through to the default
             pass
     imported = manifest.steps.get("import", {})

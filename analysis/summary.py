@@ -292,7 +292,7 @@ def scenario_and_rate(manifest: Manifest, where: str = "") -> tuple[Scenario | N
     rate of "fast") is a user error naming ``where`` (the manifest file) and the field. Only an imported run may
     carry a partial one: then the scenario is None and the rate is read when it is one."""
     try:
-        scenario = Scenario.model_validate(manifest.scenario)
+        scenario = manifest.run_scenario()
         return scenario, float(scenario.bottleneck.rate)
     except ValidationError as exc:
         if manifest.kind != "imported":
@@ -336,7 +336,7 @@ def testbed_words(manifest: Manifest) -> str:
 def sender_stacks(manifest: Manifest) -> str:
     """``client1 FreeBSD 14.1, client2 Linux (Prague = TCP Prague)``: each client's stack in the run's scenario."""
     try:
-        sc = Scenario.model_validate(manifest.scenario)
+        sc = manifest.run_scenario()
     except Exception:  # noqa: BLE001 - an imported or partial scenario: say what is known
         return "FreeBSD 14.1"
     words = []

@@ -44,7 +44,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
-from l4stb.analysis.logparse import READ_BLOCK, LogParser, iter_blocks, open_log, order_log_files
+from l4stb.analysis.logparse import READ_BLOCK, LogParser, iter_blocks
+from l4stb.logfiles import open_log, order_log_files
 from l4stb.analysis.logparse_parallel import ParallelLogParser
 from l4stb.logformat import FIELD_NAMES, FIELD_RANGES, L4STB_FIELD_NAMES, PAPER_PREFIX, PROB_SCALE
 from l4stb.manifest import Manifest, RepeatRecord, save_manifest

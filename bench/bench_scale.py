@@ -111,7 +111,7 @@ def replicate_log_set(folder: Path, times: int) -> None:
 
     A long log set without simulating it: what the analysis steps cost grows with the lines, not with their
     content, and the files stay exactly as the simulator wrote them."""
-    from l4stb.analysis.logparse import order_log_files
+    from l4stb.logfiles import order_log_files
 
     files = order_log_files([p for p in folder.iterdir() if p.name.startswith("dualpi2.log")])
     live = files[-1]

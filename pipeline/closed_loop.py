@@ -25,7 +25,6 @@ from l4stb.analysis.packets import ensure_parsed, read_flows, read_packets
 from l4stb.analysis.pool import PoolSplits
 from l4stb.analysis.report import ReportSection, ReportTable, SeriesData, comparison_section, series_metrics
 from l4stb.analysis.summary import annotate_run_flows, scenario_and_rate
-from l4stb.config import Scenario, Topology
 from l4stb.layout import remote_run_dir
 from l4stb.manifest import (Manifest, RepeatRecord, aqm_record, collect_versions, load_manifest, save_manifest,
                             update_manifest)
@@ -79,7 +78,7 @@ def _series_run(ws: Workspace, source: Manifest, slug: str, repeats: list[int], 
     run_id = f"{source.run_id}-cl-{slug}"
     if ws.run_dir(run_id).exists():
         shutil.rmtree(ws.run_dir(run_id))  # a closed-loop series is always redone whole: its policy changed
-    scenario = Scenario.model_validate(source.scenario)
+    scenario = source.run_scenario()
     manifest = Manifest(run_id=run_id, kind="closed-loop", provider="sim", scenario=source.scenario,
                         topology=source.topology, aqm=aqm_record(scenario), seed=source.seed,
                         versions=collect_versions(),
@@ -92,8 +91,8 @@ def _series_run(ws: Workspace, source: Manifest, slug: str, repeats: list[int], 
 def _simulate_series(ws: Workspace, run_id: str, policy: TimedPolicy | None, progress: Progress) -> float:
     """Simulate the series' repeats into runs/<id>/raw/ (the layout fetch-logs produces), then parse them."""
     manifest = load_manifest(ws, run_id)
-    scenario = Scenario.model_validate(manifest.scenario)
-    topology = Topology.model_validate(manifest.topology)
+    scenario = manifest.run_scenario()
+    topology = manifest.run_topology()
     hosts_root = ws.run_dir(run_id) / ".sim-hosts"
     t0 = time.perf_counter()
     for key, record in manifest.repeats.items():
@@ -190,7 +189,7 @@ def closed_loop_section(ws: Workspace, run_id: str, record: dict) -> tuple[Repor
                                                int(lat.get("n", 0) or info.get("decisions", 0) or 0),
                                                float(m.timings.get("run_wall_s", 0.0) or 0.0))
     source = load_manifest(ws, run_id)
-    source_scenario = Scenario.model_validate(source.scenario)
+    source_scenario = source.run_scenario()
     rate = capacity_of(source_scenario, source_scenario.bottleneck.rate)
     metrics = series_metrics(series, rate)
     labels = list(series)

@@ -10,7 +10,6 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from l4stb.analysis.pool import PoolSplits, load_pool
-from l4stb.config import Scenario, Topology
 from l4stb.console import safe
 from l4stb.errors import L4stbError
 from l4stb.manifest import load_manifest, update_manifest
@@ -68,8 +67,8 @@ def distill_run(ws: Workspace, run_id: str, cfg: DistillConfig, *, console: Cons
     manifest = load_manifest(ws, run_id)
     scenario = topology = None
     if manifest.provider == "sim" and manifest.kind == "run":
-        scenario = Scenario.model_validate(manifest.scenario)
-        topology = Topology.model_validate(manifest.topology)
+        scenario = manifest.run_scenario()
+        topology = manifest.run_topology()
     elif cfg.dagger_rounds:
         console.print(f"[yellow]DAgger skipped[/]: run {run_id} is a {manifest.kind} run on the {manifest.provider} "
                       "provider; rollouts replay a sim run's scenario. The tree learns from the teacher's labels only.")

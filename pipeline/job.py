@@ -18,7 +18,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from l4stb.analysis.fetch import fetch_run
+from l4stb.fetch import fetch_run
 from l4stb.analysis.pool import PoolSplits, load_pool
 from l4stb.console import safe
 from l4stb.errors import L4stbError

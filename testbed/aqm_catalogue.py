@@ -308,6 +308,11 @@ class CodelParams:
 
 # ---------------------------------------------------------------------------------------------- the records
 
+MODULE_SCHED_TYPE = "dualpi2"
+"""The scheduler type l4stb's module registers with dummynet (``.name = "DUALPI2"`` in
+freebsd_module/dn_sched_dualpi2.c; ipfw's ``type`` word matches it without regard to case): every AQM with a
+module ``mode`` runs under it."""
+
 
 @dataclass(frozen=True)
 class AqmRecord:
@@ -319,7 +324,7 @@ class AqmRecord:
     module_mode: Optional[int]
     """The dualpi2 module's ``mode`` sysctl when the module runs it (0 DualPI2, 1 the l4s-pie scheduler), else None."""
     dummynet: str
-    """How the vagrant plan runs it (``ipfw sched``/``queue`` words; see :mod:`l4stb.plans`)."""
+    """How the vagrant plan runs it (``ipfw sched``/``queue`` words; see :mod:`l4stb.providers.freebsd.plans`)."""
     tc: str
     """How the qemu provider's tc runs it (the qdisc :func:`l4stb.linuxvm.guest.qdisc_args` configures)."""
     marks: bool
@@ -327,11 +332,18 @@ class AqmRecord:
     reference_lines: tuple[tuple[str, str], ...] = ()
     """(queue, label) lines the report draws on the delay ECDFs; the value is :meth:`reference_ms`'s."""
     dummynet_sched: str = "fifo"
-    """The ``ipfw sched ... type`` of a stock dummynet AQM (the module's own runs under ``plans.SCHED_TYPE``)."""
+    """The ``ipfw sched ... type`` of a stock dummynet AQM (the module's own run under :data:`MODULE_SCHED_TYPE`)."""
 
     @property
     def runs_on_module(self) -> bool:
         return self.module_mode is not None
+
+    @property
+    def sched_type(self) -> str:
+        """The dummynet scheduler type the real router runs it under (lower case; ``ipfw sched show`` prints it in
+        upper case): the module's for the AQMs it runs, else the stock one (PIE and CoDel are a FIFO scheduler
+        with an AQM queue, fq_codel its own scheduler)."""
+        return MODULE_SCHED_TYPE if self.runs_on_module else self.dummynet_sched
 
     def reference_ms(self, aqm, label: str) -> float:
         """The value of one of ``reference_lines`` for a resolved ``aqm``, in ms."""

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from l4stb import runner
-from l4stb.analysis.fetch import fetch_run
+from l4stb.fetch import fetch_run
 from l4stb.config import Scenario, load_topology
 from l4stb.errors import L4stbError
 from l4stb.manifest import load_manifest
@@ -117,7 +117,7 @@ def reusable_run(pws: Workspace, scenario: Scenario) -> str | None:
         try:
             m = load_manifest(pws, run_id)
             # read back through today's model, so fields added since the run was made take their defaults
-            stored = Scenario.model_validate(m.scenario).model_dump(mode="json") if m.status == "complete" else None
+            stored = m.run_scenario().model_dump(mode="json") if m.status == "complete" else None
         except (L4stbError, ValueError):
             continue  # a damaged manifest or a scenario today's model refuses is never reused
         if stored == want:

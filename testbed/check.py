@@ -19,11 +19,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from l4stb import aqm_catalogue, lograte, plans
-from l4stb.check_steps import sched_types
+from l4stb import aqm_catalogue, lograte
 from l4stb.config import FlowGroup, Scenario, load_scenario, load_topology
 from l4stb.errors import L4stbError
+from l4stb.linuxvm.guest import qdisc_args
+from l4stb.providers import get_provider
 from l4stb.providers.base import CheckEvidence, RunContext, TestbedInfo
+from l4stb.providers.freebsd import plans
+from l4stb.providers.freebsd.check_steps import sched_types
+from l4stb.runner import resolve_policy
 from l4stb.workspace import Workspace, atomic_write_text, utc_iso, utc_stamp
 
 CHECK_DURATION_US = 5_000_000
@@ -141,7 +145,7 @@ def _judge_scheduler(ev: CheckEvidence, scenario: Scenario, res: CheckResult) ->
     if ev.provider == "qemu":
         _judge_qdisc(ev, scenario, res)
         return
-    want = plans.SCHED_TYPE if plans.uses_module(scenario.aqm) else aqm_catalogue.record(scenario.aqm).dummynet_sched
+    want = aqm_catalogue.record(scenario.aqm).sched_type
     if ev.module_loaded is False:
         res.failures.append(
             f"{ev.router}: the {plans.KMOD_FILE} module is not loaded, expected it after `l4stb up`. Likely cause: "
@@ -162,8 +166,6 @@ def _judge_scheduler(ev: CheckEvidence, scenario: Scenario, res: CheckResult) ->
 
 def _judge_qdisc(ev: CheckEvidence, scenario: Scenario, res: CheckResult) -> None:
     """Real Linux: the real qdisc (sch_dualpi2 built for the guest kernel) is loaded and is the bottleneck's."""
-    from l4stb.linuxvm.guest import qdisc_args
-
     want = qdisc_args(scenario)[0]
     if ev.module_loaded is False:
         res.failures.append(
@@ -262,9 +264,6 @@ def run_check(ws: Workspace, scenario_name: str | None = None, overrides: list[s
               log_headroom: bool = True) -> CheckResult:
     """Measure on the testbed that is up and judge; raise one L4stbError holding every failure. With
     ``log_headroom``, and when every check passed, measure the logging again at LOG_RATE_FACTOR times the rate."""
-    from l4stb.providers import get_provider
-    from l4stb.runner import resolve_policy
-
     testbed = TestbedInfo.load(ws)
     topology = load_topology(testbed.topology)
     # aqm policy: the blob is validated here, and the router step loads it and checks the module's summary
@@ -289,8 +288,6 @@ def run_check(ws: Workspace, scenario_name: str | None = None, overrides: list[s
 def write_vm_report(ws: Workspace, scenario_name: str | None = None) -> Path:
     """`l4stb check --facts`: ask every VM what only a booted FreeBSD can answer and write it to one plain-text
     file in the workdir (``vm-facts-<UTC>.txt``), to attach to an issue."""
-    from l4stb.providers import get_provider
-
     testbed = TestbedInfo.load(ws)
     if testbed.provider != "vagrant":
         raise L4stbError(f"`l4stb check --facts` reports on FreeBSD VMs; the testbed that is up is the "

@@ -444,7 +444,7 @@ def _print_run_result(result) -> None:
 def fetch_logs(c: Ctx, run_ids, sweep_id, all_runs, clean_remote: bool) -> None:
     """Pull the router logs and iperf3 JSON of a run, verified by sha256, into runs/<id>/raw/."""
     # lazy: the command's stage, imported when the command runs
-    from l4stb.analysis.fetch import fetch_run
+    from l4stb.fetch import fetch_run
     from l4stb.run_selection import select_runs
 
     with c.ws.locked("fetch-logs"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import posixpath
+import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from pydantic import (
 from l4stb import resources
 from l4stb.aqm_catalogue import CODEL_INTERVAL_US, CODEL_TARGET_US, dualpi2_rtt_gains, resolved_defaults
 from l4stb.errors import L4stbError
+from l4stb.ratetrace import read_trace_ms, trace_schedule
 from l4stb.units import (
     format_duration,
     format_rate,
@@ -294,8 +296,6 @@ class Bottleneck(Strict):
     def schedule(self, horizon_us: int) -> list[tuple[int, int]]:
         """(at_us, rate_bps) steps before ``horizon_us``: the schedule, or the trace's bins, or none."""
         if self.rate_trace:
-            from l4stb.ratetrace import trace_schedule
-
             return trace_schedule(self.rate_trace, self.trace_bin, horizon_us)
         return [(s.at, s.rate) for s in self.rate_schedule if s.at < horizon_us]
 
@@ -543,8 +543,6 @@ class FlowGroup(Strict):
         simulator and the vagrant plan start the same flows at the same times."""
         if not self.short:
             return [self.start] * self.connections
-        import random
-
         rng = random.Random(seed * 7919 + group)
         t = float(self.start)
         out = []
@@ -622,6 +620,22 @@ class Iperf3(Strict):
     interval: Duration = 1_000_000
 
 
+@dataclass(frozen=True)
+class StreamSpec:
+    """One iperf3 stream of a scenario (:meth:`Scenario.streams`)."""
+
+    fid: int
+    """The flow id the simulator logs: the stream's index in the scenario."""
+    group: int
+    connection: int
+    """1-based within the group: one iperf3 process (one server port) per connection."""
+    stream: int
+    """0-based within the connection (iperf3 ``-P``); a connection's streams share its port."""
+    host: str
+    cc: str
+    port: int
+
+
 class Scenario(Strict):
     name: HostName
     description: str = ""
@@ -660,8 +674,6 @@ class Scenario(Strict):
         """Each connection's start of flow group ``group`` (us after the repeat's start): its arrival
         (:meth:`FlowGroup.arrivals_us`) plus its seeded share of ``start_jitter``. The simulator, the vagrant plan
         and the analysis all take starts from here."""
-        import random
-
         arrivals = self.flows[group].arrivals_us(seed, group)
         if not self.start_jitter:
             return arrivals
@@ -701,6 +713,23 @@ class Scenario(Strict):
     def total_streams(self) -> int:
         return sum(f.streams for f in self.flows)
 
+    def connection_port(self, group: int, connection: int) -> int:
+        """The server port of connection ``connection`` (1-based) of flow group ``group``: ``iperf3.base_port`` plus
+        the connection's number in the scenario, counted over the groups in order. The one port rule that the
+        vagrant plan, the qemu guest, the simulator and the flow labels (a FreeBSD module's flow id holds the
+        destination port) all follow."""
+        return self.iperf3.base_port + sum(f.connections for f in self.flows[:group]) + connection - 1
+
+    def streams(self) -> list[StreamSpec]:
+        """Every iperf3 stream of the scenario, in flow-id order, with its connection's port."""
+        out = []
+        for gi, g in enumerate(self.flows):
+            for c in range(1, g.connections + 1):
+                port = self.connection_port(gi, c)
+                for s in range(g.parallel):
+                    out.append(StreamSpec(len(out), gi, c, s, g.host, g.cc, port))
+        return out
+
     def repeat_seed(self, repeat: int) -> int:
         """Seed of repeat ``repeat`` (1-based): distinct, stable, derived from the scenario seed."""
         return (self.seed * 1_000_003 + repeat) % (2**31 - 1)
@@ -709,8 +738,6 @@ class Scenario(Strict):
         """Hosts must exist in the testbed's topology (which may differ from the scenario's default one), and a
         rate trace must be readable here, before anything runs."""
         if self.bottleneck.rate_trace:
-            from l4stb.ratetrace import read_trace_ms
-
             read_trace_ms(self.bottleneck.rate_trace)
         for i, flow in enumerate(self.flows):
             if flow.host not in topology.hosts or topology.hosts[flow.host].role != "client":

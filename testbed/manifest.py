@@ -13,7 +13,7 @@ from typing import Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 import l4stb
-from l4stb.config import Aqm, Scenario
+from l4stb.config import Aqm, Scenario, Topology
 from l4stb.errors import L4stbError
 from l4stb.workspace import Workspace, atomic_write_json, pid_alive, read_json, utc_iso
 
@@ -76,6 +76,16 @@ class Manifest(BaseModel):
         if self.status == "running" and (self.pid is None or not pid_alive(self.pid)):
             return "interrupted"
         return self.status
+
+    def run_scenario(self) -> Scenario:
+        """The run's scenario as a typed record, read through today's model (a field added since the run takes its
+        default). One that does not validate (an imported run's partial scenario, a hand-edited manifest) raises
+        pydantic's ValidationError, and each reader says what that means for it."""
+        return Scenario.model_validate(self.scenario)
+
+    def run_topology(self) -> Topology:
+        """The run's topology as a typed record; a partial one raises ValidationError, as :meth:`run_scenario`."""
+        return Topology.model_validate(self.topology)
 
     def repeat(self, n: int) -> RepeatRecord:
         return self.repeats[str(n)]

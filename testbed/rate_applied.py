@@ -2,8 +2,8 @@
 
 freebsd_module/ratesched/l4stb_ratesched.c prints one ``l4stb-rate AT_US APPLIED_US DONE_US BW RC`` line per step
 into ``layout.RATE_APPLIED_NAME`` in the repeat's folder (fetched with the run); the run step summarises it for the
-manifest (l4stb.plans.parse_rate_applied) and the analysis measures utilisation against it
-(l4stb.analysis.capacity.applied_capacities). The ``BW`` word is what l4stb.plans.ipfw_bandwidth wrote.
+manifest (l4stb.providers.freebsd.plans.parse_rate_applied) and the analysis measures utilisation against it
+(l4stb.analysis.capacity.applied_capacities). The ``BW`` word is what l4stb.providers.freebsd.plans.ipfw_bandwidth wrote.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ class AppliedStep:
     """When it returned: the pipe has the new bandwidth from then on (ip_dummynet.c config_link, at dummynet's
     next tick)."""
     rate_bps: int | None
-    """The ``bw`` word read back (None when it is not one l4stb.plans.ipfw_bandwidth writes)."""
+    """The ``bw`` word read back (None when it is not one l4stb.providers.freebsd.plans.ipfw_bandwidth writes)."""
     rc: int
 
 

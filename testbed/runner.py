@@ -161,8 +161,8 @@ def execute(ws: Workspace, run_id: str, *, jobs: int | None = None, quiet: bool 
     if testbed.provider != manifest.provider:
         raise L4stbError(f"run {run_id} was made on the {manifest.provider} provider but the testbed up now is "
                          f"{testbed.provider}; bring that testbed up to resume it.")
-    scenario = Scenario.model_validate(manifest.scenario)
-    topology = Topology.model_validate(manifest.topology)
+    scenario = manifest.run_scenario()
+    topology = manifest.run_topology()
     provider = get_provider(testbed.provider, ws)
     ctx = RunContext(run_id, scenario, topology, ws)
     todo = manifest.pending_repeats()

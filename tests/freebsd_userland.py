@@ -1,6 +1,6 @@
 """A model of the FreeBSD userland limits the rendered plans run into, for running them under sh on Linux.
 
-Each limit comes from ``l4stb.freebsd_facts.LIMITS`` (with its FreeBSD source there):
+Each limit comes from ``l4stb.providers.freebsd.facts.LIMITS`` (with its FreeBSD source there):
 
 - ``sysctl``: an argument of BUFSIZ characters or more is refused ("oid too long", sbin/sysctl/sysctl.c parse());
   only OIDs of the facts table and the module's source exist; the learned-policy OID takes ``begin``,
@@ -25,8 +25,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from l4stb import freebsd_facts as facts
-from l4stb import plans, resources
+from l4stb import resources
+from l4stb.providers.freebsd import facts, plans
 
 ARG_MAX = facts.LIMITS["arg_max"].value
 SYSCTL_ARG_MAX = facts.LIMITS["sysctl_arg"].value
@@ -330,8 +330,8 @@ class Userland:
 
 
 def ssh_command(script: str, user_is_root: bool = False) -> str:
-    """What l4stb.remote sends as the SSH exec request for a script step (``sudo -n env PATH=... sh -c SCRIPT``)."""
-    from l4stb.remote import SshHost, SshParams, quote_argv
+    """What l4stb.providers.freebsd.remote sends as the SSH exec request for a script step (``sudo -n env PATH=... sh -c SCRIPT``)."""
+    from l4stb.providers.freebsd.remote import SshHost, SshParams, quote_argv
 
     host = SshHost("model", SshParams("127.0.0.1", 22, "vagrant", None), sudo=not user_is_root)
     return host._wrap(quote_argv(["sh", "-c", script]))

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from l4stb import check, check_steps, plans, policyblob
+from l4stb import check, policyblob
 from l4stb.config import load_scenario, load_topology
+from l4stb.providers.freebsd import check_steps, plans
 from l4stb.resources import list_scenarios, list_topologies
 
 RUN_ID = "plans-20250101T000000Z"

@@ -60,7 +60,7 @@ def test_resolving_fills_only_what_the_scenario_left_unset():
 
 
 def test_module_sysctls_carry_the_records_mode_and_the_catalogues_integers():
-    from l4stb import plans
+    from l4stb.providers.freebsd import plans
 
     for name, overrides in (("dualpi2", []), ("l4s-pie", ["aqm.name=l4s-pie"])):
         sc = load_scenario("dctcp-8mbps", overrides)
@@ -74,7 +74,7 @@ def test_module_sysctls_carry_the_records_mode_and_the_catalogues_integers():
 
 
 def test_the_vagrant_plan_builds_its_aqm_settings_without_loading_the_simulator():
-    code = ("import sys; from l4stb import plans; from l4stb.config import load_scenario; "
+    code = ("import sys; from l4stb.providers.freebsd import plans; from l4stb.config import load_scenario; "
             "sc = load_scenario('dctcp-8mbps'); plans.aqm_sysctls(sc.aqm, sc); "
             "print([m for m in sys.modules if m.startswith('l4stb.sim')])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

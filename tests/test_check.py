@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from l4stb import check, check_steps, plans
+from l4stb import check
 from l4stb.config import load_scenario, load_topology
 from l4stb.errors import L4stbError
 from l4stb.providers import base
 from l4stb.providers.base import CheckEvidence, FlowProbe
+from l4stb.providers.freebsd import check_steps, plans
 from l4stb.workspace import Workspace
 
 # -- the sim, end to end --------------------------------------------------------------------------------
@@ -217,7 +218,7 @@ def test_the_check_steps_run_after_the_right_phases_with_the_capture_on_the_serv
 
 def test_up_on_vagrant_ends_with_the_self_check_and_fails_with_its_paragraphs(monkeypatch, tmp_path: Path, capsys):
     from l4stb import cli
-    from l4stb.providers.vagrant import VagrantProvider
+    from l4stb.providers.freebsd.vagrant import VagrantProvider
 
     def fake_up(self, topology):
         return base.TestbedInfo(provider="vagrant", topology=topology.name, hosts={h: {} for h in topology.hosts})

@@ -184,7 +184,7 @@ def test_fqcodel_scenario_is_shipped_and_runs_on_sim(l4stb):
 
 
 def _router_plan(overrides: list[str]) -> str:
-    from l4stb import plans
+    from l4stb.providers.freebsd import plans
 
     sc = load_scenario("dctcp-8mbps", overrides)
     return plans.plan_of("x", plans.run_phases(sc, load_topology("dumbbell-4"), "p-1", 1)).render()

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from l4stb.analysis.fetch import fetch_run
+from l4stb.fetch import fetch_run
 from l4stb.analysis.packets import ensure_parsed, read_packets
 from l4stb.errors import L4stbError
 from l4stb.layout import remote_repeat_dir, remote_run_dir

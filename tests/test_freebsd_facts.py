@@ -1,5 +1,5 @@
 """The rendered plans rely only on FreeBSD paths, sysctls, rc variables and commands listed (with their source)
-in l4stb.freebsd_facts; and the module sysctls they set exist in the module's source."""
+in l4stb.providers.freebsd.facts; and the module sysctls they set exist in the module's source."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from l4stb import freebsd_facts as facts
+from l4stb.providers.freebsd import facts
 from l4stb import resources
 from rendered_plans import all_rendered
 
@@ -111,7 +111,7 @@ def test_every_command_the_plans_run_is_in_the_facts_table():
         for cmd in _commands(r.script):
             if not _known_command(cmd):
                 missing.setdefault(cmd, r.where)
-    assert not missing, f"commands not in l4stb.freebsd_facts.COMMANDS: {missing}"
+    assert not missing, f"commands not in l4stb.providers.freebsd.facts.COMMANDS: {missing}"
 
 
 def test_every_sysctl_the_plans_use_is_in_the_facts_table():
@@ -120,7 +120,7 @@ def test_every_sysctl_the_plans_use_is_in_the_facts_table():
         for name in SYSCTL_RE.findall(_code(r.script)):
             if name not in facts.SYSCTLS and not name.startswith(facts.SYSCTL_PREFIXES):
                 missing.setdefault(name, r.where)
-    assert not missing, f"sysctls not in l4stb.freebsd_facts.SYSCTLS: {missing}"
+    assert not missing, f"sysctls not in l4stb.providers.freebsd.facts.SYSCTLS: {missing}"
 
 
 def test_every_path_the_plans_use_is_in_the_facts_table():
@@ -137,7 +137,7 @@ def test_every_path_the_plans_use_is_in_the_facts_table():
         for path in PATH_RE.findall(code):
             if not known(path, r.log_file):
                 missing.setdefault(path, r.where)
-    assert not missing, f"paths not in l4stb.freebsd_facts.PATHS: {missing}"
+    assert not missing, f"paths not in l4stb.providers.freebsd.facts.PATHS: {missing}"
 
 
 def test_every_rc_and_loader_variable_the_plans_set_is_in_the_facts_table():
@@ -151,7 +151,7 @@ def test_every_rc_and_loader_variable_the_plans_set_is_in_the_facts_table():
             for name in SYSRC_RE.findall(line):
                 if not known(name):
                     missing.setdefault(name, r.where)
-    assert not missing, f"rc variables not in l4stb.freebsd_facts.RC_VARIABLES: {missing}"
+    assert not missing, f"rc variables not in l4stb.providers.freebsd.facts.RC_VARIABLES: {missing}"
 
 
 def test_module_sysctls_the_plans_set_exist_in_the_module_source():

@@ -23,20 +23,23 @@ except ModuleNotFoundError:  # Python 3.10
 ROOT = Path(__file__).resolve().parents[1]
 
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("core", ("l4stb", "l4stb.errors", "l4stb.units", "l4stb.config", "l4stb.aqm_catalogue", "l4stb.logformat",
+    ("core", ("l4stb", "l4stb.errors", "l4stb.units", "l4stb.config", "l4stb.aqm_catalogue", "l4stb.logformat", "l4stb.logfiles",
               "l4stb.layout", "l4stb.workspace", "l4stb.manifest", "l4stb.console", "l4stb.resources",
               "l4stb.interrupts", "l4stb.lograte", "l4stb.rate_applied", "l4stb.ratetrace", "l4stb.policyblob", "l4stb.topologies",
               "l4stb.playbooks", "l4stb.freebsd_module")),
-    ("engines", ("l4stb.sim", "l4stb.providers", "l4stb.linuxvm", "l4stb.plans", "l4stb.check_steps",
-                 "l4stb.remote", "l4stb.freebsd_facts")),
+    ("engines", ("l4stb.sim", "l4stb.providers", "l4stb.linuxvm")),  # the FreeBSD wing is l4stb.providers.freebsd
     ("orchestration", ("l4stb.runner", "l4stb.sweep", "l4stb.check", "l4stb.executors", "l4stb.run_selection",
-                       "l4stb.analysis.fetch")),
+                       "l4stb.fetch")),
     ("analysis", ("l4stb.analysis",)),
     ("model", ("l4stb.model",)),
     ("pipeline", ("l4stb.pipeline", "l4stb.calibrate")),  # calibrate is a job: runs, then their summaries
     ("cli", ("l4stb.cli", "l4stb.cli_analysis", "l4stb.cli_calibrate", "l4stb.cli_distill")),
 )
 """From the bottom up. A module belongs to the layer of its longest listed prefix (a name or a package)."""
+
+WINGS: tuple[str, ...] = ("l4stb.providers.freebsd",)
+"""Packages that hold one testbed's code together (docs/architecture.md): nothing beside them in their layer imports
+them (the simulator, the other providers), only the layers above (the orchestration)."""
 
 SLOW_OR_OPTIONAL = frozenset({
     # measured with `python -c "import X"`: 0.2 s (pyarrow) to 11 s (peft) each, against 0.07 s for Python itself
@@ -63,15 +66,10 @@ MAY_BE_ABSENT: dict[tuple[str, str], str] = {
 KNOWN_UPWARD: dict[tuple[str, str], str] = {
     ("l4stb", "l4stb.analysis.export"):
         "the notebook facade (l4stb.load_run, l4stb.load_sweep) in the package's __init__, imported when called",
-    ("l4stb.providers.sim", "l4stb.analysis.logparse"):
-        "open_log is to move beside the log format with the FreeBSD wing (issue 23)",
 }
 """Imports up the layers that are known and explained. An entry that no longer occurs must be removed."""
 
-NOT_YET_TIDIED: dict[str, str] = dict.fromkeys(
-    ("analysis/logparse.py", "testbed/check.py", "testbed/config.py", "testbed/plans.py", "testbed/providers/sim.py",
-     "testbed/providers/vagrant.py", "testbed/sim/runner.py", "testbed/sim/syslog.py"),
-    "changed on another branch while the imports were tidied; tidy it after that merge")
+NOT_YET_TIDIED: dict[str, str] = {}
 """Files whose function-level imports are not yet held to the start-up rule (the layer and cycle rules still
 hold). An entry whose file has nothing left to tidy must be removed."""
 
@@ -208,6 +206,21 @@ def test_no_import_runs_up_the_layers():
     assert not stale, f"KNOWN_UPWARD entries that no longer occur, remove them: {sorted(stale)}"
 
 
+def sideways_imports(imports) -> list[Import]:
+    """The imports into a wing (WINGS) from a module outside it in the same layer or below."""
+    def in_wing(module: str, wing: str) -> bool:
+        return module == wing or module.startswith(wing + ".")
+
+    return [imp for imp in imports for wing in WINGS if imp.internal and not imp.type_only
+            and in_wing(imp.target, wing) and not in_wing(imp.source, wing) and layer_of(imp.source) <= layer_of(wing)]
+
+
+def test_a_wing_is_imported_only_from_inside_it_or_from_a_higher_layer():
+    sideways = [f"{_where(imp)}: {imp.source} imports {imp.target}" for imp in sideways_imports(graph())]
+    assert not sideways, "imports into a wing from beside or below it (move the shared part down):\n" + \
+        "\n".join(sideways)
+
+
 def test_the_checks_see_an_upward_import_inside_a_function_and_a_cycle(tmp_path):
     """The checks above can fail: a core module that imports a job inside a function is caught."""
     path = tmp_path / "errors.py"
@@ -217,6 +230,11 @@ def test_the_checks_see_an_upward_import_inside_a_function_and_a_cycle(tmp_path)
     assert [(i.target, i.in_function, i.reason) for i in found] == [("json", True, ""),
                                                                       ("l4stb.pipeline.job", True, "")]
     assert [(i.source, i.target) for i in upward_imports(found)] == [("l4stb.errors", "l4stb.pipeline.job")]
+    beside = tmp_path / "sim.py"  # the sim provider reaching into the FreeBSD wing, as it once did for a constant
+    beside.write_text("def sched():\n    from l4stb.providers.freebsd.plans import KMOD\n")
+    found = imports_of("l4stb.providers.sim", beside, {**module_files(), "l4stb.providers.sim": beside})
+    assert [(i.source, i.target) for i in sideways_imports(found)] == [("l4stb.providers.sim",
+                                                                        "l4stb.providers.freebsd.plans")]
     assert _cycles({"l4stb.a": {"l4stb.b"}, "l4stb.b": {"l4stb.a"}, "l4stb.c": {"l4stb.a"}}) == [["l4stb.a",
                                                                                                  "l4stb.b"]]
 

@@ -47,7 +47,7 @@ def test_import_creates_an_imported_run_with_a_manifest(tmp_path):
 
 
 def test_imported_run_needs_no_fetch(tmp_path):
-    from l4stb.analysis.fetch import fetch_run
+    from l4stb.fetch import fetch_run
 
     ws = Workspace.at(tmp_path / "w")
     run_id = import_logs(ws, [messages_dump(tmp_path / "m.txt")], [])

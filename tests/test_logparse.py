@@ -17,11 +17,11 @@ from l4stb.analysis.logparse import (
     SHAPE_NAMES,
     LogParser,
     classify_line,
-    order_log_files,
     parse_log_files,
     syslog_seconds,
     unwrap_syslog_year,
 )
+from l4stb.logfiles import order_log_files
 from l4stb.analysis.packets import PACKET_COLUMNS, ensure_parsed, read_flows, read_packets
 from l4stb.errors import L4stbError
 from l4stb.logformat import FIELD_NAMES, L4STB_PREFIX, OLD_PREFIX, PAPER_PREFIX, PROB_SCALE

@@ -7,8 +7,9 @@ import logging
 
 import pytest
 
-from l4stb import lograte, plans
+from l4stb import lograte
 from l4stb.config import load_scenario
+from l4stb.providers.freebsd import plans
 
 
 def test_the_paper_rate_leaves_tens_of_seconds_and_no_warning():
@@ -51,7 +52,7 @@ def test_the_router_is_provisioned_with_the_buffer_the_estimate_assumes():
 
 def test_prepare_run_logs_the_warning_on_the_vms(monkeypatch, tmp_path, caplog):
     from l4stb.config import load_topology
-    from l4stb.providers.vagrant import VagrantProvider
+    from l4stb.providers.freebsd.vagrant import VagrantProvider
     from l4stb.workspace import Workspace
 
     facts = {h: {"sysctls": {"kern.hz": "1000"}} for h in load_topology("dumbbell-4").hosts}

@@ -7,8 +7,9 @@ import re
 
 import pytest
 
-from l4stb import logformat, plans, resources
+from l4stb import aqm_catalogue, logformat, resources
 from l4stb.config import load_scenario
+from l4stb.providers.freebsd import plans
 from l4stb.resources import list_scenarios
 
 MODULE = resources.module_dir()
@@ -87,7 +88,7 @@ def test_makefile_builds_the_kld_the_plans_load():
     assert "dn_sched_dualpi2.c" in mk and "dualpi2_core.c" in mk
     assert ".include <bsd.kmod.mk>" in mk
     glue = (MODULE / "dn_sched_dualpi2.c").read_text()
-    assert f'"{plans.SCHED_TYPE.upper()}"' in glue, "ipfw selects the scheduler by this name"
+    assert f'"{aqm_catalogue.MODULE_SCHED_TYPE.upper()}"' in glue, "ipfw selects the scheduler by this name"
     assert "sbinuptime()" in glue and "log(LOG_INFO" in glue
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from l4stb import plans
+from l4stb.providers.freebsd import plans
 from l4stb.config import load_topology
 from rendered_plans import all_rendered
 

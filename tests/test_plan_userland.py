@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from freebsd_userland import ARG_MAX, Userland, ssh_command
-from l4stb import freebsd_facts as facts
-from l4stb import plans, policyblob
+from l4stb import policyblob
+from l4stb.providers.freebsd import facts, plans
 from l4stb.config import load_scenario, load_topology
-from l4stb.remote import MAX_COMMAND_BYTES
+from l4stb.providers.freebsd.remote import MAX_COMMAND_BYTES
 from rendered_plans import RUN_ID, SCHEDULE_STEPS, all_rendered, feature_variants, fixtures_dir
 
 TOPO = load_topology("dumbbell-4")

@@ -83,9 +83,9 @@ def test_the_manifest_record_names_the_blob_and_its_sha256(tmp_path):
 
 
 def test_vagrant_plan_uploads_the_blob_and_loads_it_through_the_module_sysctl(tmp_path):
-    from l4stb.plans import POLICY_REMOTE
+    from l4stb.providers.freebsd.plans import POLICY_REMOTE
     from l4stb.providers.base import RunContext
-    from l4stb.providers.vagrant import VagrantProvider
+    from l4stb.providers.freebsd.vagrant import VagrantProvider
     from l4stb.workspace import Workspace
 
     blob = drop_above_blob(tmp_path, 5_000)
@@ -126,7 +126,7 @@ def test_the_router_step_that_loads_the_blob_is_posix_sh_and_passes_shellcheck(t
     import shutil
     import subprocess
 
-    from l4stb import plans
+    from l4stb.providers.freebsd import plans
 
     blob = drop_above_blob(tmp_path, 5_000)
     sc = resolve_policy(load_scenario("dctcp-8mbps", ["aqm.name=policy", f"aqm.policy={blob}"]))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from l4stb import plans
+from l4stb.providers.freebsd import plans
 from l4stb.config import load_scenario
 from module_builds import ZIG_TARGET, zig_cc
 

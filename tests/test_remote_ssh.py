@@ -1,4 +1,4 @@
-"""The SSH layer the FreeBSD VMs use (l4stb.remote.SshHost), driven against a throwaway sshd on 127.0.0.1."""
+"""The SSH layer the FreeBSD VMs use (l4stb.providers.freebsd.remote.SshHost), driven against a throwaway sshd on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import pytest
 
 from l4stb.errors import L4stbError
 from l4stb.providers.base import RemoteCommandError
-from l4stb.remote import SshHost, SshParams
+from l4stb.providers.freebsd.remote import SshHost, SshParams
 
 SSHD = shutil.which("sshd") or ("/usr/sbin/sshd" if Path("/usr/sbin/sshd").exists() else None)
 SSH_KEYGEN = shutil.which("ssh-keygen")

@@ -11,7 +11,8 @@ import json
 import statistics
 from pathlib import Path
 
-from l4stb.analysis.logparse import order_log_files, parse_log_files
+from l4stb.analysis.logparse import parse_log_files
+from l4stb.logfiles import order_log_files
 from l4stb.config import load_scenario, load_topology
 from l4stb.layout import iperf3_server_name
 from l4stb.sim.aqm_fifo import Fifo

@@ -100,11 +100,9 @@ def test_short_flow_completion_times_count_the_unfinished():
 
 
 def test_udp_rows_give_configured_offered_delivered_loss_and_marks():
-    from l4stb.sim.runner import streams_of
-
     sc = _scenario()
     flows, m = _metrics(_mix_flows(udp=2.0), sc)
-    udp_fid = next(s.fid for s in streams_of(sc) if s.group == 2)
+    udp_fid = next(s.fid for s in sc.streams() if s.group == 2)
     actions = [M.ACTION_FORWARD] * 90 + [M.ACTION_DROP] * 6 + [M.ACTION_MARK] * 4
     packets = pd.DataFrame({"repeat": 1, "queue": pd.Categorical(["C"] * 100, categories=["C", "L"]),
                             "action": pd.Series(actions, dtype="int8"), "current_queue_delay": 1000,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from l4stb import plans
+from l4stb.providers.freebsd import plans
 from l4stb.errors import L4stbError
 
 MIRROR = Path(os.environ["L4STB_UDP_PRAGUE_GIT"]) if os.environ.get("L4STB_UDP_PRAGUE_GIT") else None

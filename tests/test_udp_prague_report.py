@@ -11,7 +11,7 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from l4stb.analysis.fetch import fetch_run
+from l4stb.fetch import fetch_run
 from l4stb.analysis.packets import ensure_parsed
 from l4stb.analysis.udp_prague import udp_prague_table
 from l4stb.layout import remote_repeat_dir

@@ -13,10 +13,10 @@ import pytest
 
 from l4stb.config import load_topology
 from l4stb.errors import L4stbError
-from l4stb.providers import firstboot
-from l4stb.providers import vagrant as vagrant_mod
-from l4stb.providers.firstboot import BootState
-from l4stb.providers.vagrant import VagrantProvider
+from l4stb.providers.freebsd import firstboot
+from l4stb.providers.freebsd import vagrant as vagrant_mod
+from l4stb.providers.freebsd.firstboot import BootState
+from l4stb.providers.freebsd.vagrant import VagrantProvider
 from l4stb.workspace import Workspace
 from test_vagrant_provider import FakeHost, FakeVagrant, World
 

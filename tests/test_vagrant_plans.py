@@ -13,11 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from l4stb import plans
+from l4stb.providers.freebsd import plans
 from l4stb.config import Scenario, Topology, load_scenario, load_topology
 from l4stb.errors import L4stbError
 from l4stb.providers.base import RunContext
-from l4stb.providers.vagrant import VagrantProvider
+from l4stb.providers.freebsd.vagrant import VagrantProvider
 from l4stb.workspace import Workspace
 
 GOLDEN = Path(__file__).parent / "golden"

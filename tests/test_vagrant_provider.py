@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from l4stb import plans, runner
+from l4stb import runner
 from l4stb.config import load_scenario, load_topology
 from l4stb.errors import L4stbError
 from l4stb.manifest import load_manifest
-from l4stb.providers import firstboot
-from l4stb.providers import vagrant as vagrant_mod
+from l4stb.providers.freebsd import firstboot, plans
+from l4stb.providers.freebsd import vagrant as vagrant_mod
 from l4stb.providers import base
 from l4stb.providers.base import CommandResult, Host, RemoteCommandError, RunContext
-from l4stb.providers.vagrant import VagrantProvider, detect_vm_provider, find_vagrantfile
-from l4stb.remote import SshParams
+from l4stb.providers.freebsd.vagrant import VagrantProvider, detect_vm_provider, find_vagrantfile
+from l4stb.providers.freebsd.remote import SshParams
 from l4stb.workspace import Workspace
 
 FACTS = ("=== uname ===\nFreeBSD {h} 14.1-RELEASE-p5\n=== freebsd_version ===\n14.1-RELEASE-p5\n"

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from l4stb import plans
+from l4stb.providers.freebsd import plans
 from l4stb.config import load_scenario, load_topology
 from l4stb.errors import L4stbError
 from l4stb.providers.base import RunContext
-from l4stb.providers.vagrant import VagrantProvider
+from l4stb.providers.freebsd.vagrant import VagrantProvider
 from l4stb.workspace import Workspace
 
 RUN_ID = "s4-20250101T000000Z"

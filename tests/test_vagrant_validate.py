@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from l4stb.providers.vagrant import find_vagrantfile
+from l4stb.providers.freebsd.vagrant import find_vagrantfile
 from l4stb.resources import list_topologies, topologies_dir
 
 VAGRANT = shutil.which("vagrant")

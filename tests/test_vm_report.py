@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from freebsd_userland import Userland
-from l4stb import plans
+from l4stb.providers.freebsd import plans
 from l4stb.config import load_topology
 from l4stb.errors import L4stbError
-from l4stb.providers.vagrant import VagrantProvider
+from l4stb.providers.freebsd.vagrant import VagrantProvider
 from l4stb.workspace import Workspace
 from test_vagrant_provider import FakeHost, World
 

@@ -21,7 +21,6 @@ from l4stb.linuxvm.capture_log import CaptureStats, Stream, capture_to_log_lines
 from l4stb.linuxvm.pcap import read_pcap
 from l4stb.linuxvm.tcstats import read_tc_samples, write_tc_csv
 from l4stb.logformat import L4STB_PREFIX, LINE_END
-from l4stb.sim.runner import streams_of
 from l4stb.sim.syslog import SyslogFile
 
 TC_SAMPLES_CSV = "tc-samples.csv"
@@ -39,7 +38,7 @@ def capture_drops(stderr_file: Path) -> int | None:
 def _streams(ctx) -> list[Stream]:
     topo = ctx.topology
     return [Stream(flow_id=s.fid, src=topo.address(s.host), dport=s.port,
-                   proto="udp" if s.cc == "udp" else "tcp") for s in streams_of(ctx.scenario)]
+                   proto="udp" if s.cc == "udp" else "tcp") for s in ctx.scenario.streams()]
 
 
 def _fields(line: str) -> tuple[int, ...]:

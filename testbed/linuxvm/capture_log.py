@@ -59,7 +59,7 @@ simulator logs only data segments at the bottleneck (its senders have no handsha
 path: ``l4stb.sim.link``), so pure ACKs, SYNs and FINs without payload get no line; they still count in the
 queue occupancy below because they really occupy the qdisc.
 
-Flow ids follow the simulator (``l4stb.sim.runner.streams_of``: the scenario's iperf3 streams numbered 0, 1, ...
+Flow ids follow the simulator (``l4stb.config.Scenario.streams``: the scenario's iperf3 streams numbered 0, 1, ...
 in scenario order) when ``streams`` lists them (:class:`Stream`): the observed flows from a stream's client
 address to its server port and protocol, in the order of their first packet, take the listed flow ids in order;
 with ``iperf3_control`` the first TCP connection to each (client, port) is iperf3's control connection (iperf3

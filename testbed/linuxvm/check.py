@@ -17,7 +17,6 @@ from l4stb.linuxvm import guest
 from l4stb.linuxvm.pcap import ip_to_int, read_pcap
 from l4stb.linuxvm.tcstats import parse_tc_samples
 from l4stb.providers.base import CheckEvidence, FlowProbe, RunContext
-from l4stb.sim.runner import streams_of
 
 
 def qdisc_counts(tc_show: str) -> tuple[str, int, int] | None:
@@ -58,7 +57,7 @@ def self_check(provider, ctx: RunContext) -> CheckEvidence:
             captured = sum(len(read_pcap(rdir / name)) for _, name in caps.ingress)
         counts = qdisc_counts(tc_final)
         probes: dict[int, FlowProbe] = {}
-        for s in streams_of(sc):
+        for s in sc.streams():
             probes.setdefault(s.port, FlowProbe(s.host, s.cc, s.port, {}))
         if outcome.ok:
             egress_codepoints(rdir / caps.egress[1], topo.address(server), probes)

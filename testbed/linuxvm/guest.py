@@ -381,12 +381,10 @@ def _iperf3_lines(sc: Scenario, topo: Topology) -> list[str]:
     lines: list[str] = []
     lines.append("step iperf3")
     sdir = f"/tmp/{server}"
-    conn_no = 0
     clients = []
     for gi, g in enumerate(sc.flows):
         for c in range(g.connections):
-            port = sc.iperf3.base_port + conn_no
-            conn_no += 1
+            port = sc.connection_port(gi, c + 1)
             lines.append(_in(server, IPERF3, "-s", "-1", "-p", port, "-J", "--logfile",
                              f"{sdir}/{layout.iperf3_server_name(port)}") + " &")
             argv = [IPERF3, "-c", server_ip, "-p", port, "-t", dur_s, "-P", g.parallel, "-J",

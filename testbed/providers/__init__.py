@@ -6,7 +6,7 @@ from importlib import import_module
 
 from l4stb.errors import L4stbError
 
-PROVIDERS = {"sim": "l4stb.providers.sim:SimProvider", "vagrant": "l4stb.providers.vagrant:VagrantProvider",
+PROVIDERS = {"sim": "l4stb.providers.sim:SimProvider", "vagrant": "l4stb.providers.freebsd.vagrant:VagrantProvider",
              "qemu": "l4stb.providers.qemu:QemuProvider"}
 
 

@@ -14,10 +14,12 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
-from l4stb import __version__, aqm_catalogue, interrupts
+from l4stb import __version__, aqm_catalogue, interrupts, logformat
 from l4stb.config import Topology
 from l4stb.errors import L4stbError
 from l4stb.layout import REMOTE_ROOT, remote_repeat_dir
+from l4stb.logfiles import open_log
+from l4stb.sim.runner import SimJob, describe_repeat, make_aqm, simulate_repeat
 from l4stb.providers.base import (
     CheckEvidence,
     CommandResult,
@@ -194,8 +196,6 @@ class SimProvider(Provider):
         return facts
 
     def plan_run(self, ctx: RunContext, repeat: int) -> Plan:
-        from l4stb.sim.runner import describe_repeat
-
         plan = Plan(f"l4stb run --scenario {ctx.scenario.name} (sim provider, repeat {repeat})")
         for host, text in describe_repeat(ctx.scenario, ctx.topology, ctx.run_id, repeat).items():
             plan.add(host, "simulated", text)
@@ -210,8 +210,6 @@ class SimProvider(Provider):
 
     def run_repeats(self, ctx: RunContext, repeats: list[int], on_progress: ProgressFn, on_done: DoneFn,
                     *, jobs: int = 1) -> None:
-        from l4stb.sim.runner import SimJob, simulate_repeat
-
         jobs_list = [SimJob(ctx.scenario, ctx.topology, ctx.run_id, r, ctx.scenario.repeat_seed(r),
                             str(self.ws.hosts_dir)) for r in repeats]
         for job in jobs_list:
@@ -259,20 +257,12 @@ def _worker_init(parent_pid: int, progress_q) -> None:
 
 
 def sim_sched_type(aqm) -> str:
-    """The dummynet scheduler type the real router runs for ``aqm``, as ``ipfw sched show`` names it (upper case):
-    the dualpi2 module's for the AQMs it runs (l4s-pie is its mode 1), else the record's stock type (stock PIE
-    and CoDel are a FIFO scheduler with an AQM queue, fq_codel its own scheduler)."""
-    from l4stb.plans import SCHED_TYPE  # the vagrant plan builder (jinja and all) only for this one name
-
-    rec = aqm_catalogue.record(aqm)
-    return (SCHED_TYPE if rec.runs_on_module else rec.dummynet_sched).upper()
+    """The dummynet scheduler type the real router runs for ``aqm``, as ``ipfw sched show`` names it (upper case)."""
+    return aqm_catalogue.record(aqm).sched_type.upper()
 
 
 def _self_check(provider: "SimProvider", ctx: RunContext) -> CheckEvidence:
     """Simulate the check scenario's repeat on the host folders and read back what it left there."""
-    from l4stb import logformat
-    from l4stb.sim.runner import SimJob, make_aqm, simulate_repeat
-
     sc, topo = ctx.scenario, ctx.topology
     router, server = topo.router, topo.server
     for host in topo.hosts:
@@ -304,8 +294,6 @@ def _self_check(provider: "SimProvider", ctx: RunContext) -> CheckEvidence:
 
 def _count_prefixed(path: Path, prefix: str) -> int:
     """Lines holding ``prefix`` in one file of a log set (plain, bzip2, gzip or xz, opened as the parser does)."""
-    from l4stb.analysis.logparse import open_log
-
     needle = prefix.encode("ascii")
     with open_log(path) as fh:
         return sum(1 for line in fh if needle in line)
@@ -337,8 +325,6 @@ def _stored_paths(stats: dict, root: Path) -> dict:
 
 
 def _timed_in_worker(job) -> RepeatOutcome:
-    from l4stb.sim.runner import simulate_repeat
-
     last = [0.0]
 
     def progress(frac: float) -> None:

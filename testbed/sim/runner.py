@@ -34,17 +34,18 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
-from l4stb import aqm_catalogue, layout
+from l4stb import aqm_catalogue, layout, policyblob
 from l4stb.aqm_catalogue import P_ONE, DualPI2Params
-from l4stb.config import Scenario, Topology
+from l4stb.config import Scenario, StreamSpec, Topology
 from l4stb.errors import L4stbError
 from l4stb.units import format_duration, format_rate, format_size
 from l4stb.sim.compiled import engine_name
 from l4stb.sim.engine import Engine, TokenBucket
 from l4stb.sim.iperf3 import Conn, client_json, dumps, server_json
 from l4stb.sim.packet import ECT1
+from l4stb.sim.policy import BlobPolicy
 from l4stb.sim.link import AccessLink, Bottleneck, return_latency_ns, ser_ns
 from l4stb.sim.syslog import SyslogFile
 from l4stb.sim.tcp import EV_RATE, EV_START, MSS, TcpFlow
@@ -70,32 +71,6 @@ class SimJob:
     hosts_root: str
 
 
-@dataclass(frozen=True)
-class StreamSpec:
-    fid: int
-    group: int
-    connection: int
-    stream: int
-    host: str
-    cc: str
-    port: int
-
-
-def streams_of(scenario: Scenario) -> list[StreamSpec]:
-    """Every iperf3 stream of the scenario, in flow-id order; ports are base_port + connection number."""
-    out = []
-    fid = 0
-    conn_no = 0
-    for gi, g in enumerate(scenario.flows):
-        for c in range(g.connections):
-            port = scenario.iperf3.base_port + conn_no
-            conn_no += 1
-            for s in range(g.parallel):
-                out.append(StreamSpec(fid, gi, c + 1, s, g.host, g.cc, port))
-                fid += 1
-    return out
-
-
 def epoch_of(scenario: Scenario, repeat: int) -> int:
     return EPOCH_BASE_S + (repeat - 1) * (scenario.duration // 1_000_000 + 30)
 
@@ -118,9 +93,6 @@ def make_aqm(scenario: Scenario, seed: int, emit, policy):
     aqm = scenario.aqm.resolved()
     b = scenario.bottleneck
     if aqm.name == "policy" and policy is None:  # the deployable policy: its blob decides every N-th packet
-        from l4stb import policyblob
-        from l4stb.sim.policy import BlobPolicy
-
         policy = BlobPolicy(policyblob.load(aqm.policy), aqm.every)
     module, _, name = aqm_catalogue.record(aqm).sim_class.rpartition(".")  # the catalogue names the class
     return getattr(importlib.import_module(module), name).from_scenario(aqm, b, seed, emit, policy)
@@ -138,134 +110,35 @@ def simulate_repeat(job: SimJob, progress: Callable[[float], None] | None = None
     t_wall = time.perf_counter()
     sc, topo = job.scenario, job.topology
     sc.check_against(topo)
-    router = topo.router
-    server = topo.server
     rng = random.Random(job.seed)
-
-    # ---- router log set
-    router_dir = _host_dir(job.hosts_root, router, job.run_id, job.repeat)
-    router_dir.mkdir(parents=True, exist_ok=True)
-    base = posixpath.basename(sc.logging.file)
-    for stale in router_dir.glob(base + "*"):
-        stale.unlink()
-    log = SyslogFile(router_dir / base, hostname=router, epoch_s=epoch_of(sc, job.repeat),
-                     rotate_size=sc.logging.rotate_size, rotate_count=sc.logging.rotate_count,
-                     compress=sc.logging.compress, sample_every=sc.logging.sample_every)
+    log = _router_log(job)
 
     # ---- network
     aqm = make_aqm(sc, job.seed, log.emit_fields, policy)
-    bn = topo.bottleneck
     bottleneck = Bottleneck(sc.bottleneck.rate, sc.bottleneck.delay * 1000)
-    specs = streams_of(sc)
-    passes = sc.bottleneck.pipe_passes
-    access = {}
-    ack_delay = []  # server -> client, or with two passes server -> router
-    ack_exit = []  # router -> client (two passes only)
-    for sp in specs:
-        if sp.host not in access:
-            link = _access_link(topo, sp.host)
-            access[sp.host] = AccessLink(sp.host, link.rate, link.delay)
-        link = _access_link(topo, sp.host)
-        server_side = return_latency_ns([(bn.rate, bn.delay)])
-        client_side = return_latency_ns([(link.rate, link.delay)])
-        ack_delay.append(server_side if passes == 2 else server_side + client_side)
-        ack_exit.append(client_side)
+    specs = sc.streams()
+    paths = _paths(sc, topo, specs)
     flows: list = []
     tick_ns = 1_000_000_000 // sc.aqm.kern_hz if sc.bottleneck.serve_on_ticks else 0
     shaper = TokenBucket(sc.bottleneck.burst_bytes) if sc.bottleneck.shaper == "htb" else None
-    engine = Engine(aqm, bottleneck, flows, ack_delay, pipe_passes=passes, ack_exit_ns=ack_exit, tick_ns=tick_ns,
-                    shaper=shaper)
+    engine = Engine(aqm, bottleneck, flows, paths.ack_delay, pipe_passes=sc.bottleneck.pipe_passes,
+                    ack_exit_ns=paths.ack_exit, tick_ns=tick_ns, shaper=shaper)
     if collect_sojourn:
         engine.sojourns = []
-    duration_ns = sc.duration * 1000
-    t_stop = 0
-    arrivals = {gi: sc.connection_starts_us(job.seed, gi) for gi in range(len(sc.flows))}
-    for sp in specs:
-        acc = access[sp.host]
-        group = sc.flows[sp.group]
-        host = sc.host(sp.host)
-        extra_ns = sc.flow_delay_us(sp.group) * 1000
-        # three-way handshake: one base RTT before data flows (SYN and SYN-ACK cross the pipe like data and ACKs)
-        pipe_ns = ser_ns(60, sc.bottleneck.rate) + bottleneck.delay_ns
-        rtt0 = acc.ser_ns + acc.prop_ns + extra_ns + passes * pipe_ns + ack_delay[sp.fid]
-        if passes == 2:
-            rtt0 += passes * pipe_ns + ack_exit[sp.fid]
-        start = arrivals[sp.group][sp.connection - 1] * 1000 + rtt0 + rng.randrange(START_JITTER_NS)
-        end = start + duration_ns if not group.short else group.start * 1000 + duration_ns
-        if group.cc == "udp":
-            flow = UdpCbrFlow(sp.fid, start, end, engine, acc, rate_bps=group.rate, on_ns=group.on_time * 1000,
-                              off_ns=group.off_time * 1000, ecn=group.ecn, extra_delay_ns=extra_ns)
-        elif sp.cc == "prague" and (prague_transport or host.prague) == "udp":
-            flow = UdpPragueFlow(sp.fid, start, end, engine, acc, extra_delay_ns=extra_ns)
-        else:
-            size_segs = -(-group.size // MSS) if group.short else 0
-            flow = TcpFlow(sp.fid, sp.cc, sc.ecn, start, max(end, start + 1), engine, acc, stack=host.stack,
-                           size_segs=size_segs, extra_delay_ns=extra_ns)
-        flows.append(flow)
-        engine.schedule(start, EV_START, flow)
-        t_stop = max(t_stop, end)
+    t_stop = _start_flows(job, engine, flows, bottleneck, specs, paths, rng, prague_transport)
     for at_us, rate_bps in sc.bottleneck.schedule(t_stop // 1000):
         engine.schedule(at_us * 1000, EV_RATE, rate_bps)
 
     # ---- run
-    t_sim = time.perf_counter()
-    c_sim = time.process_time()
-    # the cyclic garbage collector off while the loop runs: it allocates a tuple or list per event, none of them in a
-    # cycle, and each GC pass would walk every live packet for nothing (a few % of the loop)
-    gc_was_on = gc.isenabled()
-    gc.disable()
-    try:
-        engine.run(t_stop, progress)
-    finally:
-        if gc_was_on:
-            gc.enable()
-    sim_wall = time.perf_counter() - t_sim
-    sim_cpu = time.process_time() - c_sim
+    sim_wall, sim_cpu = _run_engine(engine, t_stop, progress)
     files = log.close()
     if progress is not None:
         progress(1.0)
-
-    # ---- iperf3 JSON
-    epoch = epoch_of(sc, job.repeat)
-    conns: dict[tuple[int, int], list] = {}
-    for sp in specs:
-        conns.setdefault((sp.group, sp.connection), []).append(sp)
-    server_dir = _host_dir(job.hosts_root, server, job.run_id, job.repeat)
-    server_dir.mkdir(parents=True, exist_ok=True)
-    server_ip = topo.address(server)
-    json_files = []
-    for (gi, ci), sps in conns.items():
-        sp0 = sps[0]
-        conn = Conn(host=sp0.host, system_name=sp0.host, cc=sp0.cc, port=sp0.port,
-                    local_ip=topo.address(sp0.host), server_ip=server_ip, epoch_s=epoch,
-                    duration_s=sc.duration // 1_000_000, seed=job.seed, size=sc.flows[gi].size or 0)
-        fl = [flows[sp.fid] for sp in sps]
-        cdir = _host_dir(job.hosts_root, sp0.host, job.run_id, job.repeat)
-        cdir.mkdir(parents=True, exist_ok=True)
-        cpath = cdir / layout.iperf3_client_name(sp0.host, sp0.cc, gi, ci)
-        atomic_write_text(cpath, dumps(client_json(conn, fl)))
-        spath = server_dir / layout.iperf3_server_name(sp0.port)
-        atomic_write_text(spath, dumps(server_json(conn, fl, server)))
-        json_files += [str(cpath), str(spath)]
+    json_files = _write_iperf3_json(job, specs, flows)
 
     # ---- stats
     sim_s = t_stop / 1e9
     wall = time.perf_counter() - t_wall
-    per_flow = []
-    for sp, f in zip(specs, flows):
-        secs = max(1e-9, ((f.done_ns or f.end_ns) - f.start_ns) / 1e9)
-        per_flow.append({"flow_id": sp.fid, "host": sp.host, "cc": sp.cc, "port": sp.port,
-                         "throughput_mbps": round(f.rcv_nxt * MSS * 8 / secs / 1e6, 4),
-                         "retransmits": f.retrans,
-                         "mean_rtt_ms": round(f.rtt_sum / f.rtt_n / 1e6, 3) if f.rtt_n else None,
-                         "min_rtt_ms": round(f.rtt_min / 1e6, 3) if f.rtt_n else None,
-                         "ce_marks": getattr(f, "ce_acked", None),
-                         "ce_received": f.ce_received,
-                         "ecn_codepoint": getattr(f, "ecn_cp", ECT1),
-                         "segments_delivered": getattr(f, "bytes_rcvd", 0) // MSS,
-                         "ecn_reductions": getattr(f, "marked_rtts", None),
-                         "stack": sc.host(sp.host).stack,
-                         "fct_ms": round((f.done_ns - f.start_ns) / 1e6, 3) if f.done_ns else None})
     drops = aqm.drops
     marks = aqm.marks
     stats = {
@@ -290,13 +163,152 @@ def simulate_repeat(job: SimJob, progress: Callable[[float], None] | None = None
         "compress_wall_s": round(log.compress_wall_s, 4),
         "compress_cpu_s": round(log.compress_cpu_s, 4),
         "iperf3_files": json_files,
-        "flows": per_flow,
+        "flows": _flow_stats(sc, specs, flows),
     }
     if collect_sojourn:
         stats["sojourn_us"] = engine.sojourns
     if policy is not None and getattr(aqm, "gate", None) is not None:
         stats["policy_decisions"] = aqm.gate.asked
     return stats
+
+
+def _router_log(job: SimJob) -> SyslogFile:
+    """The router's log set, started afresh in the repeat's folder (a file left by an earlier try is removed)."""
+    sc, router = job.scenario, job.topology.router
+    router_dir = _host_dir(job.hosts_root, router, job.run_id, job.repeat)
+    router_dir.mkdir(parents=True, exist_ok=True)
+    base = posixpath.basename(sc.logging.file)
+    for stale in router_dir.glob(base + "*"):
+        stale.unlink()
+    return SyslogFile(router_dir / base, hostname=router, epoch_s=epoch_of(sc, job.repeat),
+                      rotate_size=sc.logging.rotate_size, rotate_count=sc.logging.rotate_count,
+                      compress=sc.logging.compress, sample_every=sc.logging.sample_every)
+
+
+class _Paths(NamedTuple):
+    """Each client's access link, and per stream (by flow id) the ACK path's latency in ns: server to client (or,
+    with two pipe passes, server to router) in ``ack_delay``, and router to client in ``ack_exit``."""
+
+    access: dict[str, AccessLink]
+    ack_delay: list[int]
+    ack_exit: list[int]
+
+
+def _paths(sc: Scenario, topo: Topology, specs: list[StreamSpec]) -> _Paths:
+    bn = topo.bottleneck
+    access = {}
+    ack_delay = []
+    ack_exit = []
+    for sp in specs:
+        if sp.host not in access:
+            link = _access_link(topo, sp.host)
+            access[sp.host] = AccessLink(sp.host, link.rate, link.delay)
+        link = _access_link(topo, sp.host)
+        server_side = return_latency_ns([(bn.rate, bn.delay)])
+        client_side = return_latency_ns([(link.rate, link.delay)])
+        ack_delay.append(server_side if sc.bottleneck.pipe_passes == 2 else server_side + client_side)
+        ack_exit.append(client_side)
+    return _Paths(access, ack_delay, ack_exit)
+
+
+def _start_flows(job: SimJob, engine: Engine, flows: list, bottleneck: Bottleneck, specs: list[StreamSpec],
+                 paths: _Paths, rng: random.Random, prague_transport: str | None) -> int:
+    """One sender per stream (UDP CBR, udp_prague or TCP) appended to ``flows`` (the engine's), each scheduled to
+    start after its connection's arrival, one handshake RTT and its seeded jitter; returns when the last stops (ns)."""
+    sc = job.scenario
+    passes = sc.bottleneck.pipe_passes
+    duration_ns = sc.duration * 1000
+    t_stop = 0
+    arrivals = {gi: sc.connection_starts_us(job.seed, gi) for gi in range(len(sc.flows))}
+    for sp in specs:
+        acc = paths.access[sp.host]
+        group = sc.flows[sp.group]
+        host = sc.host(sp.host)
+        extra_ns = sc.flow_delay_us(sp.group) * 1000
+        # three-way handshake: one base RTT before data flows (SYN and SYN-ACK cross the pipe like data and ACKs)
+        pipe_ns = ser_ns(60, sc.bottleneck.rate) + bottleneck.delay_ns
+        rtt0 = acc.ser_ns + acc.prop_ns + extra_ns + passes * pipe_ns + paths.ack_delay[sp.fid]
+        if passes == 2:
+            rtt0 += passes * pipe_ns + paths.ack_exit[sp.fid]
+        start = arrivals[sp.group][sp.connection - 1] * 1000 + rtt0 + rng.randrange(START_JITTER_NS)
+        end = start + duration_ns if not group.short else group.start * 1000 + duration_ns
+        if group.cc == "udp":
+            flow = UdpCbrFlow(sp.fid, start, end, engine, acc, rate_bps=group.rate, on_ns=group.on_time * 1000,
+                              off_ns=group.off_time * 1000, ecn=group.ecn, extra_delay_ns=extra_ns)
+        elif sp.cc == "prague" and (prague_transport or host.prague) == "udp":
+            flow = UdpPragueFlow(sp.fid, start, end, engine, acc, extra_delay_ns=extra_ns)
+        else:
+            size_segs = -(-group.size // MSS) if group.short else 0
+            flow = TcpFlow(sp.fid, sp.cc, sc.ecn, start, max(end, start + 1), engine, acc, stack=host.stack,
+                           size_segs=size_segs, extra_delay_ns=extra_ns)
+        flows.append(flow)
+        engine.schedule(start, EV_START, flow)
+        t_stop = max(t_stop, end)
+    return t_stop
+
+
+def _run_engine(engine: Engine, t_stop: int, progress: Callable[[float], None] | None) -> tuple[float, float]:
+    """Run the event loop to ``t_stop``; returns its wall and CPU seconds."""
+    t_sim = time.perf_counter()
+    c_sim = time.process_time()
+    # the cyclic garbage collector off while the loop runs: it allocates a tuple or list per event, none of them in a
+    # cycle, and each GC pass would walk every live packet for nothing (a few % of the loop)
+    gc_was_on = gc.isenabled()
+    gc.disable()
+    try:
+        engine.run(t_stop, progress)
+    finally:
+        if gc_was_on:
+            gc.enable()
+    return time.perf_counter() - t_sim, time.process_time() - c_sim
+
+
+def _write_iperf3_json(job: SimJob, specs: list[StreamSpec], flows: list) -> list[str]:
+    """One iperf3 ``-J`` JSON per connection on its client and on the server, as the real processes write them."""
+    sc, topo = job.scenario, job.topology
+    server = topo.server
+    epoch = epoch_of(sc, job.repeat)
+    conns: dict[tuple[int, int], list] = {}
+    for sp in specs:
+        conns.setdefault((sp.group, sp.connection), []).append(sp)
+    server_dir = _host_dir(job.hosts_root, server, job.run_id, job.repeat)
+    server_dir.mkdir(parents=True, exist_ok=True)
+    server_ip = topo.address(server)
+    json_files = []
+    for (gi, ci), sps in conns.items():
+        sp0 = sps[0]
+        conn = Conn(host=sp0.host, system_name=sp0.host, cc=sp0.cc, port=sp0.port,
+                    local_ip=topo.address(sp0.host), server_ip=server_ip, epoch_s=epoch,
+                    duration_s=sc.duration // 1_000_000, seed=job.seed, size=sc.flows[gi].size or 0)
+        fl = [flows[sp.fid] for sp in sps]
+        cdir = _host_dir(job.hosts_root, sp0.host, job.run_id, job.repeat)
+        cdir.mkdir(parents=True, exist_ok=True)
+        cpath = cdir / layout.iperf3_client_name(sp0.host, sp0.cc, gi, ci)
+        atomic_write_text(cpath, dumps(client_json(conn, fl)))
+        spath = server_dir / layout.iperf3_server_name(sp0.port)
+        atomic_write_text(spath, dumps(server_json(conn, fl, server)))
+        json_files += [str(cpath), str(spath)]
+    return json_files
+
+
+def _flow_stats(sc: Scenario, specs: list[StreamSpec], flows: list) -> list[dict]:
+    """What each stream's sender counted: throughput, retransmits, RTTs, ECN, completion time."""
+    per_flow = []
+    for sp, f in zip(specs, flows):
+        secs = max(1e-9, ((f.done_ns or f.end_ns) - f.start_ns) / 1e9)
+        per_flow.append({"flow_id": sp.fid, "host": sp.host, "cc": sp.cc, "port": sp.port,
+                         "throughput_mbps": round(f.rcv_nxt * MSS * 8 / secs / 1e6, 4),
+                         "retransmits": f.retrans,
+                         "mean_rtt_ms": round(f.rtt_sum / f.rtt_n / 1e6, 3) if f.rtt_n else None,
+                         "min_rtt_ms": round(f.rtt_min / 1e6, 3) if f.rtt_n else None,
+                         "ce_marks": getattr(f, "ce_acked", None),
+                         "ce_received": f.ce_received,
+                         "ecn_codepoint": getattr(f, "ecn_cp", ECT1),
+                         "segments_delivered": getattr(f, "bytes_rcvd", 0) // MSS,
+                         "ecn_reductions": getattr(f, "marked_rtts", None),
+                         "stack": sc.host(sp.host).stack,
+                         "fct_ms": round((f.done_ns - f.start_ns) / 1e6, 3) if f.done_ns else None})
+    return per_flow
 
 
 def describe_repeat(scenario: Scenario, topology: Topology, run_id: str, repeat: int) -> dict[str, str]:
@@ -347,7 +359,7 @@ def describe_repeat(scenario: Scenario, topology: Topology, run_id: str, repeat:
     per_host: dict[str, list[str]] = {}
     server_lines = []
     for gi, g in enumerate(sc.flows):
-        ports = [sp.port for sp in streams_of(sc) if sp.group == gi and sp.stream == 0]
+        ports = [sp.port for sp in sc.streams() if sp.group == gi and sp.stream == 0]
         host = sc.host(g.host)
         if g.cc == "prague":
             cc = ("udp_prague sender (rate-based Prague)" if host.prague == "udp"

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import io
 import lzma
 import os
 import time
@@ -212,8 +213,6 @@ class SyslogFile:
         elif self.compress == "xz":
             blob = lzma.compress(data, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, preset=6)
         else:  # gzip, with a deterministic header (name and the simulated mtime)
-            import io
-
             out = io.BytesIO()
             with gzip.GzipFile(filename=plain.name, mode="wb", fileobj=out, mtime=self.epoch_s + max(self._sec, 0)) as gz:
                 gz.write(data)

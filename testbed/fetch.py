@@ -23,7 +23,6 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-from l4stb.config import Topology
 from l4stb.console import console
 from l4stb.errors import L4stbError
 from l4stb.layout import remote_run_dir
@@ -70,7 +69,7 @@ def _local_rel(remote_path: str, base: str) -> str:
 def _hosts_of(manifest: Manifest, testbed: TestbedInfo) -> list[str]:
     if manifest.topology:
         try:
-            return list(Topology.model_validate(manifest.topology).hosts)
+            return list(manifest.run_topology().hosts)
         except Exception:
             pass
     return list(testbed.hosts)

@@ -23,18 +23,17 @@ from typing import Any, Literal
 
 import jinja2
 
-from l4stb import aqm_catalogue, freebsd_facts, layout, logformat, lograte, rate_applied, resources
+from l4stb import aqm_catalogue, layout, logformat, lograte, policyblob, rate_applied, resources
 from l4stb.config import Aqm, Scenario, Topology
 from l4stb.errors import L4stbError
 from l4stb.providers.base import Plan
+from l4stb.providers.freebsd import facts
 from l4stb.workspace import validate_name
 
 # -- constants of the FreeBSD testbed ----------------------------------------------------------------
 
 KMOD = "dn_sched_dualpi2"
 KMOD_FILE = f"{KMOD}.ko"
-SCHED_TYPE = "dualpi2"
-"""The name the module registers with dummynet: ``ipfw sched 1 config pipe 1 type dualpi2`` (stock ipfw)."""
 SYSCTL_ROOT = "net.inet.ip.dummynet.dualpi2"
 PIPE = SCHED = QUEUE = 1
 RULE = 30000
@@ -330,10 +329,8 @@ def delay_pipes(scenario: Scenario, topology: Topology) -> list[dict[str, Any]]:
     SRC to DST dst-port LO-HI in``); with one_pass=1 they then take the queue rule on the output pass."""
     out = []
     server_ip = _server_address(topology)
-    port = scenario.iperf3.base_port
     for g, f in enumerate(scenario.flows):
-        lo, hi = port, port + f.connections - 1
-        port = hi + 1
+        lo, hi = scenario.connection_port(g, 1), scenario.connection_port(g, f.connections)
         delay_us = scenario.flow_delay_us(g)
         if not delay_us:
             continue
@@ -602,7 +599,7 @@ def aqm_sysctls(aqm: Aqm, scenario: Scenario, repeat: int = 1) -> list[str]:
     return [f"{SYSCTL_ROOT}.{k}={v}" for k, v in values]
 
 
-SYSCTL_ARG_MAX = freebsd_facts.LIMITS["sysctl_arg"].value
+SYSCTL_ARG_MAX = facts.LIMITS["sysctl_arg"].value
 """The longest ``name=value`` argument sysctl(8) takes (1023: sbin/sysctl/sysctl.c parse(), BUFSIZ 1024)."""
 SYSCTL_ARG_MARGIN = 64
 """Room left under SYSCTL_ARG_MAX by every policy piece, so the limit is never met exactly."""
@@ -632,8 +629,6 @@ def policy_load(aqm: Aqm) -> tuple[tuple[Upload, ...], dict[str, Any]]:
     """
     if aqm.name != "policy":
         return (), {"policy_blob": None}
-    from l4stb import policyblob
-
     blob = policyblob.load(aqm.policy)
     summary = (f"v{policyblob.VERSION}, {blob.size_bytes} bytes, {len(blob.nodes)} nodes, depth {blob.max_depth}, "
                f"checksum {blob.checksum:08x}")
@@ -717,7 +712,7 @@ def _server_address(topology: Topology) -> str:
 
 
 def processes(scenario: Scenario, topology: Topology, run_id: str, repeat: int) -> list[Proc]:
-    """Every client and server process of one repeat, one server port per connection (from iperf3.base_port)."""
+    """Every client and server process of one repeat, one server port per connection (``Scenario.connection_port``)."""
     scenario.check_against(topology)
     check_runs_on_freebsd(scenario)
     repeat_dir = layout.remote_repeat_dir(check_run_id(run_id), repeat)
@@ -726,11 +721,11 @@ def processes(scenario: Scenario, topology: Topology, run_id: str, repeat: int) 
     dur_s = scenario.duration // 1_000_000
     interval = f"{scenario.iperf3.interval / 1e6:g}"
     procs: list[Proc] = []
-    port = scenario.iperf3.base_port
     last_start = last_start_s(scenario, repeat)
     for g, flow in enumerate(scenario.flows):
         starts = connection_starts_s(scenario, g, repeat)
         for c in range(1, flow.connections + 1):
+            port = scenario.connection_port(g, c)
             if port > 65535:
                 raise L4stbError(f"scenario {scenario.name}: iperf3.base_port {scenario.iperf3.base_port} + "
                                  f"{scenario.total_streams} connections runs past port 65535.")
@@ -783,7 +778,6 @@ def processes(scenario: Scenario, topology: Topology, run_id: str, repeat: int) 
                     ("iperf3", "-c", server_ip, "-p", str(port), *how, "-P", str(flow.parallel), *cc_args,
                      "-i", interval, "-J"),
                     start_s, f"iperf3 client, {what}, {flow.parallel} stream(s), group {g} connection {c}, {tail}"))
-            port += 1
     if scenario.bottleneck.rate_schedule or scenario.bottleneck.rate_trace:
         check_rate_steps(scenario, rate_horizon_us(scenario, repeat))
         procs.append(Proc(
@@ -876,13 +870,10 @@ def run_phases(scenario: Scenario, topology: Topology, run_id: str, repeat: int,
     check_run_id(run_id)
     scenario.check_against(topology)
     router, server = topology.router, topology.server
-    aqm = scenario.aqm
     procs = processes(scenario, topology, run_id, repeat)
     repeat_dir = layout.remote_repeat_dir(run_id, repeat)
     state_dir = state_dir_of(run_id, repeat)
     logs = _log_paths(scenario)
-    tag = _syslog_tag()
-    mod = uses_module(aqm)
 
     # 0. empty repeat folders on every host, so a repeat run again keeps nothing of an earlier attempt.
     step = "clear repeat folders"
@@ -891,48 +882,8 @@ def run_phases(scenario: Scenario, topology: Topology, run_id: str, repeat: int,
         timeout_s=60) for h in topology.hosts])]
 
     # 1. configure: the router's queue and logging, the endpoints' congestion controls and ECN.
-    limit_bytes = max(int(scenario.bottleneck.limit_bytes), scenario.bottleneck.limit_packets * scenario.bottleneck.mtu)
-    step = f"configure bottleneck and AQM ({aqm.name})"
-    compress = scenario.logging.compress
-    size_kb = int(math.ceil(scenario.logging.rotate_size / 1024))
-    newsyslog_line = (f"{logs['log_file']} 644 {scenario.logging.rotate_count} {size_kb} * "
-                      f"{COMPRESS_FLAG[compress]}C")
-    policy_uploads, policy_values = policy_load(aqm)
-    router_cfg = HostStep(router, step, render(
-        "configure_router.sh.j2", **_header(router, step), uses_module=mod, aqm_name=aqm.name, **policy_values,
-        kmod_file=KMOD_FILE, module_dir=MODULE_DIR, limit_packets=int(scenario.bottleneck.limit_packets),
-        log_every_sysctl=f"{SYSCTL_ROOT}.log_every={int(scenario.logging.sample_every)}",
-        limit_bytes=limit_bytes, aqm_sysctls=aqm_sysctls(aqm, scenario, repeat), rule=RULE, rule_set=RULE_SET,
-        delay_rule0=DELAY_RULE0, queue=QUEUE, pipe=PIPE,
-        ratesched_bin=RATESCHED_BIN if (scenario.bottleneck.rate_schedule or scenario.bottleneck.rate_trace) else "",
-        sched=SCHED, bw=ipfw_bandwidth(scenario.bottleneck.rate), delay_ms=ipfw_delay_ms(scenario.bottleneck.delay),
-        sched_type=SCHED_TYPE if mod else aqm_catalogue.record(aqm).dummynet_sched,
-        sched_opts=_sched_opts(aqm, scenario), queue_opts=_queue_opts(aqm, scenario),
-        client_nets=sorted({n for h in topology.clients for n in _networks(topology, h)}),
-        server_net=_networks(topology, server)[0], match=scenario.bottleneck.match, syslog_tag=tag,
-        delay_pipes=delay_pipes(scenario, topology),
-        syslog_exclude=f"!-{tag}",
-        syslog_exclude_comment=f"# l4stb: {tag} module lines go only to their own file (see /etc/syslog.d)",
-        syslog_conf=f"/etc/syslog.d/l4stb-{tag}.conf",
-        syslog_lines=["# l4stb: the dualpi2 module's per-packet lines (kernel messages tagged '" + tag + ":')",
-                      f"!{tag}", f"kern.* -{logs['log_file']}", "!*"],
-        newsyslog_lines=["# l4stb: rotate the dualpi2 module's log by size (count, size in KB, compression)",
-                         newsyslog_line],
-        state_root=STATE_ROOT, **logs), uploads=policy_uploads + rate_schedule_upload(scenario, run_id, repeat),
-        timeout_s=120)
-    endpoint_cfg = []
-    for h in [*client_hosts(scenario), server]:
-        tcp_ccs = []
-        for f in scenario.flows:
-            if f.cc not in ("prague", "udp") and (f.host == h or h == server) and f.cc not in tcp_ccs:
-                tcp_ccs.append(f.cc)
-        default_cc = next((f.cc for f in scenario.flows if f.host == h and f.cc not in ("prague", "udp")), "cubic")
-        ect1 = any(f.cc == "dctcp" and (f.host == h or h == server) for f in scenario.flows)
-        ecn_mode = 1 if scenario.ecn else 0
-        step = "congestion control and ECN"
-        endpoint_cfg.append(HostStep(h, step, render(
-            "configure_endpoint.sh.j2", **_header(h, step), ccs=tcp_ccs, default_cc=default_cc, ecn_mode=ecn_mode,
-            ect1=ect1, siftr_log=siftr_log(scenario, run_id, repeat, h)), timeout_s=60))
+    router_cfg = configure_router_step(scenario, topology, run_id, repeat)
+    endpoint_cfg = configure_endpoint_steps(scenario, topology, run_id, repeat)
     phases.append(Phase("configure", [router_cfg, *endpoint_cfg]))
 
     # 2. reset the router's log set and start the size-based rotation loop.
@@ -974,10 +925,70 @@ def run_phases(scenario: Scenario, topology: Topology, run_id: str, repeat: int,
     step = "collect router logs"
     phases.append(Phase(step, [HostStep(router, step, render(
         "collect_router_logs.sh.j2", **_header(router, step), repeat=repeat, repeat_dir=repeat_dir, drain_s=DRAIN_S,
-        compress_ext=COMPRESS_EXT[compress], sysctl_root=SYSCTL_ROOT, counters=list(MODULE_COUNTERS),
+        compress_ext=COMPRESS_EXT[scenario.logging.compress], sysctl_root=SYSCTL_ROOT, counters=list(MODULE_COUNTERS),
         rate_schedule_out=next((p.out for p in procs if p.kind == "rate_schedule"), ""), **logs),
         timeout_s=240)]))
     return phases
+
+
+def configure_router_step(scenario: Scenario, topology: Topology, run_id: str, repeat: int) -> HostStep:
+    """The router's part of a repeat's configure phase: the bottleneck pipe, its scheduler and AQM (the module and
+    its sysctls, or stock dummynet), the delay pipes, the ipfw rules, and the module's own syslog file and rotation."""
+    router, server = topology.router, topology.server
+    aqm = scenario.aqm
+    logs = _log_paths(scenario)
+    tag = _syslog_tag()
+    mod = uses_module(aqm)
+    limit_bytes = max(int(scenario.bottleneck.limit_bytes), scenario.bottleneck.limit_packets * scenario.bottleneck.mtu)
+    step = f"configure bottleneck and AQM ({aqm.name})"
+    compress = scenario.logging.compress
+    size_kb = int(math.ceil(scenario.logging.rotate_size / 1024))
+    newsyslog_line = (f"{logs['log_file']} 644 {scenario.logging.rotate_count} {size_kb} * "
+                      f"{COMPRESS_FLAG[compress]}C")
+    policy_uploads, policy_values = policy_load(aqm)
+    router_cfg = HostStep(router, step, render(
+        "configure_router.sh.j2", **_header(router, step), uses_module=mod, aqm_name=aqm.name, **policy_values,
+        kmod_file=KMOD_FILE, module_dir=MODULE_DIR, limit_packets=int(scenario.bottleneck.limit_packets),
+        log_every_sysctl=f"{SYSCTL_ROOT}.log_every={int(scenario.logging.sample_every)}",
+        limit_bytes=limit_bytes, aqm_sysctls=aqm_sysctls(aqm, scenario, repeat), rule=RULE, rule_set=RULE_SET,
+        delay_rule0=DELAY_RULE0, queue=QUEUE, pipe=PIPE,
+        ratesched_bin=RATESCHED_BIN if (scenario.bottleneck.rate_schedule or scenario.bottleneck.rate_trace) else "",
+        sched=SCHED, bw=ipfw_bandwidth(scenario.bottleneck.rate), delay_ms=ipfw_delay_ms(scenario.bottleneck.delay),
+        sched_type=aqm_catalogue.record(aqm).sched_type,
+        sched_opts=_sched_opts(aqm, scenario), queue_opts=_queue_opts(aqm, scenario),
+        client_nets=sorted({n for h in topology.clients for n in _networks(topology, h)}),
+        server_net=_networks(topology, server)[0], match=scenario.bottleneck.match, syslog_tag=tag,
+        delay_pipes=delay_pipes(scenario, topology),
+        syslog_exclude=f"!-{tag}",
+        syslog_exclude_comment=f"# l4stb: {tag} module lines go only to their own file (see /etc/syslog.d)",
+        syslog_conf=f"/etc/syslog.d/l4stb-{tag}.conf",
+        syslog_lines=["# l4stb: the dualpi2 module's per-packet lines (kernel messages tagged '" + tag + ":')",
+                      f"!{tag}", f"kern.* -{logs['log_file']}", "!*"],
+        newsyslog_lines=["# l4stb: rotate the dualpi2 module's log by size (count, size in KB, compression)",
+                         newsyslog_line],
+        state_root=STATE_ROOT, **logs), uploads=policy_uploads + rate_schedule_upload(scenario, run_id, repeat),
+        timeout_s=120)
+    return router_cfg
+
+
+def configure_endpoint_steps(scenario: Scenario, topology: Topology, run_id: str, repeat: int) -> list[HostStep]:
+    """The endpoints' part of the configure phase: on each client that sends and on the server, the TCP congestion
+    controls its flows use (the client's first one as the default), ECN, and DCTCP's ECT(1) where DCTCP runs."""
+    server = topology.server
+    endpoint_cfg = []
+    for h in [*client_hosts(scenario), server]:
+        tcp_ccs = []
+        for f in scenario.flows:
+            if f.cc not in ("prague", "udp") and (f.host == h or h == server) and f.cc not in tcp_ccs:
+                tcp_ccs.append(f.cc)
+        default_cc = next((f.cc for f in scenario.flows if f.host == h and f.cc not in ("prague", "udp")), "cubic")
+        ect1 = any(f.cc == "dctcp" and (f.host == h or h == server) for f in scenario.flows)
+        ecn_mode = 1 if scenario.ecn else 0
+        step = "congestion control and ECN"
+        endpoint_cfg.append(HostStep(h, step, render(
+            "configure_endpoint.sh.j2", **_header(h, step), ccs=tcp_ccs, default_cc=default_cc, ecn_mode=ecn_mode,
+            ect1=ect1, siftr_log=siftr_log(scenario, run_id, repeat, h)), timeout_s=60))
+    return endpoint_cfg
 
 
 def proc_item(p: Proc) -> dict[str, Any]:

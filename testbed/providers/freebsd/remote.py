@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from l4stb.errors import L4stbError
-from l4stb.freebsd_facts import LIMITS
+from l4stb.providers.freebsd.facts import LIMITS
 from l4stb.providers.base import CommandResult, Host, RemoteCommandError, RemoteFile, quote_argv
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ REMOTE_PATH = "/sbin:/bin:/usr/sbin:/usr/bin:/usr/local/sbin:/usr/local/bin"
 """PATH for every remote command: non-login SSH sessions and sudo do not always include the sbin folders."""
 
 MAX_COMMAND_BYTES = LIMITS["ssh_packet"].value - 4096
-"""The longest command l4stb sends: the SSH packet limit (l4stb.freebsd_facts.LIMITS, openssh packet.c) less room
+"""The longest command l4stb sends: the SSH packet limit (l4stb.providers.freebsd.facts.LIMITS, openssh packet.c) less room
 for the channel request's own fields."""
 
 TIMEOUT_EXIT = 124

@@ -174,7 +174,7 @@ COMMANDS: dict[str, Fact] = {
     "wc": Fact(_BASE, "-l"), "c++": Fact(S + "usr.bin/clang", "the base system's clang++"),
     "cc": Fact(S + "usr.bin/clang", "the base system's clang (builds the rate-schedule helper, -Wall -Werror)"),
     "pgrep": Fact(S + "bin/pkill/pkill.c", "-f matches the pattern (a regex) against the full argument list; used "
-                  "by the first-boot probe (l4stb.providers.firstboot) to see `sh /etc/rc autoboot` still running"),
+                  "by the first-boot probe (l4stb.providers.freebsd.firstboot) to see `sh /etc/rc autoboot` still running"),
     "hexdump": Fact(S + "usr.bin/hexdump/hexdump.c", "-v (no `*` squeezing) -e '1/1 \"%02x\"': one byte, two hex "
                     "digits, no separators"),
     "fold": Fact(S + "usr.bin/fold/fold.c", "-w WIDTH: breaks a line every WIDTH columns; no line-length limit "

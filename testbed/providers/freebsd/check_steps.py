@@ -2,7 +2,7 @@
 parsers of what they print.
 
 The self-check runs one short repeat of a check scenario through the normal run phases
-(:func:`l4stb.plans.run_phases`) and adds these steps around them: the module and scheduler on the router
+(:func:`l4stb.providers.freebsd.plans.run_phases`) and adds these steps around them: the module and scheduler on the router
 after "configure", a tcpdump capture on the server from before the clients start until the servers stop,
 and a count of the module's lines in the log set after "collect router logs". Each parser reads the exact
 lines its template prints, so a test can feed it recorded FreeBSD output.
@@ -13,8 +13,9 @@ from __future__ import annotations
 import posixpath
 import re
 
-from l4stb import layout, logformat, plans
+from l4stb import layout, logformat
 from l4stb.config import Scenario, Topology
+from l4stb.providers.freebsd import plans
 
 CAPTURE_MAX_PACKETS = 50_000
 """tcpdump -c: a 5 s flow at 8 Mbit/s is about 3,500 data packets; the cap bounds the file at high rates."""

@@ -2,7 +2,7 @@
 
 ``up`` starts the VMs in parallel with python-vagrant, connects to each with the parameters of
 ``vagrant ssh-config`` and provisions them idempotently from the templates in playbooks/templates
-(rendered by :mod:`l4stb.plans`). ``run_repeats`` runs the repeats one after the other: configure the
+(rendered by :mod:`l4stb.providers.freebsd.plans`). ``run_repeats`` runs the repeats one after the other: configure the
 router's queue and logging and the endpoints' congestion control, reset the router's log set, start the
 servers, start all clients at one moment, wait, stop stragglers, move the log set into the repeat's
 folder. ``plan_up``/``plan_run`` print all of it without touching anything (``--dry-run``).
@@ -28,10 +28,11 @@ from typing import Any, Callable
 import yaml
 
 import l4stb
-from l4stb import lograte, plans
+from l4stb import lograte
 from l4stb.config import Scenario, Topology, check_management_overlap
+from l4stb.console import console
 from l4stb.errors import L4stbError
-from l4stb.providers import base, firstboot
+from l4stb.providers import base
 from l4stb.providers.base import (
     DoneFn,
     Plan,
@@ -42,7 +43,8 @@ from l4stb.providers.base import (
     RunContext,
     TestbedInfo,
 )
-from l4stb.remote import SshHost, SshParams
+from l4stb.providers.freebsd import check_steps, firstboot, plans
+from l4stb.providers.freebsd.remote import SshHost, SshParams
 from l4stb.workspace import atomic_write_text, utc_iso
 
 log = logging.getLogger(__name__)
@@ -244,8 +246,6 @@ class VagrantProvider(Provider):
         atomic_write_text(self.topology_file, yaml.safe_dump(topology.model_dump(mode="json"), sort_keys=False))
         hosts = list(topology.hosts)
 
-        from l4stb.console import console
-
         with console.status(f"vagrant: box {BOX} {BOX_VERSION} ({vm_provider})"):
             self._ensure_box(vm_provider)
         with console.status(f"vagrant up {', '.join(hosts)} ({vm_provider}; the first boot updates FreeBSD and "
@@ -262,7 +262,7 @@ class VagrantProvider(Provider):
                         raise L4stbError(f"{h}: `vagrant up {h} --provider={vm_provider}` failed. Last lines of "
                                          f"{logfile}:\n{_tail(logfile)}") from None
                 # The first boot's reboot cut Vagrant's SSH session mid-step: retry once, the way this provider
-                # can mend it (l4stb.providers.firstboot.retry_action says why for each).
+                # can mend it (l4stb.providers.freebsd.firstboot.retry_action says why for each).
                 action = firstboot.retry_action(vm_provider, _vm_state(v, h), _read_from(logfile, start))
                 log.warning("%s: vagrant up lost its SSH session (first-boot reboot?); retrying once with %s", h,
                             {"up": "`vagrant up`", "reload": "`vagrant reload --provision` after the first boot",
@@ -332,7 +332,7 @@ class VagrantProvider(Provider):
         return SshParams.from_ssh_config(conf or {})
 
     def _wait_first_boot(self, v, host: str) -> None:
-        """Until the box's first boot is over and the VM stays up (l4stb.providers.firstboot); a probe that cannot
+        """Until the box's first boot is over and the VM stays up (l4stb.providers.freebsd.firstboot); a probe that cannot
         connect counts as "rebooting", and the SSH parameters are read again from `vagrant ssh-config` then."""
 
         def probe() -> firstboot.BootState | None:
@@ -576,40 +576,19 @@ class VagrantProvider(Provider):
         router_out = run("collect router logs")
         on_progress(repeat, 1.0)
 
-        exits: dict[str, int] = {}
-        killed: list[str] = []
-        errs: dict[str, list[str]] = {}
-        for text in [*client_out.values(), *server_out.values()]:
-            e, k, s = plans.parse_wait_output(text)
-            exits.update(e)
-            killed.extend(k)
-            errs.update(s)
-        problems = []
-        for p in procs:
-            key = p.name
-            if key in killed:
-                if not p.killed_is_ok:
-                    problems.append(f"{p.host}: {p.name} did not finish in time and was stopped")
-            elif key not in exits:
-                problems.append(f"{p.host}: {p.name} reported no exit code")
-            elif exits[key] not in p.ok_exit_codes:
-                tail = "; ".join(errs.get(key, [])[-2:])
-                problems.append(f"{p.host}: {p.name} exited {exits[key]}" + (f" ({tail})" if tail else ""))
-        after = plans.parse_counters(router_out.get(topo.router, ""))
+        exits, killed, problems = judge_processes(procs, [*client_out.values(), *server_out.values()])
+        counters_after = plans.parse_counters(router_out.get(topo.router, ""))
         applied = plans.parse_rate_applied(router_out.get(topo.router, ""))
         if applied is not None:
             stats["rate_schedule_applied"] = applied
         stats.update({"exit_codes": exits, "stopped": killed})
-        stats.update(counter_stats(before, after))
+        stats.update(counter_stats(before, counters_after))
         ok = not problems
         return ok, "; ".join(problems), stats
 
     # -- self-check -------------------------------------------------------------------------------
     def self_check(self, ctx: RunContext) -> base.CheckEvidence:
         """The check scenario's one repeat with a capture on the server, on the real VMs."""
-        from l4stb import check_steps
-        from l4stb.console import console
-
         sc, topo = ctx.scenario, ctx.topology
         with console.status("self-check: host facts and udp_prague"):
             facts = self.host_facts(topo)
@@ -658,6 +637,31 @@ class VagrantProvider(Provider):
                 self._run_phase(phase)
             except L4stbError as exc:
                 log.warning("cleanup after repeat %d failed: %s", repeat, exc)
+
+
+def judge_processes(procs: list[plans.Proc], wait_outputs: list[str]) -> tuple[dict[str, int], list[str], list[str]]:
+    """How each of a repeat's processes ended, from the output of its host's wait step: (exit codes by name, the
+    names stopped at the deadline, one line per process that did not end as it should)."""
+    exits: dict[str, int] = {}
+    killed: list[str] = []
+    errs: dict[str, list[str]] = {}
+    for text in wait_outputs:
+        e, k, s = plans.parse_wait_output(text)
+        exits.update(e)
+        killed.extend(k)
+        errs.update(s)
+    problems = []
+    for p in procs:
+        key = p.name
+        if key in killed:
+            if not p.killed_is_ok:
+                problems.append(f"{p.host}: {p.name} did not finish in time and was stopped")
+        elif key not in exits:
+            problems.append(f"{p.host}: {p.name} reported no exit code")
+        elif exits[key] not in p.ok_exit_codes:
+            tail = "; ".join(errs.get(key, [])[-2:])
+            problems.append(f"{p.host}: {p.name} exited {exits[key]}" + (f" ({tail})" if tail else ""))
+    return exits, killed, problems
 
 
 def counter_stats(before: dict[str, int], after: dict[str, int]) -> dict[str, Any]:
