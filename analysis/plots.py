@@ -298,8 +298,8 @@ def throughput_timeseries_figure(flows: pd.DataFrame, *, fair_share_mbps: float 
     elif fair_share_mbps:
         handles.append(Line2D([], [], color=NEUTRAL, linestyle="--", label=f"equal share ({fair_share_mbps:.2f} Mbit/s)"))
     handles += _rate_change_handle(rate_changes)
-    if repeats:
-        fig.legend(handles=handles, loc="outside upper center", fontsize="small", ncols=min(4, len(handles)))
+    if repeats:  # three columns: a CC's label names its stack and transport ("prague (Linux, TCP Prague)")
+        fig.legend(handles=handles, loc="outside upper center", fontsize="small", ncols=min(3, len(handles)))
     axes[-1].set_xlabel(TIME_LABEL)
     return fig
 

@@ -547,7 +547,7 @@ def _overview_md(data: RunData, summary: RunSummary) -> str:
     s = data.scenario
     lines = [f"Testbed: **{summary.testbed}**.", "", f"Run **{data.run_id}**"]
     if s:
-        flows = ", ".join(f"{f.host}: {f.cc} × {f.streams}" for f in s.flows)
+        flows = ", ".join(f"{f.host}: {data.senders.label(f.host, f.cc)} × {f.streams}" for f in s.flows)
         lines[-1] += (f": scenario `{s.name}` ({_md_plain(s.description) or 'no description'}), AQM **{s.aqm.name}** at "
                      f"{_rate_text(s.bottleneck.rate)}, {format_duration(s.bottleneck.delay)} one-way delay, flows {flows}, "
                      f"{m.n_repeats} repeat(s) of {format_duration(s.duration)}.")
