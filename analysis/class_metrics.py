@@ -26,6 +26,7 @@ import pandas as pd
 
 from l4stb.analysis import metrics as M
 from l4stb.analysis.flowview import flow_labels
+from l4stb.analysis.senders import Senders
 from l4stb.config import Scenario
 
 
@@ -42,6 +43,12 @@ class ShortFlowFcts:
     """Connections expected: ``connections`` x repeats."""
     fct_ms: np.ndarray
     """Completion times of the connections that finished (ms, sorted)."""
+    cc_label: str = ""
+    """The CC with its sender's stack (:func:`l4stb.analysis.senders.cc_label`); "" when unknown."""
+
+    @property
+    def cc_name(self) -> str:
+        return self.cc_label or self.cc
 
     @property
     def finished(self) -> int:
@@ -56,13 +63,15 @@ class ShortFlowFcts:
 
     def to_json(self) -> dict:
         q = {f"p{p}": _r(self.quantile(p)) for p in (50, 95, 99)}
-        return {"group": self.group, "host": self.host, "cc": self.cc, "size_bytes": self.size_bytes,
+        return {"group": self.group, "host": self.host, "cc": self.cc, "cc_label": self.cc_name, "size_bytes": self.size_bytes,
                 "mean_gap_s": self.mean_gap_s, "flows": self.finished, "unfinished": self.unfinished,
                 "fct_ms": {**q, "mean": _r(float(self.fct_ms.mean())) if len(self.fct_ms) else None}}
 
 
-def short_flow_fcts(scenario: Scenario | None, flows: pd.DataFrame, n_repeats: int) -> list[ShortFlowFcts]:
-    """One record per short-flow group of the scenario (see the module docstring for what counts as finished)."""
+def short_flow_fcts(scenario: Scenario | None, flows: pd.DataFrame, n_repeats: int,
+                    senders: Senders | None = None) -> list[ShortFlowFcts]:
+    """One record per short-flow group of the scenario (see the module docstring for what counts as finished);
+    ``senders`` names each group's CC with its stack."""
     if scenario is None:
         return []
     out = []
@@ -75,7 +84,8 @@ def short_flow_fcts(scenario: Scenario | None, flows: pd.DataFrame, n_repeats: i
             per = rows.groupby(["repeat", "connection"], observed=True).agg(end=("end_s", "max"), sent=("bytes", "sum"))
             fct = np.sort(per.loc[per["sent"] >= group.size, "end"].to_numpy(dtype=float) * 1000)
         out.append(ShortFlowFcts(g, group.host, group.cc, int(group.size), group.mean_gap / 1e6,
-                                 max(1, n_repeats) * group.connections, fct))
+                                 max(1, n_repeats) * group.connections, fct,
+                                 senders.label(group.host, group.cc) if senders else ""))
     return out
 
 

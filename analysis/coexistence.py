@@ -6,7 +6,8 @@ short flows and unresponsive (UDP) flows are never part of it (:mod:`l4stb.analy
 * **per-flow ratio** (``scalable/classic``): the mean throughput of one scalable flow (DCTCP, Prague) over
   the mean throughput of one classic flow (Cubic, NewReno). 1 is an equal share per flow; DualPI2's
   coupling aims near 1 for flows of the same RTT.
-* **per CC pair** (``dctcp/cubic``, ...): the same ratio for each scalable CC against each classic CC.
+* **per CC pair** (``dctcp (FreeBSD)/cubic (FreeBSD)``, ...): the same ratio for each scalable CC against each
+  classic CC, a CC on each sender stack being its own (:mod:`l4stb.analysis.senders`).
 
 Each ratio is computed in every repeat that has both kinds of flows, and reported as the mean of those
 per-repeat ratios with its 95 % t-interval and the n it rests on. A repeat whose bulk flows carried next to
@@ -63,10 +64,10 @@ def coexistence(metrics: M.RunMetrics, scalable_ccs: Sequence[str] = SCALABLE_CC
             per_flow[rm.repeat] = float("nan")
             continue
         per_flow[rm.repeat] = _ratio([f.throughput_mbps for f in scal], [f.throughput_mbps for f in clas])
-        for s in sorted({f.cc for f in scal}):
-            for c in sorted({f.cc for f in clas}):
-                pairs.setdefault((s, c), []).append(_ratio([f.throughput_mbps for f in scal if f.cc == s],
-                                                           [f.throughput_mbps for f in clas if f.cc == c]))
+        for s in sorted({f.cc_name for f in scal}):
+            for c in sorted({f.cc_name for f in clas}):
+                pairs.setdefault((s, c), []).append(_ratio([f.throughput_mbps for f in scal if f.cc_name == s],
+                                                           [f.throughput_mbps for f in clas if f.cc_name == c]))
     iv = M.confidence_interval(per_flow.values(), bounds=M.NON_NEGATIVE)
     na = "" if iv.n else (metrics.bulk_na or "no scalable and classic bulk flows side by side")
     return Coexistence(iv, {k: M.confidence_interval(v, bounds=M.NON_NEGATIVE) for k, v in pairs.items()}, per_flow, na)

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from l4stb.analysis.schema_docs import TABLES, Column
+from l4stb.analysis.senders import cc_slug, manifest_senders
 from l4stb.analysis.summary import annotate_run_flows, scenario_and_rate, summarize
 from l4stb.analysis.traffic import group_class
 from l4stb.errors import L4stbError
@@ -63,7 +64,8 @@ def load_sweep(sweep_id: str | None = None, workdir: str | Path | None = None) -
 
 
 def annotated_flows(ws: Workspace, run_id: str) -> pd.DataFrame:
-    """Every column of flows.parquet plus ``flow_class`` and ``flow_start_s`` (:mod:`l4stb.analysis.traffic`)."""
+    """Every column of flows.parquet plus ``flow_class`` and ``flow_start_s`` (:mod:`l4stb.analysis.traffic`) and
+    ``cc_label``, the CC with its sender's stack and transport (:mod:`l4stb.analysis.senders`)."""
     if not ws.flows_file(run_id).is_file():
         return pd.DataFrame()
     manifest = load_manifest(ws, run_id)
@@ -91,30 +93,33 @@ def summary_frame(summary) -> pd.DataFrame:
     per_ratio = co.per_repeat if co is not None else {}
     overload = summary.overload.per_repeat if summary.overload else {}
     caps = [rm.capacity_bps for rm in m.repeats]
-    ccs = sorted(m.cc)
+    ccs = sorted(m.cc)  # per CC and sender stack: "dctcp (FreeBSD)" -> column throughput_mbps_dctcp_freebsd
+    col = {cc: f"throughput_mbps_{cc_slug(cc)}" for cc in ccs}
     rows = [{**row(0, m.queues, m.utilization.mean, m.jain.mean, co.per_flow.mean if co else nan,
                    summary.overload.interval.mean if summary.overload else nan, sum(caps) / len(caps) if caps else nan),
-             **{f"throughput_mbps_{cc}": m.cc[cc].mean for cc in ccs}}]
+             **{col[cc]: m.cc[cc].mean for cc in ccs}}]
     rows += [{**row(rm.repeat, rm.queues, rm.utilization, rm.jain, per_ratio.get(rm.repeat, nan),
                     overload.get(rm.repeat, nan), rm.capacity_bps),
-              **{f"throughput_mbps_{cc}": rm.cc[cc].mean_per_flow_mbps if cc in rm.cc else nan for cc in ccs}}
+              **{col[cc]: rm.cc[cc].mean_per_flow_mbps if cc in rm.cc else nan for cc in ccs}}
              for rm in m.repeats]
     fixed = [c.name for c in TABLES["summary"] if "<" not in c.name]
-    return pd.DataFrame(rows, columns=fixed + [f"throughput_mbps_{cc}" for cc in ccs])
+    return pd.DataFrame(rows, columns=fixed + [col[cc] for cc in ccs])
 
 
 def flow_map(ws: Workspace, run_id: str) -> pd.DataFrame:
     """flow_id -> host, CC, stack, transport, group, connection, stream, port and class, for every stream of the
     run's scenario (docs/data.md, table flowmap); empty when the run carries no complete scenario."""
-    scenario = scenario_and_rate(load_manifest(ws, run_id))[0]
+    manifest = load_manifest(ws, run_id)
+    scenario = scenario_and_rate(manifest)[0]
     cols = [c.name for c in TABLES["flowmap"]]
     if scenario is None:
         return pd.DataFrame(columns=cols)
+    senders = manifest_senders(manifest, scenario)
     rows = []
     for s in scenario.streams():
-        host = scenario.host(s.host)
-        transport = ("udp" if s.cc == "udp" else "udp_prague" if s.cc == "prague" and host.prague == "udp" else "tcp")
-        rows.append({"flow_id": s.fid, "host": s.host, "cc": s.cc, "stack": host.stack, "transport": transport,
+        host = senders.of(s.host)
+        rows.append({"flow_id": s.fid, "host": s.host, "cc": s.cc, "cc_label": host.label(s.cc), "stack": host.stack,
+                     "transport": host.transport(s.cc),
                      "group": s.group, "connection": s.connection, "stream": s.stream, "port": s.port,
                      "flow_class": group_class(scenario, s.group, s.cc)})
     return pd.DataFrame(rows, columns=cols)

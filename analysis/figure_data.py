@@ -13,6 +13,8 @@ import pandas as pd
 
 from l4stb.analysis import metrics as M
 from l4stb.analysis.plots import FigureData
+from l4stb.analysis.senders import cc_label_column
+from l4stb.analysis.timebase import TIME_LABEL, interval_times_s
 
 
 def _frame(rows: list[dict], columns: Sequence[str]) -> pd.DataFrame:
@@ -48,18 +50,18 @@ def throughput_timeseries_data(flows: pd.DataFrame, max_repeats: int = 4) -> Fig
     if not flows.empty:
         for r in sorted(int(x) for x in pd.unique(flows["repeat"]))[:max_repeats]:
             g = flows[flows["repeat"] == r]
-            for key, s in g.groupby(["host", "cc", "group", "connection", "stream"], sort=True, observed=True):
+            g = g.assign(_cc=cc_label_column(g))
+            for key, s in g.groupby(["host", "_cc", "group", "connection", "stream"], sort=True, observed=True):
                 host, cc, group, conn, stream = key
-                t0 = float(s["flow_start_s"].iloc[0]) if "flow_start_s" in s else 0.0
-                for start, mbps in zip(s["start_s"], s["throughput_mbps"]):
+                start, _end = interval_times_s(s)
+                for x, mbps in zip(start, s["throughput_mbps"]):
                     rows.append({"panel": f"repeat {r}", "series": f"{host} {cc} g{group} c{conn}/s{stream}",
-                                 "x": t0 + float(start), "y": float(mbps), "cc": cc})
-    return FigureData("step", _frame(rows, ["panel", "series", "x", "y", "cc"]),
-                      "time since the start of the repeat (s)", "throughput (Mbit/s)")
+                                 "x": float(x), "y": float(mbps), "cc": cc})
+    return FigureData("step", _frame(rows, ["panel", "series", "x", "y", "cc"]), TIME_LABEL, "throughput (Mbit/s)")
 
 
 def throughput_box_data(series: Mapping[str, Sequence[M.FlowThroughput]]) -> FigureData:
-    rows = [{"panel": "", "series": label, "x": f.cc, "y": f.throughput_mbps, "repeat": f.repeat, "flow": f.key.label}
+    rows = [{"panel": "", "series": label, "x": f.cc_name, "y": f.throughput_mbps, "repeat": f.repeat, "flow": f.key.label}
             for label, fl in series.items() for f in fl]
     return FigureData("scatter", _frame(rows, ["panel", "series", "x", "y", "repeat", "flow"]), "congestion control",
                       "steady-state throughput per flow (Mbit/s)", categorical_x=True)
@@ -68,7 +70,7 @@ def throughput_box_data(series: Mapping[str, Sequence[M.FlowThroughput]]) -> Fig
 def utilization_data(series: Mapping[str, Sequence[M.UtilizationSeries]]) -> FigureData:
     rows = [{"panel": "", "series": f"{label}, repeat {r.repeat}", "x": float(t), "y": 100 * float(u)}
             for label, reps in series.items() for r in reps for t, u in zip(r.t_s, r.utilization)]
-    return FigureData("line", _frame(rows, ["panel", "series", "x", "y"]), "time since the start of the repeat (s)",
+    return FigureData("line", _frame(rows, ["panel", "series", "x", "y"]), TIME_LABEL,
                       "utilisation (% of capacity offered)")
 
 
@@ -101,7 +103,9 @@ def interval_rows(panel: str, series: str, x, iv: M.Interval, **extra) -> dict:
 def over_time_data(ts, rates: pd.DataFrame, flows: pd.DataFrame, *, repeat: int, bin_ms: float) -> FigureData:
     """The over-time figure's numbers, one panel per quantity with its own unit (as the figure stacks them):
     sojourn (ms), queue length (packets), probabilities, router-side throughput (Mbit/s) and, where iperf3 reported
-    them, each flow's cwnd (kB) and RTT (ms)."""
+    them, each flow's cwnd (kB) and RTT (ms). ``ts`` and ``rates`` come from router-log rows already on the
+    scenario's clock (:func:`l4stb.analysis.timebase.on_repeat_clock`); iperf3's samples are put there by their
+    flows' starts."""
     t = ts.t_s
     rows = []
     for q in ("C", "L"):
@@ -117,13 +121,15 @@ def over_time_data(ts, rates: pd.DataFrame, flows: pd.DataFrame, *, repeat: int,
               "router-side throughput": f"router-side Mbit/s per {bin_ms:g} ms bin"}
     g = flows[flows["repeat"] == repeat] if not flows.empty else flows
     if not g.empty and "snd_cwnd" in g and (g["snd_cwnd"] > 0).any():
-        for key, s in g.groupby(["host", "cc", "group", "connection", "stream"], sort=True, observed=True):
+        g = g.assign(_cc=cc_label_column(g))
+        for key, s in g.groupby(["host", "_cc", "group", "connection", "stream"], sort=True, observed=True):
             name = f"{key[0]} {key[1]} g{key[2]} c{key[3]}/s{key[4]}"
-            mid = ((s["start_s"] + s["end_s"]) / 2).to_numpy(dtype=float)
+            start, end = interval_times_s(s)
+            mid = (start + end) / 2
             rows += [{"panel": "cwnd", "series": name, "x": float(x), "y": float(y) / 1000}
                      for x, y in zip(mid, s["snd_cwnd"])]
             rows += [{"panel": "RTT", "series": name, "x": float(x), "y": float(y) / 1000}
                      for x, y in zip(mid, s["rtt_us"])]
         labels.update({"cwnd": "cwnd (kB, iperf3)", "RTT": "RTT (ms, iperf3)"})
-    return FigureData("line", _frame(rows, ["panel", "series", "x", "y"]), "time since the repeat's first decision (s)",
-                      "see each panel", panel_ylabels=labels)
+    return FigureData("line", _frame(rows, ["panel", "series", "x", "y"]), TIME_LABEL, "see each panel",
+                      panel_ylabels=labels)

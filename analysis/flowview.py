@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from l4stb.analysis import metrics as M
+from l4stb.analysis.senders import Senders, run_senders
 from l4stb.config import Scenario
 
 DEFAULT_BIN_S = 0.1
@@ -34,16 +35,19 @@ class FlowLabel:
     flow_id: int
     host: str
     cc: str
+    """The CC with its sender's stack and transport (:func:`l4stb.analysis.senders.cc_label`)."""
     label: str
     group: int = -1
     """The scenario's flow group (-1 when the scenario cannot name the flow)."""
     connection: int = 0
 
 
-def flow_labels(scenario: Scenario | None, flow_ids) -> dict[int, FlowLabel]:
-    """Host and CC of each logged flow id (``?`` when the scenario cannot name it)."""
+def flow_labels(scenario: Scenario | None, flow_ids, senders: Senders | None = None) -> dict[int, FlowLabel]:
+    """Host and CC (with its stack, from ``senders``: by default the scenario's hosts) of each logged flow id
+    (``?`` when the scenario cannot name it)."""
     ids = sorted(int(f) for f in flow_ids if int(f) >= 0)
     specs = scenario.streams() if scenario else []
+    senders = senders or run_senders(scenario)
     by_fid = {s.fid: s for s in specs}
     by_port: dict[int, list] = {}
     for s in specs:
@@ -53,11 +57,13 @@ def flow_labels(scenario: Scenario | None, flow_ids) -> dict[int, FlowLabel]:
     for f in ids:
         if sim_ids:
             s = by_fid[f]
-            out[f] = FlowLabel(f, s.host, s.cc, f"{s.host} {s.cc} g{s.group} c{s.connection}/s{s.stream}", s.group,
+            cc = senders.label(s.host, s.cc)
+            out[f] = FlowLabel(f, s.host, cc, f"{s.host} {cc} g{s.group} c{s.connection}/s{s.stream}", s.group,
                                s.connection)
         elif (f & 0xFFFF) in by_port:
             s = by_port[f & 0xFFFF][0]
-            out[f] = FlowLabel(f, s.host, s.cc, f"{s.host} {s.cc} :{f >> 16}->{f & 0xFFFF}", s.group, s.connection)
+            cc = senders.label(s.host, s.cc)
+            out[f] = FlowLabel(f, s.host, cc, f"{s.host} {cc} :{f >> 16}->{f & 0xFFFF}", s.group, s.connection)
         else:
             out[f] = FlowLabel(f, "?", "?", f"flow {f}")
     return out
@@ -75,22 +81,23 @@ def has_flow_ids(packets: pd.DataFrame) -> bool:
 
 
 def flow_rates(packets: pd.DataFrame, scenario: Scenario | None, *, repeat: int, bin_s: float = DEFAULT_BIN_S,
-               window: tuple[float, float] | None = None) -> pd.DataFrame:
+               window: tuple[float, float] | None = None, senders: Senders | None = None) -> pd.DataFrame:
     """Router-side throughput per flow and bin of one repeat: columns flow_id, label, cc, t_s (bin centre), mbps."""
     g = _timed(packets)
     g = g[(g["repeat"] == repeat) & (g["action"].to_numpy() != M.ACTION_DROP)]
     if window is not None:
         g = g[(g["t_s"] >= window[0]) & (g["t_s"] < window[1])]
-    labels = flow_labels(scenario, pd.unique(g["flow_id"]) if not g.empty else [])
+    labels = flow_labels(scenario, pd.unique(g["flow_id"]) if not g.empty else [], senders)
     start = window[0] if window is not None else 0.0
     rows = []
     for fid, f in g.groupby("flow_id", sort=True, observed=True):
         b = np.floor((f["t_s"].to_numpy(dtype=float) - start) / bin_s).astype(np.int64)
         total = np.bincount(b, weights=f["packet_length"].to_numpy(dtype=float))
+        first = int(b.min())  # a flow's line begins with its first packet, not at the window's start
         lab = labels[int(fid)]
         rows.append(pd.DataFrame({"flow_id": int(fid), "label": lab.label, "cc": lab.cc,
-                                  "t_s": start + (np.arange(len(total)) + 0.5) * bin_s,
-                                  "mbps": total * 8 / bin_s / 1e6}))
+                                  "t_s": start + (np.arange(first, len(total)) + 0.5) * bin_s,
+                                  "mbps": total[first:] * 8 / bin_s / 1e6}))
     if not rows:
         return pd.DataFrame({"flow_id": [], "label": [], "cc": [], "t_s": [], "mbps": []})
     return pd.concat(rows, ignore_index=True)
@@ -109,12 +116,13 @@ class FlowPoint:
     p95_delay_ms: float
 
 
-def flow_points(packets: pd.DataFrame, scenario: Scenario | None, warmup_s: float = M.WARMUP_S) -> list[FlowPoint]:
+def flow_points(packets: pd.DataFrame, scenario: Scenario | None, warmup_s: float = M.WARMUP_S,
+                senders: Senders | None = None) -> list[FlowPoint]:
     g = _timed(packets)
     if g.empty:
         return []
     g = g[g["action"].to_numpy() != M.ACTION_DROP]
-    labels = flow_labels(scenario, pd.unique(g["flow_id"]))
+    labels = flow_labels(scenario, pd.unique(g["flow_id"]), senders)
     out = []
     for (repeat, fid), f in g.groupby(["repeat", "flow_id"], sort=True, observed=True):
         t = f["t_s"].to_numpy(dtype=float)

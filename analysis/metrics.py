@@ -26,7 +26,8 @@ number measures:
   its bytes over the time from its first interval's start to its last one's end): one interval of a short flow
   holds a single 128 KiB write over a few milliseconds, which is no rate.
 * **Per-CC throughput** (:class:`CcThroughput`): the mean per-flow and the total throughput of the bulk flows
-  of each congestion control in one repeat.
+  of each congestion control *and sender stack* in one repeat: DCTCP from a FreeBSD and from a Linux client are
+  two rows (:mod:`l4stb.analysis.senders` names them).
 * **Capacity** (:mod:`l4stb.analysis.capacity`): what the bottleneck offered over time, its ``rate_schedule``
   or trace, or the fixed rate.
 * **Utilisation** (:func:`window_utilization`, the headline): the bytes every iperf3 sender reported (all
@@ -62,6 +63,7 @@ import numpy as np
 import pandas as pd
 
 from l4stb.analysis.capacity import Capacity
+from l4stb.analysis.timebase import interval_times_s, router_offsets_s
 from l4stb.analysis.traffic import BULK, flow_class_of, flow_start_of
 
 QUEUES: tuple[str, ...] = ("C", "L")
@@ -88,7 +90,8 @@ PACKET_COLUMNS: tuple[str, ...] = ("repeat", "queue", "action", "current_queue_d
                                    "measurement_start_time", "flow_id", "queue_length", "accumulated_probability")
 """The packets.parquet columns the metrics and the AQM-state views read (the file has more)."""
 FLOW_COLUMNS: tuple[str, ...] = ("repeat", "host", "cc", "file", "group", "connection", "stream", "start_s", "end_s",
-                                 "bytes", "throughput_mbps", "retransmits", "rtt_us", "omitted")
+                                 "bytes", "throughput_mbps", "retransmits", "rtt_us", "snd_cwnd", "omitted")
+"""The flows.parquet columns the metrics and the figures read (snd_cwnd and rtt_us: the over-time view's panels)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -349,10 +352,17 @@ class FlowKey:
     stream: int
     group: int = 0
     """The scenario's flow group (one iperf3 command line); 0 when the parser does not say."""
+    cc_label: str = ""
+    """The CC with its sender's stack and transport (:func:`l4stb.analysis.senders.cc_label`); "" when unknown."""
+
+    @property
+    def cc_name(self) -> str:
+        """The CC as tables and figures name it: its label, or the bare CC when the flows were not labelled."""
+        return self.cc_label or self.cc
 
     @property
     def label(self) -> str:
-        return f"{self.host} {self.cc} g{self.group} c{self.connection}/s{self.stream}"
+        return f"{self.host} {self.cc_name} g{self.group} c{self.connection}/s{self.stream}"
 
     def sort_key(self) -> tuple:
         return (self.host, self.group, self.cc, self.connection, self.stream)
@@ -383,6 +393,11 @@ class FlowThroughput:
         return self.key.cc
 
     @property
+    def cc_name(self) -> str:
+        """The CC with its stack and transport (what per-CC tables group by)."""
+        return self.key.cc_name
+
+    @property
     def bulk(self) -> bool:
         return self.flow_class == BULK
 
@@ -401,6 +416,7 @@ def flow_throughputs(flows: pd.DataFrame, warmup_s: float = WARMUP_S) -> list[Fl
     df["_class"] = flow_class_of(df)
     df["_t0"] = flow_start_of(df)
     df["_dur"] = (df["end_s"] - df["start_s"]).clip(lower=0.0)
+    df["_label"] = df["cc_label"].astype(str) if "cc_label" in df else ""
     out: list[FlowThroughput] = []
     for c in ("file", "group", "connection", "stream"):
         if c not in df:  # tolerate a parser that leaves one out: one stream per file/connection
@@ -408,6 +424,7 @@ def flow_throughputs(flows: pd.DataFrame, warmup_s: float = WARMUP_S) -> list[Fl
     keys = ["repeat", "host", "cc", "file", "group", "connection", "stream"]
     for (repeat, host, cc, _file, group, conn, stream), g in df.groupby(keys, sort=True, observed=True):
         klass = str(g["_class"].iloc[0])
+        cc_label = str(g["_label"].iloc[0])
         lifetime = float(g["end_s"].max() - g["start_s"].min())
         total = int(g["bytes"].sum())
         if klass != BULK or lifetime < 2 * warmup_s:
@@ -423,7 +440,8 @@ def flow_throughputs(flows: pd.DataFrame, warmup_s: float = WARMUP_S) -> list[Fl
         rtt = steady["rtt_us"].to_numpy(dtype=float) if "rtt_us" in steady else np.empty(0)
         rtt = rtt[np.isfinite(rtt) & (rtt > 0)]
         retrans = int(steady["retransmits"].fillna(0).clip(lower=0).sum()) if "retransmits" in steady else 0
-        out.append(FlowThroughput(int(repeat), FlowKey(str(host), str(cc), int(conn), int(stream), int(group)), mbps,
+        out.append(FlowThroughput(int(repeat), FlowKey(str(host), str(cc), int(conn), int(stream), int(group), cc_label),
+                                  mbps,
                                   seconds, retrans, float(rtt.mean()) / 1000 if len(rtt) else float("nan"),
                                   klass, float(g["_t0"].iloc[0]), lifetime, total))
     return out
@@ -470,19 +488,25 @@ def utilization(throughputs_mbps: Iterable[float], rate_bps: float, clip: bool =
 
 @dataclass(frozen=True)
 class CcThroughput:
-    """The flows of one congestion control in one repeat (or averaged over repeats)."""
+    """The flows of one congestion control from one sender stack in one repeat (or averaged over repeats)."""
 
     cc: str
     flows: int
     mean_per_flow_mbps: float
     total_mbps: float
+    label: str = ""
+    """The CC with its stack and transport (the key of :attr:`RepeatMetrics.cc`); "" when the flows were not
+    labelled."""
 
 
 def cc_throughputs(flows: Sequence[FlowThroughput]) -> dict[str, CcThroughput]:
-    by_cc: dict[str, list[float]] = {}
+    """Per CC and sender stack (:attr:`FlowKey.cc_name`): dctcp from FreeBSD and from Linux are two entries."""
+    by_cc: dict[str, list[FlowThroughput]] = {}
     for f in flows:
-        by_cc.setdefault(f.cc, []).append(f.throughput_mbps)
-    return {cc: CcThroughput(cc, len(v), float(np.nanmean(v)), float(np.nansum(v))) for cc, v in sorted(by_cc.items())}
+        by_cc.setdefault(f.cc_name, []).append(f)
+    return {name: CcThroughput(fl[0].cc, len(fl), float(np.nanmean([f.throughput_mbps for f in fl])),
+                               float(np.nansum([f.throughput_mbps for f in fl])), fl[0].key.cc_label)
+            for name, fl in sorted(by_cc.items())}
 
 
 @dataclass(frozen=True)
@@ -502,9 +526,8 @@ def as_capacity(rate: "float | Capacity") -> Capacity:
 
 def _absolute_intervals(flows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each iperf3 interval's start and end in seconds after the repeat's start, and its bytes."""
-    t0 = flow_start_of(flows)
-    return (flows["start_s"].to_numpy(dtype=float) + t0, flows["end_s"].to_numpy(dtype=float) + t0,
-            flows["bytes"].to_numpy(dtype=float))
+    start, end = interval_times_s(flows)
+    return start, end, flows["bytes"].to_numpy(dtype=float)
 
 
 def window_utilization(flows: pd.DataFrame, capacity: "float | Capacity", warmup_s: float = WARMUP_S,
@@ -548,11 +571,14 @@ def utilization_timeseries(flows: pd.DataFrame, capacity: "float | Capacity", bi
 
 
 def link_utilization_timeseries(packets: pd.DataFrame, capacity: "float | Capacity",
-                                bin_s: float = 1.0, sample_every: int = 1) -> list[UtilizationSeries]:
+                                bin_s: float = 1.0, sample_every: int = 1,
+                                offsets: Mapping[int, float] | None = None) -> list[UtilizationSeries]:
     """Per repeat, from the router log: bytes of forwarded and marked packets per ``bin_s`` bin over the capacity
     offered in that bin (times ``sample_every`` when the log holds every N-th decision).
 
-    This is what the bottleneck link really carried (``t_s`` = seconds since the repeat's first decision).
+    This is what the bottleneck link really carried. ``t_s`` counts from the repeat's first decision; ``offsets``
+    (:func:`l4stb.analysis.timebase.router_offsets_s`) moves it to the scenario's t=0, where the capacity and the
+    iperf3 series are, so bins are on the clock of every other figure and a rate change meets its own bin.
     Rows without a time (``t_s`` NaN: paper-format lines carry no timestamp) are left out; a repeat with no
     timed rows gives no series.
     """
@@ -561,7 +587,7 @@ def link_utilization_timeseries(packets: pd.DataFrame, capacity: "float | Capaci
     if packets.empty or not cap.known or "t_s" not in packets or "packet_length" not in packets:
         return out
     for repeat, g in packets.groupby("repeat", sort=True, observed=True):
-        t = g["t_s"].to_numpy(dtype=float)
+        t = g["t_s"].to_numpy(dtype=float) + (offsets or {}).get(int(repeat), 0.0)
         keep = np.isfinite(t) & (t >= 0) & (g["action"].to_numpy() != ACTION_DROP)
         if not keep.any():
             continue
@@ -586,6 +612,7 @@ class RepeatMetrics:
     queues: dict[str, QueueStats]
     flows: list[FlowThroughput]
     cc: dict[str, CcThroughput]
+    """Per CC and sender stack, keyed by :attr:`FlowKey.cc_name` (``dctcp (FreeBSD)``)."""
     utilization: float
     utilization_unclipped: float
     jain: float
@@ -616,7 +643,8 @@ class FlowSummary:
     flow_class: str = BULK
 
     def to_json(self) -> dict:
-        return {"host": self.key.host, "cc": self.key.cc, "group": self.key.group, "connection": self.key.connection,
+        return {"host": self.key.host, "cc": self.key.cc, "cc_label": self.key.cc_name, "group": self.key.group,
+                "connection": self.key.connection,
                 "stream": self.key.stream, "class": self.flow_class, "throughput_mbps": _num(self.throughput.mean),
                 "ci95_mbps": [_num(self.throughput.low), _num(self.throughput.high)] if self.throughput.has_ci else None,
                 "repeats": self.throughput.n}
@@ -624,10 +652,11 @@ class FlowSummary:
 
 @dataclass(frozen=True)
 class TradeoffPoint:
-    """One point of the throughput vs p95-delay figure: one flow class (CC) in one repeat."""
+    """One point of the throughput vs p95-delay figure: one flow class (CC and sender stack) in one repeat."""
 
     repeat: int
     cc: str
+    """The CC with its stack and transport (a key of :attr:`RepeatMetrics.cc`)."""
     queue: str
     """The queue the class's packets go through (L for scalable CCs when the L queue carried traffic)."""
     mean_per_flow_mbps: float
@@ -642,7 +671,8 @@ class RunMetrics:
     """Pooled over all repeats: delays from all samples, counts summed."""
     flows: list[FlowSummary]
     cc: dict[str, Interval]
-    """Mean per-flow throughput of each CC (Mbit/s), CI over repeats."""
+    """Mean per-flow throughput of each CC and sender stack (Mbit/s), CI over repeats; keyed as
+    :attr:`RepeatMetrics.cc`."""
     utilization: Interval
     jain: Interval
     delay_ci: dict[str, dict[int, Interval]]
@@ -687,16 +717,19 @@ def repeat_metrics(repeat: int, packets: pd.DataFrame, flows: pd.DataFrame, rate
         utilization=window_utilization(flows, cap, warmup_s),
         utilization_unclipped=window_utilization(flows, cap, warmup_s, clip=False),
         jain=float("nan") if na else jain_index(f.throughput_mbps for f in bulk),
-        link_utilization=link_utilization(packets, cap, sample_every),
+        link_utilization=link_utilization(packets, cap, sample_every, router_offsets_s(flows).get(repeat, 0.0)),
         capacity_bps=offered,
         bulk_na=na,
         capacity_source=cap.source,
     )
 
 
-def link_utilization(packets: pd.DataFrame, rate_bps: "float | Capacity", sample_every: int = 1) -> float:
+def link_utilization(packets: pd.DataFrame, rate_bps: "float | Capacity", sample_every: int = 1,
+                     offset_s: float = 0.0) -> float:
     """Router-side utilisation of one repeat: forwarded+marked bytes (times ``sample_every``: a sampled log holds
-    every N-th decision) over the capacity offered in the logged time span; NaN without times."""
+    every N-th decision) over the capacity offered in the logged time span; NaN without times. ``offset_s``: the
+    scenario time of the first decision (:func:`l4stb.analysis.timebase.router_offsets_s`), so the span meets the
+    capacity schedule where it ran."""
     cap = as_capacity(rate_bps)
     if packets.empty or not cap.known or "t_s" not in packets:
         return float("nan")
@@ -704,7 +737,7 @@ def link_utilization(packets: pd.DataFrame, rate_bps: "float | Capacity", sample
     ok = np.isfinite(t)
     if ok.sum() < 2:
         return float("nan")
-    bits = cap.bits(float(t[ok].min()), float(t[ok].max()))
+    bits = cap.bits(float(t[ok].min()) + offset_s, float(t[ok].max()) + offset_s)
     if bits <= 0:
         return float("nan")
     sent = ok & (packets["action"].to_numpy() != ACTION_DROP)
@@ -796,9 +829,9 @@ def tradeoff_points(metrics: RunMetrics, scalable_ccs: Sequence[str]) -> list[Tr
     """Throughput vs p95 queue delay: one point per repeat per CC (x = p95 delay of the CC's queue)."""
     pts = []
     for rm in metrics.repeats:
-        for cc, c in rm.cc.items():
-            q = queue_of_cc(cc, scalable_ccs, rm.queues)
-            pts.append(TradeoffPoint(rm.repeat, cc, q, c.mean_per_flow_mbps, rm.queues[q].delay.p95_ms))
+        for name, c in rm.cc.items():
+            q = queue_of_cc(c.cc, scalable_ccs, rm.queues)
+            pts.append(TradeoffPoint(rm.repeat, name, q, c.mean_per_flow_mbps, rm.queues[q].delay.p95_ms))
     return pts
 
 

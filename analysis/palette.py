@@ -43,8 +43,17 @@ _SPARE = ("#000000", "#7F7F7F", "#8C564B", "#9467BD", "#17BECF", "#BCBD22")
 
 
 def cc_color(cc: str) -> str:
-    """The colour of congestion control ``cc``; an unknown name gets a stable spare colour (same name, same colour)."""
-    return CC_COLORS.get(cc) or _spare(cc)
+    """The colour of congestion control ``cc``, bare (``dctcp``) or with its sender stack (``dctcp (Linux)``,
+    :func:`l4stb.analysis.senders.cc_label`): the CC's hue, darker from a Linux sender, so FreeBSD's and Linux's
+    DCTCP read as one CC on two stacks. An unknown name gets a stable spare colour (same name, same colour)."""
+    base, _, stack = cc.partition(" (")
+    color = CC_COLORS.get(base) or _spare(base)
+    return _darker(color) if stack.startswith("Linux") else color
+
+
+def _darker(color: str, keep: float = 0.6) -> str:
+    r, g, b = (int(color[i:i + 2], 16) for i in (1, 3, 5))
+    return "#{:02X}{:02X}{:02X}".format(*(round(keep * c) for c in (r, g, b)))
 
 
 def queue_color(queue: str) -> str:

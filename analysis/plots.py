@@ -39,6 +39,8 @@ from l4stb.analysis.palette import (
     series_linestyle,
     series_marker,
 )
+from l4stb.analysis.senders import cc_label_column
+from l4stb.analysis.timebase import TIME_LABEL, interval_times_s
 from l4stb.workspace import atomic_path
 
 NEUTRAL = "#333333"
@@ -254,7 +256,8 @@ def throughput_timeseries_figure(flows: pd.DataFrame, *, fair_share_mbps: float 
                                  rate_changes: Sequence[tuple[float, float]] = ()) -> Figure:
     """Per-flow iperf3 throughput over time, one panel per repeat (the first ``max_repeats``), coloured by CC.
 
-    Each flow is drawn from its real start (``flow_start_s``, seconds after the repeat's start). The equal share
+    Each flow is drawn from its real start (``flow_start_s``, seconds after the repeat's start: the one time origin
+    of :mod:`l4stb.analysis.timebase`), coloured by its CC and sender stack (``cc_label``). The equal share
     is either a constant (``fair_share_mbps``) or a step line ``equal_share = (times, Mbit/s)`` that follows the
     capacity offered; ``rate_changes`` are marked with dotted lines."""
     repeats = sorted(int(r) for r in pd.unique(flows["repeat"]))[:max_repeats] if not flows.empty else []
@@ -262,17 +265,18 @@ def throughput_timeseries_figure(flows: pd.DataFrame, *, fair_share_mbps: float 
     axes = fig.subplots(max(1, len(repeats)), 1, squeeze=False, sharex=True)[:, 0]
     if not repeats:
         _no_data(axes[0], "iperf3 intervals")
-    keys = [k for k in ("host", "cc", "file", "group", "connection", "stream") if k in flows]
+    flows = flows.assign(_cc=cc_label_column(flows)) if not flows.empty else flows.assign(_cc=[])
+    keys = [k for k in ("host", "_cc", "file", "group", "connection", "stream") if k in flows]
     seen: set[str] = set()
     for ax, r in zip(axes, repeats):
         g = flows[flows["repeat"] == r]
         for _key, s in g.groupby(keys, sort=True, observed=True):
-            cc = str(s["cc"].iloc[0])
+            cc = str(s["_cc"].iloc[0])
             seen.add(cc)
             s = s.sort_values("start_s")
-            t0 = float(s["flow_start_s"].iloc[0]) if "flow_start_s" in s else 0.0
             y = s["throughput_mbps"].to_numpy(dtype=float)
-            x = t0 + np.r_[s["start_s"].to_numpy(dtype=float), s["end_s"].to_numpy(dtype=float)[-1:]]
+            start, end = interval_times_s(s)
+            x = np.r_[start, end[-1:]]
             ax.step(x, np.r_[y, y[-1:]], where="post", color=cc_color(cc), linewidth=1.0, alpha=0.85)
         ax.axvspan(0, warmup_s, color=WARMUP_SHADE, zorder=0)
         if equal_share is not None:
@@ -285,7 +289,7 @@ def throughput_timeseries_figure(flows: pd.DataFrame, *, fair_share_mbps: float 
         ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)
     first = flows[flows["repeat"] == repeats[0]] if repeats else flows
-    counts = first.groupby(keys, observed=True)["cc"].first().astype(str).value_counts() if repeats else {}
+    counts = first.groupby(keys, observed=True)["_cc"].first().astype(str).value_counts() if repeats else {}
     handles = [Line2D([], [], color=cc_color(cc), label=f"{cc} ({counts.get(cc, 0)} flow{'s' if counts.get(cc, 0) != 1 else ''})")
                for cc in sorted(seen)]
     handles.append(Patch(color=WARMUP_SHADE, label=f"warm-up, left out of means ({warmup_s:g} s)"))
@@ -294,9 +298,9 @@ def throughput_timeseries_figure(flows: pd.DataFrame, *, fair_share_mbps: float 
     elif fair_share_mbps:
         handles.append(Line2D([], [], color=NEUTRAL, linestyle="--", label=f"equal share ({fair_share_mbps:.2f} Mbit/s)"))
     handles += _rate_change_handle(rate_changes)
-    if repeats:
-        fig.legend(handles=handles, loc="outside upper center", fontsize="small", ncols=min(4, len(handles)))
-    axes[-1].set_xlabel("time since the start of the repeat (s)")
+    if repeats:  # three columns: a CC's label names its stack and transport ("prague (Linux, TCP Prague)")
+        fig.legend(handles=handles, loc="outside upper center", fontsize="small", ncols=min(3, len(handles)))
+    axes[-1].set_xlabel(TIME_LABEL)
     return fig
 
 
@@ -304,7 +308,7 @@ def throughput_box_figure(series: Mapping[str, Sequence[M.FlowThroughput]], *,
                           fair_share_mbps: float | None = None) -> Figure:
     """Per CC, one box per series over per-flow steady-state throughputs (one dot per flow per repeat)."""
     labels = list(series)
-    ccs = sorted({f.cc for fl in series.values() for f in fl})
+    ccs = sorted({f.cc_name for fl in series.values() for f in fl})
     n = len(labels)
     fig = _figure(max(6.0, 2.0 + 1.3 * len(ccs) * max(1, n) ** 0.7), 4.6)
     ax = fig.subplots()
@@ -313,7 +317,7 @@ def throughput_box_figure(series: Mapping[str, Sequence[M.FlowThroughput]], *,
     handles: list = []
     for ci, cc in enumerate(ccs):
         for si, label in enumerate(labels):
-            x = np.array([f.throughput_mbps for f in series[label] if f.cc == cc], dtype=float)
+            x = np.array([f.throughput_mbps for f in series[label] if f.cc_name == cc], dtype=float)
             x = x[np.isfinite(x)]
             if not len(x):
                 continue
@@ -354,7 +358,7 @@ def throughput_box_figure(series: Mapping[str, Sequence[M.FlowThroughput]], *,
 
 
 def utilization_figure(series: Mapping[str, Sequence[M.UtilizationSeries]], *, rate_label: str = "",
-                       warmup_s: float = M.WARMUP_S, time_label: str = "time since the start of the repeat (s)",
+                       warmup_s: float = M.WARMUP_S, time_label: str = TIME_LABEL,
                        rate_changes: Sequence[tuple[float, float]] = ()) -> Figure:
     """Bytes carried per time bin over the capacity offered in that bin, per series: each repeat thin, their mean
     bold; ``rate_changes`` (a schedule's or trace's steps) are marked with dotted lines.
@@ -531,7 +535,9 @@ __all__ = [
 def aqm_timeseries_figure(ts, flow_rates: pd.DataFrame, flows: pd.DataFrame, *, repeat: int,
                           window: tuple[float, float] | None, bin_ms: float) -> Figure:
     """One repeat over time: sojourn and queue length per queue, p'/p_C/p_CL, router-side per-flow throughput,
-    and each flow's iperf3 cwnd and RTT (iperf3 reports those once per interval)."""
+    and each flow's iperf3 cwnd and RTT (iperf3 reports those once per interval). ``ts`` and ``flow_rates`` come
+    from router-log rows on the scenario's clock (:func:`l4stb.analysis.timebase.on_repeat_clock`); the iperf3
+    samples are put there by their flows' starts, so every panel shares one time axis."""
     g = flows[flows["repeat"] == repeat] if not flows.empty else flows
     has_tcp = not g.empty and "snd_cwnd" in g and (g["snd_cwnd"] > 0).any()
     n_panels = 4 + (2 if has_tcp else 0)
@@ -560,17 +566,19 @@ def aqm_timeseries_figure(ts, flow_rates: pd.DataFrame, flows: pd.DataFrame, *, 
         _no_data(ax_rate, "flow ids in the log")
     if has_tcp:
         ax_cwnd, ax_rtt = axes[4:6]
-        for j, (key, s) in enumerate(g.groupby(["host", "cc", "group", "connection", "stream"], sort=True,
+        g = g.assign(_cc=cc_label_column(g))
+        for j, (key, s) in enumerate(g.groupby(["host", "_cc", "group", "connection", "stream"], sort=True,
                                                 observed=True)):
             cc = str(key[1])
-            mid = ((s["start_s"] + s["end_s"]) / 2).to_numpy(dtype=float)
+            start, end = interval_times_s(s)
+            mid = (start + end) / 2
             ax_cwnd.plot(mid, s["snd_cwnd"] / 1000, color=cc_color(cc), linestyle=series_linestyle(j), marker=series_marker(j),
                          markersize=3, linewidth=0.9)
             ax_rtt.plot(mid, s["rtt_us"] / 1000, color=cc_color(cc), linestyle=series_linestyle(j), marker=series_marker(j),
                         markersize=3, linewidth=0.9)
         ax_cwnd.set_ylabel("cwnd (kB, iperf3)")
         ax_rtt.set_ylabel("RTT (ms, iperf3)")
-        ccs = sorted(set(g["cc"].astype(str)))
+        ccs = sorted(set(g["_cc"].astype(str)))
         ax_cwnd.legend(handles=[Line2D([], [], color=cc_color(c), label=c) for c in ccs], fontsize="x-small",
                        loc="upper right")
     for ax in axes:
@@ -581,7 +589,7 @@ def aqm_timeseries_figure(ts, flow_rates: pd.DataFrame, flows: pd.DataFrame, *, 
                       ncols=1 if len(handles[0]) <= 6 else 2)
     if window is not None:
         axes[-1].set_xlim(*window)
-    axes[-1].set_xlabel("time since the repeat's first decision (s)")
+    axes[-1].set_xlabel(TIME_LABEL)
     fig.suptitle(f"repeat {repeat}" + (f", {window[0]:g}–{window[1]:g} s" if window else ""), fontsize="medium")
     return fig
 

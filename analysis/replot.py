@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 
 from l4stb.analysis.palette import series_linestyle, series_marker
 from l4stb.analysis.plots import FigureData, save_figure
+from l4stb.analysis.senders import base_cc
 from l4stb.errors import L4stbError
 
 OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
@@ -103,15 +104,16 @@ def redraw(data: FigureData, options: PlotOptions = PlotOptions()) -> Figure:
 
 def _matching(name: str, known: list[str], frame: pd.DataFrame) -> set[str]:
     """The series a --series name selects: the one it names, or every series whose label starts with it (a word
-    boundary after it), or whose ``cc`` column is it; case is ignored."""
+    boundary after it), or whose ``cc`` column is it (with or without its sender stack); case is ignored."""
     want = name.strip().lower()
     exact = {s for s in known if s.lower() == want}
     if exact:
         return exact
     hits = {s for s in known if s.lower().startswith(want) and s[len(want):len(want) + 1] in (" ", ",", ":", "(", "")}
     hits |= {s for s in known if any(w == want for w in s.lower().replace(",", " ").replace(":", " ").split())}
-    if "cc" in frame:
-        hits |= set(frame.loc[frame["cc"].astype(str).str.lower() == want, "series"])
+    if "cc" in frame:  # the CC with its stack ("dctcp (linux)"), or the bare CC for every stack ("dctcp")
+        cc = frame["cc"].astype(str).str.lower()
+        hits |= set(frame.loc[(cc == want) | (cc.map(base_cc) == want), "series"])
     return hits
 
 

@@ -31,6 +31,7 @@ from l4stb.analysis.aqm_state import aqm_timeseries
 from l4stb.analysis.capacity import Capacity
 from l4stb.analysis.flowview import DEFAULT_BIN_S, flow_points, flow_rates, has_flow_ids
 from l4stb.analysis.summary import RunData, RunSummary, load_run, na_text, sampled_log_text, summarize_data
+from l4stb.analysis.timebase import interval_times_s, on_repeat_clock, router_offsets_s
 from l4stb.analysis.traffic import bulk_streams
 from l4stb.config import SCALABLE_CCS
 from l4stb.errors import L4stbError
@@ -300,7 +301,8 @@ def _network_figures(data: RunData, m: M.RunMetrics, save) -> tuple[list, dict, 
          D.throughput_box_data({label: all_flows}))
     bin_s = (data.scenario.iperf3.interval / 1e6) if data.scenario else 1.0
     util = {"router log (forwarded bytes)": M.link_utilization_timeseries(data.packets, data.capacity, bin_s,
-                                                                           data.log_sample_every),
+                                                                           data.log_sample_every,
+                                                                           router_offsets_s(data.flows)),
             "iperf3 (sender bytes)": M.utilization_timeseries(data.flows, data.capacity, bin_s)}
     util = {k: v for k, v in util.items() if v}
     save("utilization", P.utilization_figure(util, rate_label=_rate_label(data), warmup_s=m.warmup_s,
@@ -487,7 +489,7 @@ def _coexistence_section(summary: RunSummary) -> ReportSection:
 def _flow_delay_section(data: RunData, m: M.RunMetrics, save, figs) -> ReportSection | None:
     if not has_flow_ids(data.packets):
         return None
-    pts = flow_points(data.packets, data.scenario, m.warmup_s)
+    pts = flow_points(data.packets, data.scenario, m.warmup_s, data.senders)
     fdata = D.FigureData("scatter", D._frame([{"panel": "", "series": p.cc, "x": p.p95_delay_ms, "y": p.throughput_mbps,
                                                "repeat": p.repeat, "flow": p.label} for p in pts],
                                              ["panel", "series", "x", "y", "repeat", "flow"]),
@@ -511,16 +513,19 @@ def _timeseries_section(data: RunData, m: M.RunMetrics, view: TimeseriesView, sa
     if repeat not in repeats:
         raise L4stbError(f"--repeat {repeat}: run {data.run_id} has repeats {', '.join(map(str, repeats))}.")
     coupling = data.scenario.aqm.coupling_factor if data.scenario else 2.0
-    span = float(np.nanmax(data.packets.loc[data.packets["repeat"] == repeat, "t_s"]))
+    # the router log's times on the scenario's clock, the one time origin of every figure (timebase)
+    packets = on_repeat_clock(data.packets[data.packets["repeat"] == repeat], router_offsets_s(data.flows))
+    span = float(np.nanmax(packets["t_s"]))
     window = view.window
     if window is not None and window[0] >= span:
         raise L4stbError(f"--window {window[0]:g}:{window[1]:g} starts after repeat {repeat} ends ({span:.1f} s).")
     length = (window[1] - window[0]) if window else span
-    ts = aqm_timeseries(data.packets, repeat, coupling=coupling, window=window, bin_s=max(0.001, length / 1500))
-    rates = flow_rates(data.packets, data.scenario, repeat=repeat, bin_s=view.bin_s, window=window)
+    ts = aqm_timeseries(packets, repeat, coupling=coupling, window=window, bin_s=max(0.001, length / 1500))
+    rates = flow_rates(packets, data.scenario, repeat=repeat, bin_s=view.bin_s, window=window, senders=data.senders)
     flows = data.flows
     if window is not None and not flows.empty:
-        flows = flows[(flows["end_s"] > window[0]) & (flows["start_s"] < window[1])]
+        start, end = interval_times_s(flows)
+        flows = flows[(end > window[0]) & (start < window[1])]
     fdata = D.over_time_data(ts, rates, flows, repeat=repeat, bin_ms=view.bin_s * 1000)
     save("aqm_timeseries", P.aqm_timeseries_figure(ts, rates, flows, repeat=repeat, window=window,
                                                     bin_ms=view.bin_s * 1000), fdata)
@@ -542,7 +547,7 @@ def _overview_md(data: RunData, summary: RunSummary) -> str:
     s = data.scenario
     lines = [f"Testbed: **{summary.testbed}**.", "", f"Run **{data.run_id}**"]
     if s:
-        flows = ", ".join(f"{f.host}: {f.cc} × {f.streams}" for f in s.flows)
+        flows = ", ".join(f"{f.host}: {data.senders.label(f.host, f.cc)} × {f.streams}" for f in s.flows)
         lines[-1] += (f": scenario `{s.name}` ({_md_plain(s.description) or 'no description'}), AQM **{s.aqm.name}** at "
                      f"{_rate_text(s.bottleneck.rate)}, {format_duration(s.bottleneck.delay)} one-way delay, flows {flows}, "
                      f"{m.n_repeats} repeat(s) of {format_duration(s.duration)}.")
@@ -658,8 +663,9 @@ def _headline_table(summary: RunSummary) -> ReportTable:
     if summary.overload is not None:
         rows.append(["DualPI2 overload", "", summary.overload.interval.format(1, scale=100, unit="%"),
                      "share of logged PI updates with the overload flag (flags bit1)"])
-    for cc, iv in m.cc.items():
-        rows.append([f"{cc} throughput (Mbit/s)", "", iv.format(2), f"mean steady-state throughput of one bulk {cc} flow"])
+    for name, iv in m.cc.items():
+        rows.append([f"{name} throughput (Mbit/s)", "", iv.format(2),
+                     f"mean steady-state throughput of one bulk {name} flow"])
     return ReportTable(["metric", "pooled", "mean of repeats ± 95% CI", "what it measures"], rows,
                        caption="Headline numbers")
 
@@ -678,17 +684,18 @@ def _delay_table(summary: RunSummary) -> ReportTable:
 def _cc_table(summary: RunSummary) -> ReportTable:
     m = summary.metrics
     rows = []
-    for cc, iv in m.cc.items():
-        per = [rm.cc[cc] for rm in m.repeats if cc in rm.cc]
+    for name, iv in m.cc.items():
+        per = [rm.cc[name] for rm in m.repeats if name in rm.cc]
         flows = per[0].flows if per else 0
         total = M.confidence_interval([c.total_mbps for c in per], bounds=M.NON_NEGATIVE)
-        rows.append([cc, flows, iv.format(2), total.format(2)])
-    return ReportTable(["CC", "flows", "per flow (Mbit/s)", "all flows of the CC (Mbit/s)"], rows,
-                       caption="Steady-state throughput per congestion control (mean of repeats ± 95% CI)")
+        rows.append([name, flows, iv.format(2), total.format(2)])
+    return ReportTable(["CC (sender stack)", "flows", "per flow (Mbit/s)", "all flows of the CC (Mbit/s)"], rows,
+                       caption="Steady-state throughput per congestion control and sender stack "
+                               "(mean of repeats ± 95% CI)")
 
 
 def _flow_table(summary: RunSummary) -> ReportTable:
-    rows = [[f.key.host, f.key.cc, f.key.group, f.key.connection, f.key.stream, f.throughput.format(2)]
+    rows = [[f.key.host, f.key.cc_name, f.key.group, f.key.connection, f.key.stream, f.throughput.format(2)]
             for f in summary.metrics.flows if f.flow_class == "bulk"]
     return ReportTable(["host", "CC", "group", "connection", "stream", "Mbit/s (mean of repeats ± CI)"], rows,
                        caption="Per-flow steady-state throughput, bulk flows")
@@ -705,7 +712,7 @@ def _class_sections(summary: RunSummary) -> list[ReportSection]:
     if summary.short_flows:
         rows = []
         for sf in summary.short_flows:
-            rows.append([sf.group, sf.host, sf.cc, f"{sf.size_bytes:,}", format_duration(int(sf.mean_gap_s * 1e6)),
+            rows.append([sf.group, sf.host, sf.cc_name, f"{sf.size_bytes:,}", format_duration(int(sf.mean_gap_s * 1e6)),
                          sf.started, sf.finished, sf.unfinished,
                          *(_fmt(sf.quantile(p), 1) for p in (50, 95, 99)),
                          _fmt(float(sf.fct_ms.mean()) if sf.finished else float("nan"), 1)])

@@ -63,6 +63,9 @@ FLOW_COLUMNS: tuple[Column, ...] = (
                                  "Jain and the scalable/classic ratio are over bulk flows only"),
     Column("flow_start_s", "s", "when the flow started, seconds after the repeat's start (the scenario's start or "
                                 "seeded Poisson arrival; add it to start_s/end_s for the repeat's clock)"),
+    Column("cc_label", "name", "the CC with its sender's stack and transport, as every table and figure names it: "
+                               "dctcp (FreeBSD), dctcp (Linux), prague (FreeBSD, udp_prague), prague (Linux, TCP "
+                               "Prague); runs without a stack (vagrant, imported logs) are FreeBSD 14.1"),
 )
 
 SUMMARY_COLUMNS: tuple[Column, ...] = (
@@ -79,8 +82,11 @@ SUMMARY_COLUMNS: tuple[Column, ...] = (
                                               "flow; empty (n/a) where undefined"),
     Column("capacity_mbps", "Mbit/s", "mean capacity the bottleneck offered over the repeat (its schedule or trace, "
            "as the router applied it where its helper recorded the steps)"),
-    Column("throughput_mbps_<cc>", "Mbit/s", "one column per congestion control: mean steady-state throughput of one "
-                                             "of its bulk flows"),
+    Column("throughput_mbps_<cc>_<stack>", "Mbit/s", "one column per congestion control and sender stack (its "
+                                                     "cc_label in lower case, e.g. throughput_mbps_dctcp_freebsd, "
+                                                     "throughput_mbps_prague_linux_tcp_prague): mean steady-state "
+                                                     "throughput of one of its bulk flows; before l4stb named the "
+                                                     "stack, throughput_mbps_<cc>"),
     Column("overload_share", "fraction", "share of logged PI updates with DualPI2's overload flag (flags bit1)"),
 )
 
@@ -89,6 +95,7 @@ FLOWMAP_COLUMNS: tuple[Column, ...] = (
                             "l4stb's FreeBSD module: (source port << 16) | destination port)"),
     Column("host", "name", "the client host that sent the flow"),
     Column("cc", "name", "congestion control of the flow group (udp: an unresponsive sender)"),
+    Column("cc_label", "name", "the CC with its sender's stack and transport, as reports name it"),
     Column("stack", "name", "the sender's stack: freebsd (FreeBSD 14.1) or linux"),
     Column("transport", "name", "how the flow ran: tcp, udp (iperf3 -u), or udp_prague (cc prague on FreeBSD)"),
     Column("group", "count", "the scenario's flow group"),

@@ -22,6 +22,7 @@ from l4stb.analysis.packet_repeats import PacketRepeats
 from l4stb.analysis.rawfiles import inventory
 from l4stb.analysis.class_metrics import ShortFlowFcts, UdpRow, short_flow_fcts, udp_rows
 from l4stb.analysis.coexistence import Coexistence, coexistence
+from l4stb.analysis.senders import PRAGUE_WORDS, STACKS, Senders, label_flows, manifest_senders
 from l4stb.analysis.traffic import BULK, annotate_flows
 from l4stb.config import SCALABLE_CCS, Aqm, Scenario, explain
 from l4stb.errors import L4stbError
@@ -92,6 +93,11 @@ class RunData:
         """The AQM the run ran with every default filled (:func:`l4stb.manifest.run_aqm`); None without a
         scenario."""
         return run_aqm(self.manifest, self.scenario) if self.scenario else None
+
+    @property
+    def senders(self) -> Senders:
+        """Each client's stack and Prague transport (what every CC label names, :mod:`l4stb.analysis.senders`)."""
+        return manifest_senders(self.manifest, self.scenario)
 
     @property
     def label(self) -> str:
@@ -182,7 +188,7 @@ class RunSummary:
                         "repeat": rm.repeat,
                         "queues": {q: s.to_json() for q, s in rm.queues.items()},
                         "utilization": M._num(rm.utilization),
-                        "flows": [{"host": f.key.host, "cc": f.key.cc, "group": f.key.group,
+                        "flows": [{"host": f.key.host, "cc": f.key.cc, "cc_label": f.key.cc_name, "group": f.key.group,
                                    "connection": f.key.connection, "stream": f.key.stream, "class": f.flow_class,
                                    "start_s": round(f.start_s, 6), "throughput_mbps": M._num(f.throughput_mbps)}
                                   for f in rm.flows],
@@ -280,9 +286,10 @@ def load_run(ws: Workspace, run_id: str, progress=None, *, with_packets: bool = 
 
 def annotate_run_flows(flows: pd.DataFrame, manifest: Manifest, scenario: Scenario | None) -> pd.DataFrame:
     """The flows table with each flow's class and real start (:func:`l4stb.analysis.traffic.annotate_flows`),
-    from the repeats' seeds in ``manifest``."""
+    from the repeats' seeds in ``manifest``, and its CC named with the sender's stack and transport (``cc_label``,
+    :func:`l4stb.analysis.senders.label_flows`)."""
     seeds = {int(k): int(r.seed) for k, r in manifest.repeats.items() if getattr(r, "seed", None) is not None}
-    return annotate_flows(flows, scenario, seeds)
+    return label_flows(annotate_flows(flows, scenario, seeds), manifest_senders(manifest, scenario))
 
 
 def scenario_and_rate(manifest: Manifest, where: str = "") -> tuple[Scenario | None, float | None]:
@@ -334,17 +341,19 @@ def testbed_words(manifest: Manifest) -> str:
 
 
 def sender_stacks(manifest: Manifest) -> str:
-    """``client1 FreeBSD 14.1, client2 Linux (Prague = TCP Prague)``: each client's stack in the run's scenario."""
+    """``client1 FreeBSD 14.1, client2 Linux (Prague = TCP Prague)``: each client's stack in the run's scenario
+    (:func:`l4stb.analysis.senders.manifest_senders`)."""
     try:
         sc = manifest.run_scenario()
     except Exception:  # noqa: BLE001 - an imported or partial scenario: say what is known
         return "FreeBSD 14.1"
+    senders = manifest_senders(manifest, sc)
     words = []
     for host in sorted({f.host for f in sc.flows}):
-        h = sc.host(host)
-        text = f"{host} {'Linux' if h.stack == 'linux' else 'FreeBSD 14.1'}"
+        h = senders.of(host)
+        text = f"{host} {'FreeBSD 14.1' if h.stack == 'freebsd' else STACKS[h.stack]}"
         if any(f.cc == "prague" for f in sc.flows if f.host == host):
-            text += f" (Prague = {'udp_prague' if h.prague == 'udp' else 'TCP Prague'})"
+            text += f" (Prague = {PRAGUE_WORDS[h.prague]})"
         words.append(text)
     return ", ".join(words) or "FreeBSD 14.1"
 
@@ -382,7 +391,7 @@ def _run_summary(data: RunData, metrics: M.RunMetrics, overload: OverloadShare |
                       overrides=tuple(data.manifest.overrides), sweep=data.manifest.sweep,
                       testbed=testbed_words(data.manifest), overload=overload,
                       rates=queue_rates(metrics), coexistence=coexistence(metrics),
-                      short_flows=short_flow_fcts(data.scenario, data.flows, metrics.n_repeats),
+                      short_flows=short_flow_fcts(data.scenario, data.flows, metrics.n_repeats, data.senders),
                       udp=udp_rows(data.scenario, metrics, udp_packets), log_sample_every=data.log_sample_every)
 
 
@@ -517,8 +526,8 @@ def _overall_table(summary: RunSummary) -> Table:
             overall.add_row(f"  {sc}/{cl}", "", iv.format(2))
     if summary.overload is not None:
         overall.add_row("DualPI2 PI updates in overload", "", summary.overload.interval.format(1, scale=100, unit="%"))
-    for cc, iv in m.cc.items():
-        overall.add_row(f"{cc} throughput per bulk flow (Mbit/s)", "", iv.format(2))
+    for name, iv in m.cc.items():
+        overall.add_row(f"{name} throughput per bulk flow (Mbit/s)", "", iv.format(2))
     return overall
 
 
@@ -529,7 +538,7 @@ def _bulk_flows_table(m: M.RunMetrics) -> Table:
     flows.add_column("Mbit/s", justify="right")
     for f in m.flows:
         if f.flow_class == BULK:
-            flows.add_row(f.key.host, f.key.cc, str(f.key.group), str(f.key.connection), str(f.key.stream),
+            flows.add_row(f.key.host, f.key.cc_name, str(f.key.group), str(f.key.connection), str(f.key.stream),
                           f.throughput.format(2))
     return flows
 
@@ -540,7 +549,7 @@ def _short_flows_table(summary: RunSummary) -> Table:
         fct.add_column(col, justify="right" if col not in ("host", "cc") else "left")
     for sf in summary.short_flows:
         t = sf.to_json()["fct_ms"]
-        fct.add_row(str(sf.group), sf.host, sf.cc, f"{sf.size_bytes:,}", str(sf.finished), str(sf.unfinished),
+        fct.add_row(str(sf.group), sf.host, sf.cc_name, f"{sf.size_bytes:,}", str(sf.finished), str(sf.unfinished),
                     *("—" if t[k] is None else f"{t[k]:.1f}" for k in ("p50", "p95", "p99", "mean")))
     return fct
 

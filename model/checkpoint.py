@@ -10,14 +10,13 @@ Layout of ``checkpoint/``::
     backbone.safetensors   the backbone's weights, when they cannot be re-created from the config's
                            ``backbone`` name (random init, e.g. tiny-gpt2) or were fine-tuned (rank 0)
 
-The folder is written beside its target under a temporary name and swapped in with ``os.replace``.
+The folder is written beside its target under a temporary name and swapped in whole
+(:func:`l4stb.workspace.staged_folder`).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from l4stb.errors import L4stbError
 from l4stb.model.backbones import build_from_config, load_backbone
 from l4stb.model.lora import base_weights, is_peft, load_lora
 from l4stb.model.policy import L4SPolicyModel, PolicyConfig
-from l4stb.workspace import atomic_write_json
+from l4stb.workspace import atomic_write_json, staged_folder
 
 
 @dataclass
@@ -44,17 +43,13 @@ def _contiguous(sd: dict) -> dict:
 
 
 def save_checkpoint(model: L4SPolicyModel, norm: NormStats, folder: Path, meta: dict | None = None) -> Path:
-    """Write the checkpoint folder atomically (temp folder, then rename over the old one)."""
+    """Write the checkpoint folder as one set (:func:`l4stb.workspace.staged_folder`: staged beside it, swapped in
+    whole; an interrupt leaves the old checkpoint or the new one, never a mix)."""
     # lazy: safetensors is slow to import
     from safetensors.torch import save_file
 
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.with_name(f".{folder.name}.tmp{os.getpid()}")
-    old = folder.with_name(f".{folder.name}.old{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    with staged_folder(folder) as tmp:
         cfg = model.cfg
         atomic_write_json(tmp / "config.json", cfg.to_dict())
         atomic_write_json(tmp / "norm.json", asdict(norm))
@@ -65,12 +60,6 @@ def save_checkpoint(model: L4SPolicyModel, norm: NormStats, folder: Path, meta: 
             bb.save_pretrained(str(tmp / "adapter"))
         if cfg.lora_rank == 0 or cfg.backbone_config is not None:
             save_file(_contiguous(base_weights(bb)), str(tmp / "backbone.safetensors"))
-        if folder.exists():
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
     return folder
 
 

@@ -520,7 +520,8 @@ def summary(c: Ctx, run_ids, sweep_id, as_json: bool) -> None:
               help="A report over a sweep's runs (default with no id: the latest sweep).")
 @click.option("--repeat", type=int, default=None, help="The repeat the time-series figures show (default: the first).")
 @click.option("--window", default=None, metavar="START:END",
-              help="Zoom the time-series figures to START:END seconds of the repeat, e.g. 10:12.")
+              help="Zoom the time-series figures to START:END seconds of the repeat (from its start, the "
+                   "scenario's t=0, as every figure's time axis), e.g. 10:12.")
 @click.option("--bin", "bin_ms", type=float, default=100.0, show_default=True,
               help="Bin of the router-side per-flow throughput (ms).")
 @pass_ctx

@@ -6,6 +6,9 @@ import ctypes
 import os
 import signal
 import sys
+import threading
+from contextlib import contextmanager
+from typing import Iterator
 
 PR_SET_PDEATHSIG = 1
 """prctl(2) option: the signal a process gets when its parent thread dies (Linux include/uapi/linux/prctl.h)."""
@@ -22,6 +25,36 @@ def _on_sigterm(signum, frame):  # noqa: ARG001 - signal handler signature
 def install_sigterm() -> None:
     """Make SIGTERM unwind the command like Ctrl-C: ``finally`` blocks run, the manifest says what is incomplete."""
     signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM while the block runs, then act on the first that came, as if it came just after.
+
+    For a step that must not be cut in two: the renames that swap an output set in
+    (:func:`l4stb.workspace.staged_folder`). A signal in the middle would leave the old set moved aside and
+    the new one not yet in place; held, it lands after the swap, and the command stops with the new set whole.
+    Python runs signal handlers in the main thread only, so a block in another thread runs as is (a signal
+    lands after it anyway, in the main thread). SIGKILL cannot be held: the next command repairs what it cuts
+    (:func:`l4stb.workspace.clean_stale_staging`)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+
+    def hold(signum, frame):  # noqa: ARG001 - signal handler signature
+        held.append(signum)
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in saved:
+        signal.signal(s, hold)
+    try:
+        yield
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+        if held:
+            signal.raise_signal(held[0])  # the command's own handler now: KeyboardInterrupt or Terminated
 
 
 def exit_status(exc: BaseException) -> int:

@@ -35,6 +35,7 @@ from typing import Any, Iterator
 
 from l4stb.console import err_console, safe
 from l4stb.errors import L4stbError, explain_environment_error
+from l4stb.interrupts import interrupts_deferred
 
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
 NAME_RE = RUN_ID_RE
@@ -388,9 +389,11 @@ def staged_folder(target: Path) -> Iterator[Path]:
     """Build a multi-file output in an empty staging folder; on success swap it in for ``target`` at once.
 
     Readers see the old set or the new set, never a mix: the swap is one ``renameat2(RENAME_EXCHANGE)``
-    on Linux (include/uapi/linux/fs.h), else two renames whose gap the next command repairs (see
-    :func:`clean_stale_staging`). On an error or an interrupt the staging folder is removed and the old
-    output is untouched.
+    on Linux (include/uapi/linux/fs.h), else two renames (:func:`_swap_in`). On an error or an interrupt
+    before the swap the staging folder is removed and the old output is untouched; SIGINT or SIGTERM during
+    the swap is held until it is done (:func:`l4stb.interrupts.interrupts_deferred`), so the command stops with
+    the new output whole. Only SIGKILL can cut the two renames apart, and the next command repairs that gap (see
+    :func:`clean_stale_staging`).
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -405,16 +408,28 @@ def staged_folder(target: Path) -> Iterator[Path]:
 
 
 def _swap_in(staging: Path, target: Path) -> None:
-    if not target.exists():
-        os.rename(staging, target)
-        return
-    if _rename_exchange(staging, target):
-        return  # staging now holds the old output; the caller removes it
-    old = staging_path(target, "old")
-    shutil.rmtree(old, ignore_errors=True)
+    """Put ``staging`` in place of ``target``, with SIGINT and SIGTERM held until both are where they belong."""
+    old = None
+    try:
+        with interrupts_deferred():
+            if not target.exists():
+                os.rename(staging, target)
+                return
+            if _rename_exchange(staging, target):
+                return  # staging now holds the old output; the caller removes it
+            old = staging_path(target, "old")
+            shutil.rmtree(old, ignore_errors=True)
+            _move_aside(target, old)
+            os.rename(staging, target)
+    finally:
+        if old is not None and target.exists():  # else the old output stays aside for clean_stale_staging
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _move_aside(target: Path, old: Path) -> None:
+    """The first of the two renames of a swap without RENAME_EXCHANGE: the old output to its hidden name (until
+    the second rename, ``target`` does not exist; the fault tests signal here)."""
     os.rename(target, old)
-    os.rename(staging, target)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 _RENAME_EXCHANGE = 2
@@ -424,6 +439,9 @@ _AT_FDCWD = -100
 
 
 def _rename_exchange(a: Path, b: Path) -> bool:
+    """One atomic exchange of two paths; False where the platform or the filesystem has none (filesystems whose
+    rename takes no flag but RENAME_NOREPLACE answer EINVAL: ``if (flags & ~RENAME_NOREPLACE) return -EINVAL`` in
+    Linux fs/exfat/namei.c exfat_rename and fs/smb/client/inode.c cifs_rename2)."""
     if not sys.platform.startswith("linux"):
         return False
     try:

@@ -7,6 +7,10 @@ writes of an output set (before the 2nd of 3 pool splits is saved, after the 5th
 is where atomicity is won or lost. The process signals itself (``os.kill``), so SIGINT and SIGTERM take the
 command's own clean-up path and SIGKILL leaves exactly what was on disk at that call. Before the signal it
 prints ``faultpoint: fired`` on stderr, so a test knows the point was reached.
+
+With ``FAULTPOINT_NO_RENAME_EXCHANGE=1`` in the environment the command swaps output sets in as on a filesystem
+without ``renameat2(RENAME_EXCHANGE)`` (exfat, SMB: see :func:`l4stb.workspace._rename_exchange`): two renames,
+the old set aside first, so a test can signal between them.
 """
 
 from __future__ import annotations
@@ -50,6 +54,10 @@ def main(argv: list[str]) -> None:
     assert sep == "--" and when in ("before", "after"), __doc__
     from l4stb.cli import main as l4stb_main
 
+    if os.environ.get("FAULTPOINT_NO_RENAME_EXCHANGE") == "1":
+        import l4stb.workspace
+
+        l4stb.workspace._rename_exchange = lambda a, b: False
     arm(target, int(nth), signal.Signals[sig_name], when)
     l4stb_main(l4stb_args)
 

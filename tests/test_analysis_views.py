@@ -236,10 +236,11 @@ def test_export_has_a_flow_map_and_per_cc_throughput_in_the_summary(tmp_path, mo
     assert len(fm) == 9 and list(fm["flow_id"]) == list(range(9))
     prague = fm[fm["cc"] == "prague"].iloc[0]
     assert (prague["host"], prague["stack"], prague["transport"]) == ("client2", "freebsd", "udp_prague")
+    assert prague["cc_label"] == "prague (FreeBSD, udp_prague)"
     assert set(fm["flow_class"]) == {"bulk"}
     s = pd.read_parquet(summary)
-    assert {"throughput_mbps_cubic", "throughput_mbps_newreno"} <= set(s.columns)
-    assert np.isfinite(s["throughput_mbps_cubic"]).all()
+    assert {"throughput_mbps_cubic_freebsd", "throughput_mbps_newreno_freebsd"} <= set(s.columns)
+    assert np.isfinite(s["throughput_mbps_cubic_freebsd"]).all()
 
 
 def test_docs_data_md_is_generated_from_the_log_format():

@@ -30,10 +30,12 @@ TRAIN_MEMORY_BOUND_MB = 1500
 """train-and-report loads torch and transformers and trains tiny-gpt2: about 700 MB on this machine."""
 
 
-def _signalled(workdir: Path, target: str, nth: int, sig: signal.Signals, when: str, *args: str) -> str:
+def _signalled(workdir: Path, target: str, nth: int, sig: signal.Signals, when: str, *args: str,
+               env: dict[str, str] | None = None) -> str:
     """Run ``l4stb ARGS`` and signal it at the ``nth`` call of ``target``; check how it ended; return stderr."""
     done = subprocess.run([sys.executable, str(FAULTPOINT), target, str(nth), sig.name, when, "--", *args],
-                          env=env_for(workdir), cwd=workdir.parent, capture_output=True, text=True, timeout=600)
+                          env=env_for(workdir, **(env or {})), cwd=workdir.parent, capture_output=True, text=True,
+                          timeout=600)
     assert "faultpoint: fired" in done.stderr, f"the fault point was never reached:\n{done.stderr}"
     if sig == signal.SIGKILL:
         assert done.returncode == -signal.SIGKILL
@@ -224,6 +226,48 @@ def test_a_retrain_signalled_midway_keeps_the_old_model_and_completes_identicall
     assert headline["fingerprint"] == json.loads((model / "job.json").read_text())["fingerprint"]
     assert not [p for p in model.parent.iterdir() if p.name.startswith(".")], "staging left behind"
     assert snapshot(outside) == before
+
+
+MODEL_SWAP, MODEL_SWAP_IN = 2, 4
+"""`train-and-report --pool` swaps in two existing sets, the distilled model and then the model folder: the model's
+is the 2nd call of _rename_exchange (and of _move_aside without RENAME_EXCHANGE), the 4th of _swap_in (after the
+checkpoint inside the staged model, the distilled model, and the report inside the staged model)."""
+
+
+@pytest.mark.parametrize("sig, target, nth, when, exchange, kept", [
+    # the new model folder is written in full, its rename not begun: the old model stays
+    (signal.SIGINT, "l4stb.workspace:_swap_in", MODEL_SWAP_IN, "before", True, "old"),
+    (signal.SIGTERM, "l4stb.workspace:_swap_in", MODEL_SWAP_IN, "before", True, "old"),
+    # the signal comes during the swap: it is held until the exchange is done, and the new model is whole
+    (signal.SIGINT, "l4stb.workspace:_rename_exchange", MODEL_SWAP, "before", True, "new"),
+    (signal.SIGTERM, "l4stb.workspace:_rename_exchange", MODEL_SWAP, "before", True, "new"),
+    # without RENAME_EXCHANGE: between the two renames (old aside, new not yet in place)
+    (signal.SIGINT, "l4stb.workspace:_move_aside", MODEL_SWAP, "after", False, "new"),
+    (signal.SIGTERM, "l4stb.workspace:_move_aside", MODEL_SWAP, "after", False, "new"),
+], ids=["sigint-written", "sigterm-written", "sigint-exchange", "sigterm-exchange", "sigint-between-renames",
+        "sigterm-between-renames"])
+def test_a_signal_at_the_model_folders_swap_leaves_the_old_model_or_the_new_one_whole(
+        tmp_path, trained_reference, sig, target, nth, when, exchange, kept):
+    """SIGINT or SIGTERM while train-and-report swaps its model folder in: the usual interrupted message and
+    exit status, no traceback, and the model folder is the old one untouched or the new one complete."""
+    from test_hostile_pickles import write_pool_pickle
+
+    workdir = tmp_path / "work"
+    assert run_cli(workdir, "pool", "import", str(write_pool_pickle(tmp_path / "p.pkl", 400)), "--name", "p").returncode == 0
+    assert run_cli(workdir, *TRAIN).returncode == 0  # the old model: rank 8
+    model = workdir / "models" / "p-tiny-gpt2"
+    old = snapshot(model)
+
+    stderr = _signalled(workdir, target, nth, sig, when, *TRAIN, "--force", "--lora-rank", "4",
+                        env=None if exchange else {"FAULTPOINT_NO_RENAME_EXCHANGE": "1"})
+    assert target in stderr
+    if kept == "old":
+        assert snapshot(model) == old, "the old model and its report are one set, untouched"
+    else:
+        assert _learned(model) == trained_reference, "the new model is the uninterrupted training's, whole"
+        headline = json.loads((model / "report" / "headline.json").read_text())
+        assert headline["fingerprint"] == json.loads((model / "job.json").read_text())["fingerprint"]
+    assert not [p for p in model.parent.iterdir() if p.name.startswith(".")], "staging or an old set left behind"
 
 
 def test_a_run_report_left_unrendered_is_rendered_from_the_model_without_training_again(tmp_path):

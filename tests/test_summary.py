@@ -166,7 +166,7 @@ def test_summary_prints_the_ratio_and_the_overload_share_the_readme_promises(tmp
     console = Console(record=True, width=200)
     print_summary(summarize(ws, run_id), console)
     text = console.export_text()
-    assert "scalable/classic throughput per flow (bulk)" in text and "dctcp/cubic" in text
+    assert "scalable/classic throughput per flow (bulk)" in text and "dctcp (FreeBSD)/cubic (FreeBSD)" in text
     assert "DualPI2 PI updates in overload" in text
 
 

@@ -272,8 +272,8 @@ def test_a_simulated_mix_of_bulk_short_and_udp_flows_reports_each_class_apart(l4
     s = json.loads(out.stdout)
     classes = {(f["group"], f["class"]) for f in s["flows"]}
     assert classes == {(0, "bulk"), (1, "bulk"), (2, "unresponsive"), (3, "short")}
-    assert set(s["repeats"]["ci95"]["cc_throughput_mbps"]) == {"cubic", "dctcp"}
-    assert set(s["coexistence"]["pairs"]) == {"dctcp/cubic"}
+    assert set(s["repeats"]["ci95"]["cc_throughput_mbps"]) == {"cubic (FreeBSD)", "dctcp (FreeBSD)"}
+    assert set(s["coexistence"]["pairs"]) == {"dctcp (FreeBSD)/cubic (FreeBSD)"}
     assert s["capacity"]["mean_offered_mbps"] == pytest.approx(10.0, rel=0.05)
     (sf,) = s["short_flows"]
     assert sf["flows"] + sf["unfinished"] == 16 and sf["fct_ms"]["p50"] is not None
