@@ -39,4 +39,4 @@ def test_a_module_flow_id_is_labelled_by_its_destination_port():
     dctcp = next(s for s in sc.streams() if s.cc == "dctcp")
     flow_id = (40001 << 16) | dctcp.port  # the module logs (source port << 16) | destination port
     label = flow_labels(sc, [flow_id])[flow_id]
-    assert (label.host, label.cc, label.group, label.connection) == ("client2", "dctcp", 2, 1)
+    assert (label.host, label.cc, label.group, label.connection) == ("client2", "dctcp (FreeBSD)", 2, 1)
