@@ -18,13 +18,35 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where Ctrl-C would raise KeyboardInterrupt so the same clean-up runs."""
 
 
-def _on_sigterm(signum, frame):  # noqa: ARG001 - signal handler signature
-    raise Terminated()
+_unwinding = False
+"""True once a signal has started the command's unwind: its ``finally`` blocks are running."""
+
+
+def _on_signal(signum, frame):  # noqa: ARG001 - signal handler signature
+    """The first SIGINT or SIGTERM unwinds the command; a second one, while the clean-up runs, is ignored.
+
+    Python's own SIGINT handler raises ``KeyboardInterrupt`` wherever the interpreter is, including inside a
+    ``finally`` block or a weakref callback at exit, where it prints a traceback and can leave a manifest
+    half-updated. The clean-up is bounded (``stop_workers`` waits at most 5 s per worker), so the second
+    signal is not needed to stop; SIGKILL still stops the command at once, and every output is written
+    atomically, so even that loses nothing that was finished.
+    """
+    global _unwinding
+    if _unwinding:
+        return
+    _unwinding = True
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
 def install_sigterm() -> None:
-    """Make SIGTERM unwind the command like Ctrl-C: ``finally`` blocks run, the manifest says what is incomplete."""
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    """Make SIGTERM unwind the command like Ctrl-C: ``finally`` blocks run, the manifest says what is incomplete.
+
+    Both signals go through :func:`_on_signal`, so a second Ctrl-C or SIGTERM during that clean-up is ignored.
+    """
+    global _unwinding
+    _unwinding = False
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
 
 
 @contextmanager
