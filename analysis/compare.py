@@ -18,6 +18,7 @@ from rich import box
 from rich.table import Table
 
 from l4stb.analysis import metrics as M
+from l4stb.analysis.report_frame import ReportSection, ReportTable, write_report
 from l4stb.analysis.summary import RunSummary, load_run, summarize_data
 from l4stb.console import safe
 from l4stb.errors import L4stbError
@@ -108,9 +109,6 @@ def per_repeat_metrics(summaries: Sequence[RunSummary]) -> list[PerRepeatMetric]
 
 def differences_table(summaries: Sequence[RunSummary], labels: Sequence[str]):
     """Rows: metric, the first run's mean, then per other run its mean and its difference with the first."""
-    # lazy: loads matplotlib, slow to import
-    from l4stb.analysis.report import ReportTable
-
     metrics = per_repeat_metrics(summaries)
     base = summaries[0]
     rows = []
@@ -152,7 +150,7 @@ def render_compare_report(ws: Workspace, run_ids: Sequence[str], *, labels: Sequ
     """workdir/compare/<a>-vs-<b>/index.html (and summary.md, figures with their data); with a rich ``console``,
     the differences table is printed there too."""
     # lazy: loads matplotlib, slow to import
-    from l4stb.analysis.report import ReportSection, ReportTable, SeriesData, _write_report, comparison_section
+    from l4stb.analysis.report import SeriesData, comparison_section
 
     if len(run_ids) < 2:
         raise L4stbError("`l4stb compare` needs at least two runs: `l4stb compare RUN_A RUN_B [--label A --label B]`.")
@@ -189,7 +187,7 @@ def render_compare_report(ws: Workspace, run_ids: Sequence[str], *, labels: Sequ
         if console is not None:
             print_table(sections[1].tables[0], console)
         testbeds = sorted({s.testbed for s in summaries})
-        _write_report(stage, f"l4stb comparison: {' vs '.join(labels)}", sections, footer=f"runs {', '.join(run_ids)}",
+        write_report(stage, f"l4stb comparison: {' vs '.join(labels)}", sections, footer=f"runs {', '.join(run_ids)}",
                       testbed="; ".join(testbeds))
     return out / "index.html"
 

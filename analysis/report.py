@@ -1,35 +1,29 @@
-"""`l4stb report`: render a run's self-contained HTML report, its summary.md and the figures into runs/<id>/report/.
+"""`l4stb report`: a run's network sections, and the run's report rendered into runs/<id>/report/.
 
-The report is built from :class:`ReportSection` records: the network sections come from this module, and
-later stages (the model stage: training curves, confusion matrix, baselines, latency/memory, the
-closed-loop comparison) pass their own sections to :func:`render_report`. A section's text, tables and
-figures appear in both ``index.html`` (figures embedded as base64 PNG, inline CSS, no network
-reference, so it opens offline) and ``summary.md`` (figures linked from ``figures/``; SVGs sit beside).
+The report is built from :class:`~l4stb.analysis.report_frame.ReportSection` records: the network sections come
+from this module, and later stages (the model stage: training curves, confusion matrix, baselines,
+latency/memory, the closed-loop comparison) pass their own sections to :func:`render_report`. How sections become
+``index.html`` and ``summary.md`` is the frame's job (:mod:`l4stb.analysis.report_frame`).
 """
 
 from __future__ import annotations
 
-import base64
 import logging
 import math
-import os
-import re
-import shutil
-from dataclasses import dataclass, field
-from html.parser import HTMLParser
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import jinja2
 import numpy as np
 import pandas as pd
-from markupsafe import Markup
 
 from l4stb import aqm_catalogue
 from l4stb.analysis import figure_data as D, metrics as M, plots as P
 from l4stb.analysis.aqm_state import aqm_timeseries
 from l4stb.analysis.capacity import Capacity
 from l4stb.analysis.flowview import DEFAULT_BIN_S, flow_points, flow_rates, has_flow_ids
+from l4stb.analysis.report_frame import (FIGURES_DIR, ReportSection, ReportTable, cell_text, md_code, md_plain,
+                                        write_report)
 from l4stb.analysis.summary import RunData, RunSummary, load_run, na_text, sampled_log_text, summarize_data
 from l4stb.analysis.timebase import interval_times_s, on_repeat_clock, router_offsets_s
 from l4stb.analysis.traffic import bulk_streams
@@ -37,65 +31,9 @@ from l4stb.config import SCALABLE_CCS
 from l4stb.errors import L4stbError
 from l4stb.manifest import Manifest, update_manifest
 from l4stb.units import format_duration
-from l4stb.workspace import Workspace, atomic_write_text, sha256_file, staged_folder, utc_iso
+from l4stb.workspace import Workspace, sha256_file, staged_folder, utc_iso
 
 log = logging.getLogger(__name__)
-
-FIGURES_DIR = "figures"
-
-
-# ---------------------------------------------------------------------------------------------
-# the section API
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class ReportTable:
-    """A table shown in both index.html and summary.md. Cells are rendered with ``str()`` (floats: 4 significant digits)."""
-
-    columns: Sequence[str]
-    rows: Sequence[Sequence[Any]]
-    caption: str = ""
-
-
-@dataclass
-class ReportSection:
-    """One section of the report.
-
-    ``markdown`` is rendered to HTML for index.html and copied as is into summary.md; ``html`` is a
-    trusted HTML fragment inserted as is into index.html (summary.md gets its text). ``figures`` are
-    ``(caption, path)`` pairs: a PNG (or SVG) anywhere on disk, copied into ``report/figures/<anchor>/``
-    (with an SVG of the same stem beside it, if there is one) unless it is already inside the report
-    folder, and embedded in index.html.
-    """
-
-    title: str
-    markdown: str = ""
-    html: str = ""
-    figures: Sequence[tuple[str, Path]] = ()
-    tables: Sequence[ReportTable] = ()
-    anchor: str = ""
-
-    def __post_init__(self) -> None:
-        if not self.anchor:
-            self.anchor = re.sub(r"[^a-z0-9]+", "-", self.title.lower()).strip("-") or "section"
-
-
-@dataclass
-class _Figure:
-    caption: str
-    png: str  # relative to the report dir
-    svg: str | None
-    data_uri: str
-
-
-@dataclass
-class _Rendered:
-    section: ReportSection
-    body_html: Markup
-    body_md: str
-    tables: list[ReportTable]
-    figures: list[_Figure] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -145,7 +83,7 @@ def render_report(ws: Workspace, run_id: str, sections: Sequence[ReportSection] 
         network = network_sections(data, summary, stage / FIGURES_DIR, view)
         tail = [parse_section(summary), provenance_section(data.manifest)]
         all_sections = [network[0], *network[1:], *sections, *tail]
-        _, rendered = _write_report(stage, f"l4stb report: {run_id}", all_sections, footer=f"run {run_id}",
+        _, rendered = write_report(stage, f"l4stb report: {run_id}", all_sections, footer=f"run {run_id}",
                                     scenario=data.scenario, testbed=summary.testbed, extra_files=extra_files)
     out = ws.report_dir(run_id)
     index = out / "index.html"
@@ -163,43 +101,6 @@ def render_report(ws: Workspace, run_id: str, sections: Sequence[ReportSection] 
 
     update_manifest(ws, run_id, record)
     return index
-
-
-def render_model_report(out: Path, title: str, sections: Sequence[ReportSection],
-                        extra_files: Mapping[str, str] | None = None) -> Path:
-    """A report of model sections only, for a model trained on a pool outside any run (no network data)."""
-    with staged_folder(Path(out)) as stage:
-        _write_report(stage, title, sections, footer=title, extra_files=extra_files)
-    return Path(out) / "index.html"
-
-
-def _write_report(out: Path, title: str, sections: Sequence[ReportSection], *, footer: str,
-                  scenario: Any = None, testbed: str = "",
-                  extra_files: Mapping[str, str] | None = None) -> tuple[Path, list[_Rendered]]:
-    """Render ``sections`` into out/index.html and out/summary.md (atomically); return the index and the parts.
-
-    Every file of the report is made world-readable (0644, folders 0755): a results folder is served to
-    colleagues, and the temp files of atomic writes are created private.
-    """
-    out.mkdir(parents=True, exist_ok=True)
-    rendered = [_render_section(s, out) for s in sections]
-    html_text = _environment().get_template("report.html.j2").render(
-        title=title, run_id=footer, generated=utc_iso(), sections=rendered, scenario=scenario, testbed=testbed)
-    index = out / "index.html"
-    atomic_write_text(index, html_text)
-    atomic_write_text(out / "summary.md", (f"*Testbed: {testbed}.*\n\n" if testbed else "")
-                      + _markdown_report(title, rendered))
-    for name, text in (extra_files or {}).items():  # e.g. train-and-report's headline.json, inside the set
-        atomic_write_text(out / name, text)
-    publish_permissions(out)
-    return index, rendered
-
-
-def publish_permissions(folder: Path) -> None:
-    """0644 for files and 0755 for folders under ``folder`` (and itself)."""
-    folder.chmod(0o755)
-    for path in folder.rglob("*"):
-        os.chmod(path, 0o755 if path.is_dir() else 0o644)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -548,7 +449,7 @@ def _overview_md(data: RunData, summary: RunSummary) -> str:
     lines = [f"Testbed: **{summary.testbed}**.", "", f"Run **{data.run_id}**"]
     if s:
         flows = ", ".join(f"{f.host}: {data.senders.label(f.host, f.cc)} × {f.streams}" for f in s.flows)
-        lines[-1] += (f": scenario `{s.name}` ({_md_plain(s.description) or 'no description'}), AQM **{s.aqm.name}** at "
+        lines[-1] += (f": scenario `{s.name}` ({md_plain(s.description) or 'no description'}), AQM **{s.aqm.name}** at "
                      f"{_rate_text(s.bottleneck.rate)}, {format_duration(s.bottleneck.delay)} one-way delay, flows {flows}, "
                      f"{m.n_repeats} repeat(s) of {format_duration(s.duration)}.")
     else:
@@ -839,7 +740,7 @@ def parse_section(summary: RunSummary) -> ReportSection:
           "a well-formed line is never skipped.")
     if p.examples:
         md += "\n\nExamples of skipped lines:\n\n" + "\n".join(
-            f"- {reason}: `{_md_code(ex)}`" for reason, exs in sorted(p.examples.items()) for ex in exs[:3])
+            f"- {reason}: `{md_code(ex)}`" for reason, exs in sorted(p.examples.items()) for ex in exs[:3])
     return ReportSection("Parse statistics", markdown=md, tables=[ReportTable(["", "count"], rows)])
 
 
@@ -897,129 +798,11 @@ def _short(v: Any, limit: int = 200) -> str:
     elif v is None:
         text = "—"
     elif isinstance(v, float):
-        text = _cell(v)
+        text = cell_text(v)
     else:
         text = str(v)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _md_code(text: str) -> str:
-    return text.replace("`", "'")[:200]
-
-
-# ---------------------------------------------------------------------------------------------
-# rendering
-# ---------------------------------------------------------------------------------------------
-
-
-def _md_plain(text: str) -> str:
-    """User text shown as itself inside markdown: every markdown and HTML special character escaped, lines
-    joined, so a scenario description can add no image, link or tag to the offline report."""
-    return re.sub(r"([\\`*_\[\]()!<>|~])", r"\\\1", " ".join(str(text).split()))
-
-
-def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.PackageLoader("l4stb.analysis", "templates"),
-                             autoescape=jinja2.select_autoescape(["html", "j2"]), undefined=jinja2.StrictUndefined,
-                             trim_blocks=True, lstrip_blocks=True)
-    env.filters["cell"] = _cell
-    return env
-
-
-def _md_to_html(text: str) -> str:
-    from markdown_it import MarkdownIt  # comes with rich
-
-    return MarkdownIt("commonmark", {"html": False}).enable("table").render(text)
-
-
-class _TextOnly(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.parts: list[str] = []
-
-    def handle_data(self, data: str) -> None:
-        self.parts.append(data)
-
-    def handle_starttag(self, tag, attrs) -> None:
-        if tag in ("p", "br", "li", "tr", "div", "h1", "h2", "h3", "h4"):
-            self.parts.append("\n")
-
-
-def _html_to_text(fragment: str) -> str:
-    parser = _TextOnly()
-    parser.feed(fragment)
-    return re.sub(r"\n{3,}", "\n\n", "".join(parser.parts)).strip()
-
-
-def _cell(v: Any) -> str:
-    if isinstance(v, float):
-        return "—" if not math.isfinite(v) else f"{v:.4g}"
-    return str(v)
-
-
-def _place_figure(path: Path, out: Path, anchor: str) -> tuple[str, str | None]:
-    """The figure's path relative to the report dir; a figure from elsewhere is copied (with its SVG sibling)
-    to ``figures/<section anchor>/``, so it never overwrites a figure of another section."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"report figure {path} does not exist")
-    try:
-        rel = path.resolve().relative_to(out.resolve())
-    except ValueError:
-        fig_dir = out / FIGURES_DIR / anchor
-        fig_dir.mkdir(parents=True, exist_ok=True)
-        target = fig_dir / path.name
-        shutil.copyfile(path, target)
-        svg = path.with_suffix(".svg")
-        if path.suffix != ".svg" and svg.is_file():
-            shutil.copyfile(svg, target.with_suffix(".svg"))
-        rel = target.relative_to(out)
-    svg_rel = rel.with_suffix(".svg")
-    return rel.as_posix(), svg_rel.as_posix() if (out / svg_rel).is_file() else None
-
-
-def _render_section(section: ReportSection, out: Path) -> _Rendered:
-    parts = []
-    if section.markdown:
-        parts.append(_md_to_html(section.markdown))
-    if section.html:
-        parts.append(section.html)
-    md = section.markdown or (_html_to_text(section.html) if section.html else "")
-    r = _Rendered(section, Markup("\n".join(parts)), md, list(section.tables))
-    for caption, path in section.figures:
-        rel, svg = _place_figure(Path(path), out, section.anchor)
-        mime = "image/svg+xml" if rel.endswith(".svg") else "image/png"
-        data = base64.b64encode((out / rel).read_bytes()).decode("ascii")
-        r.figures.append(_Figure(caption, rel, svg, f"data:{mime};base64,{data}"))
-    return r
-
-
-def _md_table(t: ReportTable) -> str:
-    def esc(v: Any) -> str:
-        return _cell(v).replace("|", "\\|").replace("\n", " ")
-
-    lines = []
-    if t.caption:
-        lines += [f"*{t.caption}*", ""]
-    lines.append("| " + " | ".join(esc(c) for c in t.columns) + " |")
-    lines.append("|" + "|".join("---" for _ in t.columns) + "|")
-    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in t.rows]
-    return "\n".join(lines)
-
-
-def _markdown_report(title: str, rendered: Sequence[_Rendered]) -> str:
-    out = [f"# {title}", ""]
-    out += [f"- [{r.section.title}](#{r.section.anchor})" for r in rendered]
-    for r in rendered:
-        out += ["", f"## {r.section.title}", ""]
-        if r.body_md:
-            out += [r.body_md, ""]
-        for t in r.tables:
-            out += [_md_table(t), ""]
-        for f in r.figures:
-            out += [f"![{f.caption}]({f.png})", "", f"*{f.caption}*" + (f" ([SVG]({f.svg}))" if f.svg else ""), ""]
-    return "\n".join(out).rstrip() + "\n"
-
-
-__all__ = ["ReportSection", "ReportTable", "SeriesData", "comparison_section", "network_sections", "parse_section",
-           "provenance_section", "render_model_report", "render_report", "series_metrics"]
+__all__ = ["SeriesData", "TimeseriesView", "comparison_section", "network_sections", "parse_section",
+           "provenance_section", "render_report", "series_metrics"]

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from l4stb.analysis import metrics as M, plots as P
 from l4stb.analysis.figure_data import interval_rows
-from l4stb.analysis.report import ReportSection, ReportTable, _write_report
+from l4stb.analysis.report_frame import ReportSection, ReportTable, write_report
 from l4stb.analysis.summary import RunSummary, summarize
 from l4stb.errors import L4stbError
 from l4stb.sweep import SweepRecord, load_sweep
@@ -198,6 +198,6 @@ def render_sweep_report(ws: Workspace, sweep_id: str | None) -> Path:
                 figs.append((f"{m.label} against {param}" + (f", one line per {group}" if group else "")
                              + "; mean of repeats with 95% intervals.", P.save_figure(fig, fig_dir / stem, data).png))
             sections.append(ReportSection(f"Against {param}", figures=figs))
-        _write_report(stage, f"l4stb sweep report: {table.record.sweep_id}", sections,
+        write_report(stage, f"l4stb sweep report: {table.record.sweep_id}", sections,
                       footer=f"sweep {table.record.sweep_id}", testbed=table.testbed)
     return out / "index.html"

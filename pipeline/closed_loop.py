@@ -23,7 +23,8 @@ from l4stb.analysis import metrics as M
 from l4stb.analysis.capacity import capacity_of
 from l4stb.analysis.packets import ensure_parsed, read_flows, read_packets
 from l4stb.analysis.pool import PoolSplits
-from l4stb.analysis.report import ReportSection, ReportTable, SeriesData, comparison_section, series_metrics
+from l4stb.analysis.report import SeriesData, comparison_section, series_metrics
+from l4stb.analysis.report_frame import ReportSection, ReportTable
 from l4stb.analysis.summary import annotate_run_flows, scenario_and_rate
 from l4stb.layout import remote_run_dir
 from l4stb.manifest import (Manifest, RepeatRecord, aqm_record, collect_versions, load_manifest, save_manifest,

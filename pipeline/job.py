@@ -20,6 +20,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from l4stb.fetch import fetch_run
 from l4stb.analysis.pool import PoolSplits, load_pool
+from l4stb.analysis.report_frame import render_model_report
 from l4stb.console import safe
 from l4stb.errors import L4stbError
 from l4stb.manifest import load_manifest, update_manifest
@@ -256,9 +257,6 @@ def train_and_report(ws: Workspace, job: TrainJob, *, console: Console) -> JobOu
         headline = _json_text({**outcome.to_json(ws.root), "fingerprint": fingerprint})
         atomic_write_text(stage / HEADLINE, headline)
         if run_id is None:
-            # lazy: loads matplotlib, slow to import
-            from l4stb.analysis.report import render_model_report
-
             render_model_report(stage / "report", f"model {model_name} on pool {splits.meta.name}", sections,
                                 extra_files={HEADLINE: headline})
         atomic_write_json(stage / "job.json", {"fingerprint": fingerprint, "options": _options(job)})

@@ -16,7 +16,7 @@ from matplotlib.ticker import MaxNLocator
 
 from l4stb.analysis.plots import save_figure
 from l4stb.analysis.pool import ACTION_NAMES
-from l4stb.analysis.report import ReportSection, ReportTable
+from l4stb.analysis.report_frame import ReportSection, ReportTable
 
 PAPER_GPU_MEMORY_GB = {"Llama2-7B LoRA (paper)": 23.9, "Llama2-7B full fine-tune (paper)": 65.88}
 PAPER_TRAINABLE = {"Llama2-7B (paper)": (67_108_864, 6_674_456_576), "OPT-1.3B (paper)": (25_165_824, 1_340_923_904)}

@@ -6,7 +6,7 @@ import json
 import logging
 from pathlib import Path
 
-from l4stb.analysis.report import ReportSection
+from l4stb.analysis.report_frame import ReportSection
 from l4stb.manifest import load_manifest
 from l4stb.pipeline.distill_report import distill_section
 from l4stb.pipeline.headline import HEADLINE, read_headline

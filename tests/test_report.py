@@ -12,7 +12,8 @@ from fake_run import flows_frame, install_fake_parser, load_json, make_run, pack
 from l4stb.analysis import metrics as M
 from l4stb.analysis import plots as P
 from l4stb.analysis.palette import CC_COLORS, QUEUE_COLORS
-from l4stb.analysis.report import ReportSection, ReportTable, SeriesData, comparison_section, render_report
+from l4stb.analysis.report import SeriesData, comparison_section, render_report
+from l4stb.analysis.report_frame import ReportSection, ReportTable
 
 FIGURES = ("queue_delay_ecdf", "queue_delay_box", "throughput_timeseries", "throughput_box", "utilization",
            "throughput_vs_p95_delay", "action_mix", "aqm_timeseries")
