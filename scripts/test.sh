@@ -11,8 +11,12 @@ python3 -m ruff check .
 real_log=$(mktemp)
 python3 -m pytest -q -m realkernel "$@" >"$real_log" 2>&1 &
 real_pid=$!
+# The rest over pytest-xdist workers, one per core up to 4 (each training test holds about 1 GB); the
+# real-kernel tests beside them are budgeted in QEMU CPU time, so the load does not change their results.
+workers=$(nproc 2>/dev/null || echo 2)
+[ "$workers" -gt 4 ] && workers=4
 rest=0
-python3 -m pytest -q -m "not realkernel" "$@" || rest=$?
+python3 -m pytest -q -n "$workers" -m "not realkernel" "$@" || rest=$?
 real=0
 wait "$real_pid" || real=$?
 echo "---- real-kernel tests (tests/test_real_linux.py) ----"
