@@ -14,6 +14,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from rich.console import Console
@@ -29,7 +30,7 @@ from l4stb.analysis.summary import annotate_run_flows, scenario_and_rate
 from l4stb.layout import remote_run_dir
 from l4stb.manifest import (Manifest, RepeatRecord, aqm_record, collect_versions, load_manifest, save_manifest,
                             update_manifest)
-from l4stb.pipeline.closed_loop_policy import TimedPolicy, feature_extractor
+from l4stb.pipeline.closed_loop_policy import TimedPolicy, feature_extractor, tree_decider
 from l4stb.pipeline.verdicts import compare_series, summary_sentence
 from l4stb.sim.runner import SimJob, simulate_repeat
 from l4stb.workspace import Workspace, utc_iso
@@ -144,11 +145,19 @@ def _policies(splits: PoolSplits, checkpoint: Path, every: tuple[int, ...], seed
         yield f"llm-n{n}", f"L4S-LLM every {n}", TimedPolicy(f"L4S-LLM every {n}", llm.decide, extract, n, reset_fn=llm.reset)
     norm = splits.meta.norm
     for name, clf in fit_baselines(splits.train, norm, seed=seed).items():
-        def decide(x: np.ndarray, clf=clf) -> int:
-            return int(clf.predict(norm.apply(x[None, :]))[0])
+        decide = _baseline_decider(clf, norm)
 
         slug = name.replace("_", "-")
         yield slug, f"{name.replace('_', ' ')} every 1", TimedPolicy(name, decide, extract, 1)
+
+
+def _baseline_decider(clf, norm) -> Callable[[np.ndarray], int]:
+    """One packet's action from a fitted baseline: a tree walked directly (:func:`tree_decider`), another model
+    through its ``predict``."""
+    if hasattr(clf, "tree_"):
+        walk = tree_decider(clf)
+        return lambda x: walk(norm.apply(x[None, :])[0])
+    return lambda x: int(clf.predict(norm.apply(x[None, :]))[0])
 
 
 def _row(label: str, m: M.RunMetrics, repeats: list[int], result: SeriesResult | None) -> dict:

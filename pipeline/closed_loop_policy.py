@@ -35,6 +35,30 @@ def feature_extractor(feature_names: Sequence[str]) -> Callable[[Sequence[int]],
     return extract
 
 
+def tree_decider(clf) -> Callable[[np.ndarray], int]:
+    """scikit-learn's ``DecisionTreeClassifier.predict`` for one float32 row, walked in plain Python.
+
+    ``predict`` validates its input on every call, about 0.1 ms; the closed loop asks once per packet, so the
+    tree baseline's three repeats spent some 40 s of the main job in that check. The walk is predict's own
+    (sklearn/tree/_tree.pyx ``_apply_dense``: ``X[i, feature] <= threshold``, a float32 value against a double
+    threshold; the class is ``classes_`` at the argmax of the leaf's value, as ``predict`` takes it), so the
+    decisions are the same (``tests/test_closed_loop_policy.py`` holds them to predict's).
+    """
+    tree = clf.tree_
+    left, right = tree.children_left.tolist(), tree.children_right.tolist()
+    feature, threshold = tree.feature.tolist(), tree.threshold.tolist()
+    leaf_class = [int(c) for c in clf.classes_.take(np.argmax(tree.value[:, 0, :], axis=1))]
+
+    def decide(row: np.ndarray) -> int:
+        values = row.tolist()  # float32 -> Python float (a double), as the Cython comparison promotes it
+        node = 0
+        while left[node] != -1:  # sklearn's TREE_LEAF
+            node = left[node] if values[feature[node]] <= threshold[node] else right[node]
+        return leaf_class[node]
+
+    return decide
+
+
 @dataclass
 class TimedPolicy:
     """A policy for the simulator's ``policy`` AQM that also measures its own decision latency."""

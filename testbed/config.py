@@ -845,7 +845,7 @@ def _split_override(item: str) -> tuple[str, Any]:
         raise L4stbError(f"--set '{item}' is not KEY=VALUE; write it like --set bottleneck.rate=20Mbit.")
     key, raw = item.split("=", 1)
     key = key.strip()
-    if not re.fullmatch(r"[a-z_]+(\.[a-z0-9_]+)*", key):
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*(\.[a-z0-9_]+)*", key):  # a field name may hold a digit: iperf3
         raise L4stbError(f"--set '{item}': '{key}' is not a field path; write it like bottleneck.rate or aqm.target.")
     return key, parse_yaml(raw, f"--set '{item}'") if raw.strip() else raw
 

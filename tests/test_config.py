@@ -47,6 +47,12 @@ def test_set_overrides_go_through_validation():
     assert s.bottleneck.rate == 20_000_000 and s.duration == 30_000_000 and s.aqm.target == 5000
 
 
+def test_set_reaches_a_section_whose_name_holds_a_digit():
+    """``iperf3.*`` was refused as "not a field path": the first part of a key allowed letters only."""
+    s = load_scenario("dctcp-8mbps", ["iperf3.base_port=5301"])
+    assert s.iperf3.base_port == 5301 and s.connection_port(0, 1) == 5301
+
+
 def test_aqm_defaults_follow_the_chosen_aqm():
     assert load_scenario("dctcp-8mbps").aqm.resolved().tupdate == 16_000
     assert load_scenario("paper-l4s-pie-10mbps-20ms").aqm.resolved().tupdate == 15_000
