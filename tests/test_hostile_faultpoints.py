@@ -204,7 +204,7 @@ def trained_reference(tmp_path_factory) -> dict[str, object]:
 @pytest.mark.parametrize("sig, when, target", [
     (signal.SIGINT, "after", "l4stb.model.train:validate"),  # the first epoch trained
     (signal.SIGTERM, "before", "l4stb.model.train:save_checkpoint"),  # the best epoch about to be saved
-    (signal.SIGKILL, "before", "l4stb.analysis.report:render_model_report"),  # model done, report not
+    (signal.SIGKILL, "before", "l4stb.pipeline.job:render_model_report"),  # model done, report not
 ])
 def test_a_retrain_signalled_midway_keeps_the_old_model_and_completes_identically(tmp_path, outside,
                                                                                   trained_reference, sig, when,
