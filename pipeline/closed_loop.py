@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -30,9 +29,11 @@ from l4stb.analysis.summary import annotate_run_flows, scenario_and_rate
 from l4stb.layout import remote_run_dir
 from l4stb.manifest import (Manifest, RepeatRecord, aqm_record, collect_versions, load_manifest, save_manifest,
                             update_manifest)
-from l4stb.pipeline.closed_loop_policy import TimedPolicy, feature_extractor, tree_decider
+from l4stb.pipeline.closed_loop_policy import (PolicySpec, TimedPolicy, feature_extractor, latency_summary,
+                                              one_thread_here, one_thread_per_worker)
 from l4stb.pipeline.verdicts import compare_series, summary_sentence
 from l4stb.sim.runner import SimJob, simulate_repeat
+from l4stb.workers import available_cores, run_with_progress
 from l4stb.workspace import Workspace, utc_iso
 
 DEFAULT_EVERY = (10, 100)
@@ -90,36 +91,91 @@ def _series_run(ws: Workspace, source: Manifest, slug: str, repeats: list[int], 
     return run_id
 
 
-def _simulate_series(ws: Workspace, run_id: str, policy: TimedPolicy | None, progress: Progress) -> float:
-    """Simulate the series' repeats into runs/<id>/raw/ (the layout fetch-logs produces), then parse them."""
+@dataclass(frozen=True)
+class SeriesRepeat:
+    """One repeat of one series: what a worker process needs to simulate it (picklable)."""
+
+    run_id: str
+    repeat: int
+    job: SimJob
+    policy: PolicySpec | None
+
+
+@dataclass(frozen=True)
+class RepeatDone:
+    run_id: str
+    repeat: int
+    started: str
+    finished: str
+    wall_s: float
+    stats: dict
+    latencies_s: list[float]
+
+
+_built: dict[str, TimedPolicy] = {}
+"""The policies this process has built, by series label: a worker loads a checkpoint once, not once per repeat."""
+
+
+def simulate_series_repeat(task: SeriesRepeat, progress: Callable[[float], None]) -> RepeatDone:
+    """Simulate one repeat of a series into the series' host folders, with its policy deciding (none: DualPI2)."""
+    policy = None
+    if task.policy is not None:
+        policy = _built.get(task.policy.label) or _built.setdefault(task.policy.label, task.policy.build())
+        policy.reset()
+        policy.latencies_s.clear()
+    started, t0 = utc_iso(), time.perf_counter()
+    stats = simulate_repeat(task.job, progress, policy=policy)
+    return RepeatDone(task.run_id, task.repeat, started, utc_iso(), round(time.perf_counter() - t0, 3),
+                      {k: v for k, v in stats.items() if k not in ("log_files", "iperf3_files")},
+                      list(policy.latencies_s) if policy is not None else [])
+
+
+def _simulate_all(ws: Workspace, series: list[tuple[str, PolicySpec | None]], progress: Progress, jobs: int) -> None:
+    """Simulate every repeat of every series (``(run_id, policy)``), over ``jobs`` worker processes, then file each
+    series as a run: its raw/ folder (the layout fetch-logs produces), its manifest, its parsed tables."""
+    tasks, bars = [], {}
+    for run_id, spec in series:
+        manifest = load_manifest(ws, run_id)
+        scenario, topology = manifest.run_scenario(), manifest.run_topology()
+        hosts_root = str(ws.run_dir(run_id) / ".sim-hosts")
+        for key, record in manifest.repeats.items():
+            job = SimJob(scenario, topology, run_id, record.repeat, record.seed, hosts_root)
+            tasks.append(SeriesRepeat(run_id, record.repeat, job, spec))
+            bars[(run_id, record.repeat)] = progress.add_task(f"  {run_id} repeat {key}", total=1.0, what="")
+    done: dict[str, list[RepeatDone]] = {run_id: [] for run_id, _ in series}
+
+    def on_done(result: RepeatDone) -> None:
+        done[result.run_id].append(result)
+        progress.update(bars[(result.run_id, result.repeat)], completed=1.0, what=f"{result.wall_s:.1f} s")
+
+    # a spawned worker: this process has run torch's OpenMP threads, which do not survive a fork
+    with one_thread_here():
+        run_with_progress(simulate_series_repeat, tasks, jobs=jobs, key=lambda t: (t.run_id, t.repeat),
+                          on_progress=lambda k, f: progress.update(bars[k], completed=f), on_done=on_done,
+                          start="spawn", init=one_thread_per_worker)
+    for run_id, spec in series:
+        _file_series(ws, run_id, done[run_id], spec is not None)
+
+
+def _file_series(ws: Workspace, run_id: str, results: list[RepeatDone], has_policy: bool) -> None:
     manifest = load_manifest(ws, run_id)
-    scenario = manifest.run_scenario()
-    topology = manifest.run_topology()
     hosts_root = ws.run_dir(run_id) / ".sim-hosts"
-    t0 = time.perf_counter()
-    for key, record in manifest.repeats.items():
-        task = progress.add_task(f"  {run_id} repeat {key}", total=1.0, what="")
-        if policy is not None:
-            policy.reset()
-        started, t_rep = utc_iso(), time.perf_counter()
-        job = SimJob(scenario, topology, run_id, record.repeat, record.seed, str(hosts_root))
-        stats = simulate_repeat(job, lambda f, t=task: progress.update(t, completed=f), policy=policy)
-        record.status, record.started, record.finished = "ok", started, utc_iso()
-        record.wall_s = round(time.perf_counter() - t_rep, 3)
-        record.stats = {k: v for k, v in stats.items() if k not in ("log_files", "iperf3_files")}
-        progress.update(task, completed=1.0, what=f"{record.wall_s:.1f} s")
-    for host in topology.hosts:
+    for result in results:
+        record = manifest.repeats[str(result.repeat)]
+        record.status, record.started, record.finished = "ok", result.started, result.finished
+        record.wall_s, record.stats = result.wall_s, result.stats
+    for host in manifest.run_topology().hosts:
         src = hosts_root / host / remote_run_dir(run_id).lstrip("/")
         if src.is_dir():
             shutil.move(str(src), str(ws.raw_dir(run_id) / host))
     shutil.rmtree(hosts_root, ignore_errors=True)
     manifest.status = "complete"
-    manifest.timings = {"finished": utc_iso(), "run_wall_s": round(time.perf_counter() - t0, 3)}
-    if policy is not None:
-        manifest.steps["closed_loop"]["policy_latency_ms"] = policy.latency_ms()
+    manifest.timings = {"finished": utc_iso(), "run_wall_s": round(sum(r.wall_s for r in results), 3)}
+    if has_policy:
+        latencies = [x for r in results for x in r.latencies_s]
+        manifest.steps["closed_loop"]["policy_latency_ms"] = latency_summary(latencies)
     save_manifest(ws, manifest)
     ensure_parsed(ws, run_id)
-    return time.perf_counter() - t0
 
 
 def _series_data(ws: Workspace, run_id: str, repeats: list[int] | None = None) -> SeriesData:
@@ -134,30 +190,17 @@ def _series_data(ws: Workspace, run_id: str, repeats: list[int] | None = None) -
 
 
 def _policies(splits: PoolSplits, checkpoint: Path, every: tuple[int, ...], seed: int):
-    """(slug, label, TimedPolicy) for the learned policy at each N and the learned baselines at N=1."""
+    """(slug, PolicySpec) for the learned policy at each N and the learned baselines at N=1."""
     # lazy: loads torch, slow to import
     from l4stb.model.evaluate import fit_baselines
-    from l4stb.model.inference import load_policy
 
-    extract = feature_extractor(splits.meta.feature_names)
-    llm = load_policy(checkpoint)
+    features = tuple(splits.meta.feature_names)
     for n in every:
-        yield f"llm-n{n}", f"L4S-LLM every {n}", TimedPolicy(f"L4S-LLM every {n}", llm.decide, extract, n, reset_fn=llm.reset)
+        yield f"llm-n{n}", PolicySpec(f"L4S-LLM every {n}", n, features, checkpoint=str(checkpoint))
     norm = splits.meta.norm
     for name, clf in fit_baselines(splits.train, norm, seed=seed).items():
-        decide = _baseline_decider(clf, norm)
-
         slug = name.replace("_", "-")
-        yield slug, f"{name.replace('_', ' ')} every 1", TimedPolicy(name, decide, extract, 1)
-
-
-def _baseline_decider(clf, norm) -> Callable[[np.ndarray], int]:
-    """One packet's action from a fitted baseline: a tree walked directly (:func:`tree_decider`), another model
-    through its ``predict``."""
-    if hasattr(clf, "tree_"):
-        walk = tree_decider(clf)
-        return lambda x: walk(norm.apply(x[None, :])[0])
-    return lambda x: int(clf.predict(norm.apply(x[None, :]))[0])
+        yield slug, PolicySpec(f"{name.replace('_', ' ')} every 1", 1, features, classifier=clf, norm=norm)
 
 
 def _row(label: str, m: M.RunMetrics, repeats: list[int], result: SeriesResult | None) -> dict:
@@ -244,8 +287,10 @@ def closed_loop_section(ws: Workspace, run_id: str, record: dict) -> tuple[Repor
 
 
 def run_closed_loop(ws: Workspace, run_id: str, splits: PoolSplits, report, job, *,
-                    console: Console, extra_policies: tuple = ()) -> tuple[ReportSection | None, list[dict]]:
-    """``extra_policies``: more (slug, label, TimedPolicy) series, e.g. the distilled tree deciding every packet."""
+                    console: Console, extra_policies: tuple = (), jobs: int | None = None,
+                    ) -> tuple[ReportSection | None, list[dict]]:
+    """``extra_policies``: more (slug, PolicySpec) series, e.g. the distilled tree deciding every packet.
+    ``jobs``: repeats simulated at once, in worker processes (default: every core)."""
     source = load_manifest(ws, run_id)
     if source.provider != "sim" or source.kind != "run":
         what = f"ran on the {source.provider} provider" if source.kind == "run" else f"is a {source.kind} run"
@@ -259,17 +304,16 @@ def run_closed_loop(ws: Workspace, run_id: str, splits: PoolSplits, report, job,
                   + (f" ({', '.join(map(str, held.fresh))} with new seeds)" if held.fresh else "")
                   + f": L4S-LLM every {', '.join(map(str, every))} packets, and the learned baselines, against "
                   "DualPI2 on the same seeds")
-    entries = []
+    feature_extractor(splits.meta.feature_names)  # a pool whose features the router does not log is refused here
+    series = [("dualpi2", "DualPI2", None, {"policy": "DualPI2", "every": 0})]
+    for slug, spec in [*_policies(splits, report.checkpoint_dir, every, seed=0), *extra_policies]:
+        series.append((slug, spec.label, spec, {"policy": spec.label, "every": spec.every,
+                                                 "checkpoint": ws.stored(report.checkpoint_dir)}))
+    runs = [(_series_run(ws, source, slug, repeats, info), spec) for slug, _label, spec, info in series]
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[what]}"),
                   TimeElapsedColumn(), console=console) as progress:
-        base_run = _series_run(ws, source, "dualpi2", repeats, {"policy": "DualPI2", "every": 0})
-        _simulate_series(ws, base_run, None, progress)
-        entries.append({"label": "DualPI2", "run_id": base_run})
-        for slug, label, policy in [*_policies(splits, report.checkpoint_dir, every, seed=0), *extra_policies]:
-            cl_run = _series_run(ws, source, slug, repeats, {"policy": label, "every": policy.every,
-                                                             "checkpoint": ws.stored(report.checkpoint_dir)})
-            _simulate_series(ws, cl_run, policy, progress)
-            entries.append({"label": label, "run_id": cl_run})
+        _simulate_all(ws, runs, progress, jobs or available_cores())
+    entries = [{"label": label, "run_id": run_id} for (_slug, label, _spec, _info), (run_id, _) in zip(series, runs)]
     record = {"status": "done", "finished": utc_iso(), "repeats": repeats, "fresh": held.fresh,
               "trained_on": held.trained_on, "series": entries}
     update_manifest(ws, run_id, lambda m: m.steps.__setitem__("closed_loop", record))

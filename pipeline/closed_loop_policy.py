@@ -8,9 +8,11 @@ parser does -- and asks the wrapped model. So the policy sees exactly what the l
 
 from __future__ import annotations
 
+import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -80,8 +82,76 @@ class TimedPolicy:
         if self.reset_fn is not None:
             self.reset_fn()
 
-    def latency_ms(self) -> dict[str, float]:
-        if not self.latencies_s:
-            return {"p50": float("nan"), "p99": float("nan"), "n": 0}
-        arr = np.asarray(self.latencies_s) * 1e3
-        return {"p50": float(np.percentile(arr, 50)), "p99": float(np.percentile(arr, 99)), "n": int(arr.size)}
+
+
+def latency_summary(latencies_s: Sequence[float]) -> dict[str, float]:
+    """p50 and p99 in ms of a policy's decision times (NaN when it never decided), and their count."""
+    if not latencies_s:
+        return {"p50": float("nan"), "p99": float("nan"), "n": 0}
+    arr = np.asarray(latencies_s) * 1e3
+    return {"p50": float(np.percentile(arr, 50)), "p99": float(np.percentile(arr, 99)), "n": int(arr.size)}
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """What a closed-loop series' policy is, in a form a worker process rebuilds it from.
+
+    A :class:`TimedPolicy` holds closures and a loaded model, which do not cross processes; the spec holds
+    the checkpoint's folder (an L4S-LLM), a fitted scikit-learn baseline or a distilled tree, all picklable.
+    Exactly one of ``checkpoint``, ``classifier`` and ``blob`` is set."""
+
+    label: str
+    every: int
+    feature_names: tuple[str, ...] = ()
+    checkpoint: str | None = None
+    classifier: Any = None
+    norm: Any = None  # the pool's NormStats, which the classifier was fitted behind
+    blob: Any = None  # a l4stb.policyblob.PolicyBlob: it decides on the raw log record
+
+    def build(self) -> TimedPolicy:
+        if self.blob is not None:
+            return TimedPolicy(self.label, self.blob.decide, _log_record, self.every)
+        extract = feature_extractor(self.feature_names)
+        if self.checkpoint is not None:
+            # lazy: loads torch, slow to import
+            from l4stb.model.inference import load_policy
+
+            llm = load_policy(self.checkpoint)
+            return TimedPolicy(self.label, llm.decide, extract, self.every, reset_fn=llm.reset)
+        return TimedPolicy(self.label, classifier_decider(self.classifier, self.norm), extract, self.every)
+
+
+def classifier_decider(clf, norm) -> Callable[[np.ndarray], int]:
+    """One packet's action from a fitted baseline: a tree walked directly (:func:`tree_decider`), another model
+    through its ``predict``."""
+    if hasattr(clf, "tree_"):
+        walk = tree_decider(clf)
+        return lambda x: walk(norm.apply(x[None, :])[0])
+    return lambda x: int(clf.predict(norm.apply(x[None, :]))[0])
+
+
+@contextmanager
+def one_thread_here():
+    """This process decides on one intra-op thread inside the block, as every worker does, so a series' decisions
+    are the same arithmetic whether it runs here (``--jobs 1``) or in a worker."""
+    # lazy: loads torch, slow to import (already loaded by the training that precedes every closed loop)
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def one_thread_per_worker() -> None:
+    """Worker initializer: one intra-op thread each. A batch-1 decision of a small model is bound by dispatch, not
+    arithmetic (``decision_latency`` times it on one thread for the same reason), and the workers already share
+    the cores; set before torch is imported in the fresh worker, which reads it once."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
+
+
+def _log_record(fields):
+    return fields

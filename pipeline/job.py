@@ -25,7 +25,7 @@ from l4stb.console import safe
 from l4stb.errors import L4stbError
 from l4stb.manifest import load_manifest, update_manifest
 from l4stb.model.distill import DistillConfig
-from l4stb.pipeline.closed_loop_policy import TimedPolicy
+from l4stb.pipeline.closed_loop_policy import PolicySpec
 from l4stb.pipeline.distill_job import DISTILLED_SUFFIX, distill_pool_model, distill_run
 from l4stb.pipeline.headline import HEADLINE, read_headline
 from l4stb.pipeline.verdicts import metric_label
@@ -53,6 +53,8 @@ class TrainJob:
     closed_loop_repeats: int = 3
     force: bool = False
     distill: bool = True
+    jobs: int | None = None  # closed-loop repeats simulated at once (None: every core); never changes a result
+
 
     @property
     def model_name(self) -> str:
@@ -249,7 +251,7 @@ def train_and_report(ws: Workspace, job: TrainJob, *, console: Console) -> JobOu
 
                 extra = (_distilled_series(distilled),) if distilled is not None else ()
                 section, closed_rows = run_closed_loop(ws, run_id, splits, report, job, console=console,
-                                                       extra_policies=extra)
+                                                       extra_policies=extra, jobs=job.jobs)
                 if section is not None:
                     sections.append(section)
         outcome = JobOutcome(report_index, model_dir, report.metrics, closed_rows, time.perf_counter() - t0,
@@ -338,7 +340,8 @@ def _publish_run_report(ws: Workspace, run_id: str, model_name: str, model_dir: 
 
 
 def _options(job: TrainJob) -> dict:
-    return {k: v for k, v in asdict(job).items() if k != "force"}
+    """The options that decide what the job produces (not --force, not how many processes it uses)."""
+    return {k: v for k, v in asdict(job).items() if k not in ("force", "jobs")}
 
 
 def _json_text(obj: dict) -> str:
@@ -382,15 +385,9 @@ def _distill_stage(ws: Workspace, run_id: str | None, splits: PoolSplits, staged
                        out_dir=model_dir.parent / f"{model_dir.name}{DISTILLED_SUFFIX}")
 
 
-def _distilled_series(distilled):
+def _distilled_series(distilled) -> tuple[str, PolicySpec]:
     """The closed-loop series of the distilled tree: the simulator's twin of the C evaluator, every packet."""
-    blob = distilled.blob
-    label = "distilled tree every 1"
-    return "distilled", label, TimedPolicy(label, blob.decide, _log_record, 1)
-
-
-def _log_record(fields):
-    return fields
+    return "distilled", PolicySpec("distilled tree every 1", 1, blob=distilled.blob)
 
 
 def _build_pool(ws: Workspace, run_ids: list[str], test_runs: list[str], job: TrainJob, console: Console) -> PoolSplits:

@@ -585,6 +585,8 @@ def report(c: Ctx, run_ids, sweep_id, repeat, window, bin_ms) -> None:
               help="Closed loop: held-out repeats per series (verdicts need at least 3).")
 @click.option("--name", default=None, help="Model name (default: the backbone name).")
 @click.option("--force", is_flag=True, help="Train again even when this model is up to date with these options.")
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="Closed loop: repeats simulated in parallel worker processes (default: all cores).")
 @pass_ctx
 def train_and_report(c: Ctx, **options) -> None:
     """Logs -> experience pool -> LLM fine-tune (LoRA) -> evaluation -> closed loop -> HTML report."""

@@ -24,7 +24,8 @@ def test_main_job_produces_a_report_with_real_numbers_in_every_section(l4stb, wo
     run = l4stb("run", "--scenario", "dctcp-8mbps", "--repeats", "3", "--set", "duration=8s")
     assert run.exit_code == 0, run.output
     assert l4stb("fetch-logs").exit_code == 0
-    job = l4stb("train-and-report", "--epochs", "1", "--max-train-windows", "300", "--policy-every", "10")
+    job = l4stb("train-and-report", "--epochs", "1", "--max-train-windows", "300", "--policy-every", "10",
+                "--jobs", "2")
     assert job.exit_code == 0, job.output
     assert "report:" in job.stdout and "macro-F1" in job.stdout
 
@@ -66,6 +67,39 @@ def test_main_job_produces_a_report_with_real_numbers_in_every_section(l4stb, wo
     assert data["queues"]["C"]["packets"] > 0 and 0 < data["utilization"] <= 1
     status = l4stb("status").stdout
     assert "closed-loop" in status and "complete" in status
+    _series_here_match_series_in_workers(workdir, run_dir)
+
+
+def _series_here_match_series_in_workers(workdir, run_dir):
+    """The job simulated its closed-loop series over 2 worker processes (one task per repeat); simulated again one
+    after another in this process (`--jobs 1`), the learned policies decide exactly as they did there."""
+    import pandas as pd
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from l4stb.analysis.packets import read_packets
+    from l4stb.analysis.pool import load_pool
+    from l4stb.manifest import load_manifest
+    from l4stb.pipeline.closed_loop import _policies, _series_run, _simulate_all
+    from l4stb.workspace import Workspace
+
+    ws = Workspace(workdir)
+    source = load_manifest(ws, run_dir.name)
+    splits = load_pool(run_dir / "pool" / "paper7-paper")
+    specs = [s for s in _policies(splits, run_dir / "model" / "tiny-gpt2" / "checkpoint", (10,), seed=0)
+             if s[0] in ("llm-n10", "decision-tree")]
+    repeats = sorted(int(k) for k in load_manifest(ws, f"{run_dir.name}-cl-llm-n10").repeats)
+    runs = [(_series_run(ws, source, f"{slug}-here", repeats, {"policy": spec.label, "every": spec.every}), spec)
+            for slug, spec in specs]
+    with Progress(console=Console(quiet=True)) as progress:
+        _simulate_all(ws, runs, progress, jobs=1)
+    for (slug, _), (run_id, _) in zip(specs, runs):
+        here, in_workers = read_packets(ws, run_id), read_packets(ws, f"{run_dir.name}-cl-{slug}")
+        assert len(here) > 1000 and here["action"].nunique() > 1, slug
+        pd.testing.assert_frame_equal(here, in_workers, obj=slug)
+        for name in (run_id, f"{run_dir.name}-cl-{slug}"):
+            latency = load_manifest(ws, name).steps["closed_loop"]["policy_latency_ms"]
+            assert latency["n"] > 0 and latency["p99"] >= latency["p50"] > 0
 
 
 @pytest.mark.slow

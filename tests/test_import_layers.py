@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("core", ("l4stb", "l4stb.errors", "l4stb.units", "l4stb.config", "l4stb.aqm_catalogue", "l4stb.logformat", "l4stb.logfiles",
               "l4stb.layout", "l4stb.workspace", "l4stb.manifest", "l4stb.console", "l4stb.resources",
-              "l4stb.interrupts", "l4stb.lograte", "l4stb.rate_applied", "l4stb.ratetrace", "l4stb.policyblob", "l4stb.topologies",
+              "l4stb.interrupts", "l4stb.workers", "l4stb.lograte", "l4stb.rate_applied", "l4stb.ratetrace", "l4stb.policyblob", "l4stb.topologies",
               "l4stb.playbooks", "l4stb.freebsd_module")),
     ("engines", ("l4stb.sim", "l4stb.providers", "l4stb.linuxvm")),  # the FreeBSD wing is l4stb.providers.freebsd
     ("orchestration", ("l4stb.runner", "l4stb.sweep", "l4stb.check", "l4stb.executors", "l4stb.run_selection",

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
 import os
 import platform
 import posixpath
 import shutil
 import stat
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
-from l4stb import __version__, aqm_catalogue, interrupts, logformat
+from l4stb import __version__, aqm_catalogue, logformat
 from l4stb.config import Topology
 from l4stb.errors import L4stbError
 from l4stb.layout import REMOTE_ROOT, remote_repeat_dir
@@ -36,6 +34,7 @@ from l4stb.providers.base import (
     TestbedInfo,
     quote_argv,
 )
+from l4stb.workers import run_with_progress
 from l4stb.workspace import stored_path, utc_iso
 
 HOST_DIRS = ("var/log", "etc", "root", REMOTE_ROOT.lstrip("/"))
@@ -216,44 +215,8 @@ class SimProvider(Provider):
             for host in ctx.topology.hosts:
                 # a repeat that did not finish starts from scratch: nothing a killed worker half wrote survives
                 shutil.rmtree(self.host(host).local_path(remote_repeat_dir(ctx.run_id, job.repeat)), ignore_errors=True)
-        if jobs <= 1 or len(jobs_list) == 1:
-            for job in jobs_list:
-                on_done(_timed(simulate_repeat, job, lambda f, r=job.repeat: on_progress(r, f)))
-            return
-        ctx_mp = multiprocessing.get_context()
-        progress_q = ctx_mp.SimpleQueue()
-        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx_mp, initializer=_worker_init,
-                                   initargs=(os.getpid(), progress_q))
-        futures: list = []
-        reported: set = set()
-        try:
-            futures = [pool.submit(_timed_in_worker, job) for job in jobs_list]
-            pending = set(futures)
-            while pending:
-                done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-                _drain(progress_q, on_progress)
-                for fut in done:
-                    reported.add(fut)
-                    on_done(fut.result())
-            _drain(progress_q, on_progress)
-        except BaseException:
-            # Ctrl-C, SIGTERM or an error: keep every repeat that finished, then stop the rest now.
-            for fut in futures:
-                if fut not in reported and fut.done() and not fut.cancelled() and fut.exception() is None:
-                    reported.add(fut)
-                    on_done(fut.result())
-            interrupts.stop_workers(pool)
-            raise
-        pool.shutdown(wait=True)
-
-
-_progress_q = None
-
-
-def _worker_init(parent_pid: int, progress_q) -> None:
-    interrupts.die_with_parent(parent_pid)
-    global _progress_q
-    _progress_q = progress_q
+        run_with_progress(_timed_repeat, jobs_list, jobs=jobs, key=lambda job: job.repeat, on_progress=on_progress,
+                          on_done=on_done)
 
 
 def sim_sched_type(aqm) -> str:
@@ -299,16 +262,11 @@ def _count_prefixed(path: Path, prefix: str) -> int:
         return sum(1 for line in fh if needle in line)
 
 
-def _drain(progress_q, on_progress: ProgressFn) -> None:
-    while not progress_q.empty():
-        repeat, frac = progress_q.get()
-        on_progress(repeat, frac)
-
-
-def _timed(fn, job, progress) -> RepeatOutcome:
+def _timed_repeat(job: SimJob, progress) -> RepeatOutcome:
+    """Simulate one repeat (in a worker process or here); a repeat the simulator refuses is an outcome, not a crash."""
     started, t0 = utc_iso(), time.perf_counter()
     try:
-        stats = _stored_paths(fn(job, progress), Path(job.hosts_root).parent)
+        stats = _stored_paths(simulate_repeat(job, progress), Path(job.hosts_root).parent)
         ok, detail = True, ""
     except L4stbError as exc:
         stats, ok, detail = {}, False, str(exc)
@@ -322,14 +280,3 @@ def _stored_paths(stats: dict, root: Path) -> dict:
         if isinstance(stats.get(key), list):
             stats[key] = [stored_path(root, p) for p in stats[key]]
     return stats
-
-
-def _timed_in_worker(job) -> RepeatOutcome:
-    last = [0.0]
-
-    def progress(frac: float) -> None:
-        if frac - last[0] >= 0.02 or frac >= 1.0:
-            last[0] = frac
-            _progress_q.put((job.repeat, frac))
-
-    return _timed(simulate_repeat, job, progress)
