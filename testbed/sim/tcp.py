@@ -108,7 +108,7 @@ class TcpFlow:
         "retrans", "ce_acked", "marked_rtts", "rtt_min", "rtt_max", "rtt_sum", "rtt_n", "max_cwnd",
         "bytes_acked", "cnt_acc", "in_cwr", "cwr_end", "prr_delivered", "prr_out", "prior_cwnd",
         "delivered", "delivered_ce", "pace_next", "pace_armed", "is_cwnd_limited", "max_out", "cwnd_usage_seq",
-        "rack", "reo_at", "tlp_at", "tlp_high", "rto_loss",
+        "rack", "reo_at", "tlp_at", "tlp_high", "rto_loss", "tx_ns",
         # receiver
         "rcv_nxt", "ooo", "ack_pending", "ce_pending", "ts_recent", "delack_at", "ce_received", "bytes_rcvd",
         "ce_state", "ce_ack_now", "cwr_pending", "quick", "rcv_last",
@@ -182,6 +182,9 @@ class TcpFlow:
         self.tlp_high = 0
         self.rto_loss = False
         """Linux's TCP_CA_Loss: from an RTO until ``recover`` is acked (no loss probe meanwhile)."""
+        self.tx_ns: dict | None = {} if self.cc.samples_rtt else None
+        """seq -> when it was first sent (ns), -1 once retransmitted: Linux's skb timestamps, which give the CC its
+        RTT sample (:meth:`_ca_rtt`); kept only for a CC that takes samples (Linux Cubic's HyStart)."""
         self.rcv_nxt = 0
         self.ooo: set = set()
         self.ack_pending = 0
@@ -279,9 +282,13 @@ class TcpFlow:
             if seq < self.high_tx:
                 self.retrans += 1
                 cp = self.rtx_cp
+                if self.tx_ns is not None:
+                    self.tx_ns[seq] = -1  # TCPCB_RETRANS: Karn, no sample from it
             else:
                 self.high_tx = seq + 1
                 cp = self.ecn_cp
+                if self.tx_ns is not None:
+                    self.tx_ns[seq] = now
             if reducing:
                 self.prr_out += 1
             # the packet leaves now (a paced one at its burst's departure time) through the NIC's FIFO and the
@@ -413,6 +420,8 @@ class TcpFlow:
         else:
             seq = self.high_tx - 1
             self.retrans += 1
+            if self.tx_ns is not None:
+                self.tx_ns[seq] = -1
             heappush(self.sim.heap, (self.access.depart(now) + self.extra_ns, next(self.sim.counter), EV_ARRIVE,
                                      [0, PKT_BYTES, self.rtx_cp, self.fid, seq, now]))
         self.tlp_high = self.snd_nxt
@@ -500,6 +509,7 @@ class TcpFlow:
                 cc.on_srtt(self.srtt)
         acked = cum - self.snd_una
         new_sack = sack >= cum and sack not in self.sacked
+        ca_rtt = self._ca_rtt(now, cum, acked, sack if new_sack else -1, r) if self.tx_ns is not None else -1
         if acked > 0:
             self.snd_una = cum
             if self.snd_nxt < cum:
@@ -531,8 +541,8 @@ class TcpFlow:
             if self.size_segs and cum >= self.size_segs and not self.done_ns:
                 self._finish(now)
                 return
-        if r > 0 and cc.samples_rtt and not self.in_rec:
-            cc.on_rtt_sample(self, now, r)
+        if ca_rtt >= 0 and not self.in_rec:
+            cc.on_rtt_sample(self, now, ca_rtt if ca_rtt else 1)  # cubictcp_acked: a delay of 0 counts as 1 us
         if sack >= 0:
             self.sacked.add(sack)
             if sack + 1 > self.fack:
@@ -552,6 +562,36 @@ class TcpFlow:
         self.send(now)
         if self.rack and acked > 0 and not self.in_rec:
             self._arm_loss_probe(now, True)  # tcp_set_xmit_timer
+
+    def _ca_rtt(self, now: int, cum: int, acked: int, new_sack: int, r: int) -> int:
+        """Linux's RTT sample for the congestion control (tcp_input.c tcp_clean_rtx_queue, ``ca_rtt_us``, passed to
+        ``pkts_acked`` as ``rate->rtt_us``): from the send time of the *newest* segment this ACK acknowledges -- the
+        newest newly SACKed one when there is one, else the newest cumulatively acked one not SACKed before -- not
+        from the timestamp echo, which a delayed ACK takes from the oldest. Karn: when retransmitted data is
+        cumulatively acked (or all of it was SACKed before) and nothing new is SACKed, the timestamp echo ``r`` instead
+        (tcp_ack_update_rtt); -1 for
+        no sample (a duplicate ACK). Forgets the send times below ``cum``."""
+        tx = self.tx_ns
+        sample = -1
+        if acked > 0:
+            newest = -1
+            retrans = False
+            sacked = self.sacked
+            for seq in range(self.snd_una, cum):
+                t = tx.pop(seq, -1)
+                if t < 0:
+                    retrans = True
+                elif seq not in sacked:
+                    newest = t
+            if not retrans and newest >= 0:
+                sample = now - newest
+            elif r > 0:
+                sample = r  # no clean first_ackt: tcp_rtt_tsopt_us
+        if new_sack >= 0:
+            t = tx.get(new_sack, -1)
+            if t >= 0:
+                sample = now - t
+        return sample
 
     def _finish(self, now: int) -> None:
         """A short flow's last segment is acked: its completion time; nothing more is sent or sampled."""

@@ -107,7 +107,8 @@ class SenderCC:
         """A new smoothed RTT, before the ACK is processed (only when ``tracks_srtt``)."""
 
     def on_rtt_sample(self, f, now: int, rtt: int) -> None:
-        """An RTT sample after snd_una moved, outside recovery (only when ``samples_rtt``)."""
+        """The CC's RTT sample of an ACK that acknowledged new data, outside recovery (only when ``samples_rtt``):
+        Linux's ``ca_rtt_us``, from the newest acknowledged segment's send time (:meth:`l4stb.sim.tcp.TcpFlow._ca_rtt`)."""
 
     def on_ack(self, f, now: int, cum: int, acked: int, delivered: int, ce: int) -> None:
         """The CC's step on an ACK that delivered ``delivered`` segments (``acked`` of them cumulatively)."""
