@@ -90,6 +90,9 @@ space in 7.2, tcp_select_initial_window, so 16)."""
 LINUX_TIMEOUT_MIN_NS = 2_000_000
 """TCP_TIMEOUT_MIN_US (include/net/tcp.h): added to the loss probe's 2 srtt and to the reorder timer."""
 RWND_BYTES = 2 * 1024 * 1024
+COOKIE_BYTES = 37 + 52
+"""iperf3's stream cookie (COOKIE_SIZE 37 bytes, src/iperf_api.h), the first thing a client writes on each data
+connection (iperf_tcp_connect), in an IPv4 packet with a timestamped TCP header."""
 
 EV_ARRIVE, EV_RTO, EV_DELACK, EV_SAMPLE, EV_START, EV_RATE, EV_PACE = 0, 1, 2, 3, 4, 5, 6
 """Heap event kinds shared with the engine (EV_RATE: the bottleneck's rate changes to ``obj`` bit/s;
@@ -108,7 +111,7 @@ class TcpFlow:
         "retrans", "ce_acked", "marked_rtts", "rtt_min", "rtt_max", "rtt_sum", "rtt_n", "max_cwnd",
         "bytes_acked", "cnt_acc", "in_cwr", "cwr_end", "prr_delivered", "prr_out", "prior_cwnd",
         "delivered", "delivered_ce", "pace_next", "pace_armed", "is_cwnd_limited", "max_out", "cwnd_usage_seq",
-        "rack", "reo_at", "tlp_at", "tlp_high", "rto_loss", "tx_ns",
+        "rack", "reo_at", "tlp_at", "tlp_high", "rto_loss", "tx_ns", "cookie",
         # receiver
         "rcv_nxt", "ooo", "ack_pending", "ce_pending", "ts_recent", "delack_at", "ce_received", "bytes_rcvd",
         "ce_state", "ce_ack_now", "cwr_pending", "quick", "rcv_last",
@@ -182,6 +185,10 @@ class TcpFlow:
         self.tlp_high = 0
         self.rto_loss = False
         """Linux's TCP_CA_Loss: from an RTO until ``recover`` is acked (no loss probe meanwhile)."""
+        self.cookie = 1 if self.cc.iperf3_cookie else 0
+        """1 when the flow starts with iperf3's cookie (:data:`COOKIE_BYTES`) as segment 0, alone: the bulk data waits
+        for its ACK (iperf3 starts writing data once the server has the stream), and that ACK gives the congestion
+        control its first RTT sample at the unloaded path's RTT. iperf3 counts no byte of it."""
         self.tx_ns: dict | None = {} if self.cc.samples_rtt else None
         """seq -> when it was first sent (ns), -1 once retransmitted: Linux's skb timestamps, which give the CC its
         RTT sample (:meth:`_ca_rtt`); kept only for a CC that takes samples (Linux Cubic's HyStart)."""
@@ -221,7 +228,8 @@ class TcpFlow:
         fid = self.fid
         cwnd = self.cwnd
         in_rec = self.in_rec
-        limit = self.size_segs or (1 << 62)
+        cookie = self.cookie
+        limit = self.size_segs + cookie if self.size_segs else 1 << 62
         reducing = self.cc.prr and (in_rec or self.in_cwr)
         sent = False
         paced = self.paced and self.srtt > 0
@@ -272,6 +280,8 @@ class TcpFlow:
                         break
                     self.snd_nxt = seq + 1
             else:
+                if self.snd_una < cookie <= self.snd_nxt:
+                    break  # the cookie is out: the data waits for its ACK
                 if self.snd_nxt - self.snd_una >= int(cwnd):
                     cwnd_full = True
                     break
@@ -298,7 +308,8 @@ class TcpFlow:
                 rel = burst_t
                 burst -= 1
                 self.pace_next += gap
-            heappush(heap, (access.depart(rel) + extra, next(counter), EV_ARRIVE, [0, PKT_BYTES, cp, fid, seq, rel]))
+            heappush(heap, (access.depart(rel) + extra, next(counter), EV_ARRIVE,
+                            [0, PKT_BYTES if seq >= cookie else COOKIE_BYTES, cp, fid, seq, rel]))
             sent = True
         if sent and not self.rto_at:
             self.arm_rto(now)
@@ -410,7 +421,7 @@ class TcpFlow:
         (tcp_write_xmit's push_one == 2), else the highest segment again; the RTO restarts from the probe."""
         if self.tlp_high or self.in_rec or self.rto_loss or now >= self.end_ns or self.snd_una >= self.high_tx:
             return
-        limit = self.size_segs or (1 << 62)
+        limit = self.size_segs + self.cookie if self.size_segs else 1 << 62
         self.tlp_high = 1 << 62  # no new probe is scheduled from the probe's own send
         if self.snd_nxt < limit:
             cwnd = self.cwnd
@@ -454,7 +465,10 @@ class TcpFlow:
         self.cnt_acc = 0
 
     def prr_step(self, delivered: int, una_advanced: bool) -> None:
-        """Linux tcp_cwnd_reduction (RFC 6937 with slow-start reduction bound): cwnd = pipe + sndcnt."""
+        """Linux tcp_cwnd_reduction (RFC 6937 with slow-start reduction bound): cwnd = pipe + sndcnt; nothing when
+        the ACK delivered nothing new (``newly_acked_sacked <= 0``: tcp_input.c returns early)."""
+        if delivered <= 0:
+            return
         if self.in_rec:
             pipe = self.snd_nxt - self.fack + len(self.rtx_out)
         else:
@@ -510,6 +524,13 @@ class TcpFlow:
         acked = cum - self.snd_una
         new_sack = sack >= cum and sack not in self.sacked
         ca_rtt = self._ca_rtt(now, cum, acked, sack if new_sack else -1, r) if self.tx_ns is not None else -1
+        # Linux's newly_acked_sacked (tcp_ack: prior_packets - packets_out + sacked_out - prior_sacked): a segment
+        # counts as delivered once, when first SACKed or acked, so a cumulative ACK over segments SACKed before
+        # delivers only the rest (tp->delivered, PRR's prr_delivered and DCTCP's alpha all count so)
+        prior_sacked = 0
+        if acked > 0 and self.sacked:
+            una = self.snd_una
+            prior_sacked = sum(1 for s in self.sacked if una <= s < cum)
         if acked > 0:
             self.snd_una = cum
             if self.snd_nxt < cum:
@@ -538,7 +559,7 @@ class TcpFlow:
                 self.rto_at = now + self.rto
             else:
                 self.rto_at = 0
-            if self.size_segs and cum >= self.size_segs and not self.done_ns:
+            if self.size_segs and cum >= self.size_segs + self.cookie and not self.done_ns:
                 self._finish(now)
                 return
         if ca_rtt >= 0 and not self.in_rec:
@@ -556,8 +577,8 @@ class TcpFlow:
             elif self.rack and self.fack - self.snd_una > 1 and not self.reo_at:
                 self._arm_reorder_timer(now)  # fewer than 3 SACKed above the hole: RACK waits its window
         # ---- congestion control on delivered data
-        delivered = acked + (1 if new_sack else 0)
-        if delivered > 0:
+        delivered = acked - prior_sacked + (1 if new_sack else 0)
+        if acked > 0 or new_sack:
             cc.on_ack(self, now, cum, acked, delivered, ce)
         self.send(now)
         if self.rack and acked > 0 and not self.in_rec:
@@ -671,7 +692,8 @@ class TcpFlow:
                 ack_now = True
         if seq == rcv:
             rcv += 1
-            self.bytes_rcvd += MSS
+            if seq >= self.cookie:
+                self.bytes_rcvd += MSS
             if self.ooo:
                 filled = False
                 ooo = self.ooo
@@ -688,7 +710,7 @@ class TcpFlow:
             if self.ack_pending == 0:
                 self.ts_recent = pkt[5]
             self.ack_pending += 1
-            if self.ack_pending >= 2 or rcv == self.size_segs or ack_now:
+            if self.ack_pending >= 2 or rcv == self.size_segs + self.cookie or ack_now:
                 self._ack(now, -1, self.ts_recent)
             elif not self.delack_at:
                 self.delack_at = now + DELACK_NS
@@ -719,8 +741,9 @@ class TcpFlow:
         """Record the iperf3 interval counters at ``now`` and schedule the next sample."""
         if now > self.end_ns or (self.samples and self.samples[-1][0] == now):
             return  # a short flow that has finished
-        self.samples.append((now, self.snd_una, self.retrans, self.cwnd, self.srtt, self.rttvar,
-                             self.rcv_nxt))
+        c = self.cookie
+        self.samples.append((now, self.snd_una - c if self.snd_una > c else 0, self.retrans, self.cwnd, self.srtt,
+                             self.rttvar, self.rcv_nxt - c if self.rcv_nxt > c else 0))
         nxt = now + self.interval_ns
         if nxt > self.end_ns:
             nxt = self.end_ns
