@@ -185,10 +185,11 @@ class TcpFlow:
         self.tlp_high = 0
         self.rto_loss = False
         """Linux's TCP_CA_Loss: from an RTO until ``recover`` is acked (no loss probe meanwhile)."""
-        self.cookie = 1 if self.cc.iperf3_cookie else 0
+        self.cookie = 1 if self.cc.iperf3_cookie and stack == "linux" else 0
         """1 when the flow starts with iperf3's cookie (:data:`COOKIE_BYTES`) as segment 0, alone: the bulk data waits
         for its ACK (iperf3 starts writing data once the server has the stream), and that ACK gives the congestion
-        control its first RTT sample at the unloaded path's RTT. iperf3 counts no byte of it."""
+        control its first RTT sample at the unloaded path's RTT. iperf3 counts no byte of it. Linux hosts only (a TCP
+        Prague on a FreeBSD host runs the Linux model but keeps FreeBSD's start)."""
         self.tx_ns: dict | None = {} if self.cc.samples_rtt else None
         """seq -> when it was first sent (ns), -1 once retransmitted: Linux's skb timestamps, which give the CC its
         RTT sample (:meth:`_ca_rtt`); kept only for a CC that takes samples (Linux Cubic's HyStart)."""
