@@ -46,6 +46,12 @@ Common to both stacks
     a receive gap longer than 200 ms; a FreeBSD receiver delays from the first segment (tcp_input.c DELAY_ACK).
     Measured on the real kernel: the first 25 ms of a Linux flow's ACKs are one per segment, and this is what
     lets HyStart see its 8 samples in a round (Cubic's slow-start exit at 8 Mbit/s).
+  * **iperf3's cookie** (Linux hosts): a stream first sends iperf3's 37-byte cookie alone, as segment 0 in an
+    89-byte packet, and its data after the cookie's ACK, whose RTT is Linux Cubic's first HyStart sample on an
+    empty path (measured on the real kernel: docs/real-linux.md); the FreeBSD model starts with the data.
+  * **Delivered segments** count once, when first SACKed or acked (Linux's newly_acked_sacked): PRR, DCTCP's
+    alpha and Prague use that count; Linux Cubic's RTT sample is the newest acknowledged segment's
+    (tcp_clean_rtx_queue's ca_rtt_us), the RTT estimator's the timestamp echo.
   * **Every packet leaves through the host's NIC FIFO** and access link (:meth:`l4stb.sim.link.AccessLink.depart`).
   * **Pacing** (TCP Prague): at Prague's pacing rate (:class:`l4stb.sim.tcp_cc.PragueV07`), in GSO bursts of
     max(1, rate x 2^-12 s) segments (prague_tso_segs); as with Linux's fq qdisc (EDT), which Prague asks for, a
@@ -91,8 +97,8 @@ LINUX_TIMEOUT_MIN_NS = 2_000_000
 """TCP_TIMEOUT_MIN_US (include/net/tcp.h): added to the loss probe's 2 srtt and to the reorder timer."""
 RWND_BYTES = 2 * 1024 * 1024
 COOKIE_BYTES = 37 + 52
-"""iperf3's stream cookie (COOKIE_SIZE 37 bytes, src/iperf_api.h), the first thing a client writes on each data
-connection (iperf_tcp_connect), in an IPv4 packet with a timestamped TCP header."""
+"""iperf3's stream cookie (COOKIE_SIZE 37 bytes, src/iperf.h), the first thing a client writes on each data
+connection (iperf_tcp.c iperf_tcp_connect), in an IPv4 packet with a timestamped TCP header."""
 
 EV_ARRIVE, EV_RTO, EV_DELACK, EV_SAMPLE, EV_START, EV_RATE, EV_PACE = 0, 1, 2, 3, 4, 5, 6
 """Heap event kinds shared with the engine (EV_RATE: the bottleneck's rate changes to ``obj`` bit/s;
