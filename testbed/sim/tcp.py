@@ -49,6 +49,8 @@ Common to both stacks
   * **iperf3's cookie** (Linux hosts): a stream first sends iperf3's 37-byte cookie alone, as segment 0 in an
     89-byte packet, and its data after the cookie's ACK, whose RTT is Linux Cubic's first HyStart sample on an
     empty path (measured on the real kernel: docs/real-linux.md); the FreeBSD model starts with the data.
+    Departure: the stream's iperf3 clock still starts at the cookie, one round trip before real iperf3's
+    (which starts at TEST_RUNNING), so a Linux short flow's completion time includes that round trip.
   * **Delivered segments** count once, when first SACKed or acked (Linux's newly_acked_sacked): PRR, DCTCP's
     alpha and Prague use that count; Linux Cubic's RTT sample is the newest acknowledged segment's
     (tcp_clean_rtx_queue's ca_rtt_us), the RTT estimator's the timestamp echo.
