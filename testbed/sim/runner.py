@@ -297,7 +297,7 @@ def _flow_stats(sc: Scenario, specs: list[StreamSpec], flows: list) -> list[dict
     for sp, f in zip(specs, flows):
         secs = max(1e-9, ((f.done_ns or f.end_ns) - f.start_ns) / 1e9)
         per_flow.append({"flow_id": sp.fid, "host": sp.host, "cc": sp.cc, "port": sp.port,
-                         "throughput_mbps": round(f.rcv_nxt * MSS * 8 / secs / 1e6, 4),
+                         "throughput_mbps": round((f.rcv_nxt - getattr(f, "cookie", 0)) * MSS * 8 / secs / 1e6, 4),
                          "retransmits": f.retrans,
                          "mean_rtt_ms": round(f.rtt_sum / f.rtt_n / 1e6, 3) if f.rtt_n else None,
                          "min_rtt_ms": round(f.rtt_min / 1e6, 3) if f.rtt_n else None,

@@ -46,6 +46,14 @@ Common to both stacks
     a receive gap longer than 200 ms; a FreeBSD receiver delays from the first segment (tcp_input.c DELAY_ACK).
     Measured on the real kernel: the first 25 ms of a Linux flow's ACKs are one per segment, and this is what
     lets HyStart see its 8 samples in a round (Cubic's slow-start exit at 8 Mbit/s).
+  * **iperf3's cookie** (Linux hosts): a stream first sends iperf3's 37-byte cookie alone, as segment 0 in an
+    89-byte packet, and its data after the cookie's ACK, whose RTT is Linux Cubic's first HyStart sample on an
+    empty path (measured on the real kernel: docs/real-linux.md); the FreeBSD model starts with the data.
+    Departure: the stream's iperf3 clock still starts at the cookie, one round trip before real iperf3's
+    (which starts at TEST_RUNNING), so a Linux short flow's completion time includes that round trip.
+  * **Delivered segments** count once, when first SACKed or acked (Linux's newly_acked_sacked): PRR, DCTCP's
+    alpha and Prague use that count; Linux Cubic's RTT sample is the newest acknowledged segment's
+    (tcp_clean_rtx_queue's ca_rtt_us), the RTT estimator's the timestamp echo.
   * **Every packet leaves through the host's NIC FIFO** and access link (:meth:`l4stb.sim.link.AccessLink.depart`).
   * **Pacing** (TCP Prague): at Prague's pacing rate (:class:`l4stb.sim.tcp_cc.PragueV07`), in GSO bursts of
     max(1, rate x 2^-12 s) segments (prague_tso_segs); as with Linux's fq qdisc (EDT), which Prague asks for, a
@@ -90,6 +98,9 @@ space in 7.2, tcp_select_initial_window, so 16)."""
 LINUX_TIMEOUT_MIN_NS = 2_000_000
 """TCP_TIMEOUT_MIN_US (include/net/tcp.h): added to the loss probe's 2 srtt and to the reorder timer."""
 RWND_BYTES = 2 * 1024 * 1024
+COOKIE_BYTES = 37 + 52
+"""iperf3's stream cookie (COOKIE_SIZE 37 bytes, src/iperf.h), the first thing a client writes on each data
+connection (iperf_tcp.c iperf_tcp_connect), in an IPv4 packet with a timestamped TCP header."""
 
 EV_ARRIVE, EV_RTO, EV_DELACK, EV_SAMPLE, EV_START, EV_RATE, EV_PACE = 0, 1, 2, 3, 4, 5, 6
 """Heap event kinds shared with the engine (EV_RATE: the bottleneck's rate changes to ``obj`` bit/s;
@@ -108,7 +119,7 @@ class TcpFlow:
         "retrans", "ce_acked", "marked_rtts", "rtt_min", "rtt_max", "rtt_sum", "rtt_n", "max_cwnd",
         "bytes_acked", "cnt_acc", "in_cwr", "cwr_end", "prr_delivered", "prr_out", "prior_cwnd",
         "delivered", "delivered_ce", "pace_next", "pace_armed", "is_cwnd_limited", "max_out", "cwnd_usage_seq",
-        "rack", "reo_at", "tlp_at", "tlp_high", "rto_loss",
+        "rack", "reo_at", "tlp_at", "tlp_high", "rto_loss", "tx_ns", "cookie",
         # receiver
         "rcv_nxt", "ooo", "ack_pending", "ce_pending", "ts_recent", "delack_at", "ce_received", "bytes_rcvd",
         "ce_state", "ce_ack_now", "cwr_pending", "quick", "rcv_last",
@@ -182,6 +193,14 @@ class TcpFlow:
         self.tlp_high = 0
         self.rto_loss = False
         """Linux's TCP_CA_Loss: from an RTO until ``recover`` is acked (no loss probe meanwhile)."""
+        self.cookie = 1 if self.cc.iperf3_cookie and stack == "linux" else 0
+        """1 when the flow starts with iperf3's cookie (:data:`COOKIE_BYTES`) as segment 0, alone: the bulk data waits
+        for its ACK (iperf3 starts writing data once the server has the stream), and that ACK gives the congestion
+        control its first RTT sample at the unloaded path's RTT. iperf3 counts no byte of it. Linux hosts only (a TCP
+        Prague on a FreeBSD host runs the Linux model but keeps FreeBSD's start)."""
+        self.tx_ns: dict | None = {} if self.cc.samples_rtt else None
+        """seq -> when it was first sent (ns), -1 once retransmitted: Linux's skb timestamps, which give the CC its
+        RTT sample (:meth:`_ca_rtt`); kept only for a CC that takes samples (Linux Cubic's HyStart)."""
         self.rcv_nxt = 0
         self.ooo: set = set()
         self.ack_pending = 0
@@ -218,7 +237,8 @@ class TcpFlow:
         fid = self.fid
         cwnd = self.cwnd
         in_rec = self.in_rec
-        limit = self.size_segs or (1 << 62)
+        cookie = self.cookie
+        limit = self.size_segs + cookie if self.size_segs else 1 << 62
         reducing = self.cc.prr and (in_rec or self.in_cwr)
         sent = False
         paced = self.paced and self.srtt > 0
@@ -269,6 +289,8 @@ class TcpFlow:
                         break
                     self.snd_nxt = seq + 1
             else:
+                if self.snd_una < cookie <= self.snd_nxt:
+                    break  # the cookie is out: the data waits for its ACK
                 if self.snd_nxt - self.snd_una >= int(cwnd):
                     cwnd_full = True
                     break
@@ -279,9 +301,13 @@ class TcpFlow:
             if seq < self.high_tx:
                 self.retrans += 1
                 cp = self.rtx_cp
+                if self.tx_ns is not None:
+                    self.tx_ns[seq] = -1  # TCPCB_RETRANS: Karn, no sample from it
             else:
                 self.high_tx = seq + 1
                 cp = self.ecn_cp
+                if self.tx_ns is not None:
+                    self.tx_ns[seq] = now
             if reducing:
                 self.prr_out += 1
             # the packet leaves now (a paced one at its burst's departure time) through the NIC's FIFO and the
@@ -291,7 +317,8 @@ class TcpFlow:
                 rel = burst_t
                 burst -= 1
                 self.pace_next += gap
-            heappush(heap, (access.depart(rel) + extra, next(counter), EV_ARRIVE, [0, PKT_BYTES, cp, fid, seq, rel]))
+            heappush(heap, (access.depart(rel) + extra, next(counter), EV_ARRIVE,
+                            [0, PKT_BYTES if seq >= cookie else COOKIE_BYTES, cp, fid, seq, rel]))
             sent = True
         if sent and not self.rto_at:
             self.arm_rto(now)
@@ -403,7 +430,7 @@ class TcpFlow:
         (tcp_write_xmit's push_one == 2), else the highest segment again; the RTO restarts from the probe."""
         if self.tlp_high or self.in_rec or self.rto_loss or now >= self.end_ns or self.snd_una >= self.high_tx:
             return
-        limit = self.size_segs or (1 << 62)
+        limit = self.size_segs + self.cookie if self.size_segs else 1 << 62
         self.tlp_high = 1 << 62  # no new probe is scheduled from the probe's own send
         if self.snd_nxt < limit:
             cwnd = self.cwnd
@@ -413,6 +440,8 @@ class TcpFlow:
         else:
             seq = self.high_tx - 1
             self.retrans += 1
+            if self.tx_ns is not None:
+                self.tx_ns[seq] = -1
             heappush(self.sim.heap, (self.access.depart(now) + self.extra_ns, next(self.sim.counter), EV_ARRIVE,
                                      [0, PKT_BYTES, self.rtx_cp, self.fid, seq, now]))
         self.tlp_high = self.snd_nxt
@@ -445,7 +474,10 @@ class TcpFlow:
         self.cnt_acc = 0
 
     def prr_step(self, delivered: int, una_advanced: bool) -> None:
-        """Linux tcp_cwnd_reduction (RFC 6937 with slow-start reduction bound): cwnd = pipe + sndcnt."""
+        """Linux tcp_cwnd_reduction (RFC 6937 with slow-start reduction bound): cwnd = pipe + sndcnt; nothing when
+        the ACK delivered nothing new (``newly_acked_sacked <= 0``: tcp_input.c returns early)."""
+        if delivered <= 0:
+            return
         if self.in_rec:
             pipe = self.snd_nxt - self.fack + len(self.rtx_out)
         else:
@@ -500,6 +532,14 @@ class TcpFlow:
                 cc.on_srtt(self.srtt)
         acked = cum - self.snd_una
         new_sack = sack >= cum and sack not in self.sacked
+        ca_rtt = self._ca_rtt(now, cum, acked, sack if new_sack else -1, r) if self.tx_ns is not None else -1
+        # Linux's newly_acked_sacked (tcp_ack: prior_packets - packets_out + sacked_out - prior_sacked): a segment
+        # counts as delivered once, when first SACKed or acked, so a cumulative ACK over segments SACKed before
+        # delivers only the rest (tp->delivered, PRR's prr_delivered and DCTCP's alpha all count so)
+        prior_sacked = 0
+        if acked > 0 and self.sacked:
+            una = self.snd_una
+            prior_sacked = sum(1 for s in self.sacked if una <= s < cum)
         if acked > 0:
             self.snd_una = cum
             if self.snd_nxt < cum:
@@ -528,11 +568,11 @@ class TcpFlow:
                 self.rto_at = now + self.rto
             else:
                 self.rto_at = 0
-            if self.size_segs and cum >= self.size_segs and not self.done_ns:
+            if self.size_segs and cum >= self.size_segs + self.cookie and not self.done_ns:
                 self._finish(now)
                 return
-        if r > 0 and cc.samples_rtt and not self.in_rec:
-            cc.on_rtt_sample(self, now, r)
+        if ca_rtt >= 0 and not self.in_rec:
+            cc.on_rtt_sample(self, now, ca_rtt if ca_rtt else 1)  # cubictcp_acked: a delay of 0 counts as 1 us
         if sack >= 0:
             self.sacked.add(sack)
             if sack + 1 > self.fack:
@@ -546,12 +586,42 @@ class TcpFlow:
             elif self.rack and self.fack - self.snd_una > 1 and not self.reo_at:
                 self._arm_reorder_timer(now)  # fewer than 3 SACKed above the hole: RACK waits its window
         # ---- congestion control on delivered data
-        delivered = acked + (1 if new_sack else 0)
-        if delivered > 0:
+        delivered = acked - prior_sacked + (1 if new_sack else 0)
+        if acked > 0 or new_sack:
             cc.on_ack(self, now, cum, acked, delivered, ce)
         self.send(now)
         if self.rack and acked > 0 and not self.in_rec:
             self._arm_loss_probe(now, True)  # tcp_set_xmit_timer
+
+    def _ca_rtt(self, now: int, cum: int, acked: int, new_sack: int, r: int) -> int:
+        """Linux's RTT sample for the congestion control (tcp_input.c tcp_clean_rtx_queue, ``ca_rtt_us``, passed to
+        ``pkts_acked`` as ``rate->rtt_us``): from the send time of the *newest* segment this ACK acknowledges -- the
+        newest newly SACKed one when there is one, else the newest cumulatively acked one not SACKed before -- not
+        from the timestamp echo, which a delayed ACK takes from the oldest. Karn: when retransmitted data is
+        cumulatively acked (or all of it was SACKed before) and nothing new is SACKed, the timestamp echo ``r`` instead
+        (tcp_ack_update_rtt); -1 for
+        no sample (a duplicate ACK). Forgets the send times below ``cum``."""
+        tx = self.tx_ns
+        sample = -1
+        if acked > 0:
+            newest = -1
+            retrans = False
+            sacked = self.sacked
+            for seq in range(self.snd_una, cum):
+                t = tx.pop(seq, -1)
+                if t < 0:
+                    retrans = True
+                elif seq not in sacked:
+                    newest = t
+            if not retrans and newest >= 0:
+                sample = now - newest
+            elif r > 0:
+                sample = r  # no clean first_ackt: tcp_rtt_tsopt_us
+        if new_sack >= 0:
+            t = tx.get(new_sack, -1)
+            if t >= 0:
+                sample = now - t
+        return sample
 
     def _finish(self, now: int) -> None:
         """A short flow's last segment is acked: its completion time; nothing more is sent or sampled."""
@@ -631,7 +701,8 @@ class TcpFlow:
                 ack_now = True
         if seq == rcv:
             rcv += 1
-            self.bytes_rcvd += MSS
+            if seq >= self.cookie:
+                self.bytes_rcvd += MSS
             if self.ooo:
                 filled = False
                 ooo = self.ooo
@@ -648,7 +719,7 @@ class TcpFlow:
             if self.ack_pending == 0:
                 self.ts_recent = pkt[5]
             self.ack_pending += 1
-            if self.ack_pending >= 2 or rcv == self.size_segs or ack_now:
+            if self.ack_pending >= 2 or rcv == self.size_segs + self.cookie or ack_now:
                 self._ack(now, -1, self.ts_recent)
             elif not self.delack_at:
                 self.delack_at = now + DELACK_NS
@@ -679,8 +750,9 @@ class TcpFlow:
         """Record the iperf3 interval counters at ``now`` and schedule the next sample."""
         if now > self.end_ns or (self.samples and self.samples[-1][0] == now):
             return  # a short flow that has finished
-        self.samples.append((now, self.snd_una, self.retrans, self.cwnd, self.srtt, self.rttvar,
-                             self.rcv_nxt))
+        c = self.cookie
+        self.samples.append((now, self.snd_una - c if self.snd_una > c else 0, self.retrans, self.cwnd, self.srtt,
+                             self.rttvar, self.rcv_nxt - c if self.rcv_nxt > c else 0))
         nxt = now + self.interval_ns
         if nxt > self.end_ns:
             nxt = self.end_ns

@@ -144,7 +144,8 @@ class LinuxCubic:
     * tcp_cong_avoid_ai(cnt): cwnd += 1 every ``cnt`` segments acked (integer cwnd).
     * bictcp_recalc_ssthresh: epoch reset; last_max = cwnd (1024 + 717)/2048 under fast convergence;
       ssthresh = max(cwnd * 717/1024, 2).
-    * hystart_update: a new round when snd_una passes end_seq; ACK train: ACKs <= 2 ms apart, and the round
+    * hystart_update: a new round when snd_una passes end_seq, counted from the first ACK (the round test comes
+      before the cwnd >= 16 test); each sample is the newest acked segment's RTT (``ca_rtt_us``); ACK train: ACKs <= 2 ms apart, and the round
       longer than (delay_min + 1 ms)/2 (hystart_ack_delay caps at 1 ms; halved when not paced); delay: the
       round's minimum RTT over 8 samples above delay_min + clamp(delay_min/8, 4 ms, 16 ms). Either sets
       ssthresh = cwnd.
@@ -192,13 +193,18 @@ class LinuxCubic:
             return ssthresh  # discard delay samples right after fast recovery
         if not self.delay_min or rtt < self.delay_min:
             self.delay_min = rtt
-        if self.found or cwnd >= ssthresh or cwnd < 16:
+        if self.found or cwnd >= ssthresh:
             return ssthresh
+        # hystart_update: a new round starts whenever snd_una passes end_seq, *before* the hystart_low_window
+        # test, so rounds are counted from the first ACK and the round in progress when cwnd reaches 16 keeps its
+        # start (tcp_cubic.c)
         if snd_una > self.end_seq:
             self.round_start = self.last_ack = now
             self.end_seq = snd_nxt
             self.curr_rtt = 1 << 62
             self.sample_cnt = 0
+        if cwnd < 16:
+            return ssthresh
         if now - self.last_ack <= 2_000_000:
             self.last_ack = now
             if now - self.round_start > (self.delay_min + 1_000_000) >> 1:

@@ -92,6 +92,8 @@ class SenderCC:
     quickack = False
     """Linux only: the receiver (the server runs the sender's stack) ACKs every segment in quick-ACK mode."""
     """Linux only: RACK's reorder timer and the tail loss probe (:class:`l4stb.sim.tcp.TcpFlow`)."""
+    iperf3_cookie = False
+    """Linux only: the flow starts with iperf3's 37-byte cookie and its ACK (:attr:`l4stb.sim.tcp.TcpFlow.cookie`)."""
     in_loss = False
     """Prague only: the CA state is Loss (after an RTO) until the ACK that passes ``recover``."""
 
@@ -107,7 +109,8 @@ class SenderCC:
         """A new smoothed RTT, before the ACK is processed (only when ``tracks_srtt``)."""
 
     def on_rtt_sample(self, f, now: int, rtt: int) -> None:
-        """An RTT sample after snd_una moved, outside recovery (only when ``samples_rtt``)."""
+        """The CC's RTT sample of an ACK that acknowledged new data, outside recovery (only when ``samples_rtt``):
+        Linux's ``ca_rtt_us``, from the newest acknowledged segment's send time (:meth:`l4stb.sim.tcp.TcpFlow._ca_rtt`)."""
 
     def on_ack(self, f, now: int, cum: int, acked: int, delivered: int, ce: int) -> None:
         """The CC's step on an ACK that delivered ``delivered`` segments (``acked`` of them cumulatively)."""
@@ -313,6 +316,13 @@ class LinuxSender(SenderCC):
     prr = True
     rack_tlp = True
     quickack = True
+    iperf3_cookie = True
+    """iperf3 writes a 37-byte cookie on each data connection before any data (iperf_tcp_connect), and the client
+    starts the data once the server has the stream; the kernel passes the cookie's ACK to the congestion control
+    as its first RTT sample (tcp_clean_rtx_queue -> pkts_acked), so Cubic's HyStart takes delay_min from an
+    unloaded path before its initial window meets any queue. Seen in the real kernel's captures (an 89-byte
+    packet per stream, then the data a round trip later). Modelled for the Linux stack, which the real kernel
+    calibrates; the FreeBSD model keeps starting with the data, so its published results stay as they are."""
 
     def ece_reacts(self) -> bool:
         return self.classic_ecn
