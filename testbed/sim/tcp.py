@@ -6,8 +6,8 @@ every rule below unless a Linux rule is named) or ``linux``. Where the stacks di
 control reacts, is one object per (stack, CC) bound once when the flow is created (:mod:`l4stb.sim.tcp_stacks`,
 whose docstring holds the FreeBSD-vs-Linux table, one row per attribute or method of the stack classes).
 
-Departures: FreeBSD's PRR (net.inet.tcp.do_prr) and HyStart++ are not modelled (FreeBSD enters fast recovery
-at cwnd = ssthresh here; the stored sources could not confirm 14.1's do_prr default); Linux's undo (Eifel/DSACK),
+Departures: FreeBSD's PRR (net.inet.tcp.do_prr = 1) is modelled in ECN congestion recovery only; in SACK loss
+recovery FreeBSD enters fast recovery at cwnd = ssthresh here (tcp_stacks.py); HyStart++ and Linux's undo (Eifel/DSACK),
 F-RTO and TSO autosizing are not modelled. A hole below the highest SACK counts as lost at once (FACK) once more
 than 3 segments above it are SACKed (DupThresh, RFC 5681; Limited Transmit is not modelled on either stack).
 Linux's RACK-TLP (RFC 8985) is modelled where it changes what happens at small windows: with 1 or 2 segments
