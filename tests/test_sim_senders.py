@@ -125,6 +125,26 @@ def test_freebsd_newreno_walks_cwnd_down_by_prr_after_a_ce_echo_and_grows_only_a
     assert f.cwnd == end + 2  # cwnd <= ssthresh: newreno's slow-start step, abc_l_var = 2
 
 
+def test_freebsd_ecn_prr_divides_by_the_flight_of_the_last_loss_recovery():
+    """tcp_input.c: entering fast recovery (with do_prr) sets sackhint.recover_fs to the flight; tcp_do_prr_ack
+    sets it only when it is 0 and nothing else resets it, so the next ECN episode's proportional part divides
+    by that flight. A loss at a flight of 40 then a CE echo at a flight of 20 (ssthresh 10): snd_cnt =
+    ceil(2 x 10 / 40) = 1 on the first 2-segment ACK, which sends that segment (prr_out 1, pipe 19 at the
+    next ACK); the next one gives ceil(4 x 10 / 40) - 1 = 0, cwnd = 19 - 2 + 0 (with the episode's own
+    flight of 20 it would be ceil(4 x 10 / 20) - 1 = 1, cwnd 18)."""
+    f = flow("newreno", "freebsd")
+    f.snd_una, f.snd_nxt, f.high_tx = 100, 140, 140
+    f.cwnd = 40.0
+    f.cc.enter_recovery(f, 0)
+    assert f.cc.recover_fs == 40
+    f.cc.end_recovery(f)
+    _ack_with_ce(f, 20)
+    assert (f.ssthresh, f.cwnd, f.cc.recover_fs) == (10.0, 19.0, 40)
+    assert (f.prr_out, f.high_tx) == (1, 121)
+    f.on_ack(1_000_001, 104, -1, 0, 0)
+    assert f.cwnd == 17.0
+
+
 def test_linux_dctcp_reduces_by_prr_and_does_not_grow_in_cwr():
     """tcp_dctcp.c dctcp_ssthresh = cwnd - cwnd alpha / 2 (20 -> 10); tcp_cwnd_reduction (PRR) sets
     cwnd = pipe + sndcnt with pipe above ssthresh: sndcnt = ceil(ssthresh x delivered / prior_cwnd) - prr_out

@@ -272,6 +272,9 @@ class FreeBsdSender(SenderCC):
         # ssthresh (the window was already cut for this round)
         if not f.in_cwr:
             f.ssthresh = self.loss_ssthresh(f, now)
+        # tcp_input.c, enter_recovery with do_prr: recover_fs = the flight now; the next ECN episodes' PRR
+        # divides by it (nothing else resets it; LRD's adjustment of it is not modelled)
+        self.recover_fs = max(1, f.snd_nxt - f.snd_una)
         f.cwnd = f.ssthresh  # FreeBSD: fast recovery at cwnd = ssthresh (PRR in loss recovery not modelled)
         f.bytes_acked = 0
 
