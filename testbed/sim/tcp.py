@@ -66,6 +66,7 @@ from __future__ import annotations
 from heapq import heappush
 
 from l4stb.sim.packet import CE
+from l4stb.sim.rcvwnd import FreeBsdRcvWnd
 from l4stb.sim.tcp_stacks import INIT_CWND, sender_cc
 
 MSS = 1448
@@ -89,7 +90,8 @@ data segment with min(rcv_wnd / (2 rcv_mss), 16) ACKs (tcp_incr_quickack; the in
 space in 7.2, tcp_select_initial_window, so 16)."""
 LINUX_TIMEOUT_MIN_NS = 2_000_000
 """TCP_TIMEOUT_MIN_US (include/net/tcp.h): added to the loss probe's 2 srtt and to the reorder timer."""
-RWND_BYTES = 2 * 1024 * 1024
+NO_WND = 1 << 62
+"""The window of a receiver whose advertised window is not modelled (Linux's: see :mod:`l4stb.sim.rcvwnd`)."""
 
 EV_ARRIVE, EV_RTO, EV_DELACK, EV_SAMPLE, EV_START, EV_RATE, EV_PACE = 0, 1, 2, 3, 4, 5, 6
 """Heap event kinds shared with the engine (EV_RATE: the bottleneck's rate changes to ``obj`` bit/s;
@@ -108,18 +110,20 @@ class TcpFlow:
         "retrans", "ce_acked", "marked_rtts", "rtt_min", "rtt_max", "rtt_sum", "rtt_n", "max_cwnd",
         "bytes_acked", "cnt_acc", "in_cwr", "cwr_end", "prr_delivered", "prr_out", "prior_cwnd",
         "delivered", "delivered_ce", "pace_next", "pace_armed", "is_cwnd_limited", "max_out", "cwnd_usage_seq",
-        "rack", "reo_at", "tlp_at", "tlp_high", "rto_loss",
+        "rack", "reo_at", "tlp_at", "tlp_high", "rto_loss", "snd_wnd", "snd_wnd_mss", "wnd_segs", "wnd_seen",
         # receiver
         "rcv_nxt", "ooo", "ack_pending", "ce_pending", "ts_recent", "delack_at", "ce_received", "bytes_rcvd",
-        "ce_state", "ce_ack_now", "cwr_pending", "quick", "rcv_last",
+        "ce_state", "ce_ack_now", "cwr_pending", "quick", "rcv_last", "rwnd",
         # iperf3 samples
         "samples", "interval_ns", "next_sample",
     )
 
     def __init__(self, fid: int, cc: str, ecn: bool, start_ns: int, end_ns: int, sim, access, *,
-                 stack: str = "freebsd", size_segs: int = 0, extra_delay_ns: int = 0):
+                 stack: str = "freebsd", size_segs: int = 0, extra_delay_ns: int = 0, handshake_rtt_ns: int = 0):
         """``size_segs`` > 0: a short flow that ends once that many segments are acked (iperf3 ``-n``).
-        ``extra_delay_ns``: added to every data packet's way to the router (a per-flow/host dummynet pipe)."""
+        ``extra_delay_ns``: added to every data packet's way to the router (a per-flow/host dummynet pipe).
+        ``handshake_rtt_ns``: the three-way handshake's round trip, a FreeBSD receiver's only RTT sample (its
+        receive-buffer autoscaling times itself by it)."""
         self.fid = fid
         self.cc = sender_cc(stack, cc, ecn, start_ns)
         """The stack's congestion control (:mod:`l4stb.sim.tcp_stacks`), bound once; the codepoints and pacing
@@ -182,6 +186,17 @@ class TcpFlow:
         self.tlp_high = 0
         self.rto_loss = False
         """Linux's TCP_CA_Loss: from an RTO until ``recover`` is acked (no loss probe meanwhile)."""
+        self.rwnd = FreeBsdRcvWnd(handshake_rtt_ns) if stack == "freebsd" else None
+        """The receiver's buffer and its autoscaling (:mod:`l4stb.sim.rcvwnd`); None: a Linux receiver, whose
+        window is not modelled."""
+        self.snd_wnd = self.rwnd.window() if self.rwnd is not None else NO_WND
+        """The receive window the sender last heard, in bytes (tcp_var.h snd_wnd)."""
+        self.snd_wnd_mss = self.snd_wnd / MSS
+        """The same in segments, as cwnd counts them: a FreeBSD CC grows cwnd only while cwnd <= snd_wnd."""
+        self.wnd_segs = self.snd_wnd // MSS
+        """Whole segments that fit in it: new data stops at snd_una + wnd_segs (tcp_output.c sendwin)."""
+        self.wnd_seen = 0
+        """How many of the receiver's window growths the sender has heard of."""
         self.rcv_nxt = 0
         self.ooo: set = set()
         self.ack_pending = 0
@@ -219,6 +234,7 @@ class TcpFlow:
         cwnd = self.cwnd
         in_rec = self.in_rec
         limit = self.size_segs or (1 << 62)
+        wnd_end = self.snd_una + self.wnd_segs  # new data only inside the receiver's window
         reducing = self.cc.prr and (in_rec or self.in_cwr)
         sent = False
         paced = self.paced and self.srtt > 0
@@ -265,14 +281,14 @@ class TcpFlow:
                 else:
                     self.rtx_next = seq  # everything below fack is SACKed or resent: do not rescan
                     seq = self.snd_nxt
-                    if seq >= limit:
+                    if seq >= limit or seq >= wnd_end:
                         break
                     self.snd_nxt = seq + 1
             else:
                 if self.snd_nxt - self.snd_una >= int(cwnd):
                     cwnd_full = True
                     break
-                if self.snd_nxt >= limit:
+                if self.snd_nxt >= limit or self.snd_nxt >= wnd_end:
                     break
                 seq = self.snd_nxt
                 self.snd_nxt = seq + 1
@@ -549,6 +565,15 @@ class TcpFlow:
         delivered = acked + (1 if new_sack else 0)
         if delivered > 0:
             cc.on_ack(self, now, cum, acked, delivered, ce)
+        rw = self.rwnd
+        if rw is not None and self.wnd_seen < len(rw.grown) and cum >= rw.grown[self.wnd_seen][0]:
+            # the first ACK the receiver sent after its buffer grew carries the new window; tcp_input.c takes
+            # it at step6, after cc_ack_received saw the old one
+            while self.wnd_seen < len(rw.grown) and cum >= rw.grown[self.wnd_seen][0]:
+                self.snd_wnd = rw.grown[self.wnd_seen][1]
+                self.wnd_seen += 1
+            self.snd_wnd_mss = self.snd_wnd / MSS
+            self.wnd_segs = self.snd_wnd // MSS
         self.send(now)
         if self.rack and acked > 0 and not self.in_rec:
             self._arm_loss_probe(now, True)  # tcp_set_xmit_timer
@@ -632,6 +657,8 @@ class TcpFlow:
         if seq == rcv:
             rcv += 1
             self.bytes_rcvd += MSS
+            if self.rwnd is not None and not self.ooo:
+                self.rwnd.on_in_order(now, MSS, rcv)  # tcp_input.c header prediction: tcp_autorcvbuf
             if self.ooo:
                 filled = False
                 ooo = self.ooo
@@ -667,6 +694,8 @@ class TcpFlow:
     def _ack(self, now: int, sack: int, ts_echo: int) -> None:
         if self.quick > 0:
             self.quick -= 1  # tcp_dec_quickack_mode
+        if self.rwnd is not None:
+            self.rwnd.on_ack_sent(now)
         self.ack_pending = 0
         self.delack_at = 0
         ce = self.ce_pending
@@ -680,7 +709,7 @@ class TcpFlow:
         if now > self.end_ns or (self.samples and self.samples[-1][0] == now):
             return  # a short flow that has finished
         self.samples.append((now, self.snd_una, self.retrans, self.cwnd, self.srtt, self.rttvar,
-                             self.rcv_nxt))
+                             self.rcv_nxt, self.snd_wnd))
         nxt = now + self.interval_ns
         if nxt > self.end_ns:
             nxt = self.end_ns

@@ -205,7 +205,9 @@ class FreeBsdSender(SenderCC):
                 f.in_cwr = False
                 self.post_congestion_recovery(f)
                 self.reset_prr(f)
-        else:
+        elif f.cwnd <= f.snd_wnd_mss:
+            # tcp_input.c cc_ack_received: CCF_CWND_LIMITED only while snd_cwnd <= snd_wnd; cc_newreno.c and
+            # cc_cubic.c ack_received grow only with it (the receive window: l4stb.sim.rcvwnd)
             self.grow(f, now, acked)
 
     def congestion_prr(self, f, cum: int, acked: int) -> None:
@@ -371,8 +373,10 @@ class FreeBsdDctcp(FreeBsdSender):
             f.ssthresh = new
             f.bytes_acked = 0
         # FreeBSD cc_dctcp grows on every ACK, the reducing one included (cong_signal runs before
-        # ack_received, which leaves congestion recovery to grow); there cwnd == ssthresh: slow start
-        self.grow(f, now, acked)
+        # ack_received, which leaves congestion recovery to grow); there cwnd == ssthresh: slow start. It calls
+        # newreno's ack_received, which grows only while cwnd <= snd_wnd (CCF_CWND_LIMITED, cc_ack_received)
+        if f.cwnd <= f.snd_wnd_mss:
+            self.grow(f, now, acked)
 
     def loss_ssthresh(self, f, now):
         return max(f.cwnd / 2, 2.0)  # cc_dctcp CC_NDUPACK: max(cwin / 2, 2 * mss) in bytes
