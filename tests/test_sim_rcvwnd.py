@@ -107,3 +107,22 @@ def test_the_sender_hears_a_grown_window_from_the_first_ack_sent_after_it():
     f.on_ack(2_000_000, 10, -1, 0, 0)
     assert (f.snd_wnd, f.wnd_segs) == (98560, 68)
     assert f.snd_wnd_mss == pytest.approx(98560 / MSS)
+
+
+def test_the_receivers_rtt_sample_holds_the_queue_the_handshake_met_and_counts_in_kern_hz_ticks():
+    """tcp_xmit_timer(tp, TCP_TS_TO_TICKS(t) + 1) for the ACK of the SYN-ACK, which waits behind the
+    bottleneck's backlog: a 20 ms path and 300 ms of queue give 320 ms; at kern.hz = 100 that is 32 + 1 ticks,
+    and tcp_autorcvbuf waits more than 16 of them (160 ms) per period."""
+    sim = FakeSim()
+    sim.queue_wait_ns = lambda: 300_000_000
+    f = TcpFlow(0, "cubic", True, 0, 10**12, sim, AccessLink("c", 10**9, 50), stack="freebsd",
+                handshake_rtt_ns=20_000_000, kern_hz=100)
+    assert f.rwnd.half_srtt_ticks == 1  # (2 + 1) // 2 before the flow starts
+    f.start(0)
+    assert f.rwnd.half_srtt_ticks == 16
+    w = f.rwnd
+    w.on_ack_sent(1_000_000)  # rfbuf_ts = 1 ms
+    w.on_in_order(160_000_000, 30_000, 1)  # 15.9 ticks later: still counting
+    assert w.rfbuf_cnt == 30_000 and not w.grown
+    w.on_in_order(171_000_000, MSS, 2)  # 17 ticks: 30000 > 3/8 x 65700 = 24636 -> grows
+    assert w.grown == [(2, 98560)] and w.rfbuf_cnt == 0

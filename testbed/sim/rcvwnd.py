@@ -24,11 +24,15 @@ What a FreeBSD 14 receiver advertises for an iperf3 stream (the sources were rea
   ``rfbuf_ts``, if more than 3/8 of the buffer (``sb_hiwat / 2 / 4 * 3``) arrived meanwhile and the buffer
   is below ``net.inet.tcp.recvbuf_max`` = 2 MiB (``VNET_DEFINE(int, tcp_autorcvbuf_max) = 2*1024*1024``),
   the buffer grows by half (14 has no ``recvbuf_inc``); either way the count starts again; otherwise the
-  segment's bytes are added up. tcp_output.c sets ``rfbuf_ts`` to the current tick when it sends a segment
-  and ``rfbuf_ts`` is 0 (that is, at the receiver's next ACK);
+  segment's bytes are added up. tcp_output.c sets ``rfbuf_ts`` to ``tcp_ts_getticks()`` (milliseconds) when
+  it sends a segment and ``rfbuf_ts`` is 0 (that is, at the receiver's next ACK);
 * the receiver's ``t_srtt`` is the handshake's one sample: a bulk receiver's segments never ack new data, so
-  tcp_do_segment reaches tcp_xmit_timer only for the ACK of its SYN-ACK (``TCP_TS_TO_TICKS(t) + 1`` ticks of
-  1 ms at hz = 1000); ``t_srtt >> TCP_RTT_SHIFT`` is that sample.
+  tcp_do_segment reaches tcp_xmit_timer only for the ACK of its SYN-ACK, ``TCP_TS_TO_TICKS(t) + 1`` ticks
+  (``t * hz / 1000``: the host's kern.hz, which l4stb's plans set to the scenario's ``aqm.kern_hz``);
+  ``t_srtt >> TCP_RTT_SHIFT`` is that sample. That ACK crosses the bottleneck, so the sample holds whatever
+  queue the flow met when it started (:meth:`l4stb.sim.engine.Engine.queue_wait_ns`). The public SIFTR traces
+  show what this does: their senders' first srtt was 150-810 ms on a 10 ms path, and their receivers' windows
+  climbed 65728, 98560, 147840, 221760, 332608, 748416 bytes, this ladder exactly (docs/freebsd-siftr.md).
 
 The sender learns a new window from the first ACK sent after it (:meth:`FreeBsdRcvWnd.visible_at`); the window
 never shrinks here (the buffer only grows and is always drained).
@@ -51,8 +55,8 @@ T_MAXSEG = 1460
 """tcp_mss_update: MTU 1500 - sizeof(struct tcpiphdr); tcp_mss rounds the buffers to it."""
 RCV_SCALE = 6
 """The receive window scale a FreeBSD host requests with kern.ipc.maxsockbuf = 2 MiB (tcp_syncache.c)."""
-TICK_NS = 1_000_000
-"""One tick of tcp_ts_getticks (ms; TCP_TS_TO_TICKS is the identity at hz = 1000)."""
+MS_NS = 1_000_000
+"""tcp_ts_getticks counts milliseconds whatever kern.hz is."""
 
 
 def advertised(hiwat: int) -> int:
@@ -66,15 +70,24 @@ class FreeBsdRcvWnd:
     """One FreeBSD receiver's buffer size and tcp_autorcvbuf state; ``grown`` lists (rcv_nxt, window bytes) of
     each growth, in order, for the sender to read from the ACKs that carry it."""
 
-    __slots__ = ("hiwat", "rfbuf_ts", "rfbuf_cnt", "half_srtt_ticks", "grown")
+    __slots__ = ("hiwat", "rfbuf_ts", "rfbuf_cnt", "handshake_rtt_ns", "hz", "half_srtt_ticks", "grown")
 
-    def __init__(self, handshake_rtt_ns: int):
+    def __init__(self, handshake_rtt_ns: int, hz: int = 1000):
+        """``handshake_rtt_ns``: the handshake's round trip over the empty path (:meth:`set_srtt` adds what the
+        queue held when the flow started); ``hz``: the receiver's kern.hz."""
         self.hiwat = -(-RECVSPACE // T_MAXSEG) * T_MAXSEG  # tcp_mss: roundup(sb_hiwat, mss)
         self.rfbuf_ts = 0
         self.rfbuf_cnt = 0
-        rtt_ticks = handshake_rtt_ns // TICK_NS + 1  # tcp_xmit_timer(tp, TCP_TS_TO_TICKS(t) + 1)
-        self.half_srtt_ticks = rtt_ticks // 2  # (t_srtt >> TCP_RTT_SHIFT) / 2
+        self.handshake_rtt_ns = handshake_rtt_ns
+        self.hz = hz
+        self.half_srtt_ticks = 0
+        self.set_srtt(handshake_rtt_ns)
         self.grown: list = []
+
+    def set_srtt(self, rtt_ns: int) -> None:
+        """The receiver's one RTT sample, the ACK of its SYN-ACK: tcp_xmit_timer(tp, TCP_TS_TO_TICKS(t) + 1)
+        makes t_srtt that many ticks (<< TCP_RTT_SHIFT); tcp_autorcvbuf waits half of it."""
+        self.half_srtt_ticks = ((rtt_ns // MS_NS) * self.hz // 1000 + 1) // 2
 
     def window(self) -> int:
         """The window the receiver advertises now, in bytes."""
@@ -82,7 +95,7 @@ class FreeBsdRcvWnd:
 
     def on_in_order(self, now: int, nbytes: int, rcv_nxt: int) -> None:
         """tcp_autorcvbuf for an in-order segment that found the reassembly queue empty (``rcv_nxt`` after it)."""
-        if self.rfbuf_ts and now // TICK_NS - self.rfbuf_ts > self.half_srtt_ticks:
+        if self.rfbuf_ts and (now // MS_NS - self.rfbuf_ts) * self.hz // 1000 > self.half_srtt_ticks:
             hiwat = self.hiwat
             if self.rfbuf_cnt > hiwat // 2 // 4 * 3 and hiwat < AUTORCVBUF_MAX:
                 self.hiwat = min(hiwat + hiwat // 2, AUTORCVBUF_MAX)
@@ -95,4 +108,4 @@ class FreeBsdRcvWnd:
     def on_ack_sent(self, now: int) -> None:
         """tcp_output.c: the receive-buffer autosizing timestamp, set by the first segment sent while it is 0."""
         if not self.rfbuf_ts:
-            self.rfbuf_ts = now // TICK_NS
+            self.rfbuf_ts = now // MS_NS

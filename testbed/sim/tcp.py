@@ -119,11 +119,12 @@ class TcpFlow:
     )
 
     def __init__(self, fid: int, cc: str, ecn: bool, start_ns: int, end_ns: int, sim, access, *,
-                 stack: str = "freebsd", size_segs: int = 0, extra_delay_ns: int = 0, handshake_rtt_ns: int = 0):
+                 stack: str = "freebsd", size_segs: int = 0, extra_delay_ns: int = 0, handshake_rtt_ns: int = 0,
+                 kern_hz: int = 1000):
         """``size_segs`` > 0: a short flow that ends once that many segments are acked (iperf3 ``-n``).
         ``extra_delay_ns``: added to every data packet's way to the router (a per-flow/host dummynet pipe).
         ``handshake_rtt_ns``: the three-way handshake's round trip, a FreeBSD receiver's only RTT sample (its
-        receive-buffer autoscaling times itself by it)."""
+        receive-buffer autoscaling times itself by it); ``kern_hz``: the receiver's clock tick rate."""
         self.fid = fid
         self.cc = sender_cc(stack, cc, ecn, start_ns)
         """The stack's congestion control (:mod:`l4stb.sim.tcp_stacks`), bound once; the codepoints and pacing
@@ -186,7 +187,7 @@ class TcpFlow:
         self.tlp_high = 0
         self.rto_loss = False
         """Linux's TCP_CA_Loss: from an RTO until ``recover`` is acked (no loss probe meanwhile)."""
-        self.rwnd = FreeBsdRcvWnd(handshake_rtt_ns) if stack == "freebsd" else None
+        self.rwnd = FreeBsdRcvWnd(handshake_rtt_ns, kern_hz) if stack == "freebsd" else None
         """The receiver's buffer and its autoscaling (:mod:`l4stb.sim.rcvwnd`); None: a Linux receiver, whose
         window is not modelled."""
         self.snd_wnd = self.rwnd.window() if self.rwnd is not None else NO_WND
@@ -218,6 +219,10 @@ class TcpFlow:
     # ================================================================== sender
 
     def start(self, now: int) -> None:
+        if self.rwnd is not None:
+            # the ACK of the SYN-ACK, sent now, crosses the bottleneck's queue before it gives the receiver its
+            # only RTT sample
+            self.rwnd.set_srtt(self.rwnd.handshake_rtt_ns + self.sim.queue_wait_ns())
         self.cc.start(self, now)
         self.sample(now)
         self.send(now)
