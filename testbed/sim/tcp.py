@@ -40,7 +40,11 @@ Common to both stacks
     real-Linux testbed, with the CE-change and CWR rules of that table): delayed ACKs (every 2nd in-order
     segment, or after 40 ms); an immediate ACK with a SACK for every out-of-order arrival and when a hole
     fills; TSecr echoes the first unacknowledged segment's timestamp (RFC 7323), so RTT samples include the
-    delayed-ACK wait. The receive window is never the limit (2 MB). A Linux receiver (the server of a
+    delayed-ACK wait. A FreeBSD receiver advertises its socket buffer (64 KiB rounded to 45 x 1460
+    bytes, autoscaled by tcp_autorcvbuf: :mod:`l4stb.sim.rcvwnd`); the sender sends new data only inside it
+    (tcp_output.c sendwin = min(snd_wnd, cwnd)) and a FreeBSD CC grows cwnd only while cwnd <= snd_wnd
+    (cc_ack_received's CCF_CWND_LIMITED). A Linux receiver's window is not modelled (it stays ahead of
+    cwnd: tcp_rmem 131072..6 MiB with dynamic right-sizing). A Linux receiver (the server of a
     Linux-stack flow) starts in quick-ACK mode: its first 16 ACKs go out at once, one per segment
     (TCP_MAX_QUICKACKS; tcp_event_data_recv, tcp_incr_quickack), and so do 16 more after a duplicate segment or
     a receive gap longer than 200 ms; a FreeBSD receiver delays from the first segment (tcp_input.c DELAY_ACK).

@@ -150,7 +150,8 @@ class SenderCC:
 class FreeBsdSender(SenderCC):
     """FreeBSD 14.1's sender with cc_newreno (the base of the FreeBSD CCs): ABC slow start and growth, the CC
     module's cut on a loss or CE echo, PRR (RFC 6937) walking cwnd down in ECN congestion recovery, no growth
-    in recovery, LRD.
+    in recovery nor while cwnd is above the receiver's advertised window (tcp_input.c cc_ack_received sets
+    CCF_CWND_LIMITED only while snd_cwnd <= snd_wnd; :mod:`l4stb.sim.rcvwnd`), LRD.
 
     The sources are FreeBSD 14's ``sys/netinet`` (read in ilnp/ilnp-freebsd14, 14.0-STABLE at
     __FreeBSD_version 1400507, the closest stored tree to 14.1's 1401000; no releng/14.1 tree is stored):
