@@ -14,7 +14,8 @@ queue treats both alike). Differences kept on purpose:
   l4stb's ``pie`` is FreeBSD's integer dn_aqm_pie (auto-tune shifts, capdrop, derandomisation) at
   kern_hz=100000 here so its clock does not round to 1 ms;
 * loss recovery: ns-3 uses SACK + PRR; l4stb uses FACK-style SACK recovery with cwnd set to
-  ssthresh (FreeBSD without PRR) -- see l4stb.sim.tcp;
+  ssthresh (FreeBSD without its PRR in loss recovery; after a CE echo FreeBSD's PRR walk is modelled) --
+  see l4stb.sim.tcp_stacks;
 * RTO: ns-3 min RTO set to 200 ms; l4stb uses FreeBSD's srtt + 4 rttvar + 200 ms slop;
 * DCTCP gets a DCTCP receiver in ns-3 (per-packet CE echo), which is what l4stb models.
 

@@ -18,7 +18,7 @@ from l4stb.errors import L4stbError
 
 def main(flow_class=None, description: str = __doc__.splitlines()[0]) -> int:
     """Parse the command line and print the table; ``flow_class`` replaces the simulated TCP sender (a model
-    change tried by subclassing, as bench/siftr_prr_ecn.py does)."""
+    change tried by subclassing a :class:`l4stb.sim.trace.TracingTcpFlow` before it goes into the model)."""
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--traces", required=True, help="checkout of MPTCP-FreeBSD/FreeBSD-L4S-Experiments")
     ap.add_argument("--repeats", type=int, default=5, help="simulated repeats per cell (default 5)")

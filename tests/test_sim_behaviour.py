@@ -86,10 +86,13 @@ def test_cubic_against_a_scalable_flow_shares_the_link_and_keeps_l_latency(tmp_p
     queue within a few ms, the C queue near its target.
 
     DCTCP gets more than Cubic, at least the lower edge of anchors.md 7.3's 1.6-1.8x (window-fair
-    coupling, RTT_C/RTT_L ~ 2): seeds 1-6 give 2.5-2.8x, above the band, because FreeBSD's cc_dctcp
-    sets cwnd = ssthresh on a CE echo and keeps growing through the recovery round, so the very ACK that
-    cuts the window takes a slow-start step (cwnd <= ssthresh) of up to 2 segments -- several times
-    the +1 segment per round trip the derivation assumes, at 4-8 packet windows (asserted 1.6-3.2x).
+    coupling, RTT_C/RTT_L ~ 2): seeds 1-6 give 5.1-5.8x, far above the band. FreeBSD's cc_dctcp sets
+    cwnd = ssthresh on a CE echo and keeps growing through the recovery round, so the very ACK that cuts
+    the window takes a slow-start step (cwnd <= ssthresh) of up to 2 segments -- several times the +1
+    segment per round trip the derivation assumes, at 4-8 packet windows (that alone gave 2.4-2.7x); and
+    FreeBSD's Cubic walks down by PRR-SSRB through each ECN congestion recovery and does not grow until it
+    ends (tcp_input.c, the IN_CONGRECOVERY branch; issue 25's fix A took Cubic from 2.11-2.27 to 1.13-1.55
+    Mbit/s over seeds 1-6; with the receiver's window, l4stb.sim.rcvwnd, 1.13-1.27). Asserted 1.6-7x.
     Prague on the default FreeBSD host is udp_prague (rate-based, RTT-independent with a 25 ms virtual RTT):
     asserted 0.5-1.1x. The derivation assumes the L queue may hold a packet or two, so this runs RFC
     9332's Th_len step; Linux's step, which marks every packet waiting behind another at 8 Mbit/s, gives
@@ -97,7 +100,7 @@ def test_cubic_against_a_scalable_flow_shares_the_link_and_keeps_l_latency(tmp_p
     stats, rows = run(tmp_path, f"[{{host: client1, cc: cubic}}, {{host: client2, cc: {cc}}}]",
                       "aqm.step_semantics=rfc9332-thlen")
     ratio = rate(stats, 1) / rate(stats, 0)
-    assert (1.6 <= ratio <= 3.2) if cc == "dctcp" else (0.5 <= ratio <= 1.1), ratio
+    assert (1.6 <= ratio <= 7.0) if cc == "dctcp" else (0.5 <= ratio <= 1.1), ratio
     assert stats["utilisation"] >= 0.97
     assert statistics.median(delays(rows, 1)) <= 3_000
     assert 8_000 <= statistics.median(delays(rows, 0)) <= 22_000
@@ -110,19 +113,34 @@ def test_cubic_and_newreno_share_the_classic_queue_fairly(tmp_path):
     assert jain([rate(stats, 0), rate(stats, 1)]) >= 0.9
 
 
-def test_tail_drop_fifo_builds_a_standing_queue(tmp_path):
-    """With a 1000-packet tail-drop buffer (1.5 s at 8 Mbit/s) loss-based flows keep it mostly full:
-    median queue delay > 200 ms (a bufferbloated standing queue), versus ~15 ms under DualPI2."""
+def test_tail_drop_fifo_builds_a_standing_queue_as_deep_as_the_receivers_windows_allow(tmp_path):
+    """A 1000-packet tail-drop buffer (1.5 s at 8 Mbit/s), versus ~15 ms under DualPI2. Linux receivers (whose
+    window is not modelled: it keeps ahead of cwnd) let Cubic and NewReno fill it: median queue delay > 200 ms
+    (0.9-1.3 s over seeds 1-4) and drops. FreeBSD receivers hold each flow to their 64 KiB buffer: 45 segments,
+    since tcp_autorcvbuf grows it only when 3/8 of it (24.6 kB) arrive within half the handshake's srtt, and
+    a 4 Mbit/s share brings ~10 kB in that time (l4stb.sim.rcvwnd); two such flows keep 2 x 45 packets
+    queued less the path's BDP: 121.5 ms over seeds 1-4, no drop."""
     stats, rows = run(tmp_path, "[{host: client1, cc: cubic}, {host: client2, cc: newreno}]", "aqm.name=fifo",
-                      duration="15s")
+                      "hosts.client1.stack=linux", "hosts.client2.stack=linux", duration="15s")
     med = statistics.median(r[QD] for r in rows if r[24] >= 5_000_000)
     assert med > 200_000, med
     assert stats["drops"]["C"] > 0
+    stats, rows = run(tmp_path / "freebsd", "[{host: client1, cc: cubic}, {host: client2, cc: newreno}]",
+                      "aqm.name=fifo", duration="15s")
+    med = statistics.median(r[QD] for r in rows if r[24] >= 5_000_000)
+    assert 100_000 <= med <= 140_000, med
+    assert stats["drops"]["C"] == 0
 
 
 def test_pie_baseline_holds_its_target(tmp_path):
     """FreeBSD PIE (RFC 8033, target 15 ms): the median delay seen by arrivals stays within 5-40 ms
-    (PIE controls the average with a slow integral and the queue swings around it)."""
+    (PIE controls the average with a slow integral and the queue swings around it), and the link stays
+    busy: 99.0-99.8 % over seeds 1-6 (asserted >= 90 %). Issue 25's fix A alone (FreeBSD's PRR-SSRB walk after
+    a CE echo, tcp_input.c IN_CONGRECOVERY) gave 86-96 %: the two classic flows kept their flight for a round
+    after each CE echo, PIE's probability passed its 10 % mark limit more often and dropped (seed 3: 361 marks
+    and 179 drops in 20 s, 198 and 130 before), and the recoveries left the link idle at times. With the
+    receiver's advertised window (l4stb.sim.rcvwnd: 45 segments, a FreeBSD receiver's 64 KiB buffer) those
+    flights are held as on a real host, and the link stays busy again."""
     stats, rows = run(tmp_path, "[{host: client1, cc: cubic}, {host: client2, cc: newreno}]", "aqm.name=pie",
                       duration="20s")
     med = statistics.median(r[QD] for r in rows if r[24] >= 5_000_000)

@@ -102,7 +102,8 @@ def test_original_rule_regenerates_the_real_10mbps_regime(tmp_path):
     1.5-2.3 and DCTCP 2.2-3.1 Mbit/s, mean RTTs of 300-440 ms (a standing queue behind a 20 ms pipe). The
     scenario (original rule, 10 ms ticks, the scheduler's PIE on/off) must give the total within 20 %,
     each flow's throughput and mean RTT inside the real runs' range widened by 10 % (seeds 1-4 give
-    Cubic 1.9-2.2, DCTCP 2.3-2.6 Mbit/s, RTTs 278-327 ms; the clean dumbbell gives 50-60 ms)."""
+    Cubic 1.9-2.1, DCTCP 2.4-2.6 Mbit/s, RTTs 308-348 ms, with the FreeBSD receivers' windows autoscaled to
+    102-153 segments; the clean dumbbell, ``bottleneck.match=egress``, gives 61-71 ms: bench/sim_window_cap.py)."""
     folder = realdata("iperf3-freebsd-10mbps-20ms")
     real = {"cubic": [], "dctcp": []}
     real_rtt = []

@@ -89,10 +89,11 @@ def test_each_stack_sends_the_ecn_codepoint_its_source_sets(cc, stack, new_data,
 def _ack_with_ce(f: TcpFlow, cwnd: int) -> None:
     f.cwnd = float(cwnd)
     f.ssthresh = 1e12
-    f.cc.alpha = 1.0
+    if f.cc.name == "dctcp":
+        f.cc.alpha = 1.0
     f.snd_nxt = f.high_tx = 100 + cwnd
     f.snd_una = 100
-    if f.cc.stack == "freebsd":
+    if f.cc.stack == "freebsd" and f.cc.name == "dctcp":
         f.cc.win_end = 10**9  # cc_dctcp: no alpha update on this ACK
     f.on_ack(1_000_000, 102, -1, 2, 0)
 
@@ -104,6 +105,51 @@ def test_freebsd_dctcp_takes_a_slow_start_step_on_the_reducing_ack():
     _ack_with_ce(f, 20)
     assert f.ssthresh == pytest.approx(10.0)
     assert f.cwnd == pytest.approx(12.0)
+
+
+def test_freebsd_newreno_walks_cwnd_down_by_prr_after_a_ce_echo_and_grows_only_after_the_episode():
+    """tcp_input.c, IN_CONGRECOVERY: "During ECN cwnd reduction always use PRR-SSRB". cc_newreno's CC_ECN sets
+    ssthresh = cwnd = 10 (of 20), then tcp_do_prr_ack on the same ACK: pipe 20 >= ssthresh, snd_cnt =
+    ceil(2 x 10 / 20) - 0 = 1, cwnd = pipe - 2 acked + 1 = 19; each later 2-segment ACK lowers it by one. The
+    ACK past snd_recover ends the episode without growth (cc_ack_received still sees IN_RECOVERY); the next
+    one grows."""
+    f = flow("newreno", "freebsd")
+    _ack_with_ce(f, 20)
+    assert f.ssthresh == 10.0 and f.in_cwr
+    assert f.cwnd == 19.0
+    walk = [f.cwnd]
+    cum = 102
+    while f.in_cwr:
+        cum += 2
+        f.on_ack(1_000_000 + cum, cum, -1, 0, 0)
+        walk.append(f.cwnd)
+    assert walk[:3] == [19.0, 18.0, 17.0]
+    assert all(b <= a for a, b in zip(walk, walk[1:-1]))
+    assert walk[-1] == walk[-2]  # the ACK that ends congestion recovery does not grow cwnd
+    assert abs(walk[-1] - f.ssthresh) <= 2
+    end = f.cwnd
+    f.on_ack(9_000_000, cum + 2, -1, 0, 0)
+    assert f.cwnd == end + 2  # cwnd <= ssthresh: newreno's slow-start step, abc_l_var = 2
+
+
+def test_freebsd_ecn_prr_divides_by_the_flight_of_the_last_loss_recovery():
+    """tcp_input.c: entering fast recovery (with do_prr) sets sackhint.recover_fs to the flight; tcp_do_prr_ack
+    sets it only when it is 0 and nothing else resets it, so the next ECN episode's proportional part divides
+    by that flight. A loss at a flight of 40 then a CE echo at a flight of 20 (ssthresh 10): snd_cnt =
+    ceil(2 x 10 / 40) = 1 on the first 2-segment ACK, which sends that segment (prr_out 1, pipe 19 at the
+    next ACK); the next one gives ceil(4 x 10 / 40) - 1 = 0, cwnd = 19 - 2 + 0 (with the episode's own
+    flight of 20 it would be ceil(4 x 10 / 20) - 1 = 1, cwnd 18)."""
+    f = flow("newreno", "freebsd")
+    f.snd_una, f.snd_nxt, f.high_tx = 100, 140, 140
+    f.cwnd = 40.0
+    f.cc.enter_recovery(f, 0)
+    assert f.cc.recover_fs == 40
+    f.cc.end_recovery(f)
+    _ack_with_ce(f, 20)
+    assert (f.ssthresh, f.cwnd, f.cc.recover_fs) == (10.0, 19.0, 40)
+    assert (f.prr_out, f.high_tx) == (1, 121)
+    f.on_ack(1_000_001, 104, -1, 0, 0)
+    assert f.cwnd == 17.0
 
 
 def test_linux_dctcp_reduces_by_prr_and_does_not_grow_in_cwr():

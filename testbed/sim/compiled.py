@@ -29,7 +29,7 @@ from pathlib import Path
 PACKAGE = "l4stb.sim"
 SOURCE_DIR = Path(__file__).resolve().parent
 HOT_MODULES = ("engine", "tcp", "tcp_stacks", "tcp_cc", "syslog", "link", "prng", "policy", "udp_cbr", "udp_prague",
-               "datagram", "packet") + tuple(sorted(p.stem for p in SOURCE_DIR.glob("aqm_*.py")))
+               "datagram", "packet", "rcvwnd") + tuple(sorted(p.stem for p in SOURCE_DIR.glob("aqm_*.py")))
 """The modules on the per-packet path: the event loop, the senders and receivers, the log writer, and every AQM
 (``aqm_*.py``, so a new AQM is compiled without being listed)."""
 MANIFEST = "engine.json"

@@ -31,7 +31,7 @@ from collections import deque
 from heapq import heappop, heappush
 
 from l4stb.sim.packet import ACK_INFO, NOT_ECT, PASSES, SEQ
-from l4stb.sim.tcp import ACK_BYTES, EV_ARRIVE, EV_DELACK, EV_PACE, EV_RATE, EV_RTO, EV_SAMPLE, EV_START
+from l4stb.sim.tcp import ACK_BYTES, PKT_BYTES, EV_ARRIVE, EV_DELACK, EV_PACE, EV_RATE, EV_RTO, EV_SAMPLE, EV_START
 
 SACK_BLOCK_BYTES = 12
 """An ACK carrying one SACK block is 12 bytes longer (two NOPs, kind, length, 8 bytes of edges)."""
@@ -96,6 +96,11 @@ class Engine:
 
     def schedule(self, t: int, kind: int, obj) -> None:
         heappush(self.heap, (t, next(self.counter), kind, obj))
+
+    def queue_wait_ns(self) -> int:
+        """How long a packet reaching the bottleneck now waits behind its backlog (full-size packets at the
+        bottleneck's rate, however the AQM orders them): the queueing part of a handshake's round trip."""
+        return self.aqm.backlog() * PKT_BYTES * 8_000_000_000 // self.bottleneck.rate_bps
 
     def run(self, t_stop: int, progress=None, progress_every_ns: int = 1_000_000_000) -> None:
         heap = self.heap

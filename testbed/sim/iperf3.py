@@ -18,7 +18,8 @@ How the values are made:
   in order, and the optional server JSON carries exact per-second received bytes.
 * **snd_cwnd** is cwnd in bytes; **rtt**/**rttvar** the smoothed RTT and its variation in us (tcp_info
   units); **retransmits** the segments sent again in the interval; **pmtu** is -1 (FreeBSD's tcp_info
-  has no PMTU); **snd_wnd** the receiver's advertised window (the simulator's fixed 2 MiB).
+  has no PMTU); **snd_wnd** the receive window the sender last heard: a FreeBSD receiver's autoscaled buffer
+  (:mod:`l4stb.sim.rcvwnd`); a Linux receiver's window is not modelled and is reported as 2 MiB.
 * CPU figures are fixed small numbers (a simulator has no CPU load to report).
 """
 
@@ -29,7 +30,10 @@ import json
 import time
 from dataclasses import dataclass
 
-from l4stb.sim.tcp import MSS, RWND_BYTES
+from l4stb.sim.tcp import MSS, NO_WND
+
+LINUX_WND_BYTES = 2 * 1024 * 1024
+"""snd_wnd reported for a Linux receiver, whose window the simulator does not model (it never limits)."""
 
 BLKSIZE = 131072
 VERSION = "iperf 3.17.1"
@@ -61,6 +65,14 @@ def cookie(seed: int, port: int, side: str) -> str:
     h = hashlib.sha256(f"{seed}:{port}:{side}".encode()).digest()
     alphabet = "abcdefghijklmnopqrstuvwxyz234567"
     return "".join(alphabet[b % 32] for b in h[:36])
+
+
+def _wnd(sample: tuple) -> int:
+    """The snd_wnd iperf3 reports (bytes) at a sample: a TCP sender's 8th field is the window it heard (a FreeBSD
+    receiver's only grows, so the last sample's is the maximum); :data:`LINUX_WND_BYTES` where none is modelled
+    (a Linux receiver, or a UDP sender, whose samples have 7 fields)."""
+    wnd = sample[7] if len(sample) > 7 else NO_WND
+    return LINUX_WND_BYTES if wnd == NO_WND else wnd
 
 
 def _stamp(epoch_s: int) -> dict:
@@ -111,7 +123,7 @@ def client_json(conn: Conn, flows) -> dict:
         streams = []
         for s, f in zip(sockets, flows):
             t0, una0, rtx0, cw0 = f.samples[k][:4]
-            t1, una1, rtx1, cw1, srtt, rttvar, _ = f.samples[k + 1]
+            t1, una1, rtx1, cw1, srtt, rttvar = f.samples[k + 1][:6]
             w0 = 0 if k == 0 else written(una0, cw0)
             w1 = written(una1, cw1)
             sec = (t1 - t0) / 1e9
@@ -119,7 +131,7 @@ def client_json(conn: Conn, flows) -> dict:
             streams.append({
                 "socket": s, "start": round((t0 - f.start_ns) / 1e9, 6), "end": round((t1 - f.start_ns) / 1e9, 6),
                 "seconds": sec, "bytes": b, "bits_per_second": b * 8 / sec if sec > 0 else 0.0,
-                "retransmits": rtx1 - rtx0, "snd_cwnd": int(cw1 * MSS), "snd_wnd": RWND_BYTES,
+                "retransmits": rtx1 - rtx0, "snd_cwnd": int(cw1 * MSS), "snd_wnd": _wnd(f.samples[k + 1]),
                 "rtt": srtt // 1000, "rttvar": rttvar // 1000, "pmtu": -1, "omitted": False, "sender": True,
             })
         intervals.append({"streams": streams, "sum": _sum(streams, sender=True)})
@@ -133,7 +145,7 @@ def client_json(conn: Conn, flows) -> dict:
         end_streams.append({
             "sender": {"socket": s, "start": 0, "end": sec, "seconds": sec, "bytes": sent,
                        "bits_per_second": sent * 8 / sec if sec > 0 else 0.0, "retransmits": f.retrans,
-                       "max_snd_cwnd": int(f.max_cwnd * MSS), "max_snd_wnd": RWND_BYTES,
+                       "max_snd_cwnd": int(f.max_cwnd * MSS), "max_snd_wnd": _wnd(f.samples[-1]),
                        "max_rtt": f.rtt_max // 1000, "min_rtt": (f.rtt_min // 1000) if f.rtt_n else 0,
                        "mean_rtt": mean_rtt, "sender": True},
             "receiver": {"socket": s, "start": 0, "end": sec, "seconds": sec, "bytes": rcvd,

@@ -240,7 +240,8 @@ def _start_flows(job: SimJob, engine: Engine, flows: list, bottleneck: Bottlenec
         else:
             size_segs = -(-group.size // MSS) if group.short else 0
             flow = TcpFlow(sp.fid, sp.cc, sc.ecn, start, max(end, start + 1), engine, acc, stack=host.stack,
-                           size_segs=size_segs, extra_delay_ns=extra_ns)
+                           size_segs=size_segs, extra_delay_ns=extra_ns, handshake_rtt_ns=rtt0,
+                           kern_hz=sc.aqm.kern_hz)
         flows.append(flow)
         engine.schedule(start, EV_START, flow)
         t_stop = max(t_stop, end)

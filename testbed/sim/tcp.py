@@ -6,8 +6,8 @@ every rule below unless a Linux rule is named) or ``linux``. Where the stacks di
 control reacts, is one object per (stack, CC) bound once when the flow is created (:mod:`l4stb.sim.tcp_stacks`,
 whose docstring holds the FreeBSD-vs-Linux table, one row per attribute or method of the stack classes).
 
-Departures: FreeBSD's PRR (net.inet.tcp.do_prr) and HyStart++ are not modelled (FreeBSD enters fast recovery
-at cwnd = ssthresh here; the stored sources could not confirm 14.1's do_prr default); Linux's undo (Eifel/DSACK),
+Departures: FreeBSD's PRR (net.inet.tcp.do_prr = 1) is modelled in ECN congestion recovery only; in SACK loss
+recovery FreeBSD enters fast recovery at cwnd = ssthresh here (tcp_stacks.py); HyStart++ and Linux's undo (Eifel/DSACK),
 F-RTO and TSO autosizing are not modelled. A hole below the highest SACK counts as lost at once (FACK) once more
 than 3 segments above it are SACKed (DupThresh, RFC 5681; Limited Transmit is not modelled on either stack).
 Linux's RACK-TLP (RFC 8985) is modelled where it changes what happens at small windows: with 1 or 2 segments
@@ -40,7 +40,11 @@ Common to both stacks
     real-Linux testbed, with the CE-change and CWR rules of that table): delayed ACKs (every 2nd in-order
     segment, or after 40 ms); an immediate ACK with a SACK for every out-of-order arrival and when a hole
     fills; TSecr echoes the first unacknowledged segment's timestamp (RFC 7323), so RTT samples include the
-    delayed-ACK wait. The receive window is never the limit (2 MB). A Linux receiver (the server of a
+    delayed-ACK wait. A FreeBSD receiver advertises its socket buffer (64 KiB rounded to 45 x 1460
+    bytes, autoscaled by tcp_autorcvbuf: :mod:`l4stb.sim.rcvwnd`); the sender sends new data only inside it
+    (tcp_output.c sendwin = min(snd_wnd, cwnd)) and a FreeBSD CC grows cwnd only while cwnd <= snd_wnd
+    (cc_ack_received's CCF_CWND_LIMITED). A Linux receiver's window is not modelled (it stays ahead of
+    cwnd: tcp_rmem 131072..6 MiB with dynamic right-sizing). A Linux receiver (the server of a
     Linux-stack flow) starts in quick-ACK mode: its first 16 ACKs go out at once, one per segment
     (TCP_MAX_QUICKACKS; tcp_event_data_recv, tcp_incr_quickack), and so do 16 more after a duplicate segment or
     a receive gap longer than 200 ms; a FreeBSD receiver delays from the first segment (tcp_input.c DELAY_ACK).
@@ -74,6 +78,7 @@ from __future__ import annotations
 from heapq import heappush
 
 from l4stb.sim.packet import CE
+from l4stb.sim.rcvwnd import FreeBsdRcvWnd
 from l4stb.sim.tcp_stacks import INIT_CWND, sender_cc
 
 MSS = 1448
@@ -97,10 +102,11 @@ data segment with min(rcv_wnd / (2 rcv_mss), 16) ACKs (tcp_incr_quickack; the in
 space in 7.2, tcp_select_initial_window, so 16)."""
 LINUX_TIMEOUT_MIN_NS = 2_000_000
 """TCP_TIMEOUT_MIN_US (include/net/tcp.h): added to the loss probe's 2 srtt and to the reorder timer."""
-RWND_BYTES = 2 * 1024 * 1024
 COOKIE_BYTES = 37 + 52
 """iperf3's stream cookie (COOKIE_SIZE 37 bytes, src/iperf.h), the first thing a client writes on each data
 connection (iperf_tcp.c iperf_tcp_connect), in an IPv4 packet with a timestamped TCP header."""
+NO_WND = 1 << 62
+"""The window of a receiver whose advertised window is not modelled (Linux's: see :mod:`l4stb.sim.rcvwnd`)."""
 
 EV_ARRIVE, EV_RTO, EV_DELACK, EV_SAMPLE, EV_START, EV_RATE, EV_PACE = 0, 1, 2, 3, 4, 5, 6
 """Heap event kinds shared with the engine (EV_RATE: the bottleneck's rate changes to ``obj`` bit/s;
@@ -119,18 +125,22 @@ class TcpFlow:
         "retrans", "ce_acked", "marked_rtts", "rtt_min", "rtt_max", "rtt_sum", "rtt_n", "max_cwnd",
         "bytes_acked", "cnt_acc", "in_cwr", "cwr_end", "prr_delivered", "prr_out", "prior_cwnd",
         "delivered", "delivered_ce", "pace_next", "pace_armed", "is_cwnd_limited", "max_out", "cwnd_usage_seq",
-        "rack", "reo_at", "tlp_at", "tlp_high", "rto_loss", "tx_ns", "cookie",
+        "rack", "reo_at", "tlp_at", "tlp_high", "rto_loss", "tx_ns", "cookie", "snd_wnd", "snd_wnd_mss", "wnd_segs",
+        "wnd_seen",
         # receiver
         "rcv_nxt", "ooo", "ack_pending", "ce_pending", "ts_recent", "delack_at", "ce_received", "bytes_rcvd",
-        "ce_state", "ce_ack_now", "cwr_pending", "quick", "rcv_last",
+        "ce_state", "ce_ack_now", "cwr_pending", "quick", "rcv_last", "rwnd",
         # iperf3 samples
         "samples", "interval_ns", "next_sample",
     )
 
     def __init__(self, fid: int, cc: str, ecn: bool, start_ns: int, end_ns: int, sim, access, *,
-                 stack: str = "freebsd", size_segs: int = 0, extra_delay_ns: int = 0):
+                 stack: str = "freebsd", size_segs: int = 0, extra_delay_ns: int = 0, handshake_rtt_ns: int = 0,
+                 kern_hz: int = 1000):
         """``size_segs`` > 0: a short flow that ends once that many segments are acked (iperf3 ``-n``).
-        ``extra_delay_ns``: added to every data packet's way to the router (a per-flow/host dummynet pipe)."""
+        ``extra_delay_ns``: added to every data packet's way to the router (a per-flow/host dummynet pipe).
+        ``handshake_rtt_ns``: the three-way handshake's round trip, a FreeBSD receiver's only RTT sample (its
+        receive-buffer autoscaling times itself by it); ``kern_hz``: the receiver's clock tick rate."""
         self.fid = fid
         self.cc = sender_cc(stack, cc, ecn, start_ns)
         """The stack's congestion control (:mod:`l4stb.sim.tcp_stacks`), bound once; the codepoints and pacing
@@ -201,6 +211,17 @@ class TcpFlow:
         self.tx_ns: dict | None = {} if self.cc.samples_rtt else None
         """seq -> when it was first sent (ns), -1 once retransmitted: Linux's skb timestamps, which give the CC its
         RTT sample (:meth:`_ca_rtt`); kept only for a CC that takes samples (Linux Cubic's HyStart)."""
+        self.rwnd = FreeBsdRcvWnd(handshake_rtt_ns, kern_hz) if stack == "freebsd" else None
+        """The receiver's buffer and its autoscaling (:mod:`l4stb.sim.rcvwnd`); None: a Linux receiver, whose
+        window is not modelled."""
+        self.snd_wnd = self.rwnd.window() if self.rwnd is not None else NO_WND
+        """The receive window the sender last heard, in bytes (tcp_var.h snd_wnd)."""
+        self.snd_wnd_mss = self.snd_wnd / MSS
+        """The same in segments, as cwnd counts them: a FreeBSD CC grows cwnd only while cwnd <= snd_wnd."""
+        self.wnd_segs = self.snd_wnd // MSS
+        """Whole segments that fit in it: new data stops at snd_una + wnd_segs (tcp_output.c sendwin)."""
+        self.wnd_seen = 0
+        """How many of the receiver's window growths the sender has heard of."""
         self.rcv_nxt = 0
         self.ooo: set = set()
         self.ack_pending = 0
@@ -222,6 +243,10 @@ class TcpFlow:
     # ================================================================== sender
 
     def start(self, now: int) -> None:
+        if self.rwnd is not None:
+            # the ACK of the SYN-ACK, sent now, crosses the bottleneck's queue before it gives the receiver its
+            # only RTT sample
+            self.rwnd.set_srtt(self.rwnd.handshake_rtt_ns + self.sim.queue_wait_ns())
         self.cc.start(self, now)
         self.sample(now)
         self.send(now)
@@ -239,6 +264,7 @@ class TcpFlow:
         in_rec = self.in_rec
         cookie = self.cookie
         limit = self.size_segs + cookie if self.size_segs else 1 << 62
+        wnd_end = self.snd_una + self.wnd_segs  # new data only inside the receiver's window
         reducing = self.cc.prr and (in_rec or self.in_cwr)
         sent = False
         paced = self.paced and self.srtt > 0
@@ -285,7 +311,7 @@ class TcpFlow:
                 else:
                     self.rtx_next = seq  # everything below fack is SACKed or resent: do not rescan
                     seq = self.snd_nxt
-                    if seq >= limit:
+                    if seq >= limit or seq >= wnd_end:
                         break
                     self.snd_nxt = seq + 1
             else:
@@ -294,7 +320,7 @@ class TcpFlow:
                 if self.snd_nxt - self.snd_una >= int(cwnd):
                     cwnd_full = True
                     break
-                if self.snd_nxt >= limit:
+                if self.snd_nxt >= limit or self.snd_nxt >= wnd_end:
                     break
                 seq = self.snd_nxt
                 self.snd_nxt = seq + 1
@@ -589,6 +615,15 @@ class TcpFlow:
         delivered = acked - prior_sacked + (1 if new_sack else 0)
         if acked > 0 or new_sack:
             cc.on_ack(self, now, cum, acked, delivered, ce)
+        rw = self.rwnd
+        if rw is not None and self.wnd_seen < len(rw.grown) and cum >= rw.grown[self.wnd_seen][0]:
+            # the first ACK the receiver sent after its buffer grew carries the new window; tcp_input.c takes
+            # it at step6, after cc_ack_received saw the old one
+            while self.wnd_seen < len(rw.grown) and cum >= rw.grown[self.wnd_seen][0]:
+                self.snd_wnd = rw.grown[self.wnd_seen][1]
+                self.wnd_seen += 1
+            self.snd_wnd_mss = self.snd_wnd / MSS
+            self.wnd_segs = self.snd_wnd // MSS
         self.send(now)
         if self.rack and acked > 0 and not self.in_rec:
             self._arm_loss_probe(now, True)  # tcp_set_xmit_timer
@@ -703,6 +738,8 @@ class TcpFlow:
             rcv += 1
             if seq >= self.cookie:
                 self.bytes_rcvd += MSS
+            if self.rwnd is not None and not self.ooo:
+                self.rwnd.on_in_order(now, MSS, rcv)  # tcp_input.c header prediction: tcp_autorcvbuf
             if self.ooo:
                 filled = False
                 ooo = self.ooo
@@ -738,6 +775,8 @@ class TcpFlow:
     def _ack(self, now: int, sack: int, ts_echo: int) -> None:
         if self.quick > 0:
             self.quick -= 1  # tcp_dec_quickack_mode
+        if self.rwnd is not None:
+            self.rwnd.on_ack_sent(now)
         self.ack_pending = 0
         self.delack_at = 0
         ce = self.ce_pending
@@ -752,7 +791,7 @@ class TcpFlow:
             return  # a short flow that has finished
         c = self.cookie
         self.samples.append((now, self.snd_una - c if self.snd_una > c else 0, self.retrans, self.cwnd, self.srtt,
-                             self.rttvar, self.rcv_nxt - c if self.rcv_nxt > c else 0))
+                             self.rttvar, self.rcv_nxt - c if self.rcv_nxt > c else 0, self.snd_wnd))
         nxt = now + self.interval_ns
         if nxt > self.end_ns:
             nxt = self.end_ns

@@ -5,9 +5,9 @@ space, the SACK scoreboard, the timers and the receiver, and calls the object at
 Every class has the interface of :class:`SenderCC`:
 
 * attributes, fixed at creation: ``stack``, ``name``, ``ecn_cp`` / ``rtx_cp`` (the ECN codepoint of new data and
-  of retransmissions), ``classic_ecn`` (RFC 3168 reaction to echoed CE), ``paced``, ``prr`` (reductions run
-  Linux's PRR), ``lrd`` (a lost retransmission reduces cwnd once more), ``ce_ack_now`` (the receiver ACKs at once
-  on a CE state change), ``tracks_srtt`` / ``samples_rtt`` (whether :meth:`~SenderCC.on_srtt` /
+  of retransmissions), ``classic_ecn`` (RFC 3168 reaction to echoed CE), ``paced``, ``prr`` (segments sent while
+  reducing count in ``prr_out``: Linux's PRR, FreeBSD's in ECN congestion recovery), ``lrd`` (a lost
+  retransmission reduces cwnd once more), ``ce_ack_now`` (the receiver ACKs at once on a CE state change), ``tracks_srtt`` / ``samples_rtt`` (whether :meth:`~SenderCC.on_srtt` /
   :meth:`~SenderCC.on_rtt_sample` are called);
 * methods: ``start``, ``on_srtt``, ``on_rtt_sample``, ``on_ack`` (the CC's step on delivered data),
   ``enter_recovery``, ``end_recovery``, ``on_rto``, ``loss_ssthresh``, ``ecn_ssthresh``, ``leave_loss``.
@@ -25,14 +25,21 @@ ECN on retransmits  Not-ECT for every retransmission (tcp_ecn.c,            Not-
 (``rtx_cp``)        tcp_ecn_output_established: ECT on new data only)      keep their codepoint): tcp_output.c tcp_ecn_send
 slow start          while cwnd <= ssthresh, <= 2 segments per ACK           while cwnd < ssthresh, cwnd = min(cwnd + acked,
 (``on_ack``)        (cc_newreno / abc_l_var = 2)                            ssthresh), the rest goes to CA (tcp_slow_start)
-CE / loss response  cwnd = ssthresh at once (cc_*.c cong_signal)            PRR from cwnd down to ssthresh (tcp_input.c
-(``on_ack``,                                                                tcp_cwnd_reduction, SSRB), no growth until the
-``enter_recovery``)                                                         window sent at the reduction is acked
+CE / loss response  CE (NewReno, Cubic): the CC module's cut, then PRR    PRR from cwnd down to ssthresh (tcp_input.c
+(``on_ack``,        walks cwnd from the flight down to ssthresh per ACK     tcp_cwnd_reduction, SSRB), no growth until the
+``enter_recovery``) (tcp_input.c IN_CONGRECOVERY: "always use PRR-SSRB");  window sent at the reduction is acked
+                    no growth until th_ack passes snd_max + 1, nor on that
+                    ACK; a loss in that episode keeps its ssthresh. Loss:
+                    cwnd = ssthresh at once
 NewReno CA          +1 MSS once a cwnd of bytes is acked (ABC,              tcp_cong_avoid_ai(cwnd): +1 per cwnd segments acked
                     cc_newreno.c); ssthresh floor(cwnd/2) whole MSS         ssthresh max(cwnd/2, 2)
 DCTCP               grows in congestion recovery (cc_dctcp.c                 tcp_dctcp.c: ssthresh = cwnd - (cwnd alpha >> 11), CWR
                     ack_received leaves it), so the reducing ACK takes       with PRR, no growth in CWR; alpha in 1/1024 per window
-                    a slow-start step (cwnd == ssthresh)                    from 1024, integer EWMA (below 16/1024 it drops to 0)
+                    a slow-start step (cwnd == ssthresh); no PRR walk:       from 1024, integer EWMA (below 16/1024 it drops to 0)
+                    14.0-STABLE's dctcp_ack_received re-enters
+                    congestion recovery, which would let PRR walk DCTCP
+                    too, but every SIFTR trace of docs/freebsd-siftr.md
+                    shows its CE cuts immediate
 DCTCP receiver      every 2nd segment (the FreeBSD model; cc_dctcp's         dctcp_ece_ack_update (tcp_dctcp.h): an immediate ACK on
 (``ce_ack_now``)    dctcp_ecnpkt_handler also ACKs on a CE change: not       every CE state change, the delayed one for the prior
                     modelled yet, so FreeBSD results stay as published)      segments first; the CWR segment at once (tcp_ecn_accept_cwr)
@@ -89,9 +96,9 @@ class SenderCC:
     tracks_srtt = False
     samples_rtt = False
     rack_tlp = False
+    """Linux only: RACK's reorder timer and the tail loss probe (:class:`l4stb.sim.tcp.TcpFlow`)."""
     quickack = False
     """Linux only: the receiver (the server runs the sender's stack) ACKs every segment in quick-ACK mode."""
-    """Linux only: RACK's reorder timer and the tail loss probe (:class:`l4stb.sim.tcp.TcpFlow`)."""
     iperf3_cookie = False
     """Linux only: the flow starts with iperf3's 37-byte cookie and its ACK (:attr:`l4stb.sim.tcp.TcpFlow.cookie`)."""
     in_loss = False
@@ -144,14 +151,35 @@ class SenderCC:
 
 
 class FreeBsdSender(SenderCC):
-    """FreeBSD 14.1's sender with cc_newreno (the base of the FreeBSD CCs): ABC slow start and growth, cwnd =
-    ssthresh at once on a loss or CE echo, no growth in ECN congestion recovery, LRD."""
+    """FreeBSD 14.1's sender with cc_newreno (the base of the FreeBSD CCs): ABC slow start and growth, the CC
+    module's cut on a loss or CE echo, PRR (RFC 6937) walking cwnd down in ECN congestion recovery, no growth
+    in recovery nor while cwnd is above the receiver's advertised window (tcp_input.c cc_ack_received sets
+    CCF_CWND_LIMITED only while snd_cwnd <= snd_wnd; :mod:`l4stb.sim.rcvwnd`), LRD.
 
-    __slots__ = ()
+    The sources are FreeBSD 14's ``sys/netinet`` (read in ilnp/ilnp-freebsd14, 14.0-STABLE at
+    __FreeBSD_version 1400507, the closest stored tree to 14.1's 1401000; no releng/14.1 tree is stored):
+    ``net.inet.tcp.do_prr`` defaults to 1 (tcp_input.c ``VNET_DEFINE(int, tcp_do_prr) = 1``; 14 has no
+    ``do_prr_conservative``: tcp_do_prr_ack always uses the slow-start reduction bound); the CC_ECN / CC_NDUPACK
+    cuts are cc.c ``newreno_cc_cong_signal``. ``recover_fs`` is tcp_var.h's ``sackhint.recover_fs``, the flight
+    the proportional part of PRR divides by.
+
+    LRD stays on although that same 14.0-STABLE tcp_input.c has ``VNET_DEFINE(int, tcp_do_lrd) = 0`` (as does
+    the stored freebsd/freebsd-src snapshot of that era), because a later tree (FreeBSD main after D42851, which
+    moved the knob to tcp_sack.c as ``net.inet.tcp.sack.lrd``) has ``tcp_do_lrd = 1``, and no stored source says
+    which of the two releng/14.1 shipped (docs/freebsd-siftr.md, "What the model does not settle").
+    """
+
+    __slots__ = ("recover_fs",)
 
     stack = "freebsd"
     name = "newreno"
     lrd = True
+    prr = True
+    """tcp_output.c counts every segment sent while IN_RECOVERY (fast or congestion recovery) in prr_out."""
+
+    def __init__(self, ecn_cp, rtx_cp):
+        super().__init__(ecn_cp, rtx_cp)
+        self.recover_fs = 0
 
     def on_ack(self, f, now, cum, acked, delivered, ce):
         if acked <= 0:
@@ -161,20 +189,67 @@ class FreeBsdSender(SenderCC):
         if f.in_rec:
             return
         if ce and self.classic_ecn and cum > f.ecn_recover:
+            # tcp_ecn_input_segment -> cc_cong_signal(CC_ECN) (tcp_input.c): a new episode once th_ack reached
+            # snd_recover = snd_max + 1; the CC module (cc_newreno.c / cc_cubic.c CC_ECN) sets ssthresh and
+            # cwnd and enters congestion recovery. PRR runs on this same ACK (below).
             f.ecn_recover = f.snd_nxt
-            f.in_cwr = True  # FreeBSD: congestion recovery (no Linux-style PRR here)
+            f.in_cwr = True
             f.marked_rtts += 1
             new = self.ecn_ssthresh(f, now)
             f.ssthresh = new
             f.cwnd = new
             f.bytes_acked = 0
-        elif cum >= f.ecn_recover:
-            # FreeBSD: no growth in ECN congestion recovery (until the window sent at the reduction is
-            # acked); the ACK that ends it finds cwnd == ssthresh: slow start
-            if f.in_cwr:
+            self.congestion_prr(f, cum, acked)
+        elif f.in_cwr:
+            if cum <= f.ecn_recover:
+                self.congestion_prr(f, cum, acked)  # th_ack < snd_recover: still reducing
+            else:
+                # th_ack >= snd_recover: cc_post_recovery, then EXIT_RECOVERY in process_ACK -- after
+                # cc_ack_received, which sees IN_RECOVERY and does not grow on this ACK (tcp_input.c)
                 f.in_cwr = False
                 self.post_congestion_recovery(f)
+                self.reset_prr(f)
+        elif f.cwnd <= f.snd_wnd_mss:
+            # tcp_input.c cc_ack_received: CCF_CWND_LIMITED only while snd_cwnd <= snd_wnd; cc_newreno.c and
+            # cc_cubic.c ack_received grow only with it (the receive window: l4stb.sim.rcvwnd)
             self.grow(f, now, acked)
+
+    def congestion_prr(self, f, cum: int, acked: int) -> None:
+        """tcp_input.c tcp_do_segment, the ``IN_CONGRECOVERY`` branch ("During ECN cwnd reduction always use
+        PRR-SSRB"): delivered_data = the bytes this ACK acks, then tcp_do_prr_ack sets cwnd = pipe - del_data
+        + snd_cnt, so cwnd walks from the flight down to ssthresh over about a round trip instead of dropping
+        at once. pipe is tcp_compute_pipe before snd_una moves (snd_max - snd_una; no SACK scoreboard here)."""
+        una_before = cum - acked
+        pipe = f.high_tx - una_before
+        cnt = self.prr_count(f, acked, pipe, una_before, False)
+        f.cwnd = float(max(pipe - acked + cnt, 1))  # imax(maxseg, snd_cwnd)
+
+    def prr_count(self, f, del_data: int, pipe: int, una_before: int, new_loss: bool) -> int:
+        """tcp_input.c tcp_do_prr_ack: the segments PRR lets this ACK send (snd_cnt). Above ssthresh the
+        proportional part, ceil(prr_delivered x ssthresh / recover_fs) - prr_out, rounded up to whole segments;
+        below it the slow-start reduction bound, min(ssthresh - pipe, max(prr_delivered - prr_out, del_data) + 1)
+        (only prr_delivered - prr_out when the ACK reports a new hole: the 6937bis heuristic). recover_fs is
+        set to the flight only when 0: an ECN episode reuses the one the last loss recovery set."""
+        f.prr_delivered += del_data
+        ssthresh = f.ssthresh
+        if pipe >= ssthresh:
+            if not self.recover_fs:
+                self.recover_fs = max(1, f.snd_nxt - una_before)
+            cnt = math.ceil(f.prr_delivered * ssthresh / self.recover_fs - f.prr_out)
+        else:
+            if new_loss:
+                limit = f.prr_delivered - f.prr_out
+            else:
+                limit = max(f.prr_delivered - f.prr_out, del_data) + 1
+            cnt = int(min(ssthresh - pipe, limit))
+        return cnt if cnt > 0 else 0
+
+    @staticmethod
+    def reset_prr(f) -> None:
+        """tcp_input.c cc_post_recovery: prr_delivered and prr_out start again at 0 (only here: an RTO
+        leaves them as they were)."""
+        f.prr_delivered = 0
+        f.prr_out = 0
 
     def post_congestion_recovery(self, f) -> None:
         """Leaving ECN congestion recovery (cc_newreno: nothing to do)."""
@@ -199,8 +274,14 @@ class FreeBsdSender(SenderCC):
         return float(max(int(f.cwnd) // 2, 2))  # cc_newreno: whole MSS
 
     def enter_recovery(self, f, now):
-        f.ssthresh = self.loss_ssthresh(f, now)
-        f.cwnd = f.ssthresh  # FreeBSD: fast recovery at cwnd = ssthresh (PRR not modelled)
+        # cc_newreno.c / cc_cubic.c CC_NDUPACK: a loss in ECN congestion recovery keeps that episode's
+        # ssthresh (the window was already cut for this round)
+        if not f.in_cwr:
+            f.ssthresh = self.loss_ssthresh(f, now)
+        # tcp_input.c, enter_recovery with do_prr: recover_fs = the flight now; the next ECN episodes' PRR
+        # divides by it (nothing else resets it; LRD's adjustment of it is not modelled)
+        self.recover_fs = max(1, f.snd_nxt - f.snd_una)
+        f.cwnd = f.ssthresh  # FreeBSD: fast recovery at cwnd = ssthresh (PRR in loss recovery not modelled)
         f.bytes_acked = 0
 
     def end_recovery(self, f):
@@ -208,6 +289,13 @@ class FreeBsdSender(SenderCC):
         # ssthresh (RFC 6582's burst guard), else ssthresh
         pipe = f.snd_nxt - f.snd_una
         f.cwnd = float(max(pipe, 1) + 1) if pipe < f.ssthresh else f.ssthresh
+        self.end_episode(f)
+
+    def end_episode(self, f) -> None:
+        """Leaving fast recovery: process_ACK's EXIT_RECOVERY clears congestion recovery too, and
+        cc_post_recovery resets PRR's counters (tcp_input.c)."""
+        f.in_cwr = False
+        self.reset_prr(f)
 
     def on_rto(self, f, now, flight):
         # FreeBSD cc_cong_signal CC_RTO: max(2, min(wnd, cwnd) / 2 / mss) whole MSS
@@ -243,6 +331,7 @@ class FreeBsdCubicCC(FreeBsdSender):
 
     def end_recovery(self, f):
         f.cwnd = self.cubic.post_recovery(True, f.snd_nxt - f.snd_una, f.ssthresh, f.cwnd)
+        self.end_episode(f)
 
     def on_rto(self, f, now, flight):
         f.ssthresh = self.cubic.rto(flight)
@@ -288,8 +377,10 @@ class FreeBsdDctcp(FreeBsdSender):
             f.ssthresh = new
             f.bytes_acked = 0
         # FreeBSD cc_dctcp grows on every ACK, the reducing one included (cong_signal runs before
-        # ack_received, which leaves congestion recovery to grow); there cwnd == ssthresh: slow start
-        self.grow(f, now, acked)
+        # ack_received, which leaves congestion recovery to grow); there cwnd == ssthresh: slow start. It calls
+        # newreno's ack_received, which grows only while cwnd <= snd_wnd (CCF_CWND_LIMITED, cc_ack_received)
+        if f.cwnd <= f.snd_wnd_mss:
+            self.grow(f, now, acked)
 
     def loss_ssthresh(self, f, now):
         return max(f.cwnd / 2, 2.0)  # cc_dctcp CC_NDUPACK: max(cwin / 2, 2 * mss) in bytes
