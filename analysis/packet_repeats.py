@@ -72,6 +72,11 @@ class PacketRepeats:
             table = self._file.read_row_groups(list(range(first, last + 1)), columns=self.columns)
             yield table.slice(part.start - int(self._rg_start[first]), part.stop - part.start)
 
+    def column(self, name: str) -> np.ndarray:
+        """One column of the whole file as numbers, in file order (for the small columns a layout needs, such as
+        ``action``: a few bytes a row)."""
+        return self._file.read(columns=[name]).column(name).to_numpy()
+
     def null_counts(self) -> dict[str, int]:
         """Missing values per column over the whole file, from the row groups' statistics where written."""
         md = self._file.metadata
