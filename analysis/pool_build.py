@@ -49,6 +49,7 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from l4stb.analysis.packet_repeats import PacketRepeats
 from l4stb.analysis.packets import ensure_parsed
@@ -206,11 +207,12 @@ def _filled(table, name: str) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _Part:
-    """The rows ``idx`` (positions within the episode, in pool order) of episode number ``eid`` in one split."""
+    """The rows ``idx`` (positions within the episode, in pool order) of episode number ``eid`` in one split: a
+    ``range`` for a block of rows (no index array for millions of rows), an array for a selection."""
 
     eid: int
     episode: _Episode
-    idx: np.ndarray
+    idx: range | np.ndarray
 
 
 class _SplitArrays:
@@ -238,6 +240,13 @@ class _SplitArrays:
         hi = lo + len(actions)
         for p, off in zip(self.parts, self.offsets):
             if p.eid != eid:
+                continue
+            if isinstance(p.idx, range):  # a block: the overlap is a slice on both sides
+                a, b = max(lo, p.idx.start), min(hi, p.idx.stop)
+                if a < b:
+                    dst = slice(off + a - p.idx.start, off + b - p.idx.start)
+                    self.states[dst], self.actions[dst], self.rewards[dst] = (
+                        states[a - lo:b - lo], actions[a - lo:b - lo], rewards[a - lo:b - lo])
                 continue
             take = (p.idx >= lo) & (p.idx < hi)
             if not take.any():
@@ -288,13 +297,16 @@ def _fill_run(src: _RunSource, first_eid: int, splits: list[_SplitArrays], featu
                     split.fill(eid, lo, states, actions, rewards)
             pending = next(episodes, None)
         del table, filled
+        # Arrow's allocator keeps what the repeat's table freed for reuse (RSS stays at the largest table plus
+        # the pool); hand it back before the next repeat (MemoryPool::ReleaseUnused, cpp/src/arrow/memory_pool.h)
+        pa.default_memory_pool().release_unused()
         t0 = t1
 
 
-def _position_blocks(n: int, fractions: tuple[float, ...]) -> list[np.ndarray]:
+def _position_blocks(n: int, fractions: tuple[float, ...]) -> list[range]:
     cuts = np.round(np.cumsum(fractions)[:-1] * n).astype(int)
     edges = np.concatenate(([0], cuts, [n]))
-    return [np.arange(edges[i], edges[i + 1]) for i in range(len(fractions))]
+    return [range(int(edges[i]), int(edges[i + 1])) for i in range(len(fractions))]
 
 
 def _repeat_counts(k: int, with_test: bool) -> tuple[int, int, int]:
@@ -352,7 +364,7 @@ def build_pool(ws: Workspace, run_ids: list[str], *, preset: str = "paper7", rew
         order = np.random.default_rng(seed).permutation(k)
         for rank, i in enumerate(order):
             which = "train" if rank < n_train else "val" if rank < n_train + n_val else "test"
-            parts[which].append(_Part(int(i), train_eps[i], np.arange(train_eps[i].rows)))
+            parts[which].append(_Part(int(i), train_eps[i], range(train_eps[i].rows)))
             assignment[int(i)] = which
         for which in parts:
             parts[which].sort(key=lambda p: p.eid)
@@ -371,14 +383,15 @@ def build_pool(ws: Workspace, run_ids: list[str], *, preset: str = "paper7", rew
                       f"{'/'.join(f'{f:.2f}' for f in fr)} for {'train/val' if with_test else 'train/val/test'}"
                       + (f"; test = held-out runs {', '.join(test_run_ids)}" if with_test else ""))
     for i, ep in enumerate(test_eps, start=k):
-        parts["test"].append(_Part(i, ep, np.arange(ep.rows)))
+        parts["test"].append(_Part(i, ep, range(ep.rows)))
         assignment[i] = "test"
 
     selection_desc = None
     if selection == "paper-changes":
         actions = {src.run_id: src.packets.column("action") for src in train_src}  # one small column per run
-        parts["train"] = [_Part(p.eid, p.episode, p.idx[paper_changes_index(
-            actions[p.episode.run_id][p.episode.start:p.episode.stop][p.idx])]) for p in parts["train"]]
+        parts["train"] = [_Part(p.eid, p.episode, p.idx.start + paper_changes_index(
+            actions[p.episode.run_id][p.episode.start + p.idx.start:p.episode.start + p.idx.stop]))
+            for p in parts["train"]]  # idx: a range (the whole repeat, or its train block)
         del actions
         selection_desc = ("paper-changes: train keeps the 5 rows before each action change in the first 20% of each "
                           "repeat (duplicates kept); val/test keep every row, like the original's eval pool")
