@@ -49,9 +49,8 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
-from l4stb.analysis.packet_repeats import PacketRepeats
+from l4stb.analysis.packet_repeats import PacketRepeats, release_arrow_memory
 from l4stb.analysis.packets import ensure_parsed
 from l4stb.analysis.pool import ExperiencePool, NormStats, PoolMeta, PoolSplits, save_pool
 from l4stb.aqm_catalogue import CLASSIC_TARGET_US
@@ -297,9 +296,7 @@ def _fill_run(src: _RunSource, first_eid: int, splits: list[_SplitArrays], featu
                     split.fill(eid, lo, states, actions, rewards)
             pending = next(episodes, None)
         del table, filled
-        # Arrow's allocator keeps what the repeat's table freed for reuse (RSS stays at the largest table plus
-        # the pool); hand it back before the next repeat (MemoryPool::ReleaseUnused, cpp/src/arrow/memory_pool.h)
-        pa.default_memory_pool().release_unused()
+        release_arrow_memory()
         t0 = t1
 
 

@@ -3,9 +3,9 @@
 The report used to read every packet of the run into one frame (4 GB at 15 M decisions). Every per-packet view
 it draws is per repeat or pools the repeats' rows in log order, so it is gathered from each repeat's frame as
 :func:`~l4stb.analysis.summary.summarize_repeats` hands it over, and the frame is dropped: the delay samples of
-the ECDF and box figures (one float per forwarded or marked packet, exact), the router-side utilisation series,
-the per-flow points, and the one repeat the "over time" figure shows. Memory follows the largest repeat plus the
-delay samples, not the run.
+the ECDF and box figures (one float per forwarded or marked packet, exact), the router-side utilisation series
+and the per-flow points. The one repeat the "over time" figure shows is read again afterwards, with the AQM
+state columns only it needs. Memory follows the largest repeat plus the delay samples, not the run.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pandas as pd
 from l4stb.analysis import metrics as M
 from l4stb.analysis.flowview import FlowPoint, FlowStat, flow_stats, has_flow_ids, name_flow_stats
 from l4stb.analysis.packet_repeats import PacketRepeats
-from l4stb.analysis.summary import RunData, RunSummary, summarize_repeats
+from l4stb.analysis.summary import SUMMARY_PACKET_COLUMNS, RunData, RunSummary, summarize_repeats
 from l4stb.analysis.timebase import router_offsets_s
 from l4stb.workspace import Workspace
 
@@ -42,7 +42,6 @@ class RunPacketViews:
 @dataclass
 class _Gatherer:
     data: RunData
-    shown_repeat: int | None
     util_bin_s: float
     warmup_s: float
     delays: dict[str, list[np.ndarray]] = field(default_factory=lambda: {q: [] for q in M.QUEUES})
@@ -50,7 +49,6 @@ class _Gatherer:
     stats: list[FlowStat] = field(default_factory=list)
     with_flow_ids: bool = False
     timed: bool = False
-    shown: pd.DataFrame | None = None
 
     def __post_init__(self) -> None:
         self.offsets = router_offsets_s(self.data.flows)
@@ -65,13 +63,11 @@ class _Gatherer:
             self.stats += flow_stats(packets, self.warmup_s)
         if not packets.empty and np.isfinite(packets["t_s"].to_numpy(dtype=float)).any():
             self.timed = True
-        if repeat == self.shown_repeat:
-            self.shown = packets
 
-    def result(self, repeats: list[int]) -> RunPacketViews:
-        delays = M.DelaySamples({q: _joined(parts) for q, parts in self.delays.items()})
+    def result(self, repeats: list[int], shown: pd.DataFrame | None) -> RunPacketViews:
+        delays = M.DelaySamples({q: _joined(self.delays.pop(q)) for q in M.QUEUES})
         points = name_flow_stats(self.stats, self.data.scenario, self.data.senders) if self.with_flow_ids else None
-        return RunPacketViews(repeats, delays, self.util, points, self.timed, self.shown)
+        return RunPacketViews(repeats, delays, self.util, points, self.timed, shown)
 
 
 def _joined(parts: list[np.ndarray]) -> np.ndarray:
@@ -83,9 +79,11 @@ def summarize_for_report(ws: Workspace, data: RunData, shown_repeat: int | None,
                          warmup_s: float = M.WARMUP_S) -> tuple[RunSummary, RunPacketViews]:
     """The run's summary and the report's per-packet views, from one pass over its repeats (``data`` loaded
     without its packets). ``shown_repeat``: the repeat of the "over time" figure (None: the first one)."""
-    repeats = PacketRepeats(ws.packets_file(data.run_id), M.PACKET_COLUMNS)
+    repeats = PacketRepeats(ws.packets_file(data.run_id), SUMMARY_PACKET_COLUMNS)
     ids = repeats.repeat_ids
-    gather = _Gatherer(data, shown_repeat if shown_repeat is not None else (ids[0] if ids else None), util_bin_s,
-                       warmup_s)
+    gather = _Gatherer(data, util_bin_s, warmup_s)
     summary = summarize_repeats(data, repeats, warmup_s, gather.visit)
-    return summary, gather.result(ids)
+    shown = shown_repeat if shown_repeat is not None else (ids[0] if ids else None)
+    frame = (PacketRepeats(ws.packets_file(data.run_id), M.PACKET_COLUMNS).frame(shown)
+             if gather.timed and shown in ids else None)
+    return summary, gather.result(ids, frame)
