@@ -163,17 +163,22 @@ def save_pool(splits: PoolSplits, folder: Path, *, with_json: bool = False) -> P
     with staged_folder(folder) as stage:
         for s in SPLITS:
             pool = splits.split(s)
-            # straight into the file: numpy writes each array in small blocks (numpy/lib/format.py write_array),
-            # where an in-memory zip held a split twice more
-            with atomic_path(stage / f"{s}.npz") as tmp, open(tmp, "wb") as fh:
-                np.savez(fh, states=pool.states, actions=pool.actions, rewards=pool.rewards, dones=pool.dones,
-                         episode=pool.episode)
-                fh.flush()
-                os.fsync(fh.fileno())
+            save_split(pool, stage / f"{s}.npz")
             if with_json:
                 atomic_write_text(stage / f"{s}.json", json.dumps(pool.to_paper_json()))
         atomic_write_text(stage / "meta.json", json.dumps(asdict(meta), indent=2))
     return folder
+
+
+def save_split(pool: ExperiencePool, path: Path) -> None:
+    """One split as ``.npz``, written to a temp file beside ``path``, then ``os.replace``d. Straight into the
+    file: numpy writes each array in blocks (``write_array`` in numpy/lib/format.py), where an in-memory zip
+    would hold the split twice more (1 GB at 15 M rows)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, states=pool.states, actions=pool.actions, rewards=pool.rewards, dones=pool.dones,
+                 episode=pool.episode)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def load_pool(folder: Path) -> PoolSplits:
