@@ -41,6 +41,8 @@ class RunPacketViews:
 
 @dataclass
 class _Gatherer:
+    """Takes each repeat's frame in the summary's pass and keeps only what the figures need of it."""
+
     data: RunData
     util_bin_s: float
     warmup_s: float
@@ -56,8 +58,9 @@ class _Gatherer:
     def visit(self, repeat: int, packets: pd.DataFrame) -> None:
         for q in M.QUEUES:
             self.delays[q].append(M.delay_samples_ms(packets, q))
-        self.util += M.link_utilization_timeseries(packets, self.data.capacity, self.util_bin_s,
-                                                   self.data.log_sample_every, self.offsets)
+        self.util += M.link_utilization_timeseries(
+            packets, self.data.capacity, self.util_bin_s, self.data.log_sample_every, self.offsets
+        )
         if has_flow_ids(packets):
             self.with_flow_ids = True
             self.stats += flow_stats(packets, self.warmup_s)
@@ -75,8 +78,9 @@ def _joined(parts: list[np.ndarray]) -> np.ndarray:
     return parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.empty(0)
 
 
-def summarize_for_report(ws: Workspace, data: RunData, shown_repeat: int | None, util_bin_s: float,
-                         warmup_s: float = M.WARMUP_S) -> tuple[RunSummary, RunPacketViews]:
+def summarize_for_report(
+    ws: Workspace, data: RunData, shown_repeat: int | None, util_bin_s: float, warmup_s: float = M.WARMUP_S
+) -> tuple[RunSummary, RunPacketViews]:
     """The run's summary and the report's per-packet views, from one pass over its repeats (``data`` loaded
     without its packets). ``shown_repeat``: the repeat of the "over time" figure (None: the first one)."""
     repeats = PacketRepeats(ws.packets_file(data.run_id), SUMMARY_PACKET_COLUMNS)
@@ -84,6 +88,9 @@ def summarize_for_report(ws: Workspace, data: RunData, shown_repeat: int | None,
     gather = _Gatherer(data, util_bin_s, warmup_s)
     summary = summarize_repeats(data, repeats, warmup_s, gather.visit)
     shown = shown_repeat if shown_repeat is not None else (ids[0] if ids else None)
-    frame = (PacketRepeats(ws.packets_file(data.run_id), M.PACKET_COLUMNS).frame(shown)
-             if gather.timed and shown in ids else None)
+    frame = (
+        PacketRepeats(ws.packets_file(data.run_id), M.PACKET_COLUMNS).frame(shown)
+        if gather.timed and shown in ids
+        else None
+    )
     return summary, gather.result(ids, frame)

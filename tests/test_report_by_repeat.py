@@ -35,16 +35,28 @@ def _whole_table_views(data, view: TimeseriesView) -> RunPacketViews:
     timed = not pk.empty and bool(np.isfinite(pk["t_s"].to_numpy(dtype=float)).any())
     shown = view.repeat if view.repeat is not None else repeats[0]
     return RunPacketViews(
-        repeats=repeats, delays=M.DelaySamples.from_packets(pk),
-        link_utilization=M.link_utilization_timeseries(pk, data.capacity, utilization_bin_s(data),
-                                                       data.log_sample_every, router_offsets_s(data.flows)),
+        repeats=repeats,
+        delays=M.DelaySamples.from_packets(pk),
+        link_utilization=M.link_utilization_timeseries(
+            pk, data.capacity, utilization_bin_s(data), data.log_sample_every, router_offsets_s(data.flows)
+        ),
         flow_points=flow_points(pk, data.scenario, M.WARMUP_S, data.senders) if has_flow_ids(pk) else None,
-        timed=timed, shown=pk[pk["repeat"] == shown])
+        timed=timed,
+        shown=pk[pk["repeat"] == shown],
+    )
 
 
 def _sections_text(sections) -> list:
-    return [(s.title, s.markdown, s.html, [(t.columns, t.rows, t.caption) for t in s.tables],
-             [(c, p.name) for c, p in s.figures]) for s in sections]
+    return [
+        (
+            s.title,
+            s.markdown,
+            s.html,
+            [(t.columns, t.rows, t.caption) for t in s.tables],
+            [(c, p.name) for c, p in s.figures],
+        )
+        for s in sections
+    ]
 
 
 @pytest.mark.parametrize("view", [TimeseriesView(), TimeseriesView(repeat=3, window=(1.0, 20.0), bin_s=0.05)])
