@@ -116,13 +116,30 @@ class FlowPoint:
     p95_delay_ms: float
 
 
+@dataclass(frozen=True)
+class FlowStat:
+    """A :class:`FlowPoint` before its flow is named (names need every flow id of the run, see :func:`flow_labels`)."""
+
+    repeat: int
+    flow_id: int
+    queue: str
+    throughput_mbps: float
+    p95_delay_ms: float
+
+
 def flow_points(packets: pd.DataFrame, scenario: Scenario | None, warmup_s: float = M.WARMUP_S,
                 senders: Senders | None = None) -> list[FlowPoint]:
+    """One point per flow per repeat of ``packets`` (:func:`flow_stats` named by :func:`name_flow_stats`)."""
+    return name_flow_stats(flow_stats(packets, warmup_s), scenario, senders)
+
+
+def flow_stats(packets: pd.DataFrame, warmup_s: float = M.WARMUP_S) -> list[FlowStat]:
+    """Per repeat and flow: router-side throughput after the warm-up and p95 of the flow's own queue delay. Per
+    repeat, so a run's can be gathered one repeat at a time and concatenated in repeat order."""
     g = _timed(packets)
     if g.empty:
         return []
     g = g[g["action"].to_numpy() != M.ACTION_DROP]
-    labels = flow_labels(scenario, pd.unique(g["flow_id"]), senders)
     out = []
     for (repeat, fid), f in g.groupby(["repeat", "flow_id"], sort=True, observed=True):
         t = f["t_s"].to_numpy(dtype=float)
@@ -132,7 +149,14 @@ def flow_points(packets: pd.DataFrame, scenario: Scenario | None, warmup_s: floa
         mbps = float(f["packet_length"].to_numpy(dtype=float)[steady].sum()) * 8 / span / 1e6 if span > 0 else float("nan")
         delay = f["current_queue_delay"].to_numpy(dtype=float) / 1000.0
         queue = str(f["queue"].mode().iloc[0]) if "queue" in f else "C"
-        lab = labels[int(fid)]
-        out.append(FlowPoint(int(repeat), int(fid), lab.label, lab.cc, queue, mbps,
-                             float(np.percentile(delay, 95)) if len(delay) else float("nan")))
+        out.append(FlowStat(int(repeat), int(fid), queue, mbps,
+                            float(np.percentile(delay, 95)) if len(delay) else float("nan")))
     return out
+
+
+def name_flow_stats(stats: list[FlowStat], scenario: Scenario | None,
+                    senders: Senders | None = None) -> list[FlowPoint]:
+    """Name each flow from all the flow ids of ``stats`` (the run's, when they are the run's)."""
+    labels = flow_labels(scenario, list(dict.fromkeys(st.flow_id for st in stats)), senders)
+    return [FlowPoint(st.repeat, st.flow_id, labels[st.flow_id].label, labels[st.flow_id].cc, st.queue,
+                      st.throughput_mbps, st.p95_delay_ms) for st in stats]

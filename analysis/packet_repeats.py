@@ -18,6 +18,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 
+def release_arrow_memory() -> None:
+    """Hand the pages Arrow's allocator kept from freed tables back to the system. Its pool (mimalloc or jemalloc)
+    keeps them for reuse, so after each repeat the resident set would stay at the largest repeat's tables plus
+    whatever the consumer holds; a consumer of one repeat at a time calls this between repeats
+    (``MemoryPool::ReleaseUnused``, "return unused memory to the OS", apache/arrow cpp/src/arrow/memory_pool.h)."""
+    pa.default_memory_pool().release_unused()
+
+
 @dataclass(frozen=True)
 class RepeatRows:
     """Where one repeat's rows lie in the file: rows ``[start, stop)``."""
@@ -59,6 +67,17 @@ class PacketRepeats:
         for table in self.tables():
             yield table.to_pandas(split_blocks=True, self_destruct=True)
             del table
+            release_arrow_memory()  # the consumer has dropped the previous repeat when it asks for the next
+
+    def frame(self, repeat: int) -> pd.DataFrame:
+        """One repeat's rows, converted as :meth:`__iter__` converts them (empty when the file has none)."""
+        if not self.in_blocks:
+            whole = self._file.read(columns=self.columns).to_pandas()
+            return whole[whole["repeat"] == repeat]
+        for part in self.rows:
+            if part.repeat == repeat:
+                return self._read(part).to_pandas(split_blocks=True, self_destruct=True)
+        return self._file.schema_arrow.empty_table().select(self.columns).to_pandas()
 
     def tables(self) -> Iterator[pa.Table]:
         """Arrow tables in file order: one per repeat, or the whole file in one when its repeats are not in
@@ -67,10 +86,18 @@ class PacketRepeats:
             yield self._file.read(columns=self.columns)
             return
         for part in self.rows:
-            first = int(np.searchsorted(self._rg_start, part.start, side="right")) - 1
-            last = int(np.searchsorted(self._rg_start, part.stop, side="left")) - 1
-            table = self._file.read_row_groups(list(range(first, last + 1)), columns=self.columns)
-            yield table.slice(part.start - int(self._rg_start[first]), part.stop - part.start)
+            yield self._read(part)
+
+    def _read(self, part: RepeatRows) -> pa.Table:
+        first = int(np.searchsorted(self._rg_start, part.start, side="right")) - 1
+        last = int(np.searchsorted(self._rg_start, part.stop, side="left")) - 1
+        table = self._file.read_row_groups(list(range(first, last + 1)), columns=self.columns)
+        return table.slice(part.start - int(self._rg_start[first]), part.stop - part.start)
+
+    def column(self, name: str) -> np.ndarray:
+        """One column of the whole file as numbers, in file order (for the small columns a layout needs, such as
+        ``action``: a few bytes a row)."""
+        return self._file.read(columns=[name]).column(name).to_numpy()
 
     def null_counts(self) -> dict[str, int]:
         """Missing values per column over the whole file, from the row groups' statistics where written."""

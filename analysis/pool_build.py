@@ -50,7 +50,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from l4stb.analysis.packet_repeats import PacketRepeats
+from l4stb.analysis.packet_repeats import PacketRepeats, release_arrow_memory
 from l4stb.analysis.packets import ensure_parsed
 from l4stb.analysis.pool import ExperiencePool, NormStats, PoolMeta, PoolSplits, save_pool
 from l4stb.aqm_catalogue import CLASSIC_TARGET_US
@@ -138,20 +138,36 @@ def paper_changes_index(actions: np.ndarray, window: int = 5, fraction: float = 
     return np.concatenate(parts)
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Episode:
+    """One repeat of one run: rows ``[start, stop)`` of its packets.parquet (the rows of one table of
+    :meth:`PacketRepeats.tables`, which holds it whole)."""
+
     run_id: str
     repeat: int
-    states: np.ndarray
-    actions: np.ndarray
-    rewards: np.ndarray
+    start: int
+    stop: int
+
+    @property
+    def rows(self) -> int:
+        return self.stop - self.start
 
 
-def _load_episodes(ws: Workspace, run_id: str, features: tuple[str, ...], reward: Reward) -> list[_Episode]:
+@dataclass
+class _RunSource:
+    """A parsed run's packets, checked for the columns a pool needs, and its episodes in file order."""
+
+    run_id: str
+    packets: PacketRepeats
+    needed: list[str]
+    episodes: list[_Episode]
+
+
+def _open_run(ws: Workspace, run_id: str, features: tuple[str, ...], reward: Reward) -> _RunSource:
     ensure_parsed(ws, run_id)
     needed = sorted(set(features) | {c for c in reward.columns if c != "action"} | {"repeat", "action"})
     needed_cols = needed + (["queue_type"] if "queue_type" not in needed else [])
-    # one repeat at a time (memory follows the largest repeat, not the run); the checks are over the whole run
+    # the rows are read one repeat at a time while the pool is filled; the checks are over the whole run
     packets = PacketRepeats(ws.packets_file(run_id), needed_cols)
     if packets.num_rows == 0:
         raise L4stbError(f"run {run_id} has no parsed packet decisions (see runs/{run_id}/data/parse.json).")
@@ -162,24 +178,8 @@ def _load_episodes(ws: Workspace, run_id: str, features: tuple[str, ...], reward
             f"run {run_id} does not hold {', '.join(unknown)}: its router log was derived from packet captures (a "
             "real-Linux run), which cannot see the qdisc's internal state. Use --preset capture (the features a "
             "capture observes), with the default reward.")
-    uses_len = "packet_length" in features or "packet_length" in reward.columns
-    episodes = []
-    for table in packets.tables():
-        cols = {name: _filled(table, name) for name in needed}
-        if uses_len and (cols["packet_length"] < 0).any():
-            raise L4stbError(
-                f"run {run_id} has old 23-field dualpi2_ecn_marking lines without packet_length, which the chosen "
-                f"preset or reward needs; use --preset paper8-early with --reward paper-delay for such data."
-            )
-        states = np.stack([cols[f].astype(np.float32) for f in features], axis=1)
-        rewards = reward.fn(cols).astype(np.float32)
-        actions = cols["action"].astype(np.int64)
-        repeat = cols["repeat"].astype(np.int64)
-        del cols, table
-        bounds = np.flatnonzero(np.diff(repeat)) + 1
-        for a, b in zip(np.concatenate(([0], bounds)), np.concatenate((bounds, [len(repeat)]))):
-            episodes.append(_Episode(run_id, int(repeat[a]), states[a:b], actions[a:b], rewards[a:b]))
-    return episodes
+    episodes = [_Episode(run_id, r.repeat, r.start, r.stop) for r in packets.rows]
+    return _RunSource(run_id, packets, needed, episodes)
 
 
 def _log_sample_every(ws: Workspace, run_id: str) -> int:
@@ -204,35 +204,106 @@ def _filled(table, name: str) -> np.ndarray:
     return frame.groupby(["r", "q"], sort=False, observed=True)["v"].ffill().fillna(0.0).to_numpy()
 
 
-def _pool(parts: list[tuple[int, _Episode, np.ndarray]], features: tuple[str, ...]) -> ExperiencePool:
-    """Concatenate (episode id, episode, row index) parts; ``done`` on the last row of each part."""
-    if not parts:
-        return ExperiencePool(np.empty((0, len(features)), np.float32), np.empty(0, np.int64), np.empty(0, np.float32),
-                              np.empty(0, bool), np.empty(0, np.int32), features)
-    states, actions, rewards, dones, episode = [], [], [], [], []
-    for eid, ep, idx in parts:
-        if not len(idx):
-            continue
-        if idx[-1] - idx[0] + 1 == len(idx) and bool((np.diff(idx) == 1).all()):
-            idx = slice(int(idx[0]), int(idx[-1]) + 1)  # a block of rows: a view, not a copy (large runs)
-        states.append(ep.states[idx])
-        actions.append(ep.actions[idx])
-        rewards.append(ep.rewards[idx])
-        n = len(actions[-1])
-        d = np.zeros(n, dtype=bool)
-        d[-1] = True
-        dones.append(d)
-        episode.append(np.full(n, eid, dtype=np.int32))
-    if not states:
-        return _pool([], features)
-    return ExperiencePool(np.concatenate(states), np.concatenate(actions), np.concatenate(rewards),
-                          np.concatenate(dones), np.concatenate(episode), features)
+@dataclass(frozen=True)
+class _Part:
+    """The rows ``idx`` (positions within the episode, in pool order) of episode number ``eid`` in one split: a
+    ``range`` for a block of rows (no index array for millions of rows), an array for a selection."""
+
+    eid: int
+    episode: _Episode
+    idx: range | np.ndarray
 
 
-def _position_blocks(n: int, fractions: tuple[float, ...]) -> list[np.ndarray]:
+class _SplitArrays:
+    """One split's arrays, allocated at their final size and filled one chunk of rows at a time, so a pool never
+    holds its rows twice (the episodes and the splits made of them). Rows follow the parts' order; ``done`` is
+    True on the last row of each part."""
+
+    def __init__(self, parts: list[_Part], n_features: int):
+        self.parts = [p for p in parts if len(p.idx)]
+        sizes = [len(p.idx) for p in self.parts]
+        n = int(sum(sizes))
+        self.offsets = np.concatenate(([0], np.cumsum(sizes, dtype=np.int64)))[:-1].astype(np.int64)
+        self.states = np.empty((n, n_features), dtype=np.float32)
+        self.actions = np.empty(n, dtype=np.int64)
+        self.rewards = np.empty(n, dtype=np.float32)
+        self.dones = np.zeros(n, dtype=bool)
+        self.episode = np.empty(n, dtype=np.int32)
+        for p, off, size in zip(self.parts, self.offsets, sizes):
+            self.episode[off:off + size] = p.eid
+            self.dones[off + size - 1] = True
+
+    def fill(self, eid: int, lo: int, states: np.ndarray, actions: np.ndarray, rewards: np.ndarray) -> None:
+        """Copy episode ``eid``'s rows ``[lo, lo + len(actions))`` (positions within the episode) where its parts
+        take them."""
+        hi = lo + len(actions)
+        for p, off in zip(self.parts, self.offsets):
+            if p.eid != eid:
+                continue
+            if isinstance(p.idx, range):  # a block: the overlap is a slice on both sides
+                a, b = max(lo, p.idx.start), min(hi, p.idx.stop)
+                if a < b:
+                    dst = slice(off + a - p.idx.start, off + b - p.idx.start)
+                    self.states[dst], self.actions[dst], self.rewards[dst] = (
+                        states[a - lo:b - lo], actions[a - lo:b - lo], rewards[a - lo:b - lo])
+                continue
+            take = (p.idx >= lo) & (p.idx < hi)
+            if not take.any():
+                continue
+            dst = off + np.flatnonzero(take)
+            src = p.idx[take] - lo
+            self.states[dst] = states[src]
+            self.actions[dst] = actions[src]
+            self.rewards[dst] = rewards[src]
+
+    def pool(self, features: tuple[str, ...]) -> ExperiencePool:
+        return ExperiencePool(self.states, self.actions, self.rewards, self.dones, self.episode, features)
+
+
+CHUNK_ROWS = 1 << 20
+"""Rows turned into states and rewards at a time while a pool is filled: the build's memory follows the pool and
+this, not the size of a repeat. The pool does not depend on it (tests fill with a few rows at a time)."""
+
+
+def _fill_run(src: _RunSource, first_eid: int, splits: list[_SplitArrays], features: tuple[str, ...], reward: Reward,
+              chunk_rows: int) -> None:
+    """Read a run one table of :meth:`PacketRepeats.tables` (one repeat) at a time and fill its episodes' rows
+    into the splits, ``chunk_rows`` rows at a time."""
+    uses_len = "packet_length" in features or "packet_length" in reward.columns
+    t0 = 0
+    episodes = iter(enumerate(src.episodes, start=first_eid))
+    pending = next(episodes, None)
+    for table in src.packets.tables():
+        t1 = t0 + table.num_rows
+        # a column with missing values is completed over the whole table, as one array (see _filled)
+        filled = {name: _filled(table, name) for name in src.needed if table.column(name).null_count}
+        while pending is not None and pending[1].stop <= t1:
+            eid, ep = pending
+            for lo in range(0, ep.rows, chunk_rows):
+                a, m = ep.start - t0 + lo, min(chunk_rows, ep.rows - lo)
+                cols = {name: filled[name][a:a + m] if name in filled else table.column(name).slice(a, m).to_numpy()
+                        for name in src.needed}
+                if uses_len and (cols["packet_length"] < 0).any():
+                    raise L4stbError(
+                        f"run {src.run_id} has old 23-field dualpi2_ecn_marking lines without packet_length, which "
+                        f"the chosen preset or reward needs; use --preset paper8-early with --reward paper-delay for "
+                        f"such data.")
+                states = np.stack([cols[f].astype(np.float32) for f in features], axis=1)
+                rewards = reward.fn(cols).astype(np.float32)
+                actions = cols["action"].astype(np.int64)
+                del cols
+                for split in splits:
+                    split.fill(eid, lo, states, actions, rewards)
+            pending = next(episodes, None)
+        del table, filled
+        release_arrow_memory()
+        t0 = t1
+
+
+def _position_blocks(n: int, fractions: tuple[float, ...]) -> list[range]:
     cuts = np.round(np.cumsum(fractions)[:-1] * n).astype(int)
     edges = np.concatenate(([0], cuts, [n]))
-    return [np.arange(edges[i], edges[i + 1]) for i in range(len(fractions))]
+    return [range(int(edges[i]), int(edges[i + 1])) for i in range(len(fractions))]
 
 
 def _repeat_counts(k: int, with_test: bool) -> tuple[int, int, int]:
@@ -262,20 +333,26 @@ def _check_build_options(run_ids: list[str], test_run_ids: list[str], split: str
 
 def build_pool(ws: Workspace, run_ids: list[str], *, preset: str = "paper7", reward: str = "paper", gamma: float = 1.0,
                split: str = "by-repeat", selection: str | None = None, test_run_ids: tuple[str, ...] | list[str] = (),
-               name: str | None = None, seed: int = 0, with_json: bool = False) -> PoolSplits:
-    """Build train/val/test pools from parsed runs and save them under the first run's pool/<name>/."""
+               name: str | None = None, seed: int = 0, with_json: bool = False,
+               chunk_rows: int = CHUNK_ROWS) -> PoolSplits:
+    """Build train/val/test pools from parsed runs and save them under the first run's pool/<name>/.
+
+    The splits are laid out from the runs' repeat boundaries first (the paper-changes selection reads each run's
+    ``action`` column for it), then filled while the runs are read one repeat at a time, ``chunk_rows`` rows at a
+    time: the memory is the pool's arrays and one repeat's table, never the run's rows twice."""
     features = preset_features(preset)
     rw = get_reward(reward)
     test_run_ids = list(test_run_ids)
     _check_build_options(run_ids, test_run_ids, split, selection, gamma)
     name = validate_name(name or "-".join([preset, reward] + ([selection] if selection else [])), "pool name")
 
-    train_eps = [ep for r in run_ids for ep in _load_episodes(ws, r, features, rw)]
-    test_eps = [ep for r in test_run_ids for ep in _load_episodes(ws, r, features, rw)]
-    all_eps = train_eps + test_eps
-    ids = {id(ep): i for i, ep in enumerate(all_eps)}
+    train_src = [_open_run(ws, r, features, rw) for r in run_ids]
+    test_src = [_open_run(ws, r, features, rw) for r in test_run_ids]
+    train_eps = [ep for src in train_src for ep in src.episodes]
+    test_eps = [ep for src in test_src for ep in src.episodes]
+    all_eps = train_eps + test_eps  # an episode's number is its place here
 
-    parts: dict[str, list[tuple[int, _Episode, np.ndarray]]] = {"train": [], "val": [], "test": []}
+    parts: dict[str, list[_Part]] = {"train": [], "val": [], "test": []}
     assignment: dict[int, str] = {}
     with_test = bool(test_eps)
     k = len(train_eps)
@@ -284,39 +361,47 @@ def build_pool(ws: Workspace, run_ids: list[str], *, preset: str = "paper7", rew
         order = np.random.default_rng(seed).permutation(k)
         for rank, i in enumerate(order):
             which = "train" if rank < n_train else "val" if rank < n_train + n_val else "test"
-            ep = train_eps[i]
-            parts[which].append((ids[id(ep)], ep, np.arange(len(ep.actions))))
-            assignment[ids[id(ep)]] = which
+            parts[which].append(_Part(int(i), train_eps[i], range(train_eps[i].rows)))
+            assignment[int(i)] = which
         for which in parts:
-            parts[which].sort(key=lambda t: t[0])
+            parts[which].sort(key=lambda p: p.eid)
         split_desc = (f"by-repeat: {n_train}/{n_val}/{n_test} of {k} repeats (seeded shuffle, seed {seed})"
                       if not with_test else f"by-repeat: {n_train}/{n_val} of {k} repeats for train/val; test = "
                       f"held-out runs {', '.join(test_run_ids)}")
     else:
         fr = SPLIT_FRACTIONS if not with_test else (SPLIT_FRACTIONS[0], SPLIT_FRACTIONS[1])
         fr = tuple(f / sum(fr) for f in fr)
-        for ep in train_eps:
-            blocks = _position_blocks(len(ep.actions), fr)
-            for which, idx in zip(("train", "val", "test"), blocks):
-                parts[which].append((ids[id(ep)], ep, idx))
-            assignment[ids[id(ep)]] = "by-position"
+        for i, ep in enumerate(train_eps):
+            for which, idx in zip(("train", "val", "test"), _position_blocks(ep.rows, fr)):
+                parts[which].append(_Part(i, ep, idx))
+            assignment[i] = "by-position"
         why = "requested" if split == "by-position" else f"only {k} repeat(s)"
         split_desc = (f"by-position ({why}): each repeat cut into contiguous blocks "
                       f"{'/'.join(f'{f:.2f}' for f in fr)} for {'train/val' if with_test else 'train/val/test'}"
                       + (f"; test = held-out runs {', '.join(test_run_ids)}" if with_test else ""))
-    for ep in test_eps:
-        parts["test"].append((ids[id(ep)], ep, np.arange(len(ep.actions))))
-        assignment[ids[id(ep)]] = "test"
+    for i, ep in enumerate(test_eps, start=k):
+        parts["test"].append(_Part(i, ep, range(ep.rows)))
+        assignment[i] = "test"
 
     selection_desc = None
     if selection == "paper-changes":
-        parts["train"] = [(eid, ep, idx[paper_changes_index(ep.actions[idx])]) for eid, ep, idx in parts["train"]]
+        actions = {src.run_id: src.packets.column("action") for src in train_src}  # one small column per run
+        parts["train"] = [_Part(p.eid, p.episode, p.idx.start + paper_changes_index(
+            actions[p.episode.run_id][p.episode.start + p.idx.start:p.episode.start + p.idx.stop]))
+            for p in parts["train"]]  # idx: a range (the whole repeat, or its train block)
+        del actions
         selection_desc = ("paper-changes: train keeps the 5 rows before each action change in the first 20% of each "
                           "repeat (duplicates kept); val/test keep every row, like the original's eval pool")
 
-    pools = {which: _pool(p, features) for which, p in parts.items()}
-    if len(pools["train"]) == 0:
+    arrays = {which: _SplitArrays(p, len(features)) for which, p in parts.items()}
+    if len(arrays["train"].actions) == 0:
         raise L4stbError(f"the train split of pool {name} is empty; use more repeats or no selection.")
+    first = 0
+    for src in train_src + test_src:
+        _fill_run(src, first, list(arrays.values()), features, rw, chunk_rows)
+        first += len(src.episodes)
+    pools = {which: a.pool(features) for which, a in arrays.items()}
+    del arrays
     train_r = pools["train"].rewards
     sources = ",".join(run_ids) + (f";test:{','.join(test_run_ids)}" if test_run_ids else "")
     every = {r: _log_sample_every(ws, r) for r in dict.fromkeys(ep.run_id for ep in all_eps)}
@@ -325,7 +410,7 @@ def build_pool(ws: Workspace, run_ids: list[str], *, preset: str = "paper7", rew
         source=f"run:{sources}", split=split_desc,
         norm=NormStats.fit(pools["train"].states),
         reward_min=float(train_r.min()), reward_max=float(train_r.max()),
-        episodes=[{"episode": i, "run": ep.run_id, "repeat": ep.repeat, "rows": int(len(ep.actions)),
+        episodes=[{"episode": i, "run": ep.run_id, "repeat": ep.repeat, "rows": int(ep.rows),
                    "split": assignment.get(i, ""), "log_sample_every": every[ep.run_id]}
                   for i, ep in enumerate(all_eps)],
         selection=selection_desc, log_sample_every=max(every.values()),

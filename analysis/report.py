@@ -15,16 +15,16 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-import pandas as pd
 
 from l4stb import aqm_catalogue
 from l4stb.analysis import figure_data as D, metrics as M, plots as P
 from l4stb.analysis.aqm_state import aqm_timeseries
 from l4stb.analysis.capacity import Capacity
-from l4stb.analysis.flowview import DEFAULT_BIN_S, flow_points, flow_rates, has_flow_ids
+from l4stb.analysis.flowview import DEFAULT_BIN_S, flow_rates
 from l4stb.analysis.report_frame import (FIGURES_DIR, ReportSection, ReportTable, cell_text, md_code, md_plain,
                                         write_report)
-from l4stb.analysis.summary import RunData, RunSummary, load_run, na_text, sampled_log_text, summarize_data
+from l4stb.analysis.report_packets import RunPacketViews, summarize_for_report
+from l4stb.analysis.summary import RunData, RunSummary, load_run, na_text, sampled_log_text
 from l4stb.analysis.timebase import interval_times_s, on_repeat_clock, router_offsets_s
 from l4stb.analysis.traffic import bulk_streams
 from l4stb.config import SCALABLE_CCS
@@ -75,12 +75,13 @@ def render_report(ws: Workspace, run_id: str, sections: Sequence[ReportSection] 
     ``sections`` are appended after the network sections and before the parse statistics and
     provenance; each appears in both index.html and summary.md.
     """
-    data = load_run(ws, run_id, progress=progress)
-    summary = summarize_data(data)
+    data = load_run(ws, run_id, progress=progress, with_packets=False)
+    # one pass over the packets, one repeat at a time: the summary and every per-packet view the figures draw
+    summary, packets = summarize_for_report(ws, data, view.repeat, utilization_bin_s(data))
     # the report folder is one output set: built in a staging folder and swapped in whole (so no figure of
     # an earlier render outlives it, and no reader sees old and new files mixed)
     with staged_folder(ws.report_dir(run_id)) as stage:
-        network = network_sections(data, summary, stage / FIGURES_DIR, view)
+        network = network_sections(data, summary, packets, stage / FIGURES_DIR, view)
         tail = [parse_section(summary), provenance_section(data.manifest)]
         all_sections = [network[0], *network[1:], *sections, *tail]
         _, rendered = write_report(stage, f"l4stb report: {run_id}", all_sections, footer=f"run {run_id}",
@@ -155,10 +156,10 @@ def equal_share_line(data: RunData) -> tuple[np.ndarray, np.ndarray] | None:
     return times[keep], rates[keep] / n / 1e6
 
 
-def network_sections(data: RunData, summary: RunSummary, fig_dir: Path,
+def network_sections(data: RunData, summary: RunSummary, packets: RunPacketViews, fig_dir: Path,
                      view: TimeseriesView = TimeseriesView()) -> list[ReportSection]:
     """Overview, queue delay, throughput, utilisation, throughput vs delay, coexistence, fairness, actions and the
-    AQM over time of one run."""
+    AQM over time of one run (``packets``: its per-packet views, :func:`summarize_for_report`)."""
     m = summary.metrics
     figs: dict[str, Path] = {}
 
@@ -166,9 +167,9 @@ def network_sections(data: RunData, summary: RunSummary, fig_dir: Path,
         figs[name] = P.save_figure(fig, fig_dir / name, fdata).png
         return figs[name]
 
-    changes, util, bin_s = _network_figures(data, m, save)
-    own_delay = _flow_delay_section(data, m, save, figs)
-    over_time = _timeseries_section(data, m, view, save, figs)
+    changes, util, bin_s = _network_figures(data, packets, m, save)
+    own_delay = _flow_delay_section(data, packets, m, save, figs)
+    over_time = _timeseries_section(data, packets, view, save, figs)
     ci_note = _ci_note(m.n_repeats)
     return [
         ReportSection("Overview", markdown=_overview_md(data, summary), tables=[_scenario_table(data),
@@ -185,11 +186,16 @@ def network_sections(data: RunData, summary: RunSummary, fig_dir: Path,
     ]
 
 
-def _network_figures(data: RunData, m: M.RunMetrics, save) -> tuple[list, dict, float]:
+def utilization_bin_s(data: RunData) -> float:
+    """The bin of the utilisation figure: the iperf3 interval (1 s without a scenario)."""
+    return (data.scenario.iperf3.interval / 1e6) if data.scenario else 1.0
+
+
+def _network_figures(data: RunData, packets: RunPacketViews, m: M.RunMetrics, save) -> tuple[list, dict, float]:
     """Draw the run's delay, throughput, utilisation, trade-off and action figures through ``save``; return the
     capacity changes, the utilisation series and their bin (seconds), which the sections' text describes."""
     label = data.label
-    delays = {label: M.DelaySamples.from_packets(data.packets)}
+    delays = {label: packets.delays}
     save("queue_delay_ecdf", P.delay_ecdf_figure(delays, reference_lines_ms(data)), D.ecdf_data(delays))
     save("queue_delay_box", P.delay_box_figure(delays), D.box_data(delays))
     changes = data.capacity.changes() if data.capacity.varies else []
@@ -200,10 +206,8 @@ def _network_figures(data: RunData, m: M.RunMetrics, save) -> tuple[list, dict, 
     all_flows = [f for rm in m.repeats for f in rm.bulk_flows]
     save("throughput_box", P.throughput_box_figure({label: all_flows}, fair_share_mbps=fair_share_mbps(data)),
          D.throughput_box_data({label: all_flows}))
-    bin_s = (data.scenario.iperf3.interval / 1e6) if data.scenario else 1.0
-    util = {"router log (forwarded bytes)": M.link_utilization_timeseries(data.packets, data.capacity, bin_s,
-                                                                           data.log_sample_every,
-                                                                           router_offsets_s(data.flows)),
+    bin_s = utilization_bin_s(data)
+    util = {"router log (forwarded bytes)": packets.link_utilization,
             "iperf3 (sender bytes)": M.utilization_timeseries(data.flows, data.capacity, bin_s)}
     util = {k: v for k, v in util.items() if v}
     save("utilization", P.utilization_figure(util, rate_label=_rate_label(data), warmup_s=m.warmup_s,
@@ -387,10 +391,10 @@ def _coexistence_section(summary: RunSummary) -> ReportSection:
                                              caption="Throughput ratios and fairness")])
 
 
-def _flow_delay_section(data: RunData, m: M.RunMetrics, save, figs) -> ReportSection | None:
-    if not has_flow_ids(data.packets):
+def _flow_delay_section(data: RunData, packets: RunPacketViews, m: M.RunMetrics, save, figs) -> ReportSection | None:
+    if packets.flow_points is None:
         return None
-    pts = flow_points(data.packets, data.scenario, m.warmup_s, data.senders)
+    pts = packets.flow_points
     fdata = D.FigureData("scatter", D._frame([{"panel": "", "series": p.cc, "x": p.p95_delay_ms, "y": p.throughput_mbps,
                                                "repeat": p.repeat, "flow": p.label} for p in pts],
                                              ["panel", "series", "x", "y", "repeat", "flow"]),
@@ -406,16 +410,16 @@ def _flow_delay_section(data: RunData, m: M.RunMetrics, save, figs) -> ReportSec
                   figs["flow_throughput_vs_own_delay"])])
 
 
-def _timeseries_section(data: RunData, m: M.RunMetrics, view: TimeseriesView, save, figs) -> ReportSection | None:
-    if data.packets.empty or not np.isfinite(data.packets["t_s"].to_numpy(dtype=float)).any():
+def _timeseries_section(data: RunData, views: RunPacketViews, view: TimeseriesView, save, figs) -> ReportSection | None:
+    if not views.timed:
         return None
-    repeats = sorted(int(r) for r in pd.unique(data.packets["repeat"]))
+    repeats = views.repeats
     repeat = view.repeat if view.repeat is not None else repeats[0]
     if repeat not in repeats:
         raise L4stbError(f"--repeat {repeat}: run {data.run_id} has repeats {', '.join(map(str, repeats))}.")
     coupling = data.scenario.aqm.coupling_factor if data.scenario else 2.0
     # the router log's times on the scenario's clock, the one time origin of every figure (timebase)
-    packets = on_repeat_clock(data.packets[data.packets["repeat"] == repeat], router_offsets_s(data.flows))
+    packets = on_repeat_clock(views.shown, router_offsets_s(data.flows))
     span = float(np.nanmax(packets["t_s"]))
     window = view.window
     if window is not None and window[0] >= span:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -407,19 +407,27 @@ def summarize(ws: Workspace, run_id: str, progress=None, warmup_s: float = M.WAR
     time (:class:`~l4stb.analysis.packet_repeats.PacketRepeats`): the same numbers as :func:`summarize_data`,
     with memory bounded by the largest repeat rather than the run."""
     data = load_run(ws, run_id, progress=progress, with_packets=False)
-    repeats = PacketRepeats(ws.packets_file(run_id), SUMMARY_PACKET_COLUMNS)
+    return summarize_repeats(data, PacketRepeats(ws.packets_file(run_id), SUMMARY_PACKET_COLUMNS), warmup_s)
+
+
+def summarize_repeats(data: RunData, repeats: PacketRepeats, warmup_s: float = M.WARMUP_S,
+                      visit: Callable[[int, pd.DataFrame], None] | None = None) -> RunSummary:
+    """The summary of ``data`` (loaded without its packets) from its packets given one repeat at a time;
+    ``visit`` sees each repeat's frame too (the report's figures are drawn from the same pass)."""
     overloads: list[OverloadShare] = []
     udp_parts: list[pd.DataFrame] = []
     want_overload, want_udp = _with_overload(data), _with_udp(data)
 
-    def visit(_repeat: int, packets: pd.DataFrame) -> None:
+    def each(repeat: int, packets: pd.DataFrame) -> None:
         if want_overload:
             overloads.append(overload_share(packets))
         if want_udp and {"flow_id", "t_s"} <= set(packets.columns):
             timed = (packets["flow_id"].to_numpy() >= 0) & np.isfinite(packets["t_s"].to_numpy(dtype=float))
             udp_parts.append(packets.loc[timed, _UDP_COLUMNS])
+        if visit is not None:
+            visit(repeat, packets)
 
-    metrics = M.run_metrics_by_repeat(repeats.repeat_ids, repeats, data.flows, data.capacity, warmup_s, visit,
+    metrics = M.run_metrics_by_repeat(repeats.repeat_ids, repeats, data.flows, data.capacity, warmup_s, each,
                                       sample_every=data.log_sample_every, repeat_capacity=data.repeat_capacity)
     udp_packets = pd.concat(udp_parts, ignore_index=True) if udp_parts else data.packets
     return _run_summary(data, metrics, OverloadShare.merge(overloads) if want_overload else None, udp_packets)

@@ -100,8 +100,8 @@ def _pool_files(folder: Path) -> dict[str, object]:
 
 
 @pytest.mark.parametrize("sig, when, target, nth, left", [
-    (signal.SIGINT, "before", "l4stb.analysis.pool:atomic_write_bytes", 2, "old"),  # train split saved, val not
-    (signal.SIGTERM, "after", "l4stb.analysis.pool:atomic_write_bytes", 3, "old"),  # splits saved, meta.json not
+    (signal.SIGINT, "before", "l4stb.analysis.pool:save_split", 2, "old"),  # train split saved, val not
+    (signal.SIGTERM, "after", "l4stb.analysis.pool:save_split", 3, "old"),  # splits saved, meta.json not
     (signal.SIGKILL, "after", "l4stb.analysis.pool:atomic_write_text", 1, "old"),  # meta.json written, not swapped
     (signal.SIGKILL, "after", "l4stb.workspace:_rename_exchange", 1, "new"),  # swapped; the old one not yet removed
 ])

@@ -476,3 +476,6 @@ def test_a_capture_derived_run_builds_a_capture_pool_and_refuses_the_papers_feat
     states = np.concatenate([pool.train.states, pool.val.states, pool.test.states])
     assert len(states) == 40 and np.isfinite(states).all()
     assert int((np.concatenate([pool.train.actions, pool.val.actions, pool.test.actions]) == 1).sum()) == 2
+    chunked = build_pool(ws, [run_id], preset="capture", split="by-position", name="chunked", chunk_rows=3)
+    for s in ("train", "val", "test"):  # the missing sojourns are completed over the repeat, not per chunk
+        assert np.array_equal(chunked.split(s).states, pool.split(s).states)

@@ -193,3 +193,50 @@ def test_a_pool_from_a_sampled_log_records_the_sampling_in_meta_and_each_episode
     saved = json.loads(ws.pool_dir("run-a", splits.meta.name).joinpath("meta.json").read_text())
     assert saved["log_sample_every"] == 5 and load_pool(ws.pool_dir("run-a", splits.meta.name)).meta.log_sample_every == 5
     assert build_pool(ws, ["run-a"], name="plain").meta.log_sample_every == 1
+
+
+def _same_pool(a, b) -> None:
+    for s in ("train", "val", "test"):
+        pa_, pb = a.split(s), b.split(s)
+        for field in ("states", "actions", "rewards", "dones", "episode"):
+            x, y = getattr(pa_, field), getattr(pb, field)
+            assert x.dtype == y.dtype and x.shape == y.shape and np.array_equal(x, y), (s, field)
+    ma, mb = dict(vars(a.meta)), dict(vars(b.meta))
+    assert ma.pop("name") != mb.pop("name") and ma == mb
+
+
+@pytest.mark.parametrize("options", [
+    {},
+    {"split": "by-position"},
+    {"selection": "paper-changes"},
+    {"test_run_ids": ["run-b"], "reward": "throughput-delay", "preset": "dualpi2"},
+])
+def test_a_pool_filled_a_few_rows_at_a_time_equals_the_pool_filled_a_repeat_at_a_time(tmp_path, options):
+    """Large runs are filled in chunks of rows (memory); the chunk size must never change a row, a split or meta."""
+    ws = make_runs(tmp_path, repeats=5, n=90, runs=("run-a", "run-b"))
+    whole = build_pool(ws, ["run-a"], name="whole", chunk_rows=10**9, **options)
+    chunked = build_pool(ws, ["run-a"], name="chunked", chunk_rows=7, **options)
+    _same_pool(whole, chunked)
+    saved = load_pool(ws.pool_dir("run-a", "chunked"))
+    for s in ("train", "val", "test"):
+        assert np.array_equal(saved.split(s).states, chunked.split(s).states)
+
+
+def test_pool_rows_are_the_rows_of_the_whole_packets_table_in_their_repeats_order(tmp_path):
+    """What the pool holds, checked against the packets table read whole: each split is its repeats' rows in log
+    order, states the preset's columns, rewards the reward of those rows."""
+    import pandas as pd
+
+    ws = make_runs(tmp_path, repeats=6, n=70)
+    splits = build_pool(ws, ["run-a"], preset="paper8", reward="paper", name="p", chunk_rows=11)
+    frame = pd.read_parquet(ws.packets_file("run-a"))
+    for s in ("train", "val", "test"):
+        reps = [e["repeat"] for e in splits.meta.episodes if e["split"] == s]
+        rows = frame[frame["repeat"].isin(reps)].sort_values("repeat", kind="stable")
+        expect_states = np.stack([rows[f].to_numpy().astype(np.float32) for f in PRESETS["paper8"]], axis=1)
+        expect_rewards = (rows["packet_length"].to_numpy() / (rows["current_queue_delay"].to_numpy() + 1000.0))
+        p = splits.split(s)
+        assert np.array_equal(p.states, expect_states)
+        assert np.array_equal(p.actions, rows["action"].to_numpy().astype(np.int64))
+        assert np.array_equal(p.rewards, expect_rewards.astype(np.float32))
+        assert int(p.dones.sum()) == len(reps)
