@@ -26,7 +26,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from l4stb.config import Scenario
+from l4stb.config import Scenario, default_prague_transport
 
 STACKS: dict[str, str] = {"freebsd": "FreeBSD", "linux": "Linux"}
 """A stack's key (the scenario's ``hosts.<name>.stack``) and the word labels use."""
@@ -44,13 +44,8 @@ def cc_label(cc: str, stack: str | None, prague: str | None = None) -> str:
         return cc
     words = STACKS.get(stack, stack)
     if cc == "prague":
-        words += ", " + PRAGUE_WORDS[prague or default_prague(stack)]
+        words += ", " + PRAGUE_WORDS[prague or default_prague_transport(stack)]
     return f"{cc} ({words})"
-
-
-def default_prague(stack: str) -> str:
-    """udp_prague on FreeBSD (no TCP Prague there), TCP Prague on Linux."""
-    return "udp" if stack == "freebsd" else "tcp"
 
 
 def cc_slug(label: str) -> str:
@@ -108,12 +103,12 @@ def run_senders(scenario: Scenario | None, provider: str = "sim",
 
     recorded = {str(f.get("stack")) for f in facts.values() if isinstance(f, Mapping)} & set(STACKS)
     default_stack = recorded.pop() if len(recorded) == 1 else TESTBED_STACK
-    default = Sender(default_stack, default_prague(default_stack))
+    default = Sender(default_stack, default_prague_transport(default_stack))
     hosts: dict[str, Sender] = {}
     if scenario is not None:
         for name in sorted({g.host for g in scenario.flows} | set(scenario.hosts)):
             stack = stack_of(name)
-            hosts[name] = Sender(stack, scenario.host(name).prague_transport or default_prague(stack))
+            hosts[name] = Sender(stack, scenario.host(name).prague_transport or default_prague_transport(stack))
     return Senders(hosts, default)
 
 

@@ -560,6 +560,12 @@ class FlowGroup(Strict):
         return self.cc in SCALABLE_CCS or (self.cc == "udp" and self.ecn == "ect1")
 
 
+def default_prague_transport(stack: str) -> str:
+    """How ``cc: prague`` runs on a host of ``stack`` unless it says otherwise: udp_prague on FreeBSD (which has no
+    TCP Prague), Linux's TCP Prague on Linux."""
+    return "udp" if stack == "freebsd" else "tcp"
+
+
 class HostSettings(Strict):
     """Per-client settings (``hosts: {client2: {stack: linux}}``).
 
@@ -585,7 +591,7 @@ class HostSettings(Strict):
     @property
     def prague(self) -> str:
         """The transport ``cc: prague`` uses on this host."""
-        return self.prague_transport or ("udp" if self.stack == "freebsd" else "tcp")
+        return self.prague_transport or default_prague_transport(self.stack)
 
 
 LOG_DIR = "/var/log/"
