@@ -5,7 +5,7 @@
  *
  * SCHEDULE holds one step per line, "AT_US PIPE BW DELAY_MS" (AT_US: microseconds after the helper starts,
  * non-decreasing; BW: ipfw's bandwidth word, e.g. 8Mbit/s; lines starting with '#' are skipped), written by
- * l4stb.plans.rate_schedule_file. Every deadline is computed from one start time read from CLOCK_MONOTONIC and
+ * l4stb.providers.freebsd.plans.rate_schedule_file. Every deadline is computed from one start time read from CLOCK_MONOTONIC and
  * slept to with clock_nanosleep(TIMER_ABSTIME) (FreeBSD sys/kern/kern_time.c kern_clock_nanosleep: CLOCK_MONOTONIC
  * with TIMER_ABSTIME), so the time each `ipfw pipe N config` takes never shifts the steps after it. For each step
  * it prints "l4stb-rate AT_US APPLIED_US DONE_US BW RC": when ipfw was started and when it finished, in
