@@ -25,7 +25,7 @@ simulator. The speed table runs the paper mix (4 Cubic + 4 NewReno + 1 DCTCP, 60
 through PIE in both, and through l4stb's DualPI2: ns-3.44's contributed DualPI2 model is not in the pip wheel
 (mainline ns-3 has none), so the DualPI2 row is compared with ns-3's PIE run of the same flows. l4stb runs on
 the engine this process has (compiled when built, see ``python -m l4stb.sim.build_engine``; the table names it).
-``--no-ns3`` prints the l4stb rows alone, for a machine without the ns-3 wheel.
+``--no-ns3`` prints the l4stb rows of both tables alone, for a machine without the ns-3 wheel.
 """
 
 from __future__ import annotations
@@ -204,7 +204,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=int, default=20)
     ap.add_argument("--quick", action="store_true", help="one case only")
-    ap.add_argument("--no-ns3", action="store_true", help="l4stb's rows of the speed table only (no ns-3 wheel)")
+    ap.add_argument("--no-ns3", action="store_true", help="l4stb's rows of both tables only (no ns-3 wheel)")
     ap.add_argument("--ns3-case", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.ns3_case:
@@ -216,14 +216,15 @@ def main() -> None:
         return
     console = Console(width=180)
     with tempfile.TemporaryDirectory() as tmp:
-        if not args.no_ns3:
-            dynamics_table(console, args, tmp)
+        dynamics_table(console, args, tmp, with_ns3=not args.no_ns3)
         speed_table(console, tmp, with_ns3=not args.no_ns3)
 
 
-def dynamics_table(console: Console, args, tmp: str) -> None:
-    """Per-flow shares, utilisation and sojourn of both simulators on the small mixes (8 Mbit/s)."""
-    console.print("each ns-3 case runs in a fresh interpreter; its wall time excludes the ~20 s cppyy start-up")
+def dynamics_table(console: Console, args, tmp: str, *, with_ns3: bool) -> None:
+    """Per-flow shares, utilisation and sojourn of both simulators on the small mixes (8 Mbit/s); without the
+    ns-3 wheel, l4stb's rows alone, so its column can be re-measured after a change to the simulator."""
+    if with_ns3:
+        console.print("each ns-3 case runs in a fresh interpreter; its wall time excludes the ~20 s cppyy start-up")
     mixes = [[("cubic", 1), ("newreno", 1)], [("cubic", 1), ("dctcp", 1)], [("newreno", 2), ("dctcp", 1)]]
     cases = [(aqm, mix) for aqm in ("fifo", "pie") for mix in mixes]
     if args.quick:
@@ -235,8 +236,9 @@ def dynamics_table(console: Console, args, tmp: str) -> None:
         table.add_column(col)
     for aqm, mix in cases:
         label = " + ".join(f"{n}x{cc}" for cc, n in mix)
-        for name, res in (("ns-3", run_ns3_isolated(aqm, mix, args.duration)),
-                          ("l4stb", run_l4stb(aqm, mix, args.duration, tmp))):
+        for name in (("ns-3", "l4stb") if with_ns3 else ("l4stb",)):
+            res = (run_ns3_isolated(aqm, mix, args.duration) if name == "ns-3"
+                   else run_l4stb(aqm, mix, args.duration, tmp))
             s = summary(res)
             shares = ", ".join(f"{cc} {v:.0%}" for cc, v in s["shares"].items())
             table.add_row(aqm, label, name, shares, f"{s['util']:.1%}",
