@@ -3,23 +3,15 @@ FreeBSD 14 source named in the docstring."""
 
 from __future__ import annotations
 
-import itertools
 
 import pytest
+from sim_fakes import FakeSim
 
 from l4stb.sim.link import AccessLink
 from l4stb.sim.rcvwnd import AUTORCVBUF_MAX, FreeBsdRcvWnd
 from l4stb.sim.tcp import MSS, NO_WND, TcpFlow
 
 
-class FakeSim:
-    """The engine's surface a flow touches: a heap, a counter, the ACK sink and return latencies."""
-
-    def __init__(self):
-        self.heap: list = []
-        self.counter = itertools.count()
-        self.acks: list = []
-        self.ack_delay_ns = [0]
 
 
 def flow(cc: str, stack: str = "freebsd") -> TcpFlow:

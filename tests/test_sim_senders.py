@@ -3,11 +3,11 @@ source it models (named in each docstring)."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 
 import pytest
+from sim_fakes import FakeSim
 
 from l4stb.calibrate import Cell
 from l4stb.config import CC_NAMES, Scenario, load_scenario, load_topology
@@ -22,14 +22,6 @@ from l4stb.sim.tcp_stacks import TCP_CCS, SenderCC, sender_cc
 from l4stb.sim.udp_prague import UdpPragueFlow
 
 
-class FakeSim:
-    """The engine's surface a sender touches: a heap, a counter, the ACK sink and return latencies."""
-
-    def __init__(self):
-        self.heap: list = []
-        self.counter = itertools.count()
-        self.acks: list = []
-        self.ack_delay_ns = [0]
 
 
 def flow(cc: str, stack: str, ecn: bool = True) -> TcpFlow:
