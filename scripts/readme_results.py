@@ -23,6 +23,12 @@ FIGURES = {
 }
 
 
+def _jain(row: dict) -> str:
+    """Jain's index, or n/a where it is undefined (no flow carried anything: nothing to share)."""
+    jain = row.get("jain")
+    return "n/a" if row.get("jain_na") or not isinstance(jain, (int, float)) or jain != jain else f"{jain:.3f}"
+
+
 def main() -> None:
     ws = Workspace.at(sys.argv[1])
     run_id = sys.argv[2] if len(sys.argv) > 2 else next(r for r in reversed(ws.run_ids()) if "-cl-" not in r)
@@ -52,7 +58,7 @@ def main() -> None:
             lat = "-" if r.get("latency_p50_ms") is None else f"{r['latency_p50_ms']:.3f} / {r['latency_p99_ms']:.3f}"
             cc = " | ".join(f"{r['cc_mbps'].get(c, float('nan')):.2f}" for c in ccs)
             out.append(f"| {r['label']} | {r['repeats']} | {r['c_p95_ms']:.1f} | {r['l_p95_ms']:.1f} | "
-                       f"{r['utilization']:.1%} | {cc} | {r['jain']:.3f} | {r['c_drop']:.1%} / {r['c_mark']:.1%} | "
+                       f"{r['utilization']:.1%} | {cc} | {_jain(r)} | {r['c_drop']:.1%} / {r['c_mark']:.1%} | "
                        f"{r['l_drop']:.1%} / {r['l_mark']:.1%} | {lat} |")
         out.append("")
         from l4stb.pipeline.verdicts import verdict_metrics
