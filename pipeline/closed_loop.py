@@ -113,7 +113,8 @@ class RepeatDone:
 
 
 _built: dict[str, TimedPolicy] = {}
-"""The policies this process has built, by series label: a worker loads a checkpoint once, not once per repeat."""
+"""The policies this process has built, by series label: a worker loads a checkpoint once, not once per repeat.
+A worker lives for one closed loop; here (``--jobs 1``) :func:`_simulate_all` empties it before and after."""
 
 
 def simulate_series_repeat(task: SeriesRepeat, progress: Callable[[float], None]) -> RepeatDone:
@@ -149,10 +150,14 @@ def _simulate_all(ws: Workspace, series: list[tuple[str, PolicySpec | None]], pr
         progress.update(bars[(result.run_id, result.repeat)], completed=1.0, what=f"{result.wall_s:.1f} s")
 
     # a spawned worker: this process has run torch's OpenMP threads, which do not survive a fork
-    with one_thread_here():
-        run_with_progress(simulate_series_repeat, tasks, jobs=jobs, key=lambda t: (t.run_id, t.repeat),
-                          on_progress=lambda k, f: progress.update(bars[k], completed=f), on_done=on_done,
-                          start="spawn", init=one_thread_per_worker)
+    _built.clear()  # a label names another checkpoint in another closed loop
+    try:
+        with one_thread_here():
+            run_with_progress(simulate_series_repeat, tasks, jobs=jobs, key=lambda t: (t.run_id, t.repeat),
+                              on_progress=lambda k, f: progress.update(bars[k], completed=f), on_done=on_done,
+                              start="spawn", init=one_thread_per_worker)
+    finally:
+        _built.clear()
     for run_id, spec in series:
         _file_series(ws, run_id, done[run_id], spec is not None)
 
