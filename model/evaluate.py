@@ -10,6 +10,7 @@ import logging
 import resource
 import threading
 import time
+from contextlib import contextmanager
 
 import numpy as np
 import psutil
@@ -185,6 +186,18 @@ def process_peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+@contextmanager
+def torch_threads(threads: int | None):
+    """torch's intra-op threads set to ``threads`` inside the block (None: left as they are), restored after."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def decision_latency(policy, states: np.ndarray, n: int = 300, warmup: int = 20, threads: int | None = 1) -> dict:
     """p50/p99/mean latency (ms) of ``policy.decide`` at batch 1 over consecutive raw state rows.
 
@@ -196,17 +209,15 @@ def decision_latency(policy, states: np.ndarray, n: int = 300, warmup: int = 20,
     if len(rows) == 0:
         return {"p50": 0.0, "p99": 0.0, "mean": 0.0, "n": 0, "threads": threads}
     before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
     times = []
     try:
-        for i, row in enumerate(rows):
-            t0 = time.perf_counter()
-            policy.decide(row)
-            if i >= warmup or len(rows) <= warmup:
-                times.append((time.perf_counter() - t0) * 1000)
+        with torch_threads(threads):
+            for i, row in enumerate(rows):
+                t0 = time.perf_counter()
+                policy.decide(row)
+                if i >= warmup or len(rows) <= warmup:
+                    times.append((time.perf_counter() - t0) * 1000)
     finally:
-        torch.set_num_threads(before)
         policy.reset()
     t = np.asarray(times)
     return {"p50": float(np.percentile(t, 50)), "p99": float(np.percentile(t, 99)), "mean": float(t.mean()),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -83,7 +82,6 @@ class TimedPolicy:
             self.reset_fn()
 
 
-
 def latency_summary(latencies_s: Sequence[float]) -> dict[str, float]:
     """p50 and p99 in ms of a policy's decision times (NaN when it never decided), and their count."""
     if not latencies_s:
@@ -130,19 +128,13 @@ def classifier_decider(clf, norm) -> Callable[[np.ndarray], int]:
     return lambda x: int(clf.predict(norm.apply(x[None, :]))[0])
 
 
-@contextmanager
 def one_thread_here():
     """This process decides on one intra-op thread inside the block, as every worker does, so a series' decisions
     are the same arithmetic whether it runs here (``--jobs 1``) or in a worker."""
     # lazy: loads torch, slow to import (already loaded by the training that precedes every closed loop)
-    import torch
+    from l4stb.model.evaluate import torch_threads
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return torch_threads(1)
 
 
 def one_thread_per_worker() -> None:
