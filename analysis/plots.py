@@ -97,6 +97,9 @@ def save_figure(fig: Figure, base: Path, data: FigureData | None = None) -> Figu
     with matplotlib.rc_context({"svg.hashsalt": "l4stb", "svg.fonttype": "none", "pdf.fonttype": 42}):
         with atomic_path(out.png) as tmp:
             fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None})
+        # The PNG's draw placed every axes; keep those positions for the SVG and PDF rather than solving the
+        # constrained layout twice more (a third of each figure's save time, measured).
+        fig.set_layout_engine("none")
         with atomic_path(out.svg) as tmp:
             fig.savefig(tmp, format="svg", metadata={"Date": None, "Creator": None})
         with atomic_path(out.pdf) as tmp:

@@ -205,7 +205,8 @@ def model_sections(metrics: dict, history: list[dict], fig_dir: Path) -> list[Re
         "Cost: latency, throughput, memory",
         markdown=(f"Decision latency at batch 1 with incremental KV-cache inference over the sliding window: p50 "
                   f"{_f(lat.get('p50'), 2)} ms, p99 {_f(lat.get('p99'), 2)} ms ({lat.get('n', '?')} decisions). "
-                  f"Batched: {metrics.get('decisions_per_s', 0):,.0f} decisions/s. Peak memory while training "
+                  f"Batched: {_f(metrics.get('decisions_per_s'), 0)} decisions/s, timed over the test split's own "
+                  f"evaluation pass. Peak memory while training "
                   f"{_f(mem.get('peak_mb'), 0)} MB ({mem.get('kind', 'RSS on CPU / max allocated on GPU')}). "
                   "Rows marked (paper) are the original authors' reported numbers, not measured here."),
         tables=[ReportTable(["configuration", "trainable params", "total params", "probe peak MB",
