@@ -728,13 +728,19 @@ class TcpFlow:
         ack_now = False
         echo = self.ece_echo
         if echo == ECE_COUNT:
-            if self.ce_ack_now and is_ce != self.ce_state:
-                # dctcp_ece_ack_update: a CE state change forces an immediate ACK; a delayed ACK for the segments
-                # before this one goes out first, echoing their (prior) state
-                if self.ack_pending:
-                    self._ack(now, -1, self.ts_recent)
-                self.ce_state = is_ce
-                ack_now = True
+            if self.ce_ack_now:
+                if is_ce != self.ce_state:
+                    # dctcp_ece_ack_update: a CE state change forces an immediate ACK; a delayed ACK for the
+                    # segments before this one goes out first, echoing their (prior) state
+                    if self.ack_pending:
+                        self._ack(now, -1, self.ts_recent)
+                    self.ce_state = is_ce
+                    ack_now = True
+                if self.cwr_pending and seq >= self.cwr_end:
+                    # tcp_ecn_accept_cwr: a data segment carrying CWR (the first new one sent after entering CWR)
+                    # is ACKed at once ("its cwnd may be very low")
+                    self.cwr_pending = False
+                    ack_now = True
         else:
             cwr = self.cwr_pending and seq >= self.cwr_seq
             if cwr:
