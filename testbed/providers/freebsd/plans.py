@@ -982,8 +982,8 @@ def configure_endpoint_steps(scenario: Scenario, topology: Topology, run_id: str
             if f.cc not in ("prague", "udp") and (f.host == h or h == server) and f.cc not in tcp_ccs:
                 tcp_ccs.append(f.cc)
         default_cc = scenario.default_cc("" if h == server else h)
-        if default_cc not in tcp_ccs:
-            tcp_ccs.append(default_cc)
+        if h == server and any(f.server_cc for f in scenario.flows) and default_cc not in tcp_ccs:
+            tcp_ccs.append(default_cc)  # the server's sockets of flows without iperf3 -C run it
         ect1 = any(f.cc == "dctcp" and (f.host == h or h == server) for f in scenario.flows)
         ecn_mode = 1 if scenario.ecn else 0
         step = "congestion control and ECN"
