@@ -38,8 +38,10 @@ DCTCP               grows in congestion recovery (cc_dctcp.c                 tcp
                     a slow-start step (cwnd == ssthresh); no PRR walk:       from 1024, integer EWMA (below 16/1024 it drops to 0)
                     14.0-STABLE's dctcp_ack_received re-enters
                     congestion recovery, which would let PRR walk DCTCP
-                    too, but every SIFTR trace of docs/freebsd-siftr.md
-                    shows its CE cuts immediate
+                    too, but the l4s SIFTR traces show its CE cuts
+                    immediate (the fq_codel 10 Mbit/s one a 10-30 ms
+                    walk: docs/freebsd-siftr.md item 7). Integer alpha
+                    from 1024; below 16/1024 it stops decaying
 ECN receiver        one ECE bit. A cc_dctcp receiver (ecnpkt_handler;     the CE count per ACK (the model's simplification);
 (``ece_echo``,      iperf3 -C dctcp puts the server's socket on it): ECE     a DCTCP receiver (``ce_ack_now``, dctcp_ece_ack_update
 ``ce_ack_now``)     is the CE state of the last segment, and a change is     in tcp_dctcp.h) ACKs at once on every CE state change,
