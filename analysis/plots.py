@@ -61,6 +61,12 @@ class FigureFiles:
     pdf: Path
     data: Path | None = None
 
+    @classmethod
+    def planned(cls, base: Path, with_data: bool) -> "FigureFiles":
+        """The files :func:`save_figure` writes for ``base``."""
+        return cls(base.with_suffix(".png"), base.with_suffix(".svg"), base.with_suffix(".pdf"),
+                   base.with_suffix(".csv") if with_data else None)
+
 
 @dataclass
 class FigureData:
@@ -92,11 +98,13 @@ def save_figure(fig: Figure, base: Path, data: FigureData | None = None) -> Figu
     with no timestamps or URLs in their metadata; with ``data``, also ``base.csv`` and ``base.json`` (the spec)."""
     base = Path(base)
     FigureCanvasAgg(fig)
-    out = FigureFiles(base.with_suffix(".png"), base.with_suffix(".svg"), base.with_suffix(".pdf"),
-                      base.with_suffix(".csv") if data is not None else None)
+    out = FigureFiles.planned(base, data is not None)
     with matplotlib.rc_context({"svg.hashsalt": "l4stb", "svg.fonttype": "none", "pdf.fonttype": 42}):
         with atomic_path(out.png) as tmp:
             fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None})
+        # The PNG's draw placed every axes; keep those positions for the SVG and PDF rather than solving the
+        # constrained layout twice more (a third of each figure's save time, measured).
+        fig.set_layout_engine("none")
         with atomic_path(out.svg) as tmp:
             fig.savefig(tmp, format="svg", metadata={"Date": None, "Creator": None})
         with atomic_path(out.pdf) as tmp:

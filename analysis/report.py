@@ -20,6 +20,7 @@ from l4stb import aqm_catalogue
 from l4stb.analysis import figure_data as D, metrics as M, plots as P
 from l4stb.analysis.aqm_state import aqm_timeseries
 from l4stb.analysis.capacity import Capacity
+from l4stb.analysis.figure_saver import figure_batch
 from l4stb.analysis.flowview import DEFAULT_BIN_S, flow_rates
 from l4stb.analysis.report_frame import (FIGURES_DIR, ReportSection, ReportTable, cell_text, md_code, md_plain,
                                         write_report)
@@ -162,14 +163,15 @@ def network_sections(data: RunData, summary: RunSummary, packets: RunPacketViews
     AQM over time of one run (``packets``: its per-packet views, :func:`summarize_for_report`)."""
     m = summary.metrics
     figs: dict[str, Path] = {}
+    with figure_batch() as batch:
 
-    def save(name: str, fig, fdata=None) -> Path:
-        figs[name] = P.save_figure(fig, fig_dir / name, fdata).png
-        return figs[name]
+        def save(name: str, fig, fdata=None) -> Path:
+            figs[name] = batch.save(fig, fig_dir / name, fdata).png
+            return figs[name]
 
-    changes, util, bin_s = _network_figures(data, packets, m, save)
-    own_delay = _flow_delay_section(data, packets, m, save, figs)
-    over_time = _timeseries_section(data, packets, view, save, figs)
+        changes, util, bin_s = _network_figures(data, packets, m, save)
+        own_delay = _flow_delay_section(data, packets, m, save, figs)
+        over_time = _timeseries_section(data, packets, view, save, figs)
     ci_note = _ci_note(m.n_repeats)
     return [
         ReportSection("Overview", markdown=_overview_md(data, summary), tables=[_scenario_table(data),
@@ -720,7 +722,8 @@ def comparison_section(title: str, series: Mapping[str, SeriesData], fig_dir: Pa
             ("Throughput vs p95 queue delay per series, one point per repeat per flow class.", P.tradeoff_figure(trade),
              "tradeoff", D.tradeoff_data(trade)),
         ]
-    saved = [(caption, P.save_figure(fig, fig_dir / f"{name}_{stem}", data).png) for caption, fig, stem, data in figures]
+    with figure_batch() as batch:
+        saved = [(caption, batch.save(fig, fig_dir / f"{name}_{stem}", data).png) for caption, fig, stem, data in figures]
     rows = []
     for label, m in metrics.items():
         c, l_ = m.queues["C"], m.queues["L"]

@@ -222,29 +222,3 @@ def decision_latency(policy, states: np.ndarray, n: int = 300, warmup: int = 20,
     t = np.asarray(times)
     return {"p50": float(np.percentile(t, 50)), "p99": float(np.percentile(t, 99)), "mean": float(t.mean()),
             "n": int(len(t)), "threads": threads or before}
-
-
-@torch.no_grad()
-def batched_throughput(model, dataset: WindowDataset, batch_size: int = 64, max_batches: int = 20) -> float:
-    """Decisions per second of the full-window forward in batches (every real position is one decision)."""
-    if len(dataset) == 0:
-        return 0.0
-    model.eval()
-    device = next(model.parameters()).device
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    batches = []
-    for i, b in enumerate(loader):
-        if i >= max_batches:
-            break
-        batches.append({k: v.to(device) for k, v in b.items()})
-    model(batches[0]["returns"], batches[0]["states"], batches[0]["actions"])  # warm-up
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    t0 = time.perf_counter()
-    decisions = 0
-    for b in batches:
-        model(b["returns"], b["states"], b["actions"])
-        decisions += int((b["labels"] != IGNORE).sum())
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return decisions / max(time.perf_counter() - t0, 1e-9)

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from l4stb.analysis.plots import save_figure
+from l4stb.analysis.figure_saver import figure_batch
 from l4stb.analysis.pool import ACTION_NAMES
 from l4stb.analysis.report_frame import ReportSection, ReportTable
 
@@ -150,14 +150,20 @@ def baseline_gap_warning(metrics: dict) -> str:
 
 
 def model_sections(metrics: dict, history: list[dict], fig_dir: Path) -> list[ReportSection]:
+    """The training, classification and cost sections of a model, their figures written by the writer pool."""
     fig_dir = Path(fig_dir)
     fig_dir.mkdir(parents=True, exist_ok=True)
+    with figure_batch() as batch:
+        return _model_sections(metrics, history, fig_dir, batch.save)
+
+
+def _model_sections(metrics: dict, history: list[dict], fig_dir: Path, save) -> list[ReportSection]:
     test = metrics.get("test", {})
     data = metrics.get("data", {})
     backbone = metrics.get("backbone", {})
     params = metrics.get("params", {})
     out = []
-    curves = save_figure(training_curves_figure(history), fig_dir / "training_curves").png if history else None
+    curves = save(training_curves_figure(history), fig_dir / "training_curves").png if history else None
     intro = (
         f"Backbone **{backbone.get('name')}** ({backbone.get('family')}, {backbone.get('layers')} layers, hidden "
         f"{backbone.get('hidden_size')}); trainable parameters {params.get('trainable', 0):,} of "
@@ -187,7 +193,7 @@ def model_sections(metrics: dict, history: list[dict], fig_dir: Path) -> list[Re
     figs = []
     if test.get("confusion"):
         figs.append(("Confusion matrix of the L4S-LLM on the test split.",
-                     save_figure(confusion_figure(test["confusion"]), fig_dir / "confusion").png))
+                     save(confusion_figure(test["confusion"]), fig_dir / "confusion").png))
     out.append(ReportSection(
         "Classification on held-out data",
         markdown="Baselines are fit on the same train split and see only the current state row: always-forward "
@@ -205,7 +211,8 @@ def model_sections(metrics: dict, history: list[dict], fig_dir: Path) -> list[Re
         "Cost: latency, throughput, memory",
         markdown=(f"Decision latency at batch 1 with incremental KV-cache inference over the sliding window: p50 "
                   f"{_f(lat.get('p50'), 2)} ms, p99 {_f(lat.get('p99'), 2)} ms ({lat.get('n', '?')} decisions). "
-                  f"Batched: {metrics.get('decisions_per_s', 0):,.0f} decisions/s. Peak memory while training "
+                  f"Batched: {_f(metrics.get('decisions_per_s'), 0)} decisions/s, timed over the test split's own "
+                  f"evaluation pass. Peak memory while training "
                   f"{_f(mem.get('peak_mb'), 0)} MB ({mem.get('kind', 'RSS on CPU / max allocated on GPU')}). "
                   "Rows marked (paper) are the original authors' reported numbers, not measured here."),
         tables=[ReportTable(["configuration", "trainable params", "total params", "probe peak MB",
@@ -213,5 +220,5 @@ def model_sections(metrics: dict, history: list[dict], fig_dir: Path) -> list[Re
                             caption="LoRA vs full fine-tuning on the same probe (same batches and steps); "
                                     "rows marked (paper) give only the paper's parameter counts")],
         figures=[("Decision latency and training memory; grey bars are the paper's reported numbers.",
-                  save_figure(cost_figure(metrics), fig_dir / "cost").png)]))
+                  save(cost_figure(metrics), fig_dir / "cost").png)]))
     return out

@@ -487,6 +487,11 @@ class FlowGroup(Strict):
       or on-off with ``on_time``/``off_time`` periods; ``ecn`` sets its ECN field (``ect1`` lands in the L queue).
     * ``size`` with ``mean_gap``: short flows. Each of the ``connections`` sends ``size`` bytes (iperf3
       ``-n``) and ends; their starts are Poisson arrivals, ``mean_gap`` apart on average, from ``start``.
+    * ``server_cc``: run iperf3 without ``-C``, as scripts that set ``net.inet.tcp.cc.algorithm`` on the client
+      do: the client's default is then this group's ``cc`` and the server's accepted socket runs the server's
+      default, ``server_cc``. Unset (the default), iperf3 ``-C cc`` puts the server's socket on the flow's CC too
+      (esnet/iperf ``iperf_tcp.c``). It matters for FreeBSD DCTCP: only a cc_dctcp receiver echoes CE segment by
+      segment (``dctcp_ecnpkt_handler``); any other holds ECE until the sender's CWR (:mod:`l4stb.sim.tcp`).
     """
 
     host: HostName
@@ -501,6 +506,7 @@ class FlowGroup(Strict):
     ecn: Literal["not-ect", "ect0", "ect1"] = "not-ect"
     size: Optional[Size] = None
     mean_gap: Optional[Duration] = None
+    server_cc: Optional[Literal["cubic", "newreno", "dctcp"]] = None
 
     @model_validator(mode="after")
     def _kind_fields(self) -> "FlowGroup":
@@ -519,6 +525,8 @@ class FlowGroup(Strict):
             if self.rate is not None or self.on_time or self.off_time or self.ecn != "not-ect":
                 raise ValueError(f"rate, on_time, off_time and ecn are for cc: udp flows; cc: {self.cc} sets its own ECN "
                                  "and rate")
+        if self.server_cc is not None and self.cc in ("udp", "prague"):
+            raise ValueError(f"server_cc is for iperf3 TCP flows (cubic, newreno, dctcp), not cc: {self.cc}")
         if (self.size is None) != (self.mean_gap is None):
             raise ValueError("short flows need both size (bytes per flow) and mean_gap (mean time between "
                              "Poisson arrivals)")
@@ -705,6 +713,29 @@ class Scenario(Strict):
                                  f"of the repeat ({format_duration(end)}: duration plus the latest flow start), so the "
                                  "rate would never change; drop the step or lengthen duration")
         return self
+
+    @model_validator(mode="after")
+    def _one_default_cc_per_host(self) -> "Scenario":
+        """Flows without iperf3 -C (``server_cc``) run their host's default CC and the server's: one of each."""
+        server = {g.server_cc for g in self.flows if g.server_cc}
+        if len(server) > 1:
+            raise ValueError(f"flows name different server_cc ({', '.join(sorted(server))}); the server has one "
+                             "default congestion control: give them all the same")
+        for host in {g.host for g in self.flows}:
+            own = {g.cc for g in self.flows if g.host == host and g.server_cc}
+            if len(own) > 1:
+                raise ValueError(f"flows of {host} with server_cc run {', '.join(sorted(own))}, but without iperf3 -C "
+                                 f"a flow runs its host's one default congestion control: give {host} one of them")
+        return self
+
+    def default_cc(self, host: str) -> str:
+        """``net.inet.tcp.cc.algorithm`` of ``host`` (a client, or the server as ``""``): the CC of its flows that run
+        without iperf3 -C, else its first TCP flow's; the server's is the flows' ``server_cc``; else cubic."""
+        groups = [g for g in self.flows if g.cc not in ("prague", "udp")]
+        if not host:
+            return next((g.server_cc for g in groups if g.server_cc), "cubic")
+        return next((g.cc for g in groups if g.host == host and g.server_cc),
+                    next((g.cc for g in groups if g.host == host), "cubic"))
 
     def host(self, name: str) -> HostSettings:
         """The settings of client ``name`` (defaults when the scenario names none)."""

@@ -65,13 +65,15 @@ def test_single_scalable_flow_keeps_the_l_queue_within_a_few_ms_without_drops(tm
     assert stats["utilisation"] >= 0.90
 
 
-@pytest.mark.parametrize("cc, min_utilisation", [("dctcp", 0.6), ("prague", 0.9)])
+@pytest.mark.parametrize("cc, min_utilisation", [("dctcp", 0.5), ("prague", 0.9)])
 def test_linux_step_holds_a_single_scalable_flow_to_about_one_packet_of_queue(tmp_path, cc, min_utilisation):
     """Linux's step (every L packet whose sojourn exceeds 1 ms is marked, min_qlen_step 0): at 8 Mbit/s one
     1500-byte packet takes 1.5 ms, so any packet that waits behind another is marked. Median L sojourn
     <= 1.6 ms (one packet ahead at most), no drops. The price, measured (seed 3): unpaced FreeBSD DCTCP,
     whose ACK-clocked pairs arrive back to back so the second of each waits 1.5 ms and is marked, keeps
-    the link only ~77 % busy (asserted >= 60 %); paced udp_prague (FreeBSD's prague) ~93 %."""
+    the link only ~59 % busy (asserted >= 50 %; 77 % before issue 25 modelled cc_dctcp's integer alpha and
+    its receiver, which ACKs each CE change at once: here nearly every segment); paced udp_prague (FreeBSD's
+    prague) ~93 %."""
     stats, rows = run(tmp_path, f"[{{host: client2, cc: {cc}}}]")
     med = statistics.median(delays(rows, 1))
     assert med <= 1_600, med
@@ -94,13 +96,14 @@ def test_cubic_against_a_scalable_flow_shares_the_link_and_keeps_l_latency(tmp_p
     ends (tcp_input.c, the IN_CONGRECOVERY branch; issue 25's fix A took Cubic from 2.11-2.27 to 1.13-1.55
     Mbit/s over seeds 1-6; with the receiver's window, l4stb.sim.rcvwnd, 1.13-1.27). Asserted 1.6-7x.
     Prague on the default FreeBSD host is udp_prague (rate-based, RTT-independent with a 25 ms virtual RTT):
-    asserted 0.5-1.1x. The derivation assumes the L queue may hold a packet or two, so this runs RFC
+    seeds 1-4 give 0.88-1.21x (0.97-1.14x before issue 25 modelled the FreeBSD receiver's one ECE bit and its
+    immediate ACK of CWR; the same spread); asserted 0.5-1.3x. The derivation assumes the L queue may hold a packet or two, so this runs RFC
     9332's Th_len step; Linux's step, which marks every packet waiting behind another at 8 Mbit/s, gives
     less (README, DualPI2)."""
     stats, rows = run(tmp_path, f"[{{host: client1, cc: cubic}}, {{host: client2, cc: {cc}}}]",
                       "aqm.step_semantics=rfc9332-thlen")
     ratio = rate(stats, 1) / rate(stats, 0)
-    assert (1.6 <= ratio <= 7.0) if cc == "dctcp" else (0.5 <= ratio <= 1.1), ratio
+    assert (1.6 <= ratio <= 7.0) if cc == "dctcp" else (0.5 <= ratio <= 1.3), ratio
     assert stats["utilisation"] >= 0.97
     assert statistics.median(delays(rows, 1)) <= 3_000
     assert 8_000 <= statistics.median(delays(rows, 0)) <= 22_000

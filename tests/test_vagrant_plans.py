@@ -373,3 +373,15 @@ def test_each_client_waits_its_seeded_share_of_the_start_jitter():
     assert len(set(starts)) == len(starts) and all(0 <= s < 0.2 for s in starts), "not in lockstep, within 200 ms"
     assert starts == [t / 1e6 for g in range(len(sc.flows)) for t in sc.connection_starts_us(sc.repeat_seed(3), g)]
     assert starts != [p.start_s for p in plans.processes(sc, topo, "x-1", 4) if p.side == "client"], "seeded per repeat"
+
+
+def test_flows_with_server_cc_run_iperf3_without_c_on_the_hosts_default_ccs():
+    """The SIFTR runs' setup: the client's CC by sysctl, no -C, the server's socket on the server's default."""
+    sc, topo = load_scenario("freebsd-siftr-l4s-8mbps-10ms"), load_topology("dumbbell-4")
+    clients = [p for p in plans.processes(sc, topo, "r-1", 1) if p.side != "server"]
+    argv = {p.cc: " ".join(p.argv) for p in clients}
+    assert "-C cubic" in argv["cubic"] and "-C" not in argv["newreno"] and "-C" not in argv["dctcp"]
+    steps = {s.host: s.script for s in plans.configure_endpoint_steps(sc, topo, "r-1", 1)}
+    assert "net.inet.tcp.cc.algorithm=newreno" in steps["client1"]
+    assert "net.inet.tcp.cc.algorithm=dctcp" in steps["client2"]
+    assert "net.inet.tcp.cc.algorithm=cubic" in steps["server"]

@@ -241,7 +241,7 @@ def _start_flows(job: SimJob, engine: Engine, flows: list, bottleneck: Bottlenec
             size_segs = -(-group.size // MSS) if group.short else 0
             flow = TcpFlow(sp.fid, sp.cc, sc.ecn, start, max(end, start + 1), engine, acc, stack=host.stack,
                            size_segs=size_segs, extra_delay_ns=extra_ns, handshake_rtt_ns=rtt0,
-                           kern_hz=sc.aqm.kern_hz)
+                           kern_hz=sc.aqm.kern_hz, server_cc=group.server_cc or "")
         flows.append(flow)
         engine.schedule(start, EV_START, flow)
         t_stop = max(t_stop, end)

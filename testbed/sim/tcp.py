@@ -83,6 +83,15 @@ from l4stb.sim.tcp_stacks import INIT_CWND, sender_cc
 
 MSS = 1448
 PKT_BYTES = 1500
+ECE_COUNT = "count"
+"""The receiver's ACK carries how many of the segments it covers were CE (the model's Linux receivers)."""
+ECE_LATCH = "latch"
+"""FreeBSD's RFC 3168 receiver (tcp_ecn.c tcp_ecn_input_segment, any CC but DCTCP): TF2_ECN_SND_ECE is set by a CE
+segment and cleared by the sender's CWR segment, so every ACK in between carries ECE. The public SIFTR runs' DCTCP
+flows had such a receiver: their server socket ran its default CC (docs/freebsd-siftr.md)."""
+ECE_STATE = "state"
+"""FreeBSD's cc_dctcp receiver (cc_dctcp.c dctcp_ecnpkt_handler, FreeBSD 14: read in sobomax/freebsd14_vendor at
+0f7ff342): ECE is the CE state of the last segment, and a change is ACKed at once."""
 ACK_BYTES = 52
 INIT_RTO_NS = 1_000_000_000
 RTO_MIN_NS = 30_000_000
@@ -129,18 +138,20 @@ class TcpFlow:
         "wnd_seen",
         # receiver
         "rcv_nxt", "ooo", "ack_pending", "ce_pending", "ts_recent", "delack_at", "ce_received", "bytes_rcvd",
-        "ce_state", "ce_ack_now", "cwr_pending", "quick", "rcv_last", "rwnd",
+        "ce_state", "ce_ack_now", "ece_echo", "cwr_pending", "cwr_seq", "quick", "rcv_last", "rwnd",
         # iperf3 samples
         "samples", "interval_ns", "next_sample",
     )
 
     def __init__(self, fid: int, cc: str, ecn: bool, start_ns: int, end_ns: int, sim, access, *,
                  stack: str = "freebsd", size_segs: int = 0, extra_delay_ns: int = 0, handshake_rtt_ns: int = 0,
-                 kern_hz: int = 1000):
+                 kern_hz: int = 1000, server_cc: str = ""):
         """``size_segs`` > 0: a short flow that ends once that many segments are acked (iperf3 ``-n``).
         ``extra_delay_ns``: added to every data packet's way to the router (a per-flow/host dummynet pipe).
         ``handshake_rtt_ns``: the three-way handshake's round trip, a FreeBSD receiver's only RTT sample (its
-        receive-buffer autoscaling times itself by it); ``kern_hz``: the receiver's clock tick rate."""
+        receive-buffer autoscaling times itself by it); ``kern_hz``: the receiver's clock tick rate; ``server_cc``:
+        the congestion control of the server's socket when it is not the flow's (iperf3 without -C): a FreeBSD
+        receiver's ECE echo depends on whether it runs cc_dctcp (:data:`ECE_STATE`, :data:`ECE_LATCH`)."""
         self.fid = fid
         self.cc = sender_cc(stack, cc, ecn, start_ns)
         """The stack's congestion control (:mod:`l4stb.sim.tcp_stacks`), bound once; the codepoints and pacing
@@ -232,7 +243,13 @@ class TcpFlow:
         self.bytes_rcvd = 0
         self.ce_state = False
         self.ce_ack_now = self.cc.ce_ack_now
+        self.ece_echo = self.cc.ece_echo
+        if server_cc and self.cc.stack == "freebsd":
+            self.ece_echo = ECE_STATE if server_cc == "dctcp" else ECE_LATCH
         self.cwr_pending = False
+        """A FreeBSD sender cut its window (:meth:`l4stb.sim.tcp_stacks.FreeBsdSender.signal_cwr`): the first new
+        segment from ``cwr_seq`` on carries CWR."""
+        self.cwr_seq = 0
         self.quick = QUICKACKS if self.cc.quickack else -1
         """Linux's receiver: immediate ACKs left in quick-ACK mode (icsk_ack.quick); -1 for a receiver without it."""
         self.rcv_last = 0
@@ -709,18 +726,37 @@ class TcpFlow:
         seq = pkt[4]
         is_ce = pkt[2] == CE
         ack_now = False
-        if self.ce_ack_now:
-            if is_ce != self.ce_state:
-                # dctcp_ece_ack_update: a CE state change forces an immediate ACK; a delayed ACK for the segments
-                # before this one goes out first, echoing their (prior) state
-                if self.ack_pending:
-                    self._ack(now, -1, self.ts_recent)
-                self.ce_state = is_ce
-                ack_now = True
-            if self.cwr_pending and seq >= self.cwr_end:
-                # tcp_ecn_accept_cwr: a data segment carrying CWR (the first new one sent after entering CWR) is
-                # ACKed at once ("its cwnd may be very low")
+        echo = self.ece_echo
+        if echo == ECE_COUNT:
+            if self.ce_ack_now:
+                if is_ce != self.ce_state:
+                    # dctcp_ece_ack_update: a CE state change forces an immediate ACK; a delayed ACK for the
+                    # segments before this one goes out first, echoing their (prior) state
+                    if self.ack_pending:
+                        self._ack(now, -1, self.ts_recent)
+                    self.ce_state = is_ce
+                    ack_now = True
+                if self.cwr_pending and seq >= self.cwr_end:
+                    # tcp_ecn_accept_cwr: a data segment carrying CWR (the first new one sent after entering CWR)
+                    # is ACKed at once ("its cwnd may be very low")
+                    self.cwr_pending = False
+                    ack_now = True
+        else:
+            cwr = self.cwr_pending and seq >= self.cwr_seq
+            if cwr:
+                # tcp_ecn.c tcp_ecn_input_segment: a segment with CWR clears TF2_ECN_SND_ECE and sets TF_ACKNOW
+                # (so does cc_dctcp's ecnpkt_handler); a later segment stands in for a lost CWR one
                 self.cwr_pending = False
+                ack_now = True
+                if echo == ECE_LATCH:
+                    self.ce_state = False
+            if echo == ECE_LATCH:
+                if is_ce:
+                    self.ce_state = True  # ... and a CE one sets it (RFC 3168)
+            elif is_ce != self.ce_state:
+                # cc_dctcp.c dctcp_ecnpkt_handler: ECE follows the CE state (ce_prev); a change sets CCF_ACKNOW,
+                # so this segment and any delayed one are ACKed at once, with the new state
+                self.ce_state = is_ce
                 ack_now = True
         if is_ce:
             self.ce_pending += 1
@@ -779,7 +815,7 @@ class TcpFlow:
             self.rwnd.on_ack_sent(now)
         self.ack_pending = 0
         self.delack_at = 0
-        ce = self.ce_pending
+        ce = self.ce_pending if self.ece_echo == ECE_COUNT else int(self.ce_state)
         self.ce_pending = 0
         self.sim.acks.append((now + self.sim.ack_delay_ns[self.fid], self, self.rcv_nxt, sack, ce, ts_echo))
 

@@ -38,11 +38,17 @@ DCTCP               grows in congestion recovery (cc_dctcp.c                 tcp
                     a slow-start step (cwnd == ssthresh); no PRR walk:       from 1024, integer EWMA (below 16/1024 it drops to 0)
                     14.0-STABLE's dctcp_ack_received re-enters
                     congestion recovery, which would let PRR walk DCTCP
-                    too, but every SIFTR trace of docs/freebsd-siftr.md
-                    shows its CE cuts immediate
-DCTCP receiver      every 2nd segment (the FreeBSD model; cc_dctcp's         dctcp_ece_ack_update (tcp_dctcp.h): an immediate ACK on
-(``ce_ack_now``)    dctcp_ecnpkt_handler also ACKs on a CE change: not       every CE state change, the delayed one for the prior
-                    modelled yet, so FreeBSD results stay as published)      segments first; the CWR segment at once (tcp_ecn_accept_cwr)
+                    too, but the l4s SIFTR traces show its CE cuts
+                    immediate (the fq_codel 10 Mbit/s one a 10-30 ms
+                    walk: docs/freebsd-siftr.md item 7). Integer alpha
+                    from 1024; below 16/1024 it stops decaying
+ECN receiver        one ECE bit. A cc_dctcp receiver (ecnpkt_handler;     the CE count per ACK (the model's simplification);
+(``ece_echo``,      iperf3 -C dctcp puts the server's socket on it): ECE     a DCTCP receiver (``ce_ack_now``, dctcp_ece_ack_update
+``ce_ack_now``)     is the CE state of the last segment, and a change is     in tcp_dctcp.h) ACKs at once on every CE state change,
+                    ACKed at once with it; any other (tcp_ecn.c              the delayed ACK for the prior segments first
+                    tcp_ecn_input_segment, RFC 3168): ECE from a CE until
+                    the sender's CWR segment. Both ACK a CWR segment at
+                    once; the sender sets CWR at each cut
 Cubic               cc_cubic.c: K = cbrt(W_max 0.3 / C) from W_max alone,  tcp_cubic.c: bictcp_update (origin W_max, t + min RTT,
                     cwnd jumps to W_cubic(t + mean RTT) or W_est =          cnt per ACK, Reno-friendly tcp_cwnd at 3(1-b)/(1+b)),
                     0.7 W_max + 0.53 t/mean RTT, ssthresh cwnd/2 at the    beta 717/1024, fast convergence, HyStart (ACK train
@@ -58,8 +64,9 @@ lost retransmits    LRD (tcp_sack.c tcp_sack_lost_retransmission): a SACK  RACK 
 ==================  =====================================================  ====================================================
 
 The arithmetic of Cubic (both stacks) and Prague is in :mod:`l4stb.sim.tcp_cc`. DCTCP on both stacks: alpha EWMA
-with g = 1/16 per window of data, starting at 1; FreeBSD cuts cwnd = ssthresh = cwnd (1 - alpha/2) in bytes,
-Linux ssthresh = cwnd - (cwnd alpha_1024 >> 11) then PRR; both halve on loss.
+with g = 1/16 per window of data, in 1/1024 from 1024 in each kernel's integer arithmetic; FreeBSD cuts
+cwnd = ssthresh = cwnd - (cwnd alpha >> 11) in bytes, Linux ssthresh = cwnd - (cwnd alpha_1024 >> 11) then PRR;
+both halve on loss.
 
 The methods take the flow ``f`` and read or set its shared sender state (``cwnd``, ``ssthresh``, ``in_cwr``,
 ``snd_una`` ...); what only one CC keeps (Cubic's curve, DCTCP's alpha, Prague's frac_cwnd) lives on the object.
@@ -72,8 +79,12 @@ import math
 from l4stb.sim.packet import ECT0, ECT1, NOT_ECT
 from l4stb.sim.tcp_cc import FreeBsdCubic, LinuxCubic, PragueV07, ai
 
+MSS_BYTES = 1448
+"""The payload of a segment (tcp_maxseg: t_maxseg less the timestamp option), the unit of cwnd here."""
+T_MAXSEG = 1460
+"""FreeBSD's raw ``t_maxseg`` (no option bytes taken off): cc_dctcp.c's ECE-edge correction uses it."""
+
 INIT_CWND = 10.0
-DCTCP_G = 1.0 / 16
 DCTCP_SHIFT_G = 4
 DCTCP_MAX_ALPHA = 1024
 """Linux tcp_dctcp.c: alpha in 1/1024 (DCTCP_MAX_ALPHA), g = 2^-dctcp_shift_g, dctcp_alpha_on_init = 1024."""
@@ -93,6 +104,10 @@ class SenderCC:
     prr = False
     lrd = False
     ce_ack_now = False
+    ece_echo = "count"
+    """How the flow's receiver (the server runs the sender's stack) tells CE back: ``count`` (the model's Linux
+    receivers: each ACK carries how many CE segments it covers), ``latch`` or ``state`` (FreeBSD's one ECE bit:
+    see :data:`l4stb.sim.tcp.ECE_LATCH`); the FreeBSD flow chooses by its server's CC (:class:`l4stb.sim.tcp.TcpFlow`)."""
     tracks_srtt = False
     samples_rtt = False
     rack_tlp = False
@@ -181,11 +196,14 @@ class FreeBsdSender(SenderCC):
         super().__init__(ecn_cp, rtx_cp)
         self.recover_fs = 0
 
+    ece_echo = "latch"
+    """With its own CC on the server (iperf3 -C): tcp_ecn.c's RFC 3168 receiver (:data:`l4stb.sim.tcp.ECE_LATCH`)."""
+
     def on_ack(self, f, now, cum, acked, delivered, ce):
         if acked <= 0:
             return
         if ce:
-            f.ce_acked += ce
+            f.ce_acked += acked  # ``ce`` is the ACK's ECE bit: the segments it acks are what the sender learns
         if f.in_rec:
             return
         if ce and self.classic_ecn and cum > f.ecn_recover:
@@ -193,6 +211,7 @@ class FreeBsdSender(SenderCC):
             # snd_recover = snd_max + 1; the CC module (cc_newreno.c / cc_cubic.c CC_ECN) sets ssthresh and
             # cwnd and enters congestion recovery. PRR runs on this same ACK (below).
             f.ecn_recover = f.snd_nxt
+            self.signal_cwr(f)
             f.in_cwr = True
             f.marked_rtts += 1
             new = self.ecn_ssthresh(f, now)
@@ -213,6 +232,14 @@ class FreeBsdSender(SenderCC):
             # tcp_input.c cc_ack_received: CCF_CWND_LIMITED only while snd_cwnd <= snd_wnd; cc_newreno.c and
             # cc_cubic.c ack_received grow only with it (the receive window: l4stb.sim.rcvwnd)
             self.grow(f, now, acked)
+
+    def signal_cwr(self, f) -> None:
+        """tcp_input.c cc_cong_signal (CC_ECN episode, CC_NDUPACK, CC_RTO): with ECN negotiated, TF2_ECN_SND_CWR,
+        so the next new data segment carries CWR (tcp_ecn.c tcp_ecn_output_established: new data only); its
+        receiver ACKs that segment at once (:meth:`l4stb.sim.tcp.TcpFlow.on_data`)."""
+        if self.ecn_cp != NOT_ECT:
+            f.cwr_pending = True
+            f.cwr_seq = f.high_tx
 
     def congestion_prr(self, f, cum: int, acked: int) -> None:
         """tcp_input.c tcp_do_segment, the ``IN_CONGRECOVERY`` branch ("During ECN cwnd reduction always use
@@ -278,6 +305,11 @@ class FreeBsdSender(SenderCC):
         # ssthresh (the window was already cut for this round)
         if not f.in_cwr:
             f.ssthresh = self.loss_ssthresh(f, now)
+        self.enter_fast_recovery(f)
+
+    def enter_fast_recovery(self, f) -> None:
+        """The CC-independent part of entering fast recovery, once ssthresh is set."""
+        self.signal_cwr(f)  # cc_cong_signal CC_NDUPACK
         # tcp_input.c, enter_recovery with do_prr: recover_fs = the flight now; the next ECN episodes' PRR
         # divides by it (nothing else resets it; LRD's adjustment of it is not modelled)
         self.recover_fs = max(1, f.snd_nxt - f.snd_una)
@@ -298,6 +330,7 @@ class FreeBsdSender(SenderCC):
         self.reset_prr(f)
 
     def on_rto(self, f, now, flight):
+        self.signal_cwr(f)  # cc_cong_signal CC_RTO
         # FreeBSD cc_cong_signal CC_RTO: max(2, min(wnd, cwnd) / 2 / mss) whole MSS
         f.ssthresh = float(max(2, int(min(f.cwnd, float(flight) if flight else f.cwnd)) // 2))
 
@@ -338,59 +371,120 @@ class FreeBsdCubicCC(FreeBsdSender):
 
 
 class FreeBsdDctcp(FreeBsdSender):
-    """FreeBSD 14.1 cc_dctcp: alpha per window of data, CC_ECN cwnd = ssthresh = cwnd (1 - alpha/2) in bytes,
-    newreno's growth on every ACK (the reducing one included), alpha updated on CC_RTO too."""
+    """FreeBSD 14's cc_dctcp.c, in its integer arithmetic (read in sobomax/freebsd14_vendor at 0f7ff342, a
+    FreeBSD 14 tree: t_flags2, tcp_maxseg(ccv->ccvc.tcp)): alpha in 1/1024 from 1024 (``V_dctcp_alpha`` =
+    MAX_ALPHA_VALUE), ``dctcp_update_alpha`` once th_ack passes ``save_sndnxt`` and when congestion recovery ends
+    (``dctcp_post_recovery``): alpha - (alpha >> 4) + (bytes_ecn << 6) / bytes_total, so an alpha below 16 never
+    decays (15/1024 is its floor once reached); CC_ECN cwnd = ssthresh = max(cwnd - (cwnd alpha >> 11), 2 mss) in
+    bytes, once per episode (``snd_recover``); newreno's growth on every ACK (the reducing one included).
 
-    __slots__ = ("alpha", "win_end", "win_acked", "win_ce")
+    The sender has only the ECE bit of each ACK: ``dctcp_ack_received`` counts the bytes an ECE ACK acks as
+    marked, less one ``t_maxseg`` on the first ECE ACK after unmarked ones and plus one on the first unmarked
+    ACK after marked ones (a DCTCP receiver's ACK at a CE change covers one segment of the other state). What
+    the bit means depends on the receiver: :data:`l4stb.sim.tcp.ECE_STATE` for a cc_dctcp receiver,
+    :data:`l4stb.sim.tcp.ECE_LATCH` (set from a CE until the sender's CWR arrives) for any other."""
+
+    __slots__ = ("alpha", "alpha_1024", "win_end", "bytes_total", "bytes_ecn", "ece_prev", "congrec", "cwnd_prev")
 
     name = "dctcp"
+    ece_echo = "state"
+    """With cc_dctcp on the server too (iperf3 -C dctcp): dctcp_ecnpkt_handler's echo (:data:`l4stb.sim.tcp.ECE_STATE`)."""
 
     def __init__(self, ecn_cp, rtx_cp):
         super().__init__(ecn_cp, rtx_cp)
+        self.alpha_1024 = DCTCP_MAX_ALPHA
         self.alpha = 1.0
         self.win_end = 0
-        self.win_acked = 0
-        self.win_ce = 0
+        """``save_sndnxt`` in segments: alpha is updated once cum passes it (SEQ_GT)."""
+        self.bytes_total = 0
+        self.bytes_ecn = 0
+        self.ece_prev = False
+        self.congrec = False
+        """TF_CONGRECOVERY: from a CE cut until th_ack reaches snd_recover (or a loss recovery's end)."""
+        self.cwnd_prev = 0.0
+        """``snd_cwnd_prev``: cwnd at the last ECE ACK (CC_ECN), which a loss in congestion recovery halves."""
 
     def update_alpha(self, f) -> None:
-        self.alpha = (1 - DCTCP_G) * self.alpha + DCTCP_G * (self.win_ce / self.win_acked if self.win_acked else 0.0)
-        self.win_acked = 0
-        self.win_ce = 0
+        """cc_dctcp.c dctcp_update_alpha."""
+        a = self.alpha_1024
+        a = min(a - (a >> DCTCP_SHIFT_G) + (self.bytes_ecn << (10 - DCTCP_SHIFT_G)) // max(self.bytes_total, 1),
+                DCTCP_MAX_ALPHA)
+        self.alpha_1024 = a
+        self.alpha = a / DCTCP_MAX_ALPHA
+        self.bytes_ecn = 0
+        self.bytes_total = 0
         self.win_end = f.snd_nxt
+
+    def count(self, acked: int, ece: bool) -> None:
+        """dctcp_ack_received's byte counts (``ece_curr``/``ece_prev``, t_maxseg = 1460 against 1448-byte
+        segments, as the real stack does)."""
+        b = acked * MSS_BYTES
+        self.bytes_total += b
+        if ece:
+            self.bytes_ecn += b - T_MAXSEG if (not self.ece_prev and b > T_MAXSEG) else b
+        elif self.ece_prev and b > T_MAXSEG:
+            self.bytes_ecn += T_MAXSEG
+        self.ece_prev = ece
 
     def on_ack(self, f, now, cum, acked, delivered, ce):
         if acked <= 0:
             return
-        if ce:
-            f.ce_acked += ce
+        ece = ce > 0
+        if ece:
+            f.ce_acked += acked
         if f.in_rec:
+            # fast recovery sets TF_CONGRECOVERY too (ENTER_RECOVERY): no CE cut; dctcp_ack_received still
+            # counts, but newreno does not grow (IN_FASTRECOVERY) and alpha waits (!IN_FASTRECOVERY)
+            self.count(acked, ece)
             return
-        self.win_acked += acked
-        self.win_ce += ce
-        if f.snd_una >= self.win_end:
+        if ece:
+            self.cwnd_prev = f.cwnd
+            if not self.congrec or cum > f.ecn_recover:
+                # tcp_input.c cc_cong_signal(CC_ECN), run before the ACK is processed: a new episode
+                # (snd_recover = snd_max + 1, CWR); dctcp_cong_signal cuts and enters congestion recovery
+                f.ecn_recover = f.snd_nxt
+                self.signal_cwr(f)
+                f.marked_rtts += 1
+                new = self.ecn_ssthresh(f, now)
+                f.cwnd = new
+                f.ssthresh = new
+                f.bytes_acked = 0
+                self.congrec = True
+        elif self.congrec and cum > f.ecn_recover:
+            # th_ack >= snd_recover ends congestion recovery: cc_post_recovery -> dctcp_post_recovery updates alpha
             self.update_alpha(f)
-        if ce and f.snd_una > f.ecn_recover:
-            f.ecn_recover = f.snd_nxt
-            f.marked_rtts += 1
-            new = self.ecn_ssthresh(f, now)
-            f.cwnd = new
-            f.ssthresh = new
-            f.bytes_acked = 0
-        # FreeBSD cc_dctcp grows on every ACK, the reducing one included (cong_signal runs before
-        # ack_received, which leaves congestion recovery to grow); there cwnd == ssthresh: slow start. It calls
-        # newreno's ack_received, which grows only while cwnd <= snd_wnd (CCF_CWND_LIMITED, cc_ack_received)
+            self.congrec = False
+        # dctcp_ack_received: newreno's growth (congestion recovery left around it; the reducing ACK finds
+        # cwnd == ssthresh: slow start), only while cwnd <= snd_wnd (CCF_CWND_LIMITED, cc_ack_received); then
+        # the counts, and alpha once th_ack passes save_sndnxt
         if f.cwnd <= f.snd_wnd_mss:
             self.grow(f, now, acked)
+        self.count(acked, ece)
+        if cum > self.win_end:
+            self.update_alpha(f)
 
     def loss_ssthresh(self, f, now):
         return max(f.cwnd / 2, 2.0)  # cc_dctcp CC_NDUPACK: max(cwin / 2, 2 * mss) in bytes
 
+    def enter_recovery(self, f, now):
+        # cc_dctcp CC_NDUPACK: in congestion recovery, from snd_cwnd_prev (the window before the CE cut)
+        f.ssthresh = max(self.cwnd_prev / 2, 2.0) if self.congrec else self.loss_ssthresh(f, now)
+        self.congrec = True
+        self.enter_fast_recovery(f)
+
+    def end_recovery(self, f):
+        super().end_recovery(f)  # dctcp_post_recovery: newreno's post_recovery, then alpha
+        self.update_alpha(f)
+        self.congrec = False
+
     def ecn_ssthresh(self, f, now):
-        return max(f.cwnd * (1 - self.alpha / 2), 2.0)  # cc_dctcp CC_ECN, bytes
+        cwin = int(f.cwnd * MSS_BYTES)  # cc_dctcp CC_ECN, bytes
+        return max(cwin - ((cwin * self.alpha_1024) >> (10 + 1)), 2 * MSS_BYTES) / MSS_BYTES
 
     def on_rto(self, f, now, flight):
         super().on_rto(f, now, flight)
         self.update_alpha(f)  # cc_dctcp CC_RTO updates alpha
+        self.congrec = False  # cc_cong_signal CC_RTO: EXIT_RECOVERY
 
 
 # ================================================================================================ Linux

@@ -761,11 +761,11 @@ def processes(scenario: Scenario, topology: Topology, run_id: str, repeat: int) 
                     what, tail = f"unresponsive UDP at {flow.rate} bit/s ({flow.ecn})", f"{dur_s} s"
                 elif flow.short:
                     how = ("-n", str(flow.size))
-                    cc_args = ("-C", flow.cc)
+                    cc_args = () if flow.server_cc else ("-C", flow.cc)
                     what, tail = flow.cc, f"a short flow of {flow.size} bytes"
                 else:
                     how = ("-t", str(dur_s))
-                    cc_args = ("-C", flow.cc)
+                    cc_args = () if flow.server_cc else ("-C", flow.cc)  # server_cc: the hosts' defaults
                     what, tail = flow.cc, f"{dur_s} s"
                 procs.append(Proc(
                     server_name, server, "server", "iperf3", flow.cc, g, c, port, "udp" if udp else "tcp",
@@ -981,7 +981,9 @@ def configure_endpoint_steps(scenario: Scenario, topology: Topology, run_id: str
         for f in scenario.flows:
             if f.cc not in ("prague", "udp") and (f.host == h or h == server) and f.cc not in tcp_ccs:
                 tcp_ccs.append(f.cc)
-        default_cc = next((f.cc for f in scenario.flows if f.host == h and f.cc not in ("prague", "udp")), "cubic")
+        default_cc = scenario.default_cc("" if h == server else h)
+        if h == server and any(f.server_cc for f in scenario.flows) and default_cc not in tcp_ccs:
+            tcp_ccs.append(default_cc)  # the server's sockets of flows without iperf3 -C run it
         ect1 = any(f.cc == "dctcp" and (f.host == h or h == server) for f in scenario.flows)
         ecn_mode = 1 if scenario.ecn else 0
         step = "congestion control and ECN"
