@@ -12,6 +12,11 @@ import pytest
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
 
+# The suite's xdist workers already keep every core busy, so report figures are written in the process that
+# draws them (every `l4stb` subprocess would otherwise start its own writer pool); tests/test_figure_saver.py
+# turns the pool on where it is the subject.
+os.environ.setdefault("L4STB_FIGURE_WORKERS", "0")
+
 
 @dataclass
 class CliResult:
